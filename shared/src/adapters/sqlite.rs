@@ -1,0 +1,744 @@
+//! SQLite behind every store port, and behind the local queues. Everything a request
+//! accepted is in this one file before the request is answered, so a restart loses nothing.
+//!
+//! Tickets, customers and messages are kept as JSON documents beside the columns the
+//! filters need. A ticket change is written to the `ticket_changes` queue in the same
+//! transaction as the ticket itself: the local stand-in for a DynamoDB stream.
+
+use crate::domain::{
+    Channel, ChannelIdentity, Customer, DeliveryStatus, Direction, Message, Ticket, TicketFilter,
+};
+use crate::ports::{
+    ConversationStore, CustomerStore, IdempotencyStore, Page, Queue, QueueName, SessionStore,
+    TicketChange, TicketStore, WebchatSession,
+};
+use crate::{Error, Result};
+use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use tokio::sync::watch;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS customers (id TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS identities (
+    channel TEXT NOT NULL, external_id TEXT NOT NULL, customer_id TEXT NOT NULL,
+    PRIMARY KEY (channel, external_id));
+CREATE TABLE IF NOT EXISTS tickets (
+    id TEXT PRIMARY KEY, customer_id TEXT NOT NULL, status TEXT NOT NULL,
+    priority TEXT NOT NULL, skill TEXT NOT NULL, assignee TEXT, channel TEXT NOT NULL,
+    version INTEGER NOT NULL, rated_at TEXT, body TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS tickets_by_customer ON tickets (customer_id, status);
+CREATE INDEX IF NOT EXISTS tickets_by_status ON tickets (status, id);
+CREATE INDEX IF NOT EXISTS tickets_by_assignee ON tickets (assignee, id);
+CREATE INDEX IF NOT EXISTS tickets_by_rated_at ON tickets (rated_at);
+CREATE TABLE IF NOT EXISTS messages (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
+    customer_id TEXT NOT NULL, channel TEXT NOT NULL, direction TEXT NOT NULL,
+    ticket_id TEXT, body TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS messages_by_ticket ON messages (ticket_id, seq);
+CREATE INDEX IF NOT EXISTS messages_by_customer ON messages (customer_id, channel, seq);
+CREATE TABLE IF NOT EXISTS idempotency (
+    key TEXT PRIMARY KEY, value TEXT NOT NULL, expires_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS sessions (
+    token_hash TEXT PRIMARY KEY, id TEXT NOT NULL, customer_id TEXT NOT NULL,
+    body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS queue (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT NOT NULL, group_key TEXT,
+    dedup_id TEXT, body TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+    visible_at INTEGER NOT NULL, dead INTEGER NOT NULL DEFAULT 0, last_error TEXT,
+    created_at INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS queue_next ON queue (queue, dead, seq);
+CREATE UNIQUE INDEX IF NOT EXISTS queue_dedup ON queue (queue, dedup_id)
+    WHERE dedup_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"#;
+
+/// The name of the change-feed queue that ticket writes feed.
+pub(crate) const CHANGE_QUEUE: &str = "ticket_changes";
+
+/// A message that failed too often, or for good.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeadLetter {
+    pub queue: String,
+    pub body: String,
+    pub attempts: u32,
+    pub error: Option<String>,
+}
+
+/// A message taken from a queue, to be acknowledged or failed.
+#[derive(Debug, Clone)]
+pub(crate) struct Delivery {
+    pub seq: i64,
+    pub body: String,
+    pub attempts: u32,
+}
+
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+    /// Bumped on every enqueue, so that idle workers wake at once.
+    wake: watch::Sender<u64>,
+}
+
+fn db_err(e: rusqlite::Error) -> Error {
+    Error::internal(format!("sqlite: {e}"))
+}
+
+fn to_json<T: Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| Error::internal(format!("encoding a record: {e}")))
+}
+
+fn from_json<T: DeserializeOwned>(text: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| Error::internal(format!("decoding a record: {e}")))
+}
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the database file.
+    pub fn open(path: &Path) -> Result<SqliteStore> {
+        let conn = Connection::open(path).map_err(|e| {
+            Error::internal(format!("opening the database {}: {e}", path.display()))
+        })?;
+        Self::init(conn)
+    }
+
+    /// A private database in memory, for tests.
+    pub fn in_memory() -> Result<SqliteStore> {
+        Self::init(Connection::open_in_memory().map_err(db_err)?)
+    }
+
+    fn init(conn: Connection) -> Result<SqliteStore> {
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;",
+        )
+        .map_err(db_err)?;
+        conn.execute_batch(SCHEMA).map_err(db_err)?;
+        let (wake, _) = watch::channel(0);
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+            wake,
+        })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves the connection usable: SQLite rolled back.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn tx<T>(&self, f: impl FnOnce(&Transaction) -> Result<T>) -> Result<T> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(db_err)?;
+        let out = f(&tx)?;
+        tx.commit().map_err(db_err)?;
+        Ok(out)
+    }
+
+    /// A receiver that changes whenever something is enqueued.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.wake.subscribe()
+    }
+
+    fn wake_workers(&self) {
+        self.wake.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A value kept across restarts (secrets generated on first start, markers).
+    pub fn meta(&self, key: &str) -> Result<Option<String>> {
+        self.conn()
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+            .map_err(db_err)
+    }
+
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        self.conn()
+            .execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                [key, value],
+            )
+            .map(drop)
+            .map_err(db_err)
+    }
+
+    fn enqueue(
+        tx: &Transaction,
+        queue: &str,
+        body: &str,
+        group: Option<&str>,
+        dedup_id: Option<&str>,
+    ) -> Result<()> {
+        let now = now_ms();
+        tx.execute(
+            "INSERT INTO queue (queue, group_key, dedup_id, body, visible_at, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+             ON CONFLICT DO NOTHING",
+            params![queue, group, dedup_id, body, now],
+        )
+        .map(drop)
+        .map_err(db_err)
+    }
+
+    /// The oldest visible message of `queue` whose group has nothing older still waiting.
+    pub(crate) fn receive(&self, queue: &str) -> Result<Option<Delivery>> {
+        self.conn()
+            .query_row(
+                "SELECT seq, body, attempts FROM queue q
+                 WHERE queue = ?1 AND dead = 0 AND visible_at <= ?2
+                   AND (group_key IS NULL OR NOT EXISTS (
+                        SELECT 1 FROM queue p WHERE p.queue = q.queue AND p.dead = 0
+                          AND p.group_key = q.group_key AND p.seq < q.seq))
+                 ORDER BY seq LIMIT 1",
+                params![queue, now_ms()],
+                |r| {
+                    Ok(Delivery {
+                        seq: r.get(0)?,
+                        body: r.get(1)?,
+                        attempts: r.get(2)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(db_err)
+    }
+
+    /// Milliseconds until the next delayed message of `queue` becomes visible.
+    pub(crate) fn next_visible_in(&self, queue: &str) -> Result<Option<i64>> {
+        let at: Option<i64> = self
+            .conn()
+            .query_row(
+                "SELECT MIN(visible_at) FROM queue WHERE queue = ?1 AND dead = 0",
+                [queue],
+                |r| r.get(0),
+            )
+            .map_err(db_err)?;
+        Ok(at.map(|at| (at - now_ms()).max(0)))
+    }
+
+    pub(crate) fn ack(&self, seq: i64) -> Result<()> {
+        self.conn()
+            .execute("DELETE FROM queue WHERE seq = ?1", [seq])
+            .map(drop)
+            .map_err(db_err)
+    }
+
+    /// Records a failed attempt: the message comes back after `delay_ms`, or, when `dead`,
+    /// moves to the dead letters.
+    pub(crate) fn fail(&self, seq: i64, error: &str, delay_ms: i64, dead: bool) -> Result<()> {
+        self.conn()
+            .execute(
+                "UPDATE queue SET attempts = attempts + 1, last_error = ?2,
+                        visible_at = ?3, dead = ?4 WHERE seq = ?1",
+                params![seq, error, now_ms() + delay_ms, dead],
+            )
+            .map(drop)
+            .map_err(db_err)
+    }
+
+    /// The dead letters of one queue, oldest first.
+    pub fn dead_letters(&self, queue: &str) -> Result<Vec<DeadLetter>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT queue, body, attempts, last_error FROM queue
+                 WHERE queue = ?1 AND dead = 1 ORDER BY seq",
+            )
+            .map_err(db_err)?;
+        let rows = stmt
+            .query_map([queue], |r| {
+                Ok(DeadLetter {
+                    queue: r.get(0)?,
+                    body: r.get(1)?,
+                    attempts: r.get(2)?,
+                    error: r.get(3)?,
+                })
+            })
+            .map_err(db_err)?;
+        rows.collect::<std::result::Result<_, _>>().map_err(db_err)
+    }
+
+    fn load_ticket(conn: &Connection, id: &str) -> Result<Option<Ticket>> {
+        let body: Option<String> = conn
+            .query_row("SELECT body FROM tickets WHERE id = ?1", [id], |r| r.get(0))
+            .optional()
+            .map_err(db_err)?;
+        body.map(|b| from_json(&b)).transpose()
+    }
+
+    fn write_ticket(tx: &Transaction, t: &Ticket, insert: bool) -> Result<()> {
+        let rated_at = t.survey.as_ref().and_then(|s| s.answered_at).map(ts);
+        let body = to_json(t)?;
+        let sql = if insert {
+            "INSERT INTO tickets (id, customer_id, status, priority, skill, assignee, channel,
+                                  version, rated_at, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+        } else {
+            "UPDATE tickets SET customer_id = ?2, status = ?3, priority = ?4, skill = ?5,
+                    assignee = ?6, channel = ?7, version = ?8, rated_at = ?9, body = ?10
+             WHERE id = ?1"
+        };
+        tx.execute(
+            sql,
+            params![
+                t.id,
+                t.customer_id,
+                t.status.as_str(),
+                t.priority.as_str(),
+                t.skill.as_str(),
+                t.assignee,
+                t.channel.as_str(),
+                t.version as i64,
+                rated_at,
+                body
+            ],
+        )
+        .map(drop)
+        .map_err(db_err)
+    }
+
+    fn record_change(tx: &Transaction, old: Option<Ticket>, new: &Ticket) -> Result<()> {
+        let change = TicketChange {
+            old,
+            new: new.clone(),
+        };
+        Self::enqueue(tx, CHANGE_QUEUE, &to_json(&change)?, Some(&new.id), None)
+    }
+
+    fn load_message(conn: &Connection, id: &str) -> Result<Option<Message>> {
+        let body: Option<String> = conn
+            .query_row("SELECT body FROM messages WHERE id = ?1", [id], |r| r.get(0))
+            .optional()
+            .map_err(db_err)?;
+        body.map(|b| from_json(&b)).transpose()
+    }
+
+    fn update_message(&self, id: &str, f: impl FnOnce(&mut Message)) -> Result<()> {
+        self.tx(|tx| {
+            let mut m = Self::load_message(tx, id)?.ok_or_else(|| Error::not_found("message", id))?;
+            f(&mut m);
+            tx.execute(
+                "UPDATE messages SET ticket_id = ?2, body = ?3 WHERE id = ?1",
+                params![id, m.ticket_id, to_json(&m)?],
+            )
+            .map_err(db_err)?;
+            Ok(())
+        })
+    }
+
+    fn query_json<T: DeserializeOwned>(
+        conn: &Connection,
+        sql: &str,
+        args: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<T>> {
+        let mut stmt = conn.prepare(sql).map_err(db_err)?;
+        let rows = stmt
+            .query_map(args, |r| r.get::<_, String>(0))
+            .map_err(db_err)?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(from_json(&row.map_err(db_err)?)?);
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl TicketStore for SqliteStore {
+    async fn create_ticket(&self, ticket: &Ticket) -> Result<()> {
+        self.tx(|tx| {
+            Self::write_ticket(tx, ticket, true)?;
+            Self::record_change(tx, None, ticket)
+        })?;
+        self.wake_workers();
+        Ok(())
+    }
+
+    async fn get_ticket(&self, id: &str) -> Result<Option<Ticket>> {
+        Self::load_ticket(&self.conn(), id)
+    }
+
+    async fn update_ticket(&self, ticket: &Ticket, expected_version: u64) -> Result<()> {
+        self.tx(|tx| {
+            let old = Self::load_ticket(tx, &ticket.id)?
+                .ok_or_else(|| Error::not_found("ticket", &ticket.id))?;
+            if old.version != expected_version {
+                return Err(Error::conflict(
+                    "version_conflict",
+                    format!(
+                        "the ticket is at version {}, not {expected_version}; reload it and try again",
+                        old.version
+                    ),
+                ));
+            }
+            Self::write_ticket(tx, ticket, false)?;
+            Self::record_change(tx, Some(old), ticket)
+        })?;
+        self.wake_workers();
+        Ok(())
+    }
+
+    async fn list_tickets(
+        &self,
+        filter: &TicketFilter,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<Ticket>> {
+        let mut sql = String::from("SELECT body FROM tickets WHERE 1 = 1");
+        let mut args: Vec<String> = Vec::new();
+        let mut add = |condition: &str, value: Option<&str>| {
+            if let Some(v) = value {
+                args.push(v.to_string());
+                sql.push_str(&format!(" AND {condition} ?{}", args.len()));
+            }
+        };
+        add("status =", filter.status.map(|s| s.as_str()));
+        add("priority =", filter.priority.map(|p| p.as_str()));
+        add("skill =", filter.skill.map(|s| s.as_str()));
+        add("assignee =", filter.assignee.as_deref());
+        add("channel =", filter.channel.map(|c| c.as_str()));
+        add("customer_id =", filter.customer_id.as_deref());
+        add("id <", cursor);
+        let limit = limit.clamp(1, 100);
+        sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", limit + 1));
+        let conn = self.conn();
+        let refs: Vec<&dyn rusqlite::ToSql> = args.iter().map(|a| a as &dyn rusqlite::ToSql).collect();
+        let mut items: Vec<Ticket> = Self::query_json(&conn, &sql, &refs)?;
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|t| t.id.clone())
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    async fn active_ticket_for(&self, customer_id: &str) -> Result<Option<Ticket>> {
+        let conn = self.conn();
+        let mut found: Vec<Ticket> = Self::query_json(
+            &conn,
+            "SELECT body FROM tickets WHERE customer_id = ?1
+               AND status IN ('open', 'pending', 'escalated') ORDER BY id DESC LIMIT 1",
+            &[&customer_id],
+        )?;
+        Ok(found.pop())
+    }
+
+    async fn rated_tickets(
+        &self,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    ) -> Result<Vec<Ticket>> {
+        let from = from.map(ts).unwrap_or_default();
+        let to = to.map(ts).unwrap_or_else(|| "9999".to_string());
+        Self::query_json(
+            &self.conn(),
+            "SELECT body FROM tickets WHERE rated_at IS NOT NULL
+               AND rated_at >= ?1 AND rated_at < ?2",
+            &[&from, &to],
+        )
+    }
+}
+
+#[async_trait]
+impl CustomerStore for SqliteStore {
+    async fn resolve_customer(
+        &self,
+        identity: &ChannelIdentity,
+        name: Option<&str>,
+        locale: Option<&str>,
+    ) -> Result<Customer> {
+        self.tx(|tx| {
+            let existing: Option<String> = tx
+                .query_row(
+                    "SELECT c.body FROM identities i JOIN customers c ON c.id = i.customer_id
+                     WHERE i.channel = ?1 AND i.external_id = ?2",
+                    [identity.channel.as_str(), &identity.external_id],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db_err)?;
+            if let Some(body) = existing {
+                return from_json(&body);
+            }
+            let customer = Customer::new(
+                identity.clone(),
+                name.map(str::to_string),
+                locale.map(str::to_string),
+            );
+            tx.execute(
+                "INSERT INTO customers (id, body) VALUES (?1, ?2)",
+                params![customer.id, to_json(&customer)?],
+            )
+            .map_err(db_err)?;
+            tx.execute(
+                "INSERT INTO identities (channel, external_id, customer_id) VALUES (?1, ?2, ?3)",
+                params![identity.channel.as_str(), identity.external_id, customer.id],
+            )
+            .map_err(db_err)?;
+            Ok(customer)
+        })
+    }
+
+    async fn get_customer(&self, id: &str) -> Result<Option<Customer>> {
+        let mut found: Vec<Customer> =
+            Self::query_json(&self.conn(), "SELECT body FROM customers WHERE id = ?1", &[&id])?;
+        Ok(found.pop())
+    }
+}
+
+#[async_trait]
+impl ConversationStore for SqliteStore {
+    async fn append_message(&self, m: &Message) -> Result<bool> {
+        let direction = match m.direction {
+            Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
+            Direction::Internal => "internal",
+        };
+        let n = self
+            .conn()
+            .execute(
+                "INSERT INTO messages (id, customer_id, channel, direction, ticket_id, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING",
+                params![
+                    m.id,
+                    m.customer_id,
+                    m.channel.as_str(),
+                    direction,
+                    m.ticket_id,
+                    to_json(m)?
+                ],
+            )
+            .map_err(db_err)?;
+        Ok(n == 1)
+    }
+
+    async fn get_message(&self, id: &str) -> Result<Option<Message>> {
+        Self::load_message(&self.conn(), id)
+    }
+
+    async fn set_message_ticket(&self, id: &str, ticket_id: &str) -> Result<()> {
+        self.update_message(id, |m| m.ticket_id = Some(ticket_id.to_string()))
+    }
+
+    async fn set_delivery(
+        &self,
+        id: &str,
+        status: DeliveryStatus,
+        provider_message_id: Option<&str>,
+        error: Option<&str>,
+    ) -> Result<()> {
+        self.update_message(id, |m| {
+            m.status = Some(status);
+            if let Some(p) = provider_message_id {
+                m.provider_message_id = Some(p.to_string());
+            }
+            m.error = error.map(str::to_string);
+        })
+    }
+
+    async fn ticket_messages(&self, ticket_id: &str) -> Result<Vec<Message>> {
+        Self::query_json(
+            &self.conn(),
+            "SELECT body FROM messages WHERE ticket_id = ?1 ORDER BY seq",
+            &[&ticket_id],
+        )
+    }
+
+    async fn customer_messages(
+        &self,
+        customer_id: &str,
+        channel: Channel,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Message>> {
+        let conn = self.conn();
+        let after_seq: i64 = match after {
+            None => 0,
+            Some(id) => conn
+                .query_row(
+                    "SELECT seq FROM messages WHERE id = ?1 AND customer_id = ?2",
+                    [id, customer_id],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db_err)?
+                .ok_or_else(|| Error::not_found("message", id))?,
+        };
+        let limit = limit.clamp(1, 500) as i64;
+        Self::query_json(
+            &conn,
+            "SELECT body FROM messages WHERE customer_id = ?1 AND channel = ?2
+               AND direction != 'internal' AND seq > ?3 ORDER BY seq LIMIT ?4",
+            &[&customer_id, &channel.as_str(), &after_seq, &limit],
+        )
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for SqliteStore {
+    async fn claim(&self, key: &str, value: &str, ttl_secs: i64) -> Result<Option<String>> {
+        let now = Utc::now().timestamp();
+        self.tx(|tx| {
+            tx.execute("DELETE FROM idempotency WHERE key = ?1 AND expires_at <= ?2", params![key, now])
+                .map_err(db_err)?;
+            let existing: Option<String> = tx
+                .query_row("SELECT value FROM idempotency WHERE key = ?1", [key], |r| r.get(0))
+                .optional()
+                .map_err(db_err)?;
+            if existing.is_none() {
+                tx.execute(
+                    "INSERT INTO idempotency (key, value, expires_at) VALUES (?1, ?2, ?3)",
+                    params![key, value, now + ttl_secs],
+                )
+                .map_err(db_err)?;
+            }
+            Ok(existing)
+        })
+    }
+
+    async fn release(&self, key: &str) -> Result<()> {
+        self.conn()
+            .execute("DELETE FROM idempotency WHERE key = ?1", [key])
+            .map(drop)
+            .map_err(db_err)
+    }
+}
+
+#[async_trait]
+impl SessionStore for SqliteStore {
+    async fn create_session(&self, s: &WebchatSession) -> Result<()> {
+        self.conn()
+            .execute(
+                "INSERT INTO sessions (token_hash, id, customer_id, body) VALUES (?1, ?2, ?3, ?4)",
+                params![s.token_hash, s.id, s.customer_id, to_json(s)?],
+            )
+            .map(drop)
+            .map_err(db_err)
+    }
+
+    async fn session_by_token_hash(&self, token_hash: &str) -> Result<Option<WebchatSession>> {
+        let mut found: Vec<WebchatSession> = Self::query_json(
+            &self.conn(),
+            "SELECT body FROM sessions WHERE token_hash = ?1",
+            &[&token_hash],
+        )?;
+        Ok(found.pop())
+    }
+}
+
+#[async_trait]
+impl Queue for SqliteStore {
+    async fn send(
+        &self,
+        queue: QueueName,
+        body: String,
+        group: Option<&str>,
+        dedup_id: Option<&str>,
+    ) -> Result<()> {
+        self.tx(|tx| Self::enqueue(tx, queue.as_str(), &body, group, dedup_id))?;
+        self.wake_workers();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::*;
+
+    fn ticket(customer: &str) -> Ticket {
+        Ticket::open(
+            NewTicket {
+                customer_id: customer.into(),
+                channel: Channel::Webchat,
+                subject: None,
+                description: "无法登录".into(),
+                priority: Priority::Normal,
+                skill: Skill::Technical,
+            },
+            now(),
+        )
+    }
+
+    #[tokio::test]
+    async fn stale_versions_conflict_and_lose_nothing() {
+        let s = SqliteStore::in_memory().unwrap();
+        let t = ticket("c1");
+        s.create_ticket(&t).await.unwrap();
+        let mut a = t.clone();
+        a.agent_replied("alice", now());
+        s.update_ticket(&a, 1).await.unwrap();
+        let mut b = t.clone();
+        b.agent_replied("bob", now());
+        let err = s.update_ticket(&b, 1).await.unwrap_err();
+        assert_eq!(err.kind.status(), 409);
+        let stored = s.get_ticket(&t.id).await.unwrap().unwrap();
+        assert_eq!(stored.assignee.as_deref(), Some("alice"));
+        assert_eq!(stored.version, 2);
+    }
+
+    #[tokio::test]
+    async fn listing_pages_newest_first() {
+        let s = SqliteStore::in_memory().unwrap();
+        let mut ids = Vec::new();
+        for _ in 0..5 {
+            let t = ticket("c1");
+            ids.push(t.id.clone());
+            s.create_ticket(&t).await.unwrap();
+        }
+        let f = TicketFilter::default();
+        let p1 = s.list_tickets(&f, 2, None).await.unwrap();
+        assert_eq!(p1.items[0].id, ids[4]);
+        let p2 = s.list_tickets(&f, 2, p1.next_cursor.as_deref()).await.unwrap();
+        let p3 = s.list_tickets(&f, 2, p2.next_cursor.as_deref()).await.unwrap();
+        assert_eq!(p3.items.len(), 1);
+        assert_eq!(p3.next_cursor, None);
+        assert_eq!(p3.items[0].id, ids[0]);
+        let none = TicketFilter { skill: Some(Skill::Billing), ..Default::default() };
+        assert!(s.list_tickets(&none, 10, None).await.unwrap().items.is_empty());
+    }
+
+    #[tokio::test]
+    async fn one_identity_one_customer() {
+        let s = SqliteStore::in_memory().unwrap();
+        let id = ChannelIdentity { channel: Channel::Telegram, external_id: "42".into() };
+        let a = s.resolve_customer(&id, Some("张三"), None).await.unwrap();
+        let b = s.resolve_customer(&id, None, None).await.unwrap();
+        assert_eq!(a.id, b.id);
+        assert_eq!(b.name.as_deref(), Some("张三"));
+    }
+
+    #[tokio::test]
+    async fn claims_are_taken_once() {
+        let s = SqliteStore::in_memory().unwrap();
+        assert_eq!(s.claim("k", "v1", 60).await.unwrap(), None);
+        assert_eq!(s.claim("k", "v2", 60).await.unwrap().as_deref(), Some("v1"));
+        s.release("k").await.unwrap();
+        assert_eq!(s.claim("k", "v3", 60).await.unwrap(), None);
+        assert_eq!(s.claim("e", "v", -1).await.unwrap(), None);
+        assert_eq!(s.claim("e", "v2", 60).await.unwrap(), None, "an expired claim is free");
+    }
+
+    #[tokio::test]
+    async fn fifo_groups_wait_for_their_elders() {
+        let s = SqliteStore::in_memory().unwrap();
+        s.send(QueueName::Inbound, "a1".into(), Some("a"), None).await.unwrap();
+        s.send(QueueName::Inbound, "a2".into(), Some("a"), None).await.unwrap();
+        s.send(QueueName::Inbound, "b1".into(), Some("b"), None).await.unwrap();
+        let first = s.receive("inbound").unwrap().unwrap();
+        assert_eq!(first.body, "a1");
+        s.fail(first.seq, "boom", 60_000, false).unwrap();
+        // a1 is delayed, so a2 must wait; b1 goes ahead.
+        assert_eq!(s.receive("inbound").unwrap().unwrap().body, "b1");
+    }
+}

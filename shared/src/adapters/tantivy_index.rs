@@ -1,0 +1,337 @@
+//! The knowledge index of the local program: tantivy, on disk under the data directory,
+//! with the desk's own tokenizer so that Chinese and English are cut the way the ranker
+//! compares them. Tantivy finds candidates by BM25 over questions (weighted most), title and
+//! answer; the shared [`Ranker`] orders them and gives the confidence.
+
+use crate::knowledge::{tokenize, Article, Hit, Ranker};
+use crate::ports::KnowledgeIndex;
+use crate::{Error, Result};
+use async_trait::async_trait;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Mutex, RwLock};
+use tantivy::collector::TopDocs;
+use tantivy::directory::MmapDirectory;
+use tantivy::query::{AllQuery, BooleanQuery, BoostQuery, Occur, Query, TermQuery};
+use tantivy::schema::{
+    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, STORED, STRING,
+};
+use tantivy::tokenizer::{TextAnalyzer, Token, TokenStream, Tokenizer};
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+
+const TOKENIZER: &str = "helpdesk";
+/// How many candidates tantivy hands the ranker.
+const CANDIDATES: usize = 20;
+const WRITER_HEAP_BYTES: usize = 20_000_000;
+
+#[derive(Clone)]
+struct DeskTokenizer;
+
+struct DeskTokens {
+    tokens: Vec<Token>,
+    next: usize,
+}
+
+impl Tokenizer for DeskTokenizer {
+    type TokenStream<'a> = DeskTokens;
+    fn token_stream<'a>(&'a mut self, text: &'a str) -> DeskTokens {
+        let tokens = tokenize(text)
+            .into_iter()
+            .enumerate()
+            .map(|(position, text)| Token {
+                offset_from: 0,
+                offset_to: 0,
+                position,
+                text,
+                position_length: 1,
+            })
+            .collect();
+        DeskTokens { tokens, next: 0 }
+    }
+}
+
+impl TokenStream for DeskTokens {
+    fn advance(&mut self) -> bool {
+        self.next += 1;
+        self.next <= self.tokens.len()
+    }
+    fn token(&self) -> &Token {
+        &self.tokens[self.next - 1]
+    }
+    fn token_mut(&mut self) -> &mut Token {
+        &mut self.tokens[self.next - 1]
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Fields {
+    id: Field,
+    questions: Field,
+    title: Field,
+    answer: Field,
+    article: Field,
+}
+
+struct State {
+    articles: HashMap<String, Article>,
+    ranker: Ranker,
+}
+
+pub struct TantivyIndex {
+    fields: Fields,
+    reader: IndexReader,
+    writer: Mutex<IndexWriter>,
+    state: RwLock<State>,
+}
+
+fn ix_err(e: impl std::fmt::Display) -> Error {
+    Error::internal(format!("knowledge index: {e}"))
+}
+
+fn schema() -> (Schema, Fields) {
+    let mut b = Schema::builder();
+    let text = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer(TOKENIZER)
+            .set_index_option(IndexRecordOption::WithFreqs),
+    );
+    let fields = Fields {
+        id: b.add_text_field("id", STRING | STORED),
+        questions: b.add_text_field("questions", text.clone()),
+        title: b.add_text_field("title", text.clone()),
+        answer: b.add_text_field("answer", text),
+        article: b.add_text_field("article", STORED),
+    };
+    (b.build(), fields)
+}
+
+impl TantivyIndex {
+    /// Opens the index in `dir`, creating it when there is none.
+    pub fn open(dir: &Path) -> Result<TantivyIndex> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| ix_err(format!("creating {}: {e}", dir.display())))?;
+        let directory = MmapDirectory::open(dir).map_err(ix_err)?;
+        let (schema, fields) = schema();
+        let index = Index::open_or_create(directory, schema).map_err(ix_err)?;
+        Self::with_index(index, fields)
+    }
+
+    /// An index in memory, for `kb eval` and tests.
+    pub fn in_memory() -> Result<TantivyIndex> {
+        let (schema, fields) = schema();
+        Self::with_index(Index::create_in_ram(schema), fields)
+    }
+
+    fn with_index(index: Index, fields: Fields) -> Result<TantivyIndex> {
+        index
+            .tokenizers()
+            .register(TOKENIZER, TextAnalyzer::from(DeskTokenizer));
+        let writer = index
+            .writer_with_num_threads(1, WRITER_HEAP_BYTES)
+            .map_err(ix_err)?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()
+            .map_err(ix_err)?;
+        let searcher = reader.searcher();
+        let all = searcher.num_docs() as usize;
+        let mut articles = HashMap::new();
+        if all > 0 {
+            let docs = searcher
+                .search(&AllQuery, &TopDocs::with_limit(all).order_by_score())
+                .map_err(ix_err)?;
+            for (_, address) in docs {
+                let doc: TantivyDocument = searcher.doc(address).map_err(ix_err)?;
+                let json = doc
+                    .get_first(fields.article)
+                    .and_then(|v| v.as_str())
+                    .ok_or_else(|| ix_err("a document without its article"))?;
+                let article: Article = serde_json::from_str(json).map_err(ix_err)?;
+                articles.insert(article.id.clone(), article);
+            }
+        }
+        let ranker = Ranker::new(articles.values());
+        Ok(TantivyIndex {
+            fields,
+            reader,
+            writer: Mutex::new(writer),
+            state: RwLock::new(State { articles, ranker }),
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.read().articles.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write_state(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn commit(&self, change: impl FnOnce(&IndexWriter) -> Result<()>) -> Result<()> {
+        let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = change(&writer) {
+            writer.rollback().map_err(ix_err)?;
+            return Err(e);
+        }
+        writer.commit().map_err(ix_err)?;
+        self.reader.reload().map_err(ix_err)
+    }
+
+    /// Ranks candidates synchronously: what `search` does, without the async wrapper.
+    pub fn search_now(&self, query: &str, limit: usize) -> Result<Vec<Hit>> {
+        let terms = tokenize(query);
+        if terms.is_empty() {
+            return Ok(Vec::new());
+        }
+        let f = self.fields;
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        for term in &terms {
+            for (field, boost) in [(f.questions, 3.0), (f.title, 2.0), (f.answer, 0.5)] {
+                let q = TermQuery::new(
+                    Term::from_field_text(field, term),
+                    IndexRecordOption::WithFreqs,
+                );
+                clauses.push((Occur::Should, Box::new(BoostQuery::new(Box::new(q), boost))));
+            }
+        }
+        let searcher = self.reader.searcher();
+        let top = searcher
+            .search(
+                &BooleanQuery::new(clauses),
+                &TopDocs::with_limit(CANDIDATES.max(limit)).order_by_score(),
+            )
+            .map_err(ix_err)?;
+        let state = self.read();
+        let mut candidates = Vec::with_capacity(top.len());
+        for (score, address) in top {
+            let doc: TantivyDocument = searcher.doc(address).map_err(ix_err)?;
+            let id = doc.get_first(f.id).and_then(|v| v.as_str()).unwrap_or_default();
+            if let Some(article) = state.articles.get(id) {
+                candidates.push((article.clone(), score));
+            }
+        }
+        let mut hits = state.ranker.rank(query, candidates);
+        hits.truncate(limit);
+        Ok(hits)
+    }
+
+    fn document(&self, a: &Article) -> Result<TantivyDocument> {
+        let f = self.fields;
+        let mut doc = TantivyDocument::default();
+        doc.add_text(f.id, &a.id);
+        for q in &a.questions {
+            doc.add_text(f.questions, q);
+        }
+        doc.add_text(f.title, &a.title);
+        doc.add_text(f.answer, &a.answer);
+        doc.add_text(f.article, serde_json::to_string(a).map_err(ix_err)?);
+        Ok(doc)
+    }
+}
+
+#[async_trait]
+impl KnowledgeIndex for TantivyIndex {
+    async fn search(&self, query: &str, limit: usize) -> Result<Vec<Hit>> {
+        self.search_now(query, limit)
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Article>> {
+        Ok(self.read().articles.get(id).cloned())
+    }
+
+    async fn list(&self) -> Result<Vec<Article>> {
+        let mut all: Vec<Article> = self.read().articles.values().cloned().collect();
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(all)
+    }
+
+    async fn upsert(&self, articles: &[Article]) -> Result<usize> {
+        for a in articles {
+            a.validate()?;
+        }
+        let docs = articles
+            .iter()
+            .map(|a| self.document(a))
+            .collect::<Result<Vec<_>>>()?;
+        self.commit(|w| {
+            for (a, doc) in articles.iter().zip(docs) {
+                w.delete_term(Term::from_field_text(self.fields.id, &a.id));
+                w.add_document(doc).map_err(ix_err)?;
+            }
+            Ok(())
+        })?;
+        let mut state = self.write_state();
+        let mut created = 0;
+        for a in articles {
+            if state.articles.insert(a.id.clone(), a.clone()).is_none() {
+                created += 1;
+            }
+        }
+        state.ranker = Ranker::new(state.articles.values());
+        Ok(created)
+    }
+
+    async fn delete(&self, id: &str) -> Result<bool> {
+        if !self.read().articles.contains_key(id) {
+            return Ok(false);
+        }
+        self.commit(|w| {
+            w.delete_term(Term::from_field_text(self.fields.id, id));
+            Ok(())
+        })?;
+        let mut state = self.write_state();
+        state.articles.remove(id);
+        state.ranker = Ranker::new(state.articles.values());
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn article(id: &str, q: &[&str]) -> Article {
+        Article {
+            id: id.into(),
+            title: q[0].into(),
+            questions: q.iter().map(|s| s.to_string()).collect(),
+            answer: format!("answer of {id}"),
+            locale: None,
+            tags: vec![],
+        }
+    }
+
+    #[tokio::test]
+    async fn finds_chinese_and_english_and_survives_reopening() {
+        let dir = std::env::temp_dir().join(format!("helpdesk-ix-{}", crate::domain::new_id()));
+        {
+            let ix = TantivyIndex::open(&dir).unwrap();
+            ix.upsert(&[
+                article("pw", &["How do I reset my password?", "忘记密码怎么办"]),
+                article("hours", &["What are your working hours?", "客服工作时间"]),
+            ])
+            .await
+            .unwrap();
+            assert_eq!(ix.search("忘记密码了", 3).await.unwrap()[0].article_id, "pw");
+            assert_eq!(ix.search("working hours?", 3).await.unwrap()[0].article_id, "hours");
+        }
+        let ix = TantivyIndex::open(&dir).unwrap();
+        assert_eq!(ix.len(), 2);
+        assert_eq!(ix.search("reset password", 3).await.unwrap()[0].article_id, "pw");
+        ix.upsert(&[article("pw", &["Change my password"])]).await.unwrap();
+        assert_eq!(ix.len(), 2);
+        assert!(ix.delete("pw").await.unwrap());
+        assert!(!ix.delete("pw").await.unwrap());
+        assert!(ix.search("password", 3).await.unwrap().is_empty());
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

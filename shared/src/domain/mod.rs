@@ -1,0 +1,69 @@
+//! The desk's vocabulary: channels, messages, customers and tickets. Plain data and the rules
+//! that change it; nothing here touches storage or the network.
+
+mod customer;
+mod message;
+mod ticket;
+
+pub use customer::{ChannelIdentity, Customer, Tier};
+pub use message::{
+    DeliveryStatus, Direction, InboundMessage, Message, MessageKind, OutboundMessage,
+    SupervisorNotice,
+};
+pub use ticket::{
+    NewTicket, Priority, Skill, Survey, Ticket, TicketFilter, TicketPatch, TicketStatus,
+};
+
+use chrono::{DateTime, SubsecRound, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The time in whole milliseconds, as stored and compared everywhere.
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(3)
+}
+
+/// A new time-ordered id (UUID v7): sorting ids sorts by creation time.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// Where a customer writes from and where replies go back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    Webchat,
+    Whatsapp,
+    Telegram,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Webchat => "webchat",
+            Channel::Whatsapp => "whatsapp",
+            Channel::Telegram => "telegram",
+        }
+    }
+}
+
+impl std::str::FromStr for Channel {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "webchat" => Ok(Channel::Webchat),
+            "whatsapp" => Ok(Channel::Whatsapp),
+            "telegram" => Ok(Channel::Telegram),
+            other => Err(crate::Error::bad_request(
+                "bad_request",
+                format!("unknown channel {other:?}: use webchat, whatsapp or telegram"),
+            )),
+        }
+    }
+}
+
+/// Parses a snake_case enum value the way serde spells it, with an error naming the field.
+pub fn parse_enum<T: serde::de::DeserializeOwned>(field: &str, value: &str) -> crate::Result<T> {
+    serde_json::from_value(serde_json::Value::String(value.to_string())).map_err(|_| {
+        crate::Error::bad_request("bad_request", format!("{value:?} is not a valid {field}"))
+    })
+}

@@ -1,0 +1,423 @@
+//! Tickets and their state machine. Every change of status goes through
+//! [`TicketStatus::can_become`]; nothing else in the code decides what is legal.
+
+use super::Channel;
+use crate::{Error, Result};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TicketStatus {
+    Open,
+    Pending,
+    Escalated,
+    Resolved,
+    Closed,
+}
+
+impl TicketStatus {
+    /// The legal moves. `closed` is final, as in Zendesk: a customer who writes again gets a
+    /// new ticket. A resolved ticket may be reopened or closed.
+    pub fn can_become(self, to: TicketStatus) -> bool {
+        use TicketStatus::*;
+        match (self, to) {
+            (Closed, _) => false,
+            (from, to) if from == to => false,
+            (Resolved, Open | Closed) => true,
+            (Resolved, _) => false,
+            (Open | Pending | Escalated, _) => true,
+        }
+    }
+
+    /// Whether new customer messages still join this ticket.
+    pub fn is_active(self) -> bool {
+        matches!(
+            self,
+            TicketStatus::Open | TicketStatus::Pending | TicketStatus::Escalated
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TicketStatus::Open => "open",
+            TicketStatus::Pending => "pending",
+            TicketStatus::Escalated => "escalated",
+            TicketStatus::Resolved => "resolved",
+            TicketStatus::Closed => "closed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    Low,
+    #[default]
+    Normal,
+    High,
+    Urgent,
+}
+
+impl Priority {
+    pub fn raised(self) -> Priority {
+        match self {
+            Priority::Low => Priority::Normal,
+            Priority::Normal => Priority::High,
+            Priority::High | Priority::Urgent => Priority::Urgent,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Low => "low",
+            Priority::Normal => "normal",
+            Priority::High => "high",
+            Priority::Urgent => "urgent",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Skill {
+    Technical,
+    Billing,
+    #[default]
+    General,
+}
+
+impl Skill {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Skill::Technical => "technical",
+            Skill::Billing => "billing",
+            Skill::General => "general",
+        }
+    }
+}
+
+/// The satisfaction survey of a closed ticket.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Survey {
+    pub sent_at: Option<DateTime<Utc>>,
+    pub rating: Option<u8>,
+    pub comment: Option<String>,
+    pub answered_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ticket {
+    pub id: String,
+    pub customer_id: String,
+    pub channel: Channel,
+    pub subject: String,
+    pub description: String,
+    pub status: TicketStatus,
+    pub priority: Priority,
+    pub skill: Skill,
+    pub assignee: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub first_response_at: Option<DateTime<Utc>>,
+    pub escalated_at: Option<DateTime<Utc>>,
+    pub escalation_reason: Option<String>,
+    pub closed_at: Option<DateTime<Utc>>,
+    pub survey: Option<Survey>,
+    pub version: u64,
+}
+
+/// What is needed to open a ticket.
+#[derive(Debug, Clone)]
+pub struct NewTicket {
+    pub customer_id: String,
+    pub channel: Channel,
+    pub subject: Option<String>,
+    pub description: String,
+    pub priority: Priority,
+    pub skill: Skill,
+}
+
+/// An agent's change to a ticket; absent fields stay as they are. `assignee: Some(None)`
+/// unassigns.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TicketPatch {
+    pub status: Option<TicketStatus>,
+    pub priority: Option<Priority>,
+    pub skill: Option<Skill>,
+    pub assignee: Option<Option<String>>,
+}
+
+/// The agent API's list filters.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TicketFilter {
+    pub status: Option<TicketStatus>,
+    pub priority: Option<Priority>,
+    pub skill: Option<Skill>,
+    pub assignee: Option<String>,
+    pub channel: Option<Channel>,
+    pub customer_id: Option<String>,
+}
+
+impl Ticket {
+    pub fn open(new: NewTicket, now: DateTime<Utc>) -> Ticket {
+        let subject = match new.subject {
+            Some(s) if !s.trim().is_empty() => crate::text::subject_of(&s),
+            _ => crate::text::subject_of(&new.description),
+        };
+        Ticket {
+            id: super::new_id(),
+            customer_id: new.customer_id,
+            channel: new.channel,
+            subject,
+            description: new.description,
+            status: TicketStatus::Open,
+            priority: new.priority,
+            skill: new.skill,
+            assignee: None,
+            created_at: now,
+            updated_at: now,
+            first_response_at: None,
+            escalated_at: None,
+            escalation_reason: None,
+            closed_at: None,
+            survey: None,
+            version: 1,
+        }
+    }
+
+    fn touch(&mut self, now: DateTime<Utc>) {
+        self.updated_at = now;
+        self.version += 1;
+    }
+
+    fn illegal(&self, to: TicketStatus) -> Error {
+        Error::unprocessable(
+            "illegal_status_change",
+            format!(
+                "a {} ticket cannot become {}",
+                self.status.as_str(),
+                to.as_str()
+            ),
+        )
+    }
+
+    /// Applies an agent's patch. Escalation needs a reason, so it has its own route.
+    pub fn apply(&mut self, patch: &TicketPatch, now: DateTime<Utc>) -> Result<()> {
+        if let Some(to) = patch.status {
+            if to == TicketStatus::Escalated && self.status != TicketStatus::Escalated {
+                return Err(Error::unprocessable(
+                    "illegal_status_change",
+                    "escalate with POST /tickets/{id}/escalate and a reason",
+                ));
+            }
+            if to != self.status {
+                if !self.status.can_become(to) {
+                    return Err(self.illegal(to));
+                }
+                self.status = to;
+                match to {
+                    TicketStatus::Closed => self.closed_at = Some(now),
+                    TicketStatus::Open => self.closed_at = None,
+                    _ => {}
+                }
+            }
+        }
+        if self.status == TicketStatus::Closed
+            && (patch.priority.is_some() || patch.skill.is_some() || patch.assignee.is_some())
+            && patch.status != Some(TicketStatus::Closed)
+        {
+            return Err(Error::unprocessable(
+                "ticket_closed",
+                "a closed ticket cannot be changed",
+            ));
+        }
+        if let Some(p) = patch.priority {
+            self.priority = p;
+        }
+        if let Some(s) = patch.skill {
+            self.skill = s;
+        }
+        if let Some(a) = &patch.assignee {
+            self.assignee = a.clone();
+        }
+        self.touch(now);
+        Ok(())
+    }
+
+    /// Escalates to a supervisor with a reason.
+    pub fn escalate(&mut self, reason: &str, now: DateTime<Utc>) -> Result<()> {
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err(Error::unprocessable(
+                "reason_required",
+                "an escalation needs a reason",
+            ));
+        }
+        if self.status == TicketStatus::Escalated {
+            return Err(Error::conflict(
+                "already_escalated",
+                "the ticket is already escalated",
+            ));
+        }
+        if !self.status.can_become(TicketStatus::Escalated) {
+            return Err(self.illegal(TicketStatus::Escalated));
+        }
+        self.status = TicketStatus::Escalated;
+        self.escalated_at = Some(now);
+        self.escalation_reason = Some(crate::text::truncate_chars(reason, 1000).to_string());
+        self.touch(now);
+        Ok(())
+    }
+
+    /// A customer wrote again: a ticket waiting on them is open once more.
+    pub fn customer_replied(&mut self, now: DateTime<Utc>) {
+        if self.status == TicketStatus::Pending {
+            self.status = TicketStatus::Open;
+        }
+        self.touch(now);
+    }
+
+    /// An agent replied: the first reply sets `first_response_at`, and an unassigned ticket
+    /// becomes the replying agent's.
+    pub fn agent_replied(&mut self, agent: &str, now: DateTime<Utc>) {
+        if self.first_response_at.is_none() {
+            self.first_response_at = Some(now);
+        }
+        if self.assignee.is_none() {
+            self.assignee = Some(agent.to_string());
+        }
+        self.touch(now);
+    }
+
+    /// Records that the survey went out. Returns false when it already had, so that a
+    /// redelivered close sends nothing.
+    pub fn mark_survey_sent(&mut self, now: DateTime<Utc>) -> bool {
+        if self.survey.as_ref().and_then(|s| s.sent_at).is_some() {
+            return false;
+        }
+        self.survey = Some(Survey {
+            sent_at: Some(now),
+            ..Survey::default()
+        });
+        self.touch(now);
+        true
+    }
+
+    /// The customer's answer to the survey, taken once.
+    pub fn rate(&mut self, rating: i64, comment: Option<String>, now: DateTime<Utc>) -> Result<()> {
+        if !(1..=5).contains(&rating) {
+            return Err(Error::unprocessable(
+                "invalid_rating",
+                format!("a rating is a whole number from 1 to 5, not {rating}"),
+            ));
+        }
+        let survey = self.survey.get_or_insert_with(Survey::default);
+        if survey.rating.is_some() {
+            return Err(Error::conflict(
+                "already_answered",
+                "this survey has already been answered",
+            ));
+        }
+        survey.rating = Some(rating as u8);
+        survey.comment = comment
+            .map(|c| crate::text::truncate_chars(c.trim(), 2000).to_string())
+            .filter(|c| !c.is_empty());
+        survey.answered_at = Some(now);
+        self.touch(now);
+        Ok(())
+    }
+
+    /// Whether this change is the one that closed the ticket: what triggers the survey.
+    pub fn became_closed(old: Option<&Ticket>, new: &Ticket) -> bool {
+        new.status == TicketStatus::Closed
+            && old.is_none_or(|o| o.status != TicketStatus::Closed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ticket() -> Ticket {
+        Ticket::open(
+            NewTicket {
+                customer_id: "c1".into(),
+                channel: Channel::Webchat,
+                subject: None,
+                description: "订单没有到".into(),
+                priority: Priority::Normal,
+                skill: Skill::General,
+            },
+            super::super::now(),
+        )
+    }
+
+    #[test]
+    fn closed_is_final() {
+        let mut t = ticket();
+        let now = super::super::now();
+        t.apply(&TicketPatch { status: Some(TicketStatus::Closed), ..Default::default() }, now)
+            .unwrap();
+        assert!(t.closed_at.is_some());
+        let err = t
+            .apply(&TicketPatch { status: Some(TicketStatus::Open), ..Default::default() }, now)
+            .unwrap_err();
+        assert_eq!(err.code, "illegal_status_change");
+        assert_eq!(err.kind.status(), 422);
+    }
+
+    #[test]
+    fn resolved_can_reopen_but_not_pend() {
+        assert!(TicketStatus::Resolved.can_become(TicketStatus::Open));
+        assert!(!TicketStatus::Resolved.can_become(TicketStatus::Pending));
+        assert!(TicketStatus::Open.can_become(TicketStatus::Resolved));
+    }
+
+    #[test]
+    fn escalation_records_reason_and_time_once() {
+        let mut t = ticket();
+        let now = super::super::now();
+        t.escalate("客户要求经理处理", now).unwrap();
+        assert_eq!(t.status, TicketStatus::Escalated);
+        assert_eq!(t.escalation_reason.as_deref(), Some("客户要求经理处理"));
+        assert_eq!(t.escalated_at, Some(now));
+        assert_eq!(t.escalate("again", now).unwrap_err().code, "already_escalated");
+        assert_eq!(ticket().escalate("  ", now).unwrap_err().kind.status(), 422);
+    }
+
+    #[test]
+    fn every_change_moves_the_version() {
+        let mut t = ticket();
+        let now = super::super::now();
+        t.apply(&TicketPatch { priority: Some(Priority::High), ..Default::default() }, now)
+            .unwrap();
+        assert_eq!(t.version, 2);
+        t.agent_replied("alice", now);
+        assert_eq!(t.version, 3);
+        assert_eq!(t.assignee.as_deref(), Some("alice"));
+        assert_eq!(t.first_response_at, Some(now));
+    }
+
+    #[test]
+    fn survey_is_sent_and_answered_once() {
+        let mut t = ticket();
+        let now = super::super::now();
+        assert!(t.mark_survey_sent(now));
+        assert!(!t.mark_survey_sent(now));
+        assert_eq!(t.rate(7, None, now).unwrap_err().kind.status(), 422);
+        t.rate(5, Some("很好".into()), now).unwrap();
+        assert_eq!(t.rate(4, None, now).unwrap_err().kind.status(), 409);
+        assert_eq!(t.survey.as_ref().unwrap().rating, Some(5));
+    }
+
+    #[test]
+    fn close_detection_ignores_later_changes() {
+        let mut open = ticket();
+        let mut closed = open.clone();
+        closed.status = TicketStatus::Closed;
+        assert!(Ticket::became_closed(Some(&open), &closed));
+        assert!(!Ticket::became_closed(Some(&closed), &closed));
+        open.status = TicketStatus::Resolved;
+        assert!(!Ticket::became_closed(None, &open));
+    }
+}

@@ -1,0 +1,79 @@
+//! The texts the desk writes to customers, in the customer's language.
+
+/// The locale to write in: the language of the customer's text, or, for text with no
+/// letters (an emoji, a number), the customer's own locale.
+pub fn locale_for(customer_locale: Option<&str>, text: &str) -> &'static str {
+    if text.chars().any(crate::text::is_cjk) {
+        return "zh";
+    }
+    if text.chars().any(char::is_alphabetic) {
+        return "en";
+    }
+    match customer_locale {
+        Some(l) if l.to_lowercase().starts_with("zh") => "zh",
+        _ => "en",
+    }
+}
+
+/// A short, readable ticket reference for customers.
+pub fn ticket_ref(ticket_id: &str) -> String {
+    let tail: String = ticket_id
+        .chars()
+        .rev()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(8)
+        .collect();
+    tail.chars().rev().collect::<String>().to_uppercase()
+}
+
+/// Tells the customer a person will take over.
+pub fn handoff(locale: &str, ticket_id: &str) -> String {
+    let r = ticket_ref(ticket_id);
+    if locale == "zh" {
+        format!("您的问题已转交人工客服，我们会尽快在这里回复您。工单号：{r}")
+    } else {
+        format!("Thanks, we've passed your question to our support team and will reply here soon. Ticket: {r}")
+    }
+}
+
+/// The survey invitation with its link.
+pub fn survey(locale: &str, link: &str) -> String {
+    if locale == "zh" {
+        format!("您的工单已关闭。请为本次服务打分（1-5 分）：{link}")
+    } else {
+        format!("Your ticket is closed. How did we do? Rate us from 1 to 5: {link}")
+    }
+}
+
+/// An auto-reply: the article's answer, with "did you mean" choices when a second article
+/// was nearly as likely.
+pub fn auto_reply(locale: &str, answer: &str, alternatives: &[&str]) -> String {
+    if alternatives.is_empty() {
+        return answer.to_string();
+    }
+    let list = alternatives
+        .iter()
+        .map(|t| format!("• {t}"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    if locale == "zh" {
+        format!("{answer}\n\n您是不是想问：\n{list}")
+    } else {
+        format!("{answer}\n\nDid you mean:\n{list}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn texts_follow_the_language() {
+        assert!(handoff("zh", "0190-abcd-1234").contains("工单号：ABCD1234"));
+        assert!(handoff("en", "x").starts_with("Thanks"));
+        assert!(survey("zh", "http://l").ends_with("http://l"));
+        assert_eq!(locale_for(None, "你好"), "zh");
+        assert_eq!(locale_for(Some("zh-CN"), "123"), "zh");
+        assert_eq!(locale_for(Some("en"), "hello"), "en");
+    }
+}

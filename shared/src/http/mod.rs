@@ -1,0 +1,103 @@
+//! The HTTP pieces every route shares: the error form of API.md as a response, and
+//! extractors that turn bad input into that form instead of axum's plain-text rejections.
+
+use crate::{Error, ErrorKind};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+
+/// The largest request body any route takes. Larger ones answer 413.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.kind.status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let message = if self.kind == ErrorKind::Internal {
+            tracing::error!(code = self.code, error = %self.message, "internal error");
+            "something went wrong on our side; please try again".to_string()
+        } else {
+            self.message
+        };
+        let body = serde_json::json!({"error": {"code": self.code, "message": message}});
+        (status, axum::Json(body)).into_response()
+    }
+}
+
+/// The error for a route that does not exist.
+pub async fn not_found() -> Error {
+    Error::new(ErrorKind::NotFound, "not_found", "no such route")
+}
+
+/// A JSON body, read whole (within [`MAX_BODY_BYTES`]) and parsed with serde.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = body_bytes(req, state).await?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// The raw body, for routes that check a signature over the exact bytes.
+pub async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<bytes::Bytes, Error> {
+    bytes::Bytes::from_request(req, state).await.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Error::too_large(
+                "payload_too_large",
+                format!("the body is larger than {MAX_BODY_BYTES} bytes"),
+            )
+        } else {
+            Error::bad_request("bad_request", format!("could not read the body: {e}"))
+        }
+    })
+}
+
+/// Parses JSON with a message that says where it went wrong.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    if bytes.is_empty() {
+        return Err(Error::bad_request("invalid_json", "the body is empty; JSON was expected"));
+    }
+    serde_json::from_slice(bytes).map_err(|e| {
+        let code = if e.is_data() { "invalid_body" } else { "invalid_json" };
+        let kind = if e.is_data() {
+            ErrorKind::Unprocessable
+        } else {
+            ErrorKind::BadRequest
+        };
+        Error::new(kind, code, format!("the body is not valid: {e}"))
+    })
+}
+
+/// Query parameters, parsed with serde, with the error form on failure.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or("");
+        serde_urlencoded_like(query).map(ApiQuery)
+    }
+}
+
+fn serde_urlencoded_like<T: DeserializeOwned>(query: &str) -> Result<T, Error> {
+    axum::extract::Query::<T>::try_from_uri(
+        &format!("/?{query}")
+            .parse()
+            .map_err(|_| Error::bad_request("bad_request", "the query string is malformed"))?,
+    )
+    .map(|q| q.0)
+    .map_err(|e| Error::bad_request("bad_request", format!("bad query parameters: {e}")))
+}
+
+/// The bearer token of an `Authorization` header.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty()).then(|| token.trim())
+}

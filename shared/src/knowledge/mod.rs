@@ -1,0 +1,91 @@
+//! Knowledge-base articles and the ranking step shared by every index: the index retrieves
+//! candidate articles, and [`Ranker`] orders them and gives each a confidence in [0, 1]
+//! that one threshold turns into "answer" or "hand off".
+
+mod ranker;
+mod tokenize;
+
+pub use ranker::{Decision, Hit, Ranker, DEFAULT_THRESHOLD};
+pub use tokenize::tokenize;
+
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Article {
+    pub id: String,
+    pub title: String,
+    /// The ways customers ask it: what search matches against first.
+    pub questions: Vec<String>,
+    pub answer: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locale: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+}
+
+impl Article {
+    /// Checks what an index needs: an id, a title, an answer, and at least one question.
+    pub fn validate(&self) -> Result<()> {
+        let id = self.id.trim();
+        if id.is_empty() || id.chars().count() > 128 || id.contains('/') || id != self.id {
+            return Err(Error::unprocessable(
+                "invalid_article",
+                "an article id is 1-128 characters, with no slash or surrounding spaces",
+            ));
+        }
+        if self.title.trim().is_empty() || self.answer.trim().is_empty() {
+            return Err(Error::unprocessable(
+                "invalid_article",
+                format!("article {:?} needs a title and an answer", self.id),
+            ));
+        }
+        if !self.questions.iter().any(|q| !q.trim().is_empty()) {
+            return Err(Error::unprocessable(
+                "invalid_article",
+                format!("article {:?} needs at least one question", self.id),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Reads an import file: a JSON array of articles, or JSON Lines.
+pub fn parse_articles(text: &str) -> Result<Vec<Article>> {
+    let trimmed = text.trim_start_matches('\u{feff}').trim();
+    let articles: Vec<Article> = if trimmed.starts_with('[') {
+        serde_json::from_str(trimmed)
+            .map_err(|e| Error::bad_request("invalid_json", format!("article array: {e}")))?
+    } else {
+        trimmed
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(n, l)| {
+                serde_json::from_str(l).map_err(|e| {
+                    Error::bad_request("invalid_json", format!("line {}: {e}", n + 1))
+                })
+            })
+            .collect::<Result<_>>()?
+    };
+    for a in &articles {
+        a.validate()?;
+    }
+    Ok(articles)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_arrays_and_json_lines() {
+        let one = r#"{"id":"a","title":"T","questions":["q"],"answer":"A"}"#;
+        assert_eq!(parse_articles(&format!("[{one}]")).unwrap().len(), 1);
+        assert_eq!(parse_articles(&format!("{one}\n\n{one}\n")).unwrap().len(), 2);
+        let err = parse_articles(&format!("{one}\n{{bad")).unwrap_err();
+        assert!(err.message.contains("line 2"), "{}", err.message);
+        let no_q = r#"[{"id":"a","title":"T","questions":[" "],"answer":"A"}]"#;
+        assert_eq!(parse_articles(no_q).unwrap_err().kind.status(), 422);
+    }
+}

@@ -1,0 +1,211 @@
+//! The ports: what the functions need from the world, as traits. Each has an adapter for AWS
+//! and one for the local program; handlers see only these.
+
+use crate::domain::{
+    Channel, ChannelIdentity, Customer, DeliveryStatus, Message, Ticket, TicketFilter,
+};
+use crate::knowledge::{Article, Hit};
+use crate::Result;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// A page of a list, with the cursor of the next page when there is one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+#[async_trait]
+pub trait TicketStore: Send + Sync {
+    async fn create_ticket(&self, ticket: &Ticket) -> Result<()>;
+    async fn get_ticket(&self, id: &str) -> Result<Option<Ticket>>;
+    /// Saves `ticket` only if the stored version is still `expected_version`, else fails
+    /// with a conflict. Each saved change reaches the ticket change feed.
+    async fn update_ticket(&self, ticket: &Ticket, expected_version: u64) -> Result<()>;
+    /// Newest first.
+    async fn list_tickets(
+        &self,
+        filter: &TicketFilter,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<Ticket>>;
+    /// The customer's ticket that new messages join (open, pending or escalated), if any.
+    async fn active_ticket_for(&self, customer_id: &str) -> Result<Option<Ticket>>;
+    /// Tickets whose survey was answered within [from, to).
+    async fn rated_tickets(
+        &self,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    ) -> Result<Vec<Ticket>>;
+}
+
+#[async_trait]
+pub trait CustomerStore: Send + Sync {
+    /// The customer behind a channel identity, created on first contact. Two calls for one
+    /// identity, even at once, give one customer.
+    async fn resolve_customer(
+        &self,
+        identity: &ChannelIdentity,
+        name: Option<&str>,
+        locale: Option<&str>,
+    ) -> Result<Customer>;
+    async fn get_customer(&self, id: &str) -> Result<Option<Customer>>;
+}
+
+#[async_trait]
+pub trait ConversationStore: Send + Sync {
+    /// Appends an entry; false when an entry with its id is already there (a redelivery).
+    async fn append_message(&self, message: &Message) -> Result<bool>;
+    async fn get_message(&self, id: &str) -> Result<Option<Message>>;
+    async fn set_message_ticket(&self, id: &str, ticket_id: &str) -> Result<()>;
+    async fn set_delivery(
+        &self,
+        id: &str,
+        status: DeliveryStatus,
+        provider_message_id: Option<&str>,
+        error: Option<&str>,
+    ) -> Result<()>;
+    /// A ticket's messages, oldest first, notes included.
+    async fn ticket_messages(&self, ticket_id: &str) -> Result<Vec<Message>>;
+    /// A customer's conversation on one channel, oldest first, after the entry `after`;
+    /// internal notes are left out.
+    async fn customer_messages(
+        &self,
+        customer_id: &str,
+        channel: Channel,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Message>>;
+}
+
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync {
+    /// Claims `key` for `value` for `ttl_secs`. Returns the value of an earlier claim when the
+    /// key was already taken: the delivery is a duplicate.
+    async fn claim(&self, key: &str, value: &str, ttl_secs: i64) -> Result<Option<String>>;
+    /// Gives a claim back, when what it guarded could not be done.
+    async fn release(&self, key: &str) -> Result<()>;
+}
+
+/// A website visitor's chat session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebchatSession {
+    pub id: String,
+    /// SHA-256 of the bearer token, hex; the token itself is never stored.
+    pub token_hash: String,
+    pub customer_id: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    async fn create_session(&self, session: &WebchatSession) -> Result<()>;
+    async fn session_by_token_hash(&self, token_hash: &str) -> Result<Option<WebchatSession>>;
+}
+
+/// All the stores; one adapter implements them together.
+pub trait Store:
+    TicketStore + CustomerStore + ConversationStore + IdempotencyStore + SessionStore
+{
+}
+impl<T> Store for T where
+    T: TicketStore + CustomerStore + ConversationStore + IdempotencyStore + SessionStore
+{
+}
+
+/// The queues between the functions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum QueueName {
+    /// intake → router; FIFO per customer.
+    Inbound,
+    /// router → auto-reply.
+    AutoReply,
+    /// everyone → dispatch.
+    Outbound,
+}
+
+impl QueueName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueName::Inbound => "inbound",
+            QueueName::AutoReply => "auto_reply",
+            QueueName::Outbound => "outbound",
+        }
+    }
+}
+
+#[async_trait]
+pub trait Queue: Send + Sync {
+    /// Sends a JSON body. `group` keeps order among messages of one group (FIFO queues);
+    /// `dedup_id` makes a resend of the same message a no-op where the queue supports it.
+    async fn send(
+        &self,
+        queue: QueueName,
+        body: String,
+        group: Option<&str>,
+        dedup_id: Option<&str>,
+    ) -> Result<()>;
+}
+
+/// Serialises `job` and sends it.
+pub async fn send_json<T: Serialize + Sync>(
+    queue: &dyn Queue,
+    name: QueueName,
+    job: &T,
+    group: Option<&str>,
+) -> Result<()> {
+    let body = serde_json::to_string(job)
+        .map_err(|e| crate::Error::internal(format!("encoding a {} job: {e}", name.as_str())))?;
+    queue.send(name, body, group, None).await
+}
+
+/// A change of one ticket, as the change feed (the DynamoDB stream) delivers it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TicketChange {
+    pub old: Option<Ticket>,
+    pub new: Ticket,
+}
+
+#[async_trait]
+pub trait KnowledgeIndex: Send + Sync {
+    /// The best articles for `query`, ranked, each with its confidence.
+    async fn search(&self, query: &str, limit: usize) -> Result<Vec<Hit>>;
+    async fn get(&self, id: &str) -> Result<Option<Article>>;
+    async fn list(&self) -> Result<Vec<Article>>;
+    /// Adds or replaces articles; returns how many were new.
+    async fn upsert(&self, articles: &[Article]) -> Result<usize>;
+    /// Removes an article; false when there was none.
+    async fn delete(&self, id: &str) -> Result<bool>;
+}
+
+/// What a channel answered when it took a message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Receipt {
+    pub provider_message_id: Option<String>,
+    pub status: DeliveryStatus,
+}
+
+/// Why a send failed, which decides whether it is tried again.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SendError {
+    /// Worth trying again later (5xx, timeouts, rate limits).
+    #[error("temporary failure: {reason}")]
+    Temporary {
+        reason: String,
+        retry_after_secs: Option<u64>,
+    },
+    /// Will fail again (4xx): goes to the dead letters with the reason.
+    #[error("permanent failure: {reason}")]
+    Permanent { reason: String },
+}
+
+#[async_trait]
+pub trait ChannelSender: Send + Sync {
+    async fn send(
+        &self,
+        customer: &Customer,
+        message: &Message,
+    ) -> std::result::Result<Receipt, SendError>;
+}

@@ -1,0 +1,217 @@
+//! Classification and priority rules, read from a TOML file the operator can edit
+//! (`shared/rules/default.toml` is the built-in default).
+
+use crate::domain::{Priority, Skill, Tier};
+use crate::text::is_cjk;
+use crate::{Error, Result};
+use serde::Deserialize;
+
+const DEFAULT_RULES: &str = include_str!("../rules/default.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Rules {
+    handoff: WordList,
+    skills: SkillWords,
+    priority: PriorityWords,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct WordList {
+    #[serde(default)]
+    words: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct SkillWords {
+    #[serde(default)]
+    billing: Vec<String>,
+    #[serde(default)]
+    technical: Vec<String>,
+    #[serde(default)]
+    general: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct PriorityWords {
+    #[serde(default)]
+    urgent: Vec<String>,
+    #[serde(default)]
+    high: Vec<String>,
+    #[serde(default)]
+    low: Vec<String>,
+    #[serde(default = "yes")]
+    raise_for_vip: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Where a message goes first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Try the knowledge base; hand off if it is not confident.
+    AutoReply,
+    /// Straight to an agent.
+    Agent,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Classification {
+    pub route: Route,
+    pub skill: Skill,
+    pub priority: Priority,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        // The built-in file is part of the binary and covered by a test.
+        Rules::parse(DEFAULT_RULES).unwrap_or_else(|_| Rules {
+            handoff: WordList::default(),
+            skills: SkillWords::default(),
+            priority: PriorityWords {
+                urgent: vec![],
+                high: vec![],
+                low: vec![],
+                raise_for_vip: true,
+            },
+        })
+    }
+}
+
+impl Rules {
+    pub fn parse(toml_text: &str) -> Result<Rules> {
+        let mut rules: Rules = toml::from_str(toml_text)
+            .map_err(|e| Error::bad_request("invalid_rules", format!("rules file: {e}")))?;
+        for list in [
+            &mut rules.handoff.words,
+            &mut rules.skills.billing,
+            &mut rules.skills.technical,
+            &mut rules.skills.general,
+            &mut rules.priority.urgent,
+            &mut rules.priority.high,
+            &mut rules.priority.low,
+        ] {
+            for w in list.iter_mut() {
+                *w = w.to_lowercase();
+            }
+            list.retain(|w| !w.trim().is_empty());
+        }
+        Ok(rules)
+    }
+
+    pub fn classify(&self, text: &str, tier: Tier) -> Classification {
+        let text = text.to_lowercase();
+        let route = if count(&text, &self.handoff.words) > 0 {
+            Route::Agent
+        } else {
+            Route::AutoReply
+        };
+        let scores = [
+            (Skill::Billing, count(&text, &self.skills.billing)),
+            (Skill::Technical, count(&text, &self.skills.technical)),
+            (Skill::General, count(&text, &self.skills.general)),
+        ];
+        let skill = scores
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .max_by_key(|(_, n)| *n)
+            .map(|(s, _)| *s)
+            .unwrap_or(Skill::General);
+        let mut priority = if count(&text, &self.priority.urgent) > 0 {
+            Priority::Urgent
+        } else if count(&text, &self.priority.high) > 0 {
+            Priority::High
+        } else if count(&text, &self.priority.low) > 0 {
+            Priority::Low
+        } else {
+            Priority::Normal
+        };
+        if tier == Tier::Vip && self.priority.raise_for_vip {
+            priority = priority.raised();
+        }
+        Classification {
+            route,
+            skill,
+            priority,
+        }
+    }
+}
+
+/// How many of `words` occur in `text` (both lower-case).
+fn count(text: &str, words: &[String]) -> usize {
+    words.iter().filter(|w| contains_word(text, w)).count()
+}
+
+/// Chinese words match anywhere; others only between non-alphanumeric characters.
+fn contains_word(text: &str, word: &str) -> bool {
+    if word.chars().any(is_cjk) {
+        return text.contains(word);
+    }
+    let mut from = 0;
+    while let Some(pos) = text[from..].find(word) {
+        let start = from + pos;
+        let end = start + word.len();
+        let before = text[..start].chars().next_back();
+        let after = text[end..].chars().next();
+        let boundary = |c: Option<char>| c.is_none_or(|c| !c.is_alphanumeric() || is_cjk(c));
+        if boundary(before) && boundary(after) {
+            return true;
+        }
+        from = start + word.chars().next().map_or(1, char::len_utf8);
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_rules_parse() {
+        assert!(Rules::parse(DEFAULT_RULES).is_ok());
+    }
+
+    #[test]
+    fn billing_and_technical_in_both_languages() {
+        let r = Rules::default();
+        let c = r.classify("Why was I charged twice this month?", Tier::Standard);
+        assert_eq!((c.route, c.skill), (Route::AutoReply, Skill::Billing));
+        assert_eq!(r.classify("我被多扣款了两次", Tier::Standard).skill, Skill::Billing);
+        assert_eq!(
+            r.classify("The app crashes when I upload a photo", Tier::Standard).skill,
+            Skill::Technical
+        );
+        assert_eq!(r.classify("上传照片时应用闪退", Tier::Standard).skill, Skill::Technical);
+        assert_eq!(r.classify("hello there", Tier::Standard).skill, Skill::General);
+    }
+
+    #[test]
+    fn words_match_whole_in_english() {
+        let r = Rules::default();
+        assert_eq!(r.classify("a billion thanks", Tier::Standard).skill, Skill::General);
+        assert_eq!(r.classify("my bill is wrong", Tier::Standard).skill, Skill::Billing);
+    }
+
+    #[test]
+    fn urgency_and_tier_raise_priority() {
+        let r = Rules::default();
+        assert_eq!(r.classify("紧急！系统打不开", Tier::Standard).priority, Priority::Urgent);
+        assert_eq!(r.classify("This is URGENT", Tier::Standard).priority, Priority::Urgent);
+        assert_eq!(r.classify("我要投诉", Tier::Standard).priority, Priority::High);
+        assert_eq!(r.classify("我要投诉", Tier::Standard).route, Route::Agent);
+        assert_eq!(r.classify("hello", Tier::Vip).priority, Priority::High);
+        assert_eq!(r.classify("hello", Tier::Standard).priority, Priority::Normal);
+    }
+
+    #[test]
+    fn an_operator_file_replaces_the_defaults() {
+        let r = Rules::parse(
+            "[handoff]\nwords=[\"Manager\"]\n[skills]\nbilling=[\"发票\"]\n[priority]\nurgent=[\"now\"]\n",
+        )
+        .unwrap();
+        let c = r.classify("I want the manager now", Tier::Standard);
+        assert_eq!((c.route, c.priority), (Route::Agent, Priority::Urgent));
+        assert!(Rules::parse("[handoff\n").is_err());
+    }
+}

@@ -1,0 +1,94 @@
+//! Text helpers that respect characters: customer text is often Chinese, and a cut in the
+//! middle of a UTF-8 sequence would corrupt it.
+
+/// The first `max` characters of `text` (not bytes).
+pub fn truncate_chars(text: &str, max: usize) -> &str {
+    match text.char_indices().nth(max) {
+        Some((byte, _)) => &text[..byte],
+        None => text,
+    }
+}
+
+/// Splits `text` into pieces of at most `max` characters, preferring to break after a
+/// newline or a space when one falls in the last fifth of a piece.
+pub fn split_chars(text: &str, max: usize) -> Vec<String> {
+    let max = max.max(1);
+    let chars: Vec<char> = text.chars().collect();
+    let mut parts = Vec::new();
+    let mut start = 0;
+    while start < chars.len() {
+        let mut end = (start + max).min(chars.len());
+        if end < chars.len() {
+            let floor = start + max * 4 / 5;
+            if let Some(pos) = (floor..end).rev().find(|&i| chars[i] == '\n' || chars[i] == ' ') {
+                end = pos + 1;
+            }
+        }
+        parts.push(chars[start..end].iter().collect());
+        start = end;
+    }
+    parts
+}
+
+/// Whether a character is a CJK ideograph (or kana/hangul), the scripts written without
+/// spaces between words.
+pub fn is_cjk(c: char) -> bool {
+    matches!(c as u32,
+        0x3040..=0x30FF | 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xAC00..=0xD7AF | 0xF900..=0xFAFF
+        | 0x20000..=0x2FA1F)
+}
+
+/// `zh` when the text contains Chinese characters, `en` otherwise.
+pub fn detect_locale(text: &str) -> &'static str {
+    if text.chars().any(is_cjk) {
+        "zh"
+    } else {
+        "en"
+    }
+}
+
+/// The subject of a ticket: the first 100 characters of the message, on one line.
+pub fn subject_of(text: &str) -> String {
+    truncate_chars(text.trim(), 100)
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncates_chinese_on_characters() {
+        let text = "密码".repeat(150);
+        let cut = truncate_chars(&text, 100);
+        assert_eq!(cut.chars().count(), 100);
+        assert!(text.starts_with(cut));
+        assert_eq!(truncate_chars("短", 100), "短");
+    }
+
+    #[test]
+    fn subject_is_first_hundred_characters() {
+        let text: String = "我的订单一直没有到货".repeat(30);
+        assert_eq!(text.chars().count(), 300);
+        let subject = subject_of(&text);
+        assert_eq!(subject.chars().count(), 100);
+        assert_eq!(subject, text.chars().take(100).collect::<String>());
+    }
+
+    #[test]
+    fn splits_on_characters_and_keeps_everything() {
+        let text = "你好 ".repeat(3000);
+        let parts = split_chars(&text, 4096);
+        assert!(parts.iter().all(|p| p.chars().count() <= 4096));
+        assert_eq!(parts.concat(), text);
+        assert!(parts[0].ends_with(' '));
+    }
+
+    #[test]
+    fn detects_chinese() {
+        assert_eq!(detect_locale("我忘记密码了"), "zh");
+        assert_eq!(detect_locale("forgot password"), "en");
+    }
+}
