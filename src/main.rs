@@ -1,1 +1,83 @@
-fn main() {}
+//! `helpdesk`: the whole desk in one process on embedded storage, for development and small
+//! installs, plus the knowledge-base tools.
+
+mod config;
+mod serve;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use helpdesk_core::adapters::TantivyIndex;
+use helpdesk_core::knowledge::parse_articles;
+use helpdesk_core::ports::KnowledgeIndex;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "helpdesk", version, about = "A customer-service back end: webchat, WhatsApp and Telegram in, answers from a knowledge base, tickets for the rest.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve every function and route in one process.
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:3000")]
+        addr: SocketAddr,
+        /// Where the database and the knowledge index live.
+        #[arg(long, env = "HELPDESK_DATA_DIR", default_value = "data")]
+        data_dir: PathBuf,
+    },
+    /// Knowledge-base tools.
+    Kb {
+        #[command(subcommand)]
+        command: KbCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KbCommand {
+    /// Load or update articles from a JSON array or JSON Lines file.
+    Import {
+        file: PathBuf,
+        #[arg(long, env = "HELPDESK_DATA_DIR", default_value = "data")]
+        data_dir: PathBuf,
+    },
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HELPDESK_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Serve { addr, data_dir } => serve::run(addr, data_dir).await,
+            Command::Kb { command: KbCommand::Import { file, data_dir } } => import(&file, &data_dir).await,
+        }
+    })
+}
+
+async fn import(file: &PathBuf, data_dir: &std::path::Path) -> Result<()> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let articles = parse_articles(&text).map_err(|e| anyhow::anyhow!("{}: {}", file.display(), e.message))?;
+    let index = TantivyIndex::open(&serve::index_dir(data_dir)).map_err(|e| anyhow::anyhow!(e.message))?;
+    let created = index.upsert(&articles).await.map_err(|e| anyhow::anyhow!(e.message))?;
+    println!(
+        "imported {} articles ({} new, {} updated); the knowledge base now has {}",
+        articles.len(),
+        created,
+        articles.len() - created,
+        index.len()
+    );
+    Ok(())
+}

@@ -9,6 +9,7 @@
 
 pub mod domain;
 pub mod error;
+pub mod flow;
 pub mod format;
 pub mod knowledge;
 pub mod ports;

@@ -1,1 +1,88 @@
+//! Dispatch: delivers what the desk says. Customer messages go out on their channel; notices
+//! to supervisors go to their webhook. A message is delivered only while it is still
+//! queued, so a redelivered job sends nothing twice.
 
+mod senders;
+
+pub use senders::{SupervisorWebhook, WebchatSender};
+
+use helpdesk_core::domain::{Channel, DeliveryStatus, OutboundMessage, SupervisorNotice};
+use helpdesk_core::ports::{ChannelSender, SendError, Store};
+use helpdesk_core::{Error, Result};
+use std::sync::Arc;
+
+pub struct Deps {
+    pub store: Arc<dyn Store>,
+    pub webchat: Arc<dyn ChannelSender>,
+    pub whatsapp: Option<Arc<dyn ChannelSender>>,
+    pub telegram: Option<Arc<dyn ChannelSender>>,
+    pub supervisor: Option<SupervisorWebhook>,
+}
+
+impl Deps {
+    fn sender(&self, channel: Channel) -> Option<&Arc<dyn ChannelSender>> {
+        match channel {
+            Channel::Webchat => Some(&self.webchat),
+            Channel::Whatsapp => self.whatsapp.as_ref(),
+            Channel::Telegram => self.telegram.as_ref(),
+        }
+    }
+}
+
+pub async fn handle(deps: &Deps, job: OutboundMessage) -> Result<()> {
+    match job {
+        OutboundMessage::Customer { message_id } => deliver(deps, &message_id).await,
+        OutboundMessage::Supervisor(notice) => notify_supervisor(deps, &notice).await,
+    }
+}
+
+async fn deliver(deps: &Deps, message_id: &str) -> Result<()> {
+    let store = deps.store.as_ref();
+    let message = store
+        .get_message(message_id)
+        .await?
+        .ok_or_else(|| Error::internal(format!("dispatch of unknown message {message_id}")))?;
+    if message.status != Some(DeliveryStatus::Queued) {
+        return Ok(());
+    }
+    let Some(sender) = deps.sender(message.channel) else {
+        let reason = format!("the {} channel is not configured", message.channel.as_str());
+        store
+            .set_delivery(message_id, DeliveryStatus::Failed, None, Some(&reason))
+            .await?;
+        return Err(Error::unprocessable("channel_disabled", reason));
+    };
+    let customer = store
+        .get_customer(&message.customer_id)
+        .await?
+        .ok_or_else(|| Error::internal(format!("message {message_id} for an unknown customer")))?;
+    match sender.send(&customer, &message).await {
+        Ok(receipt) => {
+            store
+                .set_delivery(message_id, receipt.status, receipt.provider_message_id.as_deref(), None)
+                .await
+        }
+        Err(SendError::Temporary { reason, .. }) => Err(Error::internal(format!(
+            "sending on {} failed for now: {reason}",
+            message.channel.as_str()
+        ))),
+        Err(SendError::Permanent { reason }) => {
+            store
+                .set_delivery(message_id, DeliveryStatus::Failed, None, Some(&reason))
+                .await?;
+            Err(Error::unprocessable("send_failed", reason))
+        }
+    }
+}
+
+async fn notify_supervisor(deps: &Deps, notice: &SupervisorNotice) -> Result<()> {
+    let Some(webhook) = &deps.supervisor else {
+        tracing::warn!(ticket_id = %notice.ticket_id, "escalated, but SUPERVISOR_WEBHOOK_URL is not set");
+        return Ok(());
+    };
+    match webhook.post(notice).await {
+        Ok(()) => Ok(()),
+        Err(SendError::Temporary { reason, .. }) => Err(Error::internal(reason)),
+        Err(SendError::Permanent { reason }) => Err(Error::unprocessable("send_failed", reason)),
+    }
+}

@@ -1,1 +1,52 @@
+//! Intake: where customer messages enter. It checks who is writing, drops what it has
+//! already taken, and puts the message on the inbound queue, answering fast; everything
+//! slower happens behind the queue.
+//!
+//! Routes: the webchat channel (`/webchat/...`).
 
+pub mod webchat;
+
+use helpdesk_core::domain::InboundMessage;
+use helpdesk_core::ports::{send_json, IdempotencyStore, Queue, QueueName, Store};
+use helpdesk_core::Result;
+use std::sync::Arc;
+
+/// WhatsApp retries a delivery for up to 7 days; a duplicate must be recognised that long.
+pub const DEDUPE_TTL_SECS: i64 = 8 * 24 * 3600;
+
+/// The longest customer message taken, in characters.
+pub const MAX_TEXT_CHARS: usize = 4096;
+
+pub struct Deps {
+    pub store: Arc<dyn Store>,
+    pub queue: Arc<dyn Queue>,
+}
+
+/// Takes an inbound message once: the first delivery under `dedupe_key` is queued and its
+/// message id returned; a repeat returns the first one's id and queues nothing.
+pub async fn accept(deps: &Deps, dedupe_key: Option<&str>, message: InboundMessage) -> Result<String> {
+    if let Some(key) = dedupe_key {
+        if let Some(first) = deps.store.claim(key, &message.id, DEDUPE_TTL_SECS).await? {
+            tracing::info!(key, message_id = %first, "duplicate delivery ignored");
+            return Ok(first);
+        }
+    }
+    let group = message
+        .customer_id
+        .clone()
+        .unwrap_or_else(|| format!("{}:{}", message.channel.as_str(), message.external_id));
+    if let Err(e) = send_json(deps.queue.as_ref(), QueueName::Inbound, &message, Some(&group)).await {
+        if let Some(key) = dedupe_key {
+            // Let the provider's retry through: nothing was queued.
+            let _ = IdempotencyStore::release(deps.store.as_ref(), key).await;
+        }
+        return Err(e);
+    }
+    tracing::info!(message_id = %message.id, channel = message.channel.as_str(), "message accepted");
+    Ok(message.id)
+}
+
+/// The intake routes.
+pub fn router(deps: Arc<Deps>) -> axum::Router {
+    webchat::routes().with_state(deps)
+}

@@ -1,1 +1,59 @@
+//! Survey: when a ticket closes, the customer is asked how we did, once, on the ticket's
+//! channel, with a signed link; the link's page takes one rating from 1 to 5.
+//!
+//! [`handle_change`] consumes the ticket change feed (the DynamoDB stream on AWS, the
+//! store's change queue locally); [`router`] serves the survey page.
 
+mod page;
+
+use helpdesk_core::domain::{self, Message, MessageKind, Ticket};
+use helpdesk_core::flow::{self, derived_id};
+use helpdesk_core::format;
+use helpdesk_core::ports::{Queue, Store, TicketChange};
+use helpdesk_core::survey_token::SurveySigner;
+use helpdesk_core::{Error, Result};
+use std::sync::Arc;
+
+pub use page::router;
+
+pub struct Deps {
+    pub store: Arc<dyn Store>,
+    pub queue: Arc<dyn Queue>,
+    pub signer: SurveySigner,
+    /// Where the survey page is reached from outside, e.g. `https://help.example.com`.
+    pub public_url: String,
+}
+
+/// Handles one ticket change. Only the change that closes a ticket matters; it yields one
+/// survey message however often it is delivered, because the message's id is derived from
+/// the ticket's and dispatch sends a message only once.
+pub async fn handle_change(deps: &Deps, change: TicketChange) -> Result<()> {
+    if !Ticket::became_closed(change.old.as_ref(), &change.new) {
+        return Ok(());
+    }
+    let ticket = &change.new;
+    let store = deps.store.as_ref();
+    let customer = store
+        .get_customer(&ticket.customer_id)
+        .await?
+        .ok_or_else(|| Error::internal(format!("ticket {} has no customer", ticket.id)))?;
+    let now = domain::now();
+    let link = format!(
+        "{}/surveys/{}",
+        deps.public_url.trim_end_matches('/'),
+        deps.signer.sign(&ticket.id, now)
+    );
+    let locale = format::locale_for(customer.locale.as_deref(), &ticket.description);
+    let mut message = Message::outbound(
+        &customer.id,
+        ticket.channel,
+        MessageKind::Survey,
+        format::survey(locale, &link),
+        Some(ticket.id.clone()),
+    );
+    message.id = derived_id(&ticket.id, "survey");
+    flow::send_to_customer(store, deps.queue.as_ref(), &message).await?;
+    flow::update_ticket(store, &ticket.id, |t| Ok(t.mark_survey_sent(now))).await?;
+    tracing::info!(ticket_id = %ticket.id, "survey sent");
+    Ok(())
+}

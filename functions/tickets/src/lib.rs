@@ -1,1 +1,26 @@
+//! Tickets: the agent API. Agents list and read tickets with their conversations, change
+//! status, priority, skill and assignee under optimistic concurrency, reply, write internal
+//! notes and escalate; supervisors read the satisfaction report and keep the knowledge base.
 
+pub mod auth;
+mod kb;
+mod routes;
+
+pub use auth::{Agent, Agents, Role};
+
+use helpdesk_core::ports::{KnowledgeIndex, Queue, Store};
+use std::sync::Arc;
+
+pub struct Deps {
+    pub store: Arc<dyn Store>,
+    pub queue: Arc<dyn Queue>,
+    pub knowledge: Arc<dyn KnowledgeIndex>,
+    pub agents: Agents,
+    /// The auto-reply threshold, shown by `/kb/search` for tuning.
+    pub threshold: f64,
+}
+
+/// The agent API's routes.
+pub fn router(deps: Arc<Deps>) -> axum::Router {
+    routes::routes().merge(kb::routes()).with_state(deps)
+}

@@ -1,0 +1,151 @@
+//! The survey page: `GET` shows the form (or JSON), `POST` takes the rating, once.
+
+use crate::Deps;
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderMap};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use helpdesk_core::domain::{self, Ticket};
+use helpdesk_core::flow;
+use helpdesk_core::http::{body_bytes, parse_json};
+use helpdesk_core::{Error, ErrorKind, Result};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+pub fn router(deps: Arc<Deps>) -> Router {
+    Router::new()
+        .route("/surveys/{token}", get(show).post(answer))
+        .with_state(deps)
+}
+
+async fn ticket_for(deps: &Deps, token: &str) -> Result<Ticket> {
+    let gone = || Error::new(ErrorKind::NotFound, "not_found", "this survey link is not valid or has expired");
+    let id = deps.signer.verify(token, domain::now()).ok_or_else(gone)?;
+    deps.store.get_ticket(&id).await?.ok_or_else(gone)
+}
+
+fn wants_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("application/json"))
+}
+
+#[derive(Serialize)]
+struct SurveyView {
+    ticket_id: String,
+    subject: String,
+    rating: Option<u8>,
+    comment: Option<String>,
+    answered: bool,
+}
+
+fn view(t: &Ticket) -> SurveyView {
+    let survey = t.survey.clone().unwrap_or_default();
+    SurveyView {
+        ticket_id: t.id.clone(),
+        subject: t.subject.clone(),
+        rating: survey.rating,
+        comment: survey.comment,
+        answered: survey.rating.is_some(),
+    }
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+fn page(title: &str, body: &str) -> Html<String> {
+    Html(format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{title}</title><style>body{{font-family:system-ui,sans-serif;max-width:32rem;\
+         margin:2rem auto;padding:0 1rem}}label{{margin-right:1rem}}textarea{{width:100%}}\
+         button{{margin-top:1rem;padding:.5rem 1.5rem}}</style></head><body>{body}</body></html>"
+    ))
+}
+
+async fn show(
+    State(deps): State<Arc<Deps>>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let ticket = ticket_for(&deps, &token).await?;
+    if wants_json(&headers) {
+        return Ok(Json(view(&ticket)).into_response());
+    }
+    let v = view(&ticket);
+    let body = if let Some(rating) = v.rating {
+        format!("<h1>Thank you · 谢谢</h1><p>You rated us {rating} of 5.</p>")
+    } else {
+        let options: String = (1..=5)
+            .map(|n| format!("<label><input type=\"radio\" name=\"rating\" value=\"{n}\" required> {n}</label>"))
+            .collect();
+        format!(
+            "<h1>How did we do? · 请为我们的服务打分</h1><p>{}</p>\
+             <form method=\"post\"><fieldset><legend>1 = poor · 5 = excellent</legend>{options}</fieldset>\
+             <p><label for=\"comment\">Anything to add? · 其他意见</label></p>\
+             <textarea id=\"comment\" name=\"comment\" rows=\"4\" maxlength=\"2000\"></textarea>\
+             <button type=\"submit\">Send · 提交</button></form>",
+            escape(&v.subject)
+        )
+    };
+    Ok(page("Survey", &body).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Answer {
+    rating: serde_json::Value,
+    comment: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct FormAnswer {
+    rating: String,
+    comment: Option<String>,
+}
+
+async fn answer(
+    State(deps): State<Arc<Deps>>,
+    Path(token): Path<String>,
+    req: Request,
+) -> Result<Response> {
+    let is_form = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
+    let ticket = ticket_for(&deps, &token).await?;
+    let bytes = body_bytes(req, &()).await?;
+    let (rating, comment) = if is_form {
+        let form: FormAnswer = serde_urlencoded::from_bytes(&bytes)
+            .map_err(|e| Error::bad_request("bad_request", format!("the form is not valid: {e}")))?;
+        let rating = form.rating.trim().parse::<i64>().map_err(|_| {
+            Error::unprocessable("invalid_rating", "a rating is a whole number from 1 to 5")
+        })?;
+        (rating, form.comment)
+    } else {
+        let a: Answer = parse_json(&bytes)?;
+        let rating = a.rating.as_i64().ok_or_else(|| {
+            Error::unprocessable("invalid_rating", "a rating is a whole number from 1 to 5")
+        })?;
+        (rating, a.comment)
+    };
+    let (ticket, _) = flow::update_ticket(deps.store.as_ref(), &ticket.id, |t| {
+        t.rate(rating, comment.clone(), domain::now())?;
+        Ok(true)
+    })
+    .await?;
+    tracing::info!(ticket_id = %ticket.id, rating, "survey answered");
+    let v = view(&ticket);
+    if is_form {
+        return Ok(page("Thank you", "<h1>Thank you · 谢谢</h1><p>Your rating was recorded.</p>").into_response());
+    }
+    Ok(Json(serde_json::json!({"ticket_id": v.ticket_id, "rating": v.rating, "comment": v.comment})).into_response())
+}

@@ -1,0 +1,141 @@
+//! Who is calling the agent API. Locally, agents are configured tokens; on AWS a JWT
+//! authorizer stands in front and passes the agent's name and role on.
+
+use axum::http::HeaderMap;
+use helpdesk_core::http::bearer_token;
+use helpdesk_core::{Error, Result};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    Agent,
+    Supervisor,
+    Admin,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Agent {
+    pub name: String,
+    pub role: Role,
+}
+
+impl Agent {
+    /// Refuses with 403 unless the agent has at least `role`.
+    pub fn require(&self, role: Role) -> Result<()> {
+        if self.role >= role {
+            Ok(())
+        } else {
+            Err(Error::forbidden(format!(
+                "{} may not do this; it needs the {role:?} role",
+                self.name
+            )))
+        }
+    }
+}
+
+struct Credential {
+    agent: Agent,
+    token_digest: [u8; 32],
+}
+
+/// The configured tokens.
+#[derive(Default)]
+pub struct Agents {
+    credentials: Vec<Credential>,
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+impl Agents {
+    /// `admin_token` is `HELPDESK_ADMIN_TOKEN`; `spec` is `HELPDESK_AGENTS`, a comma-separated
+    /// list of `name:role:token` (role `agent` or `supervisor`).
+    pub fn parse(admin_token: Option<&str>, spec: Option<&str>) -> Result<Agents> {
+        let mut agents = Agents::default();
+        if let Some(token) = admin_token.filter(|t| !t.is_empty()) {
+            agents.add("admin", Role::Admin, token);
+        }
+        for entry in spec.unwrap_or("").split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let mut parts = entry.splitn(3, ':');
+            let (Some(name), Some(role), Some(token)) = (parts.next(), parts.next(), parts.next())
+            else {
+                return Err(Error::bad_request(
+                    "invalid_config",
+                    format!("HELPDESK_AGENTS entry {name:?} is not name:role:token", name = entry.split(':').next().unwrap_or("")),
+                ));
+            };
+            let role = match role {
+                "agent" => Role::Agent,
+                "supervisor" => Role::Supervisor,
+                "admin" => Role::Admin,
+                other => {
+                    return Err(Error::bad_request(
+                        "invalid_config",
+                        format!("HELPDESK_AGENTS: unknown role {other:?} for {name}"),
+                    ))
+                }
+            };
+            if name.is_empty() || token.len() < 8 {
+                return Err(Error::bad_request(
+                    "invalid_config",
+                    format!("HELPDESK_AGENTS: {name:?} needs a name and a token of 8 characters or more"),
+                ));
+            }
+            agents.add(name, role, token);
+        }
+        Ok(agents)
+    }
+
+    pub fn add(&mut self, name: &str, role: Role, token: &str) {
+        self.credentials.push(Credential {
+            agent: Agent { name: name.to_string(), role },
+            token_digest: digest(token),
+        });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.credentials.is_empty()
+    }
+
+    /// The agent whose token the request carries; 401 otherwise.
+    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Agent> {
+        let token = bearer_token(headers)
+            .ok_or_else(|| Error::unauthorized("send an agent token as 'Authorization: Bearer <token>'"))?;
+        let presented = digest(token);
+        let mut found = None;
+        // Compare against every credential, so timing does not tell which matched.
+        for c in &self.credentials {
+            if bool::from(c.token_digest.ct_eq(&presented)) {
+                found = Some(c.agent.clone());
+            }
+        }
+        found.ok_or_else(|| Error::unauthorized("unknown agent token"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(token: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", format!("Bearer {token}").parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn tokens_map_to_agents_and_roles() {
+        let agents = Agents::parse(Some("root-token"), Some("alice:agent:alice-token, bob:supervisor:bob-token")).unwrap();
+        assert_eq!(agents.authenticate(&headers("alice-token")).unwrap().name, "alice");
+        let bob = agents.authenticate(&headers("bob-token")).unwrap();
+        assert!(bob.require(Role::Supervisor).is_ok());
+        assert!(bob.require(Role::Admin).is_err());
+        assert_eq!(agents.authenticate(&headers("root-token")).unwrap().role, Role::Admin);
+        assert_eq!(agents.authenticate(&headers("nope")).unwrap_err().kind.status(), 401);
+        assert_eq!(agents.authenticate(&HeaderMap::new()).unwrap_err().kind.status(), 401);
+        assert!(Agents::parse(None, Some("carol:boss:carol-token")).is_err());
+        assert!(Agents::parse(None, Some("carol")).is_err());
+    }
+}

@@ -1,0 +1,52 @@
+//! The local program's configuration, read once from the environment at start-up.
+
+use anyhow::{bail, Context, Result};
+use std::path::PathBuf;
+
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub public_url: Option<String>,
+    pub admin_token: Option<String>,
+    pub agents: Option<String>,
+    pub survey_secret: Option<String>,
+    pub rules_file: Option<PathBuf>,
+    pub threshold: f64,
+    pub supervisor_webhook_url: Option<String>,
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+}
+
+impl Config {
+    pub fn from_env(data_dir: PathBuf) -> Result<Config> {
+        let threshold = match var("HELPDESK_AUTO_REPLY_THRESHOLD") {
+            None => helpdesk_core::knowledge::DEFAULT_THRESHOLD,
+            Some(v) => {
+                let t: f64 = v
+                    .parse()
+                    .with_context(|| format!("HELPDESK_AUTO_REPLY_THRESHOLD={v:?} is not a number"))?;
+                if !(0.0..=1.0).contains(&t) {
+                    bail!("HELPDESK_AUTO_REPLY_THRESHOLD must be between 0 and 1, not {t}");
+                }
+                t
+            }
+        };
+        let supervisor_webhook_url = var("SUPERVISOR_WEBHOOK_URL");
+        if let Some(url) = &supervisor_webhook_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                bail!("SUPERVISOR_WEBHOOK_URL must be an http(s) URL, not {url:?}");
+            }
+        }
+        Ok(Config {
+            data_dir,
+            public_url: var("HELPDESK_PUBLIC_URL"),
+            admin_token: var("HELPDESK_ADMIN_TOKEN"),
+            agents: var("HELPDESK_AGENTS"),
+            survey_secret: var("HELPDESK_SURVEY_SECRET"),
+            rules_file: var("HELPDESK_RULES").map(PathBuf::from),
+            threshold,
+            supervisor_webhook_url,
+        })
+    }
+}

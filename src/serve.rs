@@ -1,0 +1,208 @@
+//! `helpdesk serve`: the same handlers as the Lambda functions, wired to SQLite, tantivy and
+//! in-process queues. Workers move messages between handlers the way SQS event source
+//! mappings and the DynamoDB stream do on AWS.
+
+use crate::config::Config;
+use anyhow::{anyhow, Context, Result};
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use axum::{Json, Router};
+use helpdesk_core::adapters::{run_worker, SqliteStore, TantivyIndex, WorkerConfig, CHANGE_FEED};
+use helpdesk_core::domain::OutboundMessage;
+use helpdesk_core::http::{not_found, parse_json, MAX_BODY_BYTES};
+use helpdesk_core::knowledge::parse_articles;
+use helpdesk_core::ports::{KnowledgeIndex, Queue, QueueName, Store, TicketChange};
+use helpdesk_core::rules::Rules;
+use helpdesk_core::survey_token::SurveySigner;
+use helpdesk_core::Error;
+use rand::RngCore;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::sync::watch;
+
+const SAMPLE_KB: &str = include_str!("../infra/sample-kb.json");
+
+pub fn index_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("kb-index")
+}
+
+fn core_err(e: Error) -> anyhow::Error {
+    anyhow!("{}", e.message)
+}
+
+/// A secret kept in the database, made on first start.
+fn stored_secret(store: &SqliteStore, key: &str) -> Result<String> {
+    if let Some(s) = store.meta(key).map_err(core_err)? {
+        return Ok(s);
+    }
+    let mut raw = [0u8; 32];
+    rand::rng().fill_bytes(&mut raw);
+    let secret = hex::encode(raw);
+    store.set_meta(key, &secret).map_err(core_err)?;
+    Ok(secret)
+}
+
+pub async fn run(addr: SocketAddr, data_dir: PathBuf) -> Result<()> {
+    let config = Config::from_env(data_dir)?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+    let sqlite = Arc::new(SqliteStore::open(&config.data_dir.join("helpdesk.sqlite3")).map_err(core_err)?);
+    let index = Arc::new(TantivyIndex::open(&index_dir(&config.data_dir)).map_err(|e| {
+        anyhow!("{} (is another helpdesk process using {}?)", e.message, config.data_dir.display())
+    })?);
+    if index.is_empty() && sqlite.meta("sample_kb_loaded").map_err(core_err)?.is_none() {
+        let articles = parse_articles(SAMPLE_KB).map_err(core_err)?;
+        index.upsert(&articles).await.map_err(core_err)?;
+        sqlite.set_meta("sample_kb_loaded", "1").map_err(core_err)?;
+        tracing::info!(articles = articles.len(), "loaded the sample knowledge base");
+    }
+    let rules = match &config.rules_file {
+        None => Rules::default(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading HELPDESK_RULES file {}", path.display()))?;
+            Rules::parse(&text).map_err(core_err)?
+        }
+    };
+    let admin_token = match &config.admin_token {
+        Some(t) => t.clone(),
+        None => {
+            let t = stored_secret(&sqlite, "admin_token")?;
+            println!("admin token (set HELPDESK_ADMIN_TOKEN to choose your own): {t}");
+            t
+        }
+    };
+    let agents = tickets::Agents::parse(Some(&admin_token), config.agents.as_deref()).map_err(core_err)?;
+    let survey_secret = match &config.survey_secret {
+        Some(s) => s.clone(),
+        None => stored_secret(&sqlite, "survey_secret")?,
+    };
+    let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+    let http = reqwest::Client::builder()
+        .build()
+        .context("building the HTTP client")?;
+
+    let store: Arc<dyn Store> = sqlite.clone();
+    let queue: Arc<dyn Queue> = sqlite.clone();
+    let knowledge: Arc<dyn KnowledgeIndex> = index.clone();
+
+    let intake = Arc::new(intake::Deps { store: store.clone(), queue: queue.clone() });
+    let router_deps = Arc::new(router::Deps { store: store.clone(), queue: queue.clone(), rules });
+    let auto_reply = Arc::new(auto_reply::Deps {
+        store: store.clone(),
+        queue: queue.clone(),
+        knowledge: knowledge.clone(),
+        threshold: config.threshold,
+    });
+    let dispatch = Arc::new(dispatch::Deps {
+        store: store.clone(),
+        webchat: Arc::new(dispatch::WebchatSender),
+        whatsapp: None,
+        telegram: None,
+        supervisor: config
+            .supervisor_webhook_url
+            .clone()
+            .map(|url| dispatch::SupervisorWebhook::new(http.clone(), url)),
+    });
+    let survey = Arc::new(survey::Deps {
+        store: store.clone(),
+        queue: queue.clone(),
+        signer: SurveySigner::new(survey_secret),
+        public_url,
+    });
+    let tickets = Arc::new(tickets::Deps {
+        store: store.clone(),
+        queue: queue.clone(),
+        knowledge,
+        agents,
+        threshold: config.threshold,
+    });
+    if dispatch.supervisor.is_none() {
+        tracing::warn!("SUPERVISOR_WEBHOOK_URL is not set: escalations will not notify anyone");
+    }
+    tracing::info!("whatsapp channel off: WHATSAPP_APP_SECRET and WHATSAPP_VERIFY_TOKEN are not supported yet in this build");
+    tracing::info!("telegram channel off: TELEGRAM_SECRET_TOKEN and TELEGRAM_BOT_TOKEN are not supported yet in this build");
+
+    let (stop, stopped) = watch::channel(false);
+    let mut workers = Vec::new();
+    {
+        let d = router_deps.clone();
+        workers.push(spawn_worker(&sqlite, QueueName::Inbound.as_str(), &stopped, move |body| {
+            let d = d.clone();
+            async move { router::handle(&d, parse_json(body.as_bytes())?).await }
+        }));
+        let d = auto_reply.clone();
+        workers.push(spawn_worker(&sqlite, QueueName::AutoReply.as_str(), &stopped, move |body| {
+            let d = d.clone();
+            async move { auto_reply::handle(&d, parse_json(body.as_bytes())?).await }
+        }));
+        let d = dispatch.clone();
+        workers.push(spawn_worker(&sqlite, QueueName::Outbound.as_str(), &stopped, move |body| {
+            let d = d.clone();
+            async move { dispatch::handle(&d, parse_json::<OutboundMessage>(body.as_bytes())?).await }
+        }));
+        let d = survey.clone();
+        workers.push(spawn_worker(&sqlite, CHANGE_FEED, &stopped, move |body| {
+            let d = d.clone();
+            async move { survey::handle_change(&d, parse_json::<TicketChange>(body.as_bytes())?).await }
+        }));
+    }
+
+    let app = Router::new()
+        .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
+        .merge(intake::router(intake))
+        .merge(tickets::router(tickets))
+        .merge(survey::router(survey))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
+    let local = listener.local_addr()?;
+    println!("helpdesk listening on http://{local}");
+    tracing::info!(%local, data_dir = %config.data_dir.display(), "serving");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving HTTP")?;
+    let _ = stop.send(true);
+    for w in workers {
+        let _ = w.await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn spawn_worker<F, Fut>(
+    store: &Arc<SqliteStore>,
+    queue: &'static str,
+    stopped: &watch::Receiver<bool>,
+    handler: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: Fn(String) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = helpdesk_core::Result<()>> + Send + 'static,
+{
+    tokio::spawn(run_worker(store.clone(), queue, WorkerConfig::default(), stopped.clone(), handler))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down");
+}
