@@ -79,7 +79,11 @@ pub async fn run(addr: SocketAddr, data_dir: PathBuf) -> Result<()> {
         Some(s) => s.clone(),
         None => stored_secret(&sqlite, "survey_secret")?,
     };
-    let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
+    let local = listener.local_addr()?;
+    let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{local}"));
     let http = reqwest::Client::builder()
         .build()
         .context("building the HTTP client")?;
@@ -157,10 +161,6 @@ pub async fn run(addr: SocketAddr, data_dir: PathBuf) -> Result<()> {
         .merge(survey::router(survey))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("listening on {addr}"))?;
-    let local = listener.local_addr()?;
     println!("helpdesk listening on http://{local}");
     tracing::info!(%local, data_dir = %config.data_dir.display(), "serving");
     axum::serve(listener, app)

@@ -59,18 +59,23 @@ pub struct Ranker {
 }
 
 impl Ranker {
+    /// Document frequencies count articles, not questions: a word an article's questions
+    /// share is that article's topic, and must not look common for it.
     pub fn new<'a>(articles: impl IntoIterator<Item = &'a Article>) -> Ranker {
         let mut ranker = Ranker::default();
         for a in articles {
-            for text in a.questions.iter().chain(std::iter::once(&a.title)) {
-                let terms: HashSet<String> = tokenize(text).into_iter().collect();
-                if terms.is_empty() {
-                    continue;
-                }
-                ranker.docs += 1;
-                for t in terms {
-                    *ranker.df.entry(t).or_default() += 1;
-                }
+            let terms: HashSet<String> = a
+                .questions
+                .iter()
+                .chain(std::iter::once(&a.title))
+                .flat_map(|text| tokenize(text))
+                .collect();
+            if terms.is_empty() {
+                continue;
+            }
+            ranker.docs += 1;
+            for t in terms {
+                *ranker.df.entry(t).or_default() += 1;
             }
         }
         ranker

@@ -1,0 +1,239 @@
+//! Drives the real `helpdesk` binary over HTTP: each test starts its own server on a free
+//! port with its own data directory, and a fake supervisor webhook when it needs one.
+#![allow(dead_code)]
+
+use axum::routing::post;
+use axum::Json;
+use reqwest::{Client, Response, StatusCode};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+pub const ADMIN: &str = "test-admin-token";
+pub const ALICE: &str = "alice-token-123";
+pub const BOB: &str = "bob-supervisor-token";
+
+/// How long to wait for the asynchronous part of the flow before failing.
+pub const PATIENCE: Duration = Duration::from_secs(15);
+
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new() -> TempDir {
+        let dir = std::env::temp_dir().join(format!(
+            "helpdesk-test-{}-{}",
+            std::process::id(),
+            uuid_like()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{nanos}-{}", N.fetch_add(1, Ordering::SeqCst))
+}
+
+pub struct Server {
+    child: Child,
+    pub base: String,
+    pub http: Client,
+}
+
+impl Server {
+    pub async fn start(data_dir: &Path, env: &[(&str, &str)]) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_helpdesk"));
+        cmd.args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("HELPDESK_ADMIN_TOKEN", ADMIN)
+            .env("HELPDESK_AGENTS", format!("alice:agent:{ALICE},bob:supervisor:{BOB}"))
+            .env("HELPDESK_LOG", "warn")
+            .env_remove("SUPERVISOR_WEBHOOK_URL")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start helpdesk");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let base = tokio::time::timeout(PATIENCE, async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if let Some(url) = line.strip_prefix("helpdesk listening on ") {
+                    return url.trim().to_string();
+                }
+            }
+            panic!("helpdesk exited before listening");
+        })
+        .await
+        .expect("helpdesk did not start in time");
+        // Keep draining stdout so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Server { child, base, http: Client::new() }
+    }
+
+    /// Stops the server the hard way: nothing gets a chance to flush.
+    pub async fn kill(mut self) {
+        self.child.kill().await.unwrap();
+        let _ = self.child.wait().await;
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Response {
+        self.http.get(self.url(path)).bearer_auth(token).send().await.unwrap()
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Response {
+        self.http.post(self.url(path)).bearer_auth(token).json(&body).send().await.unwrap()
+    }
+
+    /// A new webchat visitor.
+    pub async fn visitor(&self) -> Visitor<'_> {
+        let r = self
+            .http
+            .post(self.url("/webchat/sessions"))
+            .json(&json!({"name": "访客", "locale": "zh-CN"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let v: Value = r.json().await.unwrap();
+        Visitor {
+            server: self,
+            token: v["token"].as_str().unwrap().to_string(),
+            customer_id: v["customer_id"].as_str().unwrap().to_string(),
+        }
+    }
+
+    pub async fn tickets_of(&self, customer_id: &str) -> Vec<Value> {
+        let r = self.get(&format!("/tickets?customer_id={customer_id}"), ADMIN).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let v: Value = r.json().await.unwrap();
+        v["tickets"].as_array().unwrap().clone()
+    }
+
+    pub async fn ticket(&self, id: &str) -> (Value, u64) {
+        let r = self.get(&format!("/tickets/{id}"), ADMIN).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let etag = r.headers()["etag"].to_str().unwrap().trim_matches('"').parse().unwrap();
+        (r.json().await.unwrap(), etag)
+    }
+
+    pub async fn patch(&self, id: &str, version: Option<u64>, body: Value) -> Response {
+        let mut req = self.http.patch(self.url(&format!("/tickets/{id}"))).bearer_auth(ADMIN).json(&body);
+        if let Some(v) = version {
+            req = req.header("If-Match", v.to_string());
+        }
+        req.send().await.unwrap()
+    }
+}
+
+pub struct Visitor<'a> {
+    pub server: &'a Server,
+    pub token: String,
+    pub customer_id: String,
+}
+
+impl Visitor<'_> {
+    pub async fn say(&self, text: &str) -> String {
+        let r = self.server.post("/webchat/messages", &self.token, json!({"text": text})).await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED, "{}", r.text().await.unwrap());
+        let v: Value = r.json().await.unwrap();
+        v["message_id"].as_str().unwrap().to_string()
+    }
+
+    pub async fn conversation(&self) -> Vec<Value> {
+        let r = self.server.get("/webchat/messages", &self.token).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let v: Value = r.json().await.unwrap();
+        v["messages"].as_array().unwrap().clone()
+    }
+
+    /// Waits until the conversation has a message of `kind`, and returns it.
+    pub async fn wait_for(&self, kind: &str) -> Value {
+        self.wait_for_count(kind, 1).await.pop().unwrap()
+    }
+
+    /// Waits until the conversation has `n` messages of `kind`.
+    pub async fn wait_for_count(&self, kind: &str, n: usize) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let found: Vec<Value> =
+                self.conversation().await.into_iter().filter(|m| m["kind"] == kind).collect();
+            if found.len() >= n {
+                return found;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("no {n} {kind} message(s) arrived; conversation: {:#?}", self.conversation().await);
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+/// Asserts the error form of API.md and returns the code.
+pub async fn error_code(r: Response, status: u16) -> String {
+    assert_eq!(r.status().as_u16(), status, "expected {status}");
+    let v: Value = r.json().await.expect("an error body in JSON");
+    let message = v["error"]["message"].as_str().expect("error.message");
+    assert!(!message.is_empty());
+    v["error"]["code"].as_str().expect("error.code").to_string()
+}
+
+/// A fake supervisor webhook that records what it is sent.
+pub struct FakeWebhook {
+    pub url: String,
+    pub received: Arc<Mutex<Vec<Value>>>,
+}
+
+impl FakeWebhook {
+    pub async fn start() -> FakeWebhook {
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let r2 = received.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            post(move |Json(body): Json<Value>| {
+                let r = r2.clone();
+                async move {
+                    r.lock().unwrap().push(body);
+                    "ok"
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        FakeWebhook { url: format!("http://{addr}/hook"), received }
+    }
+
+    pub async fn wait_for(&self, n: usize) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let got = self.received.lock().unwrap().clone();
+            if got.len() >= n || tokio::time::Instant::now() > deadline {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
