@@ -15,7 +15,10 @@ pub struct Config {
 }
 
 fn var(name: &str) -> Option<String> {
-    std::env::var(name).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+    std::env::var(name)
+        .ok()
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
 }
 
 impl Config {
@@ -23,9 +26,9 @@ impl Config {
         let threshold = match var("HELPDESK_AUTO_REPLY_THRESHOLD") {
             None => helpdesk_core::knowledge::DEFAULT_THRESHOLD,
             Some(v) => {
-                let t: f64 = v
-                    .parse()
-                    .with_context(|| format!("HELPDESK_AUTO_REPLY_THRESHOLD={v:?} is not a number"))?;
+                let t: f64 = v.parse().with_context(|| {
+                    format!("HELPDESK_AUTO_REPLY_THRESHOLD={v:?} is not a number")
+                })?;
                 if !(0.0..=1.0).contains(&t) {
                     bail!("HELPDESK_AUTO_REPLY_THRESHOLD must be between 0 and 1, not {t}");
                 }

@@ -13,7 +13,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "helpdesk", version, about = "A customer-service back end: webchat, WhatsApp and Telegram in, answers from a knowledge base, tickets for the rest.")]
+#[command(
+    name = "helpdesk",
+    version,
+    about = "A customer-service back end: webchat, WhatsApp and Telegram in, answers from a knowledge base, tickets for the rest."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -62,16 +66,24 @@ fn main() -> Result<()> {
     runtime.block_on(async {
         match cli.command {
             Command::Serve { addr, data_dir } => serve::run(addr, data_dir).await,
-            Command::Kb { command: KbCommand::Import { file, data_dir } } => import(&file, &data_dir).await,
+            Command::Kb {
+                command: KbCommand::Import { file, data_dir },
+            } => import(&file, &data_dir).await,
         }
     })
 }
 
 async fn import(file: &PathBuf, data_dir: &std::path::Path) -> Result<()> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    let articles = parse_articles(&text).map_err(|e| anyhow::anyhow!("{}: {}", file.display(), e.message))?;
-    let index = TantivyIndex::open(&serve::index_dir(data_dir)).map_err(|e| anyhow::anyhow!(e.message))?;
-    let created = index.upsert(&articles).await.map_err(|e| anyhow::anyhow!(e.message))?;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let articles =
+        parse_articles(&text).map_err(|e| anyhow::anyhow!("{}: {}", file.display(), e.message))?;
+    let index =
+        TantivyIndex::open(&serve::index_dir(data_dir)).map_err(|e| anyhow::anyhow!(e.message))?;
+    let created = index
+        .upsert(&articles)
+        .await
+        .map_err(|e| anyhow::anyhow!(e.message))?;
     println!(
         "imported {} articles ({} new, {} updated); the knowledge base now has {}",
         articles.len(),

@@ -48,15 +48,25 @@ pub async fn run(addr: SocketAddr, data_dir: PathBuf) -> Result<()> {
     let config = Config::from_env(data_dir)?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
-    let sqlite = Arc::new(SqliteStore::open(&config.data_dir.join("helpdesk.sqlite3")).map_err(core_err)?);
-    let index = Arc::new(TantivyIndex::open(&index_dir(&config.data_dir)).map_err(|e| {
-        anyhow!("{} (is another helpdesk process using {}?)", e.message, config.data_dir.display())
-    })?);
+    let sqlite =
+        Arc::new(SqliteStore::open(&config.data_dir.join("helpdesk.sqlite3")).map_err(core_err)?);
+    let index = Arc::new(
+        TantivyIndex::open(&index_dir(&config.data_dir)).map_err(|e| {
+            anyhow!(
+                "{} (is another helpdesk process using {}?)",
+                e.message,
+                config.data_dir.display()
+            )
+        })?,
+    );
     if index.is_empty() && sqlite.meta("sample_kb_loaded").map_err(core_err)?.is_none() {
         let articles = parse_articles(SAMPLE_KB).map_err(core_err)?;
         index.upsert(&articles).await.map_err(core_err)?;
         sqlite.set_meta("sample_kb_loaded", "1").map_err(core_err)?;
-        tracing::info!(articles = articles.len(), "loaded the sample knowledge base");
+        tracing::info!(
+            articles = articles.len(),
+            "loaded the sample knowledge base"
+        );
     }
     let rules = match &config.rules_file {
         None => Rules::default(),
@@ -74,7 +84,8 @@ pub async fn run(addr: SocketAddr, data_dir: PathBuf) -> Result<()> {
             t
         }
     };
-    let agents = tickets::Agents::parse(Some(&admin_token), config.agents.as_deref()).map_err(core_err)?;
+    let agents =
+        tickets::Agents::parse(Some(&admin_token), config.agents.as_deref()).map_err(core_err)?;
     let survey_secret = match &config.survey_secret {
         Some(s) => s.clone(),
         None => stored_secret(&sqlite, "survey_secret")?,
@@ -83,7 +94,10 @@ pub async fn run(addr: SocketAddr, data_dir: PathBuf) -> Result<()> {
         .await
         .with_context(|| format!("listening on {addr}"))?;
     let local = listener.local_addr()?;
-    let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{local}"));
+    let public_url = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{local}"));
     let http = reqwest::Client::builder()
         .build()
         .context("building the HTTP client")?;
@@ -92,8 +106,15 @@ pub async fn run(addr: SocketAddr, data_dir: PathBuf) -> Result<()> {
     let queue: Arc<dyn Queue> = sqlite.clone();
     let knowledge: Arc<dyn KnowledgeIndex> = index.clone();
 
-    let intake = Arc::new(intake::Deps { store: store.clone(), queue: queue.clone() });
-    let router_deps = Arc::new(router::Deps { store: store.clone(), queue: queue.clone(), rules });
+    let intake = Arc::new(intake::Deps {
+        store: store.clone(),
+        queue: queue.clone(),
+    });
+    let router_deps = Arc::new(router::Deps {
+        store: store.clone(),
+        queue: queue.clone(),
+        rules,
+    });
     let auto_reply = Arc::new(auto_reply::Deps {
         store: store.clone(),
         queue: queue.clone(),
@@ -133,20 +154,37 @@ pub async fn run(addr: SocketAddr, data_dir: PathBuf) -> Result<()> {
     let mut workers = Vec::new();
     {
         let d = router_deps.clone();
-        workers.push(spawn_worker(&sqlite, QueueName::Inbound.as_str(), &stopped, move |body| {
-            let d = d.clone();
-            async move { router::handle(&d, parse_json(body.as_bytes())?).await }
-        }));
+        workers.push(spawn_worker(
+            &sqlite,
+            QueueName::Inbound.as_str(),
+            &stopped,
+            move |body| {
+                let d = d.clone();
+                async move { router::handle(&d, parse_json(body.as_bytes())?).await }
+            },
+        ));
         let d = auto_reply.clone();
-        workers.push(spawn_worker(&sqlite, QueueName::AutoReply.as_str(), &stopped, move |body| {
-            let d = d.clone();
-            async move { auto_reply::handle(&d, parse_json(body.as_bytes())?).await }
-        }));
+        workers.push(spawn_worker(
+            &sqlite,
+            QueueName::AutoReply.as_str(),
+            &stopped,
+            move |body| {
+                let d = d.clone();
+                async move { auto_reply::handle(&d, parse_json(body.as_bytes())?).await }
+            },
+        ));
         let d = dispatch.clone();
-        workers.push(spawn_worker(&sqlite, QueueName::Outbound.as_str(), &stopped, move |body| {
-            let d = d.clone();
-            async move { dispatch::handle(&d, parse_json::<OutboundMessage>(body.as_bytes())?).await }
-        }));
+        workers.push(spawn_worker(
+            &sqlite,
+            QueueName::Outbound.as_str(),
+            &stopped,
+            move |body| {
+                let d = d.clone();
+                async move {
+                    dispatch::handle(&d, parse_json::<OutboundMessage>(body.as_bytes())?).await
+                }
+            },
+        ));
         let d = survey.clone();
         workers.push(spawn_worker(&sqlite, CHANGE_FEED, &stopped, move |body| {
             let d = d.clone();
@@ -155,7 +193,10 @@ pub async fn run(addr: SocketAddr, data_dir: PathBuf) -> Result<()> {
     }
 
     let app = Router::new()
-        .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
+        .route(
+            "/healthz",
+            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+        )
         .merge(intake::router(intake))
         .merge(tickets::router(tickets))
         .merge(survey::router(survey))
@@ -185,7 +226,13 @@ where
     F: Fn(String) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = helpdesk_core::Result<()>> + Send + 'static,
 {
-    tokio::spawn(run_worker(store.clone(), queue, WorkerConfig::default(), stopped.clone(), handler))
+    tokio::spawn(run_worker(
+        store.clone(),
+        queue,
+        WorkerConfig::default(),
+        stopped.clone(),
+        handler,
+    ))
 }
 
 async fn shutdown_signal() {
@@ -194,7 +241,8 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };

@@ -22,48 +22,105 @@ async fn closing_sends_one_survey_whose_link_takes_one_rating() {
     let id = ticket_for(&visitor, "我的订单显示已付款但商家说没收到钱").await;
     let (_, version) = server.ticket(&id).await;
 
-    let stale = server.patch(&id, Some(version + 7), json!({"status": "closed"})).await;
+    let stale = server
+        .patch(&id, Some(version + 7), json!({"status": "closed"}))
+        .await;
     assert_eq!(error_code(stale, 409).await, "version_conflict");
-    let r = server.patch(&id, Some(version), json!({"status": "closed"})).await;
+    let r = server
+        .patch(&id, Some(version), json!({"status": "closed"}))
+        .await;
     assert_eq!(r.status(), 200);
     let closed: Value = r.json().await.unwrap();
     assert_eq!(closed["status"], "closed");
     assert!(closed["closed_at"].is_string());
-    let again = server.patch(&id, Some(version), json!({"status": "closed"})).await;
+    let again = server
+        .patch(&id, Some(version), json!({"status": "closed"}))
+        .await;
     assert_eq!(error_code(again, 409).await, "version_conflict");
 
     let survey = visitor.wait_for("survey").await;
     assert_eq!(survey["ticket_id"], id.as_str());
     let text = survey["text"].as_str().unwrap();
-    assert!(text.contains("打分"), "a Chinese customer gets a Chinese survey: {text}");
-    let link = text.split_whitespace().chain(text.split('：')).find_map(|w| w.find("http").map(|i| w[i..].to_string())).unwrap();
+    assert!(
+        text.contains("打分"),
+        "a Chinese customer gets a Chinese survey: {text}"
+    );
+    let link = text
+        .split_whitespace()
+        .chain(text.split('：'))
+        .find_map(|w| w.find("http").map(|i| w[i..].to_string()))
+        .unwrap();
     assert!(link.starts_with(&server.base), "{link}");
     // The survey went out once, however long we wait.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(visitor.conversation().await.iter().filter(|m| m["kind"] == "survey").count(), 1);
+    assert_eq!(
+        visitor
+            .conversation()
+            .await
+            .iter()
+            .filter(|m| m["kind"] == "survey")
+            .count(),
+        1
+    );
     let (view, _) = server.ticket(&id).await;
     assert!(view["ticket"]["survey"]["sent_at"].is_string());
 
     let page = server.http.get(&link).send().await.unwrap();
     assert_eq!(page.status(), 200);
-    assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(page.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
     assert!(page.text().await.unwrap().contains("name=\"rating\""));
 
-    let bad = server.http.post(&link).json(&json!({"rating": 7})).send().await.unwrap();
+    let bad = server
+        .http
+        .post(&link)
+        .json(&json!({"rating": 7}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(error_code(bad, 422).await, "invalid_rating");
-    let ok = server.http.post(&link).json(&json!({"rating": 5, "comment": "很满意"})).send().await.unwrap();
+    let ok = server
+        .http
+        .post(&link)
+        .json(&json!({"rating": 5, "comment": "很满意"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ok.status(), 200);
-    let second = server.http.post(&link).json(&json!({"rating": 1})).send().await.unwrap();
+    let second = server
+        .http
+        .post(&link)
+        .json(&json!({"rating": 1}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(error_code(second, 409).await, "already_answered");
 
     let (view, _) = server.ticket(&id).await;
     assert_eq!(view["ticket"]["survey"]["rating"], 5);
     assert_eq!(view["ticket"]["survey"]["comment"], "很满意");
-    let json_view: Value = server.http.get(&link).header("accept", "application/json").send().await.unwrap().json().await.unwrap();
+    let json_view: Value = server
+        .http
+        .get(&link)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(json_view["rating"], 5);
 
     let forged = link.replace("/surveys/", "/surveys/x");
-    let r = server.http.post(&forged).json(&json!({"rating": 5})).send().await.unwrap();
+    let r = server
+        .http
+        .post(&forged)
+        .json(&json!({"rating": 5}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(error_code(r, 404).await, "not_found");
 
     let report: Value = server.get("/reports/csat", BOB).await.json().await.unwrap();
@@ -71,8 +128,16 @@ async fn closing_sends_one_survey_whose_link_takes_one_rating() {
     assert_eq!(report["average"], 5.0);
     assert_eq!(report["distribution"]["5"], 1);
     assert_eq!(report["by_channel"]["webchat"]["count"], 1);
-    assert_eq!(error_code(server.get("/reports/csat", ALICE).await, 403).await, "forbidden");
-    let empty: Value = server.get("/reports/csat?from=2000-01-01&to=2000-02-01", ADMIN).await.json().await.unwrap();
+    assert_eq!(
+        error_code(server.get("/reports/csat", ALICE).await, 403).await,
+        "forbidden"
+    );
+    let empty: Value = server
+        .get("/reports/csat?from=2000-01-01&to=2000-02-01", ADMIN)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(empty["count"], 0);
 }
 
@@ -83,11 +148,23 @@ async fn a_survey_form_post_records_the_rating() {
     let visitor = server.visitor().await;
     let id = ticket_for(&visitor, "The app crashes when I open settings").await;
     let (_, version) = server.ticket(&id).await;
-    assert_eq!(server.patch(&id, Some(version), json!({"status": "closed"})).await.status(), 200);
+    assert_eq!(
+        server
+            .patch(&id, Some(version), json!({"status": "closed"}))
+            .await
+            .status(),
+        200
+    );
     let survey = visitor.wait_for("survey").await;
     let text = survey["text"].as_str().unwrap();
     let link = &text[text.find("http").unwrap()..];
-    let r = server.http.post(link).form(&[("rating", "4"), ("comment", "fine")]).send().await.unwrap();
+    let r = server
+        .http
+        .post(link)
+        .form(&[("rating", "4"), ("comment", "fine")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.text().await.unwrap().contains("Thank you"));
     let (view, _) = server.ticket(&id).await;
@@ -101,7 +178,13 @@ async fn escalation_records_reason_and_time_and_notifies_the_supervisor() {
     let server = Server::start(&dir.0, &[("SUPERVISOR_WEBHOOK_URL", &hook.url)]).await;
     let visitor = server.visitor().await;
     let id = ticket_for(&visitor, "Your courier lost my parcel and nobody answers").await;
-    let r = server.post(&format!("/tickets/{id}/escalate"), ALICE, json!({"reason": "客户第三次来信，需要主管处理"})).await;
+    let r = server
+        .post(
+            &format!("/tickets/{id}/escalate"),
+            ALICE,
+            json!({"reason": "客户第三次来信，需要主管处理"}),
+        )
+        .await;
     assert_eq!(r.status(), 200);
     let t: Value = r.json().await.unwrap();
     assert_eq!(t["status"], "escalated");
@@ -113,9 +196,20 @@ async fn escalation_records_reason_and_time_and_notifies_the_supervisor() {
     assert_eq!(got[0]["reason"], "客户第三次来信，需要主管处理");
     assert_eq!(got[0]["escalated_by"], "alice");
     assert_eq!(got[0]["event"], "ticket.escalated");
-    let twice = server.post(&format!("/tickets/{id}/escalate"), ALICE, json!({"reason": "again"})).await;
+    let twice = server
+        .post(
+            &format!("/tickets/{id}/escalate"),
+            ALICE,
+            json!({"reason": "again"}),
+        )
+        .await;
     assert_eq!(error_code(twice, 409).await, "already_escalated");
-    let list: Value = server.get("/tickets?status=escalated", ALICE).await.json().await.unwrap();
+    let list: Value = server
+        .get("/tickets?status=escalated", ALICE)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(list["tickets"].as_array().unwrap().len(), 1);
 }
 
@@ -125,24 +219,65 @@ async fn replies_reach_the_customer_and_notes_do_not() {
     let server = Server::start(&dir.0, &[]).await;
     let visitor = server.visitor().await;
     let id = ticket_for(&visitor, "My discount code SAVE10 is rejected at checkout").await;
-    let note = server.post(&format!("/tickets/{id}/notes"), ALICE, json!({"text": "查一下优惠码是否过期"})).await;
+    let note = server
+        .post(
+            &format!("/tickets/{id}/notes"),
+            ALICE,
+            json!({"text": "查一下优惠码是否过期"}),
+        )
+        .await;
     assert_eq!(note.status(), 201);
-    let r = server.post(&format!("/tickets/{id}/replies"), ALICE, json!({"text": "您好，优惠码已为您重新激活，请再试一次。"})).await;
+    let r = server
+        .post(
+            &format!("/tickets/{id}/replies"),
+            ALICE,
+            json!({"text": "您好，优惠码已为您重新激活，请再试一次。"}),
+        )
+        .await;
     assert_eq!(r.status(), 202);
     let reply = visitor.wait_for("agent_reply").await;
     assert_eq!(reply["text"], "您好，优惠码已为您重新激活，请再试一次。");
     assert_eq!(reply["author"], "alice");
-    assert!(visitor.conversation().await.iter().all(|m| m["kind"] != "note"), "a note leaked to the customer");
+    assert!(
+        visitor
+            .conversation()
+            .await
+            .iter()
+            .all(|m| m["kind"] != "note"),
+        "a note leaked to the customer"
+    );
     let (view, _) = server.ticket(&id).await;
     assert!(view["ticket"]["first_response_at"].is_string());
     assert_eq!(view["ticket"]["assignee"], "alice");
-    let kinds: Vec<&str> = view["messages"].as_array().unwrap().iter().map(|m| m["kind"].as_str().unwrap()).collect();
-    assert!(kinds.contains(&"note") && kinds.contains(&"agent_reply"), "{kinds:?}");
+    let kinds: Vec<&str> = view["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"note") && kinds.contains(&"agent_reply"),
+        "{kinds:?}"
+    );
     let first = view["ticket"]["first_response_at"].clone();
-    server.post(&format!("/tickets/{id}/replies"), ALICE, json!({"text": "second"})).await;
+    server
+        .post(
+            &format!("/tickets/{id}/replies"),
+            ALICE,
+            json!({"text": "second"}),
+        )
+        .await;
     let (view, _) = server.ticket(&id).await;
-    assert_eq!(view["ticket"]["first_response_at"], first, "first_response_at is set once");
-    let mine: Value = server.get("/tickets?assignee=me", ALICE).await.json().await.unwrap();
+    assert_eq!(
+        view["ticket"]["first_response_at"], first,
+        "first_response_at is set once"
+    );
+    let mine: Value = server
+        .get("/tickets?assignee=me", ALICE)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(mine["tickets"][0]["id"], id.as_str());
 }
 
@@ -159,17 +294,41 @@ async fn tickets_are_listed_newest_first_in_pages_and_filtered() {
         assert_eq!(t["subject"], format!("问题 {i}"));
         ids.push(t["id"].as_str().unwrap().to_string());
     }
-    let p1: Value = server.get("/tickets?limit=2", ALICE).await.json().await.unwrap();
+    let p1: Value = server
+        .get("/tickets?limit=2", ALICE)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(p1["tickets"][0]["id"], ids[2].as_str());
     assert_eq!(p1["tickets"][1]["id"], ids[1].as_str());
     let cursor = p1["next_cursor"].as_str().unwrap();
-    let p2: Value = server.get(&format!("/tickets?limit=2&cursor={cursor}"), ALICE).await.json().await.unwrap();
+    let p2: Value = server
+        .get(&format!("/tickets?limit=2&cursor={cursor}"), ALICE)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(p2["tickets"].as_array().unwrap().len(), 1);
     assert_eq!(p2["tickets"][0]["id"], ids[0].as_str());
     assert!(p2.get("next_cursor").is_none());
-    let billing: Value = server.get("/tickets?skill=billing&priority=high&channel=webchat&status=open", ALICE).await.json().await.unwrap();
+    let billing: Value = server
+        .get(
+            "/tickets?skill=billing&priority=high&channel=webchat&status=open",
+            ALICE,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(billing["tickets"].as_array().unwrap().len(), 2);
-    let unknown = server.post("/tickets", ALICE, json!({"customer_id": "nobody", "description": "x"})).await;
+    let unknown = server
+        .post(
+            "/tickets",
+            ALICE,
+            json!({"customer_id": "nobody", "description": "x"}),
+        )
+        .await;
     assert_eq!(error_code(unknown, 404).await, "not_found");
 }
 
@@ -185,25 +344,63 @@ async fn knowledge_base_articles_can_be_added_searched_and_removed() {
     });
     let put = |token: &'static str, body: Value| {
         let s = &server;
-        async move { s.http.put(s.url("/kb/articles/store-address")).bearer_auth(token).json(&body).send().await.unwrap() }
+        async move {
+            s.http
+                .put(s.url("/kb/articles/store-address"))
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
     };
-    assert_eq!(error_code(put(ALICE, article.clone()).await, 403).await, "forbidden");
+    assert_eq!(
+        error_code(put(ALICE, article.clone()).await, 403).await,
+        "forbidden"
+    );
     assert_eq!(put(BOB, article.clone()).await.status(), 201);
     assert_eq!(put(BOB, article.clone()).await.status(), 200);
-    let got: Value = server.get("/kb/articles/store-address", ALICE).await.json().await.unwrap();
+    let got: Value = server
+        .get("/kb/articles/store-address", ALICE)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(got["answer"], "我们的门店位于上海市南京西路 100 号。");
-    let found: Value = server.get("/kb/search?q=%E9%97%A8%E5%BA%97%E5%9C%A8%E5%93%AA", ALICE).await.json().await.unwrap();
+    let found: Value = server
+        .get("/kb/search?q=%E9%97%A8%E5%BA%97%E5%9C%A8%E5%93%AA", ALICE)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(found["hits"][0]["article_id"], "store-address");
     assert_eq!(found["auto_reply"], true);
     let visitor = server.visitor().await;
     visitor.say("请问门店在哪里？").await;
     let reply = visitor.wait_for("auto_reply").await;
     assert!(reply["text"].as_str().unwrap().contains("南京西路"));
-    let del = server.http.delete(server.url("/kb/articles/store-address")).bearer_auth(BOB).send().await.unwrap();
+    let del = server
+        .http
+        .delete(server.url("/kb/articles/store-address"))
+        .bearer_auth(BOB)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(del.status(), 204);
-    assert_eq!(error_code(server.get("/kb/articles/store-address", ALICE).await, 404).await, "not_found");
-    let all: Value = server.get("/kb/articles", ALICE).await.json().await.unwrap();
-    assert!(all["articles"].as_array().unwrap().len() >= 6, "the sample knowledge base is loaded");
+    assert_eq!(
+        error_code(server.get("/kb/articles/store-address", ALICE).await, 404).await,
+        "not_found"
+    );
+    let all: Value = server
+        .get("/kb/articles", ALICE)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        all["articles"].as_array().unwrap().len() >= 6,
+        "the sample knowledge base is loaded"
+    );
 }
 
 #[tokio::test]
@@ -215,11 +412,22 @@ async fn everything_is_still_there_after_a_hard_restart() {
     visitor.wait_for("auto_reply").await;
     let id = ticket_for(&visitor, "My package was delivered to the wrong address").await;
     let (_, version) = server.ticket(&id).await;
-    server.patch(&id, Some(version), json!({"priority": "urgent", "assignee": "alice"})).await;
+    server
+        .patch(
+            &id,
+            Some(version),
+            json!({"priority": "urgent", "assignee": "alice"}),
+        )
+        .await;
     let token = visitor.token.clone();
     let customer = visitor.customer_id.clone();
     let before = visitor.conversation().await;
-    let articles: Value = server.get("/kb/articles", ADMIN).await.json().await.unwrap();
+    let articles: Value = server
+        .get("/kb/articles", ADMIN)
+        .await
+        .json()
+        .await
+        .unwrap();
     server.kill().await;
 
     let server = Server::start(&dir.0, &[]).await;
@@ -231,18 +439,38 @@ async fn everything_is_still_there_after_a_hard_restart() {
     assert_eq!(view["ticket"]["priority"], "urgent");
     assert_eq!(view["ticket"]["assignee"], "alice");
     assert_eq!(view["ticket"]["customer_id"], customer.as_str());
-    let again: Value = server.get("/kb/articles", ADMIN).await.json().await.unwrap();
-    assert_eq!(again, articles, "the knowledge base is the same, not loaded twice");
+    let again: Value = server
+        .get("/kb/articles", ADMIN)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        again, articles,
+        "the knowledge base is the same, not loaded twice"
+    );
     // The flow still runs after the restart, on the same ticket.
-    let visitor = Visitor { server: &server, token, customer_id: customer };
+    let visitor = Visitor {
+        server: &server,
+        token,
+        customer_id: customer,
+    };
     visitor.say("any news?").await;
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
         let (view, _) = server.ticket(&id).await;
-        if view["messages"].as_array().unwrap().iter().any(|m| m["text"] == "any news?") {
+        if view["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["text"] == "any news?")
+        {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "the follow-up never joined the ticket");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the follow-up never joined the ticket"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }

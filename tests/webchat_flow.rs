@@ -25,10 +25,20 @@ async fn faq_paraphrases_get_the_right_auto_reply_in_both_languages_and_no_ticke
         visitor.say(question).await;
         let reply = visitor.wait_for("auto_reply").await;
         let text = reply["text"].as_str().unwrap();
-        assert!(text.contains(expected), "{question:?} was answered with {text:?}");
+        assert!(
+            text.contains(expected),
+            "{question:?} was answered with {text:?}"
+        );
         assert_eq!(reply["direction"], "outbound");
-        assert!(server.tickets_of(&visitor.customer_id).await.is_empty(), "{question:?} made a ticket");
-        assert!(visitor.conversation().await.iter().all(|m| m["kind"] != "handoff"));
+        assert!(
+            server.tickets_of(&visitor.customer_id).await.is_empty(),
+            "{question:?} made a ticket"
+        );
+        assert!(visitor
+            .conversation()
+            .await
+            .iter()
+            .all(|m| m["kind"] != "handoff"));
     }
 }
 
@@ -37,9 +47,15 @@ async fn unanswerable_questions_become_tickets_with_their_skill() {
     let dir = TempDir::new();
     let server = Server::start(&dir.0, &[]).await;
     let cases = [
-        ("Why was I charged twice for my subscription this month?", "billing"),
+        (
+            "Why was I charged twice for my subscription this month?",
+            "billing",
+        ),
         ("我这个月被重复扣款了两次，请帮我查一下", "billing"),
-        ("The app crashes with error 502 every time I upload a photo", "technical"),
+        (
+            "The app crashes with error 502 every time I upload a photo",
+            "technical",
+        ),
         ("上传照片时应用一直闪退，还报错", "technical"),
     ];
     for (text, skill) in cases {
@@ -54,7 +70,11 @@ async fn unanswerable_questions_become_tickets_with_their_skill() {
         assert_eq!(ticket["channel"], "webchat");
         assert_eq!(ticket["description"], text);
         assert_eq!(handoff["ticket_id"], ticket["id"]);
-        assert!(visitor.conversation().await.iter().all(|m| m["kind"] != "auto_reply"));
+        assert!(visitor
+            .conversation()
+            .await
+            .iter()
+            .all(|m| m["kind"] != "auto_reply"));
         let (view, _) = server.ticket(ticket["id"].as_str().unwrap()).await;
         assert_eq!(view["messages"][0]["id"], message_id.as_str());
     }
@@ -69,7 +89,11 @@ async fn urgent_complaints_skip_the_knowledge_base_with_high_priority() {
     visitor.wait_for("handoff").await;
     let tickets = server.tickets_of(&visitor.customer_id).await;
     assert_eq!(tickets[0]["priority"], "urgent");
-    assert!(visitor.conversation().await.iter().all(|m| m["kind"] != "auto_reply"));
+    assert!(visitor
+        .conversation()
+        .await
+        .iter()
+        .all(|m| m["kind"] != "auto_reply"));
 }
 
 #[tokio::test]
@@ -77,7 +101,11 @@ async fn subject_is_the_first_hundred_characters_of_a_long_chinese_message() {
     let dir = TempDir::new();
     let server = Server::start(&dir.0, &[]).await;
     let visitor = server.visitor().await;
-    let text: String = "我的包裹显示已签收但是我根本没有收到任何东西请尽快帮我核实物流".chars().cycle().take(300).collect();
+    let text: String = "我的包裹显示已签收但是我根本没有收到任何东西请尽快帮我核实物流"
+        .chars()
+        .cycle()
+        .take(300)
+        .collect();
     assert_eq!(text.chars().count(), 300);
     visitor.say(&text).await;
     visitor.wait_for("handoff").await;
@@ -93,7 +121,9 @@ async fn a_follow_up_joins_the_open_ticket() {
     let dir = TempDir::new();
     let server = Server::start(&dir.0, &[]).await;
     let visitor = server.visitor().await;
-    visitor.say("My order arrived damaged and the box was crushed").await;
+    visitor
+        .say("My order arrived damaged and the box was crushed")
+        .await;
     visitor.wait_for("handoff").await;
     let second = visitor.say("我的账号邮箱是 zhang@example.com，谢谢").await;
     // Even a question the knowledge base could answer joins the open ticket.
@@ -102,7 +132,12 @@ async fn a_follow_up_joins_the_open_ticket() {
     let tickets = loop {
         let tickets = server.tickets_of(&visitor.customer_id).await;
         let (view, _) = server.ticket(tickets[0]["id"].as_str().unwrap()).await;
-        let inbound = view["messages"].as_array().unwrap().iter().filter(|m| m["direction"] == "inbound").count();
+        let inbound = view["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["direction"] == "inbound")
+            .count();
         if inbound == 3 || tokio::time::Instant::now() > deadline {
             break tickets;
         }
@@ -110,12 +145,20 @@ async fn a_follow_up_joins_the_open_ticket() {
     };
     assert_eq!(tickets.len(), 1);
     let (view, _) = server.ticket(tickets[0]["id"].as_str().unwrap()).await;
-    let ids: Vec<&str> = view["messages"].as_array().unwrap().iter()
-        .filter(|m| m["direction"] == "inbound").map(|m| m["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = view["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["direction"] == "inbound")
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids[1..], [second.as_str(), third.as_str()]);
     let convo = visitor.conversation().await;
     assert_eq!(convo.iter().filter(|m| m["kind"] == "handoff").count(), 1);
-    assert_eq!(convo.iter().filter(|m| m["kind"] == "auto_reply").count(), 0);
+    assert_eq!(
+        convo.iter().filter(|m| m["kind"] == "auto_reply").count(),
+        0
+    );
 }
 
 #[tokio::test]
@@ -124,7 +167,12 @@ async fn a_repeated_client_message_id_is_taken_once() {
     let server = Server::start(&dir.0, &[]).await;
     let visitor = server.visitor().await;
     let body = json!({"text": "What are your working hours?", "client_message_id": "m-1"});
-    let first: serde_json::Value = server.post("/webchat/messages", &visitor.token, body.clone()).await.json().await.unwrap();
+    let first: serde_json::Value = server
+        .post("/webchat/messages", &visitor.token, body.clone())
+        .await
+        .json()
+        .await
+        .unwrap();
     let again = server.post("/webchat/messages", &visitor.token, body).await;
     assert_eq!(again.status(), 202);
     let again: serde_json::Value = again.json().await.unwrap();
@@ -132,8 +180,14 @@ async fn a_repeated_client_message_id_is_taken_once() {
     visitor.wait_for("auto_reply").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let convo = visitor.conversation().await;
-    assert_eq!(convo.iter().filter(|m| m["direction"] == "inbound").count(), 1);
-    assert_eq!(convo.iter().filter(|m| m["kind"] == "auto_reply").count(), 1);
+    assert_eq!(
+        convo.iter().filter(|m| m["direction"] == "inbound").count(),
+        1
+    );
+    assert_eq!(
+        convo.iter().filter(|m| m["kind"] == "auto_reply").count(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -143,11 +197,24 @@ async fn polling_after_a_message_returns_only_newer_ones() {
     let visitor = server.visitor().await;
     let first = visitor.say("What are your working hours?").await;
     visitor.wait_for("auto_reply").await;
-    let r = server.get(&format!("/webchat/messages?after={first}"), &visitor.token).await;
+    let r = server
+        .get(&format!("/webchat/messages?after={first}"), &visitor.token)
+        .await;
     let v: serde_json::Value = r.json().await.unwrap();
-    let kinds: Vec<&str> = v["messages"].as_array().unwrap().iter().map(|m| m["kind"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> = v["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["kind"].as_str().unwrap())
+        .collect();
     assert_eq!(kinds, ["auto_reply"]);
     let other = server.visitor().await;
-    let r = server.get(&format!("/webchat/messages?after={first}"), &other.token).await;
-    assert_eq!(error_code(r, 404).await, "not_found", "one visitor cannot page through another's conversation");
+    let r = server
+        .get(&format!("/webchat/messages?after={first}"), &other.token)
+        .await;
+    assert_eq!(
+        error_code(r, 404).await,
+        "not_found",
+        "one visitor cannot page through another's conversation"
+    );
 }

@@ -69,7 +69,11 @@ impl Error {
         Self::new(ErrorKind::Forbidden, "forbidden", message)
     }
     pub fn not_found(what: &str, id: &str) -> Self {
-        Self::new(ErrorKind::NotFound, "not_found", format!("no {what} with id {id:?}"))
+        Self::new(
+            ErrorKind::NotFound,
+            "not_found",
+            format!("no {what} with id {id:?}"),
+        )
     }
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Conflict, code, message)

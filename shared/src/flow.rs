@@ -3,21 +3,28 @@
 //! change it too. They speak only to ports; each is safe to repeat, because queues
 //! redeliver.
 
+use crate::domain::OutboundMessage;
 use crate::domain::{self, Customer, Message, MessageKind, NewTicket, Priority, Skill, Ticket};
 use crate::ports::{send_json, Queue, QueueName, Store};
 use crate::{format, Error, ErrorKind, Result};
-use crate::domain::OutboundMessage;
 
 /// An id derived from another one, the same every time: a redelivered message produces the
 /// same reply id, and the store takes it once.
 pub fn derived_id(parent: &str, purpose: &str) -> String {
-    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, format!("{parent}/{purpose}").as_bytes())
-        .to_string()
+    uuid::Uuid::new_v5(
+        &uuid::Uuid::NAMESPACE_OID,
+        format!("{parent}/{purpose}").as_bytes(),
+    )
+    .to_string()
 }
 
 /// Records `message` in the conversation and asks dispatch to deliver it. Repeating it is
 /// harmless: dispatch delivers a message only while it is still queued.
-pub async fn send_to_customer(store: &dyn Store, queue: &dyn Queue, message: &Message) -> Result<()> {
+pub async fn send_to_customer(
+    store: &dyn Store,
+    queue: &dyn Queue,
+    message: &Message,
+) -> Result<()> {
     store.append_message(message).await?;
     send_json(
         queue,

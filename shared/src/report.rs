@@ -37,8 +37,7 @@ pub struct CsatReport {
 /// Summarises the rated tickets given; unassigned tickets count under `unassigned`.
 pub fn csat<'a>(tickets: impl IntoIterator<Item = &'a Ticket>) -> CsatReport {
     let mut all = Group::default();
-    let mut distribution: BTreeMap<String, u64> =
-        (1..=5).map(|r: u8| (r.to_string(), 0)).collect();
+    let mut distribution: BTreeMap<String, u64> = (1..=5).map(|r: u8| (r.to_string(), 0)).collect();
     let mut by_channel: BTreeMap<String, Group> = BTreeMap::new();
     let mut by_agent: BTreeMap<String, Group> = BTreeMap::new();
     for t in tickets {

@@ -177,31 +177,59 @@ mod tests {
         let r = Rules::default();
         let c = r.classify("Why was I charged twice this month?", Tier::Standard);
         assert_eq!((c.route, c.skill), (Route::AutoReply, Skill::Billing));
-        assert_eq!(r.classify("我被多扣款了两次", Tier::Standard).skill, Skill::Billing);
         assert_eq!(
-            r.classify("The app crashes when I upload a photo", Tier::Standard).skill,
+            r.classify("我被多扣款了两次", Tier::Standard).skill,
+            Skill::Billing
+        );
+        assert_eq!(
+            r.classify("The app crashes when I upload a photo", Tier::Standard)
+                .skill,
             Skill::Technical
         );
-        assert_eq!(r.classify("上传照片时应用闪退", Tier::Standard).skill, Skill::Technical);
-        assert_eq!(r.classify("hello there", Tier::Standard).skill, Skill::General);
+        assert_eq!(
+            r.classify("上传照片时应用闪退", Tier::Standard).skill,
+            Skill::Technical
+        );
+        assert_eq!(
+            r.classify("hello there", Tier::Standard).skill,
+            Skill::General
+        );
     }
 
     #[test]
     fn words_match_whole_in_english() {
         let r = Rules::default();
-        assert_eq!(r.classify("a billion thanks", Tier::Standard).skill, Skill::General);
-        assert_eq!(r.classify("my bill is wrong", Tier::Standard).skill, Skill::Billing);
+        assert_eq!(
+            r.classify("a billion thanks", Tier::Standard).skill,
+            Skill::General
+        );
+        assert_eq!(
+            r.classify("my bill is wrong", Tier::Standard).skill,
+            Skill::Billing
+        );
     }
 
     #[test]
     fn urgency_and_tier_raise_priority() {
         let r = Rules::default();
-        assert_eq!(r.classify("紧急！系统打不开", Tier::Standard).priority, Priority::Urgent);
-        assert_eq!(r.classify("This is URGENT", Tier::Standard).priority, Priority::Urgent);
-        assert_eq!(r.classify("我要投诉", Tier::Standard).priority, Priority::High);
+        assert_eq!(
+            r.classify("紧急！系统打不开", Tier::Standard).priority,
+            Priority::Urgent
+        );
+        assert_eq!(
+            r.classify("This is URGENT", Tier::Standard).priority,
+            Priority::Urgent
+        );
+        assert_eq!(
+            r.classify("我要投诉", Tier::Standard).priority,
+            Priority::High
+        );
         assert_eq!(r.classify("我要投诉", Tier::Standard).route, Route::Agent);
         assert_eq!(r.classify("hello", Tier::Vip).priority, Priority::High);
-        assert_eq!(r.classify("hello", Tier::Standard).priority, Priority::Normal);
+        assert_eq!(
+            r.classify("hello", Tier::Standard).priority,
+            Priority::Normal
+        );
     }
 
     #[test]

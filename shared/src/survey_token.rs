@@ -85,6 +85,9 @@ mod tests {
         let signer = SurveySigner::new("secret");
         let now = Utc::now();
         let token = signer.sign("t-1", now);
-        assert_eq!(signer.verify(&token, now + Duration::days(VALIDITY_DAYS + 1)), None);
+        assert_eq!(
+            signer.verify(&token, now + Duration::days(VALIDITY_DAYS + 1)),
+            None
+        );
     }
 }

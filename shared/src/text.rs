@@ -20,7 +20,10 @@ pub fn split_chars(text: &str, max: usize) -> Vec<String> {
         let mut end = (start + max).min(chars.len());
         if end < chars.len() {
             let floor = start + max * 4 / 5;
-            if let Some(pos) = (floor..end).rev().find(|&i| chars[i] == '\n' || chars[i] == ' ') {
+            if let Some(pos) = (floor..end)
+                .rev()
+                .find(|&i| chars[i] == '\n' || chars[i] == ' ')
+            {
                 end = pos + 1;
             }
         }

@@ -62,7 +62,10 @@ impl Server {
         cmd.args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .env("HELPDESK_ADMIN_TOKEN", ADMIN)
-            .env("HELPDESK_AGENTS", format!("alice:agent:{ALICE},bob:supervisor:{BOB}"))
+            .env(
+                "HELPDESK_AGENTS",
+                format!("alice:agent:{ALICE},bob:supervisor:{BOB}"),
+            )
             .env("HELPDESK_LOG", "warn")
             .env_remove("SUPERVISOR_WEBHOOK_URL")
             .stdout(Stdio::piped())
@@ -86,7 +89,11 @@ impl Server {
         .expect("helpdesk did not start in time");
         // Keep draining stdout so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Server { child, base, http: Client::new() }
+        Server {
+            child,
+            base,
+            http: Client::new(),
+        }
     }
 
     /// Stops the server the hard way: nothing gets a chance to flush.
@@ -100,11 +107,22 @@ impl Server {
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Response {
-        self.http.get(self.url(path)).bearer_auth(token).send().await.unwrap()
+        self.http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn post(&self, path: &str, token: &str, body: Value) -> Response {
-        self.http.post(self.url(path)).bearer_auth(token).json(&body).send().await.unwrap()
+        self.http
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
     }
 
     /// A new webchat visitor.
@@ -126,7 +144,9 @@ impl Server {
     }
 
     pub async fn tickets_of(&self, customer_id: &str) -> Vec<Value> {
-        let r = self.get(&format!("/tickets?customer_id={customer_id}"), ADMIN).await;
+        let r = self
+            .get(&format!("/tickets?customer_id={customer_id}"), ADMIN)
+            .await;
         assert_eq!(r.status(), StatusCode::OK);
         let v: Value = r.json().await.unwrap();
         v["tickets"].as_array().unwrap().clone()
@@ -135,12 +155,21 @@ impl Server {
     pub async fn ticket(&self, id: &str) -> (Value, u64) {
         let r = self.get(&format!("/tickets/{id}"), ADMIN).await;
         assert_eq!(r.status(), StatusCode::OK);
-        let etag = r.headers()["etag"].to_str().unwrap().trim_matches('"').parse().unwrap();
+        let etag = r.headers()["etag"]
+            .to_str()
+            .unwrap()
+            .trim_matches('"')
+            .parse()
+            .unwrap();
         (r.json().await.unwrap(), etag)
     }
 
     pub async fn patch(&self, id: &str, version: Option<u64>, body: Value) -> Response {
-        let mut req = self.http.patch(self.url(&format!("/tickets/{id}"))).bearer_auth(ADMIN).json(&body);
+        let mut req = self
+            .http
+            .patch(self.url(&format!("/tickets/{id}")))
+            .bearer_auth(ADMIN)
+            .json(&body);
         if let Some(v) = version {
             req = req.header("If-Match", v.to_string());
         }
@@ -156,8 +185,16 @@ pub struct Visitor<'a> {
 
 impl Visitor<'_> {
     pub async fn say(&self, text: &str) -> String {
-        let r = self.server.post("/webchat/messages", &self.token, json!({"text": text})).await;
-        assert_eq!(r.status(), StatusCode::ACCEPTED, "{}", r.text().await.unwrap());
+        let r = self
+            .server
+            .post("/webchat/messages", &self.token, json!({"text": text}))
+            .await;
+        assert_eq!(
+            r.status(),
+            StatusCode::ACCEPTED,
+            "{}",
+            r.text().await.unwrap()
+        );
         let v: Value = r.json().await.unwrap();
         v["message_id"].as_str().unwrap().to_string()
     }
@@ -178,13 +215,20 @@ impl Visitor<'_> {
     pub async fn wait_for_count(&self, kind: &str, n: usize) -> Vec<Value> {
         let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
-            let found: Vec<Value> =
-                self.conversation().await.into_iter().filter(|m| m["kind"] == kind).collect();
+            let found: Vec<Value> = self
+                .conversation()
+                .await
+                .into_iter()
+                .filter(|m| m["kind"] == kind)
+                .collect();
             if found.len() >= n {
                 return found;
             }
             if tokio::time::Instant::now() > deadline {
-                panic!("no {n} {kind} message(s) arrived; conversation: {:#?}", self.conversation().await);
+                panic!(
+                    "no {n} {kind} message(s) arrived; conversation: {:#?}",
+                    self.conversation().await
+                );
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
@@ -223,7 +267,10 @@ impl FakeWebhook {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        FakeWebhook { url: format!("http://{addr}/hook"), received }
+        FakeWebhook {
+            url: format!("http://{addr}/hook"),
+            received,
+        }
     }
 
     pub async fn wait_for(&self, n: usize) -> Vec<Value> {

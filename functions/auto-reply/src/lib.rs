@@ -24,17 +24,18 @@ pub struct Deps {
 
 pub async fn handle(deps: &Deps, job: AutoReplyJob) -> Result<()> {
     let store = deps.store.as_ref();
-    let message = store
-        .get_message(&job.message_id)
-        .await?
-        .ok_or_else(|| Error::internal(format!("auto-reply for unknown message {}", job.message_id)))?;
+    let message = store.get_message(&job.message_id).await?.ok_or_else(|| {
+        Error::internal(format!("auto-reply for unknown message {}", job.message_id))
+    })?;
     if message.ticket_id.is_some() {
         return Ok(());
     }
-    let customer = store
-        .get_customer(&job.customer_id)
-        .await?
-        .ok_or_else(|| Error::internal(format!("auto-reply for unknown customer {}", job.customer_id)))?;
+    let customer = store.get_customer(&job.customer_id).await?.ok_or_else(|| {
+        Error::internal(format!(
+            "auto-reply for unknown customer {}",
+            job.customer_id
+        ))
+    })?;
     // A ticket opened since the router looked: the message belongs on it.
     if let Some(ticket) = store.active_ticket_for(&customer.id).await? {
         flow::join_ticket(store, &ticket, &message).await?;
@@ -67,9 +68,16 @@ pub async fn handle(deps: &Deps, job: AutoReplyJob) -> Result<()> {
                 best = hits.first().map_or(0.0, |h| h.confidence),
                 "not confident; handing off"
             );
-            flow::open_ticket(store, deps.queue.as_ref(), &customer, &message, job.skill, job.priority)
-                .await
-                .map(drop)
+            flow::open_ticket(
+                store,
+                deps.queue.as_ref(),
+                &customer,
+                &message,
+                job.skill,
+                job.priority,
+            )
+            .await
+            .map(drop)
         }
     }
 }

@@ -59,7 +59,12 @@ async fn deliver(deps: &Deps, message_id: &str) -> Result<()> {
     match sender.send(&customer, &message).await {
         Ok(receipt) => {
             store
-                .set_delivery(message_id, receipt.status, receipt.provider_message_id.as_deref(), None)
+                .set_delivery(
+                    message_id,
+                    receipt.status,
+                    receipt.provider_message_id.as_deref(),
+                    None,
+                )
                 .await
         }
         Err(SendError::Temporary { reason, .. }) => Err(Error::internal(format!(

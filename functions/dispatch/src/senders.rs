@@ -25,9 +25,15 @@ pub(crate) fn classify(status: reqwest::StatusCode, body: &str) -> Result<(), Se
     if status.is_success() {
         return Ok(());
     }
-    let reason = format!("{status}: {}", helpdesk_core::text::truncate_chars(body, 500));
+    let reason = format!(
+        "{status}: {}",
+        helpdesk_core::text::truncate_chars(body, 500)
+    );
     if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-        Err(SendError::Temporary { reason, retry_after_secs: None })
+        Err(SendError::Temporary {
+            reason,
+            retry_after_secs: None,
+        })
     } else {
         Err(SendError::Permanent { reason })
     }

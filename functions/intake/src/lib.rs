@@ -24,7 +24,11 @@ pub struct Deps {
 
 /// Takes an inbound message once: the first delivery under `dedupe_key` is queued and its
 /// message id returned; a repeat returns the first one's id and queues nothing.
-pub async fn accept(deps: &Deps, dedupe_key: Option<&str>, message: InboundMessage) -> Result<String> {
+pub async fn accept(
+    deps: &Deps,
+    dedupe_key: Option<&str>,
+    message: InboundMessage,
+) -> Result<String> {
     if let Some(key) = dedupe_key {
         if let Some(first) = deps.store.claim(key, &message.id, DEDUPE_TTL_SECS).await? {
             tracing::info!(key, message_id = %first, "duplicate delivery ignored");
@@ -35,7 +39,14 @@ pub async fn accept(deps: &Deps, dedupe_key: Option<&str>, message: InboundMessa
         .customer_id
         .clone()
         .unwrap_or_else(|| format!("{}:{}", message.channel.as_str(), message.external_id));
-    if let Err(e) = send_json(deps.queue.as_ref(), QueueName::Inbound, &message, Some(&group)).await {
+    if let Err(e) = send_json(
+        deps.queue.as_ref(),
+        QueueName::Inbound,
+        &message,
+        Some(&group),
+    )
+    .await
+    {
         if let Some(key) = dedupe_key {
             // Let the provider's retry through: nothing was queued.
             let _ = IdempotencyStore::release(deps.store.as_ref(), key).await;

@@ -176,7 +176,12 @@ async fn list_messages(
     let after = q.after.as_deref().filter(|a| !a.is_empty());
     let messages = deps
         .store
-        .customer_messages(&session.customer_id, Channel::Webchat, after, q.limit.unwrap_or(100))
+        .customer_messages(
+            &session.customer_id,
+            Channel::Webchat,
+            after,
+            q.limit.unwrap_or(100),
+        )
         .await?;
     Ok(Json(Conversation { messages }))
 }

@@ -41,7 +41,11 @@ pub async fn handle(deps: &Deps, inbound: InboundMessage) -> Result<()> {
                 external_id: inbound.external_id.clone(),
             };
             store
-                .resolve_customer(&identity, inbound.display_name.as_deref(), inbound.locale.as_deref())
+                .resolve_customer(
+                    &identity,
+                    inbound.display_name.as_deref(),
+                    inbound.locale.as_deref(),
+                )
                 .await?
         }
     };
@@ -60,8 +64,15 @@ pub async fn handle(deps: &Deps, inbound: InboundMessage) -> Result<()> {
     let class = deps.rules.classify(&entry.text, customer.tier);
     match class.route {
         Route::Agent => {
-            flow::open_ticket(store, deps.queue.as_ref(), &customer, &entry, class.skill, class.priority)
-                .await?;
+            flow::open_ticket(
+                store,
+                deps.queue.as_ref(),
+                &customer,
+                &entry,
+                class.skill,
+                class.priority,
+            )
+            .await?;
         }
         Route::AutoReply => {
             let job = AutoReplyJob {
@@ -70,7 +81,13 @@ pub async fn handle(deps: &Deps, inbound: InboundMessage) -> Result<()> {
                 skill: class.skill,
                 priority: class.priority,
             };
-            send_json(deps.queue.as_ref(), QueueName::AutoReply, &job, Some(&customer.id)).await?;
+            send_json(
+                deps.queue.as_ref(),
+                QueueName::AutoReply,
+                &job,
+                Some(&customer.id),
+            )
+            .await?;
         }
     }
     Ok(())

@@ -20,7 +20,13 @@ pub fn router(deps: Arc<Deps>) -> Router {
 }
 
 async fn ticket_for(deps: &Deps, token: &str) -> Result<Ticket> {
-    let gone = || Error::new(ErrorKind::NotFound, "not_found", "this survey link is not valid or has expired");
+    let gone = || {
+        Error::new(
+            ErrorKind::NotFound,
+            "not_found",
+            "this survey link is not valid or has expired",
+        )
+    };
     let id = deps.signer.verify(token, domain::now()).ok_or_else(gone)?;
     deps.store.get_ticket(&id).await?.ok_or_else(gone)
 }
@@ -124,8 +130,9 @@ async fn answer(
     let ticket = ticket_for(&deps, &token).await?;
     let bytes = body_bytes(req, &()).await?;
     let (rating, comment) = if is_form {
-        let form: FormAnswer = serde_urlencoded::from_bytes(&bytes)
-            .map_err(|e| Error::bad_request("bad_request", format!("the form is not valid: {e}")))?;
+        let form: FormAnswer = serde_urlencoded::from_bytes(&bytes).map_err(|e| {
+            Error::bad_request("bad_request", format!("the form is not valid: {e}"))
+        })?;
         let rating = form.rating.trim().parse::<i64>().map_err(|_| {
             Error::unprocessable("invalid_rating", "a rating is a whole number from 1 to 5")
         })?;
@@ -145,7 +152,14 @@ async fn answer(
     tracing::info!(ticket_id = %ticket.id, rating, "survey answered");
     let v = view(&ticket);
     if is_form {
-        return Ok(page("Thank you", "<h1>Thank you · 谢谢</h1><p>Your rating was recorded.</p>").into_response());
+        return Ok(page(
+            "Thank you",
+            "<h1>Thank you · 谢谢</h1><p>Your rating was recorded.</p>",
+        )
+        .into_response());
     }
-    Ok(Json(serde_json::json!({"ticket_id": v.ticket_id, "rating": v.rating, "comment": v.comment})).into_response())
+    Ok(Json(
+        serde_json::json!({"ticket_id": v.ticket_id, "rating": v.rating, "comment": v.comment}),
+    )
+    .into_response())
 }

@@ -57,13 +57,21 @@ impl Agents {
         if let Some(token) = admin_token.filter(|t| !t.is_empty()) {
             agents.add("admin", Role::Admin, token);
         }
-        for entry in spec.unwrap_or("").split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        for entry in spec
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
             let mut parts = entry.splitn(3, ':');
             let (Some(name), Some(role), Some(token)) = (parts.next(), parts.next(), parts.next())
             else {
                 return Err(Error::bad_request(
                     "invalid_config",
-                    format!("HELPDESK_AGENTS entry {name:?} is not name:role:token", name = entry.split(':').next().unwrap_or("")),
+                    format!(
+                        "HELPDESK_AGENTS entry {name:?} is not name:role:token",
+                        name = entry.split(':').next().unwrap_or("")
+                    ),
                 ));
             };
             let role = match role {
@@ -90,7 +98,10 @@ impl Agents {
 
     pub fn add(&mut self, name: &str, role: Role, token: &str) {
         self.credentials.push(Credential {
-            agent: Agent { name: name.to_string(), role },
+            agent: Agent {
+                name: name.to_string(),
+                role,
+            },
             token_digest: digest(token),
         });
     }
@@ -101,8 +112,9 @@ impl Agents {
 
     /// The agent whose token the request carries; 401 otherwise.
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<Agent> {
-        let token = bearer_token(headers)
-            .ok_or_else(|| Error::unauthorized("send an agent token as 'Authorization: Bearer <token>'"))?;
+        let token = bearer_token(headers).ok_or_else(|| {
+            Error::unauthorized("send an agent token as 'Authorization: Bearer <token>'")
+        })?;
         let presented = digest(token);
         let mut found = None;
         // Compare against every credential, so timing does not tell which matched.
@@ -127,14 +139,38 @@ mod tests {
 
     #[test]
     fn tokens_map_to_agents_and_roles() {
-        let agents = Agents::parse(Some("root-token"), Some("alice:agent:alice-token, bob:supervisor:bob-token")).unwrap();
-        assert_eq!(agents.authenticate(&headers("alice-token")).unwrap().name, "alice");
+        let agents = Agents::parse(
+            Some("root-token"),
+            Some("alice:agent:alice-token, bob:supervisor:bob-token"),
+        )
+        .unwrap();
+        assert_eq!(
+            agents.authenticate(&headers("alice-token")).unwrap().name,
+            "alice"
+        );
         let bob = agents.authenticate(&headers("bob-token")).unwrap();
         assert!(bob.require(Role::Supervisor).is_ok());
         assert!(bob.require(Role::Admin).is_err());
-        assert_eq!(agents.authenticate(&headers("root-token")).unwrap().role, Role::Admin);
-        assert_eq!(agents.authenticate(&headers("nope")).unwrap_err().kind.status(), 401);
-        assert_eq!(agents.authenticate(&HeaderMap::new()).unwrap_err().kind.status(), 401);
+        assert_eq!(
+            agents.authenticate(&headers("root-token")).unwrap().role,
+            Role::Admin
+        );
+        assert_eq!(
+            agents
+                .authenticate(&headers("nope"))
+                .unwrap_err()
+                .kind
+                .status(),
+            401
+        );
+        assert_eq!(
+            agents
+                .authenticate(&HeaderMap::new())
+                .unwrap_err()
+                .kind
+                .status(),
+            401
+        );
         assert!(Agents::parse(None, Some("carol:boss:carol-token")).is_err());
         assert!(Agents::parse(None, Some("carol")).is_err());
     }

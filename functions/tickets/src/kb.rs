@@ -26,7 +26,9 @@ struct ArticleList {
 
 async fn list(State(deps): State<Arc<Deps>>, headers: HeaderMap) -> Result<Json<ArticleList>> {
     deps.agents.authenticate(&headers)?;
-    Ok(Json(ArticleList { articles: deps.knowledge.list().await? }))
+    Ok(Json(ArticleList {
+        articles: deps.knowledge.list().await?,
+    }))
 }
 
 async fn show(
@@ -61,9 +63,14 @@ async fn put(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<ArticleBody>,
 ) -> Result<(StatusCode, Json<Article>)> {
-    deps.agents.authenticate(&headers)?.require(Role::Supervisor)?;
+    deps.agents
+        .authenticate(&headers)?
+        .require(Role::Supervisor)?;
     if body.id.as_deref().is_some_and(|b| b != id) {
-        return Err(Error::unprocessable("id_mismatch", "the body's id differs from the path's"));
+        return Err(Error::unprocessable(
+            "id_mismatch",
+            "the body's id differs from the path's",
+        ));
     }
     let article = Article {
         id,
@@ -73,8 +80,15 @@ async fn put(
         locale: body.locale,
         tags: body.tags,
     };
-    let created = deps.knowledge.upsert(std::slice::from_ref(&article)).await?;
-    let status = if created > 0 { StatusCode::CREATED } else { StatusCode::OK };
+    let created = deps
+        .knowledge
+        .upsert(std::slice::from_ref(&article))
+        .await?;
+    let status = if created > 0 {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(article)))
 }
 
@@ -83,7 +97,9 @@ async fn delete(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
-    deps.agents.authenticate(&headers)?.require(Role::Supervisor)?;
+    deps.agents
+        .authenticate(&headers)?
+        .require(Role::Supervisor)?;
     if deps.knowledge.delete(&id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -119,10 +135,23 @@ async fn search(
         None | Some("") => 3,
         Some(l) => match l.parse::<usize>() {
             Ok(n) if (1..=20).contains(&n) => n,
-            _ => return Err(Error::bad_request("bad_request", "limit is a whole number from 1 to 20")),
+            _ => {
+                return Err(Error::bad_request(
+                    "bad_request",
+                    "limit is a whole number from 1 to 20",
+                ))
+            }
         },
     };
     let hits = deps.knowledge.search(&query, limit).await?;
-    let auto_reply = matches!(Decision::decide(&hits, deps.threshold), Decision::Reply { .. });
-    Ok(Json(SearchResult { query, threshold: deps.threshold, hits, auto_reply }))
+    let auto_reply = matches!(
+        Decision::decide(&hits, deps.threshold),
+        Decision::Reply { .. }
+    );
+    Ok(Json(SearchResult {
+        query,
+        threshold: deps.threshold,
+        hits,
+        auto_reply,
+    }))
 }

@@ -92,28 +92,53 @@ async fn list(
 ) -> Result<Json<TicketList>> {
     let agent = deps.agents.authenticate(&headers)?;
     let filter = TicketFilter {
-        status: nonempty(&q.status).map(|s| parse_enum("status", s)).transpose()?,
-        priority: nonempty(&q.priority).map(|s| parse_enum("priority", s)).transpose()?,
-        skill: nonempty(&q.skill).map(|s| parse_enum("skill", s)).transpose()?,
-        assignee: nonempty(&q.assignee).map(|a| if a == "me" { agent.name.clone() } else { a.to_string() }),
-        channel: nonempty(&q.channel).map(str::parse::<Channel>).transpose()?,
+        status: nonempty(&q.status)
+            .map(|s| parse_enum("status", s))
+            .transpose()?,
+        priority: nonempty(&q.priority)
+            .map(|s| parse_enum("priority", s))
+            .transpose()?,
+        skill: nonempty(&q.skill)
+            .map(|s| parse_enum("skill", s))
+            .transpose()?,
+        assignee: nonempty(&q.assignee).map(|a| {
+            if a == "me" {
+                agent.name.clone()
+            } else {
+                a.to_string()
+            }
+        }),
+        channel: nonempty(&q.channel)
+            .map(str::parse::<Channel>)
+            .transpose()?,
         customer_id: nonempty(&q.customer_id).map(str::to_string),
     };
     let limit = match nonempty(&q.limit) {
         None => 25,
         Some(l) => match l.parse::<usize>() {
             Ok(n) if (1..=100).contains(&n) => n,
-            _ => return Err(Error::bad_request("bad_request", "limit is a whole number from 1 to 100")),
+            _ => {
+                return Err(Error::bad_request(
+                    "bad_request",
+                    "limit is a whole number from 1 to 100",
+                ))
+            }
         },
     };
     let cursor = nonempty(&q.cursor);
     if let Some(c) = cursor {
         if uuid::Uuid::parse_str(c).is_err() {
-            return Err(Error::bad_request("invalid_cursor", "the cursor is not one this API gave out"));
+            return Err(Error::bad_request(
+                "invalid_cursor",
+                "the cursor is not one this API gave out",
+            ));
         }
     }
     let page = deps.store.list_tickets(&filter, limit, cursor).await?;
-    Ok(Json(TicketList { tickets: page.items, next_cursor: page.next_cursor }))
+    Ok(Json(TicketList {
+        tickets: page.items,
+        next_cursor: page.next_cursor,
+    }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -138,7 +163,10 @@ async fn create(
         .get_customer(&body.customer_id)
         .await?
         .ok_or_else(|| Error::not_found("customer", &body.customer_id))?;
-    let channel = customer.identities.first().map_or(Channel::Webchat, |i| i.channel);
+    let channel = customer
+        .identities
+        .first()
+        .map_or(Channel::Webchat, |i| i.channel);
     let ticket = Ticket::open(
         NewTicket {
             customer_id: customer.id,
@@ -168,11 +196,17 @@ async fn show(
     deps.agents.authenticate(&headers)?;
     let ticket = load(&deps, &id).await?;
     let messages = deps.store.ticket_messages(&id).await?;
-    Ok(with_etag(StatusCode::OK, ticket.version, TicketView { ticket, messages }))
+    Ok(with_etag(
+        StatusCode::OK,
+        ticket.version,
+        TicketView { ticket, messages },
+    ))
 }
 
 /// `Some(None)` for an explicit `null`, `None` when the field is absent.
-fn explicit_null<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<Option<String>>, D::Error> {
+fn explicit_null<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Option<String>>, D::Error> {
     Option::<String>::deserialize(d).map(Some)
 }
 
@@ -198,7 +232,12 @@ fn if_match(headers: &HeaderMap) -> Result<u64> {
         .ok()
         .map(|v| v.trim().trim_start_matches("W/").trim_matches('"'))
         .and_then(|v| v.parse().ok())
-        .ok_or_else(|| Error::bad_request("bad_request", "If-Match must be the ticket's version number"))
+        .ok_or_else(|| {
+            Error::bad_request(
+                "bad_request",
+                "If-Match must be the ticket's version number",
+            )
+        })
 }
 
 async fn patch(
@@ -213,7 +252,10 @@ async fn patch(
     if ticket.version != expected {
         return Err(Error::conflict(
             "version_conflict",
-            format!("the ticket is at version {}, not {expected}; reload it and try again", ticket.version),
+            format!(
+                "the ticket is at version {}, not {expected}; reload it and try again",
+                ticket.version
+            ),
         ));
     }
     let assignee = match body.assignee {
@@ -253,7 +295,10 @@ async fn reply(
     check_text(&body.text)?;
     let ticket = load(&deps, &id).await?;
     if ticket.status == domain::TicketStatus::Closed {
-        return Err(Error::unprocessable("ticket_closed", "a closed ticket takes no replies"));
+        return Err(Error::unprocessable(
+            "ticket_closed",
+            "a closed ticket takes no replies",
+        ));
     }
     let mut message = Message::outbound(
         &ticket.customer_id,
@@ -269,7 +314,12 @@ async fn reply(
         Ok(true)
     })
     .await?;
-    Ok((StatusCode::ACCEPTED, Json(Accepted { message_id: message.id })))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Accepted {
+            message_id: message.id,
+        }),
+    ))
 }
 
 async fn note(
@@ -329,7 +379,13 @@ async fn escalate(
         customer_id: ticket.customer_id.clone(),
         channel: ticket.channel,
     };
-    send_json(deps.queue.as_ref(), QueueName::Outbound, &OutboundMessage::Supervisor(notice), None).await?;
+    send_json(
+        deps.queue.as_ref(),
+        QueueName::Outbound,
+        &OutboundMessage::Supervisor(notice),
+        None,
+    )
+    .await?;
     tracing::info!(ticket_id = %id, "ticket escalated");
     Ok(with_etag(StatusCode::OK, ticket.version, &ticket))
 }
@@ -350,7 +406,12 @@ fn parse_time(name: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>> 
                     chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d")
                         .map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc())
                 })
-                .map_err(|_| Error::bad_request("bad_request", format!("{name} is not a date (2026-11-24) or RFC 3339 time")))
+                .map_err(|_| {
+                    Error::bad_request(
+                        "bad_request",
+                        format!("{name} is not a date (2026-11-24) or RFC 3339 time"),
+                    )
+                })
         })
         .transpose()
 }
@@ -360,7 +421,9 @@ async fn csat(
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<CsatQuery>,
 ) -> Result<Json<report::CsatReport>> {
-    deps.agents.authenticate(&headers)?.require(Role::Supervisor)?;
+    deps.agents
+        .authenticate(&headers)?
+        .require(Role::Supervisor)?;
     let from = parse_time("from", q.from.as_deref())?;
     let to = parse_time("to", q.to.as_deref())?;
     let tickets = deps.store.rated_tickets(from, to).await?;

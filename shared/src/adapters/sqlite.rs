@@ -316,7 +316,9 @@ impl SqliteStore {
 
     fn load_message(conn: &Connection, id: &str) -> Result<Option<Message>> {
         let body: Option<String> = conn
-            .query_row("SELECT body FROM messages WHERE id = ?1", [id], |r| r.get(0))
+            .query_row("SELECT body FROM messages WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
             .optional()
             .map_err(db_err)?;
         body.map(|b| from_json(&b)).transpose()
@@ -324,7 +326,8 @@ impl SqliteStore {
 
     fn update_message(&self, id: &str, f: impl FnOnce(&mut Message)) -> Result<()> {
         self.tx(|tx| {
-            let mut m = Self::load_message(tx, id)?.ok_or_else(|| Error::not_found("message", id))?;
+            let mut m =
+                Self::load_message(tx, id)?.ok_or_else(|| Error::not_found("message", id))?;
             f(&mut m);
             tx.execute(
                 "UPDATE messages SET ticket_id = ?2, body = ?3 WHERE id = ?1",
@@ -411,7 +414,8 @@ impl TicketStore for SqliteStore {
         let limit = limit.clamp(1, 100);
         sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", limit + 1));
         let conn = self.conn();
-        let refs: Vec<&dyn rusqlite::ToSql> = args.iter().map(|a| a as &dyn rusqlite::ToSql).collect();
+        let refs: Vec<&dyn rusqlite::ToSql> =
+            args.iter().map(|a| a as &dyn rusqlite::ToSql).collect();
         let mut items: Vec<Ticket> = Self::query_json(&conn, &sql, &refs)?;
         let next_cursor = if items.len() > limit {
             items.truncate(limit);
@@ -490,8 +494,11 @@ impl CustomerStore for SqliteStore {
     }
 
     async fn get_customer(&self, id: &str) -> Result<Option<Customer>> {
-        let mut found: Vec<Customer> =
-            Self::query_json(&self.conn(), "SELECT body FROM customers WHERE id = ?1", &[&id])?;
+        let mut found: Vec<Customer> = Self::query_json(
+            &self.conn(),
+            "SELECT body FROM customers WHERE id = ?1",
+            &[&id],
+        )?;
         Ok(found.pop())
     }
 }
@@ -589,10 +596,15 @@ impl IdempotencyStore for SqliteStore {
     async fn claim(&self, key: &str, value: &str, ttl_secs: i64) -> Result<Option<String>> {
         let now = Utc::now().timestamp();
         self.tx(|tx| {
-            tx.execute("DELETE FROM idempotency WHERE key = ?1 AND expires_at <= ?2", params![key, now])
-                .map_err(db_err)?;
+            tx.execute(
+                "DELETE FROM idempotency WHERE key = ?1 AND expires_at <= ?2",
+                params![key, now],
+            )
+            .map_err(db_err)?;
             let existing: Option<String> = tx
-                .query_row("SELECT value FROM idempotency WHERE key = ?1", [key], |r| r.get(0))
+                .query_row("SELECT value FROM idempotency WHERE key = ?1", [key], |r| {
+                    r.get(0)
+                })
                 .optional()
                 .map_err(db_err)?;
             if existing.is_none() {
@@ -699,19 +711,36 @@ mod tests {
         let f = TicketFilter::default();
         let p1 = s.list_tickets(&f, 2, None).await.unwrap();
         assert_eq!(p1.items[0].id, ids[4]);
-        let p2 = s.list_tickets(&f, 2, p1.next_cursor.as_deref()).await.unwrap();
-        let p3 = s.list_tickets(&f, 2, p2.next_cursor.as_deref()).await.unwrap();
+        let p2 = s
+            .list_tickets(&f, 2, p1.next_cursor.as_deref())
+            .await
+            .unwrap();
+        let p3 = s
+            .list_tickets(&f, 2, p2.next_cursor.as_deref())
+            .await
+            .unwrap();
         assert_eq!(p3.items.len(), 1);
         assert_eq!(p3.next_cursor, None);
         assert_eq!(p3.items[0].id, ids[0]);
-        let none = TicketFilter { skill: Some(Skill::Billing), ..Default::default() };
-        assert!(s.list_tickets(&none, 10, None).await.unwrap().items.is_empty());
+        let none = TicketFilter {
+            skill: Some(Skill::Billing),
+            ..Default::default()
+        };
+        assert!(s
+            .list_tickets(&none, 10, None)
+            .await
+            .unwrap()
+            .items
+            .is_empty());
     }
 
     #[tokio::test]
     async fn one_identity_one_customer() {
         let s = SqliteStore::in_memory().unwrap();
-        let id = ChannelIdentity { channel: Channel::Telegram, external_id: "42".into() };
+        let id = ChannelIdentity {
+            channel: Channel::Telegram,
+            external_id: "42".into(),
+        };
         let a = s.resolve_customer(&id, Some("张三"), None).await.unwrap();
         let b = s.resolve_customer(&id, None, None).await.unwrap();
         assert_eq!(a.id, b.id);
@@ -726,15 +755,25 @@ mod tests {
         s.release("k").await.unwrap();
         assert_eq!(s.claim("k", "v3", 60).await.unwrap(), None);
         assert_eq!(s.claim("e", "v", -1).await.unwrap(), None);
-        assert_eq!(s.claim("e", "v2", 60).await.unwrap(), None, "an expired claim is free");
+        assert_eq!(
+            s.claim("e", "v2", 60).await.unwrap(),
+            None,
+            "an expired claim is free"
+        );
     }
 
     #[tokio::test]
     async fn fifo_groups_wait_for_their_elders() {
         let s = SqliteStore::in_memory().unwrap();
-        s.send(QueueName::Inbound, "a1".into(), Some("a"), None).await.unwrap();
-        s.send(QueueName::Inbound, "a2".into(), Some("a"), None).await.unwrap();
-        s.send(QueueName::Inbound, "b1".into(), Some("b"), None).await.unwrap();
+        s.send(QueueName::Inbound, "a1".into(), Some("a"), None)
+            .await
+            .unwrap();
+        s.send(QueueName::Inbound, "a2".into(), Some("a"), None)
+            .await
+            .unwrap();
+        s.send(QueueName::Inbound, "b1".into(), Some("b"), None)
+            .await
+            .unwrap();
         let first = s.receive("inbound").unwrap().unwrap();
         assert_eq!(first.body, "a1");
         s.fail(first.seq, "boom", 60_000, false).unwrap();

@@ -214,7 +214,10 @@ impl TantivyIndex {
         let mut candidates = Vec::with_capacity(top.len());
         for (score, address) in top {
             let doc: TantivyDocument = searcher.doc(address).map_err(ix_err)?;
-            let id = doc.get_first(f.id).and_then(|v| v.as_str()).unwrap_or_default();
+            let id = doc
+                .get_first(f.id)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default();
             if let Some(article) = state.articles.get(id) {
                 candidates.push((article.clone(), score));
             }
@@ -321,13 +324,24 @@ mod tests {
             ])
             .await
             .unwrap();
-            assert_eq!(ix.search("忘记密码了", 3).await.unwrap()[0].article_id, "pw");
-            assert_eq!(ix.search("working hours?", 3).await.unwrap()[0].article_id, "hours");
+            assert_eq!(
+                ix.search("忘记密码了", 3).await.unwrap()[0].article_id,
+                "pw"
+            );
+            assert_eq!(
+                ix.search("working hours?", 3).await.unwrap()[0].article_id,
+                "hours"
+            );
         }
         let ix = TantivyIndex::open(&dir).unwrap();
         assert_eq!(ix.len(), 2);
-        assert_eq!(ix.search("reset password", 3).await.unwrap()[0].article_id, "pw");
-        ix.upsert(&[article("pw", &["Change my password"])]).await.unwrap();
+        assert_eq!(
+            ix.search("reset password", 3).await.unwrap()[0].article_id,
+            "pw"
+        );
+        ix.upsert(&[article("pw", &["Change my password"])])
+            .await
+            .unwrap();
         assert_eq!(ix.len(), 2);
         assert!(ix.delete("pw").await.unwrap());
         assert!(!ix.delete("pw").await.unwrap());

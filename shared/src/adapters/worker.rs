@@ -58,7 +58,8 @@ pub async fn run_worker<F, Fut>(
                     Ok(()) => store.ack(delivery.seq),
                     Err(e) => {
                         let attempts = delivery.attempts + 1;
-                        let poison = matches!(e.kind, ErrorKind::BadRequest | ErrorKind::Unprocessable);
+                        let poison =
+                            matches!(e.kind, ErrorKind::BadRequest | ErrorKind::Unprocessable);
                         let dead = poison || attempts >= config.max_attempts;
                         let delay = backoff(&config, attempts);
                         if dead {
@@ -79,7 +80,9 @@ pub async fn run_worker<F, Fut>(
                     .next_visible_in(queue)
                     .ok()
                     .flatten()
-                    .map_or(config.idle_poll_ms, |ms| (ms as u64).clamp(1, config.idle_poll_ms));
+                    .map_or(config.idle_poll_ms, |ms| {
+                        (ms as u64).clamp(1, config.idle_poll_ms)
+                    });
                 tokio::select! {
                     _ = wake.changed() => {}
                     _ = shutdown.changed() => {}
@@ -113,24 +116,44 @@ mod tests {
     #[tokio::test]
     async fn retries_then_dead_letters_and_poison_goes_at_once() {
         let store = Arc::new(SqliteStore::in_memory().unwrap());
-        store.send(QueueName::Outbound, "flaky".into(), None, None).await.unwrap();
-        store.send(QueueName::Outbound, "poison".into(), None, None).await.unwrap();
-        store.send(QueueName::Outbound, "fine".into(), None, None).await.unwrap();
+        store
+            .send(QueueName::Outbound, "flaky".into(), None, None)
+            .await
+            .unwrap();
+        store
+            .send(QueueName::Outbound, "poison".into(), None, None)
+            .await
+            .unwrap();
+        store
+            .send(QueueName::Outbound, "fine".into(), None, None)
+            .await
+            .unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let (stop, rx) = watch::channel(false);
-        let config = WorkerConfig { max_attempts: 3, base_delay_ms: 1, max_delay_ms: 5, idle_poll_ms: 5 };
+        let config = WorkerConfig {
+            max_attempts: 3,
+            base_delay_ms: 1,
+            max_delay_ms: 5,
+            idle_poll_ms: 5,
+        };
         let seen2 = seen.clone();
-        let worker = tokio::spawn(run_worker(store.clone(), "outbound", config, rx, move |body| {
-            let seen = seen2.clone();
-            async move {
-                seen.lock().unwrap().push(body.clone());
-                match body.as_str() {
-                    "flaky" => Err(Error::internal("provider down")),
-                    "poison" => Err(Error::bad_request("invalid_json", "cannot decode")),
-                    _ => Ok(()),
+        let worker = tokio::spawn(run_worker(
+            store.clone(),
+            "outbound",
+            config,
+            rx,
+            move |body| {
+                let seen = seen2.clone();
+                async move {
+                    seen.lock().unwrap().push(body.clone());
+                    match body.as_str() {
+                        "flaky" => Err(Error::internal("provider down")),
+                        "poison" => Err(Error::bad_request("invalid_json", "cannot decode")),
+                        _ => Ok(()),
+                    }
                 }
-            }
-        }));
+            },
+        ));
         for _ in 0..200 {
             if store.dead_letters("outbound").unwrap().len() == 2 {
                 break;
@@ -144,7 +167,10 @@ mod tests {
         let flaky = dead.iter().find(|d| d.body == "flaky").unwrap();
         assert_eq!(flaky.attempts, 3);
         assert!(flaky.error.as_deref().unwrap().contains("provider down"));
-        assert_eq!(dead.iter().find(|d| d.body == "poison").unwrap().attempts, 1);
+        assert_eq!(
+            dead.iter().find(|d| d.body == "poison").unwrap().attempts,
+            1
+        );
         let seen = seen.lock().unwrap();
         assert_eq!(seen.iter().filter(|b| *b == "fine").count(), 1);
     }

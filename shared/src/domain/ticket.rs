@@ -49,7 +49,9 @@ impl TicketStatus {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Priority {
     Low,
@@ -329,8 +331,7 @@ impl Ticket {
 
     /// Whether this change is the one that closed the ticket: what triggers the survey.
     pub fn became_closed(old: Option<&Ticket>, new: &Ticket) -> bool {
-        new.status == TicketStatus::Closed
-            && old.is_none_or(|o| o.status != TicketStatus::Closed)
+        new.status == TicketStatus::Closed && old.is_none_or(|o| o.status != TicketStatus::Closed)
     }
 }
 
@@ -356,11 +357,23 @@ mod tests {
     fn closed_is_final() {
         let mut t = ticket();
         let now = super::super::now();
-        t.apply(&TicketPatch { status: Some(TicketStatus::Closed), ..Default::default() }, now)
-            .unwrap();
+        t.apply(
+            &TicketPatch {
+                status: Some(TicketStatus::Closed),
+                ..Default::default()
+            },
+            now,
+        )
+        .unwrap();
         assert!(t.closed_at.is_some());
         let err = t
-            .apply(&TicketPatch { status: Some(TicketStatus::Open), ..Default::default() }, now)
+            .apply(
+                &TicketPatch {
+                    status: Some(TicketStatus::Open),
+                    ..Default::default()
+                },
+                now,
+            )
             .unwrap_err();
         assert_eq!(err.code, "illegal_status_change");
         assert_eq!(err.kind.status(), 422);
@@ -381,7 +394,10 @@ mod tests {
         assert_eq!(t.status, TicketStatus::Escalated);
         assert_eq!(t.escalation_reason.as_deref(), Some("客户要求经理处理"));
         assert_eq!(t.escalated_at, Some(now));
-        assert_eq!(t.escalate("again", now).unwrap_err().code, "already_escalated");
+        assert_eq!(
+            t.escalate("again", now).unwrap_err().code,
+            "already_escalated"
+        );
         assert_eq!(ticket().escalate("  ", now).unwrap_err().kind.status(), 422);
     }
 
@@ -389,8 +405,14 @@ mod tests {
     fn every_change_moves_the_version() {
         let mut t = ticket();
         let now = super::super::now();
-        t.apply(&TicketPatch { priority: Some(Priority::High), ..Default::default() }, now)
-            .unwrap();
+        t.apply(
+            &TicketPatch {
+                priority: Some(Priority::High),
+                ..Default::default()
+            },
+            now,
+        )
+        .unwrap();
         assert_eq!(t.version, 2);
         t.agent_replied("alice", now);
         assert_eq!(t.version, 3);

@@ -13,8 +13,8 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.kind.status())
-            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status =
+            StatusCode::from_u16(self.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let message = if self.kind == ErrorKind::Internal {
             tracing::error!(code = self.code, error = %self.message, "internal error");
             "something went wrong on our side; please try again".to_string()
@@ -43,33 +43,57 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// How much of an oversized body is read and dropped before answering 413, so that the
+/// client, still sending, gets the answer instead of a broken connection.
+const DRAIN_LIMIT_BYTES: usize = 16 * 1024 * 1024;
+
 /// The raw body, for routes that check a signature over the exact bytes.
-pub async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<bytes::Bytes, Error> {
-    bytes::Bytes::from_request(req, state).await.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Error::too_large(
-                "payload_too_large",
-                format!("the body is larger than {MAX_BODY_BYTES} bytes"),
-            )
-        } else {
+pub async fn body_bytes<S: Send + Sync>(req: Request, _state: &S) -> Result<bytes::Bytes, Error> {
+    use http_body_util::BodyExt;
+    let mut body = req.into_body();
+    let mut buf = bytes::BytesMut::new();
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
             Error::bad_request("bad_request", format!("could not read the body: {e}"))
+        })?;
+        let Ok(chunk) = frame.into_data() else {
+            continue;
+        };
+        total += chunk.len();
+        if total <= MAX_BODY_BYTES {
+            buf.extend_from_slice(&chunk);
+        } else if total > DRAIN_LIMIT_BYTES {
+            break;
         }
-    })
+    }
+    if total > MAX_BODY_BYTES {
+        return Err(Error::too_large(
+            "payload_too_large",
+            format!("the body is larger than {MAX_BODY_BYTES} bytes"),
+        ));
+    }
+    Ok(buf.freeze())
 }
 
 /// Parses JSON with a message that says where it went wrong.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     if bytes.is_empty() {
-        return Err(Error::bad_request("invalid_json", "the body is empty; JSON was expected"));
+        return Err(Error::bad_request(
+            "invalid_json",
+            "the body is empty; JSON was expected",
+        ));
     }
-    serde_json::from_slice(bytes).map_err(|e| {
-        let code = if e.is_data() { "invalid_body" } else { "invalid_json" };
-        let kind = if e.is_data() {
-            ErrorKind::Unprocessable
-        } else {
-            ErrorKind::BadRequest
-        };
-        Error::new(kind, code, format!("the body is not valid: {e}"))
+    // Syntax first, then shape: a broken body is a 400, a well-formed one of the wrong
+    // shape a 422.
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
+        Error::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
+    })?;
+    serde_json::from_value(value).map_err(|e| {
+        Error::unprocessable(
+            "invalid_body",
+            format!("the body does not fit this route: {e}"),
+        )
     })
 }
 
@@ -97,7 +121,10 @@ fn serde_urlencoded_like<T: DeserializeOwned>(query: &str) -> Result<T, Error> {
 
 /// The bearer token of an `Authorization` header.
 pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
     let (scheme, token) = value.split_once(' ')?;
     (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty()).then(|| token.trim())
 }

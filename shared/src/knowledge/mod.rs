@@ -62,9 +62,8 @@ pub fn parse_articles(text: &str) -> Result<Vec<Article>> {
             .enumerate()
             .filter(|(_, l)| !l.trim().is_empty())
             .map(|(n, l)| {
-                serde_json::from_str(l).map_err(|e| {
-                    Error::bad_request("invalid_json", format!("line {}: {e}", n + 1))
-                })
+                serde_json::from_str(l)
+                    .map_err(|e| Error::bad_request("invalid_json", format!("line {}: {e}", n + 1)))
             })
             .collect::<Result<_>>()?
     };
@@ -82,7 +81,10 @@ mod tests {
     fn reads_arrays_and_json_lines() {
         let one = r#"{"id":"a","title":"T","questions":["q"],"answer":"A"}"#;
         assert_eq!(parse_articles(&format!("[{one}]")).unwrap().len(), 1);
-        assert_eq!(parse_articles(&format!("{one}\n\n{one}\n")).unwrap().len(), 2);
+        assert_eq!(
+            parse_articles(&format!("{one}\n\n{one}\n")).unwrap().len(),
+            2
+        );
         let err = parse_articles(&format!("{one}\n{{bad")).unwrap_err();
         assert!(err.message.contains("line 2"), "{}", err.message);
         let no_q = r#"[{"id":"a","title":"T","questions":[" "],"answer":"A"}]"#;

@@ -42,7 +42,9 @@ impl Decision<'_> {
                 hit: top,
                 alternatives: hits[1..]
                     .iter()
-                    .filter(|h| h.confidence >= threshold && top.confidence - h.confidence < CLOSE_MARGIN)
+                    .filter(|h| {
+                        h.confidence >= threshold && top.confidence - h.confidence < CLOSE_MARGIN
+                    })
                     .take(2)
                     .collect(),
             },
@@ -90,8 +92,10 @@ impl Ranker {
     /// Orders `candidates` (each with the index's retrieval score) by confidence.
     pub fn rank(&self, query: &str, candidates: Vec<(Article, f32)>) -> Vec<Hit> {
         let q: HashSet<String> = tokenize(query).into_iter().collect();
-        let q_weights: HashMap<&str, f64> =
-            q.iter().map(|t| (t.as_str(), self.idf(t).powi(2))).collect();
+        let q_weights: HashMap<&str, f64> = q
+            .iter()
+            .map(|t| (t.as_str(), self.idf(t).powi(2)))
+            .collect();
         let q_norm: f64 = q_weights.values().sum::<f64>().sqrt();
         let mut hits: Vec<Hit> = candidates
             .into_iter()
@@ -158,9 +162,33 @@ mod tests {
 
     fn kb() -> Vec<Article> {
         vec![
-            article("pw", &["How do I reset my password?", "I forgot my password", "忘记密码怎么办", "如何重置密码"]),
-            article("hours", &["What are your working hours?", "When are you open?", "你们几点上班", "客服工作时间"]),
-            article("refund", &["What is your refund policy?", "Can I get my money back?", "怎么申请退款", "退款政策是什么"]),
+            article(
+                "pw",
+                &[
+                    "How do I reset my password?",
+                    "I forgot my password",
+                    "忘记密码怎么办",
+                    "如何重置密码",
+                ],
+            ),
+            article(
+                "hours",
+                &[
+                    "What are your working hours?",
+                    "When are you open?",
+                    "你们几点上班",
+                    "客服工作时间",
+                ],
+            ),
+            article(
+                "refund",
+                &[
+                    "What is your refund policy?",
+                    "Can I get my money back?",
+                    "怎么申请退款",
+                    "退款政策是什么",
+                ],
+            ),
         ]
     }
 
@@ -179,7 +207,12 @@ mod tests {
 
     #[test]
     fn paraphrases_in_both_languages_pass_the_threshold() {
-        for q in ["I forgot my password, how can I reset it?", "我忘记密码了，怎么重置？", "退款政策", "what time are you open"] {
+        for q in [
+            "I forgot my password, how can I reset it?",
+            "我忘记密码了，怎么重置？",
+            "退款政策",
+            "what time are you open",
+        ] {
             let hits = rank(q);
             let Decision::Reply { hit, .. } = Decision::decide(&hits, DEFAULT_THRESHOLD) else {
                 panic!("no reply for {q}: {hits:?}");
@@ -190,9 +223,17 @@ mod tests {
 
     #[test]
     fn unrelated_questions_hand_off() {
-        for q in ["Why was I charged twice for my subscription?", "我的快递三天了还没到", ""] {
+        for q in [
+            "Why was I charged twice for my subscription?",
+            "我的快递三天了还没到",
+            "",
+        ] {
             let hits = rank(q);
-            assert_eq!(Decision::decide(&hits, DEFAULT_THRESHOLD), Decision::Handoff, "{q}: {hits:?}");
+            assert_eq!(
+                Decision::decide(&hits, DEFAULT_THRESHOLD),
+                Decision::Handoff,
+                "{q}: {hits:?}"
+            );
         }
     }
 }

@@ -8,13 +8,13 @@ use rust_stemmers::{Algorithm, Stemmer};
 use std::sync::OnceLock;
 
 const EN_STOP: &[&str] = &[
-    "a", "an", "the", "i", "me", "my", "mine", "we", "our", "you", "your", "it", "its", "is",
-    "am", "are", "was", "were", "be", "been", "being", "do", "does", "did", "to", "of", "in",
-    "on", "at", "for", "with", "and", "or", "but", "so", "if", "this", "that", "these", "those",
-    "there", "here", "what", "how", "can", "could", "would", "should", "will", "shall", "may",
-    "might", "please", "hi", "hello", "hey", "thanks", "thank", "just", "get", "got", "im",
-    "i'm", "any", "some", "from", "by", "as", "about", "into", "up", "out", "there", "when",
-    "where", "which", "who", "why", "have", "has", "had", "s", "t", "don", "ve", "d", "ll",
+    "a", "an", "the", "i", "me", "my", "mine", "we", "our", "you", "your", "it", "its", "is", "am",
+    "are", "was", "were", "be", "been", "being", "do", "does", "did", "to", "of", "in", "on", "at",
+    "for", "with", "and", "or", "but", "so", "if", "this", "that", "these", "those", "there",
+    "here", "what", "how", "can", "could", "would", "should", "will", "shall", "may", "might",
+    "please", "hi", "hello", "hey", "thanks", "thank", "just", "get", "got", "im", "i'm", "any",
+    "some", "from", "by", "as", "about", "into", "up", "out", "there", "when", "where", "which",
+    "who", "why", "have", "has", "had", "s", "t", "don", "ve", "d", "ll",
 ];
 
 /// Characters that carry grammar rather than topic in customer questions.
@@ -76,7 +76,10 @@ mod tests {
 
     #[test]
     fn english_is_stemmed_without_stop_words() {
-        assert_eq!(tokenize("How do I reset my Passwords?"), ["reset", "password"]);
+        assert_eq!(
+            tokenize("How do I reset my Passwords?"),
+            ["reset", "password"]
+        );
         assert_eq!(tokenize("I can't log in"), ["cant", "log"]);
     }
 
@@ -89,6 +92,9 @@ mod tests {
 
     #[test]
     fn mixed_text_keeps_both() {
-        assert_eq!(tokenize("App打不开 error 502"), ["app", "打不", "不开", "error", "502"]);
+        assert_eq!(
+            tokenize("App打不开 error 502"),
+            ["app", "打不", "不开", "error", "502"]
+        );
     }
 }

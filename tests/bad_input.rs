@@ -1,0 +1,328 @@
+//! Bad input gets the error form of API.md with the right status, never a panic or a 500,
+//! and loses nothing that was already accepted.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+
+#[tokio::test]
+async fn bad_input_is_refused_clearly_and_loses_nothing() {
+    let dir = TempDir::new();
+    let server = Server::start(&dir.0, &[]).await;
+    let visitor = server.visitor().await;
+    visitor
+        .say("My parcel never arrived and tracking is stuck")
+        .await;
+    let handoff = visitor.wait_for("handoff").await;
+    let id = handoff["ticket_id"].as_str().unwrap().to_string();
+    let before = visitor.conversation().await;
+    let http = &server.http;
+
+    // Malformed JSON, on each kind of route.
+    let r = http
+        .post(server.url("/webchat/messages"))
+        .bearer_auth(&visitor.token)
+        .header("content-type", "application/json")
+        .body("{\"text\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(r, 400).await, "invalid_json");
+    let r = http
+        .post(server.url("/webchat/sessions"))
+        .body("[1,")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(r, 400).await, "invalid_json");
+    let r = http
+        .patch(server.url(&format!("/tickets/{id}")))
+        .bearer_auth(ADMIN)
+        .header("If-Match", "1")
+        .body("not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(r, 400).await, "invalid_json");
+    let r = http
+        .post(server.url(&format!("/tickets/{id}/escalate")))
+        .bearer_auth(ADMIN)
+        .body("")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(r, 400).await, "invalid_json");
+    // Well-formed but the wrong shape.
+    let r = server
+        .post("/webchat/messages", &visitor.token, json!({"txet": "hi"}))
+        .await;
+    assert_eq!(error_code(r, 422).await, "invalid_body");
+    let r = server
+        .post("/webchat/messages", &visitor.token, json!({"text": "   "}))
+        .await;
+    assert_eq!(error_code(r, 422).await, "empty_text");
+
+    // Missing and wrong tokens.
+    let r = http
+        .post(server.url("/webchat/messages"))
+        .json(&json!({"text": "hi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(r, 401).await, "unauthorized");
+    let r = server
+        .post("/webchat/messages", "forged-token", json!({"text": "hi"}))
+        .await;
+    assert_eq!(error_code(r, 401).await, "unauthorized");
+    let r = http.get(server.url("/tickets")).send().await.unwrap();
+    assert_eq!(error_code(r, 401).await, "unauthorized");
+    let r = server.get("/tickets", &visitor.token).await;
+    assert_eq!(
+        error_code(r, 401).await,
+        "unauthorized",
+        "a visitor's token is no agent's"
+    );
+    let r = http
+        .get(server.url("/tickets"))
+        .header("authorization", "Basic YWRtaW46YWRtaW4=")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(r, 401).await, "unauthorized");
+    let r = http
+        .delete(server.url("/kb/articles/reset-password-en"))
+        .bearer_auth(ALICE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(r, 403).await, "forbidden");
+
+    // Unknown ids and routes.
+    assert_eq!(
+        error_code(server.get("/tickets/no-such-ticket", ADMIN).await, 404).await,
+        "not_found"
+    );
+    let r = server
+        .post(
+            "/tickets/no-such-ticket/replies",
+            ADMIN,
+            json!({"text": "hi"}),
+        )
+        .await;
+    assert_eq!(error_code(r, 404).await, "not_found");
+    let r = server
+        .post(
+            "/tickets/no-such-ticket/escalate",
+            ADMIN,
+            json!({"reason": "x"}),
+        )
+        .await;
+    assert_eq!(error_code(r, 404).await, "not_found");
+    assert_eq!(
+        error_code(server.get("/kb/articles/nope", ADMIN).await, 404).await,
+        "not_found"
+    );
+    assert_eq!(
+        error_code(server.get("/no/such/route", ADMIN).await, 404).await,
+        "not_found"
+    );
+    let r = http
+        .get(server.url("/surveys/not-a-token"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(r, 404).await, "not_found");
+
+    // Bad filters and cursors.
+    assert_eq!(
+        error_code(server.get("/tickets?status=maybe", ADMIN).await, 400).await,
+        "bad_request"
+    );
+    assert_eq!(
+        error_code(server.get("/tickets?limit=0", ADMIN).await, 400).await,
+        "bad_request"
+    );
+    assert_eq!(
+        error_code(server.get("/tickets?limit=abc", ADMIN).await, 400).await,
+        "bad_request"
+    );
+    assert_eq!(
+        error_code(
+            server.get("/tickets?cursor=%27%20OR%201=1", ADMIN).await,
+            400
+        )
+        .await,
+        "invalid_cursor"
+    );
+    assert_eq!(
+        error_code(server.get("/tickets?channel=fax", ADMIN).await, 400).await,
+        "bad_request"
+    );
+    assert_eq!(
+        error_code(server.get("/reports/csat?from=yesterday", ADMIN).await, 400).await,
+        "bad_request"
+    );
+
+    // Status changes: If-Match required, illegal moves refused.
+    let (_, version) = server.ticket(&id).await;
+    assert_eq!(
+        error_code(
+            server.patch(&id, None, json!({"status": "pending"})).await,
+            428
+        )
+        .await,
+        "precondition_required"
+    );
+    let r = http
+        .patch(server.url(&format!("/tickets/{id}")))
+        .bearer_auth(ADMIN)
+        .header("If-Match", "abc")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(r, 400).await, "bad_request");
+    assert_eq!(
+        error_code(
+            server
+                .patch(&id, Some(version), json!({"status": "escalated"}))
+                .await,
+            422
+        )
+        .await,
+        "illegal_status_change"
+    );
+    assert_eq!(
+        error_code(
+            server
+                .patch(&id, Some(version), json!({"status": "reopened"}))
+                .await,
+            422
+        )
+        .await,
+        "invalid_body"
+    );
+    assert_eq!(
+        error_code(
+            server
+                .patch(&id, Some(version), json!({"priority": "whenever"}))
+                .await,
+            422
+        )
+        .await,
+        "invalid_body"
+    );
+    let r = server
+        .patch(&id, Some(version), json!({"status": "closed"}))
+        .await;
+    assert_eq!(r.status(), 200);
+    // Sending the survey moves the version on; wait for it, so the next 422 is about the
+    // status and not the version.
+    visitor.wait_for("survey").await;
+    let v = loop {
+        let (view, v) = server.ticket(&id).await;
+        if view["ticket"]["survey"]["sent_at"].is_string() {
+            break v;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        error_code(
+            server.patch(&id, Some(v), json!({"status": "open"})).await,
+            422
+        )
+        .await,
+        "illegal_status_change"
+    );
+    let r = server
+        .post(
+            &format!("/tickets/{id}/escalate"),
+            ADMIN,
+            json!({"reason": "late"}),
+        )
+        .await;
+    assert_eq!(error_code(r, 422).await, "illegal_status_change");
+    let r = server
+        .post(
+            &format!("/tickets/{id}/replies"),
+            ADMIN,
+            json!({"text": "hello"}),
+        )
+        .await;
+    assert_eq!(error_code(r, 422).await, "ticket_closed");
+
+    // Too large: a 1 MB body, and a text over the channel's limit.
+    let huge = "字".repeat(350_000);
+    let r = server
+        .post("/webchat/messages", &visitor.token, json!({"text": huge}))
+        .await;
+    assert_eq!(error_code(r, 413).await, "payload_too_large");
+    let r = http
+        .post(server.url("/webchat/messages"))
+        .bearer_auth(&visitor.token)
+        .body(vec![b'x'; 1 << 20])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(r, 413).await, "payload_too_large");
+    let long = "长".repeat(4097);
+    let r = server
+        .post("/webchat/messages", &visitor.token, json!({"text": long}))
+        .await;
+    assert_eq!(error_code(r, 413).await, "text_too_long");
+    let article = json!({"title": "t", "questions": [], "answer": "a"});
+    let r = http
+        .put(server.url("/kb/articles/x"))
+        .bearer_auth(ADMIN)
+        .json(&article)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(r, 422).await, "invalid_article");
+
+    // Nothing accepted earlier was lost, and the server still answers.
+    let after = visitor.conversation().await;
+    assert!(after.len() >= before.len());
+    assert_eq!(&after[..before.len()], &before[..]);
+    let tickets = server.tickets_of(&visitor.customer_id).await;
+    assert_eq!(tickets.len(), 1);
+    let health = http.get(server.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+}
+
+#[tokio::test]
+async fn the_openapi_document_lists_every_route() {
+    let spec =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.yaml")).unwrap();
+    let routes = [
+        ("/healthz", &["get"][..]),
+        ("/webhooks/whatsapp", &["get", "post"]),
+        ("/webhooks/telegram", &["post"]),
+        ("/webchat/sessions", &["post"]),
+        ("/webchat/messages", &["get", "post"]),
+        ("/tickets", &["get", "post"]),
+        ("/tickets/{id}", &["get", "patch"]),
+        ("/tickets/{id}/replies", &["post"]),
+        ("/tickets/{id}/notes", &["post"]),
+        ("/tickets/{id}/escalate", &["post"]),
+        ("/reports/csat", &["get"]),
+        ("/kb/articles", &["get"]),
+        ("/kb/articles/{id}", &["get", "put", "delete"]),
+        ("/kb/search", &["get"]),
+        ("/surveys/{token}", &["get", "post"]),
+    ];
+    for (path, methods) in routes {
+        let start = spec
+            .find(&format!("\n  {path}:\n"))
+            .unwrap_or_else(|| panic!("{path} is missing from openapi.yaml"));
+        let rest = &spec[start + path.len() + 4..];
+        let end = rest.find("\n  /").unwrap_or(rest.len());
+        for m in methods {
+            assert!(
+                rest[..end].contains(&format!("\n    {m}:")),
+                "{m} {path} is missing from openapi.yaml"
+            );
+        }
+    }
+}
