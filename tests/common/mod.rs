@@ -66,7 +66,7 @@ impl Server {
                 "HELPDESK_AGENTS",
                 format!("alice:agent:{ALICE},bob:supervisor:{BOB}"),
             )
-            .env("HELPDESK_LOG", "warn")
+            .env("HELPDESK_LOG", "error")
             .env_remove("SUPERVISOR_WEBHOOK_URL")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
