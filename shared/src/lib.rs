@@ -25,3 +25,6 @@ pub mod http;
 pub mod adapters;
 
 pub use error::{Error, ErrorKind, Result};
+
+#[cfg(feature = "aws")]
+pub mod aws;

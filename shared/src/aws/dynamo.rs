@@ -1,0 +1,638 @@
+//! DynamoDB behind every store port. Each record is kept as JSON in a `body` attribute, the
+//! same document the SQLite adapter keeps, beside the key attributes that the indexes need;
+//! no list is ever a scan.
+//!
+//! Tickets: key `id`; global secondary indexes `by_status`, `by_skill`, `by_assignee`,
+//! `by_customer` and `all` (constant `kind`), each sorted by `id` (UUID v7, so by creation
+//! time), and `rated` (`rated_pk`, `rated_at`) for the CSAT report. A ticket is saved with
+//! the condition that its stored `version` is the one the writer read.
+
+use super::sdk_message;
+use crate::domain::{
+    Channel, ChannelIdentity, Customer, DeliveryStatus, Direction, Message, Ticket, TicketFilter,
+};
+use crate::ports::{
+    ConversationStore, CustomerStore, IdempotencyStore, Page, SessionStore, TicketStore,
+    WebchatSession,
+};
+use crate::{Error, Result};
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use aws_sdk_dynamodb::Client;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::collections::HashMap;
+
+type Item = HashMap<String, AttributeValue>;
+
+/// The table names, from the environment the template sets.
+#[derive(Debug, Clone)]
+pub struct Tables {
+    pub tickets: String,
+    pub customers: String,
+    pub identities: String,
+    pub messages: String,
+    pub idempotency: String,
+    pub sessions: String,
+}
+
+impl Tables {
+    /// From `TICKETS_TABLE`, `CUSTOMERS_TABLE`, `IDENTITIES_TABLE`, `MESSAGES_TABLE`,
+    /// `IDEMPOTENCY_TABLE` and `SESSIONS_TABLE`.
+    pub fn from_env() -> Result<Tables> {
+        Ok(Tables {
+            tickets: super::env("TICKETS_TABLE")?,
+            customers: super::env("CUSTOMERS_TABLE")?,
+            identities: super::env("IDENTITIES_TABLE")?,
+            messages: super::env("MESSAGES_TABLE")?,
+            idempotency: super::env("IDEMPOTENCY_TABLE")?,
+            sessions: super::env("SESSIONS_TABLE")?,
+        })
+    }
+
+    /// Names with a common prefix, as the tests create them.
+    pub fn with_prefix(prefix: &str) -> Tables {
+        Tables {
+            tickets: format!("{prefix}tickets"),
+            customers: format!("{prefix}customers"),
+            identities: format!("{prefix}identities"),
+            messages: format!("{prefix}messages"),
+            idempotency: format!("{prefix}idempotency"),
+            sessions: format!("{prefix}sessions"),
+        }
+    }
+}
+
+pub struct DynamoStore {
+    client: Client,
+    tables: Tables,
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn to_json<T: Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| Error::internal(format!("encoding a record: {e}")))
+}
+
+fn body_of<T: DeserializeOwned>(item: &Item) -> Result<T> {
+    let body = item
+        .get("body")
+        .and_then(|b| b.as_s().ok())
+        .ok_or_else(|| Error::internal("a DynamoDB item without its body"))?;
+    serde_json::from_str(body).map_err(|e| Error::internal(format!("decoding a record: {e}")))
+}
+
+fn db_err<E, R>(what: &str, e: aws_sdk_dynamodb::error::SdkError<E, R>) -> Error
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    Error::internal(format!("DynamoDB {what}: {}", sdk_message(&e)))
+}
+
+/// Whether an SDK error is a failed condition (the only error a caller acts on).
+fn condition_failed<E, R>(e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+{
+    e.as_service_error()
+        .and_then(|s| s.code())
+        .is_some_and(|c| {
+            c == "ConditionalCheckFailedException" || c == "TransactionCanceledException"
+        })
+}
+
+/// The attributes of a ticket: its document and what the indexes need.
+fn ticket_item(t: &Ticket) -> Result<Item> {
+    let mut item: Item = HashMap::from([
+        ("id".into(), s(&t.id)),
+        ("kind".into(), s("ticket")),
+        ("customer_id".into(), s(&t.customer_id)),
+        ("status".into(), s(t.status.as_str())),
+        ("priority".into(), s(t.priority.as_str())),
+        ("skill".into(), s(t.skill.as_str())),
+        ("channel".into(), s(t.channel.as_str())),
+        ("version".into(), n(t.version)),
+        ("body".into(), s(to_json(t)?)),
+    ]);
+    if let Some(a) = &t.assignee {
+        item.insert("assignee".into(), s(a));
+    }
+    if let Some(at) = t.survey.as_ref().and_then(|s| s.answered_at) {
+        item.insert("rated_pk".into(), s("rated"));
+        item.insert("rated_at".into(), s(ts(at)));
+    }
+    Ok(item)
+}
+
+/// A message's sort key: its time, then its id, so that ids that are not time-ordered
+/// (derived replies) still sort by when they were written.
+fn message_sk(m: &Message) -> String {
+    format!("{}#{}", ts(m.created_at), m.id)
+}
+
+fn message_item(m: &Message) -> Result<Item> {
+    let direction = match m.direction {
+        Direction::Inbound => "inbound",
+        Direction::Outbound => "outbound",
+        Direction::Internal => "internal",
+    };
+    let mut item: Item = HashMap::from([
+        ("id".into(), s(&m.id)),
+        ("sk".into(), s(message_sk(m))),
+        (
+            "conversation".into(),
+            s(format!("{}#{}", m.customer_id, m.channel.as_str())),
+        ),
+        ("direction".into(), s(direction)),
+        ("body".into(), s(to_json(m)?)),
+    ]);
+    if let Some(t) = &m.ticket_id {
+        item.insert("ticket_id".into(), s(t));
+    }
+    Ok(item)
+}
+
+impl DynamoStore {
+    pub fn new(config: &aws_config::SdkConfig, tables: Tables) -> DynamoStore {
+        DynamoStore {
+            client: Client::new(config),
+            tables,
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn tables(&self) -> &Tables {
+        &self.tables
+    }
+
+    async fn get(&self, table: &str, key: &str, value: &str) -> Result<Option<Item>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(table)
+            .key(key, s(value))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| db_err("get", e))?;
+        Ok(out.item)
+    }
+
+    /// Runs a query to the end or until `want` items are in, following pages.
+    async fn query_all(
+        &self,
+        mut req: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+        want: usize,
+    ) -> Result<Vec<Item>> {
+        let mut items = Vec::new();
+        loop {
+            let out = req.clone().send().await.map_err(|e| db_err("query", e))?;
+            items.extend(out.items.unwrap_or_default());
+            match out.last_evaluated_key {
+                Some(key) if items.len() < want => req = req.set_exclusive_start_key(Some(key)),
+                _ => return Ok(items),
+            }
+        }
+    }
+
+    async fn put_message(&self, m: &Message) -> Result<()> {
+        self.client
+            .put_item()
+            .table_name(&self.tables.messages)
+            .set_item(Some(message_item(m)?))
+            .send()
+            .await
+            .map_err(|e| db_err("put message", e))?;
+        Ok(())
+    }
+
+    async fn update_message(&self, id: &str, f: impl FnOnce(&mut Message)) -> Result<()> {
+        let item = self
+            .get(&self.tables.messages, "id", id)
+            .await?
+            .ok_or_else(|| Error::not_found("message", id))?;
+        let mut m: Message = body_of(&item)?;
+        f(&mut m);
+        self.put_message(&m).await
+    }
+}
+
+#[async_trait]
+impl TicketStore for DynamoStore {
+    async fn create_ticket(&self, ticket: &Ticket) -> Result<()> {
+        self.client
+            .put_item()
+            .table_name(&self.tables.tickets)
+            .set_item(Some(ticket_item(ticket)?))
+            .condition_expression("attribute_not_exists(id)")
+            .send()
+            .await
+            .map_err(|e| {
+                if condition_failed(&e) {
+                    Error::conflict("already_exists", format!("ticket {} exists", ticket.id))
+                } else {
+                    db_err("create ticket", e)
+                }
+            })?;
+        Ok(())
+    }
+
+    async fn get_ticket(&self, id: &str) -> Result<Option<Ticket>> {
+        self.get(&self.tables.tickets, "id", id)
+            .await?
+            .map(|i| body_of(&i))
+            .transpose()
+    }
+
+    async fn update_ticket(&self, ticket: &Ticket, expected_version: u64) -> Result<()> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.tables.tickets)
+            .set_item(Some(ticket_item(ticket)?))
+            .condition_expression("attribute_exists(id) AND #version = :expected")
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_values(":expected", n(expected_version))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if condition_failed(&e) => match self.get_ticket(&ticket.id).await? {
+                None => Err(Error::not_found("ticket", &ticket.id)),
+                Some(stored) => Err(Error::conflict(
+                    "version_conflict",
+                    format!(
+                        "the ticket is at version {}, not {expected_version}; reload it and try again",
+                        stored.version
+                    ),
+                )),
+            },
+            Err(e) => Err(db_err("update ticket", e)),
+        }
+    }
+
+    async fn list_tickets(
+        &self,
+        filter: &TicketFilter,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<Ticket>> {
+        // The most selective index carries the key condition; the other filters narrow it.
+        let mut conditions: Vec<(&str, String)> = Vec::new();
+        if let Some(c) = &filter.customer_id {
+            conditions.push(("customer_id", c.clone()));
+        }
+        if let Some(a) = &filter.assignee {
+            conditions.push(("assignee", a.clone()));
+        }
+        if let Some(st) = filter.status {
+            conditions.push(("status", st.as_str().into()));
+        }
+        if let Some(sk) = filter.skill {
+            conditions.push(("skill", sk.as_str().into()));
+        }
+        if let Some(p) = filter.priority {
+            conditions.push(("priority", p.as_str().into()));
+        }
+        if let Some(ch) = filter.channel {
+            conditions.push(("channel", ch.as_str().into()));
+        }
+        let indexed = ["customer_id", "assignee", "status", "skill"];
+        let (index, key_attr, key_value) =
+            match conditions.iter().position(|(a, _)| indexed.contains(a)) {
+                Some(i) => {
+                    let (attr, value) = conditions.remove(i);
+                    let index = match attr {
+                        "customer_id" => "by_customer",
+                        "assignee" => "by_assignee",
+                        "status" => "by_status",
+                        _ => "by_skill",
+                    };
+                    (index, attr, value)
+                }
+                None => ("all", "kind", "ticket".to_string()),
+            };
+        let limit = limit.clamp(1, 100);
+        let mut key = "#k = :k".to_string();
+        let mut req = self
+            .client
+            .query()
+            .table_name(&self.tables.tickets)
+            .index_name(index)
+            .scan_index_forward(false)
+            .expression_attribute_names("#k", key_attr)
+            .expression_attribute_values(":k", s(key_value));
+        if let Some(c) = cursor {
+            key.push_str(" AND id < :cursor");
+            req = req.expression_attribute_values(":cursor", s(c));
+        }
+        let mut filters = Vec::new();
+        for (i, (attr, value)) in conditions.iter().enumerate() {
+            filters.push(format!("#f{i} = :f{i}"));
+            req = req
+                .expression_attribute_names(format!("#f{i}"), *attr)
+                .expression_attribute_values(format!(":f{i}"), s(value.clone()));
+        }
+        if !filters.is_empty() {
+            req = req.filter_expression(filters.join(" AND "));
+        }
+        req = req.key_condition_expression(key).limit((limit + 1) as i32);
+        let items = self.query_all(req, limit + 1).await?;
+        let mut tickets: Vec<Ticket> = items.iter().map(body_of).collect::<Result<_>>()?;
+        let next_cursor = if tickets.len() > limit {
+            tickets.truncate(limit);
+            tickets.last().map(|t| t.id.clone())
+        } else {
+            None
+        };
+        Ok(Page {
+            items: tickets,
+            next_cursor,
+        })
+    }
+
+    async fn active_ticket_for(&self, customer_id: &str) -> Result<Option<Ticket>> {
+        let req = self
+            .client
+            .query()
+            .table_name(&self.tables.tickets)
+            .index_name("by_customer")
+            .key_condition_expression("customer_id = :c")
+            .filter_expression("#s IN (:open, :pending, :escalated)")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":c", s(customer_id))
+            .expression_attribute_values(":open", s("open"))
+            .expression_attribute_values(":pending", s("pending"))
+            .expression_attribute_values(":escalated", s("escalated"))
+            .scan_index_forward(false);
+        let items = self.query_all(req, 1).await?;
+        // The index is eventually consistent: confirm against the table.
+        match items
+            .first()
+            .and_then(|i| i.get("id"))
+            .and_then(|v| v.as_s().ok())
+        {
+            Some(id) => Ok(self.get_ticket(id).await?.filter(|t| t.status.is_active())),
+            None => Ok(None),
+        }
+    }
+
+    async fn rated_tickets(
+        &self,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    ) -> Result<Vec<Ticket>> {
+        let from = from.map(ts).unwrap_or_else(|| "0".into());
+        let to = to.map(ts).unwrap_or_else(|| "9999".into());
+        let req = self
+            .client
+            .query()
+            .table_name(&self.tables.tickets)
+            .index_name("rated")
+            .key_condition_expression("rated_pk = :r AND rated_at BETWEEN :from AND :to")
+            .filter_expression("rated_at < :to")
+            .expression_attribute_values(":r", s("rated"))
+            .expression_attribute_values(":from", s(from))
+            .expression_attribute_values(":to", s(to));
+        let items = self.query_all(req, usize::MAX).await?;
+        items.iter().map(body_of).collect()
+    }
+}
+
+#[async_trait]
+impl CustomerStore for DynamoStore {
+    async fn resolve_customer(
+        &self,
+        identity: &ChannelIdentity,
+        name: Option<&str>,
+        locale: Option<&str>,
+    ) -> Result<Customer> {
+        let key = format!("{}#{}", identity.channel.as_str(), identity.external_id);
+        for _ in 0..3 {
+            if let Some(item) = self.get(&self.tables.identities, "identity", &key).await? {
+                let customer_id = item
+                    .get("customer_id")
+                    .and_then(|v| v.as_s().ok())
+                    .ok_or_else(|| Error::internal("an identity without its customer"))?;
+                if let Some(c) = self.get_customer(customer_id).await? {
+                    return Ok(c);
+                }
+            }
+            let customer = Customer::new(
+                identity.clone(),
+                name.map(str::to_string),
+                locale.map(str::to_string),
+            );
+            let put_identity = Put::builder()
+                .table_name(&self.tables.identities)
+                .item("identity", s(&key))
+                .item("customer_id", s(&customer.id))
+                .condition_expression("attribute_not_exists(#identity)")
+                .expression_attribute_names("#identity", "identity")
+                .build()
+                .map_err(|e| Error::internal(format!("building a put: {e}")))?;
+            let put_customer = Put::builder()
+                .table_name(&self.tables.customers)
+                .item("id", s(&customer.id))
+                .item("body", s(to_json(&customer)?))
+                .build()
+                .map_err(|e| Error::internal(format!("building a put: {e}")))?;
+            let result = self
+                .client
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().put(put_identity).build())
+                .transact_items(TransactWriteItem::builder().put(put_customer).build())
+                .send()
+                .await;
+            match result {
+                Ok(_) => return Ok(customer),
+                // Someone else created this identity at the same moment: use theirs.
+                Err(e) if condition_failed(&e) => continue,
+                Err(e) => return Err(db_err("create customer", e)),
+            }
+        }
+        Err(Error::internal(format!(
+            "could not resolve the customer of {key}"
+        )))
+    }
+
+    async fn get_customer(&self, id: &str) -> Result<Option<Customer>> {
+        self.get(&self.tables.customers, "id", id)
+            .await?
+            .map(|i| body_of(&i))
+            .transpose()
+    }
+}
+
+#[async_trait]
+impl ConversationStore for DynamoStore {
+    async fn append_message(&self, m: &Message) -> Result<bool> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.tables.messages)
+            .set_item(Some(message_item(m)?))
+            .condition_expression("attribute_not_exists(id)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if condition_failed(&e) => Ok(false),
+            Err(e) => Err(db_err("append message", e)),
+        }
+    }
+
+    async fn get_message(&self, id: &str) -> Result<Option<Message>> {
+        self.get(&self.tables.messages, "id", id)
+            .await?
+            .map(|i| body_of(&i))
+            .transpose()
+    }
+
+    async fn set_message_ticket(&self, id: &str, ticket_id: &str) -> Result<()> {
+        self.update_message(id, |m| m.ticket_id = Some(ticket_id.to_string()))
+            .await
+    }
+
+    async fn set_delivery(
+        &self,
+        id: &str,
+        status: DeliveryStatus,
+        provider_message_id: Option<&str>,
+        error: Option<&str>,
+    ) -> Result<()> {
+        self.update_message(id, |m| {
+            m.status = Some(status);
+            if let Some(p) = provider_message_id {
+                m.provider_message_id = Some(p.to_string());
+            }
+            m.error = error.map(str::to_string);
+        })
+        .await
+    }
+
+    async fn ticket_messages(&self, ticket_id: &str) -> Result<Vec<Message>> {
+        let req = self
+            .client
+            .query()
+            .table_name(&self.tables.messages)
+            .index_name("by_ticket")
+            .key_condition_expression("ticket_id = :t")
+            .expression_attribute_values(":t", s(ticket_id));
+        let items = self.query_all(req, usize::MAX).await?;
+        items.iter().map(body_of).collect()
+    }
+
+    async fn customer_messages(
+        &self,
+        customer_id: &str,
+        channel: Channel,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Message>> {
+        let limit = limit.clamp(1, 500);
+        let mut req = self
+            .client
+            .query()
+            .table_name(&self.tables.messages)
+            .index_name("by_conversation")
+            .filter_expression("#direction <> :internal")
+            .expression_attribute_names("#direction", "direction")
+            .expression_attribute_values(":c", s(format!("{customer_id}#{}", channel.as_str())))
+            .expression_attribute_values(":internal", s("internal"));
+        match after {
+            None => req = req.key_condition_expression("conversation = :c"),
+            Some(id) => {
+                let after = self
+                    .get_message(id)
+                    .await?
+                    .filter(|m| m.customer_id == customer_id)
+                    .ok_or_else(|| Error::not_found("message", id))?;
+                req = req
+                    .key_condition_expression("conversation = :c AND sk > :after")
+                    .expression_attribute_values(":after", s(message_sk(&after)));
+            }
+        }
+        let items = self.query_all(req, limit).await?;
+        items.iter().take(limit).map(body_of).collect()
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for DynamoStore {
+    async fn claim(&self, key: &str, value: &str, ttl_secs: i64) -> Result<Option<String>> {
+        let now = Utc::now().timestamp();
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.tables.idempotency)
+            .item("key", s(key))
+            .item("value", s(value))
+            .item("expires_at", n(now + ttl_secs))
+            // An expired claim that DynamoDB's TTL has not yet removed is free.
+            .condition_expression("attribute_not_exists(#key) OR expires_at <= :now")
+            .expression_attribute_names("#key", "key")
+            .expression_attribute_values(":now", n(now))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(None),
+            Err(e) if condition_failed(&e) => {
+                let item = self.get(&self.tables.idempotency, "key", key).await?;
+                Ok(Some(
+                    item.and_then(|i| i.get("value").and_then(|v| v.as_s().ok()).cloned())
+                        .unwrap_or_default(),
+                ))
+            }
+            Err(e) => Err(db_err("claim", e)),
+        }
+    }
+
+    async fn release(&self, key: &str) -> Result<()> {
+        self.client
+            .delete_item()
+            .table_name(&self.tables.idempotency)
+            .key("key", s(key))
+            .send()
+            .await
+            .map_err(|e| db_err("release", e))?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl SessionStore for DynamoStore {
+    async fn create_session(&self, session: &WebchatSession) -> Result<()> {
+        self.client
+            .put_item()
+            .table_name(&self.tables.sessions)
+            .item("token_hash", s(&session.token_hash))
+            .item("body", s(to_json(session)?))
+            .send()
+            .await
+            .map_err(|e| db_err("create session", e))?;
+        Ok(())
+    }
+
+    async fn session_by_token_hash(&self, token_hash: &str) -> Result<Option<WebchatSession>> {
+        self.get(&self.tables.sessions, "token_hash", token_hash)
+            .await?
+            .map(|i| body_of(&i))
+            .transpose()
+    }
+}

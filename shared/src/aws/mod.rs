@@ -1,0 +1,85 @@
+//! The AWS adapters: DynamoDB behind the store ports, SQS behind the queue port, and the
+//! decoding of the tickets table's stream into ticket changes. Clients are built once per
+//! cold start by [`connect`] and shared by every request.
+//!
+//! The SDK finds a local emulator through `AWS_ENDPOINT_URL`, as it finds the real
+//! services without it; nothing here knows the difference.
+
+mod dynamo;
+pub mod events;
+pub mod schema;
+mod sqs;
+mod stream;
+
+pub use dynamo::{DynamoStore, Tables};
+pub use sqs::{QueueUrls, SqsQueue};
+pub use stream::ticket_change;
+
+use crate::{Error, Result};
+
+/// The SDK's shared configuration, with an HTTPS client on rustls/ring (no OpenSSL, no
+/// C build of a crypto library).
+pub async fn connect() -> aws_config::SdkConfig {
+    config_loader().load().await
+}
+
+/// The loader [`connect`] uses, for callers that set more (tests set a region and
+/// static credentials for the emulator).
+pub fn config_loader() -> aws_config::ConfigLoader {
+    use aws_smithy_http_client::tls;
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http)
+}
+
+/// A required environment variable, with an error naming it.
+pub fn env(name: &str) -> Result<String> {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .ok_or_else(|| Error::internal(format!("the environment variable {name} is not set")))
+}
+
+/// Reads a secret: from SSM Parameter Store (decrypted) when `{name}_PARAM` names a
+/// parameter, else from the variable `name` itself (for local runs), else `None`.
+pub async fn secret(config: &aws_config::SdkConfig, name: &str) -> Result<Option<String>> {
+    if let Ok(param) = std::env::var(format!("{name}_PARAM")) {
+        if !param.trim().is_empty() {
+            let client = aws_sdk_ssm::Client::new(config);
+            let out = client
+                .get_parameter()
+                .name(param.trim())
+                .with_decryption(true)
+                .send()
+                .await
+                .map_err(|e| {
+                    Error::internal(format!(
+                        "reading SSM parameter {param}: {}",
+                        sdk_message(&e)
+                    ))
+                })?;
+            return Ok(out.parameter.and_then(|p| p.value));
+        }
+    }
+    Ok(std::env::var(name).ok().filter(|v| !v.is_empty()))
+}
+
+/// The service's own message of an SDK error, where there is one.
+pub(crate) fn sdk_message<E, R>(e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> String
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    use std::error::Error as _;
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

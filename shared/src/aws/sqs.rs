@@ -1,0 +1,88 @@
+//! SQS behind the queue port. The inbound queue is FIFO: its message group is the customer,
+//! so one customer's messages are handled in order, and its deduplication id drops a
+//! resend within SQS's five-minute window (intake's own dedupe covers the rest).
+
+use super::sdk_message;
+use crate::ports::{Queue, QueueName};
+use crate::{Error, Result};
+use async_trait::async_trait;
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, Clone)]
+pub struct QueueUrls {
+    pub inbound: String,
+    pub auto_reply: String,
+    pub outbound: String,
+}
+
+impl QueueUrls {
+    /// From `INBOUND_QUEUE_URL`, `AUTO_REPLY_QUEUE_URL` and `OUTBOUND_QUEUE_URL`; a function
+    /// that never sends to a queue may leave its variable unset.
+    pub fn from_env() -> QueueUrls {
+        let get = |n: &str| std::env::var(n).unwrap_or_default();
+        QueueUrls {
+            inbound: get("INBOUND_QUEUE_URL"),
+            auto_reply: get("AUTO_REPLY_QUEUE_URL"),
+            outbound: get("OUTBOUND_QUEUE_URL"),
+        }
+    }
+
+    fn url(&self, queue: QueueName) -> Result<&str> {
+        let (url, var) = match queue {
+            QueueName::Inbound => (&self.inbound, "INBOUND_QUEUE_URL"),
+            QueueName::AutoReply => (&self.auto_reply, "AUTO_REPLY_QUEUE_URL"),
+            QueueName::Outbound => (&self.outbound, "OUTBOUND_QUEUE_URL"),
+        };
+        if url.is_empty() {
+            return Err(Error::internal(format!(
+                "{var} is not set for this function"
+            )));
+        }
+        Ok(url)
+    }
+}
+
+pub struct SqsQueue {
+    client: aws_sdk_sqs::Client,
+    urls: QueueUrls,
+}
+
+impl SqsQueue {
+    pub fn new(config: &aws_config::SdkConfig, urls: QueueUrls) -> SqsQueue {
+        SqsQueue {
+            client: aws_sdk_sqs::Client::new(config),
+            urls,
+        }
+    }
+}
+
+#[async_trait]
+impl Queue for SqsQueue {
+    async fn send(
+        &self,
+        queue: QueueName,
+        body: String,
+        group: Option<&str>,
+        dedup_id: Option<&str>,
+    ) -> Result<()> {
+        let url = self.urls.url(queue)?;
+        let mut req = self.client.send_message().queue_url(url);
+        if url.ends_with(".fifo") {
+            let dedup = match dedup_id {
+                Some(d) => d.to_string(),
+                None => hex::encode(Sha256::digest(body.as_bytes())),
+            };
+            req = req
+                .message_group_id(group.unwrap_or("default"))
+                .message_deduplication_id(dedup);
+        }
+        req.message_body(body).send().await.map_err(|e| {
+            Error::internal(format!(
+                "sending to the {} queue: {}",
+                queue.as_str(),
+                sdk_message(&e)
+            ))
+        })?;
+        Ok(())
+    }
+}

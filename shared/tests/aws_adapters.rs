@@ -1,0 +1,332 @@
+//! The AWS adapters against a local AWS emulator (moto server), which `scripts/test` starts
+//! and names in `AWS_ENDPOINT_URL`. Each test makes its own tables and queues.
+
+use aws_sdk_dynamodb::config::{Credentials, Region};
+use helpdesk_core::aws::{schema, DynamoStore, QueueUrls, SqsQueue, Tables};
+use helpdesk_core::domain::*;
+use helpdesk_core::ports::*;
+
+async fn emulator() -> aws_config::SdkConfig {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| {
+        panic!("AWS_ENDPOINT_URL is not set: run scripts/test, which starts the local AWS emulator")
+    });
+    helpdesk_core::aws::config_loader()
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
+        .endpoint_url(endpoint)
+        .load()
+        .await
+}
+
+async fn store() -> DynamoStore {
+    let config = emulator().await;
+    let tables = Tables::with_prefix(&format!("t{}-", new_id()));
+    let store = DynamoStore::new(&config, tables.clone());
+    schema::create_tables(store.client(), &tables)
+        .await
+        .unwrap();
+    store
+}
+
+fn ticket(customer: &str, skill: Skill) -> Ticket {
+    Ticket::open(
+        NewTicket {
+            customer_id: customer.into(),
+            channel: Channel::Webchat,
+            subject: None,
+            description: "我的订单没有到".into(),
+            priority: Priority::Normal,
+            skill,
+        },
+        now(),
+    )
+}
+
+#[tokio::test]
+async fn a_duplicate_delivery_is_stored_once() {
+    let s = store().await;
+    assert_eq!(
+        s.claim("whatsapp:wamid.1", "m1", 8 * 86400).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        s.claim("whatsapp:wamid.1", "m2", 8 * 86400)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("m1")
+    );
+    let c = s
+        .resolve_customer(
+            &ChannelIdentity {
+                channel: Channel::Webchat,
+                external_id: "v1".into(),
+            },
+            Some("李雷"),
+            None,
+        )
+        .await
+        .unwrap();
+    let inbound = InboundMessage {
+        id: new_id(),
+        channel: Channel::Webchat,
+        external_id: "v1".into(),
+        customer_id: Some(c.id.clone()),
+        display_name: None,
+        provider_message_id: None,
+        text: "你好".into(),
+        locale: None,
+        received_at: now(),
+    };
+    let m = Message::inbound(&inbound, &c.id);
+    assert!(s.append_message(&m).await.unwrap());
+    assert!(!s.append_message(&m).await.unwrap());
+    let convo = s
+        .customer_messages(&c.id, Channel::Webchat, None, 100)
+        .await
+        .unwrap();
+    assert_eq!(convo, vec![m]);
+    // Expired claims are free again, even before DynamoDB's TTL removes them.
+    assert_eq!(s.claim("k2", "a", -1).await.unwrap(), None);
+    assert_eq!(s.claim("k2", "b", 60).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_stale_version_is_a_conflict_and_loses_nothing() {
+    let s = store().await;
+    let t = ticket("c1", Skill::Billing);
+    s.create_ticket(&t).await.unwrap();
+    let mut a = t.clone();
+    a.agent_replied("alice", now());
+    s.update_ticket(&a, 1).await.unwrap();
+    let mut b = t.clone();
+    b.agent_replied("bob", now());
+    let err = s.update_ticket(&b, 1).await.unwrap_err();
+    assert_eq!((err.kind.status(), err.code), (409, "version_conflict"));
+    let stored = s.get_ticket(&t.id).await.unwrap().unwrap();
+    assert_eq!(stored.assignee.as_deref(), Some("alice"));
+    let ghost = ticket("c1", Skill::Billing);
+    assert_eq!(
+        s.update_ticket(&ghost, 1).await.unwrap_err().kind.status(),
+        404
+    );
+}
+
+#[tokio::test]
+async fn tickets_are_listed_through_indexes_newest_first() {
+    let s = store().await;
+    let mut ids = Vec::new();
+    for (i, skill) in [
+        Skill::Billing,
+        Skill::Technical,
+        Skill::Billing,
+        Skill::Billing,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut t = ticket(if i == 3 { "c2" } else { "c1" }, skill);
+        if i == 0 {
+            t.assignee = Some("alice".into());
+        }
+        s.create_ticket(&t).await.unwrap();
+        ids.push(t.id);
+    }
+    let all = TicketFilter::default();
+    let p1 = s.list_tickets(&all, 3, None).await.unwrap();
+    assert_eq!(
+        p1.items.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(),
+        [&ids[3], &ids[2], &ids[1]].map(|s| s.as_str())
+    );
+    let p2 = s
+        .list_tickets(&all, 3, p1.next_cursor.as_deref())
+        .await
+        .unwrap();
+    assert_eq!(p2.items.len(), 1);
+    assert_eq!(p2.next_cursor, None);
+    let billing_c1 = TicketFilter {
+        skill: Some(Skill::Billing),
+        customer_id: Some("c1".into()),
+        ..Default::default()
+    };
+    let got = s.list_tickets(&billing_c1, 10, None).await.unwrap();
+    assert_eq!(
+        got.items.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(),
+        [ids[2].as_str(), ids[0].as_str()]
+    );
+    let alice = TicketFilter {
+        assignee: Some("alice".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        s.list_tickets(&alice, 10, None).await.unwrap().items.len(),
+        1
+    );
+    let open = TicketFilter {
+        status: Some(TicketStatus::Open),
+        priority: Some(Priority::Normal),
+        ..Default::default()
+    };
+    assert_eq!(
+        s.list_tickets(&open, 10, None).await.unwrap().items.len(),
+        4
+    );
+    assert_eq!(s.active_ticket_for("c2").await.unwrap().unwrap().id, ids[3]);
+    assert!(s.active_ticket_for("nobody").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn conversations_page_in_order_and_sessions_resolve() {
+    let s = store().await;
+    let identity = ChannelIdentity {
+        channel: Channel::Webchat,
+        external_id: "s1".into(),
+    };
+    let c = s
+        .resolve_customer(&identity, None, Some("zh"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.resolve_customer(&identity, None, None).await.unwrap().id,
+        c.id
+    );
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let mut m = Message::outbound(
+            &c.id,
+            Channel::Webchat,
+            MessageKind::AgentReply,
+            format!("回复 {i}"),
+            None,
+        );
+        m.id = format!("derived-{}", 9 - i); // ids that do not sort by time
+        m.created_at = now() + chrono::Duration::milliseconds(i);
+        s.append_message(&m).await.unwrap();
+        ids.push(m.id);
+    }
+    let after = s
+        .customer_messages(&c.id, Channel::Webchat, Some(&ids[0]), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        after.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+        [ids[1].as_str(), ids[2].as_str()]
+    );
+    s.set_delivery(
+        &ids[1],
+        DeliveryStatus::Failed,
+        Some("p-1"),
+        Some("400: bad chat"),
+    )
+    .await
+    .unwrap();
+    let m = s.get_message(&ids[1]).await.unwrap().unwrap();
+    assert_eq!(
+        (m.status, m.error.as_deref()),
+        (Some(DeliveryStatus::Failed), Some("400: bad chat"))
+    );
+    let session = WebchatSession {
+        id: "s1".into(),
+        token_hash: "abc".into(),
+        customer_id: c.id.clone(),
+        created_at: now(),
+    };
+    s.create_session(&session).await.unwrap();
+    assert_eq!(s.session_by_token_hash("abc").await.unwrap(), Some(session));
+}
+
+#[tokio::test]
+async fn one_customers_messages_keep_their_order_on_the_fifo_queue() {
+    let config = emulator().await;
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let name = format!("inbound-{}.fifo", new_id());
+    let url = sqs
+        .create_queue()
+        .queue_name(&name)
+        .attributes(aws_sdk_sqs::types::QueueAttributeName::FifoQueue, "true")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let queue = SqsQueue::new(
+        &config,
+        QueueUrls {
+            inbound: url.clone(),
+            auto_reply: String::new(),
+            outbound: String::new(),
+        },
+    );
+    for i in 0..6 {
+        let group = if i % 2 == 0 {
+            "customer-a"
+        } else {
+            "customer-b"
+        };
+        queue
+            .send(
+                QueueName::Inbound,
+                format!("{group} {i}"),
+                Some(group),
+                Some(&format!("d{i}")),
+            )
+            .await
+            .unwrap();
+    }
+    // A resend with the same deduplication id is dropped.
+    queue
+        .send(
+            QueueName::Inbound,
+            "customer-a 0".into(),
+            Some("customer-a"),
+            Some("d0"),
+        )
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    for _ in 0..10 {
+        let out = sqs
+            .receive_message()
+            .queue_url(&url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .unwrap();
+        for m in out.messages.unwrap_or_default() {
+            got.push(m.body.unwrap_or_default());
+            sqs.delete_message()
+                .queue_url(&url)
+                .receipt_handle(m.receipt_handle.unwrap_or_default())
+                .send()
+                .await
+                .unwrap();
+        }
+        if got.len() >= 6 {
+            break;
+        }
+    }
+    let a: Vec<&str> = got
+        .iter()
+        .filter(|b| b.starts_with("customer-a"))
+        .map(String::as_str)
+        .collect();
+    let b: Vec<&str> = got
+        .iter()
+        .filter(|b| b.starts_with("customer-b"))
+        .map(String::as_str)
+        .collect();
+    assert_eq!(a, ["customer-a 0", "customer-a 2", "customer-a 4"]);
+    assert_eq!(b, ["customer-b 1", "customer-b 3", "customer-b 5"]);
+    let err = SqsQueue::new(
+        &config,
+        QueueUrls {
+            inbound: String::new(),
+            auto_reply: String::new(),
+            outbound: String::new(),
+        },
+    )
+    .send(QueueName::Outbound, "x".into(), None, None)
+    .await
+    .unwrap_err();
+    assert!(err.message.contains("OUTBOUND_QUEUE_URL"));
+}
