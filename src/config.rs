@@ -1,6 +1,6 @@
 //! The local program's configuration, read once from the environment at start-up.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use std::path::PathBuf;
 
 pub struct Config {
@@ -23,18 +23,8 @@ fn var(name: &str) -> Option<String> {
 
 impl Config {
     pub fn from_env(data_dir: PathBuf) -> Result<Config> {
-        let threshold = match var("HELPDESK_AUTO_REPLY_THRESHOLD") {
-            None => helpdesk_core::knowledge::DEFAULT_THRESHOLD,
-            Some(v) => {
-                let t: f64 = v.parse().with_context(|| {
-                    format!("HELPDESK_AUTO_REPLY_THRESHOLD={v:?} is not a number")
-                })?;
-                if !(0.0..=1.0).contains(&t) {
-                    bail!("HELPDESK_AUTO_REPLY_THRESHOLD must be between 0 and 1, not {t}");
-                }
-                t
-            }
-        };
+        let threshold = helpdesk_core::knowledge::threshold_from_env()
+            .map_err(|e| anyhow::anyhow!(e.message))?;
         let supervisor_webhook_url = var("SUPERVISOR_WEBHOOK_URL");
         if let Some(url) = &supervisor_webhook_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {

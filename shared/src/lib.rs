@@ -11,6 +11,7 @@ pub mod domain;
 pub mod error;
 pub mod flow;
 pub mod format;
+pub mod json;
 pub mod knowledge;
 pub mod ports;
 pub mod report;
@@ -21,7 +22,7 @@ pub mod text;
 #[cfg(feature = "http")]
 pub mod http;
 
-#[cfg(feature = "local")]
+#[cfg(feature = "search")]
 pub mod adapters;
 
 pub use error::{Error, ErrorKind, Result};

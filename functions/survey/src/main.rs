@@ -1,1 +1,30 @@
-fn main() {}
+//! The survey Lambda: consumes the tickets table's stream, filtered by the event source
+//! mapping to "status became closed"; the handler checks the same condition itself.
+
+use helpdesk_core::aws::{self, events::run_stream, ticket_change};
+use helpdesk_core::survey_token::SurveySigner;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let wiring = aws::wire().await?;
+    let secret = aws::secret(&wiring.config, "HELPDESK_SURVEY_SECRET")
+        .await?
+        .ok_or("HELPDESK_SURVEY_SECRET (or HELPDESK_SURVEY_SECRET_PARAM) is not set")?;
+    let deps = survey::Deps {
+        store: wiring.store,
+        queue: wiring.queue,
+        signer: SurveySigner::new(secret),
+        public_url: aws::env("HELPDESK_PUBLIC_URL")?,
+    };
+    run_stream(|new, old| {
+        let deps = &deps;
+        async move {
+            match ticket_change(&new, &old)? {
+                Some(change) => survey::handle_change(deps, change).await,
+                None => Ok(()),
+            }
+        }
+    })
+    .await
+}

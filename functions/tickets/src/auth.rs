@@ -34,6 +34,23 @@ impl Agent {
     }
 }
 
+/// Headers the Lambda wiring sets from the JWT authorizer's verified claims, after
+/// removing any a client sent. Only an `Agents` built with [`Agents::trusting_authorizer`]
+/// reads them.
+pub const AGENT_HEADER: &str = "x-helpdesk-agent";
+pub const ROLE_HEADER: &str = "x-helpdesk-role";
+
+impl Role {
+    pub fn parse(text: &str) -> Option<Role> {
+        match text.trim().to_lowercase().as_str() {
+            "agent" => Some(Role::Agent),
+            "supervisor" => Some(Role::Supervisor),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+}
+
 struct Credential {
     agent: Agent,
     token_digest: [u8; 32],
@@ -43,6 +60,7 @@ struct Credential {
 #[derive(Default)]
 pub struct Agents {
     credentials: Vec<Credential>,
+    trust_authorizer: bool,
 }
 
 fn digest(token: &str) -> [u8; 32] {
@@ -74,17 +92,12 @@ impl Agents {
                     ),
                 ));
             };
-            let role = match role {
-                "agent" => Role::Agent,
-                "supervisor" => Role::Supervisor,
-                "admin" => Role::Admin,
-                other => {
-                    return Err(Error::bad_request(
-                        "invalid_config",
-                        format!("HELPDESK_AGENTS: unknown role {other:?} for {name}"),
-                    ))
-                }
-            };
+            let role = Role::parse(role).ok_or_else(|| {
+                Error::bad_request(
+                    "invalid_config",
+                    format!("HELPDESK_AGENTS: unknown role {role:?} for {name}"),
+                )
+            })?;
             if name.is_empty() || token.len() < 8 {
                 return Err(Error::bad_request(
                     "invalid_config",
@@ -107,11 +120,35 @@ impl Agents {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.credentials.is_empty()
+        self.credentials.is_empty() && !self.trust_authorizer
+    }
+
+    /// Behind API Gateway's JWT authorizer: the agent is who the verified claims say, as
+    /// the Lambda wiring put them in [`AGENT_HEADER`] and [`ROLE_HEADER`].
+    pub fn trusting_authorizer(mut self) -> Agents {
+        self.trust_authorizer = true;
+        self
     }
 
     /// The agent whose token the request carries; 401 otherwise.
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<Agent> {
+        if self.trust_authorizer {
+            let header = |name: &str| {
+                headers
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::trim)
+            };
+            if let Some(name) = header(AGENT_HEADER).filter(|n| !n.is_empty()) {
+                let role = header(ROLE_HEADER)
+                    .and_then(Role::parse)
+                    .unwrap_or(Role::Agent);
+                return Ok(Agent {
+                    name: name.to_string(),
+                    role,
+                });
+            }
+        }
         let token = bearer_token(headers).ok_or_else(|| {
             Error::unauthorized("send an agent token as 'Authorization: Bearer <token>'")
         })?;
@@ -173,5 +210,25 @@ mod tests {
         );
         assert!(Agents::parse(None, Some("carol:boss:carol-token")).is_err());
         assert!(Agents::parse(None, Some("carol")).is_err());
+    }
+
+    #[test]
+    fn authorizer_headers_count_only_when_trusted() {
+        let mut h = HeaderMap::new();
+        h.insert(AGENT_HEADER, axum::http::HeaderValue::from_static("wang"));
+        h.insert(ROLE_HEADER, "supervisor".parse().unwrap());
+        assert_eq!(
+            Agents::default()
+                .authenticate(&h)
+                .unwrap_err()
+                .kind
+                .status(),
+            401
+        );
+        let agent = Agents::default()
+            .trusting_authorizer()
+            .authenticate(&h)
+            .unwrap();
+        assert_eq!(agent.role, Role::Supervisor);
     }
 }

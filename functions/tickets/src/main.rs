@@ -1,1 +1,74 @@
-fn main() {}
+//! The tickets Lambda: the agent API, the knowledge-base admin and the survey page behind
+//! API Gateway's HTTP API. Agent routes sit behind its JWT authorizer; the survey page is
+//! public and carries its own signed token.
+
+use axum::extract::Request;
+use axum::http::HeaderValue;
+use helpdesk_core::aws::{self, DynamoKnowledge};
+use helpdesk_core::knowledge::threshold_from_env;
+use helpdesk_core::survey_token::SurveySigner;
+use lambda_http::request::RequestContext;
+use std::sync::Arc;
+use tickets::auth::{Agents, AGENT_HEADER, ROLE_HEADER};
+
+/// Passes the authorizer's verified claims on as the agent headers, after removing any the
+/// client sent. The agent's name is `preferred_username`, `email` or `sub`; the role is the
+/// `helpdesk_role` claim (`agent` when absent).
+async fn agent_from_claims(mut req: Request) -> Request {
+    req.headers_mut().remove(AGENT_HEADER);
+    req.headers_mut().remove(ROLE_HEADER);
+    let claims = match req.extensions().get::<RequestContext>() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx
+            .authorizer
+            .as_ref()
+            .and_then(|a| a.jwt.as_ref())
+            .map(|j| j.claims.clone()),
+        _ => None,
+    };
+    if let Some(claims) = claims {
+        let name = ["preferred_username", "email", "sub"]
+            .iter()
+            .find_map(|k| claims.get(*k).filter(|v| !v.is_empty()));
+        if let Some(Ok(name)) = name.map(|n| HeaderValue::from_str(n)) {
+            req.headers_mut().insert(AGENT_HEADER, name);
+            let role = claims.get("helpdesk_role").map_or("agent", String::as_str);
+            if let Ok(role) = HeaderValue::from_str(role) {
+                req.headers_mut().insert(ROLE_HEADER, role);
+            }
+        }
+    }
+    req
+}
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let wiring = aws::wire().await?;
+    let admin = aws::secret(&wiring.config, "HELPDESK_ADMIN_TOKEN").await?;
+    let agents = Agents::parse(admin.as_deref(), None)?.trusting_authorizer();
+    let knowledge = Arc::new(DynamoKnowledge::new(
+        &wiring.config,
+        aws::env("ARTICLES_TABLE")?,
+    ));
+    let secret = aws::secret(&wiring.config, "HELPDESK_SURVEY_SECRET")
+        .await?
+        .ok_or("HELPDESK_SURVEY_SECRET (or HELPDESK_SURVEY_SECRET_PARAM) is not set")?;
+    let survey = Arc::new(survey::Deps {
+        store: wiring.store.clone(),
+        queue: wiring.queue.clone(),
+        signer: SurveySigner::new(secret),
+        public_url: aws::env("HELPDESK_PUBLIC_URL")?,
+    });
+    let tickets = Arc::new(tickets::Deps {
+        store: wiring.store,
+        queue: wiring.queue,
+        knowledge,
+        agents,
+        threshold: threshold_from_env()?,
+    });
+    let app = tickets::router(tickets)
+        .layer(axum::middleware::map_request(agent_from_claims))
+        .merge(survey::router(survey))
+        .fallback(helpdesk_core::http::not_found);
+    lambda_http::run(app).await
+}

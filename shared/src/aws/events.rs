@@ -7,6 +7,43 @@ use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::future::Future;
 
+/// Serves a Lambda fed by an SQS queue: each record's body is decoded as `T` and handed
+/// to `handler`; the failed ones are reported.
+pub async fn run_sqs<T, F, Fut>(handler: F) -> std::result::Result<(), lambda_runtime::Error>
+where
+    T: serde::de::DeserializeOwned,
+    F: Fn(T) -> Fut,
+    Fut: Future<Output = Result<()>>,
+{
+    let handler = &handler;
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<Value>| async move {
+            let out = sqs_batch(&event.payload, |body| async move {
+                handler(crate::json::parse(body.as_bytes())?).await
+            })
+            .await;
+            Ok::<_, lambda_runtime::Error>(out)
+        },
+    ))
+    .await
+}
+
+/// Serves a Lambda fed by a DynamoDB stream, with `handler` taking each record's new and
+/// old images.
+pub async fn run_stream<F, Fut>(handler: F) -> std::result::Result<(), lambda_runtime::Error>
+where
+    F: Fn(Value, Value) -> Fut,
+    Fut: Future<Output = Result<()>>,
+{
+    let handler = &handler;
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<Value>| async move {
+            Ok::<_, lambda_runtime::Error>(stream_batch(&event.payload, handler).await)
+        },
+    ))
+    .await
+}
+
 fn failures(ids: Vec<String>) -> Value {
     json!({
         "batchItemFailures": ids.into_iter().map(|id| json!({"itemIdentifier": id})).collect::<Vec<_>>()

@@ -7,11 +7,15 @@
 
 mod dynamo;
 pub mod events;
+#[cfg(feature = "search")]
+mod knowledge;
 pub mod schema;
 mod sqs;
 mod stream;
 
 pub use dynamo::{DynamoStore, Tables};
+#[cfg(feature = "search")]
+pub use knowledge::DynamoKnowledge;
 pub use sqs::{QueueUrls, SqsQueue};
 pub use stream::ticket_change;
 
@@ -33,6 +37,26 @@ pub fn config_loader() -> aws_config::ConfigLoader {
         ))
         .build_https();
     aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http)
+}
+
+/// What most functions need: the SDK configuration, the stores and the queues, built once
+/// at cold start.
+pub struct Wiring {
+    pub config: aws_config::SdkConfig,
+    pub store: std::sync::Arc<DynamoStore>,
+    pub queue: std::sync::Arc<SqsQueue>,
+}
+
+/// Connects and reads the table names and queue URLs from the environment.
+pub async fn wire() -> Result<Wiring> {
+    let config = connect().await;
+    let store = std::sync::Arc::new(DynamoStore::new(&config, Tables::from_env()?));
+    let queue = std::sync::Arc::new(SqsQueue::new(&config, QueueUrls::from_env()));
+    Ok(Wiring {
+        config,
+        store,
+        queue,
+    })
 }
 
 /// A required environment variable, with an error naming it.

@@ -76,26 +76,7 @@ pub async fn body_bytes<S: Send + Sync>(req: Request, _state: &S) -> Result<byte
     Ok(buf.freeze())
 }
 
-/// Parses JSON with a message that says where it went wrong.
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
-    if bytes.is_empty() {
-        return Err(Error::bad_request(
-            "invalid_json",
-            "the body is empty; JSON was expected",
-        ));
-    }
-    // Syntax first, then shape: a broken body is a 400, a well-formed one of the wrong
-    // shape a 422.
-    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
-        Error::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
-    })?;
-    serde_json::from_value(value).map_err(|e| {
-        Error::unprocessable(
-            "invalid_body",
-            format!("the body does not fit this route: {e}"),
-        )
-    })
-}
+pub use crate::json::parse as parse_json;
 
 /// Query parameters, parsed with serde, with the error form on failure.
 pub struct ApiQuery<T>(pub T);

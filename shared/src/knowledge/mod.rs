@@ -50,6 +50,22 @@ impl Article {
     }
 }
 
+/// Reads `HELPDESK_AUTO_REPLY_THRESHOLD`: a confidence from 0 to 1, or the default when the
+/// variable is unset.
+pub fn threshold_from_env() -> Result<f64> {
+    match std::env::var("HELPDESK_AUTO_REPLY_THRESHOLD") {
+        Err(_) => Ok(DEFAULT_THRESHOLD),
+        Ok(v) if v.trim().is_empty() => Ok(DEFAULT_THRESHOLD),
+        Ok(v) => match v.trim().parse::<f64>() {
+            Ok(t) if (0.0..=1.0).contains(&t) => Ok(t),
+            _ => Err(Error::bad_request(
+                "invalid_config",
+                format!("HELPDESK_AUTO_REPLY_THRESHOLD must be a number from 0 to 1, not {v:?}"),
+            )),
+        },
+    }
+}
+
 /// Reads an import file: a JSON array of articles, or JSON Lines.
 pub fn parse_articles(text: &str) -> Result<Vec<Article>> {
     let trimmed = text.trim_start_matches('\u{feff}').trim();
