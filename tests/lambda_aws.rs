@@ -1,0 +1,311 @@
+//! The real Lambda binaries, under a local Lambda Runtime API, against the AWS emulator:
+//! an HTTP API event, SQS batches with a poisoned record, and the tickets stream, and the
+//! whole flow from a webchat message through SQS and DynamoDB to a ticket and its survey.
+
+mod aws_harness;
+
+use aws_harness::*;
+use helpdesk_core::aws::DynamoKnowledge;
+use helpdesk_core::knowledge::parse_articles;
+use helpdesk_core::ports::KnowledgeIndex;
+use serde_json::{json, Value};
+
+const SAMPLE_KB: &str = include_str!("../infra/sample-kb.json");
+
+struct Desk {
+    intake: Runtime,
+    router: Runtime,
+    auto_reply: Runtime,
+    dispatch: Runtime,
+    tickets: Runtime,
+    survey: Runtime,
+}
+
+impl Desk {
+    async fn start(stack: &Stack) -> Desk {
+        Desk {
+            intake: Runtime::start("intake", &stack.env).await,
+            router: Runtime::start("router", &stack.env).await,
+            auto_reply: Runtime::start("auto-reply", &stack.env).await,
+            dispatch: Runtime::start("dispatch", &stack.env).await,
+            tickets: Runtime::start("tickets", &stack.env).await,
+            survey: Runtime::start("survey", &stack.env).await,
+        }
+    }
+
+    /// Moves messages between the functions the way the event source mappings would,
+    /// until every queue is empty.
+    async fn pump(&mut self, stack: &Stack) {
+        loop {
+            let mut moved = false;
+            for (var, function) in [
+                ("INBOUND_QUEUE_URL", &mut self.router),
+                ("AUTO_REPLY_QUEUE_URL", &mut self.auto_reply),
+                ("OUTBOUND_QUEUE_URL", &mut self.dispatch),
+            ] {
+                let event = stack.drain(var).await;
+                if event["Records"].as_array().is_some_and(|r| !r.is_empty()) {
+                    moved = true;
+                    let answer = function.invoke(event).await.expect("the batch is handled");
+                    assert_eq!(answer["batchItemFailures"], json!([]), "{var}: {answer}");
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    async fn http(
+        &mut self,
+        function: &str,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> (u16, Value, Value) {
+        let agent = (function == "tickets" && !path.starts_with("/surveys"))
+            .then_some(("alice", "supervisor"));
+        let event = http_event(method, path, headers, body, agent);
+        let target = match function {
+            "intake" => &mut self.intake,
+            _ => &mut self.tickets,
+        };
+        let answer = target.invoke(event).await.expect("an HTTP answer");
+        let (status, body) = http_answer(&answer);
+        (status, body, answer["headers"].clone())
+    }
+
+    async fn conversation(&mut self, token: &str) -> Vec<Value> {
+        let auth = format!("Bearer {token}");
+        let (status, body, _) = self
+            .http(
+                "intake",
+                "GET",
+                "/webchat/messages",
+                &[("authorization", &auth)],
+                None,
+            )
+            .await;
+        assert_eq!(status, 200);
+        body["messages"].as_array().unwrap().clone()
+    }
+}
+
+#[tokio::test]
+async fn a_message_goes_from_intake_through_sqs_and_dynamodb_to_a_ticket_and_its_survey() {
+    let stack = Stack::new().await;
+    let kb = DynamoKnowledge::new(&stack.config, stack.env["ARTICLES_TABLE"].clone());
+    kb.upsert(&parse_articles(SAMPLE_KB).unwrap())
+        .await
+        .unwrap();
+    let mut desk = Desk::start(&stack).await;
+
+    // An HTTP API event: a visitor opens a session.
+    let (status, session, _) = desk
+        .http(
+            "intake",
+            "POST",
+            "/webchat/sessions",
+            &[],
+            Some(json!({"locale": "zh-CN"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{session}");
+    let token = session["token"].as_str().unwrap().to_string();
+    let auth = format!("Bearer {token}");
+
+    // A question the knowledge base answers: auto-reply, no ticket.
+    let (status, _, _) = desk
+        .http(
+            "intake",
+            "POST",
+            "/webchat/messages",
+            &[("authorization", &auth)],
+            Some(json!({"text": "我忘记密码了，怎么重置？"})),
+        )
+        .await;
+    assert_eq!(status, 202);
+    desk.pump(&stack).await;
+    let convo = desk.conversation(&token).await;
+    let reply = convo
+        .iter()
+        .find(|m| m["kind"] == "auto_reply")
+        .expect("an auto-reply");
+    assert!(reply["text"].as_str().unwrap().contains("链接"), "{reply}");
+    assert_eq!(reply["status"], "delivered");
+
+    // One it cannot answer: a billing ticket, and a hand-off message.
+    let (status, _, _) = desk.http("intake", "POST", "/webchat/messages", &[("authorization", &auth)], Some(json!({"text": "我这个月被重复扣款了两次，请帮我查一下", "client_message_id": "c-2"}))).await;
+    assert_eq!(status, 202);
+    // A retry by the browser is taken once.
+    desk.http(
+        "intake",
+        "POST",
+        "/webchat/messages",
+        &[("authorization", &auth)],
+        Some(json!({"text": "我这个月被重复扣款了两次，请帮我查一下", "client_message_id": "c-2"})),
+    )
+    .await;
+    desk.pump(&stack).await;
+    let customer = session["customer_id"].as_str().unwrap();
+    let (status, list, _) = desk
+        .http(
+            "tickets",
+            "GET",
+            &format!("/tickets?customer_id={customer}"),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{list}");
+    let tickets = list["tickets"].as_array().unwrap();
+    assert_eq!(tickets.len(), 1);
+    assert_eq!(tickets[0]["skill"], "billing");
+    let id = tickets[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        desk.conversation(&token)
+            .await
+            .iter()
+            .filter(|m| m["kind"] == "handoff")
+            .count(),
+        1
+    );
+
+    // Close it with the right version; the stream carries the close to the survey function,
+    // which is handed the same records twice and still sends one survey.
+    let (_, _, headers) = desk
+        .http("tickets", "GET", &format!("/tickets/{id}"), &[], None)
+        .await;
+    let etag = headers["etag"]
+        .as_str()
+        .unwrap()
+        .trim_matches('"')
+        .to_string();
+    let (status, _, _) = desk
+        .http(
+            "tickets",
+            "PATCH",
+            &format!("/tickets/{id}"),
+            &[("if-match", "99")],
+            Some(json!({"status": "closed"})),
+        )
+        .await;
+    assert_eq!(status, 409);
+    let (status, closed, _) = desk
+        .http(
+            "tickets",
+            "PATCH",
+            &format!("/tickets/{id}"),
+            &[("if-match", &etag)],
+            Some(json!({"status": "closed"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{closed}");
+    let stream = stack.stream_event().await;
+    assert!(stream["Records"].as_array().unwrap().len() >= 2, "{stream}");
+    for _ in 0..2 {
+        let answer = desk
+            .survey
+            .invoke(stream.clone())
+            .await
+            .expect("the stream batch is handled");
+        assert_eq!(answer["batchItemFailures"], json!([]));
+    }
+    desk.pump(&stack).await;
+    let surveys: Vec<Value> = desk
+        .conversation(&token)
+        .await
+        .into_iter()
+        .filter(|m| m["kind"] == "survey")
+        .collect();
+    assert_eq!(surveys.len(), 1, "{surveys:?}");
+    assert_eq!(surveys[0]["status"], "delivered");
+    let text = surveys[0]["text"].as_str().unwrap();
+    let link = &text[text.find("https://help.example.com").unwrap()..];
+    let path = link.trim_start_matches("https://help.example.com");
+    let (status, answered, _) = desk
+        .http("tickets", "POST", path, &[], Some(json!({"rating": 5})))
+        .await;
+    assert_eq!(status, 200, "{answered}");
+    let (status, _, _) = desk
+        .http("tickets", "POST", path, &[], Some(json!({"rating": 4})))
+        .await;
+    assert_eq!(status, 409);
+    let (_, view, _) = desk
+        .http("tickets", "GET", &format!("/tickets/{id}"), &[], None)
+        .await;
+    assert_eq!(view["ticket"]["survey"]["rating"], 5);
+
+    eprintln!(
+        "time to first answer (debug build, emulator): intake {:?}, router {:?}, auto-reply {:?}, dispatch {:?}, tickets {:?}, survey {:?}",
+        desk.intake.first_answer, desk.router.first_answer, desk.auto_reply.first_answer,
+        desk.dispatch.first_answer, desk.tickets.first_answer, desk.survey.first_answer
+    );
+}
+
+#[tokio::test]
+async fn a_poisoned_record_is_reported_alone_and_its_batch_is_kept() {
+    let stack = Stack::new().await;
+    let mut intake = Runtime::start("intake", &stack.env).await;
+    let mut router = Runtime::start("router", &stack.env).await;
+    let (status, session) = http_answer(
+        &intake
+            .invoke(http_event("POST", "/webchat/sessions", &[], None, None))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(status, 201);
+    let auth = format!("Bearer {}", session["token"].as_str().unwrap());
+    let answer = intake
+        .invoke(http_event(
+            "POST",
+            "/webchat/messages",
+            &[("authorization", &auth)],
+            Some(json!({"text": "hello"})),
+            None,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(http_answer(&answer).0, 202);
+    let mut event = stack.drain("INBOUND_QUEUE_URL").await;
+    let records = event["Records"].as_array_mut().unwrap();
+    assert_eq!(records.len(), 1);
+    records.insert(0, json!({"messageId": "poison-1", "body": "{\"not\": \"a message\"", "attributes": {"MessageGroupId": "someone-else"}}));
+    let answer = router.invoke(event).await.unwrap();
+    assert_eq!(
+        answer["batchItemFailures"],
+        json!([{"itemIdentifier": "poison-1"}])
+    );
+    // The good record was handled: the message is in the conversation.
+    let answer = intake
+        .invoke(http_event(
+            "GET",
+            "/webchat/messages",
+            &[("authorization", &auth)],
+            None,
+            None,
+        ))
+        .await
+        .unwrap();
+    let (_, convo) = http_answer(&answer);
+    assert_eq!(convo["messages"][0]["text"], "hello");
+    // Bad input over HTTP gets the error form, not a crash of the function.
+    let answer = intake
+        .invoke(http_event(
+            "POST",
+            "/webchat/messages",
+            &[("authorization", &auth)],
+            Some(json!({"text": 5})),
+            None,
+        ))
+        .await
+        .unwrap();
+    let (status, body) = http_answer(&answer);
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (422, Some("invalid_body"))
+    );
+    intake.stop().await;
+    router.stop().await;
+}
