@@ -309,3 +309,38 @@ async fn a_poisoned_record_is_reported_alone_and_its_batch_is_kept() {
     intake.stop().await;
     router.stop().await;
 }
+
+#[test]
+fn the_template_declares_the_indexes_the_adapters_query() {
+    let template =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/template.yaml")).unwrap();
+    let indexes = helpdesk_core::aws::schema::TICKET_INDEXES
+        .iter()
+        .chain(helpdesk_core::aws::schema::MESSAGE_INDEXES);
+    for (name, pk, sk) in indexes {
+        let line = format!(
+            "- IndexName: {name}\n          KeySchema: [{{AttributeName: {pk}, KeyType: HASH}}, {{AttributeName: {sk}, KeyType: RANGE}}]"
+        );
+        assert!(
+            template.contains(&line),
+            "template.yaml lacks the index {name} ({pk}, {sk})"
+        );
+    }
+    for var in [
+        "TICKETS_TABLE",
+        "CUSTOMERS_TABLE",
+        "IDENTITIES_TABLE",
+        "MESSAGES_TABLE",
+        "IDEMPOTENCY_TABLE",
+        "SESSIONS_TABLE",
+        "INBOUND_QUEUE_URL",
+        "AUTO_REPLY_QUEUE_URL",
+        "OUTBOUND_QUEUE_URL",
+        "ARTICLES_TABLE",
+    ] {
+        assert!(
+            template.contains(&format!("{var}: !Ref")),
+            "template.yaml does not set {var}"
+        );
+    }
+}
