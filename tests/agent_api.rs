@@ -474,3 +474,45 @@ async fn everything_is_still_there_after_a_hard_restart() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+#[tokio::test]
+async fn kb_import_loads_articles_that_serve_then_answers_from() {
+    let dir = TempDir::new();
+    let file = dir.0.join("faq.jsonl");
+    std::fs::write(
+        &file,
+        concat!(
+            r#"{"id": "parking", "title": "停车", "questions": ["可以在哪里停车", "Is there parking?"], "answer": "地下车库 B2 可免费停车两小时。", "locale": "zh"}"#,
+            "\n",
+            r#"{"id": "wifi", "title": "Wi-Fi", "questions": ["What is the wifi password?"], "answer": "The guest network is Helpdesk-Guest, no password."}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    let import = |path: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_helpdesk"))
+            .args(["kb", "import"])
+            .arg(path)
+            .arg("--data-dir")
+            .arg(&dir.0)
+            .env("HELPDESK_LOG", "error")
+            .output()
+            .unwrap()
+    };
+    let out = import(&file);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("imported 2 articles (2 new"));
+    let bad = dir.0.join("bad.jsonl");
+    std::fs::write(&bad, "{\"id\": \"a\", \"title\": \"t\", \"questions\": [\"q\"], \"answer\": \"a\"}\n{oops\n").unwrap();
+    let out = import(&bad);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 2"), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let server = Server::start(&dir.0, &[]).await;
+    let got: Value = server.get("/kb/articles/parking", ALICE).await.json().await.unwrap();
+    assert_eq!(got["answer"], "地下车库 B2 可免费停车两小时。");
+    let visitor = server.visitor().await;
+    visitor.say("请问可以在哪里停车？").await;
+    let reply = visitor.wait_for("auto_reply").await;
+    assert!(reply["text"].as_str().unwrap().contains("B2"));
+}
