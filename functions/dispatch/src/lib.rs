@@ -2,9 +2,17 @@
 //! to supervisors go to their webhook. A message is delivered only while it is still
 //! queued, so a redelivered job sends nothing twice.
 
+mod pacer;
+pub mod provider;
 mod senders;
+mod telegram;
+mod whatsapp;
 
+pub use pacer::Pacer;
+pub use provider::{Caller, Retry};
 pub use senders::{SupervisorWebhook, WebchatSender};
+pub use telegram::TelegramSender;
+pub use whatsapp::WhatsappSender;
 
 use helpdesk_core::domain::{Channel, DeliveryStatus, OutboundMessage, SupervisorNotice};
 use helpdesk_core::ports::{ChannelSender, SendError, Store};
@@ -33,6 +41,24 @@ pub async fn handle(deps: &Deps, job: OutboundMessage) -> Result<()> {
     match job {
         OutboundMessage::Customer { message_id } => deliver(deps, &message_id).await,
         OutboundMessage::Supervisor(notice) => notify_supervisor(deps, &notice).await,
+        OutboundMessage::Acknowledge {
+            channel,
+            callback_id,
+            text,
+        } => {
+            let Some(sender) = deps.sender(channel) else {
+                return Ok(());
+            };
+            match sender.acknowledge(&callback_id, &text).await {
+                Ok(()) => Ok(()),
+                Err(SendError::Temporary { reason, .. }) => Err(Error::internal(reason)),
+                // An old or already answered query: the customer's app gave up waiting.
+                Err(SendError::Permanent { reason }) => {
+                    tracing::info!(reason, "button press not acknowledged");
+                    Ok(())
+                }
+            }
+        }
     }
 }
 
