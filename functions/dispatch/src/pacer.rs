@@ -48,6 +48,16 @@ impl Pacer {
         at
     }
 
+    /// Records that a message to `key` was just taken by the provider. Telegram counts
+    /// arrivals, and a send may arrive later than its slot (network jitter, a 429 waited
+    /// out); spacing the next one from here keeps a late arrival from crowding the next.
+    pub fn sent(&self, key: &str) {
+        let next = Instant::now() + self.per_key;
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = state.next_by_key.entry(key.to_string()).or_insert(next);
+        *entry = (*entry).max(next);
+    }
+
     /// Waits until a message to `key` may go.
     pub async fn wait(&self, key: &str) {
         let at = self.reserve(key);

@@ -106,6 +106,7 @@ impl ChannelSender for TelegramSender {
                 .post(&self.url("sendMessage"), None, &body, describe)
                 .await
                 .map_err(send_error)?;
+            self.pacer.sent(chat);
             if first_id.is_none() {
                 first_id = answer
                     .get("result")
