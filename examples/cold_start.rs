@@ -24,16 +24,30 @@ const ROUNDS: usize = 7;
 async fn main() {
     let stack = Stack::new().await;
     let kb = DynamoKnowledge::new(&stack.config, stack.env["ARTICLES_TABLE"].clone());
-    kb.upsert(&parse_articles(SAMPLE_KB).expect("sample kb")).await.expect("seed kb");
+    kb.upsert(&parse_articles(SAMPLE_KB).expect("sample kb"))
+        .await
+        .expect("seed kb");
     let empty_sqs = json!({"Records": []});
     let cases = [
-        ("intake", http_event("POST", "/webchat/sessions", &[], None, None)),
+        (
+            "intake",
+            http_event("POST", "/webchat/sessions", &[], None, None),
+        ),
         ("router", empty_sqs.clone()),
         ("auto-reply", empty_sqs.clone()),
         ("dispatch", empty_sqs.clone()),
         ("survey", json!({"Records": []})),
         // The first search builds the in-memory index from the articles table.
-        ("tickets", http_event("GET", "/kb/search?q=reset%20password", &[], None, Some(("bench", "agent")))),
+        (
+            "tickets",
+            http_event(
+                "GET",
+                "/kb/search?q=reset%20password",
+                &[],
+                None,
+                Some(("bench", "agent")),
+            ),
+        ),
     ];
     println!("| function | start → first handled event, median of {ROUNDS} (min-max) |");
     println!("| --- | --- |");

@@ -1,6 +1,7 @@
 //! The local program's configuration, read once from the environment at start-up.
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
+use helpdesk_core::channels::ChannelsConfig;
 use std::path::PathBuf;
 
 pub struct Config {
@@ -12,6 +13,7 @@ pub struct Config {
     pub rules_file: Option<PathBuf>,
     pub threshold: f64,
     pub supervisor_webhook_url: Option<String>,
+    pub channels: ChannelsConfig,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -40,6 +42,7 @@ impl Config {
             rules_file: var("HELPDESK_RULES").map(PathBuf::from),
             threshold,
             supervisor_webhook_url,
+            channels: ChannelsConfig::from_env().map_err(|e| anyhow!(e))?,
         })
     }
 }

@@ -109,6 +109,8 @@ pub async fn run(addr: SocketAddr, data_dir: PathBuf) -> Result<()> {
     let intake = Arc::new(intake::Deps {
         store: store.clone(),
         queue: queue.clone(),
+        whatsapp: config.channels.whatsapp.clone(),
+        telegram: config.channels.telegram.clone(),
     });
     let router_deps = Arc::new(router::Deps {
         store: store.clone(),
@@ -121,16 +123,12 @@ pub async fn run(addr: SocketAddr, data_dir: PathBuf) -> Result<()> {
         knowledge: knowledge.clone(),
         threshold: config.threshold,
     });
-    let dispatch = Arc::new(dispatch::Deps {
-        store: store.clone(),
-        webchat: Arc::new(dispatch::WebchatSender),
-        whatsapp: None,
-        telegram: None,
-        supervisor: config
-            .supervisor_webhook_url
-            .clone()
-            .map(|url| dispatch::SupervisorWebhook::new(http.clone(), url)),
-    });
+    let dispatch = Arc::new(dispatch::Deps::new(
+        store.clone(),
+        &config.channels,
+        http.clone(),
+        config.supervisor_webhook_url.clone(),
+    ));
     let survey = Arc::new(survey::Deps {
         store: store.clone(),
         queue: queue.clone(),
@@ -147,8 +145,9 @@ pub async fn run(addr: SocketAddr, data_dir: PathBuf) -> Result<()> {
     if dispatch.supervisor.is_none() {
         tracing::warn!("SUPERVISOR_WEBHOOK_URL is not set: escalations will not notify anyone");
     }
-    tracing::info!("whatsapp channel off: WHATSAPP_APP_SECRET and WHATSAPP_VERIFY_TOKEN are not supported yet in this build");
-    tracing::info!("telegram channel off: TELEGRAM_SECRET_TOKEN and TELEGRAM_BOT_TOKEN are not supported yet in this build");
+    for line in config.channels.describe() {
+        tracing::info!("{line}");
+    }
 
     let (stop, stopped) = watch::channel(false);
     let mut workers = Vec::new();

@@ -500,16 +500,33 @@ async fn kb_import_loads_articles_that_serve_then_answers_from() {
             .unwrap()
     };
     let out = import(&file);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("imported 2 articles (2 new"));
     let bad = dir.0.join("bad.jsonl");
-    std::fs::write(&bad, "{\"id\": \"a\", \"title\": \"t\", \"questions\": [\"q\"], \"answer\": \"a\"}\n{oops\n").unwrap();
+    std::fs::write(
+        &bad,
+        "{\"id\": \"a\", \"title\": \"t\", \"questions\": [\"q\"], \"answer\": \"a\"}\n{oops\n",
+    )
+    .unwrap();
     let out = import(&bad);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("line 2"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("line 2"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let server = Server::start(&dir.0, &[]).await;
-    let got: Value = server.get("/kb/articles/parking", ALICE).await.json().await.unwrap();
+    let got: Value = server
+        .get("/kb/articles/parking", ALICE)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(got["answer"], "地下车库 B2 可免费停车两小时。");
     let visitor = server.visitor().await;
     visitor.say("请问可以在哪里停车？").await;

@@ -311,6 +311,8 @@ async fn the_openapi_document_lists_every_route() {
         ("/kb/articles/{id}", &["get", "put", "delete"]),
         ("/kb/search", &["get"]),
         ("/surveys/{token}", &["get", "post"]),
+        ("/customers/{id}", &["get"]),
+        ("/customers/{id}/merge", &["post"]),
     ];
     for (path, methods) in routes {
         let start = spec

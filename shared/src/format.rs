@@ -45,6 +45,15 @@ pub fn survey(locale: &str, link: &str) -> String {
     }
 }
 
+/// The short notice shown when a customer presses a button.
+pub fn button_thanks(locale: &str) -> &'static str {
+    if locale == "zh" {
+        "谢谢！"
+    } else {
+        "Thank you!"
+    }
+}
+
 /// An auto-reply: the article's answer, with "did you mean" choices when a second article
 /// was nearly as likely.
 pub fn auto_reply(locale: &str, answer: &str, alternatives: &[&str]) -> String {

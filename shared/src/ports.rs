@@ -52,6 +52,10 @@ pub trait CustomerStore: Send + Sync {
         locale: Option<&str>,
     ) -> Result<Customer>;
     async fn get_customer(&self, id: &str) -> Result<Option<Customer>>;
+    /// Moves everything of customer `from` (channel identities, conversation entries,
+    /// tickets, webchat sessions) to customer `into`, and removes `from`. Returns `into`
+    /// with all the identities. Not found when either is unknown.
+    async fn merge_customers(&self, into: &str, from: &str) -> Result<Customer>;
 }
 
 #[async_trait]
@@ -59,6 +63,20 @@ pub trait ConversationStore: Send + Sync {
     /// Appends an entry; false when an entry with its id is already there (a redelivery).
     async fn append_message(&self, message: &Message) -> Result<bool>;
     async fn get_message(&self, id: &str) -> Result<Option<Message>>;
+    /// The entry with this provider message id on `channel` (a WhatsApp `wamid`, a
+    /// Telegram `chat:message_id`): where receipts and edits are recorded.
+    async fn message_by_provider_id(
+        &self,
+        channel: Channel,
+        provider_message_id: &str,
+    ) -> Result<Option<Message>>;
+    /// When the customer last wrote on `channel`: WhatsApp allows free-form replies only
+    /// within 24 hours of it.
+    async fn last_inbound_at(
+        &self,
+        customer_id: &str,
+        channel: Channel,
+    ) -> Result<Option<DateTime<Utc>>>;
     async fn set_message_ticket(&self, id: &str, ticket_id: &str) -> Result<()>;
     async fn set_delivery(
         &self,
@@ -208,4 +226,14 @@ pub trait ChannelSender: Send + Sync {
         customer: &Customer,
         message: &Message,
     ) -> std::result::Result<Receipt, SendError>;
+
+    /// Answers a button press the channel waits on (Telegram's callback queries); channels
+    /// without such a thing have nothing to do.
+    async fn acknowledge(
+        &self,
+        _callback_id: &str,
+        _text: &str,
+    ) -> std::result::Result<(), SendError> {
+        Ok(())
+    }
 }

@@ -62,6 +62,22 @@ impl SurveySigner {
     }
 }
 
+/// The payload of a rating button in a channel's native survey (a Telegram inline
+/// keyboard, a WhatsApp list). It needs no signature: only the channel's own webhook,
+/// itself authenticated, brings it back, and the rating is taken only from the customer
+/// whose ticket it is. Short enough for Telegram's 64-byte `callback_data`.
+pub fn button_data(ticket_id: &str, rating: u8) -> String {
+    format!("survey:{ticket_id}:{rating}")
+}
+
+/// The ticket and rating of a survey button's payload, if it is one.
+pub fn parse_button(data: &str) -> Option<(&str, i64)> {
+    let rest = data.strip_prefix("survey:")?;
+    let (ticket_id, rating) = rest.rsplit_once(':')?;
+    let rating = rating.parse().ok()?;
+    (!ticket_id.is_empty()).then_some((ticket_id, rating))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,5 +105,16 @@ mod tests {
             signer.verify(&token, now + Duration::days(VALIDITY_DAYS + 1)),
             None
         );
+    }
+
+    #[test]
+    fn survey_buttons_round_trip_and_fit_telegram() {
+        let id = crate::domain::new_id();
+        let data = button_data(&id, 5);
+        assert!(data.len() <= 64);
+        assert_eq!(parse_button(&data), Some((id.as_str(), 5)));
+        assert_eq!(parse_button("survey::5"), None);
+        assert_eq!(parse_button("menu:1"), None);
+        assert_eq!(parse_button("survey:x:五"), None);
     }
 }

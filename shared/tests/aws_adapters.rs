@@ -67,17 +67,8 @@ async fn a_duplicate_delivery_is_stored_once() {
         )
         .await
         .unwrap();
-    let inbound = InboundMessage {
-        id: new_id(),
-        channel: Channel::Webchat,
-        external_id: "v1".into(),
-        customer_id: Some(c.id.clone()),
-        display_name: None,
-        provider_message_id: None,
-        text: "你好".into(),
-        locale: None,
-        received_at: now(),
-    };
+    let mut inbound = InboundMessage::text(Channel::Webchat, "v1".into(), "你好".into(), now());
+    inbound.customer_id = Some(c.id.clone());
     let m = Message::inbound(&inbound, &c.id);
     assert!(s.append_message(&m).await.unwrap());
     assert!(!s.append_message(&m).await.unwrap());
@@ -329,4 +320,138 @@ async fn one_customers_messages_keep_their_order_on_the_fifo_queue() {
     .await
     .unwrap_err();
     assert!(err.message.contains("OUTBOUND_QUEUE_URL"));
+}
+
+#[tokio::test]
+async fn secrets_come_from_ssm_and_a_missing_one_is_off() {
+    let config = emulator().await;
+    let ssm = aws_sdk_ssm::Client::new(&config);
+    let name = format!("/helpdesk-test/{}/telegram-secret", new_id());
+    ssm.put_parameter()
+        .name(&name)
+        .value("秘密-token")
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .unwrap();
+    std::env::set_var("HELPDESK_TEST_SECRET_PARAM", &name);
+    let got = helpdesk_core::aws::secret(&config, "HELPDESK_TEST_SECRET")
+        .await
+        .unwrap();
+    assert_eq!(got.as_deref(), Some("秘密-token"));
+    std::env::set_var("HELPDESK_TEST_MISSING_PARAM", "/helpdesk-test/not-there");
+    assert_eq!(
+        helpdesk_core::aws::secret(&config, "HELPDESK_TEST_MISSING")
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
+async fn merging_customers_moves_everything_and_receipts_find_their_message() {
+    let s = store().await;
+    let web = s
+        .resolve_customer(
+            &ChannelIdentity {
+                channel: Channel::Webchat,
+                external_id: "w1".into(),
+            },
+            Some("王芳"),
+            None,
+        )
+        .await
+        .unwrap();
+    let tg = s
+        .resolve_customer(
+            &ChannelIdentity {
+                channel: Channel::Telegram,
+                external_id: "42".into(),
+            },
+            None,
+            Some("zh"),
+        )
+        .await
+        .unwrap();
+    let mut inbound = InboundMessage::text(Channel::Telegram, "42".into(), "在吗".into(), now());
+    inbound.customer_id = Some(tg.id.clone());
+    inbound.provider_message_id = Some("42:7".into());
+    let m = Message::inbound(&inbound, &tg.id);
+    s.append_message(&m).await.unwrap();
+    assert_eq!(
+        s.message_by_provider_id(Channel::Telegram, "42:7")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        m.id
+    );
+    assert!(s
+        .message_by_provider_id(Channel::Whatsapp, "42:7")
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        s.last_inbound_at(&tg.id, Channel::Telegram).await.unwrap(),
+        Some(m.created_at)
+    );
+    let t = ticket(&tg.id, Skill::General);
+    s.create_ticket(&t).await.unwrap();
+    s.create_session(&WebchatSession {
+        id: "sess".into(),
+        token_hash: "h1".into(),
+        customer_id: tg.id.clone(),
+        created_at: now(),
+    })
+    .await
+    .unwrap();
+
+    let merged = s.merge_customers(&web.id, &tg.id).await.unwrap();
+    assert_eq!(merged.identities.len(), 2);
+    assert_eq!(merged.name.as_deref(), Some("王芳"));
+    assert_eq!(merged.locale.as_deref(), Some("zh"));
+    assert!(s.get_customer(&tg.id).await.unwrap().is_none());
+    let again = s
+        .resolve_customer(
+            &ChannelIdentity {
+                channel: Channel::Telegram,
+                external_id: "42".into(),
+            },
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        again.id, web.id,
+        "the Telegram identity now leads to the merged customer"
+    );
+    let moved = s.get_ticket(&t.id).await.unwrap().unwrap();
+    assert_eq!(
+        (moved.customer_id.as_str(), moved.version),
+        (web.id.as_str(), 2)
+    );
+    assert_eq!(
+        s.customer_messages(&web.id, Channel::Telegram, None, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        s.session_by_token_hash("h1")
+            .await
+            .unwrap()
+            .unwrap()
+            .customer_id,
+        web.id
+    );
+    assert_eq!(
+        s.merge_customers(&web.id, "nobody")
+            .await
+            .unwrap_err()
+            .kind
+            .status(),
+        404
+    );
 }

@@ -284,3 +284,5 @@ impl FakeWebhook {
         }
     }
 }
+
+pub mod provider;

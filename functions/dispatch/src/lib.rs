@@ -2,9 +2,17 @@
 //! to supervisors go to their webhook. A message is delivered only while it is still
 //! queued, so a redelivered job sends nothing twice.
 
+mod pacer;
+pub mod provider;
 mod senders;
+mod telegram;
+mod whatsapp;
 
+pub use pacer::Pacer;
+pub use provider::{Caller, Retry};
 pub use senders::{SupervisorWebhook, WebchatSender};
+pub use telegram::TelegramSender;
+pub use whatsapp::WhatsappSender;
 
 use helpdesk_core::domain::{Channel, DeliveryStatus, OutboundMessage, SupervisorNotice};
 use helpdesk_core::ports::{ChannelSender, SendError, Store};
@@ -20,6 +28,33 @@ pub struct Deps {
 }
 
 impl Deps {
+    /// The senders of the configured channels, sharing one HTTP client; the same wiring
+    /// for the local program and the Lambda function.
+    pub fn new(
+        store: Arc<dyn Store>,
+        channels: &helpdesk_core::channels::ChannelsConfig,
+        http: reqwest::Client,
+        supervisor_webhook_url: Option<String>,
+    ) -> Deps {
+        let caller = Caller {
+            http: http.clone(),
+            timeout: channels.send_timeout,
+            retry: Retry::default(),
+        };
+        Deps {
+            webchat: Arc::new(WebchatSender),
+            whatsapp: channels.whatsapp.clone().map(|c| {
+                Arc::new(WhatsappSender::new(c, caller.clone(), store.clone()))
+                    as Arc<dyn ChannelSender>
+            }),
+            telegram: channels.telegram.clone().map(|c| {
+                Arc::new(TelegramSender::new(c, caller.clone())) as Arc<dyn ChannelSender>
+            }),
+            supervisor: supervisor_webhook_url.map(|url| SupervisorWebhook::new(http, url)),
+            store,
+        }
+    }
+
     fn sender(&self, channel: Channel) -> Option<&Arc<dyn ChannelSender>> {
         match channel {
             Channel::Webchat => Some(&self.webchat),
@@ -33,6 +68,24 @@ pub async fn handle(deps: &Deps, job: OutboundMessage) -> Result<()> {
     match job {
         OutboundMessage::Customer { message_id } => deliver(deps, &message_id).await,
         OutboundMessage::Supervisor(notice) => notify_supervisor(deps, &notice).await,
+        OutboundMessage::Acknowledge {
+            channel,
+            callback_id,
+            text,
+        } => {
+            let Some(sender) = deps.sender(channel) else {
+                return Ok(());
+            };
+            match sender.acknowledge(&callback_id, &text).await {
+                Ok(()) => Ok(()),
+                Err(SendError::Temporary { reason, .. }) => Err(Error::internal(reason)),
+                // An old or already answered query: the customer's app gave up waiting.
+                Err(SendError::Permanent { reason }) => {
+                    tracing::info!(reason, "button press not acknowledged");
+                    Ok(())
+                }
+            }
+        }
     }
 }
 

@@ -2,10 +2,14 @@
 //! already taken, and puts the message on the inbound queue, answering fast; everything
 //! slower happens behind the queue.
 //!
-//! Routes: the webchat channel (`/webchat/...`).
+//! Routes: the webchat channel (`/webchat/...`) and the provider webhooks
+//! (`/webhooks/whatsapp`, `/webhooks/telegram`).
 
+pub mod telegram;
 pub mod webchat;
+pub mod whatsapp;
 
+use helpdesk_core::channels::{TelegramConfig, WhatsappConfig};
 use helpdesk_core::domain::InboundMessage;
 use helpdesk_core::ports::{send_json, IdempotencyStore, Queue, QueueName, Store};
 use helpdesk_core::Result;
@@ -20,6 +24,9 @@ pub const MAX_TEXT_CHARS: usize = 4096;
 pub struct Deps {
     pub store: Arc<dyn Store>,
     pub queue: Arc<dyn Queue>,
+    /// None when the channel is off: its webhook answers 503.
+    pub whatsapp: Option<WhatsappConfig>,
+    pub telegram: Option<TelegramConfig>,
 }
 
 /// Takes an inbound message once: the first delivery under `dedupe_key` is queued and its
@@ -59,5 +66,8 @@ pub async fn accept(
 
 /// The intake routes.
 pub fn router(deps: Arc<Deps>) -> axum::Router {
-    webchat::routes().with_state(deps)
+    webchat::routes()
+        .merge(whatsapp::routes())
+        .merge(telegram::routes())
+        .with_state(deps)
 }

@@ -142,15 +142,14 @@ async fn post_message(
         Some(id) => Some(format!("webchat:{}:{id}", session.id)),
     };
     let message = InboundMessage {
-        id: domain::new_id(),
-        channel: Channel::Webchat,
-        external_id: session.id.clone(),
         customer_id: Some(session.customer_id.clone()),
-        display_name: None,
         provider_message_id: body.client_message_id,
-        text: body.text,
-        locale: None,
-        received_at: domain::now(),
+        ..InboundMessage::text(
+            Channel::Webchat,
+            session.id.clone(),
+            body.text,
+            domain::now(),
+        )
     };
     let message_id = accept(&deps, dedupe_key.as_deref(), message).await?;
     Ok((StatusCode::ACCEPTED, Json(Accepted { message_id })))

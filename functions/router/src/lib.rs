@@ -2,10 +2,13 @@
 //! message into their conversation, and decides where it goes: onto the customer's open
 //! ticket, straight to an agent, or to auto-reply to try the knowledge base first.
 
-use helpdesk_core::domain::{ChannelIdentity, InboundMessage, Message, Priority, Skill};
+use helpdesk_core::domain::{
+    self, ChannelIdentity, InboundMessage, Message, MessageKind, OutboundMessage, Priority, Skill,
+};
 use helpdesk_core::flow;
 use helpdesk_core::ports::{send_json, Queue, QueueName, Store};
 use helpdesk_core::rules::{Route, Rules};
+use helpdesk_core::{format, survey_token};
 use helpdesk_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -49,8 +52,38 @@ pub async fn handle(deps: &Deps, inbound: InboundMessage) -> Result<()> {
                 .await?
         }
     };
-    let entry = Message::inbound(&inbound, &customer.id);
-    if !store.append_message(&entry).await? {
+    let mut entry = Message::inbound(&inbound, &customer.id);
+    if let Some(callback_id) = inbound.button.as_ref().and_then(|b| b.callback_id.clone()) {
+        acknowledge(deps, &inbound, &callback_id).await?;
+    }
+    if let Some((ticket_id, rating)) = inbound
+        .button
+        .as_ref()
+        .and_then(|b| survey_token::parse_button(&b.data))
+    {
+        entry.text = format!("{rating}/5");
+        store.append_message(&entry).await?;
+        return record_rating(store, &customer.id, &entry.id, ticket_id, rating).await;
+    }
+    if let Some(original) = &inbound.edit_of {
+        let original = store
+            .message_by_provider_id(inbound.channel, original)
+            .await?
+            .filter(|m| m.customer_id == customer.id);
+        entry.edit_of = original.as_ref().map(|m| m.id.clone());
+        entry.ticket_id = original.and_then(|m| m.ticket_id);
+    }
+    let is_new = store.append_message(&entry).await?;
+    if matches!(entry.kind, MessageKind::Edit | MessageKind::Unsupported) {
+        // Kept for the agent, on the ticket it belongs to, but not a question to answer.
+        if entry.ticket_id.is_none() {
+            if let Some(ticket) = store.active_ticket_for(&customer.id).await? {
+                store.set_message_ticket(&entry.id, &ticket.id).await?;
+            }
+        }
+        return Ok(());
+    }
+    if !is_new {
         let stored = store.get_message(&entry.id).await?;
         if stored.is_some_and(|m| m.ticket_id.is_some()) {
             tracing::info!(message_id = %entry.id, "redelivered message already handled");
@@ -91,4 +124,60 @@ pub async fn handle(deps: &Deps, inbound: InboundMessage) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Stops the customer's app waiting on a button press, with a word of thanks.
+async fn acknowledge(deps: &Deps, inbound: &InboundMessage, callback_id: &str) -> Result<()> {
+    let locale = format::locale_for(inbound.locale.as_deref(), "");
+    let job = OutboundMessage::Acknowledge {
+        channel: inbound.channel,
+        callback_id: callback_id.to_string(),
+        text: format::button_thanks(locale).to_string(),
+    };
+    send_json(deps.queue.as_ref(), QueueName::Outbound, &job, None).await
+}
+
+/// A rating given with a survey button. Only the ticket's own customer may rate it, and
+/// only once: a second press, or a redelivery, changes nothing.
+async fn record_rating(
+    store: &dyn Store,
+    customer_id: &str,
+    entry_id: &str,
+    ticket_id: &str,
+    rating: i64,
+) -> Result<()> {
+    let Some(ticket) = store.get_ticket(ticket_id).await? else {
+        tracing::warn!(ticket_id, "survey answer for an unknown ticket");
+        return Ok(());
+    };
+    if ticket.customer_id != customer_id {
+        tracing::warn!(
+            ticket_id,
+            customer_id,
+            "survey answer from someone else; ignored"
+        );
+        return Ok(());
+    }
+    store.set_message_ticket(entry_id, ticket_id).await?;
+    let outcome = flow::update_ticket(store, ticket_id, |t| {
+        if t.survey.as_ref().is_some_and(|s| s.rating.is_some()) {
+            return Ok(false);
+        }
+        t.rate(rating, None, domain::now())?;
+        Ok(true)
+    })
+    .await;
+    match outcome {
+        Ok((_, true)) => {
+            tracing::info!(ticket_id, rating, "survey answered with a button");
+            Ok(())
+        }
+        Ok((_, false)) => Ok(()),
+        // A rating outside 1-5 in a forged payload: nothing to retry.
+        Err(e) if e.kind == helpdesk_core::ErrorKind::Unprocessable => {
+            tracing::warn!(ticket_id, error = %e, "survey answer refused");
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
 }

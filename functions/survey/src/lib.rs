@@ -52,6 +52,8 @@ pub async fn handle_change(deps: &Deps, change: TicketChange) -> Result<()> {
         Some(ticket.id.clone()),
     );
     message.id = derived_id(&ticket.id, "survey");
+    // Channels with buttons rate in place; the link stays for the others and for comments.
+    message.link = Some(link);
     flow::send_to_customer(store, deps.queue.as_ref(), &message).await?;
     flow::update_ticket(store, &ticket.id, |t| Ok(t.mark_survey_sent(now))).await?;
     tracing::info!(ticket_id = %ticket.id, "survey sent");

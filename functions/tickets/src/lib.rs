@@ -3,6 +3,7 @@
 //! notes and escalate; supervisors read the satisfaction report and keep the knowledge base.
 
 pub mod auth;
+mod customers;
 mod kb;
 mod routes;
 
@@ -22,5 +23,8 @@ pub struct Deps {
 
 /// The agent API's routes.
 pub fn router(deps: Arc<Deps>) -> axum::Router {
-    routes::routes().merge(kb::routes()).with_state(deps)
+    routes::routes()
+        .merge(kb::routes())
+        .merge(customers::routes())
+        .with_state(deps)
 }

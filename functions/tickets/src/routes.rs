@@ -344,6 +344,9 @@ async fn note(
         author: Some(agent.name),
         provider_message_id: None,
         error: None,
+        attachment: None,
+        edit_of: None,
+        link: None,
     };
     deps.store.append_message(&note).await?;
     Ok((StatusCode::CREATED, Json(note)))

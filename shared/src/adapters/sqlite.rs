@@ -41,6 +41,8 @@ CREATE TABLE IF NOT EXISTS messages (
     ticket_id TEXT, body TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS messages_by_ticket ON messages (ticket_id, seq);
 CREATE INDEX IF NOT EXISTS messages_by_customer ON messages (customer_id, channel, seq);
+CREATE INDEX IF NOT EXISTS messages_by_provider_id
+    ON messages (channel, json_extract(body, '$.provider_message_id'));
 CREATE TABLE IF NOT EXISTS idempotency (
     key TEXT PRIMARY KEY, value TEXT NOT NULL, expires_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS sessions (
@@ -501,6 +503,59 @@ impl CustomerStore for SqliteStore {
         )?;
         Ok(found.pop())
     }
+
+    async fn merge_customers(&self, into: &str, from: &str) -> Result<Customer> {
+        let merged = self.tx(|tx| {
+            let load = |id: &str| -> Result<Customer> {
+                let mut found: Vec<Customer> =
+                    Self::query_json(tx, "SELECT body FROM customers WHERE id = ?1", &[&id])?;
+                found.pop().ok_or_else(|| Error::not_found("customer", id))
+            };
+            let mut target = load(into)?;
+            target.absorb(load(from)?);
+            tx.execute(
+                "UPDATE customers SET body = ?2 WHERE id = ?1",
+                params![into, to_json(&target)?],
+            )
+            .map_err(db_err)?;
+            tx.execute("DELETE FROM customers WHERE id = ?1", [from])
+                .map_err(db_err)?;
+            tx.execute(
+                "UPDATE identities SET customer_id = ?1 WHERE customer_id = ?2",
+                [into, from],
+            )
+            .map_err(db_err)?;
+            tx.execute(
+                "UPDATE messages SET customer_id = ?1, body = json_set(body, '$.customer_id', ?1)
+                 WHERE customer_id = ?2",
+                [into, from],
+            )
+            .map_err(db_err)?;
+            tx.execute(
+                "UPDATE sessions SET customer_id = ?1, body = json_set(body, '$.customer_id', ?1)
+                 WHERE customer_id = ?2",
+                [into, from],
+            )
+            .map_err(db_err)?;
+            // Tickets change through the ticket path, so the version moves (an agent's
+            // stale copy cannot put the old customer back) and the change feed sees it.
+            let tickets: Vec<Ticket> = Self::query_json(
+                tx,
+                "SELECT body FROM tickets WHERE customer_id = ?1",
+                &[&from],
+            )?;
+            let now = crate::domain::now();
+            for old in tickets {
+                let mut t = old.clone();
+                t.move_to_customer(into, now);
+                Self::write_ticket(tx, &t, false)?;
+                Self::record_change(tx, Some(old), &t)?;
+            }
+            Ok(target)
+        })?;
+        self.wake_workers();
+        Ok(merged)
+    }
 }
 
 #[async_trait]
@@ -533,6 +588,36 @@ impl ConversationStore for SqliteStore {
         Self::load_message(&self.conn(), id)
     }
 
+    async fn message_by_provider_id(
+        &self,
+        channel: Channel,
+        provider_message_id: &str,
+    ) -> Result<Option<Message>> {
+        let mut found: Vec<Message> = Self::query_json(
+            &self.conn(),
+            "SELECT body FROM messages
+             WHERE channel = ?1 AND json_extract(body, '$.provider_message_id') = ?2
+             ORDER BY seq LIMIT 1",
+            &[&channel.as_str(), &provider_message_id],
+        )?;
+        Ok(found.pop())
+    }
+
+    async fn last_inbound_at(
+        &self,
+        customer_id: &str,
+        channel: Channel,
+    ) -> Result<Option<DateTime<Utc>>> {
+        let mut found: Vec<Message> = Self::query_json(
+            &self.conn(),
+            "SELECT body FROM messages
+             WHERE customer_id = ?1 AND channel = ?2 AND direction = 'inbound'
+             ORDER BY seq DESC LIMIT 1",
+            &[&customer_id, &channel.as_str()],
+        )?;
+        Ok(found.pop().map(|m| m.created_at))
+    }
+
     async fn set_message_ticket(&self, id: &str, ticket_id: &str) -> Result<()> {
         self.update_message(id, |m| m.ticket_id = Some(ticket_id.to_string()))
     }
@@ -544,12 +629,16 @@ impl ConversationStore for SqliteStore {
         provider_message_id: Option<&str>,
         error: Option<&str>,
     ) -> Result<()> {
+        // Applied inside the transaction, so that a receipt racing the sender's own
+        // record of the send cannot move the status backwards.
         self.update_message(id, |m| {
-            m.status = Some(status);
             if let Some(p) = provider_message_id {
                 m.provider_message_id = Some(p.to_string());
             }
-            m.error = error.map(str::to_string);
+            if m.status.is_none_or(|current| current.may_become(status)) {
+                m.status = Some(status);
+                m.error = error.map(str::to_string);
+            }
         })
     }
 
@@ -745,6 +834,55 @@ mod tests {
         let b = s.resolve_customer(&id, None, None).await.unwrap();
         assert_eq!(a.id, b.id);
         assert_eq!(b.name.as_deref(), Some("张三"));
+    }
+
+    #[tokio::test]
+    async fn merging_moves_identities_conversations_and_tickets() {
+        let s = SqliteStore::in_memory().unwrap();
+        let tg = ChannelIdentity {
+            channel: Channel::Telegram,
+            external_id: "42".into(),
+        };
+        let wa = ChannelIdentity {
+            channel: Channel::Whatsapp,
+            external_id: "8613800000000".into(),
+        };
+        let a = s.resolve_customer(&tg, Some("张三"), None).await.unwrap();
+        let b = s.resolve_customer(&wa, None, Some("zh")).await.unwrap();
+        let mut m = Message::outbound(
+            &b.id,
+            Channel::Whatsapp,
+            MessageKind::Text,
+            "你好".into(),
+            None,
+        );
+        m.provider_message_id = Some("wamid.1".into());
+        s.append_message(&m).await.unwrap();
+        let t = ticket(&b.id);
+        s.create_ticket(&t).await.unwrap();
+
+        let merged = s.merge_customers(&a.id, &b.id).await.unwrap();
+        assert_eq!(merged.identities.len(), 2);
+        assert_eq!(merged.locale.as_deref(), Some("zh"));
+        assert!(s.get_customer(&b.id).await.unwrap().is_none());
+        assert_eq!(s.resolve_customer(&wa, None, None).await.unwrap().id, a.id);
+        let moved = s
+            .message_by_provider_id(Channel::Whatsapp, "wamid.1")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(moved.customer_id, a.id);
+        let ticket = s.get_ticket(&t.id).await.unwrap().unwrap();
+        assert_eq!(ticket.customer_id, a.id);
+        assert_eq!(ticket.version, 2);
+        assert_eq!(
+            s.merge_customers(&a.id, &b.id)
+                .await
+                .unwrap_err()
+                .kind
+                .status(),
+            404
+        );
     }
 
     #[tokio::test]

@@ -142,6 +142,18 @@ fn message_sk(m: &Message) -> String {
     format!("{}#{}", ts(m.created_at), m.id)
 }
 
+fn provider_key(channel: Channel, provider_message_id: &str) -> String {
+    format!("{}#{provider_message_id}", channel.as_str())
+}
+
+fn session_item(session: &WebchatSession) -> Result<Item> {
+    Ok(HashMap::from([
+        ("token_hash".into(), s(&session.token_hash)),
+        ("customer_id".into(), s(&session.customer_id)),
+        ("body".into(), s(to_json(session)?)),
+    ]))
+}
+
 fn message_item(m: &Message) -> Result<Item> {
     let direction = match m.direction {
         Direction::Inbound => "inbound",
@@ -160,6 +172,9 @@ fn message_item(m: &Message) -> Result<Item> {
     ]);
     if let Some(t) = &m.ticket_id {
         item.insert("ticket_id".into(), s(t));
+    }
+    if let Some(p) = &m.provider_message_id {
+        item.insert("provider_key".into(), s(provider_key(m.channel, p)));
     }
     Ok(item)
 }
@@ -477,6 +492,103 @@ impl CustomerStore for DynamoStore {
             .map(|i| body_of(&i))
             .transpose()
     }
+
+    /// Moves everything first and removes `from` last, each step safe to repeat: a merge
+    /// cut short is finished by running it again.
+    async fn merge_customers(&self, into: &str, from: &str) -> Result<Customer> {
+        let mut target = self
+            .get_customer(into)
+            .await?
+            .ok_or_else(|| Error::not_found("customer", into))?;
+        let source = self
+            .get_customer(from)
+            .await?
+            .ok_or_else(|| Error::not_found("customer", from))?;
+        for identity in &source.identities {
+            self.client
+                .put_item()
+                .table_name(&self.tables.identities)
+                .item(
+                    "identity",
+                    s(format!(
+                        "{}#{}",
+                        identity.channel.as_str(),
+                        identity.external_id
+                    )),
+                )
+                .item("customer_id", s(into))
+                .send()
+                .await
+                .map_err(|e| db_err("move identity", e))?;
+        }
+        for channel in [Channel::Webchat, Channel::Whatsapp, Channel::Telegram] {
+            let req = self
+                .client
+                .query()
+                .table_name(&self.tables.messages)
+                .index_name("by_conversation")
+                .key_condition_expression("conversation = :c")
+                .expression_attribute_values(":c", s(format!("{from}#{}", channel.as_str())));
+            for item in self.query_all(req, usize::MAX).await? {
+                let mut m: Message = body_of(&item)?;
+                m.customer_id = into.to_string();
+                self.put_message(&m).await?;
+            }
+        }
+        let req = self
+            .client
+            .query()
+            .table_name(&self.tables.tickets)
+            .index_name("by_customer")
+            .key_condition_expression("customer_id = :c")
+            .expression_attribute_values(":c", s(from));
+        for item in self.query_all(req, usize::MAX).await? {
+            let id: Ticket = body_of(&item)?;
+            crate::flow::update_ticket(self, &id.id, |t| {
+                if t.customer_id == into {
+                    return Ok(false);
+                }
+                t.move_to_customer(into, crate::domain::now());
+                Ok(true)
+            })
+            .await?;
+        }
+        let req = self
+            .client
+            .query()
+            .table_name(&self.tables.sessions)
+            .index_name("by_customer")
+            .key_condition_expression("customer_id = :c")
+            .expression_attribute_values(":c", s(from));
+        for item in self.query_all(req, usize::MAX).await? {
+            let mut session: WebchatSession = body_of(&item)?;
+            session.customer_id = into.to_string();
+            self.client
+                .put_item()
+                .table_name(&self.tables.sessions)
+                .set_item(Some(session_item(&session)?))
+                .send()
+                .await
+                .map_err(|e| db_err("move session", e))?;
+        }
+        target.absorb(source);
+        self.client
+            .put_item()
+            .table_name(&self.tables.customers)
+            .item("id", s(into))
+            .item("body", s(to_json(&target)?))
+            .send()
+            .await
+            .map_err(|e| db_err("save merged customer", e))?;
+        self.client
+            .delete_item()
+            .table_name(&self.tables.customers)
+            .key("id", s(from))
+            .send()
+            .await
+            .map_err(|e| db_err("remove merged customer", e))?;
+        Ok(target)
+    }
 }
 
 #[async_trait]
@@ -504,6 +616,47 @@ impl ConversationStore for DynamoStore {
             .transpose()
     }
 
+    async fn message_by_provider_id(
+        &self,
+        channel: Channel,
+        provider_message_id: &str,
+    ) -> Result<Option<Message>> {
+        let req = self
+            .client
+            .query()
+            .table_name(&self.tables.messages)
+            .index_name("by_provider_id")
+            .key_condition_expression("provider_key = :p")
+            .expression_attribute_values(":p", s(provider_key(channel, provider_message_id)))
+            .limit(1);
+        let items = self.query_all(req, 1).await?;
+        items.first().map(body_of).transpose()
+    }
+
+    async fn last_inbound_at(
+        &self,
+        customer_id: &str,
+        channel: Channel,
+    ) -> Result<Option<DateTime<Utc>>> {
+        let req = self
+            .client
+            .query()
+            .table_name(&self.tables.messages)
+            .index_name("by_conversation")
+            .key_condition_expression("conversation = :c")
+            .filter_expression("#direction = :inbound")
+            .expression_attribute_names("#direction", "direction")
+            .expression_attribute_values(":c", s(format!("{customer_id}#{}", channel.as_str())))
+            .expression_attribute_values(":inbound", s("inbound"))
+            .scan_index_forward(false);
+        let items = self.query_all(req, 1).await?;
+        Ok(items
+            .first()
+            .map(body_of::<Message>)
+            .transpose()?
+            .map(|m| m.created_at))
+    }
+
     async fn set_message_ticket(&self, id: &str, ticket_id: &str) -> Result<()> {
         self.update_message(id, |m| m.ticket_id = Some(ticket_id.to_string()))
             .await
@@ -516,12 +669,15 @@ impl ConversationStore for DynamoStore {
         provider_message_id: Option<&str>,
         error: Option<&str>,
     ) -> Result<()> {
+        // Receipts arrive out of order and more than once: a status only moves forward.
         self.update_message(id, |m| {
-            m.status = Some(status);
             if let Some(p) = provider_message_id {
                 m.provider_message_id = Some(p.to_string());
             }
-            m.error = error.map(str::to_string);
+            if m.status.is_none_or(|current| current.may_become(status)) {
+                m.status = Some(status);
+                m.error = error.map(str::to_string);
+            }
         })
         .await
     }
@@ -621,8 +777,7 @@ impl SessionStore for DynamoStore {
         self.client
             .put_item()
             .table_name(&self.tables.sessions)
-            .item("token_hash", s(&session.token_hash))
-            .item("body", s(to_json(session)?))
+            .set_item(Some(session_item(session)?))
             .send()
             .await
             .map_err(|e| db_err("create session", e))?;

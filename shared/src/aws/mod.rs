@@ -78,17 +78,55 @@ pub async fn secret(config: &aws_config::SdkConfig, name: &str) -> Result<Option
                 .name(param.trim())
                 .with_decryption(true)
                 .send()
-                .await
-                .map_err(|e| {
-                    Error::internal(format!(
-                        "reading SSM parameter {param}: {}",
-                        sdk_message(&e)
-                    ))
-                })?;
-            return Ok(out.parameter.and_then(|p| p.value));
+                .await;
+            return match out {
+                Ok(out) => Ok(out
+                    .parameter
+                    .and_then(|p| p.value)
+                    .filter(|v| !v.trim().is_empty())),
+                // No parameter: what it configures is off, as with an unset variable.
+                Err(e)
+                    if e.as_service_error().is_some_and(|s| {
+                        use aws_sdk_ssm::error::ProvideErrorMetadata;
+                        s.is_parameter_not_found() || s.code() == Some("ParameterNotFound")
+                    }) =>
+                {
+                    tracing::info!(parameter = %param, "SSM parameter not found; {name} is not set");
+                    Ok(None)
+                }
+                Err(e) => Err(Error::internal(format!(
+                    "reading SSM parameter {param}: {}",
+                    sdk_message(&e)
+                ))),
+            };
         }
     }
     Ok(std::env::var(name).ok().filter(|v| !v.is_empty()))
+}
+
+/// The channels' settings, their secrets read from SSM where `NAME_PARAM` names a
+/// parameter (see [`secret`]) and the rest from the environment.
+pub async fn channels(config: &aws_config::SdkConfig) -> Result<crate::channels::ChannelsConfig> {
+    const SECRETS: [&str; 5] = [
+        "WHATSAPP_APP_SECRET",
+        "WHATSAPP_VERIFY_TOKEN",
+        "WHATSAPP_ACCESS_TOKEN",
+        "TELEGRAM_SECRET_TOKEN",
+        "TELEGRAM_BOT_TOKEN",
+    ];
+    let mut found = std::collections::HashMap::new();
+    for name in SECRETS {
+        if let Some(value) = secret(config, name).await? {
+            found.insert(name.to_string(), value);
+        }
+    }
+    crate::channels::ChannelsConfig::from_lookup(|name| {
+        found
+            .get(name)
+            .cloned()
+            .or_else(|| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
+    })
+    .map_err(|e| Error::internal(format!("channel configuration: {e}")))
 }
 
 /// The service's own message of an SDK error, where there is one.

@@ -24,7 +24,11 @@ pub const TICKET_INDEXES: &[(&str, &str, &str)] = &[
 pub const MESSAGE_INDEXES: &[(&str, &str, &str)] = &[
     ("by_conversation", "conversation", "sk"),
     ("by_ticket", "ticket_id", "sk"),
+    ("by_provider_id", "provider_key", "sk"),
 ];
+
+/// The sessions table's index, for moving a customer's sessions in a merge.
+pub const SESSION_INDEXES: &[(&str, &str, &str)] = &[("by_customer", "customer_id", "token_hash")];
 
 fn build<T, E: std::fmt::Display>(r: std::result::Result<T, E>) -> Result<T> {
     r.map_err(|e| Error::internal(format!("building a table definition: {e}")))
@@ -106,6 +110,6 @@ pub async fn create_tables(client: &Client, t: &Tables) -> Result<()> {
     create(client, &t.identities, "identity", &[], false).await?;
     create(client, &t.messages, "id", MESSAGE_INDEXES, false).await?;
     create(client, &t.idempotency, "key", &[], false).await?;
-    create(client, &t.sessions, "token_hash", &[], false).await?;
+    create(client, &t.sessions, "token_hash", SESSION_INDEXES, false).await?;
     Ok(())
 }

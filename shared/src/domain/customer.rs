@@ -33,6 +33,21 @@ pub struct Customer {
 }
 
 impl Customer {
+    /// Takes over another customer's identities, and their name, locale and tier where this
+    /// one has none (a VIP stays a VIP): what a merge keeps of the customer that goes.
+    pub fn absorb(&mut self, other: Customer) {
+        for identity in other.identities {
+            if !self.identities.contains(&identity) {
+                self.identities.push(identity);
+            }
+        }
+        self.name = self.name.take().or(other.name);
+        self.locale = self.locale.take().or(other.locale);
+        if other.tier == Tier::Vip {
+            self.tier = Tier::Vip;
+        }
+    }
+
     pub fn new(identity: ChannelIdentity, name: Option<String>, locale: Option<String>) -> Self {
         Customer {
             id: super::new_id(),

@@ -25,6 +25,67 @@ pub struct InboundMessage {
     #[serde(default)]
     pub locale: Option<String>,
     pub received_at: DateTime<Utc>,
+    /// What the customer sent: text, media, an edit, a button press, or something the desk
+    /// does not understand (kept all the same).
+    #[serde(default)]
+    pub kind: MessageKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment: Option<Attachment>,
+    /// For an edit: the provider's id of the message it changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edit_of: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub button: Option<ButtonPress>,
+}
+
+impl InboundMessage {
+    /// A plain text message; the channel parsers fill in the rest where there is more.
+    pub fn text(
+        channel: Channel,
+        external_id: String,
+        text: String,
+        received_at: DateTime<Utc>,
+    ) -> Self {
+        InboundMessage {
+            id: super::new_id(),
+            channel,
+            external_id,
+            customer_id: None,
+            display_name: None,
+            provider_message_id: None,
+            text,
+            locale: None,
+            received_at,
+            kind: MessageKind::Text,
+            attachment: None,
+            edit_of: None,
+            button: None,
+        }
+    }
+}
+
+/// Media, a location or a contact card sent by a customer. The file stays with the
+/// provider; `media_id` is what fetches it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// `image`, `audio`, `voice`, `video`, `document`, `sticker`, `location`, `contacts`,
+    /// or the provider's own name for a type the desk does not know.
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mime_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_name: Option<String>,
+}
+
+/// A button the customer pressed: its payload, and, on Telegram, the callback query that
+/// must be answered so the customer's app stops waiting.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ButtonPress {
+    pub data: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,10 +97,20 @@ pub enum Direction {
     Internal,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageKind {
+    #[default]
     Text,
+    /// A photo, voice note, video, file, sticker, location or contact card; see the
+    /// entry's `attachment`.
+    Media,
+    /// A customer's edit of an earlier message (`edit_of`); it opens no ticket.
+    Edit,
+    /// A button the customer pressed (a reply button, a list choice, a survey rating).
+    Button,
+    /// A type the desk does not understand, kept so an agent can see it; it opens no ticket.
+    Unsupported,
     AutoReply,
     AgentReply,
     Handoff,
@@ -55,6 +126,24 @@ pub enum DeliveryStatus {
     Delivered,
     Read,
     Failed,
+}
+
+impl DeliveryStatus {
+    /// Whether a receipt saying `to` should replace this status. Providers deliver
+    /// receipts out of order and more than once, so a status only moves forward: a late
+    /// "delivered" never hides a "read". A failure is always news.
+    pub fn may_become(self, to: DeliveryStatus) -> bool {
+        fn rank(s: DeliveryStatus) -> u8 {
+            match s {
+                DeliveryStatus::Queued => 0,
+                DeliveryStatus::Sent => 1,
+                DeliveryStatus::Delivered => 2,
+                DeliveryStatus::Read => 3,
+                DeliveryStatus::Failed => 4,
+            }
+        }
+        to == DeliveryStatus::Failed && self != DeliveryStatus::Failed || rank(to) > rank(self)
+    }
 }
 
 /// One entry of a customer's conversation, in either direction.
@@ -80,6 +169,14 @@ pub struct Message {
     /// Why a delivery failed, as the provider said it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment: Option<Attachment>,
+    /// For an edit: our id of the entry it changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edit_of: Option<String>,
+    /// A link the message offers (a survey's page), which channels with buttons show as one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
 }
 
 impl Message {
@@ -90,7 +187,7 @@ impl Message {
             customer_id: customer_id.to_string(),
             channel: msg.channel,
             direction: Direction::Inbound,
-            kind: MessageKind::Text,
+            kind: msg.kind,
             text: msg.text.clone(),
             created_at: msg.received_at,
             ticket_id: None,
@@ -98,6 +195,9 @@ impl Message {
             author: None,
             provider_message_id: msg.provider_message_id.clone(),
             error: None,
+            attachment: msg.attachment.clone(),
+            edit_of: None,
+            link: None,
         }
     }
 
@@ -122,6 +222,9 @@ impl Message {
             author: None,
             provider_message_id: None,
             error: None,
+            attachment: None,
+            edit_of: None,
+            link: None,
         }
     }
 }
@@ -134,6 +237,13 @@ pub enum OutboundMessage {
     Customer { message_id: String },
     /// A notice to the supervisor's webhook.
     Supervisor(SupervisorNotice),
+    /// The answer to a button press the channel waits for (Telegram's answerCallbackQuery),
+    /// shown to the customer as a short notice.
+    Acknowledge {
+        channel: Channel,
+        callback_id: String,
+        text: String,
+    },
 }
 
 /// The JSON posted to `SUPERVISOR_WEBHOOK_URL` when a ticket is escalated.

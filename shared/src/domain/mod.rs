@@ -7,8 +7,8 @@ mod ticket;
 
 pub use customer::{ChannelIdentity, Customer, Tier};
 pub use message::{
-    DeliveryStatus, Direction, InboundMessage, Message, MessageKind, OutboundMessage,
-    SupervisorNotice,
+    Attachment, ButtonPress, DeliveryStatus, Direction, InboundMessage, Message, MessageKind,
+    OutboundMessage, SupervisorNotice,
 };
 pub use ticket::{
     NewTicket, Priority, Skill, Survey, Ticket, TicketFilter, TicketPatch, TicketStatus,

@@ -291,6 +291,12 @@ impl Ticket {
         self.touch(now);
     }
 
+    /// Moves the ticket to another customer (a merge), as a change like any other.
+    pub fn move_to_customer(&mut self, customer_id: &str, now: DateTime<Utc>) {
+        self.customer_id = customer_id.to_string();
+        self.touch(now);
+    }
+
     /// Records that the survey went out. Returns false when it already had, so that a
     /// redelivered close sends nothing.
     pub fn mark_survey_sent(&mut self, now: DateTime<Utc>) -> bool {

@@ -1,0 +1,546 @@
+//! WhatsApp and Telegram, both directions, against the real program and a fake provider:
+//! signed webhooks in (real payloads from `tests/fixtures/`, and payloads built here for
+//! the other types), requests out, failures of every kind, surveys in the channel.
+
+mod common;
+
+use common::provider::{FakeProvider, Plan};
+use common::*;
+use hmac::{Hmac, Mac};
+use reqwest::Response;
+use serde_json::{json, Value};
+use sha2::Sha256;
+use std::future::Future;
+use std::time::Duration;
+
+const APP_SECRET: &str = "wa-app-secret";
+const VERIFY: &str = "wa-verify-token";
+const WA_TOKEN: &str = "wa-access-token";
+const PHONE_ID: &str = "1122334455667";
+const TG_SECRET: &str = "tg-secret-token";
+const BOT: &str = "123456:test-bot-token";
+
+fn fixture(path: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/tests/fixtures/{path}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+async fn start(dir: &TempDir, fake: &FakeProvider, extra: &[(&str, &str)]) -> Server {
+    let wa_base = format!("{}/v21.0", fake.base);
+    let mut env = vec![
+        ("WHATSAPP_APP_SECRET", APP_SECRET),
+        ("WHATSAPP_VERIFY_TOKEN", VERIFY),
+        ("WHATSAPP_ACCESS_TOKEN", WA_TOKEN),
+        ("WHATSAPP_PHONE_NUMBER_ID", PHONE_ID),
+        ("WHATSAPP_API_BASE", &wa_base),
+        ("WHATSAPP_TEMPLATE_NAME", "support_reply"),
+        ("TELEGRAM_SECRET_TOKEN", TG_SECRET),
+        ("TELEGRAM_BOT_TOKEN", BOT),
+        ("TELEGRAM_API_BASE", &fake.base),
+        ("HELPDESK_SEND_TIMEOUT_MS", "500"),
+    ];
+    env.extend_from_slice(extra);
+    Server::start(&dir.0, &env).await
+}
+
+fn sign(secret: &str, body: &[u8]) -> String {
+    let mut mac = <Hmac<Sha256>>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+async fn whatsapp(server: &Server, body: &[u8], signature: Option<String>) -> Response {
+    let mut req = server
+        .http
+        .post(server.url("/webhooks/whatsapp"))
+        .header("content-type", "application/json")
+        .body(body.to_vec());
+    if let Some(sig) = signature {
+        req = req.header("X-Hub-Signature-256", sig);
+    }
+    req.send().await.unwrap()
+}
+
+async fn whatsapp_signed(server: &Server, body: &Value) {
+    let bytes = serde_json::to_vec(body).unwrap();
+    let r = whatsapp(server, &bytes, Some(sign(APP_SECRET, &bytes))).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+}
+
+async fn telegram(server: &Server, body: &[u8], secret: Option<&str>) -> Response {
+    let mut req = server
+        .http
+        .post(server.url("/webhooks/telegram"))
+        .header("content-type", "application/json")
+        .body(body.to_vec());
+    if let Some(s) = secret {
+        req = req.header("X-Telegram-Bot-Api-Secret-Token", s);
+    }
+    req.send().await.unwrap()
+}
+
+async fn telegram_ok(server: &Server, body: &Value) {
+    let r = telegram(server, &serde_json::to_vec(body).unwrap(), Some(TG_SECRET)).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+}
+
+async fn tickets_on(server: &Server, channel: &str) -> Vec<Value> {
+    let v: Value = server
+        .get(&format!("/tickets?channel={channel}"), ADMIN)
+        .await
+        .json()
+        .await
+        .unwrap();
+    v["tickets"].as_array().unwrap().clone()
+}
+
+/// Polls the ticket's conversation until `done` holds for it.
+async fn wait_messages(
+    server: &Server,
+    ticket: &str,
+    done: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    eventually(|| async {
+        let (v, _) = server.ticket(ticket).await;
+        let messages = v["messages"].as_array().unwrap().clone();
+        done(&messages).then_some(messages)
+    })
+    .await
+}
+
+async fn eventually<T, F, Fut>(f: F) -> T
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "gave up waiting");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn kinds(messages: &[Value]) -> Vec<&str> {
+    messages
+        .iter()
+        .map(|m| m["kind"].as_str().unwrap())
+        .collect()
+}
+
+fn notification(messages: Value, statuses: Value) -> Value {
+    json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages",
+        "value": {"messaging_product": "whatsapp",
+                  "metadata": {"display_phone_number": "15550000000", "phone_number_id": PHONE_ID},
+                  "contacts": [{"profile": {"name": "王芳"}, "wa_id": "972987654321"}],
+                  "messages": messages, "statuses": statuses}}]}]})
+}
+
+#[tokio::test]
+async fn whatsapp_in_and_out() {
+    let dir = TempDir::new();
+    let fake = FakeProvider::start().await;
+    let server = start(&dir, &fake, &[]).await;
+    let http = &server.http;
+
+    // Meta's handshake.
+    let hook = server.url("/webhooks/whatsapp");
+    let r = http
+        .get(format!(
+            "{hook}?hub.mode=subscribe&hub.verify_token={VERIFY}&hub.challenge=1158201444"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "1158201444");
+    let r = http
+        .get(format!(
+            "{hook}?hub.mode=subscribe&hub.verify_token=guess&hub.challenge=1"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(r, 403).await, "forbidden");
+
+    // A wrong or missing signature stores nothing.
+    let text = fixture("whatsapp/text_message.json");
+    let r = whatsapp(&server, &text, None).await;
+    assert_eq!(error_code(r, 401).await, "unauthorized");
+    let r = whatsapp(&server, &text, Some(sign("not-the-secret", &text))).await;
+    assert_eq!(error_code(r, 401).await, "unauthorized");
+    let mut tampered = text.clone();
+    tampered.extend_from_slice(b" ");
+    let r = whatsapp(&server, &tampered, Some(sign(APP_SECRET, &text))).await;
+    assert_eq!(error_code(r, 401).await, "unauthorized");
+    assert!(tickets_on(&server, "whatsapp").await.is_empty());
+
+    // The same delivery three times: one ticket, one reply, as a Cloud API request.
+    for _ in 0..3 {
+        let r = whatsapp(&server, &text, Some(sign(APP_SECRET, &text))).await;
+        assert_eq!(r.status(), 200);
+    }
+    let sent = fake.wait_for("/messages", 1).await;
+    let reply = &sent[0];
+    assert_eq!(reply.path, format!("/v21.0/{PHONE_ID}/messages"));
+    assert_eq!(reply.auth.as_deref(), Some(&*format!("Bearer {WA_TOKEN}")));
+    assert_eq!(reply.body["messaging_product"], "whatsapp");
+    assert_eq!(reply.body["to"], "972987654321");
+    assert_eq!(reply.body["type"], "text");
+    assert!(!reply.body["text"]["body"].as_str().unwrap().is_empty());
+    let tickets = tickets_on(&server, "whatsapp").await;
+    assert_eq!(tickets.len(), 1);
+    let ticket = tickets[0]["id"].as_str().unwrap().to_string();
+    let messages = wait_messages(&server, &ticket, |m| m.len() >= 2).await;
+    assert_eq!(messages[0]["text"], "Body Text");
+    assert_eq!(messages[0]["provider_message_id"], "wamid.xyzxyz");
+
+    // Receipts land on the reply, and only move forward; unknown ones are fine.
+    whatsapp_signed(
+        &server,
+        &notification(json!([]), json!([{"id": "wamid.out.1", "status": "read"}])),
+    )
+    .await;
+    whatsapp_signed(
+        &server,
+        &notification(
+            json!([]),
+            json!([{"id": "wamid.out.1", "status": "delivered"}]),
+        ),
+    )
+    .await;
+    let status_fixture = fixture("whatsapp/status_sent.json");
+    let r = whatsapp(
+        &server,
+        &status_fixture,
+        Some(sign(APP_SECRET, &status_fixture)),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let (v, _) = server.ticket(&ticket).await;
+    let handoff = v["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["kind"] == "handoff")
+        .unwrap()
+        .clone();
+    assert_eq!(handoff["status"], "read");
+    assert_eq!(handoff["provider_message_id"], "wamid.out.1");
+
+    // Every other type, several in one notification, all on the customer's ticket.
+    let m = |id: &str, kind: &str, body: Value| {
+        let mut v =
+            json!({"from": "972987654321", "id": id, "timestamp": "1697043223", "type": kind});
+        v[kind] = body;
+        v
+    };
+    whatsapp_signed(
+        &server,
+        &notification(
+            json!([
+                m(
+                    "wamid.img",
+                    "image",
+                    json!({"id": "media-1", "mime_type": "image/jpeg", "caption": "屏幕坏了"})
+                ),
+                m(
+                    "wamid.aud",
+                    "audio",
+                    json!({"id": "media-2", "voice": true})
+                ),
+                m("wamid.vid", "video", json!({"id": "media-3"})),
+                m(
+                    "wamid.doc",
+                    "document",
+                    json!({"id": "media-4", "filename": "发票.pdf"})
+                ),
+                m("wamid.stk", "sticker", json!({"id": "media-5"})),
+                m(
+                    "wamid.loc",
+                    "location",
+                    json!({"latitude": 31.23, "longitude": 121.47, "name": "外滩"})
+                ),
+                m(
+                    "wamid.con",
+                    "contacts",
+                    json!([{"name": {"formatted_name": "张伟"}, "phones": [{"phone": "+86 138"}]}])
+                ),
+                m(
+                    "wamid.int",
+                    "interactive",
+                    json!({"type": "button_reply", "button_reply": {"id": "yes", "title": "是的"}})
+                ),
+                m(
+                    "wamid.lst",
+                    "interactive",
+                    json!({"type": "list_reply", "list_reply": {"id": "l1", "title": "退款"}})
+                ),
+                m(
+                    "wamid.btn",
+                    "button",
+                    json!({"payload": "talk", "text": "联系客服"})
+                ),
+                m("wamid.new", "order", json!({"catalog_id": "c"})),
+            ]),
+            json!([]),
+        ),
+    )
+    .await;
+    let messages = wait_messages(&server, &ticket, |m| m.len() >= 13).await;
+    let got = kinds(&messages[2..]);
+    assert_eq!(
+        got,
+        [
+            "media",
+            "media",
+            "media",
+            "media",
+            "media",
+            "media",
+            "media",
+            "button",
+            "button",
+            "button",
+            "unsupported"
+        ]
+    );
+    assert_eq!(messages[2]["text"], "屏幕坏了");
+    assert_eq!(messages[2]["attachment"]["media_id"], "media-1");
+    assert_eq!(messages[3]["attachment"]["kind"], "voice");
+    assert!(messages[7]["text"].as_str().unwrap().contains("外滩"));
+    assert_eq!(tickets_on(&server, "whatsapp").await.len(), 1);
+
+    // A permanent refusal: failed, with WhatsApp's reason, on the ticket.
+    fake.plan([Plan::Fail(
+        400,
+        json!({"error": {"message": "(#131026) Message undeliverable", "code": 131026}}),
+    )]);
+    let r = server
+        .post(
+            &format!("/tickets/{ticket}/replies"),
+            ADMIN,
+            json!({"text": "您好"}),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    let messages = wait_messages(&server, &ticket, |m| {
+        m.iter().any(|x| x["status"] == "failed")
+    })
+    .await;
+    let failed = messages.iter().find(|x| x["status"] == "failed").unwrap();
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .contains("Message undeliverable"),
+        "{failed}"
+    );
+
+    // A Telegram user turns out to be the same person: merge, nothing lost.
+    telegram_ok(
+        &server,
+        &serde_json::from_slice(&fixture("telegram/text_message.json")).unwrap(),
+    )
+    .await;
+    let tg_ticket = eventually(|| async { tickets_on(&server, "telegram").await.pop() }).await;
+    let wa_customer = tickets[0]["customer_id"].as_str().unwrap();
+    let tg_customer = tg_ticket["customer_id"].as_str().unwrap();
+    let path = format!("/customers/{wa_customer}/merge");
+    let r = server
+        .post(&path, ALICE, json!({"from": tg_customer}))
+        .await;
+    assert_eq!(error_code(r, 403).await, "forbidden");
+    let r = server.post(&path, BOB, json!({"from": tg_customer})).await;
+    assert_eq!(r.status(), 200);
+    let merged: Value = r.json().await.unwrap();
+    assert_eq!(merged["identities"].as_array().unwrap().len(), 2);
+    assert_eq!(server.tickets_of(wa_customer).await.len(), 2);
+    let r = server
+        .get(&format!("/customers/{tg_customer}"), ADMIN)
+        .await;
+    assert_eq!(error_code(r, 404).await, "not_found");
+    let r = server.post(&path, BOB, json!({"from": tg_customer})).await;
+    assert_eq!(error_code(r, 404).await, "not_found");
+}
+
+#[tokio::test]
+async fn telegram_in_and_out() {
+    let dir = TempDir::new();
+    let fake = FakeProvider::start().await;
+    let server = start(&dir, &fake, &[]).await;
+    let update = fixture("telegram/text_message.json");
+
+    // A wrong or missing secret stores nothing.
+    assert_eq!(
+        error_code(telegram(&server, &update, None).await, 401).await,
+        "unauthorized"
+    );
+    assert_eq!(
+        error_code(telegram(&server, &update, Some("guess")).await, 401).await,
+        "unauthorized"
+    );
+    assert!(tickets_on(&server, "telegram").await.is_empty());
+
+    // Three deliveries of one update: one ticket, one sendMessage.
+    for _ in 0..3 {
+        assert_eq!(
+            telegram(&server, &update, Some(TG_SECRET)).await.status(),
+            200
+        );
+    }
+    let sent = fake.wait_for("/sendMessage", 1).await;
+    assert_eq!(sent[0].path, format!("/bot{BOT}/sendMessage"));
+    assert_eq!(sent[0].body["chat_id"], 408258968);
+    assert!(!sent[0].body["text"].as_str().unwrap().is_empty());
+    let tickets = tickets_on(&server, "telegram").await;
+    assert_eq!(tickets.len(), 1);
+    let ticket = tickets[0]["id"].as_str().unwrap().to_string();
+
+    // An edit is recorded against the original; a photo joins the ticket.
+    let chat = json!({"id": 408258968, "type": "private", "first_name": "Hirrolot"});
+    let from = json!({"id": 408258968, "is_bot": false, "first_name": "Hirrolot", "language_code": "zh-hans"});
+    telegram_ok(&server, &json!({"update_id": 306197399, "edited_message": {
+        "message_id": 154, "date": 1581448857, "edit_date": 1581448900, "chat": chat, "from": from, "text": "4（改）"}})).await;
+    telegram_ok(&server, &json!({"update_id": 306197400, "message": {
+        "message_id": 155, "date": 1581448901, "chat": chat, "from": from,
+        "photo": [{"file_id": "small", "width": 90}, {"file_id": "large", "width": 800}], "caption": "截图"}})).await;
+    telegram_ok(
+        &server,
+        &json!({"update_id": 306197401, "message": {
+        "message_id": 156, "date": 1581448902, "chat": chat, "dice": {"emoji": "🎲", "value": 3}}}),
+    )
+    .await;
+    let messages = wait_messages(&server, &ticket, |m| m.len() >= 5).await;
+    assert_eq!(
+        kinds(&messages),
+        ["text", "handoff", "edit", "media", "unsupported"]
+    );
+    assert_eq!(messages[2]["edit_of"], messages[0]["id"]);
+    assert_eq!(messages[2]["text"], "4（改）");
+    assert_eq!(messages[3]["attachment"]["media_id"], "large");
+    assert_eq!(tickets_on(&server, "telegram").await.len(), 1);
+
+    // 429 with retry_after, then 500, then no answer: the reply still arrives once.
+    fake.plan([
+        Plan::Fail(429, json!({"ok": false, "error_code": 429, "description": "Too Many Requests: retry after 1", "parameters": {"retry_after": 1}})),
+        Plan::Fail(500, json!({"ok": false, "error_code": 500, "description": "Internal Server Error"})),
+        Plan::Hang(Duration::from_secs(2)),
+    ]);
+    let r = server
+        .post(
+            &format!("/tickets/{ticket}/replies"),
+            ADMIN,
+            json!({"text": "您好，我们正在处理"}),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    let sent = fake.wait_for("/sendMessage", 2).await;
+    assert_eq!(sent[1].body["text"], "您好，我们正在处理");
+    wait_messages(&server, &ticket, |m| {
+        m.iter()
+            .any(|x| x["kind"] == "agent_reply" && x["status"] == "sent")
+    })
+    .await;
+
+    // Closing sends the survey as an inline keyboard; a button press records the rating.
+    let (_, version) = server.ticket(&ticket).await;
+    let r = server
+        .patch(&ticket, Some(version), json!({"status": "closed"}))
+        .await;
+    assert_eq!(r.status(), 200);
+    let sent = fake.wait_for("/sendMessage", 3).await;
+    let keyboard = &sent[2].body["reply_markup"]["inline_keyboard"];
+    let buttons: Vec<&Value> = keyboard
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|row| row.as_array().unwrap())
+        .collect();
+    assert_eq!(buttons.len(), 5);
+    let press = |n: usize, update_id: u64| {
+        json!({"update_id": update_id, "callback_query": {"id": format!("cq-{update_id}"), "from": from, "chat_instance": "1",
+            "message": {"message_id": 200, "date": 1, "chat": chat},
+            "data": buttons[n - 1]["callback_data"]}})
+    };
+    telegram_ok(&server, &press(4, 306197402)).await;
+    let answered = fake.wait_for("/answerCallbackQuery", 1).await;
+    assert_eq!(answered[0].body["callback_query_id"], "cq-306197402");
+    let rating = eventually(|| async {
+        let (v, _) = server.ticket(&ticket).await;
+        v["ticket"]["survey"]["rating"].as_u64()
+    })
+    .await;
+    assert_eq!(rating, 4);
+    // A second answer changes nothing.
+    telegram_ok(&server, &press(1, 306197403)).await;
+    fake.wait_for("/answerCallbackQuery", 2).await;
+    let (v, _) = server.ticket(&ticket).await;
+    assert_eq!(v["ticket"]["survey"]["rating"], 4);
+    assert_eq!(tickets_on(&server, "telegram").await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_burst_to_one_telegram_chat_is_paced_without_429s() {
+    let dir = TempDir::new();
+    let fake = FakeProvider::start().await;
+    // 20/s instead of Telegram's 1/s keeps the test short; the fake refuses anything faster
+    // than 4/5 of the interval, as Telegram would with a 429.
+    let server = start(&dir, &fake, &[("TELEGRAM_RATE_PER_CHAT", "20")]).await;
+    fake.enforce_per_chat_interval(Duration::from_millis(40));
+    telegram_ok(
+        &server,
+        &serde_json::from_slice(&fixture("telegram/text_message.json")).unwrap(),
+    )
+    .await;
+    fake.wait_for("/sendMessage", 1).await;
+    let ticket = tickets_on(&server, "telegram").await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for i in 0..30 {
+        let r = server
+            .post(
+                &format!("/tickets/{ticket}/replies"),
+                ADMIN,
+                json!({"text": format!("第 {i} 条")}),
+            )
+            .await;
+        assert_eq!(r.status(), 202);
+    }
+    let sent = fake.wait_for("/sendMessage", 31).await;
+    assert_eq!(
+        fake.throttled(),
+        0,
+        "the desk sent faster than the chat allows"
+    );
+    assert_eq!(sent[30].body["text"], "第 29 条");
+}
+
+#[tokio::test]
+async fn a_channel_without_secrets_is_off_and_says_so() {
+    let dir = TempDir::new();
+    let server = Server::start(&dir.0, &[]).await;
+    let r = server
+        .http
+        .post(server.url("/webhooks/whatsapp"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(r, 503).await, "channel_disabled");
+    let r = server
+        .http
+        .get(server.url("/webhooks/whatsapp?hub.mode=subscribe&hub.verify_token=x&hub.challenge=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(r, 503).await, "channel_disabled");
+    let r = telegram(&server, b"{}", Some("x")).await;
+    assert_eq!(error_code(r, 503).await, "channel_disabled");
+}
