@@ -3,6 +3,7 @@
 //! whole flow from a webchat message through SQS and DynamoDB to a ticket and its survey.
 
 mod aws_harness;
+mod common;
 
 use aws_harness::*;
 use helpdesk_core::aws::DynamoKnowledge;
@@ -23,13 +24,17 @@ struct Desk {
 
 impl Desk {
     async fn start(stack: &Stack) -> Desk {
+        Desk::start_with(&stack.env).await
+    }
+
+    async fn start_with(env: &std::collections::HashMap<String, String>) -> Desk {
         Desk {
-            intake: Runtime::start("intake", &stack.env).await,
-            router: Runtime::start("router", &stack.env).await,
-            auto_reply: Runtime::start("auto-reply", &stack.env).await,
-            dispatch: Runtime::start("dispatch", &stack.env).await,
-            tickets: Runtime::start("tickets", &stack.env).await,
-            survey: Runtime::start("survey", &stack.env).await,
+            intake: Runtime::start("intake", env).await,
+            router: Runtime::start("router", env).await,
+            auto_reply: Runtime::start("auto-reply", env).await,
+            dispatch: Runtime::start("dispatch", env).await,
+            tickets: Runtime::start("tickets", env).await,
+            survey: Runtime::start("survey", env).await,
         }
     }
 
@@ -241,6 +246,102 @@ async fn a_message_goes_from_intake_through_sqs_and_dynamodb_to_a_ticket_and_its
         "time to first answer (debug build, emulator): intake {:?}, router {:?}, auto-reply {:?}, dispatch {:?}, tickets {:?}, survey {:?}",
         desk.intake.first_answer, desk.router.first_answer, desk.auto_reply.first_answer,
         desk.dispatch.first_answer, desk.tickets.first_answer, desk.survey.first_answer
+    );
+}
+
+#[tokio::test]
+async fn a_telegram_update_goes_from_the_webhook_to_a_ticket_and_its_survey_goes_out() {
+    let stack = Stack::new().await;
+    let telegram = common::provider::FakeProvider::start().await;
+    let mut env = stack.env.clone();
+    for (k, v) in [
+        ("TELEGRAM_SECRET_TOKEN", "tg-secret"),
+        ("TELEGRAM_BOT_TOKEN", "123:bot"),
+        ("TELEGRAM_API_BASE", telegram.base.as_str()),
+        ("TELEGRAM_RATE_PER_CHAT", "50"),
+    ] {
+        env.insert(k.into(), v.into());
+    }
+    let mut desk = Desk::start_with(&env).await;
+    let update = json!({
+        "update_id": 9001,
+        "message": {
+            "message_id": 11, "date": 1_800_000_000,
+            "chat": {"id": 4242, "type": "private", "first_name": "丽"},
+            "from": {"id": 4242, "is_bot": false, "first_name": "丽", "language_code": "zh-hans"},
+            "text": "我这个月被重复扣款了两次，请帮我查一下"
+        }
+    });
+    let wrong = http_event(
+        "POST",
+        "/webhooks/telegram",
+        &[("x-telegram-bot-api-secret-token", "nope")],
+        Some(update.clone()),
+        None,
+    );
+    assert_eq!(
+        http_answer(&desk.intake.invoke(wrong).await.unwrap()).0,
+        401
+    );
+    // Telegram delivers the same update twice: one ticket, one hand-off.
+    for _ in 0..2 {
+        let event = http_event(
+            "POST",
+            "/webhooks/telegram",
+            &[("x-telegram-bot-api-secret-token", "tg-secret")],
+            Some(update.clone()),
+            None,
+        );
+        assert_eq!(
+            http_answer(&desk.intake.invoke(event).await.unwrap()).0,
+            200
+        );
+    }
+    desk.pump(&stack).await;
+    let (_, list, _) = desk
+        .http("tickets", "GET", "/tickets?skill=billing", &[], None)
+        .await;
+    let tickets = list["tickets"].as_array().unwrap();
+    assert_eq!(tickets.len(), 1, "{list}");
+    assert_eq!(tickets[0]["channel"], "telegram");
+    let id = tickets[0]["id"].as_str().unwrap().to_string();
+    let handoff = telegram.wait_for("sendMessage", 1).await;
+    assert_eq!(handoff[0].body["chat_id"], 4242);
+    assert!(handoff[0].body["text"]
+        .as_str()
+        .unwrap()
+        .contains("人工客服"));
+
+    let (_, _, headers) = desk
+        .http("tickets", "GET", &format!("/tickets/{id}"), &[], None)
+        .await;
+    let etag = headers["etag"]
+        .as_str()
+        .unwrap()
+        .trim_matches('"')
+        .to_string();
+    let (status, _, _) = desk
+        .http(
+            "tickets",
+            "PATCH",
+            &format!("/tickets/{id}"),
+            &[("if-match", &etag)],
+            Some(json!({"status": "closed"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let stream = stack.stream_event().await;
+    for _ in 0..2 {
+        let answer = desk.survey.invoke(stream.clone()).await.unwrap();
+        assert_eq!(answer["batchItemFailures"], json!([]));
+    }
+    desk.pump(&stack).await;
+    let sent = telegram.wait_for("sendMessage", 2).await;
+    assert_eq!(sent.len(), 2, "one hand-off and one survey: {sent:#?}");
+    assert!(
+        sent[1].body["reply_markup"]["inline_keyboard"].is_array(),
+        "{:?}",
+        sent[1].body
     );
 }
 
