@@ -21,20 +21,26 @@ fn var(name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
+/// `HELPDESK_AUTO_REPLY_THRESHOLD`, or the default: shared by `serve` and `kb eval` so that
+/// an evaluation measures the threshold the desk runs with.
+pub fn auto_reply_threshold() -> Result<f64> {
+    match var("HELPDESK_AUTO_REPLY_THRESHOLD") {
+        None => Ok(helpdesk_core::knowledge::DEFAULT_THRESHOLD),
+        Some(v) => {
+            let t: f64 = v
+                .parse()
+                .with_context(|| format!("HELPDESK_AUTO_REPLY_THRESHOLD={v:?} is not a number"))?;
+            if !(0.0..=1.0).contains(&t) {
+                bail!("HELPDESK_AUTO_REPLY_THRESHOLD must be between 0 and 1, not {t}");
+            }
+            Ok(t)
+        }
+    }
+}
+
 impl Config {
     pub fn from_env(data_dir: PathBuf) -> Result<Config> {
-        let threshold = match var("HELPDESK_AUTO_REPLY_THRESHOLD") {
-            None => helpdesk_core::knowledge::DEFAULT_THRESHOLD,
-            Some(v) => {
-                let t: f64 = v.parse().with_context(|| {
-                    format!("HELPDESK_AUTO_REPLY_THRESHOLD={v:?} is not a number")
-                })?;
-                if !(0.0..=1.0).contains(&t) {
-                    bail!("HELPDESK_AUTO_REPLY_THRESHOLD must be between 0 and 1, not {t}");
-                }
-                t
-            }
-        };
+        let threshold = auto_reply_threshold()?;
         let supervisor_webhook_url = var("SUPERVISOR_WEBHOOK_URL");
         if let Some(url) = &supervisor_webhook_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {

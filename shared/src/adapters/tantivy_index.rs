@@ -22,6 +22,9 @@ use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Te
 const TOKENIZER: &str = "helpdesk";
 /// How many candidates tantivy hands the ranker.
 const CANDIDATES: usize = 20;
+/// How many of the ranking model's own likeliest articles join the candidates: a paraphrase
+/// may share no indexed term with its article.
+const PROPOSED: usize = 3;
 const WRITER_HEAP_BYTES: usize = 20_000_000;
 
 #[derive(Clone)]
@@ -211,7 +214,7 @@ impl TantivyIndex {
             )
             .map_err(ix_err)?;
         let state = self.read();
-        let mut candidates = Vec::with_capacity(top.len());
+        let mut candidates = Vec::with_capacity(top.len() + PROPOSED);
         for (score, address) in top {
             let doc: TantivyDocument = searcher.doc(address).map_err(ix_err)?;
             let id = doc
@@ -222,9 +225,21 @@ impl TantivyIndex {
                 candidates.push((article.clone(), score));
             }
         }
+        for id in state.ranker.propose(query, PROPOSED) {
+            if !candidates.iter().any(|(a, _)| a.id == id) {
+                if let Some(article) = state.articles.get(id) {
+                    candidates.push((article.clone(), 0.0));
+                }
+            }
+        }
         let mut hits = state.ranker.rank(query, candidates);
         hits.truncate(limit);
         Ok(hits)
+    }
+
+    /// Memory held by the ranking model, for the benchmark.
+    pub fn model_bytes(&self) -> usize {
+        self.read().ranker.model_bytes()
     }
 
     fn document(&self, a: &Article) -> Result<TantivyDocument> {

@@ -2,6 +2,8 @@
 //! candidate articles, and [`Ranker`] orders them and gives each a confidence in [0, 1]
 //! that one threshold turns into "answer" or "hand off".
 
+mod features;
+mod model;
 mod ranker;
 mod tokenize;
 

@@ -52,11 +52,15 @@ pub fn tokenize(text: &str) -> Vec<String> {
     terms
 }
 
+/// The English stem of a lower-cased word.
+pub(super) fn stem(word: &str) -> String {
+    stemmer().stem(word).into_owned()
+}
+
 fn flush_word(word: &mut String, terms: &mut Vec<String>) {
     let w = word.trim_end_matches('\'');
     if !w.is_empty() && !EN_STOP.contains(&w) {
-        let w = w.replace('\'', "");
-        terms.push(stemmer().stem(&w).into_owned());
+        terms.push(stem(&w.replace('\'', "")));
     }
     word.clear();
 }
