@@ -6,6 +6,7 @@
 
 use super::model::Model;
 use super::{tokenize, Article};
+use crate::text::is_cjk;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 
@@ -60,6 +61,14 @@ impl Decision<'_> {
 /// overlap). The model knows which article a query is about, even in words no question
 /// used; overlap knows whether the query is about anything the knowledge base covers at all.
 const MODEL_WEIGHT: f64 = 0.5;
+
+/// How much less an unknown pair of Chinese characters weighs than an unknown word.
+const UNKNOWN_PAIR_DISCOUNT: f64 = 4.0;
+
+fn is_cjk_pair(term: &str) -> bool {
+    let mut chars = term.chars();
+    matches!((chars.next(), chars.next(), chars.next()), (Some(a), Some(b), None) if is_cjk(a) && is_cjk(b))
+}
 
 /// Everything the ranking step learned from the articles; rebuilt when they change.
 #[derive(Debug, Clone, Default)]
@@ -260,6 +269,10 @@ impl Lexical {
                     known.insert(id, w);
                     norm += w;
                 }
+                // A pair of Chinese characters no article uses is as often a cut across two
+                // words (segmentation without a dictionary) as a topic of its own; its
+                // characters also count as single terms.
+                None if is_cjk_pair(&t) => norm += self.idf2(0) / UNKNOWN_PAIR_DISCOUNT,
                 None => norm += self.idf2(0),
             }
         }
