@@ -12,6 +12,11 @@ DATASETS_DIR holds banking77/ and clinc150/ (see the team's datasets README). Wr
                           build time and memory (its accuracy is meaningless: it has seen them)
   clinc150-kb.json        one article per intent from `train`
   clinc150-val.csv        `val` (expected: the intent) and `oos_val` (expected: empty, a hand-off)
+  clinc150-val-in.csv     `val` alone: its auto-reply rate is the share of in-scope queries answered
+  clinc150-val-oos.csv    `oos_val` alone: its hand-off recall is the out-of-scope one
+  clinc150-10k-kb.json    the first 10,000 `train` queries (66-67 per intent): a 10,000-question
+                          base that `clinc150-val.csv` was never part of, for latency, build
+                          time and memory
 
 With --bm25 it also prints the lexical baselines: plain BM25 over the questions, one document
 per question and one per intent, accuracy@1 on the same held-out queries.
@@ -82,7 +87,13 @@ def clinc150(src, out):
         kb[intent].append(text.strip())
     rows = [(t, i) for t, i in data["val"]] + [(t, "") for t, _ in data["oos_val"]]
     write_kb(out / "clinc150-kb.json", kb)
+    small = {}
+    for n, intent in enumerate(sorted(kb)):
+        small[intent] = kb[intent][: 67 if n < 100 else 66]
+    write_kb(out / "clinc150-10k-kb.json", small)
     write_queries(out / "clinc150-val.csv", rows)
+    write_queries(out / "clinc150-val-in.csv", [r for r in rows if r[1]])
+    write_queries(out / "clinc150-val-oos.csv", [r for r in rows if not r[1]])
     return kb, rows
 
 

@@ -74,6 +74,7 @@ pub async fn run(kb: &Path, queries: &Path, json: bool, threshold: f64) -> Resul
         .await
         .map_err(|e| anyhow!("{}: {}", kb.display(), e.message))?;
     let build = started.elapsed();
+    let model_bytes = index.model_bytes();
 
     let mut outcomes = Vec::with_capacity(rows.len());
     for row in &rows {
@@ -97,7 +98,7 @@ pub async fn run(kb: &Path, queries: &Path, json: bool, threshold: f64) -> Resul
     if json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
-        print_report(&report, articles.len(), build, threshold);
+        print_report(&report, articles.len(), build, model_bytes, threshold);
     }
     Ok(())
 }
@@ -162,11 +163,13 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-fn print_report(r: &Report, articles: usize, build: Duration, threshold: f64) {
+fn print_report(r: &Report, articles: usize, build: Duration, model: usize, threshold: f64) {
     println!(
-        "{} queries against {articles} articles (index built in {:.0} ms, threshold {threshold})",
+        "{} queries against {articles} articles (index and ranking model built in {:.0} ms; \
+         model {:.1} MB; threshold {threshold})",
         r.queries,
-        build.as_secs_f64() * 1000.0
+        build.as_secs_f64() * 1000.0,
+        model as f64 / 1e6
     );
     println!("accuracy@1            {:.4}", r.accuracy_at_1);
     println!("auto-reply rate       {:.4}", r.auto_reply_rate);

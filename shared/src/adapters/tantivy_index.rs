@@ -222,13 +222,13 @@ impl TantivyIndex {
                 .and_then(|v| v.as_str())
                 .unwrap_or_default();
             if let Some(article) = state.articles.get(id) {
-                candidates.push((article.clone(), score));
+                candidates.push((article, score));
             }
         }
         for id in state.ranker.propose(query, PROPOSED) {
-            if !candidates.iter().any(|(a, _)| a.id == id) {
+            if !candidates.iter().any(|(a, _): &(&Article, f32)| a.id == id) {
                 if let Some(article) = state.articles.get(id) {
-                    candidates.push((article.clone(), 0.0));
+                    candidates.push((article, 0.0));
                 }
             }
         }

@@ -133,7 +133,7 @@ impl Ranker {
     }
 
     /// Orders `candidates` (each with the index's retrieval score) by confidence.
-    pub fn rank(&self, query: &str, candidates: Vec<(Article, f32)>) -> Vec<Hit> {
+    pub fn rank(&self, query: &str, candidates: Vec<(&Article, f32)>) -> Vec<Hit> {
         let exact = self.exact.get(&normalize(query)).copied().flatten();
         let p = self.model.probabilities(query);
         let q = self.lexical.query(query);
@@ -151,9 +151,9 @@ impl Ranker {
                     None => 0.0,
                 };
                 Hit {
-                    article_id: article.id,
-                    title: article.title,
-                    answer: article.answer,
+                    article_id: article.id.clone(),
+                    title: article.title.clone(),
+                    answer: article.answer.clone(),
                     score,
                     confidence,
                 }
@@ -346,7 +346,7 @@ mod tests {
     fn rank(q: &str) -> Vec<Hit> {
         let kb = kb();
         let ranker = Ranker::new(&kb);
-        ranker.rank(q, kb.into_iter().map(|a| (a, 1.0)).collect())
+        ranker.rank(q, kb.iter().map(|a| (a, 1.0)).collect())
     }
 
     #[test]
