@@ -3,8 +3,8 @@
 //! rest stemmed; Chinese, written without spaces, becomes its characters and overlapping
 //! character pairs after its most common function characters are taken out. Pairs carry
 //! most words; single characters let "退钱" still meet "退款". A dictionary segmenter (jieba)
-//! was not adopted: it adds megabytes to every Lambda that links the ranker, and nothing here
-//! measures it better yet (see docs/benchmarks.md).
+//! was measured and not adopted: it answered fewer Chinese paraphrases and adds megabytes to
+//! every Lambda that links the ranker (docs/benchmarks.md).
 
 use crate::text::is_cjk;
 use rust_stemmers::{Algorithm, Stemmer};
