@@ -357,6 +357,36 @@ mod tests {
     }
 
     #[test]
+    fn a_question_asked_as_written_is_the_fast_path_unless_two_articles_share_it() {
+        let hits = rank("  how do i RESET my password ");
+        assert_eq!(hits[0].article_id, "pw");
+        assert_eq!(hits[0].confidence, 1.0);
+        let hits = rank("如何重置密码？");
+        assert_eq!(hits[0].confidence, 1.0);
+
+        let mut kb = kb();
+        kb[1].questions.push("How do I reset my password?".into());
+        let ranker = Ranker::new(&kb);
+        let hits = ranker.rank(
+            "How do I reset my password?",
+            kb.iter().map(|a| (a, 1.0)).collect(),
+        );
+        assert!(hits.iter().all(|h| h.confidence < 1.0), "{hits:?}");
+    }
+
+    #[test]
+    fn the_model_proposes_articles_that_share_no_term_with_the_query() {
+        let kb = kb();
+        let ranker = Ranker::new(&kb);
+        // "passwd" is no indexed term; its character n-grams are those of "password".
+        assert!(tokenize("passwd")
+            .iter()
+            .all(|t| !t.starts_with("password")));
+        assert_eq!(ranker.propose("passwd", 1), ["pw"]);
+        assert_eq!(ranker.propose("退款", 3).len(), 3);
+    }
+
+    #[test]
     fn paraphrases_in_both_languages_pass_the_threshold() {
         for q in [
             "I forgot my password, how can I reset it?",
