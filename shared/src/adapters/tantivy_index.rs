@@ -20,6 +20,12 @@ use tantivy::tokenizer::{TextAnalyzer, Token, TokenStream, Tokenizer};
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
 const TOKENIZER: &str = "helpdesk";
+/// How much a match counts in each field: the ways customers ask most, the answer least
+/// (it is long, and words in it are not what the article is about). The OpenSearch query
+/// (`infra/opensearch/search-request.json`) uses the same weights.
+const QUESTIONS_BOOST: f32 = 3.0;
+const TITLE_BOOST: f32 = 2.0;
+const ANSWER_BOOST: f32 = 0.5;
 /// How many candidates tantivy hands the ranker.
 const CANDIDATES: usize = 20;
 /// How many of the ranking model's own likeliest articles join the candidates: a paraphrase
@@ -198,7 +204,11 @@ impl TantivyIndex {
         let f = self.fields;
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         for term in &terms {
-            for (field, boost) in [(f.questions, 3.0), (f.title, 2.0), (f.answer, 0.5)] {
+            for (field, boost) in [
+                (f.questions, QUESTIONS_BOOST),
+                (f.title, TITLE_BOOST),
+                (f.answer, ANSWER_BOOST),
+            ] {
                 let q = TermQuery::new(
                     Term::from_field_text(field, term),
                     IndexRecordOption::WithFreqs,
@@ -326,6 +336,31 @@ mod tests {
             locale: None,
             tags: vec![],
         }
+    }
+
+    #[test]
+    fn opensearch_weighs_the_fields_as_tantivy_does() {
+        let request: serde_json::Value = serde_json::from_str(include_str!(
+            "../../../infra/opensearch/search-request.json"
+        ))
+        .unwrap();
+        let fields = request["query"]["multi_match"]["fields"]
+            .as_array()
+            .unwrap();
+        let mut seen = 0;
+        for f in fields {
+            let (name, boost) = f.as_str().unwrap().split_once('^').unwrap();
+            let want = match name.trim_end_matches(".zh") {
+                "questions" => QUESTIONS_BOOST,
+                "title" => TITLE_BOOST,
+                "answer" => ANSWER_BOOST,
+                other => panic!("unexpected field {other}"),
+            };
+            assert_eq!(boost.parse::<f32>().unwrap(), want, "{name}");
+            seen += 1;
+        }
+        assert_eq!(seen, 6);
+        assert_eq!(request["size"], CANDIDATES);
     }
 
     #[tokio::test]

@@ -107,6 +107,22 @@ mod tests {
     }
 
     #[test]
+    fn opensearch_drops_the_same_chinese_function_characters() {
+        let mapping: serde_json::Value = serde_json::from_str(include_str!(
+            "../../../infra/opensearch/knowledge-index.json"
+        ))
+        .unwrap();
+        let words = &mapping["settings"]["analysis"]["filter"]["zh_stop"]["stopwords"];
+        let theirs: Vec<char> = words
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|w| w.as_str().unwrap().chars())
+            .collect();
+        assert_eq!(theirs, ZH_STOP);
+    }
+
+    #[test]
     fn mixed_text_keeps_both() {
         assert_eq!(
             tokenize("App打不开 error 502"),
