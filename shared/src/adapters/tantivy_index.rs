@@ -3,7 +3,9 @@
 //! compares them. Tantivy finds candidates by BM25 over questions (weighted most), title and
 //! answer; the shared [`Ranker`] orders them and gives the confidence.
 
-use crate::knowledge::{tokenize, Article, Hit, Ranker};
+use crate::knowledge::{
+    tokenize, Article, Hit, Ranker, ANSWER_BOOST, CANDIDATES, QUESTIONS_BOOST, TITLE_BOOST,
+};
 use crate::ports::KnowledgeIndex;
 use crate::{Error, Result};
 use async_trait::async_trait;
@@ -20,14 +22,7 @@ use tantivy::tokenizer::{TextAnalyzer, Token, TokenStream, Tokenizer};
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
 const TOKENIZER: &str = "helpdesk";
-/// How much a match counts in each field: the ways customers ask most, the answer least
-/// (it is long, and words in it are not what the article is about). The OpenSearch query
-/// (`infra/opensearch/search-request.json`) uses the same weights.
-const QUESTIONS_BOOST: f32 = 3.0;
-const TITLE_BOOST: f32 = 2.0;
-const ANSWER_BOOST: f32 = 0.5;
-/// How many candidates tantivy hands the ranker.
-const CANDIDATES: usize = 20;
+
 /// How many of the ranking model's own likeliest articles join the candidates: a paraphrase
 /// may share no indexed term with its article.
 const PROPOSED: usize = 3;
@@ -336,31 +331,6 @@ mod tests {
             locale: None,
             tags: vec![],
         }
-    }
-
-    #[test]
-    fn opensearch_weighs_the_fields_as_tantivy_does() {
-        let request: serde_json::Value = serde_json::from_str(include_str!(
-            "../../../infra/opensearch/search-request.json"
-        ))
-        .unwrap();
-        let fields = request["query"]["multi_match"]["fields"]
-            .as_array()
-            .unwrap();
-        let mut seen = 0;
-        for f in fields {
-            let (name, boost) = f.as_str().unwrap().split_once('^').unwrap();
-            let want = match name.trim_end_matches(".zh") {
-                "questions" => QUESTIONS_BOOST,
-                "title" => TITLE_BOOST,
-                "answer" => ANSWER_BOOST,
-                other => panic!("unexpected field {other}"),
-            };
-            assert_eq!(boost.parse::<f32>().unwrap(), want, "{name}");
-            seen += 1;
-        }
-        assert_eq!(seen, 6);
-        assert_eq!(request["size"], CANDIDATES);
     }
 
     #[tokio::test]
