@@ -49,27 +49,27 @@ fn end_word(word: &mut String, words: &mut Vec<String>, out: &mut Vec<String>) {
         .chain(w.chars())
         .chain(std::iter::once('>'))
         .collect();
-    for n in 3..=5 {
-        for gram in chars.windows(n) {
-            let mut f = String::with_capacity(n * 2 + 1);
-            f.push('c');
-            f.extend(gram);
-            out.push(f);
-        }
-    }
+    grams('c', &chars, 3..=5, out);
     words.push(s);
 }
 
 fn end_han(han: &mut Vec<char>, out: &mut Vec<String>) {
-    for n in 1..=3 {
-        for gram in han.windows(n) {
-            let mut f = String::with_capacity(n * 3 + 1);
-            f.push('h');
-            f.extend(gram);
-            out.push(f);
+    grams('h', han, 1..=3, out);
+    han.clear();
+}
+
+/// Every run of `sizes` consecutive characters, behind the feature-kind prefix.
+fn grams(
+    kind: char,
+    chars: &[char],
+    sizes: std::ops::RangeInclusive<usize>,
+    out: &mut Vec<String>,
+) {
+    for n in sizes {
+        for gram in chars.windows(n) {
+            out.push(std::iter::once(kind).chain(gram.iter().copied()).collect());
         }
     }
-    han.clear();
 }
 
 #[cfg(test)]
