@@ -23,10 +23,16 @@ fn var(name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
+/// `HELPDESK_AUTO_REPLY_THRESHOLD`, or the default: shared by `serve` and `kb eval` so that
+/// an evaluation measures the threshold the desk runs with (and the Lambda functions read
+/// it the same way).
+pub fn auto_reply_threshold() -> Result<f64> {
+    helpdesk_core::knowledge::threshold_from_env().map_err(|e| anyhow!(e.message))
+}
+
 impl Config {
     pub fn from_env(data_dir: PathBuf) -> Result<Config> {
-        let threshold = helpdesk_core::knowledge::threshold_from_env()
-            .map_err(|e| anyhow::anyhow!(e.message))?;
+        let threshold = auto_reply_threshold()?;
         let supervisor_webhook_url = var("SUPERVISOR_WEBHOOK_URL");
         if let Some(url) = &supervisor_webhook_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {

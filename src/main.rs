@@ -2,6 +2,7 @@
 //! installs, plus the knowledge-base tools.
 
 mod config;
+mod eval;
 mod serve;
 
 use anyhow::{Context, Result};
@@ -48,6 +49,19 @@ enum KbCommand {
         #[arg(long, env = "HELPDESK_DATA_DIR", default_value = "data")]
         data_dir: PathBuf,
     },
+    /// Answer a CSV of labelled queries (`text,expected`) the way auto-reply would, and
+    /// report accuracy, auto-reply rate and precision, hand-off recall and latency.
+    Eval {
+        /// The knowledge base: a JSON array or JSON Lines file of articles.
+        #[arg(long)]
+        kb: PathBuf,
+        /// `text,expected` rows; an empty `expected` means the query should be handed off.
+        #[arg(long)]
+        queries: PathBuf,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> Result<()> {
@@ -69,6 +83,9 @@ fn main() -> Result<()> {
             Command::Kb {
                 command: KbCommand::Import { file, data_dir },
             } => import(&file, &data_dir).await,
+            Command::Kb {
+                command: KbCommand::Eval { kb, queries, json },
+            } => eval::run(&kb, &queries, json, config::auto_reply_threshold()?).await,
         }
     })
 }

@@ -11,9 +11,7 @@ async fn bad_input_is_refused_clearly_and_loses_nothing() {
     let dir = TempDir::new();
     let server = Server::start(&dir.0, &[]).await;
     let visitor = server.visitor().await;
-    visitor
-        .say("My parcel never arrived and tracking is stuck")
-        .await;
+    visitor.say("Why was I charged twice this month?").await;
     let handoff = visitor.wait_for("handoff").await;
     let id = handoff["ticket_id"].as_str().unwrap().to_string();
     let before = visitor.conversation().await;

@@ -2,6 +2,9 @@
 //! candidate articles, and [`Ranker`] orders them and gives each a confidence in [0, 1]
 //! that one threshold turns into "answer" or "hand off".
 
+mod features;
+mod model;
+pub mod opensearch;
 mod ranker;
 mod tokenize;
 
@@ -9,6 +12,14 @@ pub use ranker::{Decision, Hit, Ranker, DEFAULT_THRESHOLD};
 pub use tokenize::tokenize;
 
 use crate::{Error, Result};
+
+/// How many candidates an index hands the ranker.
+pub const CANDIDATES: usize = 20;
+/// How much a match counts in each field, in every index: the ways customers ask most, the
+/// answer least (it is long, and most of its words are not what the article is about).
+pub const QUESTIONS_BOOST: f32 = 3.0;
+pub const TITLE_BOOST: f32 = 2.0;
+pub const ANSWER_BOOST: f32 = 0.5;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,7 +1,10 @@
 //! One tokenizer for every index and for the ranker, so that what is indexed and what is
 //! compared are the same terms. English words are lower-cased, stop words dropped and the
-//! rest stemmed; Chinese, written without spaces, becomes overlapping character pairs after
-//! its most common function characters are taken out.
+//! rest stemmed; Chinese, written without spaces, becomes its characters and overlapping
+//! character pairs after its most common function characters are taken out. Pairs carry
+//! most words; single characters let "退钱" still meet "退款". A dictionary segmenter (jieba)
+//! was measured and not adopted: it answered fewer Chinese paraphrases and adds megabytes to
+//! every Lambda that links the ranker (docs/benchmarks.md).
 
 use crate::text::is_cjk;
 use rust_stemmers::{Algorithm, Stemmer};
@@ -28,7 +31,7 @@ fn stemmer() -> &'static Stemmer {
     STEMMER.get_or_init(|| Stemmer::create(Algorithm::English))
 }
 
-/// The terms of `text`: stems of English words and pairs of Chinese characters.
+/// The terms of `text`: stems of English words, Chinese characters and their pairs.
 pub fn tokenize(text: &str) -> Vec<String> {
     let mut terms = Vec::new();
     let mut word = String::new();
@@ -52,11 +55,15 @@ pub fn tokenize(text: &str) -> Vec<String> {
     terms
 }
 
+/// The English stem of a lower-cased word.
+pub(super) fn stem(word: &str) -> String {
+    stemmer().stem(word).into_owned()
+}
+
 fn flush_word(word: &mut String, terms: &mut Vec<String>) {
     let w = word.trim_end_matches('\'');
     if !w.is_empty() && !EN_STOP.contains(&w) {
-        let w = w.replace('\'', "");
-        terms.push(stemmer().stem(&w).into_owned());
+        terms.push(stem(&w.replace('\'', "")));
     }
     word.clear();
 }
@@ -65,7 +72,10 @@ fn flush_han(han: &mut Vec<char>, terms: &mut Vec<String>) {
     match han.len() {
         0 => {}
         1 => terms.push(han[0].to_string()),
-        _ => terms.extend(han.windows(2).map(|p| p.iter().collect::<String>())),
+        _ => {
+            terms.extend(han.iter().map(char::to_string));
+            terms.extend(han.windows(2).map(|p| p.iter().collect::<String>()));
+        }
     }
     han.clear();
 }
@@ -84,17 +94,39 @@ mod tests {
     }
 
     #[test]
-    fn chinese_becomes_pairs() {
-        assert_eq!(tokenize("我忘记密码了"), ["忘记", "记密", "密码"]);
-        assert_eq!(tokenize("重置 密码"), ["重置", "密码"]);
+    fn chinese_becomes_characters_and_pairs() {
+        assert_eq!(
+            tokenize("我忘记密码了"),
+            ["忘", "记", "密", "码", "忘记", "记密", "密码"]
+        );
+        assert_eq!(
+            tokenize("重置 密码"),
+            ["重", "置", "重置", "密", "码", "密码"]
+        );
         assert_eq!(tokenize("我 的"), Vec::<String>::new());
+    }
+
+    #[test]
+    fn opensearch_drops_the_same_chinese_function_characters() {
+        let mapping: serde_json::Value = serde_json::from_str(include_str!(
+            "../../../infra/opensearch/knowledge-index.json"
+        ))
+        .unwrap();
+        let words = &mapping["settings"]["analysis"]["filter"]["zh_stop"]["stopwords"];
+        let theirs: Vec<char> = words
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|w| w.as_str().unwrap().chars())
+            .collect();
+        assert_eq!(theirs, ZH_STOP);
     }
 
     #[test]
     fn mixed_text_keeps_both() {
         assert_eq!(
             tokenize("App打不开 error 502"),
-            ["app", "打不", "不开", "error", "502"]
+            ["app", "打", "不", "开", "打不", "不开", "error", "502"]
         );
     }
 }

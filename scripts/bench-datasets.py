@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""Turns the public intent datasets into knowledge bases and query files for `helpdesk kb eval`.
+
+    scripts/bench-datasets.py DATASETS_DIR OUT_DIR [--bm25]
+
+DATASETS_DIR holds banking77/ and clinc150/ (see the team's datasets README). Writes to OUT_DIR:
+
+  banking77-kb.json       one article per intent; its questions are 80% of that intent's
+                          training queries
+  banking77-val.csv       the other 20% (held out, never in the knowledge base)
+  banking77-full-kb.json  all 10,003 training queries: the 10,000-question base for latency,
+                          build time and memory (its accuracy is meaningless: it has seen them)
+  clinc150-kb.json        one article per intent from `train`
+  clinc150-val.csv        `val` (expected: the intent) and `oos_val` (expected: empty, a hand-off)
+  clinc150-val-in.csv     `val` alone: its auto-reply rate is the share of in-scope queries answered
+  clinc150-val-oos.csv    `oos_val` alone: its hand-off recall is the out-of-scope one
+  clinc150-10k-kb.json    the first 10,000 `train` queries (66-67 per intent): a 10,000-question
+                          base that `clinc150-val.csv` was never part of, for latency, build
+                          time and memory
+
+With --bm25 it also prints the lexical baselines: plain BM25 over the questions, one document
+per question and one per intent, accuracy@1 on the same held-out queries.
+
+Standard library only; the split is seeded, so every run writes the same files.
+"""
+
+import argparse
+import collections
+import csv
+import json
+import math
+import random
+import re
+import sys
+from pathlib import Path
+
+VALIDATION_SHARE = 0.2
+SEED = 77
+
+
+def article(intent, questions):
+    return {
+        "id": intent,
+        "title": intent.replace("_", " "),
+        "questions": questions,
+        "answer": f"(the answer about {intent.replace('_', ' ')})",
+        "locale": "en",
+    }
+
+
+def write_kb(path, by_intent):
+    articles = [article(i, qs) for i, qs in sorted(by_intent.items())]
+    path.write_text(json.dumps(articles, ensure_ascii=False, indent=0) + "\n", encoding="utf-8")
+    return articles
+
+
+def write_queries(path, rows):
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["text", "expected"])
+        w.writerows(rows)
+
+
+def banking77(src, out):
+    by_intent = collections.defaultdict(list)
+    with (src / "train.csv").open(newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            by_intent[row["category"]].append(row["text"].strip())
+    rng = random.Random(SEED)
+    kb, val = {}, []
+    for intent in sorted(by_intent):
+        qs = list(by_intent[intent])
+        rng.shuffle(qs)
+        cut = round(len(qs) * VALIDATION_SHARE)
+        val += [(q, intent) for q in qs[:cut]]
+        kb[intent] = qs[cut:]
+    write_kb(out / "banking77-kb.json", kb)
+    write_queries(out / "banking77-val.csv", val)
+    write_kb(out / "banking77-full-kb.json", by_intent)
+    return kb, val
+
+
+def clinc150(src, out):
+    data = json.loads((src / "train_val.json").read_text(encoding="utf-8"))
+    kb = collections.defaultdict(list)
+    for text, intent in data["train"]:
+        kb[intent].append(text.strip())
+    rows = [(t, i) for t, i in data["val"]] + [(t, "") for t, _ in data["oos_val"]]
+    write_kb(out / "clinc150-kb.json", kb)
+    small = {}
+    for n, intent in enumerate(sorted(kb)):
+        small[intent] = kb[intent][: 67 if n < 100 else 66]
+    write_kb(out / "clinc150-10k-kb.json", small)
+    write_queries(out / "clinc150-val.csv", rows)
+    write_queries(out / "clinc150-val-in.csv", [r for r in rows if r[1]])
+    write_queries(out / "clinc150-val-oos.csv", [r for r in rows if not r[1]])
+    return kb, rows
+
+
+def words(text):
+    return re.findall(r"[a-z0-9']+", text.lower())
+
+
+class BM25:
+    """Okapi BM25 (k1 1.2, b 0.75) over an inverted index: the plain lexical baseline."""
+
+    def __init__(self, docs, k1=1.2, b=0.75):
+        self.labels = [label for label, _ in docs]
+        self.postings = collections.defaultdict(list)
+        lengths = []
+        for n, (_, text) in enumerate(docs):
+            tf = collections.Counter(words(text))
+            lengths.append(sum(tf.values()))
+            for term, count in tf.items():
+                self.postings[term].append((n, count))
+        avg = sum(lengths) / max(len(lengths), 1)
+        self.norm = [k1 * (1 - b + b * length / avg) for length in lengths]
+        self.k1 = k1
+        self.idf = {
+            t: math.log(1 + (len(docs) - len(p) + 0.5) / (len(p) + 0.5))
+            for t, p in self.postings.items()
+        }
+
+    def top(self, query):
+        scores = collections.defaultdict(float)
+        for term in set(words(query)):
+            for n, tf in self.postings.get(term, ()):
+                scores[n] += self.idf[term] * tf * (self.k1 + 1) / (tf + self.norm[n])
+        if not scores:
+            return None
+        return self.labels[max(scores, key=scores.get)]
+
+
+def bm25_baselines(name, kb, rows):
+    per_question = BM25([(i, q) for i, qs in kb.items() for q in qs])
+    per_intent = BM25([(i, " ".join(qs)) for i, qs in kb.items()])
+    answerable = [(t, e) for t, e in rows if e]
+    for label, model in (("one doc per question", per_question), ("one doc per intent", per_intent)):
+        right = sum(model.top(t) == e for t, e in answerable)
+        print(f"{name}: BM25 {label}: accuracy@1 {right / len(answerable):.4f} ({len(answerable)} queries)")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("datasets", type=Path, help="folder with banking77/ and clinc150/")
+    p.add_argument("out", type=Path, help="where to write the knowledge bases and query files")
+    p.add_argument("--bm25", action="store_true", help="also print the BM25 baselines")
+    args = p.parse_args()
+    for sub in ("banking77/train.csv", "clinc150/train_val.json"):
+        if not (args.datasets / sub).is_file():
+            sys.exit(f"{args.datasets / sub} not found: DATASETS_DIR must hold banking77/ and clinc150/")
+    args.out.mkdir(parents=True, exist_ok=True)
+    b_kb, b_val = banking77(args.datasets / "banking77", args.out)
+    c_kb, c_rows = clinc150(args.datasets / "clinc150", args.out)
+    print(f"wrote {args.out}: banking77 {len(b_kb)} articles / {len(b_val)} held-out queries, "
+          f"clinc150 {len(c_kb)} articles / {len(c_rows)} queries")
+    if args.bm25:
+        bm25_baselines("banking77", b_kb, b_val)
+        bm25_baselines("clinc150", c_kb, c_rows)
+
+
+if __name__ == "__main__":
+    main()
