@@ -1,6 +1,28 @@
 //! Text helpers that respect characters: customer text is often Chinese, and a cut in the
 //! middle of a UTF-8 sequence would corrupt it.
 
+/// The longest message text taken from a customer or an agent, in characters: Telegram's
+/// limit, and far more than a chat message needs.
+pub const MAX_TEXT_CHARS: usize = 4096;
+
+/// Checks a message text from outside: not blank (422), not over [`MAX_TEXT_CHARS`] (413).
+pub fn check_text(text: &str) -> crate::Result<()> {
+    if text.trim().is_empty() {
+        return Err(crate::Error::unprocessable(
+            "empty_text",
+            "the text is empty",
+        ));
+    }
+    let chars = text.chars().count();
+    if chars > MAX_TEXT_CHARS {
+        return Err(crate::Error::too_large(
+            "text_too_long",
+            format!("the text has {chars} characters; at most {MAX_TEXT_CHARS} are taken"),
+        ));
+    }
+    Ok(())
+}
+
 /// The first `max` characters of `text` (not bytes).
 pub fn truncate_chars(text: &str, max: usize) -> &str {
     match text.char_indices().nth(max) {

@@ -18,8 +18,7 @@ use std::sync::Arc;
 /// WhatsApp retries a delivery for up to 7 days; a duplicate must be recognised that long.
 pub const DEDUPE_TTL_SECS: i64 = 8 * 24 * 3600;
 
-/// The longest customer message taken, in characters.
-pub const MAX_TEXT_CHARS: usize = 4096;
+pub use helpdesk_core::text::MAX_TEXT_CHARS;
 
 pub struct Deps {
     pub store: Arc<dyn Store>,

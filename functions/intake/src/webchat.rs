@@ -1,6 +1,6 @@
 //! The website chat: a visitor opens a session, writes, and polls for the conversation.
 
-use crate::{accept, Deps, MAX_TEXT_CHARS};
+use crate::{accept, Deps};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
@@ -109,28 +109,13 @@ struct Accepted {
     message_id: String,
 }
 
-/// Checks a customer text: not blank, not longer than the channel takes.
-pub fn check_text(text: &str) -> Result<()> {
-    if text.trim().is_empty() {
-        return Err(Error::unprocessable("empty_text", "the text is empty"));
-    }
-    let chars = text.chars().count();
-    if chars > MAX_TEXT_CHARS {
-        return Err(Error::too_large(
-            "text_too_long",
-            format!("the text has {chars} characters; at most {MAX_TEXT_CHARS} are taken"),
-        ));
-    }
-    Ok(())
-}
-
 async fn post_message(
     State(deps): State<Arc<Deps>>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<NewMessage>,
 ) -> Result<(StatusCode, Json<Accepted>)> {
     let session = session(&deps, &headers).await?;
-    check_text(&body.text)?;
+    text::check_text(&body.text)?;
     let dedupe_key = match body.client_message_id.as_deref().map(str::trim) {
         Some("") | None => None,
         Some(id) if id.chars().count() > 200 => {

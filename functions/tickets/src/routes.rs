@@ -29,22 +29,7 @@ pub fn routes() -> Router<Arc<Deps>> {
         .route("/reports/csat", get(csat))
 }
 
-/// The longest reply or note, in characters.
-const MAX_TEXT_CHARS: usize = 4096;
-
-fn check_text(text: &str) -> Result<()> {
-    if text.trim().is_empty() {
-        return Err(Error::unprocessable("empty_text", "the text is empty"));
-    }
-    let chars = text.chars().count();
-    if chars > MAX_TEXT_CHARS {
-        return Err(Error::too_large(
-            "text_too_long",
-            format!("the text has {chars} characters; at most {MAX_TEXT_CHARS} are taken"),
-        ));
-    }
-    Ok(())
-}
+use helpdesk_core::text::check_text;
 
 async fn load(deps: &Deps, id: &str) -> Result<Ticket> {
     deps.store

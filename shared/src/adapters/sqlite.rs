@@ -632,13 +632,7 @@ impl ConversationStore for SqliteStore {
         // Applied inside the transaction, so that a receipt racing the sender's own
         // record of the send cannot move the status backwards.
         self.update_message(id, |m| {
-            if let Some(p) = provider_message_id {
-                m.provider_message_id = Some(p.to_string());
-            }
-            if m.status.is_none_or(|current| current.may_become(status)) {
-                m.status = Some(status);
-                m.error = error.map(str::to_string);
-            }
+            m.record_delivery(status, provider_message_id, error)
         })
     }
 

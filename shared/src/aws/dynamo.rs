@@ -142,6 +142,10 @@ fn message_sk(m: &Message) -> String {
     format!("{}#{}", ts(m.created_at), m.id)
 }
 
+fn identity_key(identity: &ChannelIdentity) -> String {
+    format!("{}#{}", identity.channel.as_str(), identity.external_id)
+}
+
 fn provider_key(channel: Channel, provider_message_id: &str) -> String {
     format!("{}#{provider_message_id}", channel.as_str())
 }
@@ -225,15 +229,21 @@ impl DynamoStore {
         }
     }
 
-    async fn put_message(&self, m: &Message) -> Result<()> {
+    /// Writes an item whatever was there.
+    async fn put(&self, table: &str, item: Item, what: &str) -> Result<()> {
         self.client
             .put_item()
-            .table_name(&self.tables.messages)
-            .set_item(Some(message_item(m)?))
+            .table_name(table)
+            .set_item(Some(item))
             .send()
             .await
-            .map_err(|e| db_err("put message", e))?;
+            .map_err(|e| db_err(what, e))?;
         Ok(())
+    }
+
+    async fn put_message(&self, m: &Message) -> Result<()> {
+        self.put(&self.tables.messages, message_item(m)?, "put message")
+            .await
     }
 
     async fn update_message(&self, id: &str, f: impl FnOnce(&mut Message)) -> Result<()> {
@@ -437,7 +447,7 @@ impl CustomerStore for DynamoStore {
         name: Option<&str>,
         locale: Option<&str>,
     ) -> Result<Customer> {
-        let key = format!("{}#{}", identity.channel.as_str(), identity.external_id);
+        let key = identity_key(identity);
         for _ in 0..3 {
             if let Some(item) = self.get(&self.tables.identities, "identity", &key).await? {
                 let customer_id = item
@@ -505,21 +515,12 @@ impl CustomerStore for DynamoStore {
             .await?
             .ok_or_else(|| Error::not_found("customer", from))?;
         for identity in &source.identities {
-            self.client
-                .put_item()
-                .table_name(&self.tables.identities)
-                .item(
-                    "identity",
-                    s(format!(
-                        "{}#{}",
-                        identity.channel.as_str(),
-                        identity.external_id
-                    )),
-                )
-                .item("customer_id", s(into))
-                .send()
-                .await
-                .map_err(|e| db_err("move identity", e))?;
+            let item = HashMap::from([
+                ("identity".to_string(), s(identity_key(identity))),
+                ("customer_id".to_string(), s(into)),
+            ]);
+            self.put(&self.tables.identities, item, "move identity")
+                .await?;
         }
         for channel in [Channel::Webchat, Channel::Whatsapp, Channel::Telegram] {
             let req = self
@@ -563,23 +564,20 @@ impl CustomerStore for DynamoStore {
         for item in self.query_all(req, usize::MAX).await? {
             let mut session: WebchatSession = body_of(&item)?;
             session.customer_id = into.to_string();
-            self.client
-                .put_item()
-                .table_name(&self.tables.sessions)
-                .set_item(Some(session_item(&session)?))
-                .send()
-                .await
-                .map_err(|e| db_err("move session", e))?;
+            self.put(
+                &self.tables.sessions,
+                session_item(&session)?,
+                "move session",
+            )
+            .await?;
         }
         target.absorb(source);
-        self.client
-            .put_item()
-            .table_name(&self.tables.customers)
-            .item("id", s(into))
-            .item("body", s(to_json(&target)?))
-            .send()
-            .await
-            .map_err(|e| db_err("save merged customer", e))?;
+        let item = HashMap::from([
+            ("id".to_string(), s(into)),
+            ("body".to_string(), s(to_json(&target)?)),
+        ]);
+        self.put(&self.tables.customers, item, "save merged customer")
+            .await?;
         self.client
             .delete_item()
             .table_name(&self.tables.customers)
@@ -671,13 +669,7 @@ impl ConversationStore for DynamoStore {
     ) -> Result<()> {
         // Receipts arrive out of order and more than once: a status only moves forward.
         self.update_message(id, |m| {
-            if let Some(p) = provider_message_id {
-                m.provider_message_id = Some(p.to_string());
-            }
-            if m.status.is_none_or(|current| current.may_become(status)) {
-                m.status = Some(status);
-                m.error = error.map(str::to_string);
-            }
+            m.record_delivery(status, provider_message_id, error)
         })
         .await
     }
@@ -774,14 +766,12 @@ impl IdempotencyStore for DynamoStore {
 #[async_trait]
 impl SessionStore for DynamoStore {
     async fn create_session(&self, session: &WebchatSession) -> Result<()> {
-        self.client
-            .put_item()
-            .table_name(&self.tables.sessions)
-            .set_item(Some(session_item(session)?))
-            .send()
-            .await
-            .map_err(|e| db_err("create session", e))?;
-        Ok(())
+        self.put(
+            &self.tables.sessions,
+            session_item(session)?,
+            "create session",
+        )
+        .await
     }
 
     async fn session_by_token_hash(&self, token_hash: &str) -> Result<Option<WebchatSession>> {

@@ -180,6 +180,23 @@ pub struct Message {
 }
 
 impl Message {
+    /// Records what a channel said of the delivery. The status only moves forward (see
+    /// [`DeliveryStatus::may_become`]); the provider's id is kept whenever it comes.
+    pub fn record_delivery(
+        &mut self,
+        status: DeliveryStatus,
+        provider_message_id: Option<&str>,
+        error: Option<&str>,
+    ) {
+        if let Some(p) = provider_message_id {
+            self.provider_message_id = Some(p.to_string());
+        }
+        if self.status.is_none_or(|current| current.may_become(status)) {
+            self.status = Some(status);
+            self.error = error.map(str::to_string);
+        }
+    }
+
     /// The conversation entry of an accepted inbound message.
     pub fn inbound(msg: &InboundMessage, customer_id: &str) -> Self {
         Message {
