@@ -6,8 +6,10 @@ use helpdesk_core::aws::{self, events::run_sqs};
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let wiring = aws::wire().await?;
-    let channels = aws::channels(&wiring.config).await?;
-    let supervisor = aws::secret(&wiring.config, "SUPERVISOR_WEBHOOK_URL").await?;
+    let (channels, supervisor) = tokio::try_join!(
+        aws::channels(&wiring.config),
+        aws::secret(&wiring.config, "SUPERVISOR_WEBHOOK_URL"),
+    )?;
     if supervisor.is_none() {
         tracing::warn!("SUPERVISOR_WEBHOOK_URL is not set: escalations will not notify anyone");
     }

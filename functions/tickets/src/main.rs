@@ -44,15 +44,17 @@ async fn agent_from_claims(mut req: Request) -> Request {
 async fn main() -> Result<(), lambda_http::Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let wiring = aws::wire().await?;
-    let admin = aws::secret(&wiring.config, "HELPDESK_ADMIN_TOKEN").await?;
+    let (admin, secret) = tokio::try_join!(
+        aws::secret(&wiring.config, "HELPDESK_ADMIN_TOKEN"),
+        aws::secret(&wiring.config, "HELPDESK_SURVEY_SECRET"),
+    )?;
     let agents = Agents::parse(admin.as_deref(), None)?.trusting_authorizer();
     let knowledge = Arc::new(DynamoKnowledge::new(
         &wiring.config,
         aws::env("ARTICLES_TABLE")?,
     ));
-    let secret = aws::secret(&wiring.config, "HELPDESK_SURVEY_SECRET")
-        .await?
-        .ok_or("HELPDESK_SURVEY_SECRET (or HELPDESK_SURVEY_SECRET_PARAM) is not set")?;
+    let secret =
+        secret.ok_or("HELPDESK_SURVEY_SECRET (or HELPDESK_SURVEY_SECRET_PARAM) is not set")?;
     let survey = Arc::new(survey::Deps {
         store: wiring.store.clone(),
         queue: wiring.queue.clone(),

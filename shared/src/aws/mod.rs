@@ -114,12 +114,20 @@ pub async fn channels(config: &aws_config::SdkConfig) -> Result<crate::channels:
         "TELEGRAM_SECRET_TOKEN",
         "TELEGRAM_BOT_TOKEN",
     ];
-    let mut found = std::collections::HashMap::new();
-    for name in SECRETS {
-        if let Some(value) = secret(config, name).await? {
-            found.insert(name.to_string(), value);
-        }
-    }
+    // Read at once rather than one after another: this is on the cold-start path.
+    let values = tokio::try_join!(
+        secret(config, SECRETS[0]),
+        secret(config, SECRETS[1]),
+        secret(config, SECRETS[2]),
+        secret(config, SECRETS[3]),
+        secret(config, SECRETS[4]),
+    )?;
+    let values = [values.0, values.1, values.2, values.3, values.4];
+    let found: std::collections::HashMap<String, String> = SECRETS
+        .iter()
+        .zip(values)
+        .filter_map(|(name, value)| value.map(|v| (name.to_string(), v)))
+        .collect();
     crate::channels::ChannelsConfig::from_lookup(|name| {
         found
             .get(name)
