@@ -3,8 +3,9 @@
 //! change it too. They speak only to ports; each is safe to repeat, because queues
 //! redeliver.
 
-use crate::domain::OutboundMessage;
-use crate::domain::{self, Customer, Message, MessageKind, NewTicket, Priority, Skill, Ticket};
+use crate::domain::{
+    self, Customer, Message, MessageKind, NewTicket, OutboundMessage, Priority, Skill, Ticket,
+};
 use crate::ports::{send_json, Queue, QueueName, Store};
 use crate::{format, Error, ErrorKind, Result};
 
