@@ -212,6 +212,23 @@ impl DynamoStore {
         Ok(out.item)
     }
 
+    /// A query of `index` for the items whose `attr` equals `value`.
+    fn query_eq(
+        &self,
+        table: &str,
+        index: &str,
+        attr: &str,
+        value: &str,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        self.client
+            .query()
+            .table_name(table)
+            .index_name(index)
+            .key_condition_expression("#key = :key")
+            .expression_attribute_names("#key", attr)
+            .expression_attribute_values(":key", s(value))
+    }
+
     /// Runs a query to the end or until `want` items are in, following pages.
     async fn query_all(
         &self,
@@ -523,26 +540,20 @@ impl CustomerStore for DynamoStore {
                 .await?;
         }
         for channel in [Channel::Webchat, Channel::Whatsapp, Channel::Telegram] {
-            let req = self
-                .client
-                .query()
-                .table_name(&self.tables.messages)
-                .index_name("by_conversation")
-                .key_condition_expression("conversation = :c")
-                .expression_attribute_values(":c", s(format!("{from}#{}", channel.as_str())));
+            let conversation = format!("{from}#{}", channel.as_str());
+            let req = self.query_eq(
+                &self.tables.messages,
+                "by_conversation",
+                "conversation",
+                &conversation,
+            );
             for item in self.query_all(req, usize::MAX).await? {
                 let mut m: Message = body_of(&item)?;
                 m.customer_id = into.to_string();
                 self.put_message(&m).await?;
             }
         }
-        let req = self
-            .client
-            .query()
-            .table_name(&self.tables.tickets)
-            .index_name("by_customer")
-            .key_condition_expression("customer_id = :c")
-            .expression_attribute_values(":c", s(from));
+        let req = self.query_eq(&self.tables.tickets, "by_customer", "customer_id", from);
         for item in self.query_all(req, usize::MAX).await? {
             let id: Ticket = body_of(&item)?;
             crate::flow::update_ticket(self, &id.id, |t| {
@@ -554,13 +565,7 @@ impl CustomerStore for DynamoStore {
             })
             .await?;
         }
-        let req = self
-            .client
-            .query()
-            .table_name(&self.tables.sessions)
-            .index_name("by_customer")
-            .key_condition_expression("customer_id = :c")
-            .expression_attribute_values(":c", s(from));
+        let req = self.query_eq(&self.tables.sessions, "by_customer", "customer_id", from);
         for item in self.query_all(req, usize::MAX).await? {
             let mut session: WebchatSession = body_of(&item)?;
             session.customer_id = into.to_string();
@@ -619,13 +624,14 @@ impl ConversationStore for DynamoStore {
         channel: Channel,
         provider_message_id: &str,
     ) -> Result<Option<Message>> {
+        let key = provider_key(channel, provider_message_id);
         let req = self
-            .client
-            .query()
-            .table_name(&self.tables.messages)
-            .index_name("by_provider_id")
-            .key_condition_expression("provider_key = :p")
-            .expression_attribute_values(":p", s(provider_key(channel, provider_message_id)))
+            .query_eq(
+                &self.tables.messages,
+                "by_provider_id",
+                "provider_key",
+                &key,
+            )
             .limit(1);
         let items = self.query_all(req, 1).await?;
         items.first().map(body_of).transpose()
@@ -675,13 +681,7 @@ impl ConversationStore for DynamoStore {
     }
 
     async fn ticket_messages(&self, ticket_id: &str) -> Result<Vec<Message>> {
-        let req = self
-            .client
-            .query()
-            .table_name(&self.tables.messages)
-            .index_name("by_ticket")
-            .key_condition_expression("ticket_id = :t")
-            .expression_attribute_values(":t", s(ticket_id));
+        let req = self.query_eq(&self.tables.messages, "by_ticket", "ticket_id", ticket_id);
         let items = self.query_all(req, usize::MAX).await?;
         items.iter().map(body_of).collect()
     }
