@@ -78,6 +78,12 @@ pub trait ConversationStore: Send + Sync {
         channel: Channel,
     ) -> Result<Option<DateTime<Utc>>>;
     async fn set_message_ticket(&self, id: &str, ticket_id: &str) -> Result<()>;
+    /// Takes the right to send a queued message for `lease_secs`: true for the one sender
+    /// that gets it, false while another holds it or once the message left the queue. Queues
+    /// deliver a job more than once, and two senders must not both send.
+    async fn claim_delivery(&self, id: &str, lease_secs: i64) -> Result<bool>;
+    /// Gives a claim back after a send that may succeed later, so the retry can claim it.
+    async fn release_delivery(&self, id: &str) -> Result<()>;
     async fn set_delivery(
         &self,
         id: &str,

@@ -455,3 +455,37 @@ async fn merging_customers_moves_everything_and_receipts_find_their_message() {
         404
     );
 }
+
+#[tokio::test]
+async fn one_sender_claims_a_queued_message() {
+    let s = store().await;
+    let m = Message::outbound(
+        "c1",
+        Channel::Telegram,
+        MessageKind::Survey,
+        "请打分".into(),
+        None,
+    );
+    s.append_message(&m).await.unwrap();
+    assert!(s.claim_delivery(&m.id, 60).await.unwrap());
+    assert!(
+        !s.claim_delivery(&m.id, 60).await.unwrap(),
+        "a second sender waits"
+    );
+    s.release_delivery(&m.id).await.unwrap();
+    assert!(
+        s.claim_delivery(&m.id, -1).await.unwrap(),
+        "released, it can be claimed again"
+    );
+    assert!(
+        s.claim_delivery(&m.id, 60).await.unwrap(),
+        "an expired lease is free"
+    );
+    s.set_delivery(&m.id, DeliveryStatus::Sent, Some("p1"), None)
+        .await
+        .unwrap();
+    assert!(
+        !s.claim_delivery(&m.id, 60).await.unwrap(),
+        "a sent message is never claimed"
+    );
+}

@@ -19,6 +19,10 @@ use helpdesk_core::ports::{ChannelSender, SendError, Store};
 use helpdesk_core::{Error, Result};
 use std::sync::Arc;
 
+/// How long a sender holds a message: longer than a send with its retries takes, shorter
+/// than the outbound queue's visibility timeout.
+const SEND_LEASE_SECS: i64 = 120;
+
 pub struct Deps {
     pub store: Arc<dyn Store>,
     pub webchat: Arc<dyn ChannelSender>,
@@ -109,6 +113,13 @@ async fn deliver(deps: &Deps, message_id: &str) -> Result<()> {
         .get_customer(&message.customer_id)
         .await?
         .ok_or_else(|| Error::internal(format!("message {message_id} for an unknown customer")))?;
+    // A second copy of this job, here or in another process, finds the claim taken and
+    // leaves the message to the first; if the first dies, the lease runs out and the
+    // queue's redelivery sends it.
+    if !store.claim_delivery(message_id, SEND_LEASE_SECS).await? {
+        tracing::info!(message_id, "another sender holds this message");
+        return Ok(());
+    }
     match sender.send(&customer, &message).await {
         Ok(receipt) => {
             store
@@ -120,10 +131,13 @@ async fn deliver(deps: &Deps, message_id: &str) -> Result<()> {
                 )
                 .await
         }
-        Err(SendError::Temporary { reason, .. }) => Err(Error::internal(format!(
-            "sending on {} failed for now: {reason}",
-            message.channel.as_str()
-        ))),
+        Err(SendError::Temporary { reason, .. }) => {
+            store.release_delivery(message_id).await?;
+            Err(Error::internal(format!(
+                "sending on {} failed for now: {reason}",
+                message.channel.as_str()
+            )))
+        }
         Err(SendError::Permanent { reason }) => {
             store
                 .set_delivery(message_id, DeliveryStatus::Failed, None, Some(&reason))

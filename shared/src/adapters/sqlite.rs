@@ -38,7 +38,7 @@ CREATE INDEX IF NOT EXISTS tickets_by_rated_at ON tickets (rated_at);
 CREATE TABLE IF NOT EXISTS messages (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
     customer_id TEXT NOT NULL, channel TEXT NOT NULL, direction TEXT NOT NULL,
-    ticket_id TEXT, body TEXT NOT NULL);
+    ticket_id TEXT, body TEXT NOT NULL, send_lease INTEGER);
 CREATE INDEX IF NOT EXISTS messages_by_ticket ON messages (ticket_id, seq);
 CREATE INDEX IF NOT EXISTS messages_by_customer ON messages (customer_id, channel, seq);
 CREATE INDEX IF NOT EXISTS messages_by_provider_id
@@ -125,6 +125,14 @@ impl SqliteStore {
         )
         .map_err(db_err)?;
         conn.execute_batch(SCHEMA).map_err(db_err)?;
+        // Columns added after a data directory may have been made.
+        for column in ["ALTER TABLE messages ADD COLUMN send_lease INTEGER"] {
+            match conn.execute(column, []) {
+                Ok(_) => {}
+                Err(e) if e.to_string().contains("duplicate column") => {}
+                Err(e) => return Err(db_err(e)),
+            }
+        }
         let (wake, _) = watch::channel(0);
         Ok(SqliteStore {
             conn: Mutex::new(conn),
@@ -584,6 +592,13 @@ impl ConversationStore for SqliteStore {
         Ok(n == 1)
     }
 
+    async fn release_delivery(&self, id: &str) -> Result<()> {
+        self.conn()
+            .execute("UPDATE messages SET send_lease = NULL WHERE id = ?1", [id])
+            .map(drop)
+            .map_err(db_err)
+    }
+
     async fn get_message(&self, id: &str) -> Result<Option<Message>> {
         Self::load_message(&self.conn(), id)
     }
@@ -620,6 +635,20 @@ impl ConversationStore for SqliteStore {
 
     async fn set_message_ticket(&self, id: &str, ticket_id: &str) -> Result<()> {
         self.update_message(id, |m| m.ticket_id = Some(ticket_id.to_string()))
+    }
+
+    async fn claim_delivery(&self, id: &str, lease_secs: i64) -> Result<bool> {
+        let now = Utc::now().timestamp();
+        let n = self
+            .conn()
+            .execute(
+                "UPDATE messages SET send_lease = ?2 WHERE id = ?1
+                   AND json_extract(body, '$.status') = 'queued'
+                   AND (send_lease IS NULL OR send_lease <= ?3)",
+                params![id, now + lease_secs, now],
+            )
+            .map_err(db_err)?;
+        Ok(n == 1)
     }
 
     async fn set_delivery(
@@ -876,6 +905,41 @@ mod tests {
                 .kind
                 .status(),
             404
+        );
+    }
+
+    #[tokio::test]
+    async fn one_sender_claims_a_queued_message() {
+        let s = SqliteStore::in_memory().unwrap();
+        let m = Message::outbound(
+            "c1",
+            Channel::Webchat,
+            MessageKind::AgentReply,
+            "好的".into(),
+            None,
+        );
+        s.append_message(&m).await.unwrap();
+        assert!(s.claim_delivery(&m.id, 60).await.unwrap());
+        assert!(
+            !s.claim_delivery(&m.id, 60).await.unwrap(),
+            "a second sender waits"
+        );
+        s.release_delivery(&m.id).await.unwrap();
+        assert!(
+            s.claim_delivery(&m.id, -1).await.unwrap(),
+            "released, it can be claimed again"
+        );
+        assert!(
+            s.claim_delivery(&m.id, 60).await.unwrap(),
+            "an expired lease is free"
+        );
+        s.set_delivery(&m.id, DeliveryStatus::Sent, Some("p1"), None)
+            .await
+            .unwrap();
+        s.release_delivery(&m.id).await.unwrap();
+        assert!(
+            !s.claim_delivery(&m.id, 60).await.unwrap(),
+            "a sent message is never claimed"
         );
     }
 

@@ -180,6 +180,10 @@ fn message_item(m: &Message) -> Result<Item> {
     if let Some(p) = &m.provider_message_id {
         item.insert("provider_key".into(), s(provider_key(m.channel, p)));
     }
+    if m.status == Some(DeliveryStatus::Queued) {
+        // What a sender's claim is conditioned on (the body is opaque to conditions).
+        item.insert("queued".into(), AttributeValue::Bool(true));
+    }
     Ok(item)
 }
 
@@ -659,6 +663,42 @@ impl ConversationStore for DynamoStore {
             .map(body_of::<Message>)
             .transpose()?
             .map(|m| m.created_at))
+    }
+
+    async fn claim_delivery(&self, id: &str, lease_secs: i64) -> Result<bool> {
+        let now = Utc::now().timestamp();
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.messages)
+            .key("id", s(id))
+            .update_expression("SET lease_until = :until")
+            .condition_expression(
+                "queued = :yes AND (attribute_not_exists(lease_until) OR lease_until <= :now)",
+            )
+            .expression_attribute_values(":until", n(now + lease_secs))
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":yes", AttributeValue::Bool(true))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if condition_failed(&e) => Ok(false),
+            Err(e) => Err(db_err("claim delivery", e)),
+        }
+    }
+
+    async fn release_delivery(&self, id: &str) -> Result<()> {
+        self.client
+            .update_item()
+            .table_name(&self.tables.messages)
+            .key("id", s(id))
+            .update_expression("REMOVE lease_until")
+            .condition_expression("attribute_exists(id)")
+            .send()
+            .await
+            .map_err(|e| db_err("release delivery", e))?;
+        Ok(())
     }
 
     async fn set_message_ticket(&self, id: &str, ticket_id: &str) -> Result<()> {
