@@ -367,3 +367,151 @@ impl KnowledgeIndex for OpenSearchKnowledge {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_config::{Region, SdkConfig};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    fn config() -> SdkConfig {
+        SdkConfig::builder()
+            .region(Region::new("eu-west-1"))
+            .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+                "AKIDEXAMPLE",
+                "secret",
+                None,
+                None,
+                "test",
+            )))
+            .build()
+    }
+
+    /// Reads one HTTP/1.1 request: its head (lower-cased) and its body.
+    async fn read_request(socket: &mut tokio::net::TcpStream) -> (String, String) {
+        let mut data = Vec::new();
+        let mut buf = [0u8; 8192];
+        loop {
+            let n = socket.read(&mut buf).await.unwrap();
+            data.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&data).to_string();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let head = text[..end].to_lowercase();
+                let length = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .map_or(0, |v| v.trim().parse::<usize>().unwrap());
+                if data.len() >= end + 4 + length || n == 0 {
+                    let body = String::from_utf8_lossy(&data[end + 4..]).to_string();
+                    return (head, body);
+                }
+            }
+        }
+    }
+
+    /// A fake domain: a listing answers the sample knowledge base, a search the recorded
+    /// response. It keeps every request head it saw.
+    async fn fake_domain() -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = seen.clone();
+        let articles: Vec<Article> =
+            serde_json::from_str(include_str!("../../../infra/sample-kb.json")).unwrap();
+        let hits: Vec<_> = articles
+            .iter()
+            .map(|a| serde_json::json!({"_id": a.id, "_score": null, "_source": a}))
+            .collect();
+        let listing = serde_json::json!({"hits": {"hits": hits}}).to_string();
+        let recorded = include_str!("../../testdata/opensearch-search-response.json");
+        tokio::spawn(async move {
+            loop {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let (head, body) = read_request(&mut socket).await;
+                kept.lock().unwrap().push(head);
+                let answer = if body.contains("match_all") {
+                    listing.clone()
+                } else {
+                    recorded.to_string()
+                };
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+                socket.write_all(response.as_bytes()).await.unwrap();
+            }
+        });
+        (url, seen)
+    }
+
+    #[tokio::test]
+    async fn signed_requests_and_a_recorded_search_go_through_the_ranker() {
+        let (url, seen) = fake_domain().await;
+        let index = OpenSearchKnowledge::new(&config(), &url, DEFAULT_INDEX).unwrap();
+        let hits = index.search("我忘记密码了，怎么重置？", 3).await.unwrap();
+        assert_eq!(hits[0].article_id, "reset-password-zh", "{hits:?}");
+        assert!(
+            hits[0].answer.contains("重置密码链接"),
+            "{}",
+            hits[0].answer
+        );
+
+        let seen = seen.lock().unwrap();
+        // One listing to train the ranker, then the search itself.
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        for head in seen.iter() {
+            assert!(
+                head.contains("authorization: aws4-hmac-sha256 credential=akidexample/"),
+                "{head}"
+            );
+            assert!(head.contains("/eu-west-1/es/aws4_request"), "{head}");
+            assert!(head.contains("x-amz-date: "), "{head}");
+        }
+        assert!(
+            seen[1].starts_with("post /helpdesk-knowledge/_search "),
+            "{}",
+            seen[1]
+        );
+    }
+
+    #[test]
+    fn a_url_that_is_not_http_is_refused_at_start() {
+        let err = OpenSearchKnowledge::new(&config(), "search-domain.example", "kb")
+            .err()
+            .map(|e| e.message);
+        assert!(err.is_some_and(|m| m.contains("OPENSEARCH_URL")));
+    }
+
+    /// Against a real domain when `OPENSEARCH_URL` is set (see `infra/opensearch/README.md`):
+    /// writes, finds, reads and deletes an article in a throwaway index.
+    #[tokio::test]
+    async fn live_round_trip_when_opensearch_url_is_set() {
+        let Some(url) = std::env::var("OPENSEARCH_URL")
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+        else {
+            eprintln!("OPENSEARCH_URL is not set: the live OpenSearch test did not run");
+            return;
+        };
+        let config = crate::aws::connect().await;
+        let name = format!("helpdesk-knowledge-test-{}", uuid::Uuid::new_v4().simple());
+        let index = OpenSearchKnowledge::new(&config, &url, name.clone()).unwrap();
+        let articles: Vec<Article> =
+            serde_json::from_str(include_str!("../../../infra/sample-kb.json")).unwrap();
+        assert_eq!(index.upsert(&articles).await.unwrap(), articles.len());
+        assert_eq!(index.upsert(&articles[..1]).await.unwrap(), 0);
+        let hits = index.search("我忘记密码了，怎么重置？", 3).await.unwrap();
+        assert!(hits[0].article_id.starts_with("reset-password"), "{hits:?}");
+        assert_eq!(index.list().await.unwrap().len(), articles.len());
+        let first = &articles[0].id;
+        assert_eq!(
+            index.get(first).await.unwrap().map(|a| a.id),
+            Some(first.clone())
+        );
+        assert!(index.delete(first).await.unwrap());
+        assert!(!index.delete(first).await.unwrap());
+        assert_eq!(index.get(first).await.unwrap(), None);
+        index.send_ok(&Request::delete_index(&name)).await.unwrap();
+    }
+}

@@ -101,6 +101,11 @@ impl Request {
         }
     }
 
+    /// Removes the whole index (the live test's throwaway index).
+    pub fn delete_index(index: &str) -> Request {
+        Request::bare("DELETE", format!("/{}", encode(index)))
+    }
+
     /// The candidates for one customer message ([`search_body`]).
     pub fn search(index: &str, query: &str) -> Request {
         Request::json(
