@@ -410,34 +410,26 @@ mod tests {
         }
     }
 
-    /// A fake domain: a listing answers the sample knowledge base, a search the recorded
-    /// response. It keeps every request head it saw.
-    async fn fake_domain() -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+    /// Every request a fake domain saw: its head (lower-cased) and body.
+    type Seen = Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
+    /// A fake domain on 127.0.0.1 that answers each request with `answer(head, body)`.
+    async fn fake_domain(
+        answer: impl Fn(&str, &str) -> (u16, String) + Send + 'static,
+    ) -> (String, Seen) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = Seen::default();
         let kept = seen.clone();
-        let articles: Vec<Article> =
-            serde_json::from_str(include_str!("../../../infra/sample-kb.json")).unwrap();
-        let hits: Vec<_> = articles
-            .iter()
-            .map(|a| serde_json::json!({"_id": a.id, "_score": null, "_source": a}))
-            .collect();
-        let listing = serde_json::json!({"hits": {"hits": hits}}).to_string();
-        let recorded = include_str!("../../testdata/opensearch-search-response.json");
         tokio::spawn(async move {
             loop {
                 let (mut socket, _) = listener.accept().await.unwrap();
                 let (head, body) = read_request(&mut socket).await;
-                kept.lock().unwrap().push(head);
-                let answer = if body.contains("match_all") {
-                    listing.clone()
-                } else {
-                    recorded.to_string()
-                };
+                let (status, text) = answer(&head, &body);
+                kept.lock().unwrap().push((head, body));
                 let response = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
-                    answer.len()
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
+                    text.len()
                 );
                 socket.write_all(response.as_bytes()).await.unwrap();
             }
@@ -445,9 +437,29 @@ mod tests {
         (url, seen)
     }
 
+    fn sample_listing() -> String {
+        let articles: Vec<Article> =
+            serde_json::from_str(include_str!("../../../infra/sample-kb.json")).unwrap();
+        let hits: Vec<_> = articles
+            .iter()
+            .map(|a| serde_json::json!({"_id": a.id, "_score": null, "_source": a}))
+            .collect();
+        serde_json::json!({"hits": {"hits": hits}}).to_string()
+    }
+
     #[tokio::test]
     async fn signed_requests_and_a_recorded_search_go_through_the_ranker() {
-        let (url, seen) = fake_domain().await;
+        let listing = sample_listing();
+        let recorded = include_str!("../../testdata/opensearch-search-response.json");
+        // A listing trains the ranker; any other search gets the recorded answer.
+        let (url, seen) = fake_domain(move |_, body| {
+            if body.contains("match_all") {
+                (200, listing.clone())
+            } else {
+                (200, recorded.to_string())
+            }
+        })
+        .await;
         let index = OpenSearchKnowledge::new(&config(), &url, DEFAULT_INDEX).unwrap();
         let hits = index.search("我忘记密码了，怎么重置？", 3).await.unwrap();
         assert_eq!(hits[0].article_id, "reset-password-zh", "{hits:?}");
@@ -460,7 +472,7 @@ mod tests {
         let seen = seen.lock().unwrap();
         // One listing to train the ranker, then the search itself.
         assert_eq!(seen.len(), 2, "{seen:?}");
-        for head in seen.iter() {
+        for (head, _) in seen.iter() {
             assert!(
                 head.contains("authorization: aws4-hmac-sha256 credential=akidexample/"),
                 "{head}"
@@ -469,10 +481,73 @@ mod tests {
             assert!(head.contains("x-amz-date: "), "{head}");
         }
         assert!(
-            seen[1].starts_with("post /helpdesk-knowledge/_search "),
+            seen[1].0.starts_with("post /helpdesk-knowledge/_search "),
             "{}",
-            seen[1]
+            seen[1].0
         );
+    }
+
+    #[tokio::test]
+    async fn the_first_write_creates_the_index_with_the_mapping() {
+        let (url, seen) = fake_domain(|head, _| match head.split(' ').next() {
+            Some("head") => (404, String::new()),
+            Some("put") => (200, r#"{"acknowledged":true}"#.to_string()),
+            _ => (
+                200,
+                r#"{"errors":false,"items":[{"index":{"_id":"refunds","result":"created","status":201}}]}"#
+                    .to_string(),
+            ),
+        })
+        .await;
+        let index = OpenSearchKnowledge::new(&config(), &url, DEFAULT_INDEX).unwrap();
+        let article = Article {
+            id: "refunds".into(),
+            title: "Refunds".into(),
+            questions: vec!["How do I get a refund?".into()],
+            answer: "Within 14 days.".into(),
+            locale: None,
+            tags: vec![],
+        };
+        assert_eq!(
+            index.upsert(std::slice::from_ref(&article)).await.unwrap(),
+            1
+        );
+        // The index is checked once per process, not before every write.
+        index.upsert(std::slice::from_ref(&article)).await.unwrap();
+
+        let seen = seen.lock().unwrap();
+        let lines: Vec<&str> = seen
+            .iter()
+            .map(|(head, _)| head.lines().next().unwrap_or_default())
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "head /helpdesk-knowledge http/1.1",
+                "put /helpdesk-knowledge http/1.1",
+                "post /_bulk?refresh=wait_for http/1.1",
+                "post /_bulk?refresh=wait_for http/1.1",
+            ]
+        );
+        assert_eq!(seen[1].1, crate::knowledge::opensearch::INDEX_MAPPING);
+        assert!(seen[2].0.contains("content-type: application/x-ndjson"));
+    }
+
+    #[tokio::test]
+    async fn a_knowledge_base_without_an_index_is_empty_not_broken() {
+        let (url, _) = fake_domain(|_, _| {
+            (
+                404,
+                r#"{"error":{"type":"index_not_found_exception","reason":"no such index"},"status":404}"#
+                    .to_string(),
+            )
+        })
+        .await;
+        let index = OpenSearchKnowledge::new(&config(), &url, DEFAULT_INDEX).unwrap();
+        assert!(index.search("refund", 3).await.unwrap().is_empty());
+        assert!(index.list().await.unwrap().is_empty());
+        assert_eq!(index.get("refunds").await.unwrap(), None);
+        assert!(!index.delete("refunds").await.unwrap());
     }
 
     #[test]
