@@ -1,7 +1,8 @@
 //! The knowledge base on AWS without a search cluster: articles live in a DynamoDB table,
 //! and each function that searches holds a tantivy index in memory, built from the table at
-//! its first search and rebuilt when it is older than [`KNOWLEDGE_REFRESH`]. A knowledge base of a
-//! few thousand articles builds in well under a second, and nothing runs while idle.
+//! its first search and rebuilt when it is older than [`KNOWLEDGE_REFRESH`]. A knowledge
+//! base of a few thousand articles builds in well under a second, and nothing runs while
+//! idle.
 
 use super::{sdk_message, KNOWLEDGE_REFRESH};
 use crate::adapters::TantivyIndex;

@@ -1,8 +1,8 @@
 //! The knowledge base on an OpenSearch domain: the index retrieves candidates, and the
 //! shared [`Ranker`], trained from every article in the index, orders them, exactly as over
-//! tantivy's. The function lists the articles once per cold start and again after a write
-//! or when its copy is older than [`REFRESH`](super::KNOWLEDGE_REFRESH); nothing is sent
-//! before the first request needs it.
+//! tantivy's. The function lists the articles at its first search, and again after a write
+//! or when its copy is older than [`KNOWLEDGE_REFRESH`](super::KNOWLEDGE_REFRESH); nothing
+//! is sent before a request needs it.
 //!
 //! Requests are built as data in [`crate::knowledge::opensearch`] and signed here with
 //! SigV4 (service `es`) from the SDK configuration's credentials.
