@@ -1,18 +1,16 @@
-//! The auto-reply Lambda: consumes the auto-reply queue; searches an in-memory index of the
-//! articles table, built on first use.
+//! The auto-reply Lambda: consumes the auto-reply queue; searches the knowledge base
+//! (OpenSearch, or an in-memory index of the articles table), loaded on first use.
 
-use helpdesk_core::aws::{self, events::run_sqs, DynamoKnowledge};
+use helpdesk_core::aws::{self, events::run_sqs};
 use helpdesk_core::knowledge::threshold_from_env;
-use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let wiring = aws::wire().await?;
-    let knowledge = Arc::new(DynamoKnowledge::new(
-        &wiring.config,
-        aws::env("ARTICLES_TABLE")?,
-    ));
+    // OpenSearch when `OPENSEARCH_URL` is set, else the articles table; neither sends
+    // anything before the first request that needs the knowledge base.
+    let knowledge = aws::knowledge(&wiring.config)?;
     let deps = auto_reply::Deps {
         store: wiring.store,
         queue: wiring.queue,

@@ -4,7 +4,7 @@
 
 use axum::extract::Request;
 use axum::http::HeaderValue;
-use helpdesk_core::aws::{self, DynamoKnowledge};
+use helpdesk_core::aws;
 use helpdesk_core::knowledge::threshold_from_env;
 use helpdesk_core::survey_token::SurveySigner;
 use lambda_http::request::RequestContext;
@@ -49,10 +49,9 @@ async fn main() -> Result<(), lambda_http::Error> {
         aws::secret(&wiring.config, "HELPDESK_SURVEY_SECRET"),
     )?;
     let agents = Agents::parse(admin.as_deref(), None)?.trusting_authorizer();
-    let knowledge = Arc::new(DynamoKnowledge::new(
-        &wiring.config,
-        aws::env("ARTICLES_TABLE")?,
-    ));
+    // OpenSearch when `OPENSEARCH_URL` is set, else the articles table; neither sends
+    // anything before the first request that needs the knowledge base.
+    let knowledge = aws::knowledge(&wiring.config)?;
     let secret =
         secret.ok_or("HELPDESK_SURVEY_SECRET (or HELPDESK_SURVEY_SECRET_PARAM) is not set")?;
     let survey = Arc::new(survey::Deps {

@@ -4,7 +4,8 @@
 //! answer; the shared [`Ranker`] orders them and gives the confidence.
 
 use crate::knowledge::{
-    tokenize, Article, Hit, Ranker, ANSWER_BOOST, CANDIDATES, QUESTIONS_BOOST, TITLE_BOOST,
+    tokenize, Article, Hit, Ranker, ANSWER_BOOST, CANDIDATES, PROPOSED, QUESTIONS_BOOST,
+    TITLE_BOOST,
 };
 use crate::ports::KnowledgeIndex;
 use crate::{Error, Result};
@@ -23,9 +24,6 @@ use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Te
 
 const TOKENIZER: &str = "helpdesk";
 
-/// How many of the ranking model's own likeliest articles join the candidates: a paraphrase
-/// may share no indexed term with its article.
-const PROPOSED: usize = 3;
 const WRITER_HEAP_BYTES: usize = 20_000_000;
 
 #[derive(Clone)]

@@ -1,9 +1,10 @@
 //! The knowledge base on AWS without a search cluster: articles live in a DynamoDB table,
 //! and each function that searches holds a tantivy index in memory, built from the table at
-//! its first search and rebuilt when it is older than [`REFRESH`]. A knowledge base of a
-//! few thousand articles builds in well under a second, and nothing runs while idle.
+//! its first search and rebuilt when it is older than [`KNOWLEDGE_REFRESH`]. A knowledge
+//! base of a few thousand articles builds in well under a second, and nothing runs while
+//! idle.
 
-use super::sdk_message;
+use super::{sdk_message, KNOWLEDGE_REFRESH};
 use crate::adapters::TantivyIndex;
 use crate::knowledge::{Article, Hit};
 use crate::ports::KnowledgeIndex;
@@ -12,11 +13,8 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::sync::Mutex;
-
-/// How long a warm function trusts its copy of the knowledge base.
-pub const REFRESH: Duration = Duration::from_secs(60);
 
 pub struct DynamoKnowledge {
     client: Client,
@@ -68,7 +66,7 @@ impl DynamoKnowledge {
     async fn index(&self) -> Result<Arc<TantivyIndex>> {
         let mut cache = self.cache.lock().await;
         if let Some((at, index)) = cache.as_ref() {
-            if at.elapsed() < REFRESH {
+            if at.elapsed() < KNOWLEDGE_REFRESH {
                 return Ok(index.clone());
             }
         }

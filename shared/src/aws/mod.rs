@@ -9,6 +9,8 @@ mod dynamo;
 pub mod events;
 #[cfg(feature = "search")]
 mod knowledge;
+#[cfg(feature = "opensearch")]
+mod opensearch;
 pub mod schema;
 mod sqs;
 mod stream;
@@ -16,10 +18,35 @@ mod stream;
 pub use dynamo::{DynamoStore, Tables};
 #[cfg(feature = "search")]
 pub use knowledge::DynamoKnowledge;
+#[cfg(feature = "opensearch")]
+pub use opensearch::{OpenSearchKnowledge, DEFAULT_INDEX as DEFAULT_OPENSEARCH_INDEX};
 pub use sqs::{QueueUrls, SqsQueue};
 pub use stream::ticket_change;
 
 use crate::{Error, Result};
+
+/// How long a warm function trusts its copy of the knowledge base (and the ranker trained
+/// from it): another function's write shows up here within this time.
+pub const KNOWLEDGE_REFRESH: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The knowledge index the searching functions use: the OpenSearch domain when
+/// `OPENSEARCH_URL` is set and not empty, else the articles table (`ARTICLES_TABLE`) with an
+/// in-memory index. Sends nothing.
+#[cfg(all(feature = "search", feature = "opensearch"))]
+pub fn knowledge(
+    config: &aws_config::SdkConfig,
+) -> Result<std::sync::Arc<dyn crate::ports::KnowledgeIndex>> {
+    let url = std::env::var("OPENSEARCH_URL").unwrap_or_default();
+    if url.trim().is_empty() {
+        Ok(std::sync::Arc::new(DynamoKnowledge::new(
+            config,
+            env("ARTICLES_TABLE")?,
+        )))
+    } else {
+        tracing::info!("knowledge base on OpenSearch");
+        Ok(std::sync::Arc::new(OpenSearchKnowledge::from_env(config)?))
+    }
+}
 
 /// The SDK's shared configuration, with an HTTPS client on rustls/ring (no OpenSSL, no
 /// C build of a crypto library).

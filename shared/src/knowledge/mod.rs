@@ -15,6 +15,9 @@ use crate::{Error, Result};
 
 /// How many candidates an index hands the ranker.
 pub const CANDIDATES: usize = 20;
+/// How many of the ranking model's own likeliest articles join an index's candidates: a
+/// paraphrase may share no indexed term with its article.
+pub const PROPOSED: usize = 3;
 /// How much a match counts in each field, in every index: the ways customers ask most, the
 /// answer least (it is long, and most of its words are not what the article is about).
 pub const QUESTIONS_BOOST: f32 = 3.0;

@@ -50,6 +50,190 @@ pub fn bulk_upsert_body(index: &str, articles: &[Article]) -> Result<String> {
     Ok(body)
 }
 
+/// The index's settings and mapping, sent when the first write finds no index.
+pub const INDEX_MAPPING: &str = include_str!("../../../infra/opensearch/knowledge-index.json");
+
+/// How many articles one page of a full listing reads; OpenSearch's default ceiling on
+/// `from + size` is 10,000, so pages move on with `search_after` instead of `from`.
+pub const LIST_PAGE: usize = 1000;
+
+/// One HTTP request to the cluster, as data: the adapter signs and sends it, the tests read
+/// it. `path` is already percent-encoded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub method: &'static str,
+    pub path: String,
+    pub content_type: Option<&'static str>,
+    pub body: String,
+}
+
+impl Request {
+    fn json(method: &'static str, path: String, body: &Value) -> Request {
+        Request {
+            method,
+            path,
+            content_type: Some("application/json"),
+            body: body.to_string(),
+        }
+    }
+
+    fn bare(method: &'static str, path: String) -> Request {
+        Request {
+            method,
+            path,
+            content_type: None,
+            body: String::new(),
+        }
+    }
+
+    /// Whether the index exists (200) or not (404).
+    pub fn index_exists(index: &str) -> Request {
+        Request::bare("HEAD", format!("/{}", encode(index)))
+    }
+
+    /// Creates the index with [`INDEX_MAPPING`].
+    pub fn create_index(index: &str) -> Request {
+        Request {
+            method: "PUT",
+            path: format!("/{}", encode(index)),
+            content_type: Some("application/json"),
+            body: INDEX_MAPPING.to_string(),
+        }
+    }
+
+    /// Removes the whole index (the live test's throwaway index).
+    pub fn delete_index(index: &str) -> Request {
+        Request::bare("DELETE", format!("/{}", encode(index)))
+    }
+
+    /// The candidates for one customer message ([`search_body`]).
+    pub fn search(index: &str, query: &str) -> Request {
+        Request::json(
+            "POST",
+            format!("/{}/_search", encode(index)),
+            &search_body(query),
+        )
+    }
+
+    /// One page of every article, in id order, after the id `after`.
+    pub fn list_page(index: &str, after: Option<&str>) -> Request {
+        let mut body = json!({
+            "size": LIST_PAGE,
+            "query": { "match_all": {} },
+            "sort": [{ "id": "asc" }],
+        });
+        if let Some(after) = after {
+            body["search_after"] = json!([after]);
+        }
+        Request::json("POST", format!("/{}/_search", encode(index)), &body)
+    }
+
+    /// Writes articles ([`bulk_upsert_body`]). `refresh=wait_for` answers once the change is
+    /// searchable, so the ranker retrained right after it sees the change.
+    pub fn upsert(index: &str, articles: &[Article]) -> Result<Request> {
+        Ok(Request {
+            method: "POST",
+            path: "/_bulk?refresh=wait_for".to_string(),
+            content_type: Some("application/x-ndjson"),
+            body: bulk_upsert_body(index, articles)?,
+        })
+    }
+
+    pub fn get(index: &str, id: &str) -> Request {
+        Request::bare("GET", format!("/{}/_doc/{}", encode(index), encode(id)))
+    }
+
+    pub fn delete(index: &str, id: &str) -> Request {
+        Request::bare(
+            "DELETE",
+            format!("/{}/_doc/{}?refresh=wait_for", encode(index), encode(id)),
+        )
+    }
+}
+
+/// Percent-encodes one path segment: article ids may hold any character but a slash
+/// (Chinese, spaces, `?`, `#`), and all of them must reach OpenSearch as one segment.
+fn encode(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for b in segment.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Whether an error answer says the index does not exist: before the first write, the
+/// knowledge base is empty rather than broken.
+pub fn is_index_missing(body: &str) -> bool {
+    serde_json::from_str::<Value>(body).is_ok_and(|v| {
+        v.pointer("/error/type").and_then(Value::as_str) == Some("index_not_found_exception")
+    })
+}
+
+/// What an error answer says went wrong: its `error.reason`, else the start of the body.
+pub fn error_reason(body: &str) -> String {
+    let from_json = serde_json::from_str::<Value>(body).ok().and_then(|v| {
+        let error = v.get("error")?;
+        Some(
+            error
+                .get("reason")
+                .and_then(Value::as_str)
+                .map_or_else(|| error.to_string(), str::to_string),
+        )
+    });
+    // Characters, not bytes: a reason may quote a Chinese article.
+    from_json.unwrap_or_else(|| body.chars().take(300).collect())
+}
+
+/// Reads a `_bulk` response: how many articles were new, or the first item's error.
+pub fn parse_bulk_response(body: &str) -> Result<usize> {
+    let value: Value = serde_json::from_str(body)
+        .map_err(|e| Error::internal(format!("OpenSearch bulk response: {e}")))?;
+    let items = value
+        .get("items")
+        .and_then(Value::as_array)
+        .ok_or_else(|| Error::internal(format!("OpenSearch bulk: {}", error_reason(body))))?;
+    let mut created = 0;
+    for item in items {
+        let Some(result) = item.get("index") else {
+            continue;
+        };
+        if let Some(error) = result.get("error") {
+            let id = result.get("_id").and_then(Value::as_str).unwrap_or("?");
+            let reason = error
+                .get("reason")
+                .and_then(Value::as_str)
+                .map_or_else(|| error.to_string(), str::to_string);
+            return Err(Error::internal(format!(
+                "OpenSearch did not save article {id:?}: {reason}"
+            )));
+        }
+        if result.get("result").and_then(Value::as_str) == Some("created") {
+            created += 1;
+        }
+    }
+    Ok(created)
+}
+
+/// Reads a `GET _doc` answer (200 or 404): the article, or `None` when there is none.
+pub fn parse_get_response(body: &str) -> Result<Option<Article>> {
+    if is_index_missing(body) {
+        return Ok(None);
+    }
+    #[derive(Deserialize)]
+    struct Got {
+        found: bool,
+        #[serde(rename = "_source")]
+        source: Option<Article>,
+    }
+    let got: Got = serde_json::from_str(body)
+        .map_err(|e| Error::internal(format!("OpenSearch get: {e}: {}", error_reason(body))))?;
+    Ok(if got.found { got.source } else { None })
+}
+
 #[derive(Deserialize)]
 struct SearchResponse {
     hits: Hits,
@@ -146,6 +330,106 @@ mod tests {
             panic!("no reply: {hits:?}");
         };
         assert!(hit.answer.contains("重置密码链接"), "{}", hit.answer);
+    }
+
+    #[test]
+    fn requests_have_the_documented_paths_and_bodies() {
+        let search = Request::search("helpdesk-knowledge", "reset password");
+        assert_eq!(
+            (search.method, search.path.as_str()),
+            ("POST", "/helpdesk-knowledge/_search")
+        );
+        assert_eq!(search.content_type, Some("application/json"));
+        let body: Value = serde_json::from_str(&search.body).unwrap();
+        assert_eq!(body, search_body("reset password"));
+
+        // An id with Chinese, a space and a `?` stays one path segment.
+        let delete = Request::delete("helpdesk-knowledge", "退款 refund?");
+        assert_eq!(delete.method, "DELETE");
+        assert_eq!(
+            delete.path,
+            "/helpdesk-knowledge/_doc/%E9%80%80%E6%AC%BE%20refund%3F?refresh=wait_for"
+        );
+        assert!(delete.body.is_empty());
+        let get = Request::get("helpdesk-knowledge", "refunds");
+        assert_eq!(
+            (get.method, get.path.as_str()),
+            ("GET", "/helpdesk-knowledge/_doc/refunds")
+        );
+
+        let a = Article {
+            id: "refunds".into(),
+            title: "Refunds".into(),
+            questions: vec!["How do I get a refund?".into()],
+            answer: "Within 14 days.".into(),
+            locale: None,
+            tags: vec![],
+        };
+        let upsert = Request::upsert("helpdesk-knowledge", std::slice::from_ref(&a)).unwrap();
+        assert_eq!(
+            (upsert.method, upsert.path.as_str()),
+            ("POST", "/_bulk?refresh=wait_for")
+        );
+        assert_eq!(upsert.content_type, Some("application/x-ndjson"));
+        assert_eq!(
+            upsert.body,
+            bulk_upsert_body("helpdesk-knowledge", &[a]).unwrap()
+        );
+
+        let create = Request::create_index("helpdesk-knowledge");
+        assert_eq!(
+            (create.method, create.path.as_str()),
+            ("PUT", "/helpdesk-knowledge")
+        );
+        let mapping: Value = serde_json::from_str(&create.body).unwrap();
+        assert_eq!(mapping["mappings"]["properties"]["id"]["type"], "keyword");
+    }
+
+    #[test]
+    fn listing_pages_on_in_id_order() {
+        let first: Value = serde_json::from_str(&Request::list_page("kb", None).body).unwrap();
+        assert_eq!(
+            first,
+            json!({"size": LIST_PAGE, "query": {"match_all": {}}, "sort": [{"id": "asc"}]})
+        );
+        let next: Value =
+            serde_json::from_str(&Request::list_page("kb", Some("refunds")).body).unwrap();
+        assert_eq!(next["search_after"], json!(["refunds"]));
+    }
+
+    #[test]
+    fn bulk_and_get_answers_are_read() {
+        let created = parse_bulk_response(
+            r#"{"took":3,"errors":false,"items":[{"index":{"_id":"a","result":"created","status":201}},{"index":{"_id":"b","result":"updated","status":200}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(created, 1);
+        let err = parse_bulk_response(
+            r#"{"errors":true,"items":[{"index":{"_id":"a","status":400,"error":{"type":"strict_dynamic_mapping_exception","reason":"mapping set to strict"}}}]}"#,
+        )
+        .unwrap_err();
+        assert!(
+            err.message.contains("mapping set to strict"),
+            "{}",
+            err.message
+        );
+
+        assert_eq!(
+            parse_get_response(r#"{"_index":"kb","_id":"x","found":false}"#).unwrap(),
+            None
+        );
+        let got = parse_get_response(
+            r#"{"_index":"kb","_id":"x","found":true,"_source":{"id":"x","title":"T","questions":["q"],"answer":"A"}}"#,
+        )
+        .unwrap();
+        assert_eq!(got.map(|a| a.answer), Some("A".to_string()));
+        assert_eq!(
+            parse_get_response(
+                r#"{"error":{"type":"index_not_found_exception","reason":"no such index"},"status":404}"#
+            )
+            .unwrap(),
+            None
+        );
     }
 
     #[test]

@@ -1,0 +1,592 @@
+//! The knowledge base on an OpenSearch domain: the index retrieves candidates, and the
+//! shared [`Ranker`], trained from every article in the index, orders them, exactly as over
+//! tantivy's. The function lists the articles at its first search, and again after a write
+//! or when its copy is older than [`KNOWLEDGE_REFRESH`](super::KNOWLEDGE_REFRESH); nothing
+//! is sent before a request needs it.
+//!
+//! Requests are built as data in [`crate::knowledge::opensearch`] and signed here with
+//! SigV4 (service `es`) from the SDK configuration's credentials.
+
+use super::KNOWLEDGE_REFRESH;
+use crate::knowledge::opensearch::{
+    error_reason, is_index_missing, parse_bulk_response, parse_get_response, parse_search_response,
+    Request, LIST_PAGE,
+};
+use crate::knowledge::{tokenize, Article, Hit, Ranker, PROPOSED};
+use crate::ports::KnowledgeIndex;
+use crate::{Error, Result};
+use async_trait::async_trait;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_credential_types::Credentials;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::{Mutex, OnceCell};
+
+/// The index name when `OPENSEARCH_INDEX` is not set.
+pub const DEFAULT_INDEX: &str = "helpdesk-knowledge";
+/// Credentials this close to their expiry are fetched again before signing.
+const CREDENTIALS_MARGIN: Duration = Duration::from_secs(300);
+/// A search is on the auto-reply path: better a hand-off than a queue that stalls.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Every article, and the ranker trained from them.
+struct Trained {
+    articles: HashMap<String, Article>,
+    ranker: Ranker,
+}
+
+pub struct OpenSearchKnowledge {
+    http: reqwest::Client,
+    /// Scheme and host (and port), without a trailing slash.
+    base: String,
+    index: String,
+    region: String,
+    provider: SharedCredentialsProvider,
+    credentials: Mutex<Option<Credentials>>,
+    trained: Mutex<Option<(Instant, Arc<Trained>)>>,
+    /// Set once the index is known to exist, so writes check it once per process.
+    index_ready: OnceCell<()>,
+}
+
+impl OpenSearchKnowledge {
+    /// An adapter for the domain at `url`, signing with `config`'s region and credentials.
+    /// Sends nothing.
+    pub fn new(
+        config: &aws_config::SdkConfig,
+        url: &str,
+        index: impl Into<String>,
+    ) -> Result<OpenSearchKnowledge> {
+        let base = url.trim().trim_end_matches('/').to_string();
+        if !(base.starts_with("https://") || base.starts_with("http://")) {
+            return Err(Error::internal(format!(
+                "OPENSEARCH_URL {base:?} is not an http(s) URL"
+            )));
+        }
+        let region = config
+            .region()
+            .map(|r| r.to_string())
+            .ok_or_else(|| Error::internal("OpenSearch needs a region (AWS_REGION)"))?;
+        let provider = config
+            .credentials_provider()
+            .ok_or_else(|| Error::internal("OpenSearch needs AWS credentials to sign with"))?;
+        let http = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .map_err(|e| Error::internal(format!("OpenSearch HTTP client: {e}")))?;
+        Ok(OpenSearchKnowledge {
+            http,
+            base,
+            index: index.into(),
+            region,
+            provider,
+            credentials: Mutex::new(None),
+            trained: Mutex::new(None),
+            index_ready: OnceCell::new(),
+        })
+    }
+
+    /// The adapter for `OPENSEARCH_URL`, on the index `OPENSEARCH_INDEX` (or
+    /// [`DEFAULT_INDEX`]).
+    pub fn from_env(config: &aws_config::SdkConfig) -> Result<OpenSearchKnowledge> {
+        let index = std::env::var("OPENSEARCH_INDEX")
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .unwrap_or_else(|| DEFAULT_INDEX.to_string());
+        OpenSearchKnowledge::new(config, &super::env("OPENSEARCH_URL")?, index)
+    }
+
+    /// The SDK's credentials, kept until near their expiry: a provider chain outside Lambda
+    /// (IMDS, SSO) may make a network call per fetch.
+    async fn credentials(&self) -> Result<Credentials> {
+        let mut kept = self.credentials.lock().await;
+        if let Some(c) = kept.as_ref() {
+            let fresh = c
+                .expiry()
+                .is_none_or(|at| at > SystemTime::now() + CREDENTIALS_MARGIN);
+            if fresh {
+                return Ok(c.clone());
+            }
+        }
+        let c = self
+            .provider
+            .provide_credentials()
+            .await
+            .map_err(|e| Error::internal(format!("AWS credentials for OpenSearch: {e}")))?;
+        *kept = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Signs and sends one request; answers the status and the body, whatever the status.
+    async fn send(&self, request: &Request) -> Result<(u16, String)> {
+        let url = format!("{}{}", self.base, request.path);
+        let parsed = reqwest::Url::parse(&url)
+            .map_err(|e| Error::internal(format!("OpenSearch URL {url:?}: {e}")))?;
+        let host = match (parsed.host_str(), parsed.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_string(),
+            (None, _) => {
+                return Err(Error::internal(format!(
+                    "OpenSearch URL {url:?} has no host"
+                )))
+            }
+        };
+        let mut headers = vec![("host", host.as_str())];
+        if let Some(ct) = request.content_type {
+            headers.push(("content-type", ct));
+        }
+        let signed = self.sign(request, &url, &headers).await?;
+        let method = reqwest::Method::from_bytes(request.method.as_bytes())
+            .map_err(|e| Error::internal(format!("HTTP method {}: {e}", request.method)))?;
+        let mut builder = self.http.request(method, parsed);
+        for (name, value) in &headers {
+            builder = builder.header(*name, *value);
+        }
+        for (name, value) in signed {
+            builder = builder.header(name, value);
+        }
+        if !request.body.is_empty() {
+            builder = builder.body(request.body.clone());
+        }
+        let what = || format!("OpenSearch {} {}", request.method, request.path);
+        let response = builder
+            .send()
+            .await
+            .map_err(|e| Error::internal(format!("{}: {e}", what())))?;
+        let status = response.status().as_u16();
+        let body = response
+            .text()
+            .await
+            .map_err(|e| Error::internal(format!("{}: reading the answer: {e}", what())))?;
+        Ok((status, body))
+    }
+
+    /// The SigV4 headers for `request`: `authorization`, `x-amz-date`, and the session
+    /// token of temporary credentials.
+    async fn sign(
+        &self,
+        request: &Request,
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Vec<(String, String)>> {
+        use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+        let identity: aws_smithy_runtime_api::client::identity::Identity =
+            self.credentials().await?.into();
+        let params = aws_sigv4::sign::v4::SigningParams::builder()
+            .identity(&identity)
+            .region(&self.region)
+            .name("es")
+            .time(SystemTime::now())
+            .settings(SigningSettings::default())
+            .build()
+            .map_err(|e| Error::internal(format!("SigV4 parameters: {e}")))?
+            .into();
+        let signable = SignableRequest::new(
+            request.method,
+            url,
+            headers.iter().copied(),
+            SignableBody::Bytes(request.body.as_bytes()),
+        )
+        .map_err(|e| Error::internal(format!("signing {}: {e}", request.path)))?;
+        let (instructions, _signature) = sign(signable, &params)
+            .map_err(|e| Error::internal(format!("signing {}: {e}", request.path)))?
+            .into_parts();
+        Ok(instructions
+            .headers()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect())
+    }
+
+    /// Sends `request` and fails on any status outside 2xx, with OpenSearch's reason.
+    async fn send_ok(&self, request: &Request) -> Result<String> {
+        let (status, body) = self.send(request).await?;
+        if (200..300).contains(&status) {
+            Ok(body)
+        } else {
+            Err(Error::internal(format!(
+                "OpenSearch {} {}: {status}: {}",
+                request.method,
+                request.path,
+                error_reason(&body)
+            )))
+        }
+    }
+
+    /// Creates the index with the mapping from `infra/opensearch/` if it is not there.
+    async fn ensure_index(&self) -> Result<()> {
+        self.index_ready
+            .get_or_try_init(|| async {
+                let (status, _) = self.send(&Request::index_exists(&self.index)).await?;
+                if status == 200 {
+                    return Ok(());
+                }
+                let create = Request::create_index(&self.index);
+                let (status, body) = self.send(&create).await?;
+                // Another function may have created it between the check and here.
+                if (200..300).contains(&status) || body.contains("resource_already_exists") {
+                    tracing::info!(index = %self.index, "OpenSearch knowledge index created");
+                    Ok(())
+                } else {
+                    Err(Error::internal(format!(
+                        "creating OpenSearch index {}: {status}: {}",
+                        self.index,
+                        error_reason(&body)
+                    )))
+                }
+            })
+            .await
+            .map(|_| ())
+    }
+
+    /// Every article, page by page in id order; none when the index does not exist yet.
+    async fn load_all(&self) -> Result<Vec<Article>> {
+        let mut articles: Vec<Article> = Vec::new();
+        loop {
+            let after = articles.last().map(|a| a.id.as_str());
+            let request = Request::list_page(&self.index, after);
+            let (status, body) = self.send(&request).await?;
+            if status == 404 && is_index_missing(&body) {
+                return Ok(Vec::new());
+            }
+            if !(200..300).contains(&status) {
+                return Err(Error::internal(format!(
+                    "listing the articles: {status}: {}",
+                    error_reason(&body)
+                )));
+            }
+            let page = parse_search_response(&body)?;
+            let full = page.len() == LIST_PAGE;
+            articles.extend(page.into_iter().map(|(a, _)| a));
+            if !full {
+                return Ok(articles);
+            }
+        }
+    }
+
+    /// The articles and their ranker, listed and trained again when stale.
+    async fn trained(&self) -> Result<Arc<Trained>> {
+        let mut kept = self.trained.lock().await;
+        if let Some((at, trained)) = kept.as_ref() {
+            if at.elapsed() < KNOWLEDGE_REFRESH {
+                return Ok(trained.clone());
+            }
+        }
+        let started = Instant::now();
+        let articles = self.load_all().await?;
+        let ranker = Ranker::new(&articles);
+        let trained = Arc::new(Trained {
+            articles: articles.into_iter().map(|a| (a.id.clone(), a)).collect(),
+            ranker,
+        });
+        tracing::info!(
+            articles = trained.articles.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "knowledge ranker trained from OpenSearch"
+        );
+        *kept = Some((Instant::now(), trained.clone()));
+        Ok(trained)
+    }
+
+    async fn forget(&self) {
+        *self.trained.lock().await = None;
+    }
+}
+
+/// Orders OpenSearch's candidates, joined by the ranker's own likeliest articles, as the
+/// tantivy index does with its own.
+fn rank(trained: &Trained, query: &str, found: &[(Article, f32)], limit: usize) -> Vec<Hit> {
+    let mut candidates: Vec<(&Article, f32)> = found.iter().map(|(a, s)| (a, *s)).collect();
+    for id in trained.ranker.propose(query, PROPOSED) {
+        if !candidates.iter().any(|(a, _)| a.id == id) {
+            if let Some(article) = trained.articles.get(id) {
+                candidates.push((article, 0.0));
+            }
+        }
+    }
+    let mut hits = trained.ranker.rank(query, candidates);
+    hits.truncate(limit);
+    hits
+}
+
+#[async_trait]
+impl KnowledgeIndex for OpenSearchKnowledge {
+    async fn search(&self, query: &str, limit: usize) -> Result<Vec<Hit>> {
+        if tokenize(query).is_empty() {
+            return Ok(Vec::new());
+        }
+        let trained = self.trained().await?;
+        if trained.articles.is_empty() {
+            return Ok(Vec::new());
+        }
+        let body = self.send_ok(&Request::search(&self.index, query)).await?;
+        let found = parse_search_response(&body)?;
+        Ok(rank(&trained, query, &found, limit))
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Article>> {
+        let (status, body) = self.send(&Request::get(&self.index, id)).await?;
+        if status == 200 || status == 404 {
+            parse_get_response(&body)
+        } else {
+            Err(Error::internal(format!(
+                "reading article {id}: {status}: {}",
+                error_reason(&body)
+            )))
+        }
+    }
+
+    async fn list(&self) -> Result<Vec<Article>> {
+        self.load_all().await
+    }
+
+    async fn upsert(&self, articles: &[Article]) -> Result<usize> {
+        for a in articles {
+            a.validate()?;
+        }
+        if articles.is_empty() {
+            return Ok(0);
+        }
+        self.ensure_index().await?;
+        let body = self
+            .send_ok(&Request::upsert(&self.index, articles)?)
+            .await?;
+        self.forget().await;
+        parse_bulk_response(&body)
+    }
+
+    async fn delete(&self, id: &str) -> Result<bool> {
+        let (status, body) = self.send(&Request::delete(&self.index, id)).await?;
+        self.forget().await;
+        match status {
+            200..=299 => Ok(true),
+            404 => Ok(false),
+            _ => Err(Error::internal(format!(
+                "deleting article {id}: {status}: {}",
+                error_reason(&body)
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_config::{Region, SdkConfig};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    fn config() -> SdkConfig {
+        SdkConfig::builder()
+            .region(Region::new("eu-west-1"))
+            .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+                "AKIDEXAMPLE",
+                "secret",
+                None,
+                None,
+                "test",
+            )))
+            .build()
+    }
+
+    /// Reads one HTTP/1.1 request: its head (lower-cased) and its body.
+    async fn read_request(socket: &mut tokio::net::TcpStream) -> (String, String) {
+        let mut data = Vec::new();
+        let mut buf = [0u8; 8192];
+        loop {
+            let n = socket.read(&mut buf).await.unwrap();
+            data.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&data).to_string();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let head = text[..end].to_lowercase();
+                let length = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .map_or(0, |v| v.trim().parse::<usize>().unwrap());
+                if data.len() >= end + 4 + length || n == 0 {
+                    let body = String::from_utf8_lossy(&data[end + 4..]).to_string();
+                    return (head, body);
+                }
+            }
+        }
+    }
+
+    /// Every request a fake domain saw: its head (lower-cased) and body.
+    type Seen = Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
+    /// A fake domain on 127.0.0.1 that answers each request with `answer(head, body)`.
+    async fn fake_domain(
+        answer: impl Fn(&str, &str) -> (u16, String) + Send + 'static,
+    ) -> (String, Seen) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Seen::default();
+        let kept = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let (head, body) = read_request(&mut socket).await;
+                let (status, text) = answer(&head, &body);
+                kept.lock().unwrap().push((head, body));
+                let response = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
+                    text.len()
+                );
+                socket.write_all(response.as_bytes()).await.unwrap();
+            }
+        });
+        (url, seen)
+    }
+
+    fn sample_listing() -> String {
+        let articles: Vec<Article> =
+            serde_json::from_str(include_str!("../../../infra/sample-kb.json")).unwrap();
+        let hits: Vec<_> = articles
+            .iter()
+            .map(|a| serde_json::json!({"_id": a.id, "_score": null, "_source": a}))
+            .collect();
+        serde_json::json!({"hits": {"hits": hits}}).to_string()
+    }
+
+    #[tokio::test]
+    async fn signed_requests_and_a_recorded_search_go_through_the_ranker() {
+        let listing = sample_listing();
+        let recorded = include_str!("../../testdata/opensearch-search-response.json");
+        // A listing trains the ranker; any other search gets the recorded answer.
+        let (url, seen) = fake_domain(move |_, body| {
+            if body.contains("match_all") {
+                (200, listing.clone())
+            } else {
+                (200, recorded.to_string())
+            }
+        })
+        .await;
+        let index = OpenSearchKnowledge::new(&config(), &url, DEFAULT_INDEX).unwrap();
+        let hits = index.search("我忘记密码了，怎么重置？", 3).await.unwrap();
+        assert_eq!(hits[0].article_id, "reset-password-zh", "{hits:?}");
+        assert!(
+            hits[0].answer.contains("重置密码链接"),
+            "{}",
+            hits[0].answer
+        );
+
+        let seen = seen.lock().unwrap();
+        // One listing to train the ranker, then the search itself.
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        for (head, _) in seen.iter() {
+            assert!(
+                head.contains("authorization: aws4-hmac-sha256 credential=akidexample/"),
+                "{head}"
+            );
+            assert!(head.contains("/eu-west-1/es/aws4_request"), "{head}");
+            assert!(head.contains("x-amz-date: "), "{head}");
+        }
+        assert!(
+            seen[1].0.starts_with("post /helpdesk-knowledge/_search "),
+            "{}",
+            seen[1].0
+        );
+    }
+
+    #[tokio::test]
+    async fn the_first_write_creates_the_index_with_the_mapping() {
+        let (url, seen) = fake_domain(|head, _| match head.split(' ').next() {
+            Some("head") => (404, String::new()),
+            Some("put") => (200, r#"{"acknowledged":true}"#.to_string()),
+            _ => (
+                200,
+                r#"{"errors":false,"items":[{"index":{"_id":"refunds","result":"created","status":201}}]}"#
+                    .to_string(),
+            ),
+        })
+        .await;
+        let index = OpenSearchKnowledge::new(&config(), &url, DEFAULT_INDEX).unwrap();
+        let article = Article {
+            id: "refunds".into(),
+            title: "Refunds".into(),
+            questions: vec!["How do I get a refund?".into()],
+            answer: "Within 14 days.".into(),
+            locale: None,
+            tags: vec![],
+        };
+        assert_eq!(
+            index.upsert(std::slice::from_ref(&article)).await.unwrap(),
+            1
+        );
+        // The index is checked once per process, not before every write.
+        index.upsert(std::slice::from_ref(&article)).await.unwrap();
+
+        let seen = seen.lock().unwrap();
+        let lines: Vec<&str> = seen
+            .iter()
+            .map(|(head, _)| head.lines().next().unwrap_or_default())
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "head /helpdesk-knowledge http/1.1",
+                "put /helpdesk-knowledge http/1.1",
+                "post /_bulk?refresh=wait_for http/1.1",
+                "post /_bulk?refresh=wait_for http/1.1",
+            ]
+        );
+        assert_eq!(seen[1].1, crate::knowledge::opensearch::INDEX_MAPPING);
+        assert!(seen[2].0.contains("content-type: application/x-ndjson"));
+    }
+
+    #[tokio::test]
+    async fn a_knowledge_base_without_an_index_is_empty_not_broken() {
+        let (url, _) = fake_domain(|_, _| {
+            (
+                404,
+                r#"{"error":{"type":"index_not_found_exception","reason":"no such index"},"status":404}"#
+                    .to_string(),
+            )
+        })
+        .await;
+        let index = OpenSearchKnowledge::new(&config(), &url, DEFAULT_INDEX).unwrap();
+        assert!(index.search("refund", 3).await.unwrap().is_empty());
+        assert!(index.list().await.unwrap().is_empty());
+        assert_eq!(index.get("refunds").await.unwrap(), None);
+        assert!(!index.delete("refunds").await.unwrap());
+    }
+
+    #[test]
+    fn a_url_that_is_not_http_is_refused_at_start() {
+        let err = OpenSearchKnowledge::new(&config(), "search-domain.example", "kb")
+            .err()
+            .map(|e| e.message);
+        assert!(err.is_some_and(|m| m.contains("OPENSEARCH_URL")));
+    }
+
+    /// Against a real domain when `OPENSEARCH_URL` is set (see `infra/opensearch/README.md`):
+    /// writes, finds, reads and deletes an article in a throwaway index.
+    #[tokio::test]
+    async fn live_round_trip_when_opensearch_url_is_set() {
+        let Some(url) = std::env::var("OPENSEARCH_URL")
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+        else {
+            eprintln!("OPENSEARCH_URL is not set: the live OpenSearch test did not run");
+            return;
+        };
+        let config = crate::aws::connect().await;
+        let name = format!("helpdesk-knowledge-test-{}", uuid::Uuid::new_v4().simple());
+        let index = OpenSearchKnowledge::new(&config, &url, name.clone()).unwrap();
+        let articles: Vec<Article> =
+            serde_json::from_str(include_str!("../../../infra/sample-kb.json")).unwrap();
+        assert_eq!(index.upsert(&articles).await.unwrap(), articles.len());
+        assert_eq!(index.upsert(&articles[..1]).await.unwrap(), 0);
+        let hits = index.search("我忘记密码了，怎么重置？", 3).await.unwrap();
+        assert!(hits[0].article_id.starts_with("reset-password"), "{hits:?}");
+        assert_eq!(index.list().await.unwrap().len(), articles.len());
+        let first = &articles[0].id;
+        assert_eq!(
+            index.get(first).await.unwrap().map(|a| a.id),
+            Some(first.clone())
+        );
+        assert!(index.delete(first).await.unwrap());
+        assert!(!index.delete(first).await.unwrap());
+        assert_eq!(index.get(first).await.unwrap(), None);
+        index.send_ok(&Request::delete_index(&name)).await.unwrap();
+    }
+}
