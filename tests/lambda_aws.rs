@@ -81,6 +81,42 @@ impl Desk {
         (status, body, answer["headers"].clone())
     }
 
+    /// The ticket's version, from the ETag of `GET /tickets/{id}`.
+    async fn version(&mut self, id: &str) -> String {
+        let (_, _, headers) = self
+            .http("tickets", "GET", &format!("/tickets/{id}"), &[], None)
+            .await;
+        headers["etag"]
+            .as_str()
+            .unwrap()
+            .trim_matches('"')
+            .to_string()
+    }
+
+    async fn close(&mut self, id: &str, version: &str) -> (u16, Value, Value) {
+        let path = format!("/tickets/{id}");
+        self.http(
+            "tickets",
+            "PATCH",
+            &path,
+            &[("if-match", version)],
+            Some(json!({"status": "closed"})),
+        )
+        .await
+    }
+
+    /// Hands the survey function the same stream records twice, as a redelivery would.
+    async fn survey_twice(&mut self, stream: &Value) {
+        for _ in 0..2 {
+            let answer = self
+                .survey
+                .invoke(stream.clone())
+                .await
+                .expect("the stream batch is handled");
+            assert_eq!(answer["batchItemFailures"], json!([]));
+        }
+    }
+
     async fn conversation(&mut self, token: &str) -> Vec<Value> {
         let auth = format!("Bearer {token}");
         let (status, body, _) = self
@@ -179,44 +215,14 @@ async fn a_message_goes_from_intake_through_sqs_and_dynamodb_to_a_ticket_and_its
 
     // Close it with the right version; the stream carries the close to the survey function,
     // which is handed the same records twice and still sends one survey.
-    let (_, _, headers) = desk
-        .http("tickets", "GET", &format!("/tickets/{id}"), &[], None)
-        .await;
-    let etag = headers["etag"]
-        .as_str()
-        .unwrap()
-        .trim_matches('"')
-        .to_string();
-    let (status, _, _) = desk
-        .http(
-            "tickets",
-            "PATCH",
-            &format!("/tickets/{id}"),
-            &[("if-match", "99")],
-            Some(json!({"status": "closed"})),
-        )
-        .await;
+    let etag = desk.version(&id).await;
+    let (status, _, _) = desk.close(&id, "99").await;
     assert_eq!(status, 409);
-    let (status, closed, _) = desk
-        .http(
-            "tickets",
-            "PATCH",
-            &format!("/tickets/{id}"),
-            &[("if-match", &etag)],
-            Some(json!({"status": "closed"})),
-        )
-        .await;
+    let (status, closed, _) = desk.close(&id, &etag).await;
     assert_eq!(status, 200, "{closed}");
     let stream = stack.stream_event().await;
     assert!(stream["Records"].as_array().unwrap().len() >= 2, "{stream}");
-    for _ in 0..2 {
-        let answer = desk
-            .survey
-            .invoke(stream.clone())
-            .await
-            .expect("the stream batch is handled");
-        assert_eq!(answer["batchItemFailures"], json!([]));
-    }
+    desk.survey_twice(&stream).await;
     desk.pump(&stack).await;
     let surveys: Vec<Value> = desk
         .conversation(&token)
@@ -312,29 +318,11 @@ async fn a_telegram_update_goes_from_the_webhook_to_a_ticket_and_its_survey_goes
         .unwrap()
         .contains("人工客服"));
 
-    let (_, _, headers) = desk
-        .http("tickets", "GET", &format!("/tickets/{id}"), &[], None)
-        .await;
-    let etag = headers["etag"]
-        .as_str()
-        .unwrap()
-        .trim_matches('"')
-        .to_string();
-    let (status, _, _) = desk
-        .http(
-            "tickets",
-            "PATCH",
-            &format!("/tickets/{id}"),
-            &[("if-match", &etag)],
-            Some(json!({"status": "closed"})),
-        )
-        .await;
+    let etag = desk.version(&id).await;
+    let (status, _, _) = desk.close(&id, &etag).await;
     assert_eq!(status, 200);
     let stream = stack.stream_event().await;
-    for _ in 0..2 {
-        let answer = desk.survey.invoke(stream.clone()).await.unwrap();
-        assert_eq!(answer["batchItemFailures"], json!([]));
-    }
+    desk.survey_twice(&stream).await;
     desk.pump(&stack).await;
     let sent = telegram.wait_for("sendMessage", 2).await;
     assert_eq!(sent.len(), 2, "one hand-off and one survey: {sent:#?}");

@@ -94,16 +94,21 @@ async fn next(State(state): State<Arc<Pending>>) -> impl IntoResponse {
     (headers, axum::Json(event))
 }
 
+/// Hands the function's answer (or reported error) to the test waiting on `id`.
+fn settle(state: &Pending, id: &str, body: &[u8], ok: bool) -> StatusCode {
+    let value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    if let Some(tx) = state.waiting.lock().unwrap().remove(id) {
+        let _ = tx.send(if ok { Ok(value) } else { Err(value) });
+    }
+    StatusCode::ACCEPTED
+}
+
 async fn respond(
     State(state): State<Arc<Pending>>,
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> StatusCode {
-    let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    if let Some(tx) = state.waiting.lock().unwrap().remove(&id) {
-        let _ = tx.send(Ok(value));
-    }
-    StatusCode::ACCEPTED
+    settle(&state, &id, &body, true)
 }
 
 async fn fail(
@@ -111,11 +116,7 @@ async fn fail(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> StatusCode {
-    let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    if let Some(tx) = state.waiting.lock().unwrap().remove(&id) {
-        let _ = tx.send(Err(value));
-    }
-    StatusCode::ACCEPTED
+    settle(&state, &id, &body, false)
 }
 
 async fn init_error(State(state): State<Arc<Pending>>, body: axum::body::Bytes) -> StatusCode {
