@@ -18,6 +18,17 @@ DATASETS_DIR holds banking77/ and clinc150/ (see the team's datasets README). Wr
                           base that `clinc150-val.csv` was never part of, for latency, build
                           time and memory
 
+The datasets' test splits are kept apart from tuning and are not in the team's folder. Where
+they are present, the script writes their query files too, against knowledge bases built from
+the whole training split as the issue asks:
+
+  banking77-test.csv      from banking77/test.csv (text,category, as the original release);
+                          its knowledge base is banking77-full-kb.json
+  clinc150-test.csv       `test` and `oos_test`, read from the first of clinc150/test.json,
+  clinc150-test-in.csv    clinc150/data_full.json (the original release's file) or
+  clinc150-test-oos.csv   clinc150/train_val.json that has those keys; the knowledge base is
+                          clinc150-kb.json
+
 With --bm25 it also prints the lexical baselines: plain BM25 over the questions, one document
 per question and one per intent, accuracy@1 on the same held-out queries.
 
@@ -77,7 +88,28 @@ def banking77(src, out):
     write_kb(out / "banking77-kb.json", kb)
     write_queries(out / "banking77-val.csv", val)
     write_kb(out / "banking77-full-kb.json", by_intent)
+    test = src / "test.csv"
+    if test.is_file():
+        with test.open(newline="", encoding="utf-8") as f:
+            rows = [(row["text"].strip(), row["category"]) for row in csv.DictReader(f)]
+        unknown = sorted({i for _, i in rows} - set(by_intent))
+        if unknown:
+            sys.exit(f"{test}: intents not in train.csv: {', '.join(unknown)}")
+        write_queries(out / "banking77-test.csv", rows)
+        print(f"banking77 test split: {len(rows)} queries -> banking77-test.csv (kb: banking77-full-kb.json)")
     return kb, val
+
+
+def clinc150_test(src):
+    """The `test` and `oos_test` lists, from whichever file of the folder holds them."""
+    for name in ("test.json", "data_full.json", "train_val.json"):
+        path = src / name
+        if not path.is_file():
+            continue
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if "test" in data and "oos_test" in data:
+            return path, data["test"], data["oos_test"]
+    return None, None, None
 
 
 def clinc150(src, out):
@@ -94,6 +126,17 @@ def clinc150(src, out):
     write_queries(out / "clinc150-val.csv", rows)
     write_queries(out / "clinc150-val-in.csv", [r for r in rows if r[1]])
     write_queries(out / "clinc150-val-oos.csv", [r for r in rows if not r[1]])
+    path, test, oos_test = clinc150_test(src)
+    if path is not None:
+        unknown = sorted({i for _, i in test} - set(kb))
+        if unknown:
+            sys.exit(f"{path}: intents not in train: {', '.join(unknown)}")
+        test_rows = [(t.strip(), i) for t, i in test] + [(t.strip(), "") for t, _ in oos_test]
+        write_queries(out / "clinc150-test.csv", test_rows)
+        write_queries(out / "clinc150-test-in.csv", [r for r in test_rows if r[1]])
+        write_queries(out / "clinc150-test-oos.csv", [r for r in test_rows if not r[1]])
+        print(f"clinc150 test split ({path.name}): {len(test)} in scope + {len(oos_test)} out of scope "
+              f"-> clinc150-test*.csv (kb: clinc150-kb.json)")
     return kb, rows
 
 
