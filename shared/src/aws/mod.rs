@@ -21,7 +21,7 @@ pub use knowledge::DynamoKnowledge;
 #[cfg(feature = "opensearch")]
 pub use opensearch::{OpenSearchKnowledge, DEFAULT_INDEX as DEFAULT_OPENSEARCH_INDEX};
 pub use sqs::{QueueUrls, SqsQueue};
-pub use stream::ticket_change;
+pub use stream::{article_change, ticket_change};
 
 use crate::{Error, Result};
 
@@ -29,9 +29,10 @@ use crate::{Error, Result};
 /// from it): another function's write shows up here within this time.
 pub const KNOWLEDGE_REFRESH: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// The knowledge index the searching functions use: the OpenSearch domain when
-/// `OPENSEARCH_URL` is set and not empty, else the articles table (`ARTICLES_TABLE`) with an
-/// in-memory index. Sends nothing.
+/// The knowledge index the functions use. The articles always live in the articles table
+/// (`ARTICLES_TABLE`). Search runs on the OpenSearch domain when `OPENSEARCH_URL` is set and
+/// not empty (the indexer function keeps it in step through the table's stream), else on an
+/// in-memory index built from the table. Sends nothing.
 #[cfg(all(feature = "search", feature = "opensearch"))]
 pub fn knowledge(
     config: &aws_config::SdkConfig,
@@ -43,8 +44,11 @@ pub fn knowledge(
             env("ARTICLES_TABLE")?,
         )))
     } else {
-        tracing::info!("knowledge base on OpenSearch");
-        Ok(std::sync::Arc::new(OpenSearchKnowledge::from_env(config)?))
+        tracing::info!("knowledge search on OpenSearch");
+        Ok(std::sync::Arc::new(crate::knowledge::sync::Indexed {
+            articles: Box::new(DynamoKnowledge::new(config, env("ARTICLES_TABLE")?)),
+            search: Box::new(OpenSearchKnowledge::from_env(config)?),
+        }))
     }
 }
 

@@ -1,7 +1,9 @@
-//! The tickets table's DynamoDB stream, decoded into ticket changes. Each image carries the
-//! ticket as JSON in its `body` attribute, the same document the store reads.
+//! The tables' DynamoDB streams, decoded: the tickets table's into ticket changes, the
+//! articles table's into article changes for the search indexer. Each image carries the
+//! ticket or article as JSON in its `body` attribute, the same document the store reads.
 
 use crate::domain::Ticket;
+use crate::knowledge::sync::ArticleChange;
 use crate::ports::TicketChange;
 use crate::{Error, Result};
 use serde_json::Value;
@@ -19,11 +21,7 @@ pub fn ticket_change(new_image: &Value, old_image: &Value) -> Result<Option<Tick
 }
 
 fn ticket_of(image: &Value) -> Result<Option<Ticket>> {
-    match image
-        .get("body")
-        .and_then(|b| b.get("S"))
-        .and_then(Value::as_str)
-    {
+    match body(image) {
         None => Ok(None),
         Some(json) => serde_json::from_str(json).map(Some).map_err(|e| {
             Error::unprocessable(
@@ -32,6 +30,33 @@ fn ticket_of(image: &Value) -> Result<Option<Ticket>> {
             )
         }),
     }
+}
+
+/// The change in one record of the articles table's stream (new and old images): the
+/// article as it now is, or its removal. `None` for a record that names no article.
+pub fn article_change(new_image: &Value, old_image: &Value) -> Result<Option<ArticleChange>> {
+    if let Some(json) = body(new_image) {
+        return serde_json::from_str(json)
+            .map(|a| Some(ArticleChange::Upsert(a)))
+            .map_err(|e| {
+                Error::unprocessable(
+                    "invalid_record",
+                    format!("an article image that does not decode: {e}"),
+                )
+            });
+    }
+    Ok(old_image
+        .get("id")
+        .and_then(|b| b.get("S"))
+        .and_then(Value::as_str)
+        .map(|id| ArticleChange::Delete(id.to_string())))
+}
+
+fn body(image: &Value) -> Option<&str> {
+    image
+        .get("body")
+        .and_then(|b| b.get("S"))
+        .and_then(Value::as_str)
 }
 
 #[cfg(test)]
@@ -61,6 +86,38 @@ mod tests {
         let bad = json!({"body": {"S": "{"}});
         assert_eq!(
             ticket_change(&bad, &json!({})).unwrap_err().kind.status(),
+            422
+        );
+    }
+
+    #[test]
+    fn decodes_article_writes_and_removals() {
+        let a = crate::knowledge::Article {
+            id: "退款".into(),
+            title: "退款政策".into(),
+            questions: vec!["怎么申请退款".into()],
+            answer: "七天内可退".into(),
+            locale: Some("zh".into()),
+            tags: vec![],
+        };
+        let image = json!({"id": {"S": a.id}, "body": {"S": serde_json::to_string(&a).unwrap()}});
+        assert_eq!(
+            article_change(&image, &json!({})).unwrap(),
+            Some(ArticleChange::Upsert(a.clone()))
+        );
+        // A removal has no new image; the old one names the article.
+        assert_eq!(
+            article_change(&json!({}), &image).unwrap(),
+            Some(ArticleChange::Delete("退款".into()))
+        );
+        assert_eq!(
+            article_change(&Value::Null, &json!({"id": {"S": "退款"}})).unwrap(),
+            Some(ArticleChange::Delete("退款".into()))
+        );
+        assert_eq!(article_change(&json!({}), &json!({})).unwrap(), None);
+        let bad = json!({"body": {"S": "{\"id\": 1}"}});
+        assert_eq!(
+            article_change(&bad, &json!({})).unwrap_err().kind.status(),
             422
         );
     }

@@ -6,6 +6,7 @@ mod features;
 mod model;
 pub mod opensearch;
 mod ranker;
+pub mod sync;
 mod tokenize;
 
 pub use ranker::{Decision, Hit, Ranker, DEFAULT_THRESHOLD};
