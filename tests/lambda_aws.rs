@@ -433,3 +433,143 @@ fn the_template_declares_the_indexes_the_adapters_query() {
         );
     }
 }
+
+/// A supervisor's call to the tickets function.
+async fn supervisor(
+    tickets: &mut Runtime,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let event = http_event(method, path, &[], body, Some(("alice", "supervisor")));
+    http_answer(&tickets.invoke(event).await.expect("an HTTP answer"))
+}
+
+/// `s` percent-encoded for a query string.
+fn query_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_indexer_keeps_opensearch_in_step_with_the_articles_table() {
+    use aws_harness::fake_opensearch::FakeOpenSearch;
+    let stack = Stack::new().await;
+    let domain = FakeOpenSearch::start().await;
+    let mut env = stack.env.clone();
+    env.insert("OPENSEARCH_URL".into(), domain.url.clone());
+    env.insert("OPENSEARCH_INDEX".into(), "kb".into());
+    let mut tickets = Runtime::start("tickets", &env).await;
+    let mut indexer = Runtime::start("kb-indexer", &env).await;
+
+    // Supervisors write through the agent API: the articles land in the table, and nothing
+    // reaches the domain until the indexer applies the stream.
+    let articles = parse_articles(SAMPLE_KB).unwrap();
+    for a in &articles {
+        let (status, _) = supervisor(
+            &mut tickets,
+            "PUT",
+            &format!("/kb/articles/{}", a.id),
+            Some(serde_json::to_value(a).unwrap()),
+        )
+        .await;
+        assert_eq!(status, 201, "{}", a.id);
+    }
+    let mut edited = articles[1].clone();
+    edited.questions.push("密码忘了登录不上".into());
+    let (status, _) = supervisor(
+        &mut tickets,
+        "PUT",
+        &format!("/kb/articles/{}", edited.id),
+        Some(serde_json::to_value(&edited).unwrap()),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = supervisor(
+        &mut tickets,
+        "DELETE",
+        "/kb/articles/working-hours-en",
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    assert!(domain.docs("kb").is_empty());
+    let (status, body) =
+        supervisor(&mut tickets, "GET", "/kb/articles/working-hours-zh", None).await;
+    assert_eq!(
+        (status, body["id"].as_str()),
+        (200, Some("working-hours-zh"))
+    );
+
+    let table = DynamoKnowledge::new(&stack.config, stack.env["ARTICLES_TABLE"].clone());
+    let expected: std::collections::BTreeMap<String, Value> = table
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| (a.id.clone(), serde_json::to_value(a).unwrap()))
+        .collect();
+    assert_eq!(expected.len(), articles.len() - 1);
+
+    // The domain fails: the batch is reported from its first record, to be delivered again.
+    let stream = stack.articles_stream_event().await;
+    let records = stream["Records"].as_array().unwrap();
+    assert_eq!(records.len(), articles.len() + 2, "{stream}");
+    domain.fail_next(1);
+    let answer = indexer.invoke(stream.clone()).await.unwrap();
+    assert_eq!(
+        answer["batchItemFailures"],
+        json!([{"itemIdentifier": records[0]["dynamodb"]["SequenceNumber"]}])
+    );
+    // Delivered again, twice: the index holds exactly the table, created with the mapping.
+    for _ in 0..2 {
+        let answer = indexer.invoke(stream.clone()).await.unwrap();
+        assert_eq!(answer["batchItemFailures"], json!([]));
+        assert_eq!(domain.docs("kb"), expected);
+    }
+    let mapping: Value =
+        serde_json::from_str(include_str!("../infra/opensearch/knowledge-index.json")).unwrap();
+    assert_eq!(domain.domain.lock().unwrap().indexes["kb"].0, mapping);
+
+    // Search through the agent API goes to the domain, and the edit counts.
+    let q = query_encode("密码忘了登录不上");
+    let (status, body) = supervisor(&mut tickets, "GET", &format!("/kb/search?q={q}"), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["hits"][0]["article_id"], "reset-password-zh", "{body}");
+    assert_eq!(body["auto_reply"], true, "{body}");
+    assert!(domain
+        .domain
+        .lock()
+        .unwrap()
+        .requests
+        .iter()
+        .any(|r| r == "POST /kb/_search"));
+
+    // The domain lost an article and holds one the table no longer has: a reindex mends both.
+    {
+        let mut d = domain.domain.lock().unwrap();
+        let docs = &mut d.indexes.get_mut("kb").unwrap().1;
+        docs.remove("refund-policy-zh");
+        docs.insert(
+            "stale".into(),
+            json!({"id": "stale", "title": "old", "questions": ["old"], "answer": "old"}),
+        );
+    }
+    let answer = indexer.invoke(json!({"reindex": true})).await.unwrap();
+    assert_eq!(
+        answer,
+        json!({"reindexed": {"written": expected.len(), "deleted": 1}})
+    );
+    assert_eq!(domain.docs("kb"), expected);
+
+    // An event that is neither is refused, not taken for an empty batch.
+    assert!(indexer.invoke(json!({"hello": "world"})).await.is_err());
+    tickets.stop().await;
+    indexer.stop().await;
+}

@@ -6,6 +6,8 @@
 //! environment each function needs.
 #![allow(dead_code)]
 
+pub mod fake_opensearch;
+
 use aws_sdk_dynamodb::config::{Credentials, Region};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -280,6 +282,14 @@ impl Stack {
                     .build()
                     .unwrap(),
             )
+            // As template.yaml declares it when the OpenSearch domain is on.
+            .stream_specification(
+                aws_sdk_dynamodb::types::StreamSpecification::builder()
+                    .stream_enabled(true)
+                    .stream_view_type(aws_sdk_dynamodb::types::StreamViewType::NewAndOldImages)
+                    .build()
+                    .unwrap(),
+            )
             .send()
             .await
             .unwrap();
@@ -374,16 +384,25 @@ impl Stack {
 
     /// The tickets table's stream records so far, as the event Lambda would get.
     pub async fn stream_event(&self) -> Value {
+        self.stream_event_of(&self.tables.tickets).await
+    }
+
+    /// The articles table's stream records so far.
+    pub async fn articles_stream_event(&self) -> Value {
+        self.stream_event_of(&self.env["ARTICLES_TABLE"]).await
+    }
+
+    async fn stream_event_of(&self, table: &str) -> Value {
         let dynamo = aws_sdk_dynamodb::Client::new(&self.config);
         let arn = dynamo
             .describe_table()
-            .table_name(&self.tables.tickets)
+            .table_name(table)
             .send()
             .await
             .unwrap()
             .table
             .and_then(|t| t.latest_stream_arn)
-            .expect("the tickets table has a stream");
+            .unwrap_or_else(|| panic!("{table} has a stream"));
         let streams = aws_sdk_dynamodbstreams::Client::new(&self.config);
         let shards = streams
             .describe_stream()

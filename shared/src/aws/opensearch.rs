@@ -216,9 +216,18 @@ impl OpenSearchKnowledge {
     async fn ensure_index(&self) -> Result<()> {
         self.index_ready
             .get_or_try_init(|| async {
-                let (status, _) = self.send(&Request::index_exists(&self.index)).await?;
-                if status == 200 {
-                    return Ok(());
+                let (status, body) = self.send(&Request::index_exists(&self.index)).await?;
+                match status {
+                    200 => return Ok(()),
+                    404 => {}
+                    // An unavailable domain is not a missing index.
+                    _ => {
+                        return Err(Error::internal(format!(
+                            "checking OpenSearch index {}: {status}: {}",
+                            self.index,
+                            error_reason(&body)
+                        )))
+                    }
                 }
                 let create = Request::create_index(&self.index);
                 let (status, body) = self.send(&create).await?;

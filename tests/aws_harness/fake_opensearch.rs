@@ -1,0 +1,214 @@
+//! A fake OpenSearch domain on 127.0.0.1 for the knowledge functions: it keeps documents in
+//! memory and answers the handful of REST calls the adapter makes (index check and
+//! creation, `_bulk`, `_doc` get and delete, `_search`) in OpenSearch's own shapes. A
+//! request without a SigV4 signature is refused, as a domain would. Candidate retrieval is
+//! not modelled: a free-text search returns every document, and the shared ranker orders
+//! them as it orders a real domain's candidates.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, post};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+#[derive(Default)]
+pub struct Domain {
+    /// Index name → (its mapping as created, its documents by id).
+    pub indexes: BTreeMap<String, (Value, BTreeMap<String, Value>)>,
+    /// How many of the next requests answer 503.
+    pub fail_next: usize,
+    /// Every request, as "METHOD path".
+    pub requests: Vec<String>,
+}
+
+pub type Shared = Arc<Mutex<Domain>>;
+
+pub struct FakeOpenSearch {
+    pub url: String,
+    pub domain: Shared,
+}
+
+impl FakeOpenSearch {
+    pub async fn start() -> FakeOpenSearch {
+        let domain: Shared = Arc::default();
+        let app = axum::Router::new()
+            .route("/_bulk", post(bulk))
+            .route("/{index}", any(index))
+            .route("/{index}/_search", post(search))
+            .route("/{index}/_doc/{id}", any(doc))
+            .layer(axum::middleware::from_fn_with_state(domain.clone(), gate))
+            .with_state(domain.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        FakeOpenSearch { url, domain }
+    }
+
+    /// The documents of `index`, by id.
+    pub fn docs(&self, index: &str) -> BTreeMap<String, Value> {
+        let domain = self.domain.lock().unwrap();
+        domain
+            .indexes
+            .get(index)
+            .map(|(_, docs)| docs.clone())
+            .unwrap_or_default()
+    }
+
+    pub fn fail_next(&self, n: usize) {
+        self.domain.lock().unwrap().fail_next = n;
+    }
+}
+
+/// Records the request, refuses an unsigned one, and fails on demand.
+async fn gate(
+    State(domain): State<Shared>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    {
+        let mut d = domain.lock().unwrap();
+        d.requests
+            .push(format!("{} {}", request.method(), request.uri()));
+        let signed = request
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("AWS4-HMAC-SHA256 Credential="))
+            && request.headers().contains_key("x-amz-date");
+        if !signed {
+            return (StatusCode::FORBIDDEN, r#"{"message":"unsigned"}"#).into_response();
+        }
+        if d.fail_next > 0 {
+            d.fail_next -= 1;
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                r#"{"error":{"type":"unavailable","reason":"try again"},"status":503}"#,
+            )
+                .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+fn missing(index: &str) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(json!({"error": {"type": "index_not_found_exception", "reason": format!("no such index [{index}]")}, "status": 404})),
+    )
+        .into_response()
+}
+
+async fn index(
+    State(domain): State<Shared>,
+    method: Method,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    let mut d = domain.lock().unwrap();
+    match method {
+        Method::HEAD if d.indexes.contains_key(&name) => StatusCode::OK.into_response(),
+        Method::HEAD => StatusCode::NOT_FOUND.into_response(),
+        Method::PUT if d.indexes.contains_key(&name) => (
+            StatusCode::BAD_REQUEST,
+            axum::Json(
+                json!({"error": {"type": "resource_already_exists_exception", "reason": "exists"}}),
+            ),
+        )
+            .into_response(),
+        Method::PUT => {
+            let mapping: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            d.indexes.insert(name.clone(), (mapping, BTreeMap::new()));
+            axum::Json(json!({"acknowledged": true, "index": name})).into_response()
+        }
+        Method::DELETE => {
+            d.indexes.remove(&name);
+            axum::Json(json!({"acknowledged": true})).into_response()
+        }
+        _ => StatusCode::METHOD_NOT_ALLOWED.into_response(),
+    }
+}
+
+async fn bulk(State(domain): State<Shared>, body: String) -> Response {
+    let mut d = domain.lock().unwrap();
+    let mut items = Vec::new();
+    let mut lines = body.lines().filter(|l| !l.trim().is_empty());
+    while let Some(action) = lines.next() {
+        let action: Value = serde_json::from_str(action).unwrap();
+        let target = &action["index"];
+        let (index, id) = (
+            target["_index"].as_str().unwrap().to_string(),
+            target["_id"].as_str().unwrap().to_string(),
+        );
+        let doc: Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+        let Some((_, docs)) = d.indexes.get_mut(&index) else {
+            return missing(&index);
+        };
+        let result = if docs.insert(id.clone(), doc).is_some() {
+            "updated"
+        } else {
+            "created"
+        };
+        items.push(json!({"index": {"_index": index, "_id": id, "result": result, "status": 200}}));
+    }
+    axum::Json(json!({"took": 1, "errors": false, "items": items})).into_response()
+}
+
+async fn doc(
+    State(domain): State<Shared>,
+    method: Method,
+    Path((index, id)): Path<(String, String)>,
+) -> Response {
+    let mut d = domain.lock().unwrap();
+    let Some((_, docs)) = d.indexes.get_mut(&index) else {
+        return missing(&index);
+    };
+    match method {
+        Method::GET => match docs.get(&id) {
+            Some(doc) => {
+                axum::Json(json!({"_index": index, "_id": id, "found": true, "_source": doc}))
+                    .into_response()
+            }
+            None => (
+                StatusCode::NOT_FOUND,
+                axum::Json(json!({"_index": index, "_id": id, "found": false})),
+            )
+                .into_response(),
+        },
+        Method::DELETE => match docs.remove(&id) {
+            Some(_) => axum::Json(json!({"_id": id, "result": "deleted"})).into_response(),
+            None => (
+                StatusCode::NOT_FOUND,
+                axum::Json(json!({"_id": id, "result": "not_found"})),
+            )
+                .into_response(),
+        },
+        _ => StatusCode::METHOD_NOT_ALLOWED.into_response(),
+    }
+}
+
+async fn search(
+    State(domain): State<Shared>,
+    Path(index): Path<String>,
+    _uri: Uri,
+    _headers: HeaderMap,
+    body: String,
+) -> Response {
+    let d = domain.lock().unwrap();
+    let Some((_, docs)) = d.indexes.get(&index) else {
+        return missing(&index);
+    };
+    let request: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    let size = request["size"].as_u64().unwrap_or(10) as usize;
+    let after = request["search_after"][0].as_str().map(str::to_string);
+    let hits: Vec<Value> = docs
+        .iter()
+        .filter(|(id, _)| after.as_ref().is_none_or(|a| id.as_str() > a.as_str()))
+        .take(size)
+        .map(|(id, doc)| json!({"_index": index, "_id": id, "_score": 1.0, "_source": doc}))
+        .collect();
+    axum::Json(json!({"took": 1, "hits": {"total": {"value": hits.len()}, "hits": hits}}))
+        .into_response()
+}
