@@ -81,6 +81,46 @@ async fn unanswerable_questions_become_tickets_with_their_skill() {
 }
 
 #[tokio::test]
+async fn a_hand_off_keeps_the_best_three_articles_for_the_agent() {
+    let dir = TempDir::new();
+    let server = Server::start(&dir.0, &[]).await;
+    // Close to two articles (shipping and invoices) and confident of neither.
+    for (text, wanted) in [
+        ("我需要订单的收据", "invoice-download-zh"),
+        ("I need proof of payment for my order", "invoice-download-en"),
+    ] {
+        let visitor = server.visitor().await;
+        visitor.say(text).await;
+        visitor.wait_for("handoff").await;
+        let tickets = server.tickets_of(&visitor.customer_id).await;
+        let (view, _) = server.ticket(tickets[0]["id"].as_str().unwrap()).await;
+        let suggestions = view["ticket"]["suggestions"]
+            .as_array()
+            .expect("suggestions");
+        assert!(
+            (1..=3).contains(&suggestions.len()),
+            "{text}: {suggestions:?}"
+        );
+        assert!(
+            suggestions.iter().any(|s| s["article_id"] == wanted),
+            "{text}: {suggestions:?}"
+        );
+        let confidences: Vec<f64> = suggestions
+            .iter()
+            .map(|s| s["confidence"].as_f64().unwrap())
+            .collect();
+        assert!(
+            confidences.windows(2).all(|w| w[0] >= w[1]),
+            "{confidences:?}"
+        );
+        assert!(confidences[0] < 0.55, "handed off, so below the threshold");
+        assert!(suggestions
+            .iter()
+            .all(|s| s["title"].as_str().is_some_and(|t| !t.is_empty())));
+    }
+}
+
+#[tokio::test]
 async fn urgent_complaints_skip_the_knowledge_base_with_high_priority() {
     let dir = TempDir::new();
     let server = Server::start(&dir.0, &[]).await;
@@ -89,6 +129,8 @@ async fn urgent_complaints_skip_the_knowledge_base_with_high_priority() {
     visitor.wait_for("handoff").await;
     let tickets = server.tickets_of(&visitor.customer_id).await;
     assert_eq!(tickets[0]["priority"], "urgent");
+    // Never searched: nothing to suggest.
+    assert_eq!(tickets[0]["suggestions"], serde_json::json!([]));
     assert!(visitor
         .conversation()
         .await

@@ -4,7 +4,8 @@
 //! redeliver.
 
 use crate::domain::{
-    self, Customer, Message, MessageKind, NewTicket, OutboundMessage, Priority, Skill, Ticket,
+    self, Customer, Message, MessageKind, NewTicket, OutboundMessage, Priority, Skill, Suggestion,
+    Ticket,
 };
 use crate::ports::{send_json, Queue, QueueName, Store};
 use crate::{format, Error, ErrorKind, Result};
@@ -75,12 +76,13 @@ pub async fn open_ticket(
     message: &Message,
     skill: Skill,
     priority: Priority,
+    suggestions: Vec<Suggestion>,
 ) -> Result<Ticket> {
     if let Some(active) = store.active_ticket_for(&customer.id).await? {
         return join_ticket(store, &active, message).await;
     }
     let now = domain::now();
-    let ticket = Ticket::open(
+    let mut ticket = Ticket::open(
         NewTicket {
             customer_id: customer.id.clone(),
             channel: message.channel,
@@ -91,6 +93,7 @@ pub async fn open_ticket(
         },
         now,
     );
+    ticket.suggestions = suggestions;
     store.create_ticket(&ticket).await?;
     store.set_message_ticket(&message.id, &ticket.id).await?;
     let locale = format::locale_for(customer.locale.as_deref(), &message.text);

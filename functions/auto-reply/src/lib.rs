@@ -2,7 +2,7 @@
 //! message to an agent when it is not. A wrong answer costs more than a hand-off, so the
 //! threshold errs on the side of a person.
 
-use helpdesk_core::domain::{Message, MessageKind};
+use helpdesk_core::domain::{Message, MessageKind, Suggestion};
 use helpdesk_core::flow::{self, derived_id};
 use helpdesk_core::format;
 use helpdesk_core::knowledge::Decision;
@@ -75,6 +75,14 @@ pub async fn handle(deps: &Deps, job: AutoReplyJob) -> Result<()> {
                 &message,
                 job.skill,
                 job.priority,
+                hits.iter()
+                    .filter(|h| h.confidence > 0.0)
+                    .map(|h| Suggestion {
+                        article_id: h.article_id.clone(),
+                        title: h.title.clone(),
+                        confidence: h.confidence,
+                    })
+                    .collect(),
             )
             .await
             .map(drop)

@@ -104,6 +104,7 @@ pub async fn handle(deps: &Deps, inbound: InboundMessage) -> Result<()> {
                 &entry,
                 class.skill,
                 class.priority,
+                Vec::new(),
             )
             .await?;
         }

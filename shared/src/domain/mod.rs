@@ -11,7 +11,7 @@ pub use message::{
     OutboundMessage, SupervisorNotice,
 };
 pub use ticket::{
-    NewTicket, Priority, Skill, Survey, Ticket, TicketFilter, TicketPatch, TicketStatus,
+    NewTicket, Priority, Skill, Suggestion, Survey, Ticket, TicketFilter, TicketPatch, TicketStatus,
 };
 
 use chrono::{DateTime, SubsecRound, Utc};

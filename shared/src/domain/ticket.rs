@@ -107,6 +107,15 @@ pub struct Survey {
     pub answered_at: Option<DateTime<Utc>>,
 }
 
+/// A knowledge-base article the search found for a ticket's first message, kept for the
+/// agent's view when auto-reply was not confident enough to answer with it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Suggestion {
+    pub article_id: String,
+    pub title: String,
+    pub confidence: f64,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Ticket {
     pub id: String,
@@ -125,6 +134,10 @@ pub struct Ticket {
     pub escalation_reason: Option<String>,
     pub closed_at: Option<DateTime<Utc>>,
     pub survey: Option<Survey>,
+    /// The best articles for the first message (at most three), when auto-reply handed it
+    /// off: what the agent can answer from. Tickets stored before it existed read as empty.
+    #[serde(default)]
+    pub suggestions: Vec<Suggestion>,
     pub version: u64,
 }
 
@@ -183,6 +196,7 @@ impl Ticket {
             escalation_reason: None,
             closed_at: None,
             survey: None,
+            suggestions: Vec::new(),
             version: 1,
         }
     }
