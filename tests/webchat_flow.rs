@@ -87,7 +87,10 @@ async fn a_hand_off_keeps_the_best_three_articles_for_the_agent() {
     // Close to two articles (shipping and invoices) and confident of neither.
     for (text, wanted) in [
         ("我需要订单的收据", "invoice-download-zh"),
-        ("I need proof of payment for my order", "invoice-download-en"),
+        (
+            "I need proof of payment for my order",
+            "invoice-download-en",
+        ),
     ] {
         let visitor = server.visitor().await;
         visitor.say(text).await;

@@ -79,6 +79,9 @@ pub struct Ranker {
     lexical: Lexical,
     /// Normalised question → its article, or `None` when two articles share the question.
     exact: HashMap<String, Option<usize>>,
+    /// Per article, its normalised questions and title as characters: for the near-exact
+    /// fast path (a typo or two away).
+    near: Vec<Vec<Vec<char>>>,
     model: Model,
 }
 
@@ -88,6 +91,7 @@ impl Ranker {
         articles.sort_by(|a, b| a.id.cmp(&b.id));
         articles.dedup_by(|a, b| a.id == b.id);
         let mut exact: HashMap<String, Option<usize>> = HashMap::new();
+        let mut near: Vec<Vec<Vec<char>>> = vec![Vec::new(); articles.len()];
         let mut examples = Vec::new();
         for (class, a) in articles.iter().enumerate() {
             for q in a.questions.iter().chain(std::iter::once(&a.title)) {
@@ -96,6 +100,7 @@ impl Ranker {
                 if key.is_empty() {
                     continue;
                 }
+                near[class].push(key.chars().collect());
                 exact
                     .entry(key)
                     .and_modify(|c| {
@@ -115,6 +120,7 @@ impl Ranker {
                 .collect(),
             lexical: Lexical::new(&articles),
             exact,
+            near,
             model: Model::train(&examples, articles.len()),
         }
     }
@@ -134,7 +140,11 @@ impl Ranker {
 
     /// Orders `candidates` (each with the index's retrieval score) by confidence.
     pub fn rank(&self, query: &str, candidates: Vec<(&Article, f32)>) -> Vec<Hit> {
-        let exact = self.exact.get(&normalize(query)).copied().flatten();
+        let key = normalize(query);
+        let exact = match self.exact.get(&key) {
+            Some(found) => *found,
+            None => self.near_exact(&key, &candidates),
+        };
         let p = self.model.probabilities(query);
         let q = self.lexical.query(query);
         let mut hits: Vec<Hit> = candidates
@@ -167,10 +177,93 @@ impl Ranker {
         hits
     }
 
+    /// The one article among the candidates with a question a typo or two away from the
+    /// query (see [`typos_allowed`]); `None` when none is, or when questions of two
+    /// articles are.
+    fn near_exact(&self, key: &str, candidates: &[(&Article, f32)]) -> Option<usize> {
+        let query: Vec<char> = key.chars().collect();
+        let k = typos_allowed(&query);
+        if k == 0 {
+            return None;
+        }
+        let mut found = None;
+        for (article, _) in candidates {
+            let Some(&class) = self.classes.get(&article.id) else {
+                continue;
+            };
+            if found == Some(class) {
+                continue;
+            }
+            let close = self
+                .near
+                .get(class)
+                .into_iter()
+                .flatten()
+                .any(|q| within(&query, q, k));
+            if close {
+                if found.is_some() {
+                    return None;
+                }
+                found = Some(class);
+            }
+        }
+        found
+    }
+
     /// Memory held by the model, for the benchmark.
     pub fn model_bytes(&self) -> usize {
         self.model.memory_bytes()
     }
+}
+
+/// How many character edits still make a near-exact match of a normalised query: none for
+/// a short one (a single letter changes "refund" into "refine"), and fewer for Chinese, where
+/// one character often changes the topic (退款 refund, 退货 return).
+fn typos_allowed(query: &[char]) -> usize {
+    let chinese = query.iter().any(|c| is_cjk(*c));
+    match (chinese, query.len()) {
+        (true, n) if n >= 10 => 1,
+        (true, _) => 0,
+        (false, n) if n >= 24 => 2,
+        (false, n) if n >= 12 => 1,
+        _ => 0,
+    }
+}
+
+/// Whether the edit distance (insertions, deletions, substitutions) between `a` and `b` is
+/// at most `k`: a dynamic programme over the diagonal band of width `2k + 1` only, stopped
+/// as soon as a whole row is over `k`.
+fn within(a: &[char], b: &[char], k: usize) -> bool {
+    let (n, m) = (a.len(), b.len());
+    if n.abs_diff(m) > k {
+        return false;
+    }
+    const FAR: usize = usize::MAX / 2;
+    // Cells outside the band are never written, so they keep FAR.
+    let mut prev: Vec<usize> = (0..=m).map(|j| if j <= k { j } else { FAR }).collect();
+    let mut cur = vec![FAR; m + 1];
+    for i in 1..=n {
+        let lo = i.saturating_sub(k);
+        let hi = (i + k).min(m);
+        let mut best = FAR;
+        if lo == 0 {
+            cur[0] = i;
+            best = i;
+        } else {
+            cur[lo - 1] = FAR;
+        }
+        for j in lo.max(1)..=hi {
+            let substitution = prev[j - 1] + usize::from(a[i - 1] != b[j - 1]);
+            let v = substitution.min(prev[j] + 1).min(cur[j - 1] + 1);
+            cur[j] = v;
+            best = best.min(v);
+        }
+        if best > k {
+            return false;
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev[m] <= k
 }
 
 /// What the exact-match fast path compares: letters, digits and CJK characters, lower-cased,
@@ -369,6 +462,81 @@ mod tests {
         let ranker = Ranker::new(&kb);
         let hits = ranker.rank(
             "How do I reset my password?",
+            kb.iter().map(|a| (a, 1.0)).collect(),
+        );
+        assert!(hits.iter().all(|h| h.confidence < 1.0), "{hits:?}");
+    }
+
+    #[test]
+    fn edit_distance_within_a_band() {
+        let c = |s: &str| s.chars().collect::<Vec<char>>();
+        assert!(within(&c("abc"), &c("abc"), 0));
+        assert!(within(&c("abc"), &c("abd"), 1));
+        assert!(!within(&c("abc"), &c("abd"), 0));
+        assert!(!within(&c("kitten"), &c("sitting"), 2));
+        assert!(within(&c("kitten"), &c("sitting"), 3));
+        assert!(within(
+            &c("howdoiresetmypassword"),
+            &c("howdoiresetmypasword"),
+            1
+        ));
+        assert!(within(
+            &c("howdoiresetmypassword"),
+            &c("howdoiresetmpyassword"),
+            2
+        ));
+        assert!(!within(
+            &c("howdoiresetmypassword"),
+            &c("howdoiresetmpyassword"),
+            1
+        ));
+        assert!(within(&c(""), &c("ab"), 2));
+        assert!(!within(&c("ab"), &c(""), 1));
+        assert!(within(&c("退款政策是什么呢"), &c("退款政策是什么"), 1));
+    }
+
+    #[test]
+    fn a_question_a_typo_away_is_the_fast_path_but_not_a_short_or_chinese_one_word_change() {
+        let hits = rank("How do I reset my pasword?");
+        assert_eq!(hits[0].article_id, "pw");
+        assert_eq!(hits[0].confidence, 1.0);
+        // Two edits are one too many under 24 characters.
+        assert!(rank("how do i rest my pasword")[0].confidence < 1.0);
+        // Chinese: one character is a word; only long questions get a typo.
+        assert!(rank("如何重置密钥")[0].confidence < 1.0);
+        let mut kb = kb();
+        // Short: one letter is too much of "refund" (11 characters here).
+        kb[2].questions.push("Refund item".into());
+        let ranker = Ranker::new(&kb);
+        let hits = ranker.rank("Refine item", kb.iter().map(|a| (a, 1.0)).collect());
+        assert!(hits.iter().all(|h| h.confidence < 1.0), "{hits:?}");
+        kb[0].questions.push("我忘记了登录密码应该怎么办".into());
+        let ranker = Ranker::new(&kb);
+        let hits = ranker.rank(
+            "我忘记了登陆密码应该怎么办",
+            kb.iter().map(|a| (a, 1.0)).collect(),
+        );
+        assert_eq!(
+            (hits[0].article_id.as_str(), hits[0].confidence),
+            ("pw", 1.0)
+        );
+        kb[2]
+            .questions
+            .push("Can I get my money back for a damaged item?".into());
+        let ranker = Ranker::new(&kb);
+        let hits = ranker.rank(
+            "can i get my mony back for a damagd item",
+            kb.iter().map(|a| (a, 1.0)).collect(),
+        );
+        assert_eq!(
+            (hits[0].article_id.as_str(), hits[0].confidence),
+            ("refund", 1.0)
+        );
+        // Near two articles at once: no fast path.
+        kb[1].questions.push("How do I reset my passwork?".into());
+        let ranker = Ranker::new(&kb);
+        let hits = ranker.rank(
+            "How do I reset my passwor",
             kb.iter().map(|a| (a, 1.0)).collect(),
         );
         assert!(hits.iter().all(|h| h.confidence < 1.0), "{hits:?}");
