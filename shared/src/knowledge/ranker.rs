@@ -1,8 +1,8 @@
 //! The ranking step, the same behind every index. Two signals make an article's confidence:
 //! a linear model trained on the articles' questions (which article is this query about?)
 //! and word overlap with the article's closest question (is the query about anything the
-//! knowledge base covers?). A question asked as written (up to case and punctuation) is a
-//! fast path to full confidence.
+//! knowledge base covers?). A question asked as written (up to case and punctuation), or
+//! a typo or two away from one article's question, is a fast path to full confidence.
 
 use super::model::Model;
 use super::{tokenize, Article};
