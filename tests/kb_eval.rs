@@ -75,6 +75,25 @@ fn chinese_paraphrases_are_answered_as_reliably_as_english_ones() {
     );
 }
 
+/// A second set of paraphrases, written after the ranking was settled and never tuned on:
+/// three more per topic and language, meaning for meaning, and four more questions the base
+/// cannot answer.
+#[test]
+fn chinese_is_as_reliable_on_paraphrases_the_ranking_was_never_tuned_on() {
+    let en = report("sample-queries-more-en.csv");
+    let zh = report("sample-queries-more-zh.csv");
+    for (lang, r) in [("en", &en), ("zh", &zh)] {
+        assert_eq!(r["queries"], 28, "{lang}");
+        assert_eq!(r["auto_reply_precision"], 1.0, "{lang}: {r}");
+        assert_eq!(r["handoff_recall"], 1.0, "{lang}: {r}");
+        assert!(r["accuracy_at_1"].as_f64().unwrap() >= 0.9, "{lang}: {r}");
+    }
+    // Measured: English 20 of 24 answered, Chinese 23 of 24.
+    let answered = |r: &Value| (r["auto_reply_rate"].as_f64().unwrap() * 28.0).round();
+    assert!(answered(&en) >= 19.0, "en: {en}");
+    assert!(answered(&zh) >= answered(&en) - 1.0, "zh {zh} vs en {en}");
+}
+
 #[test]
 fn the_table_names_each_measure() {
     let out = eval(
