@@ -4,8 +4,9 @@
 //! or when its copy is older than [`KNOWLEDGE_REFRESH`](super::KNOWLEDGE_REFRESH); nothing
 //! is sent before a request needs it.
 //!
-//! Requests are built as data in [`crate::knowledge::opensearch`] and signed here with
-//! SigV4 (service `es`) from the SDK configuration's credentials.
+//! Requests are built as data in [`crate::knowledge::opensearch`] and sent through the
+//! `opensearch` crate's transport, which signs them with SigV4 (service `es`) from the SDK
+//! configuration's credentials and region.
 
 use super::KNOWLEDGE_REFRESH;
 use crate::knowledge::opensearch::{
@@ -16,8 +17,12 @@ use crate::knowledge::{tokenize, Article, Hit, Ranker, PROPOSED};
 use crate::ports::KnowledgeIndex;
 use crate::{Error, Result};
 use async_trait::async_trait;
-use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_credential_types::provider::{self, ProvideCredentials, SharedCredentialsProvider};
 use aws_credential_types::Credentials;
+use opensearch::http::headers::{HeaderMap, HeaderValue, CONTENT_TYPE};
+use opensearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
+use opensearch::http::{Method, Url};
+use opensearch::OpenSearch;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -37,13 +42,8 @@ struct Trained {
 }
 
 pub struct OpenSearchKnowledge {
-    http: reqwest::Client,
-    /// Scheme and host (and port), without a trailing slash.
-    base: String,
+    client: OpenSearch,
     index: String,
-    region: String,
-    provider: SharedCredentialsProvider,
-    credentials: Mutex<Option<Credentials>>,
     trained: Mutex<Option<(Instant, Arc<Trained>)>>,
     /// Set once the index is known to exist, so writes check it once per process.
     index_ready: OnceCell<()>,
@@ -57,30 +57,35 @@ impl OpenSearchKnowledge {
         url: &str,
         index: impl Into<String>,
     ) -> Result<OpenSearchKnowledge> {
-        let base = url.trim().trim_end_matches('/').to_string();
+        let base = url.trim().trim_end_matches('/');
         if !(base.starts_with("https://") || base.starts_with("http://")) {
             return Err(Error::internal(format!(
                 "OPENSEARCH_URL {base:?} is not an http(s) URL"
             )));
         }
+        let base = Url::parse(base)
+            .map_err(|e| Error::internal(format!("OPENSEARCH_URL {base:?}: {e}")))?;
         let region = config
             .region()
-            .map(|r| r.to_string())
+            .cloned()
             .ok_or_else(|| Error::internal("OpenSearch needs a region (AWS_REGION)"))?;
         let provider = config
             .credentials_provider()
             .ok_or_else(|| Error::internal("OpenSearch needs AWS credentials to sign with"))?;
-        let http = reqwest::Client::builder()
+        let provider = SharedCredentialsProvider::new(KeptCredentials {
+            provider,
+            kept: Mutex::new(None),
+        });
+        install_ring();
+        let transport = TransportBuilder::new(SingleNodeConnectionPool::new(base))
+            .auth(opensearch::auth::Credentials::AwsSigV4(provider, region))
+            .service_name("es")
             .timeout(REQUEST_TIMEOUT)
             .build()
             .map_err(|e| Error::internal(format!("OpenSearch HTTP client: {e}")))?;
         Ok(OpenSearchKnowledge {
-            http,
-            base,
+            client: OpenSearch::new(transport),
             index: index.into(),
-            region,
-            provider,
-            credentials: Mutex::new(None),
             trained: Mutex::new(None),
             index_ready: OnceCell::new(),
         })
@@ -96,105 +101,53 @@ impl OpenSearchKnowledge {
         OpenSearchKnowledge::new(config, &super::env("OPENSEARCH_URL")?, index)
     }
 
-    /// The SDK's credentials, kept until near their expiry: a provider chain outside Lambda
-    /// (IMDS, SSO) may make a network call per fetch.
-    async fn credentials(&self) -> Result<Credentials> {
-        let mut kept = self.credentials.lock().await;
-        if let Some(c) = kept.as_ref() {
-            let fresh = c
-                .expiry()
-                .is_none_or(|at| at > SystemTime::now() + CREDENTIALS_MARGIN);
-            if fresh {
-                return Ok(c.clone());
-            }
-        }
-        let c = self
-            .provider
-            .provide_credentials()
-            .await
-            .map_err(|e| Error::internal(format!("AWS credentials for OpenSearch: {e}")))?;
-        *kept = Some(c.clone());
-        Ok(c)
-    }
-
-    /// Signs and sends one request; answers the status and the body, whatever the status.
+    /// Sends one request, signed by the transport; answers the status and the body, whatever
+    /// the status.
     async fn send(&self, request: &Request) -> Result<(u16, String)> {
-        let url = format!("{}{}", self.base, request.path);
-        let parsed = reqwest::Url::parse(&url)
-            .map_err(|e| Error::internal(format!("OpenSearch URL {url:?}: {e}")))?;
-        let host = match (parsed.host_str(), parsed.port()) {
-            (Some(h), Some(p)) => format!("{h}:{p}"),
-            (Some(h), None) => h.to_string(),
-            (None, _) => {
+        let what = || format!("OpenSearch {} {}", request.method, request.path);
+        let method = match request.method {
+            "GET" => Method::Get,
+            "PUT" => Method::Put,
+            "POST" => Method::Post,
+            "DELETE" => Method::Delete,
+            "HEAD" => Method::Head,
+            other => {
                 return Err(Error::internal(format!(
-                    "OpenSearch URL {url:?} has no host"
+                    "{}: no such method {other}",
+                    what()
                 )))
             }
         };
-        let mut headers = vec![("host", host.as_str())];
+        // The transport joins the path, already percent-encoded, to the domain's URL as it
+        // is, and encodes the query from pairs: the query goes separately, decoded.
+        let (path, query) = match request.path.split_once('?') {
+            Some((path, query)) => (path, query_pairs(query)),
+            None => (request.path.as_str(), Vec::new()),
+        };
+        let mut headers = HeaderMap::new();
         if let Some(ct) = request.content_type {
-            headers.push(("content-type", ct));
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static(ct));
         }
-        let signed = self.sign(request, &url, &headers).await?;
-        let method = reqwest::Method::from_bytes(request.method.as_bytes())
-            .map_err(|e| Error::internal(format!("HTTP method {}: {e}", request.method)))?;
-        let mut builder = self.http.request(method, parsed);
-        for (name, value) in &headers {
-            builder = builder.header(*name, *value);
-        }
-        for (name, value) in signed {
-            builder = builder.header(name, value);
-        }
-        if !request.body.is_empty() {
-            builder = builder.body(request.body.clone());
-        }
-        let what = || format!("OpenSearch {} {}", request.method, request.path);
-        let response = builder
-            .send()
+        let body = (!request.body.is_empty()).then_some(request.body.as_bytes());
+        let response = self
+            .client
+            .transport()
+            .send(
+                method,
+                path,
+                headers,
+                (!query.is_empty()).then_some(query.as_slice()),
+                body,
+                None,
+            )
             .await
             .map_err(|e| Error::internal(format!("{}: {e}", what())))?;
-        let status = response.status().as_u16();
+        let status = response.status_code().as_u16();
         let body = response
             .text()
             .await
             .map_err(|e| Error::internal(format!("{}: reading the answer: {e}", what())))?;
         Ok((status, body))
-    }
-
-    /// The SigV4 headers for `request`: `authorization`, `x-amz-date`, and the session
-    /// token of temporary credentials.
-    async fn sign(
-        &self,
-        request: &Request,
-        url: &str,
-        headers: &[(&str, &str)],
-    ) -> Result<Vec<(String, String)>> {
-        use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
-        let identity: aws_smithy_runtime_api::client::identity::Identity =
-            self.credentials().await?.into();
-        let params = aws_sigv4::sign::v4::SigningParams::builder()
-            .identity(&identity)
-            .region(&self.region)
-            .name("es")
-            .time(SystemTime::now())
-            .settings(SigningSettings::default())
-            .build()
-            .map_err(|e| Error::internal(format!("SigV4 parameters: {e}")))?
-            .into();
-        let signable = SignableRequest::new(
-            request.method,
-            url,
-            headers.iter().copied(),
-            SignableBody::Bytes(request.body.as_bytes()),
-        )
-        .map_err(|e| Error::internal(format!("signing {}: {e}", request.path)))?;
-        let (instructions, _signature) = sign(signable, &params)
-            .map_err(|e| Error::internal(format!("signing {}: {e}", request.path)))?
-            .into_parts();
-        Ok(instructions
-            .headers()
-            .map(|(name, value)| (name.to_string(), value.to_string()))
-            .collect())
     }
 
     /// Sends `request` and fails on any status outside 2xx, with OpenSearch's reason.
@@ -298,6 +251,51 @@ impl OpenSearchKnowledge {
 
     async fn forget(&self) {
         *self.trained.lock().await = None;
+    }
+}
+
+/// The pairs of a query string, decoded: the transport encodes them again.
+fn query_pairs(query: &str) -> Vec<(String, String)> {
+    form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect()
+}
+
+/// The reqwest under the `opensearch` crate has rustls without a crypto provider of its own
+/// (no aws-lc, no OpenSSL) and takes rustls' process default: ring, as the SDK's clients use.
+/// One already installed stays.
+fn install_ring() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// The SDK's credentials, kept until near their expiry: the transport asks for them before
+/// every request, and a provider chain outside Lambda (IMDS, SSO) may make a network call per
+/// fetch.
+#[derive(Debug)]
+struct KeptCredentials {
+    provider: SharedCredentialsProvider,
+    kept: Mutex<Option<Credentials>>,
+}
+
+impl ProvideCredentials for KeptCredentials {
+    fn provide_credentials<'a>(&'a self) -> provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        provider::future::ProvideCredentials::new(async move {
+            let mut kept = self.kept.lock().await;
+            if let Some(c) = kept.as_ref() {
+                let fresh = c
+                    .expiry()
+                    .is_none_or(|at| at > SystemTime::now() + CREDENTIALS_MARGIN);
+                if fresh {
+                    return Ok(c.clone());
+                }
+            }
+            let c = self.provider.provide_credentials().await?;
+            *kept = Some(c.clone());
+            Ok(c)
+        })
     }
 }
 
@@ -557,6 +555,35 @@ mod tests {
         assert!(index.list().await.unwrap().is_empty());
         assert_eq!(index.get("refunds").await.unwrap(), None);
         assert!(!index.delete("refunds").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn encoded_ids_and_the_query_reach_the_domain_as_built() {
+        let (url, seen) = fake_domain(|_, _| (404, r#"{"found":false}"#.to_string())).await;
+        let index = OpenSearchKnowledge::new(&config(), &url, DEFAULT_INDEX).unwrap();
+        let id = "退款 a?b#c%d+e";
+        assert_eq!(index.get(id).await.unwrap(), None);
+        assert!(!index.delete(id).await.unwrap());
+
+        let seen = seen.lock().unwrap();
+        let lines: Vec<&str> = seen
+            .iter()
+            .map(|(head, _)| head.lines().next().unwrap_or_default())
+            .collect();
+        let get = Request::get(DEFAULT_INDEX, id);
+        let delete = Request::delete(DEFAULT_INDEX, id);
+        assert!(
+            delete.path.ends_with("?refresh=wait_for"),
+            "{}",
+            delete.path
+        );
+        assert_eq!(
+            lines,
+            [
+                format!("get {} http/1.1", get.path.to_lowercase()),
+                format!("delete {} http/1.1", delete.path.to_lowercase()),
+            ]
+        );
     }
 
     #[test]
