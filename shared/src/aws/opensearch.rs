@@ -42,7 +42,12 @@ struct Trained {
 }
 
 pub struct OpenSearchKnowledge {
-    client: OpenSearch,
+    /// Built at the first request, not at cold start: building it reads the system's
+    /// certificate store.
+    client: OnceCell<OpenSearch>,
+    base: Url,
+    region: aws_config::Region,
+    provider: SharedCredentialsProvider,
     index: String,
     trained: Mutex<Option<(Instant, Arc<Trained>)>>,
     /// Set once the index is known to exist, so writes check it once per process.
@@ -76,15 +81,11 @@ impl OpenSearchKnowledge {
             provider,
             kept: Mutex::new(None),
         });
-        install_ring();
-        let transport = TransportBuilder::new(SingleNodeConnectionPool::new(base))
-            .auth(opensearch::auth::Credentials::AwsSigV4(provider, region))
-            .service_name("es")
-            .timeout(REQUEST_TIMEOUT)
-            .build()
-            .map_err(|e| Error::internal(format!("OpenSearch HTTP client: {e}")))?;
         Ok(OpenSearchKnowledge {
-            client: OpenSearch::new(transport),
+            client: OnceCell::new(),
+            base,
+            region,
+            provider,
             index: index.into(),
             trained: Mutex::new(None),
             index_ready: OnceCell::new(),
@@ -99,6 +100,26 @@ impl OpenSearchKnowledge {
             .filter(|v| !v.trim().is_empty())
             .unwrap_or_else(|| DEFAULT_INDEX.to_string());
         OpenSearchKnowledge::new(config, &super::env("OPENSEARCH_URL")?, index)
+    }
+
+    /// The client, built at the first request.
+    async fn client(&self) -> Result<&OpenSearch> {
+        self.client
+            .get_or_try_init(|| async {
+                install_ring();
+                let transport =
+                    TransportBuilder::new(SingleNodeConnectionPool::new(self.base.clone()))
+                        .auth(opensearch::auth::Credentials::AwsSigV4(
+                            self.provider.clone(),
+                            self.region.clone(),
+                        ))
+                        .service_name("es")
+                        .timeout(REQUEST_TIMEOUT)
+                        .build()
+                        .map_err(|e| Error::internal(format!("OpenSearch HTTP client: {e}")))?;
+                Ok(OpenSearch::new(transport))
+            })
+            .await
     }
 
     /// Sends one request, signed by the transport; answers the status and the body, whatever
@@ -130,7 +151,8 @@ impl OpenSearchKnowledge {
         }
         let body = (!request.body.is_empty()).then_some(request.body.as_bytes());
         let response = self
-            .client
+            .client()
+            .await?
             .transport()
             .send(
                 method,
