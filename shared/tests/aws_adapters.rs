@@ -489,3 +489,58 @@ async fn one_sender_claims_a_queued_message() {
         "a sent message is never claimed"
     );
 }
+
+#[tokio::test]
+async fn receipts_and_a_ticket_written_at_once_all_count() {
+    let s = std::sync::Arc::new(store().await);
+    let m = Message::outbound(
+        "c1",
+        Channel::Whatsapp,
+        MessageKind::AgentReply,
+        "您好，已为您处理".into(),
+        None,
+    );
+    s.append_message(&m).await.unwrap();
+    // A sender holds a lease; the updates below must keep it.
+    assert!(s.claim_delivery(&m.id, 60).await.unwrap());
+    let mut tasks = Vec::new();
+    for n in 0..12 {
+        let (s, id) = (s.clone(), m.id.clone());
+        tasks.push(tokio::spawn(async move {
+            match n {
+                0 => s.set_message_ticket(&id, "t-1").await,
+                1 => {
+                    s.set_delivery(&id, DeliveryStatus::Read, Some("wamid.1"), None)
+                        .await
+                }
+                _ => {
+                    s.set_delivery(&id, DeliveryStatus::Delivered, Some("wamid.1"), None)
+                        .await
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let stored = s.get_message(&m.id).await.unwrap().unwrap();
+    assert_eq!(stored.ticket_id.as_deref(), Some("t-1"));
+    assert_eq!(stored.status, Some(DeliveryStatus::Read));
+    let raw = s
+        .client()
+        .get_item()
+        .table_name(&s.tables().messages)
+        .key(
+            "id",
+            aws_sdk_dynamodb::types::AttributeValue::S(m.id.clone()),
+        )
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert!(
+        raw.contains_key("lease_until"),
+        "the sender's lease is kept"
+    );
+}

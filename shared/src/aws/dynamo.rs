@@ -102,6 +102,9 @@ where
 }
 
 /// Whether an SDK error is a failed condition (the only error a caller acts on).
+/// How often a message update is read and tried again when another write got there first.
+const MESSAGE_UPDATE_ATTEMPTS: usize = 8;
+
 fn condition_failed<E, R>(e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
 where
     E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
@@ -267,14 +270,51 @@ impl DynamoStore {
             .await
     }
 
-    async fn update_message(&self, id: &str, f: impl FnOnce(&mut Message)) -> Result<()> {
-        let item = self
-            .get(&self.tables.messages, "id", id)
-            .await?
-            .ok_or_else(|| Error::not_found("message", id))?;
-        let mut m: Message = body_of(&item)?;
-        f(&mut m);
-        self.put_message(&m).await
+    /// Changes a stored message with `f`, as a compare-and-swap: the write holds only if the
+    /// message (and a sender's lease on it) is still as read, else it is read and changed
+    /// again. Two receipts for one message, or a receipt and its ticket being set, handled at
+    /// once by two functions, then both count; a blind write would drop one of them.
+    async fn update_message(&self, id: &str, f: impl Fn(&mut Message)) -> Result<()> {
+        for _ in 0..MESSAGE_UPDATE_ATTEMPTS {
+            let item = self
+                .get(&self.tables.messages, "id", id)
+                .await?
+                .ok_or_else(|| Error::not_found("message", id))?;
+            let before = item
+                .get("body")
+                .and_then(|b| b.as_s().ok())
+                .cloned()
+                .ok_or_else(|| Error::internal(format!("message {id} has no body")))?;
+            let mut m: Message = body_of(&item)?;
+            f(&mut m);
+            let mut after = message_item(&m)?;
+            if after.get("body").and_then(|b| b.as_s().ok()) == Some(&before) {
+                return Ok(()); // a duplicate receipt: nothing to write
+            }
+            let mut put = self
+                .client
+                .put_item()
+                .table_name(&self.tables.messages)
+                .expression_attribute_names("#body", "body")
+                .expression_attribute_values(":before", s(before));
+            put = match item.get("lease_until") {
+                Some(lease) => {
+                    after.insert("lease_until".into(), lease.clone());
+                    put.condition_expression("#body = :before AND lease_until = :lease")
+                        .expression_attribute_values(":lease", lease.clone())
+                }
+                None => put
+                    .condition_expression("#body = :before AND attribute_not_exists(lease_until)"),
+            };
+            match put.set_item(Some(after)).send().await {
+                Ok(_) => return Ok(()),
+                Err(e) if condition_failed(&e) => continue,
+                Err(e) => return Err(db_err("update message", e)),
+            }
+        }
+        Err(Error::internal(format!(
+            "message {id} changed under every one of {MESSAGE_UPDATE_ATTEMPTS} attempts to update it"
+        )))
     }
 }
 
