@@ -7,7 +7,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post};
 use serde_json::{json, Value};
@@ -189,13 +189,7 @@ async fn doc(
     }
 }
 
-async fn search(
-    State(domain): State<Shared>,
-    Path(index): Path<String>,
-    _uri: Uri,
-    _headers: HeaderMap,
-    body: String,
-) -> Response {
+async fn search(State(domain): State<Shared>, Path(index): Path<String>, body: String) -> Response {
     let d = domain.lock().unwrap();
     let Some((_, docs)) = d.indexes.get(&index) else {
         return missing(&index);

@@ -9,7 +9,7 @@ use crate::ports::KnowledgeIndex;
 use crate::Result;
 use async_trait::async_trait;
 use serde::Serialize;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 /// Articles per bulk write: a large knowledge base goes in several requests, each well
 /// under the request size an OpenSearch domain accepts.
@@ -44,21 +44,17 @@ pub struct Synced {
 /// with an edit and then a removal removes it. Every step is idempotent, so a batch the
 /// stream delivers again changes nothing more.
 pub async fn apply(index: &dyn KnowledgeIndex, changes: Vec<ArticleChange>) -> Result<Synced> {
-    let mut last: HashMap<String, ArticleChange> = HashMap::new();
-    let mut order: Vec<String> = Vec::new();
-    for change in changes {
-        let id = change.id().to_string();
-        if last.insert(id.clone(), change).is_none() {
-            order.push(id);
-        }
-    }
+    // From the last change back, the first seen of each article is its latest.
+    let mut seen = HashSet::new();
     let mut upserts = Vec::new();
     let mut deletes = Vec::new();
-    for id in order {
-        match last.remove(&id) {
-            Some(ArticleChange::Upsert(a)) => upserts.push(a),
-            Some(ArticleChange::Delete(id)) => deletes.push(id),
-            None => {}
+    for change in changes.into_iter().rev() {
+        if !seen.insert(change.id().to_string()) {
+            continue;
+        }
+        match change {
+            ArticleChange::Upsert(a) => upserts.push(a),
+            ArticleChange::Delete(id) => deletes.push(id),
         }
     }
     let mut synced = Synced::default();
