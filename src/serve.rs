@@ -199,6 +199,8 @@ pub async fn run(addr: SocketAddr, data_dir: PathBuf) -> Result<()> {
         .merge(intake::router(intake))
         .merge(tickets::router(tickets))
         .merge(survey::router(survey))
+        .merge(helpdesk_web::console())
+        .merge(helpdesk_web::widget())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
     println!("helpdesk listening on http://{local}");

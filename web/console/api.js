@@ -1,0 +1,1 @@
+/* api.js: filled in by the console work */

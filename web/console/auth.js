@@ -1,0 +1,1 @@
+/* auth.js: filled in by the console work */

@@ -1,0 +1,1 @@
+/* i18n.js: filled in by the console work */

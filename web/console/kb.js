@@ -1,0 +1,1 @@
+/* kb.js: filled in by the console work */

@@ -1,0 +1,1 @@
+/* reports.js: filled in by the console work */

@@ -1,0 +1,1 @@
+/* ticket.js: filled in by the console work */

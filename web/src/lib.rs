@@ -1,0 +1,223 @@
+//! The web pages of the desk: the agent console (`/console/`) and the website chat widget
+//! (`/widget.js`). The files are embedded in the binary at compile time, so the local
+//! program and the Lambda functions serve them with no build step, no CDN and no file
+//! system. Each answer carries a content hash as its `ETag` and is gzipped when the browser
+//! takes gzip; the console's API calls keep their own authentication.
+
+use axum::extract::Path;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::Router;
+use sha2::{Digest, Sha256};
+use std::io::Write;
+use std::sync::OnceLock;
+
+/// One embedded file.
+struct Asset {
+    path: &'static str,
+    body: &'static [u8],
+}
+
+macro_rules! assets {
+    ($($path:literal),* $(,)?) => {
+        &[$(Asset { path: $path, body: include_bytes!(concat!("../", $path)) }),*]
+    };
+}
+
+/// Every file the pages load. A file not listed here is not served.
+static ASSETS: &[Asset] = assets![
+    "console/index.html",
+    "console/style.css",
+    "console/app.js",
+    "console/api.js",
+    "console/i18n.js",
+    "console/auth.js",
+    "console/inbox.js",
+    "console/ticket.js",
+    "console/kb.js",
+    "console/reports.js",
+    "console/vendor/preact.module.js",
+    "console/vendor/hooks.module.js",
+    "console/vendor/htm.module.js",
+    "widget/widget.js",
+];
+
+/// What a file is served as, computed once: its gzip form and its hash.
+struct Prepared {
+    gzip: Vec<u8>,
+    etag: String,
+}
+
+fn prepared(index: usize) -> &'static Prepared {
+    static CACHE: OnceLock<Vec<OnceLock<Prepared>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(|| ASSETS.iter().map(|_| OnceLock::new()).collect());
+    cache[index].get_or_init(|| {
+        let body = ASSETS[index].body;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        // Writing to a Vec cannot fail; an empty gzip is still served correctly if it did.
+        let gzip = enc
+            .write_all(body)
+            .and_then(|_| enc.finish())
+            .unwrap_or_default();
+        let hash = Sha256::digest(body);
+        Prepared {
+            gzip,
+            etag: format!("\"{}\"", hex::encode(&hash[..8])),
+        }
+    })
+}
+
+fn content_type(path: &str) -> &'static str {
+    match path.rsplit('.').next() {
+        Some("html") => "text/html; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("js") => "text/javascript; charset=utf-8",
+        Some("svg") => "image/svg+xml",
+        _ => "application/octet-stream",
+    }
+}
+
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|e| e.split(';').next().map(str::trim) == Some("gzip"))
+}
+
+/// The answer for one embedded file: 304 when the browser's copy is current.
+fn serve(path: &str, headers: &HeaderMap) -> Response {
+    let Some(index) = ASSETS.iter().position(|a| a.path == path) else {
+        return not_found();
+    };
+    let asset = &ASSETS[index];
+    let prepared = prepared(index);
+    let etag = HeaderValue::from_str(&prepared.etag).unwrap_or(HeaderValue::from_static("\"\""));
+    let mut response = if headers
+        .get(header::IF_NONE_MATCH)
+        .is_some_and(|v| v.as_bytes() == prepared.etag.as_bytes())
+    {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else if accepts_gzip(headers) && !prepared.gzip.is_empty() {
+        let mut r = prepared.gzip.clone().into_response();
+        r.headers_mut()
+            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        r
+    } else {
+        asset.body.into_response()
+    };
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type(path)),
+    );
+    h.insert(header::ETAG, etag);
+    h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    // Revalidate every time: the ETag makes that a 304 of a few bytes, and a new release
+    // is never hidden behind a stale cache.
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        [(header::CONTENT_TYPE, "application/json")],
+        r#"{"error":{"code":"not_found","message":"no such file"}}"#,
+    )
+        .into_response()
+}
+
+async fn console_index(headers: HeaderMap) -> Response {
+    let mut r = serve("console/index.html", &headers);
+    // The console holds agent data: never inside another site's frame.
+    r.headers_mut()
+        .insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    r
+}
+
+async fn console_file(Path(path): Path<String>, headers: HeaderMap) -> Response {
+    if path.is_empty() {
+        return console_index(headers).await;
+    }
+    serve(&format!("console/{path}"), &headers)
+}
+
+async fn widget_js(headers: HeaderMap) -> Response {
+    let mut r = serve("widget/widget.js", &headers);
+    // Any site may embed the widget.
+    r.headers_mut().insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    r
+}
+
+/// `/console/` and its files. Public: the page signs in before it calls the API.
+pub fn console<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    Router::new()
+        .route(
+            "/console",
+            get(|| async { Redirect::permanent("/console/") }),
+        )
+        .route("/console/", get(console_index))
+        .route("/console/{*path}", get(console_file))
+}
+
+/// `/widget.js`. Public, for any origin.
+pub fn widget<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    Router::new().route("/widget.js", get(widget_js))
+}
+
+/// The gzipped size in bytes of each embedded file, for the size measurements.
+pub fn gzipped_sizes() -> Vec<(&'static str, usize, usize)> {
+    (0..ASSETS.len())
+        .map(|i| (ASSETS[i].path, ASSETS[i].body.len(), prepared(i).gzip.len()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_asset_has_a_type_and_compresses() {
+        for (i, a) in ASSETS.iter().enumerate() {
+            assert_ne!(
+                content_type(a.path),
+                "application/octet-stream",
+                "{}",
+                a.path
+            );
+            assert!(!prepared(i).gzip.is_empty(), "{}", a.path);
+        }
+    }
+
+    #[test]
+    fn gzip_is_chosen_only_when_offered() {
+        let mut h = HeaderMap::new();
+        assert!(!accepts_gzip(&h));
+        h.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("br, gzip;q=0.8"),
+        );
+        assert!(accepts_gzip(&h));
+    }
+
+    #[test]
+    fn unknown_and_escaping_paths_are_not_found() {
+        let h = HeaderMap::new();
+        assert_eq!(
+            serve("console/../Cargo.toml", &h).status(),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(serve("console/nope.js", &h).status(), StatusCode::NOT_FOUND);
+        assert_eq!(serve("console/app.js", &h).status(), StatusCode::OK);
+    }
+}
