@@ -1,20 +1,26 @@
 //! Who is calling the agent API. Locally, agents are configured tokens; on AWS a JWT
 //! authorizer stands in front and passes the agent's name and role on.
 
+use crate::Deps;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use helpdesk_core::http::bearer_token;
 use helpdesk_core::{Error, Result};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Role {
     Agent,
     Supervisor,
     Admin,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Agent {
     pub name: String,
     pub role: Role,
@@ -31,6 +37,29 @@ impl Agent {
                 self.name
             )))
         }
+    }
+}
+
+/// The signed-in agent, as a handler argument: a request without a valid agent token (or
+/// verified authorizer claims) is answered 401 before the handler runs.
+impl FromRequestParts<Arc<Deps>> for Agent {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, deps: &Arc<Deps>) -> Result<Agent> {
+        deps.agents.authenticate(&parts.headers)
+    }
+}
+
+/// A signed-in agent with at least the supervisor role; 403 for other agents.
+pub struct Supervisor(pub Agent);
+
+impl FromRequestParts<Arc<Deps>> for Supervisor {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, deps: &Arc<Deps>) -> Result<Supervisor> {
+        let agent = deps.agents.authenticate(&parts.headers)?;
+        agent.require(Role::Supervisor)?;
+        Ok(Supervisor(agent))
     }
 }
 
