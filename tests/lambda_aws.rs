@@ -563,3 +563,52 @@ async fn the_indexer_keeps_opensearch_in_step_with_the_articles_table() {
     tickets.stop().await;
     indexer.stop().await;
 }
+
+#[tokio::test]
+async fn the_tickets_function_serves_the_console_and_knows_cognito_agents_by_sub() {
+    let stack = Stack::new().await;
+    let mut env = stack.env.clone();
+    for (k, v) in [
+        (
+            "HELPDESK_CONSOLE_OIDC_AUTHORIZE_URL",
+            "https://desk.auth.example/oauth2/authorize",
+        ),
+        (
+            "HELPDESK_CONSOLE_OIDC_TOKEN_URL",
+            "https://desk.auth.example/oauth2/token",
+        ),
+        ("HELPDESK_CONSOLE_OIDC_CLIENT_ID", "console-client"),
+    ] {
+        env.insert(k.into(), v.into());
+    }
+    let mut tickets = Runtime::start("tickets", &env).await;
+
+    let page = tickets
+        .invoke(http_event("GET", "/console/", &[], None, None))
+        .await
+        .expect("an HTTP answer");
+    assert_eq!(page["statusCode"], 200);
+    assert!(page["headers"]["content-type"]
+        .as_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let (status, config) = http_answer(
+        &tickets
+            .invoke(http_event("GET", "/console/config.json", &[], None, None))
+            .await
+            .expect("an HTTP answer"),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(config["auth"], "oidc");
+    assert_eq!(config["client_id"], "console-client");
+
+    // A Cognito access token: the agent is its sub, the role its highest group; a claim the
+    // user can edit (email) names nobody.
+    let mut event = http_event("GET", "/me", &[], None, None);
+    event["requestContext"]["authorizer"] = json!({"jwt": {"claims": {
+        "sub": "7d2f-sub", "email": "wang@example.com", "cognito:groups": "[agent supervisor]"
+    }, "scopes": null}});
+    let (status, me) = http_answer(&tickets.invoke(event).await.expect("an HTTP answer"));
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me, json!({"name": "7d2f-sub", "role": "supervisor"}));
+}

@@ -69,6 +69,39 @@ impl FromRequestParts<Arc<Deps>> for Supervisor {
 pub const AGENT_HEADER: &str = "x-helpdesk-agent";
 pub const ROLE_HEADER: &str = "x-helpdesk-role";
 
+/// Who the verified claims of a JWT say the agent is. With Cognito (the stack's own user
+/// pool), the agent is the `sub`, which the user cannot change, and the role is the highest
+/// of the `cognito:groups` (`admin`, `supervisor`, `agent`; `agent` for none). With another
+/// issuer, the name is `preferred_username`, `email` or `sub`, and the role the
+/// `helpdesk_role` claim (`agent` when absent). `None` when the claims name nobody.
+pub fn agent_from_claims(claim: impl Fn(&str) -> Option<String>) -> Option<Agent> {
+    let nonempty = |k: &str| claim(k).filter(|v| !v.trim().is_empty());
+    if let Some(groups) = nonempty("cognito:groups") {
+        let role = cognito_groups(&groups)
+            .filter_map(Role::parse)
+            .max()
+            .unwrap_or(Role::Agent);
+        return nonempty("sub").map(|name| Agent { name, role });
+    }
+    let name = ["preferred_username", "email", "sub"]
+        .iter()
+        .find_map(|k| nonempty(k))?;
+    let role = nonempty("helpdesk_role")
+        .and_then(|r| Role::parse(&r))
+        .unwrap_or(Role::Agent);
+    Some(Agent { name, role })
+}
+
+/// API Gateway passes a list claim as `[a b]`; other callers as JSON or comma-separated.
+fn cognito_groups(raw: &str) -> impl Iterator<Item = &str> {
+    raw.trim()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .split([' ', ','])
+        .map(|g| g.trim().trim_matches('"'))
+        .filter(|g| !g.is_empty())
+}
+
 impl Role {
     pub fn parse(text: &str) -> Option<Role> {
         match text.trim().to_lowercase().as_str() {
@@ -239,6 +272,42 @@ mod tests {
         );
         assert!(Agents::parse(None, Some("carol:boss:carol-token")).is_err());
         assert!(Agents::parse(None, Some("carol")).is_err());
+    }
+
+    #[test]
+    fn cognito_agents_are_their_sub_with_the_highest_group() {
+        let claims = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let wang = agent_from_claims(claims(&[
+            ("sub", "5f1c-uuid"),
+            ("email", "wang@example.com"),
+            ("cognito:groups", "[agent supervisor]"),
+        ]))
+        .unwrap();
+        assert_eq!(wang.name, "5f1c-uuid");
+        assert_eq!(wang.role, Role::Supervisor);
+        let json =
+            agent_from_claims(claims(&[("sub", "a"), ("cognito:groups", r#"["admin"]"#)])).unwrap();
+        assert_eq!(json.role, Role::Admin);
+        // A group the desk does not know gives no rights beyond an agent's.
+        let other =
+            agent_from_claims(claims(&[("sub", "b"), ("cognito:groups", "[admins2]")])).unwrap();
+        assert_eq!(other.role, Role::Agent);
+        // Another issuer keeps its own claims.
+        let own = agent_from_claims(claims(&[
+            ("sub", "c"),
+            ("preferred_username", "li"),
+            ("helpdesk_role", "supervisor"),
+        ]))
+        .unwrap();
+        assert_eq!((own.name.as_str(), own.role), ("li", Role::Supervisor));
+        assert!(agent_from_claims(claims(&[("cognito:groups", "[agent]")])).is_none());
     }
 
     #[test]
