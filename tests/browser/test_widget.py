@@ -338,3 +338,48 @@ def test_a_failed_send_offers_a_retry_that_is_taken_once(desk, site, page):
     )
     inbound = [m for m in desk.webchat_messages(token) if m["direction"] == "inbound"]
     assert [m["text"] for m in inbound] == ["Where is my order?"], inbound
+
+
+def test_did_you_mean_choices_are_buttons_that_ask_again(desk, site, page):
+    # Two articles asked the same way: the desk answers with one and offers the other.
+    titles = {
+        "gift-card-balance": "Checking a gift card balance",
+        "gift-card-redeem": "Redeeming a gift card",
+    }
+    answers = {
+        "gift-card-balance": "Enter the card number on the Gift cards page to see its balance.",
+        "gift-card-redeem": "Enter the gift card code at checkout.",
+    }
+    for article_id, title in titles.items():
+        status, body, _ = desk.api(
+            "PUT",
+            f"/kb/articles/{article_id}",
+            {
+                "id": article_id,
+                "title": title,
+                "questions": ["I have a question about my gift card", "gift card"],
+                "answer": answers[article_id],
+                "locale": "en",
+            },
+        )
+        assert status in (200, 201), body
+    page.goto(site.page(desk))
+    box = open_chat(page)
+    box.fill("I have a question about my gift card")
+    box.press("Enter")
+    log = conversation(page)
+    expect(log).to_contain_text("Did you mean:", timeout=REPLY_WAIT)
+    choice = log.get_by_role("button", name=re.compile("gift card"))
+    expect(choice).to_have_count(1)
+    offered = choice.inner_text()
+    assert offered in titles.values(), offered
+    answered = next(a for i, a in answers.items() if titles[i] != offered)
+    expect(log).to_contain_text(answered)
+    # The choice is asked as the visitor's next message, and answered.
+    with page.expect_request(
+        lambda r: r.method == "POST" and r.url.endswith("/webchat/messages")
+    ) as sent:
+        choice.click()
+    assert json.loads(sent.value.post_data)["text"] == offered
+    offered_id = next(i for i, t in titles.items() if t == offered)
+    expect(log).to_contain_text(answers[offered_id], timeout=REPLY_WAIT)
