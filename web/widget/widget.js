@@ -146,7 +146,7 @@
   var root = host.attachShadow({ mode: "open" });
 
   var badge = el("span", { class: "badge", "aria-hidden": "true", hidden: true });
-  var unreadText = el("span", { class: "sr", id: "hd-unread" });
+  var unreadText = el("span", { class: "sr", id: "hd-unread", "aria-live": "polite" });
   var bubble = el("button", {
     type: "button", class: "bubble", "aria-label": t.open, "aria-expanded": "false",
     "aria-controls": "hd-panel", "aria-describedby": "hd-unread", onclick: function () { toggle(); }
