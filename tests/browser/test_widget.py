@@ -153,7 +153,7 @@ def test_a_page_on_another_origin_shows_the_bubble_and_a_chinese_faq_is_answered
 
 def test_agent_reply_appears_live_then_the_survey_records_a_rating(desk, site, context):
     page = context.new_page()
-    page.goto(site.page(desk))
+    page.goto(site.page(desk, attrs={"name": "李雷", "email": "li.lei@example.com"}))
     box = open_chat(page)
     box.fill("我这个月被重复扣款了两次，请帮我查一下")
     box.press("Enter")
@@ -161,6 +161,10 @@ def test_agent_reply_appears_live_then_the_survey_records_a_rating(desk, site, c
     expect(log).to_contain_text("转交人工客服", timeout=REPLY_WAIT)
     tickets = desk.wait_for("the ticket", lambda: only_ticket(desk))
     ticket_id = tickets[0]["id"]
+    # The site told the widget who the visitor is; the agent sees it.
+    status, customer, _ = desk.api("GET", f"/customers/{tickets[0]['customer_id']}")
+    assert status == 200, customer
+    assert customer["name"] == "李雷 <li.lei@example.com>", customer
 
     # Closed panel: the reply shows as an unread badge on the bubble.
     page.get_by_role("button", name="Close chat").click()
