@@ -387,3 +387,64 @@ def test_did_you_mean_choices_are_buttons_that_ask_again(desk, site, page):
     assert json.loads(sent.value.post_data)["text"] == offered
     offered_id = next(i for i, t in titles.items() if t == offered)
     expect(log).to_contain_text(answers[offered_id], timeout=REPLY_WAIT)
+
+
+def test_polling_slows_while_idle_and_hurries_after_the_visitor_writes(desk, site, page):
+    # The page's timers run on Playwright's clock, so the test counts polls per second of
+    # the page's time, not of the machine's. `now` is that time, as far as the test moved it.
+    in_flight = set()
+    polls = []
+    now = [0]
+
+    def started(r):
+        if "/webchat/" in r.url:
+            in_flight.add(r)
+            if r.method == "GET":
+                polls.append(now[0])
+
+    page.on("request", started)
+    page.on("requestfinished", lambda r: in_flight.discard(r))
+    page.on("requestfailed", lambda r: in_flight.discard(r))
+    page.clock.install()
+    page.goto(site.page(desk))
+    box = open_chat(page)
+
+    def settle():
+        # Playwright delivers its events while the test waits on it, not in time.sleep.
+        for _ in range(400):
+            if not in_flight:
+                return
+            page.wait_for_timeout(25)
+        raise AssertionError("the widget's requests did not finish")
+
+    def advance(ms, step=250):
+        for _ in range(ms // step):
+            page.clock.run_for(step)
+            now[0] += step
+            settle()
+
+    box.fill("What are your working hours?")
+    box.press("Enter")
+    expect(conversation(page)).to_contain_text("Sent")
+    settle()
+    advance(3_000)
+    expect(conversation(page)).to_contain_text("Monday to Friday", timeout=REPLY_WAIT)
+
+    # Idle: a minute of the page's time holds far fewer polls than one a second, and the
+    # gaps grow to the idle pace.
+    polls.clear()
+    advance(60_000, step=500)
+    gaps = [b - a for a, b in zip(polls, polls[1:])]
+    assert 8 <= len(polls) <= 30, polls
+    assert gaps[-1] > gaps[0], gaps
+    assert max(gaps) <= 4_500, gaps
+
+    # Writing again brings the next poll within about a second.
+    box.fill("And on Saturdays?")
+    box.press("Enter")
+    expect(conversation(page)).to_contain_text("And on Saturdays?")
+    settle()
+    polls.clear()
+    wrote_at = now[0]
+    advance(1_500)
+    assert polls and polls[0] - wrote_at <= 1_000, (wrote_at, polls)
