@@ -196,7 +196,10 @@ def test_agent_reply_appears_live_then_the_survey_records_a_rating(desk, site, c
 
     five = page.get_by_role("button", name="5 stars")
     expect(five).to_be_visible(timeout=REPLY_WAIT)
+    two = second.get_by_role("button", name="2 stars")
+    expect(two).to_be_visible(timeout=REPLY_WAIT)
     page.get_by_role("textbox", name="Anything to add? (optional)").fill("很快解决了")
+    screenshot(page, "widget-survey")
     five.click()
     expect(log.get_by_role("status")).to_contain_text("Thank you for your feedback!")
     status, body, _ = desk.api("GET", f"/tickets/{ticket_id}")
@@ -204,8 +207,6 @@ def test_agent_reply_appears_live_then_the_survey_records_a_rating(desk, site, c
     assert body["ticket"]["survey"]["comment"] == "很快解决了", body["ticket"]
 
     # The other tab still shows the stars; a second rating is the thank-you, not an error.
-    two = second.get_by_role("button", name="2 stars")
-    expect(two).to_be_visible(timeout=REPLY_WAIT)
     two.click()
     expect(conversation(second).get_by_role("status")).to_contain_text(
         "Thank you for your feedback!"

@@ -77,7 +77,6 @@
   var shown = {}; // message id -> true, for everything on screen
   var pending = []; // outbox items on screen: {cid, text, id, el, status}
   var unread = 0;
-  var surveys = {}; // survey link -> its form element
 
   // ------------------------------------------------------------------ DOM
   function el(tag, attrs, kids) {
@@ -121,13 +120,13 @@
     ".meta button{border:1px solid currentColor;background:#fff;color:#7f1d1d;border-radius:6px;padding:1px 8px;font-size:12px}" +
     ".choices{display:flex;flex-wrap:wrap;gap:6px;margin-top:8px}" +
     ".choices span{display:block;width:100%;font-size:12px;color:#4b5563}" +
-    ".choices button,.survey .go{border:1px solid var(--c);background:#fff;color:var(--c);border-radius:14px;padding:3px 10px;font-size:13px}" +
+    ".choices button{border:1px solid var(--c);background:#fff;color:var(--c);border-radius:14px;padding:3px 10px;font-size:13px}" +
     ".survey{display:block;margin-top:8px}" +
     ".survey textarea{display:block;width:100%;min-height:48px;resize:vertical;border:1px solid #d1d5db;border-radius:8px;padding:6px 8px;margin:4px 0 6px;background:#fff}" +
     ".survey label{display:block;font-size:12px;color:#4b5563}" +
     ".stars{display:flex;gap:2px}" +
-    ".stars button{border:0;background:none;padding:0 2px;font-size:26px;line-height:1;color:#d1d5db}" +
-    ".stars button:hover,.stars button.on,.stars button:focus-visible{color:#f59e0b}" +
+    ".stars button{border:0;background:none;padding:0 2px;font-size:26px;line-height:1;color:#6b7280}" +
+    ".stars button.on{color:#d97706}" +
     ".form{display:flex;gap:8px;align-items:flex-end;padding:8px;border-top:1px solid #e5e7eb;background:#fff;margin:0}" +
     ".form textarea{flex:1;display:block;resize:none;height:38px;max-height:120px;border:1px solid #d1d5db;border-radius:8px;" +
     "padding:8px 10px;background:#fff;line-height:1.45}" +
@@ -326,15 +325,17 @@
     return e;
   }
 
+  var fields = 0;
   function survey(link) {
     var box = el("div", { class: "survey" });
-    surveys[link] = box;
-    var note = el("textarea", { "aria-label": t.comment, maxlength: "2000" });
+    var id = "hd-comment-" + ++fields;
+    var note = el("textarea", { id: id, maxlength: "2000" });
     var error = el("div", { role: "status" });
     var stars = [1, 2, 3, 4, 5].map(function (n) {
       return el("button", {
-        type: "button", "aria-label": t.star(n), text: "★",
+        type: "button", "aria-label": t.star(n), text: "☆",
         onmouseenter: function () { light(n); }, onmouseleave: function () { light(0); },
+        onfocus: function () { light(n); }, onblur: function () { light(0); },
         onclick: function () {
           stars.forEach(function (b) { b.disabled = true; });
           api("POST", link, { rating: n, comment: note.value.trim() || undefined }).then(function () {
@@ -348,8 +349,13 @@
         }
       });
     });
-    function light(n) { stars.forEach(function (b, i) { b.classList.toggle("on", i < n); }); }
-    box.appendChild(el("label", { text: t.comment }));
+    function light(n) {
+      stars.forEach(function (b, i) {
+        b.classList.toggle("on", i < n);
+        b.textContent = i < n ? "★" : "☆";
+      });
+    }
+    box.appendChild(el("label", { for: id, text: t.comment }));
     box.appendChild(note);
     box.appendChild(el("div", { role: "group", "aria-label": t.rate, class: "stars" }, stars));
     box.appendChild(error);
