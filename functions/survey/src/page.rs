@@ -8,7 +8,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use helpdesk_core::domain::{self, Ticket};
 use helpdesk_core::flow;
-use helpdesk_core::http::{body_bytes, parse_json};
+use helpdesk_core::http::{body_bytes, cors_for_visitors, parse_json};
 use helpdesk_core::{Error, ErrorKind, Result};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -16,6 +16,7 @@ use std::sync::Arc;
 pub fn router(deps: Arc<Deps>) -> Router {
     Router::new()
         .route("/surveys/{token}", get(show).post(answer))
+        .layer(axum::middleware::from_fn(cors_for_visitors))
         .with_state(deps)
 }
 
