@@ -321,6 +321,7 @@ async fn the_openapi_document_lists_every_route() {
         ("/reports/volume", &["get"]),
         ("/console/", &["get"]),
         ("/console/config.json", &["get"]),
+        ("/widget.js", &["get"]),
     ];
     for (path, methods) in routes {
         let start = spec
