@@ -531,6 +531,19 @@ async fn the_indexer_keeps_opensearch_in_step_with_the_articles_table() {
     )
     .await;
     assert_eq!(status, 204);
+    // `..` would leave `/kb/_doc/` on the domain. `..` and `%2E%2E` are resolved by the
+    // Lambda adapter before routing (no route, no article); any other id outside the rule
+    // is the core's 422.
+    let body = json!({"title": "t", "questions": ["q"], "answer": "a"});
+    for path in ["/kb/articles/..", "/kb/articles/%2E%2E"] {
+        let (status, _) = supervisor(&mut tickets, "PUT", path, Some(body.clone())).await;
+        assert_eq!(status, 404, "{path}");
+    }
+    for path in ["/kb/articles/a.b", "/kb/articles/a%2Fb", "/kb/articles/.x"] {
+        let (status, answer) = supervisor(&mut tickets, "PUT", path, Some(body.clone())).await;
+        assert_eq!(status, 422, "{path}: {answer}");
+        assert_eq!(answer["error"]["code"], "invalid_article", "{path}");
+    }
     assert!(domain.docs("kb").is_empty());
     let (status, body) =
         supervisor(&mut tickets, "GET", "/kb/articles/working-hours-zh", None).await;
