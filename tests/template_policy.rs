@@ -1,8 +1,9 @@
 //! What each function of `template.yaml` may touch, checked against the template's text:
 //! no grant on every resource of a data service, no wildcard over the secrets, no Scan
 //! for a function that never scans, intake's DynamoDB actions table by table, each
-//! function reading only the secrets it is configured with, and OpenSearch reachable only
-//! through the domain's own access policy. `cfn-lint template.yaml` (in `scripts/test`)
+//! function reading only the secrets it is configured with, OpenSearch reachable only
+//! through the domain's own access policy, and every HTTP route behind the agents' JWT
+//! authorizer but the listed public ones. `cfn-lint template.yaml` (in `scripts/test`)
 //! checks the rest of the template.
 
 mod template;
@@ -315,4 +316,79 @@ fn opensearch_is_searched_by_the_search_functions_and_written_by_the_indexer_onl
     // The name in the policy is the domain's own.
     let name = domain.prop("DomainName").expect("the domain is named");
     assert_eq!(domain.text().matches(name.as_str()).count(), 3);
+}
+
+/// The routes anyone may call: each checks its caller itself (a webhook's signature or
+/// secret, a webchat session's token, a survey link's signature) or serves static files
+/// (the widget, the console, which signs in before calling the API).
+const PUBLIC_ROUTES: [(&str, &str); 12] = [
+    ("GET", "/webhooks/whatsapp"),
+    ("POST", "/webhooks/whatsapp"),
+    ("POST", "/webhooks/telegram"),
+    ("POST", "/webchat/sessions"),
+    ("POST", "/webchat/messages"),
+    ("GET", "/webchat/messages"),
+    ("GET", "/widget.js"),
+    ("GET", "/surveys/{token}"),
+    ("POST", "/surveys/{token}"),
+    ("GET", "/console"),
+    ("GET", "/console/"),
+    ("GET", "/console/{proxy+}"),
+];
+
+#[test]
+fn every_route_is_private_unless_it_is_one_of_the_public_ones() {
+    let t = Template::load();
+    let api = t.resource("HttpApi");
+    assert_eq!(
+        api.find("DefaultAuthorizer").as_deref(),
+        Some("AgentJwt"),
+        "the HTTP API must need an agent's JWT by default"
+    );
+    let mut public = BTreeSet::new();
+    let mut private = BTreeSet::new();
+    for f in t.resources_of_type("AWS::Serverless::Function") {
+        for e in f.http_events() {
+            assert!(!e.path.is_empty() && !e.method.is_empty(), "{e:?}");
+            let route = (e.method.clone(), e.path.clone());
+            match e.authorizer.as_deref() {
+                Some("NONE") => {
+                    assert!(
+                        PUBLIC_ROUTES.contains(&(e.method.as_str(), e.path.as_str())),
+                        "{} {} ({}) is public but not one of the public routes: \
+                         remove `Auth: {{Authorizer: NONE}}`, or add it to PUBLIC_ROUTES \
+                         with the reason it may be",
+                        e.method,
+                        e.path,
+                        f.name
+                    );
+                    public.insert(route);
+                }
+                None | Some("AgentJwt") => {
+                    private.insert(route);
+                }
+                Some(other) => panic!("{} {}: unknown authorizer {other}", e.method, e.path),
+            }
+        }
+    }
+    let expected: BTreeSet<(String, String)> = PUBLIC_ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    assert_eq!(
+        public, expected,
+        "every public route is marked, and only those"
+    );
+    // The agent API is there, behind the authorizer.
+    for route in [
+        ("GET", "/tickets"),
+        ("PUT", "/kb/articles/{id}"),
+        ("GET", "/me"),
+    ] {
+        assert!(
+            private.contains(&(route.0.to_string(), route.1.to_string())),
+            "{route:?}"
+        );
+    }
+    assert!(private.len() >= 18, "{private:?}");
 }

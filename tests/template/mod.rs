@@ -178,6 +178,16 @@ impl Resource {
             .filter(|v| !v.is_empty())
     }
 
+    /// The first `key: value` at any depth of the resource, e.g. `DefaultAuthorizer` under
+    /// `Properties.Auth`.
+    pub fn find(&self, key: &str) -> Option<String> {
+        let prefix = format!("{key}:");
+        self.lines
+            .iter()
+            .find_map(|l| l.trim().strip_prefix(&prefix).map(|v| v.trim().to_string()))
+            .filter(|v| !v.is_empty())
+    }
+
     /// The lines below the property `key` of `Properties` (six spaces in).
     fn section(&self, key: &str) -> Vec<String> {
         match self
