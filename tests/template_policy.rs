@@ -279,10 +279,11 @@ fn intake_may_use_only_the_dynamodb_actions_of_its_code_table_by_table() {
         ),
         // A visitor's conversation; a receipt's message by its provider id.
         ("${MessagesTable.Arn}/index/*".to_string(), set(&["Query"])),
-        // Dedupe claims: taken, read when taken already, released when queueing fails.
+        // Dedupe claims: taken, read when taken already, released when queueing fails; and
+        // the webchat's rate counters.
         (
             "IdempotencyTable.Arn".to_string(),
-            set(&["GetItem", "PutItem", "DeleteItem"]),
+            set(&["GetItem", "PutItem", "DeleteItem", "UpdateItem"]),
         ),
     ]);
     assert_eq!(granted, expected);
@@ -391,4 +392,39 @@ fn every_route_is_private_unless_it_is_one_of_the_public_ones() {
         );
     }
     assert!(private.len() >= 18, "{private:?}");
+}
+
+#[test]
+fn the_public_edge_is_throttled_and_webchat_sessions_expire() {
+    let t = Template::load();
+    let api = t.resource("HttpApi");
+    for key in ["ThrottlingRateLimit", "ThrottlingBurstLimit"] {
+        assert_eq!(
+            api.find(key).as_deref().map(|v| v.starts_with("!Ref ")),
+            Some(true),
+            "the HTTP API's stage sets {key} from a parameter"
+        );
+    }
+    assert!(api.text().contains("\"POST /webchat/sessions\":"));
+    let intake = t.resource("IntakeFunction");
+    assert!(intake
+        .prop("ReservedConcurrentExecutions")
+        .is_some_and(|v| v.contains("IntakeReservedConcurrency")));
+    let env = intake.env();
+    for var in [
+        "WEBCHAT_SESSIONS_PER_MINUTE",
+        "WEBCHAT_MESSAGES_PER_MINUTE",
+        "WEBCHAT_SESSION_IDLE_SECS",
+    ] {
+        assert!(env.contains_key(var), "intake lacks {var}");
+    }
+    // The attribute the code writes (`expires_at`, Unix seconds) is the table's TTL.
+    let ttl = t
+        .resource("SessionsTable")
+        .prop("TimeToLiveSpecification")
+        .unwrap_or_default();
+    assert!(
+        ttl.contains("AttributeName: expires_at") && ttl.contains("Enabled: true"),
+        "{ttl}"
+    );
 }

@@ -67,6 +67,9 @@ impl Server {
                 format!("alice:agent:{ALICE},bob:supervisor:{BOB}"),
             )
             .env("HELPDESK_LOG", "error")
+            // Tests open many sessions from one address; tests/abuse.rs checks the limits.
+            .env("WEBCHAT_SESSIONS_PER_MINUTE", "100000")
+            .env("WEBCHAT_MESSAGES_PER_MINUTE", "100000")
             .env_remove("SUPERVISOR_WEBHOOK_URL")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
