@@ -167,3 +167,37 @@ async fn an_idle_session_ends_and_a_used_one_lives_on() {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     busy.say("我还在").await;
 }
+
+#[tokio::test]
+async fn a_page_view_makes_no_customer_until_the_visitor_writes() {
+    let dir = TempDir::new();
+    let server = Server::start(&dir.0, &[]).await;
+    let visitor = server.visitor().await;
+    let customer = format!("/customers/{}", visitor.customer_id);
+    // The session is open and its conversation empty, but there is no customer yet.
+    assert!(visitor.conversation().await.is_empty());
+    assert_eq!(
+        error_code(server.get(&customer, ADMIN).await, 404).await,
+        "not_found"
+    );
+    visitor.say("请问营业时间？").await;
+    let r = server.get(&customer, ADMIN).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: Value = r.json().await.unwrap();
+    // Made with what the visitor gave when the session opened.
+    assert_eq!(
+        (v["name"].as_str(), v["locale"].as_str()),
+        (Some("访客"), Some("zh-CN")),
+        "{v}"
+    );
+    // The flow behind intake finds the customer it was handed.
+    let reply = visitor.wait_for("auto_reply").await;
+    assert!(reply["text"].as_str().unwrap().contains("9:00"), "{reply}");
+    let tickets_before = server.tickets_of(&visitor.customer_id).await.len();
+    visitor.say("我要转人工").await;
+    visitor.wait_for("handoff").await;
+    assert_eq!(
+        server.tickets_of(&visitor.customer_id).await.len(),
+        tickets_before + 1
+    );
+}

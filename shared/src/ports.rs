@@ -124,8 +124,15 @@ pub struct WebchatSession {
     pub id: String,
     /// SHA-256 of the bearer token, hex; the token itself is never stored.
     pub token_hash: String,
+    /// The visitor's customer: [`crate::domain::Customer::webchat_id`] of the session, made
+    /// at the first message (a merge may point it at another customer).
     pub customer_id: String,
     pub created_at: DateTime<Utc>,
+    /// What the visitor gave when opening the session, for their customer record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locale: Option<String>,
     /// When it ends unless used again (Unix seconds; DynamoDB's TTL attribute, and what the
     /// local sweep removes). `None` for sessions made before sessions expired.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -284,6 +291,8 @@ mod tests {
             token_hash: "h".into(),
             customer_id: "c".into(),
             created_at: Utc::now(),
+            name: None,
+            locale: None,
             expires_at,
         };
         assert!(!s(None).is_expired(1_000));

@@ -254,6 +254,8 @@ async fn conversations_page_in_order_and_sessions_resolve() {
         token_hash: "abc".into(),
         customer_id: c.id.clone(),
         created_at: now(),
+        name: None,
+        locale: None,
         expires_at: Some(now().timestamp() + 60),
     };
     s.create_session(&session).await.unwrap();
@@ -503,6 +505,8 @@ async fn merging_customers_moves_everything_and_receipts_find_their_message() {
         token_hash: "h1".into(),
         customer_id: tg.id.clone(),
         created_at: now(),
+        name: None,
+        locale: None,
         expires_at: None,
     })
     .await

@@ -13,7 +13,7 @@ use axum::routing::post;
 use axum::{Extension, Json, Router};
 use chrono::{DateTime, Utc};
 use helpdesk_core::domain::{
-    self, Channel, ChannelIdentity, Direction, InboundMessage, Message, MessageKind,
+    self, Channel, ChannelIdentity, Customer, Direction, InboundMessage, Message, MessageKind,
 };
 use helpdesk_core::http::{
     bearer_token, body_bytes, cors_for_visitors, parse_json, ApiJson, ApiQuery,
@@ -271,20 +271,17 @@ async fn create_session(
     let mut raw = [0u8; 32];
     rand::rng().fill_bytes(&mut raw);
     let token = hex::encode(raw);
-    let identity = ChannelIdentity {
-        channel: Channel::Webchat,
-        external_id: session_id.clone(),
-    };
-    let customer = deps
-        .store
-        .resolve_customer(&identity, name.as_deref(), locale.as_deref())
-        .await?;
+    // No customer yet: most page views never write, and a customer is made at the first
+    // message (`post_message`), under the id the session already knows.
+    let customer_id = Customer::webchat_id(&session_id);
     deps.store
         .create_session(&WebchatSession {
             id: session_id.clone(),
             token_hash: token_hash(&token),
-            customer_id: customer.id.clone(),
+            customer_id: customer_id.clone(),
             created_at: now,
+            name,
+            locale,
             expires_at: Some(now.timestamp() + limits.session_idle_secs),
         })
         .await?;
@@ -293,9 +290,33 @@ async fn create_session(
         Json(SessionCreated {
             session_id,
             token,
-            customer_id: customer.id,
+            customer_id,
         }),
     ))
+}
+
+/// Makes the visitor's customer at their first message; a no-op read after that.
+async fn ensure_customer(deps: &Deps, session: &WebchatSession) -> Result<()> {
+    if deps
+        .store
+        .get_customer(&session.customer_id)
+        .await?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let identity = ChannelIdentity {
+        channel: Channel::Webchat,
+        external_id: session.id.clone(),
+    };
+    deps.store
+        .resolve_customer(
+            &identity,
+            session.name.as_deref(),
+            session.locale.as_deref(),
+        )
+        .await?;
+    Ok(())
 }
 
 /// The caller's session, still open; its end is pushed out by this use.
@@ -363,6 +384,7 @@ async fn post_message(
         }
         Some(id) => Some(format!("webchat:{}:{id}", session.id)),
     };
+    ensure_customer(&deps, &session).await?;
     let message = InboundMessage {
         customer_id: Some(session.customer_id.clone()),
         provider_message_id: body.client_message_id,

@@ -1070,6 +1070,8 @@ mod tests {
             token_hash: hash.into(),
             customer_id: "c".into(),
             created_at: Utc::now(),
+            name: None,
+            locale: None,
             expires_at,
         };
         s.create_session(&session("ended", Some(now - 1)))
