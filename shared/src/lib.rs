@@ -15,6 +15,7 @@ pub mod format;
 pub mod json;
 pub mod knowledge;
 pub mod ports;
+pub mod rate;
 pub mod report;
 pub mod rules;
 pub mod survey_token;
