@@ -428,3 +428,27 @@ fn the_public_edge_is_throttled_and_webchat_sessions_expire() {
         "{ttl}"
     );
 }
+
+#[test]
+fn the_console_sign_in_settings_reach_the_function_that_serves_the_console() {
+    let t = Template::load();
+    let tickets = t.resource("TicketsFunction").env();
+    for var in [
+        "HELPDESK_CONSOLE_OIDC_AUTHORIZE_URL",
+        "HELPDESK_CONSOLE_OIDC_TOKEN_URL",
+        "HELPDESK_CONSOLE_OIDC_CLIENT_ID",
+    ] {
+        assert!(
+            tickets.contains_key(var),
+            "TicketsFunction serves the console and must have {var}"
+        );
+        for (name, _, _) in functions(&t) {
+            if name != "TicketsFunction" {
+                assert!(
+                    !t.resource(&name).env().contains_key(var),
+                    "{name} does not serve the console but has {var}"
+                );
+            }
+        }
+    }
+}
