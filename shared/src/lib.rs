@@ -12,6 +12,7 @@ pub mod domain;
 pub mod error;
 pub mod flow;
 pub mod format;
+pub mod jobs;
 pub mod json;
 pub mod knowledge;
 pub mod ports;

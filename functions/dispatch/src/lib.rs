@@ -52,7 +52,8 @@ impl Deps {
                     as Arc<dyn ChannelSender>
             }),
             telegram: channels.telegram.clone().map(|c| {
-                Arc::new(TelegramSender::new(c, caller.clone())) as Arc<dyn ChannelSender>
+                Arc::new(TelegramSender::new(c, caller.clone(), store.clone()))
+                    as Arc<dyn ChannelSender>
             }),
             supervisor: supervisor_webhook_url.map(|url| SupervisorWebhook::new(http, url)),
             store,
@@ -82,7 +83,9 @@ pub async fn handle(deps: &Deps, job: OutboundMessage) -> Result<()> {
             };
             match sender.acknowledge(&callback_id, &text).await {
                 Ok(()) => Ok(()),
-                Err(SendError::Temporary { reason, .. }) => Err(Error::internal(reason)),
+                Err(SendError::Temporary { reason, .. } | SendError::Ambiguous { reason }) => {
+                    Err(Error::internal(reason))
+                }
                 // An old or already answered query: the customer's app gave up waiting.
                 Err(SendError::Permanent { reason }) => {
                     tracing::info!(reason, "button press not acknowledged");
@@ -144,17 +147,48 @@ async fn deliver(deps: &Deps, message_id: &str) -> Result<()> {
                 .await?;
             Err(Error::unprocessable("send_failed", reason))
         }
+        // The claim is not given back: a retry would send a second copy of a message the
+        // customer may have. Failed with the reason, for the agent to see and decide.
+        Err(SendError::Ambiguous { reason }) => {
+            let reason = format!(
+                "{reason}; the {} provider may have taken it, so it is not sent again",
+                message.channel.as_str()
+            );
+            store
+                .set_delivery(message_id, DeliveryStatus::Failed, None, Some(&reason))
+                .await?;
+            Err(Error::unprocessable("send_outcome_unknown", reason))
+        }
     }
 }
 
+/// Posts a notice once per escalation: the notice is recorded as posted right after the
+/// webhook took it, and a notice already recorded is not posted again. Between the two is
+/// the one window (a crash right after the post) in which it could go twice; the notice
+/// carries its id in the `Idempotency-Key` header for a receiver that wants to drop that.
 async fn notify_supervisor(deps: &Deps, notice: &SupervisorNotice) -> Result<()> {
     let Some(webhook) = &deps.supervisor else {
         tracing::warn!(ticket_id = %notice.ticket_id, "escalated, but SUPERVISOR_WEBHOOK_URL is not set");
         return Ok(());
     };
-    match webhook.post(notice).await {
-        Ok(()) => Ok(()),
-        Err(SendError::Temporary { reason, .. }) => Err(Error::internal(reason)),
+    let id = notice.id();
+    let key = format!("notice:{id}");
+    if deps.store.claimed(&key).await?.is_some() {
+        tracing::info!(ticket_id = %notice.ticket_id, "supervisor already notified");
+        return Ok(());
+    }
+    match webhook.post(notice, &id).await {
+        Ok(()) => {
+            deps.store.claim(&key, "posted", NOTICE_TTL_SECS).await?;
+            Ok(())
+        }
+        // A supervisor told twice beats one never told: an unanswered post is tried again.
+        Err(SendError::Temporary { reason, .. } | SendError::Ambiguous { reason }) => {
+            Err(Error::internal(reason))
+        }
         Err(SendError::Permanent { reason }) => Err(Error::unprocessable("send_failed", reason)),
     }
 }
+
+/// How long a posted notice is remembered: longer than any redelivery of its job.
+const NOTICE_TTL_SECS: i64 = 8 * 24 * 3600;

@@ -7,7 +7,9 @@
 
 use crate::domain::{
     Channel, ChannelIdentity, Customer, DeliveryStatus, Direction, Message, Ticket, TicketFilter,
+    TicketStatus,
 };
+use crate::jobs::Job;
 use crate::ports::{
     ConversationStore, CustomerStore, IdempotencyStore, Page, Queue, QueueName, SessionStore,
     TicketChange, TicketStore, WebchatSession,
@@ -60,7 +62,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 "#;
 
 /// The name of the change-feed queue that ticket writes feed.
-pub(crate) const CHANGE_QUEUE: &str = "ticket_changes";
+pub(crate) const CHANGE_QUEUE: &str = QueueName::TicketChanges.as_str();
 
 /// A message that failed too often, or for good.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -285,6 +287,17 @@ impl SqliteStore {
         body.map(|b| from_json(&b)).transpose()
     }
 
+    fn active_ticket(conn: &Connection, customer_id: &str) -> Result<Option<Ticket>> {
+        let statuses: Vec<&str> = TicketStatus::ACTIVE.iter().map(|s| s.as_str()).collect();
+        let mut found: Vec<Ticket> = Self::query_json(
+            conn,
+            "SELECT body FROM tickets WHERE customer_id = ?1
+               AND status IN (?2, ?3, ?4) ORDER BY id DESC LIMIT 1",
+            &[&customer_id, &statuses[0], &statuses[1], &statuses[2]],
+        )?;
+        Ok(found.pop())
+    }
+
     fn write_ticket(tx: &Transaction, t: &Ticket, insert: bool) -> Result<()> {
         let rated_at = t.survey.as_ref().and_then(|s| s.answered_at).map(ts);
         let body = to_json(t)?;
@@ -321,7 +334,8 @@ impl SqliteStore {
             old,
             new: new.clone(),
         };
-        Self::enqueue(tx, CHANGE_QUEUE, &to_json(&change)?, Some(&new.id), None)
+        let group = change.group();
+        Self::enqueue(tx, CHANGE_QUEUE, &to_json(&change)?, group.as_deref(), None)
     }
 
     fn load_message(conn: &Connection, id: &str) -> Result<Option<Message>> {
@@ -369,6 +383,14 @@ impl SqliteStore {
 impl TicketStore for SqliteStore {
     async fn create_ticket(&self, ticket: &Ticket) -> Result<()> {
         self.tx(|tx| {
+            if Self::load_ticket(tx, &ticket.id)?.is_some() {
+                return Err(Error::ticket_exists(&ticket.id));
+            }
+            if ticket.status.is_active() && ticket.opened_by.is_some() {
+                if let Some(active) = Self::active_ticket(tx, &ticket.customer_id)? {
+                    return Err(Error::active_ticket_exists(&ticket.customer_id, &active.id));
+                }
+            }
             Self::write_ticket(tx, ticket, true)?;
             Self::record_change(tx, None, ticket)
         })?;
@@ -385,13 +407,7 @@ impl TicketStore for SqliteStore {
             let old = Self::load_ticket(tx, &ticket.id)?
                 .ok_or_else(|| Error::not_found("ticket", &ticket.id))?;
             if old.version != expected_version {
-                return Err(Error::conflict(
-                    "version_conflict",
-                    format!(
-                        "the ticket is at version {}, not {expected_version}; reload it and try again",
-                        old.version
-                    ),
-                ));
+                return Err(Error::version_conflict(old.version, expected_version));
             }
             Self::write_ticket(tx, ticket, false)?;
             Self::record_change(tx, Some(old), ticket)
@@ -437,14 +453,7 @@ impl TicketStore for SqliteStore {
     }
 
     async fn active_ticket_for(&self, customer_id: &str) -> Result<Option<Ticket>> {
-        let conn = self.conn();
-        let mut found: Vec<Ticket> = Self::query_json(
-            &conn,
-            "SELECT body FROM tickets WHERE customer_id = ?1
-               AND status IN ('open', 'pending', 'escalated') ORDER BY id DESC LIMIT 1",
-            &[&customer_id],
-        )?;
-        Ok(found.pop())
+        Self::active_ticket(&self.conn(), customer_id)
     }
 
     async fn rated_tickets(
@@ -728,6 +737,17 @@ impl IdempotencyStore for SqliteStore {
             }
             Ok(existing)
         })
+    }
+
+    async fn claimed(&self, key: &str) -> Result<Option<String>> {
+        self.conn()
+            .query_row(
+                "SELECT value FROM idempotency WHERE key = ?1 AND expires_at > ?2",
+                params![key, Utc::now().timestamp()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db_err)
     }
 
     async fn release(&self, key: &str) -> Result<()> {

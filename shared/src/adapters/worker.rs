@@ -4,7 +4,8 @@
 //! A message that can never succeed (it does not decode) is a dead letter at once.
 
 use super::sqlite::{SqliteStore, CHANGE_QUEUE};
-use crate::{ErrorKind, Result};
+use crate::jobs::{disposition, Disposition};
+use crate::Result;
 use rand::Rng;
 use std::future::Future;
 use std::sync::Arc;
@@ -58,8 +59,7 @@ pub async fn run_worker<F, Fut>(
                     Ok(()) => store.ack(delivery.seq),
                     Err(e) => {
                         let attempts = delivery.attempts + 1;
-                        let poison =
-                            matches!(e.kind, ErrorKind::BadRequest | ErrorKind::Unprocessable);
+                        let poison = disposition(&e) == Disposition::DeadLetter;
                         let dead = poison || attempts >= config.max_attempts;
                         let delay = backoff(&config, attempts);
                         if dead {
