@@ -84,6 +84,10 @@ impl Error {
     pub fn too_large(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(ErrorKind::TooLarge, code, message)
     }
+    /// Not now, but later: another holds what this needs (a sender's lease).
+    pub fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unavailable, code, message)
+    }
     /// A failure of our own storage, queue or network; the message goes to the log, and the
     /// caller sees a generic text.
     pub fn internal(message: impl Into<String>) -> Self {

@@ -121,12 +121,16 @@ pub enum Disposition {
     /// Will fail the same way every time (it does not decode, or the desk refuses it): a
     /// dead letter at once, with its reason.
     DeadLetter,
+    /// Waits on another's lease (a sender that may have died mid-send): tried again later,
+    /// and never a dead letter for having waited, since the lease ends.
+    Wait,
 }
 
 /// The one failure policy, for the local worker and the Lambda runners alike.
 pub fn disposition(e: &Error) -> Disposition {
     match e.kind {
         ErrorKind::BadRequest | ErrorKind::Unprocessable => Disposition::DeadLetter,
+        ErrorKind::Unavailable => Disposition::Wait,
         _ => Disposition::Retry,
     }
 }
@@ -191,6 +195,10 @@ mod tests {
         assert_eq!(
             disposition(&Error::conflict("version_conflict", "moved on")),
             Disposition::Retry
+        );
+        assert_eq!(
+            disposition(&Error::unavailable("in_flight", "another sender holds it")),
+            Disposition::Wait
         );
     }
 }

@@ -19,16 +19,15 @@ use helpdesk_core::ports::{ChannelSender, SendError, Store};
 use helpdesk_core::{Error, Result};
 use std::sync::Arc;
 
-/// How long a sender holds a message: longer than a send with its retries takes, shorter
-/// than the outbound queue's visibility timeout.
-const SEND_LEASE_SECS: i64 = 120;
-
 pub struct Deps {
     pub store: Arc<dyn Store>,
     pub webchat: Arc<dyn ChannelSender>,
     pub whatsapp: Option<Arc<dyn ChannelSender>>,
     pub telegram: Option<Arc<dyn ChannelSender>>,
     pub supervisor: Option<SupervisorWebhook>,
+    /// How long a sender holds a message it sends: longer than a send with its retries
+    /// takes, shorter than the outbound queue's visibility timeout.
+    pub send_lease_secs: i64,
 }
 
 impl Deps {
@@ -56,6 +55,7 @@ impl Deps {
                     as Arc<dyn ChannelSender>
             }),
             supervisor: supervisor_webhook_url.map(|url| SupervisorWebhook::new(http, url)),
+            send_lease_secs: channels.send_lease.as_secs() as i64,
             store,
         }
     }
@@ -118,10 +118,17 @@ async fn deliver(deps: &Deps, message_id: &str) -> Result<()> {
         .ok_or_else(|| Error::internal(format!("message {message_id} for an unknown customer")))?;
     // A second copy of this job, here or in another process, finds the claim taken and
     // leaves the message to the first; if the first dies, the lease runs out and the
-    // queue's redelivery sends it.
-    if !store.claim_delivery(message_id, SEND_LEASE_SECS).await? {
-        tracing::info!(message_id, "another sender holds this message");
-        return Ok(());
+    // second copy, tried again, sends it.
+    if !store
+        .claim_delivery(message_id, deps.send_lease_secs)
+        .await?
+    {
+        // Tried again later: by then it was sent (and this job ends), or the holder died and
+        // its lease ran out (and this job sends it). Acknowledging now would lose it then.
+        return Err(Error::unavailable(
+            "in_flight",
+            format!("another sender holds message {message_id}"),
+        ));
     }
     match sender.send(&customer, &message).await {
         Ok(receipt) => {

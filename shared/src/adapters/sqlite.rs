@@ -257,6 +257,19 @@ impl SqliteStore {
             .map_err(db_err)
     }
 
+    /// How many messages of `queue` wait to be handled (dead letters not counted): zero
+    /// when the pipeline is drained.
+    pub fn queue_depth(&self, queue: &str) -> Result<usize> {
+        self.conn()
+            .query_row(
+                "SELECT COUNT(*) FROM queue WHERE queue = ?1 AND dead = 0",
+                [queue],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as usize)
+            .map_err(db_err)
+    }
+
     /// The dead letters of one queue, oldest first.
     pub fn dead_letters(&self, queue: &str) -> Result<Vec<DeadLetter>> {
         let conn = self.conn();
