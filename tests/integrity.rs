@@ -4,6 +4,7 @@
 //! dropped mid-flight or a fault injected around the real adapter; a redelivery is the same
 //! job handled again.
 
+mod common;
 mod wirings;
 
 use helpdesk_core::domain::{
@@ -460,3 +461,70 @@ async fn one_idempotency_key_one_reply(w: Wiring) {
     let _ = Arc::clone(&store);
 }
 both!(one_idempotency_key_one_reply);
+
+/// A text split in three for Telegram, whose second part is refused for now: the retry
+/// sends the second and third parts only, and the first is not sent again.
+async fn a_split_telegram_text_resends_only_its_unsent_parts(w: Wiring) {
+    use common::provider::{FakeProvider, Plan};
+    use helpdesk_core::domain::OutboundMessage;
+    let fake = FakeProvider::start().await;
+    let channels = helpdesk_core::channels::ChannelsConfig::from_lookup(|name| match name {
+        "TELEGRAM_SECRET_TOKEN" => Some("secret".into()),
+        "TELEGRAM_BOT_TOKEN" => Some("123:bot".into()),
+        "TELEGRAM_API_BASE" => Some(fake.base.clone()),
+        "TELEGRAM_RATE_PER_CHAT" => Some("1000".into()),
+        _ => None,
+    })
+    .unwrap();
+    let deps = dispatch::Deps::new(w.store.clone(), &channels, reqwest::Client::new(), None);
+    let chat = format!("{}", rand::random::<u32>());
+    let c = customer(w.store.as_ref(), &chat).await;
+    let text: String = ["甲", "乙", "丙"].iter().map(|c| c.repeat(4000)).collect();
+    let message = Message::outbound(
+        &c.id,
+        Channel::Telegram,
+        MessageKind::AgentReply,
+        text,
+        None,
+    );
+    w.store.append_message(&message).await.unwrap();
+    let job = OutboundMessage::Customer {
+        message_id: message.id.clone(),
+    };
+    // The first part goes; the second meets a wait longer than is waited in place.
+    fake.plan([
+        Plan::Ok,
+        Plan::Fail(
+            429,
+            serde_json::json!({"ok": false, "error_code": 429,
+        "description": "Too Many Requests: retry after 300", "parameters": {"retry_after": 300}}),
+        ),
+    ]);
+    assert!(dispatch::handle(&deps, job.clone()).await.is_err());
+    assert_eq!(fake.sent().len(), 1);
+    dispatch::handle(&deps, job.clone()).await.unwrap();
+    let texts: Vec<String> = fake
+        .sent()
+        .iter()
+        .map(|s| {
+            s.body["text"]
+                .as_str()
+                .unwrap_or_default()
+                .chars()
+                .take(1)
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        texts,
+        ["甲", "乙", "丙"],
+        "{}: each part once, in order",
+        w.name
+    );
+    let stored = w.store.get_message(&message.id).await.unwrap().unwrap();
+    assert_eq!(stored.status, Some(domain::DeliveryStatus::Sent));
+    // Sent: a third delivery of the job sends nothing.
+    dispatch::handle(&deps, job).await.unwrap();
+    assert_eq!(fake.sent().len(), 3);
+}
+both!(a_split_telegram_text_resends_only_its_unsent_parts);
