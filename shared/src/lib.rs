@@ -23,6 +23,8 @@ pub mod text;
 
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "http")]
+pub mod survey_page;
 
 #[cfg(feature = "search")]
 pub mod adapters;

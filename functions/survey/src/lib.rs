@@ -6,8 +6,6 @@
 //! notice when one is escalated (see [`flow::escalation_notice`]); [`router`] serves the
 //! survey page.
 
-mod page;
-
 use helpdesk_core::domain::{self, Message, MessageKind, Ticket};
 use helpdesk_core::flow::{self, derived_id};
 use helpdesk_core::format;
@@ -17,7 +15,14 @@ use helpdesk_core::survey_token::SurveySigner;
 use helpdesk_core::{Error, Result};
 use std::sync::Arc;
 
-pub use page::router;
+/// The survey page, served with the survey function's own deps (it lives in the core,
+/// [`helpdesk_core::survey_page`], so that the tickets function serves it without this crate).
+pub fn router(deps: Arc<Deps>) -> axum::Router {
+    helpdesk_core::survey_page::router(Arc::new(helpdesk_core::survey_page::Deps {
+        store: deps.store.clone(),
+        signer: deps.signer.clone(),
+    }))
+}
 
 pub struct Deps {
     pub store: Arc<dyn Store>,
