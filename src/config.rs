@@ -14,6 +14,7 @@ pub struct Config {
     pub threshold: f64,
     pub supervisor_webhook_url: Option<String>,
     pub channels: ChannelsConfig,
+    pub console: helpdesk_web::ConsoleConfig,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -49,6 +50,7 @@ impl Config {
             threshold,
             supervisor_webhook_url,
             channels: ChannelsConfig::from_env().map_err(|e| anyhow!(e))?,
+            console: helpdesk_web::ConsoleConfig::from_vars(var).map_err(|e| anyhow!(e))?,
         })
     }
 }

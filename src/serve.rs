@@ -197,7 +197,7 @@ pub async fn run(addr: SocketAddr, data_dir: PathBuf) -> Result<()> {
         .merge(intake::router(intake))
         .merge(tickets::router(tickets))
         .merge(survey::router(survey))
-        .merge(helpdesk_web::console())
+        .merge(helpdesk_web::console(&config.console))
         .merge(helpdesk_web::widget())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));

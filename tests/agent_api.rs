@@ -237,7 +237,8 @@ async fn replies_reach_the_customer_and_notes_do_not() {
     assert_eq!(r.status(), 202);
     let reply = visitor.wait_for("agent_reply").await;
     assert_eq!(reply["text"], "您好，优惠码已为您重新激活，请再试一次。");
-    assert_eq!(reply["author"], "alice");
+    // Who wrote it is the desk's business: the agent's view has it, the visitor's does not.
+    assert!(reply.get("author").is_none(), "{reply}");
     assert!(
         visitor
             .conversation()
@@ -249,6 +250,14 @@ async fn replies_reach_the_customer_and_notes_do_not() {
     let (view, _) = server.ticket(&id).await;
     assert!(view["ticket"]["first_response_at"].is_string());
     assert_eq!(view["ticket"]["assignee"], "alice");
+    assert!(
+        view["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["kind"] == "agent_reply" && m["author"] == "alice"),
+        "{view}"
+    );
     let kinds: Vec<&str> = view["messages"]
         .as_array()
         .unwrap()
@@ -532,4 +541,142 @@ async fn kb_import_loads_articles_that_serve_then_answers_from() {
     visitor.say("请问可以在哪里停车？").await;
     let reply = visitor.wait_for("auto_reply").await;
     assert!(reply["text"].as_str().unwrap().contains("B2"));
+}
+
+#[tokio::test]
+async fn the_inbox_views_count_and_revalidate_with_etags() {
+    let dir = TempDir::new();
+    let server = Server::start(&dir.0, &[]).await;
+    let visitor = server.visitor().await;
+    let first = ticket_for(&visitor, "我要投诉，快递三天了还没到").await;
+    let other = server.visitor().await;
+    let second = ticket_for(&other, "I want to speak to a human about my invoice").await;
+
+    let me: Value = server.get("/me", ALICE).await.json().await.unwrap();
+    assert_eq!(me, json!({"name": "alice", "role": "agent"}));
+    assert_eq!(server.get("/me", "wrong-token").await.status(), 401);
+
+    let counts = |token: &'static str| {
+        let server = &server;
+        async move {
+            server
+                .get("/tickets/counts", token)
+                .await
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        counts(ALICE).await,
+        json!({"mine": 0, "unassigned": 2, "all": 2})
+    );
+    let (_, version) = server.ticket(&first).await;
+    let r = server
+        .patch(&first, Some(version), json!({"assignee": "alice"}))
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        counts(ALICE).await,
+        json!({"mine": 1, "unassigned": 1, "all": 2})
+    );
+
+    let unassigned: Value = server
+        .get("/tickets?status=active&assignee=none", ALICE)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = unassigned["tickets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [second.as_str()]);
+
+    // An unchanged list answers 304 to the ETag it gave; a change gives a new one.
+    let url = server.url("/tickets?status=active");
+    let first_load = server
+        .http
+        .get(&url)
+        .bearer_auth(ALICE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first_load.status(), 200);
+    let etag = first_load.headers()["etag"].to_str().unwrap().to_string();
+    let again = server
+        .http
+        .get(&url)
+        .bearer_auth(ALICE)
+        .header("If-None-Match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+    assert!(again.bytes().await.unwrap().is_empty());
+    let (_, version) = server.ticket(&second).await;
+    let r = server
+        .patch(&second, Some(version), json!({"status": "pending"}))
+        .await;
+    assert_eq!(r.status(), 200);
+    let changed = server
+        .http
+        .get(&url)
+        .bearer_auth(ALICE)
+        .header("If-None-Match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), 200);
+    assert_ne!(changed.headers()["etag"].to_str().unwrap(), etag);
+
+    let bad = server.get("/tickets?status=sleeping", ALICE).await;
+    assert_eq!(error_code(bad, 400).await, "bad_request");
+
+    // The ticket view names the customer and how they reached us.
+    let view: Value = server
+        .get(&format!("/tickets/{first}"), ALICE)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(view["customer"]["identities"][0]["channel"], "webchat");
+}
+
+#[tokio::test]
+async fn the_volume_report_counts_tickets_per_day_and_the_first_response() {
+    let dir = TempDir::new();
+    let server = Server::start(&dir.0, &[]).await;
+    let visitor = server.visitor().await;
+    let id = ticket_for(&visitor, "我要人工客服").await;
+    let r = server
+        .post(
+            &format!("/tickets/{id}/replies"),
+            ALICE,
+            json!({"text": "您好，我来帮您看看"}),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+
+    let forbidden = server.get("/reports/volume", ALICE).await;
+    assert_eq!(error_code(forbidden, 403).await, "forbidden");
+    let report: Value = server
+        .get("/reports/volume", BOB)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["opened"], 1);
+    assert_eq!(report["closed"], 0);
+    assert_eq!(report["answered"], 1);
+    assert!(report["median_first_response_secs"].as_i64().unwrap() >= 0);
+    let days = report["days"].as_array().unwrap();
+    assert_eq!(days.len(), 30);
+    assert_eq!(days.last().unwrap()["opened"], 1);
+    let bad = server
+        .get("/reports/volume?from=2026-11-20&to=2026-11-01", BOB)
+        .await;
+    assert_eq!(error_code(bad, 422).await, "invalid_period");
 }

@@ -142,6 +142,35 @@ async fn a_message_goes_from_intake_through_sqs_and_dynamodb_to_a_ticket_and_its
         .unwrap();
     let mut desk = Desk::start(&stack).await;
 
+    // The chat widget's script comes from the function that serves the routes it calls,
+    // gzipped (so base64 in the Lambda answer) when the browser takes gzip.
+    let plain = desk
+        .intake
+        .invoke(http_event("GET", "/widget.js", &[], None, None))
+        .await
+        .expect("an HTTP answer");
+    assert_eq!(plain["statusCode"], 200);
+    assert!(
+        plain["body"]
+            .as_str()
+            .is_some_and(|b| b.contains("HelpdeskWidget")),
+        "{plain}"
+    );
+    let gzipped = desk
+        .intake
+        .invoke(http_event(
+            "GET",
+            "/widget.js",
+            &[("accept-encoding", "gzip")],
+            None,
+            None,
+        ))
+        .await
+        .expect("an HTTP answer");
+    assert_eq!(gzipped["statusCode"], 200);
+    assert_eq!(gzipped["isBase64Encoded"], true, "{gzipped}");
+    assert_eq!(gzipped["headers"]["content-encoding"], "gzip");
+
     // An HTTP API event: a visitor opens a session.
     let (status, session, _) = desk
         .http(
@@ -174,7 +203,9 @@ async fn a_message_goes_from_intake_through_sqs_and_dynamodb_to_a_ticket_and_its
         .find(|m| m["kind"] == "auto_reply")
         .expect("an auto-reply");
     assert!(reply["text"].as_str().unwrap().contains("链接"), "{reply}");
-    assert_eq!(reply["status"], "delivered");
+    for internal in ["status", "author", "customer_id", "provider_message_id"] {
+        assert!(reply.get(internal).is_none(), "{internal} in {reply}");
+    }
 
     // One it cannot answer: a billing ticket, and a hand-off message.
     let (status, _, _) = desk.http("intake", "POST", "/webchat/messages", &[("authorization", &auth)], Some(json!({"text": "我这个月被重复扣款了两次，请帮我查一下", "client_message_id": "c-2"}))).await;
@@ -231,9 +262,22 @@ async fn a_message_goes_from_intake_through_sqs_and_dynamodb_to_a_ticket_and_its
         .filter(|m| m["kind"] == "survey")
         .collect();
     assert_eq!(surveys.len(), 1, "{surveys:?}");
-    assert_eq!(surveys[0]["status"], "delivered");
+    // The visitor's view has no delivery details; the agent's view of the ticket does.
+    assert!(surveys[0].get("status").is_none(), "{surveys:?}");
+    let (_, view, _) = desk
+        .http("tickets", "GET", &format!("/tickets/{id}"), &[], None)
+        .await;
+    let sent: Vec<&Value> = view["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["kind"] == "survey")
+        .collect();
+    assert_eq!(sent.len(), 1, "{view}");
+    assert_eq!(sent[0]["status"], "delivered");
     let text = surveys[0]["text"].as_str().unwrap();
     let link = &text[text.find("https://help.example.com").unwrap()..];
+    assert_eq!(surveys[0]["link"], link);
     let path = link.trim_start_matches("https://help.example.com");
     let (status, answered, _) = desk
         .http("tickets", "POST", path, &[], Some(json!({"rating": 5})))
@@ -562,4 +606,53 @@ async fn the_indexer_keeps_opensearch_in_step_with_the_articles_table() {
     assert!(indexer.invoke(json!({"hello": "world"})).await.is_err());
     tickets.stop().await;
     indexer.stop().await;
+}
+
+#[tokio::test]
+async fn the_tickets_function_serves_the_console_and_knows_cognito_agents_by_sub() {
+    let stack = Stack::new().await;
+    let mut env = stack.env.clone();
+    for (k, v) in [
+        (
+            "HELPDESK_CONSOLE_OIDC_AUTHORIZE_URL",
+            "https://desk.auth.example/oauth2/authorize",
+        ),
+        (
+            "HELPDESK_CONSOLE_OIDC_TOKEN_URL",
+            "https://desk.auth.example/oauth2/token",
+        ),
+        ("HELPDESK_CONSOLE_OIDC_CLIENT_ID", "console-client"),
+    ] {
+        env.insert(k.into(), v.into());
+    }
+    let mut tickets = Runtime::start("tickets", &env).await;
+
+    let page = tickets
+        .invoke(http_event("GET", "/console/", &[], None, None))
+        .await
+        .expect("an HTTP answer");
+    assert_eq!(page["statusCode"], 200);
+    assert!(page["headers"]["content-type"]
+        .as_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let (status, config) = http_answer(
+        &tickets
+            .invoke(http_event("GET", "/console/config.json", &[], None, None))
+            .await
+            .expect("an HTTP answer"),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(config["auth"], "oidc");
+    assert_eq!(config["client_id"], "console-client");
+
+    // A Cognito access token: the agent is its sub, the role its highest group; a claim the
+    // user can edit (email) names nobody.
+    let mut event = http_event("GET", "/me", &[], None, None);
+    event["requestContext"]["authorizer"] = json!({"jwt": {"claims": {
+        "sub": "7d2f-sub", "email": "wang@example.com", "cognito:groups": "[agent supervisor]"
+    }, "scopes": null}});
+    let (status, me) = http_answer(&tickets.invoke(event).await.expect("an HTTP answer"));
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me, json!({"name": "7d2f-sub", "role": "supervisor"}));
 }

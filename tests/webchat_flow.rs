@@ -266,3 +266,154 @@ async fn polling_after_a_message_returns_only_newer_ones() {
         "one visitor cannot page through another's conversation"
     );
 }
+
+/// The keys a visitor's poll may show; anything else is the desk's own business.
+const VISITOR_KEYS: [&str; 9] = [
+    "id",
+    "direction",
+    "text",
+    "kind",
+    "created_at",
+    "ticket_id",
+    "choices",
+    "link",
+    "agent_name",
+];
+
+async fn hand_off_and_reply<'a>(server: &'a Server, agent_token: &str) -> (Visitor<'a>, String) {
+    let visitor = server.visitor().await;
+    visitor.say("我这个月被重复扣款了两次，请帮我查一下").await;
+    visitor.wait_for("handoff").await;
+    let tickets = server.tickets_of(&visitor.customer_id).await;
+    let ticket_id = tickets[0]["id"].as_str().unwrap().to_string();
+    // The agent takes the ticket first, so an agent's token may reply to it.
+    let (_, version) = server.ticket(&ticket_id).await;
+    let r = server
+        .patch(&ticket_id, Some(version), json!({"assignee": "alice"}))
+        .await;
+    assert_eq!(r.status(), 200);
+    let r = server
+        .post(
+            &format!("/tickets/{ticket_id}/replies"),
+            agent_token,
+            json!({"text": "您好，重复的扣款已经退回。"}),
+        )
+        .await;
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    visitor.wait_for("agent_reply").await;
+    (visitor, ticket_id)
+}
+
+#[tokio::test]
+async fn the_visitors_poll_holds_only_the_visitors_view() {
+    let dir = TempDir::new();
+    let server = Server::start(&dir.0, &[]).await;
+    let (visitor, ticket_id) = hand_off_and_reply(&server, ALICE).await;
+    let r = server
+        .post(
+            &format!("/tickets/{ticket_id}/notes"),
+            ALICE,
+            json!({"text": "internal: refund approved by finance"}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let (_, version) = server.ticket(&ticket_id).await;
+    let r = server
+        .patch(&ticket_id, Some(version), json!({"status": "closed"}))
+        .await;
+    assert_eq!(r.status(), 200);
+    let survey = visitor.wait_for("survey").await;
+    assert!(
+        survey["link"]
+            .as_str()
+            .is_some_and(|l| l.contains("/surveys/")),
+        "{survey}"
+    );
+    let convo = visitor.conversation().await;
+    for m in &convo {
+        for key in m.as_object().unwrap().keys() {
+            assert!(VISITOR_KEYS.contains(&key.as_str()), "{key} in {m}");
+        }
+        assert_ne!(m["kind"], "note", "{m}");
+    }
+    let reply = convo.iter().find(|m| m["kind"] == "agent_reply").unwrap();
+    assert_eq!(reply["text"], "您好，重复的扣款已经退回。");
+    assert!(
+        reply.get("agent_name").is_none(),
+        "names are off by default"
+    );
+    let raw = server
+        .get("/webchat/messages", &visitor.token)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!raw.contains("alice"), "{raw}");
+    assert!(!raw.contains(&visitor.customer_id), "{raw}");
+    assert!(!raw.contains("finance"), "{raw}");
+}
+
+#[tokio::test]
+async fn the_team_may_show_agents_names_to_visitors() {
+    let dir = TempDir::new();
+    let server = Server::start(&dir.0, &[("WEBCHAT_SHOW_AGENT_NAMES", "true")]).await;
+    let (visitor, _) = hand_off_and_reply(&server, ALICE).await;
+    let reply = visitor.wait_for("agent_reply").await;
+    assert_eq!(reply["agent_name"], "alice");
+    let handoff = visitor.wait_for("handoff").await;
+    assert!(handoff.get("agent_name").is_none(), "{handoff}");
+}
+
+#[tokio::test]
+async fn a_browser_on_another_site_may_call_the_webchat_and_survey_routes() {
+    let dir = TempDir::new();
+    let server = Server::start(&dir.0, &[]).await;
+    for path in [
+        "/webchat/sessions",
+        "/webchat/messages",
+        "/surveys/some-token",
+    ] {
+        let r = server
+            .http
+            .request(reqwest::Method::OPTIONS, server.url(path))
+            .header("Origin", "https://shop.example")
+            .header("Access-Control-Request-Method", "POST")
+            .header(
+                "Access-Control-Request-Headers",
+                "authorization, content-type",
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204, "{path}");
+        let h = r.headers();
+        assert_eq!(h["access-control-allow-origin"], "*", "{path}");
+        let allowed = h["access-control-allow-headers"].to_str().unwrap();
+        assert!(allowed.contains("authorization") && allowed.contains("content-type"));
+        assert!(h["access-control-allow-methods"]
+            .to_str()
+            .unwrap()
+            .contains("POST"));
+    }
+    // Errors too, so the widget can read why (here: its session is gone).
+    let r = server
+        .http
+        .get(server.url("/webchat/messages"))
+        .header("Origin", "https://shop.example")
+        .bearer_auth("no-such-session")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    assert_eq!(error_code(r, 401).await, "unauthorized");
+    // The agent API is not opened to other sites.
+    let r = server
+        .http
+        .get(server.url("/tickets"))
+        .header("Origin", "https://shop.example")
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+}

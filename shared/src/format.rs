@@ -66,10 +66,32 @@ pub fn auto_reply(locale: &str, answer: &str, alternatives: &[&str]) -> String {
         .collect::<Vec<_>>()
         .join("\n");
     if locale == "zh" {
-        format!("{answer}\n\n您是不是想问：\n{list}")
+        format!("{answer}\n\n{DID_YOU_MEAN_ZH}\n{list}")
     } else {
-        format!("{answer}\n\nDid you mean:\n{list}")
+        format!("{answer}\n\n{DID_YOU_MEAN_EN}\n{list}")
     }
+}
+
+const DID_YOU_MEAN_EN: &str = "Did you mean:";
+const DID_YOU_MEAN_ZH: &str = "您是不是想问：";
+
+/// The parts of an [`auto_reply`] text: the answer and the "did you mean" titles, for a
+/// channel that shows the choices as buttons. A text with no choices is all answer.
+pub fn split_auto_reply(text: &str) -> (&str, Vec<&str>) {
+    for heading in [DID_YOU_MEAN_EN, DID_YOU_MEAN_ZH] {
+        if let Some((answer, list)) = text.rsplit_once(&format!("\n\n{heading}\n")) {
+            let choices: Vec<&str> = list
+                .lines()
+                .filter_map(|l| l.strip_prefix("• "))
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .collect();
+            if !choices.is_empty() {
+                return (answer, choices);
+            }
+        }
+    }
+    (text, Vec::new())
 }
 
 #[cfg(test)]
@@ -84,5 +106,18 @@ mod tests {
         assert_eq!(locale_for(None, "你好"), "zh");
         assert_eq!(locale_for(Some("zh-CN"), "123"), "zh");
         assert_eq!(locale_for(Some("en"), "hello"), "en");
+    }
+
+    #[test]
+    fn auto_reply_choices_read_back_in_both_languages() {
+        for locale in ["en", "zh"] {
+            let text = auto_reply(locale, "答案", &["退款政策", "Shipping times"]);
+            assert_eq!(
+                split_auto_reply(&text),
+                ("答案", vec!["退款政策", "Shipping times"])
+            );
+        }
+        let plain = auto_reply("en", "Just the answer.", &[]);
+        assert_eq!(split_auto_reply(&plain), ("Just the answer.", vec![]));
     }
 }

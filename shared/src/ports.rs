@@ -35,6 +35,8 @@ pub trait TicketStore: Send + Sync {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Page<Ticket>>;
+    /// How many tickets match the filter: the inbox's counts per view.
+    async fn count_tickets(&self, filter: &TicketFilter) -> Result<u64>;
     /// The customer's ticket that new messages join (open, pending or escalated), if any.
     async fn active_ticket_for(&self, customer_id: &str) -> Result<Option<Ticket>>;
     /// Tickets whose survey was answered within [from, to).

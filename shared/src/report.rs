@@ -1,6 +1,8 @@
-//! The customer-satisfaction report, computed from answered surveys.
+//! The reports: customer satisfaction from answered surveys, and ticket volume with the
+//! first-response time.
 
 use crate::domain::Ticket;
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -64,6 +66,83 @@ pub fn csat<'a>(tickets: impl IntoIterator<Item = &'a Ticket>) -> CsatReport {
     }
 }
 
+/// Tickets opened and closed on one day (UTC).
+#[derive(Debug, Default, Serialize, PartialEq)]
+pub struct Day {
+    pub date: NaiveDate,
+    pub opened: u64,
+    pub closed: u64,
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+pub struct VolumeReport {
+    pub opened: u64,
+    pub closed: u64,
+    /// Every day of the period, oldest first, including days with nothing.
+    pub days: Vec<Day>,
+    /// The median time from a ticket's opening to its first agent reply, over the tickets
+    /// opened in the period that have one.
+    pub median_first_response_secs: Option<i64>,
+    pub answered: u64,
+}
+
+/// The longest period the volume report lists day by day.
+pub const MAX_REPORT_DAYS: i64 = 366;
+
+/// Counts what happened within [from, to): tickets opened (by `created_at`) and closed (by
+/// `closed_at`), day by day.
+pub fn volume<'a>(
+    tickets: impl IntoIterator<Item = &'a Ticket>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> VolumeReport {
+    let first = from.date_naive();
+    let last = (to - chrono::Duration::nanoseconds(1)).date_naive();
+    let mut days: Vec<Day> = first
+        .iter_days()
+        .take_while(|d| *d <= last)
+        .take(MAX_REPORT_DAYS as usize)
+        .map(|date| Day {
+            date,
+            ..Day::default()
+        })
+        .collect();
+    let within = |t: DateTime<Utc>| t >= from && t < to;
+    let slot = |t: DateTime<Utc>| (t.date_naive() - first).num_days() as usize;
+    let mut responses = Vec::new();
+    let (mut opened, mut closed) = (0, 0);
+    for t in tickets {
+        if within(t.created_at) {
+            opened += 1;
+            if let Some(d) = days.get_mut(slot(t.created_at)) {
+                d.opened += 1;
+            }
+            if let Some(r) = t.first_response_at {
+                responses.push((r - t.created_at).num_seconds().max(0));
+            }
+        }
+        if let Some(c) = t.closed_at.filter(|c| within(*c)) {
+            closed += 1;
+            if let Some(d) = days.get_mut(slot(c)) {
+                d.closed += 1;
+            }
+        }
+    }
+    responses.sort_unstable();
+    let median_first_response_secs = match responses.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(responses[n / 2]),
+        n => Some((responses[n / 2 - 1] + responses[n / 2]) / 2),
+    };
+    VolumeReport {
+        opened,
+        closed,
+        days,
+        median_first_response_secs,
+        answered: responses.len() as u64,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,5 +181,33 @@ mod tests {
         assert_eq!(r.by_channel["webchat"].count, 2);
         assert_eq!(r.by_agent["unassigned"].count, 1);
         assert_eq!(csat(&[]).average, None);
+    }
+
+    #[test]
+    fn volume_counts_days_and_the_median_first_response() {
+        let day = |d: u32, h: u32| {
+            chrono::NaiveDate::from_ymd_opt(2026, 11, d)
+                .and_then(|x| x.and_hms_opt(h, 0, 0))
+                .map(|x| x.and_utc())
+                .unwrap()
+        };
+        let mut a = rated(5, Channel::Webchat, None);
+        a.created_at = day(2, 9);
+        a.first_response_at = Some(day(2, 10));
+        a.closed_at = Some(day(3, 9));
+        let mut b = rated(5, Channel::Webchat, None);
+        b.created_at = day(2, 12);
+        b.first_response_at = Some(day(2, 15));
+        let mut old = rated(5, Channel::Webchat, None);
+        old.created_at = day(1, 0) - chrono::Duration::days(30);
+        old.closed_at = Some(day(4, 8));
+        let r = volume(&[a, b, old], day(1, 0), day(5, 0));
+        assert_eq!((r.opened, r.closed), (2, 2));
+        assert_eq!(r.days.len(), 4);
+        assert_eq!(r.days[1].opened, 2);
+        assert_eq!(r.days[2].closed, 1);
+        assert_eq!(r.days[3].closed, 1);
+        assert_eq!(r.median_first_response_secs, Some(2 * 3600));
+        assert_eq!(r.answered, 2);
     }
 }

@@ -4,7 +4,7 @@
 
 use crate::domain::{self, Ticket};
 use crate::flow;
-use crate::http::{body_bytes, parse_json};
+use crate::http::{body_bytes, cors_for_visitors, parse_json};
 use crate::ports::Store;
 use crate::survey_token::SurveySigner;
 use crate::{Error, ErrorKind, Result};
@@ -25,6 +25,7 @@ pub struct Deps {
 pub fn router(deps: Arc<Deps>) -> Router {
     Router::new()
         .route("/surveys/{token}", get(show).post(answer))
+        .layer(axum::middleware::from_fn(cors_for_visitors))
         .with_state(deps)
 }
 

@@ -164,6 +164,39 @@ async fn tickets_are_listed_through_indexes_newest_first() {
     );
     assert_eq!(s.active_ticket_for("c2").await.unwrap().unwrap().id, ids[3]);
     assert!(s.active_ticket_for("nobody").await.unwrap().is_none());
+
+    // The inbox's views: still being worked, and nobody's.
+    let mut resolved = s.get_ticket(&ids[1]).await.unwrap().unwrap();
+    let expected = resolved.version;
+    resolved.status = TicketStatus::Resolved;
+    resolved.version += 1;
+    s.update_ticket(&resolved, expected).await.unwrap();
+    let active = TicketFilter {
+        active: true,
+        ..Default::default()
+    };
+    let waiting = TicketFilter {
+        unassigned: true,
+        ..active.clone()
+    };
+    let mine = TicketFilter {
+        assignee: Some("alice".into()),
+        ..active.clone()
+    };
+    assert_eq!(s.count_tickets(&all).await.unwrap(), 4);
+    assert_eq!(s.count_tickets(&active).await.unwrap(), 3);
+    assert_eq!(s.count_tickets(&waiting).await.unwrap(), 2);
+    assert_eq!(s.count_tickets(&mine).await.unwrap(), 1);
+    assert_eq!(
+        s.list_tickets(&waiting, 10, None)
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .map(|t| t.id.as_str())
+            .collect::<Vec<_>>(),
+        [ids[3].as_str(), ids[2].as_str()]
+    );
 }
 
 #[tokio::test]

@@ -1,1 +1,64 @@
-/* api.js: filled in by the console work */
+// The one place the console talks to the desk. Every call carries the agent's credential;
+// errors arrive in the API's form ({"error": {"code", "message"}}) and are thrown as
+// ApiError, so components only handle the cases they care about (401, 409).
+
+import { currentToken, signOut } from './auth.js';
+
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+/**
+ * Calls the API. Returns { status, data, etag }. `etag` sends If-None-Match, and a 304
+ * comes back as { status: 304, data: null }. `ifMatch` sends a ticket's version.
+ */
+export async function api(method, path, { body, etag, ifMatch, signal } = {}) {
+  const headers = { Accept: 'application/json' };
+  const token = currentToken();
+  if (token) headers.Authorization = `Bearer ${token}`;
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  if (etag) headers['If-None-Match'] = etag;
+  if (ifMatch !== undefined) headers['If-Match'] = `"${ifMatch}"`;
+  let response;
+  try {
+    response = await fetch(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal,
+      cache: 'no-cache',
+    });
+  } catch (e) {
+    if (e.name === 'AbortError') throw e;
+    throw new ApiError(0, 'network', e.message);
+  }
+  const newEtag = response.headers.get('ETag');
+  if (response.status === 304) return { status: 304, data: null, etag: newEtag || etag };
+  let data = null;
+  const text = await response.text();
+  if (text) {
+    try {
+      data = JSON.parse(text);
+    } catch {
+      data = null;
+    }
+  }
+  if (!response.ok) {
+    if (response.status === 401 && token) signOut();
+    const err = (data && data.error) || {};
+    throw new ApiError(response.status, err.code || 'http_' + response.status, err.message || response.statusText);
+  }
+  return { status: response.status, data, etag: newEtag };
+}
+
+/** The query string of the non-empty values. */
+export function query(params) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== null && v !== '') q.set(k, v);
+  const s = q.toString();
+  return s ? '?' + s : '';
+}

@@ -1,1 +1,102 @@
-document.getElementById("app").textContent = "Helpdesk";
+// The console's root: sign-in, the navigation, the language switch, and which view shows.
+// Views are chosen by the URL's hash (#/tickets, #/tickets/<id>, #/kb, #/reports), so the
+// browser's back button and bookmarks work.
+
+import { render } from 'preact';
+import { useEffect, useState } from 'preact/hooks';
+import { html } from './ui.js';
+import { t, lang, setLang, onLang, LANGUAGES } from './i18n.js';
+import { api } from './api.js';
+import { SignIn, loadConfig, finishOidc, currentToken, signOut } from './auth.js';
+import { Inbox } from './inbox.js';
+import { TicketView } from './ticket.js';
+import { KnowledgeBase } from './kb.js';
+import { Reports } from './reports.js';
+
+function route() {
+  const parts = location.hash.replace(/^#\/?/, '').split('/');
+  if (parts[0] === 'tickets' && parts[1]) return { view: 'ticket', id: decodeURIComponent(parts[1]), reply: parts[2] === 'reply' };
+  if (parts[0] === 'kb') return { view: 'kb' };
+  if (parts[0] === 'reports') return { view: 'reports' };
+  return { view: 'inbox' };
+}
+
+function App() {
+  const [, setLanguage] = useState(lang());
+  const [config, setConfig] = useState(null);
+  const [me, setMe] = useState(null);
+  const [signInError, setSignInError] = useState(null);
+  const [where, setWhere] = useState(route());
+
+  useEffect(() => onLang(setLanguage), []);
+  useEffect(() => {
+    const f = () => setWhere(route());
+    window.addEventListener('hashchange', f);
+    const out = () => setMe(null);
+    window.addEventListener('helpdesk:signed-out', out);
+    return () => {
+      window.removeEventListener('hashchange', f);
+      window.removeEventListener('helpdesk:signed-out', out);
+    };
+  }, []);
+
+  const whoAmI = async () => {
+    if (!currentToken()) return false;
+    try {
+      const { data } = await api('GET', '/me');
+      setMe(data);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+
+  useEffect(() => {
+    (async () => {
+      const cfg = await loadConfig();
+      if (cfg.auth === 'oidc') setSignInError(await finishOidc(cfg));
+      setConfig(cfg);
+      await whoAmI();
+    })();
+  }, []);
+
+  useEffect(() => {
+    document.title = t('app.title');
+  });
+
+  if (!config) return null;
+  const languageSwitch = html`<label class="lang">
+    <span>${t('lang.switch')}</span>
+    <select value=${lang()} onChange=${(e) => setLang(e.currentTarget.value)}>
+      ${Object.entries(LANGUAGES).map(([code, name]) => html`<option value=${code} selected=${code === lang()}>${name}</option>`)}
+    </select>
+  </label>`;
+  if (!me) {
+    return html`<div class="page">
+      <header class="top"><span class="brand">${t('app.title')}</span>${languageSwitch}</header>
+      <${SignIn} config=${config} onSignedIn=${whoAmI} error=${signInError} />
+    </div>`;
+  }
+  const link = (href, key, active) =>
+    html`<a href=${href} aria-current=${active ? 'page' : undefined}>${t(key)}</a>`;
+  const supervisor = me.role === 'supervisor' || me.role === 'admin';
+  return html`<div class="page">
+    <header class="top">
+      <span class="brand">${t('app.title')}</span>
+      <nav aria-label=${t('nav.main')}>
+        ${link('#/tickets', 'nav.tickets', where.view === 'inbox' || where.view === 'ticket')}
+        ${link('#/kb', 'nav.kb', where.view === 'kb')}
+        ${supervisor ? link('#/reports', 'nav.reports', where.view === 'reports') : null}
+      </nav>
+      <span class="who">${t('signin.as', { name: me.name, role: t('role.' + me.role) })}</span>
+      ${languageSwitch}
+      <button onClick=${signOut}>${t('signin.out')}</button>
+    </header>
+    ${where.view === 'inbox' ? html`<${Inbox} me=${me} />` : null}
+    ${where.view === 'ticket' ? html`<${TicketView} id=${where.id} me=${me} focusReply=${where.reply} />` : null}
+    ${where.view === 'kb' ? html`<${KnowledgeBase} me=${me} />` : null}
+    ${where.view === 'reports' ? html`<${Reports} me=${me} />` : null}
+  </div>`;
+}
+
+render(html`<${App} />`, document.getElementById('app'));

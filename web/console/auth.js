@@ -1,1 +1,140 @@
-/* auth.js: filled in by the console work */
+// Who the console acts as. Locally an agent pastes a token; on AWS the console signs in
+// with the OIDC authorization-code flow and PKCE (Cognito's hosted UI, or the team's own
+// issuer), and keeps the access token, which the API's JWT authorizer checks.
+
+import { useState } from 'preact/hooks';
+import { html, Notice } from './ui.js';
+import { t } from './i18n.js';
+
+const TOKEN = 'helpdesk.token';
+const PKCE = 'helpdesk.pkce';
+
+export function currentToken() {
+  return localStorage.getItem(TOKEN);
+}
+
+export function setToken(token) {
+  localStorage.setItem(TOKEN, token);
+}
+
+export function signOut() {
+  localStorage.removeItem(TOKEN);
+  window.dispatchEvent(new Event('helpdesk:signed-out'));
+}
+
+/** How this desk signs agents in: {"auth": "token"} or {"auth": "oidc", ...}. */
+export async function loadConfig() {
+  try {
+    const r = await fetch('config.json', { cache: 'no-cache' });
+    if (r.ok) return await r.json();
+  } catch {
+    /* fall through to tokens */
+  }
+  return { auth: 'token' };
+}
+
+function base64url(bytes) {
+  let s = '';
+  bytes.forEach((b) => (s += String.fromCharCode(b)));
+  return btoa(s).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+
+function randomString(n) {
+  const bytes = new Uint8Array(n);
+  crypto.getRandomValues(bytes);
+  return base64url(bytes);
+}
+
+function redirectUri() {
+  return location.origin + location.pathname;
+}
+
+/** Sends the browser to the issuer's sign-in page with a fresh PKCE challenge. */
+export async function startOidc(cfg) {
+  const verifier = randomString(48);
+  const state = randomString(16);
+  const digest = await crypto.subtle.digest('SHA-256', new TextEncoder().encode(verifier));
+  const challenge = base64url(new Uint8Array(digest));
+  sessionStorage.setItem(PKCE, JSON.stringify({ verifier, state }));
+  const url = new URL(cfg.authorize_url);
+  url.searchParams.set('response_type', 'code');
+  url.searchParams.set('client_id', cfg.client_id);
+  url.searchParams.set('redirect_uri', redirectUri());
+  url.searchParams.set('scope', cfg.scope || 'openid email profile');
+  url.searchParams.set('state', state);
+  url.searchParams.set('code_challenge', challenge);
+  url.searchParams.set('code_challenge_method', 'S256');
+  location.assign(url.toString());
+}
+
+/**
+ * Completes a sign-in when the issuer has sent the browser back with a code: checks the
+ * state, trades the code and the verifier for tokens, and keeps the access token.
+ * Returns an error message, or null.
+ */
+export async function finishOidc(cfg) {
+  const params = new URLSearchParams(location.search);
+  const code = params.get('code');
+  const error = params.get('error');
+  if (!code && !error) return null;
+  history.replaceState(null, '', location.pathname + location.hash);
+  if (error) return params.get('error_description') || error;
+  let saved;
+  try {
+    saved = JSON.parse(sessionStorage.getItem(PKCE) || 'null');
+  } catch {
+    saved = null;
+  }
+  sessionStorage.removeItem(PKCE);
+  if (!saved || saved.state !== params.get('state')) return 'the sign-in answer did not match this browser';
+  const body = new URLSearchParams({
+    grant_type: 'authorization_code',
+    client_id: cfg.client_id,
+    code,
+    redirect_uri: redirectUri(),
+    code_verifier: saved.verifier,
+  });
+  const r = await fetch(cfg.token_url, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+    body,
+  });
+  if (!r.ok) return `the issuer refused the sign-in (${r.status})`;
+  const tokens = await r.json();
+  const token = tokens.access_token || tokens.id_token;
+  if (!token) return 'the issuer sent no token';
+  setToken(token);
+  return null;
+}
+
+/** The sign-in page. */
+export function SignIn({ config, onSignedIn, error }) {
+  const [token, setTokenText] = useState('');
+  const [failed, setFailed] = useState(error || null);
+  const submit = async (e) => {
+    e.preventDefault();
+    const value = token.trim();
+    if (!value) return;
+    setToken(value);
+    const ok = await onSignedIn();
+    if (!ok) {
+      localStorage.removeItem(TOKEN);
+      setFailed(t('signin.bad'));
+    }
+  };
+  return html`<main class="signin">
+    <h1>${t('signin.title')}</h1>
+    ${config.auth === 'oidc'
+      ? html`<button class="primary" onClick=${() => startOidc(config)}>${t('signin.sso')}</button>`
+      : html`<form onSubmit=${submit}>
+          <label class="field">
+            <span>${t('signin.token')}</span>
+            <input type="password" autocomplete="current-password" value=${token}
+              onInput=${(e) => setTokenText(e.currentTarget.value)} />
+          </label>
+          <p class="hint">${t('signin.hint')}</p>
+          <button class="primary" type="submit">${t('signin.submit')}</button>
+        </form>`}
+    <${Notice} kind="error">${failed}<//>
+  </main>`;
+}

@@ -1,1 +1,176 @@
-/* inbox.js: filled in by the console work */
+// The inbox: the views (mine, unassigned, all) with their counts, filters, a search over
+// what is loaded, and the ticket list. It polls with If-None-Match, so an idle console
+// moves a few hundred bytes every few seconds; keys j/k move, Enter opens, r replies and
+// / searches.
+
+import { useEffect, useRef, useState } from 'preact/hooks';
+import { html, usePoll, Select, Notice, STATUSES, PRIORITIES, SKILLS, CHANNELS } from './ui.js';
+import { t, when } from './i18n.js';
+import { api, query } from './api.js';
+
+const POLL_MS = 3000;
+const PAGE = 25;
+const RANK = { urgent: 0, high: 1, normal: 2, low: 3 };
+
+function saved(key, fallback) {
+  return localStorage.getItem('helpdesk.inbox.' + key) ?? fallback;
+}
+
+function usePersisted(key, fallback) {
+  const [value, setValue] = useState(saved(key, fallback));
+  return [value, (v) => { localStorage.setItem('helpdesk.inbox.' + key, v); setValue(v); }];
+}
+
+export function Inbox({ me }) {
+  const [view, setView] = usePersisted('view', 'all');
+  const [status, setStatus] = usePersisted('status', 'active');
+  const [priority, setPriority] = usePersisted('priority', '');
+  const [skill, setSkill] = usePersisted('skill', '');
+  const [channel, setChannel] = usePersisted('channel', '');
+  const [sort, setSort] = usePersisted('sort', 'newest');
+  const [search, setSearch] = useState('');
+  const [pages, setPages] = useState(1);
+  const [tickets, setTickets] = useState(null);
+  const [more, setMore] = useState(null);
+  const [counts, setCounts] = useState(null);
+  const [error, setError] = useState(null);
+  const [updated, setUpdated] = useState(null);
+  const [selected, setSelected] = useState(0);
+  const etags = useRef({});
+  const searchBox = useRef(null);
+  const listRef = useRef(null);
+
+  const filters = {
+    status,
+    priority,
+    skill,
+    channel,
+    assignee: view === 'mine' ? 'me' : view === 'unassigned' ? 'none' : '',
+  };
+  const key = JSON.stringify(filters) + pages;
+
+  usePoll(async () => {
+    try {
+      const list = await api('GET', '/tickets' + query({ ...filters, limit: Math.min(100, pages * PAGE) }), {
+        etag: etags.current[key],
+      });
+      if (list.status !== 304) {
+        etags.current = { [key]: list.etag, counts: etags.current.counts };
+        setTickets(list.data.tickets);
+        setMore(list.data.next_cursor || null);
+      }
+      const c = await api('GET', '/tickets/counts', { etag: etags.current.counts });
+      if (c.status !== 304) {
+        etags.current.counts = c.etag;
+        setCounts(c.data);
+      }
+      setError(null);
+      setUpdated(new Date().toISOString());
+    } catch (e) {
+      setError(e.status === 0 ? t('error.network') : t('error.generic', { message: e.message }));
+    }
+  }, POLL_MS, [key]);
+
+  const loadMore = async () => {
+    if (!more) return;
+    const page = await api('GET', '/tickets' + query({ ...filters, limit: PAGE, cursor: more }));
+    setTickets([...(tickets || []), ...page.data.tickets]);
+    setMore(page.data.next_cursor || null);
+    setPages(pages + 1);
+  };
+
+  const needle = search.trim().toLowerCase();
+  let shown = (tickets || []).filter(
+    (tk) => !needle || tk.subject.toLowerCase().includes(needle) || tk.description.toLowerCase().includes(needle),
+  );
+  if (sort === 'urgent') {
+    shown = [...shown].sort((a, b) => RANK[a.priority] - RANK[b.priority] || (a.id < b.id ? 1 : -1));
+  }
+
+  // The key handler is registered once and reads the latest list through a ref, so a key
+  // pressed right after a render never meets an older list.
+  const latest = useRef({});
+  latest.current = { shown, selected };
+  useEffect(() => {
+    const onKey = (e) => {
+      const tag = (e.target.tagName || '').toLowerCase();
+      if (tag === 'input' || tag === 'textarea' || tag === 'select' || e.ctrlKey || e.metaKey || e.altKey) return;
+      const { shown: list, selected: at } = latest.current;
+      // Enter on a button or a link elsewhere keeps its own meaning.
+      const inList = e.target === document.body || listRef.current?.contains(e.target);
+      if (e.key === 'Enter' && !inList) return;
+      if (e.key === '/') {
+        e.preventDefault();
+        searchBox.current?.focus();
+      } else if (e.key === 'j' || e.key === 'k') {
+        e.preventDefault();
+        if (!list.length) return;
+        const next = Math.max(0, Math.min(list.length - 1, at + (e.key === 'j' ? 1 : -1)));
+        latest.current.selected = next;
+        setSelected(next);
+        listRef.current?.querySelectorAll('a.ticket')[next]?.focus();
+      } else if (e.key === 'Enter' || e.key === 'r') {
+        const tk = list[at];
+        if (!tk) return;
+        e.preventDefault();
+        location.hash = `#/tickets/${encodeURIComponent(tk.id)}${e.key === 'r' ? '/reply' : ''}`;
+      }
+    };
+    document.addEventListener('keydown', onKey);
+    return () => document.removeEventListener('keydown', onKey);
+  }, []);
+
+  const tab = (name) => html`<button role="tab" aria-selected=${view === name}
+      onClick=${() => { setView(name); setPages(1); setSelected(0); }}>
+    ${t('inbox.' + name)} <span class="count">${counts ? counts[name] : ''}</span>
+  </button>`;
+
+  return html`<main class="inbox">
+    <div class="inbox-head">
+      <div role="tablist" aria-label=${t('inbox.views')}>${tab('mine')}${tab('unassigned')}${tab('all')}</div>
+      <label class="field search">
+        <span>${t('inbox.search')}</span>
+        <input ref=${searchBox} type="search" value=${search}
+          onInput=${(e) => { setSearch(e.currentTarget.value); setSelected(0); }}
+          onKeyDown=${(e) => { if (e.key === 'Escape') e.currentTarget.blur(); }} />
+      </label>
+    </div>
+    <fieldset class="filters">
+      <legend>${t('inbox.filters')}</legend>
+      <label class="field">
+        <span>${t('filter.status')}</span>
+        <select value=${status} onChange=${(e) => { setStatus(e.currentTarget.value); setPages(1); }}>
+          <option value="active" selected=${status === 'active'}>${t('filter.active')}</option>
+          <option value="" selected=${status === ''}>${t('filter.any')}</option>
+          ${STATUSES.map((s) => html`<option value=${s} selected=${s === status}>${t('status.' + s)}</option>`)}
+        </select>
+      </label>
+      <${Select} label=${t('filter.priority')} value=${priority} options=${PRIORITIES} prefix="priority." any=${t('filter.any')} onChange=${(v) => { setPriority(v); setPages(1); }} />
+      <${Select} label=${t('filter.skill')} value=${skill} options=${SKILLS} prefix="skill." any=${t('filter.any')} onChange=${(v) => { setSkill(v); setPages(1); }} />
+      <${Select} label=${t('filter.channel')} value=${channel} options=${CHANNELS} prefix="channel." any=${t('filter.any')} onChange=${(v) => { setChannel(v); setPages(1); }} />
+      <label class="field">
+        <span>${t('inbox.sort')}</span>
+        <select value=${sort} onChange=${(e) => setSort(e.currentTarget.value)}>
+          <option value="newest" selected=${sort === 'newest'}>${t('inbox.newest')}</option>
+          <option value="urgent" selected=${sort === 'urgent'}>${t('inbox.urgent')}</option>
+        </select>
+      </label>
+    </fieldset>
+    <${Notice} kind="error">${error}<//>
+    ${tickets && shown.length === 0 ? html`<p class="empty">${t('inbox.empty')}</p>` : null}
+    <ul class="tickets" aria-label=${t('inbox.list')} ref=${listRef}>
+      ${shown.map((tk, i) => html`<li key=${tk.id} class=${i === selected ? 'selected' : ''}>
+        <a class="ticket" href=${'#/tickets/' + encodeURIComponent(tk.id)} onFocus=${() => setSelected(i)}>
+          <span class=${'pill priority-' + tk.priority}>${t('priority.' + tk.priority)}</span>
+          <span class="subject">${tk.subject}</span>
+          <span class="meta">
+            <span class=${'pill status-' + tk.status}>${t('status.' + tk.status)}</span>
+            ${t('channel.' + tk.channel)} · ${t('skill.' + tk.skill)} · ${tk.assignee || t('ticket.nobody')} · <time datetime=${tk.created_at}>${when(tk.created_at)}</time>
+          </span>
+        </a>
+      </li>`)}
+    </ul>
+    ${more ? html`<button onClick=${loadMore}>${t('inbox.more')}</button>` : null}
+    <p class="hint">${t('inbox.keys')}${updated ? ' · ' + t('inbox.updated', { time: when(updated) }) : ''}</p>
+  </main>`;
+}

@@ -1,1 +1,170 @@
-/* kb.js: filled in by the console work */
+// The knowledge base: articles with search, edit, create and delete (supervisors), and the
+// "test a question" box that shows what auto-reply would do with a question right now.
+
+import { useEffect, useState } from 'preact/hooks';
+import { html, Notice } from './ui.js';
+import { t } from './i18n.js';
+import { api } from './api.js';
+
+const EMPTY = { id: '', title: '', questions: '', answer: '', locale: '', tags: '' };
+
+function toForm(a) {
+  return {
+    id: a.id,
+    title: a.title,
+    questions: a.questions.join('\n'),
+    answer: a.answer,
+    locale: a.locale || '',
+    tags: (a.tags || []).join(', '),
+  };
+}
+
+function Tester() {
+  const [q, setQ] = useState('');
+  const [result, setResult] = useState(null);
+  const [error, setError] = useState(null);
+  const run = async (e) => {
+    e.preventDefault();
+    if (!q.trim()) return;
+    try {
+      const { data } = await api('GET', '/kb/search?limit=5&q=' + encodeURIComponent(q.trim()));
+      setResult(data);
+      setError(null);
+    } catch (err) {
+      setError(t('error.generic', { message: err.message }));
+    }
+  };
+  return html`<section class="tester" aria-labelledby="kb-test-title">
+    <h2 id="kb-test-title">${t('kb.test')}</h2>
+    <form onSubmit=${run}>
+      <label class="field"><span>${t('kb.test')}</span>
+        <input value=${q} onInput=${(e) => setQ(e.currentTarget.value)} /></label>
+      <button class="primary" type="submit">${t('kb.run_test')}</button>
+    </form>
+    <${Notice} kind="error">${error}<//>
+    ${result
+      ? html`<div role="status" class="test-result">
+          <p class=${result.auto_reply ? 'verdict reply' : 'verdict handoff'}>
+            ${result.auto_reply
+              ? t('kb.would_reply', { threshold: result.threshold })
+              : t('kb.would_handoff', { threshold: result.threshold })}
+          </p>
+          ${result.hits.length === 0 ? html`<p>${t('kb.no_hits')}</p>` : null}
+          <ol class="hits">
+            ${result.hits.map((h) => html`<li>
+              <strong>${h.title}</strong> <span class="hint">${h.article_id}</span>
+              <span class="pill">${t('kb.confidence', { value: h.confidence.toFixed(2) })}</span>
+              <p>${h.answer}</p>
+            </li>`)}
+          </ol>
+        </div>`
+      : null}
+  </section>`;
+}
+
+function Editor({ initial, isNew, onSaved, onCancel }) {
+  const [form, setForm] = useState(initial);
+  const [error, setError] = useState(null);
+  const field = (name, label, multiline) => html`<label class="field"><span>${label}</span>
+    ${multiline
+      ? html`<textarea rows=${name === 'answer' ? 4 : 5} value=${form[name]} onInput=${(e) => setForm({ ...form, [name]: e.currentTarget.value })}></textarea>`
+      : html`<input value=${form[name]} disabled=${name === 'id' && !isNew} onInput=${(e) => setForm({ ...form, [name]: e.currentTarget.value })} />`}
+  </label>`;
+  const save = async (e) => {
+    e.preventDefault();
+    const body = {
+      title: form.title.trim(),
+      questions: form.questions.split('\n').map((q) => q.trim()).filter(Boolean),
+      answer: form.answer.trim(),
+      locale: form.locale.trim() || null,
+      tags: form.tags.split(',').map((x) => x.trim()).filter(Boolean),
+    };
+    try {
+      await api('PUT', '/kb/articles/' + encodeURIComponent(form.id.trim()), { body });
+      onSaved();
+    } catch (err) {
+      setError(t('error.generic', { message: err.message }));
+    }
+  };
+  return html`<form class="editor" onSubmit=${save}>
+    ${field('id', t('kb.id'))}
+    ${field('title', t('kb.article_title'))}
+    ${field('questions', t('kb.questions'), true)}
+    ${field('answer', t('kb.answer'), true)}
+    ${field('locale', t('kb.locale'))}
+    ${field('tags', t('kb.tags'))}
+    <${Notice} kind="error">${error}<//>
+    <button class="primary" type="submit">${t('kb.save')}</button>
+    <button type="button" onClick=${onCancel}>${t('kb.cancel')}</button>
+  </form>`;
+}
+
+export function KnowledgeBase({ me }) {
+  const [articles, setArticles] = useState(null);
+  const [search, setSearch] = useState('');
+  const [editing, setEditing] = useState(null);
+  const [notice, setNotice] = useState(null);
+  const [error, setError] = useState(null);
+  const supervisor = me.role === 'supervisor' || me.role === 'admin';
+
+  const load = async () => {
+    try {
+      const { data } = await api('GET', '/kb/articles');
+      setArticles(data.articles);
+    } catch (e) {
+      setError(t('error.generic', { message: e.message }));
+    }
+  };
+  useEffect(() => {
+    load();
+  }, []);
+
+  const remove = async (a) => {
+    if (!confirm(t('kb.confirm_delete'))) return;
+    try {
+      await api('DELETE', '/kb/articles/' + encodeURIComponent(a.id));
+      setNotice(t('kb.deleted'));
+      await load();
+    } catch (e) {
+      setError(t('error.generic', { message: e.message }));
+    }
+  };
+
+  const needle = search.trim().toLowerCase();
+  const shown = (articles || []).filter(
+    (a) =>
+      !needle ||
+      a.title.toLowerCase().includes(needle) ||
+      a.id.toLowerCase().includes(needle) ||
+      a.questions.some((q) => q.toLowerCase().includes(needle)),
+  );
+
+  return html`<main class="kb">
+    <h1>${t('kb.title')}</h1>
+    <${Tester} />
+    <${Notice} kind="error">${error}<//>
+    <${Notice}>${notice}<//>
+    ${editing
+      ? html`<${Editor} initial=${editing.form} isNew=${editing.isNew}
+          onSaved=${async () => { setEditing(null); setNotice(t('kb.saved')); await load(); }}
+          onCancel=${() => setEditing(null)} />`
+      : null}
+    <div class="kb-head">
+      <label class="field search"><span>${t('kb.search')}</span>
+        <input type="search" value=${search} onInput=${(e) => setSearch(e.currentTarget.value)} /></label>
+      ${supervisor
+        ? html`<button onClick=${() => setEditing({ form: { ...EMPTY }, isNew: true })}>${t('kb.new')}</button>`
+        : html`<p class="hint">${t('kb.readonly')}</p>`}
+    </div>
+    <ul class="articles">
+      ${shown.map((a) => html`<li key=${a.id}>
+        <div><strong>${a.title}</strong> <span class="hint">${a.id}${a.locale ? ' · ' + a.locale : ''}</span></div>
+        <p class="answer">${a.answer}</p>
+        ${supervisor
+          ? html`<button onClick=${() => { setEditing({ form: toForm(a), isNew: false }); window.scrollTo(0, 0); }}>${t('kb.edit', { title: a.title })}</button>
+              <button onClick=${() => remove(a)}>${t('kb.delete', { title: a.title })}</button>`
+          : null}
+      </li>`)}
+    </ul>
+  </main>`;
+}

@@ -30,6 +30,7 @@ static ASSETS: &[Asset] = assets![
     "console/index.html",
     "console/style.css",
     "console/app.js",
+    "console/ui.js",
     "console/api.js",
     "console/i18n.js",
     "console/auth.js",
@@ -159,9 +160,99 @@ async fn widget_js(headers: HeaderMap) -> Response {
     r
 }
 
+/// How the console signs agents in, served as `/console/config.json`: with a token by
+/// default, or through an OIDC issuer (Cognito's hosted UI on AWS) with the
+/// authorization-code flow and PKCE.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConsoleConfig {
+    pub oidc: Option<Oidc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Oidc {
+    pub authorize_url: String,
+    pub token_url: String,
+    pub client_id: String,
+    pub scope: String,
+}
+
+/// The variables that switch the console to OIDC sign-in; all three or none.
+pub const OIDC_VARIABLES: [&str; 3] = [
+    "HELPDESK_CONSOLE_OIDC_AUTHORIZE_URL",
+    "HELPDESK_CONSOLE_OIDC_TOKEN_URL",
+    "HELPDESK_CONSOLE_OIDC_CLIENT_ID",
+];
+
+impl ConsoleConfig {
+    /// Reads [`OIDC_VARIABLES`] (and `HELPDESK_CONSOLE_OIDC_SCOPE`, default `openid email
+    /// profile`) through `var`; an error names the missing ones when only some are set.
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<ConsoleConfig, String> {
+        let values: Vec<Option<String>> = OIDC_VARIABLES
+            .iter()
+            .map(|k| var(k).filter(|v| !v.trim().is_empty()))
+            .collect();
+        match values.as_slice() {
+            [Some(authorize_url), Some(token_url), Some(client_id)] => Ok(ConsoleConfig {
+                oidc: Some(Oidc {
+                    authorize_url: authorize_url.clone(),
+                    token_url: token_url.clone(),
+                    client_id: client_id.clone(),
+                    scope: var("HELPDESK_CONSOLE_OIDC_SCOPE")
+                        .filter(|v| !v.trim().is_empty())
+                        .unwrap_or_else(|| "openid email profile".into()),
+                }),
+            }),
+            [None, None, None] => Ok(ConsoleConfig::default()),
+            _ => {
+                let missing: Vec<&str> = OIDC_VARIABLES
+                    .iter()
+                    .zip(&values)
+                    .filter(|(_, v)| v.is_none())
+                    .map(|(k, _)| *k)
+                    .collect();
+                Err(format!(
+                    "console sign-in through OIDC needs all of {}; missing {}",
+                    OIDC_VARIABLES.join(", "),
+                    missing.join(", ")
+                ))
+            }
+        }
+    }
+
+    fn to_json(&self) -> String {
+        match &self.oidc {
+            None => serde_json::json!({"auth": "token"}),
+            Some(o) => serde_json::json!({
+                "auth": "oidc",
+                "authorize_url": o.authorize_url,
+                "token_url": o.token_url,
+                "client_id": o.client_id,
+                "scope": o.scope,
+            }),
+        }
+        .to_string()
+    }
+}
+
 /// `/console/` and its files. Public: the page signs in before it calls the API.
-pub fn console<S: Clone + Send + Sync + 'static>() -> Router<S> {
+pub fn console<S: Clone + Send + Sync + 'static>(config: &ConsoleConfig) -> Router<S> {
+    let config = config.to_json();
     Router::new()
+        .route(
+            "/console/config.json",
+            get(move || {
+                let config = config.clone();
+                async move {
+                    (
+                        [
+                            (header::CONTENT_TYPE, "application/json"),
+                            (header::CACHE_CONTROL, "no-cache"),
+                        ],
+                        config,
+                    )
+                }
+            }),
+        )
         .route(
             "/console",
             get(|| async { Redirect::permanent("/console/") }),
@@ -197,6 +288,19 @@ mod tests {
             );
             assert!(!prepared(i).gzip.is_empty(), "{}", a.path);
         }
+    }
+
+    #[test]
+    fn oidc_is_all_or_nothing() {
+        let none = ConsoleConfig::from_vars(|_| None).unwrap();
+        assert_eq!(none.to_json(), r#"{"auth":"token"}"#);
+        let all = ConsoleConfig::from_vars(|k| Some(format!("https://id.example/{k}"))).unwrap();
+        assert!(all.to_json().contains(r#""auth":"oidc""#));
+        let err = ConsoleConfig::from_vars(|k| {
+            (k == "HELPDESK_CONSOLE_OIDC_CLIENT_ID").then(|| "abc".to_string())
+        })
+        .unwrap_err();
+        assert!(err.contains("HELPDESK_CONSOLE_OIDC_TOKEN_URL"), "{err}");
     }
 
     #[test]

@@ -1,4 +1,6 @@
-//! The intake Lambda: the channel routes behind API Gateway's HTTP API.
+//! The intake Lambda: the channel routes behind API Gateway's HTTP API, and the website
+//! chat widget's script (`GET /widget.js`), which visitors' browsers load with the webchat
+//! routes it calls.
 
 use helpdesk_core::aws;
 use std::sync::Arc;
@@ -17,5 +19,6 @@ async fn main() -> Result<(), lambda_http::Error> {
         whatsapp: channels.whatsapp,
         telegram: channels.telegram,
     });
-    lambda_http::run(intake::router(deps)).await
+    let app = intake::router(deps).merge(helpdesk_web::widget());
+    lambda_http::run(app).await
 }

@@ -1,23 +1,134 @@
 //! The website chat: a visitor opens a session, writes, and polls for the conversation.
+//! The widget (`/widget.js`) calls these routes from the embedding site's origin, so they
+//! answer CORS; what a poll returns is the visitor's own view of the conversation
+//! ([`VisitorMessage`]), never the desk's internal fields.
 
 use crate::{accept, Deps};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use axum::{Json, Router};
-use helpdesk_core::domain::{self, Channel, ChannelIdentity, InboundMessage, Message};
-use helpdesk_core::http::{bearer_token, body_bytes, parse_json, ApiJson, ApiQuery};
+use axum::{Extension, Json, Router};
+use chrono::{DateTime, Utc};
+use helpdesk_core::domain::{
+    self, Channel, ChannelIdentity, Direction, InboundMessage, Message, MessageKind,
+};
+use helpdesk_core::http::{
+    bearer_token, body_bytes, cors_for_visitors, parse_json, ApiJson, ApiQuery,
+};
 use helpdesk_core::ports::WebchatSession;
-use helpdesk_core::{text, Error, Result};
+use helpdesk_core::{format, text, Error, Result};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
+/// The webchat routes, with the visitor view configured from the environment.
 pub fn routes() -> Router<Arc<Deps>> {
+    routes_with(VisitorView::from_env())
+}
+
+/// The webchat routes, with the given visitor view.
+pub fn routes_with(view: VisitorView) -> Router<Arc<Deps>> {
     Router::new()
         .route("/webchat/sessions", post(create_session))
         .route("/webchat/messages", post(post_message).get(list_messages))
+        .layer(Extension(view))
+        .layer(axum::middleware::from_fn(cors_for_visitors))
+}
+
+/// What the team lets visitors see of the desk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VisitorView {
+    /// Whether an agent's reply carries the agent's display name (off by default: on AWS
+    /// an agent's name may be their email address).
+    pub agent_names: bool,
+}
+
+/// The variable that turns agents' names on in the visitor's view.
+pub const AGENT_NAMES_VAR: &str = "WEBCHAT_SHOW_AGENT_NAMES";
+
+impl VisitorView {
+    /// Reads [`AGENT_NAMES_VAR`] (`true` or `false`, unset is `false`) once, at start-up.
+    pub fn from_env() -> VisitorView {
+        let value = std::env::var(AGENT_NAMES_VAR).unwrap_or_default();
+        VisitorView {
+            agent_names: match value.trim().to_ascii_lowercase().as_str() {
+                "" | "0" | "false" | "no" | "off" => false,
+                "1" | "true" | "yes" | "on" => true,
+                other => {
+                    tracing::warn!(
+                        "{AGENT_NAMES_VAR}={other:?} is neither true nor false; agents' names stay hidden from visitors"
+                    );
+                    false
+                }
+            },
+        }
+    }
+}
+
+/// One entry of the conversation as the visitor sees it: no author ids or emails, no
+/// customer id, no provider message id, no delivery details.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VisitorMessage {
+    pub id: String,
+    pub direction: Direction,
+    /// For an auto-reply with choices, the answer alone; the choices are in `choices`.
+    pub text: String,
+    pub kind: MessageKind,
+    pub created_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ticket_id: Option<String>,
+    /// "Did you mean" titles, which the visitor may send back as their next message.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub choices: Vec<String>,
+    /// The survey's signed link: `POST` the rating to it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+    /// The replying agent's display name, when the team shows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent_name: Option<String>,
+}
+
+/// The longest agent display name shown to a visitor, in characters.
+const AGENT_NAME_CHARS: usize = 40;
+
+/// An agent's name as a visitor may see it: an email address shows only its local part.
+fn display_name(author: &str) -> Option<String> {
+    let name = author.split('@').next().unwrap_or("").trim();
+    (!name.is_empty()).then(|| text::truncate_chars(name, AGENT_NAME_CHARS).to_string())
+}
+
+impl VisitorMessage {
+    /// The visitor's view of an entry; `None` for what a visitor never sees (notes).
+    pub fn from_message(m: &Message, view: VisitorView) -> Option<VisitorMessage> {
+        if m.direction == Direction::Internal || m.kind == MessageKind::Note {
+            return None;
+        }
+        let (text, choices) = if m.kind == MessageKind::AutoReply {
+            let (answer, choices) = format::split_auto_reply(&m.text);
+            (
+                answer.to_string(),
+                choices.into_iter().map(str::to_string).collect(),
+            )
+        } else {
+            (m.text.clone(), Vec::new())
+        };
+        let agent_name = match (view.agent_names, m.kind, m.author.as_deref()) {
+            (true, MessageKind::AgentReply, Some(author)) => display_name(author),
+            _ => None,
+        };
+        Some(VisitorMessage {
+            id: m.id.clone(),
+            direction: m.direction,
+            text,
+            kind: m.kind,
+            created_at: m.created_at,
+            ticket_id: m.ticket_id.clone(),
+            choices,
+            link: m.link.clone(),
+            agent_name,
+        })
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -148,11 +259,12 @@ struct ListQuery {
 
 #[derive(Serialize)]
 struct Conversation {
-    messages: Vec<Message>,
+    messages: Vec<VisitorMessage>,
 }
 
 async fn list_messages(
     State(deps): State<Arc<Deps>>,
+    Extension(view): Extension<VisitorView>,
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Conversation>> {
@@ -167,5 +279,112 @@ async fn list_messages(
             q.limit.unwrap_or(100),
         )
         .await?;
+    let messages = messages
+        .iter()
+        .filter_map(|m| VisitorMessage::from_message(m, view))
+        .collect();
     Ok(Json(Conversation { messages }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent_reply(author: &str) -> Message {
+        let mut m = Message::outbound(
+            "cust-1",
+            Channel::Webchat,
+            MessageKind::AgentReply,
+            "您好，已为您处理。".to_string(),
+            Some("ticket-1".to_string()),
+        );
+        m.author = Some(author.to_string());
+        m.provider_message_id = Some("wamid.internal".to_string());
+        m
+    }
+
+    #[test]
+    fn the_visitor_view_holds_no_internal_fields() {
+        let m = agent_reply("li.lei@example.com");
+        let v = VisitorMessage::from_message(&m, VisitorView::default()).expect("visible");
+        let json = serde_json::to_value(&v).expect("serialises");
+        let keys: Vec<&str> = json
+            .as_object()
+            .expect("an object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        for internal in [
+            "author",
+            "customer_id",
+            "provider_message_id",
+            "status",
+            "agent_name",
+        ] {
+            assert!(!keys.contains(&internal), "{internal} in {json}");
+        }
+        assert!(!json.to_string().contains("example.com"), "{json}");
+        assert_eq!(json["text"], "您好，已为您处理。");
+        assert_eq!(json["kind"], "agent_reply");
+        assert_eq!(json["direction"], "outbound");
+        assert_eq!(json["ticket_id"], "ticket-1");
+    }
+
+    #[test]
+    fn agent_names_show_only_when_the_team_allows_and_never_as_an_email() {
+        let shown = VisitorView { agent_names: true };
+        let v = VisitorMessage::from_message(&agent_reply("li.lei@example.com"), shown)
+            .expect("visible");
+        assert_eq!(v.agent_name.as_deref(), Some("li.lei"));
+        let v = VisitorMessage::from_message(&agent_reply("alice"), shown).expect("visible");
+        assert_eq!(v.agent_name.as_deref(), Some("alice"));
+        let long: String = "王".repeat(60);
+        let v = VisitorMessage::from_message(&agent_reply(&long), shown).expect("visible");
+        assert_eq!(
+            v.agent_name.map(|n| n.chars().count()),
+            Some(AGENT_NAME_CHARS)
+        );
+        // An auto-reply has no agent, whatever its author field says.
+        let mut auto = agent_reply("bot");
+        auto.kind = MessageKind::AutoReply;
+        assert_eq!(
+            VisitorMessage::from_message(&auto, shown).and_then(|v| v.agent_name),
+            None
+        );
+    }
+
+    #[test]
+    fn notes_are_never_shown_to_the_visitor() {
+        let mut note = agent_reply("alice");
+        note.kind = MessageKind::Note;
+        note.direction = Direction::Internal;
+        assert_eq!(
+            VisitorMessage::from_message(&note, VisitorView { agent_names: true }),
+            None
+        );
+    }
+
+    #[test]
+    fn did_you_mean_becomes_choices_and_the_survey_keeps_its_link() {
+        let text = format::auto_reply("zh", "请在设置中重置密码。", &["修改账户绑定邮箱"]);
+        let m = Message::outbound("c", Channel::Webchat, MessageKind::AutoReply, text, None);
+        let v = VisitorMessage::from_message(&m, VisitorView::default()).expect("visible");
+        assert_eq!(v.text, "请在设置中重置密码。");
+        assert_eq!(v.choices, ["修改账户绑定邮箱"]);
+
+        let link = "https://desk.example/surveys/tok".to_string();
+        let mut survey = Message::outbound(
+            "c",
+            Channel::Webchat,
+            MessageKind::Survey,
+            format::survey("en", &link),
+            Some("t".to_string()),
+        );
+        survey.link = Some(link.clone());
+        let v = VisitorMessage::from_message(&survey, VisitorView::default()).expect("visible");
+        assert_eq!(v.link, Some(link));
+        assert!(v.choices.is_empty());
+        let json = serde_json::to_value(&v).expect("serialises");
+        assert!(json.get("choices").is_none(), "{json}");
+    }
 }

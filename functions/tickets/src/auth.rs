@@ -1,20 +1,26 @@
 //! Who is calling the agent API. Locally, agents are configured tokens; on AWS a JWT
 //! authorizer stands in front and passes the agent's name and role on.
 
+use crate::Deps;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use helpdesk_core::http::bearer_token;
 use helpdesk_core::{Error, Result};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Role {
     Agent,
     Supervisor,
     Admin,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Agent {
     pub name: String,
     pub role: Role,
@@ -34,11 +40,67 @@ impl Agent {
     }
 }
 
+/// The signed-in agent, as a handler argument: a request without a valid agent token (or
+/// verified authorizer claims) is answered 401 before the handler runs.
+impl FromRequestParts<Arc<Deps>> for Agent {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, deps: &Arc<Deps>) -> Result<Agent> {
+        deps.agents.authenticate(&parts.headers)
+    }
+}
+
+/// A signed-in agent with at least the supervisor role; 403 for other agents.
+pub struct Supervisor(pub Agent);
+
+impl FromRequestParts<Arc<Deps>> for Supervisor {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, deps: &Arc<Deps>) -> Result<Supervisor> {
+        let agent = deps.agents.authenticate(&parts.headers)?;
+        agent.require(Role::Supervisor)?;
+        Ok(Supervisor(agent))
+    }
+}
+
 /// Headers the Lambda wiring sets from the JWT authorizer's verified claims, after
 /// removing any a client sent. Only an `Agents` built with [`Agents::trusting_authorizer`]
 /// reads them.
 pub const AGENT_HEADER: &str = "x-helpdesk-agent";
 pub const ROLE_HEADER: &str = "x-helpdesk-role";
+
+/// Who the verified claims of a JWT say the agent is. With Cognito (the stack's own user
+/// pool), the agent is the `sub`, which the user cannot change, and the role is the highest
+/// of the `cognito:groups` (`admin`, `supervisor`, `agent`; `agent` for none). With another
+/// issuer, the name is `preferred_username`, `email` or `sub`, and the role the
+/// `helpdesk_role` claim (`agent` when absent). `None` when the claims name nobody.
+pub fn agent_from_claims(claim: impl Fn(&str) -> Option<String>) -> Option<Agent> {
+    let nonempty = |k: &str| claim(k).filter(|v| !v.trim().is_empty());
+    if let Some(groups) = nonempty("cognito:groups") {
+        let role = cognito_groups(&groups)
+            .filter_map(Role::parse)
+            .max()
+            .unwrap_or(Role::Agent);
+        return nonempty("sub").map(|name| Agent { name, role });
+    }
+    let name = ["preferred_username", "email", "sub"]
+        .iter()
+        .find_map(|k| nonempty(k))?;
+    let role = nonempty("helpdesk_role")
+        .and_then(|r| Role::parse(&r))
+        .unwrap_or(Role::Agent);
+    Some(Agent { name, role })
+}
+
+/// API Gateway passes a list claim as `[a b]`; other callers as JSON or comma-separated.
+fn cognito_groups(raw: &str) -> impl Iterator<Item = &str> {
+    raw.trim()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .split([' ', ','])
+        .map(|g| g.trim().trim_matches('"'))
+        .filter(|g| !g.is_empty())
+}
 
 impl Role {
     pub fn parse(text: &str) -> Option<Role> {
@@ -210,6 +272,42 @@ mod tests {
         );
         assert!(Agents::parse(None, Some("carol:boss:carol-token")).is_err());
         assert!(Agents::parse(None, Some("carol")).is_err());
+    }
+
+    #[test]
+    fn cognito_agents_are_their_sub_with_the_highest_group() {
+        let claims = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let wang = agent_from_claims(claims(&[
+            ("sub", "5f1c-uuid"),
+            ("email", "wang@example.com"),
+            ("cognito:groups", "[agent supervisor]"),
+        ]))
+        .unwrap();
+        assert_eq!(wang.name, "5f1c-uuid");
+        assert_eq!(wang.role, Role::Supervisor);
+        let json =
+            agent_from_claims(claims(&[("sub", "a"), ("cognito:groups", r#"["admin"]"#)])).unwrap();
+        assert_eq!(json.role, Role::Admin);
+        // A group the desk does not know gives no rights beyond an agent's.
+        let other =
+            agent_from_claims(claims(&[("sub", "b"), ("cognito:groups", "[admins2]")])).unwrap();
+        assert_eq!(other.role, Role::Agent);
+        // Another issuer keeps its own claims.
+        let own = agent_from_claims(claims(&[
+            ("sub", "c"),
+            ("preferred_username", "li"),
+            ("helpdesk_role", "supervisor"),
+        ]))
+        .unwrap();
+        assert_eq!((own.name.as_str(), own.role), ("li", Role::Supervisor));
+        assert!(agent_from_claims(claims(&[("cognito:groups", "[agent]")])).is_none());
     }
 
     #[test]

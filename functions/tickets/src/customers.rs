@@ -1,10 +1,9 @@
 //! `/customers`: who a customer is across channels, and merging two records that turn out
 //! to be one person (the same customer writing on WhatsApp and on Telegram).
 
-use crate::auth::Role;
+use crate::auth::{Agent, Supervisor};
 use crate::Deps;
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use helpdesk_core::domain::Customer;
@@ -21,10 +20,9 @@ pub fn routes() -> Router<Arc<Deps>> {
 
 async fn show(
     State(deps): State<Arc<Deps>>,
-    headers: HeaderMap,
+    _agent: Agent,
     Path(id): Path<String>,
 ) -> Result<Json<Customer>> {
-    deps.agents.authenticate(&headers)?;
     deps.store
         .get_customer(&id)
         .await?
@@ -41,12 +39,10 @@ struct MergeBody {
 /// Moves everything of `from` into `id`. Supervisors only: it cannot be undone.
 async fn merge(
     State(deps): State<Arc<Deps>>,
-    headers: HeaderMap,
+    Supervisor(agent): Supervisor,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<MergeBody>,
 ) -> Result<Json<Customer>> {
-    let agent = deps.agents.authenticate(&headers)?;
-    agent.require(Role::Supervisor)?;
     let from = body.from.trim();
     if from.is_empty() || from == id {
         return Err(Error::unprocessable(

@@ -1,9 +1,9 @@
 //! `/kb`: the knowledge-base articles and the search used for tuning.
 
-use crate::auth::Role;
+use crate::auth::{Agent, Supervisor};
 use crate::Deps;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use helpdesk_core::http::{ApiJson, ApiQuery};
@@ -24,8 +24,7 @@ struct ArticleList {
     articles: Vec<Article>,
 }
 
-async fn list(State(deps): State<Arc<Deps>>, headers: HeaderMap) -> Result<Json<ArticleList>> {
-    deps.agents.authenticate(&headers)?;
+async fn list(State(deps): State<Arc<Deps>>, _agent: Agent) -> Result<Json<ArticleList>> {
     Ok(Json(ArticleList {
         articles: deps.knowledge.list().await?,
     }))
@@ -33,10 +32,9 @@ async fn list(State(deps): State<Arc<Deps>>, headers: HeaderMap) -> Result<Json<
 
 async fn show(
     State(deps): State<Arc<Deps>>,
-    headers: HeaderMap,
+    _agent: Agent,
     Path(id): Path<String>,
 ) -> Result<Json<Article>> {
-    deps.agents.authenticate(&headers)?;
     deps.knowledge
         .get(&id)
         .await?
@@ -59,13 +57,10 @@ struct ArticleBody {
 
 async fn put(
     State(deps): State<Arc<Deps>>,
-    headers: HeaderMap,
+    _supervisor: Supervisor,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<ArticleBody>,
 ) -> Result<(StatusCode, Json<Article>)> {
-    deps.agents
-        .authenticate(&headers)?
-        .require(Role::Supervisor)?;
     if body.id.as_deref().is_some_and(|b| b != id) {
         return Err(Error::unprocessable(
             "id_mismatch",
@@ -94,12 +89,9 @@ async fn put(
 
 async fn delete(
     State(deps): State<Arc<Deps>>,
-    headers: HeaderMap,
+    _supervisor: Supervisor,
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
-    deps.agents
-        .authenticate(&headers)?
-        .require(Role::Supervisor)?;
     if deps.knowledge.delete(&id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -123,10 +115,9 @@ struct SearchResult {
 
 async fn search(
     State(deps): State<Arc<Deps>>,
-    headers: HeaderMap,
+    _agent: Agent,
     ApiQuery(q): ApiQuery<SearchQuery>,
 ) -> Result<Json<SearchResult>> {
-    deps.agents.authenticate(&headers)?;
     let query = q.q.unwrap_or_default();
     if query.trim().is_empty() {
         return Err(Error::bad_request("bad_request", "give the query as q"));

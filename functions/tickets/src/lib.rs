@@ -3,9 +3,12 @@
 //! notes and escalate; supervisors read the satisfaction report and keep the knowledge base.
 
 pub mod auth;
+mod conversation;
 mod customers;
 mod kb;
-mod routes;
+mod me;
+mod reports;
+mod tickets;
 
 pub use auth::{Agent, Agents, Role};
 
@@ -23,7 +26,10 @@ pub struct Deps {
 
 /// The agent API's routes.
 pub fn router(deps: Arc<Deps>) -> axum::Router {
-    routes::routes()
+    tickets::routes()
+        .merge(conversation::routes())
+        .merge(reports::routes())
+        .merge(me::routes())
         .merge(kb::routes())
         .merge(customers::routes())
         .with_state(deps)

@@ -1,6 +1,7 @@
-//! The tickets Lambda: the agent API, the knowledge-base admin and the survey page behind
-//! API Gateway's HTTP API. Agent routes sit behind its JWT authorizer; the survey page is
-//! public and carries its own signed token.
+//! The tickets Lambda: the agent API, the knowledge-base admin, the survey page and the agent
+//! console's assets behind API Gateway's HTTP API. Agent routes sit behind its JWT
+//! authorizer; the survey page is public and carries its own signed token; the console's
+//! files are public and sign in before calling the API.
 
 use axum::extract::Request;
 use axum::http::HeaderValue;
@@ -10,12 +11,11 @@ use helpdesk_core::survey_page;
 use helpdesk_core::survey_token::SurveySigner;
 use lambda_http::request::RequestContext;
 use std::sync::Arc;
-use tickets::auth::{Agents, AGENT_HEADER, ROLE_HEADER};
+use tickets::auth::{agent_from_claims, Agents, Role, AGENT_HEADER, ROLE_HEADER};
 
 /// Passes the authorizer's verified claims on as the agent headers, after removing any the
-/// client sent. The agent's name is `preferred_username`, `email` or `sub`; the role is the
-/// `helpdesk_role` claim (`agent` when absent).
-async fn agent_from_claims(mut req: Request) -> Request {
+/// client sent; [`agent_from_claims`] decides who the claims name.
+async fn agent_from_authorizer(mut req: Request) -> Request {
     req.headers_mut().remove(AGENT_HEADER);
     req.headers_mut().remove(ROLE_HEADER);
     let claims = match req.extensions().get::<RequestContext>() {
@@ -26,16 +26,17 @@ async fn agent_from_claims(mut req: Request) -> Request {
             .map(|j| j.claims.clone()),
         _ => None,
     };
-    if let Some(claims) = claims {
-        let name = ["preferred_username", "email", "sub"]
-            .iter()
-            .find_map(|k| claims.get(*k).filter(|v| !v.is_empty()));
-        if let Some(Ok(name)) = name.map(|n| HeaderValue::from_str(n)) {
+    let agent = claims.and_then(|c| agent_from_claims(|k| c.get(k).cloned()));
+    if let Some(agent) = agent {
+        if let Ok(name) = HeaderValue::from_str(&agent.name) {
             req.headers_mut().insert(AGENT_HEADER, name);
-            let role = claims.get("helpdesk_role").map_or("agent", String::as_str);
-            if let Ok(role) = HeaderValue::from_str(role) {
-                req.headers_mut().insert(ROLE_HEADER, role);
-            }
+            let role = match agent.role {
+                Role::Agent => "agent",
+                Role::Supervisor => "supervisor",
+                Role::Admin => "admin",
+            };
+            req.headers_mut()
+                .insert(ROLE_HEADER, HeaderValue::from_static(role));
         }
     }
     req
@@ -67,9 +68,13 @@ async fn main() -> Result<(), lambda_http::Error> {
         agents,
         threshold: threshold_from_env()?,
     });
+    // The console's pages are public; they sign in (Cognito's hosted UI with PKCE) before
+    // they call the agent routes, which the JWT authorizer guards.
+    let console = helpdesk_web::ConsoleConfig::from_vars(|k| std::env::var(k).ok())?;
     let app = tickets::router(tickets)
-        .layer(axum::middleware::map_request(agent_from_claims))
+        .layer(axum::middleware::map_request(agent_from_authorizer))
         .merge(survey_page::router(survey))
+        .merge(helpdesk_web::console(&console))
         .fallback(helpdesk_core::http::not_found);
     lambda_http::run(app).await
 }

@@ -392,6 +392,35 @@ impl SqliteStore {
     }
 }
 
+/// `SELECT <what> FROM tickets WHERE ...` for the filter, with its arguments.
+fn ticket_filter_sql(what: &str, filter: &TicketFilter) -> (String, Vec<String>) {
+    let mut sql = format!("{what} FROM tickets WHERE 1 = 1");
+    let mut args: Vec<String> = Vec::new();
+    let mut add = |condition: &str, value: Option<&str>| {
+        if let Some(v) = value {
+            args.push(v.to_string());
+            sql.push_str(&format!(" AND {condition} ?{}", args.len()));
+        }
+    };
+    add("status =", filter.status.map(|s| s.as_str()));
+    add("priority =", filter.priority.map(|p| p.as_str()));
+    add("skill =", filter.skill.map(|s| s.as_str()));
+    add("assignee =", filter.assignee.as_deref());
+    add("channel =", filter.channel.map(|c| c.as_str()));
+    add("customer_id =", filter.customer_id.as_deref());
+    if filter.active {
+        let list: Vec<String> = TicketStatus::ACTIVE
+            .iter()
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect();
+        sql.push_str(&format!(" AND status IN ({})", list.join(", ")));
+    }
+    if filter.unassigned {
+        sql.push_str(" AND assignee IS NULL");
+    }
+    (sql, args)
+}
+
 #[async_trait]
 impl TicketStore for SqliteStore {
     async fn create_ticket(&self, ticket: &Ticket) -> Result<()> {
@@ -435,21 +464,11 @@ impl TicketStore for SqliteStore {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Page<Ticket>> {
-        let mut sql = String::from("SELECT body FROM tickets WHERE 1 = 1");
-        let mut args: Vec<String> = Vec::new();
-        let mut add = |condition: &str, value: Option<&str>| {
-            if let Some(v) = value {
-                args.push(v.to_string());
-                sql.push_str(&format!(" AND {condition} ?{}", args.len()));
-            }
-        };
-        add("status =", filter.status.map(|s| s.as_str()));
-        add("priority =", filter.priority.map(|p| p.as_str()));
-        add("skill =", filter.skill.map(|s| s.as_str()));
-        add("assignee =", filter.assignee.as_deref());
-        add("channel =", filter.channel.map(|c| c.as_str()));
-        add("customer_id =", filter.customer_id.as_deref());
-        add("id <", cursor);
+        let (mut sql, mut args) = ticket_filter_sql("SELECT body", filter);
+        if let Some(c) = cursor {
+            args.push(c.to_string());
+            sql.push_str(&format!(" AND id < ?{}", args.len()));
+        }
         let limit = limit.clamp(1, 100);
         sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", limit + 1));
         let conn = self.conn();
@@ -463,6 +482,16 @@ impl TicketStore for SqliteStore {
             None
         };
         Ok(Page { items, next_cursor })
+    }
+
+    async fn count_tickets(&self, filter: &TicketFilter) -> Result<u64> {
+        let (sql, args) = ticket_filter_sql("SELECT COUNT(*)", filter);
+        let conn = self.conn();
+        let refs: Vec<&dyn rusqlite::ToSql> =
+            args.iter().map(|a| a as &dyn rusqlite::ToSql).collect();
+        conn.query_row(&sql, refs.as_slice(), |r| r.get::<_, i64>(0))
+            .map(|n| n.max(0) as u64)
+            .map_err(db_err)
     }
 
     async fn active_ticket_for(&self, customer_id: &str) -> Result<Option<Ticket>> {

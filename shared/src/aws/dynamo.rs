@@ -10,6 +10,7 @@
 use super::sdk_message;
 use crate::domain::{
     Channel, ChannelIdentity, Customer, DeliveryStatus, Direction, Message, Ticket, TicketFilter,
+    TicketStatus,
 };
 use crate::ports::{
     ConversationStore, CustomerStore, IdempotencyStore, Page, SessionStore, TicketStore,
@@ -316,6 +317,87 @@ impl DynamoStore {
     }
 
     /// Runs a query to the end or until `want` items are in, following pages.
+    /// The query for a ticket filter, newest first: the most selective index carries the
+    /// key condition and the other filters narrow it.
+    fn ticket_query(
+        &self,
+        filter: &TicketFilter,
+        cursor: Option<&str>,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        let mut conditions: Vec<(&str, String)> = Vec::new();
+        if let Some(c) = &filter.customer_id {
+            conditions.push(("customer_id", c.clone()));
+        }
+        if let Some(a) = &filter.assignee {
+            conditions.push(("assignee", a.clone()));
+        }
+        if let Some(st) = filter.status {
+            conditions.push(("status", st.as_str().into()));
+        }
+        if let Some(sk) = filter.skill {
+            conditions.push(("skill", sk.as_str().into()));
+        }
+        if let Some(p) = filter.priority {
+            conditions.push(("priority", p.as_str().into()));
+        }
+        if let Some(ch) = filter.channel {
+            conditions.push(("channel", ch.as_str().into()));
+        }
+        let indexed = ["customer_id", "assignee", "status", "skill"];
+        let (index, key_attr, key_value) =
+            match conditions.iter().position(|(a, _)| indexed.contains(a)) {
+                Some(i) => {
+                    let (attr, value) = conditions.remove(i);
+                    let index = match attr {
+                        "customer_id" => "by_customer",
+                        "assignee" => "by_assignee",
+                        "status" => "by_status",
+                        _ => "by_skill",
+                    };
+                    (index, attr, value)
+                }
+                None => ("all", "kind", "ticket".to_string()),
+            };
+        let mut key = "#k = :k".to_string();
+        let mut req = self
+            .client
+            .query()
+            .table_name(&self.tables.tickets)
+            .index_name(index)
+            .scan_index_forward(false)
+            .expression_attribute_names("#k", key_attr)
+            .expression_attribute_values(":k", s(key_value));
+        if let Some(c) = cursor {
+            key.push_str(" AND id < :cursor");
+            req = req.expression_attribute_values(":cursor", s(c));
+        }
+        let mut filters = Vec::new();
+        for (i, (attr, value)) in conditions.iter().enumerate() {
+            filters.push(format!("#f{i} = :f{i}"));
+            req = req
+                .expression_attribute_names(format!("#f{i}"), *attr)
+                .expression_attribute_values(format!(":f{i}"), s(value.clone()));
+        }
+        if filter.active {
+            let mut names = Vec::new();
+            for st in TicketStatus::ACTIVE {
+                let name = format!(":active_{}", st.as_str());
+                req = req.expression_attribute_values(&name, s(st.as_str()));
+                names.push(name);
+            }
+            filters.push(format!("#active_status IN ({})", names.join(", ")));
+            req = req.expression_attribute_names("#active_status", "status");
+        }
+        if filter.unassigned {
+            filters.push("attribute_not_exists(#unassigned)".into());
+            req = req.expression_attribute_names("#unassigned", "assignee");
+        }
+        if !filters.is_empty() {
+            req = req.filter_expression(filters.join(" AND "));
+        }
+        req.key_condition_expression(key)
+    }
+
     async fn query_all(
         &self,
         mut req: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
@@ -501,66 +583,8 @@ impl TicketStore for DynamoStore {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Page<Ticket>> {
-        // The most selective index carries the key condition; the other filters narrow it.
-        let mut conditions: Vec<(&str, String)> = Vec::new();
-        if let Some(c) = &filter.customer_id {
-            conditions.push(("customer_id", c.clone()));
-        }
-        if let Some(a) = &filter.assignee {
-            conditions.push(("assignee", a.clone()));
-        }
-        if let Some(st) = filter.status {
-            conditions.push(("status", st.as_str().into()));
-        }
-        if let Some(sk) = filter.skill {
-            conditions.push(("skill", sk.as_str().into()));
-        }
-        if let Some(p) = filter.priority {
-            conditions.push(("priority", p.as_str().into()));
-        }
-        if let Some(ch) = filter.channel {
-            conditions.push(("channel", ch.as_str().into()));
-        }
-        let indexed = ["customer_id", "assignee", "status", "skill"];
-        let (index, key_attr, key_value) =
-            match conditions.iter().position(|(a, _)| indexed.contains(a)) {
-                Some(i) => {
-                    let (attr, value) = conditions.remove(i);
-                    let index = match attr {
-                        "customer_id" => "by_customer",
-                        "assignee" => "by_assignee",
-                        "status" => "by_status",
-                        _ => "by_skill",
-                    };
-                    (index, attr, value)
-                }
-                None => ("all", "kind", "ticket".to_string()),
-            };
         let limit = limit.clamp(1, 100);
-        let mut key = "#k = :k".to_string();
-        let mut req = self
-            .client
-            .query()
-            .table_name(&self.tables.tickets)
-            .index_name(index)
-            .scan_index_forward(false)
-            .expression_attribute_names("#k", key_attr)
-            .expression_attribute_values(":k", s(key_value));
-        if let Some(c) = cursor {
-            key.push_str(" AND id < :cursor");
-            req = req.expression_attribute_values(":cursor", s(c));
-        }
-        let mut filters = Vec::new();
-        for (i, (attr, value)) in conditions.iter().enumerate() {
-            filters.push(format!("#f{i} = :f{i}"));
-            req = req
-                .expression_attribute_names(format!("#f{i}"), *attr)
-                .expression_attribute_values(format!(":f{i}"), s(value.clone()));
-        }
-        if !filters.is_empty() {
-            req = req.filter_expression(filters.join(" AND "));
-        }
-        req = req.key_condition_expression(key).limit((limit + 1) as i32);
+        let req = self.ticket_query(filter, cursor).limit((limit + 1) as i32);
         let items = self.query_all(req, limit + 1).await?;
         let mut tickets: Vec<Ticket> = items.iter().map(body_of).collect::<Result<_>>()?;
         let next_cursor = if tickets.len() > limit {
@@ -573,6 +597,25 @@ impl TicketStore for DynamoStore {
             items: tickets,
             next_cursor,
         })
+    }
+
+    async fn count_tickets(&self, filter: &TicketFilter) -> Result<u64> {
+        let mut req = self
+            .ticket_query(filter, None)
+            .select(aws_sdk_dynamodb::types::Select::Count);
+        let mut total = 0u64;
+        loop {
+            let out = req
+                .clone()
+                .send()
+                .await
+                .map_err(|e| db_err("count tickets", e))?;
+            total += out.count.max(0) as u64;
+            match out.last_evaluated_key {
+                Some(key) => req = req.set_exclusive_start_key(Some(key)),
+                None => return Ok(total),
+            }
+        }
     }
 
     async fn active_ticket_for(&self, customer_id: &str) -> Result<Option<Ticket>> {

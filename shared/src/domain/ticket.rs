@@ -30,7 +30,7 @@ impl TicketStatus {
         }
     }
 
-    /// The statuses a customer has at most one ticket in: the one new messages join.
+    /// The statuses of a ticket still being worked, which new customer messages join.
     pub const ACTIVE: [TicketStatus; 3] = [
         TicketStatus::Open,
         TicketStatus::Pending,
@@ -39,10 +39,7 @@ impl TicketStatus {
 
     /// Whether new customer messages still join this ticket.
     pub fn is_active(self) -> bool {
-        matches!(
-            self,
-            TicketStatus::Open | TicketStatus::Pending | TicketStatus::Escalated
-        )
+        TicketStatus::ACTIVE.contains(&self)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -185,6 +182,10 @@ pub struct TicketFilter {
     pub assignee: Option<String>,
     pub channel: Option<Channel>,
     pub customer_id: Option<String>,
+    /// Only tickets still being worked ([`TicketStatus::ACTIVE`]).
+    pub active: bool,
+    /// Only tickets nobody is assigned to.
+    pub unassigned: bool,
 }
 
 impl Ticket {

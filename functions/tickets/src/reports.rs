@@ -1,0 +1,99 @@
+//! `/reports`: customer satisfaction and ticket volume over a period, for supervisors.
+
+use crate::auth::Supervisor;
+use crate::Deps;
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use helpdesk_core::domain::TicketFilter;
+use helpdesk_core::http::ApiQuery;
+use helpdesk_core::report::{self, MAX_REPORT_DAYS};
+use helpdesk_core::{domain, Error, Result};
+use serde::Deserialize;
+use std::sync::Arc;
+
+pub fn routes() -> Router<Arc<Deps>> {
+    Router::new()
+        .route("/reports/csat", get(csat))
+        .route("/reports/volume", get(volume))
+}
+
+#[derive(Debug, Deserialize)]
+struct PeriodQuery {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+fn parse_time(name: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>> {
+    value
+        .filter(|v| !v.is_empty())
+        .map(|v| {
+            DateTime::parse_from_rfc3339(v)
+                .map(|t| t.with_timezone(&Utc))
+                .or_else(|_| {
+                    chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d")
+                        .map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc())
+                })
+                .map_err(|_| {
+                    Error::bad_request(
+                        "bad_request",
+                        format!("{name} is not a date (2026-11-24) or RFC 3339 time"),
+                    )
+                })
+        })
+        .transpose()
+}
+
+async fn csat(
+    State(deps): State<Arc<Deps>>,
+    _supervisor: Supervisor,
+    ApiQuery(q): ApiQuery<PeriodQuery>,
+) -> Result<Json<report::CsatReport>> {
+    let from = parse_time("from", q.from.as_deref())?;
+    let to = parse_time("to", q.to.as_deref())?;
+    let tickets = deps.store.rated_tickets(from, to).await?;
+    Ok(Json(report::csat(&tickets)))
+}
+
+/// The most tickets the volume report reads; beyond it the report says it was cut short.
+const VOLUME_SCAN_LIMIT: usize = 20_000;
+
+/// Tickets opened and closed per day within [from, to) (the last 30 days by default), and
+/// the median first-response time.
+async fn volume(
+    State(deps): State<Arc<Deps>>,
+    _supervisor: Supervisor,
+    ApiQuery(q): ApiQuery<PeriodQuery>,
+) -> Result<Json<report::VolumeReport>> {
+    let to = parse_time("to", q.to.as_deref())?.unwrap_or_else(|| {
+        (domain::now().date_naive() + chrono::Duration::days(1))
+            .and_time(chrono::NaiveTime::MIN)
+            .and_utc()
+    });
+    let from = parse_time("from", q.from.as_deref())?.unwrap_or(to - chrono::Duration::days(30));
+    if from >= to || (to - from).num_days() > MAX_REPORT_DAYS {
+        return Err(Error::unprocessable(
+            "invalid_period",
+            format!("from must be before to, and the period at most {MAX_REPORT_DAYS} days"),
+        ));
+    }
+    // Newest first: a ticket opened before `from` can still have closed within the period,
+    // so reading stops only at tickets opened more than a period before it.
+    let stop = from - (to - from);
+    let mut tickets = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = deps
+            .store
+            .list_tickets(&TicketFilter::default(), 100, cursor.as_deref())
+            .await?;
+        let older = page.items.last().is_none_or(|t| t.created_at < stop);
+        tickets.extend(page.items);
+        cursor = page.next_cursor;
+        if older || cursor.is_none() || tickets.len() >= VOLUME_SCAN_LIMIT {
+            break;
+        }
+    }
+    Ok(Json(report::volume(&tickets, from, to)))
+}

@@ -1,0 +1,340 @@
+//! `/tickets`: the inbox (lists with filters, counts per view, revalidated with ETags), one
+//! ticket with its conversation, creation by hand and changes under optimistic concurrency.
+
+use crate::auth::Agent;
+use crate::Deps;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use helpdesk_core::domain::{
+    self, parse_enum, Channel, Customer, Message, NewTicket, Priority, Skill, Ticket, TicketFilter,
+    TicketPatch, TicketStatus,
+};
+use helpdesk_core::http::{ApiJson, ApiQuery};
+use helpdesk_core::text::check_text;
+use helpdesk_core::{Error, ErrorKind, Result};
+use serde::{Deserialize, Deserializer, Serialize};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+
+pub fn routes() -> Router<Arc<Deps>> {
+    Router::new()
+        .route("/tickets", get(list).post(create))
+        .route("/tickets/counts", get(counts))
+        .route("/tickets/{id}", get(show).patch(patch))
+}
+
+pub(crate) async fn load(deps: &Deps, id: &str) -> Result<Ticket> {
+    deps.store
+        .get_ticket(id)
+        .await?
+        .ok_or_else(|| Error::not_found("ticket", id))
+}
+
+/// A ticket with its version as the ETag.
+pub(crate) fn with_etag<T: Serialize>(status: StatusCode, version: u64, body: T) -> Response {
+    let mut response = (status, Json(body)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{version}\"")) {
+        response.headers_mut().insert(header::ETAG, v);
+    }
+    response
+}
+
+/// A list answered with a hash of its content as the ETag, and 304 with no body when the
+/// client's copy (`If-None-Match`) is current: a console polling an idle desk moves a few
+/// bytes a poll.
+fn revalidated<T: Serialize>(headers: &HeaderMap, body: &T) -> Result<Response> {
+    let bytes = serde_json::to_vec(body)
+        .map_err(|e| Error::internal(format!("could not write the list: {e}")))?;
+    let etag = format!("\"{}\"", hex::encode(&Sha256::digest(&bytes)[..12]));
+    let current = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
+    let mut response = if current {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        ([(header::CONTENT_TYPE, "application/json")], bytes).into_response()
+    };
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        response.headers_mut().insert(header::ETAG, v);
+    }
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Ok(response)
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    status: Option<String>,
+    priority: Option<String>,
+    skill: Option<String>,
+    assignee: Option<String>,
+    channel: Option<String>,
+    customer_id: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+#[derive(Serialize)]
+struct TicketList {
+    tickets: Vec<Ticket>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_cursor: Option<String>,
+}
+
+fn nonempty(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// The filter a list query asks for. `status=active` is open, pending or escalated;
+/// `assignee=me` is the caller and `assignee=none` nobody.
+fn filter_of(q: &ListQuery, agent: &Agent) -> Result<TicketFilter> {
+    let mut filter = TicketFilter {
+        priority: nonempty(&q.priority)
+            .map(|s| parse_enum("priority", s))
+            .transpose()?,
+        skill: nonempty(&q.skill)
+            .map(|s| parse_enum("skill", s))
+            .transpose()?,
+        channel: nonempty(&q.channel)
+            .map(str::parse::<Channel>)
+            .transpose()?,
+        customer_id: nonempty(&q.customer_id).map(str::to_string),
+        ..TicketFilter::default()
+    };
+    match nonempty(&q.status) {
+        None => {}
+        Some("active") => filter.active = true,
+        Some(s) => filter.status = Some(parse_enum::<TicketStatus>("status", s)?),
+    }
+    match nonempty(&q.assignee) {
+        None => {}
+        Some("none") => filter.unassigned = true,
+        Some("me") => filter.assignee = Some(agent.name.clone()),
+        Some(a) => filter.assignee = Some(a.to_string()),
+    }
+    Ok(filter)
+}
+
+async fn list(
+    State(deps): State<Arc<Deps>>,
+    agent: Agent,
+    headers: HeaderMap,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Response> {
+    let filter = filter_of(&q, &agent)?;
+    let limit = match nonempty(&q.limit) {
+        None => 25,
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) if (1..=100).contains(&n) => n,
+            _ => {
+                return Err(Error::bad_request(
+                    "bad_request",
+                    "limit is a whole number from 1 to 100",
+                ))
+            }
+        },
+    };
+    let cursor = nonempty(&q.cursor);
+    if let Some(c) = cursor {
+        if uuid::Uuid::parse_str(c).is_err() {
+            return Err(Error::bad_request(
+                "invalid_cursor",
+                "the cursor is not one this API gave out",
+            ));
+        }
+    }
+    let page = deps.store.list_tickets(&filter, limit, cursor).await?;
+    revalidated(
+        &headers,
+        &TicketList {
+            tickets: page.items,
+            next_cursor: page.next_cursor,
+        },
+    )
+}
+
+/// The inbox's views, each counting the tickets still being worked.
+#[derive(Serialize)]
+struct Counts {
+    mine: u64,
+    unassigned: u64,
+    all: u64,
+}
+
+async fn counts(
+    State(deps): State<Arc<Deps>>,
+    agent: Agent,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let active = TicketFilter {
+        active: true,
+        ..TicketFilter::default()
+    };
+    let mine = TicketFilter {
+        assignee: Some(agent.name.clone()),
+        ..active.clone()
+    };
+    let unassigned = TicketFilter {
+        unassigned: true,
+        ..active.clone()
+    };
+    let (mine, unassigned, all) = tokio::try_join!(
+        deps.store.count_tickets(&mine),
+        deps.store.count_tickets(&unassigned),
+        deps.store.count_tickets(&active),
+    )?;
+    revalidated(
+        &headers,
+        &Counts {
+            mine,
+            unassigned,
+            all,
+        },
+    )
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateTicket {
+    customer_id: String,
+    subject: Option<String>,
+    description: String,
+    priority: Option<Priority>,
+    skill: Option<Skill>,
+}
+
+async fn create(
+    State(deps): State<Arc<Deps>>,
+    _agent: Agent,
+    ApiJson(body): ApiJson<CreateTicket>,
+) -> Result<Response> {
+    check_text(&body.description)?;
+    let customer = deps
+        .store
+        .get_customer(&body.customer_id)
+        .await?
+        .ok_or_else(|| Error::not_found("customer", &body.customer_id))?;
+    let channel = customer
+        .identities
+        .first()
+        .map_or(Channel::Webchat, |i| i.channel);
+    let ticket = Ticket::open(
+        NewTicket {
+            customer_id: customer.id,
+            channel,
+            subject: body.subject,
+            description: body.description,
+            priority: body.priority.unwrap_or_default(),
+            skill: body.skill.unwrap_or_default(),
+        },
+        domain::now(),
+    );
+    deps.store.create_ticket(&ticket).await?;
+    Ok(with_etag(StatusCode::CREATED, ticket.version, &ticket))
+}
+
+#[derive(Serialize)]
+struct TicketView {
+    ticket: Ticket,
+    /// Who wrote: the name, the locale and the identities on each channel.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    customer: Option<Customer>,
+    messages: Vec<Message>,
+}
+
+async fn show(
+    State(deps): State<Arc<Deps>>,
+    _agent: Agent,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    let ticket = load(&deps, &id).await?;
+    let (customer, messages) = tokio::try_join!(
+        deps.store.get_customer(&ticket.customer_id),
+        deps.store.ticket_messages(&id),
+    )?;
+    Ok(with_etag(
+        StatusCode::OK,
+        ticket.version,
+        TicketView {
+            ticket,
+            customer,
+            messages,
+        },
+    ))
+}
+
+/// `Some(None)` for an explicit `null`, `None` when the field is absent.
+fn explicit_null<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchBody {
+    status: Option<domain::TicketStatus>,
+    priority: Option<Priority>,
+    skill: Option<Skill>,
+    #[serde(default, deserialize_with = "explicit_null")]
+    assignee: Option<Option<String>>,
+}
+
+fn if_match(headers: &HeaderMap) -> Result<u64> {
+    let raw = headers.get(header::IF_MATCH).ok_or_else(|| {
+        Error::new(
+            ErrorKind::PreconditionRequired,
+            "precondition_required",
+            "send the ticket's version as If-Match (it is the ETag of GET /tickets/{id})",
+        )
+    })?;
+    raw.to_str()
+        .ok()
+        .map(|v| v.trim().trim_start_matches("W/").trim_matches('"'))
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| {
+            Error::bad_request(
+                "bad_request",
+                "If-Match must be the ticket's version number",
+            )
+        })
+}
+
+async fn patch(
+    State(deps): State<Arc<Deps>>,
+    _agent: Agent,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<PatchBody>,
+) -> Result<Response> {
+    let expected = if_match(&headers)?;
+    let mut ticket = load(&deps, &id).await?;
+    if ticket.version != expected {
+        return Err(Error::conflict(
+            "version_conflict",
+            format!(
+                "the ticket is at version {}, not {expected}; reload it and try again",
+                ticket.version
+            ),
+        ));
+    }
+    let assignee = match body.assignee {
+        Some(Some(a)) if a.trim().is_empty() => Some(None),
+        other => other,
+    };
+    let patch = TicketPatch {
+        status: body.status,
+        priority: body.priority,
+        skill: body.skill,
+        assignee,
+    };
+    ticket.apply(&patch, domain::now())?;
+    deps.store.update_ticket(&ticket, expected).await?;
+    tracing::info!(ticket_id = %id, status = ticket.status.as_str(), version = ticket.version, "ticket updated");
+    Ok(with_etag(StatusCode::OK, ticket.version, &ticket))
+}

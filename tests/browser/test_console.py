@@ -1,0 +1,370 @@
+"""The agent console in real Chromium, used the way an agent uses it: controls are found by
+role and accessible name, never by CSS class. Each test starts its own desk."""
+
+import base64
+import hashlib
+import json
+import re
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from playwright.sync_api import expect
+
+from conftest import ADMIN, ALICE, BOB, Desk, screenshot
+
+COMPLAINT = "我要投诉，快递三天了还没到"
+
+
+def sign_in(page, desk, token=ADMIN):
+    page.goto(desk.base + "/console/")
+    page.get_by_label("Agent token").fill(token)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("tab", name=re.compile("^All"))).to_be_visible()
+
+
+def handed_off(desk, text=COMPLAINT):
+    """A visitor writes something the desk hands to an agent; returns (session, ticket id)."""
+    session = desk.webchat_session()
+    desk.webchat_say(session, text)
+    handoff = desk.wait_for(
+        "the hand-off",
+        lambda: next((m for m in desk.webchat_messages(session) if m["kind"] == "handoff"), None),
+    )
+    return session, handoff["ticket_id"]
+
+
+def survey_link(desk, session):
+    survey = desk.wait_for(
+        "the survey",
+        lambda: next((m for m in desk.webchat_messages(session) if m["kind"] == "survey"), None),
+    )
+    link = survey.get("link") or re.search(r"https?://\S+", survey["text"]).group(0)
+    return urllib.parse.urlparse(link).path
+
+
+def test_a_handed_off_question_appears_and_is_answered_from_the_console(desk, page):
+    sign_in(page, desk)
+    # The ticket is made after the inbox is open: it must arrive without a reload.
+    session, ticket_id = handed_off(desk)
+    row = page.get_by_role("link", name=re.compile("快递三天了还没到"))
+    expect(row).to_be_visible(timeout=5000)
+    expect(page.get_by_role("tab", name=re.compile("^Unassigned"))).to_contain_text("1")
+    screenshot(page, "console-inbox")
+
+    row.click()
+    expect(page.get_by_role("heading", name=COMPLAINT)).to_be_visible()
+    conversation = page.get_by_role("list", name="Conversation")
+    expect(conversation).to_contain_text("Hand-off")
+
+    reply = page.get_by_role("textbox", name="Reply")
+    reply.fill("您好，我们已联系快递公司，明天送达。")
+    page.get_by_role("button", name="Send").click()
+    expect(page.get_by_role("status")).to_contain_text("Reply queued")
+    note = page.get_by_role("textbox", name="Internal note")
+    note.fill("客户第二次来问了")
+    page.get_by_role("button", name="Add note").click()
+    expect(conversation).to_contain_text("客户第二次来问了")
+    expect(conversation).to_contain_text("您好，我们已联系快递公司")
+    # The reply is shown with its delivery state once dispatch has handled it.
+    expect(conversation.get_by_text(re.compile("^(sent|delivered)$")).first).to_be_visible()
+    screenshot(page, "console-ticket")
+
+    texts = desk.wait_for(
+        "the reply to reach the visitor",
+        lambda: (lambda t: t if any("明天送达" in x for x in t) else None)(
+            [m["text"] for m in desk.webchat_messages(session)]
+        ),
+    )
+    assert not any("第二次" in x for x in texts), "a note must never reach the customer"
+    status, body, _ = desk.api("GET", f"/tickets/{ticket_id}")
+    assert body["ticket"]["first_response_at"]
+
+
+def test_enter_while_an_input_method_composes_does_not_send(desk, page):
+    sign_in(page, desk)
+    _, ticket_id = handed_off(desk)
+    page.goto(f"{desk.base}/console/#/tickets/{ticket_id}")
+    reply = page.get_by_role("textbox", name="Reply")
+    reply.click()
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Input.imeSetComposition", {"text": "nihao", "selectionStart": 5, "selectionEnd": 5})
+    page.keyboard.press("Enter")  # picks the candidate; must not send
+    cdp.send("Input.insertText", {"text": "你好"})
+    time.sleep(0.5)
+    _, body, _ = desk.api("GET", f"/tickets/{ticket_id}")
+    assert not [m for m in body["messages"] if m["kind"] == "agent_reply"]
+    expect(reply).to_have_value(re.compile("你好"))
+    # Shift+Enter adds a line; a plain Enter, with no composition, sends.
+    reply.press("Shift+Enter")
+    reply.type("请稍等")
+    reply.press("Enter")
+    desk.wait_for(
+        "the reply",
+        lambda: [m for m in desk.api("GET", f"/tickets/{ticket_id}")[1]["messages"] if m["kind"] == "agent_reply"],
+    )
+    _, body, _ = desk.api("GET", f"/tickets/{ticket_id}")
+    sent = [m["text"] for m in body["messages"] if m["kind"] == "agent_reply"]
+    assert sent == ["你好\n请稍等"], sent
+
+
+def test_closing_sends_the_survey_and_a_stale_second_browser_gets_the_conflict(desk, browser):
+    session, ticket_id = handed_off(desk)
+    first = browser.new_context(locale="en-US")
+    second = browser.new_context(locale="en-US")
+    try:
+        a, b = first.new_page(), second.new_page()
+        for p in (a, b):
+            sign_in(p, desk)
+            p.goto(f"{desk.base}/console/#/tickets/{ticket_id}")
+            expect(p.get_by_role("combobox", name="Status")).to_have_value("open")
+        # The second browser goes stale: it hears nothing more from the desk.
+        b.route("**/tickets/*", lambda route: route.abort() if route.request.method == "GET" else route.continue_())
+
+        a.get_by_role("combobox", name="Status").select_option("closed")
+        expect(a.get_by_role("combobox", name="Status")).to_have_value("closed")
+        survey_link(desk, session)
+
+        b.get_by_role("combobox", name="Priority").select_option("urgent")
+        expect(b.get_by_role("alert")).to_contain_text("changed by someone else")
+        _, body, _ = desk.api("GET", f"/tickets/{ticket_id}")
+        assert body["ticket"]["priority"] == "high", "the stale change must not be applied"
+        b.unroute("**/tickets/*")
+        b.get_by_role("button", name="Reload").click()
+        expect(b.get_by_role("combobox", name="Status")).to_have_value("closed")
+        expect(b.get_by_role("alert")).to_have_count(0)
+    finally:
+        first.close()
+        second.close()
+
+
+def test_an_edited_article_changes_the_test_and_then_the_visitors_answer(desk, page):
+    sign_in(page, desk, BOB)
+    page.get_by_role("link", name="Knowledge base").click()
+    question = page.get_by_role("textbox", name="Test a question")
+    question.fill("I forgot my password")
+    page.get_by_role("button", name="Test", exact=True).click()
+    result = page.get_by_role("status").filter(has_text="auto-reply")
+    expect(result).to_contain_text("Would auto-reply")
+    expect(result).to_contain_text("How to reset your password")
+
+    page.get_by_role("searchbox", name="Search articles").fill("reset your password")
+    page.get_by_role("button", name="Edit How to reset your password").click()
+    answer = page.get_by_role("textbox", name="Answer")
+    answer.fill("Open the new account portal at https://account.example.test and choose Reset.")
+    page.get_by_role("button", name="Save article").click()
+    expect(page.get_by_role("status").filter(has_text="Article saved")).to_be_visible()
+
+    page.get_by_role("button", name="Test", exact=True).click()
+    expect(page.get_by_role("status").filter(has_text="auto-reply")).to_contain_text("new account portal")
+
+    session = desk.webchat_session()
+    desk.webchat_say(session, "I forgot my password")
+    reply = desk.wait_for(
+        "the auto-reply",
+        lambda: next((m for m in desk.webchat_messages(session) if m["kind"] == "auto_reply"), None),
+    )
+    assert "new account portal" in reply["text"]
+
+    # A new article, made in the console, answers a question nothing answered before.
+    page.get_by_role("button", name="New article").click()
+    page.get_by_role("textbox", name="Article id").fill("gift-wrap-zh")
+    page.get_by_role("textbox", name="Title").fill("礼品包装")
+    page.get_by_role("textbox", name="Questions (one per line)").fill(
+        "可以礼品包装吗\n能帮我包装成礼物吗\n有没有礼品包装服务"
+    )
+    page.get_by_role("textbox", name="Answer").fill("可以的，下单时勾选“礼品包装”即可，免费。")
+    page.get_by_role("textbox", name="Locale").fill("zh")
+    page.get_by_role("button", name="Save article").click()
+    question.fill("可以礼品包装吗")
+    page.get_by_role("button", name="Test", exact=True).click()
+    expect(page.get_by_role("status").filter(has_text="auto-reply")).to_contain_text("礼品包装")
+
+
+def test_the_csat_chart_shows_a_rating_from_the_survey_link(desk, page):
+    session, ticket_id = handed_off(desk)
+    _, body, headers = desk.api("GET", f"/tickets/{ticket_id}")
+    status, _, _ = desk.api(
+        "PATCH", f"/tickets/{ticket_id}", {"status": "closed"}, headers={"If-Match": headers["ETag"]}
+    )
+    assert status == 200
+    path = survey_link(desk, session)
+    status, body, _ = desk.api("POST", path, {"rating": 4, "comment": "很快"}, token=None)
+    assert status == 200, body
+
+    sign_in(page, desk, BOB)
+    page.get_by_role("link", name="Reports").click()
+    chart = page.get_by_role("img", name=re.compile("^Rating distribution"))
+    expect(chart).to_have_attribute("aria-label", re.compile("4★: 1"))
+    expect(chart.locator("rect.bar")).to_have_count(5)
+    expect(page.get_by_role("img", name=re.compile("^Tickets opened and closed per day"))).to_be_visible()
+    expect(page.get_by_role("table", name="By channel")).to_contain_text("Web chat")
+    screenshot(page, "console-reports")
+
+    # Agents do not see reports.
+    page.get_by_role("button", name="Sign out").click()
+    sign_in(page, desk, ALICE)
+    expect(page.get_by_role("link", name="Reports")).to_have_count(0)
+
+
+def test_switching_to_chinese_shows_the_whole_interface_in_chinese(desk, page):
+    _, ticket_id = handed_off(desk)
+    sign_in(page, desk, BOB)
+    tables = page.evaluate("import('./i18n.js').then(m => m.KEYS)")
+    assert tables["en"] == tables["zh-CN"], "every text has both languages"
+
+    page.get_by_role("combobox", name="Language").select_option("zh-CN")
+    expect(page.get_by_role("link", name="工单")).to_be_visible()
+    expect(page.get_by_role("tab", name=re.compile("^未分配"))).to_be_visible()
+    expect(page.get_by_role("searchbox", name="搜索工单")).to_be_visible()
+    screenshot(page, "console-inbox-zh")
+    english = ["Tickets", "Knowledge base", "Reports", "Unassigned", "Mine", "Filters", "Sign out", "Search tickets"]
+
+    def no_english():
+        text = page.locator("body").inner_text()
+        left = [w for w in english if w in text]
+        assert not left, f"English left in the Chinese interface: {left}"
+
+    no_english()
+    page.goto(f"{desk.base}/console/#/tickets/{ticket_id}")
+    expect(page.get_by_role("textbox", name="回复")).to_be_visible()
+    expect(page.get_by_role("button", name="发送")).to_be_visible()
+    expect(page.get_by_role("textbox", name="内部备注")).to_be_visible()
+    expect(page.get_by_role("combobox", name="状态")).to_be_visible()
+    expect(page.get_by_role("button", name="升级")).to_be_visible()
+    english += ["Reply", "Send", "Internal note", "Status", "Escalate", "Reason", "Assignee"]
+    no_english()
+    page.get_by_role("link", name="知识库").click()
+    expect(page.get_by_role("textbox", name="测试问题")).to_be_visible()
+    page.get_by_role("link", name="报表").click()
+    expect(page.get_by_role("img", name=re.compile("^评分分布"))).to_be_visible()
+    english += ["Test a question", "Customer satisfaction", "Rating distribution"]
+    no_english()
+    # The choice is remembered.
+    page.reload()
+    expect(page.get_by_role("link", name="工单")).to_be_visible()
+
+
+def test_the_keyboard_moves_opens_replies_and_searches(desk, page):
+    handed_off(desk, "我要投诉，退款一直没到账")
+    handed_off(desk, "I want to talk to a human about my invoice")
+    sign_in(page, desk)
+    list_ = page.get_by_role("list", name="Ticket list")
+    expect(list_.get_by_role("link")).to_have_count(2)
+    page.keyboard.press("j")
+    expect(list_.get_by_role("link").nth(1)).to_be_focused()
+    page.keyboard.press("k")
+    expect(list_.get_by_role("link").nth(0)).to_be_focused()
+    page.keyboard.press("/")
+    expect(page.get_by_role("searchbox", name="Search tickets")).to_be_focused()
+    page.keyboard.type("退款")
+    expect(list_.get_by_role("link")).to_have_count(1)
+    page.keyboard.press("Escape")
+    page.keyboard.press("r")
+    expect(page.get_by_role("textbox", name="Reply")).to_be_focused()
+    expect(page.get_by_role("heading", name=re.compile("退款"))).to_be_visible()
+    page.go_back()
+    expect(list_.get_by_role("link")).to_have_count(2)
+    page.keyboard.press("j")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name=re.compile("退款"))).to_be_visible()
+
+
+def test_escalation_takes_a_reason(desk, page):
+    _, ticket_id = handed_off(desk)
+    sign_in(page, desk)
+    page.goto(f"{desk.base}/console/#/tickets/{ticket_id}")
+    page.get_by_role("textbox", name="Reason").fill("客户要求退款超过 500 元")
+    page.get_by_role("button", name="Escalate").click()
+    expect(page.get_by_role("combobox", name="Status")).to_have_value("escalated")
+    expect(page.get_by_text("Escalated: 客户要求退款超过 500 元")).to_be_visible()
+    _, body, _ = desk.api("GET", f"/tickets/{ticket_id}")
+    assert body["ticket"]["escalation_reason"] == "客户要求退款超过 500 元"
+
+
+class FakeIssuer:
+    """A small OIDC issuer on loopback: /authorize remembers the PKCE challenge and sends
+    the browser back with a code; /token gives the access token only for the verifier whose
+    S256 hash is that challenge."""
+
+    def __init__(self, access_token):
+        self.codes = {}
+        self.exchanges = []
+        issuer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                url = urllib.parse.urlparse(self.path)
+                q = dict(urllib.parse.parse_qsl(url.query))
+                if url.path != "/authorize" or q.get("code_challenge_method") != "S256" or q.get("response_type") != "code":
+                    self.send_response(400)
+                    self.end_headers()
+                    return
+                code = f"code-{len(issuer.codes)}"
+                issuer.codes[code] = q
+                back = q["redirect_uri"] + "?" + urllib.parse.urlencode({"code": code, "state": q["state"]})
+                self.send_response(302)
+                self.send_header("Location", back)
+                self.end_headers()
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length", 0))
+                form = dict(urllib.parse.parse_qsl(self.rfile.read(length).decode()))
+                asked = issuer.codes.pop(form.get("code"), None)
+                verifier = form.get("code_verifier", "")
+                digest = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+                ok = (
+                    asked is not None
+                    and form.get("grant_type") == "authorization_code"
+                    and form.get("client_id") == asked["client_id"]
+                    and form.get("redirect_uri") == asked["redirect_uri"]
+                    and digest == asked["code_challenge"]
+                )
+                issuer.exchanges.append(ok)
+                body = json.dumps(
+                    {"access_token": access_token, "token_type": "Bearer", "expires_in": 3600}
+                    if ok
+                    else {"error": "invalid_grant"}
+                ).encode()
+                self.send_response(200 if ok else 400)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Access-Control-Allow-Origin", "*")
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+
+
+def test_sign_in_through_an_oidc_issuer_with_pkce(page):
+    issuer = FakeIssuer(access_token=ALICE)
+    desk = Desk(
+        {
+            "HELPDESK_CONSOLE_OIDC_AUTHORIZE_URL": issuer.base + "/authorize",
+            "HELPDESK_CONSOLE_OIDC_TOKEN_URL": issuer.base + "/token",
+            "HELPDESK_CONSOLE_OIDC_CLIENT_ID": "console-client",
+        }
+    )
+    try:
+        page.goto(desk.base + "/console/")
+        expect(page.get_by_label("Agent token")).to_have_count(0)
+        page.get_by_role("button", name="Sign in with your organisation").click()
+        expect(page.get_by_text("Signed in as alice (agent)")).to_be_visible()
+        assert issuer.exchanges == [True]
+        assert "code=" not in page.url, "the code is taken out of the address bar"
+        # A code replayed with another verifier is refused by the issuer.
+        page.get_by_role("button", name="Sign out").click()
+        page.goto(desk.base + "/console/?code=code-0&state=forged")
+        expect(page.get_by_role("alert")).to_contain_text("did not match")
+    finally:
+        desk.stop()
+        issuer.stop()

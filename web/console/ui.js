@@ -1,0 +1,74 @@
+// Shared pieces of the interface: the template tag, polling, and the labelled selects that
+// every view uses.
+
+import { h } from 'preact';
+import { useEffect, useRef } from 'preact/hooks';
+import htm from 'htm';
+import { t } from './i18n.js';
+
+export const html = htm.bind(h);
+
+/**
+ * Runs `task` now and then every `ms` while the page is visible; a hidden tab costs
+ * nothing. `deps` restart it, as for useEffect.
+ */
+export function usePoll(task, ms, deps) {
+  const saved = useRef(task);
+  saved.current = task;
+  useEffect(() => {
+    let stopped = false;
+    let timer = null;
+    const tick = async () => {
+      if (stopped) return;
+      if (document.visibilityState !== 'hidden') {
+        try {
+          await saved.current();
+        } catch (e) {
+          /* shown by the task itself */
+        }
+      }
+      if (!stopped) timer = setTimeout(tick, ms);
+    };
+    tick();
+    const wake = () => {
+      if (document.visibilityState === 'visible' && !stopped) {
+        clearTimeout(timer);
+        tick();
+      }
+    };
+    document.addEventListener('visibilitychange', wake);
+    return () => {
+      stopped = true;
+      clearTimeout(timer);
+      document.removeEventListener('visibilitychange', wake);
+    };
+  }, deps);
+}
+
+/** A <select> with a visible label; `options` are values whose text is t(prefix + value). */
+export function Select({ label, value, options, prefix, onChange, any, disabled, id }) {
+  return html`<label class="field">
+    <span>${label}</span>
+    <select id=${id} value=${value || ''} disabled=${disabled} onChange=${(e) => onChange(e.currentTarget.value)}>
+      ${any ? html`<option value="">${any}</option>` : null}
+      ${options.map((o) => html`<option value=${o} selected=${o === value}>${prefix ? t(prefix + o) : o}</option>`)}
+    </select>
+  </label>`;
+}
+
+/** A message for a screen reader and the eye: polite by default, assertive for errors. */
+export function Notice({ kind, children }) {
+  if (!children) return null;
+  return html`<div class=${'notice ' + (kind || 'info')} role=${kind === 'error' ? 'alert' : 'status'}>${children}</div>`;
+}
+
+/** True when Enter should send: not while an input method is composing (Chinese, Japanese,
+ * Korean), and not with Shift, which adds a line. */
+export function isSendingEnter(e) {
+  return e.key === 'Enter' && !e.shiftKey && !e.isComposing && e.keyCode !== 229;
+}
+
+export const STATUSES = ['open', 'pending', 'escalated', 'resolved', 'closed'];
+export const PRIORITIES = ['low', 'normal', 'high', 'urgent'];
+export const SKILLS = ['general', 'billing', 'technical'];
+export const CHANNELS = ['webchat', 'whatsapp', 'telegram'];
