@@ -20,9 +20,9 @@ pub struct Page<T> {
 #[async_trait]
 pub trait TicketStore: Send + Sync {
     /// Stores a new ticket. A conflict `already_exists` when its id is taken, and
-    /// `active_ticket_exists` when a customer's message opens it (`opened_by`) while the
-    /// customer has an active ticket: however many hand-offs race, they make one ticket.
-    /// Agents may still open more by hand.
+    /// `active_ticket_exists` when a customer's message opens it (`opened_by`) while
+    /// another active ticket of that customer was opened by a message: however many
+    /// hand-offs race, they make one ticket. Tickets agents make by hand do not count.
     async fn create_ticket(&self, ticket: &Ticket) -> Result<()>;
     async fn get_ticket(&self, id: &str) -> Result<Option<Ticket>>;
     /// Saves `ticket` only if the stored version is still `expected_version`, else fails

@@ -482,9 +482,10 @@ impl DynamoStore {
 #[async_trait]
 impl TicketStore for DynamoStore {
     /// A ticket a customer's message opens is written in one transaction with its
-    /// customer's marker, which only one ticket holds: two hand-offs at once make one
+    /// customer's marker, which only one such ticket holds: two hand-offs at once make one
     /// ticket, where a look at the (eventually consistent) customer index first would let
-    /// both through. Tickets made by hand are the agent's choice and may stand beside it.
+    /// both through. Tickets made by hand are the agent's choice, stand beside it, and take
+    /// no marker.
     async fn create_ticket(&self, ticket: &Ticket) -> Result<()> {
         for _ in 0..3 {
             let put_ticket = Put::builder()
@@ -506,10 +507,6 @@ impl TicketStore for DynamoStore {
                 );
             }
             match write.send().await {
-                // A ticket made by hand takes a free marker too, but does not need it.
-                Ok(_) if !exclusive && ticket.status.is_active() => {
-                    return self.take_free_marker(ticket).await
-                }
                 Ok(_) => return Ok(()),
                 Err(e) if condition_failed(&e) => {
                     if self.get_ticket(&ticket.id).await?.is_some() {
@@ -567,10 +564,10 @@ impl TicketStore for DynamoStore {
             }
             Err(e) => return Err(db_err("update ticket", e)),
         }
-        // The marker follows the ticket: taken when it is active and free (a ticket from
-        // before markers, or a reopened one), given back when it stops being active. A crash
-        // in between leaves a marker that the next create finds stale and clears.
-        if ticket.status.is_active() {
+        // The marker follows a ticket a message opened: taken when it is active and free (a
+        // reopened ticket), given back when it stops being active. A crash in between leaves
+        // a marker that the next create finds stale and clears.
+        if ticket.status.is_active() && ticket.opened_by.is_some() {
             self.take_free_marker(ticket).await
         } else {
             self.clear_marker(&ticket.customer_id, &ticket.id).await
