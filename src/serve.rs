@@ -182,6 +182,7 @@ pub async fn run(addr: SocketAddr, data_dir: PathBuf) -> Result<()> {
                 async move { dispatch::handle(&d, decode(&body)?).await }
             },
         ));
+        workers.push(spawn_sweeper(&sqlite, &stopped));
         let d = survey.clone();
         workers.push(spawn_worker(&sqlite, CHANGE_FEED, &stopped, move |body| {
             let d = d.clone();
@@ -203,10 +204,14 @@ pub async fn run(addr: SocketAddr, data_dir: PathBuf) -> Result<()> {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
     println!("helpdesk listening on http://{local}");
     tracing::info!(%local, data_dir = %config.data_dir.display(), "serving");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving HTTP")?;
+    // The peer's address is what the webchat's per-address limit counts by.
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .context("serving HTTP")?;
     let _ = stop.send(true);
     for w in workers {
         let _ = w.await;
@@ -232,6 +237,32 @@ where
         stopped.clone(),
         handler,
     ))
+}
+
+/// How often the local program removes ended webchat sessions, claims and counters.
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Removes what has ended, every [`SWEEP_EVERY`] until stopped: locally, what DynamoDB's TTL
+/// does on AWS.
+fn spawn_sweeper(
+    sqlite: &Arc<SqliteStore>,
+    stopped: &watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let sqlite = sqlite.clone();
+    let mut stopped = stopped.clone();
+    tokio::spawn(async move {
+        loop {
+            match sqlite.sweep_expired(helpdesk_core::domain::now().timestamp()) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(sessions = n, "ended webchat sessions removed"),
+                Err(e) => tracing::warn!(error = %e, "sweeping ended sessions failed"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(SWEEP_EVERY) => {}
+                _ = stopped.changed() => return,
+            }
+        }
+    })
 }
 
 async fn shutdown_signal() {

@@ -295,6 +295,11 @@ async fn tickets_are_listed_newest_first_in_pages_and_filtered() {
     let dir = TempDir::new();
     let server = Server::start(&dir.0, &[]).await;
     let visitor = server.visitor().await;
+    // A visitor becomes a customer at their first message; an answered question opens no
+    // ticket.
+    visitor.say("请问营业时间？").await;
+    visitor.wait_for("auto_reply").await;
+    assert!(server.tickets_of(&visitor.customer_id).await.is_empty());
     let mut ids = Vec::new();
     for (i, skill) in ["billing", "technical", "billing"].iter().enumerate() {
         let r = server.post("/tickets", ALICE, json!({"customer_id": visitor.customer_id, "description": format!("问题 {i}"), "skill": skill, "priority": "high"})).await;

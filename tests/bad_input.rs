@@ -295,6 +295,70 @@ async fn bad_input_is_refused_clearly_and_loses_nothing() {
 }
 
 #[tokio::test]
+async fn article_ids_that_could_leave_their_path_are_refused() {
+    let dir = TempDir::new();
+    let server = Server::start(&dir.0, &[]).await;
+    let article = json!({"title": "t", "questions": ["q"], "answer": "a"});
+    for path in [
+        "/kb/articles/..",
+        "/kb/articles/%2E%2E",
+        "/kb/articles/.",
+        "/kb/articles/a.b",
+        "/kb/articles/a%2Fb",
+        "/kb/articles/%E9%80%80%E6%AC%BE",
+    ] {
+        let (status, body) = raw_request(&server, "PUT", path, BOB, &article).await;
+        assert_eq!(status, 422, "{path}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_article", "{path}");
+        assert!(body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("A-Z, a-z, 0-9, _ and -")));
+    }
+    let long = format!("/kb/articles/{}", "x".repeat(129));
+    let (status, _) = raw_request(&server, "PUT", &long, BOB, &article).await;
+    assert_eq!(status, 422);
+    let ok = format!("/kb/articles/{}", "x".repeat(128));
+    let (status, body) = raw_request(&server, "PUT", &ok, BOB, &article).await;
+    assert_eq!(status, 201, "{body}");
+    // The sample articles are all still there.
+    let r = server.get("/kb/articles", ADMIN).await;
+    let list: serde_json::Value = r.json().await.unwrap();
+    let ids: Vec<&str> = list["articles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["id"].as_str())
+        .collect();
+    assert!(
+        ids.contains(&"reset-password-en") && ids.len() > 2,
+        "{ids:?}"
+    );
+
+    // The command line says which article and why.
+    let bad = dir.0.join("bad.jsonl");
+    std::fs::write(
+        &bad,
+        "{\"id\": \"ok\", \"title\": \"t\", \"questions\": [\"q\"], \"answer\": \"a\"}\n\
+         {\"id\": \"../etc\", \"title\": \"t\", \"questions\": [\"q\"], \"answer\": \"a\"}\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_helpdesk"))
+        .args(["kb", "import"])
+        .arg(&bad)
+        .arg("--data-dir")
+        .arg(dir.0.join("import"))
+        .env("HELPDESK_LOG", "error")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("article 2: article id \"../etc\" is not allowed"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
 async fn the_openapi_document_lists_every_route() {
     let spec =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.yaml")).unwrap();

@@ -570,3 +570,31 @@ async fn a_channel_without_secrets_is_off_and_says_so() {
     let r = telegram(&server, b"{}", Some("x")).await;
     assert_eq!(error_code(r, 503).await, "channel_disabled");
 }
+
+#[tokio::test]
+async fn a_notification_for_another_phone_number_stores_nothing() {
+    let dir = TempDir::new();
+    let fake = FakeProvider::start().await;
+    let server = start(&dir, &fake, &[]).await;
+
+    // Signed by the same Meta app, for another of its numbers: 200, so Meta does not retry,
+    // and nothing taken in.
+    let other = fixture("whatsapp/other_number.json");
+    let r = whatsapp(&server, &other, Some(sign(APP_SECRET, &other))).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+
+    // Intake queues what it takes before answering, so the other number's notification
+    // has been fully handled by now; ours, sent after it, is the only one taken in.
+    let ours = fixture("whatsapp/text_message.json");
+    let r = whatsapp(&server, &ours, Some(sign(APP_SECRET, &ours))).await;
+    assert_eq!(r.status(), 200);
+    let sent = fake.wait_for("/messages", 1).await;
+    let tickets = eventually(|| async {
+        let t = tickets_on(&server, "whatsapp").await;
+        (!t.is_empty()).then_some(t)
+    })
+    .await;
+    assert_eq!(tickets.len(), 1);
+    assert_eq!(tickets[0]["description"], "Body Text");
+    assert!(sent.iter().all(|s| s.body["to"] == "972987654321"));
+}

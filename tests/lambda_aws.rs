@@ -549,6 +549,19 @@ async fn the_indexer_keeps_opensearch_in_step_with_the_articles_table() {
     )
     .await;
     assert_eq!(status, 204);
+    // `..` would leave `/kb/_doc/` on the domain. `..` and `%2E%2E` are resolved by the
+    // Lambda adapter before routing (no route, no article); any other id outside the rule
+    // is the core's 422.
+    let body = json!({"title": "t", "questions": ["q"], "answer": "a"});
+    for path in ["/kb/articles/..", "/kb/articles/%2E%2E"] {
+        let (status, _) = supervisor(&mut tickets, "PUT", path, Some(body.clone())).await;
+        assert_eq!(status, 404, "{path}");
+    }
+    for path in ["/kb/articles/a.b", "/kb/articles/a%2Fb", "/kb/articles/.x"] {
+        let (status, answer) = supervisor(&mut tickets, "PUT", path, Some(body.clone())).await;
+        assert_eq!(status, 422, "{path}: {answer}");
+        assert_eq!(answer["error"]["code"], "invalid_article", "{path}");
+    }
     assert!(domain.docs("kb").is_empty());
     let (status, body) =
         supervisor(&mut tickets, "GET", "/kb/articles/working-hours-zh", None).await;
@@ -673,4 +686,52 @@ async fn the_tickets_function_serves_the_console_and_knows_cognito_agents_by_sub
     let (status, me) = http_answer(&tickets.invoke(event).await.expect("an HTTP answer"));
     assert_eq!(status, 200, "{me}");
     assert_eq!(me, json!({"name": "7d2f-sub", "role": "supervisor"}));
+}
+
+#[tokio::test]
+async fn the_intake_function_limits_sessions_per_source_address_on_dynamodb() {
+    let stack = Stack::new().await;
+    let mut env = stack.env.clone();
+    env.insert("WEBCHAT_SESSIONS_PER_MINUTE".into(), "2".into());
+    let mut intake = Runtime::start("intake", &env).await;
+    let mut answers = Vec::new();
+    for _ in 0..3 {
+        // Every event comes from API Gateway's sourceIp 127.0.0.1 (see http_event).
+        let event = http_event("POST", "/webchat/sessions", &[], Some(json!({})), None);
+        answers.push(intake.invoke(event).await.expect("an HTTP answer"));
+    }
+    let statuses: Vec<u16> = answers.iter().map(|a| http_answer(a).0).collect();
+    // Two a minute; the minute may turn during the three calls.
+    assert!(
+        statuses == [201, 201, 429] || statuses == [201, 201, 201],
+        "{statuses:?}"
+    );
+    if statuses[2] == 429 {
+        let (_, body) = http_answer(&answers[2]);
+        assert_eq!(body["error"]["code"], "rate_limited");
+        let wait: u64 = answers[2]["headers"]["retry-after"]
+            .as_str()
+            .and_then(|v| v.parse().ok())
+            .expect("a Retry-After header");
+        assert!((1..=60).contains(&wait));
+    }
+    // The session's end is stored as the table's TTL attribute.
+    let (_, created) = http_answer(&answers[0]);
+    let session_id = created["session_id"].as_str().unwrap();
+    let client = aws_sdk_dynamodb::Client::new(&stack.config);
+    let items = client
+        .scan()
+        .table_name(&stack.env["SESSIONS_TABLE"])
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default();
+    let item = items
+        .iter()
+        .find(|i| i["body"].as_s().is_ok_and(|b| b.contains(session_id)))
+        .expect("the session is stored");
+    let expires: i64 = item["expires_at"].as_n().unwrap().parse().unwrap();
+    let day = helpdesk_core::domain::now().timestamp() + 24 * 3600;
+    assert!((expires - day).abs() < 60, "{expires}");
 }

@@ -74,6 +74,39 @@ const WHATSAPP_SECRETS: [&str; 4] = [
 ];
 const TELEGRAM_SECRETS: [&str; 2] = ["TELEGRAM_SECRET_TOKEN", "TELEGRAM_BOT_TOKEN"];
 
+/// Which half of a channel a process runs, and so which secrets it holds. On AWS each
+/// function may read only the secrets of its half: intake, which receives, cannot send as
+/// the business, and dispatch, which sends, cannot forge a webhook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// Webhooks in: WhatsApp's app secret and verify token, Telegram's secret token.
+    Receive,
+    /// Messages out: WhatsApp's access token, Telegram's bot token.
+    Send,
+    /// Both, as the local program runs them in one process.
+    Both,
+}
+
+impl Side {
+    fn holds(self, name: &str) -> bool {
+        let send = matches!(name, "WHATSAPP_ACCESS_TOKEN" | "TELEGRAM_BOT_TOKEN");
+        match self {
+            Side::Both => true,
+            Side::Send => send || name == "WHATSAPP_PHONE_NUMBER_ID",
+            Side::Receive => !send,
+        }
+    }
+
+    /// The secrets (and the WhatsApp phone number id) this side reads.
+    pub fn secrets(self) -> Vec<&'static str> {
+        WHATSAPP_SECRETS
+            .into_iter()
+            .chain(TELEGRAM_SECRETS)
+            .filter(|n| self.holds(n))
+            .collect()
+    }
+}
+
 /// All of `names` set, none set, or an error naming the missing ones.
 fn all_or_none(
     names: &[&str],
@@ -139,27 +172,50 @@ fn template(
 impl ChannelsConfig {
     /// Reads the settings through `get`, which returns a variable's trimmed, non-empty value.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<ChannelsConfig, String> {
+        Self::for_side(Side::Both, get)
+    }
+
+    /// Reads the settings of one [`Side`]: a channel is on when that side's secrets are all
+    /// set, and the other side's secrets are left empty, never read.
+    pub fn for_side(
+        side: Side,
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<ChannelsConfig, String> {
         let get = &get as &dyn Fn(&str) -> Option<String>;
-        let whatsapp = match all_or_none(&WHATSAPP_SECRETS, get)? {
+        let needed = |names: &[&'static str]| -> Vec<&'static str> {
+            names.iter().copied().filter(|n| side.holds(n)).collect()
+        };
+        // The side's values by name; the other side's are empty.
+        let pick = |names: &[&'static str], values: &[String], name: &str| -> String {
+            names
+                .iter()
+                .position(|n| *n == name)
+                .and_then(|i| values.get(i).cloned())
+                .unwrap_or_default()
+        };
+        let wa_names = needed(&WHATSAPP_SECRETS);
+        let tg_names = needed(&TELEGRAM_SECRETS);
+        let whatsapp = match all_or_none(&wa_names, get)? {
             None => None,
             Some(v) => {
                 let language = get("WHATSAPP_TEMPLATE_LANGUAGE").unwrap_or_else(|| "en".into());
+                let value = |name| pick(&wa_names, &v, name);
                 Some(WhatsappConfig {
-                    app_secret: v[0].clone(),
-                    verify_token: v[1].clone(),
-                    access_token: v[2].clone(),
-                    phone_number_id: v[3].clone(),
+                    app_secret: value("WHATSAPP_APP_SECRET"),
+                    verify_token: value("WHATSAPP_VERIFY_TOKEN"),
+                    access_token: value("WHATSAPP_ACCESS_TOKEN"),
+                    phone_number_id: value("WHATSAPP_PHONE_NUMBER_ID"),
                     api_base: url(get, "WHATSAPP_API_BASE", "https://graph.facebook.com/v21.0")?,
                     template: template(get, "WHATSAPP_TEMPLATE_NAME", &language),
                     survey_template: template(get, "WHATSAPP_SURVEY_TEMPLATE_NAME", &language),
                 })
             }
         };
-        let telegram = match all_or_none(&TELEGRAM_SECRETS, get)? {
+        let telegram = match all_or_none(&tg_names, get)? {
             None => None,
             Some(v) => Some(TelegramConfig {
-                secret_token: v[0].clone(),
-                bot_token: v[1].clone(),
+                secret_token: pick(&tg_names, &v, "TELEGRAM_SECRET_TOKEN"),
+                bot_token: pick(&tg_names, &v, "TELEGRAM_BOT_TOKEN"),
                 api_base: url(get, "TELEGRAM_API_BASE", "https://api.telegram.org")?,
                 per_chat_per_sec: rate(get, "TELEGRAM_RATE_PER_CHAT", 1.0)?,
                 overall_per_sec: rate(get, "TELEGRAM_RATE_OVERALL", 30.0)?,
@@ -279,5 +335,75 @@ mod tests {
         let mut bad = tg.to_vec();
         bad.push(("TELEGRAM_API_BASE", "ftp://x"));
         assert!(config(&bad).is_err());
+    }
+
+    #[test]
+    fn each_side_needs_and_keeps_only_its_own_secrets() {
+        let receive = [
+            ("WHATSAPP_APP_SECRET", "app"),
+            ("WHATSAPP_VERIFY_TOKEN", "verify"),
+            ("WHATSAPP_PHONE_NUMBER_ID", "123"),
+            ("TELEGRAM_SECRET_TOKEN", "tg-secret"),
+        ];
+        let map: HashMap<&str, &str> = receive.into_iter().collect();
+        let c =
+            ChannelsConfig::for_side(Side::Receive, |n| map.get(n).map(|v| v.to_string())).unwrap();
+        let (w, t) = (c.whatsapp.unwrap(), c.telegram.unwrap());
+        assert_eq!(
+            (w.app_secret.as_str(), w.verify_token.as_str()),
+            ("app", "verify")
+        );
+        assert_eq!(
+            (w.access_token.as_str(), w.phone_number_id.as_str()),
+            ("", "123")
+        );
+        assert_eq!(
+            (t.secret_token.as_str(), t.bot_token.as_str()),
+            ("tg-secret", "")
+        );
+
+        // The sending side never asks for (so never reads) the receiving side's secrets.
+        let asked = std::cell::RefCell::new(Vec::new());
+        let sending = [
+            ("WHATSAPP_ACCESS_TOKEN", "access"),
+            ("WHATSAPP_PHONE_NUMBER_ID", "123"),
+            ("TELEGRAM_BOT_TOKEN", "bot"),
+        ];
+        let map: HashMap<&str, &str> = sending.into_iter().collect();
+        let c = ChannelsConfig::for_side(Side::Send, |n| {
+            asked.borrow_mut().push(n.to_string());
+            map.get(n).map(|v| v.to_string())
+        })
+        .unwrap();
+        assert_eq!(c.whatsapp.unwrap().access_token, "access");
+        assert_eq!(c.telegram.unwrap().bot_token, "bot");
+        for secret in [
+            "WHATSAPP_APP_SECRET",
+            "WHATSAPP_VERIFY_TOKEN",
+            "TELEGRAM_SECRET_TOKEN",
+        ] {
+            assert!(
+                !asked.borrow().iter().any(|n| n == secret),
+                "{secret} was read"
+            );
+        }
+        assert_eq!(
+            Side::Receive.secrets(),
+            [
+                "WHATSAPP_APP_SECRET",
+                "WHATSAPP_VERIFY_TOKEN",
+                "WHATSAPP_PHONE_NUMBER_ID",
+                "TELEGRAM_SECRET_TOKEN"
+            ]
+        );
+        // Half a side is still a mistake worth naming.
+        let err = ChannelsConfig::for_side(Side::Send, |n| {
+            (n == "TELEGRAM_BOT_TOKEN")
+                .then(|| "b".to_string())
+                .or_else(|| (n == "WHATSAPP_ACCESS_TOKEN").then(|| "a".to_string()))
+        })
+        .err()
+        .unwrap_or_default();
+        assert!(err.contains("WHATSAPP_PHONE_NUMBER_ID"), "{err}");
     }
 }

@@ -14,6 +14,10 @@ pub enum ErrorKind {
     PreconditionRequired,
     TooLarge,
     Unprocessable,
+    /// Too many requests: try again after this many seconds (`Retry-After`).
+    TooManyRequests {
+        retry_after_secs: u64,
+    },
     Unavailable,
     Internal,
 }
@@ -30,6 +34,7 @@ impl ErrorKind {
             ErrorKind::PreconditionRequired => 428,
             ErrorKind::TooLarge => 413,
             ErrorKind::Unprocessable => 422,
+            ErrorKind::TooManyRequests { .. } => 429,
             ErrorKind::Unavailable => 503,
             ErrorKind::Internal => 500,
         }
@@ -80,6 +85,16 @@ impl Error {
     }
     pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Unprocessable, code, message)
+    }
+    /// 429 `rate_limited`, answered with `Retry-After: retry_after_secs` (at least 1).
+    pub fn too_many_requests(retry_after_secs: u64, message: impl Into<String>) -> Self {
+        Self::new(
+            ErrorKind::TooManyRequests {
+                retry_after_secs: retry_after_secs.max(1),
+            },
+            "rate_limited",
+            message,
+        )
     }
     pub fn too_large(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(ErrorKind::TooLarge, code, message)

@@ -16,6 +16,7 @@ pub mod jobs;
 pub mod json;
 pub mod knowledge;
 pub mod ports;
+pub mod rate;
 pub mod report;
 pub mod rules;
 pub mod survey_token;

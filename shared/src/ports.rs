@@ -120,6 +120,9 @@ pub trait IdempotencyStore: Send + Sync {
     async fn claimed(&self, key: &str) -> Result<Option<String>>;
     /// Gives a claim back, when what it guarded could not be done.
     async fn release(&self, key: &str) -> Result<()>;
+    /// Adds one to the counter under `key`, made with a life of `ttl_secs`, and returns the
+    /// count: what a rate limit ([`crate::rate`]) counts with.
+    async fn count(&self, key: &str, ttl_secs: i64) -> Result<u64>;
 }
 
 /// A website visitor's chat session.
@@ -128,14 +131,45 @@ pub struct WebchatSession {
     pub id: String,
     /// SHA-256 of the bearer token, hex; the token itself is never stored.
     pub token_hash: String,
+    /// The visitor's customer: [`crate::domain::Customer::webchat_id`] of the session, made
+    /// at the first message (a merge may point it at another customer).
     pub customer_id: String,
     pub created_at: DateTime<Utc>,
+    /// What the visitor gave when opening the session, for their customer record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locale: Option<String>,
+    /// When it ends unless used again (Unix seconds; DynamoDB's TTL attribute, and what the
+    /// local sweep removes). `None` for sessions made before sessions expired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+}
+
+impl WebchatSession {
+    /// Whether the session has ended at `now` (Unix seconds). The stores remove ended
+    /// sessions late (DynamoDB's TTL within days), so every read checks.
+    pub fn is_expired(&self, now: i64) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+
+    /// Whether a use at `now` should push the end out to `now + idle_secs`: only once a
+    /// tenth of the idle time has passed since the last push, so that a visitor's polling
+    /// does not write on every request.
+    pub fn needs_renewal(&self, now: i64, idle_secs: i64) -> bool {
+        match self.expires_at {
+            None => true,
+            Some(at) => now + idle_secs - at >= (idle_secs / 10).max(1),
+        }
+    }
 }
 
 #[async_trait]
 pub trait SessionStore: Send + Sync {
     async fn create_session(&self, session: &WebchatSession) -> Result<()>;
     async fn session_by_token_hash(&self, token_hash: &str) -> Result<Option<WebchatSession>>;
+    /// Saves a changed session (its new end) over the stored one.
+    async fn update_session(&self, session: &WebchatSession) -> Result<()>;
 }
 
 /// All the stores; one adapter implements them together.
@@ -254,5 +288,30 @@ pub trait ChannelSender: Send + Sync {
         _text: &str,
     ) -> std::result::Result<(), SendError> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_ends_when_idle_and_is_renewed_sparingly() {
+        let s = |expires_at| WebchatSession {
+            id: "s".into(),
+            token_hash: "h".into(),
+            customer_id: "c".into(),
+            created_at: Utc::now(),
+            name: None,
+            locale: None,
+            expires_at,
+        };
+        assert!(!s(None).is_expired(1_000));
+        assert!(s(Some(1_000)).is_expired(1_000));
+        assert!(!s(Some(1_001)).is_expired(1_000));
+        // Idle time 1,000 s: renewed once a hundred seconds have passed since the last.
+        assert!(!s(Some(2_000)).needs_renewal(1_050, 1_000));
+        assert!(s(Some(2_000)).needs_renewal(1_100, 1_000));
+        assert!(s(None).needs_renewal(1_000, 1_000));
     }
 }

@@ -215,14 +215,84 @@ async fn conversations_page_in_order_and_sessions_resolve() {
         (m.status, m.error.as_deref()),
         (Some(DeliveryStatus::Failed), Some("400: bad chat"))
     );
-    let session = WebchatSession {
+    let mut session = WebchatSession {
         id: "s1".into(),
         token_hash: "abc".into(),
         customer_id: c.id.clone(),
         created_at: now(),
+        name: None,
+        locale: None,
+        expires_at: Some(now().timestamp() + 60),
     };
     s.create_session(&session).await.unwrap();
-    assert_eq!(s.session_by_token_hash("abc").await.unwrap(), Some(session));
+    assert_eq!(
+        s.session_by_token_hash("abc").await.unwrap(),
+        Some(session.clone())
+    );
+    // A use pushes the end out; the table's TTL attribute follows it.
+    session.expires_at = Some(now().timestamp() + 3600);
+    s.update_session(&session).await.unwrap();
+    assert_eq!(
+        s.session_by_token_hash("abc").await.unwrap(),
+        Some(session.clone())
+    );
+    let item = s
+        .client()
+        .get_item()
+        .table_name(&s.tables().sessions)
+        .key(
+            "token_hash",
+            aws_sdk_dynamodb::types::AttributeValue::S("abc".into()),
+        )
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert_eq!(
+        item["expires_at"].as_n().unwrap(),
+        &session.expires_at.unwrap().to_string()
+    );
+}
+
+#[tokio::test]
+async fn rate_counters_count_across_callers_and_expire() {
+    let s = store().await;
+    let mut counts = Vec::new();
+    for _ in 0..3 {
+        counts.push(s.count("rate:test:1.2.3.4:1", 120).await.unwrap());
+    }
+    assert_eq!(counts, [1, 2, 3]);
+    assert_eq!(s.count("rate:test:5.6.7.8:1", 120).await.unwrap(), 1);
+    // The counter carries the TTL attribute, set once at the first count.
+    let item = s
+        .client()
+        .get_item()
+        .table_name(&s.tables().idempotency)
+        .key(
+            "key",
+            aws_sdk_dynamodb::types::AttributeValue::S("rate:test:1.2.3.4:1".into()),
+        )
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    let expires: i64 = item["expires_at"].as_n().unwrap().parse().unwrap();
+    assert!((expires - now().timestamp() - 120).abs() <= 5, "{expires}");
+
+    // The limit itself, as the webchat applies it: the fourth in a window of three is 429.
+    let limit = helpdesk_core::rate::RateLimit::per_minute(3);
+    let at = now().timestamp();
+    for _ in 0..3 {
+        helpdesk_core::rate::check(&s, "tries", "k", limit, at)
+            .await
+            .unwrap();
+    }
+    let err = helpdesk_core::rate::check(&s, "tries", "k", limit, at)
+        .await
+        .unwrap_err();
+    assert_eq!((err.kind.status(), err.code), (429, "rate_limited"));
 }
 
 #[tokio::test]
@@ -401,6 +471,9 @@ async fn merging_customers_moves_everything_and_receipts_find_their_message() {
         token_hash: "h1".into(),
         customer_id: tg.id.clone(),
         created_at: now(),
+        name: None,
+        locale: None,
+        expires_at: None,
     })
     .await
     .unwrap();

@@ -45,6 +45,9 @@ class Desk:
                 "HELPDESK_ADMIN_TOKEN": ADMIN,
                 "HELPDESK_AGENTS": f"alice:agent:{ALICE},bob:supervisor:{BOB}",
                 "HELPDESK_LOG": "warn",
+                # The tests open many chat sessions from one address.
+                "WEBCHAT_SESSIONS_PER_MINUTE": "100000",
+                "WEBCHAT_MESSAGES_PER_MINUTE": "100000",
             }
         )
         full_env.pop("SUPERVISOR_WEBHOOK_URL", None)

@@ -67,6 +67,9 @@ impl Server {
                 format!("alice:agent:{ALICE},bob:supervisor:{BOB}"),
             )
             .env("HELPDESK_LOG", "error")
+            // Tests open many sessions from one address; tests/abuse.rs checks the limits.
+            .env("WEBCHAT_SESSIONS_PER_MINUTE", "100000")
+            .env("WEBCHAT_MESSAGES_PER_MINUTE", "100000")
             .env_remove("SUPERVISOR_WEBHOOK_URL")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -233,6 +236,41 @@ impl Visitor<'_> {
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
+}
+
+/// Sends one request as bytes, with the path exactly as given: HTTP clients resolve `..`
+/// and `%2E%2E` before sending, and an attacker's client need not. Returns the status and
+/// the body.
+pub async fn raw_request(
+    server: &Server,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: &Value,
+) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = server.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let body = body.to_string();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8(answer).unwrap();
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {answer}"));
+    let body = answer
+        .split_once("\r\n\r\n")
+        .and_then(|(_, b)| serde_json::from_str(b).ok())
+        .unwrap_or(Value::Null);
+    (status, body)
 }
 
 /// Asserts the error form of API.md and returns the code.

@@ -9,7 +9,9 @@ use std::sync::Arc;
 async fn main() -> Result<(), lambda_http::Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let wiring = aws::wire().await?;
-    let channels = aws::channels(&wiring.config).await?;
+    // Only the receiving half's secrets: intake's role may read no others.
+    let channels =
+        aws::channels_for(&wiring.config, helpdesk_core::channels::Side::Receive).await?;
     for line in channels.describe() {
         tracing::info!("{line}");
     }

@@ -2,38 +2,126 @@
 //! The widget (`/widget.js`) calls these routes from the embedding site's origin, so they
 //! answer CORS; what a poll returns is the visitor's own view of the conversation
 //! ([`VisitorMessage`]), never the desk's internal fields.
+//!
+//! Anyone may call these routes, so each is bounded ([`WebchatLimits`]): sessions made per
+//! client address, messages per session, and a session ends after an idle time.
 
 use crate::{accept, Deps};
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Extension, Json, Router};
 use chrono::{DateTime, Utc};
 use helpdesk_core::domain::{
-    self, Channel, ChannelIdentity, Direction, InboundMessage, Message, MessageKind,
+    self, Channel, ChannelIdentity, Customer, Direction, InboundMessage, Message, MessageKind,
 };
 use helpdesk_core::http::{
     bearer_token, body_bytes, cors_for_visitors, parse_json, ApiJson, ApiQuery,
 };
 use helpdesk_core::ports::WebchatSession;
+use helpdesk_core::rate::{self, RateLimit};
 use helpdesk_core::{format, text, Error, Result};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
-/// The webchat routes, with the visitor view configured from the environment.
+/// The webchat routes, with the visitor view and the limits configured from the
+/// environment. A limit that does not parse is named in the log and its default kept: the
+/// chat stays up.
 pub fn routes() -> Router<Arc<Deps>> {
-    routes_with(VisitorView::from_env())
+    let limits = WebchatLimits::from_env().unwrap_or_else(|e| {
+        tracing::error!("{e}; the webchat limits keep their defaults");
+        WebchatLimits::default()
+    });
+    routes_with(VisitorView::from_env(), limits)
 }
 
-/// The webchat routes, with the given visitor view.
-pub fn routes_with(view: VisitorView) -> Router<Arc<Deps>> {
+/// The webchat routes, with the given visitor view and limits.
+pub fn routes_with(view: VisitorView, limits: WebchatLimits) -> Router<Arc<Deps>> {
     Router::new()
         .route("/webchat/sessions", post(create_session))
         .route("/webchat/messages", post(post_message).get(list_messages))
         .layer(Extension(view))
+        .layer(Extension(limits))
         .layer(axum::middleware::from_fn(cors_for_visitors))
+}
+
+/// What one visitor may do on the public webchat routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WebchatLimits {
+    /// Sessions one client address may open a minute (`WEBCHAT_SESSIONS_PER_MINUTE`).
+    pub sessions_per_address: RateLimit,
+    /// Messages one session may send a minute (`WEBCHAT_MESSAGES_PER_MINUTE`).
+    pub messages_per_session: RateLimit,
+    /// Seconds a session lives without being used (`WEBCHAT_SESSION_IDLE_SECS`).
+    pub session_idle_secs: i64,
+}
+
+impl Default for WebchatLimits {
+    fn default() -> WebchatLimits {
+        WebchatLimits {
+            // A page view opens one session; a family or an office behind one address still
+            // fits, a script does not.
+            sessions_per_address: RateLimit::per_minute(20),
+            // Faster than anyone types, slower than a flood.
+            messages_per_session: RateLimit::per_minute(20),
+            session_idle_secs: 24 * 3600,
+        }
+    }
+}
+
+impl WebchatLimits {
+    /// Reads the three variables (each optional) once, at start-up.
+    pub fn from_env() -> std::result::Result<WebchatLimits, String> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(
+        get: impl Fn(&str) -> Option<String>,
+    ) -> std::result::Result<WebchatLimits, String> {
+        let number = |name: &str, default: i64| -> std::result::Result<i64, String> {
+            match get(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+            {
+                None => Ok(default),
+                Some(v) => match v.parse::<i64>() {
+                    Ok(n) if n > 0 => Ok(n),
+                    _ => Err(format!("{name}={v:?} is not a positive whole number")),
+                },
+            }
+        };
+        let d = WebchatLimits::default();
+        Ok(WebchatLimits {
+            sessions_per_address: RateLimit::per_minute(number(
+                "WEBCHAT_SESSIONS_PER_MINUTE",
+                d.sessions_per_address.limit as i64,
+            )? as u64),
+            messages_per_session: RateLimit::per_minute(number(
+                "WEBCHAT_MESSAGES_PER_MINUTE",
+                d.messages_per_session.limit as i64,
+            )? as u64),
+            session_idle_secs: number("WEBCHAT_SESSION_IDLE_SECS", d.session_idle_secs)?,
+        })
+    }
+}
+
+/// The caller's address: the TCP peer locally, API Gateway's `sourceIp` on AWS (not
+/// `X-Forwarded-For`, which a caller can write).
+fn client_address(req: &axum::extract::Request) -> String {
+    if let Some(ConnectInfo(peer)) = req.extensions().get::<ConnectInfo<std::net::SocketAddr>>() {
+        return peer.ip().to_string();
+    }
+    use lambda_http::request::RequestContext;
+    match req.extensions().get::<RequestContext>() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx
+            .http
+            .source_ip
+            .clone()
+            .unwrap_or_else(|| "unknown".into()),
+        _ => "unknown".into(),
+    }
 }
 
 /// What the team lets visitors see of the desk.
@@ -151,8 +239,19 @@ fn token_hash(token: &str) -> String {
 
 async fn create_session(
     State(deps): State<Arc<Deps>>,
+    Extension(limits): Extension<WebchatLimits>,
     req: axum::extract::Request,
 ) -> Result<(StatusCode, Json<SessionCreated>)> {
+    let address = client_address(&req);
+    let now = domain::now();
+    rate::check(
+        deps.store.as_ref(),
+        "webchat sessions from one address",
+        &address,
+        limits.sessions_per_address,
+        now.timestamp(),
+    )
+    .await?;
     let bytes = body_bytes(req, &()).await?;
     // An empty body is a session with no name.
     let body: NewSession = if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -172,20 +271,18 @@ async fn create_session(
     let mut raw = [0u8; 32];
     rand::rng().fill_bytes(&mut raw);
     let token = hex::encode(raw);
-    let identity = ChannelIdentity {
-        channel: Channel::Webchat,
-        external_id: session_id.clone(),
-    };
-    let customer = deps
-        .store
-        .resolve_customer(&identity, name.as_deref(), locale.as_deref())
-        .await?;
+    // No customer yet: most page views never write, and a customer is made at the first
+    // message (`post_message`), under the id the session already knows.
+    let customer_id = Customer::webchat_id(&session_id);
     deps.store
         .create_session(&WebchatSession {
             id: session_id.clone(),
             token_hash: token_hash(&token),
-            customer_id: customer.id.clone(),
-            created_at: domain::now(),
+            customer_id: customer_id.clone(),
+            created_at: now,
+            name,
+            locale,
+            expires_at: Some(now.timestamp() + limits.session_idle_secs),
         })
         .await?;
     Ok((
@@ -193,19 +290,60 @@ async fn create_session(
         Json(SessionCreated {
             session_id,
             token,
-            customer_id: customer.id,
+            customer_id,
         }),
     ))
 }
 
-async fn session(deps: &Deps, headers: &HeaderMap) -> Result<WebchatSession> {
+/// Makes the visitor's customer at their first message; a no-op read after that.
+async fn ensure_customer(deps: &Deps, session: &WebchatSession) -> Result<()> {
+    if deps
+        .store
+        .get_customer(&session.customer_id)
+        .await?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let identity = ChannelIdentity {
+        channel: Channel::Webchat,
+        external_id: session.id.clone(),
+    };
+    deps.store
+        .resolve_customer(
+            &identity,
+            session.name.as_deref(),
+            session.locale.as_deref(),
+        )
+        .await?;
+    Ok(())
+}
+
+/// The caller's session, still open; its end is pushed out by this use.
+async fn session(
+    deps: &Deps,
+    headers: &HeaderMap,
+    limits: &WebchatLimits,
+) -> Result<WebchatSession> {
     let token = bearer_token(headers).ok_or_else(|| {
         Error::unauthorized("send the session token as 'Authorization: Bearer <token>'")
     })?;
-    deps.store
+    let mut session = deps
+        .store
         .session_by_token_hash(&token_hash(token))
         .await?
-        .ok_or_else(|| Error::unauthorized("unknown session token"))
+        .ok_or_else(|| Error::unauthorized("unknown session token"))?;
+    let now = domain::now().timestamp();
+    if session.is_expired(now) {
+        return Err(Error::unauthorized(
+            "this chat session has ended after a time without use; open a new one",
+        ));
+    }
+    if session.needs_renewal(now, limits.session_idle_secs) {
+        session.expires_at = Some(now + limits.session_idle_secs);
+        deps.store.update_session(&session).await?;
+    }
+    Ok(session)
 }
 
 #[derive(Debug, Deserialize)]
@@ -222,10 +360,19 @@ struct Accepted {
 
 async fn post_message(
     State(deps): State<Arc<Deps>>,
+    Extension(limits): Extension<WebchatLimits>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<NewMessage>,
 ) -> Result<(StatusCode, Json<Accepted>)> {
-    let session = session(&deps, &headers).await?;
+    let session = session(&deps, &headers, &limits).await?;
+    rate::check(
+        deps.store.as_ref(),
+        "messages in one chat session",
+        &session.id,
+        limits.messages_per_session,
+        domain::now().timestamp(),
+    )
+    .await?;
     text::check_text(&body.text)?;
     let dedupe_key = match body.client_message_id.as_deref().map(str::trim) {
         Some("") | None => None,
@@ -237,6 +384,7 @@ async fn post_message(
         }
         Some(id) => Some(format!("webchat:{}:{id}", session.id)),
     };
+    ensure_customer(&deps, &session).await?;
     let message = InboundMessage {
         customer_id: Some(session.customer_id.clone()),
         provider_message_id: body.client_message_id,
@@ -265,10 +413,11 @@ struct Conversation {
 async fn list_messages(
     State(deps): State<Arc<Deps>>,
     Extension(view): Extension<VisitorView>,
+    Extension(limits): Extension<WebchatLimits>,
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Conversation>> {
-    let session = session(&deps, &headers).await?;
+    let session = session(&deps, &headers, &limits).await?;
     let after = q.after.as_deref().filter(|a| !a.is_empty());
     let messages = deps
         .store
@@ -351,6 +500,35 @@ mod tests {
             VisitorMessage::from_message(&auto, shown).and_then(|v| v.agent_name),
             None
         );
+    }
+
+    #[test]
+    fn limits_have_defaults_and_refuse_nonsense() {
+        let limits = |vars: &[(&str, &str)]| {
+            let vars: std::collections::HashMap<String, String> = vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            WebchatLimits::from_lookup(|n| vars.get(n).cloned())
+        };
+        assert_eq!(limits(&[]), Ok(WebchatLimits::default()));
+        assert_eq!(
+            limits(&[("WEBCHAT_SESSIONS_PER_MINUTE", " ")]),
+            Ok(WebchatLimits::default())
+        );
+        let l = limits(&[
+            ("WEBCHAT_SESSIONS_PER_MINUTE", "5"),
+            ("WEBCHAT_SESSION_IDLE_SECS", "600"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            (l.sessions_per_address.limit, l.session_idle_secs),
+            (5, 600)
+        );
+        for bad in ["0", "-3", "many"] {
+            let err = limits(&[("WEBCHAT_MESSAGES_PER_MINUTE", bad)]).expect_err(bad);
+            assert!(err.contains("WEBCHAT_MESSAGES_PER_MINUTE"), "{err}");
+        }
     }
 
     #[test]

@@ -95,7 +95,7 @@ async fn notify(State(deps): State<Arc<Deps>>, req: Request) -> Result<Response>
     let body = body_bytes(req, &()).await?;
     check_signature(&config.app_secret, &headers, &body)?;
     let payload: Value = parse_json(&body)?;
-    let events = parse_notification(&payload);
+    let events = parse_notification(&payload, &config.phone_number_id);
     for event in events {
         match event {
             Event::Message(message) => {
@@ -157,14 +157,31 @@ fn items<'a>(v: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
     v.get(key).and_then(Value::as_array).into_iter().flatten()
 }
 
-/// Every message and receipt of a notification, in order.
-pub fn parse_notification(payload: &Value) -> Vec<Event> {
+/// Every message and receipt of a notification for our number, in order.
+///
+/// One Meta app can serve several phone numbers, and its webhook receives all of them: a
+/// change whose `metadata.phone_number_id` is another number's is not the desk's to take
+/// in (its customers would be answered from the wrong number), so it is skipped with a
+/// log line. A change without metadata is taken, as Meta always sends it and older test
+/// tools do not.
+pub fn parse_notification(payload: &Value, phone_number_id: &str) -> Vec<Event> {
     let mut events = Vec::new();
     for entry in items(payload, "entry") {
         for change in items(entry, "changes") {
             let Some(value) = change.get("value") else {
                 continue;
             };
+            if let Some(other) = value
+                .get("metadata")
+                .and_then(|m| s(m, "phone_number_id"))
+                .filter(|id| *id != phone_number_id)
+            {
+                tracing::info!(
+                    phone_number_id = other,
+                    "whatsapp notification for another phone number; ignored"
+                );
+                continue;
+            }
             let contacts: Vec<&Value> = items(value, "contacts").collect();
             for m in items(value, "messages") {
                 match parse_message(m, &contacts) {
@@ -358,7 +375,7 @@ mod tests {
         let payload = json!({"entry": [{"changes": [{"value": {
             "contacts": [{"profile": {"name": "李雷"}, "wa_id": "8613800000000"}],
             "messages": [message]}}]}]});
-        match parse_notification(&payload).pop() {
+        match parse_notification(&payload, "1").pop() {
             Some(Event::Message(m)) => *m,
             other => panic!("{other:?}"),
         }
@@ -390,7 +407,7 @@ mod tests {
         let payload = json!({"entry": [{"changes": [{"value": {
             "contacts": [{"profile": {"name": "x"}, "user_id": "US.1349120865530274"}],
             "messages": [{"id": "wamid.2", "type": "text", "text": {"body": "hi"}}]}}]}]});
-        let Some(Event::Message(m)) = parse_notification(&payload).pop() else {
+        let Some(Event::Message(m)) = parse_notification(&payload, "1").pop() else {
             panic!()
         };
         assert_eq!(m.external_id, "US.1349120865530274");
@@ -401,10 +418,27 @@ mod tests {
         let m = one(json!({"from": "1", "id": "w", "type": "order", "order": {}}));
         assert_eq!(m.kind, MessageKind::Unsupported);
         assert_eq!(m.text, "[order]");
-        assert!(parse_notification(&json!({"entry": "nope"})).is_empty());
-        assert!(parse_notification(&json!([1, 2])).is_empty());
+        assert!(parse_notification(&json!({"entry": "nope"}), "1").is_empty());
+        assert!(parse_notification(&json!([1, 2]), "1").is_empty());
         let m = one(json!({"from": "1", "type": "text", "text": 5}));
         assert_eq!(m.text, "[text]");
+    }
+
+    #[test]
+    fn changes_for_another_number_are_skipped() {
+        let change = |id: &str, wamid: &str| {
+            json!({"value": {"metadata": {"phone_number_id": id},
+                "messages": [{"from": "1", "id": wamid, "type": "text", "text": {"body": "hi"}}]}})
+        };
+        let payload = json!({"entry": [{"changes": [change("999", "wamid.other"), change("1", "wamid.ours")]}]});
+        let ids: Vec<_> = parse_notification(&payload, "1")
+            .into_iter()
+            .map(|e| match e {
+                Event::Message(m) => m.provider_message_id,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(ids, vec![Some("wamid.ours".to_string())]);
     }
 
     #[test]
@@ -414,7 +448,7 @@ mod tests {
               "title": "Re-engagement message", "error_data": {"details": "more than 24 hours"}}]},
             {"id": "wamid.9", "status": "deleted"}]}}]}]});
         assert_eq!(
-            parse_notification(&payload),
+            parse_notification(&payload, "1"),
             vec![Event::Status {
                 provider_message_id: "wamid.9".into(),
                 status: DeliveryStatus::Failed,

@@ -49,7 +49,7 @@ CREATE TABLE IF NOT EXISTS idempotency (
     key TEXT PRIMARY KEY, value TEXT NOT NULL, expires_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS sessions (
     token_hash TEXT PRIMARY KEY, id TEXT NOT NULL, customer_id TEXT NOT NULL,
-    body TEXT NOT NULL);
+    body TEXT NOT NULL, expires_at INTEGER);
 CREATE TABLE IF NOT EXISTS queue (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT NOT NULL, group_key TEXT,
     dedup_id TEXT, body TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
@@ -128,7 +128,10 @@ impl SqliteStore {
         .map_err(db_err)?;
         conn.execute_batch(SCHEMA).map_err(db_err)?;
         // Columns added after a data directory may have been made.
-        for column in ["ALTER TABLE messages ADD COLUMN send_lease INTEGER"] {
+        for column in [
+            "ALTER TABLE messages ADD COLUMN send_lease INTEGER",
+            "ALTER TABLE sessions ADD COLUMN expires_at INTEGER",
+        ] {
             match conn.execute(column, []) {
                 Ok(_) => {}
                 Err(e) if e.to_string().contains("duplicate column") => {}
@@ -811,6 +814,38 @@ impl IdempotencyStore for SqliteStore {
             .map(drop)
             .map_err(db_err)
     }
+
+    async fn count(&self, key: &str, ttl_secs: i64) -> Result<u64> {
+        let now = Utc::now().timestamp();
+        let count: i64 = self
+            .conn()
+            .query_row(
+                "INSERT INTO idempotency (key, value, expires_at) VALUES (?1, '1', ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1
+                 RETURNING CAST(value AS INTEGER)",
+                params![key, now + ttl_secs],
+                |r| r.get(0),
+            )
+            .map_err(db_err)?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+}
+
+impl SqliteStore {
+    /// Removes what has ended by `now` (Unix seconds): idle webchat sessions, dedupe claims
+    /// and rate counters. DynamoDB's TTL does the same on AWS. Returns how many sessions went.
+    pub fn sweep_expired(&self, now: i64) -> Result<usize> {
+        let conn = self.conn();
+        let sessions = conn
+            .execute(
+                "DELETE FROM sessions WHERE expires_at IS NOT NULL AND expires_at <= ?1",
+                [now],
+            )
+            .map_err(db_err)?;
+        conn.execute("DELETE FROM idempotency WHERE expires_at <= ?1", [now])
+            .map_err(db_err)?;
+        Ok(sessions)
+    }
 }
 
 #[async_trait]
@@ -818,8 +853,20 @@ impl SessionStore for SqliteStore {
     async fn create_session(&self, s: &WebchatSession) -> Result<()> {
         self.conn()
             .execute(
-                "INSERT INTO sessions (token_hash, id, customer_id, body) VALUES (?1, ?2, ?3, ?4)",
-                params![s.token_hash, s.id, s.customer_id, to_json(s)?],
+                "INSERT INTO sessions (token_hash, id, customer_id, body, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![s.token_hash, s.id, s.customer_id, to_json(s)?, s.expires_at],
+            )
+            .map(drop)
+            .map_err(db_err)
+    }
+
+    async fn update_session(&self, s: &WebchatSession) -> Result<()> {
+        self.conn()
+            .execute(
+                "UPDATE sessions SET customer_id = ?2, body = ?3, expires_at = ?4
+                 WHERE token_hash = ?1",
+                params![s.token_hash, s.customer_id, to_json(s)?, s.expires_at],
             )
             .map(drop)
             .map_err(db_err)
@@ -983,5 +1030,59 @@ mod tests {
         s.fail(first.seq, "boom", 60_000, false).unwrap();
         // a1 is delayed, so a2 must wait; b1 goes ahead.
         assert_eq!(s.receive("inbound").unwrap().unwrap().body, "b1");
+    }
+
+    #[tokio::test]
+    async fn counters_count_and_the_sweep_removes_what_has_ended() {
+        let s = SqliteStore::in_memory().unwrap();
+        let counts = [
+            s.count("rate:x:a:1", 120).await.unwrap(),
+            s.count("rate:x:a:1", 120).await.unwrap(),
+            s.count("rate:x:b:1", 120).await.unwrap(),
+        ];
+        assert_eq!(counts, [1, 2, 1]);
+
+        let now = Utc::now().timestamp();
+        let session = |hash: &str, expires_at| WebchatSession {
+            id: format!("s-{hash}"),
+            token_hash: hash.into(),
+            customer_id: "c".into(),
+            created_at: Utc::now(),
+            name: None,
+            locale: None,
+            expires_at,
+        };
+        s.create_session(&session("ended", Some(now - 1)))
+            .await
+            .unwrap();
+        s.create_session(&session("open", Some(now + 60)))
+            .await
+            .unwrap();
+        s.create_session(&session("old", None)).await.unwrap();
+        // A use moves the end of "ended" out before the sweep: it stays.
+        let mut renewed = session("renewed", Some(now - 5));
+        s.create_session(&renewed).await.unwrap();
+        renewed.expires_at = Some(now + 60);
+        s.update_session(&renewed).await.unwrap();
+
+        assert_eq!(s.sweep_expired(now).unwrap(), 1);
+        assert!(s.session_by_token_hash("ended").await.unwrap().is_none());
+        for kept in ["open", "old", "renewed"] {
+            assert!(
+                s.session_by_token_hash(kept).await.unwrap().is_some(),
+                "{kept}"
+            );
+        }
+        assert_eq!(
+            s.session_by_token_hash("renewed")
+                .await
+                .unwrap()
+                .unwrap()
+                .expires_at,
+            Some(now + 60)
+        );
+        // Counters go once their life is over.
+        s.sweep_expired(now + 121).unwrap();
+        assert_eq!(s.count("rate:x:a:1", 120).await.unwrap(), 1);
     }
 }

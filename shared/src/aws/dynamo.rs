@@ -168,11 +168,16 @@ fn provider_key(channel: Channel, provider_message_id: &str) -> String {
 }
 
 fn session_item(session: &WebchatSession) -> Result<Item> {
-    Ok(HashMap::from([
+    let mut item = HashMap::from([
         ("token_hash".into(), s(&session.token_hash)),
         ("customer_id".into(), s(&session.customer_id)),
         ("body".into(), s(to_json(session)?)),
-    ]))
+    ]);
+    // The table's TTL attribute: DynamoDB removes the session some time after it ends.
+    if let Some(at) = session.expires_at {
+        item.insert("expires_at".into(), n(at));
+    }
+    Ok(item)
 }
 
 fn message_item(m: &Message) -> Result<Item> {
@@ -1029,6 +1034,30 @@ impl IdempotencyStore for DynamoStore {
             .map_err(|e| db_err("release", e))?;
         Ok(())
     }
+
+    async fn count(&self, key: &str, ttl_secs: i64) -> Result<u64> {
+        let now = Utc::now().timestamp();
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.tables.idempotency)
+            .key("key", s(key))
+            .update_expression("ADD #count :one SET expires_at = if_not_exists(expires_at, :exp)")
+            .expression_attribute_names("#count", "count")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":exp", n(now + ttl_secs))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(|e| db_err("count", e))?;
+        Ok(out
+            .attributes
+            .as_ref()
+            .and_then(|a| a.get("count"))
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0))
+    }
 }
 
 #[async_trait]
@@ -1047,5 +1076,14 @@ impl SessionStore for DynamoStore {
             .await?
             .map(|i| body_of(&i))
             .transpose()
+    }
+
+    async fn update_session(&self, session: &WebchatSession) -> Result<()> {
+        self.put(
+            &self.tables.sessions,
+            session_item(session)?,
+            "save session",
+        )
+        .await
     }
 }

@@ -135,31 +135,33 @@ pub async fn secret(config: &aws_config::SdkConfig, name: &str) -> Result<Option
     Ok(std::env::var(name).ok().filter(|v| !v.is_empty()))
 }
 
-/// The channels' settings, their secrets read from SSM where `NAME_PARAM` names a
-/// parameter (see [`secret`]) and the rest from the environment.
+/// The channels' settings of the sending side (dispatch): see [`channels_for`].
 pub async fn channels(config: &aws_config::SdkConfig) -> Result<crate::channels::ChannelsConfig> {
-    const SECRETS: [&str; 5] = [
-        "WHATSAPP_APP_SECRET",
-        "WHATSAPP_VERIFY_TOKEN",
-        "WHATSAPP_ACCESS_TOKEN",
-        "TELEGRAM_SECRET_TOKEN",
-        "TELEGRAM_BOT_TOKEN",
-    ];
+    channels_for(config, crate::channels::Side::Send).await
+}
+
+/// The channels' settings of one side, its secrets read from SSM where `NAME_PARAM` names a
+/// parameter (see [`secret`]) and the rest from the environment. Only that side's secrets
+/// are read: each function's role may read no others.
+pub async fn channels_for(
+    config: &aws_config::SdkConfig,
+    side: crate::channels::Side,
+) -> Result<crate::channels::ChannelsConfig> {
     // Read at once rather than one after another: this is on the cold-start path.
-    let values = tokio::try_join!(
-        secret(config, SECRETS[0]),
-        secret(config, SECRETS[1]),
-        secret(config, SECRETS[2]),
-        secret(config, SECRETS[3]),
-        secret(config, SECRETS[4]),
-    )?;
-    let values = [values.0, values.1, values.2, values.3, values.4];
-    let found: std::collections::HashMap<String, String> = SECRETS
-        .iter()
-        .zip(values)
-        .filter_map(|(name, value)| value.map(|v| (name.to_string(), v)))
-        .collect();
-    crate::channels::ChannelsConfig::from_lookup(|name| {
+    let mut reads = tokio::task::JoinSet::new();
+    for name in side.secrets() {
+        let config = config.clone();
+        reads.spawn(async move { (name, secret(&config, name).await) });
+    }
+    let mut found = std::collections::HashMap::new();
+    while let Some(read) = reads.join_next().await {
+        let (name, value) =
+            read.map_err(|e| Error::internal(format!("reading the channel secrets: {e}")))?;
+        if let Some(v) = value? {
+            found.insert(name, v);
+        }
+    }
+    crate::channels::ChannelsConfig::for_side(side, |name| {
         found
             .get(name)
             .cloned()

@@ -13,7 +13,7 @@ use crate::knowledge::opensearch::{
     error_reason, is_index_missing, parse_bulk_response, parse_get_response, parse_search_response,
     Request, LIST_PAGE,
 };
-use crate::knowledge::{tokenize, Article, Hit, Ranker, PROPOSED};
+use crate::knowledge::{is_valid_id, tokenize, Article, Hit, Ranker, PROPOSED};
 use crate::ports::KnowledgeIndex;
 use crate::{Error, Result};
 use async_trait::async_trait;
@@ -353,6 +353,11 @@ impl KnowledgeIndex for OpenSearchKnowledge {
     }
 
     async fn get(&self, id: &str) -> Result<Option<Article>> {
+        // Every write checks the id, so an id that fails the rule names no article here;
+        // and sent, `..` would address the index itself.
+        if !is_valid_id(id) {
+            return Ok(None);
+        }
         let (status, body) = self.send(&Request::get(&self.index, id)).await?;
         if status == 200 || status == 404 {
             parse_get_response(&body)
@@ -384,6 +389,10 @@ impl KnowledgeIndex for OpenSearchKnowledge {
     }
 
     async fn delete(&self, id: &str) -> Result<bool> {
+        // As in `get`: deleting `..` would delete the whole index.
+        if !is_valid_id(id) {
+            return Ok(false);
+        }
         let (status, body) = self.send(&Request::delete(&self.index, id)).await?;
         self.forget().await;
         match status {
@@ -583,7 +592,13 @@ mod tests {
     async fn encoded_ids_and_the_query_reach_the_domain_as_built() {
         let (url, seen) = fake_domain(|_, _| (404, r#"{"found":false}"#.to_string())).await;
         let index = OpenSearchKnowledge::new(&config(), &url, DEFAULT_INDEX).unwrap();
-        let id = "退款 a?b#c%d+e";
+        // An id no write would take never reaches the domain: deleting `..` would otherwise
+        // address `/helpdesk-knowledge` itself.
+        for bad in ["..", ".", "退款 a?b#c%d+e", "a/../.."] {
+            assert_eq!(index.get(bad).await.unwrap(), None);
+            assert!(!index.delete(bad).await.unwrap());
+        }
+        let id = "refund_policy-2";
         assert_eq!(index.get(id).await.unwrap(), None);
         assert!(!index.delete(id).await.unwrap());
 

@@ -22,7 +22,14 @@ impl IntoResponse for Error {
             self.message
         };
         let body = serde_json::json!({"error": {"code": self.code, "message": message}});
-        (status, axum::Json(body)).into_response()
+        let mut response = (status, axum::Json(body)).into_response();
+        if let ErrorKind::TooManyRequests { retry_after_secs } = self.kind {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(retry_after_secs),
+            );
+        }
+        response
     }
 }
 

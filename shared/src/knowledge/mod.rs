@@ -39,16 +39,42 @@ pub struct Article {
     pub tags: Vec<String>,
 }
 
+/// The longest article id, in characters.
+pub const ID_MAX_CHARS: usize = 128;
+
+/// Whether `id` may name an article: 1 to [`ID_MAX_CHARS`] of `A-Z a-z 0-9 _ -`.
+///
+/// The id goes into URLs (the agent API's, an OpenSearch domain's) as a path segment, so
+/// nothing that a URL could read as structure gets in: no `/`, and no `.`, so neither `.`
+/// nor `..` can step out of `/{index}/_doc/` (URL parsers undo `%2E%2E` too).
+pub fn is_valid_id(id: &str) -> bool {
+    (1..=ID_MAX_CHARS).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// [`is_valid_id`] as the API's error: 422 `invalid_article`, naming the id.
+pub fn check_id(id: &str) -> Result<()> {
+    if is_valid_id(id) {
+        return Ok(());
+    }
+    let shown = crate::text::truncate_chars(id, 40);
+    let more = if shown.len() < id.len() { "…" } else { "" };
+    Err(Error::unprocessable(
+        "invalid_article",
+        format!(
+            "article id {shown:?}{more} is not allowed: an id is 1 to {ID_MAX_CHARS} \
+             characters of A-Z, a-z, 0-9, _ and -"
+        ),
+    ))
+}
+
 impl Article {
-    /// Checks what an index needs: an id, a title, an answer, and at least one question.
+    /// Checks what an index needs: a valid id ([`is_valid_id`]), a title, an answer, and at
+    /// least one question.
     pub fn validate(&self) -> Result<()> {
-        let id = self.id.trim();
-        if id.is_empty() || id.chars().count() > 128 || id.contains('/') || id != self.id {
-            return Err(Error::unprocessable(
-                "invalid_article",
-                "an article id is 1-128 characters, with no slash or surrounding spaces",
-            ));
-        }
+        check_id(&self.id)?;
         if self.title.trim().is_empty() || self.answer.trim().is_empty() {
             return Err(Error::unprocessable(
                 "invalid_article",
@@ -98,8 +124,11 @@ pub fn parse_articles(text: &str) -> Result<Vec<Article>> {
             })
             .collect::<Result<_>>()?
     };
-    for a in &articles {
-        a.validate()?;
+    for (n, a) in articles.iter().enumerate() {
+        a.validate().map_err(|e| Error {
+            message: format!("article {}: {}", n + 1, e.message),
+            ..e
+        })?;
     }
     Ok(articles)
 }
@@ -120,5 +149,41 @@ mod tests {
         assert!(err.message.contains("line 2"), "{}", err.message);
         let no_q = r#"[{"id":"a","title":"T","questions":[" "],"answer":"A"}]"#;
         assert_eq!(parse_articles(no_q).unwrap_err().kind.status(), 422);
+    }
+
+    #[test]
+    fn ids_are_letters_digits_underscores_and_hyphens() {
+        for ok in ["a", "reset-password_en", "A1", &"x".repeat(ID_MAX_CHARS)] {
+            assert!(is_valid_id(ok), "{ok}");
+        }
+        let too_long = "x".repeat(ID_MAX_CHARS + 1);
+        for bad in [
+            "", ".", "..", "a/b", "a.b", " a", "a b", "退款", "a?b", "a#b", "%2E%2E", "a\\b",
+            &too_long,
+        ] {
+            assert!(!is_valid_id(bad), "{bad:?}");
+            let err = check_id(bad).unwrap_err();
+            assert_eq!((err.kind.status(), err.code), (422, "invalid_article"));
+        }
+        // A long id in the message is cut on a character, not a byte.
+        let err = check_id(&"退".repeat(200)).unwrap_err();
+        assert!(
+            err.message.contains(&format!("{}\"…", "退".repeat(40))),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn an_import_names_the_article_with_a_bad_id() {
+        let good = r#"{"id":"a","title":"T","questions":["q"],"answer":"A"}"#;
+        let bad = r#"{"id":"..","title":"T","questions":["q"],"answer":"A"}"#;
+        let err = parse_articles(&format!("{good}\n{bad}\n")).unwrap_err();
+        assert_eq!(err.kind.status(), 422);
+        assert!(
+            err.message.starts_with("article 2: article id \"..\""),
+            "{}",
+            err.message
+        );
     }
 }

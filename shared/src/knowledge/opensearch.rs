@@ -151,12 +151,14 @@ impl Request {
     }
 }
 
-/// Percent-encodes one path segment: article ids may hold any character but a slash
-/// (Chinese, spaces, `?`, `#`), and all of them must reach OpenSearch as one segment.
+/// Percent-encodes one path segment: every byte but `A-Z a-z 0-9 _ -`, the characters of
+/// an article id ([`super::is_valid_id`]). Dots are encoded too, though URL parsers may
+/// still read `%2E%2E` as `..`: the id rule is what keeps dot segments out; this keeps any
+/// other character (a `?`, a `#`, a `/`) from changing the request.
 fn encode(segment: &str) -> String {
     let mut out = String::with_capacity(segment.len());
     for b in segment.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_') {
             out.push(char::from(b));
         } else {
             out.push_str(&format!("%{b:02X}"));
@@ -343,12 +345,16 @@ mod tests {
         let body: Value = serde_json::from_str(&search.body).unwrap();
         assert_eq!(body, search_body("reset password"));
 
-        // An id with Chinese, a space and a `?` stays one path segment.
-        let delete = Request::delete("helpdesk-knowledge", "退款 refund?");
+        // An id with Chinese, a space, a `?`, a slash or dots stays one path segment.
+        let delete = Request::delete("helpdesk-knowledge", "退款 refund?/.");
         assert_eq!(delete.method, "DELETE");
         assert_eq!(
             delete.path,
-            "/helpdesk-knowledge/_doc/%E9%80%80%E6%AC%BE%20refund%3F?refresh=wait_for"
+            "/helpdesk-knowledge/_doc/%E9%80%80%E6%AC%BE%20refund%3F%2F%2E?refresh=wait_for"
+        );
+        assert_eq!(
+            Request::get("helpdesk-knowledge", "..").path,
+            "/helpdesk-knowledge/_doc/%2E%2E"
         );
         assert!(delete.body.is_empty());
         let get = Request::get("helpdesk-knowledge", "refunds");
