@@ -109,6 +109,11 @@ pub async fn escalation_notice(queue: &dyn Queue, change: &TicketChange) -> Resu
     if !Ticket::became_escalated(change.old.as_ref(), &change.new) {
         return Ok(());
     }
+    // An escalation saved without its agent ([`Ticket::escalate`] rather than
+    // [`Ticket::escalate_by`]) comes from a caller that queues its own notice.
+    if change.new.escalated_by.is_none() {
+        return Ok(());
+    }
     let notice = SupervisorNotice::escalation(&change.new);
     jobs::send(queue, &OutboundMessage::Supervisor(notice)).await?;
     tracing::info!(ticket_id = %change.new.id, "supervisor notice queued");
