@@ -8,10 +8,10 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use axum::{Json, Router};
 use helpdesk_core::adapters::{run_worker, SqliteStore, TantivyIndex, WorkerConfig, CHANGE_FEED};
-use helpdesk_core::domain::OutboundMessage;
-use helpdesk_core::http::{not_found, parse_json, MAX_BODY_BYTES};
+use helpdesk_core::http::{not_found, MAX_BODY_BYTES};
+use helpdesk_core::jobs::decode;
 use helpdesk_core::knowledge::parse_articles;
-use helpdesk_core::ports::{KnowledgeIndex, Queue, QueueName, Store, TicketChange};
+use helpdesk_core::ports::{KnowledgeIndex, Queue, QueueName, Store};
 use helpdesk_core::rules::Rules;
 use helpdesk_core::survey_token::SurveySigner;
 use helpdesk_core::Error;
@@ -159,7 +159,7 @@ pub async fn run(addr: SocketAddr, data_dir: PathBuf) -> Result<()> {
             &stopped,
             move |body| {
                 let d = d.clone();
-                async move { router::handle(&d, parse_json(body.as_bytes())?).await }
+                async move { router::handle(&d, decode(&body)?).await }
             },
         ));
         let d = auto_reply.clone();
@@ -169,7 +169,7 @@ pub async fn run(addr: SocketAddr, data_dir: PathBuf) -> Result<()> {
             &stopped,
             move |body| {
                 let d = d.clone();
-                async move { auto_reply::handle(&d, parse_json(body.as_bytes())?).await }
+                async move { auto_reply::handle(&d, decode(&body)?).await }
             },
         ));
         let d = dispatch.clone();
@@ -179,16 +179,14 @@ pub async fn run(addr: SocketAddr, data_dir: PathBuf) -> Result<()> {
             &stopped,
             move |body| {
                 let d = d.clone();
-                async move {
-                    dispatch::handle(&d, parse_json::<OutboundMessage>(body.as_bytes())?).await
-                }
+                async move { dispatch::handle(&d, decode(&body)?).await }
             },
         ));
         workers.push(spawn_sweeper(&sqlite, &stopped));
         let d = survey.clone();
         workers.push(spawn_worker(&sqlite, CHANGE_FEED, &stopped, move |body| {
             let d = d.clone();
-            async move { survey::handle_change(&d, parse_json::<TicketChange>(body.as_bytes())?).await }
+            async move { survey::handle_change(&d, decode(&body)?).await }
         }));
     }
 

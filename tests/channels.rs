@@ -426,11 +426,10 @@ async fn telegram_in_and_out() {
     assert_eq!(messages[3]["attachment"]["media_id"], "large");
     assert_eq!(tickets_on(&server, "telegram").await.len(), 1);
 
-    // 429 with retry_after, then 500, then no answer: the reply still arrives once.
+    // 429 with retry_after, then 500: the reply still arrives once.
     fake.plan([
         Plan::Fail(429, json!({"ok": false, "error_code": 429, "description": "Too Many Requests: retry after 1", "parameters": {"retry_after": 1}})),
         Plan::Fail(500, json!({"ok": false, "error_code": 500, "description": "Internal Server Error"})),
-        Plan::Hang(Duration::from_secs(2)),
     ]);
     let r = server
         .post(
@@ -447,6 +446,33 @@ async fn telegram_in_and_out() {
             .any(|x| x["kind"] == "agent_reply" && x["status"] == "sent")
     })
     .await;
+
+    // No answer at all: Telegram may have taken it, so it is not sent again; the agent
+    // sees it failed, with why.
+    fake.plan([Plan::Hang(Duration::from_secs(2))]);
+    let r = server
+        .post(
+            &format!("/tickets/{ticket}/replies"),
+            ADMIN,
+            json!({"text": "请稍等"}),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    let messages = wait_messages(&server, &ticket, |m| {
+        m.iter()
+            .any(|x| x["text"] == "请稍等" && x["status"] == "failed")
+    })
+    .await;
+    let unknown = messages.iter().find(|x| x["text"] == "请稍等").unwrap();
+    assert!(
+        unknown["error"]
+            .as_str()
+            .unwrap()
+            .contains("may have taken it"),
+        "{unknown}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(fake.sent().len(), 2, "an unanswered send is not repeated");
 
     // Closing sends the survey as an inline keyboard; a button press records the rating.
     let (_, version) = server.ticket(&ticket).await;

@@ -378,7 +378,7 @@ async fn a_telegram_update_goes_from_the_webhook_to_a_ticket_and_its_survey_goes
 }
 
 #[tokio::test]
-async fn a_poisoned_record_is_reported_alone_and_its_batch_is_kept() {
+async fn a_poisoned_record_goes_to_the_dead_letters_with_its_reason_and_its_batch_is_kept() {
     let stack = Stack::new().await;
     let mut intake = Runtime::start("intake", &stack.env).await;
     let mut router = Runtime::start("router", &stack.env).await;
@@ -406,10 +406,28 @@ async fn a_poisoned_record_is_reported_alone_and_its_batch_is_kept() {
     assert_eq!(records.len(), 1);
     records.insert(0, json!({"messageId": "poison-1", "body": "{\"not\": \"a message\"", "attributes": {"MessageGroupId": "someone-else"}}));
     let answer = router.invoke(event).await.unwrap();
-    assert_eq!(
-        answer["batchItemFailures"],
-        json!([{"itemIdentifier": "poison-1"}])
-    );
+    // A record that can never succeed is not received again and again: it goes to the
+    // dead letters at once, with its reason, as the local worker does with it.
+    assert_eq!(answer["batchItemFailures"], json!([]));
+    let dead = stack
+        .sqs
+        .receive_message()
+        .queue_url(&stack.env["DEAD_LETTER_QUEUE_URL"])
+        .message_attribute_names("All")
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .unwrap()
+        .messages
+        .unwrap_or_default();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].body(), Some("{\"not\": \"a message\""));
+    let reason = dead[0]
+        .message_attributes()
+        .and_then(|a| a.get("error"))
+        .and_then(|v| v.string_value())
+        .unwrap_or_default();
+    assert!(reason.contains("invalid_json"), "{reason}");
     // The good record was handled: the message is in the conversation.
     let answer = intake
         .invoke(http_event(

@@ -46,8 +46,12 @@ pub struct TelegramConfig {
 pub struct ChannelsConfig {
     pub whatsapp: Option<WhatsappConfig>,
     pub telegram: Option<TelegramConfig>,
-    /// How long one provider request may take before it counts as a timeout and is retried.
+    /// How long one provider request may take before it counts as a timeout.
     pub send_timeout: Duration,
+    /// How long a sender holds a message it is sending (`HELPDESK_SEND_LEASE_SECS`, 120 by
+    /// default): longer than a send with its retries takes. A sender that dies mid-send
+    /// keeps it that long; then the message's job sends it again.
+    pub send_lease: Duration,
 }
 
 // Secrets never reach a log through `{:?}`.
@@ -57,6 +61,7 @@ impl std::fmt::Debug for ChannelsConfig {
             .field("whatsapp", &self.whatsapp.is_some())
             .field("telegram", &self.telegram.is_some())
             .field("send_timeout", &self.send_timeout)
+            .field("send_lease", &self.send_lease)
             .finish()
     }
 }
@@ -227,10 +232,22 @@ impl ChannelsConfig {
                 }
             },
         };
+        let send_lease = match get("HELPDESK_SEND_LEASE_SECS") {
+            None => Duration::from_secs(120),
+            Some(v) => match v.parse::<u64>() {
+                Ok(secs) if secs > 0 => Duration::from_secs(secs),
+                _ => {
+                    return Err(format!(
+                        "HELPDESK_SEND_LEASE_SECS={v:?} is not a positive number of seconds"
+                    ))
+                }
+            },
+        };
         Ok(ChannelsConfig {
             whatsapp,
             telegram,
             send_timeout,
+            send_lease,
         })
     }
 

@@ -99,10 +99,33 @@ impl Error {
     pub fn too_large(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(ErrorKind::TooLarge, code, message)
     }
+    /// Not now, but later: another holds what this needs (a sender's lease).
+    pub fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unavailable, code, message)
+    }
     /// A failure of our own storage, queue or network; the message goes to the log, and the
     /// caller sees a generic text.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Internal, "internal", message)
+    }
+    /// A ticket saved over a version that moved on: the one conflict every store reports
+    /// alike.
+    pub fn version_conflict(stored: u64, expected: u64) -> Self {
+        Self::conflict(
+            "version_conflict",
+            format!("the ticket is at version {stored}, not {expected}; reload it and try again"),
+        )
+    }
+    /// A new ticket whose id is taken.
+    pub fn ticket_exists(id: &str) -> Self {
+        Self::conflict("already_exists", format!("ticket {id} exists"))
+    }
+    /// A second active ticket for one customer.
+    pub fn active_ticket_exists(customer_id: &str, ticket_id: &str) -> Self {
+        Self::conflict(
+            "active_ticket_exists",
+            format!("customer {customer_id} already has the active ticket {ticket_id}"),
+        )
     }
     pub fn is(&self, kind: ErrorKind) -> bool {
         self.kind == kind

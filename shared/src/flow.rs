@@ -5,20 +5,16 @@
 
 use crate::domain::{
     self, Customer, Message, MessageKind, NewTicket, OutboundMessage, Priority, Skill, Suggestion,
-    Ticket,
+    SupervisorNotice, Ticket,
 };
-use crate::ports::{send_json, Queue, QueueName, Store};
+use crate::jobs::{self, TicketChange};
+use crate::ports::{Queue, Store};
 use crate::{format, Error, ErrorKind, Result};
 
-/// An id derived from another one, the same every time: a redelivered message produces the
-/// same reply id, and the store takes it once.
-pub fn derived_id(parent: &str, purpose: &str) -> String {
-    uuid::Uuid::new_v5(
-        &uuid::Uuid::NAMESPACE_OID,
-        format!("{parent}/{purpose}").as_bytes(),
-    )
-    .to_string()
-}
+pub use crate::domain::derived_id;
+
+/// How long an agent's `Idempotency-Key` is remembered.
+pub const IDEMPOTENCY_TTL_SECS: i64 = 24 * 3600;
 
 /// Records `message` in the conversation and asks dispatch to deliver it. Repeating it is
 /// harmless: dispatch delivers a message only while it is still queued.
@@ -28,15 +24,100 @@ pub async fn send_to_customer(
     message: &Message,
 ) -> Result<()> {
     store.append_message(message).await?;
-    send_json(
+    jobs::send(
         queue,
-        QueueName::Outbound,
         &OutboundMessage::Customer {
             message_id: message.id.clone(),
         },
-        None,
     )
     .await
+}
+
+/// The id of what an agent's request makes, taken once per `Idempotency-Key` (scoped by
+/// `scope`, e.g. the agent and the route): the first request under the key records
+/// `fresh`, a retry or a concurrent twin gets the first one's id. The caller then runs the
+/// same steps again with that id, each a no-op once done, so a request cut short is
+/// finished and a finished one changes nothing. Without a key, `fresh`.
+pub async fn idempotent_id(
+    store: &dyn Store,
+    scope: &str,
+    key: Option<&str>,
+    fresh: String,
+) -> Result<String> {
+    let Some(key) = key.map(str::trim).filter(|k| !k.is_empty()) else {
+        return Ok(fresh);
+    };
+    if key.chars().count() > 200 {
+        return Err(Error::bad_request(
+            "invalid_idempotency_key",
+            "an Idempotency-Key is at most 200 characters",
+        ));
+    }
+    let claim = format!("idem:{scope}:{key}");
+    Ok(store
+        .claim(&claim, &fresh, IDEMPOTENCY_TTL_SECS)
+        .await?
+        .unwrap_or(fresh))
+}
+
+/// An agent's reply on a ticket, under the message id `message_id` (from
+/// [`idempotent_id`]): the message is stored, the ticket records the reply, and the message
+/// is queued. Run again with the same id, it stores and sends nothing twice, and finishes
+/// what a first run cut short. Returns the message as stored (the first request's, for a
+/// retry).
+pub async fn agent_reply(
+    store: &dyn Store,
+    queue: &dyn Queue,
+    ticket: &Ticket,
+    agent: &str,
+    text: String,
+    message_id: String,
+) -> Result<Message> {
+    let mut message = Message::outbound(
+        &ticket.customer_id,
+        ticket.channel,
+        MessageKind::AgentReply,
+        text,
+        Some(ticket.id.clone()),
+    );
+    message.id = message_id;
+    message.author = Some(agent.to_string());
+    let first = store.append_message(&message).await?;
+    // The request that stored the message records the reply on the ticket; a retry does
+    // only what is still missing, so twenty at once do not fight over the ticket.
+    update_ticket(store, &ticket.id, |t| {
+        if !first && t.first_response_at.is_some() && t.assignee.is_some() {
+            return Ok(false);
+        }
+        t.agent_replied(agent, domain::now());
+        Ok(true)
+    })
+    .await?;
+    let stored = match first {
+        true => message,
+        false => store.get_message(&message.id).await?.unwrap_or(message),
+    };
+    send_to_customer(store, queue, &stored).await?;
+    Ok(stored)
+}
+
+/// What a ticket change causes besides itself: the supervisor's notice when it became
+/// escalated. The change feed is written with the change (in its transaction locally, by
+/// the table's stream on AWS), so the notice cannot be lost between the two; it is queued
+/// under one id per escalation, and dispatch posts it once.
+pub async fn escalation_notice(queue: &dyn Queue, change: &TicketChange) -> Result<()> {
+    if !Ticket::became_escalated(change.old.as_ref(), &change.new) {
+        return Ok(());
+    }
+    // An escalation saved without its agent ([`Ticket::escalate`] rather than
+    // [`Ticket::escalate_by`]) comes from a caller that queues its own notice.
+    if change.new.escalated_by.is_none() {
+        return Ok(());
+    }
+    let notice = SupervisorNotice::escalation(&change.new);
+    jobs::send(queue, &OutboundMessage::Supervisor(notice)).await?;
+    tracing::info!(ticket_id = %change.new.id, "supervisor notice queued");
+    Ok(())
 }
 
 /// Loads a ticket, lets `change` modify it, and saves it if `change` says it changed,
@@ -56,7 +137,7 @@ where
         }
         match store.update_ticket(&ticket, expected).await {
             Ok(()) => return Ok((ticket, true)),
-            Err(e) if e.kind == ErrorKind::Conflict => continue,
+            Err(e) if e.kind == ErrorKind::Conflict && e.code == "version_conflict" => continue,
             Err(e) => return Err(e),
         }
     }
@@ -68,18 +149,25 @@ where
 
 /// Puts a customer's message on a ticket: the customer's active ticket if there is one,
 /// else a new ticket with the given skill and priority, announced to the customer with a
-/// hand-off message.
+/// hand-off message. `active` is the customer's active ticket as the caller found it.
+///
+/// Safe to run again for the same message, at any point it was cut short: a ticket this
+/// message opened is finished (its hand-off sent) rather than joined, and two hand-offs of
+/// one customer at once make one ticket (the store refuses a second active one, and the
+/// loser joins the winner's).
+#[allow(clippy::too_many_arguments)]
 pub async fn open_ticket(
     store: &dyn Store,
     queue: &dyn Queue,
     customer: &Customer,
     message: &Message,
+    active: Option<Ticket>,
     skill: Skill,
     priority: Priority,
     suggestions: Vec<Suggestion>,
 ) -> Result<Ticket> {
-    if let Some(active) = store.active_ticket_for(&customer.id).await? {
-        return join_ticket(store, &active, message).await;
+    if let Some(active) = active {
+        return settle(store, queue, customer, &active, message).await;
     }
     let now = domain::now();
     let mut ticket = Ticket::open(
@@ -94,8 +182,52 @@ pub async fn open_ticket(
         now,
     );
     ticket.suggestions = suggestions;
-    store.create_ticket(&ticket).await?;
-    store.set_message_ticket(&message.id, &ticket.id).await?;
+    ticket.opened_by = Some(message.id.clone());
+    match store.create_ticket(&ticket).await {
+        Ok(()) => {
+            tracing::info!(ticket_id = %ticket.id, skill = skill.as_str(), priority = priority.as_str(), "ticket opened");
+        }
+        Err(e) if e.code == "active_ticket_exists" => {
+            let active = store
+                .active_ticket_for(&customer.id)
+                .await?
+                .ok_or_else(|| Error::internal("the active ticket went away; trying again"))?;
+            return settle(store, queue, customer, &active, message).await;
+        }
+        Err(e) => return Err(e),
+    }
+    finish_opening(store, queue, customer, &ticket, message).await?;
+    Ok(ticket)
+}
+
+/// A message meets its customer's active ticket: finishes opening it when this message
+/// opened it, else joins it.
+pub async fn settle(
+    store: &dyn Store,
+    queue: &dyn Queue,
+    customer: &Customer,
+    active: &Ticket,
+    message: &Message,
+) -> Result<Ticket> {
+    if active.opened_by.as_deref() == Some(message.id.as_str()) {
+        finish_opening(store, queue, customer, active, message).await?;
+        return Ok(active.clone());
+    }
+    join_ticket(store, active, message).await
+}
+
+/// The steps after a ticket is created: the message is put on it, and the customer is told
+/// with the hand-off message, whose id is derived from the message's.
+async fn finish_opening(
+    store: &dyn Store,
+    queue: &dyn Queue,
+    customer: &Customer,
+    ticket: &Ticket,
+    message: &Message,
+) -> Result<()> {
+    if message.ticket_id.as_deref() != Some(ticket.id.as_str()) {
+        store.set_message_ticket(&message.id, &ticket.id).await?;
+    }
     let locale = format::locale_for(customer.locale.as_deref(), &message.text);
     let mut handoff = Message::outbound(
         &customer.id,
@@ -105,9 +237,26 @@ pub async fn open_ticket(
         Some(ticket.id.clone()),
     );
     handoff.id = derived_id(&message.id, "handoff");
-    send_to_customer(store, queue, &handoff).await?;
-    tracing::info!(ticket_id = %ticket.id, skill = skill.as_str(), priority = priority.as_str(), "ticket opened");
-    Ok(ticket)
+    send_to_customer(store, queue, &handoff).await
+}
+
+/// A message that already has a ticket, seen again: when it opened that ticket, the
+/// hand-off is sent (again: dispatch sends it once); a message that joined has nothing left.
+pub async fn resume(
+    store: &dyn Store,
+    queue: &dyn Queue,
+    customer: &Customer,
+    message: &Message,
+) -> Result<()> {
+    let Some(ticket_id) = &message.ticket_id else {
+        return Ok(());
+    };
+    match store.get_ticket(ticket_id).await? {
+        Some(t) if t.opened_by.as_deref() == Some(message.id.as_str()) => {
+            finish_opening(store, queue, customer, &t, message).await
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Adds a customer's follow-up to their active ticket.

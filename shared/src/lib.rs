@@ -12,6 +12,7 @@ pub mod domain;
 pub mod error;
 pub mod flow;
 pub mod format;
+pub mod jobs;
 pub mod json;
 pub mod knowledge;
 pub mod ports;
@@ -23,6 +24,8 @@ pub mod text;
 
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "http")]
+pub mod survey_page;
 
 #[cfg(feature = "search")]
 pub mod adapters;

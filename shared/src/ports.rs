@@ -19,6 +19,10 @@ pub struct Page<T> {
 
 #[async_trait]
 pub trait TicketStore: Send + Sync {
+    /// Stores a new ticket. A conflict `already_exists` when its id is taken, and
+    /// `active_ticket_exists` when a customer's message opens it (`opened_by`) while
+    /// another active ticket of that customer was opened by a message: however many
+    /// hand-offs race, they make one ticket. Tickets agents make by hand do not count.
     async fn create_ticket(&self, ticket: &Ticket) -> Result<()>;
     async fn get_ticket(&self, id: &str) -> Result<Option<Ticket>>;
     /// Saves `ticket` only if the stored version is still `expected_version`, else fails
@@ -109,8 +113,11 @@ pub trait ConversationStore: Send + Sync {
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync {
     /// Claims `key` for `value` for `ttl_secs`. Returns the value of an earlier claim when the
-    /// key was already taken: the delivery is a duplicate.
+    /// key was already taken: the delivery is a duplicate. Never an empty value for a claim
+    /// that was given back meanwhile: then the key is claimed again.
     async fn claim(&self, key: &str, value: &str, ttl_secs: i64) -> Result<Option<String>>;
+    /// The value of the live claim on `key`, if any: whether what it records was done.
+    async fn claimed(&self, key: &str) -> Result<Option<String>>;
     /// Gives a claim back, when what it guarded could not be done.
     async fn release(&self, key: &str) -> Result<()>;
     /// Adds one to the counter under `key`, made with a life of `ttl_secs`, and returns the
@@ -184,14 +191,19 @@ pub enum QueueName {
     AutoReply,
     /// everyone → dispatch.
     Outbound,
+    /// ticket writes → the change handler (survey, supervisor notice). Locally a queue
+    /// written in the ticket's own transaction; on AWS the tickets table's stream, which
+    /// nothing sends to.
+    TicketChanges,
 }
 
 impl QueueName {
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             QueueName::Inbound => "inbound",
             QueueName::AutoReply => "auto_reply",
             QueueName::Outbound => "outbound",
+            QueueName::TicketChanges => "ticket_changes",
         }
     }
 }
@@ -221,12 +233,7 @@ pub async fn send_json<T: Serialize + Sync>(
     queue.send(name, body, group, None).await
 }
 
-/// A change of one ticket, as the change feed (the DynamoDB stream) delivers it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TicketChange {
-    pub old: Option<Ticket>,
-    pub new: Ticket,
-}
+pub use crate::jobs::TicketChange;
 
 #[async_trait]
 pub trait KnowledgeIndex: Send + Sync {
@@ -259,6 +266,10 @@ pub enum SendError {
     /// Will fail again (4xx): goes to the dead letters with the reason.
     #[error("permanent failure: {reason}")]
     Permanent { reason: String },
+    /// No answer (a timeout after the request went out): the provider may have taken the
+    /// message. Sending it again could deliver it twice, so it is not sent again.
+    #[error("outcome unknown: {reason}")]
+    Ambiguous { reason: String },
 }
 
 #[async_trait]

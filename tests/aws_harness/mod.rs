@@ -307,6 +307,8 @@ impl Stack {
         let inbound = queue(format!("{prefix}inbound.fifo"), true).await;
         let auto_reply = queue(format!("{prefix}auto-reply"), false).await;
         let outbound = queue(format!("{prefix}outbound"), false).await;
+        // One dead-letter queue for every function here (the template gives each its own).
+        let dead_letters = queue(format!("{prefix}dead-letters"), false).await;
         let env: HashMap<String, String> = [
             ("AWS_ENDPOINT_URL", endpoint.as_str()),
             ("AWS_REGION", "us-east-1"),
@@ -322,6 +324,7 @@ impl Stack {
             ("INBOUND_QUEUE_URL", &inbound),
             ("AUTO_REPLY_QUEUE_URL", &auto_reply),
             ("OUTBOUND_QUEUE_URL", &outbound),
+            ("DEAD_LETTER_QUEUE_URL", &dead_letters),
             ("HELPDESK_SURVEY_SECRET", "survey-secret-for-tests"),
             ("HELPDESK_PUBLIC_URL", "https://help.example.com"),
         ]

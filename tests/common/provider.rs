@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 /// What the fake answers to the next request.
 #[derive(Clone)]
 pub enum Plan {
+    /// Answered as usual.
+    Ok,
     Fail(u16, Value),
     Hang(Duration),
 }
@@ -76,6 +78,7 @@ async fn handle(
         Some(Plan::Fail(status, body)) => {
             return (StatusCode::from_u16(status).unwrap(), Json(body)).into_response()
         }
+        Some(Plan::Ok) => {}
         Some(Plan::Hang(d)) => {
             // The desk gives up first; this request is not recorded as delivered.
             tokio::time::sleep(d).await;

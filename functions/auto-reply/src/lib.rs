@@ -5,10 +5,10 @@
 use helpdesk_core::domain::{Message, MessageKind, Suggestion};
 use helpdesk_core::flow::{self, derived_id};
 use helpdesk_core::format;
+pub use helpdesk_core::jobs::AutoReplyJob;
 use helpdesk_core::knowledge::Decision;
 use helpdesk_core::ports::{KnowledgeIndex, Queue, Store};
 use helpdesk_core::{Error, Result};
-pub use router::AutoReplyJob;
 use std::sync::Arc;
 
 /// How many hits are considered: the best, and two alternatives for "did you mean".
@@ -27,18 +27,25 @@ pub async fn handle(deps: &Deps, job: AutoReplyJob) -> Result<()> {
     let message = store.get_message(&job.message_id).await?.ok_or_else(|| {
         Error::internal(format!("auto-reply for unknown message {}", job.message_id))
     })?;
-    if message.ticket_id.is_some() {
-        return Ok(());
-    }
     let customer = store.get_customer(&job.customer_id).await?.ok_or_else(|| {
         Error::internal(format!(
             "auto-reply for unknown customer {}",
             job.customer_id
         ))
     })?;
+    if message.ticket_id.is_some() {
+        return flow::resume(store, deps.queue.as_ref(), &customer, &message).await;
+    }
+    // Answered already (this job came again): the same reply, which dispatch sends once.
+    if let Some(reply) = store
+        .get_message(&derived_id(&message.id, "auto_reply"))
+        .await?
+    {
+        return flow::send_to_customer(store, deps.queue.as_ref(), &reply).await;
+    }
     // A ticket opened since the router looked: the message belongs on it.
     if let Some(ticket) = store.active_ticket_for(&customer.id).await? {
-        flow::join_ticket(store, &ticket, &message).await?;
+        flow::settle(store, deps.queue.as_ref(), &customer, &ticket, &message).await?;
         return Ok(());
     }
     let hits = deps.knowledge.search(&message.text, TOP).await?;
@@ -73,6 +80,7 @@ pub async fn handle(deps: &Deps, job: AutoReplyJob) -> Result<()> {
                 deps.queue.as_ref(),
                 &customer,
                 &message,
+                None,
                 job.skill,
                 job.priority,
                 hits.iter()

@@ -11,11 +11,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     // OpenSearch when `OPENSEARCH_URL` is set, else the articles table; neither sends
     // anything before the first request that needs the knowledge base.
     let knowledge = aws::knowledge(&wiring.config)?;
+    let dead_letters = aws::DeadLetters::from_env(&wiring.config);
     let deps = auto_reply::Deps {
         store: wiring.store,
         queue: wiring.queue,
         knowledge,
         threshold: threshold_from_env()?,
     };
-    run_sqs(|job| auto_reply::handle(&deps, job)).await
+    run_sqs(&dead_letters, |job| auto_reply::handle(&deps, job)).await
 }

@@ -19,16 +19,15 @@ use helpdesk_core::ports::{ChannelSender, SendError, Store};
 use helpdesk_core::{Error, Result};
 use std::sync::Arc;
 
-/// How long a sender holds a message: longer than a send with its retries takes, shorter
-/// than the outbound queue's visibility timeout.
-const SEND_LEASE_SECS: i64 = 120;
-
 pub struct Deps {
     pub store: Arc<dyn Store>,
     pub webchat: Arc<dyn ChannelSender>,
     pub whatsapp: Option<Arc<dyn ChannelSender>>,
     pub telegram: Option<Arc<dyn ChannelSender>>,
     pub supervisor: Option<SupervisorWebhook>,
+    /// How long a sender holds a message it sends: longer than a send with its retries
+    /// takes, shorter than the outbound queue's visibility timeout.
+    pub send_lease_secs: i64,
 }
 
 impl Deps {
@@ -52,9 +51,11 @@ impl Deps {
                     as Arc<dyn ChannelSender>
             }),
             telegram: channels.telegram.clone().map(|c| {
-                Arc::new(TelegramSender::new(c, caller.clone())) as Arc<dyn ChannelSender>
+                Arc::new(TelegramSender::new(c, caller.clone(), store.clone()))
+                    as Arc<dyn ChannelSender>
             }),
             supervisor: supervisor_webhook_url.map(|url| SupervisorWebhook::new(http, url)),
+            send_lease_secs: channels.send_lease.as_secs() as i64,
             store,
         }
     }
@@ -82,7 +83,9 @@ pub async fn handle(deps: &Deps, job: OutboundMessage) -> Result<()> {
             };
             match sender.acknowledge(&callback_id, &text).await {
                 Ok(()) => Ok(()),
-                Err(SendError::Temporary { reason, .. }) => Err(Error::internal(reason)),
+                Err(SendError::Temporary { reason, .. } | SendError::Ambiguous { reason }) => {
+                    Err(Error::internal(reason))
+                }
                 // An old or already answered query: the customer's app gave up waiting.
                 Err(SendError::Permanent { reason }) => {
                     tracing::info!(reason, "button press not acknowledged");
@@ -115,10 +118,17 @@ async fn deliver(deps: &Deps, message_id: &str) -> Result<()> {
         .ok_or_else(|| Error::internal(format!("message {message_id} for an unknown customer")))?;
     // A second copy of this job, here or in another process, finds the claim taken and
     // leaves the message to the first; if the first dies, the lease runs out and the
-    // queue's redelivery sends it.
-    if !store.claim_delivery(message_id, SEND_LEASE_SECS).await? {
-        tracing::info!(message_id, "another sender holds this message");
-        return Ok(());
+    // second copy, tried again, sends it.
+    if !store
+        .claim_delivery(message_id, deps.send_lease_secs)
+        .await?
+    {
+        // Tried again later: by then it was sent (and this job ends), or the holder died and
+        // its lease ran out (and this job sends it). Acknowledging now would lose it then.
+        return Err(Error::unavailable(
+            "in_flight",
+            format!("another sender holds message {message_id}"),
+        ));
     }
     match sender.send(&customer, &message).await {
         Ok(receipt) => {
@@ -144,17 +154,48 @@ async fn deliver(deps: &Deps, message_id: &str) -> Result<()> {
                 .await?;
             Err(Error::unprocessable("send_failed", reason))
         }
+        // The claim is not given back: a retry would send a second copy of a message the
+        // customer may have. Failed with the reason, for the agent to see and decide.
+        Err(SendError::Ambiguous { reason }) => {
+            let reason = format!(
+                "{reason}; the {} provider may have taken it, so it is not sent again",
+                message.channel.as_str()
+            );
+            store
+                .set_delivery(message_id, DeliveryStatus::Failed, None, Some(&reason))
+                .await?;
+            Err(Error::unprocessable("send_outcome_unknown", reason))
+        }
     }
 }
 
+/// Posts a notice once per escalation: the notice is recorded as posted right after the
+/// webhook took it, and a notice already recorded is not posted again. Between the two is
+/// the one window (a crash right after the post) in which it could go twice; the notice
+/// carries its id in the `Idempotency-Key` header for a receiver that wants to drop that.
 async fn notify_supervisor(deps: &Deps, notice: &SupervisorNotice) -> Result<()> {
     let Some(webhook) = &deps.supervisor else {
         tracing::warn!(ticket_id = %notice.ticket_id, "escalated, but SUPERVISOR_WEBHOOK_URL is not set");
         return Ok(());
     };
-    match webhook.post(notice).await {
-        Ok(()) => Ok(()),
-        Err(SendError::Temporary { reason, .. }) => Err(Error::internal(reason)),
+    let id = notice.id();
+    let key = format!("notice:{id}");
+    if deps.store.claimed(&key).await?.is_some() {
+        tracing::info!(ticket_id = %notice.ticket_id, "supervisor already notified");
+        return Ok(());
+    }
+    match webhook.post(notice, &id).await {
+        Ok(()) => {
+            deps.store.claim(&key, "posted", NOTICE_TTL_SECS).await?;
+            Ok(())
+        }
+        // A supervisor told twice beats one never told: an unanswered post is tried again.
+        Err(SendError::Temporary { reason, .. } | SendError::Ambiguous { reason }) => {
+            Err(Error::internal(reason))
+        }
         Err(SendError::Permanent { reason }) => Err(Error::unprocessable("send_failed", reason)),
     }
 }
+
+/// How long a posted notice is remembered: longer than any redelivery of its job.
+const NOTICE_TTL_SECS: i64 = 8 * 24 * 3600;

@@ -16,6 +16,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let http = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(30))
         .build()?;
+    let dead_letters = aws::DeadLetters::from_env(&wiring.config);
     let deps = dispatch::Deps::new(wiring.store, &channels, http, supervisor);
-    run_sqs(|job| dispatch::handle(&deps, job)).await
+    run_sqs(&dead_letters, |job| dispatch::handle(&deps, job)).await
 }

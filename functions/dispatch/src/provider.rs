@@ -1,6 +1,8 @@
-//! One provider request, tried until it succeeds or clearly will not: timeouts and 5xx are
-//! retried with exponential backoff and jitter, a 429 waits as long as the provider asks,
-//! and any other 4xx is final at once, with the provider's own reason.
+//! One provider request, tried until it succeeds or clearly will not: a request that never
+//! reached the provider and a 5xx are retried with exponential backoff and jitter, a 429
+//! waits as long as the provider asks, and any other 4xx is final at once, with the
+//! provider's own reason. A request that went out and got no answer (a timeout) is not
+//! tried again: the provider may have taken it, and a second try could deliver it twice.
 
 use rand::Rng;
 use serde_json::Value;
@@ -33,6 +35,8 @@ impl Default for Retry {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Failure {
     pub permanent: bool,
+    /// The request may have been taken: no answer came.
+    pub ambiguous: bool,
     /// The provider's error code (WhatsApp's 131047, Telegram's `error_code`).
     pub code: Option<i64>,
     pub reason: String,
@@ -67,6 +71,9 @@ impl Caller {
             let failure = match request.send().await {
                 Err(e) => Failure {
                     permanent: false,
+                    // Refused before it was sent is clearly not delivered; anything after
+                    // the request went out may have been.
+                    ambiguous: !e.is_connect() && !e.is_builder(),
                     code: None,
                     reason: if e.is_timeout() {
                         format!("no answer within {} ms", self.timeout.as_millis())
@@ -92,6 +99,7 @@ impl Caller {
                         helpdesk_core::text::truncate_chars(&text, 300).to_string()
                     });
                     Failure {
+                        ambiguous: false,
                         permanent: !(status.is_server_error()
                             || status == reqwest::StatusCode::TOO_MANY_REQUESTS),
                         code,
@@ -102,7 +110,7 @@ impl Caller {
                     }
                 }
             };
-            if failure.permanent {
+            if failure.permanent || failure.ambiguous {
                 return Err(failure);
             }
             if let Some(secs) = failure.retry_after_secs {

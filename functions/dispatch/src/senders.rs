@@ -58,11 +58,13 @@ impl SupervisorWebhook {
         SupervisorWebhook { client, url }
     }
 
-    pub async fn post(&self, notice: &SupervisorNotice) -> Result<(), SendError> {
+    /// Posts `notice`, with its `id` as the `Idempotency-Key` header.
+    pub async fn post(&self, notice: &SupervisorNotice, id: &str) -> Result<(), SendError> {
         let response = self
             .client
             .post(&self.url)
             .timeout(Duration::from_secs(10))
+            .header("Idempotency-Key", id)
             .json(notice)
             .send()
             .await

@@ -7,7 +7,17 @@ use crate::provider::{Caller, Failure};
 use async_trait::async_trait;
 use helpdesk_core::channels::TelegramConfig;
 use helpdesk_core::domain::{Channel, Customer, DeliveryStatus, Message, MessageKind};
-use helpdesk_core::ports::{ChannelSender, Receipt, SendError};
+use helpdesk_core::ports::{ChannelSender, Receipt, SendError, Store};
+use std::sync::Arc;
+
+/// A store failure while recording parts: the parts sent so far are recorded, so the
+/// message is tried again later.
+fn store_error(e: helpdesk_core::Error) -> SendError {
+    SendError::Temporary {
+        reason: format!("recording the parts sent: {e}"),
+        retry_after_secs: None,
+    }
+}
 use helpdesk_core::{survey_token, text};
 use serde_json::{json, Value};
 
@@ -18,6 +28,16 @@ pub struct TelegramSender {
     config: TelegramConfig,
     caller: Caller,
     pacer: Pacer,
+    /// Where each part of a split text is recorded as it goes out.
+    store: Arc<dyn Store>,
+}
+
+/// How long a sent part is remembered: longer than any retry of its message.
+const PART_TTL_SECS: i64 = 8 * 24 * 3600;
+
+/// The record of one sent part of a split message.
+fn part_key(message_id: &str, part: usize) -> String {
+    format!("part:{message_id}:{part}")
 }
 
 fn describe(body: &Value) -> (Option<i64>, Option<String>, Option<u64>) {
@@ -33,7 +53,9 @@ fn describe(body: &Value) -> (Option<i64>, Option<String>, Option<u64>) {
 }
 
 pub(crate) fn send_error(f: Failure) -> SendError {
-    if f.permanent {
+    if f.ambiguous {
+        SendError::Ambiguous { reason: f.reason }
+    } else if f.permanent {
         SendError::Permanent { reason: f.reason }
     } else {
         SendError::Temporary {
@@ -57,12 +79,13 @@ pub(crate) fn identity(customer: &Customer, channel: Channel) -> Result<&str, Se
 }
 
 impl TelegramSender {
-    pub fn new(config: TelegramConfig, caller: Caller) -> Self {
+    pub fn new(config: TelegramConfig, caller: Caller, store: Arc<dyn Store>) -> Self {
         let pacer = Pacer::new(config.per_chat_per_sec, config.overall_per_sec);
         TelegramSender {
             config,
             caller,
             pacer,
+            store,
         }
     }
 
@@ -93,7 +116,16 @@ impl ChannelSender for TelegramSender {
         let parts = text::split_chars(&message.text, MAX_CHARS);
         let last = parts.len().saturating_sub(1);
         let mut first_id = None;
+        // Each part is recorded once it went out, so a retry after a failed later part
+        // sends only what is missing.
         for (i, part) in parts.iter().enumerate() {
+            let key = part_key(&message.id, i);
+            if let Some(sent) = self.store.claimed(&key).await.map_err(store_error)? {
+                if first_id.is_none() {
+                    first_id = sent.parse::<i64>().ok();
+                }
+                continue;
+            }
             let mut body = json!({"chat_id": chat_id, "text": part});
             if i == last && message.kind == MessageKind::Survey {
                 if let Some(ticket_id) = &message.ticket_id {
@@ -107,11 +139,19 @@ impl ChannelSender for TelegramSender {
                 .await
                 .map_err(send_error)?;
             self.pacer.sent(chat);
+            let id = answer
+                .get("result")
+                .and_then(|r| r.get("message_id"))
+                .and_then(Value::as_i64);
+            if parts.len() > 1 {
+                let value = id.map(|n| n.to_string()).unwrap_or_default();
+                self.store
+                    .claim(&key, &value, PART_TTL_SECS)
+                    .await
+                    .map_err(store_error)?;
+            }
             if first_id.is_none() {
-                first_id = answer
-                    .get("result")
-                    .and_then(|r| r.get("message_id"))
-                    .and_then(Value::as_i64);
+                first_id = id;
             }
         }
         Ok(Receipt {

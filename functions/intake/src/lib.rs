@@ -10,8 +10,9 @@ pub mod webchat;
 pub mod whatsapp;
 
 use helpdesk_core::channels::{TelegramConfig, WhatsappConfig};
-use helpdesk_core::domain::InboundMessage;
-use helpdesk_core::ports::{send_json, IdempotencyStore, Queue, QueueName, Store};
+use helpdesk_core::domain::{derived_id, InboundMessage};
+use helpdesk_core::jobs;
+use helpdesk_core::ports::{Queue, Store};
 use helpdesk_core::Result;
 use std::sync::Arc;
 
@@ -29,35 +30,27 @@ pub struct Deps {
 }
 
 /// Takes an inbound message once: the first delivery under `dedupe_key` is queued and its
-/// message id returned; a repeat returns the first one's id and queues nothing.
+/// message id returned; a repeat returns the same id and queues nothing.
+///
+/// The key is recorded only after the message is queued, and the message's id is derived
+/// from the key: a crash between the two leaves no record, so the provider's retry queues
+/// the message again, under the same id, and the router takes it once. Recording first
+/// would answer every retry "duplicate" for a message that was never queued.
 pub async fn accept(
     deps: &Deps,
     dedupe_key: Option<&str>,
-    message: InboundMessage,
+    mut message: InboundMessage,
 ) -> Result<String> {
     if let Some(key) = dedupe_key {
-        if let Some(first) = deps.store.claim(key, &message.id, DEDUPE_TTL_SECS).await? {
+        if let Some(first) = deps.store.claimed(key).await? {
             tracing::info!(key, message_id = %first, "duplicate delivery ignored");
             return Ok(first);
         }
+        message.id = derived_id(key, "inbound");
     }
-    let group = message
-        .customer_id
-        .clone()
-        .unwrap_or_else(|| format!("{}:{}", message.channel.as_str(), message.external_id));
-    if let Err(e) = send_json(
-        deps.queue.as_ref(),
-        QueueName::Inbound,
-        &message,
-        Some(&group),
-    )
-    .await
-    {
-        if let Some(key) = dedupe_key {
-            // Let the provider's retry through: nothing was queued.
-            let _ = IdempotencyStore::release(deps.store.as_ref(), key).await;
-        }
-        return Err(e);
+    jobs::send(deps.queue.as_ref(), &message).await?;
+    if let Some(key) = dedupe_key {
+        deps.store.claim(key, &message.id, DEDUPE_TTL_SECS).await?;
     }
     tracing::info!(message_id = %message.id, channel = message.channel.as_str(), "message accepted");
     Ok(message.id)

@@ -2,31 +2,21 @@
 //! message into their conversation, and decides where it goes: onto the customer's open
 //! ticket, straight to an agent, or to auto-reply to try the knowledge base first.
 
-use helpdesk_core::domain::{
-    self, ChannelIdentity, InboundMessage, Message, MessageKind, OutboundMessage, Priority, Skill,
-};
+use helpdesk_core::domain::{self, ChannelIdentity, InboundMessage, Message, MessageKind};
 use helpdesk_core::flow;
-use helpdesk_core::ports::{send_json, Queue, QueueName, Store};
+use helpdesk_core::jobs::{self, OutboundMessage};
+use helpdesk_core::ports::{Queue, Store};
 use helpdesk_core::rules::{Route, Rules};
 use helpdesk_core::{format, survey_token};
 use helpdesk_core::{Error, Result};
-use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+
+pub use helpdesk_core::jobs::AutoReplyJob;
 
 pub struct Deps {
     pub store: Arc<dyn Store>,
     pub queue: Arc<dyn Queue>,
     pub rules: Rules,
-}
-
-/// What auto-reply is asked to do: answer this message, or hand it to an agent with this
-/// skill and priority.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AutoReplyJob {
-    pub message_id: String,
-    pub customer_id: String,
-    pub skill: Skill,
-    pub priority: Priority,
 }
 
 /// Handles one inbound message. Safe to repeat: a redelivered message that already has a
@@ -84,14 +74,19 @@ pub async fn handle(deps: &Deps, inbound: InboundMessage) -> Result<()> {
         return Ok(());
     }
     if !is_new {
-        let stored = store.get_message(&entry.id).await?;
-        if stored.is_some_and(|m| m.ticket_id.is_some()) {
-            tracing::info!(message_id = %entry.id, "redelivered message already handled");
-            return Ok(());
+        // A redelivery: what was stored the first time decides, not this copy.
+        let stored = store
+            .get_message(&entry.id)
+            .await?
+            .ok_or_else(|| Error::internal(format!("message {} went away", entry.id)))?;
+        if stored.ticket_id.is_some() {
+            tracing::info!(message_id = %entry.id, "redelivered message already on a ticket");
+            return flow::resume(store, deps.queue.as_ref(), &customer, &stored).await;
         }
+        entry = stored;
     }
     if let Some(ticket) = store.active_ticket_for(&customer.id).await? {
-        flow::join_ticket(store, &ticket, &entry).await?;
+        flow::settle(store, deps.queue.as_ref(), &customer, &ticket, &entry).await?;
         return Ok(());
     }
     let class = deps.rules.classify(&entry.text, customer.tier);
@@ -102,6 +97,7 @@ pub async fn handle(deps: &Deps, inbound: InboundMessage) -> Result<()> {
                 deps.queue.as_ref(),
                 &customer,
                 &entry,
+                None,
                 class.skill,
                 class.priority,
                 Vec::new(),
@@ -115,13 +111,7 @@ pub async fn handle(deps: &Deps, inbound: InboundMessage) -> Result<()> {
                 skill: class.skill,
                 priority: class.priority,
             };
-            send_json(
-                deps.queue.as_ref(),
-                QueueName::AutoReply,
-                &job,
-                Some(&customer.id),
-            )
-            .await?;
+            jobs::send(deps.queue.as_ref(), &job).await?;
         }
     }
     Ok(())
@@ -135,7 +125,7 @@ async fn acknowledge(deps: &Deps, inbound: &InboundMessage, callback_id: &str) -
         callback_id: callback_id.to_string(),
         text: format::button_thanks(locale).to_string(),
     };
-    send_json(deps.queue.as_ref(), QueueName::Outbound, &job, None).await
+    jobs::send(deps.queue.as_ref(), &job).await
 }
 
 /// A rating given with a survey button. Only the ticket's own customer may rate it, and

@@ -17,5 +17,6 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         queue: wiring.queue,
         rules,
     };
-    run_sqs(|message| router::handle(&deps, message)).await
+    let dead_letters = aws::DeadLetters::from_env(&wiring.config);
+    run_sqs(&dead_letters, |message| router::handle(&deps, message)).await
 }

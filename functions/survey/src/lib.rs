@@ -2,19 +2,27 @@
 //! channel, with a signed link; the link's page takes one rating from 1 to 5.
 //!
 //! [`handle_change`] consumes the ticket change feed (the DynamoDB stream on AWS, the
-//! store's change queue locally); [`router`] serves the survey page.
-
-mod page;
+//! store's change queue locally): the survey when a ticket closes, and the supervisor's
+//! notice when one is escalated (see [`flow::escalation_notice`]); [`router`] serves the
+//! survey page.
 
 use helpdesk_core::domain::{self, Message, MessageKind, Ticket};
 use helpdesk_core::flow::{self, derived_id};
 use helpdesk_core::format;
-use helpdesk_core::ports::{Queue, Store, TicketChange};
+use helpdesk_core::jobs::TicketChange;
+use helpdesk_core::ports::{Queue, Store};
 use helpdesk_core::survey_token::SurveySigner;
 use helpdesk_core::{Error, Result};
 use std::sync::Arc;
 
-pub use page::router;
+/// The survey page, served with the survey function's own deps (it lives in the core,
+/// [`helpdesk_core::survey_page`], so that the tickets function serves it without this crate).
+pub fn router(deps: Arc<Deps>) -> axum::Router {
+    helpdesk_core::survey_page::router(Arc::new(helpdesk_core::survey_page::Deps {
+        store: deps.store.clone(),
+        signer: deps.signer.clone(),
+    }))
+}
 
 pub struct Deps {
     pub store: Arc<dyn Store>,
@@ -28,6 +36,7 @@ pub struct Deps {
 /// survey message however often it is delivered, because the message's id is derived from
 /// the ticket's and dispatch sends a message only once.
 pub async fn handle_change(deps: &Deps, change: TicketChange) -> Result<()> {
+    flow::escalation_notice(deps.queue.as_ref(), &change).await?;
     if !Ticket::became_closed(change.old.as_ref(), &change.new) {
         return Ok(());
     }

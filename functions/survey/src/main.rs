@@ -11,13 +11,14 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let secret = aws::secret(&wiring.config, "HELPDESK_SURVEY_SECRET")
         .await?
         .ok_or("HELPDESK_SURVEY_SECRET (or HELPDESK_SURVEY_SECRET_PARAM) is not set")?;
+    let dead_letters = aws::DeadLetters::from_env(&wiring.config);
     let deps = survey::Deps {
         store: wiring.store,
         queue: wiring.queue,
         signer: SurveySigner::new(secret),
         public_url: aws::env("HELPDESK_PUBLIC_URL")?,
     };
-    run_stream(|new, old| {
+    run_stream(&dead_letters, |new, old| {
         let deps = &deps;
         async move {
             match ticket_change(&new, &old)? {

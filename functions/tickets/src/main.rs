@@ -7,6 +7,7 @@ use axum::extract::Request;
 use axum::http::HeaderValue;
 use helpdesk_core::aws;
 use helpdesk_core::knowledge::threshold_from_env;
+use helpdesk_core::survey_page;
 use helpdesk_core::survey_token::SurveySigner;
 use lambda_http::request::RequestContext;
 use std::sync::Arc;
@@ -55,12 +56,10 @@ async fn main() -> Result<(), lambda_http::Error> {
     let knowledge = aws::knowledge(&wiring.config)?;
     let secret =
         secret.ok_or("HELPDESK_SURVEY_SECRET (or HELPDESK_SURVEY_SECRET_PARAM) is not set")?;
-    let survey = Arc::new(survey::Deps {
+    // The page only verifies links; the survey function writes them.
+    let survey = Arc::new(survey_page::Deps {
         store: wiring.store.clone(),
-        queue: wiring.queue.clone(),
         signer: SurveySigner::new(secret),
-        // The page only verifies links; the survey function writes them.
-        public_url: std::env::var("HELPDESK_PUBLIC_URL").unwrap_or_default(),
     });
     let tickets = Arc::new(tickets::Deps {
         store: wiring.store,
@@ -74,7 +73,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     let console = helpdesk_web::ConsoleConfig::from_vars(|k| std::env::var(k).ok())?;
     let app = tickets::router(tickets)
         .layer(axum::middleware::map_request(agent_from_authorizer))
-        .merge(survey::router(survey))
+        .merge(survey_page::router(survey))
         .merge(helpdesk_web::console(&console))
         .fallback(helpdesk_core::http::not_found);
     lambda_http::run(app).await

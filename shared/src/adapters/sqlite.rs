@@ -9,6 +9,7 @@ use crate::domain::{
     Channel, ChannelIdentity, Customer, DeliveryStatus, Direction, Message, Ticket, TicketFilter,
     TicketStatus,
 };
+use crate::jobs::Job;
 use crate::ports::{
     ConversationStore, CustomerStore, IdempotencyStore, Page, Queue, QueueName, SessionStore,
     TicketChange, TicketStore, WebchatSession,
@@ -61,7 +62,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 "#;
 
 /// The name of the change-feed queue that ticket writes feed.
-pub(crate) const CHANGE_QUEUE: &str = "ticket_changes";
+pub(crate) const CHANGE_QUEUE: &str = QueueName::TicketChanges.as_str();
 
 /// A message that failed too often, or for good.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -259,6 +260,19 @@ impl SqliteStore {
             .map_err(db_err)
     }
 
+    /// How many messages of `queue` wait to be handled (dead letters not counted): zero
+    /// when the pipeline is drained.
+    pub fn queue_depth(&self, queue: &str) -> Result<usize> {
+        self.conn()
+            .query_row(
+                "SELECT COUNT(*) FROM queue WHERE queue = ?1 AND dead = 0",
+                [queue],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as usize)
+            .map_err(db_err)
+    }
+
     /// The dead letters of one queue, oldest first.
     pub fn dead_letters(&self, queue: &str) -> Result<Vec<DeadLetter>> {
         let conn = self.conn();
@@ -287,6 +301,30 @@ impl SqliteStore {
             .optional()
             .map_err(db_err)?;
         body.map(|b| from_json(&b)).transpose()
+    }
+
+    fn active_ticket(conn: &Connection, customer_id: &str) -> Result<Option<Ticket>> {
+        let statuses: Vec<&str> = TicketStatus::ACTIVE.iter().map(|s| s.as_str()).collect();
+        let mut found: Vec<Ticket> = Self::query_json(
+            conn,
+            "SELECT body FROM tickets WHERE customer_id = ?1
+               AND status IN (?2, ?3, ?4) ORDER BY id DESC LIMIT 1",
+            &[&customer_id, &statuses[0], &statuses[1], &statuses[2]],
+        )?;
+        Ok(found.pop())
+    }
+
+    /// The customer's active ticket that one of their messages opened, if any.
+    fn opened_ticket(conn: &Connection, customer_id: &str) -> Result<Option<Ticket>> {
+        let statuses: Vec<&str> = TicketStatus::ACTIVE.iter().map(|s| s.as_str()).collect();
+        let mut found: Vec<Ticket> = Self::query_json(
+            conn,
+            "SELECT body FROM tickets WHERE customer_id = ?1
+               AND status IN (?2, ?3, ?4) AND json_extract(body, '$.opened_by') IS NOT NULL
+               LIMIT 1",
+            &[&customer_id, &statuses[0], &statuses[1], &statuses[2]],
+        )?;
+        Ok(found.pop())
     }
 
     fn write_ticket(tx: &Transaction, t: &Ticket, insert: bool) -> Result<()> {
@@ -325,7 +363,8 @@ impl SqliteStore {
             old,
             new: new.clone(),
         };
-        Self::enqueue(tx, CHANGE_QUEUE, &to_json(&change)?, Some(&new.id), None)
+        let group = change.group();
+        Self::enqueue(tx, CHANGE_QUEUE, &to_json(&change)?, group.as_deref(), None)
     }
 
     fn load_message(conn: &Connection, id: &str) -> Result<Option<Message>> {
@@ -402,6 +441,14 @@ fn ticket_filter_sql(what: &str, filter: &TicketFilter) -> (String, Vec<String>)
 impl TicketStore for SqliteStore {
     async fn create_ticket(&self, ticket: &Ticket) -> Result<()> {
         self.tx(|tx| {
+            if Self::load_ticket(tx, &ticket.id)?.is_some() {
+                return Err(Error::ticket_exists(&ticket.id));
+            }
+            if ticket.status.is_active() && ticket.opened_by.is_some() {
+                if let Some(active) = Self::opened_ticket(tx, &ticket.customer_id)? {
+                    return Err(Error::active_ticket_exists(&ticket.customer_id, &active.id));
+                }
+            }
             Self::write_ticket(tx, ticket, true)?;
             Self::record_change(tx, None, ticket)
         })?;
@@ -418,13 +465,7 @@ impl TicketStore for SqliteStore {
             let old = Self::load_ticket(tx, &ticket.id)?
                 .ok_or_else(|| Error::not_found("ticket", &ticket.id))?;
             if old.version != expected_version {
-                return Err(Error::conflict(
-                    "version_conflict",
-                    format!(
-                        "the ticket is at version {}, not {expected_version}; reload it and try again",
-                        old.version
-                    ),
-                ));
+                return Err(Error::version_conflict(old.version, expected_version));
             }
             Self::write_ticket(tx, ticket, false)?;
             Self::record_change(tx, Some(old), ticket)
@@ -470,14 +511,7 @@ impl TicketStore for SqliteStore {
     }
 
     async fn active_ticket_for(&self, customer_id: &str) -> Result<Option<Ticket>> {
-        let conn = self.conn();
-        let mut found: Vec<Ticket> = Self::query_json(
-            &conn,
-            "SELECT body FROM tickets WHERE customer_id = ?1
-               AND status IN ('open', 'pending', 'escalated') ORDER BY id DESC LIMIT 1",
-            &[&customer_id],
-        )?;
-        Ok(found.pop())
+        Self::active_ticket(&self.conn(), customer_id)
     }
 
     async fn rated_tickets(
@@ -763,6 +797,17 @@ impl IdempotencyStore for SqliteStore {
         })
     }
 
+    async fn claimed(&self, key: &str) -> Result<Option<String>> {
+        self.conn()
+            .query_row(
+                "SELECT value FROM idempotency WHERE key = ?1 AND expires_at > ?2",
+                params![key, Utc::now().timestamp()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db_err)
+    }
+
     async fn release(&self, key: &str) -> Result<()> {
         self.conn()
             .execute("DELETE FROM idempotency WHERE key = ?1", [key])
@@ -872,23 +917,6 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn stale_versions_conflict_and_lose_nothing() {
-        let s = SqliteStore::in_memory().unwrap();
-        let t = ticket("c1");
-        s.create_ticket(&t).await.unwrap();
-        let mut a = t.clone();
-        a.agent_replied("alice", now());
-        s.update_ticket(&a, 1).await.unwrap();
-        let mut b = t.clone();
-        b.agent_replied("bob", now());
-        let err = s.update_ticket(&b, 1).await.unwrap_err();
-        assert_eq!(err.kind.status(), 409);
-        let stored = s.get_ticket(&t.id).await.unwrap().unwrap();
-        assert_eq!(stored.assignee.as_deref(), Some("alice"));
-        assert_eq!(stored.version, 2);
-    }
-
-    #[tokio::test]
     async fn listing_pages_newest_first() {
         let s = SqliteStore::in_memory().unwrap();
         let mut ids = Vec::new();
@@ -982,56 +1010,6 @@ mod tests {
                 .kind
                 .status(),
             404
-        );
-    }
-
-    #[tokio::test]
-    async fn one_sender_claims_a_queued_message() {
-        let s = SqliteStore::in_memory().unwrap();
-        let m = Message::outbound(
-            "c1",
-            Channel::Webchat,
-            MessageKind::AgentReply,
-            "好的".into(),
-            None,
-        );
-        s.append_message(&m).await.unwrap();
-        assert!(s.claim_delivery(&m.id, 60).await.unwrap());
-        assert!(
-            !s.claim_delivery(&m.id, 60).await.unwrap(),
-            "a second sender waits"
-        );
-        s.release_delivery(&m.id).await.unwrap();
-        assert!(
-            s.claim_delivery(&m.id, -1).await.unwrap(),
-            "released, it can be claimed again"
-        );
-        assert!(
-            s.claim_delivery(&m.id, 60).await.unwrap(),
-            "an expired lease is free"
-        );
-        s.set_delivery(&m.id, DeliveryStatus::Sent, Some("p1"), None)
-            .await
-            .unwrap();
-        s.release_delivery(&m.id).await.unwrap();
-        assert!(
-            !s.claim_delivery(&m.id, 60).await.unwrap(),
-            "a sent message is never claimed"
-        );
-    }
-
-    #[tokio::test]
-    async fn claims_are_taken_once() {
-        let s = SqliteStore::in_memory().unwrap();
-        assert_eq!(s.claim("k", "v1", 60).await.unwrap(), None);
-        assert_eq!(s.claim("k", "v2", 60).await.unwrap().as_deref(), Some("v1"));
-        s.release("k").await.unwrap();
-        assert_eq!(s.claim("k", "v3", 60).await.unwrap(), None);
-        assert_eq!(s.claim("e", "v", -1).await.unwrap(), None);
-        assert_eq!(
-            s.claim("e", "v2", 60).await.unwrap(),
-            None,
-            "an expired claim is free"
         );
     }
 

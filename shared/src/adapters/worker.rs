@@ -1,10 +1,12 @@
 //! The local stand-in for an SQS event source mapping: a loop per queue that hands each
 //! message to its handler, deletes it on success, and on failure brings it back later with
 //! exponential backoff, until it has failed `max_attempts` times and becomes a dead letter.
-//! A message that can never succeed (it does not decode) is a dead letter at once.
+//! A message that can never succeed (it does not decode) is a dead letter at once; one that
+//! waits on another's lease is tried again until the lease ends ([`crate::jobs::disposition`]).
 
 use super::sqlite::{SqliteStore, CHANGE_QUEUE};
-use crate::{ErrorKind, Result};
+use crate::jobs::{disposition, Disposition};
+use crate::Result;
 use rand::Rng;
 use std::future::Future;
 use std::sync::Arc;
@@ -58,10 +60,14 @@ pub async fn run_worker<F, Fut>(
                     Ok(()) => store.ack(delivery.seq),
                     Err(e) => {
                         let attempts = delivery.attempts + 1;
-                        let poison =
-                            matches!(e.kind, ErrorKind::BadRequest | ErrorKind::Unprocessable);
-                        let dead = poison || attempts >= config.max_attempts;
-                        let delay = backoff(&config, attempts);
+                        let (dead, delay) = match disposition(&e) {
+                            Disposition::DeadLetter => (true, 0),
+                            Disposition::Retry => {
+                                (attempts >= config.max_attempts, backoff(&config, attempts))
+                            }
+                            // A lease ends: waiting on it is no failure of the job's own.
+                            Disposition::Wait => (false, backoff(&config, 1)),
+                        };
                         if dead {
                             tracing::error!(queue, attempts, error = %e, "message moved to the dead letters");
                         } else {

@@ -140,6 +140,19 @@ fn ticket_item(t: &Ticket) -> Result<Item> {
     Ok(item)
 }
 
+/// The key of a customer's active-ticket marker, an item of the tickets table outside every
+/// index (it has none of their key attributes).
+fn marker_key(customer_id: &str) -> String {
+    format!("active#{customer_id}")
+}
+
+fn marker_item(ticket: &Ticket) -> Item {
+    HashMap::from([
+        ("id".into(), s(marker_key(&ticket.customer_id))),
+        ("ticket_id".into(), s(&ticket.id)),
+    ])
+}
+
 /// A message's sort key: its time, then its id, so that ids that are not time-ordered
 /// (derived replies) still sort by when they were written.
 fn message_sk(m: &Message) -> String {
@@ -201,6 +214,72 @@ impl DynamoStore {
         DynamoStore {
             client: Client::new(config),
             tables,
+        }
+    }
+
+    /// A put of the customer's active-ticket marker, naming `ticket`.
+    fn marker_put(&self, ticket: &Ticket, condition: &str) -> Result<Put> {
+        Put::builder()
+            .table_name(&self.tables.tickets)
+            .set_item(Some(marker_item(ticket)))
+            .condition_expression(condition)
+            .build()
+            .map_err(|e| Error::internal(format!("building a put: {e}")))
+    }
+
+    /// The ticket the customer's marker names, and that ticket when it is still the
+    /// customer's and active.
+    async fn marked_ticket(&self, customer_id: &str) -> Result<(Option<String>, Option<Ticket>)> {
+        let Some(item) = self
+            .get(&self.tables.tickets, "id", &marker_key(customer_id))
+            .await?
+        else {
+            return Ok((None, None));
+        };
+        let id = item
+            .get("ticket_id")
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+            .ok_or_else(|| Error::internal("an active-ticket marker without its ticket"))?;
+        let ticket = self
+            .get_ticket(&id)
+            .await?
+            .filter(|t| t.customer_id == customer_id && t.status.is_active());
+        Ok((Some(id), ticket))
+    }
+
+    /// Makes the customer's marker name `ticket` if no ticket holds it.
+    async fn take_free_marker(&self, ticket: &Ticket) -> Result<()> {
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.tables.tickets)
+            .set_item(Some(marker_item(ticket)))
+            .condition_expression("attribute_not_exists(id)")
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(()),
+            Err(e) if condition_failed(&e) => Ok(()),
+            Err(e) => Err(db_err("mark active ticket", e)),
+        }
+    }
+
+    /// Removes the customer's marker if it still names `ticket_id`.
+    async fn clear_marker(&self, customer_id: &str, ticket_id: &str) -> Result<()> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.tables.tickets)
+            .key("id", s(marker_key(customer_id)))
+            .condition_expression("ticket_id = :t")
+            .expression_attribute_values(":t", s(ticket_id))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if condition_failed(&e) => Ok(()),
+            Err(e) => Err(db_err("clear active-ticket marker", e)),
         }
     }
 
@@ -407,22 +486,59 @@ impl DynamoStore {
 
 #[async_trait]
 impl TicketStore for DynamoStore {
+    /// A ticket a customer's message opens is written in one transaction with its
+    /// customer's marker, which only one such ticket holds: two hand-offs at once make one
+    /// ticket, where a look at the (eventually consistent) customer index first would let
+    /// both through. Tickets made by hand are the agent's choice, stand beside it, and take
+    /// no marker.
     async fn create_ticket(&self, ticket: &Ticket) -> Result<()> {
-        self.client
-            .put_item()
-            .table_name(&self.tables.tickets)
-            .set_item(Some(ticket_item(ticket)?))
-            .condition_expression("attribute_not_exists(id)")
-            .send()
-            .await
-            .map_err(|e| {
-                if condition_failed(&e) {
-                    Error::conflict("already_exists", format!("ticket {} exists", ticket.id))
-                } else {
-                    db_err("create ticket", e)
+        for _ in 0..3 {
+            let put_ticket = Put::builder()
+                .table_name(&self.tables.tickets)
+                .set_item(Some(ticket_item(ticket)?))
+                .condition_expression("attribute_not_exists(id)")
+                .build()
+                .map_err(|e| Error::internal(format!("building a put: {e}")))?;
+            let mut write = self
+                .client
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().put(put_ticket).build());
+            let exclusive = ticket.status.is_active() && ticket.opened_by.is_some();
+            if exclusive {
+                write = write.transact_items(
+                    TransactWriteItem::builder()
+                        .put(self.marker_put(ticket, "attribute_not_exists(id)")?)
+                        .build(),
+                );
+            }
+            match write.send().await {
+                Ok(_) => return Ok(()),
+                Err(e) if condition_failed(&e) => {
+                    if self.get_ticket(&ticket.id).await?.is_some() {
+                        return Err(Error::ticket_exists(&ticket.id));
+                    }
+                    match self.marked_ticket(&ticket.customer_id).await? {
+                        (_, Some(active)) => {
+                            return Err(Error::active_ticket_exists(
+                                &ticket.customer_id,
+                                &active.id,
+                            ))
+                        }
+                        // A marker left by a ticket that is no longer active: cleared, and
+                        // the create tried again.
+                        (Some(stale), None) => {
+                            self.clear_marker(&ticket.customer_id, &stale).await?
+                        }
+                        (None, None) => {}
+                    }
                 }
-            })?;
-        Ok(())
+                Err(e) => return Err(db_err("create ticket", e)),
+            }
+        }
+        Err(Error::internal(format!(
+            "could not create ticket {}: the customer's marker kept changing",
+            ticket.id
+        )))
     }
 
     async fn get_ticket(&self, id: &str) -> Result<Option<Ticket>> {
@@ -444,18 +560,22 @@ impl TicketStore for DynamoStore {
             .send()
             .await;
         match result {
-            Ok(_) => Ok(()),
-            Err(e) if condition_failed(&e) => match self.get_ticket(&ticket.id).await? {
-                None => Err(Error::not_found("ticket", &ticket.id)),
-                Some(stored) => Err(Error::conflict(
-                    "version_conflict",
-                    format!(
-                        "the ticket is at version {}, not {expected_version}; reload it and try again",
-                        stored.version
-                    ),
-                )),
-            },
-            Err(e) => Err(db_err("update ticket", e)),
+            Ok(_) => {}
+            Err(e) if condition_failed(&e) => {
+                return match self.get_ticket(&ticket.id).await? {
+                    None => Err(Error::not_found("ticket", &ticket.id)),
+                    Some(stored) => Err(Error::version_conflict(stored.version, expected_version)),
+                }
+            }
+            Err(e) => return Err(db_err("update ticket", e)),
+        }
+        // The marker follows a ticket a message opened: taken when it is active and free (a
+        // reopened ticket), given back when it stops being active. A crash in between leaves
+        // a marker that the next create finds stale and clears.
+        if ticket.status.is_active() && ticket.opened_by.is_some() {
+            self.take_free_marker(ticket).await
+        } else {
+            self.clear_marker(&ticket.customer_id, &ticket.id).await
         }
     }
 
@@ -501,6 +621,12 @@ impl TicketStore for DynamoStore {
     }
 
     async fn active_ticket_for(&self, customer_id: &str) -> Result<Option<Ticket>> {
+        // The marker is read consistently; the index only for tickets made before markers.
+        match self.marked_ticket(customer_id).await? {
+            (_, Some(active)) => return Ok(Some(active)),
+            (Some(_), None) => return Ok(None),
+            (None, None) => {}
+        }
         let req = self
             .client
             .query()
@@ -852,31 +978,50 @@ impl ConversationStore for DynamoStore {
 #[async_trait]
 impl IdempotencyStore for DynamoStore {
     async fn claim(&self, key: &str, value: &str, ttl_secs: i64) -> Result<Option<String>> {
-        let now = Utc::now().timestamp();
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.tables.idempotency)
-            .item("key", s(key))
-            .item("value", s(value))
-            .item("expires_at", n(now + ttl_secs))
-            // An expired claim that DynamoDB's TTL has not yet removed is free.
-            .condition_expression("attribute_not_exists(#key) OR expires_at <= :now")
-            .expression_attribute_names("#key", "key")
-            .expression_attribute_values(":now", n(now))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(None),
-            Err(e) if condition_failed(&e) => {
-                let item = self.get(&self.tables.idempotency, "key", key).await?;
-                Ok(Some(
-                    item.and_then(|i| i.get("value").and_then(|v| v.as_s().ok()).cloned())
-                        .unwrap_or_default(),
-                ))
+        for _ in 0..MESSAGE_UPDATE_ATTEMPTS {
+            let now = Utc::now().timestamp();
+            let result = self
+                .client
+                .put_item()
+                .table_name(&self.tables.idempotency)
+                .item("key", s(key))
+                .item("value", s(value))
+                .item("expires_at", n(now + ttl_secs))
+                // An expired claim that DynamoDB's TTL has not yet removed is free.
+                .condition_expression("attribute_not_exists(#key) OR expires_at <= :now")
+                .expression_attribute_names("#key", "key")
+                .expression_attribute_values(":now", n(now))
+                .send()
+                .await;
+            match result {
+                Ok(_) => return Ok(None),
+                Err(e) if condition_failed(&e) => {
+                    if let Some(first) = self.claimed(key).await? {
+                        return Ok(Some(first));
+                    }
+                    // Given back (or expired) between the put and the read: free again.
+                }
+                Err(e) => return Err(db_err("claim", e)),
             }
-            Err(e) => Err(db_err("claim", e)),
         }
+        Err(Error::internal(format!(
+            "the claim {key} was taken and given back under every attempt"
+        )))
+    }
+
+    async fn claimed(&self, key: &str) -> Result<Option<String>> {
+        let now = Utc::now().timestamp();
+        let Some(item) = self.get(&self.tables.idempotency, "key", key).await? else {
+            return Ok(None);
+        };
+        let live = item
+            .get("expires_at")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse::<i64>().ok())
+            .is_some_and(|at| at > now);
+        Ok(live
+            .then(|| item.get("value").and_then(|v| v.as_s().ok()).cloned())
+            .flatten())
     }
 
     async fn release(&self, key: &str) -> Result<()> {

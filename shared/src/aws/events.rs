@@ -1,26 +1,35 @@
 //! Lambda event batches, decoded record by record so that one bad record never fails or
 //! drops its batch: SQS batches answer with the ids of the records that failed
 //! (`ReportBatchItemFailures`), and stream batches with the first failed sequence number.
+//! A record that can never succeed goes to the function's dead letters at once, with its
+//! reason, by the one policy of [`crate::jobs::disposition`].
 
+use super::DeadLetters;
+use crate::jobs::{self, Disposition, Job};
 use crate::Result;
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::future::Future;
 
-/// Serves a Lambda fed by an SQS queue: each record's body is decoded as `T` and handed
-/// to `handler`; the failed ones are reported.
-pub async fn run_sqs<T, F, Fut>(handler: F) -> std::result::Result<(), lambda_runtime::Error>
+/// Serves a Lambda fed by an SQS queue: each record's body is decoded as the job `T` and
+/// handed to `handler`; poison goes to `dead_letters`, and the other failures are reported.
+pub async fn run_sqs<T, F, Fut>(
+    dead_letters: &DeadLetters,
+    handler: F,
+) -> std::result::Result<(), lambda_runtime::Error>
 where
-    T: serde::de::DeserializeOwned,
+    T: Job,
     F: Fn(T) -> Fut,
     Fut: Future<Output = Result<()>>,
 {
     let handler = &handler;
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<Value>| async move {
-            let out = sqs_batch(&event.payload, |body| async move {
-                handler(crate::json::parse(body.as_bytes())?).await
-            })
+            let out = sqs_batch(
+                &event.payload,
+                |body| async move { handler(jobs::decode(&body)?).await },
+                |body, reason| async move { dead_letters.send(&body, &reason).await },
+            )
             .await;
             Ok::<_, lambda_runtime::Error>(out)
         },
@@ -29,8 +38,12 @@ where
 }
 
 /// Serves a Lambda fed by a DynamoDB stream, with `handler` taking each record's new and
-/// old images.
-pub async fn run_stream<F, Fut>(handler: F) -> std::result::Result<(), lambda_runtime::Error>
+/// old images; a record that can never succeed goes to `dead_letters` (as the record's
+/// JSON) and the stream goes on.
+pub async fn run_stream<F, Fut>(
+    dead_letters: &DeadLetters,
+    handler: F,
+) -> std::result::Result<(), lambda_runtime::Error>
 where
     F: Fn(Value, Value) -> Fut,
     Fut: Future<Output = Result<()>>,
@@ -38,10 +51,37 @@ where
     let handler = &handler;
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<Value>| async move {
-            Ok::<_, lambda_runtime::Error>(stream_batch(&event.payload, handler).await)
+            Ok::<_, lambda_runtime::Error>(
+                stream_batch(&event.payload, handler, |body, reason| async move {
+                    dead_letters.send(&body, &reason).await
+                })
+                .await,
+            )
         },
     ))
     .await
+}
+
+/// Whether a failed record was put aside for good: a poison one that reached the dead
+/// letters. Anything else (or a dead-letter queue that would not take it) is retried.
+async fn put_aside<D, DFut>(e: &crate::Error, body: String, dead_letter: &D) -> bool
+where
+    D: Fn(String, String) -> DFut,
+    DFut: Future<Output = Result<()>>,
+{
+    if jobs::disposition(e) != Disposition::DeadLetter {
+        return false;
+    }
+    match dead_letter(body, e.to_string()).await {
+        Ok(()) => {
+            tracing::error!(error = %e, "record moved to the dead letters");
+            true
+        }
+        Err(dl) => {
+            tracing::error!(error = %e, dead_letters = %dl, "poison record kept for the queue's redrive");
+            false
+        }
+    }
 }
 
 fn failures(ids: Vec<String>) -> Value {
@@ -53,10 +93,12 @@ fn failures(ids: Vec<String>) -> Value {
 /// Runs `handler` on the body of each SQS record and reports the failures. On a FIFO
 /// queue, a record whose message group already failed in this batch is not tried and is
 /// reported too, so the group's order holds when SQS delivers them again.
-pub async fn sqs_batch<F, Fut>(event: &Value, handler: F) -> Value
+pub async fn sqs_batch<F, Fut, D, DFut>(event: &Value, handler: F, dead_letter: D) -> Value
 where
     F: Fn(String) -> Fut,
     Fut: Future<Output = Result<()>>,
+    D: Fn(String, String) -> DFut,
+    DFut: Future<Output = Result<()>>,
 {
     let mut failed = Vec::new();
     let mut failed_groups: HashSet<String> = HashSet::new();
@@ -73,14 +115,19 @@ where
             failed.push(id);
             continue;
         }
-        let outcome = match record["body"].as_str() {
-            Some(body) => handler(body.to_string()).await,
+        let body = record["body"].as_str().map(str::to_string);
+        let outcome = match &body {
+            Some(body) => handler(body.clone()).await,
             None => Err(crate::Error::unprocessable(
                 "invalid_record",
                 "an SQS record without a body",
             )),
         };
         if let Err(e) = outcome {
+            let body = body.unwrap_or_else(|| record.to_string());
+            if put_aside(&e, body, &dead_letter).await {
+                continue;
+            }
             tracing::error!(message_id = %id, error = %e, "record failed");
             if let Some(g) = group {
                 failed_groups.insert(g);
@@ -94,10 +141,12 @@ where
 /// Runs `handler` on each DynamoDB stream record (`NewImage`, `OldImage`) in order, and on
 /// the first failure stops and reports its sequence number: the stream retries from there,
 /// so later records are not lost and order holds.
-pub async fn stream_batch<F, Fut>(event: &Value, handler: F) -> Value
+pub async fn stream_batch<F, Fut, D, DFut>(event: &Value, handler: F, dead_letter: D) -> Value
 where
     F: Fn(Value, Value) -> Fut,
     Fut: Future<Output = Result<()>>,
+    D: Fn(String, String) -> DFut,
+    DFut: Future<Output = Result<()>>,
 {
     for record in event["Records"]
         .as_array()
@@ -111,6 +160,9 @@ where
             .to_string();
         let outcome = handler(change["NewImage"].clone(), change["OldImage"].clone()).await;
         if let Err(e) = outcome {
+            if put_aside(&e, record.to_string(), &dead_letter).await {
+                continue;
+            }
             tracing::error!(sequence = %sequence, error = %e, "stream record failed");
             return failures(vec![sequence]);
         }
@@ -122,6 +174,7 @@ where
 mod tests {
     use super::*;
     use crate::Error;
+    use std::sync::Mutex;
 
     fn sqs(records: &[(&str, &str, Option<&str>)]) -> Value {
         json!({"Records": records.iter().map(|(id, body, group)| {
@@ -132,18 +185,53 @@ mod tests {
     }
 
     async fn handle(body: String) -> Result<()> {
-        if body == "poison" {
-            Err(Error::unprocessable("invalid_json", "poison"))
-        } else {
-            Ok(())
+        match body.as_str() {
+            "poison" => Err(Error::unprocessable("invalid_json", "poison")),
+            "down" => Err(Error::internal("the store is down")),
+            _ => Ok(()),
         }
     }
 
+    /// A dead-letter queue that takes everything, and what it took.
+    fn taking(
+        taken: &Mutex<Vec<(String, String)>>,
+    ) -> impl Fn(String, String) -> std::future::Ready<Result<()>> + '_ {
+        move |body, reason| {
+            taken.lock().unwrap().push((body, reason));
+            std::future::ready(Ok(()))
+        }
+    }
+
+    async fn refusing(_: String, _: String) -> Result<()> {
+        Err(Error::internal("DEAD_LETTER_QUEUE_URL is not set"))
+    }
+
     #[tokio::test]
-    async fn one_poisoned_record_is_reported_alone() {
+    async fn poison_goes_to_the_dead_letters_at_once_and_the_rest_is_retried() {
+        let taken = Mutex::new(Vec::new());
+        let out = sqs_batch(
+            &sqs(&[
+                ("1", "ok", None),
+                ("2", "poison", None),
+                ("3", "down", None),
+            ]),
+            handle,
+            taking(&taken),
+        )
+        .await;
+        assert_eq!(out, json!({"batchItemFailures": [{"itemIdentifier": "3"}]}));
+        let taken = taken.into_inner().unwrap();
+        assert_eq!(taken.len(), 1);
+        assert_eq!(taken[0].0, "poison");
+        assert!(taken[0].1.contains("invalid_json"), "{taken:?}");
+    }
+
+    #[tokio::test]
+    async fn poison_that_no_dead_letter_queue_takes_is_reported() {
         let out = sqs_batch(
             &sqs(&[("1", "ok", None), ("2", "poison", None), ("3", "ok", None)]),
             handle,
+            refusing,
         )
         .await;
         assert_eq!(out, json!({"batchItemFailures": [{"itemIdentifier": "2"}]}));
@@ -152,38 +240,54 @@ mod tests {
     #[tokio::test]
     async fn a_failed_fifo_group_holds_its_later_records() {
         let event = sqs(&[
-            ("1", "poison", Some("a")),
+            ("1", "down", Some("a")),
             ("2", "ok", Some("a")),
             ("3", "ok", Some("b")),
         ]);
-        let out = sqs_batch(&event, handle).await;
+        let out = sqs_batch(&event, handle, refusing).await;
         assert_eq!(
             out,
             json!({"batchItemFailures": [{"itemIdentifier": "1"}, {"itemIdentifier": "2"}]})
         );
+        // A dead-lettered record is done with: its group goes on.
+        let taken = Mutex::new(Vec::new());
+        let event = sqs(&[("1", "poison", Some("a")), ("2", "ok", Some("a"))]);
+        let out = sqs_batch(&event, handle, taking(&taken)).await;
+        assert_eq!(out, json!({"batchItemFailures": []}));
     }
 
     #[tokio::test]
-    async fn a_stream_stops_at_its_first_failure() {
+    async fn a_stream_stops_at_its_first_failure_and_sets_poison_aside() {
         let event = json!({"Records": [
             {"dynamodb": {"SequenceNumber": "100", "NewImage": {"ok": true}}},
+            {"dynamodb": {"SequenceNumber": "150", "NewImage": {"ok": "poison"}}},
             {"dynamodb": {"SequenceNumber": "200", "NewImage": {"ok": false}}},
             {"dynamodb": {"SequenceNumber": "300", "NewImage": {"ok": true}}}
         ]});
-        let out = stream_batch(&event, |new, _| async move {
-            if new["ok"] == true {
-                Ok(())
-            } else {
-                Err(Error::internal("down"))
-            }
-        })
+        let taken = Mutex::new(Vec::new());
+        let out = stream_batch(
+            &event,
+            |new, _| async move {
+                if new["ok"] == true {
+                    Ok(())
+                } else if new["ok"] == "poison" {
+                    Err(Error::unprocessable("invalid_record", "does not decode"))
+                } else {
+                    Err(Error::internal("down"))
+                }
+            },
+            taking(&taken),
+        )
         .await;
         assert_eq!(
             out,
             json!({"batchItemFailures": [{"itemIdentifier": "200"}]})
         );
+        let taken = taken.into_inner().unwrap();
+        assert_eq!(taken.len(), 1);
+        assert!(taken[0].0.contains("\"150\""), "{taken:?}");
         assert_eq!(
-            stream_batch(&json!({}), |_, _| async { Ok(()) }).await,
+            stream_batch(&json!({}), |_, _| async { Ok(()) }, refusing).await,
             json!({"batchItemFailures": []})
         );
     }

@@ -20,7 +20,7 @@ pub use dynamo::{DynamoStore, Tables};
 pub use knowledge::DynamoKnowledge;
 #[cfg(feature = "opensearch")]
 pub use opensearch::{OpenSearchKnowledge, DEFAULT_INDEX as DEFAULT_OPENSEARCH_INDEX};
-pub use sqs::{QueueUrls, SqsQueue};
+pub use sqs::{DeadLetters, QueueUrls, SqsQueue};
 pub use stream::{article_change, ticket_change};
 
 use crate::{Error, Result};

@@ -32,6 +32,11 @@ impl QueueUrls {
             QueueName::Inbound => (&self.inbound, "INBOUND_QUEUE_URL"),
             QueueName::AutoReply => (&self.auto_reply, "AUTO_REPLY_QUEUE_URL"),
             QueueName::Outbound => (&self.outbound, "OUTBOUND_QUEUE_URL"),
+            QueueName::TicketChanges => {
+                return Err(Error::internal(
+                    "ticket changes reach their handler through the tickets table's stream; nothing sends them",
+                ))
+            }
         };
         if url.is_empty() {
             return Err(Error::internal(format!(
@@ -80,6 +85,60 @@ impl Queue for SqsQueue {
             Error::internal(format!(
                 "sending to the {} queue: {}",
                 queue.as_str(),
+                sdk_message(&e)
+            ))
+        })?;
+        Ok(())
+    }
+}
+
+/// A function's own dead-letter queue (`DEAD_LETTER_QUEUE_URL`): where a job that can
+/// never succeed goes at once, with its reason, instead of being received again until the
+/// queue's `maxReceiveCount` runs out. The same policy as the local worker's
+/// ([`crate::jobs::disposition`]).
+pub struct DeadLetters {
+    client: aws_sdk_sqs::Client,
+    url: String,
+}
+
+impl DeadLetters {
+    pub fn from_env(config: &aws_config::SdkConfig) -> DeadLetters {
+        DeadLetters {
+            client: aws_sdk_sqs::Client::new(config),
+            url: std::env::var("DEAD_LETTER_QUEUE_URL").unwrap_or_default(),
+        }
+    }
+
+    /// Puts `body` on the dead-letter queue with `reason` as its `error` attribute. Fails
+    /// when no queue is configured: the record is then left to the queue's own redrive.
+    pub async fn send(&self, body: &str, reason: &str) -> Result<()> {
+        if self.url.is_empty() {
+            return Err(Error::internal(
+                "DEAD_LETTER_QUEUE_URL is not set for this function",
+            ));
+        }
+        let reason = crate::text::truncate_chars(reason, 1000);
+        let mut req = self
+            .client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(body)
+            .message_attributes(
+                "error",
+                aws_sdk_sqs::types::MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value(reason)
+                    .build()
+                    .map_err(|e| Error::internal(format!("building an attribute: {e}")))?,
+            );
+        if self.url.ends_with(".fifo") {
+            req = req
+                .message_group_id("dead-letters")
+                .message_deduplication_id(hex::encode(Sha256::digest(body.as_bytes())));
+        }
+        req.send().await.map_err(|e| {
+            Error::internal(format!(
+                "sending to the dead-letter queue: {}",
                 sdk_message(&e)
             ))
         })?;

@@ -277,3 +277,38 @@ pub struct SupervisorNotice {
     pub customer_id: String,
     pub channel: Channel,
 }
+
+impl SupervisorNotice {
+    /// The notice of a ticket's escalation, as the ticket records it.
+    pub fn escalation(ticket: &super::Ticket) -> SupervisorNotice {
+        SupervisorNotice {
+            event: "ticket.escalated".into(),
+            ticket_id: ticket.id.clone(),
+            subject: ticket.subject.clone(),
+            priority: ticket.priority,
+            skill: ticket.skill,
+            reason: ticket.escalation_reason.clone().unwrap_or_default(),
+            escalated_by: ticket
+                .escalated_by
+                .clone()
+                .or_else(|| ticket.assignee.clone())
+                .unwrap_or_default(),
+            escalated_at: ticket.escalated_at.unwrap_or(ticket.updated_at),
+            customer_id: ticket.customer_id.clone(),
+            channel: ticket.channel,
+        }
+    }
+
+    /// One id per escalation of a ticket: however often its notice is queued, dispatch
+    /// posts it once.
+    pub fn id(&self) -> String {
+        super::derived_id(
+            &format!(
+                "{}/{}",
+                self.ticket_id,
+                self.escalated_at.timestamp_millis()
+            ),
+            "escalation",
+        )
+    }
+}

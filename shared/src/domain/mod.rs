@@ -27,6 +27,16 @@ pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
+/// An id derived from another one, the same every time: a redelivered job produces the same
+/// reply, ticket or notice id, and the store takes it once.
+pub fn derived_id(parent: &str, purpose: &str) -> String {
+    uuid::Uuid::new_v5(
+        &uuid::Uuid::NAMESPACE_OID,
+        format!("{parent}/{purpose}").as_bytes(),
+    )
+    .to_string()
+}
+
 /// Where a customer writes from and where replies go back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -136,12 +136,19 @@ pub struct Ticket {
     pub first_response_at: Option<DateTime<Utc>>,
     pub escalated_at: Option<DateTime<Utc>>,
     pub escalation_reason: Option<String>,
+    /// Who escalated it, when an agent did: the supervisor's notice names them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalated_by: Option<String>,
     pub closed_at: Option<DateTime<Utc>>,
     pub survey: Option<Survey>,
     /// The best articles for the first message (at most three), when auto-reply handed it
     /// off: what the agent can answer from. Tickets stored before it existed read as empty.
     #[serde(default)]
     pub suggestions: Vec<Suggestion>,
+    /// The customer message that opened it, when one did: a redelivery of that message
+    /// finishes opening it (its hand-off) instead of joining it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opened_by: Option<String>,
     pub version: u64,
 }
 
@@ -202,9 +209,11 @@ impl Ticket {
             first_response_at: None,
             escalated_at: None,
             escalation_reason: None,
+            escalated_by: None,
             closed_at: None,
             survey: None,
             suggestions: Vec::new(),
+            opened_by: None,
             version: 1,
         }
     }
@@ -268,6 +277,22 @@ impl Ticket {
         Ok(())
     }
 
+    /// Escalates to a supervisor with a reason, naming the agent who did it: the change
+    /// feed turns it into the supervisor's notice (see [`Ticket::became_escalated`]).
+    pub fn escalate_by(&mut self, agent: &str, reason: &str, now: DateTime<Utc>) -> Result<()> {
+        self.escalate(reason, now)?;
+        self.escalated_by = Some(agent.to_string());
+        Ok(())
+    }
+
+    /// Whether this change is the one that escalated the ticket: what notifies the
+    /// supervisor, once per escalation.
+    pub fn became_escalated(old: Option<&Ticket>, new: &Ticket) -> bool {
+        new.status == TicketStatus::Escalated
+            && new.escalated_at.is_some()
+            && old.is_none_or(|o| o.escalated_at != new.escalated_at)
+    }
+
     /// Escalates to a supervisor with a reason.
     pub fn escalate(&mut self, reason: &str, now: DateTime<Utc>) -> Result<()> {
         let reason = reason.trim();
@@ -289,6 +314,7 @@ impl Ticket {
         self.status = TicketStatus::Escalated;
         self.escalated_at = Some(now);
         self.escalation_reason = Some(crate::text::truncate_chars(reason, 1000).to_string());
+        self.escalated_by = None;
         self.touch(now);
         Ok(())
     }
@@ -325,10 +351,9 @@ impl Ticket {
         if self.survey.as_ref().and_then(|s| s.sent_at).is_some() {
             return false;
         }
-        self.survey = Some(Survey {
-            sent_at: Some(now),
-            ..Survey::default()
-        });
+        // Only the time is set: an answer given before this mark is kept (the survey goes
+        // out before it is marked, and the customer may be quicker than a retried mark).
+        self.survey.get_or_insert_with(Survey::default).sent_at = Some(now);
         self.touch(now);
         true
     }
@@ -454,6 +479,18 @@ mod tests {
         let now = super::super::now();
         assert!(t.mark_survey_sent(now));
         assert!(!t.mark_survey_sent(now));
+        let mut quick = ticket();
+        quick.rate(4, Some("快".into()), now).unwrap();
+        assert!(
+            quick.mark_survey_sent(now),
+            "a late mark still records the time"
+        );
+        let survey = quick.survey.as_ref().unwrap();
+        assert_eq!(
+            (survey.rating, survey.comment.as_deref()),
+            (Some(4), Some("快")),
+            "a mark after the answer keeps the answer"
+        );
         assert_eq!(t.rate(7, None, now).unwrap_err().kind.status(), 422);
         t.rate(5, Some("很好".into()), now).unwrap();
         assert_eq!(t.rate(4, None, now).unwrap_err().kind.status(), 409);

@@ -1,17 +1,26 @@
-//! The survey page: `GET` shows the form (or JSON), `POST` takes the rating, once.
+//! The survey page: `GET` shows the form (or JSON), `POST` takes the rating, once. It lives
+//! in the core so that whichever function serves it (the tickets function on AWS, the local
+//! program) needs no other function's crate.
 
-use crate::Deps;
+use crate::domain::{self, Ticket};
+use crate::flow;
+use crate::http::{body_bytes, cors_for_visitors, parse_json};
+use crate::ports::Store;
+use crate::survey_token::SurveySigner;
+use crate::{Error, ErrorKind, Result};
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use helpdesk_core::domain::{self, Ticket};
-use helpdesk_core::flow;
-use helpdesk_core::http::{body_bytes, cors_for_visitors, parse_json};
-use helpdesk_core::{Error, ErrorKind, Result};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+
+/// What the page needs: the tickets, and the signer that checks its links.
+pub struct Deps {
+    pub store: Arc<dyn Store>,
+    pub signer: SurveySigner,
+}
 
 pub fn router(deps: Arc<Deps>) -> Router {
     Router::new()
