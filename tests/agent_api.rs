@@ -685,3 +685,88 @@ async fn the_volume_report_counts_tickets_per_day_and_the_first_response() {
         .await;
     assert_eq!(error_code(bad, 422).await, "invalid_period");
 }
+
+#[tokio::test]
+async fn one_idempotency_key_makes_one_reply_and_one_ticket() {
+    let dir = TempDir::new();
+    let server = Server::start(&dir.0, &[]).await;
+    let visitor = server.visitor().await;
+    let id = ticket_for(&visitor, "我要人工客服").await;
+
+    // Twenty agents' retries of one reply, at once.
+    let path = format!("/tickets/{id}/replies");
+    let sends = (0..20).map(|_| {
+        server
+            .http
+            .post(server.url(&path))
+            .bearer_auth(ALICE)
+            .header("Idempotency-Key", "reply-7f3a")
+            .json(&json!({"text": "已为您办理退款"}))
+            .send()
+    });
+    let answers = futures_join(sends).await;
+    let mut ids = std::collections::BTreeSet::new();
+    for r in answers {
+        let r = r.unwrap();
+        assert_eq!(r.status(), 202);
+        let body: Value = r.json().await.unwrap();
+        ids.insert(body["message_id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(ids.len(), 1, "one message for one key: {ids:?}");
+    let replies = visitor.wait_for_count("agent_reply", 1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let all: Vec<Value> = visitor
+        .conversation()
+        .await
+        .into_iter()
+        .filter(|m| m["kind"] == "agent_reply")
+        .collect();
+    assert_eq!(all.len(), 1, "{replies:?}");
+
+    // Without a key, a second reply is a second reply.
+    let r = server
+        .post(&path, ALICE, json!({"text": "还有别的问题吗？"}))
+        .await;
+    assert_eq!(r.status(), 202);
+
+    // A ticket made by hand, sent twice under one key, is one ticket.
+    let make = || {
+        server
+            .http
+            .post(server.url("/tickets"))
+            .bearer_auth(ALICE)
+            .header("Idempotency-Key", "phone-call-42")
+            .json(&json!({"customer_id": visitor.customer_id, "description": "电话来电：发票抬头要改"}))
+            .send()
+    };
+    let first: Value = make().await.unwrap().json().await.unwrap();
+    let second = make().await.unwrap();
+    assert_eq!(second.status(), 201);
+    let second: Value = second.json().await.unwrap();
+    assert_eq!(first["id"], second["id"]);
+    let long_key = "k".repeat(201);
+    let bad = server
+        .http
+        .post(server.url(&path))
+        .bearer_auth(ALICE)
+        .header("Idempotency-Key", long_key)
+        .json(&json!({"text": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(bad, 400).await, "invalid_idempotency_key");
+}
+
+/// Runs the requests at once, each on its own task.
+async fn futures_join<F>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}

@@ -5,16 +5,13 @@ use crate::auth::Agent;
 use crate::tickets::{load, with_etag};
 use crate::Deps;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::post;
 use axum::{Json, Router};
-use helpdesk_core::domain::{
-    self, Direction, Message, MessageKind, OutboundMessage, SupervisorNotice,
-};
+use helpdesk_core::domain::{self, Direction, Message, MessageKind};
 use helpdesk_core::flow;
 use helpdesk_core::http::ApiJson;
-use helpdesk_core::ports::{send_json, QueueName};
 use helpdesk_core::text::check_text;
 use helpdesk_core::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -38,9 +35,25 @@ struct Accepted {
     message_id: String,
 }
 
+/// The `Idempotency-Key` header, when the client sent one.
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>> {
+    match headers.get("idempotency-key") {
+        None => Ok(None),
+        Some(v) => v.to_str().map(Some).map_err(|_| {
+            Error::bad_request(
+                "invalid_idempotency_key",
+                "an Idempotency-Key is visible ASCII text",
+            )
+        }),
+    }
+}
+
+/// A reply on the ticket's channel. With an `Idempotency-Key`, a retry (or a twin sent at
+/// once) answers with the first request's message and sends nothing again.
 async fn reply(
     State(deps): State<Arc<Deps>>,
     agent: Agent,
+    headers: HeaderMap,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<TextBody>,
 ) -> Result<(StatusCode, Json<Accepted>)> {
@@ -52,19 +65,21 @@ async fn reply(
             "a closed ticket takes no replies",
         ));
     }
-    let mut message = Message::outbound(
-        &ticket.customer_id,
-        ticket.channel,
-        MessageKind::AgentReply,
+    let message_id = flow::idempotent_id(
+        deps.store.as_ref(),
+        &format!("replies:{}:{}", agent.name, ticket.id),
+        idempotency_key(&headers)?,
+        domain::new_id(),
+    )
+    .await?;
+    let message = flow::agent_reply(
+        deps.store.as_ref(),
+        deps.queue.as_ref(),
+        &ticket,
+        &agent.name,
         body.text,
-        Some(ticket.id.clone()),
-    );
-    message.author = Some(agent.name.clone());
-    flow::send_to_customer(deps.store.as_ref(), deps.queue.as_ref(), &message).await?;
-    flow::update_ticket(deps.store.as_ref(), &id, |t| {
-        t.agent_replied(&agent.name, domain::now());
-        Ok(true)
-    })
+        message_id,
+    )
     .await?;
     Ok((
         StatusCode::ACCEPTED,
@@ -109,6 +124,9 @@ struct EscalateBody {
     reason: String,
 }
 
+/// Escalation to a supervisor. The notice is not queued here: the change feed carries the
+/// escalated ticket to the survey function, which queues one notice per escalation, so a
+/// crash between the change and the notice cannot lose it.
 async fn escalate(
     State(deps): State<Arc<Deps>>,
     agent: Agent,
@@ -116,29 +134,10 @@ async fn escalate(
     ApiJson(body): ApiJson<EscalateBody>,
 ) -> Result<Response> {
     let (ticket, _) = flow::update_ticket(deps.store.as_ref(), &id, |t| {
-        t.escalate(&body.reason, domain::now())?;
+        t.escalate_by(&agent.name, &body.reason, domain::now())?;
         Ok(true)
     })
     .await?;
-    let notice = SupervisorNotice {
-        event: "ticket.escalated".into(),
-        ticket_id: ticket.id.clone(),
-        subject: ticket.subject.clone(),
-        priority: ticket.priority,
-        skill: ticket.skill,
-        reason: ticket.escalation_reason.clone().unwrap_or_default(),
-        escalated_by: agent.name,
-        escalated_at: ticket.escalated_at.unwrap_or_else(domain::now),
-        customer_id: ticket.customer_id.clone(),
-        channel: ticket.channel,
-    };
-    send_json(
-        deps.queue.as_ref(),
-        QueueName::Outbound,
-        &OutboundMessage::Supervisor(notice),
-        None,
-    )
-    .await?;
-    tracing::info!(ticket_id = %id, "ticket escalated");
+    tracing::info!(ticket_id = %id, by = %agent.name, "ticket escalated");
     Ok(with_etag(StatusCode::OK, ticket.version, &ticket))
 }

@@ -12,6 +12,7 @@ use helpdesk_core::domain::{
     self, parse_enum, Channel, Customer, Message, NewTicket, Priority, Skill, Ticket, TicketFilter,
     TicketPatch, TicketStatus,
 };
+use helpdesk_core::flow;
 use helpdesk_core::http::{ApiJson, ApiQuery};
 use helpdesk_core::text::check_text;
 use helpdesk_core::{Error, ErrorKind, Result};
@@ -208,9 +209,12 @@ struct CreateTicket {
     skill: Option<Skill>,
 }
 
+/// A ticket made by hand. With an `Idempotency-Key`, a retry answers with the first
+/// request's ticket and makes no second one.
 async fn create(
     State(deps): State<Arc<Deps>>,
-    _agent: Agent,
+    agent: Agent,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<CreateTicket>,
 ) -> Result<Response> {
     check_text(&body.description)?;
@@ -223,7 +227,7 @@ async fn create(
         .identities
         .first()
         .map_or(Channel::Webchat, |i| i.channel);
-    let ticket = Ticket::open(
+    let mut ticket = Ticket::open(
         NewTicket {
             customer_id: customer.id,
             channel,
@@ -234,7 +238,19 @@ async fn create(
         },
         domain::now(),
     );
-    deps.store.create_ticket(&ticket).await?;
+    ticket.id = flow::idempotent_id(
+        deps.store.as_ref(),
+        &format!("tickets:{}", agent.name),
+        crate::conversation::idempotency_key(&headers)?,
+        ticket.id,
+    )
+    .await?;
+    let ticket = match deps.store.create_ticket(&ticket).await {
+        Ok(()) => ticket,
+        // The key's first request made it: answer as that request did.
+        Err(e) if e.code == "already_exists" => load(&deps, &ticket.id).await?,
+        Err(e) => return Err(e),
+    };
     Ok(with_etag(StatusCode::CREATED, ticket.version, &ticket))
 }
 
