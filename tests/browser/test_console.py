@@ -368,3 +368,21 @@ def test_sign_in_through_an_oidc_issuer_with_pkce(page):
     finally:
         desk.stop()
         issuer.stop()
+
+
+def test_the_page_runs_under_its_content_security_policy(desk, page):
+    refused = []
+    page.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
+    response = page.goto(desk.base + "/console/")
+    policy = response.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in policy and "'unsafe-inline'" not in policy, policy
+    assert response.headers["x-content-type-options"] == "nosniff"
+    page.get_by_label("Agent token").fill(BOB)
+    page.get_by_role("button", name="Sign in").click()
+    _, ticket_id = handed_off(desk)
+    for view in ["#/tickets", f"#/tickets/{ticket_id}", "#/kb", "#/reports"]:
+        page.goto(f"{desk.base}/console/{view}")
+        expect(page.get_by_role("navigation", name="Main")).to_be_visible()
+    page.goto(f"{desk.base}/console/#/reports")
+    expect(page.get_by_role("img", name=re.compile("^Rating distribution"))).to_be_visible()
+    assert refused == [], refused

@@ -9,9 +9,10 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
+use base64::Engine;
 use sha2::{Digest, Sha256};
 use std::io::Write;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 /// One embedded file.
 struct Asset {
@@ -135,19 +136,53 @@ fn not_found() -> Response {
         .into_response()
 }
 
-async fn console_index(headers: HeaderMap) -> Response {
-    let mut r = serve("console/index.html", &headers);
-    // The console holds agent data: never inside another site's frame.
-    r.headers_mut()
-        .insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    r
+/// The console page's policy: its own scripts and the one inline import map (by hash),
+/// calls to its own origin and the sign-in issuer's token endpoint, and never inside
+/// another site's frame, since it holds agent data.
+fn content_security_policy(config: &ConsoleConfig) -> String {
+    let page = ASSETS
+        .iter()
+        .find(|a| a.path == "console/index.html")
+        .map(|a| String::from_utf8_lossy(a.body).into_owned())
+        .unwrap_or_default();
+    let import_map = page
+        .split_once("<script type=\"importmap\">")
+        .and_then(|(_, rest)| rest.split_once("</script>"))
+        .map(|(map, _)| map)
+        .unwrap_or("");
+    let hash = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(import_map));
+    let mut connect = "'self'".to_string();
+    if let Some(oidc) = &config.oidc {
+        if let Some(origin) = origin_of(&oidc.token_url) {
+            connect.push(' ');
+            connect.push_str(origin);
+        }
+    }
+    format!(
+        "default-src 'self'; script-src 'self' 'sha256-{hash}'; style-src 'self'; \
+         img-src 'self' data:; connect-src {connect}; form-action 'self'; \
+         frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+    )
 }
 
-async fn console_file(Path(path): Path<String>, headers: HeaderMap) -> Response {
-    if path.is_empty() {
-        return console_index(headers).await;
+/// `https://id.example.com` of `https://id.example.com/oauth2/token`.
+fn origin_of(url: &str) -> Option<&str> {
+    let (scheme, rest) = url.split_once("://")?;
+    if scheme != "https" && scheme != "http" {
+        return None;
     }
-    serve(&format!("console/{path}"), &headers)
+    let end = rest.find('/').unwrap_or(rest.len());
+    Some(&url[..scheme.len() + 3 + end])
+}
+
+fn console_index(headers: &HeaderMap, csp: &str) -> Response {
+    let mut r = serve("console/index.html", headers);
+    r.headers_mut()
+        .insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if let Ok(v) = HeaderValue::from_str(csp) {
+        r.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    r
 }
 
 async fn widget_js(headers: HeaderMap) -> Response {
@@ -236,7 +271,9 @@ impl ConsoleConfig {
 
 /// `/console/` and its files. Public: the page signs in before it calls the API.
 pub fn console<S: Clone + Send + Sync + 'static>(config: &ConsoleConfig) -> Router<S> {
+    let csp = Arc::new(content_security_policy(config));
     let config = config.to_json();
+    let index_csp = csp.clone();
     Router::new()
         .route(
             "/console/config.json",
@@ -257,8 +294,26 @@ pub fn console<S: Clone + Send + Sync + 'static>(config: &ConsoleConfig) -> Rout
             "/console",
             get(|| async { Redirect::permanent("/console/") }),
         )
-        .route("/console/", get(console_index))
-        .route("/console/{*path}", get(console_file))
+        .route(
+            "/console/",
+            get(move |headers: HeaderMap| {
+                let csp = index_csp.clone();
+                async move { console_index(&headers, &csp) }
+            }),
+        )
+        .route(
+            "/console/{*path}",
+            get(move |Path(path): Path<String>, headers: HeaderMap| {
+                let csp = csp.clone();
+                async move {
+                    if path.is_empty() {
+                        console_index(&headers, &csp)
+                    } else {
+                        serve(&format!("console/{path}"), &headers)
+                    }
+                }
+            }),
+        )
 }
 
 /// `/widget.js`. Public, for any origin.
@@ -288,6 +343,29 @@ mod tests {
             );
             assert!(!prepared(i).gzip.is_empty(), "{}", a.path);
         }
+    }
+
+    #[test]
+    fn the_console_policy_allows_its_import_map_and_the_token_endpoint_only() {
+        let local = content_security_policy(&ConsoleConfig::default());
+        assert!(local.contains("script-src 'self' 'sha256-"), "{local}");
+        assert!(local.contains("connect-src 'self';"), "{local}");
+        assert!(local.contains("frame-ancestors 'none'"), "{local}");
+        let oidc = ConsoleConfig::from_vars(|k| {
+            Some(match k {
+                "HELPDESK_CONSOLE_OIDC_TOKEN_URL" => "https://id.example.com/oauth2/token".into(),
+                _ => "https://id.example.com/x".into(),
+            })
+        })
+        .unwrap();
+        assert!(
+            content_security_policy(&oidc).contains("connect-src 'self' https://id.example.com;")
+        );
+        assert_eq!(
+            origin_of("http://127.0.0.1:9/t"),
+            Some("http://127.0.0.1:9")
+        );
+        assert_eq!(origin_of("javascript:alert(1)"), None);
     }
 
     #[test]
