@@ -598,3 +598,61 @@ async fn a_notification_for_another_phone_number_stores_nothing() {
     assert_eq!(tickets[0]["description"], "Body Text");
     assert!(sent.iter().all(|s| s.body["to"] == "972987654321"));
 }
+
+#[tokio::test]
+async fn customers_words_never_reach_the_log() {
+    let dir = TempDir::new();
+    let fake = FakeProvider::start().await;
+    let wa_base = format!("{}/v21.0", fake.base);
+    let (server, log) = Server::start_logged(
+        &dir.0,
+        &[
+            ("WHATSAPP_APP_SECRET", APP_SECRET),
+            ("WHATSAPP_VERIFY_TOKEN", VERIFY),
+            ("WHATSAPP_ACCESS_TOKEN", WA_TOKEN),
+            ("WHATSAPP_PHONE_NUMBER_ID", PHONE_ID),
+            ("WHATSAPP_API_BASE", &wa_base),
+            ("TELEGRAM_SECRET_TOKEN", TG_SECRET),
+            ("TELEGRAM_BOT_TOKEN", BOT),
+            ("TELEGRAM_API_BASE", &fake.base),
+            ("HELPDESK_LOG", "debug"),
+        ],
+    )
+    .await;
+    // A Telegram update with nothing for the desk: a member change naming a person.
+    telegram_ok(
+        &server,
+        &json!({"update_id": 90001, "my_chat_member": {
+            "chat": {"id": 5, "type": "private", "first_name": "王秘密"},
+            "from": {"id": 5, "is_bot": false, "first_name": "王秘密", "phone_number": "13800138000"},
+            "date": 1764400000,
+            "old_chat_member": {"status": "member", "user": {"id": 7, "is_bot": true, "first_name": "bot"}},
+            "new_chat_member": {"status": "kicked", "user": {"id": 7, "is_bot": true, "first_name": "bot"}}
+        }}),
+    )
+    .await;
+    // A WhatsApp message without a sender: skipped, with the customer's words in it.
+    whatsapp_signed(
+        &server,
+        &json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{
+            "field": "messages",
+            "value": {
+                "messaging_product": "whatsapp",
+                "metadata": {"display_phone_number": "15550000000", "phone_number_id": PHONE_ID},
+                "messages": [{"id": "wamid.NOSENDER", "timestamp": "1764400000", "type": "text",
+                              "text": {"body": "我的银行卡号是 6222020000000000"}}]
+            }
+        }]}]}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let log = log.lock().unwrap().clone();
+    assert!(log.contains("90001"), "the update's id is logged: {log}");
+    assert!(
+        log.contains("wamid.NOSENDER"),
+        "the message's id is logged: {log}"
+    );
+    for secret in ["王秘密", "13800138000", "6222020000000000"] {
+        assert!(!log.contains(secret), "{secret} reached the log:\n{log}");
+    }
+}

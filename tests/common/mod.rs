@@ -56,8 +56,22 @@ pub struct Server {
     pub http: Client,
 }
 
+/// What a server wrote to its log (stderr), for tests of what is and is not logged.
+pub type Log = Arc<Mutex<String>>;
+
 impl Server {
     pub async fn start(data_dir: &Path, env: &[(&str, &str)]) -> Server {
+        Server::start_inner(data_dir, env, None).await
+    }
+
+    /// A server whose log is kept; `env` usually sets `HELPDESK_LOG`.
+    pub async fn start_logged(data_dir: &Path, env: &[(&str, &str)]) -> (Server, Log) {
+        let log = Log::default();
+        let server = Server::start_inner(data_dir, env, Some(log.clone())).await;
+        (server, log)
+    }
+
+    async fn start_inner(data_dir: &Path, env: &[(&str, &str)], log: Option<Log>) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_helpdesk"));
         cmd.args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
@@ -72,12 +86,26 @@ impl Server {
             .env("WEBCHAT_MESSAGES_PER_MINUTE", "100000")
             .env_remove("SUPERVISOR_WEBHOOK_URL")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(if log.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::inherit()
+            })
             .kill_on_drop(true);
         for (k, v) in env {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().expect("start helpdesk");
+        if let (Some(log), Some(stderr)) = (log, child.stderr.take()) {
+            let mut lines = BufReader::new(stderr).lines();
+            tokio::spawn(async move {
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let mut log = log.lock().unwrap();
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+            });
+        }
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
         let base = tokio::time::timeout(PATIENCE, async {

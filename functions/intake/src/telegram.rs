@@ -50,7 +50,19 @@ async fn update(State(deps): State<Arc<Deps>>, req: Request) -> Result<Response>
                 .map(|id| format!("telegram:{id}"));
             accept(&deps, key.as_deref(), message).await?;
         }
-        None => tracing::info!(update = %payload, "telegram update with nothing for the desk"),
+        // Ids and kinds only: an update's body carries customers' names and words.
+        None => {
+            let update_id = payload.get("update_id").and_then(serde_json::Value::as_i64);
+            let kinds: Vec<&String> = payload
+                .as_object()
+                .map(|o| o.keys().filter(|k| *k != "update_id").collect())
+                .unwrap_or_default();
+            tracing::info!(
+                update_id,
+                ?kinds,
+                "telegram update with nothing for the desk"
+            )
+        }
     }
     Ok("ok".into_response())
 }

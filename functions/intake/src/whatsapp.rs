@@ -187,7 +187,10 @@ pub fn parse_notification(payload: &Value, phone_number_id: &str) -> Vec<Event> 
                 match parse_message(m, &contacts) {
                     Some(message) => events.push(Event::Message(Box::new(message))),
                     None => {
-                        tracing::warn!(message = %m, "a whatsapp message with no sender; skipped")
+                        // Its id and type only: the body carries the customer's words.
+                        let id = m.get("id").and_then(serde_json::Value::as_str);
+                        let kind = m.get("type").and_then(serde_json::Value::as_str);
+                        tracing::warn!(id, kind, "a whatsapp message with no sender; skipped")
                     }
                 }
             }
