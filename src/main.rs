@@ -34,6 +34,12 @@ enum Command {
         #[arg(long, env = "HELPDESK_DATA_DIR", default_value = "data")]
         data_dir: PathBuf,
     },
+    /// Print the admin token `serve` made in this data directory (when HELPDESK_ADMIN_TOKEN
+    /// is not set, it is printed only at the first start).
+    AdminToken {
+        #[arg(long, env = "HELPDESK_DATA_DIR", default_value = "data")]
+        data_dir: PathBuf,
+    },
     /// Knowledge-base tools.
     Kb {
         #[command(subcommand)]
@@ -80,6 +86,16 @@ fn main() -> Result<()> {
     runtime.block_on(async {
         match cli.command {
             Command::Serve { addr, data_dir } => serve::run(addr, data_dir).await,
+            Command::AdminToken { data_dir } => match serve::stored_admin_token(&data_dir)? {
+                Some(token) => {
+                    println!("{token}");
+                    Ok(())
+                }
+                None => anyhow::bail!(
+                    "{} holds no admin token yet: `helpdesk serve` makes one at its first start",
+                    data_dir.display()
+                ),
+            },
             Command::Kb {
                 command: KbCommand::Import { file, data_dir },
             } => import(&file, &data_dir).await,

@@ -32,17 +32,29 @@ fn core_err(e: Error) -> anyhow::Error {
     anyhow!("{}", e.message)
 }
 
-/// A secret kept in the database, made on first start.
-fn stored_secret(store: &SqliteStore, key: &str) -> Result<String> {
+/// A secret kept in the database, made on first start; `true` when it was made now.
+fn stored_secret(store: &SqliteStore, key: &str) -> Result<(String, bool)> {
     if let Some(s) = store.meta(key).map_err(core_err)? {
-        return Ok(s);
+        return Ok((s, false));
     }
     let mut raw = [0u8; 32];
     rand::rng().fill_bytes(&mut raw);
     let secret = hex::encode(raw);
     store.set_meta(key, &secret).map_err(core_err)?;
-    Ok(secret)
+    Ok((secret, true))
 }
+
+/// The generated admin token of a data directory, for `helpdesk admin-token`.
+pub fn stored_admin_token(data_dir: &Path) -> Result<Option<String>> {
+    let path = data_dir.join("helpdesk.sqlite3");
+    if !path.exists() {
+        return Ok(None);
+    }
+    let store = SqliteStore::open(&path).map_err(core_err)?;
+    store.meta(ADMIN_TOKEN_KEY).map_err(core_err)
+}
+
+const ADMIN_TOKEN_KEY: &str = "admin_token";
 
 pub async fn run(addr: SocketAddr, data_dir: PathBuf) -> Result<()> {
     let config = Config::from_env(data_dir)?;
@@ -79,8 +91,16 @@ pub async fn run(addr: SocketAddr, data_dir: PathBuf) -> Result<()> {
     let admin_token = match &config.admin_token {
         Some(t) => t.clone(),
         None => {
-            let t = stored_secret(&sqlite, "admin_token")?;
-            println!("admin token (set HELPDESK_ADMIN_TOKEN to choose your own): {t}");
+            // Printed once, when it is made: a log or a terminal kept later shows no secret.
+            let (t, made) = stored_secret(&sqlite, ADMIN_TOKEN_KEY)?;
+            if made {
+                println!("admin token (printed this once; set HELPDESK_ADMIN_TOKEN to choose your own): {t}");
+            } else {
+                println!(
+                    "admin token: the one printed at the first start; `helpdesk admin-token --data-dir {}` shows it again",
+                    config.data_dir.display()
+                );
+            }
             t
         }
     };
@@ -88,7 +108,7 @@ pub async fn run(addr: SocketAddr, data_dir: PathBuf) -> Result<()> {
         tickets::Agents::parse(Some(&admin_token), config.agents.as_deref()).map_err(core_err)?;
     let survey_secret = match &config.survey_secret {
         Some(s) => s.clone(),
-        None => stored_secret(&sqlite, "survey_secret")?,
+        None => stored_secret(&sqlite, "survey_secret")?.0,
     };
     let listener = tokio::net::TcpListener::bind(addr)
         .await

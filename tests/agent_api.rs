@@ -770,3 +770,82 @@ where
     }
     out
 }
+
+/// Starts `helpdesk serve` with no HELPDESK_ADMIN_TOKEN; returns the child, its base URL
+/// and what it printed before it listened.
+async fn serve_without_admin_token(dir: &TempDir) -> (tokio::process::Child, String, String) {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_helpdesk"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
+        .arg(&dir.0)
+        .env_remove("HELPDESK_ADMIN_TOKEN")
+        .env_remove("HELPDESK_AGENTS")
+        .env("HELPDESK_LOG", "error")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut printed = String::new();
+    let base = tokio::time::timeout(PATIENCE, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(url) = line.strip_prefix("helpdesk listening on ") {
+                return url.trim().to_string();
+            }
+            printed.push_str(&line);
+            printed.push('\n');
+        }
+        panic!("helpdesk exited before listening");
+    })
+    .await
+    .unwrap();
+    (child, base, printed)
+}
+
+#[tokio::test]
+async fn a_generated_admin_token_is_printed_once_and_shown_on_request() {
+    let dir = TempDir::new();
+    let (mut first, _, printed) = serve_without_admin_token(&dir).await;
+    let token = printed
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(
+                "admin token (printed this once; set HELPDESK_ADMIN_TOKEN to choose your own): ",
+            )
+        })
+        .unwrap_or_else(|| panic!("no token in {printed:?}"))
+        .to_string();
+    first.kill().await.unwrap();
+    let _ = first.wait().await;
+
+    let (mut second, base, printed) = serve_without_admin_token(&dir).await;
+    assert!(!printed.contains(&token), "printed again: {printed}");
+    assert!(printed.contains("helpdesk admin-token"), "{printed}");
+    let me = reqwest::Client::new()
+        .get(format!("{base}/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200, "the first start's token still signs in");
+
+    let shown = tokio::process::Command::new(env!("CARGO_BIN_EXE_helpdesk"))
+        .args(["admin-token", "--data-dir"])
+        .arg(&dir.0)
+        .output()
+        .await
+        .unwrap();
+    assert!(shown.status.success());
+    assert_eq!(String::from_utf8_lossy(&shown.stdout).trim(), token);
+    second.kill().await.unwrap();
+
+    let empty = TempDir::new();
+    let none = tokio::process::Command::new(env!("CARGO_BIN_EXE_helpdesk"))
+        .args(["admin-token", "--data-dir"])
+        .arg(&empty.0)
+        .output()
+        .await
+        .unwrap();
+    assert!(!none.status.success());
+    assert!(String::from_utf8_lossy(&none.stderr).contains("no admin token yet"));
+}
