@@ -103,7 +103,7 @@ fn serve(path: &str, headers: &HeaderMap) -> Response {
     {
         StatusCode::NOT_MODIFIED.into_response()
     } else if accepts_gzip(headers) && !prepared.gzip.is_empty() {
-        let mut r = prepared.gzip.clone().into_response();
+        let mut r = prepared.gzip.as_slice().into_response();
         r.headers_mut()
             .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         r
@@ -319,13 +319,6 @@ pub fn console<S: Clone + Send + Sync + 'static>(config: &ConsoleConfig) -> Rout
 /// `/widget.js`. Public, for any origin.
 pub fn widget<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new().route("/widget.js", get(widget_js))
-}
-
-/// The gzipped size in bytes of each embedded file, for the size measurements.
-pub fn gzipped_sizes() -> Vec<(&'static str, usize, usize)> {
-    (0..ASSETS.len())
-        .map(|i| (ASSETS[i].path, ASSETS[i].body.len(), prepared(i).gzip.len()))
-        .collect()
 }
 
 #[cfg(test)]

@@ -57,7 +57,7 @@ impl FromRequestParts<Arc<Deps>> for Supervisor {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, deps: &Arc<Deps>) -> Result<Supervisor> {
-        let agent = deps.agents.authenticate(&parts.headers)?;
+        let agent = Agent::from_request_parts(parts, deps).await?;
         agent.require(Role::Supervisor)?;
         Ok(Supervisor(agent))
     }
@@ -103,6 +103,14 @@ fn cognito_groups(raw: &str) -> impl Iterator<Item = &str> {
 }
 
 impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Agent => "agent",
+            Role::Supervisor => "supervisor",
+            Role::Admin => "admin",
+        }
+    }
+
     pub fn parse(text: &str) -> Option<Role> {
         match text.trim().to_lowercase().as_str() {
             "agent" => Some(Role::Agent),

@@ -11,7 +11,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use helpdesk_core::domain::{self, Direction, Message, MessageKind};
 use helpdesk_core::flow;
-use helpdesk_core::http::ApiJson;
+use helpdesk_core::http::{self, ApiJson};
 use helpdesk_core::text::check_text;
 use helpdesk_core::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -35,19 +35,6 @@ struct Accepted {
     message_id: String,
 }
 
-/// The `Idempotency-Key` header, when the client sent one.
-pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>> {
-    match headers.get("idempotency-key") {
-        None => Ok(None),
-        Some(v) => v.to_str().map(Some).map_err(|_| {
-            Error::bad_request(
-                "invalid_idempotency_key",
-                "an Idempotency-Key is visible ASCII text",
-            )
-        }),
-    }
-}
-
 /// A reply on the ticket's channel. With an `Idempotency-Key`, a retry (or a twin sent at
 /// once) answers with the first request's message and sends nothing again.
 async fn reply(
@@ -68,7 +55,7 @@ async fn reply(
     let message_id = flow::idempotent_id(
         deps.store.as_ref(),
         &format!("replies:{}:{}", agent.name, ticket.id),
-        idempotency_key(&headers)?,
+        http::idempotency_key(&headers)?,
         domain::new_id(),
     )
     .await?;

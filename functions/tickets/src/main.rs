@@ -11,7 +11,7 @@ use helpdesk_core::survey_page;
 use helpdesk_core::survey_token::SurveySigner;
 use lambda_http::request::RequestContext;
 use std::sync::Arc;
-use tickets::auth::{agent_from_claims, Agents, Role, AGENT_HEADER, ROLE_HEADER};
+use tickets::auth::{agent_from_claims, Agents, AGENT_HEADER, ROLE_HEADER};
 
 /// Passes the authorizer's verified claims on as the agent headers, after removing any the
 /// client sent; [`agent_from_claims`] decides who the claims name.
@@ -30,13 +30,8 @@ async fn agent_from_authorizer(mut req: Request) -> Request {
     if let Some(agent) = agent {
         if let Ok(name) = HeaderValue::from_str(&agent.name) {
             req.headers_mut().insert(AGENT_HEADER, name);
-            let role = match agent.role {
-                Role::Agent => "agent",
-                Role::Supervisor => "supervisor",
-                Role::Admin => "admin",
-            };
             req.headers_mut()
-                .insert(ROLE_HEADER, HeaderValue::from_static(role));
+                .insert(ROLE_HEADER, HeaderValue::from_static(agent.role.as_str()));
         }
     }
     req

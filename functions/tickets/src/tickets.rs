@@ -13,7 +13,7 @@ use helpdesk_core::domain::{
     TicketPatch, TicketStatus,
 };
 use helpdesk_core::flow;
-use helpdesk_core::http::{ApiJson, ApiQuery};
+use helpdesk_core::http::{self, ApiJson, ApiQuery};
 use helpdesk_core::text::check_text;
 use helpdesk_core::{Error, ErrorKind, Result};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -241,7 +241,7 @@ async fn create(
     ticket.id = flow::idempotent_id(
         deps.store.as_ref(),
         &format!("tickets:{}", agent.name),
-        crate::conversation::idempotency_key(&headers)?,
+        http::idempotency_key(&headers)?,
         ticket.id,
     )
     .await?;

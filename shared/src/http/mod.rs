@@ -117,6 +117,20 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty()).then(|| token.trim())
 }
 
+/// The `Idempotency-Key` header, when the client sent one; its length is checked where it
+/// is taken ([`crate::flow::idempotent_id`]).
+pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, Error> {
+    match headers.get("idempotency-key") {
+        None => Ok(None),
+        Some(v) => v.to_str().map(Some).map_err(|_| {
+            Error::bad_request(
+                "invalid_idempotency_key",
+                "an Idempotency-Key is visible ASCII text",
+            )
+        }),
+    }
+}
+
 /// CORS for the routes a visitor's browser calls from the site that embeds the chat widget
 /// (`/webchat/...`, `/surveys/{token}`): preflights are answered here, and every answer,
 /// errors included, may be read by any origin. These routes authenticate with a token in
