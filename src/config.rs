@@ -13,6 +13,9 @@ pub struct Config {
     pub rules_file: Option<PathBuf>,
     pub threshold: f64,
     pub supervisor_webhook_url: Option<String>,
+    pub agent_webhook_url: Option<String>,
+    /// How often the clock checks SLA targets and waiting tickets (`HELPDESK_SLA_CHECK_SECS`).
+    pub sla_check: std::time::Duration,
     pub channels: ChannelsConfig,
     pub console: helpdesk_web::ConsoleConfig,
 }
@@ -34,12 +37,23 @@ pub fn auto_reply_threshold() -> Result<f64> {
 impl Config {
     pub fn from_env(data_dir: PathBuf) -> Result<Config> {
         let threshold = auto_reply_threshold()?;
-        let supervisor_webhook_url = var("SUPERVISOR_WEBHOOK_URL");
-        if let Some(url) = &supervisor_webhook_url {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                bail!("SUPERVISOR_WEBHOOK_URL must be an http(s) URL, not {url:?}");
+        let webhook = |name: &str| -> Result<Option<String>> {
+            match var(name) {
+                Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => {
+                    bail!("{name} must be an http(s) URL, not {url:?}")
+                }
+                other => Ok(other),
             }
-        }
+        };
+        let supervisor_webhook_url = webhook("SUPERVISOR_WEBHOOK_URL")?;
+        let agent_webhook_url = webhook("AGENT_WEBHOOK_URL")?;
+        let sla_check = match var("HELPDESK_SLA_CHECK_SECS") {
+            None => std::time::Duration::from_secs(10),
+            Some(v) => match v.parse::<u64>() {
+                Ok(n) if (1..=3600).contains(&n) => std::time::Duration::from_secs(n),
+                _ => bail!("HELPDESK_SLA_CHECK_SECS must be whole seconds from 1 to 3600, not {v:?}"),
+            },
+        };
         Ok(Config {
             data_dir,
             public_url: var("HELPDESK_PUBLIC_URL"),
@@ -49,6 +63,8 @@ impl Config {
             rules_file: var("HELPDESK_RULES").map(PathBuf::from),
             threshold,
             supervisor_webhook_url,
+            agent_webhook_url,
+            sla_check,
             channels: ChannelsConfig::from_env().map_err(|e| anyhow!(e))?,
             console: helpdesk_web::ConsoleConfig::from_vars(var).map_err(|e| anyhow!(e))?,
         })

@@ -7,6 +7,8 @@ use anyhow::{anyhow, Context, Result};
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use axum::{Json, Router};
+use helpdesk_core::assignment;
+use helpdesk_core::ports::AgentStore;
 use helpdesk_core::adapters::{run_worker, SqliteStore, TantivyIndex, WorkerConfig, CHANGE_FEED};
 use helpdesk_core::http::{not_found, MAX_BODY_BYTES};
 use helpdesk_core::jobs::decode;
@@ -106,6 +108,12 @@ pub async fn run(addr: SocketAddr, data_dir: PathBuf) -> Result<()> {
     };
     let agents =
         tickets::Agents::parse(Some(&admin_token), config.agents.as_deref()).map_err(core_err)?;
+    // The configured agents get the default profile, so the desk assigns to them from the
+    // start; a supervisor's changes to a profile are kept across restarts.
+    for agent in agents.configured() {
+        sqlite.ensure_agent(&agent.name).await.map_err(core_err)?;
+    }
+    let rules = Arc::new(rules);
     let survey_secret = match &config.survey_secret {
         Some(s) => s.clone(),
         None => stored_secret(&sqlite, "survey_secret")?.0,
@@ -135,7 +143,7 @@ pub async fn run(addr: SocketAddr, data_dir: PathBuf) -> Result<()> {
     let router_deps = Arc::new(router::Deps {
         store: store.clone(),
         queue: queue.clone(),
-        rules,
+        rules: (*rules).clone(),
     });
     let auto_reply = Arc::new(auto_reply::Deps {
         store: store.clone(),
@@ -143,12 +151,15 @@ pub async fn run(addr: SocketAddr, data_dir: PathBuf) -> Result<()> {
         knowledge: knowledge.clone(),
         threshold: config.threshold,
     });
-    let dispatch = Arc::new(dispatch::Deps::new(
-        store.clone(),
-        &config.channels,
-        http.clone(),
-        config.supervisor_webhook_url.clone(),
-    ));
+    let dispatch = Arc::new(
+        dispatch::Deps::new(
+            store.clone(),
+            &config.channels,
+            http.clone(),
+            config.supervisor_webhook_url.clone(),
+        )
+        .with_agent_webhook(http.clone(), config.agent_webhook_url.clone()),
+    );
     let survey = Arc::new(survey::Deps {
         store: store.clone(),
         queue: queue.clone(),
@@ -161,6 +172,7 @@ pub async fn run(addr: SocketAddr, data_dir: PathBuf) -> Result<()> {
         knowledge,
         agents,
         threshold: config.threshold,
+        auto_assign: rules.auto_assign(),
     });
     if dispatch.supervisor.is_none() {
         tracing::warn!("SUPERVISOR_WEBHOOK_URL is not set: escalations will not notify anyone");
@@ -204,10 +216,16 @@ pub async fn run(addr: SocketAddr, data_dir: PathBuf) -> Result<()> {
         ));
         workers.push(spawn_sweeper(&sqlite, &stopped));
         let d = survey.clone();
+        let r = rules.clone();
         workers.push(spawn_worker(&sqlite, CHANGE_FEED, &stopped, move |body| {
-            let d = d.clone();
-            async move { survey::handle_change(&d, decode(&body)?).await }
+            let (d, r) = (d.clone(), r.clone());
+            async move {
+                let change: helpdesk_core::jobs::TicketChange = decode(&body)?;
+                survey::handle_change(&d, change.clone()).await?;
+                assignment::on_change(d.store.as_ref(), d.queue.as_ref(), &r, &change).await
+            }
         }));
+        workers.push(spawn_clock(&store, &rules, config.sla_check, &stopped));
     }
 
     let app = Router::new()
@@ -257,6 +275,33 @@ where
         stopped.clone(),
         handler,
     ))
+}
+
+/// The SLA clock and the waiting tickets' second chance, every `every` until stopped:
+/// locally, what the `sla` function's schedule does on AWS.
+fn spawn_clock(
+    store: &Arc<dyn Store>,
+    rules: &Arc<Rules>,
+    every: std::time::Duration,
+    stopped: &watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let (store, rules) = (store.clone(), rules.clone());
+    let mut stopped = stopped.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stopped.changed() => return,
+            }
+            match assignment::tick(store.as_ref(), &rules, helpdesk_core::domain::now()).await {
+                Ok(t) if t.breached + t.assigned > 0 => {
+                    tracing::info!(breached = t.breached, assigned = t.assigned, "clock")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "the SLA clock failed; next turn tries again"),
+            }
+        }
+    })
 }
 
 /// How often the local program removes ended webchat sessions, claims and counters.

@@ -36,6 +36,36 @@ pub fn handoff(locale: &str, ticket_id: &str) -> String {
     }
 }
 
+/// Tells a customer who wrote out of hours when the team will reply: the team's next
+/// opening, in the team's time zone.
+pub fn after_hours(locale: &str, day: chrono::Weekday, time: chrono::NaiveTime) -> String {
+    use chrono::Weekday::*;
+    let clock = time.format("%-H:%M");
+    if locale == "zh" {
+        let day = match day {
+            Mon => "周一",
+            Tue => "周二",
+            Wed => "周三",
+            Thu => "周四",
+            Fri => "周五",
+            Sat => "周六",
+            Sun => "周日",
+        };
+        format!("我们已下班，将于{day} {clock} 后回复您。")
+    } else {
+        let day = match day {
+            Mon => "Monday",
+            Tue => "Tuesday",
+            Wed => "Wednesday",
+            Thu => "Thursday",
+            Fri => "Friday",
+            Sat => "Saturday",
+            Sun => "Sunday",
+        };
+        format!("Our team is away now. We'll reply after {clock} on {day}.")
+    }
+}
+
 /// The survey invitation with its link.
 pub fn survey(locale: &str, link: &str) -> String {
     if locale == "zh" {

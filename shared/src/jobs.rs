@@ -77,6 +77,7 @@ impl Job for OutboundMessage {
         match self {
             OutboundMessage::Customer { message_id } => Some(message_id.clone()),
             OutboundMessage::Supervisor(notice) => Some(notice.id()),
+            OutboundMessage::Agent(notice) => Some(notice.id()),
             OutboundMessage::Acknowledge { callback_id, .. } => Some(callback_id.clone()),
         }
     }

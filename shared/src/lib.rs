@@ -7,6 +7,7 @@
 //! local program and the Lambda functions share one behaviour. Adapters sit behind features:
 //! `local` (SQLite, tantivy, in-process queues) and, later, the AWS ones.
 
+pub mod assignment;
 pub mod channels;
 pub mod domain;
 pub mod error;

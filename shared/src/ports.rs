@@ -2,7 +2,8 @@
 //! and one for the local program; handlers see only these.
 
 use crate::domain::{
-    Channel, ChannelIdentity, Customer, DeliveryStatus, Message, Ticket, TicketFilter,
+    AgentProfile, Channel, ChannelIdentity, Customer, DeliveryStatus, Message, Ticket,
+    TicketFilter,
 };
 use crate::knowledge::{Article, Hit};
 use crate::Result;
@@ -45,6 +46,35 @@ pub trait TicketStore: Send + Sync {
         from: Option<DateTime<Utc>>,
         to: Option<DateTime<Utc>>,
     ) -> Result<Vec<Ticket>>;
+}
+
+/// Agents' profiles, and the write that gives a ticket to one within their capacity.
+#[async_trait]
+pub trait AgentStore: Send + Sync {
+    /// The agent's profile with `open_tickets` filled in, if they have one.
+    async fn get_agent(&self, id: &str) -> Result<Option<AgentProfile>>;
+    /// Every profile, with `open_tickets` filled in, by id.
+    async fn list_agents(&self) -> Result<Vec<AgentProfile>>;
+    /// Saves a profile's name, skills, languages, capacity and availability (what it holds
+    /// and when it was last given a ticket stay the store's).
+    async fn put_agent(&self, agent: &AgentProfile) -> Result<()>;
+    /// Makes the default profile of an agent who has none (their first sign-in); true when
+    /// it was made now.
+    async fn ensure_agent(&self, id: &str) -> Result<bool>;
+    /// Saves `ticket`, which the desk's rule gave to its assignee, in one conditional write:
+    /// only if the stored version is still `expected_version` (else a version conflict) and
+    /// the assignee holds fewer than `capacity` tickets still being worked (else `false`).
+    /// Two tickets racing for an agent's last slot do not both take it.
+    async fn assign_ticket(
+        &self,
+        ticket: &Ticket,
+        expected_version: u64,
+        capacity: u32,
+    ) -> Result<bool>;
+    /// Tickets still being worked that nobody holds, urgent first, then oldest first.
+    async fn waiting_tickets(&self, limit: usize) -> Result<Vec<Ticket>>;
+    /// Tickets with an SLA target unmet and due at or before `now`, earliest first.
+    async fn sla_due_tickets(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Ticket>>;
 }
 
 #[async_trait]
@@ -174,11 +204,16 @@ pub trait SessionStore: Send + Sync {
 
 /// All the stores; one adapter implements them together.
 pub trait Store:
-    TicketStore + CustomerStore + ConversationStore + IdempotencyStore + SessionStore
+    TicketStore + AgentStore + CustomerStore + ConversationStore + IdempotencyStore + SessionStore
 {
 }
 impl<T> Store for T where
-    T: TicketStore + CustomerStore + ConversationStore + IdempotencyStore + SessionStore
+    T: TicketStore
+        + AgentStore
+        + CustomerStore
+        + ConversationStore
+        + IdempotencyStore
+        + SessionStore
 {
 }
 

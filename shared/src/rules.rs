@@ -1,18 +1,54 @@
 //! Classification and priority rules, read from a TOML file the operator can edit
 //! (`shared/rules/default.toml` is the built-in default).
 
-use crate::domain::{Priority, Skill, Tier};
+use crate::domain::hours::HoursSpec;
+use crate::domain::sla::PolicySpec;
+use crate::domain::{BusinessHours, Priority, Skill, SlaPolicies, Tier};
 use crate::text::is_cjk;
 use crate::{Error, Result};
 use serde::Deserialize;
+use std::collections::BTreeMap;
 
 const DEFAULT_RULES: &str = include_str!("../rules/default.toml");
 
+/// The rules file as written. Each section left out takes the built-in default's.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RulesFile {
+    handoff: WordList,
+    skills: SkillWords,
+    priority: PriorityWords,
+    #[serde(default)]
+    business_hours: Option<HoursSpec>,
+    #[serde(default)]
+    sla: BTreeMap<Priority, PolicySpec>,
+    #[serde(default)]
+    assignment: AssignmentRules,
+}
+
+#[derive(Debug, Clone)]
 pub struct Rules {
     handoff: WordList,
     skills: SkillWords,
     priority: PriorityWords,
+    hours: BusinessHours,
+    sla: SlaPolicies,
+    assignment: AssignmentRules,
+}
+
+/// `[assignment]`: whether the desk gives new tickets to agents itself.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssignmentRules {
+    /// On by default; off, tickets wait for agents to take them (or a supervisor to assign).
+    #[serde(default = "yes")]
+    pub auto: bool,
+}
+
+impl Default for AssignmentRules {
+    fn default() -> Self {
+        AssignmentRules { auto: true }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -72,8 +108,25 @@ impl Default for Rules {
 
 impl Rules {
     pub fn parse(toml_text: &str) -> Result<Rules> {
-        let mut rules: Rules = toml::from_str(toml_text)
-            .map_err(|e| Error::bad_request("invalid_rules", format!("rules file: {e}")))?;
+        let invalid = |e: toml::de::Error| Error::bad_request("invalid_rules", format!("rules file: {e}"));
+        let mut table: toml::Table = toml::from_str(toml_text).map_err(invalid)?;
+        let defaults: toml::Table = toml::from_str(DEFAULT_RULES).map_err(invalid)?;
+        for (section, value) in defaults {
+            table.entry(section).or_insert(value);
+        }
+        let file: RulesFile = toml::Value::Table(table).try_into().map_err(invalid)?;
+        let hours = match &file.business_hours {
+            Some(spec) => BusinessHours::from_spec(spec)?,
+            None => BusinessHours::Always,
+        };
+        let mut rules = Rules {
+            handoff: file.handoff,
+            skills: file.skills,
+            priority: file.priority,
+            sla: SlaPolicies::from_specs(&file.sla, hours.clone())?,
+            hours,
+            assignment: file.assignment,
+        };
         for list in [
             &mut rules.handoff.words,
             &mut rules.skills.billing,
@@ -89,6 +142,34 @@ impl Rules {
             list.retain(|w| !w.trim().is_empty());
         }
         Ok(rules)
+    }
+
+    /// The team's hours (always open without a `[business_hours]` section).
+    pub fn hours(&self) -> &BusinessHours {
+        &self.hours
+    }
+
+    /// The SLA policies per priority, counted in [`Rules::hours`].
+    pub fn sla(&self) -> &SlaPolicies {
+        &self.sla
+    }
+
+    /// Whether the desk assigns new tickets itself.
+    pub fn auto_assign(&self) -> bool {
+        self.assignment.auto
+    }
+
+    /// The rules the functions run with: the file `HELPDESK_RULES` names, else the built-in.
+    pub fn from_env() -> Result<Rules> {
+        match std::env::var("HELPDESK_RULES") {
+            Ok(path) if !path.is_empty() => {
+                let text = std::fs::read_to_string(&path).map_err(|e| {
+                    Error::internal(format!("reading HELPDESK_RULES file {path}: {e}"))
+                })?;
+                Rules::parse(&text)
+            }
+            _ => Ok(Rules::default()),
+        }
     }
 
     pub fn classify(&self, text: &str, tier: Tier) -> Classification {
@@ -232,5 +313,39 @@ mod tests {
         let c = r.classify("I want the manager now", Tier::Standard);
         assert_eq!((c.route, c.priority), (Route::Agent, Priority::Urgent));
         assert!(Rules::parse("[handoff\n").is_err());
+    }
+
+    #[test]
+    fn a_partial_file_takes_the_defaults_for_the_rest() {
+        let r = Rules::parse(
+            "[business_hours]\ntimezone = \"Asia/Shanghai\"\ndays = [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\"]\nopen = \"09:00\"\nclose = \"18:00\"\nholidays = [\"2026-10-01\"]\n\n[sla.urgent]\nfirst_response = \"30m\"\nresolution = \"4h\"\nescalate_on_breach = true\n",
+        )
+        .unwrap();
+        // The classification is the built-in one.
+        let c = r.classify("我被多扣款了两次，紧急", Tier::Standard);
+        assert_eq!((c.skill, c.priority), (Skill::Billing, Priority::Urgent));
+        assert_eq!(r.classify("转人工", Tier::Standard).route, Route::Agent);
+        assert!(!r.hours().is_open("2026-11-28T02:00:00Z".parse().unwrap()));
+        let urgent = r.sla().policy(Priority::Urgent).unwrap();
+        assert_eq!(urgent.first_response, Some(chrono::Duration::minutes(30)));
+        assert!(urgent.escalate_on_breach);
+        assert!(r.sla().policy(Priority::High).is_none());
+        assert!(r.auto_assign());
+        assert!(Rules::default().hours().is_open("2026-11-28T02:00:00Z".parse().unwrap()));
+        assert!(!Rules::parse("[assignment]\nauto = false\n").unwrap().auto_assign());
+    }
+
+    #[test]
+    fn bad_sections_are_clear_errors() {
+        for bad in [
+            "[sla.urgent]\nfirst_response = \"soon\"\n",
+            "[sla.someday]\nfirst_response = \"1h\"\n",
+            "[sla.urgent]\nfirst_respons = \"1h\"\n",
+            "[business_hours]\ntimezone = \"Nowhere/City\"\nopen = \"09:00\"\nclose = \"18:00\"\n",
+            "[routing]\nx = 1\n",
+        ] {
+            let e = Rules::parse(bad).unwrap_err();
+            assert_eq!((e.code, e.kind.status()), ("invalid_rules", 400), "{bad}");
+        }
     }
 }

@@ -14,7 +14,9 @@ pub use senders::{SupervisorWebhook, WebchatSender};
 pub use telegram::TelegramSender;
 pub use whatsapp::WhatsappSender;
 
-use helpdesk_core::domain::{Channel, DeliveryStatus, OutboundMessage, SupervisorNotice};
+use helpdesk_core::domain::{
+    AgentNotice, Channel, DeliveryStatus, OutboundMessage, SupervisorNotice,
+};
 use helpdesk_core::ports::{ChannelSender, SendError, Store};
 use helpdesk_core::{Error, Result};
 use std::sync::Arc;
@@ -25,6 +27,8 @@ pub struct Deps {
     pub whatsapp: Option<Arc<dyn ChannelSender>>,
     pub telegram: Option<Arc<dyn ChannelSender>>,
     pub supervisor: Option<SupervisorWebhook>,
+    /// `AGENT_WEBHOOK_URL`: told when a ticket is given to an agent.
+    pub agent: Option<SupervisorWebhook>,
     /// How long a sender holds a message it sends: longer than a send with its retries
     /// takes, shorter than the outbound queue's visibility timeout.
     pub send_lease_secs: i64,
@@ -54,10 +58,17 @@ impl Deps {
                 Arc::new(TelegramSender::new(c, caller.clone(), store.clone()))
                     as Arc<dyn ChannelSender>
             }),
-            supervisor: supervisor_webhook_url.map(|url| SupervisorWebhook::new(http, url)),
+            supervisor: supervisor_webhook_url.map(|url| SupervisorWebhook::new(http.clone(), url)),
+            agent: None,
             send_lease_secs: channels.send_lease.as_secs() as i64,
             store,
         }
+    }
+
+    /// Posts assignment notices to `url` too.
+    pub fn with_agent_webhook(mut self, http: reqwest::Client, url: Option<String>) -> Deps {
+        self.agent = url.map(|url| SupervisorWebhook::new(http, url));
+        self
     }
 
     fn sender(&self, channel: Channel) -> Option<&Arc<dyn ChannelSender>> {
@@ -73,6 +84,7 @@ pub async fn handle(deps: &Deps, job: OutboundMessage) -> Result<()> {
     match job {
         OutboundMessage::Customer { message_id } => deliver(deps, &message_id).await,
         OutboundMessage::Supervisor(notice) => notify_supervisor(deps, &notice).await,
+        OutboundMessage::Agent(notice) => notify_agent(deps, &notice).await,
         OutboundMessage::Acknowledge {
             channel,
             callback_id,
@@ -178,18 +190,35 @@ async fn notify_supervisor(deps: &Deps, notice: &SupervisorNotice) -> Result<()>
         tracing::warn!(ticket_id = %notice.ticket_id, "escalated, but SUPERVISOR_WEBHOOK_URL is not set");
         return Ok(());
     };
-    let id = notice.id();
+    post_once(webhook, deps, notice, &notice.id()).await
+}
+
+/// Posts an assignment notice to the agents' webhook once, the way
+/// [`notify_supervisor`] does.
+async fn notify_agent(deps: &Deps, notice: &AgentNotice) -> Result<()> {
+    let Some(webhook) = &deps.agent else {
+        return Ok(());
+    };
+    post_once(webhook, deps, notice, &notice.id()).await
+}
+
+async fn post_once<N: serde::Serialize + Sync>(
+    webhook: &SupervisorWebhook,
+    deps: &Deps,
+    notice: &N,
+    id: &str,
+) -> Result<()> {
     let key = format!("notice:{id}");
     if deps.store.claimed(&key).await?.is_some() {
-        tracing::info!(ticket_id = %notice.ticket_id, "supervisor already notified");
+        tracing::info!(notice = id, "already posted");
         return Ok(());
     }
-    match webhook.post(notice, &id).await {
+    match webhook.post(notice, id).await {
         Ok(()) => {
             deps.store.claim(&key, "posted", NOTICE_TTL_SECS).await?;
             Ok(())
         }
-        // A supervisor told twice beats one never told: an unanswered post is tried again.
+        // Told twice beats never told: an unanswered post is tried again.
         Err(SendError::Temporary { reason, .. } | SendError::Ambiguous { reason }) => {
             Err(Error::internal(reason))
         }

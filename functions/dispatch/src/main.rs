@@ -6,9 +6,10 @@ use helpdesk_core::aws::{self, events::run_sqs};
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let wiring = aws::wire().await?;
-    let (channels, supervisor) = tokio::try_join!(
+    let (channels, supervisor, agent_webhook) = tokio::try_join!(
         aws::channels(&wiring.config),
         aws::secret(&wiring.config, "SUPERVISOR_WEBHOOK_URL"),
+        aws::secret(&wiring.config, "AGENT_WEBHOOK_URL"),
     )?;
     if supervisor.is_none() {
         tracing::warn!("SUPERVISOR_WEBHOOK_URL is not set: escalations will not notify anyone");
@@ -17,6 +18,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         .timeout(std::time::Duration::from_secs(30))
         .build()?;
     let dead_letters = aws::DeadLetters::from_env(&wiring.config);
-    let deps = dispatch::Deps::new(wiring.store, &channels, http, supervisor);
+    let deps = dispatch::Deps::new(wiring.store, &channels, http.clone(), supervisor)
+        .with_agent_webhook(http, agent_webhook);
     run_sqs(&dead_letters, |job| dispatch::handle(&deps, job)).await
 }

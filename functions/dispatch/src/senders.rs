@@ -2,7 +2,7 @@
 //! configurable, so tests point them at a local fake provider.
 
 use async_trait::async_trait;
-use helpdesk_core::domain::{Customer, DeliveryStatus, Message, SupervisorNotice};
+use helpdesk_core::domain::{Customer, DeliveryStatus, Message};
 use helpdesk_core::ports::{ChannelSender, Receipt, SendError};
 use std::time::Duration;
 
@@ -59,7 +59,11 @@ impl SupervisorWebhook {
     }
 
     /// Posts `notice`, with its `id` as the `Idempotency-Key` header.
-    pub async fn post(&self, notice: &SupervisorNotice, id: &str) -> Result<(), SendError> {
+    pub async fn post<N: serde::Serialize + Sync>(
+        &self,
+        notice: &N,
+        id: &str,
+    ) -> Result<(), SendError> {
         let response = self
             .client
             .post(&self.url)

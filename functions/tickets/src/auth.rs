@@ -189,6 +189,15 @@ impl Agents {
         });
     }
 
+    /// The agents the tokens name (not the admin token): the desk makes each a default
+    /// profile at start, so that it assigns to them before anyone signs in.
+    pub fn configured(&self) -> impl Iterator<Item = &Agent> {
+        self.credentials
+            .iter()
+            .map(|c| &c.agent)
+            .filter(|a| a.role != Role::Admin)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.credentials.is_empty() && !self.trust_authorizer
     }

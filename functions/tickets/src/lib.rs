@@ -2,6 +2,7 @@
 //! status, priority, skill and assignee under optimistic concurrency, reply, write internal
 //! notes and escalate; supervisors read the satisfaction report and keep the knowledge base.
 
+mod agents;
 pub mod auth;
 mod conversation;
 mod customers;
@@ -22,6 +23,9 @@ pub struct Deps {
     pub agents: Agents,
     /// The auto-reply threshold, shown by `/kb/search` for tuning.
     pub threshold: f64,
+    /// Whether the desk gives tickets to agents itself (`[assignment] auto` of the rules):
+    /// an agent who comes back or gains a skill then takes waiting tickets at once.
+    pub auto_assign: bool,
 }
 
 /// The agent API's routes.
@@ -30,6 +34,7 @@ pub fn router(deps: Arc<Deps>) -> axum::Router {
         .merge(conversation::routes())
         .merge(reports::routes())
         .merge(me::routes())
+        .merge(agents::routes())
         .merge(kb::routes())
         .merge(customers::routes())
         .with_state(deps)

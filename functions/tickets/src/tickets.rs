@@ -323,7 +323,7 @@ fn if_match(headers: &HeaderMap) -> Result<u64> {
 
 async fn patch(
     State(deps): State<Arc<Deps>>,
-    _agent: Agent,
+    agent: Agent,
     headers: HeaderMap,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<PatchBody>,
@@ -348,6 +348,7 @@ async fn patch(
         priority: body.priority,
         skill: body.skill,
         assignee,
+        by: Some(agent.name.clone()),
     };
     ticket.apply(&patch, domain::now())?;
     deps.store.update_ticket(&ticket, expected).await?;

@@ -6,12 +6,12 @@
 //! transaction as the ticket itself: the local stand-in for a DynamoDB stream.
 
 use crate::domain::{
-    Channel, ChannelIdentity, Customer, DeliveryStatus, Direction, Message, Ticket, TicketFilter,
-    TicketStatus,
+    AgentProfile, Channel, ChannelIdentity, Customer, DeliveryStatus, Direction, Message, Ticket,
+    TicketFilter, TicketStatus,
 };
 use crate::jobs::Job;
 use crate::ports::{
-    ConversationStore, CustomerStore, IdempotencyStore, Page, Queue, QueueName, SessionStore,
+    AgentStore, ConversationStore, CustomerStore, IdempotencyStore, Page, Queue, QueueName, SessionStore,
     TicketChange, TicketStore, WebchatSession,
 };
 use crate::{Error, Result};
@@ -59,7 +59,18 @@ CREATE INDEX IF NOT EXISTS queue_next ON queue (queue, dead, seq);
 CREATE UNIQUE INDEX IF NOT EXISTS queue_dedup ON queue (queue, dedup_id)
     WHERE dedup_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS agents (
+    id TEXT PRIMARY KEY, body TEXT NOT NULL, last_assigned_at TEXT);
 "#;
+
+/// Indexes on columns added after a data directory may have been made.
+const LATE_INDEXES: &str = r#"
+CREATE INDEX IF NOT EXISTS tickets_by_sla_due ON tickets (sla_due) WHERE sla_due IS NOT NULL;
+CREATE INDEX IF NOT EXISTS tickets_waiting ON tickets (status, assignee, priority, id);
+"#;
+
+/// The statuses of tickets still being worked, as SQL.
+const ACTIVE_SQL: &str = "('open', 'pending', 'escalated')";
 
 /// The name of the change-feed queue that ticket writes feed.
 pub(crate) const CHANGE_QUEUE: &str = QueueName::TicketChanges.as_str();
@@ -131,6 +142,7 @@ impl SqliteStore {
         for column in [
             "ALTER TABLE messages ADD COLUMN send_lease INTEGER",
             "ALTER TABLE sessions ADD COLUMN expires_at INTEGER",
+            "ALTER TABLE tickets ADD COLUMN sla_due TEXT",
         ] {
             match conn.execute(column, []) {
                 Ok(_) => {}
@@ -138,6 +150,7 @@ impl SqliteStore {
                 Err(e) => return Err(db_err(e)),
             }
         }
+        conn.execute_batch(LATE_INDEXES).map_err(db_err)?;
         let (wake, _) = watch::channel(0);
         Ok(SqliteStore {
             conn: Mutex::new(conn),
@@ -330,13 +343,15 @@ impl SqliteStore {
     fn write_ticket(tx: &Transaction, t: &Ticket, insert: bool) -> Result<()> {
         let rated_at = t.survey.as_ref().and_then(|s| s.answered_at).map(ts);
         let body = to_json(t)?;
+        let sla_due = t.next_sla_due().map(ts);
         let sql = if insert {
             "INSERT INTO tickets (id, customer_id, status, priority, skill, assignee, channel,
-                                  version, rated_at, body)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+                                  version, rated_at, body, sla_due)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
         } else {
             "UPDATE tickets SET customer_id = ?2, status = ?3, priority = ?4, skill = ?5,
-                    assignee = ?6, channel = ?7, version = ?8, rated_at = ?9, body = ?10
+                    assignee = ?6, channel = ?7, version = ?8, rated_at = ?9, body = ?10,
+                    sla_due = ?11
              WHERE id = ?1"
         };
         tx.execute(
@@ -351,7 +366,8 @@ impl SqliteStore {
                 t.channel.as_str(),
                 t.version as i64,
                 rated_at,
-                body
+                body,
+                sla_due
             ],
         )
         .map(drop)
@@ -389,6 +405,51 @@ impl SqliteStore {
             .map_err(db_err)?;
             Ok(())
         })
+    }
+
+    /// How many tickets still being worked `agent` holds, leaving out `except`.
+    fn holding(conn: &Connection, agent: &str, except: &str) -> Result<u32> {
+        conn.query_row(
+            &format!(
+                "SELECT COUNT(*) FROM tickets WHERE assignee = ?1 AND id != ?2
+                   AND status IN {ACTIVE_SQL}"
+            ),
+            [agent, except],
+            |r| r.get::<_, i64>(0),
+        )
+        .map(|n| n.max(0) as u32)
+        .map_err(db_err)
+    }
+
+    fn load_agents(conn: &Connection, id: Option<&str>) -> Result<Vec<AgentProfile>> {
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT a.body, a.last_assigned_at,
+                        (SELECT COUNT(*) FROM tickets t WHERE t.assignee = a.id
+                           AND t.status IN {ACTIVE_SQL})
+                 FROM agents a WHERE ?1 IS NULL OR a.id = ?1 ORDER BY a.id"
+            ))
+            .map_err(db_err)?;
+        let rows = stmt
+            .query_map([id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })
+            .map_err(db_err)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (body, last, open) = row.map_err(db_err)?;
+            let mut agent: AgentProfile = from_json(&body)?;
+            agent.last_assigned_at = last
+                .and_then(|l| DateTime::parse_from_rfc3339(&l).ok())
+                .map(|d| d.with_timezone(&Utc));
+            agent.open_tickets = open.max(0) as u32;
+            out.push(agent);
+        }
+        Ok(out)
     }
 
     fn query_json<T: DeserializeOwned>(
@@ -526,6 +587,103 @@ impl TicketStore for SqliteStore {
             "SELECT body FROM tickets WHERE rated_at IS NOT NULL
                AND rated_at >= ?1 AND rated_at < ?2",
             &[&from, &to],
+        )
+    }
+}
+
+#[async_trait]
+impl AgentStore for SqliteStore {
+    async fn get_agent(&self, id: &str) -> Result<Option<AgentProfile>> {
+        Ok(Self::load_agents(&self.conn(), Some(id))?.pop())
+    }
+
+    async fn list_agents(&self) -> Result<Vec<AgentProfile>> {
+        Self::load_agents(&self.conn(), None)
+    }
+
+    async fn put_agent(&self, agent: &AgentProfile) -> Result<()> {
+        let mut stored = agent.clone();
+        stored.open_tickets = 0;
+        stored.last_assigned_at = None;
+        self.conn()
+            .execute(
+                "INSERT INTO agents (id, body) VALUES (?1, ?2)
+                 ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+                [&agent.id, &to_json(&stored)?],
+            )
+            .map(drop)
+            .map_err(db_err)
+    }
+
+    async fn ensure_agent(&self, id: &str) -> Result<bool> {
+        let profile = AgentProfile::default_for(id);
+        self.conn()
+            .execute(
+                "INSERT INTO agents (id, body) VALUES (?1, ?2) ON CONFLICT (id) DO NOTHING",
+                [id, &to_json(&profile)?],
+            )
+            .map(|n| n > 0)
+            .map_err(db_err)
+    }
+
+    async fn assign_ticket(
+        &self,
+        ticket: &Ticket,
+        expected_version: u64,
+        capacity: u32,
+    ) -> Result<bool> {
+        let agent = ticket
+            .assignee
+            .as_deref()
+            .ok_or_else(|| Error::internal("assign_ticket needs an assignee"))?;
+        let assigned = self.tx(|tx| {
+            // One writer at a time: the count and the write see the same tickets.
+            if Self::holding(tx, agent, &ticket.id)? >= capacity {
+                return Ok(false);
+            }
+            let old = Self::load_ticket(tx, &ticket.id)?
+                .ok_or_else(|| Error::not_found("ticket", &ticket.id))?;
+            if old.version != expected_version {
+                return Err(Error::version_conflict(old.version, expected_version));
+            }
+            Self::write_ticket(tx, ticket, false)?;
+            Self::record_change(tx, Some(old), ticket)?;
+            tx.execute(
+                "UPDATE agents SET last_assigned_at = ?2 WHERE id = ?1",
+                params![agent, ticket.assigned_at.map(ts)],
+            )
+            .map_err(db_err)?;
+            Ok(true)
+        })?;
+        if assigned {
+            self.wake_workers();
+        }
+        Ok(assigned)
+    }
+
+    async fn waiting_tickets(&self, limit: usize) -> Result<Vec<Ticket>> {
+        Self::query_json(
+            &self.conn(),
+            &format!(
+                "SELECT body FROM tickets WHERE assignee IS NULL AND status IN {ACTIVE_SQL}
+                 ORDER BY CASE priority WHEN 'urgent' THEN 0 WHEN 'high' THEN 1
+                                        WHEN 'normal' THEN 2 ELSE 3 END, id
+                 LIMIT {}",
+                limit.clamp(1, 1000)
+            ),
+            &[],
+        )
+    }
+
+    async fn sla_due_tickets(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Ticket>> {
+        Self::query_json(
+            &self.conn(),
+            &format!(
+                "SELECT body FROM tickets WHERE sla_due IS NOT NULL AND sla_due <= ?1
+                 ORDER BY sla_due LIMIT {}",
+                limit.clamp(1, 1000)
+            ),
+            &[&ts(now)],
         )
     }
 }

@@ -5,20 +5,28 @@
 //! Tickets: key `id`; global secondary indexes `by_status`, `by_skill`, `by_assignee`,
 //! `by_customer` and `all` (constant `kind`), each sorted by `id` (UUID v7, so by creation
 //! time), and `rated` (`rated_pk`, `rated_at`) for the CSAT report. A ticket is saved with
-//! the condition that its stored `version` is the one the writer read.
+//! the condition that its stored `version` is the one the writer read. Two sparse indexes
+//! serve the assignment and the SLA check: `waiting` (`waiting_pk`, `waiting_sk`: priority
+//! rank, then id) holds the tickets still being worked that nobody holds, and `sla_due`
+//! (`sla_pk`, `sla_due`) those with a target to watch.
+//!
+//! Agents' profiles are items of the tickets table too (`agent#ID`, `kind` = `agent`, so
+//! the `all` index lists them; no `body`, so the stream's readers pass them by). Each keeps
+//! the set of tickets it holds (`holding`): the assignment adds a ticket to it in one
+//! transaction with the ticket, on the condition that the set is smaller than the capacity.
 
 use super::sdk_message;
 use crate::domain::{
-    Channel, ChannelIdentity, Customer, DeliveryStatus, Direction, Message, Ticket, TicketFilter,
-    TicketStatus,
+    AgentProfile, Channel, ChannelIdentity, Customer, DeliveryStatus, Direction, Message,
+    Priority, Ticket, TicketFilter, TicketStatus,
 };
 use crate::ports::{
-    ConversationStore, CustomerStore, IdempotencyStore, Page, SessionStore, TicketStore,
+    AgentStore, ConversationStore, CustomerStore, IdempotencyStore, Page, SessionStore, TicketStore,
     WebchatSession,
 };
 use crate::{Error, Result};
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::de::DeserializeOwned;
@@ -137,7 +145,57 @@ fn ticket_item(t: &Ticket) -> Result<Item> {
         item.insert("rated_pk".into(), s("rated"));
         item.insert("rated_at".into(), s(ts(at)));
     }
+    if t.status.is_active() && t.assignee.is_none() {
+        let rank = match t.priority {
+            Priority::Urgent => 0,
+            Priority::High => 1,
+            Priority::Normal => 2,
+            Priority::Low => 3,
+        };
+        item.insert("waiting_pk".into(), s("waiting"));
+        item.insert("waiting_sk".into(), s(format!("{rank}#{}", t.id)));
+    }
+    if let Some(due) = t.next_sla_due() {
+        item.insert("sla_pk".into(), s("due"));
+        item.insert("sla_due".into(), s(ts(due)));
+    }
     Ok(item)
+}
+
+/// The key of an agent's profile item in the tickets table.
+fn agent_key(id: &str) -> String {
+    format!("agent#{id}")
+}
+
+fn agent_of(item: &Item) -> Result<AgentProfile> {
+    let profile = item
+        .get("profile")
+        .and_then(|v| v.as_s().ok())
+        .ok_or_else(|| Error::internal("an agent item without its profile"))?;
+    let mut agent: AgentProfile = serde_json::from_str(profile)
+        .map_err(|e| Error::internal(format!("decoding an agent profile: {e}")))?;
+    agent.last_assigned_at = item
+        .get("last_assigned_at")
+        .and_then(|v| v.as_s().ok())
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc));
+    agent.open_tickets = holding_of(item).len() as u32;
+    Ok(agent)
+}
+
+fn holding_of(item: &Item) -> Vec<String> {
+    item.get("holding")
+        .and_then(|v| v.as_ss().ok())
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// A profile as stored: what the store keeps of its own is left out.
+fn profile_json(agent: &AgentProfile) -> Result<String> {
+    let mut stored = agent.clone();
+    stored.open_tickets = 0;
+    stored.last_assigned_at = None;
+    to_json(&stored)
 }
 
 /// The key of a customer's active-ticket marker, an item of the tickets table outside every
@@ -281,6 +339,68 @@ impl DynamoStore {
             Err(e) if condition_failed(&e) => Ok(()),
             Err(e) => Err(db_err("clear active-ticket marker", e)),
         }
+    }
+
+    /// Adds `ticket_id` to the set of an agent with a profile (a manual assignment, which
+    /// may go past capacity).
+    async fn hold(&self, agent: &str, ticket_id: &str) -> Result<()> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.tickets)
+            .key("id", s(agent_key(agent)))
+            .update_expression("ADD holding :t")
+            .condition_expression("attribute_exists(profile)")
+            .expression_attribute_values(":t", AttributeValue::Ss(vec![ticket_id.to_string()]))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if condition_failed(&e) => Ok(()),
+            Err(e) => Err(db_err("hold ticket", e)),
+        }
+    }
+
+    /// Takes `ticket_id` out of an agent's set.
+    async fn release(&self, agent: &str, ticket_id: &str) -> Result<()> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.tickets)
+            .key("id", s(agent_key(agent)))
+            .update_expression("DELETE holding :t")
+            .condition_expression("attribute_exists(profile)")
+            .expression_attribute_values(":t", AttributeValue::Ss(vec![ticket_id.to_string()]))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if condition_failed(&e) => Ok(()),
+            Err(e) => Err(db_err("release ticket", e)),
+        }
+    }
+
+    /// Clears from an agent's set the tickets they no longer hold (a release a crash cut
+    /// short); returns how many.
+    async fn prune_holding(&self, agent: &str) -> Result<usize> {
+        let Some(item) = self
+            .get(&self.tables.tickets, "id", &agent_key(agent))
+            .await?
+        else {
+            return Ok(0);
+        };
+        let mut pruned = 0;
+        for id in holding_of(&item) {
+            let held = self
+                .get_ticket(&id)
+                .await?
+                .is_some_and(|t| t.holder() == Some(agent));
+            if !held {
+                self.release(agent, &id).await?;
+                pruned += 1;
+            }
+        }
+        Ok(pruned)
     }
 
     pub fn client(&self) -> &Client {
@@ -557,10 +677,11 @@ impl TicketStore for DynamoStore {
             .condition_expression("attribute_exists(id) AND #version = :expected")
             .expression_attribute_names("#version", "version")
             .expression_attribute_values(":expected", n(expected_version))
+            .return_values(ReturnValue::AllOld)
             .send()
             .await;
-        match result {
-            Ok(_) => {}
+        let old: Option<Ticket> = match result {
+            Ok(out) => out.attributes.as_ref().map(body_of).transpose()?,
             Err(e) if condition_failed(&e) => {
                 return match self.get_ticket(&ticket.id).await? {
                     None => Err(Error::not_found("ticket", &ticket.id)),
@@ -568,6 +689,16 @@ impl TicketStore for DynamoStore {
                 }
             }
             Err(e) => return Err(db_err("update ticket", e)),
+        };
+        // The holders' sets follow the ticket: a crash in between leaves a ticket in a set
+        // it left, which the next assignment that finds the set full clears.
+        if let Some(freed) = Ticket::freed(old.as_ref(), ticket) {
+            self.release(freed, &ticket.id).await?;
+        }
+        if let Some(holder) = ticket.holder() {
+            if old.as_ref().and_then(|o| o.holder()) != Some(holder) {
+                self.hold(holder, &ticket.id).await?;
+            }
         }
         // The marker follows a ticket a message opened: taken when it is active and free (a
         // reopened ticket), given back when it stops being active. A crash in between leaves
@@ -671,6 +802,148 @@ impl TicketStore for DynamoStore {
             .expression_attribute_values(":to", s(to));
         let items = self.query_all(req, usize::MAX).await?;
         items.iter().map(body_of).collect()
+    }
+}
+
+#[async_trait]
+impl AgentStore for DynamoStore {
+    async fn get_agent(&self, id: &str) -> Result<Option<AgentProfile>> {
+        self.get(&self.tables.tickets, "id", &agent_key(id))
+            .await?
+            .map(|i| agent_of(&i))
+            .transpose()
+    }
+
+    async fn list_agents(&self) -> Result<Vec<AgentProfile>> {
+        let req = self.query_eq(&self.tables.tickets, "all", "kind", "agent");
+        let items = self.query_all(req, usize::MAX).await?;
+        items.iter().map(agent_of).collect()
+    }
+
+    async fn put_agent(&self, agent: &AgentProfile) -> Result<()> {
+        self.client
+            .update_item()
+            .table_name(&self.tables.tickets)
+            .key("id", s(agent_key(&agent.id)))
+            .update_expression("SET profile = :p, kind = :k")
+            .expression_attribute_values(":p", s(profile_json(agent)?))
+            .expression_attribute_values(":k", s("agent"))
+            .send()
+            .await
+            .map_err(|e| db_err("put agent", e))?;
+        Ok(())
+    }
+
+    async fn ensure_agent(&self, id: &str) -> Result<bool> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.tables.tickets)
+            .item("id", s(agent_key(id)))
+            .item("kind", s("agent"))
+            .item("profile", s(profile_json(&AgentProfile::default_for(id))?))
+            .condition_expression("attribute_not_exists(id)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if condition_failed(&e) => Ok(false),
+            Err(e) => Err(db_err("ensure agent", e)),
+        }
+    }
+
+    async fn assign_ticket(
+        &self,
+        ticket: &Ticket,
+        expected_version: u64,
+        capacity: u32,
+    ) -> Result<bool> {
+        let agent = ticket
+            .assignee
+            .as_deref()
+            .ok_or_else(|| Error::internal("assign_ticket needs an assignee"))?;
+        let at = ticket.assigned_at.unwrap_or(ticket.updated_at);
+        for attempt in 0..2 {
+            let put = Put::builder()
+                .table_name(&self.tables.tickets)
+                .set_item(Some(ticket_item(ticket)?))
+                .condition_expression("attribute_exists(id) AND #version = :expected")
+                .expression_attribute_names("#version", "version")
+                .expression_attribute_values(":expected", n(expected_version))
+                .build()
+                .map_err(|e| Error::internal(format!("building a put: {e}")))?;
+            let take = Update::builder()
+                .table_name(&self.tables.tickets)
+                .key("id", s(agent_key(agent)))
+                .update_expression("ADD holding :t SET last_assigned_at = :at")
+                .condition_expression(
+                    "attribute_exists(profile) AND \
+                     (attribute_not_exists(holding) OR size(holding) < :cap)",
+                )
+                .expression_attribute_values(
+                    ":t",
+                    AttributeValue::Ss(vec![ticket.id.clone()]),
+                )
+                .expression_attribute_values(":at", s(ts(at)))
+                .expression_attribute_values(":cap", n(capacity))
+                .build()
+                .map_err(|e| Error::internal(format!("building an update: {e}")))?;
+            let result = self
+                .client
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().put(put).build())
+                .transact_items(TransactWriteItem::builder().update(take).build())
+                .send()
+                .await;
+            match result {
+                Ok(_) => return Ok(true),
+                Err(e) if condition_failed(&e) => {
+                    match self.get_ticket(&ticket.id).await? {
+                        None => return Err(Error::not_found("ticket", &ticket.id)),
+                        Some(t) if t.version != expected_version => {
+                            return Err(Error::version_conflict(t.version, expected_version))
+                        }
+                        // The agent's set is full: of tickets they hold, or also of some
+                        // they left (a release cut short), which are cleared once.
+                        Some(_) => {
+                            if attempt > 0 || self.prune_holding(agent).await? == 0 {
+                                return Ok(false);
+                            }
+                        }
+                    }
+                }
+                Err(e) => return Err(db_err("assign ticket", e)),
+            }
+        }
+        Ok(false)
+    }
+
+    async fn waiting_tickets(&self, limit: usize) -> Result<Vec<Ticket>> {
+        let limit = limit.clamp(1, 1000);
+        let req = self
+            .query_eq(&self.tables.tickets, "waiting", "waiting_pk", "waiting")
+            .scan_index_forward(true);
+        let items = self.query_all(req, limit).await?;
+        let mut tickets: Vec<Ticket> = items.iter().map(body_of).collect::<Result<_>>()?;
+        tickets.truncate(limit);
+        Ok(tickets)
+    }
+
+    async fn sla_due_tickets(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Ticket>> {
+        let limit = limit.clamp(1, 1000);
+        let req = self
+            .client
+            .query()
+            .table_name(&self.tables.tickets)
+            .index_name("sla_due")
+            .key_condition_expression("sla_pk = :due AND sla_due <= :now")
+            .expression_attribute_values(":due", s("due"))
+            .expression_attribute_values(":now", s(ts(now)))
+            .scan_index_forward(true);
+        let items = self.query_all(req, limit).await?;
+        let mut tickets: Vec<Ticket> = items.iter().map(body_of).collect::<Result<_>>()?;
+        tickets.truncate(limit);
+        Ok(tickets)
     }
 }
 

@@ -18,6 +18,8 @@ pub const TICKET_INDEXES: &[(&str, &str, &str)] = &[
     ("by_customer", "customer_id", "id"),
     ("all", "kind", "id"),
     ("rated", "rated_pk", "rated_at"),
+    ("waiting", "waiting_pk", "waiting_sk"),
+    ("sla_due", "sla_pk", "sla_due"),
 ];
 
 /// The messages table's indexes.

@@ -254,6 +254,8 @@ pub enum OutboundMessage {
     Customer { message_id: String },
     /// A notice to the supervisor's webhook.
     Supervisor(SupervisorNotice),
+    /// A notice to the agents' webhook: a ticket was given to one of them.
+    Agent(AgentNotice),
     /// The answer to a button press the channel waits for (Telegram's answerCallbackQuery),
     /// shown to the customer as a short notice.
     Acknowledge {
@@ -299,9 +301,24 @@ impl SupervisorNotice {
         }
     }
 
-    /// One id per escalation of a ticket: however often its notice is queued, dispatch
-    /// posts it once.
+    /// The notice of a missed SLA target: `reason` is `sla_breach:first_response` or
+    /// `sla_breach:resolution`, and `escalated_at` the time the desk saw it.
+    pub fn sla_breach(ticket: &super::Ticket, breach: &super::Breach) -> SupervisorNotice {
+        SupervisorNotice {
+            event: "ticket.sla_breached".into(),
+            reason: breach.target.breach_reason(),
+            escalated_by: String::new(),
+            escalated_at: breach.at,
+            ..SupervisorNotice::escalation(ticket)
+        }
+    }
+
+    /// One id per escalation of a ticket, and per breached target: however often its
+    /// notice is queued, dispatch posts it once.
     pub fn id(&self) -> String {
+        if self.event == "ticket.sla_breached" {
+            return super::derived_id(&self.ticket_id, &self.reason);
+        }
         super::derived_id(
             &format!(
                 "{}/{}",
@@ -309,6 +326,57 @@ impl SupervisorNotice {
                 self.escalated_at.timestamp_millis()
             ),
             "escalation",
+        )
+    }
+}
+
+/// The JSON posted to `AGENT_WEBHOOK_URL` when a ticket is given to an agent, for teams that
+/// forward it to Slack, WeCom or DingTalk.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentNotice {
+    pub event: String,
+    pub agent: String,
+    pub ticket_id: String,
+    pub subject: String,
+    pub priority: super::Priority,
+    pub skill: super::Skill,
+    pub language: super::Language,
+    pub reason: super::AssignmentReason,
+    pub assigned_by: Option<String>,
+    pub assigned_at: DateTime<Utc>,
+    pub customer_id: String,
+    pub channel: Channel,
+}
+
+impl AgentNotice {
+    /// The notice of the ticket's current assignment, if it has one.
+    pub fn assignment(ticket: &super::Ticket) -> Option<AgentNotice> {
+        Some(AgentNotice {
+            event: "ticket.assigned".into(),
+            agent: ticket.assignee.clone()?,
+            ticket_id: ticket.id.clone(),
+            subject: ticket.subject.clone(),
+            priority: ticket.priority,
+            skill: ticket.skill,
+            language: ticket.language,
+            reason: ticket.assignment_reason?,
+            assigned_by: ticket.assigned_by.clone(),
+            assigned_at: ticket.assigned_at?,
+            customer_id: ticket.customer_id.clone(),
+            channel: ticket.channel,
+        })
+    }
+
+    /// One id per assignment.
+    pub fn id(&self) -> String {
+        super::derived_id(
+            &format!(
+                "{}/{}/{}",
+                self.ticket_id,
+                self.agent,
+                self.assigned_at.timestamp_millis()
+            ),
+            "assignment",
         )
     }
 }

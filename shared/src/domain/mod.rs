@@ -1,15 +1,21 @@
 //! The desk's vocabulary: channels, messages, customers and tickets. Plain data and the rules
 //! that change it; nothing here touches storage or the network.
 
+pub mod agent;
 mod customer;
+pub mod hours;
 mod message;
+pub mod sla;
 mod ticket;
 
+pub use agent::{AgentProfile, AgentSpec, AssignmentReason, Language};
 pub use customer::{ChannelIdentity, Customer, Tier};
 pub use message::{
-    Attachment, ButtonPress, DeliveryStatus, Direction, InboundMessage, Message, MessageKind,
+    AgentNotice, Attachment, ButtonPress, DeliveryStatus, Direction, InboundMessage, Message, MessageKind,
     OutboundMessage, SupervisorNotice,
 };
+pub use hours::BusinessHours;
+pub use sla::{Breach, Sla, SlaPolicies, SlaTarget};
 pub use ticket::{
     NewTicket, Priority, Skill, Suggestion, Survey, Ticket, TicketFilter, TicketPatch, TicketStatus,
 };

@@ -1,6 +1,8 @@
 //! Tickets and their state machine. Every change of status goes through
 //! [`TicketStatus::can_become`]; nothing else in the code decides what is legal.
 
+use super::agent::{AssignmentReason, Language};
+use super::sla::Sla;
 use super::Channel;
 use crate::{Error, Result};
 use chrono::{DateTime, Utc};
@@ -131,6 +133,21 @@ pub struct Ticket {
     pub priority: Priority,
     pub skill: Skill,
     pub assignee: Option<String>,
+    /// The customer's language, from the message that opened it: what the assignment
+    /// matches against agents' languages. Tickets stored before it existed read as English.
+    #[serde(default = "english")]
+    pub language: Language,
+    /// When the current assignee got it, who gave it (an agent's id; none when the desk's
+    /// rule did) and why.
+    #[serde(default)]
+    pub assigned_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub assigned_by: Option<String>,
+    #[serde(default)]
+    pub assignment_reason: Option<AssignmentReason>,
+    /// Its service-level targets, when its priority has a policy, and their breaches.
+    #[serde(default)]
+    pub sla: Option<Sla>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub first_response_at: Option<DateTime<Utc>>,
@@ -171,6 +188,8 @@ pub struct TicketPatch {
     pub priority: Option<Priority>,
     pub skill: Option<Skill>,
     pub assignee: Option<Option<String>>,
+    /// The agent making the change: recorded as who assigned, when it assigns.
+    pub by: Option<String>,
 }
 
 /// The agent API's list filters.
@@ -188,12 +207,17 @@ pub struct TicketFilter {
     pub unassigned: bool,
 }
 
+fn english() -> Language {
+    Language::En
+}
+
 impl Ticket {
     pub fn open(new: NewTicket, now: DateTime<Utc>) -> Ticket {
         let subject = match new.subject {
             Some(s) if !s.trim().is_empty() => crate::text::subject_of(&s),
             _ => crate::text::subject_of(&new.description),
         };
+        let language = Language::detect(None, &new.description);
         Ticket {
             id: super::new_id(),
             customer_id: new.customer_id,
@@ -204,6 +228,11 @@ impl Ticket {
             priority: new.priority,
             skill: new.skill,
             assignee: None,
+            language,
+            assigned_at: None,
+            assigned_by: None,
+            assignment_reason: None,
+            sla: None,
             created_at: now,
             updated_at: now,
             first_response_at: None,
@@ -271,10 +300,50 @@ impl Ticket {
             self.skill = s;
         }
         if let Some(a) = &patch.assignee {
-            self.assignee = a.clone();
+            if *a != self.assignee {
+                self.set_assignee(a.clone(), patch.by.clone(), AssignmentReason::Manual, now);
+            }
         }
         self.touch(now);
         Ok(())
+    }
+
+    fn set_assignee(
+        &mut self,
+        agent: Option<String>,
+        by: Option<String>,
+        reason: AssignmentReason,
+        now: DateTime<Utc>,
+    ) {
+        let assigned = agent.is_some();
+        self.assignee = agent;
+        self.assigned_at = assigned.then_some(now);
+        self.assigned_by = by.filter(|_| assigned);
+        self.assignment_reason = assigned.then_some(reason);
+    }
+
+    /// Gives the ticket to `agent` by the desk's rule (when it was made, or when capacity
+    /// freed up). Only an unassigned ticket still being worked is given: a person's choice
+    /// made meanwhile wins.
+    pub fn assign(&mut self, agent: &str, reason: AssignmentReason, now: DateTime<Utc>) -> bool {
+        if self.assignee.is_some() || !self.status.is_active() {
+            return false;
+        }
+        self.set_assignee(Some(agent.to_string()), None, reason, now);
+        self.touch(now);
+        true
+    }
+
+    /// Who holds the ticket against their capacity: its assignee while it is being worked.
+    pub fn holder(&self) -> Option<&str> {
+        self.assignee.as_deref().filter(|_| self.status.is_active())
+    }
+
+    /// Whether this change let go of its holder's slot (the ticket ended, or moved to
+    /// someone else): that agent may take a waiting ticket.
+    pub fn freed<'a>(old: Option<&'a Ticket>, new: &Ticket) -> Option<&'a str> {
+        let was = old?.holder()?;
+        (new.holder() != Some(was)).then_some(was)
     }
 
     /// Escalates to a supervisor with a reason, naming the agent who did it: the change
@@ -334,7 +403,12 @@ impl Ticket {
             self.first_response_at = Some(now);
         }
         if self.assignee.is_none() {
-            self.assignee = Some(agent.to_string());
+            self.set_assignee(
+                Some(agent.to_string()),
+                Some(agent.to_string()),
+                AssignmentReason::Manual,
+                now,
+            );
         }
         self.touch(now);
     }

@@ -1,0 +1,78 @@
+//! `/agents`: who takes the work. Supervisors set each agent's skills, languages, capacity
+//! and availability; agents set their own availability with `PATCH /me`. When an agent
+//! gains room (back from away, a new skill, more capacity), waiting tickets they can take
+//! are given to them at once.
+
+use crate::auth::{Agent, Supervisor};
+use crate::Deps;
+use axum::extract::{Path, State};
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use helpdesk_core::assignment;
+use helpdesk_core::domain::agent::validate_agent_id;
+use helpdesk_core::domain::{AgentProfile, AgentSpec};
+use helpdesk_core::http::ApiJson;
+use helpdesk_core::Result;
+use serde::Serialize;
+use std::sync::Arc;
+
+pub fn routes() -> Router<Arc<Deps>> {
+    Router::new()
+        .route("/agents", get(list))
+        .route("/agents/{id}", put(put_agent).get(show))
+}
+
+#[derive(Serialize)]
+struct AgentList {
+    agents: Vec<AgentProfile>,
+}
+
+async fn list(State(deps): State<Arc<Deps>>, _agent: Agent) -> Result<Json<AgentList>> {
+    Ok(Json(AgentList {
+        agents: deps.store.list_agents().await?,
+    }))
+}
+
+async fn show(
+    State(deps): State<Arc<Deps>>,
+    _agent: Agent,
+    Path(id): Path<String>,
+) -> Result<Json<AgentProfile>> {
+    validate_agent_id(&id)?;
+    match deps.store.get_agent(&id).await? {
+        Some(profile) => Ok(Json(profile)),
+        None => Ok(Json(AgentProfile::default_for(&id))),
+    }
+}
+
+async fn put_agent(
+    State(deps): State<Arc<Deps>>,
+    Supervisor(by): Supervisor,
+    Path(id): Path<String>,
+    ApiJson(spec): ApiJson<AgentSpec>,
+) -> Result<Json<AgentProfile>> {
+    validate_agent_id(&id)?;
+    let profile = change(&deps, &id, spec).await?;
+    tracing::info!(agent = %id, by = %by.name, available = profile.available, capacity = profile.capacity, "agent profile saved");
+    Ok(Json(profile))
+}
+
+/// Saves `spec` over the agent's profile (the default one when they have none), then
+/// gives them waiting tickets if they have room. Returns the profile as it now is.
+pub(crate) async fn change(deps: &Deps, id: &str, spec: AgentSpec) -> Result<AgentProfile> {
+    let current = deps
+        .store
+        .get_agent(id)
+        .await?
+        .unwrap_or_else(|| AgentProfile::default_for(id));
+    let profile = current.with_spec(spec)?;
+    deps.store.put_agent(&profile).await?;
+    if deps.auto_assign && profile.available {
+        assignment::fill(deps.store.as_ref(), id, None).await?;
+    }
+    Ok(deps
+        .store
+        .get_agent(id)
+        .await?
+        .unwrap_or(profile))
+}
