@@ -51,7 +51,9 @@ impl Config {
             None => std::time::Duration::from_secs(10),
             Some(v) => match v.parse::<u64>() {
                 Ok(n) if (1..=3600).contains(&n) => std::time::Duration::from_secs(n),
-                _ => bail!("HELPDESK_SLA_CHECK_SECS must be whole seconds from 1 to 3600, not {v:?}"),
+                _ => {
+                    bail!("HELPDESK_SLA_CHECK_SECS must be whole seconds from 1 to 3600, not {v:?}")
+                }
             },
         };
         Ok(Config {

@@ -123,7 +123,12 @@ pub async fn assign(
             .filter(|a| Some(a.id.as_str()) != except)
             .collect();
         let Some(agent) = choose(&ticket, &agents) else {
-            tracing::info!(ticket_id, skill = ticket.skill.as_str(), language = ticket.language.as_str(), "no agent can take the ticket now; it waits");
+            tracing::info!(
+                ticket_id,
+                skill = ticket.skill.as_str(),
+                language = ticket.language.as_str(),
+                "no agent can take the ticket now; it waits"
+            );
             return Ok(None);
         };
         if take(store, &ticket, agent, reason).await? {
@@ -199,9 +204,10 @@ pub struct Tick {
 pub async fn tick(store: &dyn Store, rules: &Rules, now: DateTime<Utc>) -> Result<Tick> {
     let mut done = Tick::default();
     for due in store.sla_due_tickets(now, WAITING_PAGE).await? {
-        let (_, changed) =
-            update_ticket(store, &due.id, |t| Ok(!t.check_sla(rules.sla(), now).is_empty()))
-                .await?;
+        let (_, changed) = update_ticket(store, &due.id, |t| {
+            Ok(!t.check_sla(rules.sla(), now).is_empty())
+        })
+        .await?;
         if changed {
             done.breached += 1;
             tracing::warn!(ticket_id = %due.id, "SLA target missed");

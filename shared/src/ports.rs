@@ -2,8 +2,7 @@
 //! and one for the local program; handlers see only these.
 
 use crate::domain::{
-    AgentProfile, Channel, ChannelIdentity, Customer, DeliveryStatus, Message, Ticket,
-    TicketFilter,
+    AgentProfile, Channel, ChannelIdentity, Customer, DeliveryStatus, Message, Ticket, TicketFilter,
 };
 use crate::knowledge::{Article, Hit};
 use crate::Result;

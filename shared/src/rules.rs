@@ -108,7 +108,8 @@ impl Default for Rules {
 
 impl Rules {
     pub fn parse(toml_text: &str) -> Result<Rules> {
-        let invalid = |e: toml::de::Error| Error::bad_request("invalid_rules", format!("rules file: {e}"));
+        let invalid =
+            |e: toml::de::Error| Error::bad_request("invalid_rules", format!("rules file: {e}"));
         let mut table: toml::Table = toml::from_str(toml_text).map_err(invalid)?;
         let defaults: toml::Table = toml::from_str(DEFAULT_RULES).map_err(invalid)?;
         for (section, value) in defaults {
@@ -331,8 +332,12 @@ mod tests {
         assert!(urgent.escalate_on_breach);
         assert!(r.sla().policy(Priority::High).is_none());
         assert!(r.auto_assign());
-        assert!(Rules::default().hours().is_open("2026-11-28T02:00:00Z".parse().unwrap()));
-        assert!(!Rules::parse("[assignment]\nauto = false\n").unwrap().auto_assign());
+        assert!(Rules::default()
+            .hours()
+            .is_open("2026-11-28T02:00:00Z".parse().unwrap()));
+        assert!(!Rules::parse("[assignment]\nauto = false\n")
+            .unwrap()
+            .auto_assign());
     }
 
     #[test]

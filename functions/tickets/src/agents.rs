@@ -70,9 +70,5 @@ pub(crate) async fn change(deps: &Deps, id: &str, spec: AgentSpec) -> Result<Age
     if deps.auto_assign && profile.available {
         assignment::fill(deps.store.as_ref(), id, None).await?;
     }
-    Ok(deps
-        .store
-        .get_agent(id)
-        .await?
-        .unwrap_or(profile))
+    Ok(deps.store.get_agent(id).await?.unwrap_or(profile))
 }

@@ -11,8 +11,8 @@ use crate::domain::{
 };
 use crate::jobs::Job;
 use crate::ports::{
-    AgentStore, ConversationStore, CustomerStore, IdempotencyStore, Page, Queue, QueueName, SessionStore,
-    TicketChange, TicketStore, WebchatSession,
+    AgentStore, ConversationStore, CustomerStore, IdempotencyStore, Page, Queue, QueueName,
+    SessionStore, TicketChange, TicketStore, WebchatSession,
 };
 use crate::{Error, Result};
 use async_trait::async_trait;

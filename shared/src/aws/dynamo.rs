@@ -17,12 +17,12 @@
 
 use super::sdk_message;
 use crate::domain::{
-    AgentProfile, Channel, ChannelIdentity, Customer, DeliveryStatus, Direction, Message,
-    Priority, Ticket, TicketFilter, TicketStatus,
+    AgentProfile, Channel, ChannelIdentity, Customer, DeliveryStatus, Direction, Message, Priority,
+    Ticket, TicketFilter, TicketStatus,
 };
 use crate::ports::{
-    AgentStore, ConversationStore, CustomerStore, IdempotencyStore, Page, SessionStore, TicketStore,
-    WebchatSession,
+    AgentStore, ConversationStore, CustomerStore, IdempotencyStore, Page, SessionStore,
+    TicketStore, WebchatSession,
 };
 use crate::{Error, Result};
 use async_trait::async_trait;
@@ -880,10 +880,7 @@ impl AgentStore for DynamoStore {
                     "attribute_exists(profile) AND \
                      (attribute_not_exists(holding) OR size(holding) < :cap)",
                 )
-                .expression_attribute_values(
-                    ":t",
-                    AttributeValue::Ss(vec![ticket.id.clone()]),
-                )
+                .expression_attribute_values(":t", AttributeValue::Ss(vec![ticket.id.clone()]))
                 .expression_attribute_values(":at", s(ts(at)))
                 .expression_attribute_values(":cap", n(capacity))
                 .build()

@@ -195,12 +195,7 @@ mod tests {
         vec![
             agent("alice", &[Skill::Billing], &[Language::Zh], 5),
             agent("bob", &[Skill::Technical], &[Language::En], 5),
-            agent(
-                "carol",
-                &[Skill::General],
-                &[Language::Zh, Language::En],
-                1,
-            ),
+            agent("carol", &[Skill::General], &[Language::Zh, Language::En], 1),
         ]
     }
 
@@ -218,11 +213,7 @@ mod tests {
         ];
         for (text, skill, want) in cases {
             let t = ticket(text, skill);
-            assert_eq!(
-                choose(&t, &team).map(|a| a.id.as_str()),
-                want,
-                "{text}"
-            );
+            assert_eq!(choose(&t, &team).map(|a| a.id.as_str()), want, "{text}");
         }
     }
 
@@ -266,7 +257,10 @@ mod tests {
         let spec: AgentSpec =
             serde_json::from_str(r#"{"skills": ["billing", "billing"], "capacity": 3}"#).unwrap();
         let a = AgentProfile::default_for("alice").with_spec(spec).unwrap();
-        assert_eq!((a.skills, a.capacity, a.available), (vec![Skill::Billing], 3, true));
+        assert_eq!(
+            (a.skills, a.capacity, a.available),
+            (vec![Skill::Billing], 3, true)
+        );
         assert_eq!(a.languages, Language::ALL.to_vec());
         let too_many: AgentSpec = serde_json::from_str(r#"{"capacity": 100000}"#).unwrap();
         assert_eq!(

@@ -39,7 +39,10 @@ pub enum BusinessHours {
 }
 
 fn invalid(message: String) -> Error {
-    Error::bad_request("invalid_rules", format!("rules file: business_hours: {message}"))
+    Error::bad_request(
+        "invalid_rules",
+        format!("rules file: business_hours: {message}"),
+    )
 }
 
 fn weekday(name: &str) -> Option<Weekday> {
@@ -122,7 +125,10 @@ impl BusinessHours {
             let local = date.and_time(t);
             tz.from_local_datetime(&local)
                 .earliest()
-                .or_else(|| tz.from_local_datetime(&(local + Duration::hours(1))).earliest())
+                .or_else(|| {
+                    tz.from_local_datetime(&(local + Duration::hours(1)))
+                        .earliest()
+                })
                 .map(|d| d.with_timezone(&Utc))
         };
         Some((at(*open)?, at(*close)?))
@@ -304,10 +310,7 @@ mod tests {
             parse_duration("1d", &BusinessHours::Always).unwrap(),
             Duration::hours(24)
         );
-        assert_eq!(
-            parse_duration("20s", &h).unwrap(),
-            Duration::seconds(20)
-        );
+        assert_eq!(parse_duration("20s", &h).unwrap(), Duration::seconds(20));
         for bad in ["", "m", "30", "-5m", "5w", "三十分钟", "5分"] {
             assert_eq!(
                 parse_duration(bad, &h).unwrap_err().code,

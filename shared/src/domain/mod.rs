@@ -10,11 +10,11 @@ mod ticket;
 
 pub use agent::{AgentProfile, AgentSpec, AssignmentReason, Language};
 pub use customer::{ChannelIdentity, Customer, Tier};
-pub use message::{
-    AgentNotice, Attachment, ButtonPress, DeliveryStatus, Direction, InboundMessage, Message, MessageKind,
-    OutboundMessage, SupervisorNotice,
-};
 pub use hours::BusinessHours;
+pub use message::{
+    AgentNotice, Attachment, ButtonPress, DeliveryStatus, Direction, InboundMessage, Message,
+    MessageKind, OutboundMessage, SupervisorNotice,
+};
 pub use sla::{Breach, Sla, SlaPolicies, SlaTarget};
 pub use ticket::{
     NewTicket, Priority, Skill, Suggestion, Survey, Ticket, TicketFilter, TicketPatch, TicketStatus,

@@ -89,11 +89,8 @@ impl SlaPolicies {
     ) -> Result<SlaPolicies> {
         let mut by_priority = BTreeMap::new();
         for (priority, spec) in specs {
-            let duration = |d: &Option<String>| {
-                d.as_deref()
-                    .map(|d| parse_duration(d, &hours))
-                    .transpose()
-            };
+            let duration =
+                |d: &Option<String>| d.as_deref().map(|d| parse_duration(d, &hours)).transpose();
             by_priority.insert(
                 *priority,
                 SlaPolicy {
@@ -266,7 +263,10 @@ mod tests {
     fn due_times_follow_the_priority() {
         let mut t = ticket(Priority::Urgent, "2026-11-27T02:00:00Z");
         assert!(t.stamp_sla(&policies(false)));
-        assert!(!t.stamp_sla(&policies(false)), "stamping again changes nothing");
+        assert!(
+            !t.stamp_sla(&policies(false)),
+            "stamping again changes nothing"
+        );
         let sla = t.sla.clone().unwrap();
         assert_eq!(sla.first_response_due, Some(utc("2026-11-27T02:30:00Z")));
         assert_eq!(sla.resolution_due, Some(utc("2026-11-27T06:00:00Z")));
@@ -280,7 +280,13 @@ mod tests {
     fn business_hours_push_the_due_time() {
         let hours = BusinessHours::from_spec(&HoursSpec {
             timezone: "Asia/Shanghai".into(),
-            days: vec!["mon".into(), "tue".into(), "wed".into(), "thu".into(), "fri".into()],
+            days: vec![
+                "mon".into(),
+                "tue".into(),
+                "wed".into(),
+                "thu".into(),
+                "fri".into(),
+            ],
             open: "09:00".into(),
             close: "18:00".into(),
             holidays: vec![],

@@ -1,0 +1,375 @@
+//! Assignment, business hours and SLAs, end to end through the real `helpdesk` binary:
+//! customers write on the webchat, the desk hands off, and tickets go to the agent with the
+//! skill and the language, within capacity; a missed target escalates and notifies once.
+
+mod common;
+
+use common::*;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::path::Path;
+use std::time::Duration;
+
+const CAROL: &str = "carol-token-123456";
+
+fn rules(dir: &Path, text: &str) -> String {
+    let path = dir.join("rules.toml");
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+async fn start(dir: &TempDir, rules_text: &str, extra: &[(&str, &str)]) -> Server {
+    let path = rules(&dir.0, rules_text);
+    let agents = format!("alice:agent:{ALICE},bob:agent:{BOB},carol:agent:{CAROL},sam:supervisor:sam-supervisor-token");
+    let mut env = vec![
+        ("HELPDESK_RULES", path.as_str()),
+        ("HELPDESK_AGENTS", agents.as_str()),
+        ("HELPDESK_SLA_CHECK_SECS", "1"),
+    ];
+    env.extend_from_slice(extra);
+    Server::start(&dir.0, &env).await
+}
+
+const SUPERVISOR: &str = "sam-supervisor-token";
+
+async fn put_agent(s: &Server, id: &str, body: Value) -> Value {
+    let r = s
+        .http
+        .put(s.url(&format!("/agents/{id}")))
+        .bearer_auth(SUPERVISOR)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    r.json().await.unwrap()
+}
+
+async fn set_available(s: &Server, token: &str, available: bool) -> Value {
+    let r = s
+        .http
+        .patch(s.url("/me"))
+        .bearer_auth(token)
+        .json(&json!({ "available": available }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    r.json().await.unwrap()
+}
+
+/// The team of the issue: alice (billing, Chinese), bob (technical, English) and carol
+/// (general, both languages, capacity 1). Sam is a supervisor who takes nothing.
+async fn team(s: &Server) {
+    put_agent(
+        s,
+        "alice",
+        json!({"name": "Alice", "skills": ["billing"], "languages": ["zh"], "capacity": 5}),
+    )
+    .await;
+    put_agent(
+        s,
+        "bob",
+        json!({"name": "Bob", "skills": ["technical"], "languages": ["en"], "capacity": 5}),
+    )
+    .await;
+    put_agent(
+        s,
+        "carol",
+        json!({"name": "Carol", "skills": ["general"], "languages": ["zh", "en"], "capacity": 1}),
+    )
+    .await;
+    put_agent(s, "sam", json!({"available": false})).await;
+}
+
+/// The ticket a customer's hand-off opened.
+async fn ticket_of(s: &Server, customer_id: &str) -> String {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(t) = s.tickets_of(customer_id).await.first() {
+            return t["id"].as_str().unwrap().to_string();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no ticket opened");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until `check` holds for the ticket, and returns it.
+async fn wait_ticket(s: &Server, id: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let (v, _) = s.ticket(id).await;
+        if check(&v["ticket"]) {
+            return v["ticket"].clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: {:#}",
+            v["ticket"]
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn assignee_of(s: &Server, id: &str, who: &str) -> Value {
+    wait_ticket(s, id, &format!("not assigned to {who}"), |t| {
+        t["assignee"] == who
+    })
+    .await
+}
+
+/// Holds for a while: a ticket that should wait stays unassigned across clock turns.
+async fn stays_unassigned(s: &Server, id: &str) {
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (v, _) = s.ticket(id).await;
+    assert_eq!(v["ticket"]["assignee"], Value::Null, "{:#}", v["ticket"]);
+}
+
+async fn hand_off(s: &Server, text: &str) -> String {
+    let v = s.visitor().await;
+    v.say(text).await;
+    v.wait_for("handoff").await;
+    ticket_of(s, &v.customer_id).await
+}
+
+#[tokio::test]
+async fn tickets_go_to_the_agent_with_the_skill_and_the_language() {
+    let dir = TempDir::new();
+    let s = start(&dir, "", &[]).await;
+    team(&s).await;
+
+    let billing = hand_off(&s, "我被多扣款了两次，转人工").await;
+    let t = assignee_of(&s, &billing, "alice").await;
+    assert_eq!(t["language"], "zh");
+    assert_eq!(t["assignment_reason"], "rule");
+    assert!(t["assigned_at"].is_string());
+
+    let fault = hand_off(
+        &s,
+        "The app crashes when I upload a photo. I want to talk to an agent",
+    )
+    .await;
+    assert_eq!(assignee_of(&s, &fault, "bob").await["language"], "en");
+
+    // Bob steps away: the next English fault report waits, and is his when he is back.
+    let away = set_available(&s, BOB, false).await;
+    assert_eq!(away["profile"]["available"], false);
+    let waiting = hand_off(
+        &s,
+        "Login fails with error 502, please get me a real person",
+    )
+    .await;
+    stays_unassigned(&s, &waiting).await;
+    set_available(&s, BOB, true).await;
+    let t = assignee_of(&s, &waiting, "bob").await;
+    assert_eq!(t["assignment_reason"], "rebalance");
+
+    let r = s.get("/agents", ALICE).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let agents: Value = r.json().await.unwrap();
+    let bob = agents["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == "bob")
+        .unwrap()
+        .clone();
+    assert_eq!(bob["open_tickets"], 2);
+    assert_eq!(bob["skills"], json!(["technical"]));
+
+    // Agents may not change profiles; bad profiles are clear errors.
+    let r = s
+        .http
+        .put(s.url("/agents/alice"))
+        .bearer_auth(ALICE)
+        .json(&json!({"capacity": 50}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(r, 403).await, "forbidden");
+    for bad in [
+        json!({"skills": ["cooking"]}),
+        json!({"capacity": -1}),
+        json!({"languages": ["fr"]}),
+        json!({"capacity": 100000}),
+    ] {
+        let r = s
+            .http
+            .put(s.url("/agents/alice"))
+            .bearer_auth(SUPERVISOR)
+            .json(&bad)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        assert!(status == 400 || status == 422, "{bad}: {status}");
+        let v: Value = r.json().await.unwrap();
+        assert!(v["error"]["code"].is_string(), "{bad}: {v}");
+    }
+}
+
+#[tokio::test]
+async fn capacity_holds_and_freed_capacity_takes_the_urgent_ticket_first() {
+    let dir = TempDir::new();
+    let s = start(&dir, "", &[]).await;
+    team(&s).await;
+
+    let first = hand_off(&s, "你好，我想找人工客服聊聊").await;
+    assignee_of(&s, &first, "carol").await;
+    let second = hand_off(&s, "Hello, can I talk to a real person?").await;
+    let urgent = hand_off(&s, "紧急！请转人工").await;
+    stays_unassigned(&s, &second).await;
+    let (u, _) = s.ticket(&urgent).await;
+    assert_eq!(u["ticket"]["priority"], "urgent");
+    assert_eq!(
+        u["ticket"]["assignee"],
+        Value::Null,
+        "carol holds one at most"
+    );
+
+    let (_, version) = s.ticket(&first).await;
+    let r = s
+        .patch(&first, Some(version), json!({"status": "closed"}))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let t = assignee_of(&s, &urgent, "carol").await;
+    assert_eq!(t["assignment_reason"], "rebalance");
+    stays_unassigned(&s, &second).await;
+
+    // A person's choice wins over capacity, and says who made it.
+    let (_, version) = s.ticket(&second).await;
+    let r = s
+        .patch(&second, Some(version), json!({"assignee": "carol"}))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["assignment_reason"], "manual");
+    assert_eq!(v["assigned_by"], "admin");
+}
+
+#[tokio::test]
+async fn a_missed_first_response_escalates_and_notifies_once() {
+    let dir = TempDir::new();
+    let hook = FakeWebhook::start().await;
+    let agent_hook = FakeWebhook::start().await;
+    let s = start(
+        &dir,
+        "[sla.normal]\nfirst_response = \"3s\"\nescalate_on_breach = true\n",
+        &[
+            ("SUPERVISOR_WEBHOOK_URL", hook.url.as_str()),
+            ("AGENT_WEBHOOK_URL", agent_hook.url.as_str()),
+        ],
+    )
+    .await;
+    team(&s).await;
+
+    let answered = hand_off(&s, "我被多扣款了两次，转人工").await;
+    let t = assignee_of(&s, &answered, "alice").await;
+    assert!(t["sla"]["first_response_due"].is_string(), "{t:#}");
+    let r = s
+        .post(
+            &format!("/tickets/{answered}/replies"),
+            ALICE,
+            json!({"text": "您好，我来帮您查一下"}),
+        )
+        .await;
+    assert_eq!(
+        r.status(),
+        StatusCode::ACCEPTED,
+        "{}",
+        r.text().await.unwrap()
+    );
+
+    let ignored = hand_off(&s, "我被重复收费了，转人工").await;
+    let t = wait_ticket(&s, &ignored, "not escalated", |t| {
+        t["status"] == "escalated"
+    })
+    .await;
+    assert_eq!(t["escalation_reason"], "sla_breach:first_response");
+    assert_eq!(t["sla"]["breaches"][0]["target"], "first_response");
+
+    // Several more turns of the clock: still one notice, and none for the answered ticket.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let notices = hook.received.lock().unwrap().clone();
+    assert_eq!(notices.len(), 1, "{notices:#?}");
+    assert_eq!(notices[0]["event"], "ticket.sla_breached");
+    assert_eq!(notices[0]["ticket_id"], ignored.as_str());
+    assert_eq!(notices[0]["reason"], "sla_breach:first_response");
+    let (t, _) = s.ticket(&answered).await;
+    assert_eq!(t["ticket"]["status"], "open");
+    assert!(t["ticket"]["sla"]["breaches"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+
+    // Alice was told of both of her tickets, once each.
+    let told = agent_hook.wait_for(2).await;
+    assert_eq!(told.len(), 2, "{told:#?}");
+    assert!(told
+        .iter()
+        .all(|n| n["event"] == "ticket.assigned" && n["agent"] == "alice"));
+}
+
+#[tokio::test]
+async fn out_of_hours_a_hand_off_says_when_the_team_is_back() {
+    let dir = TempDir::new();
+    // Every day is a working day, but today and tomorrow (UTC) are holidays: the team is
+    // back the day after tomorrow at 09:00, whenever this runs.
+    let today = std::process::Command::new("date")
+        .args(["-u", "+%F"])
+        .output()
+        .unwrap();
+    let today = String::from_utf8(today.stdout).unwrap().trim().to_string();
+    let tomorrow = std::process::Command::new("date")
+        .args(["-u", "-d", "tomorrow", "+%F"])
+        .output()
+        .unwrap();
+    let tomorrow = String::from_utf8(tomorrow.stdout)
+        .unwrap()
+        .trim()
+        .to_string();
+    let s = start(
+        &dir,
+        &format!(
+            "[business_hours]\ntimezone = \"UTC\"\ndays = [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\", \"sat\", \"sun\"]\nopen = \"09:00\"\nclose = \"18:00\"\nholidays = [\"{today}\", \"{tomorrow}\"]\n"
+        ),
+        &[],
+    )
+    .await;
+
+    let v = s.visitor().await;
+    v.say("我被多扣款了两次，转人工").await;
+    let notes = v.wait_for_count("handoff", 2).await;
+    let away = notes
+        .iter()
+        .find(|m| m["text"].as_str().unwrap().contains("我们已下班"))
+        .unwrap_or_else(|| panic!("{notes:#?}"));
+    assert!(
+        away["text"].as_str().unwrap().contains("9:00 后回复您"),
+        "{away}"
+    );
+
+    let en = s.visitor().await;
+    en.say("I was charged twice, I want to talk to an agent")
+        .await;
+    let notes = en.wait_for_count("handoff", 2).await;
+    assert!(
+        notes.iter().any(|m| m["text"]
+            .as_str()
+            .unwrap()
+            .contains("We'll reply after 9:00 on")),
+        "{notes:#?}"
+    );
+
+    // An answer from the knowledge base is the same as in hours.
+    let q = s.visitor().await;
+    q.say("我忘记密码了，怎么重置？").await;
+    let answer = q.wait_for("auto_reply").await;
+    assert!(!answer["text"].as_str().unwrap().contains("下班"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(q
+        .conversation()
+        .await
+        .iter()
+        .all(|m| m["kind"] != "handoff"));
+}

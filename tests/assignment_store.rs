@@ -1,0 +1,336 @@
+//! The assignment against both stores (SQLite, and DynamoDB on the local AWS emulator):
+//! capacity holds under a race, freed capacity takes the next waiting ticket in order, and
+//! the SLA check finds what is due through the store's index.
+
+mod wirings;
+
+use helpdesk_core::assignment;
+use helpdesk_core::aws::{schema, DynamoStore, Tables};
+use helpdesk_core::domain::*;
+use helpdesk_core::ports::Store;
+use helpdesk_core::rules::Rules;
+use std::collections::HashMap;
+use std::sync::Arc;
+use wirings::Wiring;
+
+fn ticket(text: &str, skill: Skill, priority: Priority) -> Ticket {
+    Ticket::open(
+        NewTicket {
+            customer_id: format!("c-{}", new_id()),
+            channel: Channel::Webchat,
+            subject: None,
+            description: text.into(),
+            priority,
+            skill,
+        },
+        now(),
+    )
+}
+
+async fn profile(store: &dyn Store, id: &str, capacity: u32, skills: &[Skill]) {
+    let p = AgentProfile {
+        capacity,
+        skills: skills.to_vec(),
+        ..AgentProfile::default_for(id)
+    };
+    store.put_agent(&p).await.unwrap();
+}
+
+/// Tickets still being worked per assignee, counted from the tickets themselves.
+async fn holdings(store: &dyn Store) -> HashMap<String, u32> {
+    let mut held = HashMap::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .list_tickets(
+                &TicketFilter {
+                    active: true,
+                    ..Default::default()
+                },
+                100,
+                cursor.as_deref(),
+            )
+            .await
+            .unwrap();
+        for t in &page.items {
+            if let Some(a) = &t.assignee {
+                *held.entry(a.clone()).or_insert(0) += 1;
+            }
+        }
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => return held,
+        }
+    }
+}
+
+async fn two_hundred_tickets_never_overfill_five_agents(w: Wiring) {
+    let store = w.store.clone();
+    for i in 0..5 {
+        profile(store.as_ref(), &format!("agent{i}"), 10, &[Skill::General]).await;
+    }
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let t = ticket(&format!("第{i}个问题"), Skill::General, Priority::Normal);
+            store.create_ticket(&t).await.unwrap();
+            assignment::assign(store.as_ref(), &t.id, AssignmentReason::Rule, None)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut assigned = 0;
+    for t in tasks {
+        if t.await.unwrap().is_some() {
+            assigned += 1;
+        }
+    }
+    let held = holdings(store.as_ref()).await;
+    assert!(
+        held.values().all(|n| *n <= 10),
+        "{}: an agent went over capacity: {held:?}",
+        w.name
+    );
+    assert_eq!(assigned, 50, "{}: every slot is taken: {held:?}", w.name);
+    assert_eq!(held.values().sum::<u32>(), 50, "{}", w.name);
+    let waiting = store.waiting_tickets(1000).await.unwrap();
+    assert_eq!(waiting.len(), 150, "{}: the rest wait", w.name);
+    for agent in store.list_agents().await.unwrap() {
+        assert_eq!(agent.open_tickets, 10, "{}: {}", w.name, agent.id);
+        assert!(agent.last_assigned_at.is_some());
+    }
+}
+
+async fn freed_capacity_takes_the_urgent_ticket_first(w: Wiring) {
+    let store = w.store.as_ref();
+    profile(store, "carol", 1, &[Skill::General]).await;
+    let first = ticket("你好", Skill::General, Priority::Normal);
+    store.create_ticket(&first).await.unwrap();
+    assert_eq!(
+        assignment::assign(store, &first.id, AssignmentReason::Rule, None)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("carol")
+    );
+    let second = ticket("还在吗", Skill::General, Priority::Normal);
+    store.create_ticket(&second).await.unwrap();
+    let urgent = ticket("紧急！", Skill::General, Priority::Urgent);
+    store.create_ticket(&urgent).await.unwrap();
+    for t in [&second, &urgent] {
+        assert_eq!(
+            assignment::assign(store, &t.id, AssignmentReason::Rule, None)
+                .await
+                .unwrap(),
+            None,
+            "{}: carol is full",
+            w.name
+        );
+    }
+    let waiting: Vec<String> = store
+        .waiting_tickets(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(
+        waiting,
+        vec![urgent.id.clone(), second.id.clone()],
+        "{}: urgent first, then by age",
+        w.name
+    );
+    // Carol closes her ticket: her slot is free, and the urgent one is hers.
+    helpdesk_core::flow::update_ticket(store, &first.id, |t| {
+        t.apply(
+            &TicketPatch {
+                status: Some(TicketStatus::Closed),
+                ..Default::default()
+            },
+            now(),
+        )?;
+        Ok(true)
+    })
+    .await
+    .unwrap();
+    assert_eq!(assignment::fill(store, "carol", None).await.unwrap(), 1);
+    let got = store.get_ticket(&urgent.id).await.unwrap().unwrap();
+    assert_eq!(got.assignee.as_deref(), Some("carol"), "{}", w.name);
+    assert_eq!(got.assignment_reason, Some(AssignmentReason::Rebalance));
+    assert!(got.assigned_at.is_some());
+    assert_eq!(
+        store
+            .get_ticket(&second.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .assignee,
+        None,
+        "{}: capacity 1 holds",
+        w.name
+    );
+    // A manual assignment always wins, even past capacity.
+    helpdesk_core::flow::update_ticket(store, &second.id, |t| {
+        t.apply(
+            &TicketPatch {
+                assignee: Some(Some("carol".into())),
+                by: Some("bob".into()),
+                ..Default::default()
+            },
+            now(),
+        )?;
+        Ok(true)
+    })
+    .await
+    .unwrap();
+    let manual = store.get_ticket(&second.id).await.unwrap().unwrap();
+    assert_eq!(
+        (manual.assignment_reason, manual.assigned_by.as_deref()),
+        (Some(AssignmentReason::Manual), Some("bob"))
+    );
+    assert_eq!(
+        store
+            .get_agent("carol")
+            .await
+            .unwrap()
+            .unwrap()
+            .open_tickets,
+        2,
+        "{}",
+        w.name
+    );
+}
+
+async fn the_clock_finds_due_targets_through_the_store(w: Wiring) {
+    let store = w.store.as_ref();
+    let rules = Rules::parse(
+        "[sla.urgent]\nfirst_response = \"1s\"\nescalate_on_breach = true\n[assignment]\nauto = false\n",
+    )
+    .unwrap();
+    let mut late = ticket("紧急！系统打不开", Skill::Technical, Priority::Urgent);
+    late.created_at = now() - chrono::Duration::seconds(5);
+    late.stamp_sla(rules.sla());
+    store.create_ticket(&late).await.unwrap();
+    let mut answered = ticket("紧急！付款失败", Skill::Billing, Priority::Urgent);
+    answered.created_at = now() - chrono::Duration::seconds(5);
+    answered.stamp_sla(rules.sla());
+    answered.agent_replied("alice", now());
+    store.create_ticket(&answered).await.unwrap();
+    let due = store.sla_due_tickets(now(), 10).await.unwrap();
+    assert_eq!(
+        due.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(),
+        vec![late.id.as_str()],
+        "{}",
+        w.name
+    );
+    let tick = assignment::tick(store, &rules, now()).await.unwrap();
+    assert_eq!(tick.breached, 1, "{}", w.name);
+    let after = store.get_ticket(&late.id).await.unwrap().unwrap();
+    assert_eq!(after.status, TicketStatus::Escalated);
+    assert_eq!(
+        after.escalation_reason.as_deref(),
+        Some("sla_breach:first_response")
+    );
+    assert!(store.sla_due_tickets(now(), 10).await.unwrap().is_empty());
+    assert_eq!(
+        assignment::tick(store, &rules, now())
+            .await
+            .unwrap()
+            .breached,
+        0,
+        "{}: once",
+        w.name
+    );
+}
+
+/// The DynamoDB store on the emulator, reached through a proxy that hands it one request
+/// at a time. DynamoDB applies each request atomically; moto does not (a transaction copies
+/// the table and, when a condition fails, puts the copy back over writes made meanwhile),
+/// so without the proxy the emulator itself loses writes under a race. The race between
+/// our requests (read the agents, choose, write) is untouched: only each request is whole.
+async fn dynamodb() -> Wiring {
+    let emulator = std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| {
+        panic!("AWS_ENDPOINT_URL is not set: run scripts/test, which starts the local AWS emulator")
+    });
+    let endpoint = one_at_a_time(emulator).await;
+    let config = helpdesk_core::aws::config_loader()
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
+        .endpoint_url(endpoint)
+        .load()
+        .await;
+    let tables = Tables::with_prefix(&format!("a{}-", new_id()));
+    let store = DynamoStore::new(&config, tables.clone());
+    schema::create_tables(store.client(), &tables)
+        .await
+        .expect("the tables are made");
+    let sqlite = wirings::sqlite();
+    Wiring {
+        name: "dynamodb",
+        store: Arc::new(store),
+        queue: sqlite.queue,
+    }
+}
+
+/// A loopback proxy to `upstream` that forwards one request at a time.
+async fn one_at_a_time(upstream: String) -> String {
+    use axum::body::Bytes;
+    use axum::http::{HeaderMap, Method, StatusCode, Uri};
+    let lock = Arc::new(tokio::sync::Mutex::new(()));
+    let http = reqwest::Client::new();
+    let app = axum::Router::new().fallback(
+        move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+            let (lock, http, upstream) = (lock.clone(), http.clone(), upstream.clone());
+            async move {
+                let _turn = lock.lock().await;
+                let path = uri.path_and_query().map_or("/", |p| p.as_str());
+                let mut req = http.request(method, format!("{upstream}{path}"));
+                for (k, v) in &headers {
+                    if k != "host" && k != "content-length" {
+                        req = req.header(k, v);
+                    }
+                }
+                match req.body(body).send().await {
+                    Ok(r) => {
+                        let status = StatusCode::from_u16(r.status().as_u16())
+                            .unwrap_or(StatusCode::BAD_GATEWAY);
+                        let mut out = HeaderMap::new();
+                        for (k, v) in r.headers() {
+                            if k != "content-length" && k != "transfer-encoding" {
+                                out.insert(k.clone(), v.clone());
+                            }
+                        }
+                        (status, out, r.bytes().await.unwrap_or_default())
+                    }
+                    Err(_) => (StatusCode::BAD_GATEWAY, HeaderMap::new(), Bytes::new()),
+                }
+            }
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+macro_rules! both {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                super::$name(super::wirings::sqlite()).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn dynamodb() {
+                super::$name(super::dynamodb().await).await;
+            }
+        }
+    };
+}
+
+both!(two_hundred_tickets_never_overfill_five_agents);
+both!(freed_capacity_takes_the_urgent_ticket_first);
+both!(the_clock_finds_due_targets_through_the_store);
