@@ -163,6 +163,7 @@ pub async fn run(addr: SocketAddr, data_dir: PathBuf) -> Result<()> {
     let survey = Arc::new(survey::Deps {
         store: store.clone(),
         queue: queue.clone(),
+        rules: rules.clone(),
         signer: SurveySigner::new(survey_secret),
         public_url,
     });
@@ -216,14 +217,9 @@ pub async fn run(addr: SocketAddr, data_dir: PathBuf) -> Result<()> {
         ));
         workers.push(spawn_sweeper(&sqlite, &stopped));
         let d = survey.clone();
-        let r = rules.clone();
         workers.push(spawn_worker(&sqlite, CHANGE_FEED, &stopped, move |body| {
-            let (d, r) = (d.clone(), r.clone());
-            async move {
-                let change: helpdesk_core::jobs::TicketChange = decode(&body)?;
-                survey::handle_change(&d, change.clone()).await?;
-                assignment::on_change(d.store.as_ref(), d.queue.as_ref(), &r, &change).await
-            }
+            let d = d.clone();
+            async move { survey::handle_change(&d, decode(&body)?).await }
         }));
         workers.push(spawn_clock(&store, &rules, config.sla_check, &stopped));
     }

@@ -300,6 +300,7 @@ async fn a_failed_survey_mark_never_erases_a_rating(w: Wiring) {
         new: ticket.clone(),
     };
     let deps = survey::Deps {
+        rules: std::sync::Arc::new(helpdesk_core::rules::Rules::default()),
         store: store.clone(),
         queue: w.queue.clone(),
         signer: SurveySigner::new("secret".to_string()),
@@ -353,6 +354,7 @@ async fn an_escalation_notifies_through_the_change_feed(w: Wiring) {
         new: escalated.clone(),
     };
     let deps = survey::Deps {
+        rules: std::sync::Arc::new(helpdesk_core::rules::Rules::default()),
         store: store.clone(),
         queue: w.queue.clone(),
         signer: SurveySigner::new("secret".to_string()),

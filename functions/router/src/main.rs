@@ -2,16 +2,12 @@
 //! SQS retries only those.
 
 use helpdesk_core::aws::{self, events::run_sqs};
-use helpdesk_core::rules::Rules;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let wiring = aws::wire().await?;
-    let rules = match std::env::var("HELPDESK_RULES") {
-        Ok(path) if !path.is_empty() => Rules::parse(&std::fs::read_to_string(&path)?)?,
-        _ => Rules::default(),
-    };
+    let rules = aws::rules(&wiring.config).await?;
     let deps = router::Deps {
         store: wiring.store,
         queue: wiring.queue,

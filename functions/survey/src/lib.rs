@@ -2,11 +2,13 @@
 //! channel, with a signed link; the link's page takes one rating from 1 to 5.
 //!
 //! [`handle_change`] consumes the ticket change feed (the DynamoDB stream on AWS, the
-//! store's change queue locally): the survey when a ticket closes, and the supervisor's
-//! notice when one is escalated (see [`flow::escalation_notice`]); [`router`] serves the
-//! survey page.
+//! store's change queue locally): the survey when a ticket closes, the supervisor's notice
+//! when one is escalated (see [`flow::escalation_notice`]), and what the assignment and the
+//! SLAs ask of a change ([`assignment::on_change`]); [`router`] serves the survey page.
 
+use helpdesk_core::assignment;
 use helpdesk_core::domain::{self, Message, MessageKind, Ticket};
+use helpdesk_core::rules::Rules;
 use helpdesk_core::flow::{self, derived_id};
 use helpdesk_core::format;
 use helpdesk_core::jobs::TicketChange;
@@ -27,6 +29,8 @@ pub fn router(deps: Arc<Deps>) -> axum::Router {
 pub struct Deps {
     pub store: Arc<dyn Store>,
     pub queue: Arc<dyn Queue>,
+    /// The rules' assignment, business hours and SLA policies, for [`assignment::on_change`].
+    pub rules: Arc<Rules>,
     pub signer: SurveySigner,
     /// Where the survey page is reached from outside, e.g. `https://help.example.com`.
     pub public_url: String,
@@ -37,6 +41,13 @@ pub struct Deps {
 /// the ticket's and dispatch sends a message only once.
 pub async fn handle_change(deps: &Deps, change: TicketChange) -> Result<()> {
     flow::escalation_notice(deps.queue.as_ref(), &change).await?;
+    assignment::on_change(
+        deps.store.as_ref(),
+        deps.queue.as_ref(),
+        &deps.rules,
+        &change,
+    )
+    .await?;
     if !Ticket::became_closed(change.old.as_ref(), &change.new) {
         return Ok(());
     }

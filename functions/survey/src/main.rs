@@ -1,5 +1,6 @@
-//! The survey Lambda: consumes the tickets table's stream, filtered by the event source
-//! mapping to "status became closed"; the handler checks the same condition itself.
+//! The survey Lambda: the tickets table's change handler. It consumes the table's stream
+//! (ticket records only; the handler decides what each change asks for: a survey, a
+//! notice, an assignment, SLA due times).
 
 use helpdesk_core::aws::{self, events::run_stream, ticket_change};
 use helpdesk_core::survey_token::SurveySigner;
@@ -15,6 +16,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let deps = survey::Deps {
         store: wiring.store,
         queue: wiring.queue,
+        rules: std::sync::Arc::new(aws::rules(&wiring.config).await?),
         signer: SurveySigner::new(secret),
         public_url: aws::env("HELPDESK_PUBLIC_URL")?,
     };

@@ -62,7 +62,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         knowledge,
         agents,
         threshold: threshold_from_env()?,
-        auto_assign: helpdesk_core::rules::Rules::from_env()?.auto_assign(),
+        auto_assign: aws::rules(&wiring.config).await?.auto_assign(),
     });
     // The console's pages are public; they sign in (Cognito's hosted UI with PKCE) before
     // they call the agent routes, which the JWT authorizer guards.

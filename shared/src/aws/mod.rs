@@ -98,6 +98,16 @@ pub fn env(name: &str) -> Result<String> {
         .ok_or_else(|| Error::internal(format!("the environment variable {name} is not set")))
 }
 
+/// The rules the desk runs with on AWS: the TOML text in the SSM parameter that
+/// `HELPDESK_RULES_TOML_PARAM` names (or in `HELPDESK_RULES_TOML`), else the file
+/// `HELPDESK_RULES` names, else the built-in rules. A file may hold only some sections.
+pub async fn rules(config: &aws_config::SdkConfig) -> Result<crate::rules::Rules> {
+    match secret(config, "HELPDESK_RULES_TOML").await? {
+        Some(text) => crate::rules::Rules::parse(&text),
+        None => crate::rules::Rules::from_env(),
+    }
+}
+
 /// Reads a secret: from SSM Parameter Store (decrypted) when `{name}_PARAM` names a
 /// parameter, else from the variable `name` itself (for local runs), else `None`.
 pub async fn secret(config: &aws_config::SdkConfig, name: &str) -> Result<Option<String>> {
