@@ -141,7 +141,7 @@ async fn tickets_go_to_the_agent_with_the_skill_and_the_language() {
     let billing = hand_off(&s, "我被多扣款了两次，转人工").await;
     let t = assignee_of(&s, &billing, "alice").await;
     assert_eq!(t["language"], "zh");
-    assert_eq!(t["assignment_reason"], "rule");
+    assert_eq!(t["assignment"]["reason"], "rule");
     assert!(t["assigned_at"].is_string());
 
     let fault = hand_off(
@@ -162,7 +162,7 @@ async fn tickets_go_to_the_agent_with_the_skill_and_the_language() {
     stays_unassigned(&s, &waiting).await;
     set_available(&s, BOB, true).await;
     let t = assignee_of(&s, &waiting, "bob").await;
-    assert_eq!(t["assignment_reason"], "rebalance");
+    assert_eq!(t["assignment"]["reason"], "rebalance");
 
     let r = s.get("/agents", ALICE).await;
     assert_eq!(r.status(), StatusCode::OK);
@@ -233,7 +233,7 @@ async fn capacity_holds_and_freed_capacity_takes_the_urgent_ticket_first() {
         .await;
     assert_eq!(r.status(), StatusCode::OK);
     let t = assignee_of(&s, &urgent, "carol").await;
-    assert_eq!(t["assignment_reason"], "rebalance");
+    assert_eq!(t["assignment"]["reason"], "rebalance");
     stays_unassigned(&s, &second).await;
 
     // A person's choice wins over capacity, and says who made it.
@@ -243,8 +243,8 @@ async fn capacity_holds_and_freed_capacity_takes_the_urgent_ticket_first() {
         .await;
     assert_eq!(r.status(), StatusCode::OK);
     let v: Value = r.json().await.unwrap();
-    assert_eq!(v["assignment_reason"], "manual");
-    assert_eq!(v["assigned_by"], "admin");
+    assert_eq!(v["assignment"]["reason"], "manual");
+    assert_eq!(v["assignment"]["by"], "admin");
 }
 
 #[tokio::test]
@@ -301,6 +301,24 @@ async fn a_missed_first_response_escalates_and_notifies_once() {
         .as_array()
         .unwrap()
         .is_empty());
+
+    // The SLA report counts one target met and one breached.
+    let r = s.get("/reports/sla", SUPERVISOR).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let report: Value = r.json().await.unwrap();
+    let normal = &report["priorities"][0];
+    assert_eq!(normal["priority"], "normal", "{report:#}");
+    assert_eq!(normal["tickets"], 2);
+    assert_eq!(normal["first_response"]["met"], 1);
+    assert_eq!(normal["first_response"]["breached"], 1);
+    assert_eq!(normal["first_response"]["attainment"], 0.5);
+    assert!(normal["median_first_response_secs"].is_number());
+    let r = s
+        .get("/reports/sla?from=2026-02-01&to=2026-01-01", SUPERVISOR)
+        .await;
+    assert_eq!(error_code(r, 422).await, "invalid_period");
+    let r = s.get("/reports/sla", ALICE).await;
+    assert_eq!(error_code(r, 403).await, "forbidden");
 
     // Alice was told of both of her tickets, once each.
     let told = agent_hook.wait_for(2).await;

@@ -157,7 +157,10 @@ async fn freed_capacity_takes_the_urgent_ticket_first(w: Wiring) {
     assert_eq!(assignment::fill(store, "carol", None).await.unwrap(), 1);
     let got = store.get_ticket(&urgent.id).await.unwrap().unwrap();
     assert_eq!(got.assignee.as_deref(), Some("carol"), "{}", w.name);
-    assert_eq!(got.assignment_reason, Some(AssignmentReason::Rebalance));
+    assert_eq!(
+        got.assignment.map(|a| a.reason),
+        Some(AssignmentReason::Rebalance)
+    );
     assert!(got.assigned_at.is_some());
     assert_eq!(
         store
@@ -186,8 +189,11 @@ async fn freed_capacity_takes_the_urgent_ticket_first(w: Wiring) {
     .unwrap();
     let manual = store.get_ticket(&second.id).await.unwrap().unwrap();
     assert_eq!(
-        (manual.assignment_reason, manual.assigned_by.as_deref()),
-        (Some(AssignmentReason::Manual), Some("bob"))
+        manual.assignment,
+        Some(Assignment {
+            by: Some("bob".into()),
+            reason: AssignmentReason::Manual
+        })
     );
     assert_eq!(
         store

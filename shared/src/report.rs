@@ -211,3 +211,119 @@ mod tests {
         assert_eq!(r.answered, 2);
     }
 }
+
+/// How one SLA target fared over a period's tickets.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct TargetOutcome {
+    pub met: u64,
+    pub breached: u64,
+    /// Neither yet: still open and not due.
+    pub pending: u64,
+    /// met / (met + breached), when anything was decided.
+    pub attainment: Option<f64>,
+}
+
+/// One priority's SLA attainment.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PrioritySla {
+    pub priority: crate::domain::Priority,
+    /// Tickets of this priority opened in the period with an SLA.
+    pub tickets: u64,
+    pub first_response: TargetOutcome,
+    pub resolution: TargetOutcome,
+    pub median_first_response_secs: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SlaReport {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    /// Urgent first; only priorities with tickets.
+    pub priorities: Vec<PrioritySla>,
+}
+
+/// SLA attainment per priority over the tickets opened within [from, to) that had targets.
+pub fn sla<'a>(
+    tickets: impl IntoIterator<Item = &'a Ticket>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> SlaReport {
+    use crate::domain::SlaTarget;
+    let mut rows: Vec<(PrioritySla, Vec<i64>)> = Vec::new();
+    for t in tickets {
+        let Some(sla) = &t.sla else { continue };
+        if t.created_at < from || t.created_at >= to {
+            continue;
+        }
+        let i = match rows.iter().position(|(r, _)| r.priority == t.priority) {
+            Some(i) => i,
+            None => {
+                rows.push((
+                    PrioritySla {
+                        priority: t.priority,
+                        tickets: 0,
+                        first_response: TargetOutcome::default(),
+                        resolution: TargetOutcome::default(),
+                        median_first_response_secs: None,
+                    },
+                    Vec::new(),
+                ));
+                rows.len() - 1
+            }
+        };
+        let (row, responses) = &mut rows[i];
+        row.tickets += 1;
+        for (target, due, outcome) in [
+            (
+                SlaTarget::FirstResponse,
+                sla.first_response_due,
+                &mut row.first_response,
+            ),
+            (
+                SlaTarget::Resolution,
+                sla.resolution_due,
+                &mut row.resolution,
+            ),
+        ] {
+            if due.is_none() {
+                continue;
+            }
+            if sla.breaches.iter().any(|b| b.target == target) {
+                outcome.breached += 1;
+            } else if t.sla_met(target) {
+                outcome.met += 1;
+            } else {
+                outcome.pending += 1;
+            }
+        }
+        if let Some(r) = t.first_response_at {
+            responses.push((r - t.created_at).num_seconds().max(0));
+        }
+    }
+    let mut priorities: Vec<PrioritySla> = rows
+        .into_iter()
+        .map(|(mut row, mut responses)| {
+            responses.sort_unstable();
+            row.median_first_response_secs = median(&responses);
+            for o in [&mut row.first_response, &mut row.resolution] {
+                let decided = o.met + o.breached;
+                o.attainment = (decided > 0).then(|| o.met as f64 / decided as f64);
+            }
+            row
+        })
+        .collect();
+    priorities.sort_by_key(|r| std::cmp::Reverse(r.priority));
+    SlaReport {
+        from,
+        to,
+        priorities,
+    }
+}
+
+fn median(sorted: &[i64]) -> Option<i64> {
+    match sorted.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(sorted[n / 2]),
+        n => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2),
+    }
+}

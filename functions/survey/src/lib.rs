@@ -8,11 +8,11 @@
 
 use helpdesk_core::assignment;
 use helpdesk_core::domain::{self, Message, MessageKind, Ticket};
-use helpdesk_core::rules::Rules;
 use helpdesk_core::flow::{self, derived_id};
 use helpdesk_core::format;
 use helpdesk_core::jobs::TicketChange;
 use helpdesk_core::ports::{Queue, Store};
+use helpdesk_core::rules::Rules;
 use helpdesk_core::survey_token::SurveySigner;
 use helpdesk_core::{Error, Result};
 use std::sync::Arc;

@@ -17,6 +17,7 @@ pub fn routes() -> Router<Arc<Deps>> {
     Router::new()
         .route("/reports/csat", get(csat))
         .route("/reports/volume", get(volume))
+        .route("/reports/sla", get(sla))
 }
 
 #[derive(Debug, Deserialize)]
@@ -66,6 +67,25 @@ async fn volume(
     _supervisor: Supervisor,
     ApiQuery(q): ApiQuery<PeriodQuery>,
 ) -> Result<Json<report::VolumeReport>> {
+    let (from, to) = period(&q)?;
+    let tickets = recent_tickets(&deps, from, to).await?;
+    Ok(Json(report::volume(&tickets, from, to)))
+}
+
+/// SLA attainment per priority over the tickets opened within [from, to) (the last 30 days
+/// by default): targets met, breached and still pending, and the median first response.
+async fn sla(
+    State(deps): State<Arc<Deps>>,
+    _supervisor: Supervisor,
+    ApiQuery(q): ApiQuery<PeriodQuery>,
+) -> Result<Json<report::SlaReport>> {
+    let (from, to) = period(&q)?;
+    let tickets = recent_tickets(&deps, from, to).await?;
+    Ok(Json(report::sla(&tickets, from, to)))
+}
+
+/// A report's period: [from, to), the last 30 days by default, at most a year.
+fn period(q: &PeriodQuery) -> Result<(DateTime<Utc>, DateTime<Utc>)> {
     let to = parse_time("to", q.to.as_deref())?.unwrap_or_else(|| {
         (domain::now().date_naive() + chrono::Duration::days(1))
             .and_time(chrono::NaiveTime::MIN)
@@ -78,8 +98,17 @@ async fn volume(
             format!("from must be before to, and the period at most {MAX_REPORT_DAYS} days"),
         ));
     }
-    // Newest first: a ticket opened before `from` can still have closed within the period,
-    // so reading stops only at tickets opened more than a period before it.
+    Ok((from, to))
+}
+
+/// The tickets a report over [from, to) reads, newest first: a ticket opened before `from`
+/// can still have closed within the period, so reading stops only at tickets opened more
+/// than a period before it (or at [`VOLUME_SCAN_LIMIT`]).
+async fn recent_tickets(
+    deps: &Deps,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<helpdesk_core::domain::Ticket>> {
     let stop = from - (to - from);
     let mut tickets = Vec::new();
     let mut cursor: Option<String> = None;
@@ -92,8 +121,7 @@ async fn volume(
         tickets.extend(page.items);
         cursor = page.next_cursor;
         if older || cursor.is_none() || tickets.len() >= VOLUME_SCAN_LIMIT {
-            break;
+            return Ok(tickets);
         }
     }
-    Ok(Json(report::volume(&tickets, from, to)))
 }

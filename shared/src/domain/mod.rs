@@ -17,7 +17,8 @@ pub use message::{
 };
 pub use sla::{Breach, Sla, SlaPolicies, SlaTarget};
 pub use ticket::{
-    NewTicket, Priority, Skill, Suggestion, Survey, Ticket, TicketFilter, TicketPatch, TicketStatus,
+    Assignment, NewTicket, Priority, Skill, Suggestion, Survey, Ticket, TicketFilter, TicketPatch,
+    TicketStatus,
 };
 
 use chrono::{DateTime, SubsecRound, Utc};

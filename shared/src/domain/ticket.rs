@@ -137,14 +137,12 @@ pub struct Ticket {
     /// matches against agents' languages. Tickets stored before it existed read as English.
     #[serde(default = "english")]
     pub language: Language,
-    /// When the current assignee got it, who gave it (an agent's id; none when the desk's
-    /// rule did) and why.
+    /// When the current assignee got it.
     #[serde(default)]
     pub assigned_at: Option<DateTime<Utc>>,
+    /// Who gave it to them and why, while it is assigned.
     #[serde(default)]
-    pub assigned_by: Option<String>,
-    #[serde(default)]
-    pub assignment_reason: Option<AssignmentReason>,
+    pub assignment: Option<Assignment>,
     /// Its service-level targets, when its priority has a policy, and their breaches.
     #[serde(default)]
     pub sla: Option<Sla>,
@@ -167,6 +165,13 @@ pub struct Ticket {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub opened_by: Option<String>,
     pub version: u64,
+}
+
+/// Who assigned a ticket (an agent's id; none when the desk's rule did) and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Assignment {
+    pub by: Option<String>,
+    pub reason: AssignmentReason,
 }
 
 /// What is needed to open a ticket.
@@ -230,8 +235,7 @@ impl Ticket {
             assignee: None,
             language,
             assigned_at: None,
-            assigned_by: None,
-            assignment_reason: None,
+            assignment: None,
             sla: None,
             created_at: now,
             updated_at: now,
@@ -318,8 +322,7 @@ impl Ticket {
         let assigned = agent.is_some();
         self.assignee = agent;
         self.assigned_at = assigned.then_some(now);
-        self.assigned_by = by.filter(|_| assigned);
-        self.assignment_reason = assigned.then_some(reason);
+        self.assignment = assigned.then_some(Assignment { by, reason });
     }
 
     /// Gives the ticket to `agent` by the desk's rule (when it was made, or when capacity
