@@ -558,7 +558,12 @@ async fn the_inbox_views_count_and_revalidate_with_etags() {
     let second = ticket_for(&other, "I want to speak to a human about my invoice").await;
 
     let me: Value = server.get("/me", ALICE).await.json().await.unwrap();
-    assert_eq!(me, json!({"name": "alice", "role": "agent"}));
+    assert_eq!(
+        (&me["name"], &me["role"]),
+        (&json!("alice"), &json!("agent"))
+    );
+    assert_eq!(me["profile"]["available"], true, "{me}");
+    assert_eq!(me["profile"]["capacity"], 10, "the default profile");
     assert_eq!(server.get("/me", "wrong-token").await.status(), 401);
 
     let counts = |token: &'static str| {

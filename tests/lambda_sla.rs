@@ -1,0 +1,121 @@
+//! The `sla` and `survey` Lambda binaries against the AWS emulator: the schedule's turn
+//! records a missed target, escalates and assigns; the tickets' stream, handed to the
+//! change handler twice as a redelivery would, yields one breach notice and one
+//! assignment notice.
+
+mod aws_harness;
+
+use aws_harness::*;
+use helpdesk_core::aws::DynamoStore;
+use helpdesk_core::domain::*;
+use helpdesk_core::ports::Store;
+use helpdesk_core::rules::Rules;
+use serde_json::{json, Value};
+use std::collections::HashSet;
+
+const RULES: &str =
+    "[sla.urgent]\nfirst_response = \"1s\"\nresolution = \"4h\"\nescalate_on_breach = true\n";
+
+#[tokio::test]
+async fn the_schedule_escalates_a_missed_target_and_the_stream_notifies_once() {
+    let stack = Stack::new().await;
+    let store = DynamoStore::new(&stack.config, stack.tables.clone());
+    let rules = Rules::parse(RULES).unwrap();
+    store
+        .put_agent(&AgentProfile {
+            skills: vec![Skill::Technical],
+            languages: vec![Language::Zh],
+            ..AgentProfile::default_for("alice")
+        })
+        .await
+        .unwrap();
+    let mut late = Ticket::open(
+        NewTicket {
+            customer_id: "c1".into(),
+            channel: Channel::Webchat,
+            subject: None,
+            description: "紧急！系统打不开".into(),
+            priority: Priority::Urgent,
+            skill: Skill::Technical,
+        },
+        now() - chrono::Duration::seconds(30),
+    );
+    late.stamp_sla(rules.sla());
+    store.create_ticket(&late).await.unwrap();
+
+    let mut env = stack.env.clone();
+    env.insert("HELPDESK_RULES_TOML".into(), RULES.into());
+    let mut sla = Runtime::start("sla", &env).await;
+    let scheduled = json!({
+        "version": "0", "id": "e1", "detail-type": "Scheduled Event", "source": "aws.events",
+        "time": "2026-11-29T10:00:00Z", "region": "us-east-1", "resources": [], "detail": {}
+    });
+    let turn = sla.invoke(scheduled.clone()).await.expect("the turn runs");
+    assert_eq!(turn, json!({"breached": 1, "assigned": 1}));
+    let again = sla.invoke(scheduled).await.expect("the next turn runs");
+    assert_eq!(again, json!({"breached": 0, "assigned": 0}), "once");
+    sla.stop().await;
+
+    let t = store.get_ticket(&late.id).await.unwrap().unwrap();
+    assert_eq!(t.status, TicketStatus::Escalated);
+    assert_eq!(
+        t.escalation_reason.as_deref(),
+        Some("sla_breach:first_response")
+    );
+    assert_eq!(t.assignee.as_deref(), Some("alice"));
+    assert_eq!(
+        store
+            .get_agent("alice")
+            .await
+            .unwrap()
+            .unwrap()
+            .open_tickets,
+        1
+    );
+    assert!(store.sla_due_tickets(now(), 10).await.unwrap().is_empty());
+
+    // The change handler gets the stream twice: the notices it queues carry one id each,
+    // which dispatch posts once.
+    let mut survey = Runtime::start("survey", &env).await;
+    let stream = stack.stream_event().await;
+    for _ in 0..2 {
+        let answer = survey
+            .invoke(stream.clone())
+            .await
+            .expect("the batch is handled");
+        assert!(
+            answer
+                .get("batchItemFailures")
+                .is_none_or(|f| f == &json!([])),
+            "{answer}"
+        );
+    }
+    survey.stop().await;
+    let outbound = stack.drain("OUTBOUND_QUEUE_URL").await;
+    let jobs: Vec<Value> = outbound["Records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| serde_json::from_str(r["body"].as_str().unwrap()).unwrap())
+        .collect();
+    let ids = |kind: &str| -> HashSet<String> {
+        jobs.iter()
+            .filter(|j| j["type"] == kind)
+            .map(|j| match kind {
+                "supervisor" => {
+                    let notice: SupervisorNotice = serde_json::from_value(j.clone()).unwrap();
+                    assert_eq!(notice.event, "ticket.sla_breached");
+                    assert_eq!(notice.reason, "sla_breach:first_response");
+                    notice.id()
+                }
+                _ => {
+                    let notice: AgentNotice = serde_json::from_value(j.clone()).unwrap();
+                    assert_eq!(notice.agent, "alice");
+                    notice.id()
+                }
+            })
+            .collect()
+    };
+    assert_eq!(ids("supervisor").len(), 1, "{jobs:#?}");
+    assert_eq!(ids("agent").len(), 1, "{jobs:#?}");
+}
