@@ -8,7 +8,7 @@ mod aws_harness;
 use aws_harness::*;
 use helpdesk_core::aws::DynamoStore;
 use helpdesk_core::domain::*;
-use helpdesk_core::ports::Store;
+use helpdesk_core::ports::{AgentStore, TicketStore};
 use helpdesk_core::rules::Rules;
 use serde_json::{json, Value};
 use std::collections::HashSet;
