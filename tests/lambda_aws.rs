@@ -685,7 +685,13 @@ async fn the_tickets_function_serves_the_console_and_knows_cognito_agents_by_sub
     }, "scopes": null}});
     let (status, me) = http_answer(&tickets.invoke(event).await.expect("an HTTP answer"));
     assert_eq!(status, 200, "{me}");
-    assert_eq!(me, json!({"name": "7d2f-sub", "role": "supervisor"}));
+    assert_eq!(
+        (&me["name"], &me["role"]),
+        (&json!("7d2f-sub"), &json!("supervisor"))
+    );
+    // The first sign-in makes the agent's default profile, so the desk assigns to them.
+    assert_eq!(me["profile"]["id"], "7d2f-sub", "{me}");
+    assert_eq!(me["profile"]["available"], true);
 }
 
 #[tokio::test]
