@@ -26,6 +26,7 @@ fn intake(w: &Wiring) -> intake::Deps {
         queue: w.queue.clone(),
         whatsapp: None,
         telegram: None,
+        survey_signer: None,
     }
 }
 
@@ -266,8 +267,9 @@ async fn hand_offs_at_once_make_one_ticket(w: Wiring) {
 }
 both!(hand_offs_at_once_make_one_ticket);
 
-/// The survey goes out, its mark fails, the customer rates, the change is delivered again:
-/// the late mark keeps the rating and the comment.
+/// The survey is marked, its send fails, the customer rates (the link may already be out
+/// from an earlier try), the change is delivered again: the redelivery keeps the rating and
+/// the comment.
 async fn a_failed_survey_mark_never_erases_a_rating(w: Wiring) {
     let store = w.store.clone();
     let chat = domain::new_id();
@@ -305,11 +307,11 @@ async fn a_failed_survey_mark_never_erases_a_rating(w: Wiring) {
         signer: SurveySigner::new("secret".to_string()),
         public_url: "https://help.example.com".into(),
     };
-    // The survey is stored but its job fails, so the mark after it never happens.
+    // The survey is marked sent, then its job fails: the change will come again.
     w.queue.inject(QueueName::Outbound, Fault::Fail);
     assert!(survey::handle_change(&deps, change.clone()).await.is_err());
     flow::update_ticket(store.as_ref(), &ticket.id, |t| {
-        t.rate(5, Some("很满意".into()), domain::now())?;
+        t.rate(None, 5, Some("很满意".into()), domain::now())?;
         Ok(true)
     })
     .await

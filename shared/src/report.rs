@@ -161,7 +161,9 @@ mod tests {
             now(),
         );
         t.assignee = agent.map(str::to_string);
-        t.rate(rating.into(), None, now()).unwrap();
+        t.status = crate::domain::TicketStatus::Closed;
+        t.mark_survey_sent(now());
+        t.rate(None, rating.into(), None, now()).unwrap();
         t
     }
 

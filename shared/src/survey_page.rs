@@ -155,7 +155,7 @@ async fn answer(
         (rating, a.comment)
     };
     let (ticket, _) = flow::update_ticket(deps.store.as_ref(), &ticket.id, |t| {
-        t.rate(rating, comment.clone(), domain::now())?;
+        t.rate(None, rating, comment.clone(), domain::now())?;
         Ok(true)
     })
     .await?;

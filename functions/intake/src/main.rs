@@ -3,6 +3,7 @@
 //! routes it calls.
 
 use helpdesk_core::aws;
+use helpdesk_core::survey_token::SurveySigner;
 use std::sync::Arc;
 
 #[tokio::main]
@@ -15,11 +16,17 @@ async fn main() -> Result<(), lambda_http::Error> {
     for line in channels.describe() {
         tracing::info!("{line}");
     }
+    // The survey key checks the signature of survey buttons pressed in a channel.
+    let survey_secret = aws::secret(&wiring.config, "HELPDESK_SURVEY_SECRET").await?;
+    if survey_secret.is_none() {
+        tracing::warn!("HELPDESK_SURVEY_SECRET is not set: survey buttons will be ignored");
+    }
     let deps = Arc::new(intake::Deps {
         store: wiring.store,
         queue: wiring.queue,
         whatsapp: channels.whatsapp,
         telegram: channels.telegram,
+        survey_signer: survey_secret.map(SurveySigner::new),
     });
     let app = intake::router(deps).merge(helpdesk_web::widget());
     lambda_http::run(app).await

@@ -358,8 +358,36 @@ impl Ticket {
         true
     }
 
-    /// The customer's answer to the survey, taken once.
-    pub fn rate(&mut self, rating: i64, comment: Option<String>, now: DateTime<Utc>) -> Result<()> {
+    /// The customer's answer to the survey, taken once, and only where a survey was asked:
+    /// the ticket is closed, its survey went out, and the answer comes from the customer it
+    /// went to. `from_customer` is the customer a channel identified (a button press); None
+    /// for the holder of the signed link, which only the ticket's customer was sent.
+    pub fn rate(
+        &mut self,
+        from_customer: Option<&str>,
+        rating: i64,
+        comment: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        if self.status != TicketStatus::Closed {
+            return Err(Error::unprocessable(
+                "survey_not_open",
+                "this ticket is not closed, so there is no survey to answer",
+            ));
+        }
+        if self.survey.as_ref().and_then(|s| s.sent_at).is_none() {
+            return Err(Error::unprocessable(
+                "survey_not_sent",
+                "no survey was sent for this ticket",
+            ));
+        }
+        if from_customer.is_some_and(|c| c != self.customer_id) {
+            return Err(Error::new(
+                crate::ErrorKind::Forbidden,
+                "not_your_survey",
+                "this survey was sent to someone else",
+            ));
+        }
         if !(1..=5).contains(&rating) {
             return Err(Error::unprocessable(
                 "invalid_rating",
@@ -479,22 +507,43 @@ mod tests {
         let now = super::super::now();
         assert!(t.mark_survey_sent(now));
         assert!(!t.mark_survey_sent(now));
-        let mut quick = ticket();
-        quick.rate(4, Some("快".into()), now).unwrap();
-        assert!(
-            quick.mark_survey_sent(now),
-            "a late mark still records the time"
-        );
-        let survey = quick.survey.as_ref().unwrap();
-        assert_eq!(
-            (survey.rating, survey.comment.as_deref()),
-            (Some(4), Some("快")),
-            "a mark after the answer keeps the answer"
-        );
-        assert_eq!(t.rate(7, None, now).unwrap_err().kind.status(), 422);
-        t.rate(5, Some("很好".into()), now).unwrap();
-        assert_eq!(t.rate(4, None, now).unwrap_err().kind.status(), 409);
+        t.status = TicketStatus::Closed;
+        assert_eq!(t.rate(None, 7, None, now).unwrap_err().kind.status(), 422);
+        t.rate(None, 5, Some("很好".into()), now).unwrap();
+        assert_eq!(t.rate(None, 4, None, now).unwrap_err().kind.status(), 409);
         assert_eq!(t.survey.as_ref().unwrap().rating, Some(5));
+    }
+
+    #[test]
+    fn only_a_closed_tickets_sent_survey_takes_its_customers_rating() {
+        let now = super::super::now();
+        let refused = |t: &mut Ticket, from: Option<&str>| {
+            let e = t.rate(from, 5, None, now).unwrap_err();
+            assert!(t.survey.as_ref().and_then(|s| s.rating).is_none());
+            (e.kind.status(), e.code)
+        };
+        // Open, even with a survey marked: no survey to answer.
+        let mut open = ticket();
+        assert_eq!(refused(&mut open, None), (422, "survey_not_open"));
+        open.mark_survey_sent(now);
+        assert_eq!(refused(&mut open, Some("c1")), (422, "survey_not_open"));
+        // Closed, but the survey has not gone out.
+        let mut closed = ticket();
+        closed
+            .apply(
+                &TicketPatch {
+                    status: Some(TicketStatus::Closed),
+                    ..Default::default()
+                },
+                now,
+            )
+            .unwrap();
+        assert_eq!(refused(&mut closed, None), (422, "survey_not_sent"));
+        // Sent, but pressed by another customer.
+        closed.mark_survey_sent(now);
+        assert_eq!(refused(&mut closed, Some("c2")), (403, "not_your_survey"));
+        closed.rate(Some("c1"), 3, None, now).unwrap();
+        assert_eq!(closed.survey.as_ref().unwrap().rating, Some(3));
     }
 
     #[test]

@@ -1,0 +1,181 @@
+//! Survey buttons pressed in Telegram, against the real program and a fake Bot API. A
+//! Telegram client can send any `callback_data`, so only a genuine button of a survey the
+//! desk sent records a rating, and only from the customer it was sent to; the survey page
+//! follows the same rule.
+
+mod common;
+
+use common::provider::FakeProvider;
+use common::*;
+use helpdesk_core::domain::now;
+use helpdesk_core::survey_token::{button_data, SurveySigner};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const TG_SECRET: &str = "tg-secret-token";
+const BOT: &str = "123456:test-bot-token";
+const SURVEY_SECRET: &str = "survey-secret-for-button-tests";
+const CHAT: i64 = 408258968;
+
+async fn telegram_ok(server: &Server, body: &Value) {
+    let r = server
+        .http
+        .post(server.url("/webhooks/telegram"))
+        .header("X-Telegram-Bot-Api-Secret-Token", TG_SECRET)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+}
+
+fn press(update_id: u64, user: i64, data: &str) -> Value {
+    let someone =
+        json!({"id": user, "is_bot": false, "first_name": "Hirrolot", "language_code": "zh-hans"});
+    json!({"update_id": update_id, "callback_query": {
+        "id": format!("cq-{update_id}"), "from": someone, "chat_instance": "1",
+        "message": {"message_id": 200, "date": 1, "chat": {"id": user, "type": "private"}},
+        "data": data}})
+}
+
+/// The router answers a press (the acknowledgement the fake sees) and then records it: a
+/// moment for the second half.
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+}
+
+/// The ticket's survey, its status and version, as an agent sees them.
+async fn state(server: &Server, ticket: &str) -> (Value, String, u64) {
+    let (v, version) = server.ticket(ticket).await;
+    let status = v["ticket"]["status"].as_str().unwrap().to_string();
+    (v["ticket"]["survey"].clone(), status, version)
+}
+
+#[tokio::test]
+async fn only_a_genuine_button_of_a_sent_survey_records_a_rating() {
+    let dir = TempDir::new();
+    let fake = FakeProvider::start().await;
+    let server = Server::start(
+        &dir.0,
+        &[
+            ("TELEGRAM_SECRET_TOKEN", TG_SECRET),
+            ("TELEGRAM_BOT_TOKEN", BOT),
+            ("TELEGRAM_API_BASE", &fake.base),
+            ("HELPDESK_SURVEY_SECRET", SURVEY_SECRET),
+        ],
+    )
+    .await;
+    telegram_ok(
+        &server,
+        &json!({"update_id": 1, "message": {"message_id": 154, "date": 1,
+            "chat": {"id": CHAT, "type": "private"},
+            "from": {"id": CHAT, "is_bot": false, "first_name": "Hirrolot"},
+            "text": "转人工：我的订单被取消了"}}),
+    )
+    .await;
+    fake.wait_for("/sendMessage", 1).await;
+    let tickets: Value = server
+        .get("/tickets?channel=telegram", ADMIN)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let ticket = tickets["tickets"][0]["id"].as_str().unwrap().to_string();
+    let signer = SurveySigner::new(SURVEY_SECRET);
+    let (_, _, version) = state(&server, &ticket).await;
+
+    // The ticket is open. Unsigned presses, of the old form or made up, are dropped at the
+    // door; a button signed with the desk's own key reaches the desk, which refuses it.
+    telegram_ok(&server, &press(2, CHAT, &format!("survey:{ticket}:5"))).await;
+    telegram_ok(
+        &server,
+        &press(3, CHAT, &format!("s:{ticket}:5:9999999999:AAAAAAAAAAA")),
+    )
+    .await;
+    let keyed = button_data(&signer.sign(&ticket, now()), 5).unwrap();
+    telegram_ok(&server, &press(4, CHAT, &keyed)).await;
+    let acks = fake.wait_for("/answerCallbackQuery", 1).await;
+    assert_eq!(
+        acks[0].body["callback_query_id"], "cq-4",
+        "only the keyed press got in"
+    );
+    settle().await;
+    // The survey page refuses the same, in the error form.
+    let r = server
+        .http
+        .post(server.url(&format!("/surveys/{}", signer.sign(&ticket, now()))))
+        .json(&json!({"rating": 5}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(r, 422).await, "survey_not_open");
+    let (survey, status, now_version) = state(&server, &ticket).await;
+    assert_eq!((survey, status.as_str()), (Value::Null, "open"));
+    assert_eq!(now_version, version, "the open ticket did not change");
+
+    // Closed: the survey's buttons carry their signature.
+    let r = server
+        .patch(&ticket, Some(version), json!({"status": "closed"}))
+        .await;
+    assert_eq!(r.status(), 200);
+    let sent = fake.wait_for("/sendMessage", 2).await;
+    let buttons: Vec<String> = sent[1].body["reply_markup"]["inline_keyboard"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|row| row.as_array().unwrap())
+        .map(|b| b["callback_data"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(buttons.len(), 5);
+    assert!(buttons.iter().all(|b| b.len() <= 64), "{buttons:?}");
+    let four = buttons[3].clone();
+    let (head, mac) = four.rsplit_once(':').unwrap();
+    let (front, expires) = head.rsplit_once(':').unwrap();
+    let other_ticket = four.replace(&ticket, "0190a5d2-0000-7000-8000-000000000000");
+    let tampered = [
+        other_ticket,
+        format!("{head}:{}", mac.chars().rev().collect::<String>()),
+        format!("{front}:{}:{mac}", expires.parse::<i64>().unwrap() + 1),
+        format!("survey:{ticket}:1"),
+        button_data(&SurveySigner::new("a guess").sign(&ticket, now()), 1).unwrap(),
+    ];
+    for (i, data) in tampered.iter().enumerate() {
+        telegram_ok(&server, &press(10 + i as u64, CHAT, data)).await;
+    }
+    // Someone else pressing a genuine button: it gets in, and is refused.
+    telegram_ok(&server, &press(20, 777, &buttons[0])).await;
+    let acks = fake.wait_for("/answerCallbackQuery", 2).await;
+    assert_eq!(acks[1].body["callback_query_id"], "cq-20");
+    settle().await;
+    let (survey, _, _) = state(&server, &ticket).await;
+    assert!(survey["sent_at"].is_string(), "{survey}");
+    assert_eq!(survey["rating"], Value::Null, "no forged or foreign rating");
+
+    // The customer's own press of a genuine button counts, once.
+    telegram_ok(&server, &press(30, CHAT, &four)).await;
+    telegram_ok(&server, &press(31, CHAT, &buttons[0])).await;
+    fake.wait_for("/answerCallbackQuery", 4).await;
+    settle().await;
+    let (survey, _, _) = state(&server, &ticket).await;
+    assert_eq!(survey["rating"], 4, "{survey}");
+    assert_eq!(
+        fake.sent()
+            .iter()
+            .filter(|s| s.path.ends_with("/answerCallbackQuery"))
+            .count(),
+        4,
+        "the tampered presses never reached the desk"
+    );
+    let tickets: Value = server
+        .get("/tickets?channel=telegram", ADMIN)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        tickets["tickets"].as_array().unwrap().len(),
+        1,
+        "no press opened a ticket"
+    );
+}
+
