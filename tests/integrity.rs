@@ -502,7 +502,13 @@ async fn a_split_telegram_text_resends_only_its_unsent_parts(w: Wiring) {
         "description": "Too Many Requests: retry after 300", "parameters": {"retry_after": 300}}),
         ),
     ]);
-    assert!(dispatch::handle(&deps, job.clone()).await.is_err());
+    let throttled = dispatch::handle(&deps, job.clone()).await.unwrap_err();
+    assert_eq!(
+        helpdesk_core::jobs::retry_after_secs(&throttled),
+        Some(300),
+        "{}: the job goes back to the queue for as long as Telegram asked",
+        w.name
+    );
     assert_eq!(fake.sent().len(), 1);
     dispatch::handle(&deps, job.clone()).await.unwrap();
     let texts: Vec<String> = fake

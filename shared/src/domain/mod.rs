@@ -10,6 +10,7 @@ pub use message::{
     Attachment, ButtonPress, DeliveryStatus, Direction, InboundMessage, Message, MessageKind,
     OutboundMessage, SupervisorNotice,
 };
+pub use ticket::MAX_KEY_BYTES;
 pub use ticket::{
     NewTicket, Priority, Skill, Suggestion, Survey, Ticket, TicketFilter, TicketPatch, TicketStatus,
 };

@@ -188,6 +188,34 @@ pub struct TicketFilter {
     pub unassigned: bool,
 }
 
+/// The longest agent name, in bytes, a ticket is assigned to or a list is filtered by (and
+/// the longest customer id a list is filtered by): DynamoDB keys an index by each and refuses
+/// a key over 2,048 bytes, so both stores take this one limit, with room to spare.
+pub const MAX_KEY_BYTES: usize = 1024;
+
+fn check_key(name: &str, value: &str) -> Result<()> {
+    if value.len() > MAX_KEY_BYTES {
+        return Err(Error::unprocessable(
+            "too_long",
+            format!("{name} is longer than {MAX_KEY_BYTES} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+impl TicketFilter {
+    /// Refuses a filter no store can answer (a key longer than [`MAX_KEY_BYTES`]).
+    pub fn check(&self) -> Result<()> {
+        if let Some(a) = &self.assignee {
+            check_key("assignee", a)?;
+        }
+        if let Some(c) = &self.customer_id {
+            check_key("customer_id", c)?;
+        }
+        Ok(())
+    }
+}
+
 impl Ticket {
     pub fn open(new: NewTicket, now: DateTime<Utc>) -> Ticket {
         let subject = match new.subject {
@@ -236,6 +264,9 @@ impl Ticket {
 
     /// Applies an agent's patch. Escalation needs a reason, so it has its own route.
     pub fn apply(&mut self, patch: &TicketPatch, now: DateTime<Utc>) -> Result<()> {
+        if let Some(Some(a)) = &patch.assignee {
+            check_key("assignee", a)?;
+        }
         if let Some(to) = patch.status {
             if to == TicketStatus::Escalated && self.status != TicketStatus::Escalated {
                 return Err(Error::unprocessable(
@@ -512,6 +543,41 @@ mod tests {
         t.rate(None, 5, Some("很好".into()), now).unwrap();
         assert_eq!(t.rate(None, 4, None, now).unwrap_err().kind.status(), 409);
         assert_eq!(t.survey.as_ref().unwrap().rating, Some(5));
+    }
+
+    #[test]
+    fn keys_no_store_can_index_are_refused() {
+        let long = "长".repeat(700);
+        assert!(long.len() > 2048);
+        let mut t = ticket();
+        let e = t
+            .apply(
+                &TicketPatch {
+                    status: Some(TicketStatus::Pending),
+                    assignee: Some(Some(long.clone())),
+                    ..Default::default()
+                },
+                super::super::now(),
+            )
+            .unwrap_err();
+        assert_eq!((e.kind.status(), e.code), (422, "too_long"));
+        assert_eq!(
+            (t.status, t.version),
+            (TicketStatus::Open, 1),
+            "nothing applied"
+        );
+        let filter = TicketFilter {
+            assignee: Some(long),
+            ..Default::default()
+        };
+        assert_eq!(filter.check().unwrap_err().kind.status(), 422);
+        let fits = "长".repeat(MAX_KEY_BYTES / 3);
+        let filter = TicketFilter {
+            assignee: Some(fits.clone()),
+            customer_id: Some(fits),
+            ..Default::default()
+        };
+        filter.check().unwrap();
     }
 
     #[test]
