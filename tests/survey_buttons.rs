@@ -179,3 +179,42 @@ async fn only_a_genuine_button_of_a_sent_survey_records_a_rating() {
     );
 }
 
+#[tokio::test]
+async fn the_survey_page_is_served_with_its_security_headers() {
+    let dir = TempDir::new();
+    let server = Server::start(&dir.0, &[("HELPDESK_SURVEY_SECRET", SURVEY_SECRET)]).await;
+    let visitor = server.visitor().await;
+    visitor.say("转人工：我要投诉").await;
+    visitor.wait_for("handoff").await;
+    let ticket = server.tickets_of(&visitor.customer_id).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let link = format!(
+        "/surveys/{}",
+        SurveySigner::new(SURVEY_SECRET).sign(&ticket, now())
+    );
+    let forged = "/surveys/forged".to_string();
+    for (path, accept, status) in [
+        (&link, "text/html", 200),
+        (&link, "application/json", 200),
+        (&forged, "text/html", 404),
+    ] {
+        let r = server
+            .http
+            .get(server.url(path))
+            .header("Accept", accept)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status, "{path} {accept}");
+        let h = r.headers();
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("default-src 'none'"), "{csp}");
+        assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+        assert!(!csp.contains("script-src"), "{csp}");
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        assert_eq!(h["referrer-policy"], "no-referrer");
+        assert_eq!(h["x-frame-options"], "DENY");
+    }
+}
