@@ -218,3 +218,104 @@ async fn the_survey_page_is_served_with_its_security_headers() {
         assert_eq!(h["x-frame-options"], "DENY");
     }
 }
+
+const WA_SECRET: &str = "wa-app-secret";
+const PHONE_ID: &str = "1122334455667";
+
+/// A signed WhatsApp notification carrying one message from the customer.
+async fn whatsapp(server: &Server, message: Value) {
+    use hmac::{Hmac, Mac};
+    let body = json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{
+        "field": "messages", "value": {"messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550000000", "phone_number_id": PHONE_ID},
+            "contacts": [{"profile": {"name": "王芳"}, "wa_id": "972987654321"}],
+            "messages": [message]}}]}]});
+    let bytes = serde_json::to_vec(&body).unwrap();
+    let mut mac = <Hmac<sha2::Sha256>>::new_from_slice(WA_SECRET.as_bytes()).unwrap();
+    mac.update(&bytes);
+    let r = server
+        .http
+        .post(server.url("/webhooks/whatsapp"))
+        .header("content-type", "application/json")
+        .header(
+            "X-Hub-Signature-256",
+            format!("sha256={}", hex::encode(mac.finalize().into_bytes())),
+        )
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+fn list_reply(wamid: &str, id: &str) -> Value {
+    json!({"from": "972987654321", "id": wamid, "timestamp": "1697043223", "type": "interactive",
+           "interactive": {"type": "list_reply", "list_reply": {"id": id, "title": "★"}}})
+}
+
+#[tokio::test]
+async fn a_whatsapp_survey_row_with_a_made_up_signature_is_dropped() {
+    let dir = TempDir::new();
+    let fake = FakeProvider::start().await;
+    let wa_base = format!("{}/v21.0", fake.base);
+    let server = Server::start(
+        &dir.0,
+        &[
+            ("WHATSAPP_APP_SECRET", WA_SECRET),
+            ("WHATSAPP_VERIFY_TOKEN", "verify"),
+            ("WHATSAPP_ACCESS_TOKEN", "wa-token"),
+            ("WHATSAPP_PHONE_NUMBER_ID", PHONE_ID),
+            ("WHATSAPP_API_BASE", &wa_base),
+            ("HELPDESK_SURVEY_SECRET", SURVEY_SECRET),
+        ],
+    )
+    .await;
+    whatsapp(
+        &server,
+        json!({"from": "972987654321", "id": "wamid.q1", "timestamp": "1697043223",
+               "type": "text", "text": {"body": "转人工：退款还没到"}}),
+    )
+    .await;
+    fake.wait_for("/messages", 1).await;
+    let tickets: Value = server
+        .get("/tickets?channel=whatsapp", ADMIN)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let ticket = tickets["tickets"][0]["id"].as_str().unwrap().to_string();
+    let (_, version) = server.ticket(&ticket).await;
+    let r = server
+        .patch(&ticket, Some(version), json!({"status": "closed"}))
+        .await;
+    assert_eq!(r.status(), 200);
+    let sent = fake.wait_for("/messages", 2).await;
+    let rows: Vec<String> = sent[1].body["interactive"]["action"]["sections"][0]["rows"]
+        .as_array()
+        .unwrap_or_else(|| panic!("a list survey: {}", sent[1].body))
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(rows.len(), 5);
+    assert!(rows.iter().all(|id| SurveySigner::new(SURVEY_SECRET)
+        .verify_button(id, now())
+        .is_some()));
+
+    // A made-up signature first (a 1), then the customer's own choice (rows run 5 to 1).
+    whatsapp(
+        &server,
+        list_reply("wamid.f1", &format!("s:{ticket}:1:9999999999:AAAAAAAAAAA")),
+    )
+    .await;
+    whatsapp(&server, list_reply("wamid.r4", &rows[1])).await;
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        let (v, _) = server.ticket(&ticket).await;
+        if !v["ticket"]["survey"]["rating"].is_null() {
+            assert_eq!(v["ticket"]["survey"]["rating"], 4, "{}", v["ticket"]);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no rating arrived");
+        settle().await;
+    }
+}

@@ -82,6 +82,10 @@ async fn a_long_retry_after_requeues_the_send_and_others_go_meanwhile() {
         .await;
     assert_eq!(r.status(), 202);
     visitor.wait_for("agent_reply").await;
+    println!(
+        "the webchat reply arrived {:?} after the throttled send",
+        start.elapsed()
+    );
     assert!(
         start.elapsed() < Duration::from_secs(4),
         "the webchat reply waited {:?} behind the throttled send",
@@ -100,6 +104,7 @@ async fn a_long_retry_after_requeues_the_send_and_others_go_meanwhile() {
     // It goes out once Telegram's 7 s are over, and only then.
     let sent = fake.wait_for("/sendMessage", 2).await;
     let elapsed = start.elapsed();
+    println!("the throttled send went out {elapsed:?} after it was queued");
     assert_eq!(sent[1].body["text"], "我们正在查快递");
     assert!(
         elapsed >= Duration::from_millis(6_500),
