@@ -10,14 +10,15 @@ use std::sync::Arc;
 async fn main() -> Result<(), lambda_http::Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let wiring = aws::wire().await?;
-    // Only the receiving half's secrets: intake's role may read no others.
-    let channels =
-        aws::channels_for(&wiring.config, helpdesk_core::channels::Side::Receive).await?;
+    // Only the receiving half's secrets: intake's role may read no others. The survey key
+    // checks the signature of survey buttons pressed in a channel.
+    let (channels, survey_secret) = tokio::try_join!(
+        aws::channels_for(&wiring.config, helpdesk_core::channels::Side::Receive),
+        aws::secret(&wiring.config, "HELPDESK_SURVEY_SECRET"),
+    )?;
     for line in channels.describe() {
         tracing::info!("{line}");
     }
-    // The survey key checks the signature of survey buttons pressed in a channel.
-    let survey_secret = aws::secret(&wiring.config, "HELPDESK_SURVEY_SECRET").await?;
     if survey_secret.is_none() {
         tracing::warn!("HELPDESK_SURVEY_SECRET is not set: survey buttons will be ignored");
     }
