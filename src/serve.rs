@@ -139,6 +139,7 @@ pub async fn run(addr: SocketAddr, data_dir: PathBuf) -> Result<()> {
         queue: queue.clone(),
         whatsapp: config.channels.whatsapp.clone(),
         telegram: config.channels.telegram.clone(),
+        survey_signer: Some(SurveySigner::new(survey_secret.clone())),
     });
     let router_deps = Arc::new(router::Deps {
         store: store.clone(),

@@ -26,6 +26,7 @@ fn intake(w: &Wiring) -> intake::Deps {
         queue: w.queue.clone(),
         whatsapp: None,
         telegram: None,
+        survey_signer: None,
     }
 }
 
@@ -266,8 +267,9 @@ async fn hand_offs_at_once_make_one_ticket(w: Wiring) {
 }
 both!(hand_offs_at_once_make_one_ticket);
 
-/// The survey goes out, its mark fails, the customer rates, the change is delivered again:
-/// the late mark keeps the rating and the comment.
+/// The survey is marked, its send fails, the customer rates (the link may already be out
+/// from an earlier try), the change is delivered again: the redelivery keeps the rating and
+/// the comment.
 async fn a_failed_survey_mark_never_erases_a_rating(w: Wiring) {
     let store = w.store.clone();
     let chat = domain::new_id();
@@ -306,11 +308,11 @@ async fn a_failed_survey_mark_never_erases_a_rating(w: Wiring) {
         signer: SurveySigner::new("secret".to_string()),
         public_url: "https://help.example.com".into(),
     };
-    // The survey is stored but its job fails, so the mark after it never happens.
+    // The survey is marked sent, then its job fails: the change will come again.
     w.queue.inject(QueueName::Outbound, Fault::Fail);
     assert!(survey::handle_change(&deps, change.clone()).await.is_err());
     flow::update_ticket(store.as_ref(), &ticket.id, |t| {
-        t.rate(5, Some("很满意".into()), domain::now())?;
+        t.rate(None, 5, Some("很满意".into()), domain::now())?;
         Ok(true)
     })
     .await
@@ -502,7 +504,13 @@ async fn a_split_telegram_text_resends_only_its_unsent_parts(w: Wiring) {
         "description": "Too Many Requests: retry after 300", "parameters": {"retry_after": 300}}),
         ),
     ]);
-    assert!(dispatch::handle(&deps, job.clone()).await.is_err());
+    let throttled = dispatch::handle(&deps, job.clone()).await.unwrap_err();
+    assert_eq!(
+        helpdesk_core::jobs::retry_after_secs(&throttled),
+        Some(300),
+        "{}: the job goes back to the queue for as long as Telegram asked",
+        w.name
+    );
     assert_eq!(fake.sent().len(), 1);
     dispatch::handle(&deps, job.clone()).await.unwrap();
     let texts: Vec<String> = fake

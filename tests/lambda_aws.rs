@@ -375,6 +375,41 @@ async fn a_telegram_update_goes_from_the_webhook_to_a_ticket_and_its_survey_goes
         "{:?}",
         sent[1].body
     );
+
+    // The buttons are signed: intake drops a press whose signature is made up (here a 1,
+    // pressed first), and the customer's genuine 5 is the rating.
+    let buttons: Vec<String> = sent[1].body["reply_markup"]["inline_keyboard"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|row| row.as_array().unwrap())
+        .map(|b| b["callback_data"].as_str().unwrap().to_string())
+        .collect();
+    for (update_id, data) in [
+        (9002, format!("s:{id}:1:9999999999:AAAAAAAAAAA")),
+        (9003, buttons[4].clone()),
+    ] {
+        let press = json!({"update_id": update_id, "callback_query": {
+            "id": format!("cq-{update_id}"), "chat_instance": "1", "data": data,
+            "from": {"id": 4242, "is_bot": false, "first_name": "丽"},
+            "message": {"message_id": 12, "date": 1, "chat": {"id": 4242, "type": "private"}}}});
+        let event = http_event(
+            "POST",
+            "/webhooks/telegram",
+            &[("x-telegram-bot-api-secret-token", "tg-secret")],
+            Some(press),
+            None,
+        );
+        assert_eq!(
+            http_answer(&desk.intake.invoke(event).await.unwrap()).0,
+            200
+        );
+    }
+    desk.pump(&stack).await;
+    let (_, view, _) = desk
+        .http("tickets", "GET", &format!("/tickets/{id}"), &[], None)
+        .await;
+    assert_eq!(view["ticket"]["survey"]["rating"], 5, "{view}");
 }
 
 #[tokio::test]

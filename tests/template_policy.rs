@@ -133,8 +133,9 @@ fn each_function_reads_exactly_the_secrets_it_is_configured_with() {
             "{name}: the SSM grants differ from the parameters its *_PARAM variables name"
         );
     }
-    // The survey key signs the links customers rate with: only the two functions that sign
-    // or check them may read it, and the webhooks' secrets stay with intake.
+    // The survey key signs the links customers rate with: only the functions that sign or
+    // check them (and intake, which checks the survey buttons pressed in a channel) may
+    // read it, and the webhooks' secrets stay with intake.
     let readers = |param: &str| -> BTreeSet<String> {
         functions(&t)
             .into_iter()
@@ -144,7 +145,11 @@ fn each_function_reads_exactly_the_secrets_it_is_configured_with() {
     };
     assert_eq!(
         readers("${SurveySecretParameter}"),
-        BTreeSet::from(["SurveyFunction".into(), "TicketsFunction".into()])
+        BTreeSet::from([
+            "IntakeFunction".into(),
+            "SurveyFunction".into(),
+            "TicketsFunction".into()
+        ])
     );
     for inbound in [
         "${ChannelSecretsPath}whatsapp-app-secret",

@@ -127,6 +127,16 @@ pub enum Disposition {
     Wait,
 }
 
+/// How long a failed job should wait before its next attempt, when the failure said (a
+/// provider's 429 `retry_after`): both runners bring it back then, rather than after their
+/// own backoff.
+pub fn retry_after_secs(e: &Error) -> Option<u64> {
+    match e.kind {
+        ErrorKind::TooManyRequests { retry_after_secs } => Some(retry_after_secs),
+        _ => None,
+    }
+}
+
 /// The one failure policy, for the local worker and the Lambda runners alike.
 pub fn disposition(e: &Error) -> Disposition {
     match e.kind {

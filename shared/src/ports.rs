@@ -45,6 +45,49 @@ pub trait TicketStore: Send + Sync {
         from: Option<DateTime<Utc>>,
         to: Option<DateTime<Utc>>,
     ) -> Result<Vec<Ticket>>;
+    /// One page of [`TicketStore::rated_tickets`], by the time of the answer: at most `limit`
+    /// after `after` (the `next_cursor` of the page before), so that a report reads any
+    /// number of ratings in bounded memory. `next_cursor` is set while more remain.
+    ///
+    /// The default reads them all; each store answers from its index instead.
+    async fn rated_tickets_page(
+        &self,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Ticket>> {
+        let mut all = self.rated_tickets(from, to).await?;
+        all.sort_by_key(rated_cursor);
+        let start = after.map_or(0, |c| {
+            all.partition_point(|t| rated_cursor(t).as_str() <= c)
+        });
+        let mut items: Vec<Ticket> = all.into_iter().skip(start).take(limit + 1).collect();
+        let next_cursor = (items.len() > limit).then(|| {
+            items.truncate(limit);
+            items.last().map(rated_cursor).unwrap_or_default()
+        });
+        Ok(Page { items, next_cursor })
+    }
+}
+
+/// Where a page of rated tickets ends: the answer's time (RFC 3339, milliseconds, UTC, as
+/// the stores keep it) and the ticket's id, in the order they sort.
+pub fn rated_cursor(t: &Ticket) -> String {
+    let at = t
+        .survey
+        .as_ref()
+        .and_then(|s| s.answered_at)
+        .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default();
+    format!("{at}|{}", t.id)
+}
+
+/// The answer time and ticket id of a [`rated_cursor`].
+pub fn parse_rated_cursor(cursor: &str) -> Result<(&str, &str)> {
+    cursor
+        .split_once('|')
+        .ok_or_else(|| crate::Error::bad_request("invalid_cursor", "not a report cursor"))
 }
 
 /// Agents' profiles, and the write that gives a ticket to one within their capacity.
@@ -128,6 +171,28 @@ pub trait ConversationStore: Send + Sync {
     ) -> Result<()>;
     /// A ticket's messages, oldest first, notes included.
     async fn ticket_messages(&self, ticket_id: &str) -> Result<Vec<Message>>;
+    /// One page of a ticket's messages, oldest first within it: the newest `limit` (1 to
+    /// [`MAX_MESSAGE_PAGE`]), or with `before` (the `next_cursor` of the page after it) the
+    /// `limit` just older than that message. `next_cursor` is set while older ones remain.
+    /// A `before` that is not a message of the ticket is a 400 `invalid_cursor`.
+    ///
+    /// The default reads them all; each store answers from its index instead.
+    async fn ticket_messages_page(
+        &self,
+        ticket_id: &str,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Message>> {
+        let all = self.ticket_messages(ticket_id).await?;
+        let end = match before {
+            None => all.len(),
+            Some(id) => all
+                .iter()
+                .position(|m| m.id == id)
+                .ok_or_else(invalid_message_cursor)?,
+        };
+        Ok(message_page(all[..end].to_vec(), limit))
+    }
     /// A customer's conversation on one channel, oldest first, after the entry `after`;
     /// internal notes are left out.
     async fn customer_messages(
@@ -268,6 +333,30 @@ pub async fn send_json<T: Serialize + Sync>(
 }
 
 pub use crate::jobs::TicketChange;
+
+/// The most messages one page of a ticket's conversation holds.
+pub const MAX_MESSAGE_PAGE: usize = 200;
+
+/// The answer to a message cursor that names no message of the ticket.
+pub fn invalid_message_cursor() -> crate::Error {
+    crate::Error::bad_request(
+        "invalid_cursor",
+        "cursor is not a message of this ticket: use the next_cursor of a page",
+    )
+}
+
+/// The page of a ticket's messages from the ones before the cursor, oldest first: the
+/// newest `limit` of `older`, and the cursor to the rest when some are left. Stores read
+/// one more than `limit` so as to know.
+pub fn message_page(mut older: Vec<Message>, limit: usize) -> Page<Message> {
+    let limit = limit.clamp(1, MAX_MESSAGE_PAGE);
+    let cut = older.len().saturating_sub(limit);
+    let items = older.split_off(cut);
+    Page {
+        next_cursor: items.first().filter(|_| cut > 0).map(|m| m.id.clone()),
+        items,
+    }
+}
 
 #[async_trait]
 pub trait KnowledgeIndex: Send + Sync {

@@ -34,35 +34,72 @@ pub struct CsatReport {
     pub distribution: BTreeMap<String, u64>,
     pub by_channel: BTreeMap<String, Group>,
     pub by_agent: BTreeMap<String, Group>,
+    /// Set when the period held more ratings than one report reads
+    /// ([`CSAT_SCAN_LIMIT`]): the figures are those of the earliest of them.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
 }
+
+/// How many ratings one CSAT report reads, a page at a time, before it stops and says so.
+pub const CSAT_SCAN_LIMIT: usize = 100_000;
+/// How many rated tickets one page of the CSAT report holds.
+pub const CSAT_PAGE: usize = 500;
 
 /// Summarises the rated tickets given; unassigned tickets count under `unassigned`.
 pub fn csat<'a>(tickets: impl IntoIterator<Item = &'a Ticket>) -> CsatReport {
-    let mut all = Group::default();
-    let mut distribution: BTreeMap<String, u64> = (1..=5).map(|r: u8| (r.to_string(), 0)).collect();
-    let mut by_channel: BTreeMap<String, Group> = BTreeMap::new();
-    let mut by_agent: BTreeMap<String, Group> = BTreeMap::new();
+    let mut tally = CsatTally::default();
     for t in tickets {
+        tally.add(t);
+    }
+    tally.report()
+}
+
+/// The CSAT report's running totals, fed one page of rated tickets at a time: what a
+/// report over any number of ratings keeps in memory is these sums, never the tickets.
+#[derive(Debug, Default)]
+pub struct CsatTally {
+    all: Group,
+    distribution: BTreeMap<String, u64>,
+    by_channel: BTreeMap<String, Group>,
+    by_agent: BTreeMap<String, Group>,
+    truncated: bool,
+}
+
+impl CsatTally {
+    /// Counts a ticket's rating; a ticket without one counts nothing.
+    pub fn add(&mut self, t: &Ticket) {
         let Some(rating) = t.survey.as_ref().and_then(|s| s.rating) else {
-            continue;
+            return;
         };
-        all.add(rating);
-        *distribution.entry(rating.to_string()).or_default() += 1;
-        by_channel
+        self.all.add(rating);
+        *self.distribution.entry(rating.to_string()).or_default() += 1;
+        self.by_channel
             .entry(t.channel.as_str().to_string())
             .or_default()
             .add(rating);
-        by_agent
+        self.by_agent
             .entry(t.assignee.clone().unwrap_or_else(|| "unassigned".into()))
             .or_default()
             .add(rating);
     }
-    CsatReport {
-        count: all.count,
-        average: all.average,
-        distribution,
-        by_channel,
-        by_agent,
+
+    /// Notes that the report stopped reading before the end of the period.
+    pub fn cut_short(&mut self) {
+        self.truncated = true;
+    }
+
+    pub fn report(self) -> CsatReport {
+        let mut distribution: BTreeMap<String, u64> =
+            (1..=5).map(|r: u8| (r.to_string(), 0)).collect();
+        distribution.extend(self.distribution);
+        CsatReport {
+            count: self.all.count,
+            average: self.all.average,
+            distribution,
+            by_channel: self.by_channel,
+            by_agent: self.by_agent,
+            truncated: self.truncated,
+        }
     }
 }
 
@@ -88,6 +125,18 @@ pub struct VolumeReport {
 
 /// The longest period the volume report lists day by day.
 pub const MAX_REPORT_DAYS: i64 = 366;
+
+/// A report's period, refused (422 `invalid_period`) when it ends before it starts; both
+/// stores get only periods that make sense (DynamoDB refuses a reversed range outright).
+pub fn check_period(from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>) -> crate::Result<()> {
+    match (from, to) {
+        (Some(from), Some(to)) if from > to => Err(crate::Error::unprocessable(
+            "invalid_period",
+            "from must not be after to",
+        )),
+        _ => Ok(()),
+    }
+}
 
 /// Counts what happened within [from, to): tickets opened (by `created_at`) and closed (by
 /// `closed_at`), day by day.
@@ -161,7 +210,9 @@ mod tests {
             now(),
         );
         t.assignee = agent.map(str::to_string);
-        t.rate(rating.into(), None, now()).unwrap();
+        t.status = crate::domain::TicketStatus::Closed;
+        t.mark_survey_sent(now());
+        t.rate(None, rating.into(), None, now()).unwrap();
         t
     }
 

@@ -25,8 +25,49 @@ pub struct Deps {
 pub fn router(deps: Arc<Deps>) -> Router {
     Router::new()
         .route("/surveys/{token}", get(show).post(answer))
+        .layer(axum::middleware::map_response(security_headers))
         .layer(axum::middleware::from_fn(cors_for_visitors))
         .with_state(deps)
+}
+
+/// The page's own stylesheet, inline: the policy names it by its hash.
+const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:32rem;margin:2rem auto;\
+padding:0 1rem}label{margin-right:1rem}textarea{width:100%}button{margin-top:1rem;\
+padding:.5rem 1.5rem}";
+
+/// The survey page's policy: no script at all, its one inline stylesheet by hash, a form
+/// that posts only back to itself, and never inside another site's frame (a framing page
+/// could trick a customer into a rating).
+pub fn content_security_policy() -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(STYLE));
+    format!(
+        "default-src 'none'; style-src 'sha256-{hash}'; form-action 'self'; \
+         frame-ancestors 'none'; base-uri 'none'"
+    )
+}
+
+/// Headers on every answer of the survey routes: the policy, no MIME sniffing, and no
+/// referrer, since the page's address is the customer's credential.
+async fn security_headers(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    if let Ok(v) = header::HeaderValue::from_str(&content_security_policy()) {
+        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        header::HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        header::X_FRAME_OPTIONS,
+        header::HeaderValue::from_static("DENY"),
+    );
+    response
 }
 
 async fn ticket_for(deps: &Deps, token: &str) -> Result<Ticket> {
@@ -80,9 +121,7 @@ fn page(title: &str, body: &str) -> Html<String> {
     Html(format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{title}</title><style>body{{font-family:system-ui,sans-serif;max-width:32rem;\
-         margin:2rem auto;padding:0 1rem}}label{{margin-right:1rem}}textarea{{width:100%}}\
-         button{{margin-top:1rem;padding:.5rem 1.5rem}}</style></head><body>{body}</body></html>"
+         <title>{title}</title><style>{STYLE}</style></head><body>{body}</body></html>"
     ))
 }
 
@@ -155,7 +194,7 @@ async fn answer(
         (rating, a.comment)
     };
     let (ticket, _) = flow::update_ticket(deps.store.as_ref(), &ticket.id, |t| {
-        t.rate(rating, comment.clone(), domain::now())?;
+        t.rate(None, rating, comment.clone(), domain::now())?;
         Ok(true)
     })
     .await?;
@@ -172,4 +211,30 @@ async fn answer(
         serde_json::json!({"ticket_id": v.ticket_id, "rating": v.rating, "comment": v.comment}),
     )
     .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+    use sha2::Digest;
+
+    #[test]
+    fn the_policy_allows_exactly_the_pages_own_style_and_no_script() {
+        let Html(html) = page("Survey", "<h1>请为我们的服务打分</h1>");
+        let style = html
+            .split_once("<style>")
+            .and_then(|(_, rest)| rest.split_once("</style>"))
+            .map(|(style, _)| style)
+            .unwrap();
+        let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(style));
+        let policy = content_security_policy();
+        assert!(
+            policy.contains(&format!("style-src 'sha256-{hash}'")),
+            "{policy}"
+        );
+        assert!(policy.contains("default-src 'none'"));
+        assert!(policy.contains("frame-ancestors 'none'"));
+        assert!(!policy.contains("script-src") && !html.contains("<script"));
+    }
 }

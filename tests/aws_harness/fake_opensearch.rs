@@ -22,6 +22,8 @@ pub struct Domain {
     pub fail_next: usize,
     /// Every request, as "METHOD path".
     pub requests: Vec<String>,
+    /// Searches refused for having more clauses than a domain allows.
+    pub refused_as_too_large: usize,
 }
 
 pub type Shared = Arc<Mutex<Domain>>;
@@ -190,11 +192,25 @@ async fn doc(
 }
 
 async fn search(State(domain): State<Shared>, Path(index): Path<String>, body: String) -> Response {
-    let d = domain.lock().unwrap();
+    let mut d = domain.lock().unwrap();
+    let request: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    if let Some(m) = request.pointer("/query/multi_match") {
+        let clauses = clauses(m["query"].as_str().unwrap_or_default(), &m["fields"]);
+        if clauses > MAX_CLAUSES {
+            d.refused_as_too_large += 1;
+            return (
+                StatusCode::BAD_REQUEST,
+                axum::Json(json!({"error": {"root_cause": [{"type": "too_many_clauses",
+                    "reason": format!("maxClauseCount is set to {MAX_CLAUSES}")}],
+                    "type": "search_phase_execution_exception", "reason": "all shards failed"},
+                    "status": 400})),
+            )
+                .into_response();
+        }
+    }
     let Some((_, docs)) = d.indexes.get(&index) else {
         return missing(&index);
     };
-    let request: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
     let size = request["size"].as_u64().unwrap_or(10) as usize;
     let after = request["search_after"][0].as_str().map(str::to_string);
     let hits: Vec<Value> = docs
@@ -205,4 +221,28 @@ async fn search(State(domain): State<Shared>, Path(index): Path<String>, body: S
         .collect();
     axum::Json(json!({"took": 1, "hits": {"total": {"value": hits.len()}, "hits": hits}}))
         .into_response()
+}
+
+/// A domain's `indices.query.bool.max_clause_count`.
+const MAX_CLAUSES: usize = 1024;
+
+/// The clauses a `multi_match` makes, as the index's analyzers would: a term per word, a
+/// term per Chinese character, and on the Chinese (`.zh`) fields its pair with the next one.
+fn clauses(query: &str, fields: &Value) -> usize {
+    let han = query
+        .chars()
+        .filter(|c| ('\u{4e00}'..='\u{9fff}').contains(c))
+        .count();
+    let words = query
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .count();
+    let fields = fields.as_array().map(Vec::as_slice).unwrap_or_default();
+    fields
+        .iter()
+        .map(|f| match f.as_str().unwrap_or_default().contains(".zh") {
+            true => words + 2 * han,
+            false => words + han,
+        })
+        .sum()
 }

@@ -386,3 +386,27 @@ def test_the_page_runs_under_its_content_security_policy(desk, page):
     page.goto(f"{desk.base}/console/#/reports")
     expect(page.get_by_role("img", name=re.compile("^Rating distribution"))).to_be_visible()
     assert refused == [], refused
+
+
+def test_a_long_conversation_shows_its_newest_page_and_loads_the_earlier_ones(desk, page):
+    _, ticket_id = handed_off(desk)
+    for i in range(60):
+        status, body, _ = desk.api("POST", f"/tickets/{ticket_id}/notes", {"text": f"第 {i} 条备注"})
+        assert status == 201, body
+    _, everything, _ = desk.api("GET", f"/tickets/{ticket_id}?limit=200")
+    total = len(everything["messages"])
+    assert total > 60, total
+    sign_in(page, desk)
+    page.goto(f"{desk.base}/console/#/tickets/{ticket_id}")
+    conversation = page.get_by_role("list", name="Conversation")
+    expect(conversation).to_contain_text("第 59 条备注")
+    expect(conversation.get_by_role("listitem")).to_have_count(50)
+    expect(conversation).not_to_contain_text("快递三天了还没到")
+    page.get_by_role("button", name="Load earlier messages").click()
+    expect(conversation.get_by_role("listitem")).to_have_count(total)
+    expect(conversation.get_by_role("listitem").first).to_contain_text("快递三天了还没到")
+    expect(page.get_by_role("button", name="Load earlier messages")).to_have_count(0)
+    # A new message still arrives at the bottom, by the poll.
+    desk.api("POST", f"/tickets/{ticket_id}/notes", {"text": "最新的备注"})
+    expect(conversation.get_by_role("listitem").last).to_contain_text("最新的备注", timeout=8000)
+    expect(conversation.get_by_role("listitem")).to_have_count(total + 1)

@@ -50,8 +50,23 @@ function Composer({ label, button, onSend, focus, textRef, busy }) {
   </form>`;
 }
 
+/** `list` with `page` merged in: an entry already there takes its new copy (its delivery
+ * state moves on), and new ones go at the end, in the page's order. */
+function mergeMessages(list, page) {
+  const fresh = new Map(page.map((m) => [m.id, m]));
+  const merged = list.map((m) => fresh.get(m.id) || m);
+  const known = new Set(list.map((m) => m.id));
+  return merged.concat(page.filter((m) => !known.has(m.id)));
+}
+
 export function TicketView({ id, me, focusReply }) {
   const [view, setView] = useState(null);
+  // The API answers the newest page of the conversation; polls keep what they saw, and
+  // "Load earlier messages" prepends the pages before it.
+  const [recent, setRecent] = useState([]);
+  const [earlier, setEarlier] = useState([]);
+  const [earlierCursor, setEarlierCursor] = useState(undefined);
+  const [loadingEarlier, setLoadingEarlier] = useState(false);
   const [missing, setMissing] = useState(false);
   const [conflict, setConflict] = useState(false);
   const [notice, setNotice] = useState(null);
@@ -67,6 +82,8 @@ export function TicketView({ id, me, focusReply }) {
     try {
       const { data } = await api('GET', '/tickets/' + encodeURIComponent(id));
       setView(data);
+      setRecent((seen) => mergeMessages(seen, data.messages));
+      setEarlierCursor((c) => (c === undefined ? data.next_cursor || null : c));
       setMissing(false);
       return data;
     } catch (e) {
@@ -76,7 +93,26 @@ export function TicketView({ id, me, focusReply }) {
     }
   };
 
+  useEffect(() => {
+    setRecent([]);
+    setEarlier([]);
+    setEarlierCursor(undefined);
+  }, [id]);
   usePoll(load, POLL_MS, [id]);
+
+  const loadEarlier = async () => {
+    if (!earlierCursor) return;
+    setLoadingEarlier(true);
+    try {
+      const { data } = await api('GET', '/tickets/' + encodeURIComponent(id) + '?cursor=' + encodeURIComponent(earlierCursor));
+      setEarlier((older) => data.messages.concat(older));
+      setEarlierCursor(data.next_cursor || null);
+    } catch (e) {
+      setError(t('error.generic', { message: e.message }));
+    } finally {
+      setLoadingEarlier(false);
+    }
+  };
   useEffect(() => {
     if (view) setAssignee(view.ticket.assignee || '');
   }, [view && view.ticket.version]);
@@ -160,8 +196,11 @@ export function TicketView({ id, me, focusReply }) {
     <div class="ticket-body">
       <section class="conversation-pane">
         <h2>${t('ticket.conversation')}</h2>
+        ${earlierCursor
+          ? html`<button type="button" onClick=${loadEarlier} disabled=${loadingEarlier}>${t('ticket.load_earlier')}</button>`
+          : null}
         <ol class="conversation" aria-label=${t('ticket.conversation')}>
-          ${view.messages.map((m) => html`<${Entry} key=${m.id} m=${m} />`)}
+          ${mergeMessages(earlier, recent).map((m) => html`<${Entry} key=${m.id} m=${m} />`)}
         </ol>
         ${tk.escalation_reason ? html`<p class="hint">${t('ticket.escalated_because', { reason: tk.escalation_reason })}</p>` : null}
         ${closed

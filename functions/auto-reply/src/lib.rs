@@ -48,7 +48,15 @@ pub async fn handle(deps: &Deps, job: AutoReplyJob) -> Result<()> {
         flow::settle(store, deps.queue.as_ref(), &customer, &ticket, &message).await?;
         return Ok(());
     }
-    let hits = deps.knowledge.search(&message.text, TOP).await?;
+    // A search that fails, whatever the reason, hands off: the customer gets an agent rather
+    // than silence, and the message never waits in the dead letters.
+    let hits = match deps.knowledge.search(&message.text, TOP).await {
+        Ok(hits) => hits,
+        Err(e) => {
+            tracing::warn!(message_id = %message.id, error = %e, "knowledge search failed; handing off");
+            Vec::new()
+        }
+    };
     match Decision::decide(&hits, deps.threshold) {
         Decision::Reply { hit, alternatives } => {
             let locale = format::locale_for(customer.locale.as_deref(), &message.text);

@@ -153,12 +153,21 @@ async fn deliver(deps: &Deps, message_id: &str) -> Result<()> {
                 )
                 .await
         }
-        Err(SendError::Temporary { reason, .. }) => {
+        Err(SendError::Temporary {
+            reason,
+            retry_after_secs,
+        }) => {
             store.release_delivery(message_id).await?;
-            Err(Error::internal(format!(
+            let reason = format!(
                 "sending on {} failed for now: {reason}",
                 message.channel.as_str()
-            )))
+            );
+            // The provider said when: the queue brings the job back then (the wait in place
+            // is capped below the function's timeout, see `Retry::max_wait`).
+            Err(match retry_after_secs {
+                Some(secs) => Error::too_many_requests(secs, reason),
+                None => Error::internal(reason),
+            })
         }
         Err(SendError::Permanent { reason }) => {
             store

@@ -14,7 +14,9 @@ use std::time::Duration;
 pub struct Retry {
     pub attempts: u32,
     pub base_delay: Duration,
-    /// The longest `retry_after` waited for in place; a longer one goes back to the queue.
+    /// How long one request waits in place for 429s, all told. A `retry_after` beyond what
+    /// is left goes back to the queue, which brings the job back after it: dispatch's
+    /// function must end within its timeout (30 s on AWS) whatever the provider asks.
     pub max_wait: Duration,
     /// How many 429s in a row are waited out before giving the job back to the queue.
     pub max_throttled: u32,
@@ -25,7 +27,7 @@ impl Default for Retry {
         Retry {
             attempts: 3,
             base_delay: Duration::from_millis(200),
-            max_wait: Duration::from_secs(60),
+            max_wait: Duration::from_secs(5),
             max_throttled: 5,
         }
     }
@@ -63,6 +65,7 @@ impl Caller {
     ) -> Result<Value, Failure> {
         let mut failed = 0;
         let mut throttled = 0;
+        let mut waited = Duration::ZERO;
         loop {
             let mut request = self.http.post(url).timeout(self.timeout).json(body);
             if let Some(token) = bearer {
@@ -115,10 +118,11 @@ impl Caller {
             }
             if let Some(secs) = failure.retry_after_secs {
                 let wait = Duration::from_secs(secs);
-                if wait > self.retry.max_wait || throttled >= self.retry.max_throttled {
+                if waited + wait > self.retry.max_wait || throttled >= self.retry.max_throttled {
                     return Err(failure);
                 }
                 throttled += 1;
+                waited += wait;
                 tracing::warn!(url = %redact(url), retry_after_secs = secs, "provider asks us to slow down");
                 tokio::time::sleep(wait).await;
                 continue;

@@ -97,12 +97,18 @@ impl TelegramSender {
     }
 }
 
-fn survey_keyboard(ticket_id: &str) -> Value {
-    let row: Vec<Value> = (1..=5u8)
-        .map(|n| json!({"text": "★".repeat(n as usize), "callback_data": survey_token::button_data(ticket_id, n)}))
-        .collect();
+/// The survey's five star buttons, each carrying the proof of its signed link (see
+/// [`survey_token::button_data`]); None when the message has no link to build them from.
+fn survey_keyboard(message: &Message) -> Option<Value> {
+    let token = message.link.as_deref()?.rsplit('/').next()?;
+    let row = (1..=5u8)
+        .map(|n| {
+            let data = survey_token::button_data(token, n)?;
+            Some(json!({"text": "★".repeat(n as usize), "callback_data": data}))
+        })
+        .collect::<Option<Vec<Value>>>()?;
     // Five stars do not fit one row on a phone; 1-3 above 4-5.
-    json!({"inline_keyboard": [row[..3].to_vec(), row[3..].to_vec()]})
+    Some(json!({"inline_keyboard": [row[..3].to_vec(), row[3..].to_vec()]}))
 }
 
 #[async_trait]
@@ -128,8 +134,8 @@ impl ChannelSender for TelegramSender {
             }
             let mut body = json!({"chat_id": chat_id, "text": part});
             if i == last && message.kind == MessageKind::Survey {
-                if let Some(ticket_id) = &message.ticket_id {
-                    body["reply_markup"] = survey_keyboard(ticket_id);
+                if let Some(keyboard) = survey_keyboard(message) {
+                    body["reply_markup"] = keyboard;
                 }
             }
             self.pacer.wait(chat).await;

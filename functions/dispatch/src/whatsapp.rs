@@ -138,14 +138,23 @@ impl WhatsappSender {
         &self,
         to: &str,
         message: &Message,
-        ticket_id: &str,
         within: bool,
     ) -> Result<Option<String>, SendError> {
-        if within {
-            let rows: Vec<Value> = (1..=5u8)
+        let token = message.link.as_deref().and_then(|l| l.rsplit('/').next());
+        // Each row carries the proof of the signed link, as Telegram's buttons do.
+        let rows: Option<Vec<Value>> = token.and_then(|token| {
+            (1..=5u8)
                 .rev()
-                .map(|n| json!({"id": survey_token::button_data(ticket_id, n), "title": format!("{n} {}", "★".repeat(n as usize))}))
-                .collect();
+                .map(|n| {
+                    let id = survey_token::button_data(token, n)?;
+                    Some(json!({"id": id, "title": format!("{n} {}", "★".repeat(n as usize))}))
+                })
+                .collect()
+        });
+        if within {
+            let Some(rows) = rows else {
+                return self.send_text(to, message).await;
+            };
             let body = text::truncate_chars(&message.text, 1024);
             let content = json!({"type": "interactive", "interactive": {
                 "type": "list",
@@ -153,7 +162,6 @@ impl WhatsappSender {
                 "action": {"button": "1-5 ★", "sections": [{"title": "1-5", "rows": rows}]}}});
             return self.post(to, content).await.map_err(send_error);
         }
-        let token = message.link.as_deref().and_then(|l| l.rsplit('/').next());
         match (&self.config.survey_template, token) {
             (Some(t), Some(token)) => {
                 let content = template(
@@ -178,9 +186,7 @@ impl ChannelSender for WhatsappSender {
         let to = identity(customer, Channel::Whatsapp)?;
         let within = self.within_window(customer).await?;
         let id = match (&message.ticket_id, message.kind) {
-            (Some(ticket_id), MessageKind::Survey) => {
-                self.send_survey(to, message, ticket_id, within).await?
-            }
+            (Some(_), MessageKind::Survey) => self.send_survey(to, message, within).await?,
             _ if within => self.send_text(to, message).await?,
             _ => self.send_template(to, &message.text).await?,
         };

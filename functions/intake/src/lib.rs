@@ -10,9 +10,10 @@ pub mod webchat;
 pub mod whatsapp;
 
 use helpdesk_core::channels::{TelegramConfig, WhatsappConfig};
-use helpdesk_core::domain::{derived_id, InboundMessage};
+use helpdesk_core::domain::{self, derived_id, InboundMessage};
 use helpdesk_core::jobs;
 use helpdesk_core::ports::{Queue, Store};
+use helpdesk_core::survey_token::{self, SurveySigner};
 use helpdesk_core::Result;
 use std::sync::Arc;
 
@@ -27,6 +28,32 @@ pub struct Deps {
     /// None when the channel is off: its webhook answers 503.
     pub whatsapp: Option<WhatsappConfig>,
     pub telegram: Option<TelegramConfig>,
+    /// Checks the signature survey buttons carry; None lets no survey button through.
+    pub survey_signer: Option<SurveySigner>,
+}
+
+/// Whether a message may go on: anything but a survey button, or a survey button whose
+/// signature holds. Clients can send any button payload, so a forged, tampered, unsigned or
+/// expired one is dropped here, logged by its ids only, and never reaches a ticket.
+pub fn genuine_button(deps: &Deps, message: &InboundMessage) -> bool {
+    let Some(data) = message.button.as_ref().map(|b| b.data.as_str()) else {
+        return true;
+    };
+    if !survey_token::is_survey_button(data) {
+        return true;
+    }
+    let verified = deps
+        .survey_signer
+        .as_ref()
+        .and_then(|s| s.verify_button(data, domain::now()));
+    if verified.is_none() {
+        tracing::warn!(
+            channel = message.channel.as_str(),
+            provider_message_id = message.provider_message_id.as_deref(),
+            "survey button with a bad, missing or expired signature; ignored"
+        );
+    }
+    verified.is_some()
 }
 
 /// Takes an inbound message once: the first delivery under `dedupe_key` is queued and its

@@ -43,6 +43,7 @@ async fn update(State(deps): State<Arc<Deps>>, req: Request) -> Result<Response>
     let body = body_bytes(req, &()).await?;
     let payload: Value = parse_json(&body)?;
     match parse_update(&payload) {
+        Some(message) if !crate::genuine_button(&deps, &message) => {}
         Some(message) => {
             let key = payload
                 .get("update_id")
@@ -294,7 +295,7 @@ mod tests {
             (MessageKind::Edit, Some("42:7"))
         );
         let b = parse_update(&json!({"update_id": 3, "callback_query": {
-            "id": "cq1", "from": {"id": 42}, "data": "survey:t:5"}}))
+            "id": "cq1", "from": {"id": 42}, "data": "s:t:5:1:AAAAAAAAAAA"}}))
         .unwrap();
         assert_eq!(b.external_id, "42");
         assert_eq!(b.button.unwrap().callback_id.as_deref(), Some("cq1"));

@@ -98,6 +98,7 @@ async fn notify(State(deps): State<Arc<Deps>>, req: Request) -> Result<Response>
     let events = parse_notification(&payload, &config.phone_number_id);
     for event in events {
         match event {
+            Event::Message(message) if !crate::genuine_button(&deps, &message) => {}
             Event::Message(message) => {
                 let key = message
                     .provider_message_id

@@ -8,7 +8,7 @@ use helpdesk_core::jobs::{self, OutboundMessage};
 use helpdesk_core::ports::{Queue, Store};
 use helpdesk_core::rules::{Route, Rules};
 use helpdesk_core::{format, survey_token};
-use helpdesk_core::{Error, Result};
+use helpdesk_core::{Error, ErrorKind, Result};
 use std::sync::Arc;
 
 pub use helpdesk_core::jobs::AutoReplyJob;
@@ -128,8 +128,10 @@ async fn acknowledge(deps: &Deps, inbound: &InboundMessage, callback_id: &str) -
     jobs::send(deps.queue.as_ref(), &job).await
 }
 
-/// A rating given with a survey button. Only the ticket's own customer may rate it, and
-/// only once: a second press, or a redelivery, changes nothing.
+/// A rating given with a survey button, whose signature intake checked. The ticket's rule
+/// ([`domain::Ticket::rate`]) decides whether it is taken: only from the ticket's own
+/// customer, once, after the survey went out. A refusal, a second press or a redelivery
+/// changes nothing.
 async fn record_rating(
     store: &dyn Store,
     customer_id: &str,
@@ -137,38 +139,26 @@ async fn record_rating(
     ticket_id: &str,
     rating: i64,
 ) -> Result<()> {
-    let Some(ticket) = store.get_ticket(ticket_id).await? else {
+    if store.get_ticket(ticket_id).await?.is_none() {
         tracing::warn!(ticket_id, "survey answer for an unknown ticket");
         return Ok(());
-    };
-    if ticket.customer_id != customer_id {
-        tracing::warn!(
-            ticket_id,
-            customer_id,
-            "survey answer from someone else; ignored"
-        );
-        return Ok(());
     }
-    store.set_message_ticket(entry_id, ticket_id).await?;
     let outcome = flow::update_ticket(store, ticket_id, |t| {
-        if t.survey.as_ref().is_some_and(|s| s.rating.is_some()) {
-            return Ok(false);
-        }
-        t.rate(rating, None, domain::now())?;
+        t.rate(Some(customer_id), rating, None, domain::now())?;
         Ok(true)
     })
     .await;
     match outcome {
-        Ok((_, true)) => {
-            tracing::info!(ticket_id, rating, "survey answered with a button");
-            Ok(())
+        Ok(_) => tracing::info!(ticket_id, rating, "survey answered with a button"),
+        // A second press, or a redelivery: the first answer stands.
+        Err(e) if e.code == "already_answered" => {}
+        // Not this customer's survey, not one that was sent, or a rating outside 1-5:
+        // nothing to retry.
+        Err(e) if matches!(e.kind, ErrorKind::Forbidden | ErrorKind::Unprocessable) => {
+            tracing::warn!(ticket_id, customer_id, error = %e, "survey answer refused");
+            return Ok(());
         }
-        Ok((_, false)) => Ok(()),
-        // A rating outside 1-5 in a forged payload: nothing to retry.
-        Err(e) if e.kind == helpdesk_core::ErrorKind::Unprocessable => {
-            tracing::warn!(ticket_id, error = %e, "survey answer refused");
-            Ok(())
-        }
-        Err(e) => Err(e),
+        Err(e) => return Err(e),
     }
+    store.set_message_ticket(entry_id, ticket_id).await
 }

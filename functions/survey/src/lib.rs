@@ -74,8 +74,10 @@ pub async fn handle_change(deps: &Deps, change: TicketChange) -> Result<()> {
     message.id = derived_id(&ticket.id, "survey");
     // Channels with buttons rate in place; the link stays for the others and for comments.
     message.link = Some(link);
-    flow::send_to_customer(store, deps.queue.as_ref(), &message).await?;
+    // Marked before it goes out, so that a customer quick to answer finds the survey sent
+    // (a rating is taken only then); a redelivery marks nothing and sends it at most once.
     flow::update_ticket(store, &ticket.id, |t| Ok(t.mark_survey_sent(now))).await?;
+    flow::send_to_customer(store, deps.queue.as_ref(), &message).await?;
     tracing::info!(ticket_id = %ticket.id, "survey sent");
     Ok(())
 }

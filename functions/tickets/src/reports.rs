@@ -53,8 +53,29 @@ async fn csat(
 ) -> Result<Json<report::CsatReport>> {
     let from = parse_time("from", q.from.as_deref())?;
     let to = parse_time("to", q.to.as_deref())?;
-    let tickets = deps.store.rated_tickets(from, to).await?;
-    Ok(Json(report::csat(&tickets)))
+    report::check_period(from, to)?;
+    // Page by page into running totals: memory holds one page, and the scan stops at
+    // CSAT_SCAN_LIMIT ratings, saying so.
+    let mut tally = report::CsatTally::default();
+    let (mut cursor, mut read) = (None::<String>, 0);
+    loop {
+        let page = deps
+            .store
+            .rated_tickets_page(from, to, cursor.as_deref(), report::CSAT_PAGE)
+            .await?;
+        read += page.items.len();
+        page.items.iter().for_each(|t| tally.add(t));
+        cursor = page.next_cursor;
+        match cursor {
+            None => break,
+            Some(_) if read >= report::CSAT_SCAN_LIMIT => {
+                tally.cut_short();
+                break;
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(Json(tally.report()))
 }
 
 /// The most tickets the volume report reads; beyond it the report says it was cut short.

@@ -118,6 +118,7 @@ fn filter_of(q: &ListQuery, agent: &Agent) -> Result<TicketFilter> {
         Some("me") => filter.assignee = Some(agent.name.clone()),
         Some(a) => filter.assignee = Some(a.to_string()),
     }
+    filter.check()?;
     Ok(filter)
 }
 
@@ -260,18 +261,50 @@ struct TicketView {
     /// Who wrote: the name, the locale and the identities on each channel.
     #[serde(skip_serializing_if = "Option::is_none")]
     customer: Option<Customer>,
+    /// The newest page of the conversation, oldest first.
     messages: Vec<Message>,
+    /// Where the older messages continue: `?cursor=` for the page before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_cursor: Option<String>,
+}
+
+/// How many messages `GET /tickets/{id}` answers with when not told.
+const MESSAGE_PAGE: usize = 50;
+
+#[derive(Debug, Deserialize)]
+struct ShowQuery {
+    limit: Option<String>,
+    cursor: Option<String>,
 }
 
 async fn show(
     State(deps): State<Arc<Deps>>,
     _agent: Agent,
     Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<ShowQuery>,
 ) -> Result<Response> {
+    let max = helpdesk_core::ports::MAX_MESSAGE_PAGE;
+    let limit = match nonempty(&q.limit) {
+        None => MESSAGE_PAGE,
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| {
+                Error::bad_request(
+                    "bad_request",
+                    format!("limit is a whole number from 1 to {max}"),
+                )
+            })?,
+    };
+    let cursor = nonempty(&q.cursor);
+    if cursor.is_some_and(|c| c.len() > domain::MAX_KEY_BYTES) {
+        return Err(helpdesk_core::ports::invalid_message_cursor());
+    }
     let ticket = load(&deps, &id).await?;
-    let (customer, messages) = tokio::try_join!(
+    let (customer, page) = tokio::try_join!(
         deps.store.get_customer(&ticket.customer_id),
-        deps.store.ticket_messages(&id),
+        deps.store.ticket_messages_page(&id, cursor, limit),
     )?;
     Ok(with_etag(
         StatusCode::OK,
@@ -279,7 +312,8 @@ async fn show(
         TicketView {
             ticket,
             customer,
-            messages,
+            messages: page.items,
+            next_cursor: page.next_cursor,
         },
     ))
 }

@@ -589,6 +589,38 @@ impl TicketStore for SqliteStore {
             &[&from, &to],
         )
     }
+
+    async fn rated_tickets_page(
+        &self,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Ticket>> {
+        let from = from.map(ts).unwrap_or_default();
+        let to = to.map(ts).unwrap_or_else(|| "9999".to_string());
+        let (after_at, after_id) = match after {
+            Some(c) => crate::ports::parse_rated_cursor(c)?,
+            None => ("", ""),
+        };
+        let take = limit as i64 + 1;
+        let mut items: Vec<Ticket> = Self::query_json(
+            &self.conn(),
+            "SELECT body FROM tickets WHERE rated_at IS NOT NULL
+               AND rated_at >= ?1 AND rated_at < ?2
+               AND (rated_at > ?3 OR (rated_at = ?3 AND id > ?4))
+               ORDER BY rated_at, id LIMIT ?5",
+            &[&from, &to, &after_at, &after_id, &take],
+        )?;
+        let next_cursor = (items.len() > limit).then(|| {
+            items.truncate(limit);
+            items
+                .last()
+                .map(crate::ports::rated_cursor)
+                .unwrap_or_default()
+        });
+        Ok(Page { items, next_cursor })
+    }
 }
 
 #[async_trait]
@@ -896,6 +928,37 @@ impl ConversationStore for SqliteStore {
             "SELECT body FROM messages WHERE ticket_id = ?1 ORDER BY seq",
             &[&ticket_id],
         )
+    }
+
+    async fn ticket_messages_page(
+        &self,
+        ticket_id: &str,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Message>> {
+        let conn = self.conn();
+        let before_seq: i64 = match before {
+            None => i64::MAX,
+            Some(id) => conn
+                .query_row(
+                    "SELECT seq FROM messages WHERE id = ?1 AND ticket_id = ?2",
+                    [id, ticket_id],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db_err)?
+                .ok_or_else(crate::ports::invalid_message_cursor)?,
+        };
+        // One more than the page, to know whether older ones remain.
+        let take = (limit.clamp(1, crate::ports::MAX_MESSAGE_PAGE) + 1) as i64;
+        let mut newest: Vec<Message> = Self::query_json(
+            &conn,
+            "SELECT body FROM messages WHERE ticket_id = ?1 AND seq < ?2
+               ORDER BY seq DESC LIMIT ?3",
+            &[&ticket_id, &before_seq, &take],
+        )?;
+        newest.reverse();
+        Ok(crate::ports::message_page(newest, limit))
     }
 
     async fn customer_messages(

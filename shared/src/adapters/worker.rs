@@ -62,9 +62,13 @@ pub async fn run_worker<F, Fut>(
                         let attempts = delivery.attempts + 1;
                         let (dead, delay) = match disposition(&e) {
                             Disposition::DeadLetter => (true, 0),
-                            Disposition::Retry => {
-                                (attempts >= config.max_attempts, backoff(&config, attempts))
-                            }
+                            Disposition::Retry => (
+                                attempts >= config.max_attempts,
+                                crate::jobs::retry_after_secs(&e).map_or_else(
+                                    || backoff(&config, attempts),
+                                    |s| s as i64 * 1000,
+                                ),
+                            ),
                             // A lease ends: waiting on it is no failure of the job's own.
                             Disposition::Wait => (false, backoff(&config, 1)),
                         };

@@ -803,6 +803,53 @@ impl TicketStore for DynamoStore {
         let items = self.query_all(req, usize::MAX).await?;
         items.iter().map(body_of).collect()
     }
+
+    async fn rated_tickets_page(
+        &self,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Ticket>> {
+        let from = from.map(ts).unwrap_or_else(|| "0".into());
+        let to = to.map(ts).unwrap_or_else(|| "9999".into());
+        let mut req = self
+            .client
+            .query()
+            .table_name(&self.tables.tickets)
+            .index_name("rated")
+            .key_condition_expression("rated_pk = :r AND rated_at BETWEEN :from AND :to")
+            .filter_expression("rated_at < :to")
+            .expression_attribute_values(":r", s("rated"))
+            .expression_attribute_values(":from", s(from))
+            .expression_attribute_values(":to", s(to))
+            .limit((limit + 1) as i32);
+        if let Some(cursor) = after {
+            let (at, id) = crate::ports::parse_rated_cursor(cursor)?;
+            req = req.set_exclusive_start_key(Some(HashMap::from([
+                ("rated_pk".into(), s("rated")),
+                ("rated_at".into(), s(at)),
+                ("id".into(), s(id)),
+            ])));
+        }
+        let items = self.query_all(req, limit + 1).await?;
+        let mut tickets: Vec<Ticket> = items
+            .iter()
+            .take(limit + 1)
+            .map(body_of)
+            .collect::<Result<_>>()?;
+        let next_cursor = (tickets.len() > limit).then(|| {
+            tickets.truncate(limit);
+            tickets
+                .last()
+                .map(crate::ports::rated_cursor)
+                .unwrap_or_default()
+        });
+        Ok(Page {
+            items: tickets,
+            next_cursor,
+        })
+    }
 }
 
 #[async_trait]
@@ -1208,6 +1255,45 @@ impl ConversationStore for DynamoStore {
         let req = self.query_eq(&self.tables.messages, "by_ticket", "ticket_id", ticket_id);
         let items = self.query_all(req, usize::MAX).await?;
         items.iter().map(body_of).collect()
+    }
+
+    async fn ticket_messages_page(
+        &self,
+        ticket_id: &str,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Message>> {
+        let limit = limit.clamp(1, crate::ports::MAX_MESSAGE_PAGE);
+        // Newest first, one more than the page, to know whether older ones remain.
+        let mut req = self
+            .client
+            .query()
+            .table_name(&self.tables.messages)
+            .index_name("by_ticket")
+            .scan_index_forward(false)
+            .limit((limit + 1) as i32)
+            .expression_attribute_values(":t", s(ticket_id));
+        match before {
+            None => req = req.key_condition_expression("ticket_id = :t"),
+            Some(id) => {
+                let before = self
+                    .get_message(id)
+                    .await?
+                    .filter(|m| m.ticket_id.as_deref() == Some(ticket_id))
+                    .ok_or_else(crate::ports::invalid_message_cursor)?;
+                req = req
+                    .key_condition_expression("ticket_id = :t AND sk < :before")
+                    .expression_attribute_values(":before", s(message_sk(&before)));
+            }
+        }
+        let items = self.query_all(req, limit + 1).await?;
+        let mut newest: Vec<Message> = items
+            .iter()
+            .take(limit + 1)
+            .map(body_of)
+            .collect::<Result<_>>()?;
+        newest.reverse();
+        Ok(crate::ports::message_page(newest, limit))
     }
 
     async fn customer_messages(

@@ -25,10 +25,11 @@ where
     let handler = &handler;
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<Value>| async move {
-            let out = sqs_batch(
+            let out = sqs_batch_putting_off(
                 &event.payload,
                 |body| async move { handler(jobs::decode(&body)?).await },
                 |body, reason| async move { dead_letters.send(&body, &reason).await },
+                |record, secs| async move { dead_letters.put_off(&record, secs).await },
             )
             .await;
             Ok::<_, lambda_runtime::Error>(out)
@@ -100,6 +101,26 @@ where
     D: Fn(String, String) -> DFut,
     DFut: Future<Output = Result<()>>,
 {
+    sqs_batch_putting_off(event, handler, dead_letter, |_, _| async { Ok(()) }).await
+}
+
+/// [`sqs_batch`], and a failed record whose failure said when to try again (a provider's
+/// 429, see [`jobs::retry_after_secs`]) is handed to `put_off` with that many seconds, to be
+/// made visible again only then, instead of waiting inside the function.
+pub async fn sqs_batch_putting_off<F, Fut, D, DFut, P, PFut>(
+    event: &Value,
+    handler: F,
+    dead_letter: D,
+    put_off: P,
+) -> Value
+where
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = Result<()>>,
+    D: Fn(String, String) -> DFut,
+    DFut: Future<Output = Result<()>>,
+    P: Fn(Value, u64) -> PFut,
+    PFut: Future<Output = Result<()>>,
+{
     let mut failed = Vec::new();
     let mut failed_groups: HashSet<String> = HashSet::new();
     for record in event["Records"]
@@ -129,6 +150,12 @@ where
                 continue;
             }
             tracing::error!(message_id = %id, error = %e, "record failed");
+            if let Some(secs) = jobs::retry_after_secs(&e) {
+                // Not putting it off only means an earlier retry, within the queue's limits.
+                if let Err(pe) = put_off(record.clone(), secs).await {
+                    tracing::warn!(message_id = %id, error = %pe, "could not put the record off");
+                }
+            }
             if let Some(g) = group {
                 failed_groups.insert(g);
             }
@@ -188,6 +215,7 @@ mod tests {
         match body.as_str() {
             "poison" => Err(Error::unprocessable("invalid_json", "poison")),
             "down" => Err(Error::internal("the store is down")),
+            "throttled" => Err(Error::too_many_requests(30, "Telegram: retry after 30")),
             _ => Ok(()),
         }
     }
@@ -224,6 +252,33 @@ mod tests {
         assert_eq!(taken.len(), 1);
         assert_eq!(taken[0].0, "poison");
         assert!(taken[0].1.contains("invalid_json"), "{taken:?}");
+    }
+
+    #[tokio::test]
+    async fn a_record_the_provider_throttled_is_put_off_for_as_long_as_it_asked() {
+        let put_off = Mutex::new(Vec::new());
+        let out = sqs_batch_putting_off(
+            &sqs(&[
+                ("1", "throttled", None),
+                ("2", "down", None),
+                ("3", "ok", None),
+            ]),
+            handle,
+            refusing,
+            |record: Value, secs| {
+                put_off
+                    .lock()
+                    .unwrap()
+                    .push((record["messageId"].clone(), secs));
+                std::future::ready(Ok(()))
+            },
+        )
+        .await;
+        assert_eq!(
+            out,
+            json!({"batchItemFailures": [{"itemIdentifier": "1"}, {"itemIdentifier": "2"}]})
+        );
+        assert_eq!(put_off.into_inner().unwrap(), vec![(json!("1"), 30)]);
     }
 
     #[tokio::test]

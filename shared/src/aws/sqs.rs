@@ -99,13 +99,34 @@ impl Queue for SqsQueue {
 pub struct DeadLetters {
     client: aws_sdk_sqs::Client,
     url: String,
+    /// The stack's queues a function may be fed from, for putting a record off.
+    sources: Vec<String>,
 }
 
 impl DeadLetters {
     pub fn from_env(config: &aws_config::SdkConfig) -> DeadLetters {
+        let sources = [
+            "OUTBOUND_QUEUE_URL",
+            "AUTO_REPLY_QUEUE_URL",
+            "INBOUND_QUEUE_URL",
+        ]
+        .iter()
+        .filter_map(|v| std::env::var(v).ok())
+        .filter(|url| !url.is_empty())
+        .collect();
+        DeadLetters::new(
+            config,
+            std::env::var("DEAD_LETTER_QUEUE_URL").unwrap_or_default(),
+            sources,
+        )
+    }
+
+    /// The dead-letter queue at `url`, for records from the queues at `sources`.
+    pub fn new(config: &aws_config::SdkConfig, url: String, sources: Vec<String>) -> DeadLetters {
         DeadLetters {
             client: aws_sdk_sqs::Client::new(config),
-            url: std::env::var("DEAD_LETTER_QUEUE_URL").unwrap_or_default(),
+            url,
+            sources,
         }
     }
 
@@ -142,6 +163,29 @@ impl DeadLetters {
                 sdk_message(&e)
             ))
         })?;
+        Ok(())
+    }
+
+    /// Makes a failed SQS record visible again only after `secs` (at most SQS's 12 hours),
+    /// by `ChangeMessageVisibility` on the queue it came from: one of this stack's queues,
+    /// whose URL the function's environment names (`*_QUEUE_URL`).
+    pub async fn put_off(&self, record: &serde_json::Value, secs: u64) -> Result<()> {
+        let arn = record["eventSourceARN"].as_str().unwrap_or_default();
+        let name = arn.rsplit(':').next().unwrap_or_default();
+        let handle = record["receiptHandle"].as_str().unwrap_or_default();
+        let url = self
+            .sources
+            .iter()
+            .find(|url| !name.is_empty() && url.rsplit('/').next() == Some(name))
+            .ok_or_else(|| Error::internal(format!("no queue URL for {arn:?}")))?;
+        self.client
+            .change_message_visibility()
+            .queue_url(url)
+            .receipt_handle(handle)
+            .visibility_timeout(secs.min(43_200) as i32)
+            .send()
+            .await
+            .map_err(|e| Error::internal(format!("putting a record off: {}", sdk_message(&e))))?;
         Ok(())
     }
 }

@@ -212,6 +212,34 @@ pub struct TicketFilter {
     pub unassigned: bool,
 }
 
+/// The longest agent name, in bytes, a ticket is assigned to or a list is filtered by (and
+/// the longest customer id a list is filtered by): DynamoDB keys an index by each and refuses
+/// a key over 2,048 bytes, so both stores take this one limit, with room to spare.
+pub const MAX_KEY_BYTES: usize = 1024;
+
+fn check_key(name: &str, value: &str) -> Result<()> {
+    if value.len() > MAX_KEY_BYTES {
+        return Err(Error::unprocessable(
+            "too_long",
+            format!("{name} is longer than {MAX_KEY_BYTES} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+impl TicketFilter {
+    /// Refuses a filter no store can answer (a key longer than [`MAX_KEY_BYTES`]).
+    pub fn check(&self) -> Result<()> {
+        if let Some(a) = &self.assignee {
+            check_key("assignee", a)?;
+        }
+        if let Some(c) = &self.customer_id {
+            check_key("customer_id", c)?;
+        }
+        Ok(())
+    }
+}
+
 fn english() -> Language {
     Language::En
 }
@@ -269,6 +297,9 @@ impl Ticket {
 
     /// Applies an agent's patch. Escalation needs a reason, so it has its own route.
     pub fn apply(&mut self, patch: &TicketPatch, now: DateTime<Utc>) -> Result<()> {
+        if let Some(Some(a)) = &patch.assignee {
+            check_key("assignee", a)?;
+        }
         if let Some(to) = patch.status {
             if to == TicketStatus::Escalated && self.status != TicketStatus::Escalated {
                 return Err(Error::unprocessable(
@@ -435,8 +466,36 @@ impl Ticket {
         true
     }
 
-    /// The customer's answer to the survey, taken once.
-    pub fn rate(&mut self, rating: i64, comment: Option<String>, now: DateTime<Utc>) -> Result<()> {
+    /// The customer's answer to the survey, taken once, and only where a survey was asked:
+    /// the ticket is closed, its survey went out, and the answer comes from the customer it
+    /// went to. `from_customer` is the customer a channel identified (a button press); None
+    /// for the holder of the signed link, which only the ticket's customer was sent.
+    pub fn rate(
+        &mut self,
+        from_customer: Option<&str>,
+        rating: i64,
+        comment: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        if self.status != TicketStatus::Closed {
+            return Err(Error::unprocessable(
+                "survey_not_open",
+                "this ticket is not closed, so there is no survey to answer",
+            ));
+        }
+        if self.survey.as_ref().and_then(|s| s.sent_at).is_none() {
+            return Err(Error::unprocessable(
+                "survey_not_sent",
+                "no survey was sent for this ticket",
+            ));
+        }
+        if from_customer.is_some_and(|c| c != self.customer_id) {
+            return Err(Error::new(
+                crate::ErrorKind::Forbidden,
+                "not_your_survey",
+                "this survey was sent to someone else",
+            ));
+        }
         if !(1..=5).contains(&rating) {
             return Err(Error::unprocessable(
                 "invalid_rating",
@@ -556,22 +615,78 @@ mod tests {
         let now = super::super::now();
         assert!(t.mark_survey_sent(now));
         assert!(!t.mark_survey_sent(now));
-        let mut quick = ticket();
-        quick.rate(4, Some("快".into()), now).unwrap();
-        assert!(
-            quick.mark_survey_sent(now),
-            "a late mark still records the time"
-        );
-        let survey = quick.survey.as_ref().unwrap();
-        assert_eq!(
-            (survey.rating, survey.comment.as_deref()),
-            (Some(4), Some("快")),
-            "a mark after the answer keeps the answer"
-        );
-        assert_eq!(t.rate(7, None, now).unwrap_err().kind.status(), 422);
-        t.rate(5, Some("很好".into()), now).unwrap();
-        assert_eq!(t.rate(4, None, now).unwrap_err().kind.status(), 409);
+        t.status = TicketStatus::Closed;
+        assert_eq!(t.rate(None, 7, None, now).unwrap_err().kind.status(), 422);
+        t.rate(None, 5, Some("很好".into()), now).unwrap();
+        assert_eq!(t.rate(None, 4, None, now).unwrap_err().kind.status(), 409);
         assert_eq!(t.survey.as_ref().unwrap().rating, Some(5));
+    }
+
+    #[test]
+    fn keys_no_store_can_index_are_refused() {
+        let long = "长".repeat(700);
+        assert!(long.len() > 2048);
+        let mut t = ticket();
+        let e = t
+            .apply(
+                &TicketPatch {
+                    status: Some(TicketStatus::Pending),
+                    assignee: Some(Some(long.clone())),
+                    ..Default::default()
+                },
+                super::super::now(),
+            )
+            .unwrap_err();
+        assert_eq!((e.kind.status(), e.code), (422, "too_long"));
+        assert_eq!(
+            (t.status, t.version),
+            (TicketStatus::Open, 1),
+            "nothing applied"
+        );
+        let filter = TicketFilter {
+            assignee: Some(long),
+            ..Default::default()
+        };
+        assert_eq!(filter.check().unwrap_err().kind.status(), 422);
+        let fits = "长".repeat(MAX_KEY_BYTES / 3);
+        let filter = TicketFilter {
+            assignee: Some(fits.clone()),
+            customer_id: Some(fits),
+            ..Default::default()
+        };
+        filter.check().unwrap();
+    }
+
+    #[test]
+    fn only_a_closed_tickets_sent_survey_takes_its_customers_rating() {
+        let now = super::super::now();
+        let refused = |t: &mut Ticket, from: Option<&str>| {
+            let e = t.rate(from, 5, None, now).unwrap_err();
+            assert!(t.survey.as_ref().and_then(|s| s.rating).is_none());
+            (e.kind.status(), e.code)
+        };
+        // Open, even with a survey marked: no survey to answer.
+        let mut open = ticket();
+        assert_eq!(refused(&mut open, None), (422, "survey_not_open"));
+        open.mark_survey_sent(now);
+        assert_eq!(refused(&mut open, Some("c1")), (422, "survey_not_open"));
+        // Closed, but the survey has not gone out.
+        let mut closed = ticket();
+        closed
+            .apply(
+                &TicketPatch {
+                    status: Some(TicketStatus::Closed),
+                    ..Default::default()
+                },
+                now,
+            )
+            .unwrap();
+        assert_eq!(refused(&mut closed, None), (422, "survey_not_sent"));
+        // Sent, but pressed by another customer.
+        closed.mark_survey_sent(now);
+        assert_eq!(refused(&mut closed, Some("c2")), (403, "not_your_survey"));
+        closed.rate(Some("c1"), 3, None, now).unwrap();
+        assert_eq!(closed.survey.as_ref().unwrap().rating, Some(3));
     }
 
     #[test]

@@ -9,9 +9,35 @@ use crate::{Error, Result};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+/// At most this many terms of a message go into one search. Each term becomes a clause on
+/// each of the six fields, two on the Chinese ones (a character and its pair), and a domain
+/// refuses a query over 1,024 clauses (`indices.query.bool.max_clause_count`): 100 terms
+/// stay under 900. The start of a long message says what it is about.
+pub const MAX_QUERY_TERMS: usize = 100;
+
+/// The start of `query` with at most `max` terms, counted as the index's analyzers count
+/// them at most: a Chinese (CJK) character alone, any other run of letters or digits as one.
+pub fn cap_terms(query: &str, max: usize) -> &str {
+    let (mut terms, mut in_word) = (0, false);
+    for (i, c) in query.char_indices() {
+        let cjk = crate::text::is_cjk(c);
+        let word = c.is_alphanumeric() && !cjk;
+        if cjk || (word && !in_word) {
+            terms += 1;
+            if terms > max {
+                return &query[..i];
+            }
+        }
+        in_word = word;
+    }
+    query
+}
+
 /// The `_search` body that retrieves candidates for one customer message: the same fields
-/// and weights as the tantivy index, on both the English and the Chinese analysis of each.
+/// and weights as the tantivy index, on both the English and the Chinese analysis of each,
+/// for the message's first [`MAX_QUERY_TERMS`] terms.
 pub fn search_body(query: &str) -> Value {
+    let query = cap_terms(query, MAX_QUERY_TERMS);
     let mut fields = Vec::new();
     for (field, boost) in [
         ("questions", QUESTIONS_BOOST),
@@ -281,6 +307,21 @@ pub fn parse_search_response(body: &str) -> Result<Vec<(Article, f32)>> {
 mod tests {
     use super::*;
     use crate::knowledge::{Decision, Ranker, DEFAULT_THRESHOLD};
+
+    #[test]
+    fn a_long_message_searches_with_its_first_terms_only() {
+        let chinese = "我的订单一直没有发货".repeat(500);
+        assert_eq!(chinese.chars().count(), 5000);
+        let body = search_body(&chinese);
+        let query = body["query"]["multi_match"]["query"].as_str().unwrap();
+        assert_eq!(query.chars().count(), MAX_QUERY_TERMS);
+        assert!(chinese.starts_with(query));
+        let english = "where is my parcel ".repeat(100);
+        let capped = cap_terms(&english, MAX_QUERY_TERMS);
+        assert_eq!(capped.split_whitespace().count(), MAX_QUERY_TERMS);
+        assert_eq!(cap_terms("退款 refund 2024", 3), "退款 refund ");
+        assert_eq!(cap_terms("短", MAX_QUERY_TERMS), "短");
+    }
 
     #[test]
     fn the_search_body_is_the_documented_one() {
