@@ -6,6 +6,7 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import { html, usePoll, Select, Notice, isSendingEnter, STATUSES, PRIORITIES, SKILLS } from './ui.js';
 import { t, when } from './i18n.js';
 import { api } from './api.js';
+import { AssignmentSection, SlaSection, escalationReason } from './assignment.js';
 
 const POLL_MS = 3000;
 
@@ -163,7 +164,7 @@ export function TicketView({ id, me, focusReply }) {
         <ol class="conversation" aria-label=${t('ticket.conversation')}>
           ${view.messages.map((m) => html`<${Entry} key=${m.id} m=${m} />`)}
         </ol>
-        ${tk.escalation_reason ? html`<p class="hint">${t('ticket.escalated_because', { reason: tk.escalation_reason })}</p>` : null}
+        ${tk.escalation_reason ? html`<p class="hint">${t('ticket.escalated_because', { reason: escalationReason(tk.escalation_reason) })}</p>` : null}
         ${closed
           ? html`<p class="hint">${t('ticket.closed_no_reply')}</p>`
           : html`<${Composer} label=${t('ticket.reply')} button=${t('ticket.send')} busy=${busy}
@@ -199,6 +200,8 @@ export function TicketView({ id, me, focusReply }) {
             <button type="button" onClick=${() => change({ assignee: me.name })}>${t('ticket.assign_me')}</button>
           </form>
         </section>
+        <${AssignmentSection} ticket=${tk} />
+        <${SlaSection} ticket=${tk} />
         ${tk.suggestions && tk.suggestions.length
           ? html`<section>
               <h2>${t('ticket.suggestions')}</h2>
