@@ -229,6 +229,6 @@ def test_the_agents_view_and_the_ticket_sections_in_chinese(assigning, page):
     expect(sla).to_contain_text("正常")
     english += ["Assignment", "Service level", "First response", "Resolution", "On track", "Reply due", "rule"]
     no_english()
-    page.get_by_role("link", name="工单").click()
+    page.get_by_role("link", name="工单", exact=True).click()
     expect(page.get_by_role("list", name="工单列表")).to_contain_text("alice（规则）")
     no_english()

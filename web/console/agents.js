@@ -57,7 +57,7 @@ function Editor({ profile, onSaved, onCancel }) {
       setBusy(false);
     }
   };
-  return html`<form class="editor" aria-labelledby="agent-editor-title" onSubmit=${save}>
+  return html`<form class="editor" aria-labelledby="agent-editor-title" novalidate onSubmit=${save}>
     <h2 id="agent-editor-title">${t('agents.editing', { name: profile.name })}</h2>
     <label class="field"><span>${t('agents.name')}</span>
       <input value=${form.name} onInput=${(e) => setForm({ ...form, name: e.currentTarget.value })} /></label>

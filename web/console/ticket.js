@@ -6,7 +6,7 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import { html, usePoll, Select, Notice, isSendingEnter, STATUSES, PRIORITIES, SKILLS } from './ui.js';
 import { t, when } from './i18n.js';
 import { api } from './api.js';
-import { AssignmentSection, SlaSection, escalationReason } from './assignment.js';
+import { AssignmentSection, SlaSection, SlaShort, escalationReason } from './assignment.js';
 
 const POLL_MS = 3000;
 
@@ -150,6 +150,7 @@ export function TicketView({ id, me, focusReply }) {
     <p class="meta">
       <span class=${'pill status-' + tk.status}>${t('status.' + tk.status)}</span>
       <span class=${'pill priority-' + tk.priority}>${t('priority.' + tk.priority)}</span>
+      <${SlaShort} ticket=${tk} />
       ${t('channel.' + tk.channel)} · <time datetime=${tk.created_at}>${when(tk.created_at)}</time>
     </p>
     ${conflict
@@ -174,6 +175,7 @@ export function TicketView({ id, me, focusReply }) {
           onSend=${(text) => post('/notes', { text })} />
       </section>
       <aside class="side">
+        <${SlaSection} ticket=${tk} />
         <section>
           <h2>${t('ticket.customer')}</h2>
           <p>${(customer && customer.name) || t('ticket.unnamed')}</p>
@@ -201,7 +203,6 @@ export function TicketView({ id, me, focusReply }) {
           </form>
         </section>
         <${AssignmentSection} ticket=${tk} />
-        <${SlaSection} ticket=${tk} />
         ${tk.suggestions && tk.suggestions.length
           ? html`<section>
               <h2>${t('ticket.suggestions')}</h2>
