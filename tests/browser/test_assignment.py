@@ -81,7 +81,7 @@ def test_an_agent_sets_themselves_away_and_back(assigning, page):
 
 
 def test_a_ticket_shows_its_assignee_and_sla_due_times(assigning, page):
-    desk = assigning(sla_rules("1h", "1d"))
+    desk = assigning(sla_rules("30m", "1d"))
     _, ticket_id = handed_off(desk)
     assert desk.wait_for("the assignment", lambda: ticket(desk, ticket_id)["assignee"]) == "alice"
     tk = ticket(desk, ticket_id)
@@ -232,3 +232,38 @@ def test_the_agents_view_and_the_ticket_sections_in_chinese(assigning, page):
     page.get_by_role("link", name="工单", exact=True).click()
     expect(page.get_by_role("list", name="工单列表")).to_contain_text("alice（规则）")
     no_english()
+
+
+def test_each_sla_state_is_told_apart(desk, page):
+    # Overdue (past due, before the desk's check records the breach) and due-soon last only
+    # moments on a real desk, so the rule that names them is tried on made-up tickets.
+    sign_in(page, desk)
+    states = page.evaluate(
+        """import('./assignment.js').then(({ targetState, relative }) => {
+          const now = Date.parse('2026-03-02T10:00:00Z');
+          const at = (mins) => new Date(now + mins * 60000).toISOString();
+          const tk = (over) => ({ status: 'open', first_response_at: null, ...over,
+            sla: { first_response_due: at(over.due), resolution_due: null, breaches: over.breaches || [] } });
+          return {
+            on_track: targetState(tk({ due: 60 }), 'first_response', now).state,
+            due_soon: targetState(tk({ due: 10 }), 'first_response', now).state,
+            overdue: targetState(tk({ due: -1 }), 'first_response', now).state,
+            met: targetState(tk({ due: -1, first_response_at: at(-5) }), 'first_response', now).state,
+            breached: targetState(tk({ due: -1, first_response_at: at(0),
+              breaches: [{ target: 'first_response', due: at(-1), at: at(0) }] }), 'first_response', now).state,
+            none: targetState(tk({ due: 5 }), 'resolution', now),
+            hour: relative(at(59.9), now),
+            ago: relative(at(-2), now),
+          };
+        })"""
+    )
+    assert states == {
+        "on_track": "on_track",
+        "due_soon": "due_soon",
+        "overdue": "overdue",
+        "met": "met",
+        "breached": "breached",
+        "none": None,
+        "hour": "in 1 hour",
+        "ago": "2 minutes ago",
+    }, states

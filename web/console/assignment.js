@@ -14,8 +14,9 @@ const SOON_MS = 15 * 60 * 1000;
 export function relative(iso, now = Date.now()) {
   const secs = Math.round((new Date(iso).getTime() - now) / 1000);
   const abs = Math.abs(secs);
+  // A unit that rounds up to the next one is the next one: "in 1 hour", not "in 60 minutes".
   const [unit, size] =
-    abs < 60 ? ['second', 1] : abs < 3600 ? ['minute', 60] : abs < 86400 ? ['hour', 3600] : ['day', 86400];
+    abs < 59.5 ? ['second', 1] : abs < 3570 ? ['minute', 60] : abs < 84600 ? ['hour', 3600] : ['day', 86400];
   return new Intl.RelativeTimeFormat(lang(), { numeric: 'auto' }).format(Math.round(secs / size), unit);
 }
 
