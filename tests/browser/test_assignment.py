@@ -111,13 +111,14 @@ def test_a_ticket_shows_its_assignee_and_sla_due_times(assigning, page):
     expect(targets.nth(0)).to_contain_text("✓ Met")
     expect(targets.nth(1)).to_contain_text("On track")
 
-    # Someone else takes it by hand: the console says who.
-    _, _, headers = desk.api("GET", f"/tickets/{ticket_id}")
-    status, body, _ = desk.api(
-        "PATCH", f"/tickets/{ticket_id}", {"assignee": "bob"}, token=BOB, headers={"If-Match": headers["ETag"]}
-    )
-    assert status == 200, body
-    expect(assignment).to_contain_text("Assigned to bob by bob")
+    # Alice hands it to bob by hand (the box offers the team's ids): the console says who.
+    assignee = page.get_by_role("combobox", name="Assignee")
+    expect(assignee.locator("xpath=following-sibling::datalist/option[@value='bob']")).to_have_count(1)
+    assignee.fill("bob")
+    page.get_by_role("button", name="Save assignee").click()
+    expect(assignment).to_contain_text("Assigned to bob by alice")
+    tk = ticket(desk, ticket_id)
+    assert (tk["assignee"], tk["assigned_by"], tk["assignment_reason"]) == ("bob", "alice", "manual"), tk
 
 
 def test_a_breached_ticket_shows_its_breach(assigning, page):
@@ -239,7 +240,7 @@ def test_each_sla_state_is_told_apart(desk, page):
     # moments on a real desk, so the rule that names them is tried on made-up tickets.
     sign_in(page, desk)
     states = page.evaluate(
-        """import('./assignment.js').then(({ targetState, relative }) => {
+        """import('./assignment.js').then(({ targetState, relative, nextDue }) => {
           const now = Date.parse('2026-03-02T10:00:00Z');
           const at = (mins) => new Date(now + mins * 60000).toISOString();
           const tk = (over) => ({ status: 'open', first_response_at: null, ...over,
@@ -254,6 +255,11 @@ def test_each_sla_state_is_told_apart(desk, page):
             none: targetState(tk({ due: 5 }), 'resolution', now),
             hour: relative(at(59.9), now),
             ago: relative(at(-2), now),
+            // "SLA due soonest first": the breached one, the sooner, the later, then none.
+            order: [{ id: 'later', ...tk({ due: 60 }) }, { id: 'none', status: 'open', sla: null },
+              { id: 'breached', ...tk({ due: -1, breaches: [{ target: 'first_response', due: at(-1), at: at(0) }] }) },
+              { id: 'sooner', ...tk({ due: 10 }) }]
+              .sort((a, b) => nextDue(a) - nextDue(b) || 0).map((x) => x.id),
           };
         })"""
     )
@@ -266,4 +272,5 @@ def test_each_sla_state_is_told_apart(desk, page):
         "none": None,
         "hour": "in 1 hour",
         "ago": "2 minutes ago",
+        "order": ["breached", "sooner", "later", "none"],
     }, states

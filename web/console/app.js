@@ -1,6 +1,6 @@
 // The console's root: sign-in, the navigation, the language switch, and which view shows.
-// Views are chosen by the URL's hash (#/tickets, #/tickets/<id>, #/kb, #/agents, #/reports), so the
-// browser's back button and bookmarks work.
+// Views are chosen by the URL's hash (#/tickets, #/tickets/<id>, #/kb, #/agents,
+// #/reports), so the browser's back button and bookmarks work.
 
 import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';

@@ -101,14 +101,16 @@ export function AssignmentSection({ ticket: tk }) {
   </section>`;
 }
 
-/** The ticket view's section: each target's due time and state, and the breaches. */
+/** The ticket view's section: each target's due time and state, and the breaches. Nothing
+ * when the ticket's priority has no targets, which is every ticket of a desk without SLAs. */
 export function SlaSection({ ticket: tk, now = Date.now() }) {
   const rows = TARGETS.map((target) => [target, targetState(tk, target, now)]).filter(([, s]) => s);
   const breaches = (tk.sla && tk.sla.breaches) || [];
+  if (rows.length === 0 && breaches.length === 0) return null;
   return html`<section aria-labelledby="sla-title">
     <h2 id="sla-title">${t('sla.title')}</h2>
     ${rows.length === 0
-      ? html`<p class="hint">${t('sla.none')}</p>`
+      ? null
       : html`<ul class="sla-targets">
           ${rows.map(([target, s]) => html`<li class=${'sla-' + s.state}>
             <strong>${t('sla.' + target)}</strong>

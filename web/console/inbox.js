@@ -1,7 +1,7 @@
 // The inbox: the views (mine, unassigned, all) with their counts, filters, a search over
-// what is loaded, and the ticket list, each row with its assignee and its SLA state. It polls with If-None-Match, so an idle console
-// moves a few hundred bytes every few seconds; keys j/k move, Enter opens, r replies and
-// / searches.
+// what is loaded, and the ticket list, each row with its assignee and its SLA state. It
+// polls with If-None-Match, so an idle console moves a few hundred bytes every few seconds;
+// keys j/k move, Enter opens, r replies and / searches.
 
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { html, usePoll, Select, Notice, STATUSES, PRIORITIES, SKILLS, CHANNELS } from './ui.js';

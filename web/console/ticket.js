@@ -78,6 +78,11 @@ export function TicketView({ id, me, focusReply }) {
   };
 
   usePoll(load, POLL_MS, [id]);
+  // The team's ids, offered in the assignee box, so a hand-picked assignee is a real agent.
+  const [agents, setAgents] = useState([]);
+  useEffect(() => {
+    api('GET', '/agents').then(({ data }) => setAgents(data.agents), () => {});
+  }, []);
   useEffect(() => {
     if (view) setAssignee(view.ticket.assignee || '');
   }, [view && view.ticket.version]);
@@ -196,7 +201,9 @@ export function TicketView({ id, me, focusReply }) {
             onChange=${(v) => change({ skill: v })} />
           <form onSubmit=${(e) => { e.preventDefault(); change({ assignee: assignee.trim() || null }); }}>
             <label class="field"><span>${t('ticket.assignee')}</span>
-              <input value=${assignee} placeholder=${t('ticket.nobody')} onInput=${(e) => setAssignee(e.currentTarget.value)} />
+              <input value=${assignee} placeholder=${t('ticket.nobody')} list="agent-ids" autocomplete="off"
+                onInput=${(e) => setAssignee(e.currentTarget.value)} />
+              <datalist id="agent-ids">${agents.map((a) => html`<option value=${a.id}>${a.name}</option>`)}</datalist>
             </label>
             <button type="submit">${t('ticket.save_assignee')}</button>
             <button type="button" onClick=${() => change({ assignee: me.name })}>${t('ticket.assign_me')}</button>
