@@ -1,6 +1,6 @@
 // The console's root: sign-in, the navigation, the language switch, and which view shows.
-// Views are chosen by the URL's hash (#/tickets, #/tickets/<id>, #/kb, #/reports), so the
-// browser's back button and bookmarks work.
+// Views are chosen by the URL's hash (#/tickets, #/tickets/<id>, #/kb, #/agents,
+// #/reports), so the browser's back button and bookmarks work.
 
 import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
@@ -12,12 +12,15 @@ import { Inbox } from './inbox.js';
 import { TicketView } from './ticket.js';
 import { KnowledgeBase } from './kb.js';
 import { Reports } from './reports.js';
+import { Agents } from './agents.js';
+import { Availability } from './availability.js';
 
 function route() {
   const parts = location.hash.replace(/^#\/?/, '').split('/');
   if (parts[0] === 'tickets' && parts[1]) return { view: 'ticket', id: decodeURIComponent(parts[1]), reply: parts[2] === 'reply' };
   if (parts[0] === 'kb') return { view: 'kb' };
   if (parts[0] === 'reports') return { view: 'reports' };
+  if (parts[0] === 'agents') return { view: 'agents' };
   return { view: 'inbox' };
 }
 
@@ -86,9 +89,11 @@ function App() {
       <nav aria-label=${t('nav.main')}>
         ${link('#/tickets', 'nav.tickets', where.view === 'inbox' || where.view === 'ticket')}
         ${link('#/kb', 'nav.kb', where.view === 'kb')}
+        ${link('#/agents', 'nav.agents', where.view === 'agents')}
         ${supervisor ? link('#/reports', 'nav.reports', where.view === 'reports') : null}
       </nav>
       <span class="who">${t('signin.as', { name: me.name, role: t('role.' + me.role) })}</span>
+      <${Availability} me=${me} onMe=${setMe} />
       ${languageSwitch}
       <button onClick=${signOut}>${t('signin.out')}</button>
     </header>
@@ -96,6 +101,7 @@ function App() {
     ${where.view === 'ticket' ? html`<${TicketView} id=${where.id} me=${me} focusReply=${where.reply} />` : null}
     ${where.view === 'kb' ? html`<${KnowledgeBase} me=${me} />` : null}
     ${where.view === 'reports' ? html`<${Reports} me=${me} />` : null}
+    ${where.view === 'agents' ? html`<${Agents} me=${me} onMe=${setMe} />` : null}
   </div>`;
 }
 

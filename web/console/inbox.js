@@ -1,12 +1,13 @@
 // The inbox: the views (mine, unassigned, all) with their counts, filters, a search over
-// what is loaded, and the ticket list. It polls with If-None-Match, so an idle console
-// moves a few hundred bytes every few seconds; keys j/k move, Enter opens, r replies and
-// / searches.
+// what is loaded, and the ticket list, each row with its assignee and its SLA state. It
+// polls with If-None-Match, so an idle console moves a few hundred bytes every few seconds;
+// keys j/k move, Enter opens, r replies and / searches.
 
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { html, usePoll, Select, Notice, STATUSES, PRIORITIES, SKILLS, CHANNELS } from './ui.js';
 import { t, when } from './i18n.js';
 import { api, query } from './api.js';
+import { AssigneeShort, SlaShort, nextDue } from './assignment.js';
 
 const POLL_MS = 3000;
 const PAGE = 25;
@@ -85,6 +86,8 @@ export function Inbox({ me }) {
   );
   if (sort === 'urgent') {
     shown = [...shown].sort((a, b) => RANK[a.priority] - RANK[b.priority] || (a.id < b.id ? 1 : -1));
+  } else if (sort === 'due') {
+    shown = [...shown].sort((a, b) => nextDue(a) - nextDue(b) || RANK[a.priority] - RANK[b.priority]);
   }
 
   // The key handler is registered once and reads the latest list through a ref, so a key
@@ -153,6 +156,7 @@ export function Inbox({ me }) {
         <select value=${sort} onChange=${(e) => setSort(e.currentTarget.value)}>
           <option value="newest" selected=${sort === 'newest'}>${t('inbox.newest')}</option>
           <option value="urgent" selected=${sort === 'urgent'}>${t('inbox.urgent')}</option>
+          <option value="due" selected=${sort === 'due'}>${t('inbox.due')}</option>
         </select>
       </label>
     </fieldset>
@@ -165,7 +169,8 @@ export function Inbox({ me }) {
           <span class="subject">${tk.subject}</span>
           <span class="meta">
             <span class=${'pill status-' + tk.status}>${t('status.' + tk.status)}</span>
-            ${t('channel.' + tk.channel)} · ${t('skill.' + tk.skill)} · ${tk.assignee || t('ticket.nobody')} · <time datetime=${tk.created_at}>${when(tk.created_at)}</time>
+            <${SlaShort} ticket=${tk} />
+            ${t('channel.' + tk.channel)} · ${t('skill.' + tk.skill)} · <${AssigneeShort} ticket=${tk} /> · <time datetime=${tk.created_at}>${when(tk.created_at)}</time>
           </span>
         </a>
       </li>`)}

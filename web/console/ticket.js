@@ -6,6 +6,7 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import { html, usePoll, Select, Notice, isSendingEnter, STATUSES, PRIORITIES, SKILLS } from './ui.js';
 import { t, when } from './i18n.js';
 import { api } from './api.js';
+import { AssignmentSection, SlaSection, SlaShort, escalationReason } from './assignment.js';
 
 const POLL_MS = 3000;
 
@@ -113,6 +114,12 @@ export function TicketView({ id, me, focusReply }) {
       setLoadingEarlier(false);
     }
   };
+
+  // The team's ids, offered in the assignee box, so a hand-picked assignee is a real agent.
+  const [agents, setAgents] = useState([]);
+  useEffect(() => {
+    api('GET', '/agents').then(({ data }) => setAgents(data.agents), () => {});
+  }, []);
   useEffect(() => {
     if (view) setAssignee(view.ticket.assignee || '');
   }, [view && view.ticket.version]);
@@ -185,6 +192,7 @@ export function TicketView({ id, me, focusReply }) {
     <p class="meta">
       <span class=${'pill status-' + tk.status}>${t('status.' + tk.status)}</span>
       <span class=${'pill priority-' + tk.priority}>${t('priority.' + tk.priority)}</span>
+      <${SlaShort} ticket=${tk} />
       ${t('channel.' + tk.channel)} · <time datetime=${tk.created_at}>${when(tk.created_at)}</time>
     </p>
     ${conflict
@@ -202,7 +210,7 @@ export function TicketView({ id, me, focusReply }) {
         <ol class="conversation" aria-label=${t('ticket.conversation')}>
           ${mergeMessages(earlier, recent).map((m) => html`<${Entry} key=${m.id} m=${m} />`)}
         </ol>
-        ${tk.escalation_reason ? html`<p class="hint">${t('ticket.escalated_because', { reason: tk.escalation_reason })}</p>` : null}
+        ${tk.escalation_reason ? html`<p class="hint">${t('ticket.escalated_because', { reason: escalationReason(tk.escalation_reason) })}</p>` : null}
         ${closed
           ? html`<p class="hint">${t('ticket.closed_no_reply')}</p>`
           : html`<${Composer} label=${t('ticket.reply')} button=${t('ticket.send')} busy=${busy}
@@ -212,6 +220,7 @@ export function TicketView({ id, me, focusReply }) {
           onSend=${(text) => post('/notes', { text })} />
       </section>
       <aside class="side">
+        <${SlaSection} ticket=${tk} />
         <section>
           <h2>${t('ticket.customer')}</h2>
           <p>${(customer && customer.name) || t('ticket.unnamed')}</p>
@@ -232,12 +241,15 @@ export function TicketView({ id, me, focusReply }) {
             onChange=${(v) => change({ skill: v })} />
           <form onSubmit=${(e) => { e.preventDefault(); change({ assignee: assignee.trim() || null }); }}>
             <label class="field"><span>${t('ticket.assignee')}</span>
-              <input value=${assignee} placeholder=${t('ticket.nobody')} onInput=${(e) => setAssignee(e.currentTarget.value)} />
+              <input value=${assignee} placeholder=${t('ticket.nobody')} list="agent-ids" autocomplete="off"
+                onInput=${(e) => setAssignee(e.currentTarget.value)} />
+              <datalist id="agent-ids">${agents.map((a) => html`<option value=${a.id}>${a.name}</option>`)}</datalist>
             </label>
             <button type="submit">${t('ticket.save_assignee')}</button>
             <button type="button" onClick=${() => change({ assignee: me.name })}>${t('ticket.assign_me')}</button>
           </form>
         </section>
+        <${AssignmentSection} ticket=${tk} />
         ${tk.suggestions && tk.suggestions.length
           ? html`<section>
               <h2>${t('ticket.suggestions')}</h2>
