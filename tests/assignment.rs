@@ -96,7 +96,17 @@ async fn ticket_of(s: &Server, customer_id: &str) -> String {
 
 /// Waits until `check` holds for the ticket, and returns it.
 async fn wait_ticket(s: &Server, id: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
+    wait_ticket_for(s, id, what, PATIENCE, check).await
+}
+
+async fn wait_ticket_for(
+    s: &Server,
+    id: &str,
+    what: &str,
+    patience: Duration,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = tokio::time::Instant::now() + patience;
     loop {
         let (v, _) = s.ticket(id).await;
         if check(&v["ticket"]) {
@@ -254,7 +264,7 @@ async fn a_missed_first_response_escalates_and_notifies_once() {
     let agent_hook = FakeWebhook::start().await;
     let s = start(
         &dir,
-        "[sla.normal]\nfirst_response = \"3s\"\nescalate_on_breach = true\n",
+        "[sla.normal]\nfirst_response = \"20s\"\nescalate_on_breach = true\n",
         &[
             ("SUPERVISOR_WEBHOOK_URL", hook.url.as_str()),
             ("AGENT_WEBHOOK_URL", agent_hook.url.as_str()),
@@ -281,9 +291,14 @@ async fn a_missed_first_response_escalates_and_notifies_once() {
     );
 
     let ignored = hand_off(&s, "我被重复收费了，转人工").await;
-    let t = wait_ticket(&s, &ignored, "not escalated", |t| {
-        t["status"] == "escalated"
-    })
+    // The 20 s target passes unanswered: the next turn of the clock escalates.
+    let t = wait_ticket_for(
+        &s,
+        &ignored,
+        "not escalated",
+        Duration::from_secs(40),
+        |t| t["status"] == "escalated",
+    )
     .await;
     assert_eq!(t["escalation_reason"], "sla_breach:first_response");
     assert_eq!(t["sla"]["breaches"][0]["target"], "first_response");
