@@ -84,6 +84,13 @@ pub async fn handle(deps: &Deps, inbound: InboundMessage) -> Result<()> {
             return flow::resume(store, deps.queue.as_ref(), &customer, &stored).await;
         }
         entry = stored;
+        // A message for auto-reply may have been passed on by the first attempt, and may be
+        // answered already: auto-reply decides its outcome, once, and this copy only passes
+        // it on again. Deciding here too (a ticket opened since) could give it two outcomes.
+        let class = deps.rules.classify(&entry.text, customer.tier);
+        if class.route == Route::AutoReply {
+            return pass_to_auto_reply(deps, &entry, &customer.id, class).await;
+        }
     }
     if let Some(ticket) = store.active_ticket_for(&customer.id).await? {
         flow::settle(store, deps.queue.as_ref(), &customer, &ticket, &entry).await?;
@@ -104,17 +111,24 @@ pub async fn handle(deps: &Deps, inbound: InboundMessage) -> Result<()> {
             )
             .await?;
         }
-        Route::AutoReply => {
-            let job = AutoReplyJob {
-                message_id: entry.id.clone(),
-                customer_id: customer.id.clone(),
-                skill: class.skill,
-                priority: class.priority,
-            };
-            jobs::send(deps.queue.as_ref(), &job).await?;
-        }
+        Route::AutoReply => pass_to_auto_reply(deps, &entry, &customer.id, class).await?,
     }
     Ok(())
+}
+
+async fn pass_to_auto_reply(
+    deps: &Deps,
+    entry: &Message,
+    customer_id: &str,
+    class: helpdesk_core::rules::Classification,
+) -> Result<()> {
+    let job = AutoReplyJob {
+        message_id: entry.id.clone(),
+        customer_id: customer_id.to_string(),
+        skill: class.skill,
+        priority: class.priority,
+    };
+    jobs::send(deps.queue.as_ref(), &job).await
 }
 
 /// Stops the customer's app waiting on a button press, with a word of thanks.
