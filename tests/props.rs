@@ -267,7 +267,7 @@ proptest! {
             }
             Err(e) => {
                 prop_assert_eq!(e.kind, ErrorKind::BadRequest);
-                prop_assert_eq!(&*e.code, "invalid_rules");
+                prop_assert_eq!(e.code, "invalid_rules");
                 prop_assert!(!e.message.is_empty());
             }
         }
