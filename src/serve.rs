@@ -179,7 +179,7 @@ pub async fn run(addr: SocketAddr, data_dir: PathBuf) -> Result<()> {
             &stopped,
             move |body| {
                 let d = d.clone();
-                async move { router::handle(&d, decode(&body)?).await }
+                async move { router::handle_job(&d, decode(&body)?).await }
             },
         ));
         let d = auto_reply.clone();

@@ -37,8 +37,8 @@ use common::provider::FakeProvider;
 use helpdesk_core::adapters::{run_worker, SqliteStore, TantivyIndex, WorkerConfig, CHANGE_FEED};
 use helpdesk_core::channels::ChannelsConfig;
 use helpdesk_core::domain::{
-    derived_id, Channel, ChannelIdentity, Customer, DeliveryStatus, Direction, Message, Ticket,
-    TicketFilter,
+    derived_id, Channel, ChannelIdentity, Customer, DeliveryStatus, Direction, MergeKind,
+    MergePlan, Message, Ticket, TicketFilter,
 };
 use helpdesk_core::jobs::decode;
 use helpdesk_core::knowledge::{parse_articles, Article, Hit};
@@ -212,12 +212,21 @@ impl CustomerStore for FaultyStore {
     async fn get_customer(&self, id: &str) -> Result<Option<Customer>> {
         self.inner.get_customer(id).await
     }
-    async fn merge_customers(&self, into: &str, from: &str) -> Result<Customer> {
+    async fn merge_step(&self, plan: &MergePlan, kind: MergeKind, limit: usize) -> Result<usize> {
         self.faults
             .around(
                 Port::Store,
-                "merge_customers",
-                self.inner.merge_customers(into, from),
+                "merge_step",
+                self.inner.merge_step(plan, kind, limit),
+            )
+            .await
+    }
+    async fn finish_merge(&self, merged: &Customer, from: &str) -> Result<()> {
+        self.faults
+            .around(
+                Port::Store,
+                "finish_merge",
+                self.inner.finish_merge(merged, from),
             )
             .await
     }
@@ -558,7 +567,7 @@ impl Desk {
 
     async fn run(&self, queue: QueueName, body: String) -> Result<()> {
         match queue {
-            QueueName::Inbound => router::handle(&self.router, decode(&body)?).await,
+            QueueName::Inbound => router::handle_job(&self.router, decode(&body)?).await,
             QueueName::AutoReply => auto_reply::handle(&self.auto_reply, decode(&body)?).await,
             QueueName::Outbound => dispatch::handle(&self.dispatch, decode(&body)?).await,
             QueueName::TicketChanges => survey::handle_change(&self.survey, decode(&body)?).await,

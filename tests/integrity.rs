@@ -528,3 +528,72 @@ async fn a_split_telegram_text_resends_only_its_unsent_parts(w: Wiring) {
     assert_eq!(fake.sent().len(), 3);
 }
 both!(a_split_telegram_text_resends_only_its_unsent_parts);
+
+/// A merge too big for one request: `POST /customers/{id}/merge` answers 202 with the
+/// merge's id and queues its first round; the router runs the rounds, each queueing the
+/// next, and a round delivered twice changes nothing. In the end everything of the customer
+/// that went is with the one that stays.
+async fn a_big_merge_goes_on_as_a_job_and_finishes(w: Wiring) {
+    use helpdesk_core::jobs::{decode, InboundJob};
+    let store = w.store.clone();
+    let into = customer(store.as_ref(), &domain::new_id()).await;
+    let from = customer(store.as_ref(), &domain::new_id()).await;
+    // Ten pages of conversation: more than a request moves.
+    for i in 0..250 {
+        let m = Message::inbound(
+            &telegram_message(&from.identities[0].external_id, &format!("消息 {i}")),
+            &from.id,
+        );
+        store.append_message(&m).await.unwrap();
+    }
+    let deps = Arc::new(tickets::Deps {
+        store: store.clone(),
+        queue: w.queue.clone(),
+        knowledge: Arc::new(helpdesk_core::adapters::TantivyIndex::in_memory().unwrap()),
+        agents: tickets::Agents::parse(Some("admin-token"), None).unwrap(),
+        threshold: 0.5,
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, tickets::router(deps)).await.unwrap() });
+    let answer = reqwest::Client::new()
+        .post(format!("{base}/customers/{}/merge", into.id))
+        .bearer_auth("admin-token")
+        .json(&serde_json::json!({"from": from.id}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 202, "{}", w.name);
+    let body: serde_json::Value = answer.json().await.unwrap();
+    let merge_id = body["merge_id"].as_str().unwrap().to_string();
+    assert_eq!(body["status"], "running");
+
+    let deps = router(&w);
+    let mut rounds = 0;
+    loop {
+        let queued = w.queue.sent(QueueName::Inbound);
+        w.queue.forget();
+        let Some(job) = queued.last() else { break };
+        assert_eq!(job["merge"]["id"], merge_id.as_str());
+        rounds += 1;
+        assert!(rounds < 20, "{}: the merge never finished", w.name);
+        let job: InboundJob = decode(&job.to_string()).unwrap();
+        // Delivered twice: the second copy goes on from where the first left it.
+        router::handle_job(&deps, job.clone()).await.unwrap();
+        router::handle_job(&deps, job).await.unwrap();
+    }
+    assert!(rounds >= 1);
+    assert!(
+        store.get_customer(&from.id).await.unwrap().is_none(),
+        "{}",
+        w.name
+    );
+    let merged = store.get_customer(&into.id).await.unwrap().unwrap();
+    assert_eq!(merged.identities.len(), 2);
+    let moved = store
+        .customer_messages(&into.id, Channel::Telegram, None, 500)
+        .await
+        .unwrap();
+    assert_eq!(moved.len(), 250, "{}", w.name);
+}
+both!(a_big_merge_goes_on_as_a_job_and_finishes);

@@ -4,7 +4,8 @@
 
 use helpdesk_core::domain::{self, ChannelIdentity, InboundMessage, Message, MessageKind};
 use helpdesk_core::flow;
-use helpdesk_core::jobs::{self, OutboundMessage};
+use helpdesk_core::flow::MergeProgress;
+use helpdesk_core::jobs::{self, InboundJob, MergeJob, OutboundMessage};
 use helpdesk_core::ports::{Queue, Store};
 use helpdesk_core::rules::{Route, Rules};
 use helpdesk_core::{format, survey_token};
@@ -17,6 +18,35 @@ pub struct Deps {
     pub store: Arc<dyn Store>,
     pub queue: Arc<dyn Queue>,
     pub rules: Rules,
+}
+
+/// How many steps of a customer merge one job runs before it queues the next round: a
+/// round stays well within the function's time.
+pub const MERGE_STEPS_PER_ROUND: usize = 40;
+
+/// Handles one job of the inbound queue: a customer's message, or a round of a merge.
+pub async fn handle_job(deps: &Deps, job: InboundJob) -> Result<()> {
+    match job {
+        InboundJob::Message(message) => handle(deps, *message).await,
+        InboundJob::Merge(job) => merge_round(deps, job).await,
+    }
+}
+
+/// Runs a round of a customer merge, and queues the next when it is not finished. A round
+/// cut short is run again from where the data stands; a finished merge run again changes
+/// nothing.
+async fn merge_round(deps: &Deps, job: MergeJob) -> Result<()> {
+    match flow::run_merge(deps.store.as_ref(), &job.merge, MERGE_STEPS_PER_ROUND).await? {
+        MergeProgress::Done(_) => Ok(()),
+        MergeProgress::Unfinished => {
+            tracing::info!(merge_id = %job.merge.id, round = job.round, "merge goes on");
+            let next = InboundJob::Merge(MergeJob {
+                merge: job.merge,
+                round: job.round + 1,
+            });
+            jobs::send(deps.queue.as_ref(), &next).await
+        }
+    }
 }
 
 /// Handles one inbound message. Safe to repeat: a redelivered message that already has a

@@ -18,5 +18,5 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         rules,
     };
     let dead_letters = aws::DeadLetters::from_env(&wiring.config);
-    run_sqs(&dead_letters, |message| router::handle(&deps, message)).await
+    run_sqs(&dead_letters, |job| router::handle_job(&deps, job)).await
 }

@@ -5,7 +5,7 @@ mod customer;
 mod message;
 mod ticket;
 
-pub use customer::{ChannelIdentity, Customer, Tier};
+pub use customer::{ChannelIdentity, Customer, MergeKind, MergePlan, Tier};
 pub use message::{
     Attachment, ButtonPress, DeliveryStatus, Direction, InboundMessage, Message, MessageKind,
     OutboundMessage, SupervisorNotice,
