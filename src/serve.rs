@@ -263,7 +263,7 @@ where
 const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Removes what has ended, every [`SWEEP_EVERY`] until stopped: locally, what DynamoDB's TTL
-/// does on AWS.
+/// does on AWS. It also queues again the messages a failed queue send left queued.
 fn spawn_sweeper(
     sqlite: &Arc<SqliteStore>,
     stopped: &watch::Receiver<bool>,
@@ -276,6 +276,21 @@ fn spawn_sweeper(
                 Ok(0) => {}
                 Ok(n) => tracing::info!(sessions = n, "ended webchat sessions removed"),
                 Err(e) => tracing::warn!(error = %e, "sweeping ended sessions failed"),
+            }
+            let now = helpdesk_core::domain::now();
+            let grace = helpdesk_core::flow::QUEUED_GRACE_SECS;
+            match helpdesk_core::flow::sweep_queued(
+                sqlite.as_ref(),
+                sqlite.as_ref(),
+                now,
+                grace,
+                100,
+            )
+            .await
+            {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(messages = n, "messages left queued were queued again"),
+                Err(e) => tracing::warn!(error = %e, "sweeping queued messages failed"),
             }
             tokio::select! {
                 _ = tokio::time::sleep(SWEEP_EVERY) => {}

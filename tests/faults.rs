@@ -316,6 +316,9 @@ impl ConversationStore for FaultyStore {
     async fn ticket_messages(&self, ticket_id: &str) -> Result<Vec<Message>> {
         self.inner.ticket_messages(ticket_id).await
     }
+    async fn queued_before(&self, before: DateTime<Utc>, limit: usize) -> Result<Vec<Message>> {
+        self.inner.queued_before(before, limit).await
+    }
     async fn customer_messages(
         &self,
         customer_id: &str,

@@ -597,3 +597,78 @@ async fn a_big_merge_goes_on_as_a_job_and_finishes(w: Wiring) {
     assert_eq!(moved.len(), 250, "{}", w.name);
 }
 both!(a_big_merge_goes_on_as_a_job_and_finishes);
+
+/// An agent's reply without an `Idempotency-Key` whose queue send fails is stored and left
+/// queued (the agent got a 500, and a retry makes a reply of its own): the sweep queues it
+/// again once it is older than the grace period, and leaves alone what is younger, or sent.
+async fn a_message_left_queued_is_queued_again_after_the_grace_period(w: Wiring) {
+    let store = w.store.clone();
+    let c = customer(store.as_ref(), &domain::new_id()).await;
+    let ticket = Ticket::open(
+        domain::NewTicket {
+            customer_id: c.id.clone(),
+            channel: Channel::Telegram,
+            subject: None,
+            description: "发票".into(),
+            priority: domain::Priority::Normal,
+            skill: domain::Skill::Billing,
+        },
+        domain::now(),
+    );
+    store.create_ticket(&ticket).await.unwrap();
+    w.queue.inject(QueueName::Outbound, Fault::Fail);
+    let id = flow::idempotent_id(store.as_ref(), "replies:alice", None, domain::new_id())
+        .await
+        .unwrap();
+    assert!(flow::agent_reply(
+        store.as_ref(),
+        w.queue.as_ref(),
+        &ticket,
+        "alice",
+        "已为您开具".into(),
+        id.clone()
+    )
+    .await
+    .is_err());
+    let left = store.get_message(&id).await.unwrap().unwrap();
+    assert_eq!(left.status, Some(domain::DeliveryStatus::Queued));
+    assert!(w.queue.sent(QueueName::Outbound).is_empty());
+
+    // Within the grace period: left alone (its job may still be on its way).
+    let now = domain::now();
+    let grace = flow::QUEUED_GRACE_SECS;
+    assert_eq!(
+        flow::sweep_queued(store.as_ref(), w.queue.as_ref(), now, grace, 100)
+            .await
+            .unwrap(),
+        0
+    );
+    // Past it: queued again, once a sweep.
+    let later = now + chrono::Duration::seconds(grace + 1);
+    let swept = flow::sweep_queued(store.as_ref(), w.queue.as_ref(), later, grace, 1000)
+        .await
+        .unwrap();
+    assert!(swept >= 1, "{}", w.name);
+    let jobs: Vec<_> = w
+        .queue
+        .sent(QueueName::Outbound)
+        .into_iter()
+        .filter(|j| j["message_id"] == id.as_str())
+        .collect();
+    assert_eq!(jobs.len(), 1, "{}: {jobs:?}", w.name);
+    // Once sent, it is no longer swept.
+    store
+        .set_delivery(&id, domain::DeliveryStatus::Sent, Some("42:1"), None)
+        .await
+        .unwrap();
+    w.queue.forget();
+    flow::sweep_queued(store.as_ref(), w.queue.as_ref(), later, grace, 1000)
+        .await
+        .unwrap();
+    assert!(w
+        .queue
+        .sent(QueueName::Outbound)
+        .iter()
+        .all(|j| j["message_id"] != id.as_str()));
+}
+both!(a_message_left_queued_is_queued_again_after_the_grace_period);

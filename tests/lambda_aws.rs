@@ -1057,3 +1057,66 @@ async fn supervisor_with(
     let event = http_event(method, path, headers, body, Some(("alice", "supervisor")));
     http_answer(&tickets.invoke(event).await.expect("an HTTP answer"))
 }
+
+/// An agent's reply whose queue send failed (the outbound queue is gone for the tickets
+/// function) is stored and left queued; the router's schedule queues it again.
+#[tokio::test]
+async fn the_schedule_queues_again_a_reply_left_queued() {
+    let stack = Stack::new().await;
+    let mut intake = Runtime::start("intake", &stack.env).await;
+    let mut router = Runtime::start("router", &stack.env).await;
+    let (id, _) = ticket_for(&stack, &mut intake, &mut router).await;
+    stack.drain("OUTBOUND_QUEUE_URL").await;
+    let mut broken_env = stack.env.clone();
+    let endpoint = &stack.env["AWS_ENDPOINT_URL"];
+    broken_env.insert(
+        "OUTBOUND_QUEUE_URL".into(),
+        format!("{endpoint}/123456789012/no-such-queue"),
+    );
+    let mut broken = Runtime::start("tickets", &broken_env).await;
+    let (status, _) = supervisor(
+        &mut broken,
+        "POST",
+        &format!("/tickets/{id}/replies"),
+        Some(json!({"text": "我们马上为您处理"})),
+    )
+    .await;
+    assert_eq!(status, 500);
+    let (_, view) = supervisor(&mut broken, "GET", &format!("/tickets/{id}"), None).await;
+    let reply = view["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["kind"] == "agent_reply")
+        .unwrap_or_else(|| panic!("the reply is stored: {view}"))
+        .clone();
+    assert_eq!(reply["status"], "queued");
+    assert_eq!(
+        stack.drain("OUTBOUND_QUEUE_URL").await["Records"],
+        json!([])
+    );
+
+    let mut env = stack.env.clone();
+    env.insert("HELPDESK_QUEUED_GRACE_SECS".into(), "0".into());
+    let mut sweeper = Runtime::start("router", &env).await;
+    let scheduled = json!({"version": "0", "id": "e1", "detail-type": "Scheduled Event",
+        "source": "aws.events", "account": "123456789012", "time": "2026-11-29T17:00:00Z",
+        "region": "us-east-1", "resources": [], "detail": {}});
+    let answer = sweeper.invoke(scheduled).await.unwrap();
+    assert!(
+        answer["queued_again"].as_u64().unwrap_or(0) >= 1,
+        "{answer}"
+    );
+    let queued = stack.drain("OUTBOUND_QUEUE_URL").await;
+    assert!(
+        queued["Records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["body"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(reply["id"].as_str().unwrap())),
+        "{queued}"
+    );
+}

@@ -352,3 +352,34 @@ async fn move_tickets(store: &dyn Store, plan: &MergePlan) -> Result<usize> {
     }
     Ok(moved)
 }
+
+/// How long a message may stay queued before [`sweep_queued`] queues it again: far longer
+/// than a queue takes to deliver, even with retries.
+pub const QUEUED_GRACE_SECS: i64 = 300;
+
+/// Queues again the messages to customers that stayed queued longer than `grace_secs`: a request
+/// without an `Idempotency-Key` whose queue send failed leaves its message stored and
+/// queued, and no retry of that request will send it. Dispatch sends a message only while
+/// it is queued and holds it while sending, so queueing one that is on its way changes
+/// nothing. Returns how many were queued again.
+pub async fn sweep_queued(
+    store: &dyn Store,
+    queue: &dyn Queue,
+    now: chrono::DateTime<chrono::Utc>,
+    grace_secs: i64,
+    limit: usize,
+) -> Result<usize> {
+    let before = now - chrono::Duration::seconds(grace_secs);
+    let stale = store.queued_before(before, limit).await?;
+    for m in &stale {
+        jobs::send(
+            queue,
+            &OutboundMessage::Customer {
+                message_id: m.id.clone(),
+            },
+        )
+        .await?;
+        tracing::warn!(message_id = %m.id, "a message left queued is queued again");
+    }
+    Ok(stale.len())
+}

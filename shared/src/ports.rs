@@ -104,6 +104,9 @@ pub trait ConversationStore: Send + Sync {
     ) -> Result<()>;
     /// A ticket's messages, oldest first, notes included.
     async fn ticket_messages(&self, ticket_id: &str) -> Result<Vec<Message>>;
+    /// Messages to customers still queued that were made before `before`, oldest first, at
+    /// most `limit`: what a failed queue send left behind ([`crate::flow::sweep_queued`]).
+    async fn queued_before(&self, before: DateTime<Utc>, limit: usize) -> Result<Vec<Message>>;
     /// A customer's conversation on one channel, oldest first, after the entry `after`;
     /// internal notes are left out.
     async fn customer_messages(

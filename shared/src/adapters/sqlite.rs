@@ -727,6 +727,20 @@ impl ConversationStore for SqliteStore {
         )
     }
 
+    async fn queued_before(&self, before: DateTime<Utc>, limit: usize) -> Result<Vec<Message>> {
+        let queued: Vec<Message> = Self::query_json(
+            &self.conn(),
+            "SELECT body FROM messages WHERE direction = 'outbound'
+               AND json_extract(body, '$.status') = 'queued' ORDER BY seq",
+            &[],
+        )?;
+        Ok(queued
+            .into_iter()
+            .filter(|m| m.created_at < before)
+            .take(limit)
+            .collect())
+    }
+
     async fn customer_messages(
         &self,
         customer_id: &str,

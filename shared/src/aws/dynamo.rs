@@ -951,6 +951,39 @@ impl ConversationStore for DynamoStore {
         .await
     }
 
+    /// A scan of the messages table for the `queued` flag (set only while a message is
+    /// queued), run by a schedule every few minutes; the flag is sparse, so the scan reads
+    /// the table but returns few items.
+    async fn queued_before(&self, before: DateTime<Utc>, limit: usize) -> Result<Vec<Message>> {
+        let mut queued: Vec<Message> = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.tables.messages)
+                .filter_expression("queued = :t")
+                .expression_attribute_values(":t", AttributeValue::Bool(true))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| db_err("scan", e))?;
+            for item in out.items.unwrap_or_default() {
+                let m: Message = body_of(&item)?;
+                if m.status == Some(DeliveryStatus::Queued) && m.created_at < before {
+                    queued.push(m);
+                }
+            }
+            match out.last_evaluated_key {
+                Some(key) => start = Some(key),
+                None => break,
+            }
+        }
+        queued.sort_by_key(|m| m.created_at);
+        queued.truncate(limit);
+        Ok(queued)
+    }
+
     async fn ticket_messages(&self, ticket_id: &str) -> Result<Vec<Message>> {
         let req = self.query_eq(&self.tables.messages, "by_ticket", "ticket_id", ticket_id);
         let items = self.query_all(req, usize::MAX).await?;
