@@ -193,7 +193,7 @@ pub async fn run(addr: SocketAddr, data_dir: PathBuf) -> Result<()> {
             &stopped,
             move |body| {
                 let d = d.clone();
-                async move { router::handle(&d, decode(&body)?).await }
+                async move { router::handle_job(&d, decode(&body)?).await }
             },
         ));
         let d = auto_reply.clone();
@@ -305,7 +305,7 @@ fn spawn_clock(
 const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Removes what has ended, every [`SWEEP_EVERY`] until stopped: locally, what DynamoDB's TTL
-/// does on AWS.
+/// does on AWS. It also queues again the messages a failed queue send left queued.
 fn spawn_sweeper(
     sqlite: &Arc<SqliteStore>,
     stopped: &watch::Receiver<bool>,
@@ -318,6 +318,21 @@ fn spawn_sweeper(
                 Ok(0) => {}
                 Ok(n) => tracing::info!(sessions = n, "ended webchat sessions removed"),
                 Err(e) => tracing::warn!(error = %e, "sweeping ended sessions failed"),
+            }
+            let now = helpdesk_core::domain::now();
+            let grace = helpdesk_core::flow::QUEUED_GRACE_SECS;
+            match helpdesk_core::flow::sweep_queued(
+                sqlite.as_ref(),
+                sqlite.as_ref(),
+                now,
+                grace,
+                100,
+            )
+            .await
+            {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(messages = n, "messages left queued were queued again"),
+                Err(e) => tracing::warn!(error = %e, "sweeping queued messages failed"),
             }
             tokio::select! {
                 _ = tokio::time::sleep(SWEEP_EVERY) => {}

@@ -278,6 +278,7 @@ async fn dynamodb() -> Wiring {
         name: "dynamodb",
         store: Arc::new(store),
         queue: sqlite.queue,
+        sqs: None,
     }
 }
 

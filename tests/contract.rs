@@ -187,3 +187,113 @@ async fn one_sender_claims_a_queued_message(w: Wiring) {
     );
 }
 both!(one_sender_claims_a_queued_message);
+
+/// A merge the core planned, run in rounds of one step as if the process died after every
+/// step, on each adapter: everything of the customer that goes ends with the customer that
+/// stays (identities, 60 conversation entries, 3 tickets through the ticket path, a webchat
+/// session), the rounds add up to more than one, and a merge run again changes nothing.
+async fn a_merge_cut_after_every_step_resumes_and_a_repeat_changes_nothing(w: Wiring) {
+    use helpdesk_core::flow::{run_merge, MergeProgress};
+    let s = w.store.as_ref();
+    let tg = ChannelIdentity {
+        channel: Channel::Telegram,
+        external_id: format!("tg{}", new_id()),
+    };
+    let wa = ChannelIdentity {
+        channel: Channel::Whatsapp,
+        external_id: format!("wa{}", new_id()),
+    };
+    let into = s.resolve_customer(&tg, Some("王芳"), None).await.unwrap();
+    let from = s.resolve_customer(&wa, None, Some("zh")).await.unwrap();
+    for i in 0..60 {
+        let mut m = Message::outbound(
+            &from.id,
+            Channel::Whatsapp,
+            MessageKind::Text,
+            format!("第 {i} 条"),
+            None,
+        );
+        m.provider_message_id = Some(format!("wamid.{}.{i}", from.id));
+        s.append_message(&m).await.unwrap();
+    }
+    let mut tickets = Vec::new();
+    for _ in 0..3 {
+        let t = ticket(&from.id);
+        s.create_ticket(&t).await.unwrap();
+        tickets.push(t);
+    }
+    s.create_session(&helpdesk_core::ports::WebchatSession {
+        id: new_id(),
+        token_hash: format!("h{}", new_id()),
+        customer_id: from.id.clone(),
+        created_at: now(),
+        name: None,
+        locale: None,
+        expires_at: None,
+    })
+    .await
+    .unwrap();
+
+    let plan = MergePlan::new(&into.id, &from.id, "alice");
+    let mut rounds = 0;
+    let merged = loop {
+        rounds += 1;
+        assert!(rounds < 100, "{}: the merge never finished", w.name);
+        match run_merge(s, &plan, 1).await.unwrap() {
+            MergeProgress::Done(c) => break c,
+            MergeProgress::Unfinished => {}
+        }
+    };
+    // Identities, sessions, 3 pages of messages, tickets: a round each, then the last.
+    assert_eq!(rounds, 7, "{}", w.name);
+    assert_eq!(merged.identities.len(), 2, "{}", w.name);
+    assert_eq!(merged.name.as_deref(), Some("王芳"));
+    assert_eq!(merged.locale.as_deref(), Some("zh"));
+    assert!(s.get_customer(&from.id).await.unwrap().is_none());
+    assert_eq!(
+        s.resolve_customer(&wa, None, None).await.unwrap().id,
+        into.id
+    );
+    let moved = s
+        .customer_messages(&into.id, Channel::Whatsapp, None, 100)
+        .await
+        .unwrap();
+    assert_eq!(moved.len(), 60, "{}", w.name);
+    for t in &tickets {
+        let stored = s.get_ticket(&t.id).await.unwrap().unwrap();
+        assert_eq!(
+            (stored.customer_id.as_str(), stored.version),
+            (into.id.as_str(), t.version + 1),
+            "{}: moved once, through the ticket path",
+            w.name
+        );
+    }
+
+    // Run again, whole or in rounds: nothing changes.
+    assert_eq!(
+        run_merge(s, &plan, usize::MAX).await.unwrap(),
+        MergeProgress::Done(merged.clone())
+    );
+    for t in &tickets {
+        assert_eq!(
+            s.get_ticket(&t.id).await.unwrap().unwrap().version,
+            t.version + 1
+        );
+    }
+    // A customer is not merged into itself, nor into one that is not there.
+    let e = run_merge(s, &MergePlan::new(&into.id, &into.id, "alice"), 10)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind.status(), 422);
+    let e = run_merge(s, &MergePlan::new("nobody", &into.id, "alice"), 10)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind.status(), 404);
+    assert_eq!(
+        s.get_customer(&into.id).await.unwrap().unwrap(),
+        merged,
+        "{}: untouched",
+        w.name
+    );
+}
+both!(a_merge_cut_after_every_step_resumes_and_a_repeat_changes_nothing);

@@ -538,3 +538,148 @@ async fn a_split_telegram_text_resends_only_its_unsent_parts(w: Wiring) {
     assert_eq!(fake.sent().len(), 3);
 }
 both!(a_split_telegram_text_resends_only_its_unsent_parts);
+
+/// A merge too big for one request: `POST /customers/{id}/merge` answers 202 with the
+/// merge's id and queues its first round; the router runs the rounds, each queueing the
+/// next, and a round delivered twice changes nothing. In the end everything of the customer
+/// that went is with the one that stays.
+async fn a_big_merge_goes_on_as_a_job_and_finishes(w: Wiring) {
+    use helpdesk_core::jobs::{decode, InboundJob};
+    let store = w.store.clone();
+    let into = customer(store.as_ref(), &domain::new_id()).await;
+    let from = customer(store.as_ref(), &domain::new_id()).await;
+    // Ten pages of conversation: more than a request moves.
+    for i in 0..250 {
+        let m = Message::inbound(
+            &telegram_message(&from.identities[0].external_id, &format!("消息 {i}")),
+            &from.id,
+        );
+        store.append_message(&m).await.unwrap();
+    }
+    let deps = Arc::new(tickets::Deps {
+        store: store.clone(),
+        queue: w.queue.clone(),
+        knowledge: Arc::new(helpdesk_core::adapters::TantivyIndex::in_memory().unwrap()),
+        agents: tickets::Agents::parse(Some("admin-token"), None).unwrap(),
+        threshold: 0.5,
+        auto_assign: false,
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, tickets::router(deps)).await.unwrap() });
+    let answer = reqwest::Client::new()
+        .post(format!("{base}/customers/{}/merge", into.id))
+        .bearer_auth("admin-token")
+        .json(&serde_json::json!({"from": from.id}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 202, "{}", w.name);
+    let body: serde_json::Value = answer.json().await.unwrap();
+    let merge_id = body["merge_id"].as_str().unwrap().to_string();
+    assert_eq!(body["status"], "running");
+
+    let deps = router(&w);
+    let mut rounds = 0;
+    loop {
+        let queued = w.queue.sent(QueueName::Inbound);
+        w.queue.forget();
+        let Some(job) = queued.last() else { break };
+        assert_eq!(job["merge"]["id"], merge_id.as_str());
+        rounds += 1;
+        assert!(rounds < 20, "{}: the merge never finished", w.name);
+        let job: InboundJob = decode(&job.to_string()).unwrap();
+        // Delivered twice: the second copy goes on from where the first left it.
+        router::handle_job(&deps, job.clone()).await.unwrap();
+        router::handle_job(&deps, job).await.unwrap();
+    }
+    assert!(rounds >= 1);
+    assert!(
+        store.get_customer(&from.id).await.unwrap().is_none(),
+        "{}",
+        w.name
+    );
+    let merged = store.get_customer(&into.id).await.unwrap().unwrap();
+    assert_eq!(merged.identities.len(), 2);
+    let moved = store
+        .customer_messages(&into.id, Channel::Telegram, None, 500)
+        .await
+        .unwrap();
+    assert_eq!(moved.len(), 250, "{}", w.name);
+}
+both!(a_big_merge_goes_on_as_a_job_and_finishes);
+
+/// An agent's reply without an `Idempotency-Key` whose queue send fails is stored and left
+/// queued (the agent got a 500, and a retry makes a reply of its own): the sweep queues it
+/// again once it is older than the grace period, and leaves alone what is younger, or sent.
+async fn a_message_left_queued_is_queued_again_after_the_grace_period(w: Wiring) {
+    let store = w.store.clone();
+    let c = customer(store.as_ref(), &domain::new_id()).await;
+    let ticket = Ticket::open(
+        domain::NewTicket {
+            customer_id: c.id.clone(),
+            channel: Channel::Telegram,
+            subject: None,
+            description: "发票".into(),
+            priority: domain::Priority::Normal,
+            skill: domain::Skill::Billing,
+        },
+        domain::now(),
+    );
+    store.create_ticket(&ticket).await.unwrap();
+    w.queue.inject(QueueName::Outbound, Fault::Fail);
+    let id = flow::idempotent_id(store.as_ref(), "replies:alice", None, domain::new_id())
+        .await
+        .unwrap();
+    assert!(flow::agent_reply(
+        store.as_ref(),
+        w.queue.as_ref(),
+        &ticket,
+        "alice",
+        "已为您开具".into(),
+        id.clone()
+    )
+    .await
+    .is_err());
+    let left = store.get_message(&id).await.unwrap().unwrap();
+    assert_eq!(left.status, Some(domain::DeliveryStatus::Queued));
+    assert!(w.queue.sent(QueueName::Outbound).is_empty());
+
+    // Within the grace period: left alone (its job may still be on its way).
+    let now = domain::now();
+    let grace = flow::QUEUED_GRACE_SECS;
+    assert_eq!(
+        flow::sweep_queued(store.as_ref(), w.queue.as_ref(), now, grace, 100)
+            .await
+            .unwrap(),
+        0
+    );
+    // Past it: queued again, once a sweep.
+    let later = now + chrono::Duration::seconds(grace + 1);
+    let swept = flow::sweep_queued(store.as_ref(), w.queue.as_ref(), later, grace, 1000)
+        .await
+        .unwrap();
+    assert!(swept >= 1, "{}", w.name);
+    let jobs: Vec<_> = w
+        .queue
+        .sent(QueueName::Outbound)
+        .into_iter()
+        .filter(|j| j["message_id"] == id.as_str())
+        .collect();
+    assert_eq!(jobs.len(), 1, "{}: {jobs:?}", w.name);
+    // Once sent, it is no longer swept.
+    store
+        .set_delivery(&id, domain::DeliveryStatus::Sent, Some("42:1"), None)
+        .await
+        .unwrap();
+    w.queue.forget();
+    flow::sweep_queued(store.as_ref(), w.queue.as_ref(), later, grace, 1000)
+        .await
+        .unwrap();
+    assert!(w
+        .queue
+        .sent(QueueName::Outbound)
+        .iter()
+        .all(|j| j["message_id"] != id.as_str()));
+}
+both!(a_message_left_queued_is_queued_again_after_the_grace_period);

@@ -776,3 +776,388 @@ async fn the_intake_function_limits_sessions_per_source_address_on_dynamodb() {
     let day = helpdesk_core::domain::now().timestamp() + 24 * 3600;
     assert!((expires - day).abs() < 60, "{expires}");
 }
+
+/// A visitor's session on the intake function: its bearer header and customer id.
+async fn session(intake: &mut Runtime) -> (String, String) {
+    let (status, session) = http_answer(
+        &intake
+            .invoke(http_event(
+                "POST",
+                "/webchat/sessions",
+                &[],
+                Some(json!({"locale": "zh-CN"})),
+                None,
+            ))
+            .await
+            .expect("an HTTP answer"),
+    );
+    assert_eq!(status, 201, "{session}");
+    (
+        format!("Bearer {}", session["token"].as_str().unwrap()),
+        session["customer_id"].as_str().unwrap().to_string(),
+    )
+}
+
+async fn say(intake: &mut Runtime, auth: &str, text: &str, client_id: &str) {
+    let answer = intake
+        .invoke(http_event(
+            "POST",
+            "/webchat/messages",
+            &[("authorization", auth)],
+            Some(json!({"text": text, "client_message_id": client_id})),
+            None,
+        ))
+        .await
+        .expect("an HTTP answer");
+    assert_eq!(http_answer(&answer).0, 202, "{answer}");
+}
+
+fn failed_ids(answer: &Value) -> Vec<String> {
+    answer["batchItemFailures"]
+        .as_array()
+        .unwrap_or_else(|| panic!("a batch answer: {answer}"))
+        .iter()
+        .map(|f| f["itemIdentifier"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The same auto-reply batch, handled at once by two instances of the function (the queue
+/// is a standard one, and SQS delivers twice), then delivered a third time with a record
+/// whose message is not stored yet: the customer's two hand-offs make one ticket with one
+/// hand-off message, the redelivery changes nothing, and the batch answer names only the
+/// record that failed.
+#[tokio::test]
+async fn redelivered_auto_reply_batches_make_one_ticket_and_report_only_the_failed_record() {
+    use helpdesk_core::aws::DynamoStore;
+    use helpdesk_core::domain::MessageKind;
+    use helpdesk_core::ports::{ConversationStore, TicketStore};
+    let stack = Stack::new().await;
+    let mut intake = Runtime::start("intake", &stack.env).await;
+    let mut router = Runtime::start("router", &stack.env).await;
+    let mut first = Runtime::start("auto-reply", &stack.env).await;
+    let mut second = Runtime::start("auto-reply", &stack.env).await;
+    let (auth, customer) = session(&mut intake).await;
+    // The knowledge base is empty: auto-reply hands both messages to an agent.
+    say(&mut intake, &auth, "请问一下你们的营业时间", "a").await;
+    say(&mut intake, &auth, "还有一个问题想咨询", "b").await;
+    let answer = router
+        .invoke(stack.drain("INBOUND_QUEUE_URL").await)
+        .await
+        .unwrap();
+    assert_eq!(failed_ids(&answer), Vec::<String>::new());
+    let batch = stack.drain("AUTO_REPLY_QUEUE_URL").await;
+    assert_eq!(batch["Records"].as_array().unwrap().len(), 2, "{batch}");
+
+    let (a, b) = tokio::join!(first.invoke(batch.clone()), second.invoke(batch.clone()));
+    let ids: Vec<&str> = batch["Records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["messageId"].as_str().unwrap())
+        .collect();
+    for answer in [a.unwrap(), b.unwrap()] {
+        // A copy that lost a race may be reported, to come again; nothing else is.
+        for id in failed_ids(&answer) {
+            assert!(ids.contains(&id.as_str()), "{answer}");
+        }
+    }
+
+    // The third delivery, with a record for a message not stored yet: only it is reported.
+    let mut again = batch.clone();
+    let missing = json!({"message_id": "not-stored-yet", "customer_id": customer,
+        "skill": "general", "priority": "normal"});
+    again["Records"].as_array_mut().unwrap().insert(
+        1,
+        json!({"messageId": "missing-1", "body": missing.to_string(), "attributes": {}}),
+    );
+    let answer = first.invoke(again).await.unwrap();
+    assert_eq!(failed_ids(&answer), ["missing-1"], "{answer}");
+
+    let store = DynamoStore::new(&stack.config, stack.tables.clone());
+    let ticket = store
+        .active_ticket_for(&customer)
+        .await
+        .unwrap()
+        .expect("a ticket");
+    let page = store
+        .list_tickets(
+            &helpdesk_core::domain::TicketFilter {
+                customer_id: Some(customer.clone()),
+                ..Default::default()
+            },
+            10,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 1, "one ticket: {:?}", page.items);
+    let on_ticket = store.ticket_messages(&ticket.id).await.unwrap();
+    let count = |kind: MessageKind| on_ticket.iter().filter(|m| m.kind == kind).count();
+    assert_eq!(count(MessageKind::Text), 2, "{on_ticket:?}");
+    assert_eq!(count(MessageKind::Handoff), 1, "{on_ticket:?}");
+    // However often it was queued, one hand-off message is queued for dispatch.
+    let outbound = stack.drain("OUTBOUND_QUEUE_URL").await;
+    let queued: std::collections::HashSet<String> = outbound["Records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["body"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    first.stop().await;
+    second.stop().await;
+}
+
+/// A ticket made by a customer's hand-off words, through intake and the router.
+async fn ticket_for(stack: &Stack, intake: &mut Runtime, router: &mut Runtime) -> (String, String) {
+    let (auth, customer) = session(intake).await;
+    say(intake, &auth, "我要投诉，转人工", "complaint").await;
+    let answer = router
+        .invoke(stack.drain("INBOUND_QUEUE_URL").await)
+        .await
+        .unwrap();
+    assert_eq!(failed_ids(&answer), Vec::<String>::new());
+    let store = helpdesk_core::aws::DynamoStore::new(&stack.config, stack.tables.clone());
+    let ticket = helpdesk_core::ports::TicketStore::active_ticket_for(&store, &customer)
+        .await
+        .unwrap()
+        .expect("the router opened a ticket");
+    (ticket.id, customer)
+}
+
+/// The ticket's version, from the ETag of `GET /tickets/{id}`.
+async fn version_of(tickets: &mut Runtime, id: &str) -> String {
+    let answer = tickets
+        .invoke(http_event(
+            "GET",
+            &format!("/tickets/{id}"),
+            &[],
+            None,
+            Some(("alice", "supervisor")),
+        ))
+        .await
+        .unwrap();
+    answer["headers"]["etag"]
+        .as_str()
+        .unwrap()
+        .trim_matches('"')
+        .to_string()
+}
+
+/// The survey function queues the survey, and the mark after it never happens (the queue
+/// is gone): the batch answer names the close's record alone. The customer rates; the
+/// stream delivers the records again, twice: the survey is marked sent and the rating and
+/// comment stay.
+#[tokio::test]
+async fn a_redelivered_close_never_erases_the_rating_given_in_between() {
+    let stack = Stack::new().await;
+    let mut intake = Runtime::start("intake", &stack.env).await;
+    let mut router = Runtime::start("router", &stack.env).await;
+    let mut tickets = Runtime::start("tickets", &stack.env).await;
+    let mut broken_env = stack.env.clone();
+    let endpoint = &stack.env["AWS_ENDPOINT_URL"];
+    broken_env.insert(
+        "OUTBOUND_QUEUE_URL".into(),
+        format!("{endpoint}/123456789012/no-such-queue"),
+    );
+    let mut broken = Runtime::start("survey", &broken_env).await;
+    let mut survey = Runtime::start("survey", &stack.env).await;
+    let (id, _) = ticket_for(&stack, &mut intake, &mut router).await;
+    let version = version_of(&mut tickets, &id).await;
+    let (status, closed) = supervisor_with(
+        &mut tickets,
+        "PATCH",
+        &format!("/tickets/{id}"),
+        &[("if-match", &version)],
+        Some(json!({"status": "closed"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{closed}");
+
+    let stream = stack.stream_event().await;
+    let records = stream["Records"].as_array().unwrap();
+    let close = records
+        .iter()
+        .find(|r| {
+            r["dynamodb"]["NewImage"]["body"]["S"]
+                .as_str()
+                .is_some_and(|b| b.contains("\"status\":\"closed\""))
+        })
+        .expect("the close is on the stream");
+    let answer = broken.invoke(stream.clone()).await.unwrap();
+    assert_eq!(
+        failed_ids(&answer),
+        [close["dynamodb"]["SequenceNumber"].as_str().unwrap()],
+        "{answer}"
+    );
+
+    // The survey message was stored before its send failed: its link is the customer's.
+    let (_, view) = supervisor(&mut tickets, "GET", &format!("/tickets/{id}"), None).await;
+    let link = view["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["kind"] == "survey")
+        .and_then(|m| m["link"].as_str())
+        .unwrap_or_else(|| panic!("a survey message with its link: {view}"))
+        .to_string();
+    let path = link.trim_start_matches("https://help.example.com");
+    let (status, _) = http_answer(
+        &tickets
+            .invoke(http_event(
+                "POST",
+                path,
+                &[],
+                Some(json!({"rating": 5, "comment": "很满意"})),
+                None,
+            ))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(status, 200);
+
+    for _ in 0..2 {
+        let answer = survey.invoke(stream.clone()).await.unwrap();
+        assert_eq!(failed_ids(&answer), Vec::<String>::new(), "{answer}");
+    }
+    let (_, view) = supervisor(&mut tickets, "GET", &format!("/tickets/{id}"), None).await;
+    let survey_record = &view["ticket"]["survey"];
+    assert!(survey_record["sent_at"].is_string(), "{view}");
+    assert_eq!(survey_record["rating"], 5, "{view}");
+    assert_eq!(survey_record["comment"], "很满意", "{view}");
+    let surveys = view["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["kind"] == "survey")
+        .count();
+    assert_eq!(surveys, 1, "{view}");
+    broken.stop().await;
+    survey.stop().await;
+}
+
+/// The tickets function saves an escalation and queues nothing (the process could die
+/// right after): the stream's records, delivered to the change function twice, queue the
+/// notice, and the dispatch function, handed that batch twice, posts it once.
+#[tokio::test]
+async fn a_crash_after_an_escalation_still_notifies_the_supervisor_once() {
+    let stack = Stack::new().await;
+    let webhook = common::FakeWebhook::start().await;
+    let mut env = stack.env.clone();
+    env.insert("SUPERVISOR_WEBHOOK_URL".into(), webhook.url.clone());
+    let mut intake = Runtime::start("intake", &env).await;
+    let mut router = Runtime::start("router", &env).await;
+    let mut tickets = Runtime::start("tickets", &env).await;
+    let mut changes = Runtime::start("survey", &env).await;
+    let mut dispatch = Runtime::start("dispatch", &env).await;
+    let (id, _) = ticket_for(&stack, &mut intake, &mut router).await;
+    // The hand-off is on its way; what follows is the escalation's alone.
+    stack.drain("OUTBOUND_QUEUE_URL").await;
+    let (status, body) = supervisor(
+        &mut tickets,
+        "POST",
+        &format!("/tickets/{id}/escalate"),
+        Some(json!({"reason": "客户要求退款并投诉"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let queued = stack.drain("OUTBOUND_QUEUE_URL").await;
+    assert_eq!(
+        queued["Records"],
+        json!([]),
+        "the route queues nothing itself"
+    );
+
+    let stream = stack.stream_event().await;
+    for _ in 0..2 {
+        let answer = changes.invoke(stream.clone()).await.unwrap();
+        assert_eq!(failed_ids(&answer), Vec::<String>::new(), "{answer}");
+    }
+    let notices = stack.drain("OUTBOUND_QUEUE_URL").await;
+    let records = notices["Records"].as_array().unwrap();
+    assert!(!records.is_empty(), "the change feed queued the notice");
+    for _ in 0..2 {
+        let answer = dispatch.invoke(notices.clone()).await.unwrap();
+        assert_eq!(failed_ids(&answer), Vec::<String>::new(), "{answer}");
+    }
+    // Dispatch answers once the webhook answered: what it posted is there now.
+    let posted = webhook.received.lock().unwrap().clone();
+    assert_eq!(posted.len(), 1, "posted once: {posted:?}");
+    assert_eq!(posted[0]["ticket_id"], id.as_str());
+    assert_eq!(posted[0]["reason"], "客户要求退款并投诉");
+}
+
+/// A supervisor's call to the tickets function, with headers.
+async fn supervisor_with(
+    tickets: &mut Runtime,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<Value>,
+) -> (u16, Value) {
+    let event = http_event(method, path, headers, body, Some(("alice", "supervisor")));
+    http_answer(&tickets.invoke(event).await.expect("an HTTP answer"))
+}
+
+/// An agent's reply whose queue send failed (the outbound queue is gone for the tickets
+/// function) is stored and left queued; the router's schedule queues it again.
+#[tokio::test]
+async fn the_schedule_queues_again_a_reply_left_queued() {
+    let stack = Stack::new().await;
+    let mut intake = Runtime::start("intake", &stack.env).await;
+    let mut router = Runtime::start("router", &stack.env).await;
+    let (id, _) = ticket_for(&stack, &mut intake, &mut router).await;
+    stack.drain("OUTBOUND_QUEUE_URL").await;
+    let mut broken_env = stack.env.clone();
+    let endpoint = &stack.env["AWS_ENDPOINT_URL"];
+    broken_env.insert(
+        "OUTBOUND_QUEUE_URL".into(),
+        format!("{endpoint}/123456789012/no-such-queue"),
+    );
+    let mut broken = Runtime::start("tickets", &broken_env).await;
+    let (status, _) = supervisor(
+        &mut broken,
+        "POST",
+        &format!("/tickets/{id}/replies"),
+        Some(json!({"text": "我们马上为您处理"})),
+    )
+    .await;
+    assert_eq!(status, 500);
+    let (_, view) = supervisor(&mut broken, "GET", &format!("/tickets/{id}"), None).await;
+    let reply = view["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["kind"] == "agent_reply")
+        .unwrap_or_else(|| panic!("the reply is stored: {view}"))
+        .clone();
+    assert_eq!(reply["status"], "queued");
+    assert_eq!(
+        stack.drain("OUTBOUND_QUEUE_URL").await["Records"],
+        json!([])
+    );
+
+    let mut env = stack.env.clone();
+    env.insert("HELPDESK_QUEUED_GRACE_SECS".into(), "0".into());
+    let mut sweeper = Runtime::start("router", &env).await;
+    let scheduled = json!({"version": "0", "id": "e1", "detail-type": "Scheduled Event",
+        "source": "aws.events", "account": "123456789012", "time": "2026-11-29T17:00:00Z",
+        "region": "us-east-1", "resources": [], "detail": {}});
+    let answer = sweeper.invoke(scheduled).await.unwrap();
+    assert!(
+        answer["queued_again"].as_u64().unwrap_or(0) >= 1,
+        "{answer}"
+    );
+    let queued = stack.drain("OUTBOUND_QUEUE_URL").await;
+    assert!(
+        queued["Records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["body"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(reply["id"].as_str().unwrap())),
+        "{queued}"
+    );
+}

@@ -4,8 +4,8 @@
 //! redeliver.
 
 use crate::domain::{
-    self, Customer, Message, MessageKind, NewTicket, OutboundMessage, Priority, Skill, Suggestion,
-    SupervisorNotice, Ticket,
+    self, Customer, MergeKind, MergePlan, Message, MessageKind, NewTicket, OutboundMessage,
+    Priority, Skill, Suggestion, SupervisorNotice, Ticket, TicketFilter,
 };
 use crate::jobs::{self, TicketChange};
 use crate::ports::{Queue, Store};
@@ -269,4 +269,117 @@ pub async fn join_ticket(store: &dyn Store, ticket: &Ticket, message: &Message) 
     .await?;
     tracing::info!(ticket_id = %ticket.id, message_id = %message.id, "message joined its ticket");
     Ok(ticket)
+}
+
+/// Where a merge stands after [`run_merge`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum MergeProgress {
+    /// Finished: the customer that stays, with everything of the other.
+    Done(Customer),
+    /// The step budget ran out first; running the plan again goes on from where it is.
+    Unfinished,
+}
+
+/// Runs a merge plan for at most `budget` steps that move something, each moving at most
+/// [`MergePlan::PAGE`] things (see [`MergeKind`] for the order). Safe to cut short and to
+/// repeat: a step moves only what still belongs to `plan.from`, and a plan whose `from`
+/// is gone is finished. Not found when `plan.into` is unknown.
+pub async fn run_merge(
+    store: &dyn Store,
+    plan: &MergePlan,
+    budget: usize,
+) -> Result<MergeProgress> {
+    if plan.into == plan.from {
+        return Err(Error::unprocessable(
+            "invalid_merge",
+            "a customer cannot be merged into itself",
+        ));
+    }
+    // Nothing moves towards a customer that is not there.
+    if store.get_customer(&plan.into).await?.is_none() {
+        return Err(Error::not_found("customer", &plan.into));
+    }
+    // A step that finds nothing left to move costs a read, and does not count.
+    let mut spent = 0;
+    for kind in MergePlan::ORDER {
+        loop {
+            if spent >= budget {
+                return Ok(MergeProgress::Unfinished);
+            }
+            let moved = match kind {
+                MergeKind::Tickets => move_tickets(store, plan).await?,
+                _ => store.merge_step(plan, kind, MergePlan::PAGE).await?,
+            };
+            if moved == 0 {
+                break;
+            }
+            spent += 1;
+        }
+    }
+    let into = store
+        .get_customer(&plan.into)
+        .await?
+        .ok_or_else(|| Error::not_found("customer", &plan.into))?;
+    let Some(from) = store.get_customer(&plan.from).await? else {
+        return Ok(MergeProgress::Done(into));
+    };
+    let merged = plan.merged(into, from);
+    store.finish_merge(&merged, &plan.from).await?;
+    tracing::info!(merge_id = %plan.id, into = %plan.into, from = %plan.from, by = %plan.by, "customers merged");
+    Ok(MergeProgress::Done(merged))
+}
+
+/// Moves a page of `plan.from`'s tickets to `plan.into` through the ticket path: the
+/// version moves (an agent's stale copy cannot put the old customer back) and the change
+/// feed sees it. Returns how many moved.
+async fn move_tickets(store: &dyn Store, plan: &MergePlan) -> Result<usize> {
+    let filter = TicketFilter {
+        customer_id: Some(plan.from.clone()),
+        ..Default::default()
+    };
+    let page = store.list_tickets(&filter, MergePlan::PAGE, None).await?;
+    let mut moved = 0;
+    for ticket in page.items {
+        let (_, changed) = update_ticket(store, &ticket.id, |t| {
+            if t.customer_id != plan.from {
+                return Ok(false);
+            }
+            t.move_to_customer(&plan.into, domain::now());
+            Ok(true)
+        })
+        .await?;
+        moved += usize::from(changed);
+    }
+    Ok(moved)
+}
+
+/// How long a message may stay queued before [`sweep_queued`] queues it again: far longer
+/// than a queue takes to deliver, even with retries.
+pub const QUEUED_GRACE_SECS: i64 = 300;
+
+/// Queues again the messages to customers that stayed queued longer than `grace_secs`: a request
+/// without an `Idempotency-Key` whose queue send failed leaves its message stored and
+/// queued, and no retry of that request will send it. Dispatch sends a message only while
+/// it is queued and holds it while sending, so queueing one that is on its way changes
+/// nothing. Returns how many were queued again.
+pub async fn sweep_queued(
+    store: &dyn Store,
+    queue: &dyn Queue,
+    now: chrono::DateTime<chrono::Utc>,
+    grace_secs: i64,
+    limit: usize,
+) -> Result<usize> {
+    let before = now - chrono::Duration::seconds(grace_secs);
+    let stale = store.queued_before(before, limit).await?;
+    for m in &stale {
+        jobs::send(
+            queue,
+            &OutboundMessage::Customer {
+                message_id: m.id.clone(),
+            },
+        )
+        .await?;
+        tracing::warn!(message_id = %m.id, "a message left queued is queued again");
+    }
+    Ok(stale.len())
 }

@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 pub use crate::domain::{InboundMessage, OutboundMessage};
-use crate::domain::{Priority, Skill, Ticket};
+use crate::domain::{MergePlan, Priority, Skill, Ticket};
 
 /// What auto-reply is asked to do: answer this message, or hand it to an agent with this
 /// skill and priority.
@@ -33,6 +33,40 @@ pub struct AutoReplyJob {
 pub struct TicketChange {
     pub old: Option<Ticket>,
     pub new: Ticket,
+}
+
+/// A customer merge to go on with ([`crate::flow::run_merge`]), round after round: each
+/// round runs a bounded number of steps and, unfinished, queues the next round.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MergeJob {
+    pub merge: MergePlan,
+    pub round: u32,
+}
+
+/// What the inbound queue carries: customers' messages, and merges of customers, which
+/// travel in the group of the customer that stays, so that they and that customer's
+/// messages take turns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum InboundJob {
+    Merge(MergeJob),
+    Message(Box<InboundMessage>),
+}
+
+impl Job for InboundJob {
+    const QUEUE: QueueName = QueueName::Inbound;
+    fn group(&self) -> Option<String> {
+        match self {
+            InboundJob::Merge(job) => Some(job.merge.into.clone()),
+            InboundJob::Message(m) => m.group(),
+        }
+    }
+    fn dedup_id(&self) -> Option<String> {
+        match self {
+            InboundJob::Merge(job) => Some(format!("{}:{}", job.merge.id, job.round)),
+            InboundJob::Message(m) => m.dedup_id(),
+        }
+    }
 }
 
 /// A job that crosses a queue.
@@ -190,6 +224,33 @@ mod tests {
             again.id(),
             notice.id(),
             "a second escalation is a second notice"
+        );
+    }
+
+    #[test]
+    fn the_inbound_queue_carries_messages_and_merges() {
+        let message = InboundMessage::text(
+            Channel::Whatsapp,
+            "8613800000000".into(),
+            "你好".into(),
+            crate::domain::now(),
+        );
+        let body = serde_json::to_string(&message).unwrap();
+        assert_eq!(
+            decode::<InboundJob>(&body).unwrap(),
+            InboundJob::Message(Box::new(message))
+        );
+        let job = MergeJob {
+            merge: MergePlan::new("c1", "c2", "alice"),
+            round: 3,
+        };
+        let decoded: InboundJob = decode(&serde_json::to_string(&job).unwrap()).unwrap();
+        assert_eq!(decoded.group().as_deref(), Some("c1"));
+        assert_eq!(decoded.dedup_id(), Some(format!("{}:3", job.merge.id)));
+        assert_eq!(decoded, InboundJob::Merge(job));
+        assert_eq!(
+            disposition(&decode::<InboundJob>("{\"merge\": 1}").unwrap_err()),
+            Disposition::DeadLetter
         );
     }
 

@@ -2,7 +2,8 @@
 //! and one for the local program; handlers see only these.
 
 use crate::domain::{
-    AgentProfile, Channel, ChannelIdentity, Customer, DeliveryStatus, Message, Ticket, TicketFilter,
+    AgentProfile, Channel, ChannelIdentity, Customer, DeliveryStatus, MergeKind, MergePlan,
+    Message, Ticket, TicketFilter,
 };
 use crate::knowledge::{Article, Hit};
 use crate::Result;
@@ -130,10 +131,14 @@ pub trait CustomerStore: Send + Sync {
         locale: Option<&str>,
     ) -> Result<Customer>;
     async fn get_customer(&self, id: &str) -> Result<Option<Customer>>;
-    /// Moves everything of customer `from` (channel identities, conversation entries,
-    /// tickets, webchat sessions) to customer `into`, and removes `from`. Returns `into`
-    /// with all the identities. Not found when either is unknown.
-    async fn merge_customers(&self, into: &str, from: &str) -> Result<Customer>;
+    /// One step of a merge the core planned ([`crate::flow::run_merge`]): moves at most
+    /// `limit` of the things of `kind` that still belong to `plan.from` over to `plan.into`,
+    /// and returns how many it moved; 0 once none are left. Tickets are not the store's to
+    /// move: they change through the ticket path.
+    async fn merge_step(&self, plan: &MergePlan, kind: MergeKind, limit: usize) -> Result<usize>;
+    /// The last step of a merge: saves `merged` (the customer that stays) and removes
+    /// customer `from`.
+    async fn finish_merge(&self, merged: &Customer, from: &str) -> Result<()>;
 }
 
 #[async_trait]
@@ -193,6 +198,10 @@ pub trait ConversationStore: Send + Sync {
         };
         Ok(message_page(all[..end].to_vec(), limit))
     }
+
+    /// Messages to customers still queued that were made before `before`, oldest first, at
+    /// most `limit`: what a failed queue send left behind ([`crate::flow::sweep_queued`]).
+    async fn queued_before(&self, before: DateTime<Utc>, limit: usize) -> Result<Vec<Message>>;
     /// A customer's conversation on one channel, oldest first, after the entry `after`;
     /// internal notes are left out.
     async fn customer_messages(

@@ -4,6 +4,7 @@
 use aws_sdk_dynamodb::config::{Credentials, Region};
 use helpdesk_core::aws::{schema, DynamoStore, QueueUrls, SqsQueue, Tables};
 use helpdesk_core::domain::*;
+use helpdesk_core::flow::{run_merge, MergeProgress};
 use helpdesk_core::ports::*;
 
 async fn emulator() -> aws_config::SdkConfig {
@@ -478,7 +479,10 @@ async fn merging_customers_moves_everything_and_receipts_find_their_message() {
     .await
     .unwrap();
 
-    let merged = s.merge_customers(&web.id, &tg.id).await.unwrap();
+    let plan = MergePlan::new(&web.id, &tg.id, "alice");
+    let MergeProgress::Done(merged) = run_merge(&s, &plan, usize::MAX).await.unwrap() else {
+        panic!("an unbounded merge finishes");
+    };
     assert_eq!(merged.identities.len(), 2);
     assert_eq!(merged.name.as_deref(), Some("王芳"));
     assert_eq!(merged.locale.as_deref(), Some("zh"));
@@ -518,8 +522,13 @@ async fn merging_customers_moves_everything_and_receipts_find_their_message() {
             .customer_id,
         web.id
     );
+    // A repeat changes nothing; nothing moves towards a customer that is not there.
     assert_eq!(
-        s.merge_customers(&web.id, "nobody")
+        run_merge(&s, &plan, usize::MAX).await.unwrap(),
+        MergeProgress::Done(merged)
+    );
+    assert_eq!(
+        run_merge(&s, &MergePlan::new("nobody", &web.id, "alice"), usize::MAX)
             .await
             .unwrap_err()
             .kind

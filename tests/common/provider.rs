@@ -18,6 +18,8 @@ pub enum Plan {
     Ok,
     Fail(u16, Value),
     Hang(Duration),
+    /// Takes the message (it is recorded as sent), then answers nothing for this long.
+    TakeThenHang(Duration),
 }
 
 #[derive(Clone, Debug)]
@@ -36,6 +38,19 @@ struct Inner {
     last_by_chat: HashMap<String, Instant>,
     throttled: usize,
     next_id: u64,
+    /// Random failures of sends with no plan: the share of them, how long a hang lasts, and
+    /// how many were failed, by kind.
+    random: Option<(f64, Duration)>,
+    faults: RandomFaults,
+}
+
+/// What the fake's random failures did (see [`FakeProvider::fail_at_random`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RandomFaults {
+    pub server_errors: usize,
+    pub throttled: usize,
+    /// Taken, and then no answer: the desk cannot tell whether it was delivered.
+    pub hung: usize,
 }
 
 #[derive(Clone)]
@@ -72,13 +87,62 @@ async fn handle(
             }
             i.last_by_chat.insert(chat, now);
         }
-        plan
+        let random = match (&plan, i.random) {
+            (None, Some((rate, hang)))
+                if (path.ends_with("/messages") || path.ends_with("sendMessage"))
+                    && rand::random::<f64>() < rate =>
+            {
+                Some(hang)
+            }
+            _ => None,
+        };
+        match random {
+            Some(hang) => match rand::random_range(0..3u8) {
+                0 => {
+                    i.faults.server_errors += 1;
+                    Some(Plan::Fail(
+                        500,
+                        json!({"error": {"message": "injected: internal error", "code": 1}}),
+                    ))
+                }
+                1 => {
+                    i.faults.throttled += 1;
+                    Some(Plan::Fail(
+                        429,
+                        json!({"ok": false, "error_code": 429,
+                        "description": "Too Many Requests: retry after 1",
+                        "parameters": {"retry_after": 1},
+                        "error": {"message": "injected: rate limit hit", "code": 130429}}),
+                    ))
+                }
+                _ => {
+                    i.faults.hung += 1;
+                    Some(Plan::TakeThenHang(hang))
+                }
+            },
+            None => plan,
+        }
     };
     match plan {
         Some(Plan::Fail(status, body)) => {
             return (StatusCode::from_u16(status).unwrap(), Json(body)).into_response()
         }
         Some(Plan::Ok) => {}
+        Some(Plan::TakeThenHang(d)) => {
+            {
+                let mut i = inner.lock().unwrap();
+                i.next_id += 1;
+                i.sent.push(Sent {
+                    path: format!("/{path}"),
+                    auth: headers
+                        .get("authorization")
+                        .map(|v| v.to_str().unwrap().to_string()),
+                    body,
+                });
+            }
+            tokio::time::sleep(d).await;
+            return StatusCode::GATEWAY_TIMEOUT.into_response();
+        }
         Some(Plan::Hang(d)) => {
             // The desk gives up first; this request is not recorded as delivered.
             tokio::time::sleep(d).await;
@@ -123,6 +187,16 @@ impl FakeProvider {
     /// Failures for the next requests, in order.
     pub fn plan(&self, plans: impl IntoIterator<Item = Plan>) {
         self.inner.lock().unwrap().plans.extend(plans);
+    }
+
+    /// Fails this share of the sends that have no plan, at random: a 500, a 429 with
+    /// `retry_after` 1, or a hang of `hang` after taking the message, a third each.
+    pub fn fail_at_random(&self, rate: f64, hang: Duration) {
+        self.inner.lock().unwrap().random = Some((rate, hang));
+    }
+
+    pub fn random_faults(&self) -> RandomFaults {
+        self.inner.lock().unwrap().faults
     }
 
     pub fn enforce_per_chat_interval(&self, min: Duration) {

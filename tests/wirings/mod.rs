@@ -22,6 +22,8 @@ pub struct Wiring {
     pub name: &'static str,
     pub store: Arc<dyn Store>,
     pub queue: Arc<Recording>,
+    /// The queues on the emulator, for a test that receives from them as Lambda would.
+    pub sqs: Option<(aws_sdk_sqs::Client, QueueUrls)>,
 }
 
 pub fn sqlite() -> Wiring {
@@ -30,6 +32,7 @@ pub fn sqlite() -> Wiring {
         name: "sqlite",
         store: store.clone(),
         queue: Arc::new(Recording::new(store)),
+        sqs: None,
     }
 }
 
@@ -72,18 +75,17 @@ pub async fn dynamodb() -> Wiring {
             .unwrap_or_default();
         urls.push(url);
     }
-    let queue = SqsQueue::new(
-        &config,
-        QueueUrls {
-            inbound: urls[0].clone(),
-            auto_reply: urls[1].clone(),
-            outbound: urls[2].clone(),
-        },
-    );
+    let urls = QueueUrls {
+        inbound: urls[0].clone(),
+        auto_reply: urls[1].clone(),
+        outbound: urls[2].clone(),
+    };
+    let queue = SqsQueue::new(&config, urls.clone());
     Wiring {
         name: "dynamodb",
         store: Arc::new(store),
         queue: Arc::new(Recording::new(Arc::new(queue))),
+        sqs: Some((sqs, urls)),
     }
 }
 

@@ -144,14 +144,14 @@ async fn deliver(deps: &Deps, message_id: &str) -> Result<()> {
     }
     match sender.send(&customer, &message).await {
         Ok(receipt) => {
-            store
-                .set_delivery(
-                    message_id,
-                    receipt.status,
-                    receipt.provider_message_id.as_deref(),
-                    None,
-                )
-                .await
+            record(
+                store,
+                message_id,
+                receipt.status,
+                receipt.provider_message_id.as_deref(),
+                None,
+            )
+            .await
         }
         Err(SendError::Temporary {
             reason,
@@ -170,9 +170,14 @@ async fn deliver(deps: &Deps, message_id: &str) -> Result<()> {
             })
         }
         Err(SendError::Permanent { reason }) => {
-            store
-                .set_delivery(message_id, DeliveryStatus::Failed, None, Some(&reason))
-                .await?;
+            record(
+                store,
+                message_id,
+                DeliveryStatus::Failed,
+                None,
+                Some(&reason),
+            )
+            .await?;
             Err(Error::unprocessable("send_failed", reason))
         }
         // The claim is not given back: a retry would send a second copy of a message the
@@ -182,13 +187,50 @@ async fn deliver(deps: &Deps, message_id: &str) -> Result<()> {
                 "{reason}; the {} provider may have taken it, so it is not sent again",
                 message.channel.as_str()
             );
-            store
-                .set_delivery(message_id, DeliveryStatus::Failed, None, Some(&reason))
-                .await?;
+            record(
+                store,
+                message_id,
+                DeliveryStatus::Failed,
+                None,
+                Some(&reason),
+            )
+            .await?;
             Err(Error::unprocessable("send_outcome_unknown", reason))
         }
     }
 }
+
+/// Records what became of a send, trying again in place while the store fails: until it is
+/// recorded, the message looks unsent, and the next lease would send it again. A store's
+/// hiccup is short; a lease is long.
+async fn record(
+    store: &dyn Store,
+    message_id: &str,
+    status: DeliveryStatus,
+    provider_message_id: Option<&str>,
+    error: Option<&str>,
+) -> Result<()> {
+    let mut delay = std::time::Duration::from_millis(20);
+    let mut tries = 1;
+    loop {
+        match store
+            .set_delivery(message_id, status, provider_message_id, error)
+            .await
+        {
+            Ok(()) => return Ok(()),
+            Err(e) if tries >= RECORD_TRIES => return Err(e),
+            Err(e) => {
+                tracing::warn!(message_id, error = %e, "recording a send failed; trying again");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+                tries += 1;
+            }
+        }
+    }
+}
+
+/// How often the outcome of a send is tried to be recorded before the job fails.
+const RECORD_TRIES: u32 = 6;
 
 /// Posts a notice once per escalation: the notice is recorded as posted right after the
 /// webhook took it, and a notice already recorded is not posted again. Between the two is

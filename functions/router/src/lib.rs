@@ -4,7 +4,8 @@
 
 use helpdesk_core::domain::{self, ChannelIdentity, InboundMessage, Message, MessageKind};
 use helpdesk_core::flow;
-use helpdesk_core::jobs::{self, OutboundMessage};
+use helpdesk_core::flow::MergeProgress;
+use helpdesk_core::jobs::{self, InboundJob, MergeJob, OutboundMessage};
 use helpdesk_core::ports::{Queue, Store};
 use helpdesk_core::rules::{Route, Rules};
 use helpdesk_core::{format, survey_token};
@@ -17,6 +18,35 @@ pub struct Deps {
     pub store: Arc<dyn Store>,
     pub queue: Arc<dyn Queue>,
     pub rules: Rules,
+}
+
+/// How many steps of a customer merge one job runs before it queues the next round: a
+/// round stays well within the function's time.
+pub const MERGE_STEPS_PER_ROUND: usize = 40;
+
+/// Handles one job of the inbound queue: a customer's message, or a round of a merge.
+pub async fn handle_job(deps: &Deps, job: InboundJob) -> Result<()> {
+    match job {
+        InboundJob::Message(message) => handle(deps, *message).await,
+        InboundJob::Merge(job) => merge_round(deps, job).await,
+    }
+}
+
+/// Runs a round of a customer merge, and queues the next when it is not finished. A round
+/// cut short is run again from where the data stands; a finished merge run again changes
+/// nothing.
+async fn merge_round(deps: &Deps, job: MergeJob) -> Result<()> {
+    match flow::run_merge(deps.store.as_ref(), &job.merge, MERGE_STEPS_PER_ROUND).await? {
+        MergeProgress::Done(_) => Ok(()),
+        MergeProgress::Unfinished => {
+            tracing::info!(merge_id = %job.merge.id, round = job.round, "merge goes on");
+            let next = InboundJob::Merge(MergeJob {
+                merge: job.merge,
+                round: job.round + 1,
+            });
+            jobs::send(deps.queue.as_ref(), &next).await
+        }
+    }
 }
 
 /// Handles one inbound message. Safe to repeat: a redelivered message that already has a
@@ -84,6 +114,13 @@ pub async fn handle(deps: &Deps, inbound: InboundMessage) -> Result<()> {
             return flow::resume(store, deps.queue.as_ref(), &customer, &stored).await;
         }
         entry = stored;
+        // A message for auto-reply may have been passed on by the first attempt, and may be
+        // answered already: auto-reply decides its outcome, once, and this copy only passes
+        // it on again. Deciding here too (a ticket opened since) could give it two outcomes.
+        let class = deps.rules.classify(&entry.text, customer.tier);
+        if class.route == Route::AutoReply {
+            return pass_to_auto_reply(deps, &entry, &customer.id, class).await;
+        }
     }
     if let Some(ticket) = store.active_ticket_for(&customer.id).await? {
         flow::settle(store, deps.queue.as_ref(), &customer, &ticket, &entry).await?;
@@ -104,17 +141,24 @@ pub async fn handle(deps: &Deps, inbound: InboundMessage) -> Result<()> {
             )
             .await?;
         }
-        Route::AutoReply => {
-            let job = AutoReplyJob {
-                message_id: entry.id.clone(),
-                customer_id: customer.id.clone(),
-                skill: class.skill,
-                priority: class.priority,
-            };
-            jobs::send(deps.queue.as_ref(), &job).await?;
-        }
+        Route::AutoReply => pass_to_auto_reply(deps, &entry, &customer.id, class).await?,
     }
     Ok(())
+}
+
+async fn pass_to_auto_reply(
+    deps: &Deps,
+    entry: &Message,
+    customer_id: &str,
+    class: helpdesk_core::rules::Classification,
+) -> Result<()> {
+    let job = AutoReplyJob {
+        message_id: entry.id.clone(),
+        customer_id: customer_id.to_string(),
+        skill: class.skill,
+        priority: class.priority,
+    };
+    jobs::send(deps.queue.as_ref(), &job).await
 }
 
 /// Stops the customer's app waiting on a button press, with a word of thanks.

@@ -6,8 +6,8 @@
 //! transaction as the ticket itself: the local stand-in for a DynamoDB stream.
 
 use crate::domain::{
-    AgentProfile, Channel, ChannelIdentity, Customer, DeliveryStatus, Direction, Message, Ticket,
-    TicketFilter, TicketStatus,
+    AgentProfile, Channel, ChannelIdentity, Customer, DeliveryStatus, Direction, MergeKind,
+    MergePlan, Message, Ticket, TicketFilter, TicketStatus,
 };
 use crate::jobs::Job;
 use crate::ports::{
@@ -769,57 +769,44 @@ impl CustomerStore for SqliteStore {
         Ok(found.pop())
     }
 
-    async fn merge_customers(&self, into: &str, from: &str) -> Result<Customer> {
-        let merged = self.tx(|tx| {
-            let load = |id: &str| -> Result<Customer> {
-                let mut found: Vec<Customer> =
-                    Self::query_json(tx, "SELECT body FROM customers WHERE id = ?1", &[&id])?;
-                found.pop().ok_or_else(|| Error::not_found("customer", id))
-            };
-            let mut target = load(into)?;
-            target.absorb(load(from)?);
+    async fn merge_step(&self, plan: &MergePlan, kind: MergeKind, limit: usize) -> Result<usize> {
+        let limit = limit as i64;
+        let (into, from) = (plan.into.as_str(), plan.from.as_str());
+        let sql = match kind {
+            MergeKind::Identities => {
+                "UPDATE identities SET customer_id = ?1 WHERE rowid IN
+                 (SELECT rowid FROM identities WHERE customer_id = ?2 LIMIT ?3)"
+            }
+            MergeKind::Sessions => {
+                "UPDATE sessions SET customer_id = ?1, body = json_set(body, '$.customer_id', ?1)
+                 WHERE rowid IN (SELECT rowid FROM sessions WHERE customer_id = ?2 LIMIT ?3)"
+            }
+            MergeKind::Messages => {
+                "UPDATE messages SET customer_id = ?1, body = json_set(body, '$.customer_id', ?1)
+                 WHERE seq IN (SELECT seq FROM messages WHERE customer_id = ?2 LIMIT ?3)"
+            }
+            MergeKind::Tickets => {
+                return Err(Error::internal(
+                    "tickets move through the ticket path, not a merge step",
+                ))
+            }
+        };
+        self.conn()
+            .execute(sql, params![into, from, limit])
+            .map_err(db_err)
+    }
+
+    async fn finish_merge(&self, merged: &Customer, from: &str) -> Result<()> {
+        self.tx(|tx| {
             tx.execute(
                 "UPDATE customers SET body = ?2 WHERE id = ?1",
-                params![into, to_json(&target)?],
+                params![merged.id, to_json(merged)?],
             )
             .map_err(db_err)?;
             tx.execute("DELETE FROM customers WHERE id = ?1", [from])
                 .map_err(db_err)?;
-            tx.execute(
-                "UPDATE identities SET customer_id = ?1 WHERE customer_id = ?2",
-                [into, from],
-            )
-            .map_err(db_err)?;
-            tx.execute(
-                "UPDATE messages SET customer_id = ?1, body = json_set(body, '$.customer_id', ?1)
-                 WHERE customer_id = ?2",
-                [into, from],
-            )
-            .map_err(db_err)?;
-            tx.execute(
-                "UPDATE sessions SET customer_id = ?1, body = json_set(body, '$.customer_id', ?1)
-                 WHERE customer_id = ?2",
-                [into, from],
-            )
-            .map_err(db_err)?;
-            // Tickets change through the ticket path, so the version moves (an agent's
-            // stale copy cannot put the old customer back) and the change feed sees it.
-            let tickets: Vec<Ticket> = Self::query_json(
-                tx,
-                "SELECT body FROM tickets WHERE customer_id = ?1",
-                &[&from],
-            )?;
-            let now = crate::domain::now();
-            for old in tickets {
-                let mut t = old.clone();
-                t.move_to_customer(into, now);
-                Self::write_ticket(tx, &t, false)?;
-                Self::record_change(tx, Some(old), &t)?;
-            }
-            Ok(target)
-        })?;
-        self.wake_workers();
-        Ok(merged)
+            Ok(())
+        })
     }
 }
 
@@ -959,6 +946,20 @@ impl ConversationStore for SqliteStore {
         )?;
         newest.reverse();
         Ok(crate::ports::message_page(newest, limit))
+    }
+
+    async fn queued_before(&self, before: DateTime<Utc>, limit: usize) -> Result<Vec<Message>> {
+        let queued: Vec<Message> = Self::query_json(
+            &self.conn(),
+            "SELECT body FROM messages WHERE direction = 'outbound'
+               AND json_extract(body, '$.status') = 'queued' ORDER BY seq",
+            &[],
+        )?;
+        Ok(queued
+            .into_iter()
+            .filter(|m| m.created_at < before)
+            .take(limit)
+            .collect())
     }
 
     async fn customer_messages(
@@ -1210,7 +1211,11 @@ mod tests {
         let t = ticket(&b.id);
         s.create_ticket(&t).await.unwrap();
 
-        let merged = s.merge_customers(&a.id, &b.id).await.unwrap();
+        let plan = MergePlan::new(&a.id, &b.id, "alice");
+        let merged = match crate::flow::run_merge(&s, &plan, usize::MAX).await.unwrap() {
+            crate::flow::MergeProgress::Done(c) => c,
+            crate::flow::MergeProgress::Unfinished => panic!("an unbounded merge finishes"),
+        };
         assert_eq!(merged.identities.len(), 2);
         assert_eq!(merged.locale.as_deref(), Some("zh"));
         assert!(s.get_customer(&b.id).await.unwrap().is_none());
@@ -1224,14 +1229,9 @@ mod tests {
         let ticket = s.get_ticket(&t.id).await.unwrap().unwrap();
         assert_eq!(ticket.customer_id, a.id);
         assert_eq!(ticket.version, 2);
-        assert_eq!(
-            s.merge_customers(&a.id, &b.id)
-                .await
-                .unwrap_err()
-                .kind
-                .status(),
-            404
-        );
+        // Run again, it changes nothing.
+        crate::flow::run_merge(&s, &plan, usize::MAX).await.unwrap();
+        assert_eq!(s.get_ticket(&t.id).await.unwrap().unwrap().version, 2);
     }
 
     #[tokio::test]

@@ -17,8 +17,8 @@
 
 use super::sdk_message;
 use crate::domain::{
-    AgentProfile, Channel, ChannelIdentity, Customer, DeliveryStatus, Direction, Message, Priority,
-    Ticket, TicketFilter, TicketStatus,
+    AgentProfile, Channel, ChannelIdentity, Customer, DeliveryStatus, Direction, MergeKind,
+    MergePlan, Message, Priority, Ticket, TicketFilter, TicketStatus,
 };
 use crate::ports::{
     AgentStore, ConversationStore, CustomerStore, IdempotencyStore, Page, SessionStore,
@@ -551,11 +551,6 @@ impl DynamoStore {
         Ok(())
     }
 
-    async fn put_message(&self, m: &Message) -> Result<()> {
-        self.put(&self.tables.messages, message_item(m)?, "put message")
-            .await
-    }
-
     /// Changes a stored message with `f`, as a compare-and-swap: the write holds only if the
     /// message (and a sender's lease on it) is still as read, else it is read and changed
     /// again. Two receipts for one message, or a receipt and its ticket being set, handled at
@@ -1055,66 +1050,88 @@ impl CustomerStore for DynamoStore {
             .transpose()
     }
 
-    /// Moves everything first and removes `from` last, each step safe to repeat: a merge
-    /// cut short is finished by running it again.
-    async fn merge_customers(&self, into: &str, from: &str) -> Result<Customer> {
-        let mut target = self
-            .get_customer(into)
-            .await?
-            .ok_or_else(|| Error::not_found("customer", into))?;
-        let source = self
-            .get_customer(from)
-            .await?
-            .ok_or_else(|| Error::not_found("customer", from))?;
-        for identity in &source.identities {
-            let item = HashMap::from([
-                ("identity".to_string(), s(identity_key(identity))),
-                ("customer_id".to_string(), s(into)),
-            ]);
-            self.put(&self.tables.identities, item, "move identity")
-                .await?;
-        }
-        for channel in [Channel::Webchat, Channel::Whatsapp, Channel::Telegram] {
-            let conversation = format!("{from}#{}", channel.as_str());
-            let req = self.query_eq(
-                &self.tables.messages,
-                "by_conversation",
-                "conversation",
-                &conversation,
-            );
-            for item in self.query_all(req, usize::MAX).await? {
-                let mut m: Message = body_of(&item)?;
-                m.customer_id = into.to_string();
-                self.put_message(&m).await?;
+    async fn merge_step(&self, plan: &MergePlan, kind: MergeKind, limit: usize) -> Result<usize> {
+        let (into, from) = (plan.into.as_str(), plan.from.as_str());
+        let mut moved = 0;
+        match kind {
+            MergeKind::Identities => {
+                let Some(source) = self.get_customer(from).await? else {
+                    return Ok(0);
+                };
+                for identity in source.identities.iter().take(limit) {
+                    let key = identity_key(identity);
+                    let out = self
+                        .client
+                        .put_item()
+                        .table_name(&self.tables.identities)
+                        .item("identity", s(&key))
+                        .item("customer_id", s(into))
+                        .condition_expression("customer_id = :from")
+                        .expression_attribute_values(":from", s(from))
+                        .send()
+                        .await;
+                    match out {
+                        Ok(_) => moved += 1,
+                        Err(e) if condition_failed(&e) => {}
+                        Err(e) => return Err(db_err("move identity", e)),
+                    }
+                }
+            }
+            MergeKind::Sessions => {
+                let req = self
+                    .query_eq(&self.tables.sessions, "by_customer", "customer_id", from)
+                    .limit(limit as i32);
+                let out = req.send().await.map_err(|e| db_err("query", e))?;
+                for item in out.items.unwrap_or_default() {
+                    let mut session: WebchatSession = body_of(&item)?;
+                    session.customer_id = into.to_string();
+                    self.put(
+                        &self.tables.sessions,
+                        session_item(&session)?,
+                        "move session",
+                    )
+                    .await?;
+                    moved += 1;
+                }
+            }
+            MergeKind::Messages => {
+                for channel in [Channel::Webchat, Channel::Whatsapp, Channel::Telegram] {
+                    let conversation = format!("{from}#{}", channel.as_str());
+                    let req = self
+                        .query_eq(
+                            &self.tables.messages,
+                            "by_conversation",
+                            "conversation",
+                            &conversation,
+                        )
+                        .limit((limit - moved) as i32);
+                    let out = req.send().await.map_err(|e| db_err("query", e))?;
+                    for item in out.items.unwrap_or_default() {
+                        let m: Message = body_of(&item)?;
+                        // A compare-and-swap that keeps a sender's lease and a receipt
+                        // recorded meanwhile.
+                        self.update_message(&m.id, |m| m.customer_id = into.to_string())
+                            .await?;
+                        moved += 1;
+                    }
+                    if moved >= limit {
+                        break;
+                    }
+                }
+            }
+            MergeKind::Tickets => {
+                return Err(Error::internal(
+                    "tickets move through the ticket path, not a merge step",
+                ))
             }
         }
-        let req = self.query_eq(&self.tables.tickets, "by_customer", "customer_id", from);
-        for item in self.query_all(req, usize::MAX).await? {
-            let id: Ticket = body_of(&item)?;
-            crate::flow::update_ticket(self, &id.id, |t| {
-                if t.customer_id == into {
-                    return Ok(false);
-                }
-                t.move_to_customer(into, crate::domain::now());
-                Ok(true)
-            })
-            .await?;
-        }
-        let req = self.query_eq(&self.tables.sessions, "by_customer", "customer_id", from);
-        for item in self.query_all(req, usize::MAX).await? {
-            let mut session: WebchatSession = body_of(&item)?;
-            session.customer_id = into.to_string();
-            self.put(
-                &self.tables.sessions,
-                session_item(&session)?,
-                "move session",
-            )
-            .await?;
-        }
-        target.absorb(source);
+        Ok(moved)
+    }
+
+    async fn finish_merge(&self, merged: &Customer, from: &str) -> Result<()> {
         let item = HashMap::from([
-            ("id".to_string(), s(into)),
-            ("body".to_string(), s(to_json(&target)?)),
+            ("id".to_string(), s(&merged.id)),
+            ("body".to_string(), s(to_json(merged)?)),
         ]);
         self.put(&self.tables.customers, item, "save merged customer")
             .await?;
@@ -1125,7 +1142,7 @@ impl CustomerStore for DynamoStore {
             .send()
             .await
             .map_err(|e| db_err("remove merged customer", e))?;
-        Ok(target)
+        Ok(())
     }
 }
 
@@ -1249,6 +1266,39 @@ impl ConversationStore for DynamoStore {
             m.record_delivery(status, provider_message_id, error)
         })
         .await
+    }
+
+    /// A scan of the messages table for the `queued` flag (set only while a message is
+    /// queued), run by a schedule every few minutes; the flag is sparse, so the scan reads
+    /// the table but returns few items.
+    async fn queued_before(&self, before: DateTime<Utc>, limit: usize) -> Result<Vec<Message>> {
+        let mut queued: Vec<Message> = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.tables.messages)
+                .filter_expression("queued = :t")
+                .expression_attribute_values(":t", AttributeValue::Bool(true))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| db_err("scan", e))?;
+            for item in out.items.unwrap_or_default() {
+                let m: Message = body_of(&item)?;
+                if m.status == Some(DeliveryStatus::Queued) && m.created_at < before {
+                    queued.push(m);
+                }
+            }
+            match out.last_evaluated_key {
+                Some(key) => start = Some(key),
+                None => break,
+            }
+        }
+        queued.sort_by_key(|m| m.created_at);
+        queued.truncate(limit);
+        Ok(queued)
     }
 
     async fn ticket_messages(&self, ticket_id: &str) -> Result<Vec<Message>> {

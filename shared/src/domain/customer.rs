@@ -75,6 +75,62 @@ impl Customer {
     }
 }
 
+/// What a merge moves, in the order it moves it: the identities first, so that whatever a
+/// channel brings from now on reaches the customer that stays; the webchat sessions; the
+/// conversation; the tickets (through the ticket path, so versions move and the change feed
+/// sees them); and last the customer record, which takes over the other's identities, name,
+/// locale and tier while the other is removed. Until that last step the customer that goes
+/// is still there, so a merge cut short anywhere is resumed by running it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MergeKind {
+    Identities,
+    Sessions,
+    Messages,
+    Tickets,
+}
+
+/// A merge of customer `from` into customer `into`, as the core plans it: which things
+/// move ([`MergePlan::ORDER`]), in pages of [`MergePlan::PAGE`], always from `from` to
+/// `into`. A step moves a page of what still belongs to `from`, so it needs no cursor: a
+/// repeat finds nothing left to move, and a merge run twice changes nothing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MergePlan {
+    /// The same for every request to merge `from` into `into`.
+    pub id: String,
+    pub into: String,
+    pub from: String,
+    /// Who asked for it.
+    pub by: String,
+}
+
+impl MergePlan {
+    pub const ORDER: [MergeKind; 4] = [
+        MergeKind::Identities,
+        MergeKind::Sessions,
+        MergeKind::Messages,
+        MergeKind::Tickets,
+    ];
+    /// How many things one step moves: a step is one bounded unit of work, well within a
+    /// request's or a function's time (a page of tickets is two writes each on DynamoDB).
+    pub const PAGE: usize = 25;
+
+    pub fn new(into: &str, from: &str, by: &str) -> MergePlan {
+        MergePlan {
+            id: super::derived_id(&format!("{from}>{into}"), "merge"),
+            into: into.to_string(),
+            from: from.to_string(),
+            by: by.to_string(),
+        }
+    }
+
+    /// The customer a finished merge leaves: `into`, having absorbed `from`.
+    pub fn merged(&self, mut into: Customer, from: Customer) -> Customer {
+        into.absorb(from);
+        into
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

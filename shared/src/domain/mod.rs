@@ -9,7 +9,7 @@ pub mod sla;
 mod ticket;
 
 pub use agent::{AgentProfile, AgentSpec, AssignmentReason, Language};
-pub use customer::{ChannelIdentity, Customer, Tier};
+pub use customer::{ChannelIdentity, Customer, MergeKind, MergePlan, Tier};
 pub use hours::BusinessHours;
 pub use message::{
     AgentNotice, Attachment, ButtonPress, DeliveryStatus, Direction, InboundMessage, Message,
