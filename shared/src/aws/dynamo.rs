@@ -344,31 +344,23 @@ impl DynamoStore {
     /// Adds `ticket_id` to the set of an agent with a profile (a manual assignment, which
     /// may go past capacity).
     async fn hold(&self, agent: &str, ticket_id: &str) -> Result<()> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.tables.tickets)
-            .key("id", s(agent_key(agent)))
-            .update_expression("ADD holding :t")
-            .condition_expression("attribute_exists(profile)")
-            .expression_attribute_values(":t", AttributeValue::Ss(vec![ticket_id.to_string()]))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if condition_failed(&e) => Ok(()),
-            Err(e) => Err(db_err("hold ticket", e)),
-        }
+        self.change_holding("ADD", agent, ticket_id).await
     }
 
     /// Takes `ticket_id` out of an agent's set.
     async fn release(&self, agent: &str, ticket_id: &str) -> Result<()> {
+        self.change_holding("DELETE", agent, ticket_id).await
+    }
+
+    /// `ADD` or `DELETE` of one ticket in the set of an agent who has a profile; nothing for
+    /// an agent without one.
+    async fn change_holding(&self, action: &str, agent: &str, ticket_id: &str) -> Result<()> {
         let result = self
             .client
             .update_item()
             .table_name(&self.tables.tickets)
             .key("id", s(agent_key(agent)))
-            .update_expression("DELETE holding :t")
+            .update_expression(format!("{action} holding :t"))
             .condition_expression("attribute_exists(profile)")
             .expression_attribute_values(":t", AttributeValue::Ss(vec![ticket_id.to_string()]))
             .send()
@@ -376,7 +368,7 @@ impl DynamoStore {
         match result {
             Ok(_) => Ok(()),
             Err(e) if condition_failed(&e) => Ok(()),
-            Err(e) => Err(db_err("release ticket", e)),
+            Err(e) => Err(db_err("change an agent's held tickets", e)),
         }
     }
 
