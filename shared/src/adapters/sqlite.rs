@@ -634,14 +634,11 @@ impl AgentStore for SqliteStore {
     }
 
     async fn put_agent(&self, agent: &AgentProfile) -> Result<()> {
-        let mut stored = agent.clone();
-        stored.open_tickets = 0;
-        stored.last_assigned_at = None;
         self.conn()
             .execute(
                 "INSERT INTO agents (id, body) VALUES (?1, ?2)
                  ON CONFLICT (id) DO UPDATE SET body = excluded.body",
-                [&agent.id, &to_json(&stored)?],
+                [&agent.id, &to_json(&agent.as_stored())?],
             )
             .map(drop)
             .map_err(db_err)

@@ -192,10 +192,7 @@ fn holding_of(item: &Item) -> Vec<String> {
 
 /// A profile as stored: what the store keeps of its own is left out.
 fn profile_json(agent: &AgentProfile) -> Result<String> {
-    let mut stored = agent.clone();
-    stored.open_tickets = 0;
-    stored.last_assigned_at = None;
-    to_json(&stored)
+    to_json(&agent.as_stored())
 }
 
 /// The key of a customer's active-ticket marker, an item of the tickets table outside every

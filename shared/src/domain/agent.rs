@@ -96,6 +96,16 @@ impl AgentProfile {
         }
     }
 
+    /// The profile as a store keeps it: without what the store tracks itself (the tickets
+    /// held, and when the last was given), which a saved profile must not overwrite.
+    pub fn as_stored(&self) -> AgentProfile {
+        AgentProfile {
+            open_tickets: 0,
+            last_assigned_at: None,
+            ..self.clone()
+        }
+    }
+
     /// The profile with a supervisor's changes; absent fields stay as they are.
     pub fn with_spec(mut self, spec: AgentSpec) -> Result<AgentProfile> {
         if let Some(name) = spec.name {
