@@ -297,3 +297,165 @@ async fn a_merge_cut_after_every_step_resumes_and_a_repeat_changes_nothing(w: Wi
     );
 }
 both!(a_merge_cut_after_every_step_resumes_and_a_repeat_changes_nothing);
+
+/// A merge where both customers have an active ticket: the customer that stays keeps
+/// theirs, and the other's active ticket is folded into it (its messages moved onto the
+/// kept ticket, itself closed with `merged_into`), while an older closed ticket simply
+/// moves. Afterwards the customer that stays has one active ticket, and every message is
+/// still there. Cut after every step, and run again, it ends the same.
+async fn a_merge_folds_the_other_active_ticket_into_the_kept_one(w: Wiring) {
+    use helpdesk_core::flow::{run_merge, MergeProgress};
+    let s = w.store.as_ref();
+    let identity = |channel, id: &str| ChannelIdentity {
+        channel,
+        external_id: format!("{id}{}", new_id()),
+    };
+    let into = s
+        .resolve_customer(&identity(Channel::Telegram, "tg"), Some("王芳"), None)
+        .await
+        .unwrap();
+    let from = s
+        .resolve_customer(&identity(Channel::Whatsapp, "wa"), None, Some("zh"))
+        .await
+        .unwrap();
+    let opened = |customer: &Customer| {
+        let mut t = ticket(&customer.id);
+        t.opened_by = Some(new_id());
+        t
+    };
+    let kept = opened(&into);
+    s.create_ticket(&kept).await.unwrap();
+    let folded = opened(&from);
+    s.create_ticket(&folded).await.unwrap();
+    let mut old = ticket(&from.id);
+    old.apply(
+        &TicketPatch {
+            status: Some(TicketStatus::Closed),
+            ..Default::default()
+        },
+        now(),
+    )
+    .unwrap();
+    s.create_ticket(&old).await.unwrap();
+    let mut on_folded = Vec::new();
+    for i in 0..3 {
+        let mut m = Message::outbound(
+            &from.id,
+            Channel::Whatsapp,
+            MessageKind::Text,
+            format!("还没有到账 {i}"),
+            Some(folded.id.clone()),
+        );
+        m.provider_message_id = Some(format!("wamid.{}.{i}", folded.id));
+        s.append_message(&m).await.unwrap();
+        on_folded.push(m.id);
+    }
+
+    let plan = MergePlan::new(&into.id, &from.id, "alice");
+    let mut rounds = 0;
+    while run_merge(s, &plan, 1).await.unwrap() == MergeProgress::Unfinished {
+        rounds += 1;
+        assert!(rounds < 50, "{}: the merge never finished", w.name);
+    }
+    run_merge(s, &plan, usize::MAX).await.unwrap();
+
+    let k = s.get_ticket(&kept.id).await.unwrap().unwrap();
+    assert_eq!((k.status, k.version), (TicketStatus::Open, kept.version));
+    let f = s.get_ticket(&folded.id).await.unwrap().unwrap();
+    assert_eq!(f.status, TicketStatus::Closed, "{}", w.name);
+    assert_eq!(f.customer_id, into.id);
+    assert_eq!(f.merged_into.as_deref(), Some(kept.id.as_str()));
+    assert_eq!(f.version, folded.version + 1, "{}: one change", w.name);
+    let o = s.get_ticket(&old.id).await.unwrap().unwrap();
+    assert_eq!(
+        (o.customer_id.as_str(), o.status, o.merged_into.as_deref()),
+        (into.id.as_str(), TicketStatus::Closed, None)
+    );
+    let on_kept: Vec<String> = s
+        .ticket_messages(&kept.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    for id in &on_folded {
+        assert!(
+            on_kept.contains(id),
+            "{}: {id} moved to the kept ticket",
+            w.name
+        );
+    }
+    assert!(s.ticket_messages(&folded.id).await.unwrap().is_empty());
+    let active = TicketFilter {
+        customer_id: Some(into.id.clone()),
+        active: true,
+        ..Default::default()
+    };
+    let page = s.list_tickets(&active, 10, None).await.unwrap();
+    assert_eq!(
+        page.items.iter().map(|t| &t.id).collect::<Vec<_>>(),
+        vec![&kept.id],
+        "{}: one active ticket",
+        w.name
+    );
+    assert_eq!(
+        s.active_ticket_for(&into.id).await.unwrap().map(|t| t.id),
+        Some(kept.id.clone())
+    );
+
+    // The customer that went leads to the one that stays, for jobs still naming it; a
+    // merge of it into a third customer is refused.
+    assert_eq!(
+        helpdesk_core::flow::customer_for_job(s, &from.id)
+            .await
+            .unwrap()
+            .map(|c| c.id),
+        Some(into.id.clone())
+    );
+    let third = s
+        .resolve_customer(&identity(Channel::Telegram, "tg"), None, None)
+        .await
+        .unwrap();
+    let e = run_merge(s, &MergePlan::new(&third.id, &from.id, "alice"), 10)
+        .await
+        .unwrap_err();
+    assert_eq!((e.kind.status(), e.code), (409, "already_merged"));
+}
+both!(a_merge_folds_the_other_active_ticket_into_the_kept_one);
+
+/// When only the customer that goes has an active ticket, it moves over and stays active:
+/// the customer that stays goes on with it.
+async fn a_merge_moves_the_only_active_ticket(w: Wiring) {
+    use helpdesk_core::flow::run_merge;
+    let s = w.store.as_ref();
+    let tg = ChannelIdentity {
+        channel: Channel::Telegram,
+        external_id: format!("tg{}", new_id()),
+    };
+    let wa = ChannelIdentity {
+        channel: Channel::Whatsapp,
+        external_id: format!("wa{}", new_id()),
+    };
+    let into = s.resolve_customer(&tg, None, None).await.unwrap();
+    let from = s.resolve_customer(&wa, None, None).await.unwrap();
+    let mut t = ticket(&from.id);
+    t.opened_by = Some(new_id());
+    s.create_ticket(&t).await.unwrap();
+    run_merge(s, &MergePlan::new(&into.id, &from.id, "alice"), usize::MAX)
+        .await
+        .unwrap();
+    let moved = s.get_ticket(&t.id).await.unwrap().unwrap();
+    assert_eq!(
+        (moved.customer_id.as_str(), moved.status, moved.merged_into),
+        (into.id.as_str(), TicketStatus::Open, None),
+        "{}",
+        w.name
+    );
+    assert_eq!(
+        s.active_ticket_for(&into.id).await.unwrap().map(|t| t.id),
+        Some(t.id.clone()),
+        "{}",
+        w.name
+    );
+}
+both!(a_merge_moves_the_only_active_ticket);

@@ -7,6 +7,10 @@
 mod common;
 mod wirings;
 
+#[path = "aws_harness/fake_opensearch.rs"]
+#[allow(dead_code)]
+mod fake_opensearch;
+
 use helpdesk_core::domain::{
     self, derived_id, Channel, ChannelIdentity, InboundMessage, Message, MessageKind, Ticket,
     TicketStatus,
@@ -683,3 +687,289 @@ async fn a_message_left_queued_is_queued_again_after_the_grace_period(w: Wiring)
         .all(|j| j["message_id"] != id.as_str()));
 }
 both!(a_message_left_queued_is_queued_again_after_the_grace_period);
+
+const SAMPLE_KB: &str = include_str!("../infra/sample-kb.json");
+
+/// Auto-reply over `w`, searching a fake OpenSearch domain (on loopback) that holds the
+/// sample articles, through the real adapter: the domain can hold a search, so a test can
+/// act while a run is inside it.
+async fn auto_reply_on(w: &Wiring) -> (fake_opensearch::FakeOpenSearch, Arc<auto_reply::Deps>) {
+    use aws_sdk_dynamodb::config::{Credentials, Region};
+    use helpdesk_core::ports::KnowledgeIndex;
+    let fake = fake_opensearch::FakeOpenSearch::start().await;
+    let config = helpdesk_core::aws::config_loader()
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
+        .load()
+        .await;
+    let knowledge = helpdesk_core::aws::OpenSearchKnowledge::new(&config, &fake.url, "kb").unwrap();
+    knowledge
+        .upsert(&helpdesk_core::knowledge::parse_articles(SAMPLE_KB).unwrap())
+        .await
+        .unwrap();
+    // The question the tests ask has a confident answer; asking it once also trains the
+    // ranker, so that a held search is the question's own.
+    let hits = knowledge
+        .search("How do I reset my password?", 3)
+        .await
+        .unwrap();
+    assert!(
+        hits.first().is_some_and(|h| h.confidence >= 0.57),
+        "{hits:?}"
+    );
+    let deps = Arc::new(auto_reply::Deps {
+        store: w.store.clone(),
+        queue: w.queue.clone(),
+        knowledge: Arc::new(knowledge),
+        threshold: 0.57,
+    });
+    (fake, deps)
+}
+
+/// A customer's message as the router stores it for auto-reply, and its job.
+async fn auto_reply_job(
+    store: &dyn Store,
+    customer: &domain::Customer,
+    text: &str,
+) -> (Message, auto_reply::AutoReplyJob) {
+    let chat = &customer.identities[0].external_id;
+    let message = Message::inbound(&telegram_message(chat, text), &customer.id);
+    store.append_message(&message).await.unwrap();
+    let job = auto_reply::AutoReplyJob {
+        message_id: message.id.clone(),
+        customer_id: customer.id.clone(),
+        skill: domain::Skill::General,
+        priority: domain::Priority::Normal,
+    };
+    (message, job)
+}
+
+/// Two runs of one auto-reply job at once (SQS delivers twice; a local lease runs out), and
+/// a ticket of the customer opened between their looks: the first run is held inside its
+/// search (it found no ticket, and the knowledge base has a confident answer), the ticket
+/// opens, the second run puts the message on it, then the first goes on. The message has
+/// one outcome, the ticket; no auto-reply is stored or queued. The other order too: a
+/// message answered first stays answered when a ticket opens and its job comes again.
+async fn two_runs_of_one_auto_reply_job_give_its_message_one_outcome(w: Wiring) {
+    let store = w.store.clone();
+    let (fake, deps) = auto_reply_on(&w).await;
+    let c = customer(store.as_ref(), &domain::new_id()).await;
+    let (message, job) = auto_reply_job(store.as_ref(), &c, "How do I reset my password?").await;
+
+    let hold = fake.hold_searches();
+    let first = tokio::spawn({
+        let (deps, job) = (deps.clone(), job.clone());
+        async move { auto_reply::handle(&deps, job).await }
+    });
+    hold.arrived().await;
+    // Another message of the customer opens a ticket meanwhile (the router sends "I want a
+    // person" straight to an agent).
+    let other = Message::inbound(
+        &telegram_message(&c.identities[0].external_id, "我要人工客服"),
+        &c.id,
+    );
+    store.append_message(&other).await.unwrap();
+    let ticket = flow::open_ticket(
+        store.as_ref(),
+        w.queue.as_ref(),
+        &c,
+        &other,
+        None,
+        domain::Skill::General,
+        domain::Priority::Normal,
+        Vec::new(),
+    )
+    .await
+    .unwrap();
+    auto_reply::handle(&deps, job.clone()).await.unwrap();
+    fake.domain.lock().unwrap().hold = None;
+    hold.release_all();
+    first.await.unwrap().unwrap();
+
+    let reply = derived_id(&message.id, "auto_reply");
+    assert!(
+        store.get_message(&reply).await.unwrap().is_none(),
+        "{}: no answer besides the ticket",
+        w.name
+    );
+    assert!(
+        w.queue
+            .sent(QueueName::Outbound)
+            .iter()
+            .all(|j| j["message_id"] != reply.as_str()),
+        "{}",
+        w.name
+    );
+    let stored = store.get_message(&message.id).await.unwrap().unwrap();
+    assert_eq!(
+        stored.ticket_id.as_deref(),
+        Some(ticket.id.as_str()),
+        "{}",
+        w.name
+    );
+    let tickets = store
+        .list_tickets(
+            &domain::TicketFilter {
+                customer_id: Some(c.id.clone()),
+                ..Default::default()
+            },
+            10,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(tickets.items.len(), 1, "{}", w.name);
+    // Delivered a third time: nothing changes.
+    auto_reply::handle(&deps, job).await.unwrap();
+    assert!(store.get_message(&reply).await.unwrap().is_none());
+
+    // The other order: answered first, then a ticket opens, then the job comes again.
+    let (answered, job) = auto_reply_job(store.as_ref(), &c, "忘记密码怎么办").await;
+    flow::update_ticket(store.as_ref(), &ticket.id, |t| {
+        t.apply(
+            &domain::TicketPatch {
+                status: Some(TicketStatus::Closed),
+                ..Default::default()
+            },
+            domain::now(),
+        )?;
+        Ok(true)
+    })
+    .await
+    .unwrap();
+    auto_reply::handle(&deps, job.clone()).await.unwrap();
+    let reply = derived_id(&answered.id, "auto_reply");
+    assert!(
+        store.get_message(&reply).await.unwrap().is_some(),
+        "{}: answered",
+        w.name
+    );
+    let third = Message::inbound(
+        &telegram_message(&c.identities[0].external_id, "还是要人工"),
+        &c.id,
+    );
+    store.append_message(&third).await.unwrap();
+    flow::open_ticket(
+        store.as_ref(),
+        w.queue.as_ref(),
+        &c,
+        &third,
+        None,
+        domain::Skill::General,
+        domain::Priority::Normal,
+        Vec::new(),
+    )
+    .await
+    .unwrap();
+    auto_reply::handle(&deps, job).await.unwrap();
+    let stored = store.get_message(&answered.id).await.unwrap().unwrap();
+    assert_eq!(
+        stored.ticket_id, None,
+        "{}: answered, not also joined",
+        w.name
+    );
+}
+both!(two_runs_of_one_auto_reply_job_give_its_message_one_outcome);
+
+/// A job of a customer that a merge takes away while the job runs (it is held inside its
+/// search, having loaded the customer before the merge began), and a message still queued
+/// under the merged customer's id: the job's answer, written under the customer that went,
+/// follows the merge through the round the job queues; the queued message is stored on the
+/// customer that stays and joins that customer's ticket. Nothing is left on the customer
+/// that went.
+async fn jobs_of_a_customer_merged_away_follow_the_merge(w: Wiring) {
+    use helpdesk_core::domain::MergePlan;
+    use helpdesk_core::jobs::{decode, InboundJob};
+    let store = w.store.clone();
+    let (fake, deps) = auto_reply_on(&w).await;
+    let into = customer(store.as_ref(), &domain::new_id()).await;
+    let from = customer(store.as_ref(), &domain::new_id()).await;
+    let (message, job) = auto_reply_job(store.as_ref(), &from, "How do I reset my password?").await;
+
+    let hold = fake.hold_searches();
+    let running = tokio::spawn({
+        let (deps, job) = (deps.clone(), job.clone());
+        async move { auto_reply::handle(&deps, job).await }
+    });
+    hold.arrived().await;
+    let plan = MergePlan::new(&into.id, &from.id, "alice");
+    assert!(matches!(
+        flow::run_merge(store.as_ref(), &plan, usize::MAX)
+            .await
+            .unwrap(),
+        flow::MergeProgress::Done(_)
+    ));
+    assert!(store.get_customer(&from.id).await.unwrap().is_none());
+    fake.domain.lock().unwrap().hold = None;
+    hold.release_all();
+    running.await.unwrap().unwrap();
+
+    // The job queued a round of the merge, which the router runs.
+    let rounds: Vec<serde_json::Value> = w
+        .queue
+        .sent(QueueName::Inbound)
+        .into_iter()
+        .filter(|j| j.get("merge").is_some())
+        .collect();
+    assert_eq!(rounds.len(), 1, "{}: {rounds:?}", w.name);
+    assert_eq!(rounds[0]["cause"], message.id.as_str());
+    let router_deps = router(&w);
+    router::handle_job(
+        &router_deps,
+        decode::<InboundJob>(&rounds[0].to_string()).unwrap(),
+    )
+    .await
+    .unwrap();
+    let reply = store
+        .get_message(&derived_id(&message.id, "auto_reply"))
+        .await
+        .unwrap()
+        .expect("answered");
+    assert_eq!(reply.customer_id, into.id, "{}", w.name);
+    let moved = store.get_message(&message.id).await.unwrap().unwrap();
+    assert_eq!(moved.customer_id, into.id);
+
+    // A message still queued under the merged id: stored on the customer that stays, and
+    // on that customer's ticket.
+    let opener = Message::inbound(
+        &telegram_message(&into.identities[0].external_id, "订单的问题"),
+        &into.id,
+    );
+    store.append_message(&opener).await.unwrap();
+    let ticket = flow::open_ticket(
+        store.as_ref(),
+        w.queue.as_ref(),
+        &into,
+        &opener,
+        None,
+        domain::Skill::General,
+        domain::Priority::Normal,
+        Vec::new(),
+    )
+    .await
+    .unwrap();
+    let mut late = telegram_message(&from.identities[0].external_id, "我要人工客服");
+    late.customer_id = Some(from.id.clone());
+    router::handle(&router_deps, late.clone()).await.unwrap();
+    let stored = store.get_message(&late.id).await.unwrap().unwrap();
+    assert_eq!(stored.customer_id, into.id, "{}", w.name);
+    assert_eq!(
+        stored.ticket_id.as_deref(),
+        Some(ticket.id.as_str()),
+        "{}",
+        w.name
+    );
+    for channel in [Channel::Telegram, Channel::Webchat, Channel::Whatsapp] {
+        assert!(
+            store
+                .customer_messages(&from.id, channel, None, 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{}: nothing left on the customer that went",
+            w.name
+        );
+    }
+    assert!(store.active_ticket_for(&from.id).await.unwrap().is_none());
+}
+both!(jobs_of_a_customer_merged_away_follow_the_merge);

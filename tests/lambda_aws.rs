@@ -1161,3 +1161,139 @@ async fn the_schedule_queues_again_a_reply_left_queued() {
         "{queued}"
     );
 }
+
+/// Two instances of the auto-reply function take the same job at once (SQS delivers
+/// twice), and a ticket of the customer opens between their looks: the first is held
+/// inside its search of the knowledge base (which has a confident answer), the ticket
+/// opens, the second puts the message on it, then the first goes on. The message has one
+/// outcome, the ticket: no auto-reply is stored or queued.
+#[tokio::test]
+async fn two_auto_reply_instances_on_one_job_give_its_message_one_outcome() {
+    use aws_harness::fake_opensearch::FakeOpenSearch;
+    use helpdesk_core::aws::{DynamoStore, OpenSearchKnowledge, QueueUrls, SqsQueue};
+    use helpdesk_core::domain::{self, derived_id, Channel, ChannelIdentity, Message};
+    use helpdesk_core::flow;
+    use helpdesk_core::ports::{ConversationStore, CustomerStore, TicketStore};
+    let stack = Stack::new().await;
+    let domain_fake = FakeOpenSearch::start().await;
+    let knowledge = OpenSearchKnowledge::new(&stack.config, &domain_fake.url, "kb").unwrap();
+    knowledge
+        .upsert(&parse_articles(SAMPLE_KB).unwrap())
+        .await
+        .unwrap();
+    let mut env = stack.env.clone();
+    env.insert("OPENSEARCH_URL".into(), domain_fake.url.clone());
+    env.insert("OPENSEARCH_INDEX".into(), "kb".into());
+    let first = Runtime::start("auto-reply", &env).await;
+    let second = Runtime::start("auto-reply", &env).await;
+
+    let store = DynamoStore::new(&stack.config, stack.tables.clone());
+    let queue = SqsQueue::new(
+        &stack.config,
+        QueueUrls {
+            inbound: stack.env["INBOUND_QUEUE_URL"].clone(),
+            auto_reply: stack.env["AUTO_REPLY_QUEUE_URL"].clone(),
+            outbound: stack.env["OUTBOUND_QUEUE_URL"].clone(),
+        },
+    );
+    let chat = format!("tg-{}", domain::new_id());
+    let customer = store
+        .resolve_customer(
+            &ChannelIdentity {
+                channel: Channel::Telegram,
+                external_id: chat.clone(),
+            },
+            None,
+            Some("en"),
+        )
+        .await
+        .unwrap();
+    let said = |text: &str| {
+        Message::inbound(
+            &helpdesk_core::domain::InboundMessage::text(
+                Channel::Telegram,
+                chat.clone(),
+                text.into(),
+                domain::now(),
+            ),
+            &customer.id,
+        )
+    };
+    let batch_for = |message: &Message, customer: &str| {
+        let job = json!({"message_id": message.id, "customer_id": customer,
+            "skill": "general", "priority": "normal"});
+        json!({"Records": [{"messageId": format!("copy-{}", message.id), "body": job.to_string(),
+            "attributes": {}, "eventSource": "aws:sqs"}]})
+    };
+    // The same question asked earlier, first: the knowledge base answers it (the held run
+    // would answer too), and the instance has its ranker trained, so that the search held
+    // below is the question's own.
+    let warm = Message::inbound(
+        &helpdesk_core::domain::InboundMessage::text(
+            Channel::Telegram,
+            "warm-up".into(),
+            "How do I reset my password?".into(),
+            domain::now(),
+        ),
+        &customer.id,
+    );
+    store.append_message(&warm).await.unwrap();
+    let answer = first.call(batch_for(&warm, &customer.id)).await.unwrap();
+    assert_eq!(failed_ids(&answer), Vec::<String>::new(), "{answer}");
+    assert!(store
+        .get_message(&derived_id(&warm.id, "auto_reply"))
+        .await
+        .unwrap()
+        .is_some());
+    let message = said("How do I reset my password?");
+    store.append_message(&message).await.unwrap();
+    let batch = batch_for(&message, &customer.id);
+
+    let hold = domain_fake.hold_searches();
+    let (held, ()) = tokio::join!(first.call(batch.clone()), async {
+        hold.arrived().await;
+        let other = said("我要人工客服");
+        store.append_message(&other).await.unwrap();
+        flow::open_ticket(
+            &store,
+            &queue,
+            &customer,
+            &other,
+            None,
+            domain::Skill::General,
+            domain::Priority::Normal,
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+        let answer = second.call(batch.clone()).await.unwrap();
+        assert_eq!(failed_ids(&answer), Vec::<String>::new(), "{answer}");
+        domain_fake.domain.lock().unwrap().hold = None;
+        hold.release_all();
+    });
+    assert_eq!(failed_ids(&held.unwrap()), Vec::<String>::new());
+
+    let reply = derived_id(&message.id, "auto_reply");
+    assert!(
+        store.get_message(&reply).await.unwrap().is_none(),
+        "no answer besides the ticket"
+    );
+    let ticket = store
+        .active_ticket_for(&customer.id)
+        .await
+        .unwrap()
+        .expect("the ticket");
+    let stored = store.get_message(&message.id).await.unwrap().unwrap();
+    assert_eq!(stored.ticket_id.as_deref(), Some(ticket.id.as_str()));
+    let outbound = stack.drain("OUTBOUND_QUEUE_URL").await;
+    assert!(
+        outbound["Records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| !r["body"].as_str().unwrap().contains(&reply)),
+        "{outbound}"
+    );
+    first.stop().await;
+    second.stop().await;
+}

@@ -10,6 +10,7 @@ use crate::domain::{
 use crate::jobs::{self, TicketChange};
 use crate::ports::{Queue, Store};
 use crate::{format, Error, ErrorKind, Result};
+use serde::{Deserialize, Serialize};
 
 pub use crate::domain::derived_id;
 
@@ -271,6 +272,124 @@ pub async fn join_ticket(store: &dyn Store, ticket: &Ticket, message: &Message) 
     Ok(ticket)
 }
 
+/// How long the outcome of a customer's message is remembered: longer than any queue
+/// keeps a job (SQS keeps one 14 days at most).
+pub const OUTCOME_TTL_SECS: i64 = 14 * 24 * 3600;
+
+/// What becomes of a customer's message that auto-reply decides on: an answer from the
+/// knowledge base, or a ticket (the customer's active one, else a new one). One message has
+/// one outcome, whatever runs of its job overlap: the first run to claim one
+/// ([`claim_outcome`]) decides, and every run, the first one too, carries out that one
+/// ([`carry_out`]), each step a no-op once done.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Answered with this text, as it goes to the customer.
+    Reply { text: String },
+    /// On a ticket: the customer's active one, else a new one with this skill and priority,
+    /// and these articles suggested to its agent.
+    Ticket {
+        skill: Skill,
+        priority: Priority,
+        #[serde(default)]
+        suggestions: Vec<Suggestion>,
+    },
+}
+
+fn outcome_key(message_id: &str) -> String {
+    format!("outcome:{message_id}")
+}
+
+fn parse_outcome(message_id: &str, raw: &str) -> Result<Outcome> {
+    serde_json::from_str(raw).map_err(|e| {
+        Error::internal(format!(
+            "the outcome claimed for message {message_id} does not read: {e}"
+        ))
+    })
+}
+
+/// The outcome claimed for message `message_id`, if a run of its job claimed one.
+pub async fn claimed_outcome(store: &dyn Store, message_id: &str) -> Result<Option<Outcome>> {
+    match store.claimed(&outcome_key(message_id)).await? {
+        Some(raw) => parse_outcome(message_id, &raw).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Claims `chosen` as the outcome of message `message_id`, before anything of it is done,
+/// and returns the outcome that stands: `chosen`, or the one a concurrent or earlier run
+/// claimed first. A run that crashed after claiming leaves its choice, so the redelivery
+/// finishes the same outcome and never picks another.
+pub async fn claim_outcome(
+    store: &dyn Store,
+    message_id: &str,
+    chosen: Outcome,
+) -> Result<Outcome> {
+    let raw = serde_json::to_string(&chosen)
+        .map_err(|e| Error::internal(format!("encoding an outcome: {e}")))?;
+    match store
+        .claim(&outcome_key(message_id), &raw, OUTCOME_TTL_SECS)
+        .await?
+    {
+        None => Ok(chosen),
+        Some(first) => {
+            let first = parse_outcome(message_id, &first)?;
+            if first != chosen {
+                tracing::info!(
+                    message_id,
+                    "another run decided this message first; following it"
+                );
+            }
+            Ok(first)
+        }
+    }
+}
+
+/// Carries out `outcome` for `message` of `customer`: sends the answer (under an id
+/// derived from the message's, so dispatch sends it once), or puts the message on a ticket
+/// ([`open_ticket`], which joins the active ticket or finishes opening the one this message
+/// opened). Safe to run again, from any point a run was cut short.
+pub async fn carry_out(
+    store: &dyn Store,
+    queue: &dyn Queue,
+    customer: &Customer,
+    message: &Message,
+    outcome: Outcome,
+) -> Result<()> {
+    match outcome {
+        Outcome::Reply { text } => {
+            let mut reply = Message::outbound(
+                &customer.id,
+                message.channel,
+                MessageKind::AutoReply,
+                text,
+                None,
+            );
+            reply.id = derived_id(&message.id, "auto_reply");
+            send_to_customer(store, queue, &reply).await
+        }
+        Outcome::Ticket {
+            skill,
+            priority,
+            suggestions,
+        } => {
+            let active = store.active_ticket_for(&customer.id).await?;
+            open_ticket(
+                store,
+                queue,
+                customer,
+                message,
+                active,
+                skill,
+                priority,
+                suggestions,
+            )
+            .await
+            .map(drop)
+        }
+    }
+}
+
 /// Where a merge stands after [`run_merge`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum MergeProgress {
@@ -280,10 +399,66 @@ pub enum MergeProgress {
     Unfinished,
 }
 
+/// How long a merged customer's id still leads to the customer that stayed: longer than
+/// any queue keeps a job that names it.
+pub const MERGE_REDIRECT_TTL_SECS: i64 = 30 * 24 * 3600;
+
+fn redirect_key(customer_id: &str) -> String {
+    format!("merged:{customer_id}")
+}
+
+/// The customer a job names, following merges: a customer merged away (or being merged
+/// away) leads to the one that stays, so a message queued before a merge ends on the
+/// customer that stays. None when there is no such customer.
+pub async fn customer_for_job(store: &dyn Store, customer_id: &str) -> Result<Option<Customer>> {
+    let mut id = customer_id.to_string();
+    // A chain of merges is short; a bound keeps a bad record from looping.
+    for _ in 0..8 {
+        match store.claimed(&redirect_key(&id)).await? {
+            Some(into) if into != id => id = into,
+            _ => break,
+        }
+    }
+    store.get_customer(&id).await
+}
+
+/// What a job does last for each customer it wrote under: when a merge took that customer
+/// away while the job ran (it looked before the merge began), a round of the merge is
+/// queued, which moves what the job left behind (its message, a ticket it opened) to the
+/// customer that stays. Nothing when the customer was not merged. `cause` is the job's
+/// message: the round is its own, never taken for a resend of another.
+pub async fn follow_merge(
+    store: &dyn Store,
+    queue: &dyn Queue,
+    customer_id: &str,
+    cause: &str,
+) -> Result<()> {
+    let Some(into) = store.claimed(&redirect_key(customer_id)).await? else {
+        return Ok(());
+    };
+    if into == customer_id {
+        return Ok(());
+    }
+    let job = jobs::InboundJob::Merge(jobs::MergeJob {
+        merge: MergePlan::new(&into, customer_id, "follow"),
+        round: 0,
+        cause: Some(cause.to_string()),
+    });
+    jobs::send(queue, &job).await?;
+    tracing::info!(from = %customer_id, into = %into, "a job met a merge; its round is queued");
+    Ok(())
+}
+
 /// Runs a merge plan for at most `budget` steps that move something, each moving at most
 /// [`MergePlan::PAGE`] things (see [`MergeKind`] for the order). Safe to cut short and to
 /// repeat: a step moves only what still belongs to `plan.from`, and a plan whose `from`
-/// is gone is finished. Not found when `plan.into` is unknown.
+/// is gone is finished. Not found when `plan.into` is unknown; a conflict
+/// `already_merged` when `plan.from` is being merged into another customer, or `plan.into`
+/// is itself being merged away.
+///
+/// Before anything moves, `plan.from` is made to lead to `plan.into`
+/// ([`customer_for_job`]): jobs that start from then on act on the customer that stays,
+/// and a job already under way moves what it left at its end ([`follow_merge`]).
 pub async fn run_merge(
     store: &dyn Store,
     plan: &MergePlan,
@@ -298,6 +473,27 @@ pub async fn run_merge(
     // Nothing moves towards a customer that is not there.
     if store.get_customer(&plan.into).await?.is_none() {
         return Err(Error::not_found("customer", &plan.into));
+    }
+    if let Some(next) = store.claimed(&redirect_key(&plan.into)).await? {
+        return Err(Error::conflict(
+            "already_merged",
+            format!("customer {} is being merged into {next}", plan.into),
+        ));
+    }
+    if let Some(other) = store
+        .claim(
+            &redirect_key(&plan.from),
+            &plan.into,
+            MERGE_REDIRECT_TTL_SECS,
+        )
+        .await?
+    {
+        if other != plan.into {
+            return Err(Error::conflict(
+                "already_merged",
+                format!("customer {} is being merged into {other}", plan.from),
+            ));
+        }
     }
     // A step that finds nothing left to move costs a read, and does not count.
     let mut spent = 0;
@@ -331,26 +527,75 @@ pub async fn run_merge(
 
 /// Moves a page of `plan.from`'s tickets to `plan.into` through the ticket path: the
 /// version moves (an agent's stale copy cannot put the old customer back) and the change
-/// feed sees it. Returns how many moved.
+/// feed sees it. A customer keeps one active ticket: when `plan.into` has one (or one of
+/// `plan.from`'s moved first), each other active ticket of `plan.from` is folded into it
+/// ([`fold_ticket`]) rather than moved. Returns how many changed.
 async fn move_tickets(store: &dyn Store, plan: &MergePlan) -> Result<usize> {
     let filter = TicketFilter {
         customer_id: Some(plan.from.clone()),
         ..Default::default()
     };
     let page = store.list_tickets(&filter, MergePlan::PAGE, None).await?;
+    if page.items.is_empty() {
+        return Ok(0);
+    }
+    // The ticket the customer that stays goes on with: theirs, else the one the other's
+    // messages joined, which moves over first.
     let mut moved = 0;
+    let mut kept = store.active_ticket_for(&plan.into).await?;
+    if kept.is_none() {
+        if let Some(active) = store.active_ticket_for(&plan.from).await? {
+            let (ticket, changed) = move_ticket(store, plan, &active.id).await?;
+            moved += usize::from(changed);
+            kept = Some(ticket);
+        }
+    }
     for ticket in page.items {
-        let (_, changed) = update_ticket(store, &ticket.id, |t| {
-            if t.customer_id != plan.from {
-                return Ok(false);
-            }
-            t.move_to_customer(&plan.into, domain::now());
-            Ok(true)
-        })
-        .await?;
+        let fold = ticket.status.is_active() && kept.as_ref().is_some_and(|k| k.id != ticket.id);
+        let changed = match (&kept, fold) {
+            (Some(kept), true) => fold_ticket(store, plan, &ticket, kept).await?,
+            _ => move_ticket(store, plan, &ticket.id).await?.1,
+        };
         moved += usize::from(changed);
     }
     Ok(moved)
+}
+
+async fn move_ticket(store: &dyn Store, plan: &MergePlan, id: &str) -> Result<(Ticket, bool)> {
+    update_ticket(store, id, |t| {
+        if t.customer_id != plan.from {
+            return Ok(false);
+        }
+        t.move_to_customer(&plan.into, domain::now());
+        Ok(true)
+    })
+    .await
+}
+
+/// Folds `ticket`, an active ticket of the customer that goes, into `kept`: its messages
+/// go onto `kept` first, then it is closed with `merged_into` (no survey follows). Cut
+/// short, a repeat moves what is left and closes it; a ticket already folded is left.
+async fn fold_ticket(
+    store: &dyn Store,
+    plan: &MergePlan,
+    ticket: &Ticket,
+    kept: &Ticket,
+) -> Result<bool> {
+    for m in store.ticket_messages(&ticket.id).await? {
+        store.set_message_ticket(&m.id, &kept.id).await?;
+    }
+    let (_, changed) = update_ticket(store, &ticket.id, |t| {
+        if t.customer_id != plan.from || !t.status.is_active() {
+            return Ok(false);
+        }
+        t.fold_into(kept, &plan.into, domain::now())?;
+        Ok(true)
+    })
+    .await?;
+    if changed {
+        tracing::info!(ticket_id = %ticket.id, kept = %kept.id, "a merged customer's active ticket was folded into the kept one");
+    }
+    Ok(changed)
 }
 
 /// How long a message may stay queued before [`sweep_queued`] queues it again: far longer

@@ -41,6 +41,10 @@ pub struct TicketChange {
 pub struct MergeJob {
     pub merge: MergePlan,
     pub round: u32,
+    /// The message whose job met the merge and asked for this round
+    /// ([`crate::flow::follow_merge`]): its own round, not a resend of the merge's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
 }
 
 /// What the inbound queue carries: customers' messages, and merges of customers, which
@@ -63,7 +67,10 @@ impl Job for InboundJob {
     }
     fn dedup_id(&self) -> Option<String> {
         match self {
-            InboundJob::Merge(job) => Some(format!("{}:{}", job.merge.id, job.round)),
+            InboundJob::Merge(job) => Some(match &job.cause {
+                Some(cause) => format!("{}:{}:{cause}", job.merge.id, job.round),
+                None => format!("{}:{}", job.merge.id, job.round),
+            }),
             InboundJob::Message(m) => m.dedup_id(),
         }
     }
@@ -243,6 +250,7 @@ mod tests {
         let job = MergeJob {
             merge: MergePlan::new("c1", "c2", "alice"),
             round: 3,
+            cause: None,
         };
         let decoded: InboundJob = decode(&serde_json::to_string(&job).unwrap()).unwrap();
         assert_eq!(decoded.group().as_deref(), Some("c1"));

@@ -24,6 +24,47 @@ pub struct Domain {
     pub requests: Vec<String>,
     /// Searches refused for having more clauses than a domain allows.
     pub refused_as_too_large: usize,
+    /// While set, each search waits here (a search that takes its time), for a test that
+    /// must act while a function is inside its search.
+    pub hold: Option<Arc<Hold>>,
+}
+
+/// Searches held: each adds a permit to `arrived`, then waits for one of `release`.
+pub struct Hold {
+    pub arrived: tokio::sync::Semaphore,
+    pub release: tokio::sync::Semaphore,
+}
+
+impl Default for Hold {
+    fn default() -> Hold {
+        Hold {
+            arrived: tokio::sync::Semaphore::new(0),
+            release: tokio::sync::Semaphore::new(0),
+        }
+    }
+}
+
+impl Hold {
+    /// Waits until a search is held.
+    pub async fn arrived(&self) {
+        self.arrived
+            .acquire()
+            .await
+            .expect("the semaphore stays open")
+            .forget();
+    }
+
+    /// Lets one held search go on.
+    pub fn release_one(&self) {
+        self.release.add_permits(1);
+    }
+
+    /// Lets every held search go on, and those to come (stop holding with
+    /// `domain.hold = None` first).
+    pub fn release_all(&self) {
+        self.release
+            .add_permits(tokio::sync::Semaphore::MAX_PERMITS / 2);
+    }
 }
 
 pub type Shared = Arc<Mutex<Domain>>;
@@ -57,6 +98,13 @@ impl FakeOpenSearch {
             .get(index)
             .map(|(_, docs)| docs.clone())
             .unwrap_or_default()
+    }
+
+    /// Holds every search from now on until the test lets it go ([`Hold`]).
+    pub fn hold_searches(&self) -> Arc<Hold> {
+        let hold = Arc::new(Hold::default());
+        self.domain.lock().unwrap().hold = Some(hold.clone());
+        hold
     }
 
     pub fn fail_next(&self, n: usize) {
@@ -192,6 +240,15 @@ async fn doc(
 }
 
 async fn search(State(domain): State<Shared>, Path(index): Path<String>, body: String) -> Response {
+    let hold = domain.lock().unwrap().hold.clone();
+    if let Some(hold) = hold {
+        hold.arrived.add_permits(1);
+        hold.release
+            .acquire()
+            .await
+            .expect("the semaphore stays open")
+            .forget();
+    }
     let mut d = domain.lock().unwrap();
     let request: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
     if let Some(m) = request.pointer("/query/multi_match") {

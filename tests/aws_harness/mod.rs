@@ -175,21 +175,27 @@ impl Runtime {
 
     /// Sends one event and waits for the function's answer (`Err` for a reported error).
     pub async fn invoke(&mut self, event: Value) -> Result<Value, Value> {
+        let answer = self.call(event).await;
+        if self.first_answer.is_none() {
+            self.first_answer = Some(self.started.elapsed());
+        }
+        answer
+    }
+
+    /// [`Runtime::invoke`] through a shared reference, for a test that queues many events
+    /// at once: the process takes them one at a time, as one Lambda instance does.
+    pub async fn call(&self, event: Value) -> Result<Value, Value> {
         let id = format!("req-{}", helpdesk_core::domain::new_id());
         let (tx, rx) = oneshot::channel();
         self.state.waiting.lock().unwrap().insert(id.clone(), tx);
         self.sender.send((id, event)).unwrap();
-        let answer = match tokio::time::timeout(WAIT, rx).await {
+        match tokio::time::timeout(WAIT, rx).await {
             Ok(Ok(answer)) => answer,
             _ => panic!(
                 "no answer from the function; init error: {:?}",
                 self.state.init_error.lock().unwrap()
             ),
-        };
-        if self.first_answer.is_none() {
-            self.first_answer = Some(self.started.elapsed());
         }
-        answer
     }
 
     pub async fn stop(mut self) {

@@ -2,7 +2,9 @@
 //! message into their conversation, and decides where it goes: onto the customer's open
 //! ticket, straight to an agent, or to auto-reply to try the knowledge base first.
 
-use helpdesk_core::domain::{self, ChannelIdentity, InboundMessage, Message, MessageKind};
+use helpdesk_core::domain::{
+    self, ChannelIdentity, Customer, InboundMessage, Message, MessageKind,
+};
 use helpdesk_core::flow;
 use helpdesk_core::flow::MergeProgress;
 use helpdesk_core::jobs::{self, InboundJob, MergeJob, OutboundMessage};
@@ -43,6 +45,7 @@ async fn merge_round(deps: &Deps, job: MergeJob) -> Result<()> {
             let next = InboundJob::Merge(MergeJob {
                 merge: job.merge,
                 round: job.round + 1,
+                cause: job.cause,
             });
             jobs::send(deps.queue.as_ref(), &next).await
         }
@@ -50,12 +53,13 @@ async fn merge_round(deps: &Deps, job: MergeJob) -> Result<()> {
 }
 
 /// Handles one inbound message. Safe to repeat: a redelivered message that already has a
-/// ticket, or was already passed on, changes nothing.
+/// ticket, or was already passed on, changes nothing. A message that names a customer
+/// merged away goes to the customer that stays; one whose customer was merged away while
+/// it was handled follows the merge at the end ([`flow::follow_merge`]).
 pub async fn handle(deps: &Deps, inbound: InboundMessage) -> Result<()> {
     let store = deps.store.as_ref();
     let customer = match &inbound.customer_id {
-        Some(id) => store
-            .get_customer(id)
+        Some(id) => flow::customer_for_job(store, id)
             .await?
             .ok_or_else(|| Error::internal(format!("message for unknown customer {id}")))?,
         None => {
@@ -72,6 +76,14 @@ pub async fn handle(deps: &Deps, inbound: InboundMessage) -> Result<()> {
                 .await?
         }
     };
+    let id = inbound.id.clone();
+    handle_for(deps, inbound, &customer).await?;
+    flow::follow_merge(store, deps.queue.as_ref(), &customer.id, &id).await
+}
+
+/// Handles an inbound message of `customer`.
+async fn handle_for(deps: &Deps, inbound: InboundMessage, customer: &Customer) -> Result<()> {
+    let store = deps.store.as_ref();
     let mut entry = Message::inbound(&inbound, &customer.id);
     if let Some(callback_id) = inbound.button.as_ref().and_then(|b| b.callback_id.clone()) {
         acknowledge(deps, &inbound, &callback_id).await?;
@@ -111,7 +123,7 @@ pub async fn handle(deps: &Deps, inbound: InboundMessage) -> Result<()> {
             .ok_or_else(|| Error::internal(format!("message {} went away", entry.id)))?;
         if stored.ticket_id.is_some() {
             tracing::info!(message_id = %entry.id, "redelivered message already on a ticket");
-            return flow::resume(store, deps.queue.as_ref(), &customer, &stored).await;
+            return flow::resume(store, deps.queue.as_ref(), customer, &stored).await;
         }
         entry = stored;
         // A message for auto-reply may have been passed on by the first attempt, and may be
@@ -123,7 +135,7 @@ pub async fn handle(deps: &Deps, inbound: InboundMessage) -> Result<()> {
         }
     }
     if let Some(ticket) = store.active_ticket_for(&customer.id).await? {
-        flow::settle(store, deps.queue.as_ref(), &customer, &ticket, &entry).await?;
+        flow::settle(store, deps.queue.as_ref(), customer, &ticket, &entry).await?;
         return Ok(());
     }
     let class = deps.rules.classify(&entry.text, customer.tier);
@@ -132,7 +144,7 @@ pub async fn handle(deps: &Deps, inbound: InboundMessage) -> Result<()> {
             flow::open_ticket(
                 store,
                 deps.queue.as_ref(),
-                &customer,
+                customer,
                 &entry,
                 None,
                 class.skill,

@@ -48,7 +48,7 @@ pub async fn handle_change(deps: &Deps, change: TicketChange) -> Result<()> {
         &change,
     )
     .await?;
-    if !Ticket::became_closed(change.old.as_ref(), &change.new) {
+    if !Ticket::survey_due(change.old.as_ref(), &change.new) {
         return Ok(());
     }
     let ticket = &change.new;

@@ -74,6 +74,7 @@ async fn merge(
             let job = InboundJob::Merge(MergeJob {
                 merge: plan.clone(),
                 round: 1,
+                cause: None,
             });
             jobs::send(deps.queue.as_ref(), &job).await?;
             tracing::info!(merge_id = %plan.id, into = %id, from, by = %agent.name, "merge goes on as a job");

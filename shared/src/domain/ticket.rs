@@ -164,6 +164,11 @@ pub struct Ticket {
     /// finishes opening it (its hand-off) instead of joining it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub opened_by: Option<String>,
+    /// The active ticket of the customer that stayed, when a merge of customers folded this
+    /// one into it ([`Ticket::fold_into`]): its messages are there, and it was closed for
+    /// it, with no survey.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_into: Option<String>,
     pub version: u64,
 }
 
@@ -275,6 +280,7 @@ impl Ticket {
             survey: None,
             suggestions: Vec::new(),
             opened_by: None,
+            merged_into: None,
             version: 1,
         }
     }
@@ -453,6 +459,27 @@ impl Ticket {
         self.touch(now);
     }
 
+    /// Closes the ticket into `kept`, the active ticket of the customer `customer_id` that
+    /// stays after a merge: a customer keeps one active ticket. The messages go first (the
+    /// merge moves them); this is the change that ends it, with `merged_into` naming where
+    /// they went. No survey follows it ([`Ticket::survey_due`]).
+    pub fn fold_into(
+        &mut self,
+        kept: &Ticket,
+        customer_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        if !self.status.can_become(TicketStatus::Closed) {
+            return Err(self.illegal(TicketStatus::Closed));
+        }
+        self.customer_id = customer_id.to_string();
+        self.status = TicketStatus::Closed;
+        self.closed_at = Some(now);
+        self.merged_into = Some(kept.id.clone());
+        self.touch(now);
+        Ok(())
+    }
+
     /// Records that the survey went out. Returns false when it already had, so that a
     /// redelivered close sends nothing.
     pub fn mark_survey_sent(&mut self, now: DateTime<Utc>) -> bool {
@@ -518,9 +545,15 @@ impl Ticket {
         Ok(())
     }
 
-    /// Whether this change is the one that closed the ticket: what triggers the survey.
+    /// Whether this change is the one that closed the ticket.
     pub fn became_closed(old: Option<&Ticket>, new: &Ticket) -> bool {
         new.status == TicketStatus::Closed && old.is_none_or(|o| o.status != TicketStatus::Closed)
+    }
+
+    /// Whether this change asks the customer for a survey: it closed the ticket, and not by
+    /// folding it into another in a merge (the customer's conversation goes on there).
+    pub fn survey_due(old: Option<&Ticket>, new: &Ticket) -> bool {
+        Ticket::became_closed(old, new) && new.merged_into.is_none()
     }
 }
 
@@ -698,5 +731,28 @@ mod tests {
         assert!(!Ticket::became_closed(Some(&closed), &closed));
         open.status = TicketStatus::Resolved;
         assert!(!Ticket::became_closed(None, &open));
+    }
+
+    #[test]
+    fn a_ticket_folded_in_a_merge_is_closed_without_a_survey() {
+        let now = super::super::now();
+        let kept = ticket();
+        let mut folded = ticket();
+        let before = folded.clone();
+        folded.fold_into(&kept, "c9", now).unwrap();
+        assert_eq!(
+            (folded.status, folded.customer_id.as_str()),
+            (TicketStatus::Closed, "c9")
+        );
+        assert_eq!(folded.merged_into.as_deref(), Some(kept.id.as_str()));
+        assert!(Ticket::became_closed(Some(&before), &folded));
+        assert!(!Ticket::survey_due(Some(&before), &folded));
+        let mut closed = before.clone();
+        closed.status = TicketStatus::Closed;
+        assert!(Ticket::survey_due(Some(&before), &closed));
+        assert_eq!(
+            folded.fold_into(&kept, "c9", now).unwrap_err().code,
+            "illegal_status_change"
+        );
     }
 }
