@@ -973,3 +973,95 @@ async fn jobs_of_a_customer_merged_away_follow_the_merge(w: Wiring) {
     assert!(store.active_ticket_for(&from.id).await.unwrap().is_none());
 }
 both!(jobs_of_a_customer_merged_away_follow_the_merge);
+
+/// A run of an auto-reply job that crashed right after it claimed its outcome (an answer),
+/// before it stored or sent anything; a ticket of the customer opens; the job comes again.
+/// The redelivery finishes the claimed outcome, the answer, and does not put the message on
+/// the ticket instead. Likewise a claimed ticket is finished as a ticket.
+async fn a_redelivery_finishes_the_outcome_a_crashed_run_claimed(w: Wiring) {
+    let store = w.store.clone();
+    let (_fake, deps) = auto_reply_on(&w).await;
+    let c = customer(store.as_ref(), &domain::new_id()).await;
+    let (message, job) = auto_reply_job(store.as_ref(), &c, "这个问题知识库里没有").await;
+    let text = "您好，请在登录页点击“忘记密码”。".to_string();
+    flow::claim_outcome(
+        store.as_ref(),
+        &message.id,
+        flow::Outcome::Reply { text: text.clone() },
+    )
+    .await
+    .unwrap();
+    let other = Message::inbound(
+        &telegram_message(&c.identities[0].external_id, "我要人工客服"),
+        &c.id,
+    );
+    store.append_message(&other).await.unwrap();
+    flow::open_ticket(
+        store.as_ref(),
+        w.queue.as_ref(),
+        &c,
+        &other,
+        None,
+        domain::Skill::General,
+        domain::Priority::Normal,
+        Vec::new(),
+    )
+    .await
+    .unwrap();
+    auto_reply::handle(&deps, job).await.unwrap();
+    let reply = store
+        .get_message(&derived_id(&message.id, "auto_reply"))
+        .await
+        .unwrap()
+        .expect("the claimed answer is sent");
+    assert_eq!(reply.text, text, "{}", w.name);
+    assert!(w
+        .queue
+        .sent(QueueName::Outbound)
+        .iter()
+        .any(|j| j["message_id"] == reply.id.as_str()));
+    let stored = store.get_message(&message.id).await.unwrap().unwrap();
+    assert_eq!(stored.ticket_id, None, "{}: not also joined", w.name);
+
+    // A claimed ticket, for a question the knowledge base answers: a ticket it is.
+    let other_customer = customer(store.as_ref(), &domain::new_id()).await;
+    let (asked, job) = auto_reply_job(
+        store.as_ref(),
+        &other_customer,
+        "How do I reset my password?",
+    )
+    .await;
+    flow::claim_outcome(
+        store.as_ref(),
+        &asked.id,
+        flow::Outcome::Ticket {
+            skill: domain::Skill::Technical,
+            priority: domain::Priority::High,
+            suggestions: Vec::new(),
+        },
+    )
+    .await
+    .unwrap();
+    auto_reply::handle(&deps, job).await.unwrap();
+    assert!(store
+        .get_message(&derived_id(&asked.id, "auto_reply"))
+        .await
+        .unwrap()
+        .is_none());
+    let ticket = store
+        .active_ticket_for(&other_customer.id)
+        .await
+        .unwrap()
+        .expect("the claimed ticket");
+    assert_eq!(
+        (ticket.skill, ticket.priority, ticket.opened_by.as_deref()),
+        (
+            domain::Skill::Technical,
+            domain::Priority::High,
+            Some(asked.id.as_str())
+        ),
+        "{}",
+        w.name
+    );
+}
+both!(a_redelivery_finishes_the_outcome_a_crashed_run_claimed);
