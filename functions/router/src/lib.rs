@@ -129,8 +129,12 @@ async fn handle_for(deps: &Deps, inbound: InboundMessage, customer: &Customer) -
         // A message for auto-reply may have been passed on by the first attempt, and may be
         // answered already: auto-reply decides its outcome, once, and this copy only passes
         // it on again. Deciding here too (a ticket opened since) could give it two outcomes.
+        // One whose outcome auto-reply claimed goes back there even if the rules would now
+        // route it elsewhere (a merge may have made the customer a VIP).
         let class = deps.rules.classify(&entry.text, customer.tier);
-        if class.route == Route::AutoReply {
+        if class.route == Route::AutoReply
+            || flow::claimed_outcome(store, &entry.id).await?.is_some()
+        {
             return pass_to_auto_reply(deps, &entry, &customer.id, class).await;
         }
     }
