@@ -190,8 +190,9 @@ both!(one_sender_claims_a_queued_message);
 
 /// A merge the core planned, run in rounds of one step as if the process died after every
 /// step, on each adapter: everything of the customer that goes ends with the customer that
-/// stays (identities, 60 conversation entries, 3 tickets through the ticket path, a webchat
-/// session), the rounds add up to more than one, and a merge run again changes nothing.
+/// stays (identities, 60 conversation entries, 3 active tickets through the ticket path, of
+/// which one moves and two are folded into it, a webchat session), the rounds add up to
+/// more than one, and a merge run again changes nothing.
 async fn a_merge_cut_after_every_step_resumes_and_a_repeat_changes_nothing(w: Wiring) {
     use helpdesk_core::flow::{run_merge, MergeProgress};
     let s = w.store.as_ref();
@@ -268,6 +269,14 @@ async fn a_merge_cut_after_every_step_resumes_and_a_repeat_changes_nothing(w: Wi
             w.name
         );
     }
+    let still_active: Vec<Ticket> = {
+        let mut out = Vec::new();
+        for t in &tickets {
+            out.push(s.get_ticket(&t.id).await.unwrap().unwrap());
+        }
+        out.into_iter().filter(|t| t.status.is_active()).collect()
+    };
+    assert_eq!(still_active.len(), 1, "{}: one active ticket", w.name);
 
     // Run again, whole or in rounds: nothing changes.
     assert_eq!(

@@ -80,7 +80,10 @@ impl Customer {
 /// conversation; the tickets (through the ticket path, so versions move and the change feed
 /// sees them); and last the customer record, which takes over the other's identities, name,
 /// locale and tier while the other is removed. Until that last step the customer that goes
-/// is still there, so a merge cut short anywhere is resumed by running it again.
+/// is still there, so a merge cut short anywhere is resumed by running it again. Two things
+/// come with it ([`crate::flow::run_merge`]): before anything moves, the customer that goes
+/// is made to lead to the one that stays, for jobs still naming it; and the customer that
+/// stays keeps one active ticket, the other's being folded into it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MergeKind {
