@@ -64,6 +64,9 @@ pub async fn run(addr: SocketAddr, data_dir: PathBuf) -> Result<()> {
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
     let sqlite =
         Arc::new(SqliteStore::open(&config.data_dir.join("helpdesk.sqlite3")).map_err(core_err)?);
+    // Said once: whether answers are matched by meaning (the model file) or by words only.
+    let ranking = helpdesk_core::knowledge::semantic::start().map_err(core_err)?;
+    tracing::info!("{}", helpdesk_core::knowledge::semantic::describe(ranking));
     let index = Arc::new(
         TantivyIndex::open(&index_dir(&config.data_dir)).map_err(|e| {
             anyhow!(

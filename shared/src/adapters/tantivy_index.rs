@@ -3,6 +3,7 @@
 //! compares them. Tantivy finds candidates by BM25 over questions (weighted most), title and
 //! answer; the shared [`Ranker`] orders them and gives the confidence.
 
+use crate::knowledge::semantic::{self, Ranking, Vectors};
 use crate::knowledge::{
     tokenize, Article, Hit, Ranker, ANSWER_BOOST, CANDIDATES, PROPOSED, QUESTIONS_BOOST,
     TITLE_BOOST,
@@ -12,7 +13,7 @@ use crate::{Error, Result};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use tantivy::collector::TopDocs;
 use tantivy::directory::MmapDirectory;
 use tantivy::query::{AllQuery, BooleanQuery, BoostQuery, Occur, Query, TermQuery};
@@ -84,6 +85,8 @@ pub struct TantivyIndex {
     reader: IndexReader,
     writer: Mutex<IndexWriter>,
     state: RwLock<State>,
+    /// With the sentence encoder: the questions' vectors.
+    vectors: Option<Arc<Vectors>>,
 }
 
 fn ix_err(e: impl std::fmt::Display) -> Error {
@@ -115,16 +118,41 @@ impl TantivyIndex {
         let directory = MmapDirectory::open(dir).map_err(ix_err)?;
         let (schema, fields) = schema();
         let index = Index::open_or_create(directory, schema).map_err(ix_err)?;
-        Self::with_index(index, fields)
+        // The questions' vectors live beside the index, so a restart embeds nothing again.
+        let name = dir
+            .file_name()
+            .map_or("index".into(), |n| n.to_string_lossy());
+        let file = dir.with_file_name(format!("{name}-vectors.bin"));
+        let vectors = semantic::encoder().map(|m| Arc::new(Vectors::in_file(m, &file)));
+        Self::with_index(index, fields, vectors)
     }
 
     /// An index in memory, for `kb eval` and tests.
     pub fn in_memory() -> Result<TantivyIndex> {
-        let (schema, fields) = schema();
-        Self::with_index(Index::create_in_ram(schema), fields)
+        let vectors = semantic::encoder().map(|m| Arc::new(Vectors::in_memory(m)));
+        Self::in_memory_with(vectors)
     }
 
-    fn with_index(index: Index, fields: Fields) -> Result<TantivyIndex> {
+    /// An index in memory with the given vectors (`None`: the lexical ranking).
+    pub fn in_memory_with(vectors: Option<Arc<Vectors>>) -> Result<TantivyIndex> {
+        let (schema, fields) = schema();
+        Self::with_index(Index::create_in_ram(schema), fields, vectors)
+    }
+
+    /// Which ranking this index's searches run.
+    pub fn ranking(&self) -> Ranking {
+        self.read().ranker.ranking()
+    }
+
+    fn ranker(&self, articles: &HashMap<String, Article>) -> Ranker {
+        Ranker::with_vectors(articles.values(), self.vectors.clone())
+    }
+
+    fn with_index(
+        index: Index,
+        fields: Fields,
+        vectors: Option<Arc<Vectors>>,
+    ) -> Result<TantivyIndex> {
         index
             .tokenizers()
             .register(TOKENIZER, TextAnalyzer::from(DeskTokenizer));
@@ -153,12 +181,13 @@ impl TantivyIndex {
                 articles.insert(article.id.clone(), article);
             }
         }
-        let ranker = Ranker::new(articles.values());
+        let ranker = Ranker::with_vectors(articles.values(), vectors.clone());
         Ok(TantivyIndex {
             fields,
             reader,
             writer: Mutex::new(writer),
             state: RwLock::new(State { articles, ranker }),
+            vectors,
         })
     }
 
@@ -290,6 +319,15 @@ impl KnowledgeIndex for TantivyIndex {
             }
             Ok(())
         })?;
+        if let Some(vectors) = &self.vectors {
+            // Embedded before the ranking is locked: searches go on meanwhile.
+            let texts: Vec<&str> = articles
+                .iter()
+                .flat_map(|a| a.questions.iter().chain(std::iter::once(&a.title)))
+                .map(String::as_str)
+                .collect();
+            vectors.get(&texts);
+        }
         let mut state = self.write_state();
         let mut created = 0;
         for a in articles {
@@ -297,7 +335,7 @@ impl KnowledgeIndex for TantivyIndex {
                 created += 1;
             }
         }
-        state.ranker = Ranker::new(state.articles.values());
+        state.ranker = self.ranker(&state.articles);
         Ok(created)
     }
 
@@ -311,7 +349,7 @@ impl KnowledgeIndex for TantivyIndex {
         })?;
         let mut state = self.write_state();
         state.articles.remove(id);
-        state.ranker = Ranker::new(state.articles.values());
+        state.ranker = self.ranker(&state.articles);
         Ok(true)
     }
 }
