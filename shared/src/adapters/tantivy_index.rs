@@ -139,6 +139,12 @@ impl TantivyIndex {
         Self::with_index(Index::create_in_ram(schema), fields, vectors)
     }
 
+    /// Vectors made earlier by the same model, for texts that ship with the program (see
+    /// [`Vectors::seed`]); nothing with the lexical ranking. Returns how many were taken.
+    pub fn seed_vectors(&self, bytes: &[u8]) -> usize {
+        self.vectors.as_ref().map_or(0, |v| v.seed(bytes))
+    }
+
     /// Which ranking this index's searches run.
     pub fn ranking(&self) -> Ranking {
         self.read().ranker.ranking()

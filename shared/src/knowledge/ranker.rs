@@ -133,6 +133,28 @@ const SEMANTIC_ORDER_MODEL_WEIGHT: f64 = 0.75;
 const SEMANTIC_PROPOSED: usize = 10;
 const UNRELATED_COSINE: f64 = 0.77;
 const PARAPHRASE_COSINE: f64 = 0.92;
+/// For the confidence, what the threshold reads, the query must be close to several of an
+/// article's questions, not to one by a chance likeness of form ("I want to apply for a job
+/// at your company" and "I need an invoice for my company" are 0.92 apart): the mean cosine
+/// to the 3 closest, over a stricter band. Chosen on the sample knowledge base's questions
+/// that no article answers and MASSIVE with 10 intents left out (see docs/benchmarks.md).
+const CONFIDENCE_NEIGHBOURS: usize = 3;
+const CONFIDENCE_UNRELATED_COSINE: f64 = 0.83;
+const CONFIDENCE_PARAPHRASE_COSINE: f64 = 0.95;
+
+/// How close a query is to an article's questions by meaning, 0 (unrelated) to 1 (a
+/// paraphrase): what stands in for word overlap with the encoder.
+struct Closeness {
+    /// From the closest question: for the order of the hits.
+    order: f64,
+    /// From the mean of the closest few, on the stricter band: for the confidence.
+    confidence: f64,
+}
+
+/// How close a cosine is between `unrelated` (0) and `paraphrase` (1), linearly.
+fn band(cosine: f64, unrelated: f64, paraphrase: f64) -> f64 {
+    ((cosine - unrelated) / (paraphrase - unrelated)).clamp(0.0, 1.0)
+}
 
 impl Semantic {
     fn new(vectors: Arc<Vectors>, by_class: Vec<Vec<Vector>>) -> Semantic {
@@ -165,14 +187,18 @@ impl Semantic {
             .collect()
     }
 
-    /// Per article, the cosine of the query to its closest question or title.
-    fn similarities(&self, query: &[f32]) -> Vec<f64> {
+    /// Per article, the cosine of the query to its closest question or title, and the mean
+    /// cosine to its [`CONFIDENCE_NEIGHBOURS`] closest.
+    fn similarities(&self, query: &[f32]) -> Vec<(f64, f64)> {
         self.by_class
             .iter()
             .map(|vs| {
-                vs.iter()
-                    .map(|v| f64::from(dot(query, v)))
-                    .fold(-1.0, f64::max)
+                let mut cos: Vec<f64> = vs.iter().map(|v| f64::from(dot(query, v))).collect();
+                cos.sort_unstable_by(|a, b| b.total_cmp(a));
+                let k = CONFIDENCE_NEIGHBOURS.min(cos.len()).max(1);
+                let closest = cos.first().copied().unwrap_or(-1.0);
+                let mean = cos.iter().take(k).sum::<f64>() / k as f64;
+                (closest, mean)
             })
             .collect()
     }
@@ -290,17 +316,17 @@ impl Ranker {
                     Some(c) if Some(c) == exact => (1.0, f64::INFINITY),
                     Some(c) => {
                         let p = f64::from(p[c]);
-                        let mut overlap = self.lexical.best(&q, c);
-                        if let Some(close) = closeness.get(c) {
-                            overlap = overlap.max(*close);
-                        }
-                        let mix = |w: f64| (p.powf(w) * overlap.powf(1.0 - w)).clamp(0.0, 1.0);
-                        let order = if closeness.is_empty() {
-                            ORDER_MODEL_WEIGHT
-                        } else {
-                            SEMANTIC_ORDER_MODEL_WEIGHT
+                        let overlap = self.lexical.best(&q, c);
+                        let mix = |w: f64, overlap: f64| {
+                            (p.powf(w) * overlap.powf(1.0 - w)).clamp(0.0, 1.0)
                         };
-                        (mix(MODEL_WEIGHT), mix(order))
+                        match closeness.get(c) {
+                            None => (mix(MODEL_WEIGHT, overlap), mix(ORDER_MODEL_WEIGHT, overlap)),
+                            Some(close) => (
+                                mix(MODEL_WEIGHT, overlap.max(close.confidence)),
+                                mix(SEMANTIC_ORDER_MODEL_WEIGHT, overlap.max(close.order)),
+                            ),
+                        }
                     }
                     None => (0.0, 0.0),
                 };
@@ -329,7 +355,7 @@ impl Ranker {
 
     /// Per article, the probability that the query is about it; with the encoder also how
     /// close the query is to its closest question (0 unrelated, 1 a paraphrase), else empty.
-    fn probabilities(&self, query: &str) -> (Vec<f32>, Vec<f64>) {
+    fn probabilities(&self, query: &str) -> (Vec<f32>, Vec<Closeness>) {
         let lexical = self.model.probabilities(query);
         let Some(semantic) = &self.semantic else {
             return (lexical, Vec::new());
@@ -356,8 +382,13 @@ impl Ranker {
         let mixed = exp.iter().map(|e| (e / total) as f32).collect();
         let closeness = sims
             .iter()
-            .map(|s| {
-                ((s - UNRELATED_COSINE) / (PARAPHRASE_COSINE - UNRELATED_COSINE)).clamp(0.0, 1.0)
+            .map(|(closest, mean)| Closeness {
+                order: band(*closest, UNRELATED_COSINE, PARAPHRASE_COSINE),
+                confidence: band(
+                    *mean,
+                    CONFIDENCE_UNRELATED_COSINE,
+                    CONFIDENCE_PARAPHRASE_COSINE,
+                ),
             })
             .collect();
         (mixed, closeness)

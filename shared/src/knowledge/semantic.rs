@@ -172,6 +172,43 @@ impl Vectors {
             .collect()
     }
 
+    /// Takes vectors made earlier by the same model, in the store file's form (what
+    /// [`Vectors::in_file`] writes): texts that ship with the program, such as the sample
+    /// knowledge base, are then not embedded at every first start. One of them is embedded
+    /// again as a check, and from another model (cosine under 0.999) nothing is taken.
+    /// Returns how many vectors were taken; those not known yet are stored in the file too.
+    pub fn seed(&self, bytes: &[u8]) -> usize {
+        let Ok(records) = read_records(bytes) else {
+            tracing::warn!("shipped embeddings unreadable; they are made again");
+            return 0;
+        };
+        let Some((text, stored)) = records.iter().min_by(|a, b| a.0.cmp(b.0)) else {
+            return 0;
+        };
+        let fresh = self.model.embed(text, Role::Query);
+        if cosine(&fresh, stored) < 0.999 {
+            tracing::warn!("shipped embeddings come from another model; they are made again");
+            return 0;
+        }
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        let mut new: Vec<(&str, Vec<f32>)> = records
+            .iter()
+            .filter(|(t, _)| !known.contains_key(t.as_str()))
+            .map(|(t, v)| (t.as_str(), v.to_vec()))
+            .collect();
+        new.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        if let Some(file) = &self.file {
+            let (texts, vectors): (Vec<&str>, Vec<Vec<f32>>) = new.iter().cloned().unzip();
+            if let Err(e) = append_file(file, &texts, &vectors) {
+                tracing::warn!(file = %file.display(), error = %e, "could not store embeddings");
+            }
+        }
+        for (t, v) in new {
+            known.insert(t.to_string(), v.into());
+        }
+        records.len()
+    }
+
     /// One query's vector, kept only until the next query (queries are many and seldom
     /// repeat).
     pub fn query(&self, text: &str) -> Vector {
@@ -197,8 +234,16 @@ impl Vectors {
 
 /// The store file: records of the text's length (u32), the text, and DIM f32s.
 fn read_file(file: &Path) -> std::io::Result<HashMap<String, Vector>> {
+    read_records(BufReader::new(std::fs::File::open(file)?))
+}
+
+/// The texts and vectors of a store file's bytes.
+pub fn read_store(bytes: &[u8]) -> Result<HashMap<String, Vector>> {
+    read_records(bytes).map_err(|e| Error::internal(format!("embedding store: {e}")))
+}
+
+fn read_records(mut r: impl Read) -> std::io::Result<HashMap<String, Vector>> {
     let mut known = HashMap::new();
-    let mut r = BufReader::new(std::fs::File::open(file)?);
     let mut len = [0u8; 4];
     loop {
         match r.read_exact(&mut len) {
