@@ -149,10 +149,13 @@ fn semantic_ranking_meets_the_same_bars() {
         );
         assert_eq!(r["auto_reply_precision"], 1.0, "{queries}: {r}");
         assert_eq!(r["handoff_recall"], 1.0, "{queries}: {r}");
-        assert!(
-            r["auto_reply_rate"].as_f64().unwrap() >= 0.75,
-            "{queries}: {r}"
-        );
+        // The lexical ranking's answer rate has its own bar above.
+        if semantic {
+            assert!(
+                r["auto_reply_rate"].as_f64().unwrap() >= 0.75,
+                "{queries}: {r}"
+            );
+        }
     }
 }
 

@@ -421,4 +421,48 @@ mod tests {
 
         std::fs::remove_dir_all(&dir).ok();
     }
+    /// Whatever model the process has, an index given no vectors ranks lexically, and one
+    /// given the encoder's ranks semantically: a run with the model (scripts/test) still
+    /// checks the lexical ranking in-process.
+    #[tokio::test]
+    async fn ranks_lexically_without_vectors_and_semantically_with_them() {
+        let articles = [
+            article(
+                "pw",
+                &["How do I reset my password?", "I forgot my password"],
+            ),
+            article(
+                "hours",
+                &["What are your working hours?", "When are you open?"],
+            ),
+            article(
+                "refund",
+                &["What is your refund policy?", "Can I get my money back?"],
+            ),
+        ];
+        let lexical = TantivyIndex::in_memory_with(None).unwrap();
+        lexical.upsert(&articles).await.unwrap();
+        assert_eq!(lexical.ranking(), Ranking::Lexical);
+        assert_eq!(lexical.seed_vectors(b"anything"), 0);
+        let hits = lexical.search("forgot my password", 3).await.unwrap();
+        assert_eq!(hits[0].article_id, "pw");
+        assert!(hits[0].confidence >= crate::knowledge::DEFAULT_THRESHOLD);
+        // No English word in it: the lexical ranking cannot answer it.
+        let hits = lexical.search("我忘记密码了", 3).await.unwrap();
+        assert!(hits
+            .first()
+            .is_none_or(|h| h.confidence < crate::knowledge::DEFAULT_THRESHOLD));
+
+        if let Some(model) = semantic::encoder() {
+            let vectors = Some(Arc::new(Vectors::in_memory(model)));
+            let semantic = TantivyIndex::in_memory_with(vectors).unwrap();
+            semantic.upsert(&articles).await.unwrap();
+            assert_eq!(semantic.ranking(), Ranking::Semantic);
+            let hits = semantic
+                .search("我忘记密码了，怎么重置？", 3)
+                .await
+                .unwrap();
+            assert_eq!(hits[0].article_id, "pw", "{hits:?}");
+        }
+    }
 }
