@@ -29,6 +29,26 @@ the whole training split as the issue asks:
   clinc150-test-oos.csv   clinc150/train_val.json that has those keys; the knowledge base is
                           clinc150-kb.json
 
+With the massive/ folder (MASSIVE 1.1, en-US and zh-CN, parallel by id) it writes the few-shot
+sets of issue 13, SHOTS (8) training queries per intent, chosen with the same seed in both
+languages (the same ids, so the Chinese and the English articles say the same things):
+
+  massive-en-kb.json      one article per intent, 8 English questions
+  massive-zh-kb.json      the same, in Chinese
+  massive-en-val.csv      the validation split, English
+  massive-zh-val.csv      the validation split, Chinese
+  massive-en-held-kb.json the English articles without 10 intents (chosen with the seed)
+  massive-zh-held-kb.json the same, in Chinese; against massive-*-val.csv, the queries of
+                          the 10 left-out intents expect a hand-off:
+  massive-en-held-val.csv
+  massive-zh-held-val.csv
+  (Chinese questions against English articles: massive-en-kb.json with massive-zh-val.csv)
+
+and BANKING77 with 10 questions per intent:
+
+  banking77-10shot-kb.json  10 of each intent's knowledge-base questions (banking77-kb.json)
+                            against banking77-val.csv
+
 With --bm25 it also prints the lexical baselines: plain BM25 over the questions, one document
 per question and one per intent, accuracy@1 on the same held-out queries.
 
@@ -47,11 +67,19 @@ from pathlib import Path
 
 VALIDATION_SHARE = 0.2
 SEED = 77
+SHOTS = 8
+BANKING_SHOTS = 10
+LEFT_OUT = 10
+
+
+def slug(intent):
+    """An article id the desk accepts (A-Z a-z 0-9 _ -): BANKING77 has `reverted_card_payment?`."""
+    return re.sub(r"[^A-Za-z0-9_-]", "-", intent) if intent else intent
 
 
 def article(intent, questions):
     return {
-        "id": intent,
+        "id": slug(intent),
         "title": intent.replace("_", " "),
         "questions": questions,
         "answer": f"(the answer about {intent.replace('_', ' ')})",
@@ -69,7 +97,7 @@ def write_queries(path, rows):
     with path.open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(["text", "expected"])
-        w.writerows(rows)
+        w.writerows((text, slug(expected)) for text, expected in rows)
 
 
 def banking77(src, out):
@@ -140,6 +168,42 @@ def clinc150(src, out):
     return kb, rows
 
 
+def read_massive(path):
+    with path.open(newline="", encoding="utf-8") as f:
+        return {row["id"]: (row["text"].strip(), row["intent"]) for row in csv.DictReader(f)}
+
+
+def massive(src, out):
+    train = {lang: read_massive(src / f"{lang}.train.csv") for lang in ("en-US", "zh-CN")}
+    val = {lang: read_massive(src / f"{lang}.validation.csv") for lang in ("en-US", "zh-CN")}
+    ids_by_intent = collections.defaultdict(list)
+    for i, (_, intent) in sorted(train["en-US"].items(), key=lambda kv: int(kv[0])):
+        if i in train["zh-CN"]:
+            ids_by_intent[intent].append(i)
+    rng = random.Random(SEED)
+    chosen = {}
+    for intent in sorted(ids_by_intent):
+        ids = list(ids_by_intent[intent])
+        rng.shuffle(ids)
+        chosen[intent] = ids[:SHOTS]
+    intents = sorted(chosen)
+    left_out = set(random.Random(SEED).sample(intents, LEFT_OUT))
+    for lang, short in (("en-US", "en"), ("zh-CN", "zh")):
+        kb = {intent: [train[lang][i][0] for i in ids] for intent, ids in chosen.items()}
+        write_kb(out / f"massive-{short}-kb.json", kb)
+        write_kb(out / f"massive-{short}-held-kb.json", {i: q for i, q in kb.items() if i not in left_out})
+        rows = [(t, i) for t, i in val[lang].values() if i in kb]
+        write_queries(out / f"massive-{short}-val.csv", rows)
+        write_queries(out / f"massive-{short}-held-val.csv",
+                      [(t, "" if i in left_out else i) for t, i in rows])
+    print(f"massive: {len(intents)} intents, {SHOTS} questions each; {LEFT_OUT} left out: "
+          f"{', '.join(sorted(left_out))}")
+
+
+def banking77_few_shot(kb, out):
+    write_kb(out / "banking77-10shot-kb.json", {i: qs[:BANKING_SHOTS] for i, qs in kb.items()})
+
+
 def words(text):
     return re.findall(r"[a-z0-9']+", text.lower())
 
@@ -194,7 +258,10 @@ def main():
             sys.exit(f"{args.datasets / sub} not found: DATASETS_DIR must hold banking77/ and clinc150/")
     args.out.mkdir(parents=True, exist_ok=True)
     b_kb, b_val = banking77(args.datasets / "banking77", args.out)
+    banking77_few_shot(b_kb, args.out)
     c_kb, c_rows = clinc150(args.datasets / "clinc150", args.out)
+    if (args.datasets / "massive" / "en-US.train.csv").is_file():
+        massive(args.datasets / "massive", args.out)
     print(f"wrote {args.out}: banking77 {len(b_kb)} articles / {len(b_val)} held-out queries, "
           f"clinc150 {len(c_kb)} articles / {len(c_rows)} queries")
     if args.bm25:

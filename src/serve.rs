@@ -25,6 +25,9 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 const SAMPLE_KB: &str = include_str!("../infra/sample-kb.json");
+/// The sample's questions and titles as the sentence encoder embeds them (made and checked
+/// by `tests/kb_eval.rs`, `the_sample_knowledge_base_ships_its_vectors`).
+const SAMPLE_KB_VECTORS: &[u8] = include_bytes!("../infra/sample-kb-vectors.bin");
 
 pub fn index_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("kb-index")
@@ -64,6 +67,9 @@ pub async fn run(addr: SocketAddr, data_dir: PathBuf) -> Result<()> {
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
     let sqlite =
         Arc::new(SqliteStore::open(&config.data_dir.join("helpdesk.sqlite3")).map_err(core_err)?);
+    // Said once: whether answers are matched by meaning (the model file) or by words only.
+    let ranking = helpdesk_core::knowledge::semantic::start().map_err(core_err)?;
+    tracing::info!("{}", helpdesk_core::knowledge::semantic::describe(ranking));
     let index = Arc::new(
         TantivyIndex::open(&index_dir(&config.data_dir)).map_err(|e| {
             anyhow!(
@@ -75,6 +81,9 @@ pub async fn run(addr: SocketAddr, data_dir: PathBuf) -> Result<()> {
     );
     if index.is_empty() && sqlite.meta("sample_kb_loaded").map_err(core_err)?.is_none() {
         let articles = parse_articles(SAMPLE_KB).map_err(core_err)?;
+        // With the sentence encoder, the sample's questions come embedded: a first start
+        // does not wait for them.
+        index.seed_vectors(SAMPLE_KB_VECTORS);
         index.upsert(&articles).await.map_err(core_err)?;
         sqlite.set_meta("sample_kb_loaded", "1").map_err(core_err)?;
         tracing::info!(

@@ -3,6 +3,7 @@
 //! compares them. Tantivy finds candidates by BM25 over questions (weighted most), title and
 //! answer; the shared [`Ranker`] orders them and gives the confidence.
 
+use crate::knowledge::semantic::{self, Ranking, Vectors};
 use crate::knowledge::{
     tokenize, Article, Hit, Ranker, ANSWER_BOOST, CANDIDATES, PROPOSED, QUESTIONS_BOOST,
     TITLE_BOOST,
@@ -12,7 +13,7 @@ use crate::{Error, Result};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use tantivy::collector::TopDocs;
 use tantivy::directory::MmapDirectory;
 use tantivy::query::{AllQuery, BooleanQuery, BoostQuery, Occur, Query, TermQuery};
@@ -84,6 +85,8 @@ pub struct TantivyIndex {
     reader: IndexReader,
     writer: Mutex<IndexWriter>,
     state: RwLock<State>,
+    /// With the sentence encoder: the questions' vectors.
+    vectors: Option<Arc<Vectors>>,
 }
 
 fn ix_err(e: impl std::fmt::Display) -> Error {
@@ -115,16 +118,47 @@ impl TantivyIndex {
         let directory = MmapDirectory::open(dir).map_err(ix_err)?;
         let (schema, fields) = schema();
         let index = Index::open_or_create(directory, schema).map_err(ix_err)?;
-        Self::with_index(index, fields)
+        // The questions' vectors live beside the index, so a restart embeds nothing again.
+        let name = dir
+            .file_name()
+            .map_or("index".into(), |n| n.to_string_lossy());
+        let file = dir.with_file_name(format!("{name}-vectors.bin"));
+        let vectors = semantic::encoder().map(|m| Arc::new(Vectors::in_file(m, &file)));
+        Self::with_index(index, fields, vectors)
     }
 
     /// An index in memory, for `kb eval` and tests.
     pub fn in_memory() -> Result<TantivyIndex> {
-        let (schema, fields) = schema();
-        Self::with_index(Index::create_in_ram(schema), fields)
+        let vectors = semantic::encoder().map(|m| Arc::new(Vectors::in_memory(m)));
+        Self::in_memory_with(vectors)
     }
 
-    fn with_index(index: Index, fields: Fields) -> Result<TantivyIndex> {
+    /// An index in memory with the given vectors (`None`: the lexical ranking).
+    pub fn in_memory_with(vectors: Option<Arc<Vectors>>) -> Result<TantivyIndex> {
+        let (schema, fields) = schema();
+        Self::with_index(Index::create_in_ram(schema), fields, vectors)
+    }
+
+    /// Vectors made earlier by the same model, for texts that ship with the program (see
+    /// [`Vectors::seed`]); nothing with the lexical ranking. Returns how many were taken.
+    pub fn seed_vectors(&self, bytes: &[u8]) -> usize {
+        self.vectors.as_ref().map_or(0, |v| v.seed(bytes))
+    }
+
+    /// Which ranking this index's searches run.
+    pub fn ranking(&self) -> Ranking {
+        self.read().ranker.ranking()
+    }
+
+    fn ranker(&self, articles: &HashMap<String, Article>) -> Ranker {
+        Ranker::with_vectors(articles.values(), self.vectors.clone())
+    }
+
+    fn with_index(
+        index: Index,
+        fields: Fields,
+        vectors: Option<Arc<Vectors>>,
+    ) -> Result<TantivyIndex> {
         index
             .tokenizers()
             .register(TOKENIZER, TextAnalyzer::from(DeskTokenizer));
@@ -153,12 +187,13 @@ impl TantivyIndex {
                 articles.insert(article.id.clone(), article);
             }
         }
-        let ranker = Ranker::new(articles.values());
+        let ranker = Ranker::with_vectors(articles.values(), vectors.clone());
         Ok(TantivyIndex {
             fields,
             reader,
             writer: Mutex::new(writer),
             state: RwLock::new(State { articles, ranker }),
+            vectors,
         })
     }
 
@@ -290,6 +325,15 @@ impl KnowledgeIndex for TantivyIndex {
             }
             Ok(())
         })?;
+        if let Some(vectors) = &self.vectors {
+            // Embedded before the ranking is locked: searches go on meanwhile.
+            let texts: Vec<&str> = articles
+                .iter()
+                .flat_map(|a| a.questions.iter().chain(std::iter::once(&a.title)))
+                .map(String::as_str)
+                .collect();
+            vectors.get(&texts);
+        }
         let mut state = self.write_state();
         let mut created = 0;
         for a in articles {
@@ -297,7 +341,7 @@ impl KnowledgeIndex for TantivyIndex {
                 created += 1;
             }
         }
-        state.ranker = Ranker::new(state.articles.values());
+        state.ranker = self.ranker(&state.articles);
         Ok(created)
     }
 
@@ -311,7 +355,7 @@ impl KnowledgeIndex for TantivyIndex {
         })?;
         let mut state = self.write_state();
         state.articles.remove(id);
-        state.ranker = Ranker::new(state.articles.values());
+        state.ranker = self.ranker(&state.articles);
         Ok(true)
     }
 }
@@ -376,5 +420,49 @@ mod tests {
             .all(|h| h.article_id != "pw"));
 
         std::fs::remove_dir_all(&dir).ok();
+    }
+    /// Whatever model the process has, an index given no vectors ranks lexically, and one
+    /// given the encoder's ranks semantically: a run with the model (scripts/test) still
+    /// checks the lexical ranking in-process.
+    #[tokio::test]
+    async fn ranks_lexically_without_vectors_and_semantically_with_them() {
+        let articles = [
+            article(
+                "pw",
+                &["How do I reset my password?", "I forgot my password"],
+            ),
+            article(
+                "hours",
+                &["What are your working hours?", "When are you open?"],
+            ),
+            article(
+                "refund",
+                &["What is your refund policy?", "Can I get my money back?"],
+            ),
+        ];
+        let lexical = TantivyIndex::in_memory_with(None).unwrap();
+        lexical.upsert(&articles).await.unwrap();
+        assert_eq!(lexical.ranking(), Ranking::Lexical);
+        assert_eq!(lexical.seed_vectors(b"anything"), 0);
+        let hits = lexical.search("forgot my password", 3).await.unwrap();
+        assert_eq!(hits[0].article_id, "pw");
+        assert!(hits[0].confidence >= crate::knowledge::DEFAULT_THRESHOLD);
+        // No English word in it: the lexical ranking cannot answer it.
+        let hits = lexical.search("我忘记密码了", 3).await.unwrap();
+        assert!(hits
+            .first()
+            .is_none_or(|h| h.confidence < crate::knowledge::DEFAULT_THRESHOLD));
+
+        if let Some(model) = semantic::encoder() {
+            let vectors = Some(Arc::new(Vectors::in_memory(model)));
+            let semantic = TantivyIndex::in_memory_with(vectors).unwrap();
+            semantic.upsert(&articles).await.unwrap();
+            assert_eq!(semantic.ranking(), Ranking::Semantic);
+            let hits = semantic
+                .search("我忘记密码了，怎么重置？", 3)
+                .await
+                .unwrap();
+            assert_eq!(hits[0].article_id, "pw", "{hits:?}");
+        }
     }
 }

@@ -6,6 +6,7 @@ mod features;
 mod model;
 pub mod opensearch;
 mod ranker;
+pub mod semantic;
 pub mod sync;
 mod tokenize;
 

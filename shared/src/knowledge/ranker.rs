@@ -5,10 +5,12 @@
 //! a typo or two away from one article's question, is a fast path to full confidence.
 
 use super::model::Model;
+use super::semantic::{Ranking, Vector, Vectors};
 use super::{tokenize, Article};
 use crate::text::is_cjk;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 /// Confidence at or above which the desk answers on its own. Chosen on CLINC150's
 /// validation queries (in scope and out of scope, reweighted to the test split's share of
@@ -91,10 +93,142 @@ pub struct Ranker {
     /// fast path (a typo or two away).
     near: Vec<Vec<Vec<char>>>,
     model: Model,
+    /// With the sentence encoder: each article's question (and title) vectors.
+    semantic: Option<Semantic>,
+}
+
+#[derive(Clone)]
+struct Semantic {
+    vectors: Arc<Vectors>,
+    by_class: Vec<Vec<Vector>>,
+    /// Per article, the normalised mean of its question vectors: which article a query is
+    /// about is best told by the nearest mean (MASSIVE, 8 questions: accuracy@1 0.72, the
+    /// nearest single question 0.57).
+    centroids: Vec<Vec<f32>>,
+}
+
+impl std::fmt::Debug for Semantic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Semantic")
+            .field("articles", &self.by_class.len())
+            .finish()
+    }
+}
+
+/// How sharply the semantic class probabilities follow the cosine to each article's mean
+/// question: e5's cosines between questions live in a narrow band (0.7 to 1), so small
+/// differences matter. This and the constants below were chosen on MASSIVE's validation
+/// split (8 questions per article, English and Chinese; see docs/benchmarks.md).
+const SEMANTIC_TEMPERATURE: f64 = 0.01;
+/// The weight of the lexical model's probabilities against the semantic ones (a geometric
+/// mix, renormalised over articles).
+const LEXICAL_SHARE: f64 = 0.3;
+/// Cosines to the closest question at or below which a query counts as unrelated, and at or
+/// above which as a paraphrase: between them, the semantic stand-in for word overlap rises
+/// linearly from 0 to 1.
+/// With the encoder, the order follows the model more than the overlap: the mix of the
+/// two models tells articles apart better than the closest question does.
+const SEMANTIC_ORDER_MODEL_WEIGHT: f64 = 0.75;
+/// How many of the likeliest articles join the candidates with the encoder.
+const SEMANTIC_PROPOSED: usize = 10;
+const UNRELATED_COSINE: f64 = 0.77;
+const PARAPHRASE_COSINE: f64 = 0.92;
+/// For the confidence, what the threshold reads, the query must be close to several of an
+/// article's questions, not to one by a chance likeness of form ("I want to apply for a job
+/// at your company" and "I need an invoice for my company" are 0.92 apart): the mean cosine
+/// to its 3 closest. And closer than to the rest of the knowledge base: e5's cosines run
+/// higher for some texts than others (a Chinese query is 0.86 or more from every Chinese
+/// article, related or not), so what counts is how far the mean rises over its median over
+/// the articles, from 0.05 (unrelated) to 0.12 (a paraphrase). Chosen on the sample knowledge
+/// base's questions that no article answers and MASSIVE with 10 intents left out (see
+/// docs/benchmarks.md).
+const CONFIDENCE_NEIGHBOURS: usize = 3;
+const CONFIDENCE_UNRELATED_RISE: f64 = 0.05;
+const CONFIDENCE_PARAPHRASE_RISE: f64 = 0.12;
+/// Under this many articles the median is no baseline; this cosine stands in for it.
+const BASELINE_MIN_ARTICLES: usize = 8;
+const BASELINE_COSINE: f64 = 0.80;
+
+/// How close a query is to an article's questions by meaning, 0 (unrelated) to 1 (a
+/// paraphrase): what stands in for word overlap with the encoder.
+struct Closeness {
+    /// From the closest question: for the order of the hits.
+    order: f64,
+    /// From the mean of the closest few, over the knowledge base's baseline: for the
+    /// confidence.
+    confidence: f64,
+}
+
+/// How close a cosine (or a rise of one) is between `unrelated` (0) and `paraphrase` (1),
+/// linearly.
+fn band(cosine: f64, unrelated: f64, paraphrase: f64) -> f64 {
+    ((cosine - unrelated) / (paraphrase - unrelated)).clamp(0.0, 1.0)
+}
+
+impl Semantic {
+    fn new(vectors: Arc<Vectors>, by_class: Vec<Vec<Vector>>) -> Semantic {
+        let centroids = by_class
+            .iter()
+            .map(|vs| {
+                let mut c = vec![0f32; helpdesk_embed::DIM];
+                for v in vs {
+                    for (c, x) in c.iter_mut().zip(v.iter()) {
+                        *c += x;
+                    }
+                }
+                let norm = c.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-6);
+                c.iter_mut().for_each(|x| *x /= norm);
+                c
+            })
+            .collect();
+        Semantic {
+            vectors,
+            by_class,
+            centroids,
+        }
+    }
+
+    /// Per article, the cosine of the query to its questions' mean.
+    fn centroid_similarities(&self, query: &[f32]) -> Vec<f64> {
+        self.centroids
+            .iter()
+            .map(|c| f64::from(dot(query, c)))
+            .collect()
+    }
+
+    /// Per article, the cosine of the query to its closest question or title, and the mean
+    /// cosine to its [`CONFIDENCE_NEIGHBOURS`] closest.
+    fn similarities(&self, query: &[f32]) -> Vec<(f64, f64)> {
+        self.by_class
+            .iter()
+            .map(|vs| {
+                let mut cos: Vec<f64> = vs.iter().map(|v| f64::from(dot(query, v))).collect();
+                cos.sort_unstable_by(|a, b| b.total_cmp(a));
+                let k = CONFIDENCE_NEIGHBOURS.min(cos.len()).max(1);
+                let closest = cos.first().copied().unwrap_or(-1.0);
+                let mean = cos.iter().take(k).sum::<f64>() / k as f64;
+                (closest, mean)
+            })
+            .collect()
+    }
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 impl Ranker {
+    /// The lexical ranking alone.
     pub fn new<'a>(articles: impl IntoIterator<Item = &'a Article>) -> Ranker {
+        Ranker::with_vectors(articles, None)
+    }
+
+    /// With `vectors`, the semantic ranking: article questions are embedded here (those not
+    /// embedded before), and each query once.
+    pub fn with_vectors<'a>(
+        articles: impl IntoIterator<Item = &'a Article>,
+        vectors: Option<Arc<Vectors>>,
+    ) -> Ranker {
         let mut articles: Vec<&Article> = articles.into_iter().collect();
         articles.sort_by(|a, b| a.id.cmp(&b.id));
         articles.dedup_by(|a, b| a.id == b.id);
@@ -119,7 +253,28 @@ impl Ranker {
                     .or_insert(Some(class));
             }
         }
+        let semantic = vectors.map(|vectors| {
+            let texts: Vec<Vec<&str>> = articles
+                .iter()
+                .map(|a| {
+                    a.questions
+                        .iter()
+                        .chain(std::iter::once(&a.title))
+                        .map(String::as_str)
+                        .filter(|t| !t.trim().is_empty())
+                        .collect()
+                })
+                .collect();
+            let all: Vec<&str> = texts.iter().flatten().copied().collect();
+            let mut made = vectors.get(&all).into_iter();
+            let by_class = texts
+                .iter()
+                .map(|t| made.by_ref().take(t.len()).collect())
+                .collect();
+            Semantic::new(vectors, by_class)
+        });
         Ranker {
+            semantic,
             ids: articles.iter().map(|a| a.id.clone()).collect(),
             classes: articles
                 .iter()
@@ -136,7 +291,14 @@ impl Ranker {
     /// The `k` articles the model finds likeliest, so that an index whose candidates missed
     /// the right article (none of its words in common) can still offer it.
     pub fn propose(&self, query: &str, k: usize) -> Vec<&str> {
-        let p = self.model.probabilities(query);
+        let (p, _) = self.probabilities(query);
+        // The encoder's likeliest articles often share no word with the query (another
+        // language, a paraphrase): more of them join the index's candidates.
+        let k = if self.semantic.is_some() {
+            k.max(SEMANTIC_PROPOSED)
+        } else {
+            k
+        };
         let mut order: Vec<usize> = (0..p.len()).collect();
         order.sort_by(|a, b| p[*b].total_cmp(&p[*a]));
         order
@@ -154,7 +316,7 @@ impl Ranker {
             Some(found) => *found,
             None => self.near_exact(&key, &candidates),
         };
-        let p = self.model.probabilities(query);
+        let (p, closeness) = self.probabilities(query);
         let q = self.lexical.query(query);
         let mut ranked: Vec<(f64, Hit)> = candidates
             .into_iter()
@@ -164,8 +326,16 @@ impl Ranker {
                     Some(c) => {
                         let p = f64::from(p[c]);
                         let overlap = self.lexical.best(&q, c);
-                        let mix = |w: f64| (p.powf(w) * overlap.powf(1.0 - w)).clamp(0.0, 1.0);
-                        (mix(MODEL_WEIGHT), mix(ORDER_MODEL_WEIGHT))
+                        let mix = |w: f64, overlap: f64| {
+                            (p.powf(w) * overlap.powf(1.0 - w)).clamp(0.0, 1.0)
+                        };
+                        match closeness.get(c) {
+                            None => (mix(MODEL_WEIGHT, overlap), mix(ORDER_MODEL_WEIGHT, overlap)),
+                            Some(close) => (
+                                mix(MODEL_WEIGHT, overlap.max(close.confidence)),
+                                mix(SEMANTIC_ORDER_MODEL_WEIGHT, overlap.max(close.order)),
+                            ),
+                        }
                     }
                     None => (0.0, 0.0),
                 };
@@ -181,6 +351,63 @@ impl Ranker {
             .collect();
         ranked.sort_by(|(a, x), (b, y)| b.total_cmp(a).then(y.score.total_cmp(&x.score)));
         ranked.into_iter().map(|(_, hit)| hit).collect()
+    }
+
+    /// Which ranking this is.
+    pub fn ranking(&self) -> Ranking {
+        if self.semantic.is_some() {
+            Ranking::Semantic
+        } else {
+            Ranking::Lexical
+        }
+    }
+
+    /// Per article, the probability that the query is about it; with the encoder also how
+    /// close the query is to its closest question (0 unrelated, 1 a paraphrase), else empty.
+    fn probabilities(&self, query: &str) -> (Vec<f32>, Vec<Closeness>) {
+        let lexical = self.model.probabilities(query);
+        let Some(semantic) = &self.semantic else {
+            return (lexical, Vec::new());
+        };
+        if semantic.by_class.is_empty() {
+            return (lexical, Vec::new());
+        }
+        let query = semantic.vectors.query(query);
+        let sims = semantic.similarities(&query);
+        let means = semantic.centroid_similarities(&query);
+        let top = means.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        // log of the geometric mix, then a softmax over articles.
+        let logits: Vec<f64> = means
+            .iter()
+            .zip(&lexical)
+            .map(|(s, p)| {
+                (1.0 - LEXICAL_SHARE) * (s - top) / SEMANTIC_TEMPERATURE
+                    + LEXICAL_SHARE * f64::from(p.max(1e-12)).ln()
+            })
+            .collect();
+        let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let exp: Vec<f64> = logits.iter().map(|l| (l - max).exp()).collect();
+        let total: f64 = exp.iter().sum();
+        let mixed = exp.iter().map(|e| (e / total) as f32).collect();
+        let baseline = if sims.len() >= BASELINE_MIN_ARTICLES {
+            let mut means: Vec<f64> = sims.iter().map(|(_, mean)| *mean).collect();
+            means.sort_unstable_by(f64::total_cmp);
+            means[means.len() / 2]
+        } else {
+            BASELINE_COSINE
+        };
+        let closeness = sims
+            .iter()
+            .map(|(closest, mean)| Closeness {
+                order: band(*closest, UNRELATED_COSINE, PARAPHRASE_COSINE),
+                confidence: band(
+                    mean - baseline,
+                    CONFIDENCE_UNRELATED_RISE,
+                    CONFIDENCE_PARAPHRASE_RISE,
+                ),
+            })
+            .collect();
+        (mixed, closeness)
     }
 
     /// The one article among the candidates with a question a typo or two away from the
@@ -574,6 +801,47 @@ mod tests {
             };
             assert_ne!(hit.confidence, 0.0, "{q}");
         }
+    }
+
+    /// The semantic ranking, with the model file (skipped, saying so, without it).
+    fn semantic_ranker(kb: &[Article]) -> Option<Ranker> {
+        let Some(model) = crate::knowledge::semantic::encoder() else {
+            eprintln!("SKIPPED: no sentence-encoder model (scripts/fetch-model fetches it)");
+            return None;
+        };
+        Some(Ranker::with_vectors(
+            kb,
+            Some(Arc::new(Vectors::in_memory(model))),
+        ))
+    }
+
+    #[test]
+    fn with_the_encoder_a_question_matches_an_article_in_another_language() {
+        let mut kb = kb();
+        // English questions only: no word of the Chinese queries is in them.
+        for a in &mut kb {
+            a.questions.retain(|q| q.is_ascii());
+        }
+        let Some(ranker) = semantic_ranker(&kb) else {
+            return;
+        };
+        assert_eq!(ranker.ranking(), Ranking::Semantic);
+        for (q, want) in [
+            ("我忘记密码了，怎么重置？", "pw"),
+            ("你们几点开门", "hours"),
+            ("我想退款", "refund"),
+        ] {
+            let candidates = ranker
+                .propose(q, 3)
+                .into_iter()
+                .filter_map(|id| kb.iter().find(|a| a.id == id))
+                .map(|a| (a, 0.0))
+                .collect();
+            let hits = ranker.rank(q, candidates);
+            assert_eq!(hits[0].article_id, want, "{q}: {hits:?}");
+        }
+        let lexical = Ranker::new(&kb);
+        assert_eq!(lexical.ranking(), Ranking::Lexical);
     }
 
     #[test]

@@ -1,0 +1,289 @@
+//! The sentence encoder's place in the ranking: which model the process uses (loaded once,
+//! from `HELPDESK_MODEL` or the user cache; none means lexical ranking), and the vectors of
+//! the texts it has embedded, kept so that a change to the knowledge base embeds only the
+//! questions that are new, and, where a file is given, kept across restarts.
+
+use crate::{Error, Result};
+use helpdesk_embed::{model_path, Model, Role, DIM};
+use std::collections::HashMap;
+use std::io::{BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+pub use helpdesk_embed::cosine;
+
+/// Which ranking runs: what `kb eval` reports and the start-up log says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ranking {
+    Lexical,
+    Semantic,
+}
+
+impl Ranking {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ranking::Lexical => "lexical",
+            Ranking::Semantic => "semantic",
+        }
+    }
+}
+
+/// `HELPDESK_MODEL=off` runs the lexical ranking even where a model file is.
+pub const OFF: &str = "off";
+
+static MODEL: OnceLock<std::result::Result<Option<Model>, String>> = OnceLock::new();
+
+fn load() -> &'static std::result::Result<Option<Model>, String> {
+    MODEL.get_or_init(|| {
+        if std::env::var(helpdesk_embed::MODEL_ENV).is_ok_and(|v| v == OFF) {
+            return Ok(None);
+        }
+        let found = model_path();
+        if !found.path.exists() && !found.explicit {
+            return Ok(None);
+        }
+        Model::load(&found.path)
+            .map(Some)
+            .map_err(|e| format!("{e} ({})", found.path.display()))
+    })
+}
+
+/// Loads the model if there is one, once per process, and says which ranking runs. A model
+/// file that is named (`HELPDESK_MODEL`) but missing, or that is there but unreadable, is an
+/// error: someone meant it to be used.
+pub fn start() -> Result<Ranking> {
+    match load() {
+        Ok(Some(_)) => Ok(Ranking::Semantic),
+        Ok(None) => Ok(Ranking::Lexical),
+        Err(e) => Err(Error::bad_request(
+            "invalid_config",
+            format!("sentence-encoder model: {e}"),
+        )),
+    }
+}
+
+/// A sentence the start-up log prints once.
+pub fn describe(ranking: Ranking) -> String {
+    let path = model_path().path;
+    if std::env::var(helpdesk_embed::MODEL_ENV).is_ok_and(|v| v == OFF) {
+        return "knowledge ranking: lexical only (HELPDESK_MODEL=off)".into();
+    }
+    match ranking {
+        Ranking::Semantic => format!(
+            "knowledge ranking: semantic (sentence encoder {}), with lexical features",
+            path.display()
+        ),
+        Ranking::Lexical => format!(
+            "knowledge ranking: lexical only; no sentence-encoder model at {} \
+             (scripts/fetch-model fetches it, HELPDESK_MODEL names another place)",
+            path.display()
+        ),
+    }
+}
+
+/// The process's model, when there is a usable one.
+pub fn encoder() -> Option<&'static Model> {
+    load().as_ref().ok().and_then(|m| m.as_ref())
+}
+
+pub type Vector = Arc<[f32]>;
+
+/// Texts' vectors (as queries: e5's advice for matching question to question), embedded
+/// once each.
+pub struct Vectors {
+    model: &'static Model,
+    known: Mutex<HashMap<String, Vector>>,
+    file: Option<PathBuf>,
+    /// The last query and its vector: proposing candidates and ranking them read the same
+    /// query, embedded once.
+    last: Mutex<Option<(String, Vector)>>,
+}
+
+/// Threads for embedding a batch of new questions.
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+impl Vectors {
+    /// Vectors kept in memory only.
+    pub fn in_memory(model: &'static Model) -> Vectors {
+        Vectors {
+            model,
+            known: Mutex::new(HashMap::new()),
+            file: None,
+            last: Mutex::new(None),
+        }
+    }
+
+    /// Vectors kept in `file` too (appended as they are made, read back here). A file that
+    /// cannot be read is started afresh: it only saves work.
+    pub fn in_file(model: &'static Model, file: &Path) -> Vectors {
+        let known = match read_file(file) {
+            Ok(known) => known,
+            Err(e) => {
+                if file.exists() {
+                    tracing::warn!(file = %file.display(), error = %e, "embedding store unreadable; starting it afresh");
+                    let _ = std::fs::remove_file(file);
+                }
+                HashMap::new()
+            }
+        };
+        Vectors {
+            model,
+            known: Mutex::new(known),
+            file: Some(file.to_path_buf()),
+            last: Mutex::new(None),
+        }
+    }
+
+    pub fn model(&self) -> &'static Model {
+        self.model
+    }
+
+    /// The vectors of `texts`, embedding (on every core) those not seen before.
+    pub fn get(&self, texts: &[&str]) -> Vec<Vector> {
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        let mut missing: Vec<&str> = texts
+            .iter()
+            .copied()
+            .filter(|t| !known.contains_key(*t))
+            .collect();
+        missing.sort_unstable();
+        missing.dedup();
+        if !missing.is_empty() {
+            let made = self.model.embed_batch(&missing, Role::Query, threads());
+            if let Some(file) = &self.file {
+                if let Err(e) = append_file(file, &missing, &made) {
+                    tracing::warn!(file = %file.display(), error = %e, "could not store embeddings");
+                }
+            }
+            for (t, v) in missing.iter().zip(made) {
+                known.insert((*t).to_string(), v.into());
+            }
+        }
+        texts
+            .iter()
+            .map(|t| {
+                known
+                    .get(*t)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::from(vec![0.0; DIM]))
+            })
+            .collect()
+    }
+
+    /// Takes vectors made earlier by the same model, in the store file's form (what
+    /// [`Vectors::in_file`] writes): texts that ship with the program, such as the sample
+    /// knowledge base, are then not embedded at every first start. One of them is embedded
+    /// again as a check, and from another model (cosine under 0.999) nothing is taken.
+    /// Returns how many vectors were taken; those not known yet are stored in the file too.
+    pub fn seed(&self, bytes: &[u8]) -> usize {
+        let Ok(records) = read_records(bytes) else {
+            tracing::warn!("shipped embeddings unreadable; they are made again");
+            return 0;
+        };
+        let Some((text, stored)) = records.iter().min_by(|a, b| a.0.cmp(b.0)) else {
+            return 0;
+        };
+        let fresh = self.model.embed(text, Role::Query);
+        if cosine(&fresh, stored) < 0.999 {
+            tracing::warn!("shipped embeddings come from another model; they are made again");
+            return 0;
+        }
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        let mut new: Vec<(&str, Vec<f32>)> = records
+            .iter()
+            .filter(|(t, _)| !known.contains_key(t.as_str()))
+            .map(|(t, v)| (t.as_str(), v.to_vec()))
+            .collect();
+        new.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        if let Some(file) = &self.file {
+            let (texts, vectors): (Vec<&str>, Vec<Vec<f32>>) = new.iter().cloned().unzip();
+            if let Err(e) = append_file(file, &texts, &vectors) {
+                tracing::warn!(file = %file.display(), error = %e, "could not store embeddings");
+            }
+        }
+        for (t, v) in new {
+            known.insert(t.to_string(), v.into());
+        }
+        records.len()
+    }
+
+    /// One query's vector, kept only until the next query (queries are many and seldom
+    /// repeat).
+    pub fn query(&self, text: &str) -> Vector {
+        if let Some(v) = self
+            .known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(text)
+        {
+            return v.clone();
+        }
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((t, v)) = last.as_ref() {
+            if t == text {
+                return v.clone();
+            }
+        }
+        let v: Vector = self.model.embed(text, Role::Query).into();
+        *last = Some((text.to_string(), v.clone()));
+        v
+    }
+}
+
+/// The store file: records of the text's length (u32), the text, and DIM f32s.
+fn read_file(file: &Path) -> std::io::Result<HashMap<String, Vector>> {
+    read_records(BufReader::new(std::fs::File::open(file)?))
+}
+
+/// The texts and vectors of a store file's bytes.
+pub fn read_store(bytes: &[u8]) -> Result<HashMap<String, Vector>> {
+    read_records(bytes).map_err(|e| Error::internal(format!("embedding store: {e}")))
+}
+
+fn read_records(mut r: impl Read) -> std::io::Result<HashMap<String, Vector>> {
+    let mut known = HashMap::new();
+    let mut len = [0u8; 4];
+    loop {
+        match r.read_exact(&mut len) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(known),
+            Err(e) => return Err(e),
+        }
+        let n = u32::from_le_bytes(len) as usize;
+        if n > 1 << 20 {
+            return Err(std::io::Error::other("a record longer than a text can be"));
+        }
+        let mut text = vec![0u8; n];
+        r.read_exact(&mut text)?;
+        let mut raw = vec![0u8; DIM * 4];
+        r.read_exact(&mut raw)?;
+        let v: Vec<f32> = raw
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        let text = String::from_utf8(text).map_err(std::io::Error::other)?;
+        known.insert(text, v.into());
+    }
+}
+
+fn append_file(file: &Path, texts: &[&str], vectors: &[Vec<f32>]) -> std::io::Result<()> {
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut buf = Vec::new();
+    for (t, v) in texts.iter().zip(vectors) {
+        buf.extend_from_slice(&(t.len() as u32).to_le_bytes());
+        buf.extend_from_slice(t.as_bytes());
+        for x in v {
+            buf.extend_from_slice(&x.to_le_bytes());
+        }
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(file)?;
+    f.write_all(&buf)?;
+    f.flush()
+}
