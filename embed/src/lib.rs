@@ -13,11 +13,13 @@
 
 pub mod encoder;
 mod format;
+pub mod kernel;
 pub mod tokenizer;
 
 use std::path::{Path, PathBuf};
 
 pub use encoder::Encoder;
+pub use kernel::Kernel;
 pub use tokenizer::Tokenizer;
 
 /// The embedding's length for multilingual-e5-small.
@@ -127,6 +129,16 @@ impl Model {
 
     pub fn tokenizer(&self) -> &Tokenizer {
         &self.tokenizer
+    }
+
+    /// The kernel the matrix products run on (the fastest this CPU has, unless set).
+    pub fn kernel(&self) -> Kernel {
+        self.encoder.kernel()
+    }
+
+    /// Runs the matrix products on `kernel`; false, and no change, when this CPU cannot.
+    pub fn set_kernel(&mut self, kernel: Kernel) -> bool {
+        self.encoder.set_kernel(kernel)
     }
 
     /// The token ids the encoder reads for `text` in `role`: the prefix and the text,

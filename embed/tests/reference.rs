@@ -5,7 +5,7 @@
 //! These need the model file. Without it (and without `HELPDESK_MODEL` naming it) they
 //! say so and pass; `scripts/test` fetches it first, so they run in CI.
 
-use helpdesk_embed::{cosine, model_path, Model, Role};
+use helpdesk_embed::{cosine, model_path, Kernel, Model, Role};
 use serde::Deserialize;
 use std::sync::OnceLock;
 
@@ -89,6 +89,31 @@ fn embeddings_match_the_reference_package() {
         worst.0, worst.1
     );
     assert!(worst.0 >= 0.99, "{worst:?}");
+}
+
+#[test]
+fn every_kernel_this_cpu_has_matches_the_reference_package() {
+    if model().is_none() {
+        return;
+    }
+    // A model of its own, since this one changes kernels.
+    let mut model = Model::load(model_path().path).expect("the model file loads");
+    let cases = reference().cases;
+    let kernels: Vec<Kernel> = Kernel::ALL
+        .into_iter()
+        .filter(|k| k.is_available())
+        .collect();
+    assert!(kernels.contains(&Kernel::Portable));
+    for kernel in kernels {
+        assert!(model.set_kernel(kernel));
+        assert_eq!(model.kernel(), kernel);
+        // Texts of 4 to 512 tokens and more: every tile shape, and windows.
+        for case in &cases {
+            let v = model.embed(&case.text, case.role());
+            let c = cosine(&v, &case.embedding);
+            assert!(c >= 0.99, "{}: {c} for {:?}", kernel.name(), case.text);
+        }
+    }
 }
 
 #[test]
