@@ -17,7 +17,7 @@ mod stream;
 
 pub use dynamo::{DynamoStore, Tables};
 #[cfg(feature = "search")]
-pub use knowledge::DynamoKnowledge;
+pub use knowledge::{stored_of, vector_attributes, DynamoKnowledge};
 #[cfg(feature = "opensearch")]
 pub use opensearch::{OpenSearchKnowledge, DEFAULT_INDEX as DEFAULT_OPENSEARCH_INDEX};
 pub use sqs::{DeadLetters, QueueUrls, SqsQueue};
@@ -28,6 +28,19 @@ use crate::{Error, Result};
 /// How long a warm function trusts its copy of the knowledge base (and the ranker trained
 /// from it): another function's write shows up here within this time.
 pub const KNOWLEDGE_REFRESH: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The process's article and query vectors, when it has the sentence encoder: one store
+/// shared by every knowledge adapter in the process, so that vectors read with the articles
+/// (or from a stream record) are embedded by none of them again. Loads the model at the
+/// first call.
+pub fn vectors() -> Option<std::sync::Arc<crate::knowledge::semantic::Vectors>> {
+    use crate::knowledge::semantic::{encoder, Vectors};
+    static SHARED: std::sync::OnceLock<Option<std::sync::Arc<Vectors>>> =
+        std::sync::OnceLock::new();
+    SHARED
+        .get_or_init(|| encoder().map(|m| std::sync::Arc::new(Vectors::in_memory(m))))
+        .clone()
+}
 
 /// The knowledge index the functions use. The articles always live in the articles table
 /// (`ARTICLES_TABLE`). Search runs on the OpenSearch domain when `OPENSEARCH_URL` is set and
