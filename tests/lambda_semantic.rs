@@ -188,3 +188,117 @@ async fn without_a_model_nothing_is_stored_and_search_is_lexical() {
 fn helpdesk_embed_path() -> std::path::PathBuf {
     helpdesk_embed::model_path().path
 }
+
+#[tokio::test]
+async fn the_indexer_carries_the_tables_vectors_to_opensearch_and_search_is_hybrid() {
+    use aws_harness::fake_opensearch::FakeOpenSearch;
+    let stack = Stack::new().await;
+    let domain = FakeOpenSearch::start().await;
+    let Some(_) = encoder() else {
+        eprintln!("SKIPPED: no sentence-encoder model (scripts/fetch-model fetches it)");
+        return;
+    };
+    let mut env = stack.env.clone();
+    env.insert("OPENSEARCH_URL".into(), domain.url.clone());
+    env.insert("OPENSEARCH_INDEX".into(), "kb".into());
+    env.insert(
+        "HELPDESK_MODEL".into(),
+        helpdesk_embed_path().to_string_lossy().into_owned(),
+    );
+    let articles = english_kb();
+    put_through_the_api(&stack, &env, &articles).await;
+
+    // The stream carries each article with its vectors (binary, base64 in the event).
+    let stream = stack.articles_stream_event().await;
+    let records = stream["Records"].as_array().unwrap();
+    assert_eq!(records.len(), articles.len());
+    assert!(records
+        .iter()
+        .all(|r| r["dynamodb"]["NewImage"]["vectors"]["B"].is_string()));
+    let mut indexer = Runtime::start("kb-indexer", &env).await;
+    let answer = indexer.invoke(stream).await.unwrap();
+    assert_eq!(answer["batchItemFailures"], serde_json::json!([]));
+    indexer.stop().await;
+
+    // Each document: the article, its packed question vectors exactly as the table keeps
+    // them, and (kept out of `_source`, in the k-NN field) its mean question vector.
+    let docs = domain.docs("kb");
+    let apart = domain.excluded("kb");
+    assert_eq!(docs.len(), articles.len());
+    for a in &articles {
+        let table = stored_of(&item(&stack, &a.id).await).unwrap();
+        let doc = &docs[&a.id];
+        assert_eq!(doc["question_vectors"]["model"], table.model.as_str());
+        assert_eq!(doc["question_vectors"]["texts"], table.texts.as_str());
+        assert_eq!(
+            doc["question_vectors"]["f16"],
+            aws_harness::base64_of(&table.f16).as_str()
+        );
+        assert!(doc.get("vector").is_none(), "the mean stays out of _source");
+        let mean: Vec<f32> = serde_json::from_value(apart[&a.id]["vector"].clone()).unwrap();
+        assert_eq!(mean.len(), 384);
+        let norm: f32 = mean.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-3, "{}: {norm}", a.id);
+        let article: Article = serde_json::from_value(doc.clone()).unwrap();
+        assert_eq!(&article, a);
+    }
+    let mapping: Value =
+        serde_json::from_str(include_str!("../infra/opensearch/knowledge-index.json")).unwrap();
+    assert_eq!(domain.domain.lock().unwrap().indexes["kb"].0, mapping);
+
+    // A Chinese message finds the English article through the agent API: the candidates
+    // come from the lexical query and the knn clause on the message's vector.
+    let mut tickets = Runtime::start("tickets", &env).await;
+    let url = reqwest::Url::parse_with_params("http://api/kb/search", [("q", "我想退款")]).unwrap();
+    let path = format!("{}?{}", url.path(), url.query().unwrap_or_default());
+    let event = http_event("GET", &path, &[], None, Some(("alice", "supervisor")));
+    let (status, body) = http_answer(&tickets.invoke(event).await.expect("an answer"));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["hits"][0]["article_id"], "refund-policy-en", "{body}");
+    let knn = domain.domain.lock().unwrap().knn_searches.clone();
+    assert_eq!(knn.len(), 1, "{knn:?}");
+    assert_eq!(
+        knn[0]["vector"]["vector"].as_array().map(Vec::len),
+        Some(384)
+    );
+    assert_eq!(knn[0]["vector"]["k"], 20);
+    tickets.stop().await;
+}
+
+/// A message of 5,000 Chinese characters: its vector joins the lexical query (capped to its
+/// first terms), and the domain takes the search rather than refusing it as too large.
+#[tokio::test]
+async fn a_five_thousand_character_message_is_searched_whole_by_meaning() {
+    use aws_harness::fake_opensearch::FakeOpenSearch;
+    use helpdesk_core::aws::OpenSearchKnowledge;
+    let Some(model) = encoder() else {
+        eprintln!("SKIPPED: no sentence-encoder model (scripts/fetch-model fetches it)");
+        return;
+    };
+    let fake = FakeOpenSearch::start().await;
+    let config = helpdesk_core::aws::config_loader()
+        .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
+        .load()
+        .await;
+    let knowledge = OpenSearchKnowledge::new(&config, &fake.url, "kb")
+        .unwrap()
+        .with_vectors(Some(Arc::new(Vectors::in_memory(model))));
+    knowledge
+        .upsert(&parse_articles(SAMPLE_KB).unwrap())
+        .await
+        .unwrap();
+    let text: String = "我上个月买的东西到现在还没有收到而且客服电话一直打不通请尽快帮我处理"
+        .repeat(150)
+        .chars()
+        .take(5000)
+        .collect();
+    let hits = knowledge.search(&text, 3).await.unwrap();
+    // Candidates came back and were ranked (which one answers is the ranking's business).
+    assert_eq!(hits.len(), 3, "{hits:?}");
+    let d = fake.domain.lock().unwrap();
+    assert_eq!(d.refused_as_too_large, 0);
+    assert_eq!(d.knn_searches.len(), 1);
+}

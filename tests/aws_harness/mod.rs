@@ -447,6 +447,10 @@ impl Stack {
                             aws_sdk_dynamodbstreams::types::AttributeValue::N(n) => {
                                 out.insert(k, json!({"N": n}));
                             }
+                            // Lambda's stream events carry binary as base64.
+                            aws_sdk_dynamodbstreams::types::AttributeValue::B(b) => {
+                                out.insert(k, json!({"B": base64_of(b.as_ref())}));
+                            }
                             _ => {}
                         }
                     }
@@ -464,4 +468,24 @@ impl Stack {
         }
         json!({"Records": records})
     }
+}
+
+/// Standard base64 with padding, as Lambda's DynamoDB stream events encode binary.
+pub fn base64_of(bytes: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ABC[(n >> (18 - 6 * i)) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }

@@ -21,7 +21,7 @@ pub use knowledge::{stored_of, vector_attributes, DynamoKnowledge};
 #[cfg(feature = "opensearch")]
 pub use opensearch::{OpenSearchKnowledge, DEFAULT_INDEX as DEFAULT_OPENSEARCH_INDEX};
 pub use sqs::{DeadLetters, QueueUrls, SqsQueue};
-pub use stream::{article_change, ticket_change};
+pub use stream::{article_change, article_vectors, ticket_change};
 
 use crate::{Error, Result};
 
