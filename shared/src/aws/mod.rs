@@ -32,13 +32,20 @@ pub const KNOWLEDGE_REFRESH: std::time::Duration = std::time::Duration::from_sec
 /// The process's article and query vectors, when it has the sentence encoder: one store
 /// shared by every knowledge adapter in the process, so that vectors read with the articles
 /// (or from a stream record) are embedded by none of them again. Loads the model at the
-/// first call.
+/// first call, and logs once which ranking runs (a model file that `HELPDESK_MODEL` names
+/// but that is missing or unreadable is an error in the log; the function goes on lexical).
 pub fn vectors() -> Option<std::sync::Arc<crate::knowledge::semantic::Vectors>> {
-    use crate::knowledge::semantic::{encoder, Vectors};
+    use crate::knowledge::semantic::{describe, encoder, start, Vectors};
     static SHARED: std::sync::OnceLock<Option<std::sync::Arc<Vectors>>> =
         std::sync::OnceLock::new();
     SHARED
-        .get_or_init(|| encoder().map(|m| std::sync::Arc::new(Vectors::in_memory(m))))
+        .get_or_init(|| {
+            match start() {
+                Ok(ranking) => tracing::info!("{}", describe(ranking)),
+                Err(e) => tracing::error!(error = %e.message, "knowledge ranking: lexical only"),
+            }
+            encoder().map(|m| std::sync::Arc::new(Vectors::in_memory(m)))
+        })
         .clone()
 }
 
