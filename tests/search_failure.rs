@@ -29,7 +29,11 @@ async fn desk(fake: &FakeOpenSearch) -> (Arc<SqliteStore>, auto_reply::Deps) {
         .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
         .load()
         .await;
-    let knowledge = OpenSearchKnowledge::new(&config, &fake.url, "kb").unwrap();
+    // The lexical ranking: these tests are about what reaches the domain and what a failure
+    // does (tests/lambda_semantic.rs sends the long message with its vector).
+    let knowledge = OpenSearchKnowledge::new(&config, &fake.url, "kb")
+        .unwrap()
+        .with_vectors(None);
     knowledge
         .upsert(&parse_articles(SAMPLE_KB).unwrap())
         .await

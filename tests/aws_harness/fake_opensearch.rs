@@ -3,7 +3,10 @@
 //! creation, `_bulk`, `_doc` get and delete, `_search`) in OpenSearch's own shapes. A
 //! request without a SigV4 signature is refused, as a domain would. Candidate retrieval is
 //! not modelled: a free-text search returns every document, and the shared ranker orders
-//! them as it orders a real domain's candidates.
+//! them as it orders a real domain's candidates. What the mapping keeps out of `_source`
+//! (the `knn_vector`) is kept apart, as the k-NN index keeps it, and a `knn` clause is
+//! checked against the mapping (a `knn_vector` field of the vector's dimension) as a domain
+//! checks it.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -27,6 +30,10 @@ pub struct Domain {
     /// While set, each search waits here (a search that takes its time), for a test that
     /// must act while a function is inside its search.
     pub hold: Option<Arc<Hold>>,
+    /// Index name → document id → the fields its mapping keeps out of `_source`.
+    pub excluded: BTreeMap<String, BTreeMap<String, Value>>,
+    /// The `knn` clauses of the searches, as sent.
+    pub knn_searches: Vec<Value>,
 }
 
 /// Searches held: each adds a permit to `arrived`, then waits for one of `release`.
@@ -105,6 +112,12 @@ impl FakeOpenSearch {
         let hold = Arc::new(Hold::default());
         self.domain.lock().unwrap().hold = Some(hold.clone());
         hold
+    }
+
+    /// The fields `index`'s mapping kept out of each document's `_source` (its vector).
+    pub fn excluded(&self, index: &str) -> BTreeMap<String, Value> {
+        let domain = self.domain.lock().unwrap();
+        domain.excluded.get(index).cloned().unwrap_or_default()
     }
 
     pub fn fail_next(&self, n: usize) {
@@ -192,16 +205,33 @@ async fn bulk(State(domain): State<Shared>, body: String) -> Response {
             target["_index"].as_str().unwrap().to_string(),
             target["_id"].as_str().unwrap().to_string(),
         );
-        let doc: Value = serde_json::from_str(lines.next().unwrap()).unwrap();
-        let Some((_, docs)) = d.indexes.get_mut(&index) else {
+        let mut doc: Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+        let Some((mapping, docs)) = d.indexes.get_mut(&index) else {
             return missing(&index);
         };
+        let mut apart = serde_json::Map::new();
+        for field in mapping["mappings"]["_source"]["excludes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
+            if let Some(v) = doc.as_object_mut().and_then(|o| o.remove(field)) {
+                apart.insert(field.to_string(), v);
+            }
+        }
         let result = if docs.insert(id.clone(), doc).is_some() {
             "updated"
         } else {
             "created"
         };
         items.push(json!({"index": {"_index": index, "_id": id, "result": result, "status": 200}}));
+        let excluded = d.excluded.entry(index).or_default();
+        if apart.is_empty() {
+            excluded.remove(&id);
+        } else {
+            excluded.insert(id, Value::Object(apart));
+        }
     }
     axum::Json(json!({"took": 1, "errors": false, "items": items})).into_response()
 }
@@ -251,7 +281,41 @@ async fn search(State(domain): State<Shared>, Path(index): Path<String>, body: S
     }
     let mut d = domain.lock().unwrap();
     let request: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-    if let Some(m) = request.pointer("/query/multi_match") {
+    // The lexical query alone, or `should`-combined with a `knn` clause.
+    let clauses_of = |kind: &str| -> Vec<Value> {
+        let direct = request["query"].get(kind).cloned();
+        let combined = request["query"]["bool"]["should"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.get(kind).cloned());
+        direct.into_iter().chain(combined).collect()
+    };
+    for knn in clauses_of("knn") {
+        let mapping = d.indexes.get(&index).map(|(m, _)| m.clone());
+        let fine = knn.as_object().is_some_and(|o| {
+            o.iter().all(|(field, q)| {
+                let declared = mapping
+                    .as_ref()
+                    .map(|m| m["mappings"]["properties"][field].clone())
+                    .unwrap_or(Value::Null);
+                declared["type"] == "knn_vector"
+                    && q["vector"].as_array().map(Vec::len)
+                        == declared["dimension"].as_u64().map(|n| n as usize)
+                    && q["k"].as_u64().is_some_and(|k| (1..=10_000).contains(&k))
+            })
+        });
+        if !fine {
+            return (
+                StatusCode::BAD_REQUEST,
+                axum::Json(json!({"error": {"type": "query_shard_exception",
+                    "reason": "knn query does not match the index's knn_vector field"}, "status": 400})),
+            )
+                .into_response();
+        }
+        d.knn_searches.push(knn);
+    }
+    if let Some(m) = clauses_of("multi_match").first() {
         let clauses = clauses(m["query"].as_str().unwrap_or_default(), &m["fields"]);
         if clauses > MAX_CLAUSES {
             d.refused_as_too_large += 1;

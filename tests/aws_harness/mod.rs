@@ -24,13 +24,18 @@ use tokio::sync::{mpsc, oneshot};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// Where cargo put the workspace's binaries: beside this test's own directory.
+/// Where cargo put the workspace's binaries: beside this test's own directory, or in
+/// `HELPDESK_LAMBDA_BIN_DIR` (a measurement drives the release binaries from a debug build).
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test's own path");
-    let dir = exe
+    let beside = exe
         .parent()
         .and_then(|d| d.parent())
-        .expect("target directory");
+        .expect("target directory")
+        .to_path_buf();
+    let dir = std::env::var_os("HELPDESK_LAMBDA_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or(beside);
     let path = dir.join(name);
     assert!(
         path.exists(),
@@ -44,6 +49,8 @@ struct Pending {
     events: Mutex<mpsc::UnboundedReceiver<(String, Value)>>,
     waiting: Mutex<HashMap<String, oneshot::Sender<Result<Value, Value>>>>,
     init_error: Mutex<Option<Value>>,
+    /// When the process first asked for an event: the end of its initialisation.
+    first_poll: Mutex<Option<Instant>>,
 }
 
 /// A Lambda Runtime API serving one function process.
@@ -58,6 +65,11 @@ pub struct Runtime {
 }
 
 async fn next(State(state): State<Arc<Pending>>) -> impl IntoResponse {
+    state
+        .first_poll
+        .lock()
+        .unwrap()
+        .get_or_insert_with(Instant::now);
     // Hold the lock only to take one event; the process polls again for the next.
     let event = {
         let mut rx = state.events.lock().unwrap();
@@ -134,6 +146,7 @@ impl Runtime {
             events: Mutex::new(receiver),
             waiting: Mutex::new(HashMap::new()),
             init_error: Mutex::new(None),
+            first_poll: Mutex::new(None),
         });
         let app = axum::Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
@@ -196,6 +209,36 @@ impl Runtime {
                 self.state.init_error.lock().unwrap()
             ),
         }
+    }
+
+    /// How long the process took from its start to its first request for an event (its
+    /// initialisation, as Lambda's "Init Duration" counts it), once it has asked.
+    pub fn ready_after(&self) -> Option<Duration> {
+        let at = *self.state.first_poll.lock().unwrap();
+        at.map(|at| at - self.started)
+    }
+
+    /// The process's peak resident memory so far (`VmHWM`), in KiB, where /proc has it.
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        let pid = self.child.as_ref()?.id()?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+
+    /// The CPU time (user and system) the process has used so far, where /proc has it.
+    pub fn cpu_time(&self) -> Option<Duration> {
+        let pid = self.child.as_ref()?.id()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // The fields after the command name (which is in parentheses and may hold spaces):
+        // utime and stime are the 12th and 13th, in clock ticks (100 a second on Linux).
+        let rest = stat.rsplit_once(')')?.1;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: u64 =
+            fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        Some(Duration::from_millis(ticks * 10))
     }
 
     pub async fn stop(mut self) {
@@ -453,6 +496,10 @@ impl Stack {
                             aws_sdk_dynamodbstreams::types::AttributeValue::N(n) => {
                                 out.insert(k, json!({"N": n}));
                             }
+                            // Lambda's stream events carry binary as base64.
+                            aws_sdk_dynamodbstreams::types::AttributeValue::B(b) => {
+                                out.insert(k, json!({"B": base64_of(b.as_ref())}));
+                            }
                             _ => {}
                         }
                     }
@@ -470,4 +517,24 @@ impl Stack {
         }
         json!({"Records": records})
     }
+}
+
+/// Standard base64 with padding, as Lambda's DynamoDB stream events encode binary.
+pub fn base64_of(bytes: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ABC[(n >> (18 - 6 * i)) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }

@@ -138,6 +138,25 @@ impl Template {
             .collect()
     }
 
+    /// A parameter's `key: value` lines (`Type`, `Default`, `AllowedValues`).
+    pub fn parameter(&self, name: &str) -> BTreeMap<String, String> {
+        let params = self.top("Parameters");
+        let at = params
+            .iter()
+            .position(|l| indent(l) == 2 && l.trim() == format!("{name}:"))
+            .unwrap_or_else(|| panic!("template.yaml has no parameter {name}"));
+        pairs(&block(&params, at))
+    }
+
+    /// A condition's definition as written.
+    pub fn condition(&self, name: &str) -> String {
+        let prefix = format!("{name}:");
+        self.top("Conditions")
+            .iter()
+            .find_map(|l| l.trim().strip_prefix(&prefix).map(|v| v.trim().to_string()))
+            .unwrap_or_else(|| panic!("template.yaml has no condition {name}"))
+    }
+
     /// The variables every function gets (`Globals.Function.Environment.Variables`).
     pub fn global_env(&self) -> BTreeMap<String, String> {
         let globals = self.top("Globals");

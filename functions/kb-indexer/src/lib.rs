@@ -4,8 +4,10 @@
 //! whole table instead: for a domain switched on under an existing knowledge base, or to
 //! mend an index after the stream's day of history has passed.
 
-use helpdesk_core::aws::article_change;
-use helpdesk_core::knowledge::sync::{apply, reindex};
+use helpdesk_core::aws;
+use helpdesk_core::aws::{article_change, article_vectors};
+use helpdesk_core::knowledge::stored_vectors;
+use helpdesk_core::knowledge::sync::{apply, reindex, ArticleChange};
 use helpdesk_core::ports::KnowledgeIndex;
 use helpdesk_core::{Error, Result};
 use serde_json::{json, Value};
@@ -46,7 +48,15 @@ async fn stream_batch(deps: &Deps, records: &[Value]) -> Value {
     for record in records {
         let change = &record["dynamodb"];
         match article_change(&change["NewImage"], &change["OldImage"]) {
-            Ok(Some(c)) => changes.push(c),
+            Ok(Some(c)) => {
+                // The vectors made where the article was written come with it: the index
+                // gets them without embedding anything again.
+                if let (ArticleChange::Upsert(a), Some(vectors)) = (&c, aws::vectors()) {
+                    let stored = article_vectors(&change["NewImage"]);
+                    stored_vectors::preload(a, stored.as_ref(), &vectors);
+                }
+                changes.push(c)
+            }
             Ok(None) => {}
             Err(e) => tracing::error!(
                 sequence = change["SequenceNumber"].as_str().unwrap_or_default(),

@@ -3,35 +3,95 @@
 //! its first search and rebuilt when it is older than [`KNOWLEDGE_REFRESH`]. A knowledge
 //! base of a few thousand articles builds in well under a second, and nothing runs while
 //! idle.
+//!
+//! With the sentence encoder, each article's item also keeps its question vectors
+//! ([`stored_vectors`]), made where articles are written (here, on the agent API's upsert
+//! path), so that a function starting cold reads them with the articles and embeds only
+//! the customer's message. Vectors that are stale (another model file, edited questions) or
+//! missing are embedded when the index is built, and logged.
 
 use super::{sdk_message, KNOWLEDGE_REFRESH};
 use crate::adapters::TantivyIndex;
+use crate::knowledge::semantic::Vectors;
+use crate::knowledge::stored_vectors::{self, Stored};
 use crate::knowledge::{Article, Hit};
 use crate::ports::KnowledgeIndex;
 use crate::{Error, Result};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 use tokio::sync::Mutex;
+
+/// The item attributes that keep an article's question vectors: the packed vectors
+/// (binary), the model's fingerprint and the texts' fingerprint.
+pub const VECTORS_ATTR: &str = "vectors";
+pub const VECTORS_MODEL_ATTR: &str = "vectors_model";
+pub const VECTORS_TEXTS_ATTR: &str = "vectors_texts";
 
 pub struct DynamoKnowledge {
     client: Client,
     table: String,
     cache: Mutex<Option<(Instant, Arc<TantivyIndex>)>>,
+    /// The process's vectors (see [`super::vectors`]), looked up at the first use: the
+    /// model file is read then, not at cold start.
+    vectors: OnceLock<Option<Arc<Vectors>>>,
+}
+
+/// An article's stored vectors as item attributes.
+pub fn vector_attributes(stored: &Stored) -> [(&'static str, AttributeValue); 3] {
+    [
+        (
+            VECTORS_ATTR,
+            AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(stored.f16.clone())),
+        ),
+        (VECTORS_MODEL_ATTR, AttributeValue::S(stored.model.clone())),
+        (VECTORS_TEXTS_ATTR, AttributeValue::S(stored.texts.clone())),
+    ]
+}
+
+/// An item's stored vectors, when it has them all.
+pub fn stored_of(item: &HashMap<String, AttributeValue>) -> Option<Stored> {
+    Some(Stored {
+        f16: item.get(VECTORS_ATTR)?.as_b().ok()?.as_ref().to_vec(),
+        model: item.get(VECTORS_MODEL_ATTR)?.as_s().ok()?.clone(),
+        texts: item.get(VECTORS_TEXTS_ATTR)?.as_s().ok()?.clone(),
+    })
 }
 
 impl DynamoKnowledge {
+    /// The knowledge base in `table`, ranked with the process's sentence encoder when there
+    /// is one.
     pub fn new(config: &aws_config::SdkConfig, table: String) -> DynamoKnowledge {
         DynamoKnowledge {
             client: Client::new(config),
             table,
             cache: Mutex::new(None),
+            vectors: OnceLock::new(),
         }
     }
 
+    /// With these vectors (`None`: the lexical ranking, and no vectors written): a test
+    /// reads what a search embedded.
+    pub fn with_vectors(
+        config: &aws_config::SdkConfig,
+        table: String,
+        vectors: Option<Arc<Vectors>>,
+    ) -> DynamoKnowledge {
+        let kb = DynamoKnowledge::new(config, table);
+        let _ = kb.vectors.set(vectors);
+        kb
+    }
+
+    fn vectors(&self) -> Option<Arc<Vectors>> {
+        self.vectors.get_or_init(super::vectors).clone()
+    }
+
     async fn load_all(&self) -> Result<Vec<Article>> {
+        let vectors = self.vectors();
+        let (mut stale, mut stored) = (0usize, 0usize);
         let mut articles = Vec::new();
         let mut start = None;
         loop {
@@ -48,7 +108,17 @@ impl DynamoKnowledge {
             for item in out.items.unwrap_or_default() {
                 if let Some(body) = item.get("body").and_then(|b| b.as_s().ok()) {
                     match serde_json::from_str::<Article>(body) {
-                        Ok(a) => articles.push(a),
+                        Ok(a) => {
+                            if let Some(vectors) = &vectors {
+                                let found = stored_of(&item);
+                                if stored_vectors::preload(&a, found.as_ref(), vectors) {
+                                    stored += 1;
+                                } else {
+                                    stale += 1;
+                                }
+                            }
+                            articles.push(a)
+                        }
                         Err(e) => {
                             tracing::error!(error = %e, "an article that does not decode was skipped")
                         }
@@ -57,9 +127,18 @@ impl DynamoKnowledge {
             }
             match out.last_evaluated_key {
                 Some(k) => start = Some(k),
-                None => return Ok(articles),
+                None => break,
             }
         }
+        if stale > 0 {
+            // Embedded when the index is built; saving the articles again stores them.
+            tracing::warn!(
+                stale,
+                stored,
+                "articles without current question vectors (another model, or written without one)"
+            );
+        }
+        Ok(articles)
     }
 
     /// The in-memory index, rebuilt when stale.
@@ -72,7 +151,7 @@ impl DynamoKnowledge {
         }
         let started = Instant::now();
         let articles = self.load_all().await?;
-        let index = TantivyIndex::in_memory()?;
+        let index = TantivyIndex::in_memory_with(self.vectors())?;
         index.upsert(&articles).await?;
         tracing::info!(
             articles = articles.len(),
@@ -86,6 +165,25 @@ impl DynamoKnowledge {
 
     async fn forget(&self) {
         *self.cache.lock().await = None;
+    }
+
+    /// The stored vectors of each article (none without a model), embedded off the async
+    /// threads: all the articles' new texts in one batch, on every core.
+    async fn embed(&self, articles: &[Article]) -> Result<Vec<Option<Stored>>> {
+        let Some(vectors) = self.vectors() else {
+            return Ok(vec![None; articles.len()]);
+        };
+        let articles = articles.to_vec();
+        tokio::task::spawn_blocking(move || {
+            let texts: Vec<&str> = articles.iter().flat_map(stored_vectors::texts).collect();
+            vectors.get(&texts);
+            articles
+                .iter()
+                .map(|a| stored_vectors::make(a, &vectors))
+                .collect()
+        })
+        .await
+        .map_err(|e| Error::internal(format!("embedding article questions: {e}")))
     }
 }
 
@@ -124,17 +222,24 @@ impl KnowledgeIndex for DynamoKnowledge {
     }
 
     async fn upsert(&self, articles: &[Article]) -> Result<usize> {
-        let mut created = 0;
         for a in articles {
             a.validate()?;
+        }
+        let stored = self.embed(articles).await?;
+        let mut created = 0;
+        for (a, stored) in articles.iter().zip(stored) {
             let body = serde_json::to_string(a)
                 .map_err(|e| Error::internal(format!("encoding an article: {e}")))?;
-            let out = self
+            let mut put = self
                 .client
                 .put_item()
                 .table_name(&self.table)
                 .item("id", AttributeValue::S(a.id.clone()))
-                .item("body", AttributeValue::S(body))
+                .item("body", AttributeValue::S(body));
+            for (name, value) in stored.as_ref().map(vector_attributes).into_iter().flatten() {
+                put = put.item(name, value);
+            }
+            let out = put
                 .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
                 .send()
                 .await

@@ -17,17 +17,37 @@ mod stream;
 
 pub use dynamo::{DynamoStore, Tables};
 #[cfg(feature = "search")]
-pub use knowledge::DynamoKnowledge;
+pub use knowledge::{stored_of, vector_attributes, DynamoKnowledge};
 #[cfg(feature = "opensearch")]
 pub use opensearch::{OpenSearchKnowledge, DEFAULT_INDEX as DEFAULT_OPENSEARCH_INDEX};
 pub use sqs::{DeadLetters, QueueUrls, SqsQueue};
-pub use stream::{article_change, ticket_change};
+pub use stream::{article_change, article_vectors, ticket_change};
 
 use crate::{Error, Result};
 
 /// How long a warm function trusts its copy of the knowledge base (and the ranker trained
 /// from it): another function's write shows up here within this time.
 pub const KNOWLEDGE_REFRESH: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The process's article and query vectors, when it has the sentence encoder: one store
+/// shared by every knowledge adapter in the process, so that vectors read with the articles
+/// (or from a stream record) are embedded by none of them again. Loads the model at the
+/// first call, and logs once which ranking runs (a model file that `HELPDESK_MODEL` names
+/// but that is missing or unreadable is an error in the log; the function goes on lexical).
+pub fn vectors() -> Option<std::sync::Arc<crate::knowledge::semantic::Vectors>> {
+    use crate::knowledge::semantic::{describe, encoder, start, Vectors};
+    static SHARED: std::sync::OnceLock<Option<std::sync::Arc<Vectors>>> =
+        std::sync::OnceLock::new();
+    SHARED
+        .get_or_init(|| {
+            match start() {
+                Ok(ranking) => tracing::info!("{}", describe(ranking)),
+                Err(e) => tracing::error!(error = %e.message, "knowledge ranking: lexical only"),
+            }
+            encoder().map(|m| std::sync::Arc::new(Vectors::in_memory(m)))
+        })
+        .clone()
+}
 
 /// The knowledge index the functions use. The articles always live in the articles table
 /// (`ARTICLES_TABLE`). Search runs on the OpenSearch domain when `OPENSEARCH_URL` is set and

@@ -4,15 +4,22 @@
 //! or when its copy is older than [`KNOWLEDGE_REFRESH`](super::KNOWLEDGE_REFRESH); nothing
 //! is sent before a request needs it.
 //!
+//! With the sentence encoder, writes carry each article's vectors (made where the article
+//! was written, or embedded here when missing), the ranker is trained with the question
+//! vectors the listing brings back, and a search sends the message's vector for the `knn`
+//! half of the candidate query: the message is embedded once, for both.
+//!
 //! Requests are built as data in [`crate::knowledge::opensearch`] and sent through the
 //! `opensearch` crate's transport, which signs them with SigV4 (service `es`) from the SDK
 //! configuration's credentials and region.
 
 use super::KNOWLEDGE_REFRESH;
 use crate::knowledge::opensearch::{
-    error_reason, is_index_missing, parse_bulk_response, parse_get_response, parse_search_response,
-    Request, LIST_PAGE,
+    error_reason, is_index_missing, parse_bulk_response, parse_get_response, parse_listing,
+    parse_search_response, DocVectors, Request, LIST_PAGE,
 };
+use crate::knowledge::semantic::Vectors;
+use crate::knowledge::stored_vectors;
 use crate::knowledge::{is_valid_id, tokenize, Article, Hit, Ranker, PROPOSED};
 use crate::ports::KnowledgeIndex;
 use crate::{Error, Result};
@@ -24,7 +31,7 @@ use opensearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
 use opensearch::http::{Method, Url};
 use opensearch::OpenSearch;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{Mutex, OnceCell};
 
@@ -52,6 +59,8 @@ pub struct OpenSearchKnowledge {
     trained: Mutex<Option<(Instant, Arc<Trained>)>>,
     /// Set once the index is known to exist, so writes check it once per process.
     index_ready: OnceCell<()>,
+    /// The process's vectors (see [`super::vectors`]), looked up at the first use.
+    vectors: OnceLock<Option<Arc<Vectors>>>,
 }
 
 impl OpenSearchKnowledge {
@@ -89,7 +98,19 @@ impl OpenSearchKnowledge {
             index: index.into(),
             trained: Mutex::new(None),
             index_ready: OnceCell::new(),
+            vectors: OnceLock::new(),
         })
+    }
+
+    /// With these vectors (`None`: the lexical ranking and lexical candidates, and no
+    /// vectors written).
+    pub fn with_vectors(mut self, vectors: Option<Arc<Vectors>>) -> OpenSearchKnowledge {
+        self.vectors = OnceLock::from(vectors);
+        self
+    }
+
+    fn vectors(&self) -> Option<Arc<Vectors>> {
+        self.vectors.get_or_init(super::vectors).clone()
     }
 
     /// The adapter for `OPENSEARCH_URL`, on the index `OPENSEARCH_INDEX` (or
@@ -223,7 +244,9 @@ impl OpenSearchKnowledge {
     }
 
     /// Every article, page by page in id order; none when the index does not exist yet.
+    /// The question vectors the documents carry go into the process's vectors.
     async fn load_all(&self) -> Result<Vec<Article>> {
+        let vectors = self.vectors();
         let mut articles: Vec<Article> = Vec::new();
         loop {
             let after = articles.last().map(|a| a.id.as_str());
@@ -238,9 +261,14 @@ impl OpenSearchKnowledge {
                     error_reason(&body)
                 )));
             }
-            let page = parse_search_response(&body)?;
+            let page = parse_listing(&body)?;
             let full = page.len() == LIST_PAGE;
-            articles.extend(page.into_iter().map(|(a, _)| a));
+            for (a, stored) in page {
+                if let Some(vectors) = &vectors {
+                    stored_vectors::preload(&a, stored.as_ref(), vectors);
+                }
+                articles.push(a);
+            }
             if !full {
                 return Ok(articles);
             }
@@ -257,7 +285,7 @@ impl OpenSearchKnowledge {
         }
         let started = Instant::now();
         let articles = self.load_all().await?;
-        let ranker = Ranker::new(&articles);
+        let ranker = Ranker::with_vectors(&articles, self.vectors());
         let trained = Arc::new(Trained {
             articles: articles.into_iter().map(|a| (a.id.clone(), a)).collect(),
             ranker,
@@ -273,6 +301,28 @@ impl OpenSearchKnowledge {
 
     async fn forget(&self) {
         *self.trained.lock().await = None;
+    }
+
+    /// Each article's document vectors (none without a model): those that came with the
+    /// article (preloaded from the table or the stream record) are used as they are, the
+    /// rest embedded off the async threads.
+    async fn doc_vectors(&self, articles: &[Article]) -> Result<Vec<Option<DocVectors>>> {
+        let Some(vectors) = self.vectors() else {
+            return Ok(Vec::new());
+        };
+        let articles = articles.to_vec();
+        tokio::task::spawn_blocking(move || {
+            articles
+                .iter()
+                .map(|a| {
+                    let stored = stored_vectors::make(a, &vectors)?;
+                    let mean = stored_vectors::mean(a, &vectors);
+                    Some(DocVectors { mean, stored })
+                })
+                .collect()
+        })
+        .await
+        .map_err(|e| Error::internal(format!("embedding article questions: {e}")))
     }
 }
 
@@ -347,7 +397,10 @@ impl KnowledgeIndex for OpenSearchKnowledge {
         if trained.articles.is_empty() {
             return Ok(Vec::new());
         }
-        let body = self.send_ok(&Request::search(&self.index, query)).await?;
+        // The ranker reads the same vector again: embedded once.
+        let vector = self.vectors().map(|v| v.query(query));
+        let request = Request::search(&self.index, query, vector.as_deref());
+        let body = self.send_ok(&request).await?;
         let found = parse_search_response(&body)?;
         Ok(rank(&trained, query, &found, limit))
     }
@@ -381,8 +434,9 @@ impl KnowledgeIndex for OpenSearchKnowledge {
             return Ok(0);
         }
         self.ensure_index().await?;
+        let vectors = self.doc_vectors(articles).await?;
         let body = self
-            .send_ok(&Request::upsert(&self.index, articles)?)
+            .send_ok(&Request::upsert(&self.index, articles, &vectors)?)
             .await?;
         self.forget().await;
         parse_bulk_response(&body)
@@ -498,7 +552,9 @@ mod tests {
             }
         })
         .await;
-        let index = OpenSearchKnowledge::new(&config(), &url, DEFAULT_INDEX).unwrap();
+        let index = OpenSearchKnowledge::new(&config(), &url, DEFAULT_INDEX)
+            .unwrap()
+            .with_vectors(None);
         let hits = index.search("我忘记密码了，怎么重置？", 3).await.unwrap();
         assert_eq!(hits[0].article_id, "reset-password-zh", "{hits:?}");
         assert!(
@@ -537,7 +593,9 @@ mod tests {
             ),
         })
         .await;
-        let index = OpenSearchKnowledge::new(&config(), &url, DEFAULT_INDEX).unwrap();
+        let index = OpenSearchKnowledge::new(&config(), &url, DEFAULT_INDEX)
+            .unwrap()
+            .with_vectors(None);
         let article = Article {
             id: "refunds".into(),
             title: "Refunds".into(),
@@ -569,6 +627,93 @@ mod tests {
         );
         assert_eq!(seen[1].1, crate::knowledge::opensearch::INDEX_MAPPING);
         assert!(seen[2].0.contains("content-type: application/x-ndjson"));
+    }
+
+    /// With the model file (skipped, saying so, without it): a write carries the article's
+    /// mean vector and packed question vectors, a listing's vectors train the ranker with
+    /// nothing embedded again, and a search sends the lexical query and the message's vector.
+    #[tokio::test]
+    async fn with_the_encoder_documents_carry_vectors_and_searches_are_hybrid() {
+        let Some(model) = crate::knowledge::semantic::encoder() else {
+            eprintln!("SKIPPED: no sentence-encoder model (scripts/fetch-model fetches it)");
+            return;
+        };
+        let articles: Vec<Article> =
+            serde_json::from_str(include_str!("../../../infra/sample-kb.json")).unwrap();
+        let docs: Arc<std::sync::Mutex<Vec<serde_json::Value>>> = Arc::default();
+        let kept = docs.clone();
+        let (url, seen) = fake_domain(move |head, body| match head.split(' ').next() {
+            Some("head") => (200, String::new()),
+            _ if head.starts_with("post /_bulk") => {
+                let mut items = Vec::new();
+                let mut lines = body.lines();
+                while let (Some(_), Some(doc)) = (lines.next(), lines.next()) {
+                    let doc: serde_json::Value = serde_json::from_str(doc).unwrap();
+                    items.push(
+                        serde_json::json!({"index": {"_id": doc["id"], "result": "created"}}),
+                    );
+                    kept.lock().unwrap().push(doc);
+                }
+                (
+                    200,
+                    serde_json::json!({"errors": false, "items": items}).to_string(),
+                )
+            }
+            _ => {
+                // A listing or a search: every document, as a domain's `_source` keeps them
+                // (without the excluded `vector`).
+                let hits: Vec<_> = kept
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .map(|d| {
+                        let mut d = d.clone();
+                        d.as_object_mut().unwrap().remove("vector");
+                        serde_json::json!({"_id": d["id"], "_score": 1.0, "_source": d})
+                    })
+                    .collect();
+                (200, serde_json::json!({"hits": {"hits": hits}}).to_string())
+            }
+        })
+        .await;
+        let writer = OpenSearchKnowledge::new(&config(), &url, DEFAULT_INDEX)
+            .unwrap()
+            .with_vectors(Some(Arc::new(Vectors::in_memory(model))));
+        writer.upsert(&articles).await.unwrap();
+        for (doc, a) in docs.lock().unwrap().iter().zip(&articles) {
+            let mean: Vec<f32> = serde_json::from_value(doc["vector"].clone()).unwrap();
+            assert_eq!(mean.len(), helpdesk_embed::DIM, "{}", a.id);
+            assert_eq!(
+                doc["question_vectors"]["model"].as_str(),
+                stored_vectors::model_id()
+            );
+        }
+
+        // A function starting cold: the listing's vectors fill its store.
+        let vectors = Arc::new(Vectors::in_memory(model));
+        let reader = OpenSearchKnowledge::new(&config(), &url, DEFAULT_INDEX)
+            .unwrap()
+            .with_vectors(Some(vectors.clone()));
+        let before = seen.lock().unwrap().len();
+        let hits = reader.search("我想退款", 3).await.unwrap();
+        assert!(hits[0].article_id.starts_with("refund-policy"), "{hits:?}");
+        let texts: std::collections::HashSet<&str> =
+            articles.iter().flat_map(stored_vectors::texts).collect();
+        assert_eq!(
+            vectors.kept(),
+            texts.len(),
+            "no article text embedded again"
+        );
+        let seen = seen.lock().unwrap();
+        let search = &seen[seen.len() - 1];
+        assert_eq!(seen.len() - before, 2, "a listing, then the search");
+        let body: serde_json::Value = serde_json::from_str(&search.1).unwrap();
+        let should = &body["query"]["bool"]["should"];
+        assert_eq!(should[0]["multi_match"]["query"], "我想退款");
+        let sent: Vec<f32> =
+            serde_json::from_value(should[1]["knn"]["vector"]["vector"].clone()).unwrap();
+        let expected = model.embed("我想退款", helpdesk_embed::Role::Query);
+        assert!(crate::knowledge::semantic::cosine(&sent, &expected) > 0.9999);
     }
 
     #[tokio::test]

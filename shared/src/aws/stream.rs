@@ -52,6 +52,25 @@ pub fn article_change(new_image: &Value, old_image: &Value) -> Result<Option<Art
         .map(|id| ArticleChange::Delete(id.to_string())))
 }
 
+/// The question vectors an article's new image carries ([`super::vector_attributes`]), as a
+/// stream record gives them (binary as base64), when it has them all.
+pub fn article_vectors(new_image: &Value) -> Option<crate::knowledge::stored_vectors::Stored> {
+    use base64::Engine;
+    let s = |name: &str| {
+        new_image
+            .get(name)
+            .and_then(|v| v.get("S"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let b = new_image.get("vectors")?.get("B")?.as_str()?;
+    Some(crate::knowledge::stored_vectors::Stored {
+        f16: base64::engine::general_purpose::STANDARD.decode(b).ok()?,
+        model: s("vectors_model")?,
+        texts: s("vectors_texts")?,
+    })
+}
+
 fn body(image: &Value) -> Option<&str> {
     image
         .get("body")
@@ -115,6 +134,13 @@ mod tests {
             Some(ArticleChange::Delete("退款".into()))
         );
         assert_eq!(article_change(&json!({}), &json!({})).unwrap(), None);
+        // Vectors ride along as base64, as Lambda's stream events carry binary.
+        let with = json!({"vectors": {"B": "AAE8AA=="}, "vectors_model": {"S": "m"}, "vectors_texts": {"S": "t"}});
+        let stored = article_vectors(&with).unwrap();
+        assert_eq!(stored.f16, [0, 1, 0x3c, 0]);
+        assert_eq!((stored.model.as_str(), stored.texts.as_str()), ("m", "t"));
+        assert!(article_vectors(&image).is_none());
+        assert!(article_vectors(&json!({"vectors": {"B": "not base64!"}, "vectors_model": {"S": "m"}, "vectors_texts": {"S": "t"}})).is_none());
         let bad = json!({"body": {"S": "{\"id\": 1}"}});
         assert_eq!(
             article_change(&bad, &json!({})).unwrap_err().kind.status(),

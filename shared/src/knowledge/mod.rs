@@ -7,6 +7,7 @@ mod model;
 pub mod opensearch;
 mod ranker;
 pub mod semantic;
+pub mod stored_vectors;
 pub mod sync;
 mod tokenize;
 

@@ -3,11 +3,36 @@
 //! bodies are tested here byte for byte. The index's mapping is
 //! `infra/opensearch/knowledge-index.json`; OpenSearch only retrieves candidates, and the
 //! shared [`Ranker`](super::Ranker) orders them exactly as it does tantivy's.
+//!
+//! With the sentence encoder, each article's document carries two more fields: `vector`,
+//! the normalised mean of its question vectors, in a `knn_vector` field (HNSW, Lucene,
+//! cosine), and `question_vectors`, the packed vectors of each question
+//! ([`stored_vectors`](super::stored_vectors)), kept in `_source` only so that a function
+//! starting cold trains the ranker without embedding the knowledge base. One mean vector a
+//! document rather than a nested field of question vectors: the mean is what tells articles
+//! apart best (the ranker's own finding on MASSIVE), one vector per article keeps `k` a
+//! count of articles, and a top-level field works with every 2.x engine. Candidates then
+//! come from one `bool` query that `should`-combines the lexical `multi_match` and a `knn`
+//! clause on the message's vector: it runs on any Amazon OpenSearch Service 2.x domain with
+//! no search pipeline to create (the `hybrid` query needs one, with a normalisation
+//! processor), and how the two scores add up matters little, since the shared ranker
+//! orders the candidates.
 
+use super::stored_vectors::Stored;
 use super::{Article, ANSWER_BOOST, CANDIDATES, QUESTIONS_BOOST, TITLE_BOOST};
 use crate::{Error, Result};
-use serde::Deserialize;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+
+/// The document field holding an article's mean question vector (a `knn_vector`).
+pub const VECTOR_FIELD: &str = "vector";
+/// How many nearest articles the `knn` clause adds.
+pub const KNN_K: usize = CANDIDATES;
+/// The `knn` clause's weight in the `bool` sum: its scores ((1 + cosine) / 2 with the
+/// `cosinesimil` space) lie in [0, 1], BM25's in the tens, and a knn-only candidate should
+/// not fall below the `size` cut for want of shared words.
+pub const KNN_BOOST: f32 = 10.0;
 
 /// At most this many terms of a message go into one search. Each term becomes a clause on
 /// each of the six fields, two on the Chinese ones (a character and its pair), and a domain
@@ -35,8 +60,25 @@ pub fn cap_terms(query: &str, max: usize) -> &str {
 
 /// The `_search` body that retrieves candidates for one customer message: the same fields
 /// and weights as the tantivy index, on both the English and the Chinese analysis of each,
-/// for the message's first [`MAX_QUERY_TERMS`] terms.
-pub fn search_body(query: &str) -> Value {
+/// for the message's first [`MAX_QUERY_TERMS`] terms; with the message's `vector`, joined by
+/// its [`KNN_K`] nearest articles (see the module's note).
+pub fn search_body(query: &str, vector: Option<&[f32]>) -> Value {
+    let mut body = lexical_search_body(query);
+    if let Some(vector) = vector {
+        let lexical = body["query"].take();
+        body["query"] = json!({
+            "bool": {
+                "should": [
+                    lexical,
+                    { "knn": { VECTOR_FIELD: { "vector": vector, "k": KNN_K, "boost": KNN_BOOST } } }
+                ]
+            }
+        });
+    }
+    body
+}
+
+fn lexical_search_body(query: &str) -> Value {
     let query = cap_terms(query, MAX_QUERY_TERMS);
     let mut fields = Vec::new();
     for (field, boost) in [
@@ -60,16 +102,75 @@ pub fn search_body(query: &str) -> Value {
     })
 }
 
+/// What an article's document keeps of its vectors.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DocVectors {
+    /// The normalised mean of its question vectors: the `knn_vector` field.
+    pub mean: Vec<f32>,
+    /// Each question's vector, packed, for the ranker.
+    pub stored: Stored,
+}
+
+/// `question_vectors` in a document: [`Stored`] with the vectors in base64.
+#[derive(Debug, Serialize, Deserialize)]
+struct PackedVectors {
+    model: String,
+    texts: String,
+    f16: String,
+}
+
+impl From<&Stored> for PackedVectors {
+    fn from(s: &Stored) -> PackedVectors {
+        PackedVectors {
+            model: s.model.clone(),
+            texts: s.texts.clone(),
+            f16: base64::engine::general_purpose::STANDARD.encode(&s.f16),
+        }
+    }
+}
+
+impl PackedVectors {
+    fn unpack(self) -> Option<Stored> {
+        Some(Stored {
+            f16: base64::engine::general_purpose::STANDARD
+                .decode(self.f16)
+                .ok()?,
+            model: self.model,
+            texts: self.texts,
+        })
+    }
+}
+
+#[derive(Serialize)]
+struct Document<'a> {
+    #[serde(flatten)]
+    article: &'a Article,
+    vector: &'a [f32],
+    question_vectors: PackedVectors,
+}
+
 /// The `_bulk` body (NDJSON) that writes `articles`, each under its own id, so that a
-/// second write of the same article replaces it.
-pub fn bulk_upsert_body(index: &str, articles: &[Article]) -> Result<String> {
+/// second write of the same article replaces it; each with its vectors where `vectors`
+/// (in the same order, or empty) has them.
+pub fn bulk_upsert_body(
+    index: &str,
+    articles: &[Article],
+    vectors: &[Option<DocVectors>],
+) -> Result<String> {
     let mut body = String::new();
-    for a in articles {
+    for (n, a) in articles.iter().enumerate() {
         let action = json!({ "index": { "_index": index, "_id": a.id } });
         body.push_str(&action.to_string());
         body.push('\n');
-        let doc = serde_json::to_string(a)
-            .map_err(|e| Error::internal(format!("article {:?}: {e}", a.id)))?;
+        let doc = match vectors.get(n).and_then(Option::as_ref) {
+            None => serde_json::to_string(a),
+            Some(v) => serde_json::to_string(&Document {
+                article: a,
+                vector: &v.mean,
+                question_vectors: PackedVectors::from(&v.stored),
+            }),
+        }
+        .map_err(|e| Error::internal(format!("article {:?}: {e}", a.id)))?;
         body.push_str(&doc);
         body.push('\n');
     }
@@ -133,11 +234,11 @@ impl Request {
     }
 
     /// The candidates for one customer message ([`search_body`]).
-    pub fn search(index: &str, query: &str) -> Request {
+    pub fn search(index: &str, query: &str, vector: Option<&[f32]>) -> Request {
         Request::json(
             "POST",
             format!("/{}/_search", encode(index)),
-            &search_body(query),
+            &search_body(query, vector),
         )
     }
 
@@ -156,12 +257,16 @@ impl Request {
 
     /// Writes articles ([`bulk_upsert_body`]). `refresh=wait_for` answers once the change is
     /// searchable, so the ranker retrained right after it sees the change.
-    pub fn upsert(index: &str, articles: &[Article]) -> Result<Request> {
+    pub fn upsert(
+        index: &str,
+        articles: &[Article],
+        vectors: &[Option<DocVectors>],
+    ) -> Result<Request> {
         Ok(Request {
             method: "POST",
             path: "/_bulk?refresh=wait_for".to_string(),
             content_type: Some("application/x-ndjson"),
-            body: bulk_upsert_body(index, articles)?,
+            body: bulk_upsert_body(index, articles, vectors)?,
         })
     }
 
@@ -280,6 +385,54 @@ struct RawHit {
     source: Article,
 }
 
+#[derive(Deserialize)]
+struct Listing {
+    hits: ListedHits,
+}
+
+#[derive(Deserialize)]
+struct ListedHits {
+    hits: Vec<ListedHit>,
+}
+
+#[derive(Deserialize)]
+struct ListedHit {
+    #[serde(rename = "_source")]
+    source: ListedSource,
+}
+
+#[derive(Deserialize)]
+struct ListedSource {
+    #[serde(flatten)]
+    article: Article,
+    #[serde(default)]
+    question_vectors: Option<PackedVectors>,
+}
+
+/// Reads one page of a full listing: each article with its stored question vectors, where
+/// its document has them.
+pub fn parse_listing(body: &str) -> Result<Vec<(Article, Option<Stored>)>> {
+    let value: Value = serde_json::from_str(body)
+        .map_err(|e| Error::internal(format!("OpenSearch answered with no JSON: {e}")))?;
+    if value.get("error").is_some() {
+        return Err(Error::internal(format!(
+            "OpenSearch: {}",
+            error_reason(body)
+        )));
+    }
+    let listing: Listing = serde_json::from_value(value)
+        .map_err(|e| Error::internal(format!("OpenSearch listing: {e}")))?;
+    Ok(listing
+        .hits
+        .hits
+        .into_iter()
+        .map(|h| {
+            let stored = h.source.question_vectors.and_then(PackedVectors::unpack);
+            (h.source.article, stored)
+        })
+        .collect())
+}
+
 /// Reads a `_search` response into candidates for the ranker: each article with
 /// OpenSearch's score. An error response (`{"error": ...}`) or a malformed one is an error
 /// that says what came back.
@@ -312,7 +465,7 @@ mod tests {
     fn a_long_message_searches_with_its_first_terms_only() {
         let chinese = "我的订单一直没有发货".repeat(500);
         assert_eq!(chinese.chars().count(), 5000);
-        let body = search_body(&chinese);
+        let body = search_body(&chinese, None);
         let query = body["query"]["multi_match"]["query"].as_str().unwrap();
         assert_eq!(query.chars().count(), MAX_QUERY_TERMS);
         assert!(chinese.starts_with(query));
@@ -329,7 +482,97 @@ mod tests {
             "../../../infra/opensearch/search-request.json"
         ))
         .unwrap();
-        assert_eq!(search_body("我忘记密码了，怎么重置？"), documented);
+        assert_eq!(search_body("我忘记密码了，怎么重置？", None), documented);
+    }
+
+    /// With the message's vector: the lexical query and a `knn` clause, `should`-combined.
+    /// The documented body shows the vector as a placeholder; here it is checked apart.
+    #[test]
+    fn the_hybrid_search_body_is_the_documented_one() {
+        let documented: Value = serde_json::from_str(include_str!(
+            "../../../infra/opensearch/search-request-hybrid.json"
+        ))
+        .unwrap();
+        let vector: Vec<f32> = (0..384).map(|n| (n as f32 - 192.0) / 1000.0).collect();
+        let mut body = search_body("我忘记密码了，怎么重置？", Some(&vector));
+        let sent = body["query"]["bool"]["should"][1]["knn"]["vector"]["vector"].take();
+        let sent: Vec<f32> = serde_json::from_value(sent).unwrap();
+        assert_eq!(sent, vector);
+        body["query"]["bool"]["should"][1]["knn"]["vector"]["vector"] =
+            json!("<the message's 384 floats>");
+        assert_eq!(body, documented);
+        // The lexical half is exactly the lexical body's query.
+        assert_eq!(
+            body["query"]["bool"]["should"][0],
+            search_body("我忘记密码了，怎么重置？", None)["query"]
+        );
+    }
+
+    #[test]
+    fn the_mapping_has_a_cosine_knn_vector_of_the_models_dimension() {
+        let mapping: Value = serde_json::from_str(INDEX_MAPPING).unwrap();
+        assert_eq!(mapping["settings"]["index"]["knn"], true);
+        let vector = &mapping["mappings"]["properties"][VECTOR_FIELD];
+        assert_eq!(
+            vector,
+            &json!({"type": "knn_vector", "dimension": helpdesk_embed::DIM,
+                "method": {"name": "hnsw", "space_type": "cosinesimil", "engine": "lucene",
+                    "parameters": {"ef_construction": 128, "m": 16}}})
+        );
+        // Kept out of `_source`: listings and hits do not carry 384 numbers an article.
+        assert_eq!(
+            mapping["mappings"]["_source"]["excludes"],
+            json!([VECTOR_FIELD])
+        );
+        assert_eq!(
+            mapping["mappings"]["properties"]["question_vectors"],
+            json!({"type": "object", "enabled": false})
+        );
+    }
+
+    #[test]
+    fn documents_carry_the_mean_vector_and_the_packed_question_vectors() {
+        let a = Article {
+            id: "pw".into(),
+            title: "重置密码".into(),
+            questions: vec!["忘记密码怎么办".into()],
+            answer: "点击“忘记密码”".into(),
+            locale: None,
+            tags: vec![],
+        };
+        let v = DocVectors {
+            mean: vec![0.5, -0.25],
+            stored: Stored {
+                model: "e5-small-q4.bin:00ff".into(),
+                texts: "abc".into(),
+                f16: vec![0, 0x3c, 0, 0xb8],
+            },
+        };
+        let body =
+            bulk_upsert_body("kb", &[a.clone(), a.clone()], &[Some(v.clone()), None]).unwrap();
+        assert_eq!(
+            body,
+            concat!(
+                r#"{"index":{"_id":"pw","_index":"kb"}}"#,
+                "\n",
+                r#"{"id":"pw","title":"重置密码","questions":["忘记密码怎么办"],"answer":"点击“忘记密码”","vector":[0.5,-0.25],"question_vectors":{"model":"e5-small-q4.bin:00ff","texts":"abc","f16":"ADwAuA=="}}"#,
+                "\n",
+                r#"{"index":{"_id":"pw","_index":"kb"}}"#,
+                "\n",
+                r#"{"id":"pw","title":"重置密码","questions":["忘记密码怎么办"],"answer":"点击“忘记密码”"}"#,
+                "\n",
+            )
+        );
+        // A listing gives the packed vectors back (the mean stays out of `_source`).
+        let listing = json!({"hits": {"hits": [
+            {"_id": "pw", "_source": {"id": "pw", "title": "重置密码", "questions": ["忘记密码怎么办"],
+                "answer": "点击“忘记密码”", "question_vectors": {"model": "e5-small-q4.bin:00ff", "texts": "abc", "f16": "ADwAuA=="}}},
+            {"_id": "x", "_source": {"id": "x", "title": "T", "questions": ["q"], "answer": "A"}}
+        ]}});
+        let listed = parse_listing(&listing.to_string()).unwrap();
+        assert_eq!(listed[0], (a, Some(v.stored)));
+        assert_eq!(listed[1].1, None);
+        assert!(parse_listing(r#"{"error":{"reason":"boom"}}"#).is_err());
     }
 
     #[test]
@@ -343,7 +586,7 @@ mod tests {
             tags: vec![],
         };
         assert_eq!(
-            bulk_upsert_body("helpdesk-knowledge", &[a]).unwrap(),
+            bulk_upsert_body("helpdesk-knowledge", &[a], &[]).unwrap(),
             concat!(
                 r#"{"index":{"_id":"reset-password-zh","_index":"helpdesk-knowledge"}}"#,
                 "\n",
@@ -377,14 +620,14 @@ mod tests {
 
     #[test]
     fn requests_have_the_documented_paths_and_bodies() {
-        let search = Request::search("helpdesk-knowledge", "reset password");
+        let search = Request::search("helpdesk-knowledge", "reset password", None);
         assert_eq!(
             (search.method, search.path.as_str()),
             ("POST", "/helpdesk-knowledge/_search")
         );
         assert_eq!(search.content_type, Some("application/json"));
         let body: Value = serde_json::from_str(&search.body).unwrap();
-        assert_eq!(body, search_body("reset password"));
+        assert_eq!(body, search_body("reset password", None));
 
         // An id with Chinese, a space, a `?`, a slash or dots stays one path segment.
         let delete = Request::delete("helpdesk-knowledge", "退款 refund?/.");
@@ -412,7 +655,7 @@ mod tests {
             locale: None,
             tags: vec![],
         };
-        let upsert = Request::upsert("helpdesk-knowledge", std::slice::from_ref(&a)).unwrap();
+        let upsert = Request::upsert("helpdesk-knowledge", std::slice::from_ref(&a), &[]).unwrap();
         assert_eq!(
             (upsert.method, upsert.path.as_str()),
             ("POST", "/_bulk?refresh=wait_for")
@@ -420,7 +663,7 @@ mod tests {
         assert_eq!(upsert.content_type, Some("application/x-ndjson"));
         assert_eq!(
             upsert.body,
-            bulk_upsert_body("helpdesk-knowledge", &[a]).unwrap()
+            bulk_upsert_body("helpdesk-knowledge", &[a], &[]).unwrap()
         );
 
         let create = Request::create_index("helpdesk-knowledge");

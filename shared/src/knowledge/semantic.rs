@@ -287,3 +287,26 @@ fn append_file(file: &Path, texts: &[&str], vectors: &[Vec<f32>]) -> std::io::Re
     f.write_all(&buf)?;
     f.flush()
 }
+
+impl Vectors {
+    /// Takes vectors made before (stored beside the articles: see
+    /// [`super::stored_vectors`]) as if embedded here, so that building the ranking embeds
+    /// none of those texts again. Answers how many were taken.
+    pub fn preload<'a>(&self, texts: impl IntoIterator<Item = (&'a str, Vector)>) -> usize {
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        let mut taken = 0;
+        for (text, vector) in texts {
+            if vector.len() == DIM {
+                known.insert(text.to_string(), vector);
+                taken += 1;
+            }
+        }
+        taken
+    }
+
+    /// How many texts' vectors are kept, preloaded or embedded: what a test reads to tell
+    /// that a search embedded no article question.
+    pub fn kept(&self) -> usize {
+        self.known.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}

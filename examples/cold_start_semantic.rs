@@ -1,0 +1,178 @@
+//! Cold start and memory of the auto-reply Lambda with and without the sentence encoder:
+//! the real binary under the local Runtime API the tests use, against the AWS emulator
+//! named by `AWS_ENDPOINT_URL`, with a knowledge base whose items keep their question
+//! vectors. For each round a fresh process gets one real auto-reply job (a webchat message
+//! taken through the intake and router functions), and the example reports the time from
+//! process start to its first request for an event (initialisation), the first event's
+//! duration (which loads the model, reads the articles with their vectors, builds the index
+//! and answers), and the process's peak resident memory. Build the binaries first:
+//!
+//! ```sh
+//! cargo build --release -p intake -p router -p auto-reply
+//! HELPDESK_MODEL=/path/to/e5-small-q4.bin AWS_ENDPOINT_URL=http://127.0.0.1:5000 \
+//!     HELPDESK_LAMBDA_BIN_DIR=target/release \
+//!     cargo run --example cold_start_semantic -- 300
+//! ```
+//!
+//! (The example itself may be a debug build: it only seeds the table and drives the
+//! functions; `HELPDESK_LAMBDA_BIN_DIR` points it at the release binaries.)
+//!
+//! The argument is how many articles to add to the sample knowledge base (8 questions
+//! each, default 0).
+
+#[path = "../tests/aws_harness/mod.rs"]
+mod aws_harness;
+
+use aws_harness::*;
+use helpdesk_core::aws::DynamoKnowledge;
+use helpdesk_core::knowledge::{parse_articles, Article};
+use helpdesk_core::ports::KnowledgeIndex;
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+const SAMPLE_KB: &str = include_str!("../infra/sample-kb.json");
+const ROUNDS: usize = 5;
+
+/// More articles, each with eight questions made from the sample's, so that the reading
+/// and the index building have some weight.
+fn more_articles(n: usize, sample: &[Article]) -> Vec<Article> {
+    (0..n)
+        .map(|i| {
+            let base = &sample[i % sample.len()];
+            Article {
+                id: format!("extra-{i:04}"),
+                title: format!("{} ({i})", base.title),
+                questions: (0..8)
+                    .map(|q| format!("{} #{i}-{q}", base.questions[q % base.questions.len()]))
+                    .collect(),
+                answer: format!("{} ({i})", base.answer),
+                locale: base.locale.clone(),
+                tags: vec![],
+            }
+        })
+        .collect()
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn summary(mut xs: Vec<f64>) -> String {
+    xs.sort_by(f64::total_cmp);
+    format!(
+        "{:.0} ({:.0}-{:.0})",
+        xs[xs.len() / 2],
+        xs[0],
+        xs[xs.len() - 1]
+    )
+}
+
+#[tokio::main]
+async fn main() {
+    let extra: usize = std::env::args()
+        .nth(1)
+        .map(|a| a.parse().expect("a number of articles"))
+        .unwrap_or(0);
+    let model = helpdesk_core::knowledge::semantic::encoder()
+        .map(|_| helpdesk_embed_path())
+        .expect("HELPDESK_MODEL names the model file");
+    let stack = Stack::new().await;
+    let sample = parse_articles(SAMPLE_KB).expect("sample kb");
+    let mut articles = sample.clone();
+    articles.extend(more_articles(extra, &sample));
+    let started = Instant::now();
+    // Written as the agent API writes them: with their vectors.
+    DynamoKnowledge::new(&stack.config, stack.env["ARTICLES_TABLE"].clone())
+        .upsert(&articles)
+        .await
+        .expect("seed kb");
+    eprintln!(
+        "{} articles written with their vectors in {:.1} s",
+        articles.len(),
+        started.elapsed().as_secs_f64()
+    );
+
+    let mut intake = Runtime::start("intake", &stack.env).await;
+    let mut router = Runtime::start("router", &stack.env).await;
+    println!(
+        "| auto-reply, {} articles | start → ready for the first event | first event | CPU time, start to answer | peak RSS |",
+        articles.len()
+    );
+    println!("| --- | --- | --- | --- | --- |");
+    for (label, setting) in [
+        ("lexical (HELPDESK_MODEL=off)", "off".to_string()),
+        ("semantic (model)", model.clone()),
+    ] {
+        let (mut ready, mut first, mut rss, mut cpu) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for round in 0..ROUNDS {
+            // One real job: a visitor's question through intake and router.
+            let (status, session) = http_answer(
+                &intake
+                    .invoke(http_event(
+                        "POST",
+                        "/webchat/sessions",
+                        &[],
+                        Some(json!({"locale": "zh-CN"})),
+                        None,
+                    ))
+                    .await
+                    .expect("a session"),
+            );
+            assert_eq!(status, 201, "{session}");
+            let auth = format!("Bearer {}", session["token"].as_str().unwrap_or_default());
+            let said = intake
+                .invoke(http_event(
+                    "POST",
+                    "/webchat/messages",
+                    &[("authorization", &auth)],
+                    Some(json!({"text": "我忘记密码了，怎么重置？", "client_message_id": format!("m-{round}")})),
+                    None,
+                ))
+                .await
+                .expect("taken");
+            assert_eq!(http_answer(&said).0, 202);
+            let inbound = stack.drain("INBOUND_QUEUE_URL").await;
+            router.invoke(inbound).await.expect("routed");
+            let job = stack.drain("AUTO_REPLY_QUEUE_URL").await;
+            assert_eq!(job["Records"].as_array().map(Vec::len), Some(1), "{job}");
+
+            let mut env = stack.env.clone();
+            env.insert("HELPDESK_MODEL".into(), setting.clone());
+            let mut f = Runtime::start("auto-reply", &env).await;
+            let init = loop {
+                if let Some(d) = f.ready_after() {
+                    break d;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            };
+            let at = Instant::now();
+            let answer = f.invoke(job).await.expect("handled");
+            let took = at.elapsed();
+            assert_eq!(answer["batchItemFailures"], json!([]), "{answer}");
+            rss.push(f.peak_rss_kib().unwrap_or(0) as f64 / 1024.0);
+            cpu.push(ms(f.cpu_time().unwrap_or_default()));
+            f.stop().await;
+            ready.push(ms(init));
+            first.push(ms(took));
+            // The reply goes nowhere here.
+            stack.drain("OUTBOUND_QUEUE_URL").await;
+        }
+        println!(
+            "| {label} | {} ms | {} ms | {} ms | {} MiB |",
+            summary(ready),
+            summary(first),
+            summary(cpu),
+            summary(rss)
+        );
+    }
+    intake.stop().await;
+    router.stop().await;
+}
+
+fn helpdesk_embed_path() -> String {
+    helpdesk_embed::model_path()
+        .path
+        .to_string_lossy()
+        .into_owned()
+}

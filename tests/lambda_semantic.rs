@@ -1,0 +1,304 @@
+//! The sentence encoder on AWS, against the emulator and the real Lambda binaries: article
+//! question vectors are made where articles are written (the agent API's upsert), kept in
+//! the articles table, and read back by a function starting cold, which then embeds only the
+//! customer's message. Without the model file the semantic checks say SKIPPED and the
+//! lexical ones still run.
+
+mod aws_harness;
+
+use aws_harness::*;
+use helpdesk_core::adapters::TantivyIndex;
+use helpdesk_core::aws::{stored_of, DynamoKnowledge};
+use helpdesk_core::knowledge::semantic::{encoder, Vectors};
+use helpdesk_core::knowledge::stored_vectors;
+use helpdesk_core::knowledge::{parse_articles, Article};
+use helpdesk_core::ports::KnowledgeIndex;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+const SAMPLE_KB: &str = include_str!("../infra/sample-kb.json");
+
+/// The sample knowledge base's English articles: a Chinese message shares no word with them.
+fn english_kb() -> Vec<Article> {
+    parse_articles(SAMPLE_KB)
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.locale.as_deref() == Some("en"))
+        .collect()
+}
+
+async fn item(stack: &Stack, id: &str) -> HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
+    aws_sdk_dynamodb::Client::new(&stack.config)
+        .get_item()
+        .table_name(&stack.env["ARTICLES_TABLE"])
+        .key(
+            "id",
+            aws_sdk_dynamodb::types::AttributeValue::S(id.to_string()),
+        )
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap_or_default()
+}
+
+/// Writes `articles` through the agent API of the tickets function, as a supervisor does.
+async fn put_through_the_api(stack: &Stack, env: &HashMap<String, String>, articles: &[Article]) {
+    let mut tickets = Runtime::start("tickets", env).await;
+    for a in articles {
+        let event = http_event(
+            "PUT",
+            &format!("/kb/articles/{}", a.id),
+            &[],
+            Some(serde_json::to_value(a).unwrap()),
+            Some(("alice", "supervisor")),
+        );
+        let (status, body) = http_answer(&tickets.invoke(event).await.expect("an answer"));
+        assert_eq!(status, 201, "{}: {body}", a.id);
+    }
+    tickets.stop().await;
+    let _ = stack;
+}
+
+#[tokio::test]
+async fn a_cold_function_reads_the_stored_vectors_and_embeds_only_the_query() {
+    let stack = Stack::new().await;
+    let articles = english_kb();
+    let Some(model) = encoder() else {
+        // Lexical: the API writes no vectors, and search works as before.
+        let mut env = stack.env.clone();
+        env.insert("HELPDESK_MODEL".into(), "off".into());
+        put_through_the_api(&stack, &env, &articles).await;
+        let stored = item(&stack, &articles[0].id).await;
+        assert!(stored.contains_key("body") && !stored.contains_key("vectors"));
+        eprintln!(
+            "SKIPPED (semantic part): no sentence-encoder model (scripts/fetch-model fetches it)"
+        );
+        return;
+    };
+    let mut env = stack.env.clone();
+    env.insert(
+        "HELPDESK_MODEL".into(),
+        helpdesk_embed_path().to_string_lossy().into_owned(),
+    );
+    put_through_the_api(&stack, &env, &articles).await;
+
+    // Each item keeps its questions' and title's vectors, with the model's and the texts'
+    // fingerprints.
+    let mut all = std::collections::HashSet::new();
+    for a in &articles {
+        let stored = stored_of(&item(&stack, &a.id).await).expect("vectors beside the article");
+        let n = stored_vectors::texts(a).len();
+        assert_eq!(stored.f16.len(), n * 384 * 2, "{}", a.id);
+        assert_eq!(Some(stored.model.as_str()), stored_vectors::model_id());
+        assert_eq!(
+            stored.texts,
+            stored_vectors::texts_hash(&stored_vectors::texts(a))
+        );
+        assert_eq!(stored_vectors::read(a, &stored).map(|v| v.len()), Some(n));
+        all.extend(stored_vectors::texts(a));
+    }
+    let texts = all.len();
+
+    // A function starting cold: its vectors are empty, the table fills them.
+    let vectors = Arc::new(Vectors::in_memory(model));
+    let kb = DynamoKnowledge::with_vectors(
+        &stack.config,
+        stack.env["ARTICLES_TABLE"].clone(),
+        Some(vectors.clone()),
+    );
+    let query = "我想退款，钱怎么退回来？";
+    let hits = kb.search(query, 3).await.unwrap();
+    // Only the query was embedded (kept apart, not among the texts), no article question.
+    assert_eq!(vectors.kept(), texts);
+    assert_eq!(hits[0].article_id, "refund-policy-en", "{hits:?}");
+
+    // The same answer as the semantic ranking embedding everything itself.
+    let local = TantivyIndex::in_memory_with(Some(Arc::new(Vectors::in_memory(model)))).unwrap();
+    local.upsert(&articles).await.unwrap();
+    let expected = local.search(query, 3).await.unwrap();
+    assert_eq!(hits[0].article_id, expected[0].article_id);
+    assert!(
+        (hits[0].confidence - expected[0].confidence).abs() < 1e-3,
+        "{} vs {}",
+        hits[0].confidence,
+        expected[0].confidence
+    );
+
+    // Stale vectors (another model's) are not used: that article's texts are embedded again,
+    // and the answer stays.
+    let stale = &articles[1];
+    aws_sdk_dynamodb::Client::new(&stack.config)
+        .update_item()
+        .table_name(&stack.env["ARTICLES_TABLE"])
+        .key(
+            "id",
+            aws_sdk_dynamodb::types::AttributeValue::S(stale.id.clone()),
+        )
+        .update_expression("SET vectors_model = :m")
+        .expression_attribute_values(
+            ":m",
+            aws_sdk_dynamodb::types::AttributeValue::S("another-model:0".into()),
+        )
+        .send()
+        .await
+        .unwrap();
+    let vectors = Arc::new(Vectors::in_memory(model));
+    let kb = DynamoKnowledge::with_vectors(
+        &stack.config,
+        stack.env["ARTICLES_TABLE"].clone(),
+        Some(vectors.clone()),
+    );
+    let again = kb.search(query, 3).await.unwrap();
+    assert_eq!(again[0].article_id, "refund-policy-en");
+    assert_eq!(
+        vectors.kept(),
+        texts,
+        "the stale article's texts, embedded again, and only those"
+    );
+    // Saving it again stores current vectors.
+    kb.upsert(std::slice::from_ref(stale)).await.unwrap();
+    let fresh = stored_of(&item(&stack, &stale.id).await).unwrap();
+    assert_eq!(Some(fresh.model.as_str()), stored_vectors::model_id());
+}
+
+#[tokio::test]
+async fn without_a_model_nothing_is_stored_and_search_is_lexical() {
+    let stack = Stack::new().await;
+    let kb =
+        DynamoKnowledge::with_vectors(&stack.config, stack.env["ARTICLES_TABLE"].clone(), None);
+    let articles = parse_articles(SAMPLE_KB).unwrap();
+    kb.upsert(&articles).await.unwrap();
+    let stored = item(&stack, "reset-password-zh").await;
+    assert!(stored.contains_key("body"));
+    assert!(stored_of(&stored).is_none());
+    let hits = kb.search("我忘记密码了，怎么重置？", 3).await.unwrap();
+    assert_eq!(hits[0].article_id, "reset-password-zh", "{hits:?}");
+    let listed: Vec<Value> = kb
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| serde_json::to_value(a).unwrap())
+        .collect();
+    assert_eq!(listed.len(), articles.len());
+}
+
+fn helpdesk_embed_path() -> std::path::PathBuf {
+    helpdesk_embed::model_path().path
+}
+
+#[tokio::test]
+async fn the_indexer_carries_the_tables_vectors_to_opensearch_and_search_is_hybrid() {
+    use aws_harness::fake_opensearch::FakeOpenSearch;
+    let stack = Stack::new().await;
+    let domain = FakeOpenSearch::start().await;
+    let Some(_) = encoder() else {
+        eprintln!("SKIPPED: no sentence-encoder model (scripts/fetch-model fetches it)");
+        return;
+    };
+    let mut env = stack.env.clone();
+    env.insert("OPENSEARCH_URL".into(), domain.url.clone());
+    env.insert("OPENSEARCH_INDEX".into(), "kb".into());
+    env.insert(
+        "HELPDESK_MODEL".into(),
+        helpdesk_embed_path().to_string_lossy().into_owned(),
+    );
+    let articles = english_kb();
+    put_through_the_api(&stack, &env, &articles).await;
+
+    // The stream carries each article with its vectors (binary, base64 in the event).
+    let stream = stack.articles_stream_event().await;
+    let records = stream["Records"].as_array().unwrap();
+    assert_eq!(records.len(), articles.len());
+    assert!(records
+        .iter()
+        .all(|r| r["dynamodb"]["NewImage"]["vectors"]["B"].is_string()));
+    let mut indexer = Runtime::start("kb-indexer", &env).await;
+    let answer = indexer.invoke(stream).await.unwrap();
+    assert_eq!(answer["batchItemFailures"], serde_json::json!([]));
+    indexer.stop().await;
+
+    // Each document: the article, its packed question vectors exactly as the table keeps
+    // them, and (kept out of `_source`, in the k-NN field) its mean question vector.
+    let docs = domain.docs("kb");
+    let apart = domain.excluded("kb");
+    assert_eq!(docs.len(), articles.len());
+    for a in &articles {
+        let table = stored_of(&item(&stack, &a.id).await).unwrap();
+        let doc = &docs[&a.id];
+        assert_eq!(doc["question_vectors"]["model"], table.model.as_str());
+        assert_eq!(doc["question_vectors"]["texts"], table.texts.as_str());
+        assert_eq!(
+            doc["question_vectors"]["f16"],
+            aws_harness::base64_of(&table.f16).as_str()
+        );
+        assert!(doc.get("vector").is_none(), "the mean stays out of _source");
+        let mean: Vec<f32> = serde_json::from_value(apart[&a.id]["vector"].clone()).unwrap();
+        assert_eq!(mean.len(), 384);
+        let norm: f32 = mean.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-3, "{}: {norm}", a.id);
+        let article: Article = serde_json::from_value(doc.clone()).unwrap();
+        assert_eq!(&article, a);
+    }
+    let mapping: Value =
+        serde_json::from_str(include_str!("../infra/opensearch/knowledge-index.json")).unwrap();
+    assert_eq!(domain.domain.lock().unwrap().indexes["kb"].0, mapping);
+
+    // A Chinese message finds the English article through the agent API: the candidates
+    // come from the lexical query and the knn clause on the message's vector.
+    let mut tickets = Runtime::start("tickets", &env).await;
+    let url = reqwest::Url::parse_with_params("http://api/kb/search", [("q", "我想退款")]).unwrap();
+    let path = format!("{}?{}", url.path(), url.query().unwrap_or_default());
+    let event = http_event("GET", &path, &[], None, Some(("alice", "supervisor")));
+    let (status, body) = http_answer(&tickets.invoke(event).await.expect("an answer"));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["hits"][0]["article_id"], "refund-policy-en", "{body}");
+    let knn = domain.domain.lock().unwrap().knn_searches.clone();
+    assert_eq!(knn.len(), 1, "{knn:?}");
+    assert_eq!(
+        knn[0]["vector"]["vector"].as_array().map(Vec::len),
+        Some(384)
+    );
+    assert_eq!(knn[0]["vector"]["k"], 20);
+    tickets.stop().await;
+}
+
+/// A message of 5,000 Chinese characters: its vector joins the lexical query (capped to its
+/// first terms), and the domain takes the search rather than refusing it as too large.
+#[tokio::test]
+async fn a_five_thousand_character_message_is_searched_whole_by_meaning() {
+    use aws_harness::fake_opensearch::FakeOpenSearch;
+    use helpdesk_core::aws::OpenSearchKnowledge;
+    let Some(model) = encoder() else {
+        eprintln!("SKIPPED: no sentence-encoder model (scripts/fetch-model fetches it)");
+        return;
+    };
+    let fake = FakeOpenSearch::start().await;
+    let config = helpdesk_core::aws::config_loader()
+        .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
+        .load()
+        .await;
+    let knowledge = OpenSearchKnowledge::new(&config, &fake.url, "kb")
+        .unwrap()
+        .with_vectors(Some(Arc::new(Vectors::in_memory(model))));
+    knowledge
+        .upsert(&parse_articles(SAMPLE_KB).unwrap())
+        .await
+        .unwrap();
+    let text: String = "我上个月买的东西到现在还没有收到而且客服电话一直打不通请尽快帮我处理"
+        .repeat(150)
+        .chars()
+        .take(5000)
+        .collect();
+    let hits = knowledge.search(&text, 3).await.unwrap();
+    // Candidates came back and were ranked (which one answers is the ranking's business).
+    assert_eq!(hits.len(), 3, "{hits:?}");
+    let d = fake.domain.lock().unwrap();
+    assert_eq!(d.refused_as_too_large, 0);
+    assert_eq!(d.knn_searches.len(), 1);
+}
