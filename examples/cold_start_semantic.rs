@@ -48,6 +48,7 @@ fn more_articles(n: usize, sample: &[Article]) -> Vec<Article> {
                 answer: format!("{} ({i})", base.answer),
                 locale: base.locale.clone(),
                 tags: vec![],
+                answers: Default::default(),
             }
         })
         .collect()

@@ -347,6 +347,71 @@ async fn tickets_are_listed_newest_first_in_pages_and_filtered() {
 }
 
 #[tokio::test]
+async fn an_article_answers_each_customer_in_their_language() {
+    let dir = TempDir::new();
+    let server = Server::start(&dir.0, &[]).await;
+    let put = |body: Value| {
+        let s = &server;
+        async move {
+            s.http
+                .put(s.url("/kb/articles/store-address"))
+                .bearer_auth(BOB)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let article = json!({
+        "title": "Store address",
+        "questions": ["Where is your store?", "What is your store address?", "你们的门店在哪里", "线下门店地址"],
+        "answer": "Our store is at 100 West Nanjing Road, Shanghai.",
+        "locale": "en",
+        "answers": {"zh": "我们的门店位于上海市南京西路 100 号。"}
+    });
+    assert_eq!(put(article).await.status(), 201);
+    let got: Value = server
+        .get("/kb/articles/store-address", ALICE)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        got["answers"]["zh"],
+        "我们的门店位于上海市南京西路 100 号。"
+    );
+
+    let chinese = server.visitor().await;
+    chinese.say("请问门店在哪里？").await;
+    let reply = chinese.wait_for("auto_reply").await;
+    assert!(
+        reply["text"].as_str().unwrap().contains("南京西路 100 号"),
+        "{reply}"
+    );
+    let english = server.visitor().await;
+    english.say("Where is your store?").await;
+    let reply = english.wait_for("auto_reply").await;
+    assert!(
+        reply["text"]
+            .as_str()
+            .unwrap()
+            .contains("West Nanjing Road"),
+        "{reply}"
+    );
+
+    // Answers are keyed by a language the desk speaks, and none is empty.
+    for answers in [json!({"fr": "Notre magasin"}), json!({"zh": " "})] {
+        let bad = json!({
+            "title": "Store address",
+            "questions": ["Where is your store?"],
+            "answer": "Our store is at 100 West Nanjing Road, Shanghai.",
+            "answers": answers
+        });
+        assert_eq!(error_code(put(bad).await, 422).await, "invalid_article");
+    }
+}
+
+#[tokio::test]
 async fn knowledge_base_articles_can_be_added_searched_and_removed() {
     let dir = TempDir::new();
     let server = Server::start(&dir.0, &[]).await;

@@ -152,7 +152,7 @@ def test_an_edited_article_changes_the_test_and_then_the_visitors_answer(desk, p
 
     page.get_by_role("searchbox", name="Search articles").fill("reset your password")
     page.get_by_role("button", name="Edit How to reset your password").click()
-    answer = page.get_by_role("textbox", name="Answer")
+    answer = page.get_by_role("textbox", name="Answer", exact=True)
     answer.fill("Open the new account portal at https://account.example.test and choose Reset.")
     page.get_by_role("button", name="Save article").click()
     expect(page.get_by_role("status").filter(has_text="Article saved")).to_be_visible()
@@ -175,12 +175,48 @@ def test_an_edited_article_changes_the_test_and_then_the_visitors_answer(desk, p
     page.get_by_role("textbox", name="Questions (one per line)").fill(
         "可以礼品包装吗\n能帮我包装成礼物吗\n有没有礼品包装服务"
     )
-    page.get_by_role("textbox", name="Answer").fill("可以的，下单时勾选“礼品包装”即可，免费。")
+    page.get_by_role("textbox", name="Answer", exact=True).fill("可以的，下单时勾选“礼品包装”即可，免费。")
     page.get_by_role("textbox", name="Locale").fill("zh")
     page.get_by_role("button", name="Save article").click()
     question.fill("可以礼品包装吗")
     page.get_by_role("button", name="Test", exact=True).click()
     expect(page.get_by_role("status").filter(has_text="auto-reply")).to_contain_text("礼品包装")
+
+
+def test_an_article_answers_in_the_customers_language_and_editing_keeps_it(desk, page):
+    sign_in(page, desk, BOB)
+    page.get_by_role("link", name="Knowledge base").click()
+    page.get_by_role("button", name="New article").click()
+    page.get_by_role("textbox", name="Article id").fill("gift-cards")
+    page.get_by_role("textbox", name="Title").fill("Gift cards")
+    page.get_by_role("textbox", name="Questions (one per line)").fill("Do you sell gift cards?\n礼品卡怎么买")
+    page.get_by_role("textbox", name="Answer", exact=True).fill("Yes: buy them under Gift cards in the shop.")
+    page.get_by_role("textbox", name="Locale").fill("en")
+    page.get_by_role("textbox", name="Answer in Chinese (zh)").fill("有的：在商店的“礼品卡”栏目购买。")
+    page.get_by_role("button", name="Save article").click()
+    expect(page.get_by_role("status").filter(has_text="Article saved")).to_be_visible()
+
+    page.get_by_role("textbox", name="Test a question").fill("礼品卡怎么买")
+    page.get_by_role("button", name="Test", exact=True).click()
+    expect(page.get_by_role("status").filter(has_text="auto-reply")).to_contain_text("“礼品卡”栏目")
+    session = desk.webchat_session()
+    desk.webchat_say(session, "礼品卡怎么买")
+    reply = desk.wait_for(
+        "the auto-reply",
+        lambda: next((m for m in desk.webchat_messages(session) if m["kind"] == "auto_reply"), None),
+    )
+    assert "“礼品卡”栏目" in reply["text"]
+
+    # Editing something else keeps the Chinese answer.
+    page.get_by_role("searchbox", name="Search articles").fill("Gift cards")
+    page.get_by_role("button", name="Edit Gift cards").click()
+    expect(page.get_by_role("textbox", name="Answer in Chinese (zh)")).to_have_value("有的：在商店的“礼品卡”栏目购买。")
+    page.get_by_role("textbox", name="Title").fill("Gift cards and vouchers")
+    page.get_by_role("button", name="Save article").click()
+    expect(page.get_by_role("status").filter(has_text="Article saved")).to_be_visible()
+    _, body, _ = desk.api("GET", "/kb/articles/gift-cards")
+    assert body["title"] == "Gift cards and vouchers"
+    assert body["answers"] == {"zh": "有的：在商店的“礼品卡”栏目购买。"}
 
 
 def test_the_csat_chart_shows_a_rating_from_the_survey_link(desk, page):

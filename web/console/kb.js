@@ -6,7 +6,9 @@ import { html, Notice } from './ui.js';
 import { t } from './i18n.js';
 import { api } from './api.js';
 
-const EMPTY = { id: '', title: '', questions: '', answer: '', locale: '', tags: '' };
+const EMPTY = { id: '', title: '', questions: '', answer: '', locale: '', tags: '', answer_zh: '', answer_en: '' };
+// The languages an article may also answer in (`answers` in the API).
+const LANGUAGES = ['zh', 'en'];
 
 function toForm(a) {
   return {
@@ -16,6 +18,8 @@ function toForm(a) {
     answer: a.answer,
     locale: a.locale || '',
     tags: (a.tags || []).join(', '),
+    answer_zh: (a.answers && a.answers.zh) || '',
+    answer_en: (a.answers && a.answers.en) || '',
   };
 }
 
@@ -67,7 +71,7 @@ function Editor({ initial, isNew, onSaved, onCancel }) {
   const [error, setError] = useState(null);
   const field = (name, label, multiline) => html`<label class="field"><span>${label}</span>
     ${multiline
-      ? html`<textarea rows=${name === 'answer' ? 4 : 5} value=${form[name]} onInput=${(e) => setForm({ ...form, [name]: e.currentTarget.value })}></textarea>`
+      ? html`<textarea rows=${name.startsWith('answer') ? 4 : 5} value=${form[name]} onInput=${(e) => setForm({ ...form, [name]: e.currentTarget.value })}></textarea>`
       : html`<input value=${form[name]} disabled=${name === 'id' && !isNew} onInput=${(e) => setForm({ ...form, [name]: e.currentTarget.value })} />`}
   </label>`;
   const save = async (e) => {
@@ -78,6 +82,9 @@ function Editor({ initial, isNew, onSaved, onCancel }) {
       answer: form.answer.trim(),
       locale: form.locale.trim() || null,
       tags: form.tags.split(',').map((x) => x.trim()).filter(Boolean),
+      answers: Object.fromEntries(
+        LANGUAGES.map((l) => [l, form['answer_' + l].trim()]).filter(([, text]) => text),
+      ),
     };
     try {
       await api('PUT', '/kb/articles/' + encodeURIComponent(form.id.trim()), { body });
@@ -92,6 +99,7 @@ function Editor({ initial, isNew, onSaved, onCancel }) {
     ${field('questions', t('kb.questions'), true)}
     ${field('answer', t('kb.answer'), true)}
     ${field('locale', t('kb.locale'))}
+    ${LANGUAGES.map((l) => field('answer_' + l, t('kb.answer_in_' + l), true))}
     ${field('tags', t('kb.tags'))}
     <${Notice} kind="error">${error}<//>
     <button class="primary" type="submit">${t('kb.save')}</button>

@@ -100,6 +100,7 @@ mod tests {
             answer: format!("answer {id}"),
             locale: Some("zh".into()),
             tags: vec![],
+            answers: Default::default(),
         }
     }
 

@@ -10,6 +10,7 @@ use helpdesk_core::http::{ApiJson, ApiQuery};
 use helpdesk_core::knowledge::{Article, Decision, Hit};
 use helpdesk_core::{Error, Result};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub fn routes() -> Router<Arc<Deps>> {
@@ -53,6 +54,8 @@ struct ArticleBody {
     locale: Option<String>,
     #[serde(default)]
     tags: Vec<String>,
+    #[serde(default)]
+    answers: BTreeMap<String, String>,
 }
 
 async fn put(
@@ -74,6 +77,7 @@ async fn put(
         answer: body.answer,
         locale: body.locale,
         tags: body.tags,
+        answers: body.answers,
     };
     let created = deps
         .knowledge

@@ -372,6 +372,7 @@ mod tests {
             answer: format!("answer of {id}"),
             locale: None,
             tags: vec![],
+            answers: Default::default(),
         }
     }
 

@@ -603,6 +603,7 @@ mod tests {
             answer: "Within 14 days.".into(),
             locale: None,
             tags: vec![],
+            answers: Default::default(),
         };
         assert_eq!(
             index.upsert(std::slice::from_ref(&article)).await.unwrap(),

@@ -118,6 +118,7 @@ mod tests {
             answer: "七天内可退".into(),
             locale: Some("zh".into()),
             tags: vec![],
+            answers: Default::default(),
         };
         let image = json!({"id": {"S": a.id}, "body": {"S": serde_json::to_string(&a).unwrap()}});
         assert_eq!(

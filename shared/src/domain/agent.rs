@@ -34,6 +34,19 @@ impl Language {
             Language::En => "en",
         }
     }
+
+    /// The language a code names exactly (`zh`, `en`).
+    pub fn parse(code: &str) -> Option<Language> {
+        Language::ALL.into_iter().find(|l| l.as_str() == code)
+    }
+
+    /// The language of a locale such as `zh`, `zh-CN`, `zh_TW` or `en-US` (any case), if it
+    /// is one the desk speaks.
+    pub fn from_locale(locale: &str) -> Option<Language> {
+        let lower = locale.trim().to_ascii_lowercase();
+        let code = lower.split(['-', '_']).next().unwrap_or_default();
+        Language::parse(code)
+    }
 }
 
 /// Why a ticket went to its assignee.

@@ -11,7 +11,7 @@ pub mod stored_vectors;
 pub mod sync;
 mod tokenize;
 
-pub use ranker::{Decision, Hit, Ranker, DEFAULT_THRESHOLD};
+pub use ranker::{Decision, Hit, Ranker, CROSS_LINGUAL_CONFIDENCE, DEFAULT_THRESHOLD};
 pub use tokenize::tokenize;
 
 use crate::{Error, Result};
@@ -26,7 +26,9 @@ pub const PROPOSED: usize = 3;
 pub const QUESTIONS_BOOST: f32 = 3.0;
 pub const TITLE_BOOST: f32 = 2.0;
 pub const ANSWER_BOOST: f32 = 0.5;
+use crate::domain::Language;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Article {
@@ -34,9 +36,14 @@ pub struct Article {
     pub title: String,
     /// The ways customers ask it: what search matches against first.
     pub questions: Vec<String>,
+    /// The answer; in the language `locale` names, when it names one.
     pub answer: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub locale: Option<String>,
+    /// The answer in other languages, by language (`zh`, `en`): a customer who writes in
+    /// one of them is answered in it ([`Article::answer_for`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub answers: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
 }
@@ -89,7 +96,42 @@ impl Article {
                 format!("article {:?} needs at least one question", self.id),
             ));
         }
+        for (language, answer) in &self.answers {
+            if Language::parse(language).is_none() {
+                return Err(Error::unprocessable(
+                    "invalid_article",
+                    format!(
+                        "article {:?}: answers are keyed by language, zh or en, not {:?}",
+                        self.id,
+                        crate::text::truncate_chars(language, 20)
+                    ),
+                ));
+            }
+            if answer.trim().is_empty() {
+                return Err(Error::unprocessable(
+                    "invalid_article",
+                    format!("article {:?}: its {language} answer is empty", self.id),
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// The language of [`Article::answer`]: the one `locale` names (`zh`, `zh-CN`, `en-US`,
+    /// ...), else unknown.
+    pub fn answer_language(&self) -> Option<Language> {
+        self.locale.as_deref().and_then(Language::from_locale)
+    }
+
+    /// The answer for a customer who writes in `language`, and whether it is in another
+    /// language than theirs: their language's answer from `answers`, else `answer` (in
+    /// another language only when `locale` says so).
+    pub fn answer_for(&self, language: Language) -> (&str, bool) {
+        if let Some(answer) = self.answers.get(language.as_str()) {
+            return (answer, false);
+        }
+        let other = self.answer_language().is_some_and(|l| l != language);
+        (&self.answer, other)
     }
 }
 
@@ -138,6 +180,73 @@ pub fn parse_articles(text: &str) -> Result<Vec<Article>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn article_with_answers(answers: &[(&str, &str)]) -> Article {
+        Article {
+            id: "pw".into(),
+            title: "Reset your password".into(),
+            questions: vec!["I forgot my password".into()],
+            answer: "Click \"Forgot password\".".into(),
+            locale: Some("en".into()),
+            tags: vec![],
+            answers: answers
+                .iter()
+                .map(|(l, a)| (l.to_string(), a.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn answers_are_keyed_by_a_language_the_desk_speaks_and_not_empty() {
+        assert!(article_with_answers(&[("zh", "点击“忘记密码”。")])
+            .validate()
+            .is_ok());
+        for bad in [
+            &[("fr", "Cliquez")][..],
+            &[("zh-CN", "点击")],
+            &[("zh", "  ")],
+        ] {
+            let e = article_with_answers(bad).validate().unwrap_err();
+            assert_eq!(
+                (e.kind.status(), e.code),
+                (422, "invalid_article"),
+                "{bad:?}"
+            );
+        }
+        // Read from an import file as from the API.
+        let parsed = parse_articles(
+            r#"[{"id":"pw","title":"T","questions":["q"],"answer":"A","answers":{"zh":"答"}}]"#,
+        )
+        .unwrap();
+        assert_eq!(parsed[0].answers["zh"], "答");
+        assert!(parse_articles(
+            r#"[{"id":"pw","title":"T","questions":["q"],"answer":"A","answers":{"xx":"?"}}]"#
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn the_answer_for_a_language_is_its_own_else_the_article_s() {
+        let a = article_with_answers(&[("zh", "点击“忘记密码”。")]);
+        assert_eq!(a.answer_for(Language::Zh), ("点击“忘记密码”。", false));
+        assert_eq!(
+            a.answer_for(Language::En),
+            ("Click \"Forgot password\".", false)
+        );
+        let a = article_with_answers(&[]);
+        assert_eq!(
+            a.answer_for(Language::Zh),
+            ("Click \"Forgot password\".", true)
+        );
+        let unknown = Article {
+            locale: None,
+            ..article_with_answers(&[])
+        };
+        assert!(!unknown.answer_for(Language::Zh).1);
+        assert_eq!(Language::from_locale("zh_TW"), Some(Language::Zh));
+        assert_eq!(Language::from_locale("EN-us"), Some(Language::En));
+        assert_eq!(Language::from_locale("fr"), None);
+    }
 
     #[test]
     fn reads_arrays_and_json_lines() {

@@ -91,7 +91,7 @@ fn lexical_search_body(query: &str) -> Value {
     }
     json!({
         "size": CANDIDATES,
-        "_source": ["id", "title", "questions", "answer", "locale", "tags"],
+        "_source": ["id", "title", "questions", "answer", "locale", "tags", "answers"],
         "query": {
             "multi_match": {
                 "query": query,
@@ -539,6 +539,7 @@ mod tests {
             answer: "点击“忘记密码”".into(),
             locale: None,
             tags: vec![],
+            answers: Default::default(),
         };
         let v = DocVectors {
             mean: vec![0.5, -0.25],
@@ -584,6 +585,7 @@ mod tests {
             answer: "点击“忘记密码”".into(),
             locale: Some("zh".into()),
             tags: vec![],
+            answers: Default::default(),
         };
         assert_eq!(
             bulk_upsert_body("helpdesk-knowledge", &[a], &[]).unwrap(),
@@ -654,6 +656,7 @@ mod tests {
             answer: "Within 14 days.".into(),
             locale: None,
             tags: vec![],
+            answers: Default::default(),
         };
         let upsert = Request::upsert("helpdesk-knowledge", std::slice::from_ref(&a), &[]).unwrap();
         assert_eq!(

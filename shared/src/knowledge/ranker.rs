@@ -7,6 +7,7 @@
 use super::model::Model;
 use super::semantic::{Ranking, Vector, Vectors};
 use super::{tokenize, Article};
+use crate::domain::Language;
 use crate::text::is_cjk;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
@@ -25,11 +26,21 @@ const CLOSE_MARGIN: f64 = 0.08;
 pub struct Hit {
     pub article_id: String,
     pub title: String,
+    /// The answer for the query's language ([`Article::answer_for`]).
     pub answer: String,
     /// The index's own retrieval score (BM25 for tantivy), for tuning.
     pub score: f32,
     pub confidence: f64,
+    /// Whether `answer` is in another language than the query's: its confidence is then
+    /// [`CROSS_LINGUAL_CONFIDENCE`] of what it would be.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cross_lingual: bool,
 }
+
+/// What an answer in another language than the customer's keeps of its confidence: it
+/// needs more certainty to go out on its own, and an article that answers in the customer's
+/// language wins a near tie.
+pub const CROSS_LINGUAL_CONFIDENCE: f64 = 0.9;
 
 /// What auto-reply does with a query's hits.
 #[derive(Debug, Clone, PartialEq)]
@@ -318,6 +329,7 @@ impl Ranker {
         };
         let (p, closeness) = self.probabilities(query);
         let q = self.lexical.query(query);
+        let language = Language::detect(None, query);
         let mut ranked: Vec<(f64, Hit)> = candidates
             .into_iter()
             .map(|(article, score)| {
@@ -339,14 +351,21 @@ impl Ranker {
                     }
                     None => (0.0, 0.0),
                 };
+                let (answer, cross_lingual) = article.answer_for(language);
+                let keep = if cross_lingual {
+                    CROSS_LINGUAL_CONFIDENCE
+                } else {
+                    1.0
+                };
                 let hit = Hit {
                     article_id: article.id.clone(),
                     title: article.title.clone(),
-                    answer: article.answer.clone(),
+                    answer: answer.to_string(),
                     score,
-                    confidence,
+                    confidence: confidence * keep,
+                    cross_lingual,
                 };
-                (order, hit)
+                (order * keep, hit)
             })
             .collect();
         ranked.sort_by(|(a, x), (b, y)| b.total_cmp(a).then(y.score.total_cmp(&x.score)));
@@ -634,6 +653,7 @@ mod tests {
             answer: format!("answer {id}"),
             locale: None,
             tags: vec![],
+            answers: Default::default(),
         }
     }
 
@@ -822,14 +842,21 @@ mod tests {
         for a in &mut kb {
             a.questions.retain(|q| q.is_ascii());
         }
+        // English answers, and the password article's in Chinese too.
+        for a in &mut kb {
+            a.locale = Some("en".into());
+        }
+        kb[0]
+            .answers
+            .insert("zh".into(), "点击登录页的“忘记密码”。".into());
         let Some(ranker) = semantic_ranker(&kb) else {
             return;
         };
         assert_eq!(ranker.ranking(), Ranking::Semantic);
-        for (q, want) in [
-            ("我忘记密码了，怎么重置？", "pw"),
-            ("你们几点开门", "hours"),
-            ("我想退款", "refund"),
+        for (q, want, answer) in [
+            ("我忘记密码了，怎么重置？", "pw", "点击登录页的“忘记密码”。"),
+            ("你们几点开门", "hours", "answer hours"),
+            ("我想退款", "refund", "answer refund"),
         ] {
             let candidates = ranker
                 .propose(q, 3)
@@ -839,9 +866,51 @@ mod tests {
                 .collect();
             let hits = ranker.rank(q, candidates);
             assert_eq!(hits[0].article_id, want, "{q}: {hits:?}");
+            // In the customer's language where the article has it; else marked.
+            assert_eq!(hits[0].answer, answer, "{q}");
+            assert_eq!(hits[0].cross_lingual, want != "pw", "{q}: {hits:?}");
         }
         let lexical = Ranker::new(&kb);
         assert_eq!(lexical.ranking(), Ranking::Lexical);
+    }
+
+    #[test]
+    fn the_answer_is_in_the_customers_language_where_the_article_has_it() {
+        let mut kb = kb();
+        kb[0].locale = Some("en-US".into());
+        kb[0]
+            .answers
+            .insert("zh".into(), "点击登录页的“忘记密码”。".into());
+        let ranker = Ranker::new(&kb);
+        let top = |q: &str| ranker.rank(q, kb.iter().map(|a| (a, 1.0)).collect())[0].clone();
+        let zh = top("忘记密码怎么办");
+        assert_eq!(
+            (zh.article_id.as_str(), zh.answer.as_str()),
+            ("pw", "点击登录页的“忘记密码”。")
+        );
+        assert!(!zh.cross_lingual);
+        let en = top("I forgot my password");
+        assert_eq!(en.answer, "answer pw");
+        assert!(!en.cross_lingual);
+    }
+
+    #[test]
+    fn an_answer_in_another_language_keeps_less_confidence() {
+        let q = "我忘了密码，怎么重置";
+        let confidence = |locale: Option<&str>| {
+            let mut kb = kb();
+            kb[0].locale = locale.map(String::from);
+            let hits = Ranker::new(&kb).rank(q, kb.iter().map(|a| (a, 1.0)).collect());
+            let hit = hits.into_iter().find(|h| h.article_id == "pw").unwrap();
+            (hit.confidence, hit.cross_lingual)
+        };
+        let (unknown, marked) = confidence(None);
+        assert!(!marked, "an answer of no stated language is not marked");
+        assert!(unknown > 0.0);
+        assert_eq!(confidence(Some("zh-CN")), (unknown, false));
+        let (english, marked) = confidence(Some("en"));
+        assert!(marked);
+        assert!((english - unknown * CROSS_LINGUAL_CONFIDENCE).abs() < 1e-12);
     }
 
     #[test]

@@ -244,6 +244,7 @@ mod tests {
             answer: "点击“忘记密码”".into(),
             locale: None,
             tags: vec![],
+            answers: Default::default(),
         }
     }
 

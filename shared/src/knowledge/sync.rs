@@ -130,6 +130,7 @@ mod tests {
             answer: format!("answer {id}"),
             locale: None,
             tags: vec![],
+            answers: Default::default(),
         }
     }
 
