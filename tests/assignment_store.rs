@@ -250,24 +250,11 @@ async fn the_clock_finds_due_targets_through_the_store(w: Wiring) {
     );
 }
 
-/// The DynamoDB store on the emulator, reached through a proxy that hands it one request
-/// at a time. DynamoDB applies each request atomically; moto does not (a transaction copies
-/// the table and, when a condition fails, puts the copy back over writes made meanwhile),
-/// so without the proxy the emulator itself loses writes under a race. The race between
-/// our requests (read the agents, choose, write) is untouched: only each request is whole.
+/// The DynamoDB store on the emulator, reached one request at a time
+/// ([`wirings::dynamodb_config`]): the race between our requests (read the agents, choose,
+/// write) is untouched, only each request is whole.
 async fn dynamodb() -> Wiring {
-    let emulator = std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| {
-        panic!("AWS_ENDPOINT_URL is not set: run scripts/test, which starts the local AWS emulator")
-    });
-    let endpoint = one_at_a_time(emulator).await;
-    let config = helpdesk_core::aws::config_loader()
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "test", "test", None, None, "tests",
-        ))
-        .endpoint_url(endpoint)
-        .load()
-        .await;
+    let config = wirings::dynamodb_config().await;
     let tables = Tables::with_prefix(&format!("a{}-", new_id()));
     let store = DynamoStore::new(&config, tables.clone());
     schema::create_tables(store.client(), &tables)
@@ -280,47 +267,6 @@ async fn dynamodb() -> Wiring {
         queue: sqlite.queue,
         sqs: None,
     }
-}
-
-/// A loopback proxy to `upstream` that forwards one request at a time.
-async fn one_at_a_time(upstream: String) -> String {
-    use axum::body::Bytes;
-    use axum::http::{HeaderMap, Method, StatusCode, Uri};
-    let lock = Arc::new(tokio::sync::Mutex::new(()));
-    let http = reqwest::Client::new();
-    let app = axum::Router::new().fallback(
-        move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-            let (lock, http, upstream) = (lock.clone(), http.clone(), upstream.clone());
-            async move {
-                let _turn = lock.lock().await;
-                let path = uri.path_and_query().map_or("/", |p| p.as_str());
-                let mut req = http.request(method, format!("{upstream}{path}"));
-                for (k, v) in &headers {
-                    if k != "host" && k != "content-length" {
-                        req = req.header(k, v);
-                    }
-                }
-                match req.body(body).send().await {
-                    Ok(r) => {
-                        let status = StatusCode::from_u16(r.status().as_u16())
-                            .unwrap_or(StatusCode::BAD_GATEWAY);
-                        let mut out = HeaderMap::new();
-                        for (k, v) in r.headers() {
-                            if k != "content-length" && k != "transfer-encoding" {
-                                out.insert(k.clone(), v.clone());
-                            }
-                        }
-                        (status, out, r.bytes().await.unwrap_or_default())
-                    }
-                    Err(_) => (StatusCode::BAD_GATEWAY, HeaderMap::new(), Bytes::new()),
-                }
-            }
-        },
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{addr}")
 }
 
 macro_rules! both {

@@ -37,22 +37,81 @@ pub fn sqlite() -> Wiring {
 }
 
 pub async fn emulator() -> aws_config::SdkConfig {
-    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| {
+    config_for(emulator_url()).load().await
+}
+
+/// The emulator's address, as `scripts/test` names it.
+fn emulator_url() -> String {
+    std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| {
         panic!("AWS_ENDPOINT_URL is not set: run scripts/test, which starts the local AWS emulator")
-    });
+    })
+}
+
+fn config_for(endpoint: String) -> aws_config::ConfigLoader {
     helpdesk_core::aws::config_loader()
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
         .endpoint_url(endpoint)
-        .load()
-        .await
 }
 
+/// The settings for DynamoDB on the emulator, reached through a loopback proxy that hands
+/// it one request at a time. DynamoDB applies each request atomically; moto does not: it
+/// serves requests on threads with no lock, so two conditional writes to one item can both
+/// pass their condition (8 concurrent claims of one item, 30 rounds: two winners in 2
+/// rounds), and a transaction that fails puts its copy of the table back over writes made
+/// meanwhile. A test of our races would then see the emulator's. Our own races, between
+/// requests, are untouched: only each request is whole.
+pub async fn dynamodb_config() -> aws_config::SdkConfig {
+    config_for(one_at_a_time(emulator_url()).await).load().await
+}
+
+/// A loopback proxy to `upstream` that forwards one request at a time.
+async fn one_at_a_time(upstream: String) -> String {
+    use axum::body::Bytes;
+    use axum::http::{HeaderMap, Method, StatusCode, Uri};
+    let lock = Arc::new(tokio::sync::Mutex::new(()));
+    let http = reqwest::Client::new();
+    let app = axum::Router::new().fallback(
+        move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+            let (lock, http, upstream) = (lock.clone(), http.clone(), upstream.clone());
+            async move {
+                let _turn = lock.lock().await;
+                let path = uri.path_and_query().map_or("/", |p| p.as_str());
+                let mut req = http.request(method, format!("{upstream}{path}"));
+                for (k, v) in &headers {
+                    if k != "host" && k != "content-length" {
+                        req = req.header(k, v);
+                    }
+                }
+                match req.body(body).send().await {
+                    Ok(r) => {
+                        let status = StatusCode::from_u16(r.status().as_u16())
+                            .unwrap_or(StatusCode::BAD_GATEWAY);
+                        let mut out = HeaderMap::new();
+                        for (k, v) in r.headers() {
+                            if k != "content-length" && k != "transfer-encoding" {
+                                out.insert(k.clone(), v.clone());
+                            }
+                        }
+                        (status, out, r.bytes().await.unwrap_or_default())
+                    }
+                    Err(_) => (StatusCode::BAD_GATEWAY, HeaderMap::new(), Bytes::new()),
+                }
+            }
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+/// DynamoDB (one request at a time, [`dynamodb_config`]) and SQS on the emulator.
 pub async fn dynamodb() -> Wiring {
     let config = emulator().await;
     let prefix = format!("t{}-", new_id());
     let tables = Tables::with_prefix(&prefix);
-    let store = DynamoStore::new(&config, tables.clone());
+    let store = DynamoStore::new(&dynamodb_config().await, tables.clone());
     schema::create_tables(store.client(), &tables)
         .await
         .expect("the tables are made");
