@@ -17,7 +17,7 @@ use helpdesk_core::domain::{
 };
 use helpdesk_core::flow;
 use helpdesk_core::jobs::TicketChange;
-use helpdesk_core::ports::{QueueName, Store};
+use helpdesk_core::ports::{Queue, QueueName, Store};
 use helpdesk_core::rules::Rules;
 use helpdesk_core::survey_token::SurveySigner;
 use std::sync::Arc;
@@ -726,6 +726,31 @@ async fn auto_reply_on(w: &Wiring) -> (fake_opensearch::FakeOpenSearch, Arc<auto
     (fake, deps)
 }
 
+/// Another message of `customer`, stored, that opens a ticket (or joins their active one),
+/// as "I want a person" does through the router.
+async fn opens_ticket(
+    store: &dyn Store,
+    queue: &dyn Queue,
+    customer: &domain::Customer,
+    text: &str,
+) -> domain::Ticket {
+    let chat = &customer.identities[0].external_id;
+    let message = Message::inbound(&telegram_message(chat, text), &customer.id);
+    store.append_message(&message).await.unwrap();
+    flow::open_ticket(
+        store,
+        queue,
+        customer,
+        &message,
+        None,
+        domain::Skill::General,
+        domain::Priority::Normal,
+        Vec::new(),
+    )
+    .await
+    .unwrap()
+}
+
 /// A customer's message as the router stores it for auto-reply, and its job.
 async fn auto_reply_job(
     store: &dyn Store,
@@ -764,23 +789,7 @@ async fn two_runs_of_one_auto_reply_job_give_its_message_one_outcome(w: Wiring) 
     hold.arrived().await;
     // Another message of the customer opens a ticket meanwhile (the router sends "I want a
     // person" straight to an agent).
-    let other = Message::inbound(
-        &telegram_message(&c.identities[0].external_id, "我要人工客服"),
-        &c.id,
-    );
-    store.append_message(&other).await.unwrap();
-    let ticket = flow::open_ticket(
-        store.as_ref(),
-        w.queue.as_ref(),
-        &c,
-        &other,
-        None,
-        domain::Skill::General,
-        domain::Priority::Normal,
-        Vec::new(),
-    )
-    .await
-    .unwrap();
+    let ticket = opens_ticket(store.as_ref(), w.queue.as_ref(), &c, "我要人工客服").await;
     auto_reply::handle(&deps, job.clone()).await.unwrap();
     fake.domain.lock().unwrap().hold = None;
     hold.release_all();
@@ -844,23 +853,7 @@ async fn two_runs_of_one_auto_reply_job_give_its_message_one_outcome(w: Wiring) 
         "{}: answered",
         w.name
     );
-    let third = Message::inbound(
-        &telegram_message(&c.identities[0].external_id, "还是要人工"),
-        &c.id,
-    );
-    store.append_message(&third).await.unwrap();
-    flow::open_ticket(
-        store.as_ref(),
-        w.queue.as_ref(),
-        &c,
-        &third,
-        None,
-        domain::Skill::General,
-        domain::Priority::Normal,
-        Vec::new(),
-    )
-    .await
-    .unwrap();
+    opens_ticket(store.as_ref(), w.queue.as_ref(), &c, "还是要人工").await;
     auto_reply::handle(&deps, job).await.unwrap();
     let stored = store.get_message(&answered.id).await.unwrap().unwrap();
     assert_eq!(
@@ -931,23 +924,7 @@ async fn jobs_of_a_customer_merged_away_follow_the_merge(w: Wiring) {
 
     // A message still queued under the merged id: stored on the customer that stays, and
     // on that customer's ticket.
-    let opener = Message::inbound(
-        &telegram_message(&into.identities[0].external_id, "订单的问题"),
-        &into.id,
-    );
-    store.append_message(&opener).await.unwrap();
-    let ticket = flow::open_ticket(
-        store.as_ref(),
-        w.queue.as_ref(),
-        &into,
-        &opener,
-        None,
-        domain::Skill::General,
-        domain::Priority::Normal,
-        Vec::new(),
-    )
-    .await
-    .unwrap();
+    let ticket = opens_ticket(store.as_ref(), w.queue.as_ref(), &into, "订单的问题").await;
     let mut late = telegram_message(&from.identities[0].external_id, "我要人工客服");
     late.customer_id = Some(from.id.clone());
     router::handle(&router_deps, late.clone()).await.unwrap();
@@ -991,23 +968,7 @@ async fn a_redelivery_finishes_the_outcome_a_crashed_run_claimed(w: Wiring) {
     )
     .await
     .unwrap();
-    let other = Message::inbound(
-        &telegram_message(&c.identities[0].external_id, "我要人工客服"),
-        &c.id,
-    );
-    store.append_message(&other).await.unwrap();
-    flow::open_ticket(
-        store.as_ref(),
-        w.queue.as_ref(),
-        &c,
-        &other,
-        None,
-        domain::Skill::General,
-        domain::Priority::Normal,
-        Vec::new(),
-    )
-    .await
-    .unwrap();
+    opens_ticket(store.as_ref(), w.queue.as_ref(), &c, "我要人工客服").await;
     auto_reply::handle(&deps, job).await.unwrap();
     let reply = store
         .get_message(&derived_id(&message.id, "auto_reply"))
