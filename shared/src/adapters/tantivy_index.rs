@@ -464,6 +464,8 @@ mod tests {
                 .await
                 .unwrap();
             assert_eq!(hits[0].article_id, "pw", "{hits:?}");
+        } else {
+            helpdesk_embed::say_skipped("the local index answering a Chinese question by meaning");
         }
     }
 }

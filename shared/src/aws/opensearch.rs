@@ -636,7 +636,7 @@ mod tests {
     #[tokio::test]
     async fn with_the_encoder_documents_carry_vectors_and_searches_are_hybrid() {
         let Some(model) = crate::knowledge::semantic::encoder() else {
-            eprintln!("SKIPPED: no sentence-encoder model (scripts/fetch-model fetches it)");
+            helpdesk_embed::say_skipped("OpenSearch documents with vectors and hybrid searches");
             return;
         };
         let articles: Vec<Article> =

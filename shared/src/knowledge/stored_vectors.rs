@@ -283,7 +283,7 @@ mod tests {
     #[test]
     fn stored_vectors_read_back_only_for_the_texts_they_were_made_from() {
         let Some(model) = semantic::encoder() else {
-            eprintln!("SKIPPED: no sentence-encoder model (scripts/fetch-model fetches it)");
+            helpdesk_embed::say_skipped("stored vectors read back for their own texts only");
             return;
         };
         let vectors = Vectors::in_memory(model);
