@@ -4,11 +4,12 @@
 //! knowledge base covers?). A question asked as written (up to case and punctuation), or
 //! a typo or two away from one article's question, is a fast path to full confidence.
 
-use super::model::{Dense, Model};
+use super::model::Model;
 use super::semantic::{Ranking, Vector, Vectors};
 use super::{tokenize, Article};
 use crate::domain::Language;
 use crate::text::is_cjk;
+use helpdesk_embed::classifier::Classifier;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -108,8 +109,11 @@ pub struct Ranker {
     semantic: Option<Semantic>,
     /// The last query and what the models made of it: proposing candidates and ranking them
     /// read the same query, scored once.
-    last: Arc<Mutex<Option<(String, Arc<Scores>)>>>,
+    last: Arc<Mutex<Option<Scored>>>,
 }
+
+/// A query and what the models made of it.
+type Scored = (String, Arc<Scores>);
 
 /// What the models make of one query, per article.
 #[derive(Debug)]
@@ -137,7 +141,7 @@ struct Semantic {
     centroids: Vec<f32>,
     /// A softmax learned from the question vectors, for the order of the hits; `None` when
     /// the knowledge base is too large to train one within its budget.
-    classifier: Option<Arc<Dense>>,
+    classifier: Option<Arc<Classifier>>,
 }
 
 impl std::fmt::Debug for Semantic {
@@ -225,7 +229,7 @@ impl Semantic {
             .enumerate()
             .flat_map(|(class, vs)| vs.iter().map(move |v| (&v[..], class)))
             .collect();
-        let classifier = Dense::train(&examples, by_class.len()).map(Arc::new);
+        let classifier = Classifier::train(&examples, by_class.len()).map(Arc::new);
         Semantic {
             vectors,
             questions,
@@ -942,7 +946,7 @@ mod tests {
     /// The semantic ranking, with the model file (skipped, saying so, without it).
     fn semantic_ranker(kb: &[Article]) -> Option<Ranker> {
         let Some(model) = crate::knowledge::semantic::encoder() else {
-            eprintln!("SKIPPED: no sentence-encoder model (scripts/fetch-model fetches it)");
+            helpdesk_embed::say_skipped("the ranker's unit tests of the semantic ranking");
             return None;
         };
         Some(Ranker::with_vectors(
