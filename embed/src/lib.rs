@@ -19,7 +19,7 @@ pub mod tokenizer;
 
 use std::path::{Path, PathBuf};
 
-pub use encoder::Encoder;
+pub use encoder::{dot, Encoder};
 pub use kernel::Kernel;
 pub use tokenizer::Tokenizer;
 

@@ -10,6 +10,7 @@ use super::{tokenize, Article};
 use crate::domain::Language;
 use crate::text::is_cjk;
 use helpdesk_embed::classifier::Classifier;
+use helpdesk_embed::dot;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -276,24 +277,6 @@ fn closest(cosines: impl Iterator<Item = f32>) -> (f64, f64) {
     let k = CONFIDENCE_NEIGHBOURS.min(n);
     let mean = best.iter().take(k).map(|c| f64::from(*c)).sum::<f64>() / k as f64;
     (f64::from(best[0]), mean)
-}
-
-/// A dot product the compiler turns into vector instructions: eight lanes summed apart.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            lanes[i] += x[i] * y[i];
-        }
-    }
-    lanes.iter().sum::<f32>() + tail
 }
 
 impl Ranker {
