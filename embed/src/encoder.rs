@@ -391,9 +391,10 @@ impl Encoder {
     }
 }
 
-/// The dot product of two vectors of the same length.
+/// The dot product of two vectors of the same length, in eight lanes summed apart, which
+/// the compiler turns into vector instructions.
 #[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut lanes = [0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
     let tail: f32 = ca

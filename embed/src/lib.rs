@@ -11,6 +11,7 @@
 //! asks, `"passage: "` for what answers it. Questions matched against questions are both
 //! queries (the model card's advice for symmetric tasks).
 
+pub mod classifier;
 pub mod encoder;
 mod format;
 pub mod kernel;
@@ -18,7 +19,7 @@ pub mod tokenizer;
 
 use std::path::{Path, PathBuf};
 
-pub use encoder::Encoder;
+pub use encoder::{dot, Encoder};
 pub use kernel::Kernel;
 pub use tokenizer::Tokenizer;
 

@@ -7,6 +7,7 @@
 //! bounded. Scoring a query is one sparse vector-matrix product.
 
 use super::features::features;
+use helpdesk_embed::classifier::{shuffle, softmax};
 use std::collections::HashMap;
 
 /// Passes over the questions. Fewer underfits rare wordings (8 passes: BANKING77
@@ -168,28 +169,6 @@ impl Model {
         self.weights.len() * 4
             + self.bias.len() * 4
             + self.vocab.keys().map(|k| k.len() + 32).sum::<usize>()
-    }
-}
-
-fn softmax(scores: &mut [f32]) {
-    let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0.0;
-    for s in scores.iter_mut() {
-        *s = (*s - max).exp();
-        sum += *s;
-    }
-    for s in scores.iter_mut() {
-        *s /= sum;
-    }
-}
-
-/// Fisher-Yates with xorshift64: no dependency for a seeded shuffle.
-fn shuffle(order: &mut [usize], state: &mut u64) {
-    for i in (1..order.len()).rev() {
-        *state ^= *state << 13;
-        *state ^= *state >> 7;
-        *state ^= *state << 17;
-        order.swap(i, (*state % (i as u64 + 1)) as usize);
     }
 }
 

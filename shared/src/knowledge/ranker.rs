@@ -9,9 +9,11 @@ use super::semantic::{Ranking, Vector, Vectors};
 use super::{tokenize, Article};
 use crate::domain::Language;
 use crate::text::is_cjk;
+use helpdesk_embed::classifier::Classifier;
+use helpdesk_embed::dot;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Confidence at or above which the desk answers on its own. Chosen on CLINC150's
 /// validation queries (in scope and out of scope, reweighted to the test split's share of
@@ -106,25 +108,53 @@ pub struct Ranker {
     model: Model,
     /// With the sentence encoder: each article's question (and title) vectors.
     semantic: Option<Semantic>,
+    /// The last query and what the models made of it: proposing candidates and ranking them
+    /// read the same query, scored once.
+    last: Arc<Mutex<Option<Scored>>>,
+}
+
+/// A query and what the models made of it.
+type Scored = (String, Arc<Scores>);
+
+/// What the models make of one query, per article.
+#[derive(Debug)]
+struct Scores {
+    /// The probability that the query is about the article, for the confidence.
+    confidence: Vec<f32>,
+    /// The same with the encoder's learned classifier joined in, for the order of the hits:
+    /// it tells fine-grained articles apart better, but is surer of itself than the
+    /// threshold allows.
+    order: Vec<f32>,
+    /// With the encoder, how close the query is to the article's questions; else empty.
+    closeness: Vec<Closeness>,
 }
 
 #[derive(Clone)]
 struct Semantic {
     vectors: Arc<Vectors>,
-    by_class: Vec<Vec<Vector>>,
-    /// Per article, the normalised mean of its question vectors: which article a query is
-    /// about is best told by the nearest mean (MASSIVE, 8 questions: accuracy@1 0.72, the
-    /// nearest single question 0.57).
-    centroids: Vec<Vec<f32>>,
+    /// Every article's question vectors, one after another, [`DIM`] floats each.
+    questions: Vec<f32>,
+    /// Per article, how many of `questions` are its own, in order.
+    counts: Vec<usize>,
+    /// Per article, the normalised mean of its question vectors ([`DIM`] floats each):
+    /// which article a query is about is best told by the nearest mean (MASSIVE, 8
+    /// questions: accuracy@1 0.72, the nearest single question 0.57).
+    centroids: Vec<f32>,
+    /// A softmax learned from the question vectors, for the order of the hits; `None` when
+    /// the knowledge base is too large to train one within its budget.
+    classifier: Option<Arc<Classifier>>,
 }
 
 impl std::fmt::Debug for Semantic {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Semantic")
-            .field("articles", &self.by_class.len())
+            .field("articles", &self.counts.len())
+            .field("classifier", &self.classifier.is_some())
             .finish()
     }
 }
+
+use helpdesk_embed::DIM;
 
 /// How sharply the semantic class probabilities follow the cosine to each article's mean
 /// question: e5's cosines between questions live in a narrow band (0.7 to 1), so small
@@ -162,6 +192,7 @@ const BASELINE_COSINE: f64 = 0.80;
 
 /// How close a query is to an article's questions by meaning, 0 (unrelated) to 1 (a
 /// paraphrase): what stands in for word overlap with the encoder.
+#[derive(Debug)]
 struct Closeness {
     /// From the closest question: for the order of the hits.
     order: f64,
@@ -178,31 +209,41 @@ fn band(cosine: f64, unrelated: f64, paraphrase: f64) -> f64 {
 
 impl Semantic {
     fn new(vectors: Arc<Vectors>, by_class: Vec<Vec<Vector>>) -> Semantic {
-        let centroids = by_class
+        let counts: Vec<usize> = by_class.iter().map(Vec::len).collect();
+        let questions: Vec<f32> = by_class
             .iter()
-            .map(|vs| {
-                let mut c = vec![0f32; helpdesk_embed::DIM];
-                for v in vs {
-                    for (c, x) in c.iter_mut().zip(v.iter()) {
-                        *c += x;
-                    }
-                }
-                let norm = c.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-6);
-                c.iter_mut().for_each(|x| *x /= norm);
-                c
-            })
+            .flatten()
+            .flat_map(|v| v.iter().copied())
             .collect();
+        let mut centroids = vec![0f32; by_class.len() * DIM];
+        for (c, vs) in centroids.chunks_exact_mut(DIM).zip(&by_class) {
+            for v in vs {
+                for (c, x) in c.iter_mut().zip(v.iter()) {
+                    *c += x;
+                }
+            }
+            let norm = c.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-6);
+            c.iter_mut().for_each(|x| *x /= norm);
+        }
+        let examples: Vec<(&[f32], usize)> = by_class
+            .iter()
+            .enumerate()
+            .flat_map(|(class, vs)| vs.iter().map(move |v| (&v[..], class)))
+            .collect();
+        let classifier = Classifier::train(&examples, by_class.len()).map(Arc::new);
         Semantic {
             vectors,
-            by_class,
+            questions,
+            counts,
             centroids,
+            classifier,
         }
     }
 
     /// Per article, the cosine of the query to its questions' mean.
     fn centroid_similarities(&self, query: &[f32]) -> Vec<f64> {
         self.centroids
-            .iter()
+            .chunks_exact(DIM)
             .map(|c| f64::from(dot(query, c)))
             .collect()
     }
@@ -210,22 +251,32 @@ impl Semantic {
     /// Per article, the cosine of the query to its closest question or title, and the mean
     /// cosine to its [`CONFIDENCE_NEIGHBOURS`] closest.
     fn similarities(&self, query: &[f32]) -> Vec<(f64, f64)> {
-        self.by_class
+        let mut rows = self.questions.chunks_exact(DIM);
+        self.counts
             .iter()
-            .map(|vs| {
-                let mut cos: Vec<f64> = vs.iter().map(|v| f64::from(dot(query, v))).collect();
-                cos.sort_unstable_by(|a, b| b.total_cmp(a));
-                let k = CONFIDENCE_NEIGHBOURS.min(cos.len()).max(1);
-                let closest = cos.first().copied().unwrap_or(-1.0);
-                let mean = cos.iter().take(k).sum::<f64>() / k as f64;
-                (closest, mean)
-            })
+            .map(|&n| closest(rows.by_ref().take(n).map(|v| dot(query, v))))
             .collect()
     }
 }
 
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+/// Of some cosines, the highest and the mean of the [`CONFIDENCE_NEIGHBOURS`] highest (of
+/// all, when there are fewer); -1 for none. One pass, no sorting.
+fn closest(cosines: impl Iterator<Item = f32>) -> (f64, f64) {
+    let mut best = [f32::NEG_INFINITY; CONFIDENCE_NEIGHBOURS];
+    let mut n = 0;
+    for c in cosines {
+        n += 1;
+        if let Some(at) = best.iter().position(|b| c > *b) {
+            best.copy_within(at..CONFIDENCE_NEIGHBOURS - 1, at + 1);
+            best[at] = c;
+        }
+    }
+    if n == 0 {
+        return (-1.0, -1.0);
+    }
+    let k = CONFIDENCE_NEIGHBOURS.min(n);
+    let mean = best.iter().take(k).map(|c| f64::from(*c)).sum::<f64>() / k as f64;
+    (f64::from(best[0]), mean)
 }
 
 impl Ranker {
@@ -286,6 +337,7 @@ impl Ranker {
         });
         Ranker {
             semantic,
+            last: Arc::default(),
             ids: articles.iter().map(|a| a.id.clone()).collect(),
             classes: articles
                 .iter()
@@ -302,7 +354,7 @@ impl Ranker {
     /// The `k` articles the model finds likeliest, so that an index whose candidates missed
     /// the right article (none of its words in common) can still offer it.
     pub fn propose(&self, query: &str, k: usize) -> Vec<&str> {
-        let (p, _) = self.probabilities(query);
+        let p = &self.scores(query).order;
         // The encoder's likeliest articles often share no word with the query (another
         // language, a paraphrase): more of them join the index's candidates.
         let k = if self.semantic.is_some() {
@@ -327,7 +379,7 @@ impl Ranker {
             Some(found) => *found,
             None => self.near_exact(&key, &candidates),
         };
-        let (p, closeness) = self.probabilities(query);
+        let scores = self.scores(query);
         let q = self.lexical.query(query);
         let language = Language::detect(None, query);
         let mut ranked: Vec<(f64, Hit)> = candidates
@@ -336,16 +388,24 @@ impl Ranker {
                 let (confidence, order) = match self.classes.get(&article.id).copied() {
                     Some(c) if Some(c) == exact => (1.0, f64::INFINITY),
                     Some(c) => {
-                        let p = f64::from(p[c]);
+                        let (p, p_order) =
+                            (f64::from(scores.confidence[c]), f64::from(scores.order[c]));
                         let overlap = self.lexical.best(&q, c);
-                        let mix = |w: f64, overlap: f64| {
+                        let mix = |p: f64, w: f64, overlap: f64| {
                             (p.powf(w) * overlap.powf(1.0 - w)).clamp(0.0, 1.0)
                         };
-                        match closeness.get(c) {
-                            None => (mix(MODEL_WEIGHT, overlap), mix(ORDER_MODEL_WEIGHT, overlap)),
+                        match scores.closeness.get(c) {
+                            None => (
+                                mix(p, MODEL_WEIGHT, overlap),
+                                mix(p_order, ORDER_MODEL_WEIGHT, overlap),
+                            ),
                             Some(close) => (
-                                mix(MODEL_WEIGHT, overlap.max(close.confidence)),
-                                mix(SEMANTIC_ORDER_MODEL_WEIGHT, overlap.max(close.order)),
+                                mix(p, MODEL_WEIGHT, overlap.max(close.confidence)),
+                                mix(
+                                    p_order,
+                                    SEMANTIC_ORDER_MODEL_WEIGHT,
+                                    overlap.max(close.order),
+                                ),
                             ),
                         }
                     }
@@ -381,16 +441,33 @@ impl Ranker {
         }
     }
 
-    /// Per article, the probability that the query is about it; with the encoder also how
-    /// close the query is to its closest question (0 unrelated, 1 a paraphrase), else empty.
-    fn probabilities(&self, query: &str) -> (Vec<f32>, Vec<Closeness>) {
-        let lexical = self.model.probabilities(query);
-        let Some(semantic) = &self.semantic else {
-            return (lexical, Vec::new());
-        };
-        if semantic.by_class.is_empty() {
-            return (lexical, Vec::new());
+    /// What the models make of `query`, computed once for the last query asked.
+    fn scores(&self, query: &str) -> Arc<Scores> {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((text, scores)) = last.as_ref() {
+            if text == query {
+                return scores.clone();
+            }
         }
+        let scores = Arc::new(self.score(query));
+        *last = Some((query.to_string(), scores.clone()));
+        scores
+    }
+
+    /// Per article, the probability that the query is about it; with the encoder also how
+    /// close the query is to its questions.
+    fn score(&self, query: &str) -> Scores {
+        let lexical = self.model.probabilities(query);
+        let semantic = match &self.semantic {
+            Some(semantic) if !semantic.counts.is_empty() => semantic,
+            _ => {
+                return Scores {
+                    order: lexical.clone(),
+                    confidence: lexical,
+                    closeness: Vec::new(),
+                }
+            }
+        };
         let query = semantic.vectors.query(query);
         let sims = semantic.similarities(&query);
         let means = semantic.centroid_similarities(&query);
@@ -404,10 +481,19 @@ impl Ranker {
                     + LEXICAL_SHARE * f64::from(p.max(1e-12)).ln()
             })
             .collect();
-        let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let exp: Vec<f64> = logits.iter().map(|l| (l - max).exp()).collect();
-        let total: f64 = exp.iter().sum();
-        let mixed = exp.iter().map(|e| (e / total) as f32).collect();
+        let confidence = softmax(&logits);
+        let order = match &semantic.classifier {
+            Some(classifier) => {
+                let learned = classifier.log_probabilities(&query);
+                let logits: Vec<f64> = logits
+                    .iter()
+                    .zip(&learned)
+                    .map(|(l, p)| l + f64::from(*p))
+                    .collect();
+                softmax(&logits)
+            }
+            None => confidence.clone(),
+        };
         let baseline = if sims.len() >= BASELINE_MIN_ARTICLES {
             let mut means: Vec<f64> = sims.iter().map(|(_, mean)| *mean).collect();
             means.sort_unstable_by(f64::total_cmp);
@@ -426,7 +512,11 @@ impl Ranker {
                 ),
             })
             .collect();
-        (mixed, closeness)
+        Scores {
+            confidence,
+            order,
+            closeness,
+        }
     }
 
     /// The one article among the candidates with a question a typo or two away from the
@@ -465,12 +555,25 @@ impl Ranker {
     /// Memory held by the model, for the benchmark.
     pub fn model_bytes(&self) -> usize {
         self.model.memory_bytes()
+            + self
+                .semantic
+                .as_ref()
+                .and_then(|s| s.classifier.as_ref())
+                .map_or(0, |c| c.memory_bytes())
     }
 }
 
 /// How many character edits still make a near-exact match of a normalised query: none for
 /// a short one (a single letter changes "refund" into "refine"), and fewer for Chinese, where
 /// one character often changes the topic (退款 refund, 退货 return).
+/// Probabilities from log-probabilities (up to a constant).
+fn softmax(logits: &[f64]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let exp: Vec<f64> = logits.iter().map(|l| (l - max).exp()).collect();
+    let total: f64 = exp.iter().sum();
+    exp.iter().map(|e| (e / total) as f32).collect()
+}
+
 fn typos_allowed(query: &[char]) -> usize {
     let chinese = query.iter().any(|c| is_cjk(*c));
     match (chinese, query.len()) {
@@ -826,7 +929,7 @@ mod tests {
     /// The semantic ranking, with the model file (skipped, saying so, without it).
     fn semantic_ranker(kb: &[Article]) -> Option<Ranker> {
         let Some(model) = crate::knowledge::semantic::encoder() else {
-            eprintln!("SKIPPED: no sentence-encoder model (scripts/fetch-model fetches it)");
+            helpdesk_embed::say_skipped("the ranker's unit tests of the semantic ranking");
             return None;
         };
         Some(Ranker::with_vectors(
@@ -927,5 +1030,25 @@ mod tests {
                 "{q}: {hits:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_closest_cosines_and_a_dot_product_in_lanes() {
+        let (top, mean) = closest([0.5f32, 0.9, 0.1, 0.7, 0.8].into_iter());
+        assert!(
+            (top - 0.9).abs() < 1e-6 && (mean - 0.8).abs() < 1e-6,
+            "{top} {mean}"
+        );
+        let (top, mean) = closest([0.25f32, 0.75].into_iter());
+        assert_eq!((top, mean), (0.75, 0.5));
+        assert_eq!(closest(std::iter::empty()), (-1.0, -1.0));
+        let a: Vec<f32> = (0..19).map(|i| i as f32 * 0.5).collect();
+        let b: Vec<f32> = (0..19).map(|i| 1.0 - i as f32 * 0.25).collect();
+        let naive: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+        assert!(
+            (dot(&a, &b) - naive).abs() < 1e-3,
+            "{} {naive}",
+            dot(&a, &b)
+        );
     }
 }

@@ -4,7 +4,7 @@
 //! questions that are new, and, where a file is given, kept across restarts.
 
 use crate::{Error, Result};
-use helpdesk_embed::{model_path, Model, Role, DIM};
+use helpdesk_embed::{model_file, Model, NoModel, Role, DIM};
 use std::collections::HashMap;
 use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -28,23 +28,14 @@ impl Ranking {
     }
 }
 
-/// `HELPDESK_MODEL=off` runs the lexical ranking even where a model file is.
-pub const OFF: &str = "off";
-
 static MODEL: OnceLock<std::result::Result<Option<Model>, String>> = OnceLock::new();
 
+/// The model, loaded once: none when `HELPDESK_MODEL=off` or no file is where the desk looks
+/// ([`model_file`], the one place that rule lives).
 fn load() -> &'static std::result::Result<Option<Model>, String> {
-    MODEL.get_or_init(|| {
-        if std::env::var(helpdesk_embed::MODEL_ENV).is_ok_and(|v| v == OFF) {
-            return Ok(None);
-        }
-        let found = model_path();
-        if !found.path.exists() && !found.explicit {
-            return Ok(None);
-        }
-        Model::load(&found.path)
-            .map(Some)
-            .map_err(|e| format!("{e} ({})", found.path.display()))
+    MODEL.get_or_init(|| match model_file() {
+        Err(_) => Ok(None),
+        Ok(path) => Model::load(&path).map(Some).map_err(|e| e.to_string()),
     })
 }
 
@@ -64,18 +55,18 @@ pub fn start() -> Result<Ranking> {
 
 /// A sentence the start-up log prints once.
 pub fn describe(ranking: Ranking) -> String {
-    let path = model_path().path;
-    if std::env::var(helpdesk_embed::MODEL_ENV).is_ok_and(|v| v == OFF) {
-        return "knowledge ranking: lexical only (HELPDESK_MODEL=off)".into();
-    }
-    match ranking {
-        Ranking::Semantic => format!(
+    match (ranking, model_file()) {
+        (Ranking::Semantic, Ok(path)) => format!(
             "knowledge ranking: semantic (sentence encoder {}), with lexical features",
             path.display()
         ),
-        Ranking::Lexical => format!(
-            "knowledge ranking: lexical only; no sentence-encoder model at {} \
-             (scripts/fetch-model fetches it, HELPDESK_MODEL names another place)",
+        (_, Err(NoModel::Off)) => format!("knowledge ranking: lexical only ({})", NoModel::Off),
+        (_, Err(why)) => format!(
+            "knowledge ranking: lexical only; {why} \
+             (scripts/fetch-model fetches it, HELPDESK_MODEL names another place)"
+        ),
+        (Ranking::Lexical, Ok(path)) => format!(
+            "knowledge ranking: lexical only; the model at {} is not loaded",
             path.display()
         ),
     }
