@@ -171,9 +171,14 @@ async fn main() {
     router.stop().await;
 }
 
+/// The model file this example measures with; without one (`HELPDESK_MODEL=off`, or none
+/// where the desk looks) there is nothing to measure.
 fn helpdesk_embed_path() -> String {
-    helpdesk_embed::model_path()
-        .path
-        .to_string_lossy()
-        .into_owned()
+    match helpdesk_embed::model_file() {
+        Ok(path) => path.to_string_lossy().into_owned(),
+        Err(why) => {
+            eprintln!("this example measures the sentence encoder, and there is none: {why}");
+            std::process::exit(2)
+        }
+    }
 }

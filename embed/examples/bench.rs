@@ -9,7 +9,7 @@
 //! KERNEL (avx512-vnni, avx-vnni, avx2, portable) runs the matrix products on that kernel
 //! instead of the fastest this CPU has.
 
-use helpdesk_embed::{model_path, Kernel, Model, Role};
+use helpdesk_embed::{model_file, Kernel, Model, Role};
 use std::time::Instant;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -25,7 +25,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("no queries in the file".into());
     }
 
-    let path = model_path().path;
+    let path = model_file().map_err(|why| format!("no model to measure: {why}"))?;
     let started = Instant::now();
     let mut model = Model::load(&path)?;
     println!("load: {:.0} ms", started.elapsed().as_secs_f64() * 1e3);
