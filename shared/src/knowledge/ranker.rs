@@ -10,7 +10,7 @@ use super::{tokenize, Article};
 use crate::domain::Language;
 use crate::text::is_cjk;
 use helpdesk_embed::classifier::Classifier;
-use helpdesk_embed::dot;
+use helpdesk_embed::{dot, DIM};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -153,8 +153,6 @@ impl std::fmt::Debug for Semantic {
             .finish()
     }
 }
-
-use helpdesk_embed::DIM;
 
 /// How sharply the semantic class probabilities follow the cosine to each article's mean
 /// question: e5's cosines between questions live in a narrow band (0.7 to 1), so small
@@ -441,16 +439,17 @@ impl Ranker {
         }
     }
 
-    /// What the models make of `query`, computed once for the last query asked.
+    /// What the models make of `query`, computed once for the last query asked (not under
+    /// the lock: searches of other queries go on meanwhile).
     fn scores(&self, query: &str) -> Arc<Scores> {
-        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((text, scores)) = last.as_ref() {
+        let last = || self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((text, scores)) = last().as_ref() {
             if text == query {
                 return scores.clone();
             }
         }
         let scores = Arc::new(self.score(query));
-        *last = Some((query.to_string(), scores.clone()));
+        *last() = Some((query.to_string(), scores.clone()));
         scores
     }
 

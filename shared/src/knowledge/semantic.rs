@@ -211,14 +211,15 @@ impl Vectors {
         {
             return v.clone();
         }
-        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((t, v)) = last.as_ref() {
+        // Not embedded under the lock: other queries are embedded meanwhile.
+        let last = || self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((t, v)) = last().as_ref() {
             if t == text {
                 return v.clone();
             }
         }
         let v: Vector = self.model.embed(text, Role::Query).into();
-        *last = Some((text.to_string(), v.clone()));
+        *last() = Some((text.to_string(), v.clone()));
         v
     }
 }
