@@ -132,10 +132,7 @@ struct Scores {
 #[derive(Clone)]
 struct Semantic {
     vectors: Arc<Vectors>,
-    /// Every article's question vectors, one after another, [`DIM`] floats each.
-    questions: Vec<f32>,
-    /// Per article, how many of `questions` are its own, in order.
-    counts: Vec<usize>,
+    by_class: Vec<Vec<Vector>>,
     /// Per article, the normalised mean of its question vectors ([`DIM`] floats each):
     /// which article a query is about is best told by the nearest mean (MASSIVE, 8
     /// questions: accuracy@1 0.72, the nearest single question 0.57).
@@ -148,7 +145,7 @@ struct Semantic {
 impl std::fmt::Debug for Semantic {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Semantic")
-            .field("articles", &self.counts.len())
+            .field("articles", &self.by_class.len())
             .field("classifier", &self.classifier.is_some())
             .finish()
     }
@@ -207,12 +204,6 @@ fn band(cosine: f64, unrelated: f64, paraphrase: f64) -> f64 {
 
 impl Semantic {
     fn new(vectors: Arc<Vectors>, by_class: Vec<Vec<Vector>>) -> Semantic {
-        let counts: Vec<usize> = by_class.iter().map(Vec::len).collect();
-        let questions: Vec<f32> = by_class
-            .iter()
-            .flatten()
-            .flat_map(|v| v.iter().copied())
-            .collect();
         let mut centroids = vec![0f32; by_class.len() * DIM];
         for (c, vs) in centroids.chunks_exact_mut(DIM).zip(&by_class) {
             for v in vs {
@@ -231,8 +222,7 @@ impl Semantic {
         let classifier = Classifier::train(&examples, by_class.len()).map(Arc::new);
         Semantic {
             vectors,
-            questions,
-            counts,
+            by_class,
             centroids,
             classifier,
         }
@@ -249,10 +239,9 @@ impl Semantic {
     /// Per article, the cosine of the query to its closest question or title, and the mean
     /// cosine to its [`CONFIDENCE_NEIGHBOURS`] closest.
     fn similarities(&self, query: &[f32]) -> Vec<(f64, f64)> {
-        let mut rows = self.questions.chunks_exact(DIM);
-        self.counts
+        self.by_class
             .iter()
-            .map(|&n| closest(rows.by_ref().take(n).map(|v| dot(query, v))))
+            .map(|vs| closest(vs.iter().map(|v| dot(query, v))))
             .collect()
     }
 }
@@ -458,7 +447,7 @@ impl Ranker {
     fn score(&self, query: &str) -> Scores {
         let lexical = self.model.probabilities(query);
         let semantic = match &self.semantic {
-            Some(semantic) if !semantic.counts.is_empty() => semantic,
+            Some(semantic) if !semantic.by_class.is_empty() => semantic,
             _ => {
                 return Scores {
                     order: lexical.clone(),
