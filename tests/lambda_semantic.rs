@@ -577,6 +577,115 @@ async fn the_indexer_carries_the_tables_vectors_to_opensearch_and_search_is_hybr
     tickets.stop().await;
 }
 
+/// With OpenSearch: documents whose question vectors are another model's, or missing, are
+/// written back by the search that listed them (packed vectors and the `knn_vector` mean),
+/// each on the condition of the version listed; one the indexer rewrote in between keeps
+/// the indexer's write; and the next function to start cold writes nothing.
+#[tokio::test]
+async fn stale_opensearch_vectors_are_written_back_by_one_search_unless_written_since() {
+    use aws_harness::fake_opensearch::FakeOpenSearch;
+    use helpdesk_core::aws::OpenSearchKnowledge;
+    let Some(model) = encoder() else {
+        helpdesk_embed::say_skipped("stale OpenSearch vectors written back by a search");
+        return;
+    };
+    let fake = FakeOpenSearch::start().await;
+    let config = helpdesk_core::aws::config_loader()
+        .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
+        .load()
+        .await;
+    let knowledge = |vectors: Arc<Vectors>| {
+        OpenSearchKnowledge::new(&config, &fake.url, "kb")
+            .unwrap()
+            .with_vectors(Some(vectors))
+    };
+    let articles = english_kb();
+    let made = Arc::new(Vectors::in_memory(model));
+    knowledge(made.clone()).upsert(&articles).await.unwrap();
+
+    // A new model file finds the second article's vectors another model's; the third was
+    // written without a model; the fourth too, and the indexer rewrites it (with current
+    // vectors) after the listing, before the write-back.
+    let before_search = {
+        let mut d = fake.domain.lock().unwrap();
+        let docs = d.indexes["kb"].1.clone();
+        let indexer_doc = {
+            let mut doc = docs[&articles[3].id].clone();
+            doc["vector"] = d.excluded["kb"][&articles[3].id]["vector"].clone();
+            doc
+        };
+        let mut another = docs[&articles[1].id].clone();
+        another["question_vectors"]["model"] = "another-model:0".into();
+        d.index_doc("kb", &articles[1].id, another);
+        for a in &articles[2..4] {
+            d.index_doc("kb", &a.id, serde_json::to_value(a).unwrap());
+        }
+        let id = articles[3].id.clone();
+        d.before_bulk = Some(Box::new(move |d| {
+            d.index_doc("kb", &id, indexer_doc);
+        }));
+        d.seq_no
+    };
+    let bulks = |fake: &FakeOpenSearch| {
+        let d = fake.domain.lock().unwrap();
+        d.requests
+            .iter()
+            .filter(|r| r.starts_with("POST /_bulk"))
+            .count()
+    };
+    assert_eq!(bulks(&fake), 1, "the first write");
+
+    let hits = knowledge(Arc::new(Vectors::in_memory(model)))
+        .search("我想退款", 3)
+        .await
+        .unwrap();
+    assert!(hits[0].article_id.starts_with("refund-policy"), "{hits:?}");
+    assert_eq!(bulks(&fake), 2, "one write-back");
+    let docs = fake.docs("kb");
+    let apart = fake.excluded("kb");
+    for a in &articles {
+        let doc = &docs[&a.id];
+        let listed = helpdesk_core::aws::article_vectors(&serde_json::json!({
+            "vectors": {"B": doc["question_vectors"]["f16"]},
+            "vectors_model": {"S": doc["question_vectors"]["model"]},
+            "vectors_texts": {"S": doc["question_vectors"]["texts"]},
+        }))
+        .unwrap_or_else(|| panic!("{}: no question vectors", a.id));
+        assert_eq!(
+            stored_vectors::read(a, &listed).map(|v| v.len()),
+            Some(stored_vectors::texts(a).len()),
+            "{}: current vectors",
+            a.id
+        );
+        let mean: Vec<f32> = serde_json::from_value(apart[&a.id]["vector"].clone()).unwrap();
+        let expected = stored_vectors::mean(a, &made);
+        assert!(
+            helpdesk_core::knowledge::semantic::cosine(&mean, &expected) > 0.9999,
+            "{}: the knn_vector is this model's mean",
+            a.id
+        );
+        let article: Article = serde_json::from_value(doc.clone()).unwrap();
+        assert_eq!(&article, a);
+    }
+    {
+        // The indexer's write (the next sequence number), then the write-back of the second
+        // and third articles only: the fourth's, conditioned on the version listed, lost.
+        let d = fake.domain.lock().unwrap();
+        assert_eq!(d.seq_no_of("kb", &articles[3].id), Some(before_search + 1));
+        assert_eq!(d.seq_no, before_search + 3);
+    }
+
+    // A function starting cold: every document current, nothing written.
+    knowledge(Arc::new(Vectors::in_memory(model)))
+        .search("我想退款", 3)
+        .await
+        .unwrap();
+    assert_eq!(bulks(&fake), 2);
+}
+
 /// A message of 5,000 Chinese characters: its vector joins the lexical query (capped to its
 /// first terms), and the domain takes the search rather than refusing it as too large.
 #[tokio::test]
