@@ -41,8 +41,11 @@ pub struct Domain {
     pub seq_no: u64,
     pub seq_nos: BTreeMap<String, BTreeMap<String, u64>>,
     /// Run at the start of the next `_bulk`: another writer's write that lands first.
-    pub before_bulk: Option<Box<dyn FnOnce(&mut Domain) + Send>>,
+    pub before_bulk: Option<Write>,
 }
+
+/// A write a test makes to the domain directly.
+pub type Write = Box<dyn FnOnce(&mut Domain) + Send>;
 
 /// Every document's primary term here.
 pub const PRIMARY_TERM: u64 = 1;
