@@ -7,7 +7,10 @@
 //! With the sentence encoder, writes carry each article's vectors (made where the article
 //! was written, or embedded here when missing), the ranker is trained with the question
 //! vectors the listing brings back, and a search sends the message's vector for the `knn`
-//! half of the candidate query: the message is embedded once, for both.
+//! half of the candidate query: the message is embedded once, for both. Vectors the listing
+//! finds stale (another model file) or missing are embedded by the training and written
+//! back to their documents, each write conditioned on the version listed, so that the next
+//! function to start finds them current and the `knn_vector` is this model's.
 //!
 //! Requests are built as data in [`crate::knowledge::opensearch`] and sent through the
 //! `opensearch` crate's transport, which signs them with SigV4 (service `es`) from the SDK
