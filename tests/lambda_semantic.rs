@@ -420,7 +420,10 @@ async fn a_failed_write_back_does_not_fail_the_search_and_the_next_build_writes_
     let text = logs.take();
     let warned = lines_with(&text, "stale question vectors written back, some not");
     assert!(
-        warned.len() == 1 && warned[0].contains("WARN") && warned[0].contains("failed=1"),
+        warned.len() == 1
+            && warned[0].contains("WARN")
+            && warned[0].contains("failed=1")
+            && warned[0].contains("ThrottlingException"),
         "{text}"
     );
 

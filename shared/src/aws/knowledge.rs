@@ -215,17 +215,16 @@ impl DynamoKnowledge {
             }
         };
         let (mut written, mut raced, mut failed) = (0usize, 0usize, 0usize);
-        let mut tally = |done: std::result::Result<WriteBack, tokio::task::JoinError>| match done {
-            Ok(WriteBack::Written) => written += 1,
-            Ok(WriteBack::Raced) => raced += 1,
-            Ok(WriteBack::Failed(e)) => {
-                tracing::debug!(error = %e, "writing back question vectors failed");
-                failed += 1
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, "writing back question vectors failed");
-                failed += 1
-            }
+        let mut first_error = None;
+        let mut tally = |done: std::result::Result<WriteBack, tokio::task::JoinError>| {
+            let error = match done {
+                Ok(WriteBack::Written) => return written += 1,
+                Ok(WriteBack::Raced) => return raced += 1,
+                Ok(WriteBack::Failed(e)) => e,
+                Err(e) => e.to_string(),
+            };
+            failed += 1;
+            first_error.get_or_insert(error);
         };
         let mut running = JoinSet::new();
         for ((article, body), stored) in stale.into_iter().zip(made) {
@@ -249,6 +248,7 @@ impl DynamoKnowledge {
                 written,
                 raced,
                 failed,
+                error = first_error.unwrap_or_default(),
                 "stale question vectors written back, some not: the next build tries again"
             );
         } else {

@@ -370,12 +370,12 @@ impl OpenSearchKnowledge {
                     done.raced += n.raced;
                     done.failed +=
                         n.failed + chunk.len().saturating_sub(n.written + n.raced + n.failed);
+                    done.first_error = done.first_error.or(n.first_error);
                 }
                 Err(e) => {
                     // The domain is unwell: the rest waits for the next listing too.
-                    let left = ready.len() - done.written - done.raced - done.failed;
-                    done.failed += left;
-                    tracing::warn!(failed = left, error = %e.message, "writing back stale question vectors failed");
+                    done.failed = ready.len() - done.written - done.raced;
+                    done.first_error = done.first_error.or(Some(e.message));
                     break;
                 }
             }
@@ -386,6 +386,7 @@ impl OpenSearchKnowledge {
                 written = done.written,
                 raced = done.raced,
                 failed = done.failed,
+                error = done.first_error.unwrap_or_default(),
                 "stale question vectors written back to OpenSearch, some not: the next listing tries again"
             );
         } else {

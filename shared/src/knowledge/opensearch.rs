@@ -405,7 +405,7 @@ pub fn parse_bulk_response(body: &str) -> Result<usize> {
 }
 
 /// What became of a write-back ([`bulk_write_back_body`]), article by article.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WrittenBack {
     /// Articles whose vectors are now current.
     pub written: usize,
@@ -413,6 +413,8 @@ pub struct WrittenBack {
     pub raced: usize,
     /// Articles the domain did not write for another reason.
     pub failed: usize,
+    /// The reason the domain gave for the first of those.
+    pub first_error: Option<String>,
 }
 
 /// Reads a write-back's `_bulk` response: a version conflict (409) is a lost race, any
@@ -436,6 +438,12 @@ pub fn parse_write_back_response(body: &str) -> Result<WrittenBack> {
                     out.raced += 1;
                 } else {
                     out.failed += 1;
+                    out.first_error.get_or_insert_with(|| {
+                        error
+                            .get("reason")
+                            .and_then(Value::as_str)
+                            .map_or_else(|| error.to_string(), str::to_string)
+                    });
                 }
             }
         }
@@ -741,7 +749,8 @@ mod tests {
             WrittenBack {
                 written: 2,
                 raced: 1,
-                failed: 1
+                failed: 1,
+                first_error: Some("rejected execution".into()),
             }
         );
         assert!(parse_write_back_response(r#"{"error":{"reason":"boom"}}"#).is_err());
