@@ -24,7 +24,6 @@ use crate::knowledge::opensearch::{
 };
 use crate::knowledge::semantic::Vectors;
 use crate::knowledge::stored_vectors;
-use crate::knowledge::sync::BULK;
 use crate::knowledge::{is_valid_id, tokenize, Article, Hit, Ranker, PROPOSED};
 use crate::ports::KnowledgeIndex;
 use crate::{Error, Result};
@@ -46,6 +45,10 @@ pub const DEFAULT_INDEX: &str = "helpdesk-knowledge";
 const CREDENTIALS_MARGIN: Duration = Duration::from_secs(300);
 /// A search is on the auto-reply path: better a hand-off than a queue that stalls.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// A write-back request's body stays under this (one article larger goes alone): half the
+/// 10 MiB that a domain of the smallest instance types accepts, as an article may carry up
+/// to 256 question vectors (a third of a MiB in base64).
+const WRITE_BACK_BYTES: usize = 5 << 20;
 
 /// Every article of a listing, and those whose stored vectors were stale or missing (with
 /// the version each was read at, where the domain gave it).
@@ -329,7 +332,7 @@ impl OpenSearchKnowledge {
 
     /// Writes the vectors of articles listed stale back to their documents (the packed
     /// question vectors and the `knn_vector` mean), each conditioned on the version listed,
-    /// in bulk requests of [`BULK`] articles one after another. A document written since
+    /// in bulk requests of at most [`WRITE_BACK_BYTES`] one after another. A document written since
     /// is left to its writer; a failure is logged and left for the next listing to find
     /// again: the search goes on either way. Nothing without a model.
     async fn write_back(&self, stale: Vec<(Article, Option<Version>)>) {
@@ -358,8 +361,11 @@ impl OpenSearchKnowledge {
             .zip(&made)
             .filter_map(|((a, version), v)| Some((a, (*version)?, v.as_ref()?)))
             .collect();
+        let size = |item: &(&Article, Version, &DocVectors)| {
+            Request::write_back(&self.index, std::slice::from_ref(item)).map_or(0, |r| r.body.len())
+        };
         let mut done = WrittenBack::default();
-        for chunk in ready.chunks(BULK) {
+        for chunk in chunks_under(&ready, size, WRITE_BACK_BYTES) {
             let sent = match Request::write_back(&self.index, chunk) {
                 Ok(request) => self.send_ok(&request).await,
                 Err(e) => Err(e),
@@ -423,6 +429,25 @@ impl OpenSearchKnowledge {
         .await
         .map_err(|e| Error::internal(format!("embedding article questions: {e}")))
     }
+}
+
+/// `items` cut into runs in order, each of total `size` at most `max`, save an item larger
+/// than `max`, which goes alone.
+fn chunks_under<T>(items: &[T], size: impl Fn(&T) -> usize, max: usize) -> Vec<&[T]> {
+    let mut chunks = Vec::new();
+    let (mut start, mut total) = (0, 0);
+    for (n, item) in items.iter().enumerate() {
+        let bytes = size(item);
+        if n > start && total + bytes > max {
+            chunks.push(&items[start..n]);
+            (start, total) = (n, 0);
+        }
+        total += bytes;
+    }
+    if start < items.len() {
+        chunks.push(&items[start..]);
+    }
+    chunks
 }
 
 /// The pairs of a query string, decoded: the transport encodes them again.
@@ -996,6 +1021,14 @@ mod tests {
                 "post /helpdesk-knowledge/_search http/1.1",
             ]
         );
+    }
+
+    #[test]
+    fn write_backs_are_cut_into_requests_under_the_size() {
+        let sizes = [3, 4, 2, 9, 1, 1, 5];
+        let chunks = chunks_under(&sizes, |n| *n, 7);
+        assert_eq!(chunks, [&[3, 4][..], &[2], &[9], &[1, 1, 5]]);
+        assert!(chunks_under(&[0usize; 0], |n| *n, 7).is_empty());
     }
 
     #[tokio::test]
