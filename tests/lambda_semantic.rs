@@ -256,6 +256,19 @@ async fn written_with_the_model(
     articles
 }
 
+/// A function starting cold with the model, reaching the table through `proxy`.
+fn cold_reader(
+    proxy: &DynamoProxy,
+    stack: &Stack,
+    model: &'static helpdesk_embed::Model,
+) -> DynamoKnowledge {
+    DynamoKnowledge::with_vectors(
+        &proxy.config,
+        articles_table(stack),
+        Some(Arc::new(Vectors::in_memory(model))),
+    )
+}
+
 /// Asserts `a`'s item holds `a` and current vectors of its texts.
 async fn assert_current(stack: &Stack, a: &Article) {
     let item = item(stack, &a.id).await;
@@ -296,11 +309,7 @@ async fn one_search_writes_stale_vectors_back_and_the_next_cold_start_finds_them
     let proxy = DynamoProxy::start(&stack.config).await;
     let logs = Logs::keep();
 
-    let cold = DynamoKnowledge::with_vectors(
-        &proxy.config,
-        articles_table(&stack),
-        Some(Arc::new(Vectors::in_memory(model))),
-    );
+    let cold = cold_reader(&proxy, &stack, model);
     let hits = cold.search("我想退款，钱怎么退回来？", 3).await.unwrap();
     assert_eq!(hits[0].article_id, "refund-policy-en", "{hits:?}");
     assert_eq!(
@@ -367,11 +376,7 @@ async fn an_article_written_between_the_read_and_the_write_back_keeps_its_writer
         })
         .await;
     let logs = Logs::keep();
-    let cold = DynamoKnowledge::with_vectors(
-        &proxy.config,
-        articles_table(&stack),
-        Some(Arc::new(Vectors::in_memory(model))),
-    );
+    let cold = cold_reader(&proxy, &stack, model);
     let hits = cold.search("我想退款，钱怎么退回来？", 3).await.unwrap();
     assert_eq!(hits[0].article_id, "refund-policy-en", "{hits:?}");
 
@@ -407,11 +412,7 @@ async fn a_failed_write_back_does_not_fail_the_search_and_the_next_build_writes_
     let proxy = DynamoProxy::start(&stack.config).await;
     proxy.on_update(OnUpdate::Throttle).await;
     let logs = Logs::keep();
-    let cold = DynamoKnowledge::with_vectors(
-        &proxy.config,
-        articles_table(&stack),
-        Some(Arc::new(Vectors::in_memory(model))),
-    );
+    let cold = cold_reader(&proxy, &stack, model);
     let hits = cold.search("我想退款，钱怎么退回来？", 3).await.unwrap();
     assert_eq!(hits[0].article_id, "refund-policy-en", "{hits:?}");
     assert!(proxy.count("UpdateItem") >= 1);
@@ -428,11 +429,7 @@ async fn a_failed_write_back_does_not_fail_the_search_and_the_next_build_writes_
     );
 
     proxy.on_update(OnUpdate::Forward).await;
-    let next = DynamoKnowledge::with_vectors(
-        &proxy.config,
-        articles_table(&stack),
-        Some(Arc::new(Vectors::in_memory(model))),
-    );
+    let next = cold_reader(&proxy, &stack, model);
     next.search("我想退款，钱怎么退回来？", 3).await.unwrap();
     for a in &articles {
         assert_current(&stack, a).await;

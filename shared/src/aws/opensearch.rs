@@ -629,6 +629,13 @@ mod tests {
     /// Every request a fake domain saw: its head (lower-cased) and body.
     type Seen = Arc<std::sync::Mutex<Vec<(String, String)>>>;
 
+    /// The request lines of what a fake domain saw (`post /_bulk http/1.1`).
+    fn request_lines(seen: &[(String, String)]) -> Vec<&str> {
+        seen.iter()
+            .map(|(head, _)| head.lines().next().unwrap_or_default())
+            .collect()
+    }
+
     /// A fake domain on 127.0.0.1 that answers each request with `answer(head, body)`.
     async fn fake_domain(
         answer: impl Fn(&str, &str) -> (u16, String) + Send + 'static,
@@ -737,10 +744,7 @@ mod tests {
         index.upsert(std::slice::from_ref(&article)).await.unwrap();
 
         let seen = seen.lock().unwrap();
-        let lines: Vec<&str> = seen
-            .iter()
-            .map(|(head, _)| head.lines().next().unwrap_or_default())
-            .collect();
+        let lines = request_lines(&seen);
         assert_eq!(
             lines,
             [
@@ -925,10 +929,7 @@ mod tests {
         assert!(!hits.is_empty());
         {
             let seen = seen.lock().unwrap();
-            let lines: Vec<&str> = seen
-                .iter()
-                .map(|(head, _)| head.lines().next().unwrap_or_default())
-                .collect();
+            let lines = request_lines(&seen);
             assert_eq!(
                 lines,
                 [
@@ -1010,10 +1011,7 @@ mod tests {
             .await
             .unwrap();
         let seen = seen.lock().unwrap();
-        let lines: Vec<&str> = seen
-            .iter()
-            .map(|(head, _)| head.lines().next().unwrap_or_default())
-            .collect();
+        let lines = request_lines(&seen);
         assert_eq!(
             lines,
             [
@@ -1063,10 +1061,7 @@ mod tests {
         assert!(!index.delete(id).await.unwrap());
 
         let seen = seen.lock().unwrap();
-        let lines: Vec<&str> = seen
-            .iter()
-            .map(|(head, _)| head.lines().next().unwrap_or_default())
-            .collect();
+        let lines = request_lines(&seen);
         let get = Request::get(DEFAULT_INDEX, id);
         let delete = Request::delete(DEFAULT_INDEX, id);
         assert!(

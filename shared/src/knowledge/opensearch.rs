@@ -361,40 +361,44 @@ pub fn is_index_missing(body: &str) -> bool {
 
 /// What an error answer says went wrong: its `error.reason`, else the start of the body.
 pub fn error_reason(body: &str) -> String {
-    let from_json = serde_json::from_str::<Value>(body).ok().and_then(|v| {
-        let error = v.get("error")?;
-        Some(
-            error
-                .get("reason")
-                .and_then(Value::as_str)
-                .map_or_else(|| error.to_string(), str::to_string),
-        )
-    });
+    let from_json = serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| Some(reason_of(v.get("error")?)));
     // Characters, not bytes: a reason may quote a Chinese article.
     from_json.unwrap_or_else(|| body.chars().take(300).collect())
 }
 
-/// Reads a `_bulk` response: how many articles were new, or the first item's error.
-pub fn parse_bulk_response(body: &str) -> Result<usize> {
-    let value: Value = serde_json::from_str(body)
+/// An error object's `reason`, else the whole object.
+fn reason_of(error: &Value) -> String {
+    error
+        .get("reason")
+        .and_then(Value::as_str)
+        .map_or_else(|| error.to_string(), str::to_string)
+}
+
+/// The result of each `index` action of a `_bulk` response, in order.
+fn bulk_results(body: &str) -> Result<Vec<Value>> {
+    let mut value: Value = serde_json::from_str(body)
         .map_err(|e| Error::internal(format!("OpenSearch bulk response: {e}")))?;
     let items = value
-        .get("items")
-        .and_then(Value::as_array)
+        .get_mut("items")
+        .and_then(Value::as_array_mut)
         .ok_or_else(|| Error::internal(format!("OpenSearch bulk: {}", error_reason(body))))?;
+    Ok(items
+        .iter_mut()
+        .filter_map(|item| item.get_mut("index").map(Value::take))
+        .collect())
+}
+
+/// Reads a `_bulk` response: how many articles were new, or the first item's error.
+pub fn parse_bulk_response(body: &str) -> Result<usize> {
     let mut created = 0;
-    for item in items {
-        let Some(result) = item.get("index") else {
-            continue;
-        };
+    for result in bulk_results(body)? {
         if let Some(error) = result.get("error") {
             let id = result.get("_id").and_then(Value::as_str).unwrap_or("?");
-            let reason = error
-                .get("reason")
-                .and_then(Value::as_str)
-                .map_or_else(|| error.to_string(), str::to_string);
             return Err(Error::internal(format!(
-                "OpenSearch did not save article {id:?}: {reason}"
+                "OpenSearch did not save article {id:?}: {}",
+                reason_of(error)
             )));
         }
         if result.get("result").and_then(Value::as_str) == Some("created") {
@@ -420,14 +424,8 @@ pub struct WrittenBack {
 /// Reads a write-back's `_bulk` response: a version conflict (409) is a lost race, any
 /// other error a failure; neither stops the rest.
 pub fn parse_write_back_response(body: &str) -> Result<WrittenBack> {
-    let value: Value = serde_json::from_str(body)
-        .map_err(|e| Error::internal(format!("OpenSearch bulk response: {e}")))?;
-    let items = value
-        .get("items")
-        .and_then(Value::as_array)
-        .ok_or_else(|| Error::internal(format!("OpenSearch bulk: {}", error_reason(body))))?;
     let mut out = WrittenBack::default();
-    for result in items.iter().filter_map(|item| item.get("index")) {
+    for result in bulk_results(body)? {
         match result.get("error") {
             None => out.written += 1,
             Some(error) => {
@@ -438,12 +436,7 @@ pub fn parse_write_back_response(body: &str) -> Result<WrittenBack> {
                     out.raced += 1;
                 } else {
                     out.failed += 1;
-                    out.first_error.get_or_insert_with(|| {
-                        error
-                            .get("reason")
-                            .and_then(Value::as_str)
-                            .map_or_else(|| error.to_string(), str::to_string)
-                    });
+                    out.first_error.get_or_insert_with(|| reason_of(error));
                 }
             }
         }
@@ -569,11 +562,7 @@ pub fn parse_search_response(body: &str) -> Result<Vec<(Article, f32)>> {
     let value: Value = serde_json::from_str(body)
         .map_err(|e| Error::internal(format!("OpenSearch answered with no JSON: {e}")))?;
     if let Some(error) = value.get("error") {
-        let reason = error
-            .get("reason")
-            .and_then(Value::as_str)
-            .map_or_else(|| error.to_string(), str::to_string);
-        return Err(Error::internal(format!("OpenSearch: {reason}")));
+        return Err(Error::internal(format!("OpenSearch: {}", reason_of(error))));
     }
     let response: SearchResponse = serde_json::from_value(value)
         .map_err(|e| Error::internal(format!("OpenSearch search response: {e}")))?;
