@@ -18,12 +18,17 @@
 //! functions; `HELPDESK_LAMBDA_BIN_DIR` points it at the release binaries.)
 //!
 //! The argument is how many articles to add to the sample knowledge base (8 questions
-//! each, default 0).
+//! each, default 0). With a second argument `stale`, every article's stored vectors are
+//! made another model's before the rounds, as when a new model file is deployed, and only
+//! the semantic ranking runs: the first round embeds every article's texts and writes their
+//! vectors back, and each round's first event is reported on its own, with how many items
+//! hold current vectors after it.
 
 #[path = "../tests/aws_harness/mod.rs"]
 mod aws_harness;
 
 use aws_harness::*;
+use aws_sdk_dynamodb::types::AttributeValue;
 use helpdesk_core::aws::DynamoKnowledge;
 use helpdesk_core::knowledge::{parse_articles, Article};
 use helpdesk_core::ports::KnowledgeIndex;
@@ -93,17 +98,43 @@ async fn main() {
         started.elapsed().as_secs_f64()
     );
 
+    let stale = std::env::args().nth(2).as_deref() == Some("stale");
+    if stale {
+        let dynamo = aws_sdk_dynamodb::Client::new(&stack.config);
+        for a in &articles {
+            dynamo
+                .update_item()
+                .table_name(&stack.env["ARTICLES_TABLE"])
+                .key("id", AttributeValue::S(a.id.clone()))
+                .update_expression("SET vectors_model = :m")
+                .expression_attribute_values(":m", AttributeValue::S("another-model:0".into()))
+                .send()
+                .await
+                .expect("made stale");
+        }
+        eprintln!("every article's vectors made another model's");
+    }
+
     let mut intake = Runtime::start("intake", &stack.env).await;
     let mut router = Runtime::start("router", &stack.env).await;
-    println!(
+    if stale {
+        println!(
+            "| auto-reply, {} articles stale | first event | CPU time, start to answer | items with current vectors after |",
+            articles.len()
+        );
+        println!("| --- | --- | --- | --- |");
+    } else {
+        println!(
         "| auto-reply, {} articles | start → ready for the first event | first event | CPU time, start to answer | peak RSS |",
         articles.len()
     );
-    println!("| --- | --- | --- | --- | --- |");
-    for (label, setting) in [
+        println!("| --- | --- | --- | --- | --- |");
+    }
+    let settings = [
         ("lexical (HELPDESK_MODEL=off)", "off".to_string()),
         ("semantic (model)", model.clone()),
-    ] {
+    ];
+    for (label, setting) in settings.into_iter().skip(usize::from(stale)) {
         let (mut ready, mut first, mut rss, mut cpu) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for round in 0..ROUNDS {
@@ -154,10 +185,23 @@ async fn main() {
             rss.push(f.peak_rss_kib().unwrap_or(0) as f64 / 1024.0);
             cpu.push(ms(f.cpu_time().unwrap_or_default()));
             f.stop().await;
+            if stale {
+                println!(
+                    "| round {} | {:.0} ms | {:.0} ms | {} of {} |",
+                    round + 1,
+                    ms(took),
+                    cpu[cpu.len() - 1],
+                    current_items(&stack, &articles).await,
+                    articles.len()
+                );
+            }
             ready.push(ms(init));
             first.push(ms(took));
             // The reply goes nowhere here.
             stack.drain("OUTBOUND_QUEUE_URL").await;
+        }
+        if stale {
+            continue;
         }
         println!(
             "| {label} | {} ms | {} ms | {} ms | {} MiB |",
@@ -169,6 +213,27 @@ async fn main() {
     }
     intake.stop().await;
     router.stop().await;
+}
+
+/// How many of `articles` have vectors of this process's model in their items.
+async fn current_items(stack: &Stack, articles: &[Article]) -> usize {
+    let dynamo = aws_sdk_dynamodb::Client::new(&stack.config);
+    let mut current = 0;
+    for a in articles {
+        let item = dynamo
+            .get_item()
+            .table_name(&stack.env["ARTICLES_TABLE"])
+            .key("id", AttributeValue::S(a.id.clone()))
+            .send()
+            .await
+            .expect("read")
+            .item
+            .unwrap_or_default();
+        let fresh = helpdesk_core::aws::stored_of(&item)
+            .and_then(|s| helpdesk_core::knowledge::stored_vectors::read(a, &s));
+        current += usize::from(fresh.is_some());
+    }
+    current
 }
 
 /// The model file this example measures with; without one (`HELPDESK_MODEL=off`, or none

@@ -6,7 +6,9 @@
 
 mod aws_harness;
 
+use aws_harness::dynamo_proxy::{DynamoProxy, OnUpdate};
 use aws_harness::*;
+use aws_sdk_dynamodb::types::AttributeValue;
 use helpdesk_core::adapters::TantivyIndex;
 use helpdesk_core::aws::{stored_of, DynamoKnowledge};
 use helpdesk_core::knowledge::semantic::{encoder, Vectors};
@@ -157,10 +159,320 @@ async fn a_cold_function_reads_the_stored_vectors_and_embeds_only_the_query() {
         texts,
         "the stale article's texts, embedded again, and only those"
     );
-    // Saving it again stores current vectors.
-    kb.upsert(std::slice::from_ref(stale)).await.unwrap();
+    // The search that embedded them wrote them back.
     let fresh = stored_of(&item(&stack, &stale.id).await).unwrap();
     assert_eq!(Some(fresh.model.as_str()), stored_vectors::model_id());
+}
+
+/// The log lines of what runs on this thread while it is kept (a `#[tokio::test]` runs its
+/// tasks on the test's thread).
+struct Logs {
+    text: Arc<std::sync::Mutex<Vec<u8>>>,
+    _guard: tracing::subscriber::DefaultGuard,
+}
+
+#[derive(Clone)]
+struct LogBuffer(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    fn keep() -> Logs {
+        let text = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let buffer = LogBuffer(text.clone());
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(move || buffer.clone())
+            .finish();
+        Logs {
+            text,
+            _guard: tracing::subscriber::set_default(subscriber),
+        }
+    }
+
+    /// The lines logged since the last call.
+    fn take(&self) -> String {
+        String::from_utf8_lossy(&std::mem::take(&mut *self.text.lock().unwrap())).into_owned()
+    }
+}
+
+/// The lines of `logs` that say `what`.
+fn lines_with<'a>(logs: &'a str, what: &str) -> Vec<&'a str> {
+    logs.lines().filter(|l| l.contains(what)).collect()
+}
+
+fn articles_table(stack: &Stack) -> String {
+    stack.env["ARTICLES_TABLE"].clone()
+}
+
+/// Makes `id`'s stored vectors another model's, as a new model file finds them.
+async fn set_another_model(stack: &Stack, id: &str) {
+    aws_sdk_dynamodb::Client::new(&stack.config)
+        .update_item()
+        .table_name(articles_table(stack))
+        .key("id", AttributeValue::S(id.to_string()))
+        .update_expression("SET vectors_model = :m")
+        .expression_attribute_values(":m", AttributeValue::S("another-model:0".into()))
+        .send()
+        .await
+        .unwrap();
+}
+
+/// Removes `id`'s stored vectors, as a write without the model leaves it.
+async fn remove_vectors(stack: &Stack, id: &str) {
+    aws_sdk_dynamodb::Client::new(&stack.config)
+        .update_item()
+        .table_name(articles_table(stack))
+        .key("id", AttributeValue::S(id.to_string()))
+        .update_expression("REMOVE vectors, vectors_model, vectors_texts")
+        .send()
+        .await
+        .unwrap();
+}
+
+/// The English sample articles, written with current vectors by a function with the model.
+async fn written_with_the_model(
+    stack: &Stack,
+    model: &'static helpdesk_embed::Model,
+) -> Vec<Article> {
+    let articles = english_kb();
+    DynamoKnowledge::with_vectors(
+        &stack.config,
+        articles_table(stack),
+        Some(Arc::new(Vectors::in_memory(model))),
+    )
+    .upsert(&articles)
+    .await
+    .unwrap();
+    articles
+}
+
+/// A function starting cold with the model, reaching the table through `proxy`.
+fn cold_reader(
+    proxy: &DynamoProxy,
+    stack: &Stack,
+    model: &'static helpdesk_embed::Model,
+) -> DynamoKnowledge {
+    DynamoKnowledge::with_vectors(
+        &proxy.config,
+        articles_table(stack),
+        Some(Arc::new(Vectors::in_memory(model))),
+    )
+}
+
+/// Asserts `a`'s item holds `a` and current vectors of its texts.
+async fn assert_current(stack: &Stack, a: &Article) {
+    let item = item(stack, &a.id).await;
+    assert_eq!(
+        item.get("body").and_then(|b| b.as_s().ok()),
+        Some(&serde_json::to_string(a).unwrap()),
+        "{}",
+        a.id
+    );
+    let stored = stored_of(&item).unwrap_or_else(|| panic!("{}: no vectors", a.id));
+    assert_eq!(
+        Some(stored.model.as_str()),
+        stored_vectors::model_id(),
+        "{}",
+        a.id
+    );
+    assert_eq!(
+        stored_vectors::read(a, &stored).map(|v| v.len()),
+        Some(stored_vectors::texts(a).len()),
+        "{}",
+        a.id
+    );
+}
+
+/// A new model file (one article's vectors another model's) and an article written
+/// without the model: one search embeds their texts and writes their vectors back, those
+/// two only, and a function starting cold then finds nothing stale and writes nothing.
+#[tokio::test]
+async fn one_search_writes_stale_vectors_back_and_the_next_cold_start_finds_them_current() {
+    let stack = Stack::new().await;
+    let Some(model) = encoder() else {
+        helpdesk_embed::say_skipped("stale vectors in the articles table written back");
+        return;
+    };
+    let articles = written_with_the_model(&stack, model).await;
+    set_another_model(&stack, &articles[1].id).await;
+    remove_vectors(&stack, &articles[2].id).await;
+    let proxy = DynamoProxy::start(&stack.config).await;
+    let logs = Logs::keep();
+
+    let cold = cold_reader(&proxy, &stack, model);
+    let hits = cold.search("我想退款，钱怎么退回来？", 3).await.unwrap();
+    assert_eq!(hits[0].article_id, "refund-policy-en", "{hits:?}");
+    assert_eq!(
+        proxy.count("UpdateItem"),
+        2,
+        "the two stale articles, and only those"
+    );
+    for a in &articles {
+        assert_current(&stack, a).await;
+    }
+    let first = logs.take();
+    let found = lines_with(&first, "articles without current question vectors");
+    assert!(found.len() == 1 && found[0].contains("stale=2"), "{first}");
+    let written = lines_with(&first, "stale question vectors written back");
+    assert!(
+        written.len() == 1 && written[0].contains("written=2") && written[0].contains("raced=0"),
+        "{first}"
+    );
+
+    // The next function to start cold: every article current, nothing written.
+    let vectors = Arc::new(Vectors::in_memory(model));
+    let next =
+        DynamoKnowledge::with_vectors(&proxy.config, articles_table(&stack), Some(vectors.clone()));
+    let again = next.search("我想退款，钱怎么退回来？", 3).await.unwrap();
+    assert_eq!(again[0].article_id, "refund-policy-en");
+    assert_eq!(proxy.count("Scan"), 2);
+    assert_eq!(proxy.count("UpdateItem"), 2, "nothing more written");
+    let second = logs.take();
+    assert!(
+        lines_with(&second, "articles without current question vectors").is_empty()
+            && lines_with(&second, "written back").is_empty(),
+        "{second}"
+    );
+}
+
+/// An article edited, and another removed, after the search read them stale and before its
+/// write-back: the edit keeps its body and the vectors its writer made, the removed article
+/// stays removed, and the search answers.
+#[tokio::test]
+async fn an_article_written_between_the_read_and_the_write_back_keeps_its_writers_vectors() {
+    let stack = Stack::new().await;
+    let Some(model) = encoder() else {
+        helpdesk_embed::say_skipped("a write-back that loses to an edit");
+        return;
+    };
+    let articles = written_with_the_model(&stack, model).await;
+    set_another_model(&stack, &articles[1].id).await;
+    set_another_model(&stack, &articles[2].id).await;
+    let mut edited = articles[1].clone();
+    edited.questions.push("我忘了密码，登录不了怎么办？".into());
+    let removed = articles[2].id.clone();
+
+    let proxy = DynamoProxy::start(&stack.config).await;
+    let (config, table, edit) = (stack.config.clone(), articles_table(&stack), edited.clone());
+    proxy
+        .before_update(move || async move {
+            let editor = DynamoKnowledge::with_vectors(
+                &config,
+                table,
+                Some(Arc::new(Vectors::in_memory(model))),
+            );
+            editor.upsert(&[edit]).await.unwrap();
+            assert!(editor.delete(&removed).await.unwrap());
+        })
+        .await;
+    let logs = Logs::keep();
+    let cold = cold_reader(&proxy, &stack, model);
+    let hits = cold.search("我想退款，钱怎么退回来？", 3).await.unwrap();
+    assert_eq!(hits[0].article_id, "refund-policy-en", "{hits:?}");
+
+    assert_eq!(proxy.count("UpdateItem"), 2);
+    assert_current(&stack, &edited).await;
+    assert_eq!(
+        stored_of(&item(&stack, &edited.id).await).map(|s| s.texts),
+        Some(stored_vectors::texts_hash(&stored_vectors::texts(&edited)))
+    );
+    assert!(
+        item(&stack, &articles[2].id).await.is_empty(),
+        "the removed article stays removed"
+    );
+    let text = logs.take();
+    let written = lines_with(&text, "stale question vectors written back");
+    assert!(
+        written.len() == 1 && written[0].contains("written=0") && written[0].contains("raced=2"),
+        "{text}"
+    );
+}
+
+/// DynamoDB throttles every write-back: the search answers, the article stays stale, and
+/// the next build writes it.
+#[tokio::test]
+async fn a_failed_write_back_does_not_fail_the_search_and_the_next_build_writes_it() {
+    let stack = Stack::new().await;
+    let Some(model) = encoder() else {
+        helpdesk_embed::say_skipped("a failed write-back of stale vectors");
+        return;
+    };
+    let articles = written_with_the_model(&stack, model).await;
+    set_another_model(&stack, &articles[1].id).await;
+    let proxy = DynamoProxy::start(&stack.config).await;
+    proxy.on_update(OnUpdate::Throttle).await;
+    let logs = Logs::keep();
+    let cold = cold_reader(&proxy, &stack, model);
+    let hits = cold.search("我想退款，钱怎么退回来？", 3).await.unwrap();
+    assert_eq!(hits[0].article_id, "refund-policy-en", "{hits:?}");
+    assert!(proxy.count("UpdateItem") >= 1);
+    let stale = stored_of(&item(&stack, &articles[1].id).await).unwrap();
+    assert_eq!(stale.model, "another-model:0");
+    let text = logs.take();
+    let warned = lines_with(&text, "stale question vectors written back, some not");
+    assert!(
+        warned.len() == 1
+            && warned[0].contains("WARN")
+            && warned[0].contains("failed=1")
+            && warned[0].contains("ThrottlingException"),
+        "{text}"
+    );
+
+    proxy.on_update(OnUpdate::Forward).await;
+    let next = cold_reader(&proxy, &stack, model);
+    next.search("我想退款，钱怎么退回来？", 3).await.unwrap();
+    for a in &articles {
+        assert_current(&stack, a).await;
+    }
+}
+
+/// Without the model (this runs either way) stale vectors are left exactly as they are.
+#[tokio::test]
+async fn without_a_model_stale_vectors_are_not_written() {
+    let stack = Stack::new().await;
+    let articles = english_kb();
+    let dynamo = aws_sdk_dynamodb::Client::new(&stack.config);
+    let another = stored_vectors::Stored {
+        model: "another-model:0".into(),
+        texts: "0".repeat(32),
+        f16: vec![0; 384 * 2],
+    };
+    for (n, a) in articles.iter().enumerate() {
+        let mut put = dynamo
+            .put_item()
+            .table_name(articles_table(&stack))
+            .item("id", AttributeValue::S(a.id.clone()))
+            .item("body", AttributeValue::S(serde_json::to_string(a).unwrap()));
+        if n % 2 == 0 {
+            for (name, value) in helpdesk_core::aws::vector_attributes(&another) {
+                put = put.item(name, value);
+            }
+        }
+        put.send().await.unwrap();
+    }
+    let mut before = Vec::new();
+    for a in &articles {
+        before.push(item(&stack, &a.id).await);
+    }
+    let proxy = DynamoProxy::start(&stack.config).await;
+    let lexical = DynamoKnowledge::with_vectors(&proxy.config, articles_table(&stack), None);
+    let hits = lexical.search("How do I get a refund?", 3).await.unwrap();
+    assert_eq!(hits[0].article_id, "refund-policy-en", "{hits:?}");
+    assert_eq!(proxy.count("Scan"), 1);
+    assert_eq!(proxy.count("UpdateItem"), 0);
+    for (a, was) in articles.iter().zip(&before) {
+        assert_eq!(&item(&stack, &a.id).await, was, "{}", a.id);
+    }
 }
 
 #[tokio::test]
@@ -263,6 +575,115 @@ async fn the_indexer_carries_the_tables_vectors_to_opensearch_and_search_is_hybr
     );
     assert_eq!(knn[0]["vector"]["k"], 20);
     tickets.stop().await;
+}
+
+/// With OpenSearch: documents whose question vectors are another model's, or missing, are
+/// written back by the search that listed them (packed vectors and the `knn_vector` mean),
+/// each on the condition of the version listed; one the indexer rewrote in between keeps
+/// the indexer's write; and the next function to start cold writes nothing.
+#[tokio::test]
+async fn stale_opensearch_vectors_are_written_back_by_one_search_unless_written_since() {
+    use aws_harness::fake_opensearch::FakeOpenSearch;
+    use helpdesk_core::aws::OpenSearchKnowledge;
+    let Some(model) = encoder() else {
+        helpdesk_embed::say_skipped("stale OpenSearch vectors written back by a search");
+        return;
+    };
+    let fake = FakeOpenSearch::start().await;
+    let config = helpdesk_core::aws::config_loader()
+        .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
+        .load()
+        .await;
+    let knowledge = |vectors: Arc<Vectors>| {
+        OpenSearchKnowledge::new(&config, &fake.url, "kb")
+            .unwrap()
+            .with_vectors(Some(vectors))
+    };
+    let articles = english_kb();
+    let made = Arc::new(Vectors::in_memory(model));
+    knowledge(made.clone()).upsert(&articles).await.unwrap();
+
+    // A new model file finds the second article's vectors another model's; the third was
+    // written without a model; the fourth too, and the indexer rewrites it (with current
+    // vectors) after the listing, before the write-back.
+    let before_search = {
+        let mut d = fake.domain.lock().unwrap();
+        let docs = d.indexes["kb"].1.clone();
+        let indexer_doc = {
+            let mut doc = docs[&articles[3].id].clone();
+            doc["vector"] = d.excluded["kb"][&articles[3].id]["vector"].clone();
+            doc
+        };
+        let mut another = docs[&articles[1].id].clone();
+        another["question_vectors"]["model"] = "another-model:0".into();
+        d.index_doc("kb", &articles[1].id, another);
+        for a in &articles[2..4] {
+            d.index_doc("kb", &a.id, serde_json::to_value(a).unwrap());
+        }
+        let id = articles[3].id.clone();
+        d.before_bulk = Some(Box::new(move |d| {
+            d.index_doc("kb", &id, indexer_doc);
+        }));
+        d.seq_no
+    };
+    let bulks = |fake: &FakeOpenSearch| {
+        let d = fake.domain.lock().unwrap();
+        d.requests
+            .iter()
+            .filter(|r| r.starts_with("POST /_bulk"))
+            .count()
+    };
+    assert_eq!(bulks(&fake), 1, "the first write");
+
+    let hits = knowledge(Arc::new(Vectors::in_memory(model)))
+        .search("我想退款", 3)
+        .await
+        .unwrap();
+    assert!(hits[0].article_id.starts_with("refund-policy"), "{hits:?}");
+    assert_eq!(bulks(&fake), 2, "one write-back");
+    let docs = fake.docs("kb");
+    let apart = fake.excluded("kb");
+    for a in &articles {
+        let doc = &docs[&a.id];
+        let listed = helpdesk_core::aws::article_vectors(&serde_json::json!({
+            "vectors": {"B": doc["question_vectors"]["f16"]},
+            "vectors_model": {"S": doc["question_vectors"]["model"]},
+            "vectors_texts": {"S": doc["question_vectors"]["texts"]},
+        }))
+        .unwrap_or_else(|| panic!("{}: no question vectors", a.id));
+        assert_eq!(
+            stored_vectors::read(a, &listed).map(|v| v.len()),
+            Some(stored_vectors::texts(a).len()),
+            "{}: current vectors",
+            a.id
+        );
+        let mean: Vec<f32> = serde_json::from_value(apart[&a.id]["vector"].clone()).unwrap();
+        let expected = stored_vectors::mean(a, &made);
+        assert!(
+            helpdesk_core::knowledge::semantic::cosine(&mean, &expected) > 0.9999,
+            "{}: the knn_vector is this model's mean",
+            a.id
+        );
+        let article: Article = serde_json::from_value(doc.clone()).unwrap();
+        assert_eq!(&article, a);
+    }
+    {
+        // The indexer's write (the next sequence number), then the write-back of the second
+        // and third articles only: the fourth's, conditioned on the version listed, lost.
+        let d = fake.domain.lock().unwrap();
+        assert_eq!(d.seq_no_of("kb", &articles[3].id), Some(before_search + 1));
+        assert_eq!(d.seq_no, before_search + 3);
+    }
+
+    // A function starting cold: every document current, nothing written.
+    knowledge(Arc::new(Vectors::in_memory(model)))
+        .search("我想退款", 3)
+        .await
+        .unwrap();
+    assert_eq!(bulks(&fake), 2);
 }
 
 /// A message of 5,000 Chinese characters: its vector joins the lexical query (capped to its

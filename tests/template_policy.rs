@@ -307,8 +307,10 @@ fn intake_may_use_only_the_dynamodb_actions_of_its_code_table_by_table() {
     assert_eq!(granted, expected);
 }
 
+/// The search functions only read and post (queries, and the write-back of stale question
+/// vectors, a `_bulk` POST); only the indexer creates the index and removes articles.
 #[test]
-fn opensearch_is_searched_by_the_search_functions_and_written_by_the_indexer_only() {
+fn opensearch_is_searched_by_the_search_functions_and_kept_by_the_indexer() {
     let t = Template::load();
     let domain = t.resource("KnowledgeSearch");
     let statements = domain.access_policy();

@@ -6,7 +6,10 @@
 //! them as it orders a real domain's candidates. What the mapping keeps out of `_source`
 //! (the `knn_vector`) is kept apart, as the k-NN index keeps it, and a `knn` clause is
 //! checked against the mapping (a `knn_vector` field of the vector's dimension) as a domain
-//! checks it.
+//! checks it. Each write gives the document the next sequence number (primary term 1): a
+//! search that asks for them (`seq_no_primary_term`) returns them, and a bulk write
+//! conditioned on them (`if_seq_no`, `if_primary_term`) answers a version conflict when the
+//! document has been written since, as a domain does.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -34,6 +37,55 @@ pub struct Domain {
     pub excluded: BTreeMap<String, BTreeMap<String, Value>>,
     /// The `knn` clauses of the searches, as sent.
     pub knn_searches: Vec<Value>,
+    /// The last sequence number given, and index name → document id → its sequence number.
+    pub seq_no: u64,
+    pub seq_nos: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Run at the start of the next `_bulk`: another writer's write that lands first.
+    pub before_bulk: Option<Write>,
+}
+
+/// A write a test makes to the domain directly.
+pub type Write = Box<dyn FnOnce(&mut Domain) + Send>;
+
+/// Every document's primary term here.
+pub const PRIMARY_TERM: u64 = 1;
+
+impl Domain {
+    /// Writes `doc` under `id` as a bulk `index` action does: the fields the mapping keeps
+    /// out of `_source` are kept apart, and the document gets the next sequence number.
+    /// Answers whether it was new, or `None` without the index.
+    pub fn index_doc(&mut self, index: &str, id: &str, mut doc: Value) -> Option<bool> {
+        let (mapping, docs) = self.indexes.get_mut(index)?;
+        let mut apart = serde_json::Map::new();
+        for field in mapping["mappings"]["_source"]["excludes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
+            if let Some(v) = doc.as_object_mut().and_then(|o| o.remove(field)) {
+                apart.insert(field.to_string(), v);
+            }
+        }
+        let created = docs.insert(id.to_string(), doc).is_none();
+        let excluded = self.excluded.entry(index.to_string()).or_default();
+        if apart.is_empty() {
+            excluded.remove(id);
+        } else {
+            excluded.insert(id.to_string(), Value::Object(apart));
+        }
+        self.seq_no += 1;
+        self.seq_nos
+            .entry(index.to_string())
+            .or_default()
+            .insert(id.to_string(), self.seq_no);
+        Some(created)
+    }
+
+    /// The sequence number of `id`'s document, if there is one.
+    pub fn seq_no_of(&self, index: &str, id: &str) -> Option<u64> {
+        self.seq_nos.get(index)?.get(id).copied()
+    }
 }
 
 /// Searches held: each adds a permit to `arrived`, then waits for one of `release`.
@@ -196,7 +248,11 @@ async fn index(
 
 async fn bulk(State(domain): State<Shared>, body: String) -> Response {
     let mut d = domain.lock().unwrap();
+    if let Some(first) = d.before_bulk.take() {
+        first(&mut d);
+    }
     let mut items = Vec::new();
+    let mut errors = false;
     let mut lines = body.lines().filter(|l| !l.trim().is_empty());
     while let Some(action) = lines.next() {
         let action: Value = serde_json::from_str(action).unwrap();
@@ -205,35 +261,31 @@ async fn bulk(State(domain): State<Shared>, body: String) -> Response {
             target["_index"].as_str().unwrap().to_string(),
             target["_id"].as_str().unwrap().to_string(),
         );
-        let mut doc: Value = serde_json::from_str(lines.next().unwrap()).unwrap();
-        let Some((mapping, docs)) = d.indexes.get_mut(&index) else {
+        let doc: Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+        if !d.indexes.contains_key(&index) {
             return missing(&index);
-        };
-        let mut apart = serde_json::Map::new();
-        for field in mapping["mappings"]["_source"]["excludes"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-        {
-            if let Some(v) = doc.as_object_mut().and_then(|o| o.remove(field)) {
-                apart.insert(field.to_string(), v);
+        }
+        if let Some(wanted) = target["if_seq_no"].as_u64() {
+            let current = d.seq_no_of(&index, &id);
+            if current != Some(wanted) || target["if_primary_term"].as_u64() != Some(PRIMARY_TERM) {
+                errors = true;
+                items.push(json!({"index": {"_index": index, "_id": id, "status": 409, "error": {
+                    "type": "version_conflict_engine_exception",
+                    "reason": format!("[{id}]: version conflict, required seqNo [{wanted}], primary term [{}]. current document has seqNo [{}] and primary term [{PRIMARY_TERM}]",
+                        target["if_primary_term"], current.map_or(-1, |n| n as i64)),
+                }}}));
+                continue;
             }
         }
-        let result = if docs.insert(id.clone(), doc).is_some() {
-            "updated"
-        } else {
-            "created"
-        };
-        items.push(json!({"index": {"_index": index, "_id": id, "result": result, "status": 200}}));
-        let excluded = d.excluded.entry(index).or_default();
-        if apart.is_empty() {
-            excluded.remove(&id);
-        } else {
-            excluded.insert(id, Value::Object(apart));
-        }
+        let created = d.index_doc(&index, &id, doc).unwrap_or_default();
+        let result = if created { "created" } else { "updated" };
+        let seq_no = d.seq_no;
+        items.push(
+            json!({"index": {"_index": index, "_id": id, "result": result, "status": 200,
+            "_seq_no": seq_no, "_primary_term": PRIMARY_TERM}}),
+        );
     }
-    axum::Json(json!({"took": 1, "errors": false, "items": items})).into_response()
+    axum::Json(json!({"took": 1, "errors": errors, "items": items})).into_response()
 }
 
 async fn doc(
@@ -258,7 +310,13 @@ async fn doc(
                 .into_response(),
         },
         Method::DELETE => match docs.remove(&id) {
-            Some(_) => axum::Json(json!({"_id": id, "result": "deleted"})).into_response(),
+            Some(_) => {
+                if let Some(seq_nos) = d.seq_nos.get_mut(&index) {
+                    seq_nos.remove(&id);
+                }
+                d.seq_no += 1;
+                axum::Json(json!({"_id": id, "result": "deleted"})).into_response()
+            }
             None => (
                 StatusCode::NOT_FOUND,
                 axum::Json(json!({"_id": id, "result": "not_found"})),
@@ -334,11 +392,19 @@ async fn search(State(domain): State<Shared>, Path(index): Path<String>, body: S
     };
     let size = request["size"].as_u64().unwrap_or(10) as usize;
     let after = request["search_after"][0].as_str().map(str::to_string);
+    let versions = request["seq_no_primary_term"] == true;
     let hits: Vec<Value> = docs
         .iter()
         .filter(|(id, _)| after.as_ref().is_none_or(|a| id.as_str() > a.as_str()))
         .take(size)
-        .map(|(id, doc)| json!({"_index": index, "_id": id, "_score": 1.0, "_source": doc}))
+        .map(|(id, doc)| {
+            let mut hit = json!({"_index": index, "_id": id, "_score": 1.0, "_source": doc});
+            if versions {
+                hit["_seq_no"] = json!(d.seq_no_of(&index, id));
+                hit["_primary_term"] = json!(PRIMARY_TERM);
+            }
+            hit
+        })
         .collect();
     axum::Json(json!({"took": 1, "hits": {"total": {"value": hits.len()}, "hits": hits}}))
         .into_response()

@@ -6,6 +6,7 @@
 //! environment each function needs.
 #![allow(dead_code)]
 
+pub mod dynamo_proxy;
 pub mod fake_opensearch;
 
 use aws_sdk_dynamodb::config::{Credentials, Region};

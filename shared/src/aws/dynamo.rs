@@ -114,7 +114,7 @@ where
 /// How often a message update is read and tried again when another write got there first.
 const MESSAGE_UPDATE_ATTEMPTS: usize = 8;
 
-fn condition_failed<E, R>(e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
+pub(crate) fn condition_failed<E, R>(e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
 where
     E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
 {

@@ -8,7 +8,11 @@
 //! ([`stored_vectors`]), made where articles are written (here, on the agent API's upsert
 //! path), so that a function starting cold reads them with the articles and embeds only
 //! the customer's message. Vectors that are stale (another model file, edited questions) or
-//! missing are embedded when the index is built, and logged.
+//! missing are embedded when the index is built, logged, and written back to their items
+//! (only the vector attributes, and only if the item's `body` is still the one read), so
+//! that the next cold start finds them current. An article written meanwhile keeps its
+//! writer's vectors; a write-back that fails leaves the search alone and is tried again at
+//! the next build.
 
 use super::{sdk_message, KNOWLEDGE_REFRESH};
 use crate::adapters::TantivyIndex;
@@ -24,6 +28,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 use tokio::sync::Mutex;
+use tokio::task::JoinSet;
+
+/// How many stale articles' vectors are written back at once: enough to heal a large
+/// knowledge base in seconds, few enough not to eat an on-demand table's burst.
+const WRITE_BACK_CONCURRENCY: usize = 8;
 
 /// The item attributes that keep an article's question vectors: the packed vectors
 /// (binary), the model's fingerprint and the texts' fingerprint.
@@ -50,6 +59,22 @@ pub fn vector_attributes(stored: &Stored) -> [(&'static str, AttributeValue); 3]
         (VECTORS_MODEL_ATTR, AttributeValue::S(stored.model.clone())),
         (VECTORS_TEXTS_ATTR, AttributeValue::S(stored.texts.clone())),
     ]
+}
+
+/// The articles of a scan, and those whose stored vectors were stale or missing: each by
+/// its place in `articles`, with the `body` it was read with (the version a write-back is
+/// conditioned on).
+struct Loaded {
+    articles: Vec<Article>,
+    stale: Vec<(usize, String)>,
+}
+
+/// What became of one write-back.
+enum WriteBack {
+    Written,
+    /// The item changed since it was read: its writer stored its own vectors.
+    Raced,
+    Failed(String),
 }
 
 /// An item's stored vectors, when it has them all.
@@ -89,9 +114,10 @@ impl DynamoKnowledge {
         self.vectors.get_or_init(super::vectors).clone()
     }
 
-    async fn load_all(&self) -> Result<Vec<Article>> {
+    async fn load_all(&self) -> Result<Loaded> {
         let vectors = self.vectors();
-        let (mut stale, mut stored) = (0usize, 0usize);
+        let mut stale = Vec::new();
+        let mut stored = 0usize;
         let mut articles = Vec::new();
         let mut start = None;
         loop {
@@ -114,7 +140,7 @@ impl DynamoKnowledge {
                                 if stored_vectors::preload(&a, found.as_ref(), vectors) {
                                     stored += 1;
                                 } else {
-                                    stale += 1;
+                                    stale.push((articles.len(), body.clone()));
                                 }
                             }
                             articles.push(a)
@@ -130,15 +156,15 @@ impl DynamoKnowledge {
                 None => break,
             }
         }
-        if stale > 0 {
-            // Embedded when the index is built; saving the articles again stores them.
+        if !stale.is_empty() {
+            // Embedded when the index is built, which writes them back.
             tracing::warn!(
-                stale,
+                stale = stale.len(),
                 stored,
                 "articles without current question vectors (another model, or written without one)"
             );
         }
-        Ok(articles)
+        Ok(Loaded { articles, stale })
     }
 
     /// The in-memory index, rebuilt when stale.
@@ -150,8 +176,9 @@ impl DynamoKnowledge {
             }
         }
         let started = Instant::now();
-        let articles = self.load_all().await?;
+        let Loaded { articles, stale } = self.load_all().await?;
         let index = TantivyIndex::in_memory_with(self.vectors())?;
+        // Embeds the stale articles' texts too.
         index.upsert(&articles).await?;
         tracing::info!(
             articles = articles.len(),
@@ -160,7 +187,73 @@ impl DynamoKnowledge {
         );
         let index = Arc::new(index);
         *cache = Some((Instant::now(), index.clone()));
+        // Searches of this process go on with the new index meanwhile.
+        drop(cache);
+        let stale = stale
+            .into_iter()
+            .map(|(at, body)| (articles[at].clone(), body))
+            .collect();
+        self.write_back(stale).await;
         Ok(index)
+    }
+
+    /// Writes the current vectors of articles read stale back to their items, at most
+    /// [`WRITE_BACK_CONCURRENCY`] at once, each an update of the vector attributes alone on
+    /// the condition that the item's `body` is still the one read. Logs what it did; never
+    /// fails: an article that could not be written stays stale, and the next build tries
+    /// again. Nothing without a model.
+    async fn write_back(&self, stale: Vec<(Article, String)>) {
+        if stale.is_empty() || self.vectors().is_none() {
+            return;
+        }
+        let articles: Vec<Article> = stale.iter().map(|(a, _)| a.clone()).collect();
+        let made = match self.embed(&articles).await {
+            Ok(made) => made,
+            Err(e) => {
+                tracing::warn!(articles = articles.len(), error = %e.message, "stale question vectors not written back");
+                return;
+            }
+        };
+        let (mut written, mut raced, mut failed) = (0usize, 0usize, 0usize);
+        let mut first_error = None;
+        let mut tally = |done: std::result::Result<WriteBack, tokio::task::JoinError>| {
+            let error = match done {
+                Ok(WriteBack::Written) => return written += 1,
+                Ok(WriteBack::Raced) => return raced += 1,
+                Ok(WriteBack::Failed(e)) => e,
+                Err(e) => e.to_string(),
+            };
+            failed += 1;
+            first_error.get_or_insert(error);
+        };
+        let mut running = JoinSet::new();
+        for ((article, body), stored) in stale.into_iter().zip(made) {
+            let Some(stored) = stored else { continue };
+            while running.len() >= WRITE_BACK_CONCURRENCY {
+                if let Some(done) = running.join_next().await {
+                    tally(done);
+                }
+            }
+            let (client, table) = (self.client.clone(), self.table.clone());
+            running.spawn(async move {
+                write_vectors(&client, &table, &article.id, body, &stored).await
+            });
+        }
+        while let Some(done) = running.join_next().await {
+            tally(done);
+        }
+        // `raced`: written since they were read, with their writer's own vectors.
+        if failed > 0 {
+            tracing::warn!(
+                written,
+                raced,
+                failed,
+                error = first_error.unwrap_or_default(),
+                "stale question vectors written back, some not: the next build tries again"
+            );
+        } else {
+            tracing::info!(written, raced, "stale question vectors written back");
+        }
     }
 
     async fn forget(&self) {
@@ -184,6 +277,39 @@ impl DynamoKnowledge {
         })
         .await
         .map_err(|e| Error::internal(format!("embedding article questions: {e}")))
+    }
+}
+
+/// Sets an item's vector attributes if its `body` is still `body`: an article edited or
+/// removed since it was read is left as its writer left it.
+async fn write_vectors(
+    client: &Client,
+    table: &str,
+    id: &str,
+    body: String,
+    stored: &Stored,
+) -> WriteBack {
+    let mut update = client
+        .update_item()
+        .table_name(table)
+        .key("id", AttributeValue::S(id.to_string()))
+        .update_expression("SET #vectors = :vectors, #model = :model, #texts = :texts")
+        .condition_expression("#body = :body")
+        .expression_attribute_names("#body", "body")
+        .expression_attribute_values(":body", AttributeValue::S(body));
+    for ((name, value), (alias, placeholder)) in vector_attributes(stored).into_iter().zip([
+        ("#vectors", ":vectors"),
+        ("#model", ":model"),
+        ("#texts", ":texts"),
+    ]) {
+        update = update
+            .expression_attribute_names(alias, name)
+            .expression_attribute_values(placeholder, value);
+    }
+    match update.send().await {
+        Ok(_) => WriteBack::Written,
+        Err(e) if super::dynamo::condition_failed(&e) => WriteBack::Raced,
+        Err(e) => WriteBack::Failed(sdk_message(&e)),
     }
 }
 
@@ -216,7 +342,7 @@ impl KnowledgeIndex for DynamoKnowledge {
     }
 
     async fn list(&self) -> Result<Vec<Article>> {
-        let mut all = self.load_all().await?;
+        let mut all = self.load_all().await?.articles;
         all.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(all)
     }

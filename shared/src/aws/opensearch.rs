@@ -7,7 +7,10 @@
 //! With the sentence encoder, writes carry each article's vectors (made where the article
 //! was written, or embedded here when missing), the ranker is trained with the question
 //! vectors the listing brings back, and a search sends the message's vector for the `knn`
-//! half of the candidate query: the message is embedded once, for both.
+//! half of the candidate query: the message is embedded once, for both. Vectors the listing
+//! finds stale (another model file) or missing are embedded by the training and written
+//! back to their documents, each write conditioned on the version listed, so that the next
+//! function to start finds them current and the `knn_vector` is this model's.
 //!
 //! Requests are built as data in [`crate::knowledge::opensearch`] and sent through the
 //! `opensearch` crate's transport, which signs them with SigV4 (service `es`) from the SDK
@@ -16,7 +19,8 @@
 use super::KNOWLEDGE_REFRESH;
 use crate::knowledge::opensearch::{
     error_reason, is_index_missing, parse_bulk_response, parse_get_response, parse_listing,
-    parse_search_response, DocVectors, Request, LIST_PAGE,
+    parse_search_response, parse_write_back_response, DocVectors, Request, Version, WrittenBack,
+    LIST_PAGE,
 };
 use crate::knowledge::semantic::Vectors;
 use crate::knowledge::stored_vectors;
@@ -41,6 +45,17 @@ pub const DEFAULT_INDEX: &str = "helpdesk-knowledge";
 const CREDENTIALS_MARGIN: Duration = Duration::from_secs(300);
 /// A search is on the auto-reply path: better a hand-off than a queue that stalls.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// A write-back request's body stays under this (one article larger goes alone): half the
+/// 10 MiB that a domain of the smallest instance types accepts, as an article may carry up
+/// to 256 question vectors (a third of a MiB in base64).
+const WRITE_BACK_BYTES: usize = 5 << 20;
+
+/// Every article of a listing, and those whose stored vectors were stale or missing (with
+/// the version each was read at, where the domain gave it).
+struct Loaded {
+    articles: Vec<Article>,
+    stale: Vec<(usize, Option<Version>)>,
+}
 
 /// Every article, and the ranker trained from them.
 struct Trained {
@@ -244,16 +259,21 @@ impl OpenSearchKnowledge {
     }
 
     /// Every article, page by page in id order; none when the index does not exist yet.
-    /// The question vectors the documents carry go into the process's vectors.
-    async fn load_all(&self) -> Result<Vec<Article>> {
+    /// The question vectors the documents carry go into the process's vectors; those that
+    /// are stale or missing are noted.
+    async fn load_all(&self) -> Result<Loaded> {
         let vectors = self.vectors();
         let mut articles: Vec<Article> = Vec::new();
+        let mut stale = Vec::new();
         loop {
             let after = articles.last().map(|a| a.id.as_str());
             let request = Request::list_page(&self.index, after);
             let (status, body) = self.send(&request).await?;
             if status == 404 && is_index_missing(&body) {
-                return Ok(Vec::new());
+                return Ok(Loaded {
+                    articles: Vec::new(),
+                    stale: Vec::new(),
+                });
             }
             if !(200..300).contains(&status) {
                 return Err(Error::internal(format!(
@@ -263,19 +283,23 @@ impl OpenSearchKnowledge {
             }
             let page = parse_listing(&body)?;
             let full = page.len() == LIST_PAGE;
-            for (a, stored) in page {
+            for listed in page {
                 if let Some(vectors) = &vectors {
-                    stored_vectors::preload(&a, stored.as_ref(), vectors);
+                    if !stored_vectors::preload(&listed.article, listed.stored.as_ref(), vectors) {
+                        stale.push((articles.len(), listed.version));
+                    }
                 }
-                articles.push(a);
+                articles.push(listed.article);
             }
             if !full {
-                return Ok(articles);
+                return Ok(Loaded { articles, stale });
             }
         }
     }
 
-    /// The articles and their ranker, listed and trained again when stale.
+    /// The articles and their ranker, listed and trained again when stale. Training embeds
+    /// the question vectors the listing found stale or missing; they are then written back
+    /// ([`Self::write_back`]), so that the next function to start finds them current.
     async fn trained(&self) -> Result<Arc<Trained>> {
         let mut kept = self.trained.lock().await;
         if let Some((at, trained)) = kept.as_ref() {
@@ -284,8 +308,12 @@ impl OpenSearchKnowledge {
             }
         }
         let started = Instant::now();
-        let articles = self.load_all().await?;
+        let Loaded { articles, stale } = self.load_all().await?;
         let ranker = Ranker::with_vectors(&articles, self.vectors());
+        let stale: Vec<(Article, Option<Version>)> = stale
+            .into_iter()
+            .map(|(at, version)| (articles[at].clone(), version))
+            .collect();
         let trained = Arc::new(Trained {
             articles: articles.into_iter().map(|a| (a.id.clone(), a)).collect(),
             ranker,
@@ -296,7 +324,84 @@ impl OpenSearchKnowledge {
             "knowledge ranker trained from OpenSearch"
         );
         *kept = Some((Instant::now(), trained.clone()));
+        // Searches of this process go on with the new ranker meanwhile.
+        drop(kept);
+        self.write_back(stale).await;
         Ok(trained)
+    }
+
+    /// Writes the vectors of articles listed stale back to their documents (the packed
+    /// question vectors and the `knn_vector` mean), each conditioned on the version listed,
+    /// in bulk requests of at most [`WRITE_BACK_BYTES`] one after another. A document written since
+    /// is left to its writer; a failure is logged and left for the next listing to find
+    /// again: the search goes on either way. Nothing without a model.
+    async fn write_back(&self, stale: Vec<(Article, Option<Version>)>) {
+        if stale.is_empty() || self.vectors().is_none() {
+            return;
+        }
+        // A domain that gives no version cannot guard the write: such documents stay stale.
+        let (stale, unversioned): (Vec<_>, Vec<_>) =
+            stale.into_iter().partition(|(_, v)| v.is_some());
+        if !unversioned.is_empty() {
+            tracing::debug!(
+                articles = unversioned.len(),
+                "stale question vectors not written back: the listing gave no version"
+            );
+        }
+        let articles: Vec<Article> = stale.iter().map(|(a, _)| a.clone()).collect();
+        let made = match self.doc_vectors(&articles).await {
+            Ok(made) => made,
+            Err(e) => {
+                tracing::warn!(articles = articles.len(), error = %e.message, "stale question vectors not written back");
+                return;
+            }
+        };
+        let ready: Vec<(&Article, Version, &DocVectors)> = stale
+            .iter()
+            .zip(&made)
+            .filter_map(|((a, version), v)| Some((a, (*version)?, v.as_ref()?)))
+            .collect();
+        let size = |item: &(&Article, Version, &DocVectors)| {
+            Request::write_back(&self.index, std::slice::from_ref(item)).map_or(0, |r| r.body.len())
+        };
+        let mut done = WrittenBack::default();
+        for chunk in chunks_under(&ready, size, WRITE_BACK_BYTES) {
+            let sent = match Request::write_back(&self.index, chunk) {
+                Ok(request) => self.send_ok(&request).await,
+                Err(e) => Err(e),
+            };
+            match sent.and_then(|body| parse_write_back_response(&body)) {
+                Ok(n) => {
+                    done.written += n.written;
+                    done.raced += n.raced;
+                    done.failed +=
+                        n.failed + chunk.len().saturating_sub(n.written + n.raced + n.failed);
+                    done.first_error = done.first_error.or(n.first_error);
+                }
+                Err(e) => {
+                    // The domain is unwell: the rest waits for the next listing too.
+                    done.failed = ready.len() - done.written - done.raced;
+                    done.first_error = done.first_error.or(Some(e.message));
+                    break;
+                }
+            }
+        }
+        // `raced`: written since they were listed, with their writer's own vectors.
+        if done.failed > 0 {
+            tracing::warn!(
+                written = done.written,
+                raced = done.raced,
+                failed = done.failed,
+                error = done.first_error.unwrap_or_default(),
+                "stale question vectors written back to OpenSearch, some not: the next listing tries again"
+            );
+        } else {
+            tracing::info!(
+                written = done.written,
+                raced = done.raced,
+                "stale question vectors written back to OpenSearch"
+            );
+        }
     }
 
     async fn forget(&self) {
@@ -324,6 +429,25 @@ impl OpenSearchKnowledge {
         .await
         .map_err(|e| Error::internal(format!("embedding article questions: {e}")))
     }
+}
+
+/// `items` cut into runs in order, each of total `size` at most `max`, save an item larger
+/// than `max`, which goes alone.
+fn chunks_under<T>(items: &[T], size: impl Fn(&T) -> usize, max: usize) -> Vec<&[T]> {
+    let mut chunks = Vec::new();
+    let (mut start, mut total) = (0, 0);
+    for (n, item) in items.iter().enumerate() {
+        let bytes = size(item);
+        if n > start && total + bytes > max {
+            chunks.push(&items[start..n]);
+            (start, total) = (n, 0);
+        }
+        total += bytes;
+    }
+    if start < items.len() {
+        chunks.push(&items[start..]);
+    }
+    chunks
 }
 
 /// The pairs of a query string, decoded: the transport encodes them again.
@@ -423,7 +547,7 @@ impl KnowledgeIndex for OpenSearchKnowledge {
     }
 
     async fn list(&self) -> Result<Vec<Article>> {
-        self.load_all().await
+        Ok(self.load_all().await?.articles)
     }
 
     async fn upsert(&self, articles: &[Article]) -> Result<usize> {
@@ -504,6 +628,13 @@ mod tests {
 
     /// Every request a fake domain saw: its head (lower-cased) and body.
     type Seen = Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
+    /// The request lines of what a fake domain saw (`post /_bulk http/1.1`).
+    fn request_lines(seen: &[(String, String)]) -> Vec<&str> {
+        seen.iter()
+            .map(|(head, _)| head.lines().next().unwrap_or_default())
+            .collect()
+    }
 
     /// A fake domain on 127.0.0.1 that answers each request with `answer(head, body)`.
     async fn fake_domain(
@@ -613,10 +744,7 @@ mod tests {
         index.upsert(std::slice::from_ref(&article)).await.unwrap();
 
         let seen = seen.lock().unwrap();
-        let lines: Vec<&str> = seen
-            .iter()
-            .map(|(head, _)| head.lines().next().unwrap_or_default())
-            .collect();
+        let lines = request_lines(&seen);
         assert_eq!(
             lines,
             [
@@ -717,6 +845,190 @@ mod tests {
         assert!(crate::knowledge::semantic::cosine(&sent, &expected) > 0.9999);
     }
 
+    /// A listing of four articles as a domain answers it (with each document's version):
+    /// the first with current vectors, the second with another model's, the third with
+    /// none, the fourth with another model's.
+    fn listing_with_stale_vectors(
+        articles: &[Article],
+        current: &stored_vectors::Stored,
+    ) -> String {
+        use base64::Engine;
+        let packed = |s: &stored_vectors::Stored| {
+            serde_json::json!({"model": s.model, "texts": s.texts,
+                "f16": base64::engine::general_purpose::STANDARD.encode(&s.f16)})
+        };
+        let other = stored_vectors::Stored {
+            model: "another-model.bin:00".into(),
+            ..current.clone()
+        };
+        let hits: Vec<_> = articles
+            .iter()
+            .enumerate()
+            .map(|(n, a)| {
+                let mut source = serde_json::to_value(a).unwrap();
+                match n {
+                    0 => source["question_vectors"] = packed(current),
+                    2 => {}
+                    _ => source["question_vectors"] = packed(&other),
+                }
+                serde_json::json!({"_id": a.id, "_score": null, "_seq_no": 10 + n, "_primary_term": 3,
+                    "_source": source})
+            })
+            .collect();
+        serde_json::json!({"hits": {"hits": hits}}).to_string()
+    }
+
+    /// With the model file (skipped, saying so, without it): a listing that finds stale or
+    /// missing vectors writes back exactly those articles, each on the condition of the
+    /// version listed; a conflict (written since) and a refused item are logged, and the
+    /// search that listed answers all the same. A domain failing the write-back does not
+    /// fail the search either.
+    #[tokio::test]
+    async fn stale_vectors_are_written_back_on_the_version_listed() {
+        let Some(model) = crate::knowledge::semantic::encoder() else {
+            helpdesk_embed::say_skipped("stale OpenSearch vectors written back");
+            return;
+        };
+        let all: Vec<Article> =
+            serde_json::from_str(include_str!("../../../infra/sample-kb.json")).unwrap();
+        let articles: Vec<Article> = all.into_iter().take(4).collect();
+        let made = Vectors::in_memory(model);
+        let current = stored_vectors::make(&articles[0], &made).unwrap();
+        let listing = listing_with_stale_vectors(&articles, &current);
+        let bulk_fails = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let fails = bulk_fails.clone();
+        let (url, seen) = fake_domain(move |head, _| {
+            if head.starts_with("post /_bulk") {
+                if fails.load(std::sync::atomic::Ordering::SeqCst) {
+                    return (503, r#"{"error":{"type":"unavailable","reason":"try again"},"status":503}"#.to_string());
+                }
+                // The second article's write goes through, the third was written since it
+                // was listed, the fourth is refused.
+                return (
+                    200,
+                    serde_json::json!({"took": 3, "errors": true, "items": [
+                        {"index": {"_id": "reset-password-zh", "result": "updated", "status": 200}},
+                        {"index": {"_id": "working-hours-en", "status": 409, "error": {"type": "version_conflict_engine_exception", "reason": "version conflict"}}},
+                        {"index": {"_id": "working-hours-zh", "status": 429, "error": {"type": "es_rejected_execution_exception", "reason": "rejected"}}},
+                    ]})
+                    .to_string(),
+                );
+            }
+            (200, listing.clone())
+        })
+        .await;
+
+        let vectors = Arc::new(Vectors::in_memory(model));
+        let reader = OpenSearchKnowledge::new(&config(), &url, DEFAULT_INDEX)
+            .unwrap()
+            .with_vectors(Some(vectors.clone()));
+        let hits = reader
+            .search("How do I reset my password?", 3)
+            .await
+            .unwrap();
+        assert!(!hits.is_empty());
+        {
+            let seen = seen.lock().unwrap();
+            let lines = request_lines(&seen);
+            assert_eq!(
+                lines,
+                [
+                    "post /helpdesk-knowledge/_search http/1.1",
+                    "post /_bulk http/1.1",
+                    "post /helpdesk-knowledge/_search http/1.1",
+                ]
+            );
+            assert_eq!(seen[0].1, Request::list_page(DEFAULT_INDEX, None).body);
+            assert!(seen[1].0.contains("content-type: application/x-ndjson"));
+            // The stale three, each as listed, with the vectors this model makes for it and
+            // the version it was listed at; the current one is left alone.
+            let expected: Vec<(Article, Version, DocVectors)> = articles[1..]
+                .iter()
+                .enumerate()
+                .map(|(n, a)| {
+                    let v = DocVectors {
+                        stored: stored_vectors::make(a, &made).unwrap(),
+                        mean: stored_vectors::mean(a, &made),
+                    };
+                    (
+                        a.clone(),
+                        Version {
+                            seq_no: 11 + n as u64,
+                            primary_term: 3,
+                        },
+                        v,
+                    )
+                })
+                .collect();
+            let expected: Vec<(&Article, Version, &DocVectors)> =
+                expected.iter().map(|(a, v, d)| (a, *v, d)).collect();
+            assert_eq!(
+                seen[1].1,
+                Request::write_back(DEFAULT_INDEX, &expected).unwrap().body
+            );
+        }
+
+        // A domain that fails the write-back: the search answers all the same.
+        bulk_fails.store(true, std::sync::atomic::Ordering::SeqCst);
+        let reader = OpenSearchKnowledge::new(&config(), &url, DEFAULT_INDEX)
+            .unwrap()
+            .with_vectors(Some(Arc::new(Vectors::in_memory(model))));
+        let again = reader
+            .search("How do I reset my password?", 3)
+            .await
+            .unwrap();
+        assert_eq!(again[0].article_id, hits[0].article_id);
+        let seen = seen.lock().unwrap();
+        let bulks = seen
+            .iter()
+            .filter(|(h, _)| h.starts_with("post /_bulk"))
+            .count();
+        assert_eq!(
+            (seen.len(), bulks),
+            (6, 2),
+            "a listing, one write-back, the search"
+        );
+    }
+
+    /// Without a model nothing is written back, however stale the listed vectors.
+    #[tokio::test]
+    async fn without_a_model_nothing_is_written_back() {
+        let all: Vec<Article> =
+            serde_json::from_str(include_str!("../../../infra/sample-kb.json")).unwrap();
+        let articles: Vec<Article> = all.into_iter().take(4).collect();
+        let stale = stored_vectors::Stored {
+            model: "another-model.bin:00".into(),
+            texts: "00".into(),
+            f16: vec![0; 4],
+        };
+        let listing = listing_with_stale_vectors(&articles, &stale);
+        let (url, seen) = fake_domain(move |_, _| (200, listing.clone())).await;
+        let reader = OpenSearchKnowledge::new(&config(), &url, DEFAULT_INDEX)
+            .unwrap()
+            .with_vectors(None);
+        reader
+            .search("How do I reset my password?", 3)
+            .await
+            .unwrap();
+        let seen = seen.lock().unwrap();
+        let lines = request_lines(&seen);
+        assert_eq!(
+            lines,
+            [
+                "post /helpdesk-knowledge/_search http/1.1",
+                "post /helpdesk-knowledge/_search http/1.1",
+            ]
+        );
+    }
+
+    #[test]
+    fn write_backs_are_cut_into_requests_under_the_size() {
+        let sizes = [3, 4, 2, 9, 1, 1, 5];
+        let chunks = chunks_under(&sizes, |n| *n, 7);
+        assert_eq!(chunks, [&[3, 4][..], &[2], &[9], &[1, 1, 5]]);
+        assert!(chunks_under(&[0usize; 0], |n| *n, 7).is_empty());
+    }
+
     #[tokio::test]
     async fn a_knowledge_base_without_an_index_is_empty_not_broken() {
         let (url, _) = fake_domain(|_, _| {
@@ -749,10 +1061,7 @@ mod tests {
         assert!(!index.delete(id).await.unwrap());
 
         let seen = seen.lock().unwrap();
-        let lines: Vec<&str> = seen
-            .iter()
-            .map(|(head, _)| head.lines().next().unwrap_or_default())
-            .collect();
+        let lines = request_lines(&seen);
         let get = Request::get(DEFAULT_INDEX, id);
         let delete = Request::delete(DEFAULT_INDEX, id);
         assert!(

@@ -160,21 +160,58 @@ pub fn bulk_upsert_body(
     let mut body = String::new();
     for (n, a) in articles.iter().enumerate() {
         let action = json!({ "index": { "_index": index, "_id": a.id } });
-        body.push_str(&action.to_string());
-        body.push('\n');
-        let doc = match vectors.get(n).and_then(Option::as_ref) {
-            None => serde_json::to_string(a),
-            Some(v) => serde_json::to_string(&Document {
-                article: a,
-                vector: &v.mean,
-                question_vectors: PackedVectors::from(&v.stored),
-            }),
-        }
-        .map_err(|e| Error::internal(format!("article {:?}: {e}", a.id)))?;
-        body.push_str(&doc);
-        body.push('\n');
+        push_document(
+            &mut body,
+            &action,
+            a,
+            vectors.get(n).and_then(Option::as_ref),
+        )?;
     }
     Ok(body)
+}
+
+/// The `_bulk` body (NDJSON) that writes back an article's current vectors where a listing
+/// found them stale: the article as listed, with its vectors, each write conditioned on the
+/// version the listing read (`if_seq_no`, `if_primary_term`), so that an article written
+/// since (by the indexer, with its own vectors) is left as it is and answers a conflict.
+pub fn bulk_write_back_body(
+    index: &str,
+    articles: &[(&Article, Version, &DocVectors)],
+) -> Result<String> {
+    let mut body = String::new();
+    for (a, version, vectors) in articles {
+        let action = json!({ "index": {
+            "_index": index,
+            "_id": a.id,
+            "if_seq_no": version.seq_no,
+            "if_primary_term": version.primary_term,
+        } });
+        push_document(&mut body, &action, a, Some(vectors))?;
+    }
+    Ok(body)
+}
+
+/// One action line and its document line.
+fn push_document(
+    body: &mut String,
+    action: &Value,
+    a: &Article,
+    vectors: Option<&DocVectors>,
+) -> Result<()> {
+    body.push_str(&action.to_string());
+    body.push('\n');
+    let doc = match vectors {
+        None => serde_json::to_string(a),
+        Some(v) => serde_json::to_string(&Document {
+            article: a,
+            vector: &v.mean,
+            question_vectors: PackedVectors::from(&v.stored),
+        }),
+    }
+    .map_err(|e| Error::internal(format!("article {:?}: {e}", a.id)))?;
+    body.push_str(&doc);
+    body.push('\n');
+    Ok(())
 }
 
 /// The index's settings and mapping, sent when the first write finds no index.
@@ -242,12 +279,14 @@ impl Request {
         )
     }
 
-    /// One page of every article, in id order, after the id `after`.
+    /// One page of every article, in id order, after the id `after`; each with the version
+    /// it was read at, which a write-back of its vectors is conditioned on.
     pub fn list_page(index: &str, after: Option<&str>) -> Request {
         let mut body = json!({
             "size": LIST_PAGE,
             "query": { "match_all": {} },
             "sort": [{ "id": "asc" }],
+            "seq_no_primary_term": true,
         });
         if let Some(after) = after {
             body["search_after"] = json!([after]);
@@ -267,6 +306,20 @@ impl Request {
             path: "/_bulk?refresh=wait_for".to_string(),
             content_type: Some("application/x-ndjson"),
             body: bulk_upsert_body(index, articles, vectors)?,
+        })
+    }
+
+    /// Writes back vectors found stale ([`bulk_write_back_body`]). Without `refresh`: no
+    /// one waits to see them, the next listing does.
+    pub fn write_back(
+        index: &str,
+        articles: &[(&Article, Version, &DocVectors)],
+    ) -> Result<Request> {
+        Ok(Request {
+            method: "POST",
+            path: "/_bulk".to_string(),
+            content_type: Some("application/x-ndjson"),
+            body: bulk_write_back_body(index, articles)?,
         })
     }
 
@@ -308,40 +361,44 @@ pub fn is_index_missing(body: &str) -> bool {
 
 /// What an error answer says went wrong: its `error.reason`, else the start of the body.
 pub fn error_reason(body: &str) -> String {
-    let from_json = serde_json::from_str::<Value>(body).ok().and_then(|v| {
-        let error = v.get("error")?;
-        Some(
-            error
-                .get("reason")
-                .and_then(Value::as_str)
-                .map_or_else(|| error.to_string(), str::to_string),
-        )
-    });
+    let from_json = serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| Some(reason_of(v.get("error")?)));
     // Characters, not bytes: a reason may quote a Chinese article.
     from_json.unwrap_or_else(|| body.chars().take(300).collect())
 }
 
-/// Reads a `_bulk` response: how many articles were new, or the first item's error.
-pub fn parse_bulk_response(body: &str) -> Result<usize> {
-    let value: Value = serde_json::from_str(body)
+/// An error object's `reason`, else the whole object.
+fn reason_of(error: &Value) -> String {
+    error
+        .get("reason")
+        .and_then(Value::as_str)
+        .map_or_else(|| error.to_string(), str::to_string)
+}
+
+/// The result of each `index` action of a `_bulk` response, in order.
+fn bulk_results(body: &str) -> Result<Vec<Value>> {
+    let mut value: Value = serde_json::from_str(body)
         .map_err(|e| Error::internal(format!("OpenSearch bulk response: {e}")))?;
     let items = value
-        .get("items")
-        .and_then(Value::as_array)
+        .get_mut("items")
+        .and_then(Value::as_array_mut)
         .ok_or_else(|| Error::internal(format!("OpenSearch bulk: {}", error_reason(body))))?;
+    Ok(items
+        .iter_mut()
+        .filter_map(|item| item.get_mut("index").map(Value::take))
+        .collect())
+}
+
+/// Reads a `_bulk` response: how many articles were new, or the first item's error.
+pub fn parse_bulk_response(body: &str) -> Result<usize> {
     let mut created = 0;
-    for item in items {
-        let Some(result) = item.get("index") else {
-            continue;
-        };
+    for result in bulk_results(body)? {
         if let Some(error) = result.get("error") {
             let id = result.get("_id").and_then(Value::as_str).unwrap_or("?");
-            let reason = error
-                .get("reason")
-                .and_then(Value::as_str)
-                .map_or_else(|| error.to_string(), str::to_string);
             return Err(Error::internal(format!(
-                "OpenSearch did not save article {id:?}: {reason}"
+                "OpenSearch did not save article {id:?}: {}",
+                reason_of(error)
             )));
         }
         if result.get("result").and_then(Value::as_str) == Some("created") {
@@ -349,6 +406,42 @@ pub fn parse_bulk_response(body: &str) -> Result<usize> {
         }
     }
     Ok(created)
+}
+
+/// What became of a write-back ([`bulk_write_back_body`]), article by article.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WrittenBack {
+    /// Articles whose vectors are now current.
+    pub written: usize,
+    /// Articles written since they were listed: their writer stored its own vectors.
+    pub raced: usize,
+    /// Articles the domain did not write for another reason.
+    pub failed: usize,
+    /// The reason the domain gave for the first of those.
+    pub first_error: Option<String>,
+}
+
+/// Reads a write-back's `_bulk` response: a version conflict (409) is a lost race, any
+/// other error a failure; neither stops the rest.
+pub fn parse_write_back_response(body: &str) -> Result<WrittenBack> {
+    let mut out = WrittenBack::default();
+    for result in bulk_results(body)? {
+        match result.get("error") {
+            None => out.written += 1,
+            Some(error) => {
+                let conflict = result.get("status").and_then(Value::as_u64) == Some(409)
+                    || error.get("type").and_then(Value::as_str)
+                        == Some("version_conflict_engine_exception");
+                if conflict {
+                    out.raced += 1;
+                } else {
+                    out.failed += 1;
+                    out.first_error.get_or_insert_with(|| reason_of(error));
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Reads a `GET _doc` answer (200 or 404): the article, or `None` when there is none.
@@ -399,6 +492,28 @@ struct ListedHits {
 struct ListedHit {
     #[serde(rename = "_source")]
     source: ListedSource,
+    #[serde(rename = "_seq_no")]
+    seq_no: Option<u64>,
+    #[serde(rename = "_primary_term")]
+    primary_term: Option<u64>,
+}
+
+/// The version a document was read at: a write conditioned on it fails once the document
+/// has been written again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Version {
+    pub seq_no: u64,
+    pub primary_term: u64,
+}
+
+/// One article of a listing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listed {
+    pub article: Article,
+    /// The question vectors its document keeps, if any.
+    pub stored: Option<Stored>,
+    /// The version it was read at (a domain gives it when the listing asks).
+    pub version: Option<Version>,
 }
 
 #[derive(Deserialize)]
@@ -410,8 +525,8 @@ struct ListedSource {
 }
 
 /// Reads one page of a full listing: each article with its stored question vectors, where
-/// its document has them.
-pub fn parse_listing(body: &str) -> Result<Vec<(Article, Option<Stored>)>> {
+/// its document has them, and the version it was read at.
+pub fn parse_listing(body: &str) -> Result<Vec<Listed>> {
     let value: Value = serde_json::from_str(body)
         .map_err(|e| Error::internal(format!("OpenSearch answered with no JSON: {e}")))?;
     if value.get("error").is_some() {
@@ -426,9 +541,16 @@ pub fn parse_listing(body: &str) -> Result<Vec<(Article, Option<Stored>)>> {
         .hits
         .hits
         .into_iter()
-        .map(|h| {
-            let stored = h.source.question_vectors.and_then(PackedVectors::unpack);
-            (h.source.article, stored)
+        .map(|h| Listed {
+            stored: h.source.question_vectors.and_then(PackedVectors::unpack),
+            article: h.source.article,
+            version: h
+                .seq_no
+                .zip(h.primary_term)
+                .map(|(seq_no, primary_term)| Version {
+                    seq_no,
+                    primary_term,
+                }),
         })
         .collect())
 }
@@ -440,11 +562,7 @@ pub fn parse_search_response(body: &str) -> Result<Vec<(Article, f32)>> {
     let value: Value = serde_json::from_str(body)
         .map_err(|e| Error::internal(format!("OpenSearch answered with no JSON: {e}")))?;
     if let Some(error) = value.get("error") {
-        let reason = error
-            .get("reason")
-            .and_then(Value::as_str)
-            .map_or_else(|| error.to_string(), str::to_string);
-        return Err(Error::internal(format!("OpenSearch: {reason}")));
+        return Err(Error::internal(format!("OpenSearch: {}", reason_of(error))));
     }
     let response: SearchResponse = serde_json::from_value(value)
         .map_err(|e| Error::internal(format!("OpenSearch search response: {e}")))?;
@@ -564,16 +682,68 @@ mod tests {
                 "\n",
             )
         );
-        // A listing gives the packed vectors back (the mean stays out of `_source`).
+        // A listing gives the packed vectors back (the mean stays out of `_source`), with
+        // the version each document was read at when the domain gives it.
         let listing = json!({"hits": {"hits": [
-            {"_id": "pw", "_source": {"id": "pw", "title": "重置密码", "questions": ["忘记密码怎么办"],
+            {"_id": "pw", "_seq_no": 7, "_primary_term": 2, "_source": {"id": "pw", "title": "重置密码", "questions": ["忘记密码怎么办"],
                 "answer": "点击“忘记密码”", "question_vectors": {"model": "e5-small-q4.bin:00ff", "texts": "abc", "f16": "ADwAuA=="}}},
             {"_id": "x", "_source": {"id": "x", "title": "T", "questions": ["q"], "answer": "A"}}
         ]}});
         let listed = parse_listing(&listing.to_string()).unwrap();
-        assert_eq!(listed[0], (a, Some(v.stored)));
-        assert_eq!(listed[1].1, None);
+        assert_eq!(
+            listed[0],
+            Listed {
+                article: a.clone(),
+                stored: Some(v.stored.clone()),
+                version: Some(Version {
+                    seq_no: 7,
+                    primary_term: 2
+                }),
+            }
+        );
+        assert_eq!((&listed[1].stored, listed[1].version), (&None, None));
         assert!(parse_listing(r#"{"error":{"reason":"boom"}}"#).is_err());
+
+        // A write-back: the article as listed with its vectors, on the condition that the
+        // document is still at the version listed.
+        let version = Version {
+            seq_no: 7,
+            primary_term: 2,
+        };
+        let request = Request::write_back("kb", &[(&a, version, &v)]).unwrap();
+        assert_eq!((request.method, request.path.as_str()), ("POST", "/_bulk"));
+        assert_eq!(request.content_type, Some("application/x-ndjson"));
+        assert_eq!(
+            request.body,
+            concat!(
+                r#"{"index":{"_id":"pw","_index":"kb","if_primary_term":2,"if_seq_no":7}}"#,
+                "\n",
+                r#"{"id":"pw","title":"重置密码","questions":["忘记密码怎么办"],"answer":"点击“忘记密码”","vector":[0.5,-0.25],"question_vectors":{"model":"e5-small-q4.bin:00ff","texts":"abc","f16":"ADwAuA=="}}"#,
+                "\n",
+            )
+        );
+    }
+
+    #[test]
+    fn a_write_back_answer_tells_written_raced_and_failed_apart() {
+        let answer = json!({"took": 2, "errors": true, "items": [
+            {"index": {"_id": "a", "result": "updated", "status": 200, "_seq_no": 8, "_primary_term": 2}},
+            {"index": {"_id": "b", "status": 409, "error": {"type": "version_conflict_engine_exception",
+                "reason": "[b]: version conflict, required seqNo [3], primary term [1]. current document has seqNo [4] and primary term [1]"}}},
+            {"index": {"_id": "c", "status": 429, "error": {"type": "es_rejected_execution_exception", "reason": "rejected execution"}}},
+            {"index": {"_id": "d", "result": "updated", "status": 200}},
+        ]});
+        assert_eq!(
+            parse_write_back_response(&answer.to_string()).unwrap(),
+            WrittenBack {
+                written: 2,
+                raced: 1,
+                failed: 1,
+                first_error: Some("rejected execution".into()),
+            }
+        );
+        assert!(parse_write_back_response(r#"{"error":{"reason":"boom"}}"#).is_err());
+        assert!(parse_write_back_response("<html>502</html>").is_err());
     }
 
     #[test]
@@ -683,7 +853,8 @@ mod tests {
         let first: Value = serde_json::from_str(&Request::list_page("kb", None).body).unwrap();
         assert_eq!(
             first,
-            json!({"size": LIST_PAGE, "query": {"match_all": {}}, "sort": [{"id": "asc"}]})
+            json!({"size": LIST_PAGE, "query": {"match_all": {}}, "sort": [{"id": "asc"}],
+                "seq_no_primary_term": true})
         );
         let next: Value =
             serde_json::from_str(&Request::list_page("kb", Some("refunds")).body).unwrap();

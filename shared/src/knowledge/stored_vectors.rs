@@ -3,8 +3,9 @@
 //! reads them instead of embedding the whole knowledge base. One rule, here: which texts of
 //! an article are embedded, how their vectors are packed (f16, little-endian, in the texts'
 //! order), and when packed vectors may be used: only when they come from the same model
-//! file and from exactly the article's texts as they are now. Anything else is stale and
-//! is embedded again where the article is read.
+//! file and from exactly the article's texts as they are now. Anything else is stale: it is
+//! embedded again where the article is read, and the adapter that read it writes the new
+//! vectors back.
 
 use super::semantic::{self, Vector, Vectors};
 use super::Article;
