@@ -723,3 +723,58 @@ async fn a_five_thousand_character_message_is_searched_whole_by_meaning() {
     assert_eq!(d.refused_as_too_large, 0);
     assert_eq!(d.knn_searches.len(), 1);
 }
+
+/// An article near the API's 256 KiB limit with 256 questions: its vectors (192 KiB) do not
+/// all fit beside it in one DynamoDB item (400 KB), so the item keeps as many as fit, the
+/// write succeeds (it used to fail DynamoDB's size check, a 500), and a cold function reads
+/// the article, embedding the texts past the stored ones.
+#[tokio::test]
+async fn a_large_article_keeps_the_vectors_that_fit_in_its_item() {
+    let stack = Stack::new().await;
+    let questions: Vec<String> = (0..255)
+        .map(|i| format!("第{i}号产品的保修条款是什么？How long is product {i} under warranty?"))
+        .collect();
+    let article = Article {
+        id: "warranty-terms".into(),
+        title: "保修条款 Warranty terms".into(),
+        questions,
+        // About 200 KB as JSON: 3 bytes a character.
+        answer: "保修期内免费维修。".repeat(7_400),
+        ..english_kb()[0].clone()
+    };
+    let body = serde_json::to_string(&article).unwrap().len();
+    assert!((190_000..250_000).contains(&body), "{body}");
+    let mut env = stack.env.clone();
+    let Some(model) = encoder() else {
+        env.insert("HELPDESK_MODEL".into(), "off".into());
+        put_through_the_api(&stack, &env, std::slice::from_ref(&article)).await;
+        assert!(!item(&stack, &article.id).await.contains_key("vectors"));
+        helpdesk_embed::say_skipped("the vectors a large article's item has room for");
+        return;
+    };
+    env.insert(
+        "HELPDESK_MODEL".into(),
+        helpdesk_embed_path().to_string_lossy().into_owned(),
+    );
+    put_through_the_api(&stack, &env, std::slice::from_ref(&article)).await;
+
+    let stored = stored_of(&item(&stack, &article.id).await).expect("vectors beside the article");
+    let kept = stored.f16.len() / stored_vectors::BYTES_PER_TEXT;
+    assert!(
+        kept > 100 && kept < stored_vectors::texts(&article).len(),
+        "kept {kept}"
+    );
+    assert!(body + stored.f16.len() < 400_000);
+    assert_eq!(
+        stored_vectors::read(&article, &stored).map(|v| v.len()),
+        Some(kept)
+    );
+
+    // A cold function takes the stored ones and embeds the rest (and the query) itself.
+    let vectors = Arc::new(Vectors::in_memory(model));
+    let kb =
+        DynamoKnowledge::with_vectors(&stack.config, articles_table(&stack), Some(vectors.clone()));
+    let hits = kb.search("第7号产品保修多久？", 3).await.unwrap();
+    assert_eq!(hits[0].article_id, article.id, "{hits:?}");
+    assert_eq!(vectors.kept(), stored_vectors::texts(&article).len());
+}

@@ -34,6 +34,30 @@ use tokio::task::JoinSet;
 /// knowledge base in seconds, few enough not to eat an on-demand table's burst.
 const WRITE_BACK_CONCURRENCY: usize = 8;
 
+/// DynamoDB's largest item: 400 KB, attribute names and values together, read as 400,000
+/// bytes (the smaller reading; the service takes a little more).
+const ITEM_LIMIT: usize = 400_000;
+/// What an item holds besides its body and vectors, generously: the attribute names, the
+/// key, and the two fingerprints.
+const ITEM_OVERHEAD: usize = 1024;
+
+/// The bytes of question vectors an article's item has room for beside `body` (its article
+/// as JSON); an error when the body alone does not fit in an item.
+fn vector_room(id: &str, body: &str) -> Result<usize> {
+    ITEM_LIMIT
+        .checked_sub(body.len() + id.len() + ITEM_OVERHEAD)
+        .ok_or_else(|| {
+            Error::too_large(
+                "article_too_large",
+                format!(
+                    "article {id:?} takes {} KiB as JSON; an article is kept in one item of at most {} KiB",
+                    body.len() / 1024,
+                    (ITEM_LIMIT - ITEM_OVERHEAD) / 1024
+                ),
+            )
+        })
+}
+
 /// The item attributes that keep an article's question vectors: the packed vectors
 /// (binary), the model's fingerprint and the texts' fingerprint.
 pub const VECTORS_ATTR: &str = "vectors";
@@ -206,11 +230,14 @@ impl DynamoKnowledge {
         if stale.is_empty() || self.vectors().is_none() {
             return;
         }
-        let articles: Vec<Article> = stale.iter().map(|(a, _)| a.clone()).collect();
-        let made = match self.embed(&articles).await {
+        let articles: Vec<(Article, usize)> = stale
+            .iter()
+            .map(|(a, body)| (a.clone(), vector_room(&a.id, body).unwrap_or(0)))
+            .collect();
+        let made = match self.embed(articles).await {
             Ok(made) => made,
             Err(e) => {
-                tracing::warn!(articles = articles.len(), error = %e.message, "stale question vectors not written back");
+                tracing::warn!(articles = stale.len(), error = %e.message, "stale question vectors not written back");
                 return;
             }
         };
@@ -260,19 +287,22 @@ impl DynamoKnowledge {
         *self.cache.lock().await = None;
     }
 
-    /// The stored vectors of each article (none without a model), embedded off the async
-    /// threads: all the articles' new texts in one batch, on every core.
-    async fn embed(&self, articles: &[Article]) -> Result<Vec<Option<Stored>>> {
+    /// The stored vectors of each article (none without a model), as many as its item has
+    /// room for (the bytes beside each article), embedded off the async threads: all the
+    /// articles' new texts in one batch, on every core.
+    async fn embed(&self, articles: Vec<(Article, usize)>) -> Result<Vec<Option<Stored>>> {
         let Some(vectors) = self.vectors() else {
             return Ok(vec![None; articles.len()]);
         };
-        let articles = articles.to_vec();
         tokio::task::spawn_blocking(move || {
-            let texts: Vec<&str> = articles.iter().flat_map(stored_vectors::texts).collect();
+            let texts: Vec<&str> = articles
+                .iter()
+                .flat_map(|(a, _)| stored_vectors::texts(a))
+                .collect();
             vectors.get(&texts);
             articles
                 .iter()
-                .map(|a| stored_vectors::make(a, &vectors))
+                .map(|(a, room)| stored_vectors::make_within(a, &vectors, *room))
                 .collect()
         })
         .await
@@ -351,11 +381,17 @@ impl KnowledgeIndex for DynamoKnowledge {
         for a in articles {
             a.validate()?;
         }
-        let stored = self.embed(articles).await?;
-        let mut created = 0;
-        for (a, stored) in articles.iter().zip(stored) {
+        let mut bodies = Vec::with_capacity(articles.len());
+        let mut rooms = Vec::with_capacity(articles.len());
+        for a in articles {
             let body = serde_json::to_string(a)
                 .map_err(|e| Error::internal(format!("encoding an article: {e}")))?;
+            rooms.push((a.clone(), vector_room(&a.id, &body)?));
+            bodies.push(body);
+        }
+        let stored = self.embed(rooms).await?;
+        let mut created = 0;
+        for ((a, body), stored) in articles.iter().zip(bodies).zip(stored) {
             let mut put = self
                 .client
                 .put_item()
@@ -392,5 +428,24 @@ impl KnowledgeIndex for DynamoKnowledge {
             .map_err(|e| Error::internal(format!("deleting article {id}: {}", sdk_message(&e))))?;
         self.forget().await;
         Ok(out.attributes.is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_item_has_room_for_vectors_beside_its_body_and_a_body_too_large_is_a_413() {
+        let small = "{\"id\":\"a\"}";
+        assert_eq!(
+            vector_room("a", small).unwrap(),
+            ITEM_LIMIT - small.len() - 1 - ITEM_OVERHEAD
+        );
+        // 256 vectors fit beside an article of up to about 200 KB, fewer beside a larger one.
+        let room = vector_room("a", &"退".repeat(75_000)).unwrap();
+        assert!(room / stored_vectors::BYTES_PER_TEXT < stored_vectors::MAX_STORED_TEXTS);
+        let e = vector_room("a", &"退".repeat(140_000)).unwrap_err();
+        assert_eq!((e.kind.status(), e.code), (413, "article_too_large"));
     }
 }

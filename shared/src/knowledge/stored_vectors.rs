@@ -15,8 +15,9 @@ use std::io::{Read, Seek, SeekFrom};
 use std::sync::{Arc, OnceLock};
 
 /// The most texts whose vectors one article keeps (768 bytes each): 256 take 192 KiB,
-/// leaving half of a DynamoDB item's 400 KB for the article itself. An article's texts past
-/// these are embedded where it is read, as stale ones are.
+/// leaving half of a DynamoDB item's 400 KB for the article itself (a larger article keeps
+/// fewer: [`make_within`]). An article's texts past these are embedded where it is read, as
+/// stale ones are.
 pub const MAX_STORED_TEXTS: usize = 256;
 
 /// One article's packed vectors.
@@ -97,14 +98,24 @@ fn fingerprint(path: &std::path::Path) -> std::io::Result<String> {
     ))
 }
 
+/// The bytes one text's packed vector takes.
+pub const BYTES_PER_TEXT: usize = DIM * 2;
+
 /// The packed vectors of `article`'s texts (its first [`MAX_STORED_TEXTS`]), embedding those
 /// `vectors` does not hold yet. `None` without a model.
 pub fn make(article: &Article, vectors: &Vectors) -> Option<Stored> {
+    make_within(article, vectors, usize::MAX)
+}
+
+/// [`make`], keeping only as many texts as `room` bytes hold (where the article and its
+/// vectors share a size limit): the rest are embedded where the article is read, as texts
+/// past [`MAX_STORED_TEXTS`] are.
+pub fn make_within(article: &Article, vectors: &Vectors, room: usize) -> Option<Stored> {
     let model = model_id()?;
     let mut texts = texts(article);
-    texts.truncate(MAX_STORED_TEXTS);
+    texts.truncate(MAX_STORED_TEXTS.min(room / BYTES_PER_TEXT));
     let made = vectors.get(&texts);
-    let mut f16 = Vec::with_capacity(texts.len() * DIM * 2);
+    let mut f16 = Vec::with_capacity(texts.len() * BYTES_PER_TEXT);
     for v in &made {
         for x in v.iter() {
             f16.extend_from_slice(&f32_to_f16(*x).to_le_bytes());
@@ -124,8 +135,8 @@ pub fn read<'a>(article: &'a Article, stored: &Stored) -> Option<Vec<(&'a str, V
         return None;
     }
     let mut texts = texts(article);
-    let n = stored.f16.len() / (DIM * 2);
-    if stored.f16.len() != n * DIM * 2 || n > texts.len() {
+    let n = stored.f16.len() / BYTES_PER_TEXT;
+    if stored.f16.len() != n * BYTES_PER_TEXT || n > texts.len() {
         return None;
     }
     texts.truncate(n);
@@ -135,7 +146,7 @@ pub fn read<'a>(article: &'a Article, stored: &Stored) -> Option<Vec<(&'a str, V
     Some(
         texts
             .into_iter()
-            .zip(stored.f16.chunks_exact(DIM * 2))
+            .zip(stored.f16.chunks_exact(BYTES_PER_TEXT))
             .map(|(t, raw)| {
                 let v: Vec<f32> = raw
                     .chunks_exact(2)
