@@ -1123,25 +1123,7 @@ async fn a_fifth_of_every_port_failing_loses_and_doubles_nothing_on_sqlite() {
         }
     };
     drained().await;
-    // A reply stored by a job that then died (its retries all failed) waits for the sweep,
-    // which the program runs every minute and which queues it again once its grace has
-    // passed: here one sweep turn, at once, on the real store and queue.
-    for _ in 0..3 {
-        let swept = helpdesk_core::flow::sweep_queued(
-            sqlite.as_ref(),
-            sqlite.as_ref(),
-            helpdesk_core::domain::now(),
-            0,
-            10_000,
-        )
-        .await
-        .unwrap();
-        if swept == 0 {
-            break;
-        }
-        eprintln!("the sweep queued {swept} replies again");
-        drained().await;
-    }
+    sweep_and_drain(sqlite.as_ref(), sqlite.as_ref(), drained).await;
     stop.send(true).unwrap();
     for w in workers {
         w.await.unwrap();
@@ -1291,6 +1273,33 @@ async fn event_source_mapping(
 }
 
 /// Messages waiting or in flight on the queue.
+/// After the drain: a reply stored by a job that then died (its retries all failed) waits
+/// for the sweep, which the program runs every minute (on AWS, the router's 5-minute
+/// schedule) and which queues it again once its grace has passed. Here up to 3 sweep turns
+/// at once, on the real store and queue, each followed by `drained`.
+async fn sweep_and_drain<F, Fut>(store: &dyn Store, queue: &dyn Queue, drained: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    for _ in 0..3 {
+        let swept = helpdesk_core::flow::sweep_queued(
+            store,
+            queue,
+            helpdesk_core::domain::now(),
+            0,
+            10_000,
+        )
+        .await
+        .unwrap();
+        if swept == 0 {
+            break;
+        }
+        eprintln!("the sweep queued {swept} replies again");
+        drained().await;
+    }
+}
+
 async fn sqs_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> usize {
     use aws_sdk_sqs::types::QueueAttributeName as A;
     let out = sqs
@@ -1366,24 +1375,7 @@ async fn a_fifth_of_every_port_failing_loses_and_doubles_nothing_on_dynamodb() {
         }
     };
     drained().await;
-    // As on SQLite: a reply stored by a job that then died waits for the sweep (on AWS the
-    // router's 5-minute schedule), here one turn at once, on the real store and queue.
-    for _ in 0..3 {
-        let swept = helpdesk_core::flow::sweep_queued(
-            w.store.as_ref(),
-            w.queue.as_ref(),
-            helpdesk_core::domain::now(),
-            0,
-            10_000,
-        )
-        .await
-        .unwrap();
-        if swept == 0 {
-            break;
-        }
-        eprintln!("the sweep queued {swept} replies again");
-        drained().await;
-    }
+    sweep_and_drain(w.store.as_ref(), w.queue.as_ref(), drained).await;
     stop.send(true).unwrap();
     for m in mappings {
         m.await.unwrap();
