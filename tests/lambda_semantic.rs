@@ -349,6 +349,33 @@ async fn one_search_writes_stale_vectors_back_and_the_next_cold_start_finds_them
 /// An article edited, and another removed, after the search read them stale and before its
 /// write-back: the edit keeps its body and the vectors its writer made, the removed article
 /// stays removed, and the search answers.
+/// Listing the articles (the console's knowledge page) needs no vectors: it reads none
+/// into the function's vectors, stale or current, and writes none back; a search after it
+/// reads the current ones and writes back the stale one.
+#[tokio::test]
+async fn a_listing_reads_no_vectors_and_writes_none_back() {
+    let stack = Stack::new().await;
+    let Some(model) = encoder() else {
+        helpdesk_embed::say_skipped("a listing of the articles table reads no vectors");
+        return;
+    };
+    let articles = written_with_the_model(&stack, model).await;
+    set_another_model(&stack, &articles[0].id).await;
+    let proxy = DynamoProxy::start(&stack.config).await;
+    let vectors = Arc::new(Vectors::in_memory(model));
+    let kb =
+        DynamoKnowledge::with_vectors(&proxy.config, articles_table(&stack), Some(vectors.clone()));
+    let listed = kb.list().await.unwrap();
+    assert_eq!(listed.len(), articles.len());
+    assert_eq!(vectors.kept(), 0, "no vector read by a listing");
+    assert_eq!(proxy.count("UpdateItem"), 0, "nothing written by a listing");
+
+    finds_the_refund_policy(&kb).await;
+    assert!(vectors.kept() > stored_vectors::texts(&articles[0]).len());
+    assert_eq!(proxy.count("UpdateItem"), 1, "the stale article's vectors");
+    assert_current(&stack, &articles[0]).await;
+}
+
 #[tokio::test]
 async fn an_article_written_between_the_read_and_the_write_back_keeps_its_writers_vectors() {
     let stack = Stack::new().await;
@@ -579,7 +606,8 @@ async fn the_indexer_carries_the_tables_vectors_to_opensearch_and_search_is_hybr
 /// With OpenSearch: documents whose question vectors are another model's, or missing, are
 /// written back by the search that listed them (packed vectors and the `knn_vector` mean),
 /// each on the condition of the version listed; one the indexer rewrote in between keeps
-/// the indexer's write; and the next function to start cold writes nothing.
+/// the indexer's write; and the next function to start cold writes nothing. A listing before
+/// the search reads no vector and writes none.
 #[tokio::test]
 async fn stale_opensearch_vectors_are_written_back_by_one_search_unless_written_since() {
     use aws_harness::fake_opensearch::FakeOpenSearch;
@@ -636,6 +664,14 @@ async fn stale_opensearch_vectors_are_written_back_by_one_search_unless_written_
             .count()
     };
     assert_eq!(bulks(&fake), 1, "the first write");
+
+    // Listing the articles (the console's knowledge page) needs no vectors: a function
+    // listing them reads none, stale or current, and writes none back.
+    let lister = Arc::new(Vectors::in_memory(model));
+    let listed = knowledge(lister.clone()).list().await.unwrap();
+    assert_eq!(listed.len(), articles.len());
+    assert_eq!(lister.kept(), 0, "no vector read by a listing");
+    assert_eq!(bulks(&fake), 1, "nothing written by a listing");
 
     let hits = knowledge(Arc::new(Vectors::in_memory(model)))
         .search("我想退款", 3)

@@ -138,8 +138,10 @@ impl DynamoKnowledge {
         self.vectors.get_or_init(super::vectors).clone()
     }
 
-    async fn load_all(&self) -> Result<Loaded> {
-        let vectors = self.vectors();
+    /// Every article; with `vectors`, each item's stored vectors are read into them, and
+    /// the articles whose vectors are stale or missing are named. A listing passes `None`:
+    /// it needs no vectors, so it neither loads the model nor decodes them.
+    async fn load_all(&self, vectors: Option<Arc<Vectors>>) -> Result<Loaded> {
         let mut stale = Vec::new();
         let mut stored = 0usize;
         let mut articles = Vec::new();
@@ -200,7 +202,7 @@ impl DynamoKnowledge {
             }
         }
         let started = Instant::now();
-        let Loaded { articles, stale } = self.load_all().await?;
+        let Loaded { articles, stale } = self.load_all(self.vectors()).await?;
         let index = TantivyIndex::in_memory_with(self.vectors())?;
         // Embeds the stale articles' texts too.
         index.upsert(&articles).await?;
@@ -372,7 +374,7 @@ impl KnowledgeIndex for DynamoKnowledge {
     }
 
     async fn list(&self) -> Result<Vec<Article>> {
-        let mut all = self.load_all().await?.articles;
+        let mut all = self.load_all(None).await?.articles;
         all.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(all)
     }

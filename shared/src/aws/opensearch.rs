@@ -261,8 +261,10 @@ impl OpenSearchKnowledge {
     /// Every article, page by page in id order; none when the index does not exist yet.
     /// The question vectors the documents carry go into the process's vectors; those that
     /// are stale or missing are noted.
-    async fn load_all(&self) -> Result<Loaded> {
-        let vectors = self.vectors();
+    /// Every article; with `vectors`, each document's stored vectors are read into them,
+    /// and the documents whose vectors are stale or missing are named. A listing passes
+    /// `None`: it needs no vectors, so it neither loads the model nor decodes them.
+    async fn load_all(&self, vectors: Option<Arc<Vectors>>) -> Result<Loaded> {
         let mut articles: Vec<Article> = Vec::new();
         let mut stale = Vec::new();
         loop {
@@ -308,7 +310,7 @@ impl OpenSearchKnowledge {
             }
         }
         let started = Instant::now();
-        let Loaded { articles, stale } = self.load_all().await?;
+        let Loaded { articles, stale } = self.load_all(self.vectors()).await?;
         let ranker = Ranker::with_vectors(&articles, self.vectors());
         let stale: Vec<(Article, Option<Version>)> = stale
             .into_iter()
@@ -547,7 +549,7 @@ impl KnowledgeIndex for OpenSearchKnowledge {
     }
 
     async fn list(&self) -> Result<Vec<Article>> {
-        Ok(self.load_all().await?.articles)
+        Ok(self.load_all(None).await?.articles)
     }
 
     async fn upsert(&self, articles: &[Article]) -> Result<usize> {
