@@ -346,9 +346,6 @@ async fn one_search_writes_stale_vectors_back_and_the_next_cold_start_finds_them
     );
 }
 
-/// An article edited, and another removed, after the search read them stale and before its
-/// write-back: the edit keeps its body and the vectors its writer made, the removed article
-/// stays removed, and the search answers.
 /// Listing the articles (the console's knowledge page) needs no vectors: it reads none
 /// into the function's vectors, stale or current, and writes none back; a search after it
 /// reads the current ones and writes back the stale one.
@@ -376,6 +373,9 @@ async fn a_listing_reads_no_vectors_and_writes_none_back() {
     assert_current(&stack, &articles[0]).await;
 }
 
+/// An article edited, and another removed, after the search read them stale and before its
+/// write-back: the edit keeps its body and the vectors its writer made, the removed article
+/// stays removed, and the search answers.
 #[tokio::test]
 async fn an_article_written_between_the_read_and_the_write_back_keeps_its_writers_vectors() {
     let stack = Stack::new().await;
