@@ -22,7 +22,9 @@
 //! made another model's before the rounds, as when a new model file is deployed, and only
 //! the semantic ranking runs: the first round embeds every article's texts and writes their
 //! vectors back, and each round's first event is reported on its own, with how many items
-//! hold current vectors after it.
+//! hold current vectors after it. With `list` instead, each round is a fresh tickets
+//! function answering one `GET /kb/articles` (the console's knowledge page), with and
+//! without the model file: a listing needs no question vectors, so it should cost the same.
 
 #[path = "../tests/aws_harness/mod.rs"]
 mod aws_harness;
@@ -98,6 +100,10 @@ async fn main() {
         started.elapsed().as_secs_f64()
     );
 
+    if std::env::args().nth(2).as_deref() == Some("list") {
+        listings(&stack, articles.len(), &model).await;
+        return;
+    }
     let stale = std::env::args().nth(2).as_deref() == Some("stale");
     if stale {
         let dynamo = aws_sdk_dynamodb::Client::new(&stack.config);
@@ -213,6 +219,50 @@ async fn main() {
     }
     intake.stop().await;
     router.stop().await;
+}
+
+/// Rounds of a fresh tickets function listing the articles, as the console's knowledge
+/// page does, without and with the model file.
+async fn listings(stack: &Stack, articles: usize, model: &str) {
+    println!(
+        "| tickets, `GET /kb/articles`, {articles} articles | first event | CPU time, start to answer | peak RSS |"
+    );
+    println!("| --- | --- | --- | --- |");
+    for (label, setting) in [
+        ("lexical (HELPDESK_MODEL=off)", "off"),
+        ("semantic (model)", model),
+    ] {
+        let (mut first, mut rss, mut cpu) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            let mut env = stack.env.clone();
+            env.insert("HELPDESK_MODEL".into(), setting.to_string());
+            let mut f = Runtime::start("tickets", &env).await;
+            let at = Instant::now();
+            let answer = f
+                .invoke(http_event(
+                    "GET",
+                    "/kb/articles",
+                    &[],
+                    None,
+                    Some(("alice", "supervisor")),
+                ))
+                .await
+                .expect("listed");
+            let took = at.elapsed();
+            let (status, body) = http_answer(&answer);
+            assert_eq!(status, 200, "{body}");
+            first.push(ms(took));
+            rss.push(f.peak_rss_kib().unwrap_or(0) as f64 / 1024.0);
+            cpu.push(ms(f.cpu_time().unwrap_or_default()));
+            f.stop().await;
+        }
+        println!(
+            "| {label} | {} ms | {} ms | {} MiB |",
+            summary(first),
+            summary(cpu),
+            summary(rss)
+        );
+    }
 }
 
 /// How many of `articles` have vectors of this process's model in their items.
