@@ -259,11 +259,9 @@ impl OpenSearchKnowledge {
     }
 
     /// Every article, page by page in id order; none when the index does not exist yet.
-    /// The question vectors the documents carry go into the process's vectors; those that
-    /// are stale or missing are noted.
-    /// Every article; with `vectors`, each document's stored vectors are read into them,
-    /// and the documents whose vectors are stale or missing are named. A listing passes
-    /// `None`: it needs no vectors, so it neither loads the model nor decodes them.
+    /// With `vectors`, the question vectors the documents carry go into them, and those
+    /// that are stale or missing are noted. A listing passes `None`: it needs no vectors,
+    /// so it neither loads the model nor decodes them.
     async fn load_all(&self, vectors: Option<Arc<Vectors>>) -> Result<Loaded> {
         let mut articles: Vec<Article> = Vec::new();
         let mut stale = Vec::new();
