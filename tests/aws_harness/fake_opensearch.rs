@@ -393,11 +393,22 @@ async fn search(State(domain): State<Shared>, Path(index): Path<String>, body: S
     let size = request["size"].as_u64().unwrap_or(10) as usize;
     let after = request["search_after"][0].as_str().map(str::to_string);
     let versions = request["seq_no_primary_term"] == true;
+    // Top-level fields the request leaves out of `_source`.
+    let excluded: Vec<&str> = request["_source"]["excludes"]
+        .as_array()
+        .map(|fields| fields.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
     let hits: Vec<Value> = docs
         .iter()
         .filter(|(id, _)| after.as_ref().is_none_or(|a| id.as_str() > a.as_str()))
         .take(size)
         .map(|(id, doc)| {
+            let mut doc = doc.clone();
+            if let Some(fields) = doc.as_object_mut() {
+                for field in &excluded {
+                    fields.remove(*field);
+                }
+            }
             let mut hit = json!({"_index": index, "_id": id, "_score": 1.0, "_source": doc});
             if versions {
                 hit["_seq_no"] = json!(d.seq_no_of(&index, id));

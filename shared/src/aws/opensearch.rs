@@ -267,7 +267,7 @@ impl OpenSearchKnowledge {
         let mut stale = Vec::new();
         loop {
             let after = articles.last().map(|a| a.id.as_str());
-            let request = Request::list_page(&self.index, after);
+            let request = Request::list_page(&self.index, after, vectors.is_some());
             let (status, body) = self.send(&request).await?;
             if status == 404 && is_index_missing(&body) {
                 return Ok(Loaded {
@@ -938,7 +938,10 @@ mod tests {
                     "post /helpdesk-knowledge/_search http/1.1",
                 ]
             );
-            assert_eq!(seen[0].1, Request::list_page(DEFAULT_INDEX, None).body);
+            assert_eq!(
+                seen[0].1,
+                Request::list_page(DEFAULT_INDEX, None, true).body
+            );
             assert!(seen[1].0.contains("content-type: application/x-ndjson"));
             // The stale three, each as listed, with the vectors this model makes for it and
             // the version it was listed at; the current one is left alone.

@@ -141,6 +141,10 @@ impl PackedVectors {
     }
 }
 
+/// The field of a document that holds its packed question vectors: [`Document`]'s field
+/// of that name, which a listing leaves out.
+const QUESTION_VECTORS: &str = "question_vectors";
+
 #[derive(Serialize)]
 struct Document<'a> {
     #[serde(flatten)]
@@ -279,15 +283,20 @@ impl Request {
         )
     }
 
-    /// One page of every article, in id order, after the id `after`; each with the version
-    /// it was read at, which a write-back of its vectors is conditioned on.
-    pub fn list_page(index: &str, after: Option<&str>) -> Request {
+    /// One page of every article, in id order, after the id `after`. With `vectors`, each
+    /// with its stored question vectors and the version it was read at, which a write-back
+    /// of its vectors is conditioned on; without (a listing), the articles alone.
+    pub fn list_page(index: &str, after: Option<&str>, vectors: bool) -> Request {
         let mut body = json!({
             "size": LIST_PAGE,
             "query": { "match_all": {} },
             "sort": [{ "id": "asc" }],
-            "seq_no_primary_term": true,
         });
+        if vectors {
+            body["seq_no_primary_term"] = json!(true);
+        } else {
+            body["_source"] = json!({ "excludes": [QUESTION_VECTORS] });
+        }
         if let Some(after) = after {
             body["search_after"] = json!([after]);
         }
@@ -850,15 +859,24 @@ mod tests {
 
     #[test]
     fn listing_pages_on_in_id_order() {
-        let first: Value = serde_json::from_str(&Request::list_page("kb", None).body).unwrap();
+        let first: Value =
+            serde_json::from_str(&Request::list_page("kb", None, true).body).unwrap();
         assert_eq!(
             first,
             json!({"size": LIST_PAGE, "query": {"match_all": {}}, "sort": [{"id": "asc"}],
                 "seq_no_primary_term": true})
         );
         let next: Value =
-            serde_json::from_str(&Request::list_page("kb", Some("refunds")).body).unwrap();
+            serde_json::from_str(&Request::list_page("kb", Some("refunds"), true).body).unwrap();
         assert_eq!(next["search_after"], json!(["refunds"]));
+        // A listing asks for the articles alone: no stored vectors, no versions.
+        let listing: Value =
+            serde_json::from_str(&Request::list_page("kb", Some("refunds"), false).body).unwrap();
+        assert_eq!(
+            listing,
+            json!({"size": LIST_PAGE, "query": {"match_all": {}}, "sort": [{"id": "asc"}],
+                "_source": {"excludes": ["question_vectors"]}, "search_after": ["refunds"]})
+        );
     }
 
     #[test]
