@@ -262,11 +262,12 @@ fn cold_reader(
     stack: &Stack,
     model: &'static helpdesk_embed::Model,
 ) -> DynamoKnowledge {
-    DynamoKnowledge::with_vectors(
-        &proxy.config,
-        articles_table(stack),
-        Some(Arc::new(Vectors::in_memory(model))),
-    )
+    cold_reader_with(proxy, stack, Arc::new(Vectors::in_memory(model)))
+}
+
+/// The same, with `vectors` (empty at a cold start), which the test then reads.
+fn cold_reader_with(proxy: &DynamoProxy, stack: &Stack, vectors: Arc<Vectors>) -> DynamoKnowledge {
+    DynamoKnowledge::with_vectors(&proxy.config, articles_table(stack), Some(vectors))
 }
 
 /// A Chinese refund question through `kb`: the English refund article comes first.
@@ -360,8 +361,7 @@ async fn a_listing_reads_no_vectors_and_writes_none_back() {
     set_another_model(&stack, &articles[0].id).await;
     let proxy = DynamoProxy::start(&stack.config).await;
     let vectors = Arc::new(Vectors::in_memory(model));
-    let kb =
-        DynamoKnowledge::with_vectors(&proxy.config, articles_table(&stack), Some(vectors.clone()));
+    let kb = cold_reader_with(&proxy, &stack, vectors.clone());
     let listed = kb.list().await.unwrap();
     assert_eq!(listed.len(), articles.len());
     assert_eq!(vectors.kept(), 0, "no vector read by a listing");

@@ -202,8 +202,9 @@ impl DynamoKnowledge {
             }
         }
         let started = Instant::now();
-        let Loaded { articles, stale } = self.load_all(self.vectors()).await?;
-        let index = TantivyIndex::in_memory_with(self.vectors())?;
+        let vectors = self.vectors();
+        let Loaded { articles, stale } = self.load_all(vectors.clone()).await?;
+        let index = TantivyIndex::in_memory_with(vectors)?;
         // Embeds the stale articles' texts too.
         index.upsert(&articles).await?;
         tracing::info!(

@@ -308,8 +308,9 @@ impl OpenSearchKnowledge {
             }
         }
         let started = Instant::now();
-        let Loaded { articles, stale } = self.load_all(self.vectors()).await?;
-        let ranker = Ranker::with_vectors(&articles, self.vectors());
+        let vectors = self.vectors();
+        let Loaded { articles, stale } = self.load_all(vectors.clone()).await?;
+        let ranker = Ranker::with_vectors(&articles, vectors);
         let stale: Vec<(Article, Option<Version>)> = stale
             .into_iter()
             .map(|(at, version)| (articles[at].clone(), version))
