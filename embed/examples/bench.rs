@@ -6,8 +6,8 @@
 //! QUERIES.txt holds one text a line (customer questions); the batch embeds 10,000 of them
 //! (repeating the file as needed), as importing 1,000 articles with 10 questions each does;
 //! THREADS 0 leaves the batch out.
-//! KERNEL (avx512-vnni, avx-vnni, avx2, portable) runs the matrix products on that kernel
-//! instead of the fastest this CPU has.
+//! KERNEL (avx512-vnni, avx-vnni, avx2, neon-dotprod, portable) runs the matrix products on
+//! that kernel instead of the fastest this CPU has.
 
 use helpdesk_embed::{model_file, Kernel, Model, Role};
 use std::time::Instant;

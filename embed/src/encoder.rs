@@ -240,8 +240,9 @@ impl Encoder {
     fn forward(&self, segments: &[&[u32]]) -> Vec<Vec<f32>> {
         #[cfg(target_arch = "x86_64")]
         if self.kernel != Kernel::Portable {
-            // SAFETY: every kernel but the portable one needs AVX2 and FMA, and the encoder
-            // only ever holds a kernel this CPU can run (`Kernel::best`, `set_kernel`).
+            // SAFETY: on x86-64, every kernel but the portable one needs AVX2 and FMA, and
+            // the encoder only ever holds a kernel this CPU can run (`Kernel::best`,
+            // `set_kernel`).
             return unsafe { self.forward_avx2(segments) };
         }
         self.forward_any(segments)

@@ -22,6 +22,9 @@
 //! - `AvxVnni`: 256-bit `vpdpbusd` (AVX-VNNI), 8 rows per instruction;
 //! - `Avx2`: the same with `vpmaddubsw` + `vpmaddwd` (no VNNI; the pairs cannot saturate,
 //!   as 2 × 15 × 128 < 32,767);
+//! - `NeonDot`: 128-bit `sdot` (Armv8.2's dot-product extension: AWS Graviton2 on), 4 rows
+//!   per instruction. `sdot` multiplies signed bytes by signed bytes, and the stored weights
+//!   (0..=15) are the same bytes read as signed;
 //! - `Portable`: plain Rust over the same layout, written so that the compiler vectorises
 //!   it for the target (SSE2 on x86-64, NEON on arm64).
 //!
@@ -46,16 +49,19 @@ pub enum Kernel {
     AvxVnni,
     /// AVX2 and FMA.
     Avx2,
+    /// 64-bit Arm with the dot-product instructions.
+    NeonDot,
     /// Plain Rust, for any CPU.
     Portable,
 }
 
 impl Kernel {
     /// Every kernel, fastest first.
-    pub const ALL: [Kernel; 4] = [
+    pub const ALL: [Kernel; 5] = [
         Kernel::Avx512Vnni,
         Kernel::AvxVnni,
         Kernel::Avx2,
+        Kernel::NeonDot,
         Kernel::Portable,
     ];
 
@@ -80,6 +86,8 @@ impl Kernel {
                 std::arch::is_x86_feature_detected!("avx2")
                     && std::arch::is_x86_feature_detected!("fma")
             }
+            #[cfg(target_arch = "aarch64")]
+            Kernel::NeonDot => std::arch::is_aarch64_feature_detected!("dotprod"),
             #[allow(unreachable_patterns)]
             _ => false,
         }
@@ -98,6 +106,7 @@ impl Kernel {
             Kernel::Avx512Vnni => "avx512-vnni",
             Kernel::AvxVnni => "avx-vnni",
             Kernel::Avx2 => "avx2",
+            Kernel::NeonDot => "neon-dotprod",
             Kernel::Portable => "portable",
         }
     }
@@ -191,6 +200,11 @@ impl Linear {
             Kernel::Avx2 if kernel.is_available() => {
                 // SAFETY: as above, for AVX2 and FMA.
                 unsafe { avx2::apply(self, x, y) }
+            }
+            #[cfg(target_arch = "aarch64")]
+            Kernel::NeonDot if kernel.is_available() => {
+                // SAFETY: as above, for the dot-product instructions (NEON is always there).
+                unsafe { neon::apply(self, x, y) }
             }
             _ => portable(self, x, y),
         }
@@ -322,7 +336,7 @@ fn portable(w: &Linear, x: &Quantized, y: &mut [f32]) {
 }
 
 /// Checks, once per call, what the unchecked loads of a SIMD kernel rely on.
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 fn check_shapes(w: &Linear, x: &Quantized, y: &[f32]) {
     let blocks = w.blocks();
     assert!(
@@ -342,7 +356,7 @@ fn check_shapes(w: &Linear, x: &Quantized, y: &[f32]) {
 /// Raw views of a product's operands, with the index arithmetic of the layout. Every
 /// offset the kernels compute is within the lengths [`check_shapes`] asserted, for
 /// `panel < rows / 16`, `token < tokens`, `block < cols / 32` and `group < 8`.
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 struct Operands {
     weights: *const u8,
     scales: *const f32,
@@ -356,7 +370,7 @@ struct Operands {
     blocks: usize,
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 impl Operands {
     fn new(w: &Linear, x: &Quantized, y: &mut [f32]) -> Operands {
         check_shapes(w, x, y);
@@ -603,6 +617,97 @@ mod avx2 {
     }
 }
 
+/// 128-bit Arm kernel: a panel is four vectors of 4 rows; tiles of 1 panel × 3 tokens, 12
+/// i32 and 12 f32 accumulators, with the panel's 4 weight vectors and a token's activations
+/// (29 of NEON's 32 registers).
+#[cfg(target_arch = "aarch64")]
+#[allow(clippy::needless_range_loop)]
+mod neon {
+    use super::{Linear, Operands, Quantized, GROUPS, PANEL};
+    use std::arch::aarch64::*;
+    use std::arch::asm;
+
+    const TOKENS: usize = 3;
+    /// Vectors of 4 rows in a panel.
+    const QUARTERS: usize = PANEL / 4;
+
+    /// # Safety
+    /// The CPU must have the dot-product instructions.
+    #[target_feature(enable = "neon,dotprod")]
+    pub(super) unsafe fn apply(w: &Linear, x: &Quantized, y: &mut [f32]) {
+        let o = Operands::new(w, x, y);
+        for p in 0..w.rows / PANEL {
+            let mut t = 0;
+            while t < x.tokens {
+                let nt = (x.tokens - t).min(TOKENS);
+                match nt {
+                    3 => tile::<3>(&o, p, t),
+                    2 => tile::<2>(&o, p, t),
+                    _ => tile::<1>(&o, p, t),
+                }
+                t += nt;
+            }
+        }
+    }
+
+    /// Four products of signed bytes summed into each i32 lane, added to `acc`: `sdot`,
+    /// whose intrinsic is not stable yet.
+    #[inline(always)]
+    unsafe fn dot(acc: int32x4_t, w: int8x16_t, x: int8x16_t) -> int32x4_t {
+        let mut acc = acc;
+        asm!(
+            "sdot {acc:v}.4s, {w:v}.16b, {x:v}.16b",
+            acc = inout(vreg) acc,
+            w = in(vreg) w,
+            x = in(vreg) x,
+            options(pure, nomem, nostack, preserves_flags),
+        );
+        acc
+    }
+
+    /// One panel for tokens `t..t + T`.
+    #[target_feature(enable = "neon,dotprod")]
+    unsafe fn tile<const T: usize>(o: &Operands, p: usize, t: usize) {
+        let mut acc = [[vdupq_n_f32(0.0); T]; QUARTERS];
+        for b in 0..o.blocks {
+            let mut sums = [[vdupq_n_s32(0); T]; QUARTERS];
+            for j in 0..T {
+                let start = vdupq_n_s32(o.offset(t + j, b));
+                for s in sums.iter_mut() {
+                    s[j] = start;
+                }
+            }
+            for g in 0..GROUPS {
+                let at = o.weights(p, b, g);
+                let mut wv = [vdupq_n_s8(0); QUARTERS];
+                for (q, v) in wv.iter_mut().enumerate() {
+                    *v = vreinterpretq_s8_u8(vld1q_u8(at.add(q * 16)));
+                }
+                for j in 0..T {
+                    let xv = vreinterpretq_s8_s32(vdupq_n_s32(o.activations(t + j, b, g)));
+                    for q in 0..QUARTERS {
+                        sums[q][j] = dot(sums[q][j], wv[q], xv);
+                    }
+                }
+            }
+            let ws = o.scales(p, b);
+            for q in 0..QUARTERS {
+                let ws = vld1q_f32(ws.add(q * 4));
+                for j in 0..T {
+                    let scale = vmulq_n_f32(ws, o.x_scale(t + j, b));
+                    acc[q][j] = vfmaq_f32(acc[q][j], vcvtq_f32_s32(sums[q][j]), scale);
+                }
+            }
+        }
+        for q in 0..QUARTERS {
+            let bias = vld1q_f32(o.bias.add(p * PANEL + q * 4));
+            for j in 0..T {
+                vst1q_f32(o.out(t + j, p).add(q * 4), vaddq_f32(acc[q][j], bias));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -681,6 +786,10 @@ mod tests {
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
             assert_ne!(Kernel::best(), Kernel::Portable);
+        }
+        #[cfg(target_arch = "aarch64")]
+        if std::arch::is_aarch64_feature_detected!("dotprod") {
+            assert_eq!(Kernel::best(), Kernel::NeonDot);
         }
     }
 
