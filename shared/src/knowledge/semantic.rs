@@ -4,7 +4,7 @@
 //! questions that are new, and, where a file is given, kept across restarts.
 
 use crate::{Error, Result};
-use helpdesk_embed::{model_file, Model, NoModel, Role, DIM};
+use helpdesk_embed::{model_file, Kernel, Model, NoModel, Role, DIM};
 use std::collections::HashMap;
 use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -57,8 +57,9 @@ pub fn start() -> Result<Ranking> {
 pub fn describe(ranking: Ranking) -> String {
     match (ranking, model_file()) {
         (Ranking::Semantic, Ok(path)) => format!(
-            "knowledge ranking: semantic (sentence encoder {}), with lexical features",
-            path.display()
+            "knowledge ranking: semantic (sentence encoder {}, {} kernel), with lexical features",
+            path.display(),
+            encoder().map_or(Kernel::Portable, Model::kernel).name()
         ),
         (_, Err(NoModel::Off)) => format!("knowledge ranking: lexical only ({})", NoModel::Off),
         (_, Err(why)) => format!(
@@ -300,5 +301,35 @@ impl Vectors {
     /// that a search embedded no article question.
     pub fn kept(&self) -> usize {
         self.known.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The line a process logs at start-up says which ranking runs, and with the model, which
+    /// kernel its matrix products run on (on arm64 Lambda: whether it is the `sdot` one).
+    #[test]
+    fn the_start_up_line_names_the_ranking_and_the_kernel() {
+        let ranking = start().expect("a model file that is named loads");
+        let line = describe(ranking);
+        match encoder() {
+            Some(model) => {
+                assert_eq!(ranking, Ranking::Semantic);
+                assert!(line.starts_with("knowledge ranking: semantic ("), "{line}");
+                let kernel = format!(", {} kernel), ", model.kernel().name());
+                assert!(line.contains(&kernel), "{line}");
+                assert_eq!(model.kernel(), Kernel::best());
+            }
+            None => {
+                assert_eq!(ranking, Ranking::Lexical);
+                assert!(
+                    line.starts_with("knowledge ranking: lexical only"),
+                    "{line}"
+                );
+                helpdesk_embed::say_skipped("the semantic start-up line, which names the kernel");
+            }
+        }
     }
 }
