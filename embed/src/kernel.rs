@@ -353,6 +353,27 @@ fn check_shapes(w: &Linear, x: &Quantized, y: &[f32]) {
     );
 }
 
+/// Runs `tile(panel, first token, tokens)` over a product's tiles of one panel × at most
+/// `most` tokens, panel by panel, so that a panel's weights stay in the nearest caches while
+/// every token passes through them.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[inline(always)]
+fn panel_tiles(
+    panels: usize,
+    tokens: usize,
+    most: usize,
+    mut tile: impl FnMut(usize, usize, usize),
+) {
+    for p in 0..panels {
+        let mut t = 0;
+        while t < tokens {
+            let n = (tokens - t).min(most);
+            tile(p, t, n);
+            t += n;
+        }
+    }
+}
+
 /// Raw views of a product's operands, with the index arithmetic of the layout. Every
 /// offset the kernels compute is within the lengths [`check_shapes`] asserted, for
 /// `panel < rows / 16`, `token < tokens`, `block < cols / 32` and `group < 8`.
@@ -508,7 +529,7 @@ mod avx512 {
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::needless_range_loop)]
 mod avx2 {
-    use super::{Linear, Operands, Quantized, GROUPS, PANEL};
+    use super::{panel_tiles, Linear, Operands, Quantized, GROUPS, PANEL};
     use std::arch::x86_64::*;
 
     const TOKENS: usize = 3;
@@ -518,18 +539,11 @@ mod avx2 {
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn apply(w: &Linear, x: &Quantized, y: &mut [f32]) {
         let o = Operands::new(w, x, y);
-        for p in 0..w.rows / PANEL {
-            let mut t = 0;
-            while t < x.tokens {
-                let nt = (x.tokens - t).min(TOKENS);
-                match nt {
-                    3 => tile::<3>(&o, p, t),
-                    2 => tile::<2>(&o, p, t),
-                    _ => tile::<1>(&o, p, t),
-                }
-                t += nt;
-            }
-        }
+        panel_tiles(w.rows / PANEL, x.tokens, TOKENS, |p, t, nt| match nt {
+            3 => tile::<3>(&o, p, t),
+            2 => tile::<2>(&o, p, t),
+            _ => tile::<1>(&o, p, t),
+        });
     }
 
     /// Unsigned bytes × signed bytes, four products summed into each i32 lane, added to
@@ -551,18 +565,11 @@ mod avx2 {
     #[target_feature(enable = "avx2,fma,avxvnni")]
     pub(super) unsafe fn apply_vnni(w: &Linear, x: &Quantized, y: &mut [f32]) {
         let o = Operands::new(w, x, y);
-        for p in 0..w.rows / PANEL {
-            let mut t = 0;
-            while t < x.tokens {
-                let nt = (x.tokens - t).min(TOKENS);
-                match nt {
-                    3 => tile_vnni::<3>(&o, p, t),
-                    2 => tile_vnni::<2>(&o, p, t),
-                    _ => tile_vnni::<1>(&o, p, t),
-                }
-                t += nt;
-            }
-        }
+        panel_tiles(w.rows / PANEL, x.tokens, TOKENS, |p, t, nt| match nt {
+            3 => tile_vnni::<3>(&o, p, t),
+            2 => tile_vnni::<2>(&o, p, t),
+            _ => tile_vnni::<1>(&o, p, t),
+        });
     }
 
     #[cfg(embed_avx512)]
@@ -623,7 +630,7 @@ mod avx2 {
 #[cfg(target_arch = "aarch64")]
 #[allow(clippy::needless_range_loop)]
 mod neon {
-    use super::{Linear, Operands, Quantized, GROUPS, PANEL};
+    use super::{panel_tiles, Linear, Operands, Quantized, GROUPS, PANEL};
     use std::arch::aarch64::*;
     use std::arch::asm;
 
@@ -636,18 +643,11 @@ mod neon {
     #[target_feature(enable = "neon,dotprod")]
     pub(super) unsafe fn apply(w: &Linear, x: &Quantized, y: &mut [f32]) {
         let o = Operands::new(w, x, y);
-        for p in 0..w.rows / PANEL {
-            let mut t = 0;
-            while t < x.tokens {
-                let nt = (x.tokens - t).min(TOKENS);
-                match nt {
-                    3 => tile::<3>(&o, p, t),
-                    2 => tile::<2>(&o, p, t),
-                    _ => tile::<1>(&o, p, t),
-                }
-                t += nt;
-            }
-        }
+        panel_tiles(w.rows / PANEL, x.tokens, TOKENS, |p, t, nt| match nt {
+            3 => tile::<3>(&o, p, t),
+            2 => tile::<2>(&o, p, t),
+            _ => tile::<1>(&o, p, t),
+        });
     }
 
     /// Four products of signed bytes summed into each i32 lane, added to `acc`: `sdot`,
