@@ -420,12 +420,19 @@ impl Operands {
         self.scales.add((panel * self.blocks + block) * PANEL)
     }
     /// A token's 4 activations of a block's group, as one i32.
+    #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     unsafe fn activations(&self, token: usize, block: usize, group: usize) -> i32 {
         self.values
             .add(token * self.cols + block * BLOCK + group * GROUP)
             .cast::<i32>()
             .read_unaligned()
+    }
+    /// A token's 32 activations of a block.
+    #[cfg(target_arch = "aarch64")]
+    #[inline(always)]
+    unsafe fn block_activations(&self, token: usize, block: usize) -> *const i8 {
+        self.values.add(token * self.cols + block * BLOCK)
     }
     #[inline(always)]
     unsafe fn x_scale(&self, token: usize, block: usize) -> f32 {
@@ -625,8 +632,9 @@ mod avx2 {
 }
 
 /// 128-bit Arm kernel: a panel is four vectors of 4 rows; tiles of 1 panel × 3 tokens, 12
-/// i32 and 12 f32 accumulators, with the panel's 4 weight vectors and a token's activations
-/// (29 of NEON's 32 registers).
+/// i32 and 12 f32 accumulators, with the tokens' activations for 4 groups (one vector a
+/// token, a group's 4 activations a lane, which `sdot` by element reads) and one weight
+/// vector (28 of NEON's 32 registers).
 #[cfg(target_arch = "aarch64")]
 #[allow(clippy::needless_range_loop)]
 mod neon {
@@ -650,19 +658,41 @@ mod neon {
         });
     }
 
-    /// Four products of signed bytes summed into each i32 lane, added to `acc`: `sdot`,
-    /// whose intrinsic is not stable yet.
+    /// Four products of signed bytes summed into each i32 lane of `acc`: `w`'s 4 bytes of
+    /// that lane times `x`'s 4 bytes of lane `L` (`sdot` by element, whose intrinsic is not
+    /// stable yet).
     #[inline(always)]
-    unsafe fn dot(acc: int32x4_t, w: int8x16_t, x: int8x16_t) -> int32x4_t {
+    unsafe fn dot<const L: i32>(acc: int32x4_t, w: int8x16_t, x: int8x16_t) -> int32x4_t {
         let mut acc = acc;
         asm!(
-            "sdot {acc:v}.4s, {w:v}.16b, {x:v}.16b",
+            "sdot {acc:v}.4s, {w:v}.16b, {x:v}.4b[{lane}]",
             acc = inout(vreg) acc,
             w = in(vreg) w,
             x = in(vreg) x,
+            lane = const L,
             options(pure, nomem, nostack, preserves_flags),
         );
         acc
+    }
+
+    /// Group `g` of block `b` for every token of the tile, whose activations for the group
+    /// are lane `L` of `xv`.
+    #[inline(always)]
+    unsafe fn group<const L: i32, const T: usize>(
+        o: &Operands,
+        p: usize,
+        b: usize,
+        g: usize,
+        xv: &[int8x16_t; T],
+        sums: &mut [[int32x4_t; T]; QUARTERS],
+    ) {
+        let at = o.weights(p, b, g);
+        for (q, sums) in sums.iter_mut().enumerate() {
+            let wv = vreinterpretq_s8_u8(vld1q_u8(at.add(q * 16)));
+            for j in 0..T {
+                sums[j] = dot::<L>(sums[j], wv, xv[j]);
+            }
+        }
     }
 
     /// One panel for tokens `t..t + T`.
@@ -677,18 +707,18 @@ mod neon {
                     s[j] = start;
                 }
             }
-            for g in 0..GROUPS {
-                let at = o.weights(p, b, g);
-                let mut wv = [vdupq_n_s8(0); QUARTERS];
-                for (q, v) in wv.iter_mut().enumerate() {
-                    *v = vreinterpretq_s8_u8(vld1q_u8(at.add(q * 16)));
+            // Each half of the block: 16 activations a token, one vector, whose four lanes
+            // are the four groups' activations.
+            for half in 0..GROUPS / 4 {
+                let mut xv = [vdupq_n_s8(0); T];
+                for (j, v) in xv.iter_mut().enumerate() {
+                    *v = vld1q_s8(o.block_activations(t + j, b).add(half * 16));
                 }
-                for j in 0..T {
-                    let xv = vreinterpretq_s8_s32(vdupq_n_s32(o.activations(t + j, b, g)));
-                    for q in 0..QUARTERS {
-                        sums[q][j] = dot(sums[q][j], wv[q], xv);
-                    }
-                }
+                let g = half * 4;
+                group::<0, T>(o, p, b, g, &xv, &mut sums);
+                group::<1, T>(o, p, b, g + 1, &xv, &mut sums);
+                group::<2, T>(o, p, b, g + 2, &xv, &mut sums);
+                group::<3, T>(o, p, b, g + 3, &xv, &mut sums);
             }
             let ws = o.scales(p, b);
             for q in 0..QUARTERS {
