@@ -4,7 +4,7 @@
 //! questions that are new, and, where a file is given, kept across restarts.
 
 use crate::{Error, Result};
-use helpdesk_embed::{model_file, Kernel, Model, NoModel, Role, DIM};
+use helpdesk_embed::{model_file, Model, NoModel, Role, DIM};
 use std::collections::HashMap;
 use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -59,7 +59,7 @@ pub fn describe(ranking: Ranking) -> String {
         (Ranking::Semantic, Ok(path)) => format!(
             "knowledge ranking: semantic (sentence encoder {}, {} kernel), with lexical features",
             path.display(),
-            encoder().map_or(Kernel::Portable, Model::kernel).name()
+            encoder().map_or("no", |model| model.kernel().name())
         ),
         (_, Err(NoModel::Off)) => format!("knowledge ranking: lexical only ({})", NoModel::Off),
         (_, Err(why)) => format!(
@@ -307,6 +307,7 @@ impl Vectors {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use helpdesk_embed::Kernel;
 
     /// The line a process logs at start-up says which ranking runs, and with the model, which
     /// kernel its matrix products run on (on arm64 Lambda: whether it is the `sdot` one).
