@@ -6,7 +6,7 @@
 use anyhow::{anyhow, bail, Context, Result};
 use helpdesk_core::adapters::TantivyIndex;
 use helpdesk_core::knowledge::semantic::{self, Vectors};
-use helpdesk_core::knowledge::{parse_articles, Decision};
+use helpdesk_core::knowledge::{parse_articles, Decision, LeaveOneOut};
 use helpdesk_core::ports::KnowledgeIndex;
 use serde::Serialize;
 use std::collections::HashSet;
@@ -95,6 +95,7 @@ pub async fn run(kb: &Path, queries: &Path, json: bool, threshold: f64) -> Resul
         .map_err(|e| anyhow!("{}: {}", kb.display(), e.message))?;
     let build = started.elapsed();
     let model_bytes = index.model_bytes();
+    let vote = index.neighbour_vote();
 
     let mut outcomes = Vec::with_capacity(rows.len());
     for row in &rows {
@@ -121,6 +122,9 @@ pub async fn run(kb: &Path, queries: &Path, json: bool, threshold: f64) -> Resul
         println!("{}", serde_json::to_string(&report)?);
     } else {
         print_report(&report, articles.len(), build, model_bytes, threshold);
+        if let Some(vote) = vote {
+            print_vote(vote);
+        }
     }
     Ok(())
 }
@@ -205,6 +209,23 @@ fn print_report(r: &Report, articles: usize, build: Duration, model: usize, thre
     println!(
         "search latency        p50 {:.3} ms, p99 {:.3} ms",
         r.latency_ms.p50, r.latency_ms.p99
+    );
+}
+
+/// Whether the nearest questions vote in the order, and why: how often the knowledge base's
+/// own questions, each left out, are put in their article by the vote and by the means.
+fn print_vote((check, weight): (LeaveOneOut, f64)) {
+    let verdict = if weight > 0.0 {
+        format!("on, weight {weight:.2}")
+    } else {
+        "off".to_string()
+    };
+    println!(
+        "nearest-question vote {verdict} (of {} questions each left out, {:.1}% put in their \
+         article by their nearest, {:.1}% by the articles' means)",
+        check.checked,
+        check.by_neighbours * 100.0,
+        check.by_mean * 100.0
     );
 }
 

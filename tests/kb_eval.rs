@@ -233,6 +233,49 @@ fn the_table_names_each_measure() {
     }
 }
 
+/// With the model, the table says whether the nearest questions vote in the order, and the
+/// leave-one-out check behind it: on the sample knowledge base, with a handful of questions
+/// an article, they do not (the articles' means place its questions better).
+#[test]
+fn the_table_says_whether_the_nearest_questions_vote() {
+    if !model_present() {
+        helpdesk_embed::say_skipped("the nearest-question vote's line (it needs the model)");
+        return;
+    }
+    let out = eval_with(
+        &repo("infra/sample-kb.json"),
+        &repo("tests/fixtures/sample-queries-en.csv"),
+        false,
+        None,
+    );
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("nearest-question vote "))
+        .unwrap_or_else(|| panic!("no vote line in {text}"));
+    assert!(line.starts_with("nearest-question vote off (of "), "{line}");
+    let percent = |after: &str| -> f64 {
+        let at = line
+            .find(after)
+            .unwrap_or_else(|| panic!("{after} in {line}"));
+        let start = line[..at].rfind(", ").map_or(0, |i| i + 2);
+        line[start..at].trim_end_matches('%').parse().unwrap()
+    };
+    let (nearest, means) = (
+        percent("% put in their article by their nearest"),
+        percent("% by the articles' means"),
+    );
+    assert!(means > nearest, "{line}");
+    // Off without the model: no line.
+    let out = eval(
+        &repo("infra/sample-kb.json"),
+        &repo("tests/fixtures/sample-queries-en.csv"),
+        false,
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("nearest-question vote"));
+}
+
 #[test]
 fn a_malformed_queries_file_is_refused_naming_its_line() {
     let dir = std::env::temp_dir().join(format!("helpdesk-eval-{}", std::process::id()));

@@ -15,6 +15,7 @@ pub mod classifier;
 pub mod encoder;
 mod format;
 pub mod kernel;
+pub mod neighbours;
 pub mod tokenizer;
 
 use std::path::{Path, PathBuf};

@@ -11,6 +11,7 @@ use crate::knowledge::{
 use crate::ports::KnowledgeIndex;
 use crate::{Error, Result};
 use async_trait::async_trait;
+use helpdesk_embed::neighbours::LeaveOneOut;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
@@ -148,6 +149,11 @@ impl TantivyIndex {
     /// Which ranking this index's searches run.
     pub fn ranking(&self) -> Ranking {
         self.read().ranker.ranking()
+    }
+
+    /// Whether the nearest questions vote in the order (see [`Ranker::neighbour_vote`]).
+    pub fn neighbour_vote(&self) -> Option<(LeaveOneOut, f64)> {
+        self.read().ranker.neighbour_vote()
     }
 
     fn ranker(&self, articles: &HashMap<String, Article>) -> Ranker {
