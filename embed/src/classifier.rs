@@ -47,15 +47,7 @@ impl Classifier {
         classes: usize,
         max_work: u64,
     ) -> Option<Classifier> {
-        let dim = examples.first()?.0.len();
-        if classes < 2
-            || dim == 0
-            || examples
-                .iter()
-                .any(|(v, c)| v.len() != dim || *c >= classes)
-        {
-            return None;
-        }
+        let dim = examples_dim(examples, classes)?;
         let per_pass = (examples.len() * dim * classes) as u64;
         let affordable = (max_work / per_pass.max(1)) as usize;
         let epochs = DENSE_EPOCHS
@@ -122,6 +114,15 @@ impl Classifier {
     pub fn memory_bytes(&self) -> usize {
         (self.weights.len() + self.bias.len()) * 4
     }
+}
+
+/// The length of the examples' vectors, when they make something to learn from: at least
+/// two classes, every vector of one non-zero length, and every class in `0..classes`.
+pub(crate) fn examples_dim(examples: &[(&[f32], usize)], classes: usize) -> Option<usize> {
+    let dim = examples.first()?.0.len();
+    let fit =
+        classes >= 2 && dim > 0 && examples.iter().all(|(v, c)| v.len() == dim && *c < classes);
+    fit.then_some(dim)
 }
 
 /// Probabilities from scores, in place.

@@ -10,6 +10,7 @@
 //! measured on it ([`LeaveOneOut::measure`]), not assumed. Here, like the classifier, because
 //! it is arithmetic in tight loops, built optimised even in a debug build.
 
+use crate::classifier::examples_dim;
 use crate::dot;
 
 /// How many of the nearest questions vote.
@@ -113,15 +114,7 @@ impl LeaveOneOut {
         max_work: u64,
     ) -> Option<LeaveOneOut> {
         let n = examples.len();
-        let dim = examples.first()?.0.len();
-        if classes < 2
-            || dim == 0
-            || examples
-                .iter()
-                .any(|(v, c)| v.len() != dim || *c >= classes)
-        {
-            return None;
-        }
+        let dim = examples_dim(examples, classes)?;
         let affordable = (max_work / (n * dim) as u64) as usize;
         let checked = CHECKED.min(affordable).min(n);
         if checked < MIN_CHECKED {
