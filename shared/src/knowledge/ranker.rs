@@ -176,7 +176,8 @@ const SEMANTIC_ORDER_MODEL_WEIGHT: f64 = 0.75;
 /// With the learned softmax in the order, the cosines to the articles' means count this much
 /// of their weight there (the confidence keeps all of it): the softmax tells fine-grained
 /// articles apart better, and the means held it back (BANKING77 10-shot accuracy@1 0.810 →
-/// 0.824 at 0.3, MASSIVE within 0.1 point either way; see docs/benchmarks.md).
+/// 0.824 at 0.3, MASSIVE within half a point, Chinese questions against English articles
+/// 0.9 lower; see docs/benchmarks.md).
 const ORDER_MEAN_SHARE: f64 = 0.3;
 /// How many of the likeliest articles join the candidates with the encoder.
 const SEMANTIC_PROPOSED: usize = 10;
@@ -197,9 +198,9 @@ const CONFIDENCE_PARAPHRASE_RISE: f64 = 0.12;
 /// Under this many articles the median is no baseline; this cosine stands in for it.
 const BASELINE_MIN_ARTICLES: usize = 8;
 const BASELINE_COSINE: f64 = 0.80;
-/// The vote of the query's nearest questions ([`helpdesk_embed::neighbours::VOTERS`] of them, each
-/// weighing `exp((cosine - highest) / NEIGHBOUR_TEMPERATURE)` for its article) joins the
-/// order with at most this weight (a geometric share, as the learned softmax does; an
+/// The vote of the query's nearest questions ([`helpdesk_embed::neighbours::VOTERS`] of
+/// them, each weighing `exp((cosine - highest) / NEIGHBOUR_TEMPERATURE)` for its article)
+/// joins the order with at most this weight (a geometric share, as the learned softmax does; an
 /// article without a vote keeps [`NEIGHBOUR_FLOOR`] of it). It does when, with each question
 /// of the knowledge base left out in turn, the vote puts it in its own article more often
 /// than the mean of that article's other questions: by 0.02 (no weight) to 0.06 (the whole
