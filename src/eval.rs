@@ -216,7 +216,7 @@ fn print_report(r: &Report, articles: usize, build: Duration, model: usize, thre
 /// own questions, each left out, are put in their article by the vote and by the means.
 fn print_vote((check, weight): (LeaveOneOut, f64)) {
     let verdict = if weight > 0.0 {
-        format!("on, weight {weight:.2}")
+        format!("on, weight {weight:.3}")
     } else {
         "off".to_string()
     };

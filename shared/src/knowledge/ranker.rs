@@ -203,16 +203,17 @@ const BASELINE_COSINE: f64 = 0.80;
 /// joins the order with at most this weight (a geometric share, as the learned softmax does; an
 /// article without a vote keeps [`NEIGHBOUR_FLOOR`] of it). It does when, with each question
 /// of the knowledge base left out in turn, the vote puts it in its own article more often
-/// than the mean of that article's other questions: by 0.02 (no weight) to 0.06 (the whole
-/// weight). That holds for BANKING77 with its 100 questions a topic (the vote by 0.08 to
-/// 0.11: accuracy@1 0.923 → 0.935), and for none of the other sets: CLINC150's 100 a topic
+/// than the mean of that article's other questions: by 0.02 (no weight) to 0.05 (the whole
+/// weight). That holds for BANKING77 with its 100 questions a topic (the vote by 0.06 to
+/// 0.12, as the questions checked vary: accuracy@1 0.923 → 0.935), and for none of the
+/// other sets: CLINC150's 100 a topic
 /// are told apart as well by their means, and MASSIVE's and BANKING77 10-shot's handful
 /// better by them (a vote there costs MASSIVE 2 to 10 points). See docs/benchmarks.md.
 const NEIGHBOUR_SHARE: f64 = 0.5;
 const NEIGHBOUR_TEMPERATURE: f32 = 0.01;
 const NEIGHBOUR_FLOOR: f64 = 1e-4;
 const NEIGHBOURS_NO_BETTER: f64 = 0.02;
-const NEIGHBOURS_BETTER: f64 = 0.06;
+const NEIGHBOURS_BETTER: f64 = 0.05;
 
 /// The weight of the nearest questions' vote in the order, from a leave-one-out check of
 /// the knowledge base's questions.
@@ -1096,12 +1097,14 @@ mod tests {
         }
     }
 
-    /// The vote joins the order's logits with its weight, and only the order: each
+    /// The order's odds between two articles are the means' at [`ORDER_MEAN_SHARE`] of their
+    /// weight, the words' and the learned softmax's; the confidence's, the means' and the
+    /// words'. The vote joins the order's logits with its weight, and only the order: each
     /// article's odds in the order change by its share of the vote to that power, and the
     /// confidence does not change. Set by hand here: these articles are too few for the
     /// leave-one-out check, which leaves the vote out.
     #[test]
-    fn the_nearest_questions_vote_moves_the_order_by_their_share_and_not_the_confidence() {
+    fn the_order_and_the_confidence_are_the_mixes_they_say_and_the_vote_moves_only_the_order() {
         let kb = vec![
             article(
                 "delivery",
@@ -1148,6 +1151,25 @@ mod tests {
                 .map_or(NEIGHBOUR_FLOOR, |(_, v)| f64::from(*v).max(NEIGHBOUR_FLOOR))
         };
         let (delivery, tracking) = (plain.classes["delivery"], plain.classes["tracking"]);
+        // Without the vote, the order's odds are those of the means at their share, the
+        // words and the learned softmax; the confidence's, those of the means and words.
+        let query_vector = semantic.vectors.query(query);
+        let means = semantic.centroid_similarities(&query_vector);
+        let words = plain.model.probabilities(query);
+        let learned = semantic
+            .classifier
+            .as_ref()
+            .expect("a few questions train the learned softmax")
+            .log_probabilities(&query_vector);
+        let apart = |x: &[f64]| x[tracking] - x[delivery];
+        let by_mean = apart(&means) * (1.0 - LEXICAL_SHARE) / SEMANTIC_TEMPERATURE;
+        let by_words =
+            LEXICAL_SHARE * (f64::from(words[tracking]) / f64::from(words[delivery])).ln();
+        let by_learned = f64::from(learned[tracking] - learned[delivery]);
+        let log_odds = |p: &[f32]| (f64::from(p[tracking]) / f64::from(p[delivery])).ln();
+        let want = ORDER_MEAN_SHARE * by_mean + by_words + by_learned;
+        assert!((log_odds(&before.order) - want).abs() < 1e-3, "{want}");
+        assert!((log_odds(&before.confidence) - (by_mean + by_words)).abs() < 1e-3);
         assert!(vote(tracking) > vote(delivery), "{votes:?}");
         let odds = |order: &[f32]| f64::from(order[tracking]) / f64::from(order[delivery]);
         let want = odds(&before.order) * (vote(tracking) / vote(delivery)).powf(share);
@@ -1176,7 +1198,7 @@ mod tests {
         // BANKING77 full: the nearest by 0.08 or more. The whole weight.
         assert_eq!(check(0.90, 0.81), NEIGHBOUR_SHARE);
         // Between, in proportion.
-        assert!((check(0.84, 0.80) - NEIGHBOUR_SHARE / 2.0).abs() < 1e-9);
+        assert!((check(0.835, 0.80) - NEIGHBOUR_SHARE / 2.0).abs() < 1e-9);
         // Not measured (too few questions, or too many for the budget): no vote.
         assert_eq!(neighbour_share(None), 0.0);
     }
