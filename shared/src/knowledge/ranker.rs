@@ -141,11 +141,10 @@ struct Semantic {
     /// A softmax learned from the question vectors, for the order of the hits; `None` when
     /// the knowledge base is too large to train one within its budget.
     classifier: Option<Arc<Classifier>>,
-    /// How much the vote of the query's nearest questions counts in the order: 0 unless,
-    /// on this knowledge base's own questions, the nearest ones know the article better
-    /// than the means do (see [`neighbour_share`]).
-    neighbour_share: f64,
-    /// That check; `None` when the knowledge base was too small or too large for it.
+    /// Whether the query's nearest questions know the article better than the means do, on
+    /// this knowledge base's own questions: how much their vote counts in the order (see
+    /// [`neighbour_share`]). `None` when the knowledge base was too small or too large for
+    /// the check.
     neighbour_check: Option<LeaveOneOut>,
 }
 
@@ -154,7 +153,7 @@ impl std::fmt::Debug for Semantic {
         f.debug_struct("Semantic")
             .field("articles", &self.by_class.len())
             .field("classifier", &self.classifier.is_some())
-            .field("neighbour_share", &self.neighbour_share)
+            .field("neighbour_check", &self.neighbour_check)
             .finish()
     }
 }
@@ -270,7 +269,6 @@ impl Semantic {
             by_class,
             centroids,
             classifier,
-            neighbour_share: neighbour_share(neighbour_check),
             neighbour_check,
         }
     }
@@ -526,7 +524,8 @@ impl Ranker {
             .map(|(s, p)| by_mean(*s) + by_words(*p))
             .collect();
         let confidence = softmax(&logits);
-        let order = if semantic.classifier.is_none() && semantic.neighbour_share == 0.0 {
+        let vote_share = neighbour_share(semantic.neighbour_check);
+        let order = if semantic.classifier.is_none() && vote_share == 0.0 {
             confidence.clone()
         } else {
             let mut logits = logits;
@@ -541,13 +540,13 @@ impl Ranker {
                     })
                     .collect();
             }
-            if semantic.neighbour_share > 0.0 {
+            if vote_share > 0.0 {
                 let mut votes = vec![NEIGHBOUR_FLOOR; logits.len()];
                 for (class, share) in nearest.votes(NEIGHBOUR_TEMPERATURE) {
                     votes[class] = f64::from(share).max(NEIGHBOUR_FLOOR);
                 }
                 for (l, v) in logits.iter_mut().zip(&votes) {
-                    *l += semantic.neighbour_share * v.ln();
+                    *l += vote_share * v.ln();
                 }
             }
             softmax(&logits)
@@ -614,7 +613,8 @@ impl Ranker {
     /// check of the knowledge base's questions, and the vote's weight it gave (0 for none).
     pub fn neighbour_vote(&self) -> Option<(LeaveOneOut, f64)> {
         let semantic = self.semantic.as_ref()?;
-        Some((semantic.neighbour_check?, semantic.neighbour_share))
+        let check = semantic.neighbour_check?;
+        Some((check, neighbour_share(Some(check))))
     }
 
     /// Memory held by the model, for the benchmark.
@@ -1134,10 +1134,15 @@ mod tests {
         };
         assert_eq!(plain.neighbour_vote(), None, "too few questions to check");
         let mut voting = plain.clone();
-        let share = 0.5;
+        // A check that gives the vote its whole weight.
+        let share = NEIGHBOUR_SHARE;
         voting.last = Arc::default();
         if let Some(semantic) = voting.semantic.as_mut() {
-            semantic.neighbour_share = share;
+            semantic.neighbour_check = Some(LeaveOneOut {
+                by_mean: 0.80,
+                by_neighbours: 0.90,
+                checked: 300,
+            });
         }
         let query = "I want to track the card you sent me";
         let (before, after) = (plain.score(query), voting.score(query));
