@@ -194,15 +194,42 @@ impl Model {
 
     /// The L2-normalised embedding of one text, on the calling thread.
     pub fn embed(&self, text: &str, role: Role) -> Vec<f32> {
-        let ids = self.token_ids(text, role);
-        self.encoder.embed_ids(&ids)
+        self.embed_start(text, role, usize::MAX)
+    }
+
+    /// The embedding of the start of `text`: its first `tokens` token ids, the prefix's
+    /// among them. The rest is not read, so however long the text, it costs what `tokens`
+    /// tokens do (a text over the encoder's 512 positions is otherwise embedded window by
+    /// window).
+    pub fn embed_start(&self, text: &str, role: Role, tokens: usize) -> Vec<f32> {
+        self.encoder.embed_ids(&self.first_ids(text, role, tokens))
     }
 
     /// The embeddings of many texts, in order, on up to `threads` threads. Texts go through
     /// the encoder in groups, so each weight matrix is read once per group, not per text.
     pub fn embed_batch(&self, texts: &[&str], role: Role, threads: usize) -> Vec<Vec<f32>> {
-        let ids: Vec<Vec<u32>> = texts.iter().map(|t| self.token_ids(t, role)).collect();
+        self.embed_batch_start(texts, role, threads, usize::MAX)
+    }
+
+    /// [`Self::embed_batch`] of the texts' starts, as [`Self::embed_start`] reads them.
+    pub fn embed_batch_start(
+        &self,
+        texts: &[&str],
+        role: Role,
+        threads: usize,
+        tokens: usize,
+    ) -> Vec<Vec<f32>> {
+        let ids: Vec<Vec<u32>> = texts
+            .iter()
+            .map(|t| self.first_ids(t, role, tokens))
+            .collect();
         self.encoder.embed_many(&ids, threads.max(1))
+    }
+
+    fn first_ids(&self, text: &str, role: Role, tokens: usize) -> Vec<u32> {
+        let mut ids = self.token_ids(text, role);
+        ids.truncate(tokens);
+        ids
     }
 }
 

@@ -140,6 +140,27 @@ fn a_batch_on_two_threads_gives_the_single_text_vectors() {
 }
 
 #[test]
+fn the_start_of_a_text_is_all_that_is_read_when_it_is_cut() {
+    let Some(model) = model("embedding the start of a long text") else {
+        return;
+    };
+    let start = "我忘记密码了，怎么重置？";
+    let long = format!("{start}{}", "请问".repeat(2_000));
+    let ids = model.token_ids(&long, Role::Query).len();
+    assert!(ids > 1_000, "{ids} tokens");
+    let cut = model.embed_start(&long, Role::Query, 64);
+    // What comes after the first 64 tokens is not read...
+    let longer = model.embed_start(&format!("{long}, and more in English"), Role::Query, 64);
+    assert_eq!(cut, longer);
+    // ...and a batch cuts the same way.
+    let batch = model.embed_batch_start(&[&long, start], Role::Query, 2, 64);
+    assert!(cosine(&batch[0], &cut) > 0.9999);
+    // A text shorter than the cut is embedded whole.
+    assert!(cosine(&batch[1], &model.embed(start, Role::Query)) > 0.9999);
+    assert!(cosine(&cut, &model.embed(&long, Role::Query)) < 0.999);
+}
+
+#[test]
 fn the_model_matches_meaning_across_chinese_and_english() {
     let Some(model) = model("meaning across Chinese and English") else {
         return;
