@@ -170,11 +170,25 @@ pub fn parse_articles(text: &str) -> Result<Vec<Article>> {
             })
             .collect::<Result<_>>()?
     };
+    let mut first_at = std::collections::HashMap::with_capacity(articles.len());
     for (n, a) in articles.iter().enumerate() {
         a.validate().map_err(|e| Error {
             message: format!("article {}: {}", n + 1, e.message),
             ..e
         })?;
+        // Two articles with one id would be one, the second replacing the first: the file
+        // has a mistake, and nothing of it is taken.
+        if let Some(first) = first_at.insert(a.id.as_str(), n) {
+            return Err(Error::unprocessable(
+                "invalid_article",
+                format!(
+                    "article {}: its id {:?} is article {}'s too; ids are unique",
+                    n + 1,
+                    a.id,
+                    first + 1
+                ),
+            ));
+        }
     }
     Ok(articles)
 }
@@ -253,9 +267,10 @@ mod tests {
     #[test]
     fn reads_arrays_and_json_lines() {
         let one = r#"{"id":"a","title":"T","questions":["q"],"answer":"A"}"#;
+        let two = r#"{"id":"b","title":"T","questions":["q"],"answer":"A"}"#;
         assert_eq!(parse_articles(&format!("[{one}]")).unwrap().len(), 1);
         assert_eq!(
-            parse_articles(&format!("{one}\n\n{one}\n")).unwrap().len(),
+            parse_articles(&format!("{one}\n\n{two}\n")).unwrap().len(),
             2
         );
         let err = parse_articles(&format!("{one}\n{{bad")).unwrap_err();
@@ -285,6 +300,24 @@ mod tests {
             "{}",
             err.message
         );
+    }
+
+    #[test]
+    fn an_import_with_one_id_twice_is_refused_and_names_both() {
+        let first = r#"{"id":"wifi","title":"Wi-Fi","questions":["密码是多少"],"answer":"A"}"#;
+        let other = r#"{"id":"b","title":"T","questions":["q"],"answer":"A"}"#;
+        let again = r#"{"id":"wifi","title":"Wi-Fi","questions":["q"],"answer":"dup"}"#;
+        for text in [
+            format!("[{first},{other},{again}]"),
+            format!("{first}\n{other}\n{again}\n"),
+        ] {
+            let err = parse_articles(&text).unwrap_err();
+            assert_eq!((err.kind.status(), err.code), (422, "invalid_article"));
+            assert_eq!(
+                err.message,
+                "article 3: its id \"wifi\" is article 1's too; ids are unique"
+            );
+        }
     }
 
     #[test]
