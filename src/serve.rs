@@ -9,7 +9,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use helpdesk_core::adapters::{run_worker, SqliteStore, TantivyIndex, WorkerConfig, CHANGE_FEED};
 use helpdesk_core::assignment;
-use helpdesk_core::http::{not_found, MAX_BODY_BYTES};
+use helpdesk_core::http::{answering_misses, MAX_BODY_BYTES};
 use helpdesk_core::jobs::decode;
 use helpdesk_core::knowledge::parse_articles;
 use helpdesk_core::ports::AgentStore;
@@ -234,18 +234,19 @@ pub async fn run(addr: SocketAddr, data_dir: PathBuf) -> Result<()> {
         workers.push(spawn_clock(&store, &rules, config.sla_check, &stopped));
     }
 
-    let app = Router::new()
-        .route(
-            "/healthz",
-            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
-        )
-        .merge(intake::router(intake))
-        .merge(tickets::router(tickets))
-        .merge(survey::router(survey))
-        .merge(helpdesk_web::console(&config.console))
-        .merge(helpdesk_web::widget())
-        .fallback(not_found)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+    let app = answering_misses(
+        Router::new()
+            .route(
+                "/healthz",
+                get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+            )
+            .merge(intake::router(intake))
+            .merge(tickets::router(tickets))
+            .merge(survey::router(survey))
+            .merge(helpdesk_web::console(&config.console))
+            .merge(helpdesk_web::widget()),
+    )
+    .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
     println!("helpdesk listening on http://{local}");
     tracing::info!(%local, data_dir = %config.data_dir.display(), "serving");
     // The peer's address is what the webchat's per-address limit counts by.

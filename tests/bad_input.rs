@@ -125,6 +125,35 @@ async fn bad_input_is_refused_clearly_and_loses_nothing() {
         error_code(server.get("/no/such/route", ADMIN).await, 404).await,
         "not_found"
     );
+    // A route asked with a method it does not take: 405 in the error form, with `Allow`.
+    for (method, path, allowed) in [
+        (reqwest::Method::DELETE, "/tickets/no-such-ticket", "PATCH"),
+        (reqwest::Method::PUT, "/webchat/messages", "POST"),
+        (
+            reqwest::Method::GET,
+            "/tickets/no-such-ticket/escalate",
+            "POST",
+        ),
+    ] {
+        let r = http
+            .request(method.clone(), server.url(path))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap();
+        let allow = r
+            .headers()
+            .get("allow")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        assert!(allow.contains(allowed), "{method} {path}: Allow {allow:?}");
+        assert_eq!(
+            error_code(r, 405).await,
+            "method_not_allowed",
+            "{method} {path}"
+        );
+    }
     let r = http
         .get(server.url("/surveys/not-a-token"))
         .send()

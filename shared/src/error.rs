@@ -10,6 +10,8 @@ pub enum ErrorKind {
     Unauthorized,
     Forbidden,
     NotFound,
+    /// The route exists, but not for this method.
+    MethodNotAllowed,
     Conflict,
     PreconditionRequired,
     TooLarge,
@@ -30,6 +32,7 @@ impl ErrorKind {
             ErrorKind::Unauthorized => 401,
             ErrorKind::Forbidden => 403,
             ErrorKind::NotFound => 404,
+            ErrorKind::MethodNotAllowed => 405,
             ErrorKind::Conflict => 409,
             ErrorKind::PreconditionRequired => 428,
             ErrorKind::TooLarge => 413,

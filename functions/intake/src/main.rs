@@ -29,6 +29,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         telegram: channels.telegram,
         survey_signer: survey_secret.map(SurveySigner::new),
     });
-    let app = intake::router(deps).merge(helpdesk_web::widget());
+    let app =
+        helpdesk_core::http::answering_misses(intake::router(deps).merge(helpdesk_web::widget()));
     lambda_http::run(app).await
 }

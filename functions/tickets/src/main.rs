@@ -67,10 +67,11 @@ async fn main() -> Result<(), lambda_http::Error> {
     // The console's pages are public; they sign in (Cognito's hosted UI with PKCE) before
     // they call the agent routes, which the JWT authorizer guards.
     let console = helpdesk_web::ConsoleConfig::from_vars(|k| std::env::var(k).ok())?;
-    let app = tickets::router(tickets)
-        .layer(axum::middleware::map_request(agent_from_authorizer))
-        .merge(survey_page::router(survey))
-        .merge(helpdesk_web::console(&console))
-        .fallback(helpdesk_core::http::not_found);
+    let app = helpdesk_core::http::answering_misses(
+        tickets::router(tickets)
+            .layer(axum::middleware::map_request(agent_from_authorizer))
+            .merge(survey_page::router(survey))
+            .merge(helpdesk_web::console(&console)),
+    );
     lambda_http::run(app).await
 }

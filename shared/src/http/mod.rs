@@ -6,6 +6,7 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Router;
 use serde::de::DeserializeOwned;
 
 /// The largest request body any route takes. Larger ones answer 413.
@@ -36,6 +37,23 @@ impl IntoResponse for Error {
 /// The error for a route that does not exist.
 pub async fn not_found() -> Error {
     Error::new(ErrorKind::NotFound, "not_found", "no such route")
+}
+
+/// The error for a route that exists, asked with a method it does not take (axum keeps its
+/// `Allow` header).
+pub async fn method_not_allowed() -> Error {
+    Error::new(
+        ErrorKind::MethodNotAllowed,
+        "method_not_allowed",
+        "this route does not take this method; see the Allow header",
+    )
+}
+
+/// `app` with the API's error form for what no route answers: 404 for an unknown path, 405
+/// for a known path asked with another method. Called on the whole app, after every merge.
+pub fn answering_misses<S: Clone + Send + Sync + 'static>(app: Router<S>) -> Router<S> {
+    app.method_not_allowed_fallback(method_not_allowed)
+        .fallback(not_found)
 }
 
 /// A JSON body, read whole (within [`MAX_BODY_BYTES`]) and parsed with serde.
