@@ -170,7 +170,16 @@ impl TantivyIndex {
             .register(TOKENIZER, TextAnalyzer::from(DeskTokenizer));
         let writer = index
             .writer_with_num_threads(1, WRITER_HEAP_BYTES)
-            .map_err(ix_err)?;
+            .map_err(|e| match e {
+                // Another process writes this index: `kb import` beside a running server.
+                tantivy::TantivyError::LockFailure(..) => Error::unavailable(
+                    "index_in_use",
+                    "the knowledge index is in use by another process, such as a running \
+                     `helpdesk serve`: stop it first, or change articles through \
+                     PUT /kb/articles/{id} while it runs",
+                ),
+                e => ix_err(e),
+            })?;
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
@@ -380,6 +389,24 @@ mod tests {
             tags: vec![],
             answers: Default::default(),
         }
+    }
+
+    #[test]
+    fn an_index_another_writer_holds_says_so() {
+        let dir = std::env::temp_dir().join(format!("helpdesk-ix-{}", crate::domain::new_id()));
+        let first = TantivyIndex::open(&dir).unwrap();
+        let Err(second) = TantivyIndex::open(&dir) else {
+            panic!("two writers of one index");
+        };
+        assert_eq!((second.kind.status(), second.code), (503, "index_in_use"));
+        assert!(
+            second.message.contains("helpdesk serve"),
+            "{}",
+            second.message
+        );
+        drop(first);
+        assert!(TantivyIndex::open(&dir).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]
