@@ -157,7 +157,7 @@
     class: "log", role: "log", "aria-live": "polite", "aria-label": t.conversation, tabindex: "0"
   });
   var input = el("textarea", {
-    "aria-label": t.input, placeholder: t.placeholder, rows: "1", maxlength: "4000", enterkeyhint: "send"
+    "aria-label": t.input, placeholder: t.placeholder, rows: "1", maxlength: "4096", enterkeyhint: "send"
   });
   var sendButton = el("button", { type: "submit", class: "send", text: t.send });
   var form = el("form", { class: "form", onsubmit: function (e) { e.preventDefault(); submit(); } }, [input, sendButton]);
