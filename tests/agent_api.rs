@@ -169,6 +169,47 @@ async fn a_survey_form_post_records_the_rating() {
     assert!(r.text().await.unwrap().contains("Thank you"));
     let (view, _) = server.ticket(&id).await;
     assert_eq!(view["ticket"]["survey"]["rating"], 4);
+
+    // A browser that sends the form again, or follows a forged link, reads a page, not JSON;
+    // the first answer stands.
+    let r = server
+        .http
+        .post(link)
+        .form(&[("rating", "1")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(r.text().await.unwrap().contains("already answered"));
+    let forged = format!("{}x", link.trim_end());
+    for r in [
+        server.http.get(&forged).send().await.unwrap(),
+        server
+            .http
+            .post(&forged)
+            .form(&[("rating", "5")])
+            .send()
+            .await
+            .unwrap(),
+    ] {
+        assert_eq!(r.status(), 404);
+        assert!(r.text().await.unwrap().contains("Survey not found"));
+    }
+    // A program asking for JSON still gets the API's error form.
+    let r = server
+        .http
+        .post(link)
+        .json(&json!({"rating": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(r, 409).await, "already_answered");
+    let (view, _) = server.ticket(&id).await;
+    assert_eq!(view["ticket"]["survey"]["rating"], 4);
 }
 
 #[tokio::test]

@@ -125,13 +125,50 @@ fn page(title: &str, body: &str) -> Html<String> {
     ))
 }
 
+/// A refusal as the page a person reads: a browser following the link or sending the form
+/// gets a page in both languages with the status, not the API's JSON.
+fn refusal_page(e: Error) -> Response {
+    let status = axum::http::StatusCode::from_u16(e.kind.status())
+        .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+    let body = match (e.kind, e.code) {
+        (ErrorKind::Conflict, "already_answered") => {
+            "<h1>Thank you · 谢谢</h1><p>This survey was already answered; the first answer \
+             counts. · 您已经评价过了，以第一次的评价为准。</p>"
+                .to_string()
+        }
+        (ErrorKind::NotFound, _) => "<h1>Survey not found · 找不到该调查</h1><p>This survey \
+             link is not valid or has expired. · 该链接无效或已过期。</p>"
+            .to_string(),
+        (ErrorKind::Internal | ErrorKind::Unavailable, _) => {
+            tracing::error!(code = e.code, error = %e.message, "survey page failed");
+            "<h1>Please try again · 请稍后再试</h1><p>Something went wrong on our side. · \
+             我们这边出了问题。</p>"
+                .to_string()
+        }
+        _ => format!(
+            "<h1>Your answer was not taken · 未能提交</h1><p>{}</p>",
+            escape(&e.message)
+        ),
+    };
+    (status, page("Survey", &body)).into_response()
+}
+
 async fn show(
     State(deps): State<Arc<Deps>>,
     Path(token): Path<String>,
     headers: HeaderMap,
-) -> Result<Response> {
-    let ticket = ticket_for(&deps, &token).await?;
-    if wants_json(&headers) {
+) -> Response {
+    let json = wants_json(&headers);
+    match show_survey(&deps, &token, json).await {
+        Ok(r) => r,
+        Err(e) if json => e.into_response(),
+        Err(e) => refusal_page(e),
+    }
+}
+
+async fn show_survey(deps: &Deps, token: &str, json: bool) -> Result<Response> {
+    let ticket = ticket_for(deps, token).await?;
+    if json {
         return Ok(Json(view(&ticket)).into_response());
     }
     let v = view(&ticket);
@@ -170,13 +207,21 @@ async fn answer(
     State(deps): State<Arc<Deps>>,
     Path(token): Path<String>,
     req: Request,
-) -> Result<Response> {
+) -> Response {
     let is_form = req
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
-    let ticket = ticket_for(&deps, &token).await?;
+    match take_answer(&deps, &token, req, is_form).await {
+        Ok(r) => r,
+        Err(e) if is_form => refusal_page(e),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn take_answer(deps: &Deps, token: &str, req: Request, is_form: bool) -> Result<Response> {
+    let ticket = ticket_for(deps, token).await?;
     let bytes = body_bytes(req, &()).await?;
     let (rating, comment) = if is_form {
         let form: FormAnswer = serde_urlencoded::from_bytes(&bytes).map_err(|e| {
