@@ -1,5 +1,6 @@
 //! The public webchat routes under abuse, against the real program: a flood of sessions
-//! from one address, a flood of messages in one session, and sessions left idle.
+//! from one address, a flood of messages in one session (and the retries and refused posts
+//! that must not count in it), and sessions left idle.
 
 mod common;
 
@@ -199,5 +200,92 @@ async fn a_page_view_makes_no_customer_until_the_visitor_writes() {
     assert_eq!(
         server.tickets_of(&visitor.customer_id).await.len(),
         tickets_before + 1
+    );
+}
+
+/// Waits, if the minute is about to turn, until the next one starts: the limits count in
+/// fixed windows of a Unix minute, and a test that must meet the limit within one window
+/// needs the whole of it.
+async fn start_of_a_fresh_minute() {
+    let into = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        % 60;
+    if into > 45 {
+        tokio::time::sleep(Duration::from_secs(61 - into)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_retry_of_a_taken_message_is_never_refused_and_only_new_messages_count() {
+    let dir = TempDir::new();
+    // The default limit, 20 messages a minute.
+    let server = Server::start(&dir.0, &[("WEBCHAT_MESSAGES_PER_MINUTE", "")]).await;
+    let visitor = server.visitor().await;
+    let (server, token) = (&server, visitor.token.as_str());
+    let post = move |client_message_id: &str, text: &str| {
+        server.post(
+            "/webchat/messages",
+            token,
+            json!({"text": text, "client_message_id": client_message_id}),
+        )
+    };
+    let accepted = |r: reqwest::Response| async move {
+        let status = r.status();
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(status, StatusCode::ACCEPTED, "{v}");
+        v["message_id"].as_str().unwrap().to_string()
+    };
+    start_of_a_fresh_minute().await;
+
+    // The widget sends c1, retries it (the answer was lost), then goes on with c2..c19.
+    let first = accepted(post("c1", "我的订单没有到").await).await;
+    assert_eq!(accepted(post("c1", "我的订单没有到").await).await, first);
+    for i in 2..=19 {
+        accepted(post(&format!("c{i}"), &format!("消息 {i}")).await).await;
+    }
+    // A late retry of c1 is the message already taken, not a 21st request to refuse.
+    assert_eq!(accepted(post("c1", "我的订单没有到").await).await, first);
+
+    // Posts refused for what they hold store nothing and take none of the visitor's quota.
+    for _ in 0..5 {
+        assert_eq!(
+            error_code(post("blank", "  ").await, 422).await,
+            "empty_text"
+        );
+    }
+    let long = "长".repeat(helpdesk_core::text::MAX_TEXT_CHARS + 1);
+    assert_eq!(
+        error_code(post("long", &long).await, 413).await,
+        "text_too_long"
+    );
+
+    // So c20 is the 20th new message and is taken; c21 is one too many.
+    accepted(post("c20", "消息 20").await).await;
+    assert_rate_limited(post("c21", "消息 21").await).await;
+    // Past the limit, a retry of a taken message is still answered with its id.
+    assert_eq!(accepted(post("c1", "我的订单没有到").await).await, first);
+
+    // Twenty messages reached the conversation, each once.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let inbound = loop {
+        let inbound: Vec<Value> = visitor
+            .conversation()
+            .await
+            .into_iter()
+            .filter(|m| m["direction"] == "inbound")
+            .collect();
+        if inbound.len() >= 20 || Instant::now() > deadline {
+            break inbound;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let texts: Vec<&str> = inbound.iter().filter_map(|m| m["text"].as_str()).collect();
+    assert_eq!(inbound.len(), 20, "{texts:?}");
+    assert_eq!(
+        texts.iter().filter(|t| **t == "我的订单没有到").count(),
+        1,
+        "{texts:?}"
     );
 }

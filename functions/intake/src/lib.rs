@@ -58,21 +58,43 @@ pub fn genuine_button(deps: &Deps, message: &InboundMessage) -> bool {
 
 /// Takes an inbound message once: the first delivery under `dedupe_key` is queued and its
 /// message id returned; a repeat returns the same id and queues nothing.
+pub async fn accept(
+    deps: &Deps,
+    dedupe_key: Option<&str>,
+    message: InboundMessage,
+) -> Result<String> {
+    if let Some(key) = dedupe_key {
+        if let Some(first) = taken_as(deps, key).await? {
+            return Ok(first);
+        }
+    }
+    accept_new(deps, dedupe_key, message).await
+}
+
+/// The message id the first delivery under `dedupe_key` was taken as, if one was: a repeat
+/// is answered with it and changes nothing.
+pub async fn taken_as(deps: &Deps, dedupe_key: &str) -> Result<Option<String>> {
+    let first = deps.store.claimed(dedupe_key).await?;
+    if let Some(first) = &first {
+        tracing::info!(key = dedupe_key, message_id = %first, "duplicate delivery ignored");
+    }
+    Ok(first)
+}
+
+/// Queues a message that [`taken_as`] found no earlier delivery of, and records it under
+/// `dedupe_key`; for a caller that has a step between the two (webchat counts only new
+/// messages against its limit).
 ///
 /// The key is recorded only after the message is queued, and the message's id is derived
 /// from the key: a crash between the two leaves no record, so the provider's retry queues
 /// the message again, under the same id, and the router takes it once. Recording first
 /// would answer every retry "duplicate" for a message that was never queued.
-pub async fn accept(
+pub async fn accept_new(
     deps: &Deps,
     dedupe_key: Option<&str>,
     mut message: InboundMessage,
 ) -> Result<String> {
     if let Some(key) = dedupe_key {
-        if let Some(first) = deps.store.claimed(key).await? {
-            tracing::info!(key, message_id = %first, "duplicate delivery ignored");
-            return Ok(first);
-        }
         message.id = derived_id(key, "inbound");
     }
     jobs::send(deps.queue.as_ref(), &message).await?;

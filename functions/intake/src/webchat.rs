@@ -4,9 +4,9 @@
 //! ([`VisitorMessage`]), never the desk's internal fields.
 //!
 //! Anyone may call these routes, so each is bounded ([`WebchatLimits`]): sessions made per
-//! client address, messages per session, and a session ends after an idle time.
+//! client address, new messages per session, and a session ends after an idle time.
 
-use crate::{accept, Deps};
+use crate::{accept_new, taken_as, Deps};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
@@ -358,6 +358,17 @@ struct Accepted {
     message_id: String,
 }
 
+/// Takes a visitor's message. The order of the steps is what the limit counts:
+///
+/// - A post refused for what it holds (a blank or too long text, a too long
+///   `client_message_id`) is not counted: it costs one read (the session) and writes and
+///   queues nothing, like a post with an unknown token or a body that is not JSON, which
+///   the limit cannot count either. Counting it would add a write to each such post, not
+///   spare one; the edge throttle bounds a flood of them on AWS.
+/// - A repeat of a `client_message_id` already taken is answered with the first message's
+///   id and not counted: the widget retries what it could not confirm, and a retry of
+///   something accepted must never be refused.
+/// - Only a new message counts against the session's limit.
 async fn post_message(
     State(deps): State<Arc<Deps>>,
     Extension(limits): Extension<WebchatLimits>,
@@ -365,14 +376,6 @@ async fn post_message(
     ApiJson(body): ApiJson<NewMessage>,
 ) -> Result<(StatusCode, Json<Accepted>)> {
     let session = session(&deps, &headers, &limits).await?;
-    rate::check(
-        deps.store.as_ref(),
-        "messages in one chat session",
-        &session.id,
-        limits.messages_per_session,
-        domain::now().timestamp(),
-    )
-    .await?;
     text::check_text(&body.text)?;
     let dedupe_key = match body.client_message_id.as_deref().map(str::trim) {
         Some("") | None => None,
@@ -384,6 +387,19 @@ async fn post_message(
         }
         Some(id) => Some(format!("webchat:{}:{id}", session.id)),
     };
+    if let Some(key) = &dedupe_key {
+        if let Some(message_id) = taken_as(&deps, key).await? {
+            return Ok((StatusCode::ACCEPTED, Json(Accepted { message_id })));
+        }
+    }
+    rate::check(
+        deps.store.as_ref(),
+        "messages in one chat session",
+        &session.id,
+        limits.messages_per_session,
+        domain::now().timestamp(),
+    )
+    .await?;
     ensure_customer(&deps, &session).await?;
     let message = InboundMessage {
         customer_id: Some(session.customer_id.clone()),
@@ -395,7 +411,7 @@ async fn post_message(
             domain::now(),
         )
     };
-    let message_id = accept(&deps, dedupe_key.as_deref(), message).await?;
+    let message_id = accept_new(&deps, dedupe_key.as_deref(), message).await?;
     Ok((StatusCode::ACCEPTED, Json(Accepted { message_id })))
 }
 
