@@ -599,6 +599,59 @@ async fn a_notification_for_another_phone_number_stores_nothing() {
     assert!(sent.iter().all(|s| s.body["to"] == "972987654321"));
 }
 
+/// Receipts are about what the desk sent. The fixtures' customer message and receipt carry
+/// one id (`wamid.xyzxyz`): the receipt must leave the customer's message as it came.
+#[tokio::test]
+async fn a_receipt_never_lands_on_the_customers_message() {
+    let dir = TempDir::new();
+    let fake = FakeProvider::start().await;
+    let server = start(&dir, &fake, &[]).await;
+    let text = fixture("whatsapp/text_message.json");
+    let r = whatsapp(&server, &text, Some(sign(APP_SECRET, &text))).await;
+    assert_eq!(r.status(), 200);
+    fake.wait_for("/messages", 1).await;
+    let tickets = eventually(|| async {
+        let t = tickets_on(&server, "whatsapp").await;
+        (!t.is_empty()).then_some(t)
+    })
+    .await;
+    let ticket = tickets[0]["id"].as_str().unwrap().to_string();
+    // The customer's message and the desk's answer, sent.
+    wait_messages(&server, &ticket, |m| {
+        m.iter()
+            .any(|m| m["direction"] == "outbound" && m["status"] == "sent")
+    })
+    .await;
+
+    let receipt = fixture("whatsapp/status_sent.json");
+    let r = whatsapp(&server, &receipt, Some(sign(APP_SECRET, &receipt))).await;
+    assert_eq!(r.status(), 200);
+    whatsapp_signed(
+        &server,
+        &notification(
+            json!([]),
+            json!([{"id": "wamid.xyzxyz", "status": "failed",
+            "errors": [{"code": 131047, "title": "Re-engagement message"}]}]),
+        ),
+    )
+    .await;
+    let (v, _) = server.ticket(&ticket).await;
+    let messages = v["messages"].as_array().unwrap();
+    let customers = messages
+        .iter()
+        .find(|m| m["provider_message_id"] == "wamid.xyzxyz")
+        .unwrap();
+    assert_eq!(customers["direction"], "inbound");
+    assert!(customers["status"].is_null(), "{customers}");
+    assert!(customers["error"].is_null(), "{customers}");
+    // The desk's own answer is untouched by a receipt about another message.
+    let answer = messages
+        .iter()
+        .find(|m| m["direction"] == "outbound")
+        .unwrap();
+    assert_eq!(answer["status"], "sent", "{answer}");
+}
+
 #[tokio::test]
 async fn customers_words_never_reach_the_log() {
     let dir = TempDir::new();

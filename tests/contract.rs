@@ -188,6 +188,65 @@ async fn one_sender_claims_a_queued_message(w: Wiring) {
 }
 both!(one_sender_claims_a_queued_message);
 
+/// A provider's message id is looked up with the direction it must have: a receipt is about
+/// a message the desk sent, an edit about one the customer sent. Here both carry one id (as
+/// the WhatsApp fixtures' message and receipt do), the customer's stored first, and each
+/// lookup finds its own; the desk's got its id when it was sent, as dispatch records it.
+async fn a_provider_id_is_found_in_the_direction_asked_for(w: Wiring) {
+    let s = w.store.as_ref();
+    let customer = new_id();
+    let wamid = format!("wamid.{}", new_id());
+    let mut inbound = InboundMessage::text(
+        Channel::Whatsapp,
+        "972987654321".into(),
+        "我的订单没有到".into(),
+        now(),
+    );
+    inbound.provider_message_id = Some(wamid.clone());
+    let theirs = Message::inbound(&inbound, &customer);
+    s.append_message(&theirs).await.unwrap();
+    let ours = Message::outbound(
+        &customer,
+        Channel::Whatsapp,
+        MessageKind::Handoff,
+        "已为您转接人工客服".into(),
+        None,
+    );
+    s.append_message(&ours).await.unwrap();
+    let find = |channel, direction| s.message_by_provider_id(channel, direction, &wamid);
+    assert!(
+        find(Channel::Whatsapp, Direction::Outbound)
+            .await
+            .unwrap()
+            .is_none(),
+        "{}: not sent yet",
+        w.name
+    );
+    s.set_delivery(&ours.id, DeliveryStatus::Sent, Some(&wamid), None)
+        .await
+        .unwrap();
+    let found = |m: Option<Message>| m.map(|m| m.id);
+    assert_eq!(
+        found(find(Channel::Whatsapp, Direction::Outbound).await.unwrap()),
+        Some(ours.id.clone()),
+        "{}",
+        w.name
+    );
+    assert_eq!(
+        found(find(Channel::Whatsapp, Direction::Inbound).await.unwrap()),
+        Some(theirs.id.clone()),
+        "{}",
+        w.name
+    );
+    assert_eq!(
+        found(find(Channel::Telegram, Direction::Outbound).await.unwrap()),
+        None,
+        "{}: another channel's",
+        w.name
+    );
+}
+both!(a_provider_id_is_found_in_the_direction_asked_for);
+
 /// A merge the core planned, run in rounds of one step as if the process died after every
 /// step, on each adapter: everything of the customer that goes ends with the customer that
 /// stays (identities, 60 conversation entries, 3 active tickets through the ticket path, of

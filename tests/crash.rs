@@ -312,7 +312,7 @@ async fn sigkill_at_random_moments_loses_and_doubles_nothing() {
     }
     for wamid in accepted.whatsapp.keys() {
         let m = store
-            .message_by_provider_id(Channel::Whatsapp, wamid)
+            .message_by_provider_id(Channel::Whatsapp, Direction::Inbound, wamid)
             .await
             .unwrap()
             .unwrap_or_else(|| panic!("accepted WhatsApp message {wamid} is not stored"));

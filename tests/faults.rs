@@ -289,10 +289,11 @@ impl ConversationStore for FaultyStore {
     async fn message_by_provider_id(
         &self,
         channel: Channel,
+        direction: Direction,
         provider_message_id: &str,
     ) -> Result<Option<Message>> {
         self.inner
-            .message_by_provider_id(channel, provider_message_id)
+            .message_by_provider_id(channel, direction, provider_message_id)
             .await
     }
     async fn last_inbound_at(
@@ -888,7 +889,7 @@ async fn check(
     }
     for wamid in accepted.whatsapp.keys() {
         let m = store
-            .message_by_provider_id(Channel::Whatsapp, wamid)
+            .message_by_provider_id(Channel::Whatsapp, Direction::Inbound, wamid)
             .await
             .unwrap()
             .unwrap_or_else(|| panic!("accepted WhatsApp message {wamid} is not stored"));

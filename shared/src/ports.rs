@@ -2,8 +2,8 @@
 //! and one for the local program; handlers see only these.
 
 use crate::domain::{
-    AgentProfile, Channel, ChannelIdentity, Customer, DeliveryStatus, MergeKind, MergePlan,
-    Message, Ticket, TicketFilter,
+    AgentProfile, Channel, ChannelIdentity, Customer, DeliveryStatus, Direction, MergeKind,
+    MergePlan, Message, Ticket, TicketFilter,
 };
 use crate::knowledge::{Article, Hit};
 use crate::Result;
@@ -147,10 +147,13 @@ pub trait ConversationStore: Send + Sync {
     async fn append_message(&self, message: &Message) -> Result<bool>;
     async fn get_message(&self, id: &str) -> Result<Option<Message>>;
     /// The entry with this provider message id on `channel` (a WhatsApp `wamid`, a
-    /// Telegram `chat:message_id`): where receipts and edits are recorded.
+    /// Telegram `chat:message_id`) going in `direction`: where receipts (about what the
+    /// desk sent) and edits (of what the customer sent) are recorded. The caller names the
+    /// direction because a customer's message and the desk's may carry one id.
     async fn message_by_provider_id(
         &self,
         channel: Channel,
+        direction: Direction,
         provider_message_id: &str,
     ) -> Result<Option<Message>>;
     /// When the customer last wrote on `channel`: WhatsApp allows free-form replies only

@@ -449,7 +449,7 @@ async fn merging_customers_moves_everything_and_receipts_find_their_message() {
     let m = Message::inbound(&inbound, &tg.id);
     s.append_message(&m).await.unwrap();
     assert_eq!(
-        s.message_by_provider_id(Channel::Telegram, "42:7")
+        s.message_by_provider_id(Channel::Telegram, Direction::Inbound, "42:7")
             .await
             .unwrap()
             .unwrap()
@@ -457,7 +457,7 @@ async fn merging_customers_moves_everything_and_receipts_find_their_message() {
         m.id
     );
     assert!(s
-        .message_by_provider_id(Channel::Whatsapp, "42:7")
+        .message_by_provider_id(Channel::Whatsapp, Direction::Inbound, "42:7")
         .await
         .unwrap()
         .is_none());

@@ -13,7 +13,7 @@ use axum::routing::get;
 use axum::Router;
 use helpdesk_core::channels::WhatsappConfig;
 use helpdesk_core::domain::{
-    self, Attachment, ButtonPress, Channel, DeliveryStatus, InboundMessage, MessageKind,
+    self, Attachment, ButtonPress, Channel, DeliveryStatus, Direction, InboundMessage, MessageKind,
 };
 use helpdesk_core::http::{body_bytes, parse_json};
 use helpdesk_core::{Error, ErrorKind, Result};
@@ -116,8 +116,9 @@ async fn notify(State(deps): State<Arc<Deps>>, req: Request) -> Result<Response>
     Ok("ok".into_response())
 }
 
-/// Records a receipt on the message it is about. Receipts for messages the desk did not
-/// send (another tool on the same number) are ignored.
+/// Records a receipt on the message it is about, which is one the desk sent: a receipt is
+/// never applied to a customer's message, even one under the same id. Receipts for
+/// messages the desk did not send (another tool on the same number) are ignored.
 async fn record_status(
     deps: &Deps,
     provider_message_id: &str,
@@ -126,7 +127,7 @@ async fn record_status(
 ) -> Result<()> {
     let store = deps.store.as_ref();
     let Some(message) = store
-        .message_by_provider_id(Channel::Whatsapp, provider_message_id)
+        .message_by_provider_id(Channel::Whatsapp, Direction::Outbound, provider_message_id)
         .await?
     else {
         tracing::info!(provider_message_id, "receipt for a message we do not know");

@@ -3,7 +3,7 @@
 //! ticket, straight to an agent, or to auto-reply to try the knowledge base first.
 
 use helpdesk_core::domain::{
-    self, ChannelIdentity, Customer, InboundMessage, Message, MessageKind,
+    self, ChannelIdentity, Customer, Direction, InboundMessage, Message, MessageKind,
 };
 use helpdesk_core::flow;
 use helpdesk_core::flow::MergeProgress;
@@ -99,7 +99,7 @@ async fn handle_for(deps: &Deps, inbound: InboundMessage, customer: &Customer) -
     }
     if let Some(original) = &inbound.edit_of {
         let original = store
-            .message_by_provider_id(inbound.channel, original)
+            .message_by_provider_id(inbound.channel, Direction::Inbound, original)
             .await?
             .filter(|m| m.customer_id == customer.id);
         entry.edit_of = original.as_ref().map(|m| m.id.clone());

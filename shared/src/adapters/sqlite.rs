@@ -810,11 +810,6 @@ impl CustomerStore for SqliteStore {
 #[async_trait]
 impl ConversationStore for SqliteStore {
     async fn append_message(&self, m: &Message) -> Result<bool> {
-        let direction = match m.direction {
-            Direction::Inbound => "inbound",
-            Direction::Outbound => "outbound",
-            Direction::Internal => "internal",
-        };
         let n = self
             .conn()
             .execute(
@@ -824,7 +819,7 @@ impl ConversationStore for SqliteStore {
                     m.id,
                     m.customer_id,
                     m.channel.as_str(),
-                    direction,
+                    m.direction.as_str(),
                     m.ticket_id,
                     to_json(m)?
                 ],
@@ -847,14 +842,16 @@ impl ConversationStore for SqliteStore {
     async fn message_by_provider_id(
         &self,
         channel: Channel,
+        direction: Direction,
         provider_message_id: &str,
     ) -> Result<Option<Message>> {
         let mut found: Vec<Message> = Self::query_json(
             &self.conn(),
             "SELECT body FROM messages
-             WHERE channel = ?1 AND json_extract(body, '$.provider_message_id') = ?2
+             WHERE channel = ?1 AND direction = ?2
+               AND json_extract(body, '$.provider_message_id') = ?3
              ORDER BY seq LIMIT 1",
-            &[&channel.as_str(), &provider_message_id],
+            &[&channel.as_str(), &direction.as_str(), &provider_message_id],
         )?;
         Ok(found.pop())
     }
@@ -1218,7 +1215,7 @@ mod tests {
         assert!(s.get_customer(&b.id).await.unwrap().is_none());
         assert_eq!(s.resolve_customer(&wa, None, None).await.unwrap().id, a.id);
         let moved = s
-            .message_by_provider_id(Channel::Whatsapp, "wamid.1")
+            .message_by_provider_id(Channel::Whatsapp, Direction::Outbound, "wamid.1")
             .await
             .unwrap()
             .unwrap();

@@ -236,11 +236,6 @@ fn session_item(session: &WebchatSession) -> Result<Item> {
 }
 
 fn message_item(m: &Message) -> Result<Item> {
-    let direction = match m.direction {
-        Direction::Inbound => "inbound",
-        Direction::Outbound => "outbound",
-        Direction::Internal => "internal",
-    };
     let mut item: Item = HashMap::from([
         ("id".into(), s(&m.id)),
         ("sk".into(), s(message_sk(m))),
@@ -248,7 +243,7 @@ fn message_item(m: &Message) -> Result<Item> {
             "conversation".into(),
             s(format!("{}#{}", m.customer_id, m.channel.as_str())),
         ),
-        ("direction".into(), s(direction)),
+        ("direction".into(), s(m.direction.as_str())),
         ("body".into(), s(to_json(m)?)),
     ]);
     if let Some(t) = &m.ticket_id {
@@ -1163,9 +1158,12 @@ impl ConversationStore for DynamoStore {
     async fn message_by_provider_id(
         &self,
         channel: Channel,
+        direction: Direction,
         provider_message_id: &str,
     ) -> Result<Option<Message>> {
         let key = provider_key(channel, provider_message_id);
+        // No `Limit`: DynamoDB applies it before the filter, so a limit of 1 would take a
+        // request for each message under the id in the other direction.
         let req = self
             .query_eq(
                 &self.tables.messages,
@@ -1173,7 +1171,9 @@ impl ConversationStore for DynamoStore {
                 "provider_key",
                 &key,
             )
-            .limit(1);
+            .filter_expression("#direction = :direction")
+            .expression_attribute_names("#direction", "direction")
+            .expression_attribute_values(":direction", s(direction.as_str()));
         let items = self.query_all(req, 1).await?;
         items.first().map(body_of).transpose()
     }
