@@ -154,8 +154,11 @@ async fn bad_input_is_refused_clearly_and_loses_nothing() {
             "{method} {path}"
         );
     }
+    // The survey page answers a program asking for JSON in the error form, and a browser
+    // with a page (see agent_api's survey test).
     let r = http
         .get(server.url("/surveys/not-a-token"))
+        .header("accept", "application/json")
         .send()
         .await
         .unwrap();
