@@ -129,6 +129,7 @@ async fn bad_input_is_refused_clearly_and_loses_nothing() {
     for (method, path, allowed) in [
         (reqwest::Method::DELETE, "/tickets/no-such-ticket", "PATCH"),
         (reqwest::Method::PUT, "/webchat/messages", "POST"),
+        (reqwest::Method::DELETE, "/surveys/a-token", "POST"),
         (
             reqwest::Method::GET,
             "/tickets/no-such-ticket/escalate",
@@ -138,9 +139,13 @@ async fn bad_input_is_refused_clearly_and_loses_nothing() {
         let r = http
             .request(method.clone(), server.url(path))
             .bearer_auth(ADMIN)
+            .header("origin", "https://shop.example")
             .send()
             .await
             .unwrap();
+        // A visitors' route keeps its CORS headers, so the widget can read why.
+        let cors = r.headers().get("access-control-allow-origin").is_some();
+        assert_eq!(cors, !path.starts_with("/tickets"), "{method} {path}");
         let allow = r
             .headers()
             .get("allow")

@@ -39,21 +39,37 @@ pub async fn not_found() -> Error {
     Error::new(ErrorKind::NotFound, "not_found", "no such route")
 }
 
-/// The error for a route that exists, asked with a method it does not take (axum keeps its
-/// `Allow` header).
-pub async fn method_not_allowed() -> Error {
-    Error::new(
+/// `app` with the API's error form for what no route answers: 404 for an unknown path, and
+/// 405 for a known path asked with a method it does not take. axum answers the latter
+/// itself, after each route's own layers (a preflight for the visitors' routes is answered
+/// there), with an empty body and an `Allow` header; this gives it the error form and keeps
+/// its headers (`Allow`, and a visitors' route's CORS ones). Called on the whole app, after
+/// every merge.
+pub fn answering_misses<S: Clone + Send + Sync + 'static>(app: Router<S>) -> Router<S> {
+    app.fallback(not_found)
+        .layer(axum::middleware::map_response(method_not_allowed))
+}
+
+async fn method_not_allowed(response: Response) -> Response {
+    if response.status() != StatusCode::METHOD_NOT_ALLOWED
+        || response
+            .headers()
+            .contains_key(axum::http::header::CONTENT_TYPE)
+    {
+        return response;
+    }
+    let mut answer = Error::new(
         ErrorKind::MethodNotAllowed,
         "method_not_allowed",
         "this route does not take this method; see the Allow header",
     )
-}
-
-/// `app` with the API's error form for what no route answers: 404 for an unknown path, 405
-/// for a known path asked with another method. Called on the whole app, after every merge.
-pub fn answering_misses<S: Clone + Send + Sync + 'static>(app: Router<S>) -> Router<S> {
-    app.method_not_allowed_fallback(method_not_allowed)
-        .fallback(not_found)
+    .into_response();
+    for (name, value) in response.headers() {
+        if name != axum::http::header::CONTENT_LENGTH {
+            answer.headers_mut().insert(name, value.clone());
+        }
+    }
+    answer
 }
 
 /// A JSON body, read whole (within [`MAX_BODY_BYTES`]) and parsed with serde.
