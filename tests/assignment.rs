@@ -257,6 +257,55 @@ async fn capacity_holds_and_freed_capacity_takes_the_urgent_ticket_first() {
     assert_eq!(v["assignment"]["by"], "admin");
 }
 
+/// The admin token has no profile and takes nothing: it cannot make itself available, nor
+/// can a supervisor give it a profile, so with every agent away a hand-off waits instead of
+/// going to the administrator.
+#[tokio::test]
+async fn the_admin_token_takes_no_tickets() {
+    let dir = TempDir::new();
+    let s = start(&dir, "", &[]).await;
+    team(&s).await;
+
+    let r = s
+        .http
+        .patch(s.url("/me"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"available": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(r, 403).await, "admin_has_no_profile");
+    let r = s
+        .http
+        .put(s.url("/agents/admin"))
+        .bearer_auth(SUPERVISOR)
+        .json(&json!({"available": true, "capacity": 10}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(r, 403).await, "admin_has_no_profile");
+    let me: Value = s.get("/me", ADMIN).await.json().await.unwrap();
+    assert_eq!(
+        (&me["role"], &me["profile"]),
+        (&json!("admin"), &Value::Null)
+    );
+    let agents: Value = s.get("/agents", ADMIN).await.json().await.unwrap();
+    assert!(
+        agents["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["id"] != "admin"),
+        "{agents}"
+    );
+
+    for token in [ALICE, BOB, CAROL] {
+        set_available(&s, token, false).await;
+    }
+    let waiting = hand_off(&s, "Hello, can I talk to a real person?").await;
+    stays_unassigned(&s, &waiting).await;
+}
+
 #[tokio::test]
 async fn a_missed_first_response_escalates_and_notifies_once() {
     let dir = TempDir::new();

@@ -12,7 +12,7 @@ use helpdesk_core::assignment;
 use helpdesk_core::domain::agent::validate_agent_id;
 use helpdesk_core::domain::{AgentProfile, AgentSpec};
 use helpdesk_core::http::ApiJson;
-use helpdesk_core::Result;
+use helpdesk_core::{Error, ErrorKind, Result};
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -57,9 +57,24 @@ async fn put_agent(
     Ok(Json(profile))
 }
 
+/// Why an administrator gets no profile: a profile is what the assignment gives tickets
+/// to, and the admin token has none and takes nothing.
+pub(crate) fn no_profile_for_admin(id: &str) -> Error {
+    Error::new(
+        ErrorKind::Forbidden,
+        "admin_has_no_profile",
+        format!("{id} is the administrator: it has no agent profile and takes no tickets"),
+    )
+}
+
 /// Saves `spec` over the agent's profile (the default one when they have none), then
-/// gives them waiting tickets if they have room. Returns the profile as it now is.
+/// gives them waiting tickets if they have room. Returns the profile as it now is. An
+/// administrator the tokens name is refused (403): a saved profile would make them an
+/// assignee.
 pub(crate) async fn change(deps: &Deps, id: &str, spec: AgentSpec) -> Result<AgentProfile> {
+    if deps.agents.is_admin(id) {
+        return Err(no_profile_for_admin(id));
+    }
     let current = deps
         .store
         .get_agent(id)

@@ -198,6 +198,15 @@ impl Agents {
             .filter(|a| a.role != Role::Admin)
     }
 
+    /// Whether a token names `id` as an administrator (the admin token's `admin`). An
+    /// administrator takes no tickets, so no route may give them a profile. On AWS an
+    /// administrator is known only by the claims of their own requests.
+    pub fn is_admin(&self, id: &str) -> bool {
+        self.credentials
+            .iter()
+            .any(|c| c.agent.role == Role::Admin && c.agent.name == id)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.credentials.is_empty() && !self.trust_authorizer
     }
