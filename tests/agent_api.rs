@@ -341,8 +341,16 @@ async fn tickets_are_listed_newest_first_in_pages_and_filtered() {
     visitor.say("请问营业时间？").await;
     visitor.wait_for("auto_reply").await;
     assert!(server.tickets_of(&visitor.customer_id).await.is_empty());
-    let mut ids = Vec::new();
+    // A customer has one active ticket: each is resolved before the next is made.
+    let mut ids: Vec<String> = Vec::new();
     for (i, skill) in ["billing", "technical", "billing"].iter().enumerate() {
+        if let Some(last) = ids.last() {
+            let (_, version) = server.ticket(last).await;
+            let r = server
+                .patch(last, Some(version), json!({"status": "resolved"}))
+                .await;
+            assert_eq!(r.status(), 200);
+        }
         let r = server.post("/tickets", ALICE, json!({"customer_id": visitor.customer_id, "description": format!("问题 {i}"), "skill": skill, "priority": "high"})).await;
         assert_eq!(r.status(), 201);
         let t: Value = r.json().await.unwrap();
@@ -369,7 +377,7 @@ async fn tickets_are_listed_newest_first_in_pages_and_filtered() {
     assert!(p2.get("next_cursor").is_none());
     let billing: Value = server
         .get(
-            "/tickets?skill=billing&priority=high&channel=webchat&status=open",
+            "/tickets?skill=billing&priority=high&channel=webchat",
             ALICE,
         )
         .await
@@ -377,6 +385,17 @@ async fn tickets_are_listed_newest_first_in_pages_and_filtered() {
         .await
         .unwrap();
     assert_eq!(billing["tickets"].as_array().unwrap().len(), 2);
+    let open: Value = server
+        .get(
+            "/tickets?skill=billing&priority=high&channel=webchat&status=open",
+            ALICE,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(open["tickets"].as_array().unwrap().len(), 1);
+    assert_eq!(open["tickets"][0]["id"], ids[2].as_str());
     let unknown = server
         .post(
             "/tickets",
@@ -840,7 +859,12 @@ async fn one_idempotency_key_makes_one_reply_and_one_ticket() {
         .await;
     assert_eq!(r.status(), 202);
 
-    // A ticket made by hand, sent twice under one key, is one ticket.
+    // Its ticket resolved, a ticket made by hand, sent twice under one key, is one ticket.
+    let (_, version) = server.ticket(&id).await;
+    let r = server
+        .patch(&id, Some(version), json!({"status": "resolved"}))
+        .await;
+    assert_eq!(r.status(), 200);
     let make = || {
         server
             .http
@@ -866,6 +890,90 @@ async fn one_idempotency_key_makes_one_reply_and_one_ticket() {
         .await
         .unwrap();
     assert_eq!(error_code(bad, 400).await, "invalid_idempotency_key");
+}
+
+/// A visitor's hand-off opened a ticket; an agent who then makes one by hand for the same
+/// customer is told which ticket they have (409), and the visitor's next message joins the
+/// ticket being worked. Once it is closed, a ticket made by hand goes through, and a retry
+/// under its `Idempotency-Key` still answers with it.
+#[tokio::test]
+async fn a_customer_with_an_active_ticket_gets_no_second_one_by_hand() {
+    let dir = TempDir::new();
+    let server = Server::start(&dir.0, &[]).await;
+    let visitor = server.visitor().await;
+    let first = ticket_for(
+        &visitor,
+        "Why was I charged twice this month? I want to speak to a human",
+    )
+    .await;
+    let by_hand = json!({"customer_id": visitor.customer_id, "description": "manual follow-up"});
+    let r = server.post("/tickets", ALICE, by_hand.clone()).await;
+    assert_eq!(r.status(), 409);
+    let refused: Value = r.json().await.unwrap();
+    assert_eq!(
+        refused["error"]["code"], "active_ticket_exists",
+        "{refused}"
+    );
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&first),
+        "names the ticket to go to: {refused}"
+    );
+
+    let news = visitor.say("any news?").await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let (view, _) = server.ticket(&first).await;
+        if view["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["id"] == news.as_str())
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the follow-up did not join {first}: {view}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let tickets = server.tickets_of(&visitor.customer_id).await;
+    assert_eq!(
+        tickets.iter().map(|t| &t["id"]).collect::<Vec<_>>(),
+        vec![&json!(first)],
+        "one ticket"
+    );
+
+    let (_, version) = server.ticket(&first).await;
+    let r = server
+        .patch(&first, Some(version), json!({"status": "closed"}))
+        .await;
+    assert_eq!(r.status(), 200);
+    let make = || {
+        server
+            .http
+            .post(server.url("/tickets"))
+            .bearer_auth(ALICE)
+            .header("Idempotency-Key", "call-back-1")
+            .json(&by_hand)
+            .send()
+    };
+    let made = make().await.unwrap();
+    assert_eq!(made.status(), 201);
+    let made: Value = made.json().await.unwrap();
+    let again = make().await.unwrap();
+    assert_eq!(
+        again.status(),
+        201,
+        "a retry answers as the first request did"
+    );
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["id"], made["id"]);
+    let r = server.post("/tickets", ALICE, by_hand).await;
+    assert_eq!(error_code(r, 409).await, "active_ticket_exists");
 }
 
 /// Runs the requests at once, each on its own task.

@@ -7,6 +7,8 @@
 //! - Twenty agent replies with one `Idempotency-Key`: one message stored, every answer the
 //!   same 202 with its id, and every outbound job names that one message (dispatch sends a
 //!   message once, however often it is queued).
+//! - Twenty tickets made by hand for one customer at once: one 201, 19 × 409
+//!   `active_ticket_exists` naming it (a customer has one active ticket).
 
 mod aws_harness;
 mod common;
@@ -22,6 +24,7 @@ use std::sync::Arc;
 
 const PATCHES: usize = 50;
 const REPLIES: usize = 20;
+const CREATES: usize = 20;
 /// Lambda instances of the tickets function serving one test at once.
 const INSTANCES: usize = 5;
 
@@ -201,10 +204,69 @@ async fn twenty_replies_with_one_idempotency_key_queue_one_message_on_lambda_and
     stop(instances).await;
 }
 
-/// Five instances of the tickets function, and a ticket made by hand for a new customer.
-async fn ticket_on_lambda(stack: &Stack) -> (Vec<Arc<Runtime>>, String) {
+/// Twenty tickets made by hand for one customer, four to each of five instances of the
+/// tickets Lambda, all queued at once: the customer's marker, written in one transaction
+/// with the ticket, lets one through.
+#[tokio::test]
+async fn twenty_tickets_by_hand_for_one_customer_make_one_on_lambda_and_dynamodb() {
+    let stack = Stack::new().await;
+    let customer = customer_on_dynamodb(&stack).await;
+    let instances = tickets_instances(&stack).await;
+    let calls: Vec<_> = (0..CREATES)
+        .map(|i| {
+            let event = http_event(
+                "POST",
+                "/tickets",
+                &[],
+                Some(json!({"customer_id": customer, "description": format!("来电 {i}：退款没到账")})),
+                Some(("alice", "supervisor")),
+            );
+            let instance = instances[i % INSTANCES].clone();
+            tokio::spawn(
+                async move { http_answer(&instance.call(event).await.expect("an answer")) },
+            )
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for c in calls {
+        answers.push(c.await.unwrap());
+    }
+    let made: Vec<&Value> = answers
+        .iter()
+        .filter(|(status, _)| *status == 201)
+        .map(|(_, body)| body)
+        .collect();
+    assert_eq!(made.len(), 1, "{answers:?}");
+    let id = made[0]["id"].as_str().unwrap();
+    for (status, body) in answers.iter().filter(|(status, _)| *status != 201) {
+        assert_eq!(*status, 409, "{body}");
+        assert_eq!(body["error"]["code"], "active_ticket_exists", "{body}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(id),
+            "names the ticket: {body}"
+        );
+    }
+    let (status, list) = http_answer(
+        &instances[0]
+            .call(http_event(
+                "GET",
+                &format!("/tickets?customer_id={customer}"),
+                &[],
+                None,
+                Some(("alice", "supervisor")),
+            ))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["tickets"].as_array().unwrap().len(), 1, "{list}");
+    stop(instances).await;
+}
+
+/// A new customer, as a Telegram message makes one.
+async fn customer_on_dynamodb(stack: &Stack) -> String {
     let store = DynamoStore::new(&stack.config, stack.tables.clone());
-    let customer = store
+    store
         .resolve_customer(
             &ChannelIdentity {
                 channel: Channel::Telegram,
@@ -214,18 +276,29 @@ async fn ticket_on_lambda(stack: &Stack) -> (Vec<Arc<Runtime>>, String) {
             Some("zh"),
         )
         .await
-        .unwrap();
+        .unwrap()
+        .id
+}
+
+async fn tickets_instances(stack: &Stack) -> Vec<Arc<Runtime>> {
     let mut instances = Vec::new();
     for _ in 0..INSTANCES {
         instances.push(Arc::new(Runtime::start("tickets", &stack.env).await));
     }
+    instances
+}
+
+/// Five instances of the tickets function, and a ticket made by hand for a new customer.
+async fn ticket_on_lambda(stack: &Stack) -> (Vec<Arc<Runtime>>, String) {
+    let customer = customer_on_dynamodb(stack).await;
+    let instances = tickets_instances(stack).await;
     let (status, created) = http_answer(
         &instances[0]
             .call(http_event(
                 "POST",
                 "/tickets",
                 &[],
-                Some(json!({"customer_id": customer.id, "description": "退款一直没有到账"})),
+                Some(json!({"customer_id": customer, "description": "退款一直没有到账"})),
                 Some(("alice", "supervisor")),
             ))
             .await

@@ -114,9 +114,10 @@ async fn fifty_saves_of_one_version_make_one_winner(w: Wiring) {
 }
 both!(fifty_saves_of_one_version_make_one_winner);
 
-/// A customer's message opens at most one active ticket; agents may add more by hand; once
-/// the ticket is closed, the next message opens a new one.
-async fn a_customer_has_one_ticket_their_messages_opened(w: Wiring) {
+/// A customer has at most one active ticket, whether their message or an agent by hand
+/// opened it, and the refusal names the one they have; a retry of a create that succeeded is
+/// told the id is taken; once the ticket is closed, the next one may open.
+async fn a_customer_has_one_active_ticket(w: Wiring) {
     let s = w.store.as_ref();
     let customer = new_id();
     let mut first = ticket(&customer);
@@ -132,9 +133,16 @@ async fn a_customer_has_one_ticket_their_messages_opened(w: Wiring) {
         "{}: read at once, not after an index catches up",
         w.name
     );
-    s.create_ticket(&ticket(&customer))
-        .await
-        .expect("by hand, an agent may open another");
+    let err = s.create_ticket(&ticket(&customer)).await.unwrap_err();
+    assert_eq!(
+        (err.kind.status(), err.code),
+        (409, "active_ticket_exists"),
+        "{}: by hand too",
+        w.name
+    );
+    assert!(err.message.contains(&first.id), "{}: {err}", w.name);
+    let again = s.create_ticket(&first).await.unwrap_err();
+    assert_eq!(again.code, "already_exists", "{}", w.name);
     let mut closed = first.clone();
     closed
         .apply(
@@ -146,11 +154,53 @@ async fn a_customer_has_one_ticket_their_messages_opened(w: Wiring) {
         )
         .unwrap();
     s.update_ticket(&closed, first.version).await.unwrap();
+    let by_hand = ticket(&customer);
+    s.create_ticket(&by_hand).await.unwrap();
     let mut third = ticket(&customer);
     third.opened_by = Some(new_id());
-    s.create_ticket(&third).await.unwrap();
+    let err = s.create_ticket(&third).await.unwrap_err();
+    assert_eq!(
+        (
+            err.code,
+            s.active_ticket_for(&customer).await.unwrap().map(|t| t.id)
+        ),
+        ("active_ticket_exists", Some(by_hand.id.clone())),
+        "{}: a message meets the ticket made by hand",
+        w.name
+    );
 }
-both!(a_customer_has_one_ticket_their_messages_opened);
+both!(a_customer_has_one_active_ticket);
+
+/// Twenty tickets for one customer made at once, half by their messages and half by hand:
+/// one is stored, and each of the others is refused naming it.
+async fn racing_creates_leave_one_active_ticket(w: Wiring) {
+    let store: Arc<dyn Store> = w.store.clone();
+    let customer = new_id();
+    let tasks = (0..20)
+        .map(|i| {
+            let store = store.clone();
+            let mut t = ticket(&customer);
+            if i % 2 == 0 {
+                t.opened_by = Some(new_id());
+            }
+            tokio::spawn(async move { store.create_ticket(&t).await.map(|()| t.id) })
+        })
+        .collect();
+    let outcomes = join_all(tasks).await;
+    let made: Vec<&String> = outcomes.iter().filter_map(|o| o.as_ref().ok()).collect();
+    assert_eq!(made.len(), 1, "{}: {outcomes:?}", w.name);
+    for e in outcomes.iter().filter_map(|o| o.as_ref().err()) {
+        assert_eq!(e.code, "active_ticket_exists", "{}: {e}", w.name);
+        assert!(e.message.contains(made[0].as_str()), "{}: {e}", w.name);
+    }
+    let active = TicketFilter {
+        customer_id: Some(customer.clone()),
+        active: true,
+        ..Default::default()
+    };
+    assert_eq!(store.count_tickets(&active).await.unwrap(), 1, "{}", w.name);
+}
+both!(racing_creates_leave_one_active_ticket);
 
 async fn one_sender_claims_a_queued_message(w: Wiring) {
     let s = w.store.as_ref();
@@ -276,10 +326,27 @@ async fn a_merge_cut_after_every_step_resumes_and_a_repeat_changes_nothing(w: Wi
         m.provider_message_id = Some(format!("wamid.{}.{i}", from.id));
         s.append_message(&m).await.unwrap();
     }
+    // Three active tickets, as a desk from before every active ticket counted left them:
+    // the store refuses a second at create, so two are made resolved and then reopened.
     let mut tickets = Vec::new();
-    for _ in 0..3 {
-        let t = ticket(&from.id);
-        s.create_ticket(&t).await.unwrap();
+    for i in 0..3 {
+        let mut t = ticket(&from.id);
+        if i > 0 {
+            t.status = TicketStatus::Resolved;
+            s.create_ticket(&t).await.unwrap();
+            let version = t.version;
+            t.apply(
+                &TicketPatch {
+                    status: Some(TicketStatus::Open),
+                    ..Default::default()
+                },
+                now(),
+            )
+            .unwrap();
+            s.update_ticket(&t, version).await.unwrap();
+        } else {
+            s.create_ticket(&t).await.unwrap();
+        }
         tickets.push(t);
     }
     s.create_session(&helpdesk_core::ports::WebchatSession {

@@ -123,11 +123,15 @@ impl Error {
     pub fn ticket_exists(id: &str) -> Self {
         Self::conflict("already_exists", format!("ticket {id} exists"))
     }
-    /// A second active ticket for one customer.
+    /// A second active ticket for one customer. The message names the one they have, so
+    /// that an agent who tried to open another goes to it.
     pub fn active_ticket_exists(customer_id: &str, ticket_id: &str) -> Self {
         Self::conflict(
             "active_ticket_exists",
-            format!("customer {customer_id} already has the active ticket {ticket_id}"),
+            format!(
+                "customer {customer_id} already has the active ticket {ticket_id}; \
+                 carry on there, or resolve it before opening another"
+            ),
         )
     }
     pub fn is(&self, kind: ErrorKind) -> bool {

@@ -20,10 +20,11 @@ pub struct Page<T> {
 
 #[async_trait]
 pub trait TicketStore: Send + Sync {
-    /// Stores a new ticket. A conflict `already_exists` when its id is taken, and
-    /// `active_ticket_exists` when a customer's message opens it (`opened_by`) while
-    /// another active ticket of that customer was opened by a message: however many
-    /// hand-offs race, they make one ticket. Tickets agents make by hand do not count.
+    /// Stores a new ticket. A conflict `already_exists` when its id is taken (checked
+    /// first: a retry of a create that succeeded is told so), and `active_ticket_exists`
+    /// when it is active and the customer has another active ticket, whoever opened either
+    /// (a customer's message or an agent by hand): however many creates race, the customer
+    /// ends with one active ticket, which their next messages join.
     async fn create_ticket(&self, ticket: &Ticket) -> Result<()>;
     async fn get_ticket(&self, id: &str) -> Result<Option<Ticket>>;
     /// Saves `ticket` only if the stored version is still `expected_version`, else fails

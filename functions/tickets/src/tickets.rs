@@ -210,8 +210,11 @@ struct CreateTicket {
     skill: Option<Skill>,
 }
 
-/// A ticket made by hand. With an `Idempotency-Key`, a retry answers with the first
-/// request's ticket and makes no second one.
+/// A ticket made by hand. A customer has one active ticket at a time, which their messages
+/// join: when they have one already, 409 `active_ticket_exists` names it. The store refuses
+/// in the write itself, so a create racing a hand-off, or another create, leaves one. With
+/// an `Idempotency-Key`, a retry answers with the first request's ticket and makes no
+/// second one (the store tells a taken id before an active ticket).
 async fn create(
     State(deps): State<Arc<Deps>>,
     agent: Agent,

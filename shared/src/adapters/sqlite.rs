@@ -327,19 +327,6 @@ impl SqliteStore {
         Ok(found.pop())
     }
 
-    /// The customer's active ticket that one of their messages opened, if any.
-    fn opened_ticket(conn: &Connection, customer_id: &str) -> Result<Option<Ticket>> {
-        let statuses: Vec<&str> = TicketStatus::ACTIVE.iter().map(|s| s.as_str()).collect();
-        let mut found: Vec<Ticket> = Self::query_json(
-            conn,
-            "SELECT body FROM tickets WHERE customer_id = ?1
-               AND status IN (?2, ?3, ?4) AND json_extract(body, '$.opened_by') IS NOT NULL
-               LIMIT 1",
-            &[&customer_id, &statuses[0], &statuses[1], &statuses[2]],
-        )?;
-        Ok(found.pop())
-    }
-
     fn write_ticket(tx: &Transaction, t: &Ticket, insert: bool) -> Result<()> {
         let rated_at = t.survey.as_ref().and_then(|s| s.answered_at).map(ts);
         let body = to_json(t)?;
@@ -505,8 +492,9 @@ impl TicketStore for SqliteStore {
             if Self::load_ticket(tx, &ticket.id)?.is_some() {
                 return Err(Error::ticket_exists(&ticket.id));
             }
-            if ticket.status.is_active() && ticket.opened_by.is_some() {
-                if let Some(active) = Self::opened_ticket(tx, &ticket.customer_id)? {
+            // In the transaction that writes it: no other create comes in between.
+            if ticket.status.is_active() {
+                if let Some(active) = Self::active_ticket(tx, &ticket.customer_id)? {
                     return Err(Error::active_ticket_exists(&ticket.customer_id, &active.id));
                 }
             }
@@ -1136,8 +1124,9 @@ mod tests {
     async fn listing_pages_newest_first() {
         let s = SqliteStore::in_memory().unwrap();
         let mut ids = Vec::new();
-        for _ in 0..5 {
-            let t = ticket("c1");
+        // One customer each: a customer has one active ticket.
+        for i in 0..5 {
+            let t = ticket(&format!("c{i}"));
             ids.push(t.id.clone());
             s.create_ticket(&t).await.unwrap();
         }

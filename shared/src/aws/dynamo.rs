@@ -585,11 +585,10 @@ impl DynamoStore {
 
 #[async_trait]
 impl TicketStore for DynamoStore {
-    /// A ticket a customer's message opens is written in one transaction with its
-    /// customer's marker, which only one such ticket holds: two hand-offs at once make one
-    /// ticket, where a look at the (eventually consistent) customer index first would let
-    /// both through. Tickets made by hand are the agent's choice, stand beside it, and take
-    /// no marker.
+    /// An active ticket is written in one transaction with its customer's marker, which
+    /// only one ticket holds: two hand-offs, or a hand-off and an agent's ticket made by
+    /// hand, at once make one ticket, where a look at the (eventually consistent) customer
+    /// index first would let both through.
     async fn create_ticket(&self, ticket: &Ticket) -> Result<()> {
         for _ in 0..3 {
             let put_ticket = Put::builder()
@@ -602,8 +601,7 @@ impl TicketStore for DynamoStore {
                 .client
                 .transact_write_items()
                 .transact_items(TransactWriteItem::builder().put(put_ticket).build());
-            let exclusive = ticket.status.is_active() && ticket.opened_by.is_some();
-            if exclusive {
+            if ticket.status.is_active() {
                 write = write.transact_items(
                     TransactWriteItem::builder()
                         .put(self.marker_put(ticket, "attribute_not_exists(id)")?)
@@ -679,10 +677,11 @@ impl TicketStore for DynamoStore {
                 self.hold(holder, &ticket.id).await?;
             }
         }
-        // The marker follows a ticket a message opened: taken when it is active and free (a
-        // reopened ticket), given back when it stops being active. A crash in between leaves
-        // a marker that the next create finds stale and clears.
-        if ticket.status.is_active() && ticket.opened_by.is_some() {
+        // The marker follows the ticket: taken when it is active and free (a reopened
+        // ticket, or one made before every active ticket took it), given back when it stops
+        // being active. A crash in between leaves a marker that the next create finds stale
+        // and clears.
+        if ticket.status.is_active() {
             self.take_free_marker(ticket).await
         } else {
             self.clear_marker(&ticket.customer_id, &ticket.id).await
