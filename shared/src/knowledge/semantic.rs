@@ -92,11 +92,11 @@ pub struct Vectors {
 }
 
 /// How much of a text the ranking reads: its first 128 tokens, `query: ` among them. Every
-/// query and question of the benchmarks fits (the longest, a BANKING77 question, has 102), while a
-/// customer's message may be 4,096 characters: in Chinese about 2,400 tokens in 5 of the
-/// encoder's windows, 5.5 s to embed whole on one core, and auto-reply answers one message
-/// at a time. Its first 128 tokens take about 0.1 s. Questions are read the same way, so a
-/// question asked word for word meets its own vector.
+/// query and question of the benchmarks fits (the longest, a BANKING77 question, has 102),
+/// while a customer's message may be 4,096 characters: in Chinese about 2,400 tokens in 5
+/// of the encoder's windows, 5.5 s to embed whole on one core, and auto-reply answers one
+/// message at a time. Its first 128 tokens take about 0.1 s. Questions are read the same
+/// way, so a question asked word for word meets its own vector.
 pub const TOKENS: usize = 128;
 
 /// Threads for embedding a batch of new questions.
