@@ -825,15 +825,8 @@ async fn one_idempotency_key_makes_one_reply_and_one_ticket() {
 
     // Twenty agents' retries of one reply, at once.
     let path = format!("/tickets/{id}/replies");
-    let sends = (0..20).map(|_| {
-        server
-            .http
-            .post(server.url(&path))
-            .bearer_auth(ALICE)
-            .header("Idempotency-Key", "reply-7f3a")
-            .json(&json!({"text": "已为您办理退款"}))
-            .send()
-    });
+    let reply = json!({"text": "已为您办理退款"});
+    let sends = (0..20).map(|_| server.keyed_post(&path, ALICE, "reply-7f3a", &reply).send());
     let answers = futures_join(sends).await;
     let mut ids = std::collections::BTreeSet::new();
     for r in answers {
@@ -865,13 +858,10 @@ async fn one_idempotency_key_makes_one_reply_and_one_ticket() {
         .patch(&id, Some(version), json!({"status": "resolved"}))
         .await;
     assert_eq!(r.status(), 200);
+    let call = json!({"customer_id": visitor.customer_id, "description": "电话来电：发票抬头要改"});
     let make = || {
         server
-            .http
-            .post(server.url("/tickets"))
-            .bearer_auth(ALICE)
-            .header("Idempotency-Key", "phone-call-42")
-            .json(&json!({"customer_id": visitor.customer_id, "description": "电话来电：发票抬头要改"}))
+            .keyed_post("/tickets", ALICE, "phone-call-42", &call)
             .send()
     };
     let first: Value = make().await.unwrap().json().await.unwrap();
@@ -881,11 +871,7 @@ async fn one_idempotency_key_makes_one_reply_and_one_ticket() {
     assert_eq!(first["id"], second["id"]);
     let long_key = "k".repeat(201);
     let bad = server
-        .http
-        .post(server.url(&path))
-        .bearer_auth(ALICE)
-        .header("Idempotency-Key", long_key)
-        .json(&json!({"text": "x"}))
+        .keyed_post(&path, ALICE, &long_key, &json!({"text": "x"}))
         .send()
         .await
         .unwrap();
@@ -954,11 +940,7 @@ async fn a_customer_with_an_active_ticket_gets_no_second_one_by_hand() {
     assert_eq!(r.status(), 200);
     let make = || {
         server
-            .http
-            .post(server.url("/tickets"))
-            .bearer_auth(ALICE)
-            .header("Idempotency-Key", "call-back-1")
-            .json(&by_hand)
+            .keyed_post("/tickets", ALICE, "call-back-1", &by_hand)
             .send()
     };
     let made = make().await.unwrap();

@@ -95,22 +95,16 @@ async fn fifty_patches_with_one_if_match_make_one_winner_on_lambda_and_dynamodb(
 
     let path = format!("/tickets/{id}");
     let version_header = version.to_string();
-    let calls = (0..PATCHES).map(|i| {
-        let event = http_event(
+    let events = (0..PATCHES).map(|i| {
+        http_event(
             "PATCH",
             &path,
             &[("if-match", &version_header)],
             Some(json!({"assignee": format!("坐席{i}"), "priority": "urgent"})),
             Some(("alice", "supervisor")),
-        );
-        let instance = instances[i % INSTANCES].clone();
-        tokio::spawn(async move { http_answer(&instance.call(event).await.expect("an answer")) })
+        )
     });
-    let calls: Vec<_> = calls.collect();
-    let mut answers = Vec::new();
-    for c in calls {
-        answers.push(c.await.unwrap());
-    }
+    let answers = at_once(&instances, events).await;
     let (winners, conflicts) = tally(&answers);
     assert_eq!(winners.len(), 1, "{answers:?}");
     assert_eq!(conflicts, PATCHES - 1, "{answers:?}");
@@ -142,24 +136,17 @@ async fn twenty_replies_with_one_idempotency_key_queue_one_message_on_lambda_and
     let stack = Stack::new().await;
     let (instances, id) = ticket_on_lambda(&stack).await;
     let path = format!("/tickets/{id}/replies");
-    let calls: Vec<_> = (0..REPLIES)
-        .map(|i| {
-            let event = http_event(
-                "POST",
-                &path,
-                &[("idempotency-key", "reply-7f3a")],
-                Some(json!({"text": "已为您办理退款，请留意账户"})),
-                Some(("alice", "supervisor")),
-            );
-            let instance = instances[i % INSTANCES].clone();
-            tokio::spawn(
-                async move { http_answer(&instance.call(event).await.expect("an answer")) },
-            )
-        })
-        .collect();
+    let events = (0..REPLIES).map(|_| {
+        http_event(
+            "POST",
+            &path,
+            &[("idempotency-key", "reply-7f3a")],
+            Some(json!({"text": "已为您办理退款，请留意账户"})),
+            Some(("alice", "supervisor")),
+        )
+    });
     let mut ids = BTreeSet::new();
-    for c in calls {
-        let (status, body) = c.await.unwrap();
+    for (status, body) in at_once(&instances, events).await {
         assert_eq!(status, 202, "{body}");
         ids.insert(body["message_id"].as_str().unwrap().to_string());
     }
@@ -212,25 +199,16 @@ async fn twenty_tickets_by_hand_for_one_customer_make_one_on_lambda_and_dynamodb
     let stack = Stack::new().await;
     let customer = customer_on_dynamodb(&stack).await;
     let instances = tickets_instances(&stack).await;
-    let calls: Vec<_> = (0..CREATES)
-        .map(|i| {
-            let event = http_event(
-                "POST",
-                "/tickets",
-                &[],
-                Some(json!({"customer_id": customer, "description": format!("来电 {i}：退款没到账")})),
-                Some(("alice", "supervisor")),
-            );
-            let instance = instances[i % INSTANCES].clone();
-            tokio::spawn(
-                async move { http_answer(&instance.call(event).await.expect("an answer")) },
-            )
-        })
-        .collect();
-    let mut answers = Vec::new();
-    for c in calls {
-        answers.push(c.await.unwrap());
-    }
+    let events = (0..CREATES).map(|i| {
+        http_event(
+            "POST",
+            "/tickets",
+            &[],
+            Some(json!({"customer_id": customer, "description": format!("来电 {i}：退款没到账")})),
+            Some(("alice", "supervisor")),
+        )
+    });
+    let answers = at_once(&instances, events).await;
     let made: Vec<&Value> = answers
         .iter()
         .filter(|(status, _)| *status == 201)
@@ -327,6 +305,28 @@ async fn version_on_lambda(tickets: &Runtime, id: &str) -> u64 {
         .trim_matches('"')
         .parse()
         .unwrap()
+}
+
+/// Queues every event at once, each on its own task, spread over the instances in turn;
+/// their answers (status, body) in the events' order.
+async fn at_once(
+    instances: &[Arc<Runtime>],
+    events: impl Iterator<Item = Value>,
+) -> Vec<(u16, Value)> {
+    let calls: Vec<_> = events
+        .enumerate()
+        .map(|(i, event)| {
+            let instance = instances[i % instances.len()].clone();
+            tokio::spawn(
+                async move { http_answer(&instance.call(event).await.expect("an answer")) },
+            )
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for c in calls {
+        answers.push(c.await.unwrap());
+    }
+    answers
 }
 
 async fn stop(instances: Vec<Arc<Runtime>>) {

@@ -161,6 +161,22 @@ impl Server {
             .unwrap()
     }
 
+    /// A POST under an `Idempotency-Key`, as a client that retries builds it (send it as
+    /// often as the test retries).
+    pub fn keyed_post(
+        &self,
+        path: &str,
+        token: &str,
+        key: &str,
+        body: &Value,
+    ) -> reqwest::RequestBuilder {
+        self.http
+            .post(self.url(path))
+            .bearer_auth(token)
+            .header("Idempotency-Key", key)
+            .json(body)
+    }
+
     /// A new webchat visitor.
     pub async fn visitor(&self) -> Visitor<'_> {
         let r = self
