@@ -311,6 +311,10 @@ def test_keyboard_alone_opens_writes_sends_and_closes(desk, site, page):
     page.keyboard.type("How do I get a refund?")
     page.keyboard.press("Enter")
     expect(conversation(page)).to_contain_text("30 days", timeout=REPLY_WAIT)
+    # The box takes what the desk takes (4,096 characters), no more, and no less.
+    page.keyboard.insert_text("长" * 4100)
+    assert len(box.input_value()) == 4096
+    box.fill("")
     page.keyboard.press("Escape")
     expect(page.get_by_role("region", name="Chat with us")).to_be_hidden()
     expect(page.get_by_role("button", name="Open chat")).to_be_focused()
