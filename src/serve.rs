@@ -63,6 +63,9 @@ const ADMIN_TOKEN_KEY: &str = "admin_token";
 
 pub async fn run(addr: SocketAddr, data_dir: PathBuf) -> Result<()> {
     let config = Config::from_env(data_dir)?;
+    // Checked before anything is opened or made: a start that stops here has printed no
+    // admin token.
+    let agents = tickets::Agents::parse_agents(config.agents.as_deref()).map_err(core_err)?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
     let sqlite =
@@ -99,6 +102,10 @@ pub async fn run(addr: SocketAddr, data_dir: PathBuf) -> Result<()> {
             Rules::parse(&text).map_err(core_err)?
         }
     };
+    // Bound before an admin token is made: an address in use stops the start first.
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
     let admin_token = match &config.admin_token {
         Some(t) => t.clone(),
         None => {
@@ -115,8 +122,7 @@ pub async fn run(addr: SocketAddr, data_dir: PathBuf) -> Result<()> {
             t
         }
     };
-    let agents =
-        tickets::Agents::parse(Some(&admin_token), config.agents.as_deref()).map_err(core_err)?;
+    let agents = agents.with_admin(&admin_token);
     // The configured agents get the default profile, so the desk assigns to them from the
     // start; a supervisor's changes to a profile are kept across restarts.
     for agent in agents.configured() {
@@ -127,9 +133,6 @@ pub async fn run(addr: SocketAddr, data_dir: PathBuf) -> Result<()> {
         Some(s) => s.clone(),
         None => stored_secret(&sqlite, "survey_secret")?.0,
     };
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("listening on {addr}"))?;
     let local = listener.local_addr()?;
     let public_url = config
         .public_url

@@ -1003,6 +1003,40 @@ async fn serve_without_admin_token(dir: &TempDir) -> (tokio::process::Child, Str
     (child, base, printed)
 }
 
+/// A start stopped by a bad `HELPDESK_AGENTS` has made and printed no admin token: the
+/// token shown "this once" is the one of the start that runs.
+#[tokio::test]
+async fn a_start_refused_for_its_agents_makes_no_admin_token() {
+    let dir = TempDir::new();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_helpdesk"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
+        .arg(&dir.0)
+        .env_remove("HELPDESK_ADMIN_TOKEN")
+        .env("HELPDESK_AGENTS", "李雷:agent:short")
+        .env("HELPDESK_LOG", "error")
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        stderr.contains("HELPDESK_AGENTS") && stderr.contains("8 characters"),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("admin token"), "{stdout}");
+    let shown = tokio::process::Command::new(env!("CARGO_BIN_EXE_helpdesk"))
+        .args(["admin-token", "--data-dir"])
+        .arg(&dir.0)
+        .output()
+        .await
+        .unwrap();
+    assert!(!shown.status.success());
+    assert!(String::from_utf8_lossy(&shown.stderr).contains("no admin token yet"));
+}
+
 #[tokio::test]
 async fn a_generated_admin_token_is_printed_once_and_shown_on_request() {
     let dir = TempDir::new();

@@ -306,6 +306,58 @@ async fn the_admin_token_takes_no_tickets() {
     stays_unassigned(&s, &waiting).await;
 }
 
+/// Locally the tokens name every agent: a profile for an id none names (a typo) is
+/// refused, where it would have taken waiting tickets that no one can see.
+#[tokio::test]
+async fn a_profile_is_only_for_an_agent_a_token_names() {
+    let dir = TempDir::new();
+    let s = start(&dir, "", &[]).await;
+    team(&s).await;
+    for token in [ALICE, BOB, CAROL] {
+        set_available(&s, token, false).await;
+    }
+    let waiting = hand_off(&s, "Hello, can I talk to a real person?").await;
+
+    for typo in ["alcie", "王芳"] {
+        let r = s
+            .http
+            .put(s.url(&format!("/agents/{typo}")))
+            .bearer_auth(SUPERVISOR)
+            .json(&json!({"available": true, "capacity": 10}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(error_code(r, 404).await, "unknown_agent");
+    }
+    let agents: Value = s.get("/agents", SUPERVISOR).await.json().await.unwrap();
+    let ids: Vec<&str> = agents["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["id"].as_str())
+        .collect();
+    assert!(
+        !ids.contains(&"alcie") && !ids.contains(&"王芳"),
+        "{agents}"
+    );
+    // Nor is a ticket given by hand to a name no token names, or to the administrator.
+    let (_, version) = s.ticket(&waiting).await;
+    for (to, code) in [
+        ("alcie", "unknown_agent"),
+        ("admin", "admin_has_no_profile"),
+    ] {
+        let r = s
+            .patch(&waiting, Some(version), json!({"assignee": to}))
+            .await;
+        assert_eq!(error_code(r, 422).await, code);
+    }
+    assert_eq!(s.ticket(&waiting).await.1, version);
+    stays_unassigned(&s, &waiting).await;
+
+    let alice = put_agent(&s, "alice", json!({"available": true, "capacity": 10})).await;
+    assert_eq!(alice["id"], "alice");
+}
+
 #[tokio::test]
 async fn a_missed_first_response_escalates_and_notifies_once() {
     let dir = TempDir::new();

@@ -15,13 +15,24 @@ use wirings::Wiring;
 
 const ADMIN: &str = "bounded-admin-token";
 
+/// 900 bytes of Chinese: an agent's name that fits in an index key.
+fn long_name() -> String {
+    "张".repeat(300)
+}
+
 /// The agent API over the wiring's store, on a free loopback port.
 async fn serve(w: &Wiring) -> String {
     let deps = Arc::new(tickets::Deps {
         store: w.store.clone(),
         queue: w.queue.clone(),
         knowledge: Arc::new(TantivyIndex::in_memory().unwrap()),
-        agents: tickets::Agents::parse(Some(ADMIN), None).unwrap(),
+        // The long name of the test below is an agent's: locally a ticket goes only to an
+        // agent a token names.
+        agents: tickets::Agents::parse(
+            Some(ADMIN),
+            Some(&format!("{}:agent:long-name-token", long_name())),
+        )
+        .unwrap(),
         threshold: 0.57,
         auto_assign: false,
     });
@@ -101,7 +112,7 @@ async fn reversed_periods_and_oversized_keys_are_422s(w: Wiring) {
         .unwrap();
     assert_eq!(error_of(r, 422).await, "too_long", "{}", w.name);
     // A name that fits is taken, Chinese included.
-    let name = "张".repeat(300);
+    let name = long_name();
     let r = http
         .patch(format!("{base}/tickets/{}", t.id))
         .bearer_auth(ADMIN)

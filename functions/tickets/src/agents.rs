@@ -67,14 +67,34 @@ pub(crate) fn no_profile_for_admin(id: &str) -> Error {
     )
 }
 
-/// Saves `spec` over the agent's profile (the default one when they have none), then
-/// gives them waiting tickets if they have room. Returns the profile as it now is. An
-/// administrator the tokens name is refused (403): a saved profile would make them an
-/// assignee.
-pub(crate) async fn change(deps: &Deps, id: &str, spec: AgentSpec) -> Result<AgentProfile> {
+/// Why a profile is refused to an id no token names (locally, where the tokens are the
+/// whole list of agents): the desk would give it tickets that no one can see.
+fn unknown_agent(id: &str) -> Error {
+    Error::new(
+        ErrorKind::NotFound,
+        "unknown_agent",
+        format!("no agent is named {id:?}: add it to HELPDESK_AGENTS (name:role:token) and restart the desk"),
+    )
+}
+
+/// Whether `id` may hold tickets, the one rule for a profile (`PUT /agents/{id}`,
+/// `PATCH /me`) and for a ticket's `assignee`: not an administrator the tokens name (403),
+/// and locally not an id no token names (404).
+pub(crate) fn may_hold_tickets(deps: &Deps, id: &str) -> Result<()> {
     if deps.agents.is_admin(id) {
         return Err(no_profile_for_admin(id));
     }
+    if deps.agents.is_unknown(id) {
+        return Err(unknown_agent(id));
+    }
+    Ok(())
+}
+
+/// Saves `spec` over the agent's profile (the default one when they have none), then
+/// gives them waiting tickets if they have room. Returns the profile as it now is. Only
+/// for an id that [`may_hold_tickets`]: a saved profile makes an assignee.
+pub(crate) async fn change(deps: &Deps, id: &str, spec: AgentSpec) -> Result<AgentProfile> {
+    may_hold_tickets(deps, id)?;
     let current = deps
         .store
         .get_agent(id)

@@ -141,10 +141,17 @@ impl Agents {
     /// `admin_token` is `HELPDESK_ADMIN_TOKEN`; `spec` is `HELPDESK_AGENTS`, a comma-separated
     /// list of `name:role:token` (role `agent` or `supervisor`).
     pub fn parse(admin_token: Option<&str>, spec: Option<&str>) -> Result<Agents> {
+        let agents = Agents::parse_agents(spec)?;
+        Ok(match admin_token {
+            Some(token) => agents.with_admin(token),
+            None => agents,
+        })
+    }
+
+    /// `HELPDESK_AGENTS` alone: `helpdesk serve` checks it before it makes (and prints) an
+    /// admin token, then adds that token with [`Agents::with_admin`].
+    pub fn parse_agents(spec: Option<&str>) -> Result<Agents> {
         let mut agents = Agents::default();
-        if let Some(token) = admin_token.filter(|t| !t.is_empty()) {
-            agents.add("admin", Role::Admin, token);
-        }
         for entry in spec
             .unwrap_or("")
             .split(',')
@@ -179,6 +186,16 @@ impl Agents {
         Ok(agents)
     }
 
+    /// Adds the administrator's token (an empty one gives no administrator). It is tried
+    /// before the agents' tokens.
+    pub fn with_admin(mut self, token: &str) -> Agents {
+        if !token.is_empty() {
+            self.add("admin", Role::Admin, token);
+            self.credentials.rotate_right(1);
+        }
+        self
+    }
+
     pub fn add(&mut self, name: &str, role: Role, token: &str) {
         self.credentials.push(Credential {
             agent: Agent {
@@ -205,6 +222,13 @@ impl Agents {
         self.credentials
             .iter()
             .any(|c| c.agent.role == Role::Admin && c.agent.name == id)
+    }
+
+    /// Whether `id` is surely nobody: locally the tokens name every agent, so a profile for
+    /// another id would be an assignee no one can sign in as. Behind the authorizer (AWS)
+    /// any id may be an agent who has not signed in yet, so none is unknown.
+    pub fn is_unknown(&self, id: &str) -> bool {
+        !self.trust_authorizer && !self.credentials.iter().any(|c| c.agent.name == id)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -296,6 +320,9 @@ mod tests {
                 .status(),
             401
         );
+        assert!(!agents.is_unknown("alice") && !agents.is_unknown("admin"));
+        assert!(agents.is_unknown("carol"));
+        assert!(!agents.trusting_authorizer().is_unknown("carol"));
         assert!(Agents::parse(None, Some("carol:boss:carol-token")).is_err());
         assert!(Agents::parse(None, Some("carol")).is_err());
     }

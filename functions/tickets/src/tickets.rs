@@ -387,7 +387,19 @@ async fn patch(
         assignee,
         by: Some(agent.name.clone()),
     };
+    let before = ticket.assignee.clone();
     ticket.apply(&patch, domain::now())?;
+    if let Some(to) = ticket
+        .assignee
+        .as_deref()
+        .filter(|&to| before.as_deref() != Some(to))
+    {
+        // The body's field is what is wrong, not the route: 422.
+        crate::agents::may_hold_tickets(&deps, to).map_err(|e| Error {
+            kind: ErrorKind::Unprocessable,
+            ..e
+        })?;
+    }
     deps.store.update_ticket(&ticket, expected).await?;
     tracing::info!(ticket_id = %id, status = ticket.status.as_str(), version = ticket.version, "ticket updated");
     Ok(with_etag(StatusCode::OK, ticket.version, &ticket))
