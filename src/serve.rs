@@ -49,6 +49,23 @@ fn stored_secret(store: &SqliteStore, key: &str) -> Result<(String, bool)> {
     Ok((secret, true))
 }
 
+/// A profile kept from an earlier start whose agent no token names any more (taken out of
+/// `HELPDESK_AGENTS`, or the administrator's, made before it was refused) is set away:
+/// nobody can sign in as them, so they take no new tickets. What they hold stays theirs,
+/// for a supervisor to reassign; the profile comes back as it was once a token names them
+/// again and they set themselves available.
+async fn set_away_unless_configured(store: &SqliteStore, agents: &tickets::Agents) -> Result<()> {
+    for mut profile in store.list_agents().await.map_err(core_err)? {
+        let nobody = agents.is_unknown(&profile.id) || agents.is_admin(&profile.id);
+        if nobody && profile.available {
+            profile.available = false;
+            store.put_agent(&profile).await.map_err(core_err)?;
+            tracing::warn!(agent = %profile.id, "no HELPDESK_AGENTS entry names this agent: set away, takes no new tickets");
+        }
+    }
+    Ok(())
+}
+
 /// The generated admin token of a data directory, for `helpdesk admin-token`.
 pub fn stored_admin_token(data_dir: &Path) -> Result<Option<String>> {
     let path = data_dir.join("helpdesk.sqlite3");
@@ -128,6 +145,7 @@ pub async fn run(addr: SocketAddr, data_dir: PathBuf) -> Result<()> {
     for agent in agents.configured() {
         sqlite.ensure_agent(&agent.name).await.map_err(core_err)?;
     }
+    set_away_unless_configured(sqlite.as_ref(), &agents).await?;
     let rules = Arc::new(rules);
     let survey_secret = match &config.survey_secret {
         Some(s) => s.clone(),

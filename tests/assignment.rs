@@ -358,6 +358,42 @@ async fn a_profile_is_only_for_an_agent_a_token_names() {
     assert_eq!(alice["id"], "alice");
 }
 
+/// An agent taken out of `HELPDESK_AGENTS` is set away at the next start: nobody can sign
+/// in as them, so a hand-off does not go to them.
+#[tokio::test]
+async fn an_agent_no_longer_configured_is_set_away_at_start() {
+    let dir = TempDir::new();
+    let s = start(&dir, "", &[]).await;
+    team(&s).await;
+    s.kill().await;
+
+    let without_carol = format!("alice:agent:{ALICE},bob:agent:{BOB},sam:supervisor:{SUPERVISOR}");
+    let s = start(&dir, "", &[("HELPDESK_AGENTS", without_carol.as_str())]).await;
+    let carol: Value = s
+        .get("/agents/carol", SUPERVISOR)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(carol["available"], false, "{carol}");
+    assert_eq!(
+        carol["capacity"], 1,
+        "the rest of the profile is kept: {carol}"
+    );
+    let alice: Value = s
+        .get("/agents/alice", SUPERVISOR)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(alice["available"], true, "{alice}");
+    for token in [ALICE, BOB] {
+        set_available(&s, token, false).await;
+    }
+    let waiting = hand_off(&s, "Hello, can I talk to a real person?").await;
+    stays_unassigned(&s, &waiting).await;
+}
+
 #[tokio::test]
 async fn a_missed_first_response_escalates_and_notifies_once() {
     let dir = TempDir::new();
