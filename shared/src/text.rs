@@ -1,6 +1,8 @@
 //! Text helpers that respect characters: customer text is often Chinese, and a cut in the
 //! middle of a UTF-8 sequence would corrupt it.
 
+use unicode_segmentation::UnicodeSegmentation;
+
 /// The longest message text taken from a customer or an agent, in characters: Telegram's
 /// limit, and far more than a chat message needs.
 pub const MAX_TEXT_CHARS: usize = 4096;
@@ -23,34 +25,50 @@ pub fn check_text(text: &str) -> crate::Result<()> {
     Ok(())
 }
 
-/// The first `max` characters of `text` (not bytes).
+/// The first `max` characters of `text` (not bytes), ending on a whole grapheme: a cut
+/// never parts an emoji sequence (👨‍👩‍👧), a flag or a letter from its accent. Only a
+/// single grapheme longer than `max` is cut inside.
 pub fn truncate_chars(text: &str, max: usize) -> &str {
+    let mut chars = 0;
+    for (at, grapheme) in text.grapheme_indices(true) {
+        chars += grapheme.chars().count();
+        if chars > max {
+            return match at {
+                0 => by_chars(text, max),
+                _ => &text[..at],
+            };
+        }
+    }
+    text
+}
+
+fn by_chars(text: &str, max: usize) -> &str {
     match text.char_indices().nth(max) {
         Some((byte, _)) => &text[..byte],
         None => text,
     }
 }
 
-/// Splits `text` into pieces of at most `max` characters, preferring to break after a
-/// newline or a space when one falls in the last fifth of a piece.
+/// Splits `text` into pieces of at most `max` characters, each of whole graphemes (as
+/// [`truncate_chars`] cuts), preferring to break after a newline or a space when one falls
+/// in the last fifth of a piece.
 pub fn split_chars(text: &str, max: usize) -> Vec<String> {
     let max = max.max(1);
-    let chars: Vec<char> = text.chars().collect();
     let mut parts = Vec::new();
-    let mut start = 0;
-    while start < chars.len() {
-        let mut end = (start + max).min(chars.len());
-        if end < chars.len() {
-            let floor = start + max * 4 / 5;
-            if let Some(pos) = (floor..end)
-                .rev()
-                .find(|&i| chars[i] == '\n' || chars[i] == ' ')
-            {
-                end = pos + 1;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let mut piece = truncate_chars(rest, max);
+        if piece.len() < rest.len() {
+            let floor = piece
+                .char_indices()
+                .nth(max * 4 / 5)
+                .map_or(piece.len(), |(byte, _)| byte);
+            if let Some(pos) = piece[floor..].rfind(['\n', ' ']) {
+                piece = &piece[..floor + pos + 1];
             }
         }
-        parts.push(chars[start..end].iter().collect());
-        start = end;
+        parts.push(piece.to_string());
+        rest = &rest[piece.len()..];
     }
     parts
 }
@@ -109,6 +127,29 @@ mod tests {
         assert!(parts.iter().all(|p| p.chars().count() <= 4096));
         assert_eq!(parts.concat(), text);
         assert!(parts[0].ends_with(' '));
+    }
+
+    #[test]
+    fn a_cut_never_parts_a_grapheme() {
+        let family = "👨\u{200d}👩\u{200d}👧"; // 5 characters, one grapheme
+        let text = format!("{}{family}后面", "好".repeat(98));
+        let subject = subject_of(&text);
+        assert_eq!(subject, "好".repeat(98), "the family is left out whole");
+        let flag = "🇨🇳"; // 2 characters, one grapheme
+        assert_eq!(truncate_chars(&format!("中{flag}"), 2), "中");
+        assert_eq!(
+            truncate_chars("e\u{301}", 1),
+            "e",
+            "alone longer than max: cut inside"
+        );
+        let text = format!("{}{family}", "a".repeat(8)).repeat(50);
+        let parts = split_chars(&text, 10);
+        assert_eq!(parts.concat(), text);
+        assert!(parts.iter().all(|p| p.chars().count() <= 10));
+        assert!(parts
+            .iter()
+            .all(|p| !p.starts_with('\u{200d}') && !p.ends_with('\u{200d}')));
+        assert_eq!(split_chars("", 10), Vec::<String>::new());
     }
 
     #[test]
