@@ -158,6 +158,12 @@ async fn a_survey_form_post_records_the_rating() {
     let survey = visitor.wait_for("survey").await;
     let text = survey["text"].as_str().unwrap();
     let link = &text[text.find("http").unwrap()..];
+    let form = server.http.get(link).send().await.unwrap();
+    let form = form.text().await.unwrap();
+    assert!(
+        form.contains("5 = excellent") && form.contains("1 分最差，5 分最好"),
+        "{form}"
+    );
     let r = server
         .http
         .post(link)
@@ -166,9 +172,19 @@ async fn a_survey_form_post_records_the_rating() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    assert!(r.text().await.unwrap().contains("Thank you"));
+    let thanks = r.text().await.unwrap();
+    assert!(
+        thanks.contains("Your rating was recorded") && thanks.contains("您的评分已收到"),
+        "in both languages: {thanks}"
+    );
     let (view, _) = server.ticket(&id).await;
     assert_eq!(view["ticket"]["survey"]["rating"], 4);
+    let page = server.http.get(link).send().await.unwrap();
+    let page = page.text().await.unwrap();
+    assert!(
+        page.contains("You rated us 4 of 5") && page.contains("您的评分：4 分"),
+        "{page}"
+    );
 
     // A browser that sends the form again, or follows a forged link, reads a page, not JSON;
     // the first answer stands.

@@ -150,7 +150,7 @@ fn refusal_page(e: Error) -> Response {
             escape(&e.message)
         ),
     };
-    (status, page("Survey", &body)).into_response()
+    (status, page("Survey · 满意度调查", &body)).into_response()
 }
 
 async fn show(
@@ -173,21 +173,21 @@ async fn show_survey(deps: &Deps, token: &str, json: bool) -> Result<Response> {
     }
     let v = view(&ticket);
     let body = if let Some(rating) = v.rating {
-        format!("<h1>Thank you · 谢谢</h1><p>You rated us {rating} of 5.</p>")
+        format!("<h1>Thank you · 谢谢</h1><p>You rated us {rating} of 5. · 您的评分：{rating} 分（满分 5 分）。</p>")
     } else {
         let options: String = (1..=5)
             .map(|n| format!("<label><input type=\"radio\" name=\"rating\" value=\"{n}\" required> {n}</label>"))
             .collect();
         format!(
             "<h1>How did we do? · 请为我们的服务打分</h1><p>{}</p>\
-             <form method=\"post\"><fieldset><legend>1 = poor · 5 = excellent</legend>{options}</fieldset>\
+             <form method=\"post\"><fieldset><legend>1 = poor, 5 = excellent · 1 分最差，5 分最好</legend>{options}</fieldset>\
              <p><label for=\"comment\">Anything to add? · 其他意见</label></p>\
              <textarea id=\"comment\" name=\"comment\" rows=\"4\" maxlength=\"2000\"></textarea>\
              <button type=\"submit\">Send · 提交</button></form>",
             escape(&v.subject)
         )
     };
-    Ok(page("Survey", &body).into_response())
+    Ok(page("Survey · 满意度调查", &body).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -247,8 +247,8 @@ async fn take_answer(deps: &Deps, token: &str, req: Request, is_form: bool) -> R
     let v = view(&ticket);
     if is_form {
         return Ok(page(
-            "Thank you",
-            "<h1>Thank you · 谢谢</h1><p>Your rating was recorded.</p>",
+            "Thank you · 谢谢",
+            "<h1>Thank you · 谢谢</h1><p>Your rating was recorded. · 您的评分已收到。</p>",
         )
         .into_response());
     }

@@ -3,6 +3,7 @@
 // ApiError, so components only handle the cases they care about (401, 409).
 
 import { currentToken, signOut } from './auth.js';
+import { t } from './i18n.js';
 
 export class ApiError extends Error {
   constructor(status, code, message) {
@@ -48,11 +49,20 @@ export async function api(method, path, { body, etag, ifMatch, signal } = {}) {
     }
   }
   if (!response.ok) {
-    if (response.status === 401 && token) signOut();
+    if (response.status === 401 && token) signOut({ ended: true });
     const err = (data && data.error) || {};
-    throw new ApiError(response.status, err.code || 'http_' + response.status, err.message || response.statusText);
+    const code = err.code || 'http_' + response.status;
+    throw new ApiError(response.status, code, inLanguage(code, err.message || response.statusText));
   }
   return { status: response.status, data, etag: newEtag };
+}
+
+/** A refusal the console knows by its code, said in the reader's language (the API's own
+ * words fill in what a code cannot say); any other in the API's words. */
+function inLanguage(code, message) {
+  const key = 'error.code.' + code;
+  const text = t(key, { message });
+  return text === key ? message : text;
 }
 
 /** The query string of the non-empty values. */

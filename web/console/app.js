@@ -3,11 +3,11 @@
 // #/reports), so the browser's back button and bookmarks work.
 
 import { render } from 'preact';
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { html } from './ui.js';
 import { t, lang, setLang, onLang, LANGUAGES } from './i18n.js';
 import { api } from './api.js';
-import { SignIn, loadConfig, finishOidc, currentToken, signOut } from './auth.js';
+import { SignIn, loadConfig, finishOidc, currentToken, signOut, onOtherTabs } from './auth.js';
 import { Inbox } from './inbox.js';
 import { TicketView } from './ticket.js';
 import { KnowledgeBase } from './kb.js';
@@ -31,35 +31,56 @@ function App() {
   const [signInError, setSignInError] = useState(null);
   const [where, setWhere] = useState(route());
 
+  const signedIn = useRef(false);
+  signedIn.current = !!me;
+
+  /** Signs in with the stored token: null when it is taken, else what went wrong, said
+   * for the sign-in page (`refused` names the token's fault). */
+  const whoAmI = async (refused = 'signin.bad') => {
+    if (!currentToken()) return t(refused);
+    try {
+      const { data } = await api('GET', '/me');
+      setMe(data);
+      setSignInError(null);
+      return null;
+    } catch (e) {
+      if (e.status === 0) return t('signin.unreachable');
+      return e.status === 401 ? t(refused) : t('error.generic', { message: e.message });
+    }
+  };
+
   useEffect(() => onLang(setLanguage), []);
   useEffect(() => {
     const f = () => setWhere(route());
     window.addEventListener('hashchange', f);
-    const out = () => setMe(null);
+    // A token the desk stops taking (a 401) says so on the sign-in page; the agent's own
+    // sign-out says nothing.
+    const out = (e) => {
+      if (signedIn.current) setSignInError(e.detail?.ended ? t('signin.ended') : null);
+      setMe(null);
+    };
     window.addEventListener('helpdesk:signed-out', out);
+    // Every tab follows a sign-in or a sign-out made in another.
+    const stop = onOtherTabs((token) => {
+      if (!token) setMe(null);
+      else if (!signedIn.current) whoAmI();
+    });
     return () => {
       window.removeEventListener('hashchange', f);
       window.removeEventListener('helpdesk:signed-out', out);
+      stop();
     };
   }, []);
-
-  const whoAmI = async () => {
-    if (!currentToken()) return false;
-    try {
-      const { data } = await api('GET', '/me');
-      setMe(data);
-      return true;
-    } catch {
-      return false;
-    }
-  };
 
   useEffect(() => {
     (async () => {
       const cfg = await loadConfig();
-      if (cfg.auth === 'oidc') setSignInError(await finishOidc(cfg));
+      const refused = cfg.auth === 'oidc' ? await finishOidc(cfg) : null;
       setConfig(cfg);
-      await whoAmI();
+      // A token kept from an earlier visit that no longer works, or a desk that cannot be
+      // reached, is said on the sign-in page.
+      const problem = currentToken() ? await whoAmI('signin.ended') : null;
+      setSignInError(refused || problem);
     })();
   }, []);
 
@@ -77,7 +98,7 @@ function App() {
   if (!me) {
     return html`<div class="page">
       <header class="top"><span class="brand">${t('app.title')}</span>${languageSwitch}</header>
-      <${SignIn} config=${config} onSignedIn=${whoAmI} error=${signInError} />
+      <${SignIn} config=${config} onSignedIn=${() => whoAmI()} error=${signInError} />
     </div>`;
   }
   const link = (href, key, active) =>
@@ -95,7 +116,7 @@ function App() {
       <span class="who">${t('signin.as', { name: me.name, role: t('role.' + me.role) })}</span>
       <${Availability} me=${me} onMe=${setMe} />
       ${languageSwitch}
-      <button onClick=${signOut}>${t('signin.out')}</button>
+      <button onClick=${() => signOut()}>${t('signin.out')}</button>
     </header>
     ${where.view === 'inbox' ? html`<${Inbox} me=${me} />` : null}
     ${where.view === 'ticket' ? html`<${TicketView} id=${where.id} me=${me} focusReply=${where.reply} />` : null}

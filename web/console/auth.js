@@ -2,7 +2,7 @@
 // with the OIDC authorization-code flow and PKCE (Cognito's hosted UI, or the team's own
 // issuer), and keeps the access token, which the API's JWT authorizer checks.
 
-import { useState } from 'preact/hooks';
+import { useEffect, useState } from 'preact/hooks';
 import { html, Notice } from './ui.js';
 import { t } from './i18n.js';
 
@@ -17,9 +17,20 @@ export function setToken(token) {
   localStorage.setItem(TOKEN, token);
 }
 
-export function signOut() {
+/** Forgets the token. `ended`: the desk stopped taking it (a 401), not the agent's choice. */
+export function signOut({ ended = false } = {}) {
   localStorage.removeItem(TOKEN);
-  window.dispatchEvent(new Event('helpdesk:signed-out'));
+  window.dispatchEvent(new CustomEvent('helpdesk:signed-out', { detail: { ended } }));
+}
+
+/** Calls `f(token)` when another tab of this console signs in (a token) or out (null), so
+ * every tab follows; returns the function that stops it. */
+export function onOtherTabs(f) {
+  const listener = (e) => {
+    if (e.key === TOKEN || e.key === null) f(localStorage.getItem(TOKEN));
+  };
+  window.addEventListener('storage', listener);
+  return () => window.removeEventListener('storage', listener);
 }
 
 /** How this desk signs agents in: {"auth": "token"} or {"auth": "oidc", ...}. */
@@ -111,15 +122,17 @@ export async function finishOidc(cfg) {
 export function SignIn({ config, onSignedIn, error }) {
   const [token, setTokenText] = useState('');
   const [failed, setFailed] = useState(error || null);
+  useEffect(() => setFailed(error || null), [error]);
   const submit = async (e) => {
     e.preventDefault();
     const value = token.trim();
     if (!value) return;
     setToken(value);
-    const ok = await onSignedIn();
-    if (!ok) {
+    // null when signed in, else what went wrong: the token refused, or the desk unreachable.
+    const problem = await onSignedIn();
+    if (problem) {
       localStorage.removeItem(TOKEN);
-      setFailed(t('signin.bad'));
+      setFailed(problem);
     }
   };
   return html`<main class="signin">

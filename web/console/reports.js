@@ -77,6 +77,13 @@ export function Reports({ me }) {
   const supervisor = me.role === 'supervisor' || me.role === 'admin';
 
   const load = async () => {
+    // What is shown is always the period asked for: a refusal leaves no older figures.
+    const refused = (message) => {
+      setCsat(null);
+      setVolume(null);
+      setError(message);
+    };
+    if (!from || !to) return refused(t('reports.both_days'));
     // `to` is a whole day: the period ends at the start of the next one.
     const end = isoDay(new Date(new Date(to + 'T00:00:00Z').getTime() + 86400000));
     try {
@@ -88,7 +95,7 @@ export function Reports({ me }) {
       setVolume(v.data);
       setError(null);
     } catch (e) {
-      setError(t('error.generic', { message: e.message }));
+      refused(e.status === 0 ? t('error.unreachable') : t('error.generic', { message: e.message }));
     }
   };
   useEffect(() => {

@@ -1,0 +1,92 @@
+"""Signing in and out of the agent console, and what it says when the desk refuses or cannot
+be reached, in real Chromium. Controls are found by role and accessible name."""
+
+import re
+
+from playwright.sync_api import expect
+
+from conftest import ALICE, BOB
+
+INBOX = re.compile("^All")
+
+
+def sign_in(page, desk, token):
+    page.goto(desk.base + "/console/")
+    page.get_by_label("Agent token").fill(token)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("tab", name=INBOX)).to_be_visible()
+
+
+def test_signing_out_in_one_tab_signs_out_every_tab(desk, context):
+    first, second = context.new_page(), context.new_page()
+    sign_in(first, desk, ALICE)
+    second.goto(desk.base + "/console/")
+    expect(second.get_by_role("tab", name=INBOX)).to_be_visible()
+
+    first.get_by_role("button", name="Sign out").click()
+    expect(second.get_by_role("button", name="Sign in")).to_be_visible()
+    expect(second.get_by_role("tab", name=INBOX)).to_have_count(0)
+    # The agent's own sign-out is not a session that ended.
+    expect(second.get_by_role("alert")).to_have_count(0)
+
+    # And a sign-in in one tab signs the others in.
+    sign_in(first, desk, ALICE)
+    expect(second.get_by_role("tab", name=INBOX)).to_be_visible()
+
+
+def test_a_token_the_desk_stops_taking_says_the_session_ended(desk, page):
+    sign_in(page, desk, ALICE)
+    # As if the token were taken out of HELPDESK_AGENTS: the next poll meets a 401.
+    page.evaluate("localStorage.setItem('helpdesk.token', 'a-token-the-desk-never-gave')")
+    expect(page.get_by_role("alert")).to_have_text(
+        "Your session has ended. Sign in again to go on.", timeout=15_000
+    )
+    expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+
+    # A kept token that no longer works, at the next visit, says the same.
+    page.evaluate("localStorage.setItem('helpdesk.token', 'another-token-never-given')")
+    page.reload()
+    expect(page.get_by_role("alert")).to_have_text("Your session has ended. Sign in again to go on.")
+    page.get_by_label("Agent token").fill("not-a-token-at-all")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_have_text("That token was not accepted.")
+
+
+def test_signing_in_while_the_desk_cannot_be_reached_says_so(desk, page):
+    page.goto(desk.base + "/console/")
+    page.route("**/me", lambda route: route.abort())
+    page.get_by_label("Agent token").fill(ALICE)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_have_text(
+        "The desk cannot be reached. Check that it is running, then sign in again."
+    )
+    page.unroute("**/me")
+    page.get_by_label("Agent token").fill(ALICE)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("tab", name=INBOX)).to_be_visible()
+
+
+def test_refusals_are_said_in_the_interfaces_language(desk, page):
+    """A refusal the console knows by its code reads in Chinese in the Chinese interface;
+    reports with a day left out, or a refused period, show no older figures."""
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    sign_in(page, desk, BOB)
+    page.get_by_role("combobox", name="Language").select_option("zh-CN")
+    page.get_by_role("link", name="报表").click()
+    expect(page.get_by_role("heading", name="客户满意度")).to_be_visible()
+
+    page.get_by_label("开始日期").fill("2026-06-30")
+    page.get_by_label("结束日期").fill("2026-06-01")
+    page.get_by_role("button", name="查看").click()
+    expect(page.get_by_role("alert")).to_have_text("出错了：开始日期须早于结束日期，且时段最长一年。")
+    expect(page.get_by_role("heading", name="客户满意度")).to_have_count(0)
+
+    page.get_by_label("结束日期").fill("")
+    page.get_by_role("button", name="查看").click()
+    expect(page.get_by_role("alert")).to_have_text("请选择开始日期和结束日期。")
+    page.get_by_label("结束日期").fill("2026-07-01")
+    page.get_by_role("button", name="查看").click()
+    expect(page.get_by_role("heading", name="客户满意度")).to_be_visible()
+    expect(page.get_by_role("alert")).to_have_count(0)
+    assert errors == [], errors
