@@ -205,6 +205,7 @@ pub async fn run(addr: SocketAddr, data_dir: PathBuf) -> Result<()> {
         agents,
         threshold: config.threshold,
         auto_assign: rules.auto_assign(),
+        zone: rules.hours().zone(),
     });
     if dispatch.supervisor.is_none() {
         tracing::warn!("SUPERVISOR_WEBHOOK_URL is not set: escalations will not notify anyone");

@@ -832,6 +832,65 @@ async fn the_volume_report_counts_tickets_per_day_and_the_first_response() {
     assert_eq!(error_code(bad, 422).await, "invalid_period");
 }
 
+/// A team in another time zone counts its own days: a date in the period is the start of
+/// that day there, and a ticket opened now lands on the team's today.
+#[tokio::test]
+async fn the_volume_report_counts_the_teams_days() {
+    use helpdesk_core::domain::hours::Tz;
+    let dir = TempDir::new();
+    let rules = dir.0.join("kiribati.toml");
+    std::fs::write(
+        &rules,
+        "[assignment]\nauto = false\n\n[business_hours]\ntimezone = \"Pacific/Kiritimati\"\n\
+         days = [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\", \"sat\", \"sun\"]\n\
+         open = \"00:00\"\nclose = \"23:59\"\n",
+    )
+    .unwrap();
+    let server = Server::start(&dir.0, &[("HELPDESK_RULES", rules.to_str().unwrap())]).await;
+    let visitor = server.visitor().await;
+    ticket_for(&visitor, "我要人工客服").await;
+
+    let zone: Tz = "Pacific/Kiritimati".parse().unwrap();
+    let today = chrono::Utc::now().with_timezone(&zone).date_naive();
+    let report: Value = server
+        .get("/reports/volume", BOB)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["timezone"], "Pacific/Kiritimati");
+    let last = report["days"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (&last["date"], &last["opened"]),
+        (&json!(today.to_string()), &json!(1))
+    );
+
+    // The team's today, asked by its dates: [today, tomorrow) there, 14 hours ahead of UTC.
+    let tomorrow = today.succ_opt().unwrap();
+    let report: Value = server
+        .get(&format!("/reports/volume?from={today}&to={tomorrow}"), BOB)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["opened"], 1, "{report}");
+    assert_eq!(report["days"].as_array().unwrap().len(), 1, "{report}");
+    // The UTC day that ends when the team's today begins holds nothing.
+    let report: Value = server
+        .get(
+            &format!(
+                "/reports/volume?from={}T10:00:00Z&to={today}",
+                today.pred_opt().unwrap().pred_opt().unwrap()
+            ),
+            BOB,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["opened"], 0, "{report}");
+}
+
 #[tokio::test]
 async fn one_idempotency_key_makes_one_reply_and_one_ticket() {
     let dir = TempDir::new();

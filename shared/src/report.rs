@@ -1,8 +1,9 @@
 //! The reports: customer satisfaction from answered surveys, and ticket volume with the
 //! first-response time.
 
+use crate::domain::hours::Tz;
 use crate::domain::Ticket;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, NaiveTime, TimeZone, Utc};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -113,6 +114,8 @@ pub struct Day {
 
 #[derive(Debug, Serialize, PartialEq)]
 pub struct VolumeReport {
+    /// The time zone whose days `days` are: the team's (`[business_hours] timezone`), or UTC.
+    pub timezone: String,
     pub opened: u64,
     pub closed: u64,
     /// Every day of the period, oldest first, including days with nothing.
@@ -138,15 +141,31 @@ pub fn check_period(from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>) -> c
     }
 }
 
+/// When `date` starts in `zone`, as a UTC time. A day whose midnight a clock change skips
+/// starts at its first hour that exists.
+pub fn day_start(zone: Tz, date: NaiveDate) -> DateTime<Utc> {
+    (0..24)
+        .find_map(|h| {
+            zone.from_local_datetime(&date.and_hms_opt(h, 0, 0)?)
+                .earliest()
+        })
+        .map_or_else(
+            || date.and_time(NaiveTime::MIN).and_utc(),
+            |t| t.with_timezone(&Utc),
+        )
+}
+
 /// Counts what happened within [from, to): tickets opened (by `created_at`) and closed (by
-/// `closed_at`), day by day.
+/// `closed_at`), day by day, the days being `zone`'s.
 pub fn volume<'a>(
     tickets: impl IntoIterator<Item = &'a Ticket>,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
+    zone: Tz,
 ) -> VolumeReport {
-    let first = from.date_naive();
-    let last = (to - chrono::Duration::nanoseconds(1)).date_naive();
+    let local = |t: DateTime<Utc>| t.with_timezone(&zone).date_naive();
+    let first = local(from);
+    let last = local(to - chrono::Duration::nanoseconds(1));
     let mut days: Vec<Day> = first
         .iter_days()
         .take_while(|d| *d <= last)
@@ -157,7 +176,7 @@ pub fn volume<'a>(
         })
         .collect();
     let within = |t: DateTime<Utc>| t >= from && t < to;
-    let slot = |t: DateTime<Utc>| (t.date_naive() - first).num_days() as usize;
+    let slot = |t: DateTime<Utc>| (local(t) - first).num_days() as usize;
     let mut responses = Vec::new();
     let (mut opened, mut closed) = (0, 0);
     for t in tickets {
@@ -184,6 +203,7 @@ pub fn volume<'a>(
         n => Some((responses[n / 2 - 1] + responses[n / 2]) / 2),
     };
     VolumeReport {
+        timezone: zone.name().to_string(),
         opened,
         closed,
         days,
@@ -252,7 +272,7 @@ mod tests {
         let mut old = rated(5, Channel::Webchat, None);
         old.created_at = day(1, 0) - chrono::Duration::days(30);
         old.closed_at = Some(day(4, 8));
-        let r = volume(&[a, b, old], day(1, 0), day(5, 0));
+        let r = volume(&[a, b, old], day(1, 0), day(5, 0), Tz::UTC);
         assert_eq!((r.opened, r.closed), (2, 2));
         assert_eq!(r.days.len(), 4);
         assert_eq!(r.days[1].opened, 2);
@@ -260,6 +280,31 @@ mod tests {
         assert_eq!(r.days[3].closed, 1);
         assert_eq!(r.median_first_response_secs, Some(2 * 3600));
         assert_eq!(r.answered, 2);
+    }
+
+    #[test]
+    fn a_teams_days_are_its_own() {
+        let shanghai: Tz = "Asia/Shanghai".parse().unwrap();
+        let date = |m: u32, d: u32| NaiveDate::from_ymd_opt(2026, m, d).unwrap();
+        let at = |text: &str| text.parse::<DateTime<Utc>>().unwrap();
+        assert_eq!(day_start(shanghai, date(12, 1)), at("2026-11-30T16:00:00Z"));
+        // 07:30 in Shanghai on the 1st is still the 30th in UTC: it counts on the 1st.
+        let mut early = rated(5, Channel::Webchat, None);
+        early.created_at = at("2026-11-30T23:30:00Z");
+        let r = volume(
+            &[early],
+            day_start(shanghai, date(11, 30)),
+            day_start(shanghai, date(12, 2)),
+            shanghai,
+        );
+        assert_eq!(r.timezone, "Asia/Shanghai");
+        assert_eq!(r.days.len(), 2);
+        assert_eq!((r.days[0].opened, r.days[1].opened), (0, 1));
+        assert_eq!(r.days[1].date, date(12, 1));
+        // Where a clock change skips midnight (Chile, spring), the day starts at 01:00.
+        let santiago: Tz = "America/Santiago".parse().unwrap();
+        assert_eq!(day_start(santiago, date(9, 6)), at("2026-09-06T04:00:00Z"));
+        assert_eq!(day_start(santiago, date(9, 7)), at("2026-09-07T03:00:00Z"));
     }
 }
 

@@ -1,6 +1,6 @@
 // Reports for supervisors: satisfaction over a period (with the rating distribution drawn
-// as SVG), by channel and by agent; and volume: tickets opened and closed per day and the
-// median first-response time.
+// as SVG), by channel and by agent; volume: tickets opened and closed per day and the
+// median first-response time; and SLA attainment per priority. Days are the team's.
 
 import { useEffect, useState } from 'preact/hooks';
 import { html, Notice } from './ui.js';
@@ -67,49 +67,87 @@ function Groups({ title, groups, names }) {
   </table>`;
 }
 
+/** The day after `day` (YYYY-MM-DD), as the API's exclusive end. */
+function nextDay(day) {
+  return isoDay(new Date(new Date(day + 'T00:00:00Z').getTime() + 86400000));
+}
+
+function percent(x) {
+  return x === null || x === undefined ? t('reports.none') : new Intl.NumberFormat(lang(), { style: 'percent', maximumFractionDigits: 1 }).format(x);
+}
+
+function SlaTable({ sla }) {
+  if (!sla.priorities.length) return html`<p>${t('reports.sla_none')}</p>`;
+  const target = (o) => html`<td>${percent(o.attainment)}</td><td>${o.met}</td><td>${o.breached}</td><td>${o.pending}</td>`;
+  return html`<table>
+    <caption>${t('reports.sla_table')}</caption>
+    <thead><tr><th scope="col">${t('filter.priority')}</th><th scope="col">${t('reports.tickets')}</th>
+      <th scope="col">${t('reports.first_response')}</th><th scope="col">${t('reports.met')}</th><th scope="col">${t('reports.breached')}</th><th scope="col">${t('reports.pending')}</th>
+      <th scope="col">${t('reports.resolution')}</th><th scope="col">${t('reports.met')}</th><th scope="col">${t('reports.breached')}</th><th scope="col">${t('reports.pending')}</th>
+      <th scope="col">${t('reports.median_first_response')}</th></tr></thead>
+    <tbody>${sla.priorities.map((p) => html`<tr><th scope="row">${t('priority.' + p.priority)}</th><td>${p.tickets}</td>
+      ${target(p.first_response)}${target(p.resolution)}<td>${duration(p.median_first_response_secs)}</td></tr>`)}</tbody>
+  </table>`;
+}
+
 export function Reports({ me }) {
-  const today = new Date();
-  const [from, setFrom] = useState(isoDay(new Date(today.getTime() - 29 * 86400000)));
-  const [to, setTo] = useState(isoDay(today));
+  // The period's days are the team's (the rules' time zone): the first load asks the desk
+  // for its default, the last 30 of them, and shows that period.
+  const [from, setFrom] = useState('');
+  const [to, setTo] = useState('');
   const [csat, setCsat] = useState(null);
   const [volume, setVolume] = useState(null);
+  const [sla, setSla] = useState(null);
   const [error, setError] = useState(null);
   const supervisor = me.role === 'supervisor' || me.role === 'admin';
 
-  const load = async () => {
+  const load = async (first) => {
     // What is shown is always the period asked for: a refusal leaves no older figures.
     const refused = (message) => {
       setCsat(null);
       setVolume(null);
+      setSla(null);
       setError(message);
     };
-    if (!from || !to) return refused(t('reports.both_days'));
-    // `to` is a whole day: the period ends at the start of the next one.
-    const end = isoDay(new Date(new Date(to + 'T00:00:00Z').getTime() + 86400000));
+    if (!first && (!from || !to)) return refused(t('reports.both_days'));
     try {
-      const [c, v] = await Promise.all([
-        api('GET', '/reports/csat' + query({ from, to: end })),
-        api('GET', '/reports/volume' + query({ from, to: end })),
+      let period = { from, to };
+      let defaultVolume = null;
+      if (first) {
+        defaultVolume = (await api('GET', '/reports/volume')).data;
+        const days = defaultVolume.days;
+        period = { from: days[0].date, to: days[days.length - 1].date };
+        setFrom(period.from);
+        setTo(period.to);
+      }
+      // `to` is a whole day: the period ends at the start of the next one.
+      const q = query({ from: period.from, to: nextDay(period.to) });
+      const [c, v, l] = await Promise.all([
+        api('GET', '/reports/csat' + q),
+        defaultVolume ? { data: defaultVolume } : api('GET', '/reports/volume' + q),
+        api('GET', '/reports/sla' + q),
       ]);
       setCsat(c.data);
       setVolume(v.data);
+      setSla(l.data);
       setError(null);
     } catch (e) {
       refused(e.status === 0 ? t('error.unreachable') : t('error.generic', { message: e.message }));
     }
   };
   useEffect(() => {
-    if (supervisor) load();
+    if (supervisor) load(true);
   }, []);
 
   if (!supervisor) return html`<main class="reports"><p>${t('reports.supervisors')}</p></main>`;
   return html`<main class="reports">
     <h1>${t('reports.title')}</h1>
-    <form class="period" onSubmit=${(e) => { e.preventDefault(); load(); }}>
+    <form class="period" onSubmit=${(e) => { e.preventDefault(); load(false); }}>
       <label class="field"><span>${t('reports.from')}</span><input type="date" value=${from} onInput=${(e) => setFrom(e.currentTarget.value)} /></label>
       <label class="field"><span>${t('reports.to')}</span><input type="date" value=${to} onInput=${(e) => setTo(e.currentTarget.value)} /></label>
       <button class="primary" type="submit">${t('reports.show')}</button>
     </form>
+    ${volume ? html`<p class="hint">${t('reports.zone', { zone: volume.timezone })}</p>` : null}
     <${Notice} kind="error">${error}<//>
     ${csat
       ? html`<section aria-labelledby="csat-title">
@@ -128,6 +166,12 @@ export function Reports({ me }) {
             <span>${t('reports.closed')}: <strong>${volume.closed}</strong></span>
             <span>${t('reports.median_first_response')}: <strong>${duration(volume.median_first_response_secs)}</strong></span></p>
           <${DayBars} label=${t('reports.per_day')} days=${volume.days} />
+        </section>`
+      : null}
+    ${sla
+      ? html`<section aria-labelledby="sla-title">
+          <h2 id="sla-title">${t('reports.sla')}</h2>
+          <${SlaTable} sla=${sla} />
         </section>`
       : null}
   </main>`;

@@ -56,13 +56,15 @@ async fn main() -> Result<(), lambda_http::Error> {
         store: wiring.store.clone(),
         signer: SurveySigner::new(secret),
     });
+    let rules = aws::rules(&wiring.config).await?;
     let tickets = Arc::new(tickets::Deps {
         store: wiring.store,
         queue: wiring.queue,
         knowledge,
         agents,
         threshold: threshold_from_env()?,
-        auto_assign: aws::rules(&wiring.config).await?.auto_assign(),
+        auto_assign: rules.auto_assign(),
+        zone: rules.hours().zone(),
     });
     // The console's pages are public; they sign in (Cognito's hosted UI with PKCE) before
     // they call the agent routes, which the JWT authorizer guards.

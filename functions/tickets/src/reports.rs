@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
+use helpdesk_core::domain::hours::Tz;
 use helpdesk_core::domain::TicketFilter;
 use helpdesk_core::http::ApiQuery;
 use helpdesk_core::report::{self, MAX_REPORT_DAYS};
@@ -26,7 +27,9 @@ struct PeriodQuery {
     to: Option<String>,
 }
 
-fn parse_time(name: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>> {
+/// A period's end: an RFC 3339 time, or a date, which is the start of that day in the
+/// team's time zone.
+fn parse_time(name: &str, value: Option<&str>, zone: Tz) -> Result<Option<DateTime<Utc>>> {
     value
         .filter(|v| !v.is_empty())
         .map(|v| {
@@ -34,7 +37,7 @@ fn parse_time(name: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>> 
                 .map(|t| t.with_timezone(&Utc))
                 .or_else(|_| {
                     chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d")
-                        .map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc())
+                        .map(|d| report::day_start(zone, d))
                 })
                 .map_err(|_| {
                     Error::bad_request(
@@ -51,8 +54,8 @@ async fn csat(
     _supervisor: Supervisor,
     ApiQuery(q): ApiQuery<PeriodQuery>,
 ) -> Result<Json<report::CsatReport>> {
-    let from = parse_time("from", q.from.as_deref())?;
-    let to = parse_time("to", q.to.as_deref())?;
+    let from = parse_time("from", q.from.as_deref(), deps.zone)?;
+    let to = parse_time("to", q.to.as_deref(), deps.zone)?;
     report::check_period(from, to)?;
     // Page by page into running totals: memory holds one page, and the scan stops at
     // CSAT_SCAN_LIMIT ratings, saying so.
@@ -88,9 +91,9 @@ async fn volume(
     _supervisor: Supervisor,
     ApiQuery(q): ApiQuery<PeriodQuery>,
 ) -> Result<Json<report::VolumeReport>> {
-    let (from, to) = period(&q)?;
+    let (from, to) = period(&q, deps.zone)?;
     let tickets = recent_tickets(&deps, from, to).await?;
-    Ok(Json(report::volume(&tickets, from, to)))
+    Ok(Json(report::volume(&tickets, from, to, deps.zone)))
 }
 
 /// SLA attainment per priority over the tickets opened within [from, to) (the last 30 days
@@ -100,19 +103,26 @@ async fn sla(
     _supervisor: Supervisor,
     ApiQuery(q): ApiQuery<PeriodQuery>,
 ) -> Result<Json<report::SlaReport>> {
-    let (from, to) = period(&q)?;
+    let (from, to) = period(&q, deps.zone)?;
     let tickets = recent_tickets(&deps, from, to).await?;
     Ok(Json(report::sla(&tickets, from, to)))
 }
 
-/// A report's period: [from, to), the last 30 days by default, at most a year.
-fn period(q: &PeriodQuery) -> Result<(DateTime<Utc>, DateTime<Utc>)> {
-    let to = parse_time("to", q.to.as_deref())?.unwrap_or_else(|| {
-        (domain::now().date_naive() + chrono::Duration::days(1))
-            .and_time(chrono::NaiveTime::MIN)
-            .and_utc()
-    });
-    let from = parse_time("from", q.from.as_deref())?.unwrap_or(to - chrono::Duration::days(30));
+/// A report's period: [from, to), by default the last 30 of the team's days up to today,
+/// at most a year.
+fn period(q: &PeriodQuery, zone: Tz) -> Result<(DateTime<Utc>, DateTime<Utc>)> {
+    let today = domain::now().with_timezone(&zone).date_naive();
+    let to = match parse_time("to", q.to.as_deref(), zone)? {
+        Some(to) => to,
+        None => report::day_start(zone, today + chrono::Duration::days(1)),
+    };
+    let from = match parse_time("from", q.from.as_deref(), zone)? {
+        Some(from) => from,
+        None => report::day_start(
+            zone,
+            to.with_timezone(&zone).date_naive() - chrono::Duration::days(30),
+        ),
+    };
     if from >= to || (to - from).num_days() > MAX_REPORT_DAYS {
         return Err(Error::unprocessable(
             "invalid_period",

@@ -3,7 +3,7 @@
 
 use crate::{Error, Result};
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, TimeZone, Utc, Weekday};
-use chrono_tz::Tz;
+pub use chrono_tz::Tz;
 use serde::Deserialize;
 
 /// The team's week, as the rules file's `[business_hours]` gives it.
@@ -59,6 +59,15 @@ fn weekday(name: &str) -> Option<Weekday> {
 }
 
 impl BusinessHours {
+    /// The team's time zone: its days are what reports count by. UTC without
+    /// `[business_hours]`.
+    pub fn zone(&self) -> Tz {
+        match self {
+            BusinessHours::Always => Tz::UTC,
+            BusinessHours::Weekly { tz, .. } => *tz,
+        }
+    }
+
     pub fn from_spec(spec: &HoursSpec) -> Result<BusinessHours> {
         let tz: Tz = spec
             .timezone

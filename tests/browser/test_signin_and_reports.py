@@ -1,11 +1,14 @@
-"""Signing in and out of the agent console, and what it says when the desk refuses or cannot
-be reached, in real Chromium. Controls are found by role and accessible name."""
+"""Signing in and out of the agent console, what it says when the desk refuses or cannot be
+reached, and the reports' days and service levels, in real Chromium. Controls are found by
+role and accessible name."""
 
 import re
+import tempfile
+from pathlib import Path
 
 from playwright.sync_api import expect
 
-from conftest import ALICE, BOB
+from conftest import ALICE, BOB, Desk
 
 INBOX = re.compile("^All")
 
@@ -75,6 +78,9 @@ def test_refusals_are_said_in_the_interfaces_language(desk, page):
     page.get_by_role("combobox", name="Language").select_option("zh-CN")
     page.get_by_role("link", name="报表").click()
     expect(page.get_by_role("heading", name="客户满意度")).to_be_visible()
+    # The days are the team's: UTC without business hours in the rules.
+    expect(page.get_by_text("按团队所在时区计日：UTC。")).to_be_visible()
+    expect(page.get_by_role("heading", name="服务等级")).to_be_visible()
 
     page.get_by_label("开始日期").fill("2026-06-30")
     page.get_by_label("结束日期").fill("2026-06-01")
@@ -90,3 +96,26 @@ def test_refusals_are_said_in_the_interfaces_language(desk, page):
     expect(page.get_by_role("heading", name="客户满意度")).to_be_visible()
     expect(page.get_by_role("alert")).to_have_count(0)
     assert errors == [], errors
+
+
+def test_the_reports_show_service_levels_per_priority_in_the_teams_days(page):
+    rules = Path(tempfile.mkdtemp(prefix="helpdesk-rules-")) / "rules.toml"
+    rules.write_text(
+        '[assignment]\nauto = false\n\n[business_hours]\ntimezone = "Asia/Shanghai"\n'
+        'days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]\nopen = "00:00"\nclose = "23:59"\n\n'
+        '[sla.high]\nfirst_response = "30m"\nresolution = "4h"\n'
+    )
+    desk = Desk(env={"HELPDESK_RULES": str(rules)})
+    try:
+        session = desk.webchat_session()
+        desk.webchat_say(session, "我要投诉，快递三天了还没到")
+        desk.wait_for("the hand-off's ticket", lambda: desk.api("GET", "/tickets")[1]["tickets"])
+        sign_in(page, desk, BOB)
+        page.get_by_role("link", name="Reports").click()
+        expect(page.get_by_text("Days are counted in the team’s time zone: Asia/Shanghai.")).to_be_visible()
+        table = page.get_by_role("table", name="SLA targets met, per priority")
+        row = table.get_by_role("row", name=re.compile("^High"))
+        # One ticket (a complaint is high), its targets neither met nor missed yet.
+        expect(row.get_by_role("cell")).to_have_text(["1", "—", "0", "0", "1", "—", "0", "0", "1", "—"])
+    finally:
+        desk.stop()
