@@ -1078,6 +1078,16 @@ async fn serve_without_admin_token(dir: &TempDir) -> (tokio::process::Child, Str
     (child, base, printed)
 }
 
+/// What `helpdesk admin-token` says of a data directory.
+async fn admin_token_of(dir: &TempDir) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_helpdesk"))
+        .args(["admin-token", "--data-dir"])
+        .arg(&dir.0)
+        .output()
+        .await
+        .unwrap()
+}
+
 /// A start stopped by a bad `HELPDESK_AGENTS` has made and printed no admin token: the
 /// token shown "this once" is the one of the start that runs.
 #[tokio::test]
@@ -1102,12 +1112,7 @@ async fn a_start_refused_for_its_agents_makes_no_admin_token() {
         "{stderr}"
     );
     assert!(!stdout.contains("admin token"), "{stdout}");
-    let shown = tokio::process::Command::new(env!("CARGO_BIN_EXE_helpdesk"))
-        .args(["admin-token", "--data-dir"])
-        .arg(&dir.0)
-        .output()
-        .await
-        .unwrap();
+    let shown = admin_token_of(&dir).await;
     assert!(!shown.status.success());
     assert!(String::from_utf8_lossy(&shown.stderr).contains("no admin token yet"));
 }
@@ -1139,23 +1144,13 @@ async fn a_generated_admin_token_is_printed_once_and_shown_on_request() {
         .unwrap();
     assert_eq!(me.status(), 200, "the first start's token still signs in");
 
-    let shown = tokio::process::Command::new(env!("CARGO_BIN_EXE_helpdesk"))
-        .args(["admin-token", "--data-dir"])
-        .arg(&dir.0)
-        .output()
-        .await
-        .unwrap();
+    let shown = admin_token_of(&dir).await;
     assert!(shown.status.success());
     assert_eq!(String::from_utf8_lossy(&shown.stdout).trim(), token);
     second.kill().await.unwrap();
 
     let empty = TempDir::new();
-    let none = tokio::process::Command::new(env!("CARGO_BIN_EXE_helpdesk"))
-        .args(["admin-token", "--data-dir"])
-        .arg(&empty.0)
-        .output()
-        .await
-        .unwrap();
+    let none = admin_token_of(&empty).await;
     assert!(!none.status.success());
     assert!(String::from_utf8_lossy(&none.stderr).contains("no admin token yet"));
 }
