@@ -878,6 +878,24 @@ async fn one_idempotency_key_makes_one_reply_and_one_ticket() {
     assert_eq!(error_code(bad, 400).await, "invalid_idempotency_key");
 }
 
+/// Checks that `r` is the 409 `active_ticket_exists` naming `ticket`, the customer's active
+/// ticket, where the agent should go.
+async fn refused_naming(r: reqwest::Response, ticket: &str) {
+    assert_eq!(r.status(), 409);
+    let refused: Value = r.json().await.unwrap();
+    assert_eq!(
+        refused["error"]["code"], "active_ticket_exists",
+        "{refused}"
+    );
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(ticket),
+        "names the ticket to go to: {refused}"
+    );
+}
+
 /// A visitor's hand-off opened a ticket; an agent who then makes one by hand for the same
 /// customer is told which ticket they have (409), and the visitor's next message joins the
 /// ticket being worked. Once it is closed, a ticket made by hand goes through, and a retry
@@ -894,19 +912,7 @@ async fn a_customer_with_an_active_ticket_gets_no_second_one_by_hand() {
     .await;
     let by_hand = json!({"customer_id": visitor.customer_id, "description": "manual follow-up"});
     let r = server.post("/tickets", ALICE, by_hand.clone()).await;
-    assert_eq!(r.status(), 409);
-    let refused: Value = r.json().await.unwrap();
-    assert_eq!(
-        refused["error"]["code"], "active_ticket_exists",
-        "{refused}"
-    );
-    assert!(
-        refused["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains(&first),
-        "names the ticket to go to: {refused}"
-    );
+    refused_naming(r, &first).await;
 
     let news = visitor.say("any news?").await;
     let deadline = tokio::time::Instant::now() + PATIENCE;
@@ -984,19 +990,7 @@ async fn a_reopen_beside_the_customers_active_ticket_is_refused() {
     let r = server
         .patch(&first, Some(version), json!({"status": "open"}))
         .await;
-    assert_eq!(r.status(), 409);
-    let refused: Value = r.json().await.unwrap();
-    assert_eq!(
-        refused["error"]["code"], "active_ticket_exists",
-        "{refused}"
-    );
-    assert!(
-        refused["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains(&second),
-        "names the ticket to go to: {refused}"
-    );
+    refused_naming(r, &second).await;
     let (after, after_version) = server.ticket(&first).await;
     assert_eq!(after_version, version, "the version did not move");
     assert_eq!(after["ticket"], before["ticket"], "the ticket is unchanged");

@@ -215,21 +215,7 @@ async fn twenty_tickets_by_hand_for_one_customer_make_one_on_lambda_and_dynamodb
         )
     });
     let answers = at_once(&instances, events).await;
-    let made: Vec<&Value> = answers
-        .iter()
-        .filter(|(status, _)| *status == 201)
-        .map(|(_, body)| body)
-        .collect();
-    assert_eq!(made.len(), 1, "{answers:?}");
-    let id = made[0]["id"].as_str().unwrap();
-    for (status, body) in answers.iter().filter(|(status, _)| *status != 201) {
-        assert_eq!(*status, 409, "{body}");
-        assert_eq!(body["error"]["code"], "active_ticket_exists", "{body}");
-        assert!(
-            body["error"]["message"].as_str().unwrap().contains(id),
-            "names the ticket: {body}"
-        );
-    }
+    one_active(&answers, 201);
     let (status, list) = http_answer(
         &instances[0]
             .call(http_event(
@@ -271,21 +257,7 @@ async fn ten_reopens_for_one_customer_make_one_active_on_lambda_and_dynamodb() {
         )
     });
     let answers = at_once(&instances, events).await;
-    let reopened: Vec<&Value> = answers
-        .iter()
-        .filter(|(status, _)| *status == 200)
-        .map(|(_, body)| body)
-        .collect();
-    assert_eq!(reopened.len(), 1, "{answers:?}");
-    let id = reopened[0]["id"].as_str().unwrap();
-    for (status, body) in answers.iter().filter(|(status, _)| *status != 200) {
-        assert_eq!(*status, 409, "{body}");
-        assert_eq!(body["error"]["code"], "active_ticket_exists", "{body}");
-        assert!(
-            body["error"]["message"].as_str().unwrap().contains(id),
-            "names the ticket: {body}"
-        );
-    }
+    let id = one_active(&answers, 200);
     for t in &resolved {
         let stored = store.get_ticket(&t.id).await.unwrap().unwrap();
         if stored.id != id {
@@ -364,6 +336,27 @@ async fn an_active_tickets_save_costs_no_more_and_a_reopen_pays_for_its_check() 
         "a refused reopen: put and transaction refused, the ticket read twice, the marker and \
          the ticket it names"
     );
+}
+
+/// Of racing requests that each would make a ticket of one customer active, the one that
+/// did (answered `won`), whose id each other answer, a 409 `active_ticket_exists`, names.
+fn one_active(answers: &[(u16, Value)], won: u16) -> &str {
+    let winners: Vec<&Value> = answers
+        .iter()
+        .filter(|(status, _)| *status == won)
+        .map(|(_, body)| body)
+        .collect();
+    assert_eq!(winners.len(), 1, "{answers:?}");
+    let id = winners[0]["id"].as_str().unwrap();
+    for (status, body) in answers.iter().filter(|(status, _)| *status != won) {
+        assert_eq!(*status, 409, "{body}");
+        assert_eq!(body["error"]["code"], "active_ticket_exists", "{body}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(id),
+            "names the ticket: {body}"
+        );
+    }
+    id
 }
 
 /// `t` moved to `to`, as an agent's PATCH moves it.
