@@ -953,6 +953,24 @@ async fn one_idempotency_key_makes_one_reply_and_one_ticket() {
     assert_eq!(error_code(bad, 400).await, "invalid_idempotency_key");
 }
 
+/// Checks that `r` is the 409 `active_ticket_exists` naming `ticket`, the customer's active
+/// ticket, where the agent should go.
+async fn refused_naming(r: reqwest::Response, ticket: &str) {
+    assert_eq!(r.status(), 409);
+    let refused: Value = r.json().await.unwrap();
+    assert_eq!(
+        refused["error"]["code"], "active_ticket_exists",
+        "{refused}"
+    );
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(ticket),
+        "names the ticket to go to: {refused}"
+    );
+}
+
 /// A visitor's hand-off opened a ticket; an agent who then makes one by hand for the same
 /// customer is told which ticket they have (409), and the visitor's next message joins the
 /// ticket being worked. Once it is closed, a ticket made by hand goes through, and a retry
@@ -969,19 +987,7 @@ async fn a_customer_with_an_active_ticket_gets_no_second_one_by_hand() {
     .await;
     let by_hand = json!({"customer_id": visitor.customer_id, "description": "manual follow-up"});
     let r = server.post("/tickets", ALICE, by_hand.clone()).await;
-    assert_eq!(r.status(), 409);
-    let refused: Value = r.json().await.unwrap();
-    assert_eq!(
-        refused["error"]["code"], "active_ticket_exists",
-        "{refused}"
-    );
-    assert!(
-        refused["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains(&first),
-        "names the ticket to go to: {refused}"
-    );
+    refused_naming(r, &first).await;
 
     let news = visitor.say("any news?").await;
     let deadline = tokio::time::Instant::now() + PATIENCE;
@@ -1031,6 +1037,52 @@ async fn a_customer_with_an_active_ticket_gets_no_second_one_by_hand() {
     assert_eq!(again["id"], made["id"]);
     let r = server.post("/tickets", ALICE, by_hand).await;
     assert_eq!(error_code(r, 409).await, "active_ticket_exists");
+}
+
+/// A visitor wrote again after their ticket was resolved, which opened a second one: the
+/// first reopened is refused with 409 naming the second, and stays as it was, its version
+/// too. Once the second is resolved, the reopen goes through.
+#[tokio::test]
+async fn a_reopen_beside_the_customers_active_ticket_is_refused() {
+    let dir = TempDir::new();
+    let server = Server::start(&dir.0, &[]).await;
+    let visitor = server.visitor().await;
+    let first = ticket_for(&visitor, "我的订单显示已付款但商家说没收到钱，转人工").await;
+    let (_, version) = server.ticket(&first).await;
+    let r = server
+        .patch(&first, Some(version), json!({"status": "resolved"}))
+        .await;
+    assert_eq!(r.status(), 200);
+    visitor.say("钱还是没有退回来，转人工").await;
+    let handoffs = visitor.wait_for_count("handoff", 2).await;
+    let second = handoffs[1]["ticket_id"].as_str().unwrap().to_string();
+    assert_ne!(
+        second, first,
+        "the message after the resolve opened a ticket"
+    );
+
+    let (before, version) = server.ticket(&first).await;
+    let r = server
+        .patch(&first, Some(version), json!({"status": "open"}))
+        .await;
+    refused_naming(r, &second).await;
+    let (after, after_version) = server.ticket(&first).await;
+    assert_eq!(after_version, version, "the version did not move");
+    assert_eq!(after["ticket"], before["ticket"], "the ticket is unchanged");
+    assert_eq!(after["ticket"]["status"], "resolved");
+
+    let (_, second_version) = server.ticket(&second).await;
+    let r = server
+        .patch(&second, Some(second_version), json!({"status": "resolved"}))
+        .await;
+    assert_eq!(r.status(), 200);
+    let r = server
+        .patch(&first, Some(version), json!({"status": "open"}))
+        .await;
+    assert_eq!(r.status(), 200);
+    let reopened: Value = r.json().await.unwrap();
+    assert_eq!(reopened["status"], "open");
+    assert_eq!(reopened["version"], version + 1);
 }
 
 /// Runs the requests at once, each on its own task.

@@ -9,6 +9,9 @@
 //!   message once, however often it is queued).
 //! - Twenty tickets made by hand for one customer at once: one 201, 19 × 409
 //!   `active_ticket_exists` naming it (a customer has one active ticket).
+//! - Ten resolved tickets of one customer reopened at once: one 200, nine × 409
+//!   `active_ticket_exists` naming it; and what a reopen costs on DynamoDB, next to an
+//!   ordinary save of an active ticket, which costs what it did before reopens were checked.
 
 mod aws_harness;
 mod common;
@@ -16,8 +19,10 @@ mod common;
 use aws_harness::{http_answer, http_event, Runtime, Stack};
 use common::{Server, TempDir, ADMIN};
 use helpdesk_core::aws::DynamoStore;
-use helpdesk_core::domain::{Channel, ChannelIdentity};
-use helpdesk_core::ports::CustomerStore;
+use helpdesk_core::domain::{
+    Channel, ChannelIdentity, NewTicket, Priority, Skill, Ticket, TicketPatch, TicketStatus,
+};
+use helpdesk_core::ports::{CustomerStore, TicketStore};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -25,6 +30,7 @@ use std::sync::Arc;
 const PATCHES: usize = 50;
 const REPLIES: usize = 20;
 const CREATES: usize = 20;
+const REOPENS: usize = 10;
 /// Lambda instances of the tickets function serving one test at once.
 const INSTANCES: usize = 5;
 
@@ -209,21 +215,7 @@ async fn twenty_tickets_by_hand_for_one_customer_make_one_on_lambda_and_dynamodb
         )
     });
     let answers = at_once(&instances, events).await;
-    let made: Vec<&Value> = answers
-        .iter()
-        .filter(|(status, _)| *status == 201)
-        .map(|(_, body)| body)
-        .collect();
-    assert_eq!(made.len(), 1, "{answers:?}");
-    let id = made[0]["id"].as_str().unwrap();
-    for (status, body) in answers.iter().filter(|(status, _)| *status != 201) {
-        assert_eq!(*status, 409, "{body}");
-        assert_eq!(body["error"]["code"], "active_ticket_exists", "{body}");
-        assert!(
-            body["error"]["message"].as_str().unwrap().contains(id),
-            "names the ticket: {body}"
-        );
-    }
+    one_active(&answers, 201);
     let (status, list) = http_answer(
         &instances[0]
             .call(http_event(
@@ -239,6 +231,165 @@ async fn twenty_tickets_by_hand_for_one_customer_make_one_on_lambda_and_dynamodb
     assert_eq!(status, 200, "{list}");
     assert_eq!(list["tickets"].as_array().unwrap().len(), 1, "{list}");
     stop(instances).await;
+}
+
+/// Ten resolved tickets of one customer, reopened at once over five instances of the
+/// tickets Lambda: the reopen takes the customer's marker in its write, so one goes through
+/// and each other is refused naming it, with its ticket left resolved at its version.
+#[tokio::test]
+async fn ten_reopens_for_one_customer_make_one_active_on_lambda_and_dynamodb() {
+    let stack = Stack::new().await;
+    let store = DynamoStore::new(&stack.config, stack.tables.clone());
+    let customer = customer_on_dynamodb(&stack).await;
+    let mut resolved = Vec::new();
+    for i in 0..REOPENS {
+        let t = resolved_ticket(&store, &customer, &format!("第 {i} 次：退款没到账")).await;
+        resolved.push(t);
+    }
+    let instances = tickets_instances(&stack).await;
+    let events = resolved.iter().map(|t| {
+        http_event(
+            "PATCH",
+            &format!("/tickets/{}", t.id),
+            &[("if-match", &t.version.to_string())],
+            Some(json!({"status": "open"})),
+            Some(("alice", "supervisor")),
+        )
+    });
+    let answers = at_once(&instances, events).await;
+    let id = one_active(&answers, 200);
+    for t in &resolved {
+        let stored = store.get_ticket(&t.id).await.unwrap().unwrap();
+        if stored.id != id {
+            assert_eq!((stored.status, stored.version), (t.status, t.version));
+        }
+    }
+    assert_eq!(
+        store
+            .active_ticket_for(&customer)
+            .await
+            .unwrap()
+            .map(|t| t.id),
+        Some(id.to_string())
+    );
+    stop(instances).await;
+}
+
+/// The DynamoDB requests of a save, counted at a proxy: an ordinary save of an active
+/// ticket is the conditional put and the marker's take, as before reopens were checked (no
+/// read, no transaction); a reopen pays for its check (its put refused, one read, one
+/// transaction); a refused reopen reads what it names.
+#[tokio::test]
+async fn an_active_tickets_save_costs_no_more_and_a_reopen_pays_for_its_check() {
+    let stack = Stack::new().await;
+    let proxy = aws_harness::dynamo_proxy::DynamoProxy::start(&stack.config).await;
+    let store = DynamoStore::new(&proxy.config, stack.tables.clone());
+    let customer = customer_on_dynamodb(&stack).await;
+    let first = resolved_ticket(&store, &customer, "发票开错了").await;
+    let second = resolved_ticket(&store, &customer, "还是开错了").await;
+    let counted = |proxy: &aws_harness::dynamo_proxy::DynamoProxy| {
+        ["PutItem", "GetItem", "TransactWriteItems", "Query"].map(|op| proxy.count(op))
+    };
+    let delta = |before: [usize; 4], after: [usize; 4]| [0, 1, 2, 3].map(|i| after[i] - before[i]);
+
+    let before = counted(&proxy);
+    let reopened = status(&first, TicketStatus::Open);
+    store.update_ticket(&reopened, first.version).await.unwrap();
+    assert_eq!(
+        delta(before, counted(&proxy)),
+        [1, 1, 1, 0],
+        "a reopen: put refused, the ticket read, the transaction with the marker"
+    );
+
+    let before = counted(&proxy);
+    let pending = status(&reopened, TicketStatus::Pending);
+    store
+        .update_ticket(&pending, reopened.version)
+        .await
+        .unwrap();
+    let mut urgent = pending.clone();
+    urgent
+        .apply(
+            &TicketPatch {
+                priority: Some(Priority::Urgent),
+                ..Default::default()
+            },
+            helpdesk_core::domain::now(),
+        )
+        .unwrap();
+    store.update_ticket(&urgent, pending.version).await.unwrap();
+    assert_eq!(
+        delta(before, counted(&proxy)),
+        [4, 0, 0, 0],
+        "two saves of an active ticket: each its put and the marker's take, nothing else"
+    );
+
+    let before = counted(&proxy);
+    let refused = store
+        .update_ticket(&status(&second, TicketStatus::Open), second.version)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code, "active_ticket_exists");
+    assert_eq!(
+        delta(before, counted(&proxy)),
+        [1, 4, 1, 0],
+        "a refused reopen: put and transaction refused, the ticket read twice, the marker and \
+         the ticket it names"
+    );
+}
+
+/// Of racing requests that each would make a ticket of one customer active, the one that
+/// did (answered `won`), whose id each other answer, a 409 `active_ticket_exists`, names.
+fn one_active(answers: &[(u16, Value)], won: u16) -> &str {
+    let winners: Vec<&Value> = answers
+        .iter()
+        .filter(|(status, _)| *status == won)
+        .map(|(_, body)| body)
+        .collect();
+    assert_eq!(winners.len(), 1, "{answers:?}");
+    let id = winners[0]["id"].as_str().unwrap();
+    for (status, body) in answers.iter().filter(|(status, _)| *status != won) {
+        assert_eq!(*status, 409, "{body}");
+        assert_eq!(body["error"]["code"], "active_ticket_exists", "{body}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(id),
+            "names the ticket: {body}"
+        );
+    }
+    id
+}
+
+/// `t` moved to `to`, as an agent's PATCH moves it.
+fn status(t: &Ticket, to: TicketStatus) -> Ticket {
+    let mut next = t.clone();
+    next.apply(
+        &TicketPatch {
+            status: Some(to),
+            ..Default::default()
+        },
+        helpdesk_core::domain::now(),
+    )
+    .unwrap();
+    next
+}
+
+/// A ticket of `customer`, made and then resolved.
+async fn resolved_ticket(store: &DynamoStore, customer: &str, text: &str) -> Ticket {
+    let t = Ticket::open(
+        NewTicket {
+            customer_id: customer.into(),
+            channel: Channel::Telegram,
+            subject: None,
+            description: text.into(),
+            priority: Priority::Normal,
+            skill: Skill::Billing,
+        },
+        helpdesk_core::domain::now(),
+    );
+    store.create_ticket(&t).await.unwrap();
+    let done = status(&t, TicketStatus::Resolved);
+    store.update_ticket(&done, t.version).await.unwrap();
+    done
 }
 
 /// A new customer, as a Telegram message makes one.

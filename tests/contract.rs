@@ -202,6 +202,227 @@ async fn racing_creates_leave_one_active_ticket(w: Wiring) {
 }
 both!(racing_creates_leave_one_active_ticket);
 
+/// `t` moved to `status` by an agent's patch, as the API does it.
+fn moved(t: &Ticket, status: TicketStatus) -> Ticket {
+    let mut next = t.clone();
+    next.apply(
+        &TicketPatch {
+            status: Some(status),
+            ..Default::default()
+        },
+        now(),
+    )
+    .expect("a legal move");
+    next
+}
+
+/// A customer whose ticket was resolved wrote again, which opened a second ticket: the first
+/// reopened beside it is refused, naming the second, and left as it was; the customer's
+/// messages still join the second. A stale version or an unknown ticket is told so first,
+/// as for any save, and the second's own changes go through.
+async fn a_reopen_beside_another_active_ticket_is_refused(w: Wiring) {
+    let s = w.store.as_ref();
+    let customer = new_id();
+    let first = ticket(&customer);
+    s.create_ticket(&first).await.unwrap();
+    let resolved = moved(&first, TicketStatus::Resolved);
+    s.update_ticket(&resolved, first.version).await.unwrap();
+    let mut second = ticket(&customer);
+    second.opened_by = Some(new_id());
+    s.create_ticket(&second).await.unwrap();
+
+    let reopened = moved(&resolved, TicketStatus::Open);
+    let err = s
+        .update_ticket(&reopened, resolved.version)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.kind.status(), err.code),
+        (409, "active_ticket_exists"),
+        "{}: {err}",
+        w.name
+    );
+    assert!(err.message.contains(&second.id), "{}: {err}", w.name);
+    let stored = s.get_ticket(&first.id).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.status, stored.version),
+        (TicketStatus::Resolved, resolved.version),
+        "{}: the ticket is unchanged",
+        w.name
+    );
+    assert_eq!(
+        s.active_ticket_for(&customer).await.unwrap().map(|t| t.id),
+        Some(second.id.clone()),
+        "{}",
+        w.name
+    );
+
+    let stale = s.update_ticket(&reopened, first.version).await.unwrap_err();
+    assert_eq!(
+        (stale.kind.status(), stale.code),
+        (409, "version_conflict"),
+        "{}: a stale version is told first",
+        w.name
+    );
+    let ghost = moved(
+        &moved(&ticket(&customer), TicketStatus::Resolved),
+        TicketStatus::Open,
+    );
+    assert_eq!(
+        s.update_ticket(&ghost, 2).await.unwrap_err().kind.status(),
+        404,
+        "{}",
+        w.name
+    );
+    let pending = moved(&second, TicketStatus::Pending);
+    s.update_ticket(&pending, second.version).await.unwrap();
+    let mut replied = pending.clone();
+    replied.customer_replied(now());
+    s.update_ticket(&replied, pending.version).await.unwrap();
+    assert_eq!(
+        s.get_ticket(&second.id).await.unwrap().unwrap().status,
+        TicketStatus::Open,
+        "{}: an active ticket's changes are no reopen",
+        w.name
+    );
+}
+both!(a_reopen_beside_another_active_ticket_is_refused);
+
+/// Once the customer's other ticket has ended (resolved, or closed), the reopen goes through
+/// and the reopened ticket is the one their messages join: a new ticket, or a reopen of the
+/// other, is then refused naming it.
+async fn a_reopen_goes_through_once_the_other_ticket_has_ended(w: Wiring) {
+    let s = w.store.as_ref();
+    let customer = new_id();
+    let first = ticket(&customer);
+    s.create_ticket(&first).await.unwrap();
+    let first_resolved = moved(&first, TicketStatus::Resolved);
+    s.update_ticket(&first_resolved, first.version)
+        .await
+        .unwrap();
+    let second = ticket(&customer);
+    s.create_ticket(&second).await.unwrap();
+    let second_resolved = moved(&second, TicketStatus::Resolved);
+    s.update_ticket(&second_resolved, second.version)
+        .await
+        .unwrap();
+    let third = ticket(&customer);
+    s.create_ticket(&third).await.unwrap();
+    let third_closed = moved(&third, TicketStatus::Closed);
+    s.update_ticket(&third_closed, third.version).await.unwrap();
+
+    let reopened = moved(&first_resolved, TicketStatus::Open);
+    s.update_ticket(&reopened, first_resolved.version)
+        .await
+        .unwrap();
+    let stored = s.get_ticket(&first.id).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.status, stored.version, stored.closed_at),
+        (TicketStatus::Open, reopened.version, None),
+        "{}",
+        w.name
+    );
+    assert_eq!(
+        s.active_ticket_for(&customer).await.unwrap().map(|t| t.id),
+        Some(first.id.clone()),
+        "{}",
+        w.name
+    );
+    let err = s.create_ticket(&ticket(&customer)).await.unwrap_err();
+    assert_eq!(err.code, "active_ticket_exists", "{}", w.name);
+    assert!(err.message.contains(&first.id), "{}: {err}", w.name);
+    let err = s
+        .update_ticket(
+            &moved(&second_resolved, TicketStatus::Open),
+            second_resolved.version,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, "active_ticket_exists", "{}", w.name);
+    assert!(err.message.contains(&first.id), "{}: {err}", w.name);
+
+    // Resolved again, it makes way: the second one reopens.
+    let again = moved(&reopened, TicketStatus::Resolved);
+    s.update_ticket(&again, reopened.version).await.unwrap();
+    s.update_ticket(
+        &moved(&second_resolved, TicketStatus::Open),
+        second_resolved.version,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.active_ticket_for(&customer).await.unwrap().map(|t| t.id),
+        Some(second.id.clone()),
+        "{}",
+        w.name
+    );
+}
+both!(a_reopen_goes_through_once_the_other_ticket_has_ended);
+
+/// Ten resolved tickets of one customer reopened at once, with `creates` new tickets made at
+/// the same time: one ends active, and each of the others is refused naming it.
+async fn race_reopens(w: Wiring, creates: usize) {
+    let store: Arc<dyn Store> = w.store.clone();
+    let customer = new_id();
+    let mut resolved = Vec::new();
+    for _ in 0..10 {
+        let t = ticket(&customer);
+        store.create_ticket(&t).await.unwrap();
+        let done = moved(&t, TicketStatus::Resolved);
+        store.update_ticket(&done, t.version).await.unwrap();
+        resolved.push(done);
+    }
+    let reopens = resolved.into_iter().map(|t| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let reopened = moved(&t, TicketStatus::Open);
+            store
+                .update_ticket(&reopened, t.version)
+                .await
+                .map(|()| t.id)
+        })
+    });
+    let creates = (0..creates).map(|_| {
+        let (store, mut t) = (store.clone(), ticket(&customer));
+        t.opened_by = Some(new_id());
+        tokio::spawn(async move { store.create_ticket(&t).await.map(|()| t.id) })
+    });
+    let outcomes = join_all(reopens.chain(creates).collect()).await;
+    let won: Vec<&String> = outcomes.iter().filter_map(|o| o.as_ref().ok()).collect();
+    assert_eq!(won.len(), 1, "{}: {outcomes:?}", w.name);
+    for e in outcomes.iter().filter_map(|o| o.as_ref().err()) {
+        assert_eq!(e.code, "active_ticket_exists", "{}: {e}", w.name);
+        assert!(e.message.contains(won[0].as_str()), "{}: {e}", w.name);
+    }
+    let active = TicketFilter {
+        customer_id: Some(customer.clone()),
+        active: true,
+        ..Default::default()
+    };
+    assert_eq!(store.count_tickets(&active).await.unwrap(), 1, "{}", w.name);
+    assert_eq!(
+        store
+            .active_ticket_for(&customer)
+            .await
+            .unwrap()
+            .map(|t| t.id)
+            .as_ref(),
+        Some(won[0]),
+        "{}",
+        w.name
+    );
+}
+
+async fn racing_reopens_leave_one_active_ticket(w: Wiring) {
+    race_reopens(w, 0).await
+}
+both!(racing_reopens_leave_one_active_ticket);
+
+async fn reopens_racing_creates_leave_one_active_ticket(w: Wiring) {
+    race_reopens(w, 10).await
+}
+both!(reopens_racing_creates_leave_one_active_ticket);
+
 async fn one_sender_claims_a_queued_message(w: Wiring) {
     let s = w.store.as_ref();
     let m = Message::outbound(
@@ -326,27 +547,16 @@ async fn a_merge_cut_after_every_step_resumes_and_a_repeat_changes_nothing(w: Wi
         m.provider_message_id = Some(format!("wamid.{}.{i}", from.id));
         s.append_message(&m).await.unwrap();
     }
-    // Three active tickets, as a desk from before every active ticket counted left them:
-    // the store refuses a second at create, so two are made resolved and then reopened.
+    // Three tickets: one active, and two resolved before it (the store refuses a second
+    // active one, at create and at reopen alike; folding is
+    // `a_merge_folds_the_other_active_ticket_into_the_kept_one`).
     let mut tickets = Vec::new();
     for i in 0..3 {
         let mut t = ticket(&from.id);
         if i > 0 {
             t.status = TicketStatus::Resolved;
-            s.create_ticket(&t).await.unwrap();
-            let version = t.version;
-            t.apply(
-                &TicketPatch {
-                    status: Some(TicketStatus::Open),
-                    ..Default::default()
-                },
-                now(),
-            )
-            .unwrap();
-            s.update_ticket(&t, version).await.unwrap();
-        } else {
-            s.create_ticket(&t).await.unwrap();
         }
+        s.create_ticket(&t).await.unwrap();
         tickets.push(t);
     }
     s.create_session(&helpdesk_core::ports::WebchatSession {

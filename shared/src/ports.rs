@@ -28,7 +28,10 @@ pub trait TicketStore: Send + Sync {
     async fn create_ticket(&self, ticket: &Ticket) -> Result<()>;
     async fn get_ticket(&self, id: &str) -> Result<Option<Ticket>>;
     /// Saves `ticket` only if the stored version is still `expected_version`, else fails
-    /// with a conflict. Each saved change reaches the ticket change feed.
+    /// with a conflict. A reopen ([`Ticket::became_active`]) is refused as a create is, with
+    /// `active_ticket_exists` naming the customer's other active ticket, in the same write:
+    /// of two tickets of one customer reopened at once, one becomes active. Each saved
+    /// change reaches the ticket change feed.
     async fn update_ticket(&self, ticket: &Ticket, expected_version: u64) -> Result<()>;
     /// Newest first.
     async fn list_tickets(

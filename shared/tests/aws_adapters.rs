@@ -2,6 +2,7 @@
 //! and names in `AWS_ENDPOINT_URL`. Each test makes its own tables and queues.
 
 use aws_sdk_dynamodb::config::{Credentials, Region};
+use aws_sdk_dynamodb::types::AttributeValue;
 use helpdesk_core::aws::{schema, DynamoStore, QueueUrls, SqsQueue, Tables};
 use helpdesk_core::domain::*;
 use helpdesk_core::flow::{run_merge, MergeProgress};
@@ -604,4 +605,68 @@ async fn receipts_and_a_ticket_written_at_once_all_count() {
         raw.contains_key("lease_until"),
         "the sender's lease is kept"
     );
+}
+
+/// A customer's marker left naming a ticket that is no longer active (a crash between a
+/// ticket's save and the marker's release leaves one) does not block a reopen: it is
+/// cleared, and the reopened ticket takes it, so that the next create is refused naming it.
+#[tokio::test]
+async fn a_reopen_clears_a_marker_left_by_an_ended_ticket() {
+    let s = store().await;
+    let customer = new_id();
+    let status = |t: &Ticket, to| {
+        let mut next = t.clone();
+        next.apply(
+            &TicketPatch {
+                status: Some(to),
+                ..Default::default()
+            },
+            now(),
+        )
+        .unwrap();
+        next
+    };
+    let mut resolved = Vec::new();
+    for _ in 0..2 {
+        let t = ticket(&customer, Skill::Billing);
+        s.create_ticket(&t).await.unwrap();
+        let done = status(&t, TicketStatus::Resolved);
+        s.update_ticket(&done, t.version).await.unwrap();
+        resolved.push(done);
+    }
+    s.client()
+        .put_item()
+        .table_name(&s.tables().tickets)
+        .item("id", AttributeValue::S(format!("active#{customer}")))
+        .item("ticket_id", AttributeValue::S(resolved[1].id.clone()))
+        .send()
+        .await
+        .unwrap();
+
+    let reopened = status(&resolved[0], TicketStatus::Open);
+    s.update_ticket(&reopened, resolved[0].version)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.active_ticket_for(&customer).await.unwrap().map(|t| t.id),
+        Some(reopened.id.clone())
+    );
+    let held = s
+        .client()
+        .get_item()
+        .table_name(&s.tables().tickets)
+        .key("id", AttributeValue::S(format!("active#{customer}")))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .and_then(|i| i.get("ticket_id").cloned());
+    assert_eq!(held, Some(AttributeValue::S(reopened.id.clone())));
+    let err = s
+        .create_ticket(&ticket(&customer, Skill::Billing))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, "active_ticket_exists");
+    assert!(err.message.contains(&reopened.id), "{err}");
 }

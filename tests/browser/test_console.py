@@ -110,6 +110,36 @@ def test_enter_while_an_input_method_composes_does_not_send(desk, page):
     assert sent == ["你好\n请稍等"], sent
 
 
+def test_a_reopen_beside_the_customers_active_ticket_says_where_to_go(desk, page):
+    """The customer wrote again after their ticket was resolved, which opened a second one:
+    reopening the first says the customer has another active ticket and names it, rather than
+    asking to reload, and the first stays resolved."""
+    session, first = handed_off(desk)
+    _, _, headers = desk.api("GET", f"/tickets/{first}")
+    status, body, _ = desk.api("PATCH", f"/tickets/{first}", {"status": "resolved"}, headers={"If-Match": headers["ETag"]})
+    assert status == 200, body
+    desk.webchat_say(session, "又出问题了，我要投诉，转人工")
+    handoffs = desk.wait_for(
+        "a second hand-off",
+        lambda: (lambda h: h if len(h) >= 2 else None)(
+            [m for m in desk.webchat_messages(session) if m["kind"] == "handoff"]
+        ),
+    )
+    second = handoffs[1]["ticket_id"]
+    assert second != first
+
+    sign_in(page, desk)
+    page.goto(f"{desk.base}/console/#/tickets/{first}")
+    expect(page.get_by_role("combobox", name="Status")).to_have_value("resolved")
+    page.get_by_role("combobox", name="Status").select_option("open")
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text("another active ticket")
+    expect(alert).to_contain_text(second)
+    expect(alert).not_to_contain_text("changed by someone else")
+    _, body, _ = desk.api("GET", f"/tickets/{first}")
+    assert body["ticket"]["status"] == "resolved"
+
+
 def test_closing_sends_the_survey_and_a_stale_second_browser_gets_the_conflict(desk, browser):
     session, ticket_id = handed_off(desk)
     first = browser.new_context(locale="en-US")

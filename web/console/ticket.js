@@ -124,8 +124,11 @@ export function TicketView({ id, me, focusReply }) {
     if (view) setAssignee(view.ticket.assignee || '');
   }, [view && view.ticket.version]);
 
+  // A reopen refused because the customer has another active ticket is no stale copy:
+  // reloading would not help, so it says where the customer's conversation is.
   const failed = (e) => {
-    if (e.status === 409) setConflict(true);
+    if (e.code === 'active_ticket_exists') setError(t('ticket.active_elsewhere', { message: e.message }));
+    else if (e.status === 409) setConflict(true);
     else setError(t('error.generic', { message: e.message }));
   };
 

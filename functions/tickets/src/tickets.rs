@@ -368,13 +368,7 @@ async fn patch(
     let expected = if_match(&headers)?;
     let mut ticket = load(&deps, &id).await?;
     if ticket.version != expected {
-        return Err(Error::conflict(
-            "version_conflict",
-            format!(
-                "the ticket is at version {}, not {expected}; reload it and try again",
-                ticket.version
-            ),
-        ));
+        return Err(Error::version_conflict(ticket.version, expected));
     }
     let assignee = match body.assignee {
         Some(Some(a)) if a.trim().is_empty() => Some(None),

@@ -516,6 +516,13 @@ impl TicketStore for SqliteStore {
             if old.version != expected_version {
                 return Err(Error::version_conflict(old.version, expected_version));
             }
+            // A reopen is checked as a create is, in the transaction that writes it: of two
+            // tickets of one customer reopened at once, one becomes active.
+            if Ticket::became_active(&old, ticket) {
+                if let Some(active) = Self::active_ticket(tx, &ticket.customer_id)? {
+                    return Err(Error::active_ticket_exists(&ticket.customer_id, &active.id));
+                }
+            }
             Self::write_ticket(tx, ticket, false)?;
             Self::record_change(tx, Some(old), ticket)
         })?;

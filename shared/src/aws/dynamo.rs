@@ -8,7 +8,9 @@
 //! the condition that its stored `version` is the one the writer read. Two sparse indexes
 //! serve the assignment and the SLA check: `waiting` (`waiting_pk`, `waiting_sk`: priority
 //! rank, then id) holds the tickets still being worked that nobody holds, and `sla_due`
-//! (`sla_pk`, `sla_due`) those with a target to watch.
+//! (`sla_pk`, `sla_due`) those with a target to watch. A customer's active ticket holds
+//! the customer's marker (`active#CUSTOMER`, outside every index), taken in the transaction
+//! that creates or reopens it: a customer has one active ticket.
 //!
 //! Agents' profiles are items of the tickets table too (`agent#ID`, `kind` = `agent`, so
 //! the `all` index lists them; no `body`, so the stream's readers pass them by). Each keeps
@@ -201,6 +203,17 @@ fn marker_key(customer_id: &str) -> String {
     format!("active#{customer_id}")
 }
 
+/// The condition that the status attribute, named `name`, is one of
+/// [`TicketStatus::ACTIVE`], with the values it names.
+fn active_statuses(name: &str) -> (String, Vec<(String, AttributeValue)>) {
+    let values: Vec<(String, AttributeValue)> = TicketStatus::ACTIVE
+        .iter()
+        .map(|st| (format!(":active_{}", st.as_str()), s(st.as_str())))
+        .collect();
+    let keys: Vec<&str> = values.iter().map(|(k, _)| k.as_str()).collect();
+    (format!("{name} IN ({})", keys.join(", ")), values)
+}
+
 fn marker_item(ticket: &Ticket) -> Item {
     HashMap::from([
         ("id".into(), s(marker_key(&ticket.customer_id))),
@@ -267,14 +280,84 @@ impl DynamoStore {
         }
     }
 
-    /// A put of the customer's active-ticket marker, naming `ticket`.
-    fn marker_put(&self, ticket: &Ticket, condition: &str) -> Result<Put> {
+    /// A put of the customer's active-ticket marker, naming `ticket`, on the condition that
+    /// no other ticket holds it.
+    fn marker_put(&self, ticket: &Ticket) -> Result<Put> {
         Put::builder()
             .table_name(&self.tables.tickets)
             .set_item(Some(marker_item(ticket)))
-            .condition_expression(condition)
+            .condition_expression("attribute_not_exists(id) OR ticket_id = :ticket")
+            .expression_attribute_values(":ticket", s(&ticket.id))
             .build()
             .map_err(|e| Error::internal(format!("building a put: {e}")))
+    }
+
+    /// Writes `ticket`, new (`expected` is `None`: its id must be free) or reopened (the
+    /// stored version is `expected`), and, when it is active, in one transaction with its
+    /// customer's marker, which only one active ticket holds: however many creates and
+    /// reopens race, one ticket of the customer ends active, where a look at the
+    /// (eventually consistent) customer index first would let several through. Refused with
+    /// `active_ticket_exists` while another active ticket holds the marker; a marker left by
+    /// a ticket no longer active is cleared, and the write tried again.
+    async fn write_marked(&self, ticket: &Ticket, expected: Option<u64>) -> Result<()> {
+        for _ in 0..3 {
+            let put_ticket = Put::builder()
+                .table_name(&self.tables.tickets)
+                .set_item(Some(ticket_item(ticket)?));
+            let put_ticket = match expected {
+                None => put_ticket.condition_expression("attribute_not_exists(id)"),
+                Some(version) => put_ticket
+                    .condition_expression("attribute_exists(id) AND #version = :expected")
+                    .expression_attribute_names("#version", "version")
+                    .expression_attribute_values(":expected", n(version)),
+            }
+            .build()
+            .map_err(|e| Error::internal(format!("building a put: {e}")))?;
+            let mut write = self
+                .client
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().put(put_ticket).build());
+            if ticket.status.is_active() {
+                write = write.transact_items(
+                    TransactWriteItem::builder()
+                        .put(self.marker_put(ticket)?)
+                        .build(),
+                );
+            }
+            match write.send().await {
+                Ok(_) => return Ok(()),
+                Err(e) if condition_failed(&e) => {
+                    match (expected, self.get_ticket(&ticket.id).await?) {
+                        (None, Some(_)) => return Err(Error::ticket_exists(&ticket.id)),
+                        (Some(_), None) => return Err(Error::not_found("ticket", &ticket.id)),
+                        (Some(version), Some(stored)) if stored.version != version => {
+                            return Err(Error::version_conflict(stored.version, version))
+                        }
+                        _ => {}
+                    }
+                    if !ticket.status.is_active() {
+                        continue;
+                    }
+                    match self.marked_ticket(&ticket.customer_id).await? {
+                        (_, Some(active)) if active.id != ticket.id => {
+                            return Err(Error::active_ticket_exists(
+                                &ticket.customer_id,
+                                &active.id,
+                            ))
+                        }
+                        (Some(stale), None) => {
+                            self.clear_marker(&ticket.customer_id, &stale).await?
+                        }
+                        _ => {}
+                    }
+                }
+                Err(e) => return Err(db_err("write ticket", e)),
+            }
+        }
+        Err(Error::internal(format!(
+            "could not write ticket {}: the customer's marker kept changing",
+            ticket.id
+        )))
     }
 
     /// The ticket the customer's marker names, and that ticket when it is still the
@@ -488,13 +571,11 @@ impl DynamoStore {
                 .expression_attribute_values(format!(":f{i}"), s(value.clone()));
         }
         if filter.active {
-            let mut names = Vec::new();
-            for st in TicketStatus::ACTIVE {
-                let name = format!(":active_{}", st.as_str());
-                req = req.expression_attribute_values(&name, s(st.as_str()));
-                names.push(name);
+            let (active, values) = active_statuses("#active_status");
+            for (k, v) in values {
+                req = req.expression_attribute_values(k, v);
             }
-            filters.push(format!("#active_status IN ({})", names.join(", ")));
+            filters.push(active);
             req = req.expression_attribute_names("#active_status", "status");
         }
         if filter.unassigned {
@@ -585,57 +666,11 @@ impl DynamoStore {
 
 #[async_trait]
 impl TicketStore for DynamoStore {
-    /// An active ticket is written in one transaction with its customer's marker, which
-    /// only one ticket holds: two hand-offs, or a hand-off and an agent's ticket made by
-    /// hand, at once make one ticket, where a look at the (eventually consistent) customer
-    /// index first would let both through.
+    /// An active ticket is written in one transaction with its customer's marker
+    /// ([`DynamoStore::write_marked`]): two hand-offs, or a hand-off and an agent's ticket
+    /// made by hand, at once make one ticket.
     async fn create_ticket(&self, ticket: &Ticket) -> Result<()> {
-        for _ in 0..3 {
-            let put_ticket = Put::builder()
-                .table_name(&self.tables.tickets)
-                .set_item(Some(ticket_item(ticket)?))
-                .condition_expression("attribute_not_exists(id)")
-                .build()
-                .map_err(|e| Error::internal(format!("building a put: {e}")))?;
-            let mut write = self
-                .client
-                .transact_write_items()
-                .transact_items(TransactWriteItem::builder().put(put_ticket).build());
-            if ticket.status.is_active() {
-                write = write.transact_items(
-                    TransactWriteItem::builder()
-                        .put(self.marker_put(ticket, "attribute_not_exists(id)")?)
-                        .build(),
-                );
-            }
-            match write.send().await {
-                Ok(_) => return Ok(()),
-                Err(e) if condition_failed(&e) => {
-                    if self.get_ticket(&ticket.id).await?.is_some() {
-                        return Err(Error::ticket_exists(&ticket.id));
-                    }
-                    match self.marked_ticket(&ticket.customer_id).await? {
-                        (_, Some(active)) => {
-                            return Err(Error::active_ticket_exists(
-                                &ticket.customer_id,
-                                &active.id,
-                            ))
-                        }
-                        // A marker left by a ticket that is no longer active: cleared, and
-                        // the create tried again.
-                        (Some(stale), None) => {
-                            self.clear_marker(&ticket.customer_id, &stale).await?
-                        }
-                        (None, None) => {}
-                    }
-                }
-                Err(e) => return Err(db_err("create ticket", e)),
-            }
-        }
-        Err(Error::internal(format!(
-            "could not create ticket {}: the customer's marker kept changing",
-            ticket.id
-        )))
+        self.write_marked(ticket, None).await
     }
 
     async fn get_ticket(&self, id: &str) -> Result<Option<Ticket>> {
@@ -645,26 +680,46 @@ impl TicketStore for DynamoStore {
             .transpose()
     }
 
+    /// An active ticket is saved on the condition that it was active already, in one
+    /// request as any other save. A reopen ([`Ticket::became_active`]) fails that condition,
+    /// and is written with its customer's marker instead ([`DynamoStore::write_marked`]).
     async fn update_ticket(&self, ticket: &Ticket, expected_version: u64) -> Result<()> {
-        let result = self
+        let mut put = self
             .client
             .put_item()
             .table_name(&self.tables.tickets)
             .set_item(Some(ticket_item(ticket)?))
-            .condition_expression("attribute_exists(id) AND #version = :expected")
             .expression_attribute_names("#version", "version")
             .expression_attribute_values(":expected", n(expected_version))
-            .return_values(ReturnValue::AllOld)
-            .send()
-            .await;
-        let old: Option<Ticket> = match result {
-            Ok(out) => out.attributes.as_ref().map(body_of).transpose()?,
-            Err(e) if condition_failed(&e) => {
-                return match self.get_ticket(&ticket.id).await? {
-                    None => Err(Error::not_found("ticket", &ticket.id)),
-                    Some(stored) => Err(Error::version_conflict(stored.version, expected_version)),
-                }
+            .return_values(ReturnValue::AllOld);
+        if ticket.status.is_active() {
+            let (active, values) = active_statuses("#status");
+            for (k, v) in values {
+                put = put.expression_attribute_values(k, v);
             }
+            put = put
+                .expression_attribute_names("#status", "status")
+                .condition_expression(format!(
+                    "attribute_exists(id) AND #version = :expected AND {active}"
+                ));
+        } else {
+            put = put.condition_expression("attribute_exists(id) AND #version = :expected");
+        }
+        let (old, reopened): (Option<Ticket>, bool) = match put.send().await {
+            Ok(out) => (out.attributes.as_ref().map(body_of).transpose()?, false),
+            Err(e) if condition_failed(&e) => match self.get_ticket(&ticket.id).await? {
+                None => return Err(Error::not_found("ticket", &ticket.id)),
+                Some(stored)
+                    if stored.version == expected_version
+                        && Ticket::became_active(&stored, ticket) =>
+                {
+                    self.write_marked(ticket, Some(expected_version)).await?;
+                    (Some(stored), true)
+                }
+                Some(stored) => {
+                    return Err(Error::version_conflict(stored.version, expected_version))
+                }
+            },
             Err(e) => return Err(db_err("update ticket", e)),
         };
         // The holders' sets follow the ticket: a crash in between leaves a ticket in a set
@@ -677,11 +732,13 @@ impl TicketStore for DynamoStore {
                 self.hold(holder, &ticket.id).await?;
             }
         }
-        // The marker follows the ticket: taken when it is active and free (a reopened
-        // ticket, or one made before every active ticket took it), given back when it stops
-        // being active. A crash in between leaves a marker that the next create finds stale
-        // and clears.
-        if ticket.status.is_active() {
+        // The marker follows the ticket: a reopened ticket took it with its write; an active
+        // one takes it when it is free (one made before every active ticket took it), and
+        // gives it back when it stops being active. A crash in between leaves a marker that
+        // the next create or reopen finds stale and clears.
+        if reopened {
+            Ok(())
+        } else if ticket.status.is_active() {
             self.take_free_marker(ticket).await
         } else {
             self.clear_marker(&ticket.customer_id, &ticket.id).await
@@ -736,19 +793,20 @@ impl TicketStore for DynamoStore {
             (Some(_), None) => return Ok(None),
             (None, None) => {}
         }
-        let req = self
+        let (active, values) = active_statuses("#s");
+        let mut req = self
             .client
             .query()
             .table_name(&self.tables.tickets)
             .index_name("by_customer")
             .key_condition_expression("customer_id = :c")
-            .filter_expression("#s IN (:open, :pending, :escalated)")
+            .filter_expression(active)
             .expression_attribute_names("#s", "status")
             .expression_attribute_values(":c", s(customer_id))
-            .expression_attribute_values(":open", s("open"))
-            .expression_attribute_values(":pending", s("pending"))
-            .expression_attribute_values(":escalated", s("escalated"))
             .scan_index_forward(false);
+        for (k, v) in values {
+            req = req.expression_attribute_values(k, v);
+        }
         let items = self.query_all(req, 1).await?;
         // The index is eventually consistent: confirm against the table.
         match items

@@ -386,6 +386,14 @@ impl Ticket {
         (new.holder() != Some(was)).then_some(was)
     }
 
+    /// Whether this change makes an ended ticket active again (a resolved ticket reopened):
+    /// like a new ticket, it may not stand beside another active ticket of its customer, and
+    /// the stores refuse it in the write that saves it. A change of a ticket already active
+    /// needs no such check.
+    pub fn became_active(old: &Ticket, new: &Ticket) -> bool {
+        new.status.is_active() && !old.status.is_active()
+    }
+
     /// Escalates to a supervisor with a reason, naming the agent who did it: the change
     /// feed turns it into the supervisor's notice (see [`Ticket::became_escalated`]).
     pub fn escalate_by(&mut self, agent: &str, reason: &str, now: DateTime<Utc>) -> Result<()> {
@@ -606,6 +614,35 @@ mod tests {
         assert!(TicketStatus::Resolved.can_become(TicketStatus::Open));
         assert!(!TicketStatus::Resolved.can_become(TicketStatus::Pending));
         assert!(TicketStatus::Open.can_become(TicketStatus::Resolved));
+    }
+
+    #[test]
+    fn only_a_reopen_becomes_active() {
+        let now = super::super::now();
+        let status = |t: &Ticket, to| {
+            let mut next = t.clone();
+            next.apply(
+                &TicketPatch {
+                    status: Some(to),
+                    ..Default::default()
+                },
+                now,
+            )
+            .unwrap();
+            next
+        };
+        let open = ticket();
+        let pending = status(&open, TicketStatus::Pending);
+        let resolved = status(&open, TicketStatus::Resolved);
+        let reopened = status(&resolved, TicketStatus::Open);
+        assert!(Ticket::became_active(&resolved, &reopened));
+        assert!(!Ticket::became_active(&open, &pending), "active before");
+        assert!(!Ticket::became_active(&open, &resolved), "it ended");
+        let mut replied = pending.clone();
+        replied.customer_replied(now);
+        assert!(!Ticket::became_active(&pending, &replied));
+        let closed = status(&resolved, TicketStatus::Closed);
+        assert!(!Ticket::became_active(&resolved, &closed));
     }
 
     #[test]
