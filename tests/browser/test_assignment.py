@@ -280,3 +280,35 @@ def test_each_sla_state_is_told_apart(desk, page):
         "ago": "2 minutes ago",
         "order": ["breached", "sooner", "later", "none"],
     }, states
+
+
+def test_the_admin_takes_no_tickets_and_a_refused_assignee_says_why(desk, page):
+    _, ticket_id = handed_off(desk)
+    sign_in(page, desk, ADMIN)
+    page.goto(f"{desk.base}/console/#/tickets/{ticket_id}")
+    expect(page.get_by_role("button", name="Save assignee")).to_be_visible()
+    # The administrator has no profile and takes no tickets: it is not offered one.
+    expect(page.get_by_role("button", name="Assign to me")).to_have_count(0)
+
+    # A typo is refused by the desk, and the console says why beside the box.
+    assignee = page.get_by_role("combobox", name="Assignee")
+    assignee.fill("alcie")
+    page.get_by_role("button", name="Save assignee").click()
+    refused = page.get_by_role("alert")
+    expect(refused).to_contain_text('no agent is named "alcie"')
+    expect(assignee).to_have_attribute("aria-invalid", "true")
+    expect(assignee).to_have_attribute("aria-describedby", refused.get_attribute("id"))
+    assert ticket(desk, ticket_id)["assignee"] is None
+    # Corrected, it goes through and the message goes.
+    assignee.fill("alice")
+    expect(page.get_by_role("alert")).to_have_count(0)
+    page.get_by_role("button", name="Save assignee").click()
+    expect(page.get_by_role("region", name="Assignment")).to_contain_text("Assigned to alice by admin")
+    assert ticket(desk, ticket_id)["assignee"] == "alice"
+
+    # An agent is offered the ticket.
+    page.get_by_role("button", name="Sign out").click()
+    sign_in(page, desk, BOB)
+    page.goto(f"{desk.base}/console/#/tickets/{ticket_id}")
+    page.get_by_role("button", name="Assign to me").click()
+    expect(page.get_by_role("region", name="Assignment")).to_contain_text("Assigned to bob by bob")

@@ -5,11 +5,14 @@
 import { currentToken, signOut } from './auth.js';
 import { t } from './i18n.js';
 
+/** A refused call: `message` in the reader's language where the console knows the code,
+ * `detail` the desk's own words (which name the ticket or the field). */
 export class ApiError extends Error {
-  constructor(status, code, message) {
+  constructor(status, code, message, detail = message) {
     super(message);
     this.status = status;
     this.code = code;
+    this.detail = detail;
   }
 }
 
@@ -52,7 +55,8 @@ export async function api(method, path, { body, etag, ifMatch, signal } = {}) {
     if (response.status === 401 && token) signOut({ ended: true });
     const err = (data && data.error) || {};
     const code = err.code || 'http_' + response.status;
-    throw new ApiError(response.status, code, inLanguage(code, err.message || response.statusText));
+    const detail = err.message || response.statusText;
+    throw new ApiError(response.status, code, inLanguage(code, detail), detail);
   }
   return { status: response.status, data, etag: newEtag };
 }

@@ -1,16 +1,25 @@
 // The inbox: the views (mine, unassigned, all) with their counts, filters, a search over
-// what is loaded, and the ticket list, each row with its assignee and its SLA state. It
-// polls with If-None-Match, so an idle console moves a few hundred bytes every few seconds;
-// keys j/k move, Enter opens, r replies and / searches.
+// what is loaded (subject, description, the ticket's reference), and the ticket list, each
+// row with its reference, assignee and SLA state. It polls with If-None-Match, so an idle
+// console moves a few hundred bytes every few seconds; keys j/k move, Enter opens, r
+// replies and / searches.
+//
+// Paging: "Load more" follows the list's cursor, and every poll walks the cursors again
+// from the top, in requests of at most 100, for as many tickets as the pages loaded so far
+// hold. So every loaded page stays listed and fresh (a ticket that leaves the filter goes,
+// a new one comes in at the top), and the list changes in one step, never in pieces.
 
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { html, usePoll, Select, Notice, STATUSES, PRIORITIES, SKILLS, CHANNELS } from './ui.js';
 import { t, when } from './i18n.js';
 import { api, query } from './api.js';
 import { AssigneeShort, SlaShort, nextDue } from './assignment.js';
+import { TicketRef, ticketRef } from './ticket.js';
 
 const POLL_MS = 3000;
 const PAGE = 25;
+// The API's largest page: a poll over more loaded tickets takes several requests.
+const MAX_LIMIT = 100;
 const RANK = { urgent: 0, high: 1, normal: 2, low: 3 };
 
 function saved(key, fallback) {
@@ -33,11 +42,18 @@ export function Inbox({ me }) {
   const [pages, setPages] = useState(1);
   const [tickets, setTickets] = useState(null);
   const [more, setMore] = useState(null);
+  const [loadingMore, setLoadingMore] = useState(false);
   const [counts, setCounts] = useState(null);
   const [error, setError] = useState(null);
   const [updated, setUpdated] = useState(null);
   const [selected, setSelected] = useState(0);
-  const etags = useRef({});
+  // Each list request's last answer by its URL, so that a 304 reuses it; kept for the URLs
+  // the last poll asked, no more.
+  const answers = useRef(new Map());
+  const countsTag = useRef(null);
+  // Grows when the filters change or a page is added: a request begun before then answers
+  // for a list no longer on screen, and is dropped.
+  const generation = useRef(0);
   const searchBox = useRef(null);
   const listRef = useRef(null);
 
@@ -48,42 +64,81 @@ export function Inbox({ me }) {
     channel,
     assignee: view === 'mine' ? 'me' : view === 'unassigned' ? 'none' : '',
   };
-  const key = JSON.stringify(filters) + pages;
+  const key = JSON.stringify(filters);
+  useEffect(() => {
+    generation.current += 1;
+  }, [key]);
+
+  /** One page of the list, revalidated with the ETag of its last answer. */
+  const fetchPage = async (limit, cursor, seen) => {
+    const url = '/tickets' + query({ ...filters, limit, cursor });
+    const last = answers.current.get(url);
+    const page = await api('GET', url, { etag: last && last.etag });
+    const data = page.status === 304 && last ? last.data : page.data;
+    seen.set(url, { etag: page.etag, data });
+    return data;
+  };
 
   usePoll(async () => {
+    const started = generation.current;
+    const want = pages * PAGE;
     try {
-      const list = await api('GET', '/tickets' + query({ ...filters, limit: Math.min(100, pages * PAGE) }), {
-        etag: etags.current[key],
-      });
-      if (list.status !== 304) {
-        etags.current = { [key]: list.etag, counts: etags.current.counts };
-        setTickets(list.data.tickets);
-        setMore(list.data.next_cursor || null);
-      }
-      const c = await api('GET', '/tickets/counts', { etag: etags.current.counts });
+      const seen = new Map();
+      let list = [];
+      let cursor;
+      let data;
+      do {
+        data = await fetchPage(Math.min(MAX_LIMIT, want - list.length), cursor, seen);
+        list = list.concat(data.tickets);
+        cursor = data.next_cursor || null;
+      } while (cursor && list.length < want && data.tickets.length > 0);
+      const c = await api('GET', '/tickets/counts', { etag: countsTag.current });
+      if (generation.current !== started) return;
+      answers.current = seen;
+      setTickets(list);
+      setMore(cursor);
       if (c.status !== 304) {
-        etags.current.counts = c.etag;
+        countsTag.current = c.etag;
         setCounts(c.data);
       }
       setError(null);
       setUpdated(new Date().toISOString());
     } catch (e) {
-      setError(e.status === 0 ? t('error.network') : t('error.generic', { message: e.message }));
+      if (generation.current === started) {
+        setError(e.status === 0 ? t('error.network') : t('error.generic', { message: e.message }));
+      }
     }
   }, POLL_MS, [key]);
 
   const loadMore = async () => {
-    if (!more) return;
-    const page = await api('GET', '/tickets' + query({ ...filters, limit: PAGE, cursor: more }));
-    setTickets([...(tickets || []), ...page.data.tickets]);
-    setMore(page.data.next_cursor || null);
-    setPages(pages + 1);
+    if (!more || loadingMore) return;
+    const started = generation.current;
+    setLoadingMore(true);
+    try {
+      const page = await api('GET', '/tickets' + query({ ...filters, limit: PAGE, cursor: more }));
+      if (generation.current !== started) return;
+      generation.current += 1;
+      setTickets((list) => {
+        const known = new Set((list || []).map((tk) => tk.id));
+        return [...(list || []), ...page.data.tickets.filter((tk) => !known.has(tk.id))];
+      });
+      setMore(page.data.next_cursor || null);
+      setPages((n) => n + 1);
+      setError(null);
+    } catch (e) {
+      setError(e.status === 0 ? t('error.network') : t('error.generic', { message: e.message }));
+    } finally {
+      setLoadingMore(false);
+    }
   };
 
   const needle = search.trim().toLowerCase();
-  let shown = (tickets || []).filter(
-    (tk) => !needle || tk.subject.toLowerCase().includes(needle) || tk.description.toLowerCase().includes(needle),
-  );
+  const matches = (tk) =>
+    tk.subject.toLowerCase().includes(needle) ||
+    tk.description.toLowerCase().includes(needle) ||
+    ticketRef(tk.id).toLowerCase().includes(needle) ||
+    tk.id.toLowerCase() === needle;
+  let shown = (tickets || []).filter((tk) => !needle || matches(tk));
   if (sort === 'urgent') {
     shown = [...shown].sort((a, b) => RANK[a.priority] - RANK[b.priority] || (a.id < b.id ? 1 : -1));
   } else if (sort === 'due') {
@@ -123,9 +178,15 @@ export function Inbox({ me }) {
     return () => document.removeEventListener('keydown', onKey);
   }, []);
 
+  // The counts are of active tickets: under another status filter they say so, rather than
+  // pass for the size of the list below them.
+  const count = (name) => {
+    if (!counts) return '';
+    return status === 'active' ? counts[name] : t('inbox.count_active', { count: counts[name] });
+  };
   const tab = (name) => html`<button role="tab" aria-selected=${view === name}
-      onClick=${() => { setView(name); setPages(1); setSelected(0); }}>
-    ${t('inbox.' + name)} <span class="count">${counts ? counts[name] : ''}</span>
+      onClick=${() => { if (name !== view) { setView(name); setPages(1); setSelected(0); } }}>
+    ${t('inbox.' + name)} <span class="count">${count(name)}</span>
   </button>`;
 
   return html`<main class="inbox">
@@ -170,12 +231,12 @@ export function Inbox({ me }) {
           <span class="meta">
             <span class=${'pill status-' + tk.status}>${t('status.' + tk.status)}</span>
             <${SlaShort} ticket=${tk} />
-            ${t('channel.' + tk.channel)} · ${t('skill.' + tk.skill)} · <${AssigneeShort} ticket=${tk} /> · <time datetime=${tk.created_at}>${when(tk.created_at)}</time>
+            ${t('channel.' + tk.channel)} · ${t('skill.' + tk.skill)} · <${AssigneeShort} ticket=${tk} /> · <time datetime=${tk.created_at}>${when(tk.created_at)}</time> · <${TicketRef} id=${tk.id} />
           </span>
         </a>
       </li>`)}
     </ul>
-    ${more ? html`<button onClick=${loadMore}>${t('inbox.more')}</button>` : null}
+    ${more ? html`<button onClick=${loadMore} disabled=${loadingMore}>${t('inbox.more')}</button>` : null}
     <p class="hint">${t('inbox.keys')}${updated ? ' · ' + t('inbox.updated', { time: when(updated) }) : ''}</p>
   </main>`;
 }

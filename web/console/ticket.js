@@ -1,6 +1,8 @@
 // One ticket: the conversation with its delivery states, the reply box (Enter sends, but
 // never while an input method is composing), internal notes, the knowledge base's
 // suggestions, changes sent with If-Match, escalation, and customer merge for supervisors.
+// A notice clears itself once it no longer holds: a lost connection at the next good load,
+// a conflict (and what failed with it) once the page shows the newer version.
 
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { html, usePoll, Select, Notice, isSendingEnter, STATUSES, PRIORITIES, SKILLS } from './ui.js';
@@ -9,6 +11,34 @@ import { api } from './api.js';
 import { AssignmentSection, SlaSection, SlaShort, escalationReason } from './assignment.js';
 
 const POLL_MS = 3000;
+
+/**
+ * The reference the customer is told ("Ticket: A86531F8"): the last 8 letters or digits of
+ * the id, upper case. The same rule as `ticket_ref` in the core's format module, which
+ * writes it into the hand-off message; agents search the inbox by it.
+ */
+export function ticketRef(id) {
+  const tail = (id || '').replace(/[^0-9A-Za-z]/g, '').slice(-8);
+  return tail.toUpperCase();
+}
+
+/** The reference, labelled, in monospace: "Ticket A86531F8". */
+export function TicketRef({ id }) {
+  return html`<span class="ticket-ref">${t('ticket.ref_label')} <code>${ticketRef(id)}</code></span>`;
+}
+
+/** The knowledge base's suggestions, most confident first. */
+function bestFirst(suggestions) {
+  return [...(suggestions || [])].sort((a, b) => b.confidence - a.confidence);
+}
+
+/** The article's answer in the customer's language when it has one, else its own. */
+function answerFor(article, language) {
+  if (language && article.locale !== language && article.answers && article.answers[language]) {
+    return article.answers[language];
+  }
+  return article.answer;
+}
 
 function Entry({ m }) {
   const outbound = m.direction === 'outbound';
@@ -25,7 +55,9 @@ function Entry({ m }) {
   </li>`;
 }
 
-function Composer({ label, button, onSend, focus, textRef, busy }) {
+/** A text box that sends on Enter. `locked` (a closed ticket) sends nothing: the box goes,
+ * unless it holds text the agent typed before the ticket closed, which stays to copy. */
+function Composer({ label, button, onSend, focus, textRef, busy, locked }) {
   const [text, setText] = useState('');
   const own = useRef(null);
   const ref = textRef || own;
@@ -34,20 +66,21 @@ function Composer({ label, button, onSend, focus, textRef, busy }) {
   }, [focus]);
   const send = async () => {
     const value = (ref.current?.value ?? text).trim();
-    if (!value || busy) return;
+    if (!value || busy || locked) return;
     if (await onSend(value)) {
       setText('');
       if (ref.current) ref.current.value = '';
     }
   };
+  if (locked && !text.trim()) return null;
   return html`<form class="composer" onSubmit=${(e) => { e.preventDefault(); send(); }}>
     <label class="field">
       <span>${label}</span>
-      <textarea ref=${ref} rows="3" value=${text} onInput=${(e) => setText(e.currentTarget.value)}
+      <textarea ref=${ref} rows="3" value=${text} readOnly=${locked} onInput=${(e) => setText(e.currentTarget.value)}
         onKeyDown=${(e) => { if (isSendingEnter(e)) { e.preventDefault(); send(); } }}></textarea>
     </label>
     <div class="composer-foot"><span class="hint">${t('ticket.enter_hint')}</span>
-      <button class="primary" type="submit" disabled=${busy}>${button}</button></div>
+      <button class="primary" type="submit" disabled=${busy || locked}>${button}</button></div>
   </form>`;
 }
 
@@ -69,27 +102,46 @@ export function TicketView({ id, me, focusReply }) {
   const [earlierCursor, setEarlierCursor] = useState(undefined);
   const [loadingEarlier, setLoadingEarlier] = useState(false);
   const [missing, setMissing] = useState(false);
-  const [conflict, setConflict] = useState(false);
+  // The version a change was refused at (409), until the page shows a newer one.
+  const [conflict, setConflict] = useState(null);
   const [notice, setNotice] = useState(null);
-  const [error, setError] = useState(null);
+  // Why the last load failed (the desk unreachable): cleared by the next good load.
+  const [loadError, setLoadError] = useState(null);
+  // Why the last action failed, with the version it was tried on: once a newer version
+  // shows, the failure may no longer hold ("a closed ticket takes no replies") and goes.
+  const [error, setErrorAt] = useState(null);
   const [busy, setBusy] = useState(false);
   const [assignee, setAssignee] = useState('');
+  const [assigneeError, setAssigneeError] = useState(null);
   const [reason, setReason] = useState('');
+  const [reasonMissing, setReasonMissing] = useState(false);
   const [mergeFrom, setMergeFrom] = useState('');
   const replyRef = useRef(null);
+  const reasonRef = useRef(null);
   const supervisor = me.role === 'supervisor' || me.role === 'admin';
+  // The administrator takes no tickets (the desk refuses it as an assignee).
+  const takesTickets = me.role !== 'admin';
+  const version = view && view.ticket.version;
+  const setError = (message) => setErrorAt(message ? { message, version } : null);
 
   const load = async () => {
     try {
       const { data } = await api('GET', '/tickets/' + encodeURIComponent(id));
+      const shown = data.ticket.version;
       setView(data);
       setRecent((seen) => mergeMessages(seen, data.messages));
       setEarlierCursor((c) => (c === undefined ? data.next_cursor || null : c));
       setMissing(false);
+      setLoadError(null);
+      if (conflict !== null && shown > conflict) {
+        setConflict(null);
+        setNotice(t('ticket.conflict_shown'));
+      }
+      setErrorAt((e) => (e && e.version !== undefined && e.version !== null && shown > e.version ? null : e));
       return data;
     } catch (e) {
       if (e.status === 404) setMissing(true);
-      else setError(e.status === 0 ? t('error.network') : t('error.generic', { message: e.message }));
+      else setLoadError(e.status === 0 ? t('error.network') : t('error.generic', { message: e.message }));
       return null;
     }
   };
@@ -98,6 +150,13 @@ export function TicketView({ id, me, focusReply }) {
     setRecent([]);
     setEarlier([]);
     setEarlierCursor(undefined);
+    // Another ticket's notices and versions mean nothing here.
+    setConflict(null);
+    setErrorAt(null);
+    setLoadError(null);
+    setNotice(null);
+    setAssigneeError(null);
+    setReasonMissing(false);
   }, [id]);
   usePoll(load, POLL_MS, [id]);
 
@@ -122,18 +181,21 @@ export function TicketView({ id, me, focusReply }) {
   }, []);
   useEffect(() => {
     if (view) setAssignee(view.ticket.assignee || '');
-  }, [view && view.ticket.version]);
+  }, [version]);
 
   // A reopen refused because the customer has another active ticket is no stale copy:
   // reloading would not help, so it says where the customer's conversation is.
   const failed = (e) => {
-    if (e.code === 'active_ticket_exists') setError(t('ticket.active_elsewhere', { message: e.message }));
-    else if (e.status === 409) setConflict(true);
+    if (e.code === 'active_ticket_exists') setError(t('ticket.active_elsewhere', { message: e.detail }));
+    else if (e.status === 409) setConflict(version);
     else setError(t('error.generic', { message: e.message }));
   };
 
-  /** Sends a change with the version on screen; a 409 never overwrites, it asks to reload. */
-  const change = async (patch) => {
+  /**
+   * Sends a change with the version on screen; a 409 never overwrites, it asks to reload.
+   * `refused`, when given, takes any other refusal's message, to show beside its control.
+   */
+  const change = async (patch, refused) => {
     setError(null);
     setNotice(null);
     try {
@@ -142,14 +204,39 @@ export function TicketView({ id, me, focusReply }) {
         ifMatch: view.ticket.version,
       });
       setView({ ...view, ticket: data });
-      setConflict(false);
+      setConflict(null);
+      return true;
     } catch (e) {
-      failed(e);
+      if (refused && e.status !== 409 && e.status !== 0) refused(e.message);
+      else failed(e);
+      return false;
+    }
+  };
+
+  const assign = (who) => {
+    setAssigneeError(null);
+    return change({ assignee: who }, setAssigneeError);
+  };
+
+  const escalate = async () => {
+    const why = reason.trim();
+    if (!why) {
+      setReasonMissing(true);
+      reasonRef.current?.focus();
+      return;
+    }
+    setError(null);
+    try {
+      const { data } = await api('POST', '/tickets/' + encodeURIComponent(id) + '/escalate', { body: { reason: why } });
+      setView({ ...view, ticket: data });
+      setReason('');
+    } catch (err) {
+      failed(err);
     }
   };
 
   const reload = async () => {
-    setConflict(false);
+    setConflict(null);
     setError(null);
     await load();
   };
@@ -172,9 +259,9 @@ export function TicketView({ id, me, focusReply }) {
 
   const useSuggestion = async (s) => {
     try {
-      const { data } = await api('GET', '/kb/articles/' + encodeURIComponent(s.id));
+      const { data } = await api('GET', '/kb/articles/' + encodeURIComponent(s.article_id));
       if (replyRef.current) {
-        replyRef.current.value = data.answer;
+        replyRef.current.value = answerFor(data, view.ticket.language);
         replyRef.current.dispatchEvent(new Event('input', { bubbles: true }));
         replyRef.current.focus();
       }
@@ -184,9 +271,10 @@ export function TicketView({ id, me, focusReply }) {
   };
 
   if (missing) return html`<main class="ticket"><a href="#/tickets">${t('ticket.back')}</a><p role="alert">${t('ticket.not_found')}</p></main>`;
-  if (!view) return html`<main class="ticket"><a href="#/tickets">${t('ticket.back')}</a><${Notice} kind="error">${error}<//></main>`;
+  if (!view) return html`<main class="ticket"><a href="#/tickets">${t('ticket.back')}</a><${Notice} kind="error">${loadError}<//></main>`;
   const tk = view.ticket;
   const customer = view.customer;
+  // A closed ticket takes no change, reply or escalation: its controls are off, not left to fail.
   const closed = tk.status === 'closed';
 
   return html`<main class="ticket">
@@ -196,13 +284,14 @@ export function TicketView({ id, me, focusReply }) {
       <span class=${'pill status-' + tk.status}>${t('status.' + tk.status)}</span>
       <span class=${'pill priority-' + tk.priority}>${t('priority.' + tk.priority)}</span>
       <${SlaShort} ticket=${tk} />
-      ${t('channel.' + tk.channel)} · <time datetime=${tk.created_at}>${when(tk.created_at)}</time>
+      <${TicketRef} id=${tk.id} /> · ${t('channel.' + tk.channel)} · <time datetime=${tk.created_at}>${when(tk.created_at)}</time>
     </p>
-    ${conflict
+    ${conflict !== null
       ? html`<div class="notice error" role="alert">${t('ticket.conflict')}
           <button onClick=${reload}>${t('ticket.reload')}</button></div>`
       : null}
-    <${Notice} kind="error">${error}<//>
+    <${Notice} kind="error">${loadError}<//>
+    <${Notice} kind="error">${error && error.message}<//>
     <${Notice}>${notice}<//>
     <div class="ticket-body">
       <section class="conversation-pane">
@@ -214,11 +303,10 @@ export function TicketView({ id, me, focusReply }) {
           ${mergeMessages(earlier, recent).map((m) => html`<${Entry} key=${m.id} m=${m} />`)}
         </ol>
         ${tk.escalation_reason ? html`<p class="hint">${t('ticket.escalated_because', { reason: escalationReason(tk.escalation_reason) })}</p>` : null}
-        ${closed
-          ? html`<p class="hint">${t('ticket.closed_no_reply')}</p>`
-          : html`<${Composer} label=${t('ticket.reply')} button=${t('ticket.send')} busy=${busy}
-              textRef=${replyRef} focus=${focusReply}
-              onSend=${(text) => post('/replies', { text }, t('ticket.sent_reply'))} />`}
+        ${closed ? html`<p class="hint">${t('ticket.closed_no_reply')}</p>` : null}
+        <${Composer} label=${t('ticket.reply')} button=${t('ticket.send')} busy=${busy} locked=${closed}
+          textRef=${replyRef} focus=${focusReply}
+          onSend=${(text) => post('/replies', { text }, t('ticket.sent_reply'))} />
         <${Composer} label=${t('ticket.note')} button=${t('ticket.add_note')} busy=${busy}
           onSend=${(text) => post('/notes', { text })} />
       </section>
@@ -238,18 +326,22 @@ export function TicketView({ id, me, focusReply }) {
           <h2>${t('ticket.details')}</h2>
           <${Select} label=${t('filter.status')} value=${tk.status} options=${STATUSES} prefix="status." disabled=${closed}
             onChange=${(v) => change({ status: v })} />
-          <${Select} label=${t('filter.priority')} value=${tk.priority} options=${PRIORITIES} prefix="priority."
+          <${Select} label=${t('filter.priority')} value=${tk.priority} options=${PRIORITIES} prefix="priority." disabled=${closed}
             onChange=${(v) => change({ priority: v })} />
-          <${Select} label=${t('filter.skill')} value=${tk.skill} options=${SKILLS} prefix="skill."
+          <${Select} label=${t('filter.skill')} value=${tk.skill} options=${SKILLS} prefix="skill." disabled=${closed}
             onChange=${(v) => change({ skill: v })} />
-          <form onSubmit=${(e) => { e.preventDefault(); change({ assignee: assignee.trim() || null }); }}>
+          <form onSubmit=${(e) => { e.preventDefault(); assign(assignee.trim() || null); }}>
             <label class="field"><span>${t('ticket.assignee')}</span>
-              <input value=${assignee} placeholder=${t('ticket.nobody')} list="agent-ids" autocomplete="off"
-                onInput=${(e) => setAssignee(e.currentTarget.value)} />
+              <input value=${assignee} placeholder=${t('ticket.nobody')} list="agent-ids" autocomplete="off" disabled=${closed}
+                aria-invalid=${assigneeError ? 'true' : undefined} aria-describedby=${assigneeError ? 'assignee-error' : undefined}
+                onInput=${(e) => { setAssignee(e.currentTarget.value); setAssigneeError(null); }} />
               <datalist id="agent-ids">${agents.map((a) => html`<option value=${a.id}>${a.name}</option>`)}</datalist>
             </label>
-            <button type="submit">${t('ticket.save_assignee')}</button>
-            <button type="button" onClick=${() => change({ assignee: me.name })}>${t('ticket.assign_me')}</button>
+            ${assigneeError ? html`<p id="assignee-error" class="field-error" role="alert">${assigneeError}</p>` : null}
+            <button type="submit" disabled=${closed}>${t('ticket.save_assignee')}</button>
+            ${takesTickets
+              ? html` <button type="button" disabled=${closed} onClick=${() => assign(me.name)}>${t('ticket.assign_me')}</button>`
+              : null}
           </form>
         </section>
         <${AssignmentSection} ticket=${tk} />
@@ -257,8 +349,8 @@ export function TicketView({ id, me, focusReply }) {
           ? html`<section>
               <h2>${t('ticket.suggestions')}</h2>
               <ul class="suggestions">
-                ${tk.suggestions.map((s) => html`<li>
-                  <button onClick=${() => useSuggestion(s)}>${t('ticket.use', { title: s.title })}</button>
+                ${bestFirst(tk.suggestions).map((s) => html`<li key=${s.article_id}>
+                  <button disabled=${closed} onClick=${() => useSuggestion(s)}>${t('ticket.use', { title: s.title })}</button>
                   <span class="hint">${t('kb.confidence', { value: s.confidence.toFixed(2) })}</span>
                 </li>`)}
               </ul>
@@ -269,19 +361,12 @@ export function TicketView({ id, me, focusReply }) {
               ${tk.survey.comment ? html`<p>${tk.survey.comment}</p>` : null}</section>`
           : null}
         ${tk.status !== 'escalated' && !closed
-          ? html`<form onSubmit=${async (e) => {
-                e.preventDefault();
-                if (!reason.trim()) return;
-                try {
-                  const { data } = await api('POST', '/tickets/' + encodeURIComponent(id) + '/escalate', { body: { reason: reason.trim() } });
-                  setView({ ...view, ticket: data });
-                  setReason('');
-                } catch (err) {
-                  failed(err);
-                }
-              }}>
+          ? html`<form noValidate onSubmit=${(e) => { e.preventDefault(); escalate(); }}>
               <label class="field"><span>${t('ticket.reason')}</span>
-                <input value=${reason} onInput=${(e) => setReason(e.currentTarget.value)} /></label>
+                <input ref=${reasonRef} value=${reason} aria-invalid=${reasonMissing ? 'true' : undefined}
+                  aria-describedby=${reasonMissing ? 'reason-error' : undefined}
+                  onInput=${(e) => { setReason(e.currentTarget.value); setReasonMissing(false); }} /></label>
+              ${reasonMissing ? html`<p id="reason-error" class="field-error" role="alert">${t('ticket.reason_needed')}</p>` : null}
               <button type="submit">${t('ticket.escalate')}</button>
             </form>`
           : null}
