@@ -164,7 +164,7 @@ def test_closing_sends_the_survey_and_a_stale_second_browser_gets_the_conflict(d
         # The stale page also tries a reply, which the closed ticket refuses.
         b.get_by_role("textbox", name="Reply").fill("还在吗？")
         b.get_by_role("button", name="Send").click()
-        expect(b.get_by_role("alert").filter(has_text="a closed ticket takes no replies")).to_be_visible()
+        expect(b.get_by_role("alert").filter(has_text="this ticket is closed and cannot be changed.")).to_be_visible()
         b.get_by_role("textbox", name="Internal note").fill("稍后跟进")
         _, body, _ = desk.api("GET", f"/tickets/{ticket_id}")
         assert body["ticket"]["priority"] == "high", "the stale change must not be applied"
