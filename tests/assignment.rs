@@ -303,7 +303,18 @@ async fn the_admin_token_takes_no_tickets() {
         set_available(&s, token, false).await;
     }
     let waiting = hand_off(&s, "Hello, can I talk to a real person?").await;
+    // Nor does the administrator's reply make the ticket theirs: it is answered, and waits.
+    let r = s
+        .post(
+            &format!("/tickets/{waiting}/replies"),
+            ADMIN,
+            json!({"text": "我们正在处理"}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
     stays_unassigned(&s, &waiting).await;
+    let (t, _) = s.ticket(&waiting).await;
+    assert!(t["ticket"]["first_response_at"].is_string(), "{t}");
 }
 
 /// Locally the tokens name every agent: a profile for an id none names (a typo) is

@@ -439,6 +439,7 @@ async fn one_idempotency_key_one_reply(w: Wiring) {
                 queue.as_ref(),
                 &ticket,
                 "alice",
+                true,
                 "已为您开具".into(),
                 id,
             )
@@ -641,6 +642,7 @@ async fn a_message_left_queued_is_queued_again_after_the_grace_period(w: Wiring)
         w.queue.as_ref(),
         &ticket,
         "alice",
+        true,
         "已为您开具".into(),
         id.clone()
     )

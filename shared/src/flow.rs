@@ -63,7 +63,8 @@ pub async fn idempotent_id(
 
 /// An agent's reply on a ticket, under the message id `message_id` (from
 /// [`idempotent_id`]): the message is stored, the ticket records the reply, and the message
-/// is queued. Run again with the same id, it stores and sends nothing twice, and finishes
+/// is queued; an unassigned ticket becomes `agent`'s when they `takes` tickets. Run again
+/// with the same id, it stores and sends nothing twice, and finishes
 /// what a first run cut short. Returns the message as stored (the first request's, for a
 /// retry).
 pub async fn agent_reply(
@@ -71,6 +72,7 @@ pub async fn agent_reply(
     queue: &dyn Queue,
     ticket: &Ticket,
     agent: &str,
+    takes: bool,
     text: String,
     message_id: String,
 ) -> Result<Message> {
@@ -87,10 +89,10 @@ pub async fn agent_reply(
     // The request that stored the message records the reply on the ticket; a retry does
     // only what is still missing, so twenty at once do not fight over the ticket.
     update_ticket(store, &ticket.id, |t| {
-        if !first && t.first_response_at.is_some() && t.assignee.is_some() {
+        if !first && t.first_response_at.is_some() && (t.assignee.is_some() || !takes) {
             return Ok(false);
         }
-        t.agent_replied(agent, domain::now());
+        t.agent_replied(takes.then_some(agent), domain::now());
         Ok(true)
     })
     .await?;

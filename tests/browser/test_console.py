@@ -509,15 +509,16 @@ def test_a_long_conversation_shows_its_newest_page_and_loads_the_earlier_ones(de
     expect(conversation.get_by_role("listitem")).to_have_count(total + 1)
 
 
-def test_a_suggested_answer_fills_the_reply_box_most_confident_first(desk, page):
+def test_a_suggested_answer_fills_the_reply_box_in_the_rankings_order(desk, page):
     # Half a match for two articles of the sample knowledge base, with the lexical ranking
-    # and with the model: a hand-off with suggestions (the model's come close, and not
-    # best first).
+    # and with the model: a hand-off with suggestions. They come in the ranking's order,
+    # its best guess first, which is what accuracy@1 measures; each one's confidence is
+    # calibrated for answering alone and need not fall in that order.
     _, ticket_id = handed_off(desk, "发票和退款")
     _, body, _ = desk.api("GET", f"/tickets/{ticket_id}")
     suggestions = body["ticket"]["suggestions"]
     assert len(suggestions) >= 2, suggestions
-    best_first = sorted(suggestions, key=lambda s: -s["confidence"])
+    best_first = suggestions
 
     sign_in(page, desk, ALICE)
     page.goto(f"{desk.base}/console/#/tickets/{ticket_id}")

@@ -27,11 +27,6 @@ export function TicketRef({ id }) {
   return html`<span class="ticket-ref">${t('ticket.ref_label')} <code>${ticketRef(id)}</code></span>`;
 }
 
-/** The knowledge base's suggestions, most confident first. */
-function bestFirst(suggestions) {
-  return [...(suggestions || [])].sort((a, b) => b.confidence - a.confidence);
-}
-
 /** The article's answer in the customer's language when it has one, else its own. */
 function answerFor(article, language) {
   if (language && article.locale !== language && article.answers && article.answers[language]) {
@@ -349,7 +344,7 @@ export function TicketView({ id, me, focusReply }) {
           ? html`<section>
               <h2>${t('ticket.suggestions')}</h2>
               <ul class="suggestions">
-                ${bestFirst(tk.suggestions).map((s) => html`<li key=${s.article_id}>
+                ${(tk.suggestions || []).map((s) => html`<li key=${s.article_id}>
                   <button disabled=${closed} onClick=${() => useSuggestion(s)}>${t('ticket.use', { title: s.title })}</button>
                   <span class="hint">${t('kb.confidence', { value: s.confidence.toFixed(2) })}</span>
                 </li>`)}

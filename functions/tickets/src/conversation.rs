@@ -1,7 +1,7 @@
 //! What agents write on a ticket: replies to the customer on the ticket's channel, internal
 //! notes, and escalations to a supervisor.
 
-use crate::auth::Agent;
+use crate::auth::{Agent, Role};
 use crate::tickets::{load, with_etag};
 use crate::Deps;
 use axum::extract::{Path, State};
@@ -64,6 +64,9 @@ async fn reply(
         deps.queue.as_ref(),
         &ticket,
         &agent.name,
+        // An administrator's reply leaves an unassigned ticket unassigned: by role, as on
+        // AWS the tokens do not name the administrators.
+        agent.role != Role::Admin,
         body.text,
         message_id,
     )

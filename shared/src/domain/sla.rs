@@ -343,7 +343,7 @@ mod tests {
         let p = policies(true);
         let mut t = ticket(Priority::Urgent, "2026-11-27T02:00:00Z");
         t.stamp_sla(&p);
-        t.agent_replied("alice", utc("2026-11-27T02:10:00Z"));
+        t.agent_replied(Some("alice"), utc("2026-11-27T02:10:00Z"));
         assert_eq!(t.next_sla_due(), Some(utc("2026-11-27T06:00:00Z")));
         assert!(t.check_sla(&p, utc("2026-11-27T03:00:00Z")).is_empty());
         assert_eq!(t.status, TicketStatus::Open);

@@ -444,13 +444,14 @@ impl Ticket {
         self.touch(now);
     }
 
-    /// An agent replied: the first reply sets `first_response_at`, and an unassigned ticket
-    /// becomes the replying agent's.
-    pub fn agent_replied(&mut self, agent: &str, now: DateTime<Utc>) {
+    /// Someone replied: the first reply sets `first_response_at`, and an unassigned ticket
+    /// becomes `taker`'s, the replying agent (none for an administrator, who takes no
+    /// tickets).
+    pub fn agent_replied(&mut self, taker: Option<&str>, now: DateTime<Utc>) {
         if self.first_response_at.is_none() {
             self.first_response_at = Some(now);
         }
-        if self.assignee.is_none() {
+        if let Some(agent) = taker.filter(|_| self.assignee.is_none()) {
             self.set_assignee(
                 Some(agent.to_string()),
                 Some(agent.to_string()),
@@ -673,7 +674,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(t.version, 2);
-        t.agent_replied("alice", now);
+        t.agent_replied(Some("alice"), now);
         assert_eq!(t.version, 3);
         assert_eq!(t.assignee.as_deref(), Some("alice"));
         assert_eq!(t.first_response_at, Some(now));
