@@ -221,7 +221,7 @@ async fn the_clock_finds_due_targets_through_the_store(w: Wiring) {
     let mut answered = ticket("紧急！付款失败", Skill::Billing, Priority::Urgent);
     answered.created_at = now() - chrono::Duration::seconds(5);
     answered.stamp_sla(rules.sla());
-    answered.agent_replied("alice", now());
+    answered.agent_replied(Some("alice"), now());
     store.create_ticket(&answered).await.unwrap();
     let due = store.sla_due_tickets(now(), 10).await.unwrap();
     assert_eq!(

@@ -65,10 +65,10 @@ async fn a_stale_version_is_a_conflict_and_loses_nothing(w: Wiring) {
     let t = ticket("c1");
     s.create_ticket(&t).await.unwrap();
     let mut a = t.clone();
-    a.agent_replied("alice", now());
+    a.agent_replied(Some("alice"), now());
     s.update_ticket(&a, 1).await.unwrap();
     let mut b = t.clone();
-    b.agent_replied("bob", now());
+    b.agent_replied(Some("bob"), now());
     let err = s.update_ticket(&b, 1).await.unwrap_err();
     assert_eq!((err.kind.status(), err.code), (409, "version_conflict"));
     let stored = s.get_ticket(&t.id).await.unwrap().unwrap();
@@ -94,7 +94,7 @@ async fn fifty_saves_of_one_version_make_one_winner(w: Wiring) {
         .map(|i| {
             let (store, mut mine) = (store.clone(), t.clone());
             tokio::spawn(async move {
-                mine.agent_replied(&format!("agent{i}"), now());
+                mine.agent_replied(Some(&format!("agent{i}")), now());
                 store
                     .update_ticket(&mine, t.version)
                     .await

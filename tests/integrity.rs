@@ -380,7 +380,7 @@ async fn an_escalation_notifies_through_the_change_feed(w: Wiring) {
     assert_eq!(notices[0]["reason"], "customer threatens to leave");
     // A later change of the escalated ticket is no new escalation.
     let (later, _) = flow::update_ticket(store.as_ref(), &ticket.id, |t| {
-        t.agent_replied("bob", domain::now());
+        t.agent_replied(Some("bob"), domain::now());
         Ok(true)
     })
     .await
