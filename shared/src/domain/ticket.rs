@@ -241,10 +241,7 @@ pub fn ticket_ref(ticket_id: &str) -> String {
 /// not matter. Anything that cannot be a reference is 422 `invalid_reference`.
 pub fn parse_ticket_ref(input: &str) -> Result<String> {
     let trimmed = input.trim();
-    let bare = trimmed
-        .strip_prefix(['#', '＃'])
-        .unwrap_or(trimmed)
-        .trim();
+    let bare = trimmed.strip_prefix(['#', '＃']).unwrap_or(trimmed).trim();
     if bare.len() == REF_LEN && bare.chars().all(|c| c.is_ascii_alphanumeric()) {
         Ok(bare.to_ascii_uppercase())
     } else {
@@ -645,7 +642,11 @@ mod tests {
             "工单号工单号工单号工",
         ] {
             let e = parse_ticket_ref(bad).unwrap_err();
-            assert_eq!((e.kind.status(), e.code), (422, "invalid_reference"), "{bad:?}");
+            assert_eq!(
+                (e.kind.status(), e.code),
+                (422, "invalid_reference"),
+                "{bad:?}"
+            );
         }
         let lower = TicketFilter {
             reference: Some(told.to_lowercase()),
