@@ -423,6 +423,70 @@ async fn tickets_are_listed_newest_first_in_pages_and_filtered() {
 }
 
 #[tokio::test]
+async fn a_ticket_is_found_by_the_reference_its_customer_was_told() {
+    let dir = TempDir::new();
+    let server = Server::start(&dir.0, &[]).await;
+    // What each customer was told, read from the hand-off message they got.
+    let told = |handoff: &Value, label: &str| {
+        let text = handoff["text"].as_str().unwrap();
+        let r = text.split(label).nth(1).unwrap_or_else(|| panic!("{text}"));
+        r.trim().to_string()
+    };
+    let zh = server.visitor().await;
+    zh.say("我的订单显示已付款但商家说没收到钱").await;
+    let handoff = zh.wait_for("handoff").await;
+    let (zh_ticket, zh_ref) = (handoff["ticket_id"].clone(), told(&handoff, "工单号："));
+    let en = server.visitor().await;
+    en.say("The app crashes when I open settings").await;
+    let handoff = en.wait_for("handoff").await;
+    let (en_ticket, en_ref) = (handoff["ticket_id"].clone(), told(&handoff, "Ticket: "));
+    let listed = |query: String| {
+        let server = &server;
+        async move {
+            let r = server.get(&format!("/tickets?{query}"), ALICE).await;
+            assert_eq!(r.status(), 200, "{query}");
+            let v: Value = r.json().await.unwrap();
+            let ids: Vec<Value> = v["tickets"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["id"].clone())
+                .collect();
+            ids
+        }
+    };
+    for typed in [
+        zh_ref.clone(),
+        zh_ref.to_lowercase(),
+        format!("%23{zh_ref}"),
+        format!("%20%23{}%20", zh_ref.to_lowercase()),
+    ] {
+        assert_eq!(
+            listed(format!("ref={typed}")).await,
+            vec![zh_ticket.clone()],
+            "{typed}"
+        );
+    }
+    assert_eq!(listed(format!("ref={en_ref}")).await, vec![en_ticket]);
+    assert_eq!(
+        listed(format!("ref={zh_ref}&status=open&channel=webchat")).await,
+        vec![zh_ticket]
+    );
+    assert!(listed(format!("ref={zh_ref}&status=closed"))
+        .await
+        .is_empty());
+    for bad in [
+        "xyz",
+        "%23%23ABCD1234",
+        "ABCD12345",
+        "%E5%B7%A5%E5%8D%95%E5%8F%B7",
+    ] {
+        let r = server.get(&format!("/tickets?ref={bad}"), ALICE).await;
+        assert_eq!(error_code(r, 422).await, "invalid_reference", "{bad}");
+    }
+}
+
+#[tokio::test]
 async fn an_article_answers_each_customer_in_their_language() {
     let dir = TempDir::new();
     let server = Server::start(&dir.0, &[]).await;

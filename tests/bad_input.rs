@@ -194,6 +194,14 @@ async fn bad_input_is_refused_clearly_and_loses_nothing() {
         error_code(server.get("/tickets?channel=fax", ADMIN).await, 400).await,
         "bad_request"
     );
+    let long_chinese = "工单".repeat(300);
+    for bad in ["%27%20OR%201=1--", "A86531F%00", long_chinese.as_str()] {
+        assert_eq!(
+            error_code(server.get(&format!("/tickets?ref={bad}"), ADMIN).await, 422).await,
+            "invalid_reference",
+            "{bad:.20}"
+        );
+    }
     assert_eq!(
         error_code(server.get("/reports/csat?from=yesterday", ADMIN).await, 400).await,
         "bad_request"

@@ -202,6 +202,70 @@ async fn racing_creates_leave_one_active_ticket(w: Wiring) {
 }
 both!(racing_creates_leave_one_active_ticket);
 
+/// A ticket is found by the reference its customer was told, however an agent types it,
+/// alone or with other filters, before and after a change; another ticket is not.
+async fn a_ticket_is_found_by_its_reference(w: Wiring) {
+    let s = w.store.as_ref();
+    let (t, other) = (ticket(&new_id()), ticket(&new_id()));
+    s.create_ticket(&t).await.unwrap();
+    s.create_ticket(&other).await.unwrap();
+    let told = ticket_ref(&t.id);
+    let by = |typed: &str, status: Option<TicketStatus>| TicketFilter {
+        reference: Some(parse_ticket_ref(typed).unwrap()),
+        status,
+        ..Default::default()
+    };
+    let ids = |page: helpdesk_core::ports::Page<Ticket>| {
+        page.items.into_iter().map(|t| t.id).collect::<Vec<_>>()
+    };
+    for typed in [told.clone(), told.to_lowercase(), format!(" #{told}")] {
+        let found = s.list_tickets(&by(&typed, None), 10, None).await.unwrap();
+        assert_eq!(ids(found), vec![t.id.clone()], "{}: {typed}", w.name);
+    }
+    assert_eq!(s.count_tickets(&by(&told, None)).await.unwrap(), 1);
+    let theirs = s
+        .list_tickets(&by(&ticket_ref(&other.id), None), 10, None)
+        .await
+        .unwrap();
+    assert_eq!(ids(theirs), vec![other.id.clone()], "{}", w.name);
+    let open = by(&told, Some(TicketStatus::Open));
+    let resolved = by(&told, Some(TicketStatus::Resolved));
+    assert_eq!(
+        ids(s.list_tickets(&open, 10, None).await.unwrap()),
+        vec![t.id.clone()]
+    );
+    assert!(s
+        .list_tickets(&resolved, 10, None)
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    s.update_ticket(&moved(&t, TicketStatus::Resolved), t.version)
+        .await
+        .unwrap();
+    assert!(s
+        .list_tickets(&open, 10, None)
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    let found = s.list_tickets(&resolved, 10, None).await.unwrap();
+    assert_eq!(
+        ids(found),
+        vec![t.id.clone()],
+        "{}: kept by a change",
+        w.name
+    );
+    let nobody = by(&ticket_ref(&new_id()), None);
+    assert!(s
+        .list_tickets(&nobody, 10, None)
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+}
+both!(a_ticket_is_found_by_its_reference);
+
 /// `t` moved to `status` by an agent's patch, as the API does it.
 fn moved(t: &Ticket, status: TicketStatus) -> Ticket {
     let mut next = t.clone();

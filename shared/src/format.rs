@@ -15,20 +15,9 @@ pub fn locale_for(customer_locale: Option<&str>, text: &str) -> &'static str {
     }
 }
 
-/// A short, readable ticket reference for customers.
-pub fn ticket_ref(ticket_id: &str) -> String {
-    let tail: String = ticket_id
-        .chars()
-        .rev()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .take(8)
-        .collect();
-    tail.chars().rev().collect::<String>().to_uppercase()
-}
-
 /// Tells the customer a person will take over.
 pub fn handoff(locale: &str, ticket_id: &str) -> String {
-    let r = ticket_ref(ticket_id);
+    let r = crate::domain::ticket_ref(ticket_id);
     if locale == "zh" {
         format!("您的问题已转交人工客服，我们会尽快在这里回复您。工单号：{r}")
     } else {

@@ -607,6 +607,47 @@ async fn receipts_and_a_ticket_written_at_once_all_count() {
     );
 }
 
+/// A ticket's item carries its reference for the `by_ref` index, and its customer's
+/// active-ticket marker does not: the index holds tickets only.
+#[tokio::test]
+async fn the_reference_index_holds_tickets_and_not_markers() {
+    let s = store().await;
+    let t = ticket(&new_id(), Skill::Technical);
+    s.create_ticket(&t).await.unwrap();
+    let item = |id: String| {
+        s.client()
+            .get_item()
+            .table_name(&s.tables().tickets)
+            .key("id", AttributeValue::S(id))
+            .consistent_read(true)
+            .send()
+    };
+    let stored = item(t.id.clone()).await.unwrap().item.unwrap();
+    assert_eq!(stored["ticket_ref"], AttributeValue::S(ticket_ref(&t.id)));
+    let marker = item(format!("active#{}", t.customer_id))
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert_eq!(marker["ticket_id"], AttributeValue::S(t.id.clone()));
+    assert!(!marker.contains_key("ticket_ref"), "{marker:?}");
+    let indexed = s
+        .client()
+        .query()
+        .table_name(&s.tables().tickets)
+        .index_name("by_ref")
+        .key_condition_expression("#r = :r")
+        .expression_attribute_names("#r", "ticket_ref")
+        .expression_attribute_values(":r", AttributeValue::S(ticket_ref(&t.id)))
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default();
+    let ids: Vec<_> = indexed.iter().map(|i| i["id"].clone()).collect();
+    assert_eq!(ids, vec![AttributeValue::S(t.id.clone())]);
+}
+
 /// A customer's marker left naming a ticket that is no longer active (a crash between a
 /// ticket's save and the marker's release leaves one) does not block a reopen: it is
 /// cleared, and the reopened ticket takes it, so that the next create is refused naming it.

@@ -76,6 +76,8 @@ struct ListQuery {
     assignee: Option<String>,
     channel: Option<String>,
     customer_id: Option<String>,
+    #[serde(rename = "ref")]
+    reference: Option<String>,
     limit: Option<String>,
     cursor: Option<String>,
 }
@@ -92,7 +94,8 @@ fn nonempty(v: &Option<String>) -> Option<&str> {
 }
 
 /// The filter a list query asks for. `status=active` is open, pending or escalated;
-/// `assignee=me` is the caller and `assignee=none` nobody.
+/// `assignee=me` is the caller and `assignee=none` nobody; `ref` is the reference the
+/// customer was told, as they quote it.
 fn filter_of(q: &ListQuery, agent: &Agent) -> Result<TicketFilter> {
     let mut filter = TicketFilter {
         priority: nonempty(&q.priority)
@@ -105,6 +108,9 @@ fn filter_of(q: &ListQuery, agent: &Agent) -> Result<TicketFilter> {
             .map(str::parse::<Channel>)
             .transpose()?,
         customer_id: nonempty(&q.customer_id).map(str::to_string),
+        reference: nonempty(&q.reference)
+            .map(domain::parse_ticket_ref)
+            .transpose()?,
         ..TicketFilter::default()
     };
     match nonempty(&q.status) {

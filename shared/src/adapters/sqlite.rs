@@ -6,8 +6,8 @@
 //! transaction as the ticket itself: the local stand-in for a DynamoDB stream.
 
 use crate::domain::{
-    AgentProfile, Channel, ChannelIdentity, Customer, DeliveryStatus, Direction, MergeKind,
-    MergePlan, Message, Ticket, TicketFilter, TicketStatus,
+    ticket_ref, AgentProfile, Channel, ChannelIdentity, Customer, DeliveryStatus, Direction,
+    MergeKind, MergePlan, Message, Ticket, TicketFilter, TicketStatus,
 };
 use crate::jobs::Job;
 use crate::ports::{
@@ -67,6 +67,7 @@ CREATE TABLE IF NOT EXISTS agents (
 const LATE_INDEXES: &str = r#"
 CREATE INDEX IF NOT EXISTS tickets_by_sla_due ON tickets (sla_due) WHERE sla_due IS NOT NULL;
 CREATE INDEX IF NOT EXISTS tickets_waiting ON tickets (status, assignee, priority, id);
+CREATE INDEX IF NOT EXISTS tickets_by_ref ON tickets (ref, id);
 "#;
 
 /// The statuses of tickets still being worked, as SQL.
@@ -132,7 +133,7 @@ impl SqliteStore {
         Self::init(Connection::open_in_memory().map_err(db_err)?)
     }
 
-    fn init(conn: Connection) -> Result<SqliteStore> {
+    fn init(mut conn: Connection) -> Result<SqliteStore> {
         conn.execute_batch(
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;",
         )
@@ -143,6 +144,7 @@ impl SqliteStore {
             "ALTER TABLE messages ADD COLUMN send_lease INTEGER",
             "ALTER TABLE sessions ADD COLUMN expires_at INTEGER",
             "ALTER TABLE tickets ADD COLUMN sla_due TEXT",
+            "ALTER TABLE tickets ADD COLUMN ref TEXT",
         ] {
             match conn.execute(column, []) {
                 Ok(_) => {}
@@ -151,11 +153,33 @@ impl SqliteStore {
             }
         }
         conn.execute_batch(LATE_INDEXES).map_err(db_err)?;
+        Self::backfill_refs(&mut conn)?;
         let (wake, _) = watch::channel(0);
         Ok(SqliteStore {
             conn: Mutex::new(conn),
             wake,
         })
+    }
+
+    /// Gives the tickets written before the `ref` column their reference, once: later
+    /// writes keep it.
+    fn backfill_refs(conn: &mut Connection) -> Result<()> {
+        let tx = conn.transaction().map_err(db_err)?;
+        let ids: Vec<String> = {
+            let mut stmt = tx
+                .prepare("SELECT id FROM tickets WHERE ref IS NULL")
+                .map_err(db_err)?;
+            let rows = stmt.query_map([], |r| r.get(0)).map_err(db_err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(db_err)?
+        };
+        for id in &ids {
+            tx.execute(
+                "UPDATE tickets SET ref = ?2 WHERE id = ?1",
+                [id, &ticket_ref(id)],
+            )
+            .map_err(db_err)?;
+        }
+        tx.commit().map_err(db_err)
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
@@ -333,12 +357,12 @@ impl SqliteStore {
         let sla_due = t.next_sla_due().map(ts);
         let sql = if insert {
             "INSERT INTO tickets (id, customer_id, status, priority, skill, assignee, channel,
-                                  version, rated_at, body, sla_due)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+                                  version, rated_at, body, sla_due, ref)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
         } else {
             "UPDATE tickets SET customer_id = ?2, status = ?3, priority = ?4, skill = ?5,
                     assignee = ?6, channel = ?7, version = ?8, rated_at = ?9, body = ?10,
-                    sla_due = ?11
+                    sla_due = ?11, ref = ?12
              WHERE id = ?1"
         };
         tx.execute(
@@ -354,7 +378,8 @@ impl SqliteStore {
                 t.version as i64,
                 rated_at,
                 body,
-                sla_due
+                sla_due,
+                ticket_ref(&t.id)
             ],
         )
         .map(drop)
@@ -472,6 +497,7 @@ fn ticket_filter_sql(what: &str, filter: &TicketFilter) -> (String, Vec<String>)
     add("assignee =", filter.assignee.as_deref());
     add("channel =", filter.channel.map(|c| c.as_str()));
     add("customer_id =", filter.customer_id.as_deref());
+    add("ref =", filter.reference.as_deref());
     if filter.active {
         let list: Vec<String> = TicketStatus::ACTIVE
             .iter()
@@ -1161,6 +1187,56 @@ mod tests {
             .unwrap()
             .items
             .is_empty());
+    }
+
+    /// A data directory made before tickets kept their reference: opening it gives the old
+    /// tickets theirs, so they are found by it, and opening it again changes nothing.
+    #[tokio::test]
+    async fn an_older_data_directory_finds_its_tickets_by_reference() {
+        let path = std::env::temp_dir().join(format!("helpdesk-before-ref-{}.db", new_id()));
+        let old = ticket("老客户");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE tickets (
+                    id TEXT PRIMARY KEY, customer_id TEXT NOT NULL, status TEXT NOT NULL,
+                    priority TEXT NOT NULL, skill TEXT NOT NULL, assignee TEXT,
+                    channel TEXT NOT NULL, version INTEGER NOT NULL, rated_at TEXT,
+                    body TEXT NOT NULL, sla_due TEXT);",
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO tickets (id, customer_id, status, priority, skill, channel, version,
+                                      body)
+                 VALUES (?1, ?2, 'open', 'normal', 'technical', 'webchat', 1, ?3)",
+                params![old.id, old.customer_id, to_json(&old).unwrap()],
+            )
+            .unwrap();
+        }
+        let by_ref = |r: String| TicketFilter {
+            reference: Some(r),
+            ..Default::default()
+        };
+        for opening in 0..2 {
+            let s = SqliteStore::open(&path).unwrap();
+            let found = s
+                .list_tickets(&by_ref(ticket_ref(&old.id)), 10, None)
+                .await
+                .unwrap();
+            assert_eq!(found.items, vec![old.clone()]);
+            let other = ticket(&format!("新客户{opening}"));
+            s.create_ticket(&other).await.unwrap();
+            let found = s
+                .list_tickets(&by_ref(ticket_ref(&other.id)), 10, None)
+                .await
+                .unwrap();
+            assert_eq!(found.items, vec![other]);
+        }
+        for suffix in ["", "-wal", "-shm"] {
+            let mut file = path.clone().into_os_string();
+            file.push(suffix);
+            let _ = std::fs::remove_file(file);
+        }
     }
 
     #[tokio::test]

@@ -3,7 +3,8 @@
 //! no list is ever a scan.
 //!
 //! Tickets: key `id`; global secondary indexes `by_status`, `by_skill`, `by_assignee`,
-//! `by_customer` and `all` (constant `kind`), each sorted by `id` (UUID v7, so by creation
+//! `by_customer`, `by_ref` (on `ticket_ref`, the reference the customer was told: `REF` is a
+//! reserved word) and `all` (constant `kind`), each sorted by `id` (UUID v7, so by creation
 //! time), and `rated` (`rated_pk`, `rated_at`) for the CSAT report. A ticket is saved with
 //! the condition that its stored `version` is the one the writer read. Two sparse indexes
 //! serve the assignment and the SLA check: `waiting` (`waiting_pk`, `waiting_sk`: priority
@@ -19,8 +20,8 @@
 
 use super::sdk_message;
 use crate::domain::{
-    AgentProfile, Channel, ChannelIdentity, Customer, DeliveryStatus, Direction, MergeKind,
-    MergePlan, Message, Priority, Ticket, TicketFilter, TicketStatus,
+    ticket_ref, AgentProfile, Channel, ChannelIdentity, Customer, DeliveryStatus, Direction,
+    MergeKind, MergePlan, Message, Priority, Ticket, TicketFilter, TicketStatus,
 };
 use crate::ports::{
     AgentStore, ConversationStore, CustomerStore, IdempotencyStore, Page, SessionStore,
@@ -137,6 +138,7 @@ fn ticket_item(t: &Ticket) -> Result<Item> {
         ("priority".into(), s(t.priority.as_str())),
         ("skill".into(), s(t.skill.as_str())),
         ("channel".into(), s(t.channel.as_str())),
+        ("ticket_ref".into(), s(ticket_ref(&t.id))),
         ("version".into(), n(t.version)),
         ("body".into(), s(to_json(t)?)),
     ]);
@@ -517,6 +519,9 @@ impl DynamoStore {
         cursor: Option<&str>,
     ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
         let mut conditions: Vec<(&str, String)> = Vec::new();
+        if let Some(r) = &filter.reference {
+            conditions.push(("ticket_ref", r.clone()));
+        }
         if let Some(c) = &filter.customer_id {
             conditions.push(("customer_id", c.clone()));
         }
@@ -535,12 +540,13 @@ impl DynamoStore {
         if let Some(ch) = filter.channel {
             conditions.push(("channel", ch.as_str().into()));
         }
-        let indexed = ["customer_id", "assignee", "status", "skill"];
+        let indexed = ["ticket_ref", "customer_id", "assignee", "status", "skill"];
         let (index, key_attr, key_value) =
             match conditions.iter().position(|(a, _)| indexed.contains(a)) {
                 Some(i) => {
                     let (attr, value) = conditions.remove(i);
                     let index = match attr {
+                        "ticket_ref" => "by_ref",
                         "customer_id" => "by_customer",
                         "assignee" => "by_assignee",
                         "status" => "by_status",

@@ -16,6 +16,7 @@ pub const TICKET_INDEXES: &[(&str, &str, &str)] = &[
     ("by_skill", "skill", "id"),
     ("by_assignee", "assignee", "id"),
     ("by_customer", "customer_id", "id"),
+    ("by_ref", "ticket_ref", "id"),
     ("all", "kind", "id"),
     ("rated", "rated_pk", "rated_at"),
     ("waiting", "waiting_pk", "waiting_sk"),

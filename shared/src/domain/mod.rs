@@ -16,7 +16,7 @@ pub use message::{
     MessageKind, OutboundMessage, SupervisorNotice,
 };
 pub use sla::{Breach, Sla, SlaPolicies, SlaTarget};
-pub use ticket::MAX_KEY_BYTES;
+pub use ticket::{parse_ticket_ref, ticket_ref, MAX_KEY_BYTES, REF_LEN};
 pub use ticket::{
     Assignment, NewTicket, Priority, Skill, Suggestion, Survey, Ticket, TicketFilter, TicketPatch,
     TicketStatus,

@@ -215,6 +215,41 @@ pub struct TicketFilter {
     pub active: bool,
     /// Only tickets nobody is assigned to.
     pub unassigned: bool,
+    /// Only the tickets with this reference, as [`parse_ticket_ref`] gives it.
+    pub reference: Option<String>,
+}
+
+/// How many letters and digits a ticket reference has.
+pub const REF_LEN: usize = 8;
+
+/// The reference a customer is told for a ticket ("Ticket: A86531F8"): the last
+/// [`REF_LEN`] letters and digits of its id, upper case. Ids are UUID v7, whose tail is
+/// random, so a reference names one ticket in practice. The stores keep it beside each ticket,
+/// as computed here, to find a ticket by the reference a customer quotes.
+pub fn ticket_ref(ticket_id: &str) -> String {
+    let tail: String = ticket_id
+        .chars()
+        .rev()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(REF_LEN)
+        .collect();
+    tail.chars().rev().collect::<String>().to_uppercase()
+}
+
+/// A reference as an agent types or pastes it (" #a86531f8 "), in the form
+/// [`ticket_ref`] gives: surrounding spaces and one leading `#` are ignored, and case does
+/// not matter. Anything that cannot be a reference is 422 `invalid_reference`.
+pub fn parse_ticket_ref(input: &str) -> Result<String> {
+    let trimmed = input.trim();
+    let bare = trimmed.strip_prefix(['#', '＃']).unwrap_or(trimmed).trim();
+    if bare.len() == REF_LEN && bare.chars().all(|c| c.is_ascii_alphanumeric()) {
+        Ok(bare.to_ascii_uppercase())
+    } else {
+        Err(Error::unprocessable(
+            "invalid_reference",
+            format!("a ticket reference is {REF_LEN} letters or digits, like A86531F8"),
+        ))
+    }
 }
 
 /// The longest agent name, in bytes, a ticket is assigned to or a list is filtered by (and
@@ -233,13 +268,23 @@ fn check_key(name: &str, value: &str) -> Result<()> {
 }
 
 impl TicketFilter {
-    /// Refuses a filter no store can answer (a key longer than [`MAX_KEY_BYTES`]).
+    /// Refuses a filter no store can answer (a key longer than [`MAX_KEY_BYTES`], a
+    /// reference not in the form [`parse_ticket_ref`] gives).
     pub fn check(&self) -> Result<()> {
         if let Some(a) = &self.assignee {
             check_key("assignee", a)?;
         }
         if let Some(c) = &self.customer_id {
             check_key("customer_id", c)?;
+        }
+        if let Some(r) = &self.reference {
+            // Stored references are in one form: a filter in another would find nothing.
+            if parse_ticket_ref(r)? != *r {
+                return Err(Error::unprocessable(
+                    "invalid_reference",
+                    "a reference filter is upper case, as the stores keep it",
+                ));
+            }
         }
         Ok(())
     }
@@ -569,6 +614,52 @@ impl Ticket {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reference_is_read_as_the_customer_was_told_it() {
+        let id = super::super::new_id();
+        let told = ticket_ref(&id);
+        assert_eq!(told.len(), REF_LEN);
+        assert_eq!(told, id.replace('-', "")[24..].to_uppercase());
+        for typed in [
+            told.clone(),
+            told.to_lowercase(),
+            format!("  #{told} "),
+            format!("# {}", told.to_lowercase()),
+            format!("＃{told}"),
+        ] {
+            assert_eq!(parse_ticket_ref(&typed).unwrap(), told, "{typed:?}");
+        }
+        for bad in [
+            "",
+            "#",
+            "xyz",
+            "A86531F",
+            "A86531F89",
+            "A8653 1F8",
+            "##A86531F8",
+            "工单号A86531F8",
+            "A86531F８",
+            "工单号工单号工单号工",
+        ] {
+            let e = parse_ticket_ref(bad).unwrap_err();
+            assert_eq!(
+                (e.kind.status(), e.code),
+                (422, "invalid_reference"),
+                "{bad:?}"
+            );
+        }
+        let lower = TicketFilter {
+            reference: Some(told.to_lowercase()),
+            ..Default::default()
+        };
+        assert_eq!(lower.check().unwrap_err().code, "invalid_reference");
+        let stored = TicketFilter {
+            reference: Some(told),
+            ..Default::default()
+        };
+        stored.check().unwrap();
+    }
 
     fn ticket() -> Ticket {
         Ticket::open(
