@@ -592,6 +592,17 @@ def test_the_reference_the_customer_was_told_finds_the_ticket(desk, page):
     expect(page.get_by_role("heading", name=COMPLAINT)).to_be_visible()
     expect(page.get_by_text(f"Ticket {ref}")).to_be_visible()
 
+    # Closed, the ticket leaves the active list; its reference still finds it, from the desk.
+    _, _, headers = desk.api("GET", f"/tickets/{ticket_id}")
+    status, body, _ = desk.api("PATCH", f"/tickets/{ticket_id}", {"status": "closed"}, headers={"If-Match": headers["ETag"]})
+    assert status == 200, body
+    page.get_by_role("link", name="Tickets", exact=True).click()
+    expect(rows).to_have_count(1)
+    page.get_by_role("searchbox", name="Search tickets").fill(f"#{ref.lower()}")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("快递三天了还没到")
+    expect(rows.first).to_contain_text("Closed")
+
 
 def test_the_inbox_row_and_counts_read_right(desk, page):
     _, ticket_id = handed_off(desk)

@@ -1,5 +1,6 @@
 // The inbox: the views (mine, unassigned, all) with their counts, filters, a search over
-// what is loaded (subject, description, the ticket's reference), and the ticket list, each
+// what is loaded (subject, description, the ticket's reference) that also asks the desk
+// for a reference it does not hold (GET /tickets?ref=), and the ticket list, each
 // row with its reference, assignee and SLA state. It polls with If-None-Match, so an idle
 // console moves a few hundred bytes every few seconds; keys j/k move, Enter opens, r
 // replies and / searches.
@@ -132,6 +133,26 @@ export function Inbox({ me }) {
     }
   };
 
+  // A search that could be a ticket's reference (what the customer was told, with or
+  // without "#") also asks the desk, so that a ticket not loaded, or outside the filters
+  // (closed, someone else's), is found too.
+  const [found, setFound] = useState([]);
+  const reference = search.trim().replace(/^[#＃]/, '');
+  useEffect(() => {
+    if (!/^[0-9A-Za-z]{8}$/.test(reference)) {
+      setFound([]);
+      return undefined;
+    }
+    let live = true;
+    api('GET', '/tickets' + query({ ref: reference })).then(
+      ({ data }) => live && setFound(data.tickets),
+      () => live && setFound([]),
+    );
+    return () => {
+      live = false;
+    };
+  }, [reference]);
+
   const needle = search.trim().toLowerCase();
   const matches = (tk) =>
     tk.subject.toLowerCase().includes(needle) ||
@@ -139,6 +160,8 @@ export function Inbox({ me }) {
     ticketRef(tk.id).toLowerCase().includes(needle) ||
     tk.id.toLowerCase() === needle;
   let shown = (tickets || []).filter((tk) => !needle || matches(tk));
+  const listed = new Set(shown.map((tk) => tk.id));
+  shown = shown.concat(found.filter((tk) => !listed.has(tk.id)));
   if (sort === 'urgent') {
     shown = [...shown].sort((a, b) => RANK[a.priority] - RANK[b.priority] || (a.id < b.id ? 1 : -1));
   } else if (sort === 'due') {
