@@ -119,3 +119,37 @@ def test_the_reports_show_service_levels_per_priority_in_the_teams_days(page):
         expect(row.get_by_role("cell")).to_have_text(["1", "—", "0", "0", "1", "—", "0", "0", "1", "—"])
     finally:
         desk.stop()
+
+
+def test_an_unsent_reply_outlives_a_session_that_ended_but_not_a_sign_out(desk, page):
+    session = desk.webchat_session()
+    desk.webchat_say(session, "我要投诉，快递三天了还没到")
+    tickets = desk.wait_for("the hand-off's ticket", lambda: desk.api("GET", "/tickets")[1]["tickets"])
+    ticket = f"{desk.base}/console/#/tickets/{tickets[0]['id']}"
+    sign_in(page, desk, ALICE)
+    page.goto(ticket)
+    reply = page.get_by_role("textbox", name="Reply")
+    reply.fill("您好，我们已经联系快递公司，")
+
+    page.evaluate("localStorage.setItem('helpdesk.token', 'a-token-the-desk-never-gave')")
+    expect(page.get_by_role("alert")).to_have_text(
+        "Your session has ended. Sign in again to go on.", timeout=15_000
+    )
+    page.get_by_label("Agent token").fill(ALICE)
+    page.get_by_role("button", name="Sign in").click()
+    expect(reply).to_have_value("您好，我们已经联系快递公司，")
+    page.get_by_role("link", name="Tickets", exact=True).click()
+    page.goto(ticket)
+    expect(reply).to_have_value("您好，我们已经联系快递公司，")
+
+    # The agent's own sign-out leaves nothing for the next person at this browser.
+    page.get_by_role("button", name="Sign out").click()
+    sign_in(page, desk, BOB)
+    page.goto(ticket)
+    expect(page.get_by_role("textbox", name="Reply")).to_have_value("")
+    # And a reply sent is a draft no more.
+    page.get_by_role("textbox", name="Reply").fill("已为您催促快递")
+    page.get_by_role("button", name="Send").click()
+    expect(page.get_by_role("textbox", name="Reply")).to_have_value("")
+    page.reload()
+    expect(page.get_by_role("textbox", name="Reply")).to_have_value("")

@@ -7,6 +7,8 @@ import { html, Notice } from './ui.js';
 import { t } from './i18n.js';
 
 const TOKEN = 'helpdesk.token';
+/** The prefix of the unsent replies and notes this tab keeps (ticket.js). */
+export const DRAFTS = 'helpdesk.draft.';
 const PKCE = 'helpdesk.pkce';
 
 export function currentToken() {
@@ -20,6 +22,13 @@ export function setToken(token) {
 /** Forgets the token. `ended`: the desk stopped taking it (a 401), not the agent's choice. */
 export function signOut({ ended = false } = {}) {
   localStorage.removeItem(TOKEN);
+  // The agent's own sign-out leaves nothing for whoever signs in next; a session that
+  // ended keeps the drafts for the same agent signing in again.
+  if (!ended) {
+    Object.keys(sessionStorage)
+      .filter((k) => k.startsWith(DRAFTS))
+      .forEach((k) => sessionStorage.removeItem(k));
+  }
   window.dispatchEvent(new CustomEvent('helpdesk:signed-out', { detail: { ended } }));
 }
 

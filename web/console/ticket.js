@@ -8,6 +8,7 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import { html, usePoll, Select, Notice, isSendingEnter, STATUSES, PRIORITIES, SKILLS } from './ui.js';
 import { t, when } from './i18n.js';
 import { api } from './api.js';
+import { DRAFTS } from './auth.js';
 import { AssignmentSection, SlaSection, SlaShort, escalationReason } from './assignment.js';
 
 const POLL_MS = 3000;
@@ -52,8 +53,21 @@ function Entry({ m }) {
 
 /** A text box that sends on Enter. `locked` (a closed ticket) sends nothing: the box goes,
  * unless it holds text the agent typed before the ticket closed, which stays to copy. */
-function Composer({ label, button, onSend, focus, textRef, busy, locked }) {
-  const [text, setText] = useState('');
+/** A box's unsent text, kept for this tab under `key` (see auth.js's DRAFTS): it outlives
+ * leaving the ticket, a reload, and a session that ended, until it is sent. */
+function useDraft(key) {
+  const [text, setText] = useState(() => (key && sessionStorage.getItem(key)) || '');
+  const keep = (value) => {
+    setText(value);
+    if (!key) return;
+    if (value) sessionStorage.setItem(key, value);
+    else sessionStorage.removeItem(key);
+  };
+  return [text, keep];
+}
+
+function Composer({ label, button, onSend, focus, textRef, busy, locked, draftKey }) {
+  const [text, setText] = useDraft(draftKey);
   const own = useRef(null);
   const ref = textRef || own;
   useEffect(() => {
@@ -299,11 +313,11 @@ export function TicketView({ id, me, focusReply }) {
         </ol>
         ${tk.escalation_reason ? html`<p class="hint">${t('ticket.escalated_because', { reason: escalationReason(tk.escalation_reason) })}</p>` : null}
         ${closed ? html`<p class="hint">${t('ticket.closed_no_reply')}</p>` : null}
-        <${Composer} label=${t('ticket.reply')} button=${t('ticket.send')} busy=${busy} locked=${closed}
-          textRef=${replyRef} focus=${focusReply}
+        <${Composer} key=${'reply.' + id} label=${t('ticket.reply')} button=${t('ticket.send')} busy=${busy} locked=${closed}
+          textRef=${replyRef} focus=${focusReply} draftKey=${DRAFTS + 'reply.' + id}
           onSend=${(text) => post('/replies', { text }, t('ticket.sent_reply'))} />
-        <${Composer} label=${t('ticket.note')} button=${t('ticket.add_note')} busy=${busy}
-          onSend=${(text) => post('/notes', { text })} />
+        <${Composer} key=${'note.' + id} label=${t('ticket.note')} button=${t('ticket.add_note')} busy=${busy}
+          draftKey=${DRAFTS + 'note.' + id} onSend=${(text) => post('/notes', { text })} />
       </section>
       <aside class="side">
         <${SlaSection} ticket=${tk} />
