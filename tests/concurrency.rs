@@ -51,7 +51,13 @@ fn tally(answers: &[(u16, Value)]) -> (Vec<&Value>, usize) {
 #[tokio::test]
 async fn fifty_patches_with_one_if_match_make_one_winner_on_the_local_server() {
     let dir = TempDir::new();
-    let server = Server::start(&dir.0, &[]).await;
+    // Each PATCH gives the ticket to another agent, and locally a ticket goes only to an
+    // agent the tokens name.
+    let team = (0..PATCHES)
+        .map(|i| format!("坐席{i}:agent:agent-token-{i:02}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let server = Server::start(&dir.0, &[("HELPDESK_AGENTS", team.as_str())]).await;
     let visitor = server.visitor().await;
     visitor.say("我要人工客服，订单一直没有发货").await;
     let id = visitor.wait_for("handoff").await["ticket_id"]
