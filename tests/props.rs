@@ -20,6 +20,7 @@ use proptest::test_runner::{Config, TestRunner};
 use serde_json::{json, Value};
 use sha2::Sha256;
 use std::sync::{Arc, OnceLock};
+use unicode_segmentation::UnicodeSegmentation;
 
 const WHATSAPP: &str = include_str!("fixtures/whatsapp/text_message.json");
 const WHATSAPP_STATUS: &str = include_str!("fixtures/whatsapp/status_sent.json");
@@ -228,13 +229,24 @@ proptest! {
         let _ = intake::telegram::parse_update(&doc);
     }
 
-    /// Cuts fall on character boundaries: a truncation is a prefix of at most `max`
-    /// characters, and the parts of a split are each at most `max` and give back the text.
+    /// Cuts fall between graphemes: a truncation is the longest prefix of whole graphemes
+    /// of at most `max` characters (inside a first grapheme only when that one alone is
+    /// longer), and the parts of a split are each at most `max` and give back the text.
     #[test]
     fn text_is_cut_on_characters(text in text(), max in 0usize..400) {
         let cut = truncate_chars(&text, max);
         prop_assert!(text.starts_with(cut));
-        prop_assert_eq!(cut.chars().count(), text.chars().count().min(max));
+        let n = cut.chars().count();
+        prop_assert!(n <= max);
+        let starts: Vec<usize> = text.grapheme_indices(true).map(|(at, _)| at).collect();
+        if let Some(next) = text[cut.len()..].graphemes(true).next() {
+            if starts.contains(&cut.len()) {
+                prop_assert!(n + next.chars().count() > max, "a whole grapheme more would fit");
+            } else {
+                prop_assert_eq!(n, max, "cut inside a grapheme only at max");
+                prop_assert!(text.graphemes(true).next().unwrap_or("").chars().count() > max);
+            }
+        }
         let parts = split_chars(&text, max);
         prop_assert_eq!(parts.concat(), text.clone());
         for p in &parts {
