@@ -299,6 +299,13 @@ def test_the_admin_takes_no_tickets_and_a_refused_assignee_says_why(desk, page):
     expect(assignee).to_have_attribute("aria-invalid", "true")
     expect(assignee).to_have_attribute("aria-describedby", refused.get_attribute("id"))
     assert ticket(desk, ticket_id)["assignee"] is None
+    # Another change that goes through leaves the refusal behind too.
+    page.get_by_role("combobox", name="Priority").select_option("low")
+    expect(page.get_by_role("alert")).to_have_count(0)
+    expect(assignee).not_to_have_attribute("aria-invalid", "true")
+    assignee.fill("alcie")
+    page.get_by_role("button", name="Save assignee").click()
+    expect(refused).to_have_text("no agent has that name.")
     # Corrected, it goes through and the message goes.
     assignee.fill("alice")
     expect(page.get_by_role("alert")).to_have_count(0)

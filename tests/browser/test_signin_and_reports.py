@@ -142,9 +142,24 @@ def test_an_unsent_reply_outlives_a_session_that_ended_but_not_a_sign_out(desk, 
     page.goto(ticket)
     expect(reply).to_have_value("您好，我们已经联系快递公司，")
 
-    # The agent's own sign-out leaves nothing for the next person at this browser.
+    # Another agent signing in at this tab after a session ended starts with empty boxes.
+    page.evaluate("localStorage.setItem('helpdesk.token', 'a-token-the-desk-never-gave')")
+    expect(page.get_by_role("alert")).to_have_text(
+        "Your session has ended. Sign in again to go on.", timeout=15_000
+    )
+    page.get_by_label("Agent token").fill(BOB)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("textbox", name="Reply")).to_have_value("")
     page.get_by_role("button", name="Sign out").click()
-    sign_in(page, desk, BOB)
+    sign_in(page, desk, ALICE)
+    page.goto(ticket)
+
+    # The agent's own sign-out leaves nothing for the next person at this browser, nor for
+    # themselves.
+    expect(page.get_by_role("textbox", name="Reply")).to_have_value("")
+    page.get_by_role("textbox", name="Reply").fill("草稿")
+    page.get_by_role("button", name="Sign out").click()
+    sign_in(page, desk, ALICE)
     page.goto(ticket)
     expect(page.get_by_role("textbox", name="Reply")).to_have_value("")
     # And a reply sent is a draft no more.

@@ -2,7 +2,7 @@
 // their capacity, and whether they are in. Everyone can look; supervisors edit a profile
 // (PUT /agents/{id}), and the desk gives waiting tickets to an agent who gains room.
 
-import { useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { html, usePoll, Notice, SKILLS } from './ui.js';
 import { t } from './i18n.js';
 import { api } from './api.js';
@@ -32,9 +32,15 @@ function Editor({ profile, onSaved, onCancel }) {
   });
   const [error, setError] = useState(null);
   const [busy, setBusy] = useState(false);
+  // Opened from a row far down, the editor takes the focus; Escape closes it.
+  const own = useRef(null);
+  useEffect(() => {
+    own.current?.querySelector('input')?.focus();
+  }, []);
   const save = async (e) => {
     e.preventDefault();
-    const capacity = Number(form.capacity);
+    // An empty box is no number (Number('') would be 0, and the agent would take nothing).
+    const capacity = form.capacity.trim() === '' ? NaN : Number(form.capacity);
     if (!Number.isInteger(capacity) || capacity < 0 || capacity > MAX_CAPACITY) {
       setError(t('agents.bad_capacity', { max: MAX_CAPACITY }));
       return;
@@ -57,7 +63,8 @@ function Editor({ profile, onSaved, onCancel }) {
       setBusy(false);
     }
   };
-  return html`<form class="editor" aria-labelledby="agent-editor-title" novalidate onSubmit=${save}>
+  return html`<form class="editor" aria-labelledby="agent-editor-title" novalidate onSubmit=${save} ref=${own}
+    onKeyDown=${(e) => { if (e.key === 'Escape') onCancel(); }}>
     <h2 id="agent-editor-title">${t('agents.editing', { name: profile.name })}</h2>
     <label class="field"><span>${t('agents.name')}</span>
       <input value=${form.name} onInput=${(e) => setForm({ ...form, name: e.currentTarget.value })} /></label>

@@ -1,7 +1,7 @@
 // The knowledge base: articles with search, edit, create and delete (supervisors), and the
 // "test a question" box that shows what auto-reply would do with a question right now.
 
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { html, Notice } from './ui.js';
 import { t } from './i18n.js';
 import { api } from './api.js';
@@ -69,6 +69,12 @@ function Tester() {
 function Editor({ initial, isNew, onSaved, onCancel }) {
   const [form, setForm] = useState(initial);
   const [error, setError] = useState(null);
+  const own = useRef(null);
+  // Opened from a button far down the list, the editor takes the focus (its first field
+  // that can be typed in), so a keyboard user is in it; Escape closes it.
+  useEffect(() => {
+    own.current?.querySelector('input:not([disabled]), textarea')?.focus();
+  }, []);
   const field = (name, label, multiline) => html`<label class="field"><span>${label}</span>
     ${multiline
       ? html`<textarea rows=${name.startsWith('answer') ? 4 : 5} value=${form[name]} onInput=${(e) => setForm({ ...form, [name]: e.currentTarget.value })}></textarea>`
@@ -76,6 +82,17 @@ function Editor({ initial, isNew, onSaved, onCancel }) {
   </label>`;
   const save = async (e) => {
     e.preventDefault();
+    const id = form.id.trim();
+    if (!id) return setError(t('kb.id_needed'));
+    // A new article never writes over one that has its id (PUT would replace it).
+    if (isNew) {
+      try {
+        await api('GET', '/kb/articles/' + encodeURIComponent(id));
+        return setError(t('kb.id_taken', { id }));
+      } catch (err) {
+        if (err.status !== 404) return setError(t('error.generic', { message: err.message }));
+      }
+    }
     const body = {
       title: form.title.trim(),
       questions: form.questions.split('\n').map((q) => q.trim()).filter(Boolean),
@@ -87,13 +104,14 @@ function Editor({ initial, isNew, onSaved, onCancel }) {
       ),
     };
     try {
-      await api('PUT', '/kb/articles/' + encodeURIComponent(form.id.trim()), { body });
+      await api('PUT', '/kb/articles/' + encodeURIComponent(id), { body });
       onSaved();
     } catch (err) {
       setError(t('error.generic', { message: err.message }));
     }
   };
-  return html`<form class="editor" onSubmit=${save}>
+  return html`<form class="editor" ref=${own} onSubmit=${save}
+    onKeyDown=${(e) => { if (e.key === 'Escape') onCancel(); }}>
     ${field('id', t('kb.id'))}
     ${field('title', t('kb.article_title'))}
     ${field('questions', t('kb.questions'), true)}
@@ -153,7 +171,7 @@ export function KnowledgeBase({ me }) {
     <${Notice} kind="error">${error}<//>
     <${Notice}>${notice}<//>
     ${editing
-      ? html`<${Editor} initial=${editing.form} isNew=${editing.isNew}
+      ? html`<${Editor} key=${editing.isNew ? 'new' : 'edit.' + editing.form.id} initial=${editing.form} isNew=${editing.isNew}
           onSaved=${async () => { setEditing(null); setNotice(t('kb.saved')); await load(); }}
           onCancel=${() => setEditing(null)} />`
       : null}

@@ -79,12 +79,18 @@ function percent(x) {
 function SlaTable({ sla }) {
   if (!sla.priorities.length) return html`<p>${t('reports.sla_none')}</p>`;
   const target = (o) => html`<td>${percent(o.attainment)}</td><td>${o.met}</td><td>${o.breached}</td><td>${o.pending}</td>`;
+  // Two targets, four columns each: the first header row names the target over its
+  // columns, so a screen reader reads "First response, Met" and "Resolution, Met" apart.
+  const group = (key) => html`<th scope="colgroup" colspan="4">${t(key)}</th>`;
+  const cols = () => ['reports.attained', 'reports.met', 'reports.breached', 'reports.pending'].map((k) => html`<th scope="col">${t(k)}</th>`);
   return html`<table>
     <caption>${t('reports.sla_table')}</caption>
-    <thead><tr><th scope="col">${t('filter.priority')}</th><th scope="col">${t('reports.tickets')}</th>
-      <th scope="col">${t('reports.first_response')}</th><th scope="col">${t('reports.met')}</th><th scope="col">${t('reports.breached')}</th><th scope="col">${t('reports.pending')}</th>
-      <th scope="col">${t('reports.resolution')}</th><th scope="col">${t('reports.met')}</th><th scope="col">${t('reports.breached')}</th><th scope="col">${t('reports.pending')}</th>
-      <th scope="col">${t('reports.median_first_response')}</th></tr></thead>
+    <colgroup span="2"></colgroup><colgroup span="4"></colgroup><colgroup span="4"></colgroup><colgroup span="1"></colgroup>
+    <thead>
+      <tr><td colspan="2"></td>${group('reports.first_response')}${group('reports.resolution')}<td></td></tr>
+      <tr><th scope="col">${t('filter.priority')}</th><th scope="col">${t('reports.tickets')}</th>${cols()}${cols()}
+        <th scope="col">${t('reports.median_first_response')}</th></tr>
+    </thead>
     <tbody>${sla.priorities.map((p) => html`<tr><th scope="row">${t('priority.' + p.priority)}</th><td>${p.tickets}</td>
       ${target(p.first_response)}${target(p.resolution)}<td>${duration(p.median_first_response_secs)}</td></tr>`)}</tbody>
   </table>`;
@@ -156,7 +162,7 @@ export function Reports({ me }) {
             <span>${t('reports.average')}: <strong>${csat.average ?? t('reports.none')}</strong></span></p>
           <${Bars} label=${t('reports.distribution')} bars=${['1', '2', '3', '4', '5'].map((n) => [n + '★', csat.distribution[n] || 0])} />
           <div class="tables"><${Groups} title=${t('reports.by_channel')} groups=${csat.by_channel} names=${(c) => t('channel.' + c)} />
-          <${Groups} title=${t('reports.by_agent')} groups=${csat.by_agent} /></div>
+          <${Groups} title=${t('reports.by_agent')} groups=${csat.by_agent} names=${(a) => (a === 'unassigned' ? t('reports.nobody') : a)} /></div>
         </section>`
       : null}
     ${volume

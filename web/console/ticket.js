@@ -146,7 +146,9 @@ export function TicketView({ id, me, focusReply }) {
         setConflict(null);
         setNotice(t('ticket.conflict_shown'));
       }
-      setErrorAt((e) => (e && e.version !== undefined && e.version !== null && shown > e.version ? null : e));
+      // A failure for want of the desk goes once it answers again; any other once a newer
+      // version shows.
+      setErrorAt((e) => (e && (e.unreachable || (e.version !== undefined && e.version !== null && shown > e.version)) ? null : e));
       return data;
     } catch (e) {
       if (e.status === 404) setMissing(true);
@@ -190,12 +192,15 @@ export function TicketView({ id, me, focusReply }) {
   }, []);
   useEffect(() => {
     if (view) setAssignee(view.ticket.assignee || '');
+    // A refused assignee is history once the ticket has moved on.
+    setAssigneeError(null);
   }, [version]);
 
   // A reopen refused because the customer has another active ticket is no stale copy:
   // reloading would not help, so it says where the customer's conversation is.
   const failed = (e) => {
-    if (e.code === 'active_ticket_exists') setError(t('ticket.active_elsewhere', { message: e.detail }));
+    if (e.status === 0) setErrorAt({ message: t('error.unreachable'), version, unreachable: true });
+    else if (e.code === 'active_ticket_exists') setError(t('ticket.active_elsewhere', { message: e.detail }));
     else if (e.status === 409) setConflict(version);
     else setError(t('error.generic', { message: e.message }));
   };
@@ -270,7 +275,10 @@ export function TicketView({ id, me, focusReply }) {
     try {
       const { data } = await api('GET', '/kb/articles/' + encodeURIComponent(s.article_id));
       if (replyRef.current) {
-        replyRef.current.value = answerFor(data, view.ticket.language);
+        // After what the agent has typed, not over it.
+        const typed = replyRef.current.value.trimEnd();
+        const answer = answerFor(data, view.ticket.language);
+        replyRef.current.value = typed ? typed + '\n\n' + answer : answer;
         replyRef.current.dispatchEvent(new Event('input', { bubbles: true }));
         replyRef.current.focus();
       }
@@ -314,10 +322,10 @@ export function TicketView({ id, me, focusReply }) {
         ${tk.escalation_reason ? html`<p class="hint">${t('ticket.escalated_because', { reason: escalationReason(tk.escalation_reason) })}</p>` : null}
         ${closed ? html`<p class="hint">${t('ticket.closed_no_reply')}</p>` : null}
         <${Composer} key=${'reply.' + id} label=${t('ticket.reply')} button=${t('ticket.send')} busy=${busy} locked=${closed}
-          textRef=${replyRef} focus=${focusReply} draftKey=${DRAFTS + 'reply.' + id}
+          textRef=${replyRef} focus=${focusReply} draftKey=${DRAFTS + me.name + '.reply.' + id}
           onSend=${(text) => post('/replies', { text }, t('ticket.sent_reply'))} />
         <${Composer} key=${'note.' + id} label=${t('ticket.note')} button=${t('ticket.add_note')} busy=${busy}
-          draftKey=${DRAFTS + 'note.' + id} onSend=${(text) => post('/notes', { text })} />
+          draftKey=${DRAFTS + me.name + '.note.' + id} onSend=${(text) => post('/notes', { text })} />
       </section>
       <aside class="side">
         <${SlaSection} ticket=${tk} />
