@@ -161,7 +161,8 @@ async fn a_survey_form_post_records_the_rating() {
     let form = server.http.get(link).send().await.unwrap();
     let form = form.text().await.unwrap();
     assert!(
-        form.contains("5 = excellent") && form.contains("1 分最差，5 分最好"),
+        form.contains("5 = excellent")
+            && form.contains("<span lang=\"zh-CN\">1 分最差，5 分最好</span>"),
         "{form}"
     );
     let r = server

@@ -117,6 +117,12 @@ fn escape(text: &str) -> String {
         .replace('\'', "&#39;")
 }
 
+/// A text in English, then in Chinese marked as such, so that a screen reader reads each in
+/// its own voice (the page is `lang="en"`).
+fn both(en: &str, zh: &str) -> String {
+    format!("{en} · <span lang=\"zh-CN\">{zh}</span>")
+}
+
 fn page(title: &str, body: &str) -> Html<String> {
     Html(format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
@@ -132,21 +138,34 @@ fn refusal_page(e: Error) -> Response {
         .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
     let body = match (e.kind, e.code) {
         (ErrorKind::Conflict, "already_answered") => {
-            "<h1>Thank you · 谢谢</h1><p>This survey was already answered; the first answer \
-             counts. · 您已经评价过了，以第一次的评价为准。</p>"
-                .to_string()
+            format!(
+                "<h1>{}</h1><p>{}</p>",
+                both("Thank you", "谢谢"),
+                both(
+                    "This survey was already answered; the first answer counts.",
+                    "您已经评价过了，以第一次的评价为准。"
+                )
+            )
         }
-        (ErrorKind::NotFound, _) => "<h1>Survey not found · 找不到该调查</h1><p>This survey \
-             link is not valid or has expired. · 该链接无效或已过期。</p>"
-            .to_string(),
+        (ErrorKind::NotFound, _) => format!(
+            "<h1>{}</h1><p>{}</p>",
+            both("Survey not found", "找不到该调查"),
+            both(
+                "This survey link is not valid or has expired.",
+                "该链接无效或已过期。"
+            )
+        ),
         (ErrorKind::Internal | ErrorKind::Unavailable, _) => {
             tracing::error!(code = e.code, error = %e.message, "survey page failed");
-            "<h1>Please try again · 请稍后再试</h1><p>Something went wrong on our side. · \
-             我们这边出了问题。</p>"
-                .to_string()
+            format!(
+                "<h1>{}</h1><p>{}</p>",
+                both("Please try again", "请稍后再试"),
+                both("Something went wrong on our side.", "我们这边出了问题。")
+            )
         }
         _ => format!(
-            "<h1>Your answer was not taken · 未能提交</h1><p>{}</p>",
+            "<h1>{}</h1><p>{}</p>",
+            both("Your answer was not taken", "未能提交"),
             escape(&e.message)
         ),
     };
@@ -173,18 +192,29 @@ async fn show_survey(deps: &Deps, token: &str, json: bool) -> Result<Response> {
     }
     let v = view(&ticket);
     let body = if let Some(rating) = v.rating {
-        format!("<h1>Thank you · 谢谢</h1><p>You rated us {rating} of 5. · 您的评分：{rating} 分（满分 5 分）。</p>")
+        format!(
+            "<h1>{}</h1><p>{}</p>",
+            both("Thank you", "谢谢"),
+            both(
+                &format!("You rated us {rating} of 5."),
+                &format!("您的评分：{rating} 分（满分 5 分）。")
+            )
+        )
     } else {
         let options: String = (1..=5)
             .map(|n| format!("<label><input type=\"radio\" name=\"rating\" value=\"{n}\" required> {n}</label>"))
             .collect();
         format!(
-            "<h1>How did we do? · 请为我们的服务打分</h1><p>{}</p>\
-             <form method=\"post\"><fieldset><legend>1 = poor, 5 = excellent · 1 分最差，5 分最好</legend>{options}</fieldset>\
-             <p><label for=\"comment\">Anything to add? · 其他意见</label></p>\
+            "<h1>{}</h1><p>{}</p>\
+             <form method=\"post\"><fieldset><legend>{}</legend>{options}</fieldset>\
+             <p><label for=\"comment\">{}</label></p>\
              <textarea id=\"comment\" name=\"comment\" rows=\"4\" maxlength=\"2000\"></textarea>\
-             <button type=\"submit\">Send · 提交</button></form>",
-            escape(&v.subject)
+             <button type=\"submit\">{}</button></form>",
+            both("How did we do?", "请为我们的服务打分"),
+            escape(&v.subject),
+            both("1 = poor, 5 = excellent", "1 分最差，5 分最好"),
+            both("Anything to add?", "其他意见"),
+            both("Send", "提交"),
         )
     };
     Ok(page("Survey · 满意度调查", &body).into_response())
@@ -248,7 +278,11 @@ async fn take_answer(deps: &Deps, token: &str, req: Request, is_form: bool) -> R
     if is_form {
         return Ok(page(
             "Thank you · 谢谢",
-            "<h1>Thank you · 谢谢</h1><p>Your rating was recorded. · 您的评分已收到。</p>",
+            &format!(
+                "<h1>{}</h1><p>{}</p>",
+                both("Thank you", "谢谢"),
+                both("Your rating was recorded.", "您的评分已收到。")
+            ),
         )
         .into_response());
     }
