@@ -134,10 +134,14 @@ def test_a_reopen_beside_the_customers_active_ticket_says_where_to_go(desk, page
     page.get_by_role("combobox", name="Status").select_option("open")
     alert = page.get_by_role("alert")
     expect(alert).to_contain_text("another active ticket")
-    expect(alert).to_contain_text(second)
     expect(alert).not_to_contain_text("changed by someone else")
     _, body, _ = desk.api("GET", f"/tickets/{first}")
     assert body["ticket"]["status"] == "resolved"
+    # It links to the customer's active ticket by the reference the customer was told.
+    told = re.search(r"工单号：([0-9A-Z]{8})", handoffs[1]["text"]).group(1)
+    alert.get_by_role("link", name=f"Open ticket {told}").click()
+    expect(page).to_have_url(re.compile(f"#/tickets/{second}$"))
+    expect(page.get_by_text(f"Ticket {told}")).to_be_visible()
 
 
 def test_closing_sends_the_survey_and_a_stale_second_browser_gets_the_conflict(desk, browser):

@@ -7,7 +7,7 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { html, usePoll, Select, Notice, isSendingEnter, STATUSES, PRIORITIES, SKILLS } from './ui.js';
 import { t, when } from './i18n.js';
-import { api } from './api.js';
+import { api, query } from './api.js';
 import { DRAFTS } from './auth.js';
 import { AssignmentSection, SlaSection, SlaShort, escalationReason } from './assignment.js';
 
@@ -196,11 +196,25 @@ export function TicketView({ id, me, focusReply }) {
     setAssigneeError(null);
   }, [version]);
 
+  // Where the customer's conversation went: their active ticket, linked by its reference.
+  const elsewhere = async () => {
+    let other = null;
+    try {
+      const q = query({ customer_id: view.ticket.customer_id, status: 'active' });
+      other = (await api('GET', '/tickets' + q)).data.tickets.find((x) => x.id !== id) || null;
+    } catch {
+      /* said without the link */
+    }
+    setError(other
+      ? html`${t('ticket.active_elsewhere')} <a href=${'#/tickets/' + encodeURIComponent(other.id)}>${t('ticket.open_other', { ref: ticketRef(other.id) })}</a>`
+      : t('ticket.active_elsewhere'));
+  };
+
   // A reopen refused because the customer has another active ticket is no stale copy:
   // reloading would not help, so it says where the customer's conversation is.
   const failed = (e) => {
     if (e.status === 0) setErrorAt({ message: t('error.unreachable'), version, unreachable: true });
-    else if (e.code === 'active_ticket_exists') setError(t('ticket.active_elsewhere', { message: e.detail }));
+    else if (e.code === 'active_ticket_exists') elsewhere();
     else if (e.status === 409) setConflict(version);
     else setError(t('error.generic', { message: e.message }));
   };
