@@ -2,20 +2,10 @@
 keyboard: an editor takes the focus and Escape closes it, a new article never writes over
 one that has its id, and a profile is saved only with a capacity that is a number."""
 
-import re
-
 from playwright.sync_api import expect
 
 from conftest import BOB
-
-INBOX = re.compile("^All")
-
-
-def sign_in(page, desk, token):
-    page.goto(desk.base + "/console/")
-    page.get_by_label("Agent token").fill(token)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("tab", name=INBOX)).to_be_visible()
+from test_console import sign_in
 
 
 def test_a_new_article_never_writes_over_another_and_the_editor_shows_the_one_chosen(desk, page):

@@ -9,15 +9,9 @@ from pathlib import Path
 from playwright.sync_api import expect
 
 from conftest import ALICE, BOB, Desk
+from test_console import sign_in
 
 INBOX = re.compile("^All")
-
-
-def sign_in(page, desk, token):
-    page.goto(desk.base + "/console/")
-    page.get_by_label("Agent token").fill(token)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("tab", name=INBOX)).to_be_visible()
 
 
 def test_signing_out_in_one_tab_signs_out_every_tab(desk, context):
