@@ -992,6 +992,32 @@ async fn one_idempotency_key_makes_one_reply_and_one_ticket() {
         .await;
     assert_eq!(r.status(), 202);
 
+    // A note sent three times under one key (a send whose answer was lost, then retried) is
+    // one note, and each answer is that note.
+    let notes = format!("/tickets/{id}/notes");
+    let note = json!({"text": "客户要求开发票，已转财务"});
+    let mut noted = std::collections::BTreeSet::new();
+    for _ in 0..3 {
+        let r = server
+            .keyed_post(&notes, ALICE, "note-1", &note)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["text"], note["text"]);
+        noted.insert(body["id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(noted.len(), 1, "one note for one key: {noted:?}");
+    let (view, _) = server.ticket(&id).await;
+    let stored = view["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["kind"] == "note")
+        .count();
+    assert_eq!(stored, 1, "{view}");
+
     // Its ticket resolved, a ticket made by hand, sent twice under one key, is one ticket.
     let (_, version) = server.ticket(&id).await;
     let r = server

@@ -287,3 +287,49 @@ macro_rules! both {
 both!(two_hundred_tickets_never_overfill_five_agents);
 both!(freed_capacity_takes_the_urgent_ticket_first);
 both!(the_clock_finds_due_targets_through_the_store);
+
+/// DynamoDB keeps each agent's held tickets as a set beside the tickets, and a write cut
+/// short between a ticket and that set (a close whose release of the slot failed) leaves a
+/// ticket in it that the agent no longer works: they look full. Only a refused assignment
+/// used to clear the set, and none was tried for an agent who looked full, so every
+/// waiting ticket waited for good. The clock now counts the full agents again when a
+/// ticket would wait for want of room: the slot comes back, and the ticket is assigned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_count_left_holding_a_closed_ticket_heals_at_the_next_tick() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let config = wirings::dynamodb_config().await;
+    let tables = Tables::with_prefix(&format!("a{}-", new_id()));
+    let dynamo = DynamoStore::new(&config, tables.clone());
+    schema::create_tables(dynamo.client(), &tables)
+        .await
+        .expect("the tables are made");
+    let store: &dyn Store = &dynamo;
+    profile(store, "dora", 1, &[Skill::General]).await;
+    let mut left = ticket("旧问题", Skill::General, Priority::Normal);
+    left.status = TicketStatus::Closed;
+    store.create_ticket(&left).await.unwrap();
+    // The state the cut-short release leaves: the closed ticket still in dora's set.
+    dynamo
+        .client()
+        .update_item()
+        .table_name(&tables.tickets)
+        .key("id", AttributeValue::S("agent#dora".into()))
+        .update_expression("ADD holding :t")
+        .expression_attribute_values(":t", AttributeValue::Ss(vec![left.id.clone()]))
+        .send()
+        .await
+        .unwrap();
+    let dora = store.get_agent("dora").await.unwrap().unwrap();
+    assert_eq!(dora.open_tickets, 1, "she looks full");
+
+    let waiting = ticket("新问题", Skill::General, Priority::Normal);
+    store.create_ticket(&waiting).await.unwrap();
+    let done = assignment::tick(store, &Rules::default(), now())
+        .await
+        .unwrap();
+    assert_eq!(done.assigned, 1);
+    let got = store.get_ticket(&waiting.id).await.unwrap().unwrap();
+    assert_eq!(got.assignee.as_deref(), Some("dora"));
+    let dora = store.get_agent("dora").await.unwrap().unwrap();
+    assert_eq!(dora.open_tickets, 1, "the new ticket, not the closed one");
+}

@@ -868,3 +868,267 @@ async fn a_merge_moves_the_only_active_ticket(w: Wiring) {
     );
 }
 both!(a_merge_moves_the_only_active_ticket);
+
+/// An active ticket moved to a customer who has one (a merge that read them before their
+/// ticket was opened) is refused as a reopen is, naming theirs, and left as it was; once
+/// theirs has ended the move goes through, the moved ticket is the one their messages join,
+/// and the customer it left may open another.
+async fn an_active_ticket_merged_beside_another_is_refused(w: Wiring) {
+    let s = w.store.as_ref();
+    let (into, from) = (new_id(), new_id());
+    let theirs = ticket(&into);
+    s.create_ticket(&theirs).await.unwrap();
+    let moving = ticket(&from);
+    s.create_ticket(&moving).await.unwrap();
+
+    let mut merged = moving.clone();
+    merged.move_to_customer(&into, now());
+    let err = s.update_ticket(&merged, moving.version).await.unwrap_err();
+    assert_eq!(
+        (err.kind.status(), err.code),
+        (409, "active_ticket_exists"),
+        "{}: {err}",
+        w.name
+    );
+    assert!(err.message.contains(&theirs.id), "{}: {err}", w.name);
+    let stored = s.get_ticket(&moving.id).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.customer_id.as_str(), stored.version),
+        (from.as_str(), moving.version),
+        "{}: the ticket is unchanged",
+        w.name
+    );
+
+    let ended = moved(&theirs, TicketStatus::Resolved);
+    s.update_ticket(&ended, theirs.version).await.unwrap();
+    s.update_ticket(&merged, moving.version).await.unwrap();
+    assert_eq!(
+        s.active_ticket_for(&into).await.unwrap().map(|t| t.id),
+        Some(moving.id.clone()),
+        "{}",
+        w.name
+    );
+    assert_eq!(
+        s.active_ticket_for(&from).await.unwrap(),
+        None,
+        "{}",
+        w.name
+    );
+    s.create_ticket(&ticket(&from)).await.unwrap();
+    let again = ticket(&into);
+    assert_eq!(
+        s.create_ticket(&again).await.unwrap_err().code,
+        "active_ticket_exists",
+        "{}",
+        w.name
+    );
+}
+both!(an_active_ticket_merged_beside_another_is_refused);
+
+/// Merges racing the customer that stays: each round, the customer that goes has an active
+/// ticket and the one that stays has none when the merge starts, and opens one while it
+/// runs. Whichever comes first, the customer that stays ends with one active ticket (the
+/// other folded into it, or their own refused), and the merge finishes.
+async fn a_merge_racing_a_new_ticket_leaves_one_active(w: Wiring) {
+    use helpdesk_core::flow::{run_merge, MergeProgress};
+    let store: Arc<dyn Store> = w.store.clone();
+    for round in 0..8 {
+        let into = store
+            .resolve_customer(&identity(Channel::Telegram), None, None)
+            .await
+            .unwrap();
+        let from = store
+            .resolve_customer(&identity(Channel::Whatsapp), None, None)
+            .await
+            .unwrap();
+        let moving = ticket(&from.id);
+        store.create_ticket(&moving).await.unwrap();
+        let plan = MergePlan::new(&into.id, &from.id, "alice");
+        let merge = {
+            let store = store.clone();
+            tokio::spawn(async move { run_merge(store.as_ref(), &plan, usize::MAX).await })
+        };
+        let create = {
+            let (store, t) = (store.clone(), ticket(&into.id));
+            tokio::spawn(async move {
+                // Each round starts the new ticket a little later, across the merge's steps.
+                tokio::time::sleep(std::time::Duration::from_millis(round * 3)).await;
+                store.create_ticket(&t).await.map(|()| t.id)
+            })
+        };
+        let merged = merge.await.unwrap();
+        assert!(
+            matches!(merged, Ok(MergeProgress::Done(_))),
+            "{} round {round}: {merged:?}",
+            w.name
+        );
+        if let Err(e) = create.await.unwrap() {
+            assert_eq!(e.code, "active_ticket_exists", "{}: {e}", w.name);
+        }
+        let active = TicketFilter {
+            customer_id: Some(into.id.clone()),
+            active: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            store.count_tickets(&active).await.unwrap(),
+            1,
+            "{} round {round}: the customer that stays has one active ticket",
+            w.name
+        );
+        let left = TicketFilter {
+            customer_id: Some(from.id.clone()),
+            ..Default::default()
+        };
+        assert_eq!(
+            store.count_tickets(&left).await.unwrap(),
+            0,
+            "{} round {round}: nothing is left with the customer that went",
+            w.name
+        );
+    }
+}
+both!(a_merge_racing_a_new_ticket_leaves_one_active);
+
+fn identity(channel: Channel) -> ChannelIdentity {
+    ChannelIdentity {
+        channel,
+        external_id: format!("{}{}", channel.as_str(), new_id()),
+    }
+}
+
+/// A customer takes part in one merge at a time. While a merge into C is unfinished, C
+/// cannot be merged away into D (the identities moving to C would be left naming a customer
+/// that is gone), and a second customer cannot be merged into C (each merge would write
+/// C's record without the other's identities): both are 409 `merge_in_progress`, and move
+/// nothing. The unfinished merge goes on, and once it is done both go through, with every
+/// identity ending on the customer that stays.
+async fn a_customer_takes_part_in_one_merge_at_a_time(w: Wiring) {
+    use helpdesk_core::flow::{customer_for_job, run_merge, MergeProgress};
+    let s = w.store.as_ref();
+    let f1_id = identity(Channel::Whatsapp);
+    let f2_id = identity(Channel::Telegram);
+    let f1 = s.resolve_customer(&f1_id, None, None).await.unwrap();
+    let f2 = s.resolve_customer(&f2_id, None, None).await.unwrap();
+    let c = s
+        .resolve_customer(&identity(Channel::Telegram), None, None)
+        .await
+        .unwrap();
+    let d = s
+        .resolve_customer(&identity(Channel::Whatsapp), None, None)
+        .await
+        .unwrap();
+    let first = MergePlan::new(&c.id, &f1.id, "alice");
+    assert_eq!(
+        run_merge(s, &first, 1).await.unwrap(),
+        MergeProgress::Unfinished,
+        "{}",
+        w.name
+    );
+
+    for (plan, what) in [
+        (MergePlan::new(&d.id, &c.id, "bob"), "C merged away"),
+        (
+            MergePlan::new(&c.id, &f2.id, "bob"),
+            "a second merge into C",
+        ),
+    ] {
+        let e = run_merge(s, &plan, usize::MAX).await.unwrap_err();
+        assert_eq!(
+            (e.kind.status(), e.code),
+            (409, "merge_in_progress"),
+            "{}: {what}: {e}",
+            w.name
+        );
+        // Nothing moved, and no job is sent anywhere else.
+        let from = customer_for_job(s, &plan.from).await.unwrap().unwrap();
+        assert_eq!(from.id, plan.from, "{}: {what}", w.name);
+    }
+
+    while run_merge(s, &first, 1).await.unwrap() == MergeProgress::Unfinished {}
+    run_merge(s, &MergePlan::new(&c.id, &f2.id, "bob"), usize::MAX)
+        .await
+        .unwrap();
+    let MergeProgress::Done(merged) =
+        run_merge(s, &MergePlan::new(&d.id, &c.id, "bob"), usize::MAX)
+            .await
+            .unwrap()
+    else {
+        panic!("{}: the merge into D finished", w.name)
+    };
+    for id in [&f1_id, &f2_id] {
+        assert!(merged.identities.contains(id), "{}: {id:?}", w.name);
+        let found = s.resolve_customer(id, None, None).await.unwrap();
+        assert_eq!(found.id, d.id, "{}: {id:?} leads to D", w.name);
+    }
+    for gone in [&f1.id, &f2.id, &c.id] {
+        assert!(s.get_customer(gone).await.unwrap().is_none(), "{}", w.name);
+    }
+}
+both!(a_customer_takes_part_in_one_merge_at_a_time);
+
+/// A webchat session read just before a merge moved it to the customer that stays, then
+/// renewed by the visitor's next use: the renewal keeps the session with the customer that
+/// stays (the visitor goes on reading their conversation), and a session that is gone is
+/// not brought back by a renewal.
+async fn a_session_renewed_across_a_merge_stays_with_the_customer_that_stays(w: Wiring) {
+    use helpdesk_core::flow::run_merge;
+    use helpdesk_core::ports::WebchatSession;
+    let s = w.store.as_ref();
+    let visitor = new_id();
+    let from = s
+        .resolve_customer(
+            &ChannelIdentity {
+                channel: Channel::Webchat,
+                external_id: visitor.clone(),
+            },
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    let into = s
+        .resolve_customer(&identity(Channel::Telegram), None, None)
+        .await
+        .unwrap();
+    let session = WebchatSession {
+        id: visitor,
+        token_hash: format!("hash-{}", new_id()),
+        customer_id: from.id.clone(),
+        created_at: now(),
+        name: None,
+        locale: Some("zh".into()),
+        expires_at: Some(now().timestamp() + 60),
+    };
+    s.create_session(&session).await.unwrap();
+    let read = s
+        .session_by_token_hash(&session.token_hash)
+        .await
+        .unwrap()
+        .unwrap();
+    run_merge(s, &MergePlan::new(&into.id, &from.id, "alice"), usize::MAX)
+        .await
+        .unwrap();
+    let mut renewed = read;
+    renewed.expires_at = Some(now().timestamp() + 3600);
+    s.update_session(&renewed).await.unwrap();
+    let stored = s
+        .session_by_token_hash(&session.token_hash)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.customer_id, into.id, "{}", w.name);
+
+    let mut ghost = renewed.clone();
+    ghost.token_hash = format!("hash-{}", new_id());
+    s.update_session(&ghost).await.unwrap();
+    assert!(
+        s.session_by_token_hash(&ghost.token_hash)
+            .await
+            .unwrap()
+            .is_none(),
+        "{}",
+        w.name
+    );
+}
+both!(a_session_renewed_across_a_merge_stays_with_the_customer_that_stays);

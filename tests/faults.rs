@@ -201,6 +201,11 @@ impl AgentStore for FaultyStore {
     async fn list_agents(&self) -> Result<Vec<AgentProfile>> {
         self.inner.list_agents().await
     }
+    async fn recount_agent(&self, id: &str) -> Result<u32> {
+        self.faults
+            .around(Port::Store, "recount_agent", self.inner.recount_agent(id))
+            .await
+    }
     async fn put_agent(&self, agent: &AgentProfile) -> Result<()> {
         self.faults
             .around(Port::Store, "put_agent", self.inner.put_agent(agent))

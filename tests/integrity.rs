@@ -20,6 +20,7 @@ use helpdesk_core::jobs::TicketChange;
 use helpdesk_core::ports::{Queue, QueueName, Store};
 use helpdesk_core::rules::Rules;
 use helpdesk_core::survey_token::SurveySigner;
+use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 use wirings::{Fault, Wiring};
@@ -270,6 +271,87 @@ async fn hand_offs_at_once_make_one_ticket(w: Wiring) {
     }
 }
 both!(hand_offs_at_once_make_one_ticket);
+
+/// A follow-up read its customer's active ticket, and an agent resolved that ticket before
+/// the message joined it ("thanks, one more thing" as the agent closes): the message is not
+/// put on the resolved ticket, where no inbox shows it, but opens a new ticket with its
+/// hand-off; the resolved ticket is left as the agent left it. Handled again, it changes
+/// nothing more.
+async fn a_follow_up_never_joins_a_ticket_that_ended_meanwhile(w: Wiring) {
+    let store = w.store.as_ref();
+    let chat = domain::new_id();
+    let c = customer(store, &chat).await;
+    let first = Message::inbound(&telegram_message(&chat, "我的订单没到"), &c.id);
+    store.append_message(&first).await.unwrap();
+    let old = flow::open_ticket(
+        store,
+        w.queue.as_ref(),
+        &c,
+        &first,
+        None,
+        domain::Skill::General,
+        domain::Priority::Normal,
+        Vec::new(),
+    )
+    .await
+    .unwrap();
+    let seen = store.active_ticket_for(&c.id).await.unwrap().unwrap();
+    let (resolved, _) = flow::update_ticket(store, &old.id, |t| {
+        t.apply(
+            &domain::TicketPatch {
+                status: Some(TicketStatus::Resolved),
+                ..Default::default()
+            },
+            domain::now(),
+        )?;
+        Ok(true)
+    })
+    .await
+    .unwrap();
+
+    let follow_up = Message::inbound(&telegram_message(&chat, "谢谢，还有一个问题"), &c.id);
+    store.append_message(&follow_up).await.unwrap();
+    let new = flow::open_ticket(
+        store,
+        w.queue.as_ref(),
+        &c,
+        &follow_up,
+        Some(seen),
+        domain::Skill::General,
+        domain::Priority::Normal,
+        Vec::new(),
+    )
+    .await
+    .unwrap();
+    assert_ne!(new.id, old.id, "{}", w.name);
+    assert_eq!(new.opened_by.as_deref(), Some(follow_up.id.as_str()));
+    assert_eq!(handoffs_queued(&w, &follow_up.id), 1, "{}", w.name);
+    // Handled again, as a redelivery is: it finishes what it opened, and opens nothing.
+    let stored = store.get_message(&follow_up.id).await.unwrap().unwrap();
+    assert_eq!(
+        stored.ticket_id.as_deref(),
+        Some(new.id.as_str()),
+        "{}",
+        w.name
+    );
+    flow::resume(store, w.queue.as_ref(), &c, &stored)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.active_ticket_for(&c.id).await.unwrap().map(|t| t.id),
+        Some(new.id.clone()),
+        "{}",
+        w.name
+    );
+    let left = store.get_ticket(&old.id).await.unwrap().unwrap();
+    assert_eq!(
+        (left.status, left.version),
+        (TicketStatus::Resolved, resolved.version),
+        "{}: the resolved ticket is as the agent left it",
+        w.name
+    );
+}
+both!(a_follow_up_never_joins_a_ticket_that_ended_meanwhile);
 
 /// The survey is marked, its send fails, the customer rates (the link may already be out
 /// from an earlier try), the change is delivered again: the redelivery keeps the rating and
@@ -543,6 +625,239 @@ async fn a_split_telegram_text_resends_only_its_unsent_parts(w: Wiring) {
     assert_eq!(fake.sent().len(), 3);
 }
 both!(a_split_telegram_text_resends_only_its_unsent_parts);
+
+/// A text split in two for WhatsApp, whose second part fails (a 500, three times over, so
+/// the job goes back to the queue): the retry sends the second part only. Before, WhatsApp
+/// kept no record of its parts, and the customer got the first part twice.
+async fn a_split_whatsapp_text_resends_only_its_unsent_parts(w: Wiring) {
+    use common::provider::{FakeProvider, Plan};
+    use helpdesk_core::domain::OutboundMessage;
+    let fake = FakeProvider::start().await;
+    let wa_base = format!("{}/v21.0", fake.base);
+    let channels = helpdesk_core::channels::ChannelsConfig::from_lookup(|name| {
+        let v = match name {
+            "WHATSAPP_APP_SECRET" => "app-secret",
+            "WHATSAPP_VERIFY_TOKEN" => "verify",
+            "WHATSAPP_ACCESS_TOKEN" => "token",
+            "WHATSAPP_PHONE_NUMBER_ID" => "1234",
+            "WHATSAPP_API_BASE" => wa_base.as_str(),
+            _ => return None,
+        };
+        Some(v.to_string())
+    })
+    .unwrap();
+    let deps = dispatch::Deps::new(w.store.clone(), &channels, reqwest::Client::new(), None);
+    let store = w.store.as_ref();
+    let phone = format!("86{}", rand::random::<u32>());
+    let c = store
+        .resolve_customer(
+            &ChannelIdentity {
+                channel: Channel::Whatsapp,
+                external_id: phone.clone(),
+            },
+            None,
+            Some("zh"),
+        )
+        .await
+        .unwrap();
+    // The customer wrote a minute ago: inside WhatsApp's window, so the text goes as text.
+    let asked = InboundMessage::text(
+        Channel::Whatsapp,
+        phone.clone(),
+        "怎么退货".into(),
+        domain::now(),
+    );
+    store
+        .append_message(&Message::inbound(&asked, &c.id))
+        .await
+        .unwrap();
+    let text = format!("{}{}", "退".repeat(4096), "货".repeat(100));
+    let message = Message::outbound(
+        &c.id,
+        Channel::Whatsapp,
+        MessageKind::AgentReply,
+        text,
+        None,
+    );
+    store.append_message(&message).await.unwrap();
+    let job = OutboundMessage::Customer {
+        message_id: message.id.clone(),
+    };
+    let failed = json!({"error": {"message": "Service temporarily unavailable", "code": 2}});
+    fake.plan([
+        Plan::Ok,
+        Plan::Fail(500, failed.clone()),
+        Plan::Fail(500, failed.clone()),
+        Plan::Fail(500, failed),
+    ]);
+    assert!(dispatch::handle(&deps, job.clone()).await.is_err());
+    assert_eq!(fake.sent().len(), 1);
+    dispatch::handle(&deps, job.clone()).await.unwrap();
+    let firsts: Vec<String> = fake
+        .sent()
+        .iter()
+        .map(|s| {
+            s.body["text"]["body"]
+                .as_str()
+                .unwrap_or_default()
+                .chars()
+                .take(1)
+                .collect()
+        })
+        .collect();
+    assert_eq!(firsts, ["退", "货"], "{}: each part once", w.name);
+    let stored = store.get_message(&message.id).await.unwrap().unwrap();
+    assert_eq!(
+        stored.status,
+        Some(domain::DeliveryStatus::Sent),
+        "{}",
+        w.name
+    );
+    assert_eq!(
+        stored.provider_message_id.as_deref(),
+        Some("wamid.out.1"),
+        "{}: the first part's id",
+        w.name
+    );
+    dispatch::handle(&deps, job).await.unwrap();
+    assert_eq!(
+        fake.sent().len(),
+        2,
+        "{}: a third delivery sends nothing",
+        w.name
+    );
+}
+both!(a_split_whatsapp_text_resends_only_its_unsent_parts);
+
+/// What was written under a customer merged away after the merge moved their messages (an
+/// agent's reply to a ticket read before the merge, a close seen after it) reaches the
+/// customer that stays, at the Telegram chat that came with the merge: the reply is sent
+/// once, and the close's survey is written to the customer that stays. Before, both failed
+/// for an unknown customer until their jobs were dead letters.
+async fn replies_and_surveys_of_a_customer_merged_away_reach_the_one_that_stays(w: Wiring) {
+    use common::provider::FakeProvider;
+    use helpdesk_core::domain::{MergePlan, OutboundMessage};
+    let fake = FakeProvider::start().await;
+    let channels = helpdesk_core::channels::ChannelsConfig::from_lookup(|name| match name {
+        "TELEGRAM_SECRET_TOKEN" => Some("secret".into()),
+        "TELEGRAM_BOT_TOKEN" => Some("123:bot".into()),
+        "TELEGRAM_API_BASE" => Some(fake.base.clone()),
+        _ => None,
+    })
+    .unwrap();
+    let deps = dispatch::Deps::new(w.store.clone(), &channels, reqwest::Client::new(), None);
+    let store = w.store.as_ref();
+    let into = store
+        .resolve_customer(
+            &ChannelIdentity {
+                channel: Channel::Whatsapp,
+                external_id: format!("86{}", rand::random::<u32>()),
+            },
+            None,
+            Some("zh"),
+        )
+        .await
+        .unwrap();
+    let chat = format!("{}", rand::random::<u32>());
+    let from = customer(store, &chat).await;
+    let mut ticket = Ticket::open(
+        domain::NewTicket {
+            customer_id: from.id.clone(),
+            channel: Channel::Telegram,
+            subject: None,
+            description: "发票".into(),
+            priority: domain::Priority::Normal,
+            skill: domain::Skill::Billing,
+        },
+        domain::now(),
+    );
+    store.create_ticket(&ticket).await.unwrap();
+    flow::run_merge(
+        store,
+        &MergePlan::new(&into.id, &from.id, "alice"),
+        usize::MAX,
+    )
+    .await
+    .unwrap();
+    assert!(store.get_customer(&from.id).await.unwrap().is_none());
+
+    let reply = Message::outbound(
+        &from.id,
+        Channel::Telegram,
+        MessageKind::AgentReply,
+        "发票已经开好了".into(),
+        Some(ticket.id.clone()),
+    );
+    store.append_message(&reply).await.unwrap();
+    let job = OutboundMessage::Customer {
+        message_id: reply.id.clone(),
+    };
+    dispatch::handle(&deps, job.clone()).await.unwrap();
+    dispatch::handle(&deps, job).await.unwrap();
+    let sent = fake.sent();
+    assert_eq!(sent.len(), 1, "{}: sent once", w.name);
+    assert_eq!(sent[0].body["chat_id"].to_string().trim_matches('"'), chat);
+    let stored = store.get_message(&reply.id).await.unwrap().unwrap();
+    assert_eq!(
+        stored.status,
+        Some(domain::DeliveryStatus::Sent),
+        "{}",
+        w.name
+    );
+
+    // The close, as a change read before the merge moved the ticket.
+    let old = ticket.clone();
+    ticket
+        .apply(
+            &domain::TicketPatch {
+                status: Some(TicketStatus::Closed),
+                ..Default::default()
+            },
+            domain::now(),
+        )
+        .unwrap();
+    let survey_deps = survey::Deps {
+        rules: Arc::new(Rules::default()),
+        store: w.store.clone(),
+        queue: w.queue.clone(),
+        signer: SurveySigner::new("secret".to_string()),
+        public_url: "https://help.example.com".into(),
+    };
+    let moved = store.get_ticket(&ticket.id).await.unwrap().unwrap();
+    flow::update_ticket(store, &ticket.id, |t| {
+        t.apply(
+            &domain::TicketPatch {
+                status: Some(TicketStatus::Closed),
+                ..Default::default()
+            },
+            domain::now(),
+        )?;
+        Ok(true)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        moved.customer_id, into.id,
+        "{}: the merge moved the ticket",
+        w.name
+    );
+    survey::handle_change(
+        &survey_deps,
+        TicketChange {
+            old: Some(old),
+            new: ticket.clone(),
+        },
+    )
+    .await
+    .unwrap();
+    let survey = store
+        .get_message(&derived_id(&ticket.id, "survey"))
+        .await
+        .unwrap()
+        .expect("the survey is written");
+    assert_eq!(survey.customer_id, into.id, "{}", w.name);
+}
+both!(replies_and_surveys_of_a_customer_merged_away_reach_the_one_that_stays);
 
 /// A merge too big for one request: `POST /customers/{id}/merge` answers 202 with the
 /// merge's id and queues its first round; the router runs the rounds, each queueing the

@@ -214,9 +214,25 @@ pub async fn tick(store: &dyn Store, rules: &Rules, now: DateTime<Utc>) -> Resul
         }
     }
     if rules.auto_assign() {
-        let agents = store.list_agents().await?;
+        let mut agents = store.list_agents().await?;
+        let waiting = store.waiting_tickets(WAITING_PAGE).await?;
+        // A ticket about to wait for want of room: the full agents who could otherwise take
+        // it are counted again, so that a count still holding tickets its agent left (a
+        // write cut short) does not keep them from new work for good.
+        if waiting
+            .iter()
+            .any(|t| !agents.iter().any(|a| a.can_take(t)))
+        {
+            for agent in agents.iter_mut() {
+                if agent.open_tickets >= agent.capacity
+                    && waiting.iter().any(|t| agent.would_take(t))
+                {
+                    agent.open_tickets = store.recount_agent(&agent.id).await?;
+                }
+            }
+        }
         let has_room = |t: &Ticket| agents.iter().any(|a| a.can_take(t));
-        for waiting in store.waiting_tickets(WAITING_PAGE).await? {
+        for waiting in waiting {
             if has_room(&waiting)
                 && assign(store, &waiting.id, AssignmentReason::Rebalance, None)
                     .await?

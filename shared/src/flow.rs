@@ -157,64 +157,70 @@ where
 /// Safe to run again for the same message, at any point it was cut short: a ticket this
 /// message opened is finished (its hand-off sent) rather than joined, and two hand-offs of
 /// one customer at once make one ticket (the store refuses a second active one, and the
-/// loser joins the winner's).
+/// loser joins the winner's). An active ticket that ends before the message joins it (an
+/// agent closed it meanwhile) is not joined: the message opens a new one.
 #[allow(clippy::too_many_arguments)]
 pub async fn open_ticket(
     store: &dyn Store,
     queue: &dyn Queue,
     customer: &Customer,
     message: &Message,
-    active: Option<Ticket>,
+    mut active: Option<Ticket>,
     skill: Skill,
     priority: Priority,
     suggestions: Vec<Suggestion>,
 ) -> Result<Ticket> {
-    if let Some(active) = active {
-        return settle(store, queue, customer, &active, message).await;
-    }
-    let now = domain::now();
-    let mut ticket = Ticket::open(
-        NewTicket {
-            customer_id: customer.id.clone(),
-            channel: message.channel,
-            subject: None,
-            description: message.text.clone(),
-            priority,
-            skill,
-        },
-        now,
-    );
-    ticket.suggestions = suggestions;
-    ticket.opened_by = Some(message.id.clone());
-    match store.create_ticket(&ticket).await {
-        Ok(()) => {
-            tracing::info!(ticket_id = %ticket.id, skill = skill.as_str(), priority = priority.as_str(), "ticket opened");
+    for _ in 0..3 {
+        if let Some(found) = active.take() {
+            match settle(store, queue, customer, &found, message).await? {
+                Some(ticket) => return Ok(ticket),
+                None => continue,
+            }
         }
-        Err(e) if e.code == "active_ticket_exists" => {
-            let active = store
-                .active_ticket_for(&customer.id)
-                .await?
-                .ok_or_else(|| Error::internal("the active ticket went away; trying again"))?;
-            return settle(store, queue, customer, &active, message).await;
+        let mut ticket = Ticket::open(
+            NewTicket {
+                customer_id: customer.id.clone(),
+                channel: message.channel,
+                subject: None,
+                description: message.text.clone(),
+                priority,
+                skill,
+            },
+            domain::now(),
+        );
+        ticket.suggestions = suggestions.clone();
+        ticket.opened_by = Some(message.id.clone());
+        match store.create_ticket(&ticket).await {
+            Ok(()) => {
+                tracing::info!(ticket_id = %ticket.id, skill = skill.as_str(), priority = priority.as_str(), "ticket opened");
+                finish_opening(store, queue, customer, &ticket, message).await?;
+                return Ok(ticket);
+            }
+            // Another hand-off of this customer won: join theirs.
+            Err(e) if e.code == "active_ticket_exists" => {
+                active = store.active_ticket_for(&customer.id).await?;
+            }
+            Err(e) => return Err(e),
         }
-        Err(e) => return Err(e),
     }
-    finish_opening(store, queue, customer, &ticket, message).await?;
-    Ok(ticket)
+    Err(Error::internal(
+        "the customer's active ticket kept changing; trying again",
+    ))
 }
 
 /// A message meets its customer's active ticket: finishes opening it when this message
-/// opened it, else joins it.
+/// opened it, else joins it ([`join_ticket`]). `None` when the ticket ended before the
+/// message could join it.
 pub async fn settle(
     store: &dyn Store,
     queue: &dyn Queue,
     customer: &Customer,
     active: &Ticket,
     message: &Message,
-) -> Result<Ticket> {
+) -> Result<Option<Ticket>> {
     if active.opened_by.as_deref() == Some(message.id.as_str()) {
         finish_opening(store, queue, customer, active, message).await?;
-        return Ok(active.clone());
+        return Ok(Some(active.clone()));
     }
     join_ticket(store, active, message).await
 }
@@ -262,16 +268,32 @@ pub async fn resume(
     }
 }
 
-/// Adds a customer's follow-up to their active ticket.
-pub async fn join_ticket(store: &dyn Store, ticket: &Ticket, message: &Message) -> Result<Ticket> {
-    store.set_message_ticket(&message.id, &ticket.id).await?;
-    let (ticket, _) = update_ticket(store, &ticket.id, |t| {
+/// Adds a customer's follow-up to their active ticket: the ticket takes the reply first,
+/// on the condition that it is still active, then the message goes on it. `None`, with
+/// the message left as it was, when the ticket ended since it was read (an agent resolved
+/// or closed it, or a merge folded it): a follow-up never lands on a ticket no inbox shows.
+/// Cut short between the two writes, a repeat finds the message on no ticket and joins
+/// again, which only touches the ticket once more.
+pub async fn join_ticket(
+    store: &dyn Store,
+    ticket: &Ticket,
+    message: &Message,
+) -> Result<Option<Ticket>> {
+    let (ticket, joined) = update_ticket(store, &ticket.id, |t| {
+        if !t.status.is_active() {
+            return Ok(false);
+        }
         t.customer_replied(domain::now());
         Ok(true)
     })
     .await?;
+    if !joined {
+        tracing::info!(ticket_id = %ticket.id, message_id = %message.id, status = ticket.status.as_str(), "the ticket ended before the message joined it");
+        return Ok(None);
+    }
+    store.set_message_ticket(&message.id, &ticket.id).await?;
     tracing::info!(ticket_id = %ticket.id, message_id = %message.id, "message joined its ticket");
-    Ok(ticket)
+    Ok(Some(ticket))
 }
 
 /// How long the outcome of a customer's message is remembered: longer than any queue
@@ -451,12 +473,61 @@ pub async fn follow_merge(
     Ok(())
 }
 
+/// How long an unfinished merge holds its two customers: its rounds follow each other
+/// within seconds, and a merge abandoned (its job a dead letter) frees them after this.
+pub const MERGE_HOLD_TTL_SECS: i64 = 24 * 3600;
+
+fn merge_hold_key(customer_id: &str) -> String {
+    format!("merging:{customer_id}")
+}
+
+/// Holds both customers of `plan` for it until it finishes: a customer takes part in one
+/// merge at a time. Without it, a customer still receiving a merge could be merged away
+/// (the identities moving to it would be left naming a customer that is gone, and that
+/// person's next message would fail for good), and two merges into one customer could
+/// each write its record without the other's identities. The same plan, run again or
+/// resumed by its next round, holds them already. A conflict `merge_in_progress` otherwise,
+/// holding nothing.
+async fn hold_for_merge(store: &dyn Store, plan: &MergePlan) -> Result<()> {
+    let mut held = Vec::new();
+    for customer in [&plan.into, &plan.from] {
+        match store
+            .claim(&merge_hold_key(customer), &plan.id, MERGE_HOLD_TTL_SECS)
+            .await?
+        {
+            None => held.push(customer),
+            Some(holder) if holder == plan.id => {}
+            Some(_) => {
+                for customer in held {
+                    store.release(&merge_hold_key(customer)).await?;
+                }
+                return Err(Error::conflict(
+                    "merge_in_progress",
+                    format!(
+                        "customer {customer} is in another merge that has not finished; \
+                         try again when it has"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn release_merge_holds(store: &dyn Store, plan: &MergePlan) -> Result<()> {
+    for customer in [&plan.into, &plan.from] {
+        store.release(&merge_hold_key(customer)).await?;
+    }
+    Ok(())
+}
+
 /// Runs a merge plan for at most `budget` steps that move something, each moving at most
 /// [`MergePlan::PAGE`] things (see [`MergeKind`] for the order). Safe to cut short and to
 /// repeat: a step moves only what still belongs to `plan.from`, and a plan whose `from`
 /// is gone is finished. Not found when `plan.into` is unknown; a conflict
 /// `already_merged` when `plan.from` is being merged into another customer, or `plan.into`
-/// is itself being merged away.
+/// is itself being merged away; a conflict `merge_in_progress` while either customer is in
+/// another, unfinished merge ([`hold_for_merge`]).
 ///
 /// Before anything moves, `plan.from` is made to lead to `plan.into`
 /// ([`customer_for_job`]): jobs that start from then on act on the customer that stays,
@@ -482,6 +553,7 @@ pub async fn run_merge(
             format!("customer {} is being merged into {next}", plan.into),
         ));
     }
+    hold_for_merge(store, plan).await?;
     if let Some(other) = store
         .claim(
             &redirect_key(&plan.from),
@@ -491,6 +563,7 @@ pub async fn run_merge(
         .await?
     {
         if other != plan.into {
+            release_merge_holds(store, plan).await?;
             return Err(Error::conflict(
                 "already_merged",
                 format!("customer {} is being merged into {other}", plan.from),
@@ -519,10 +592,12 @@ pub async fn run_merge(
         .await?
         .ok_or_else(|| Error::not_found("customer", &plan.into))?;
     let Some(from) = store.get_customer(&plan.from).await? else {
+        release_merge_holds(store, plan).await?;
         return Ok(MergeProgress::Done(into));
     };
     let merged = plan.merged(into, from);
     store.finish_merge(&merged, &plan.from).await?;
+    release_merge_holds(store, plan).await?;
     tracing::info!(merge_id = %plan.id, into = %plan.into, from = %plan.from, by = %plan.by, "customers merged");
     Ok(MergeProgress::Done(merged))
 }
@@ -547,20 +622,50 @@ async fn move_tickets(store: &dyn Store, plan: &MergePlan) -> Result<usize> {
     let mut kept = store.active_ticket_for(&plan.into).await?;
     if kept.is_none() {
         if let Some(active) = store.active_ticket_for(&plan.from).await? {
-            let (ticket, changed) = move_ticket(store, plan, &active.id).await?;
-            moved += usize::from(changed);
-            kept = Some(ticket);
+            moved += usize::from(place_ticket(store, plan, &active, &mut kept).await?);
         }
     }
     for ticket in page.items {
-        let fold = ticket.status.is_active() && kept.as_ref().is_some_and(|k| k.id != ticket.id);
-        let changed = match (&kept, fold) {
-            (Some(kept), true) => fold_ticket(store, plan, &ticket, kept).await?,
-            _ => move_ticket(store, plan, &ticket.id).await?.1,
-        };
-        moved += usize::from(changed);
+        moved += usize::from(place_ticket(store, plan, &ticket, &mut kept).await?);
     }
     Ok(moved)
+}
+
+/// Moves one of `plan.from`'s tickets to `plan.into`, or folds it into `kept` when it is
+/// active and `kept` is another. An active ticket that moves becomes `kept`. When the store
+/// refuses the move because `plan.into` has an active ticket that `kept` did not know of
+/// (one opened since it was read), that ticket becomes `kept` and this one is folded into
+/// it: the customer that stays never ends with two.
+async fn place_ticket(
+    store: &dyn Store,
+    plan: &MergePlan,
+    ticket: &Ticket,
+    kept: &mut Option<Ticket>,
+) -> Result<bool> {
+    for _ in 0..3 {
+        if let Some(k) = kept.as_ref().filter(|k| k.id != ticket.id) {
+            if ticket.status.is_active() {
+                return fold_ticket(store, plan, ticket, k).await;
+            }
+        }
+        match move_ticket(store, plan, &ticket.id).await {
+            Ok((now, changed)) => {
+                if kept.is_none() && now.customer_id == plan.into && now.status.is_active() {
+                    *kept = Some(now);
+                }
+                return Ok(changed);
+            }
+            Err(e) if e.code == "active_ticket_exists" => {
+                *kept = store.active_ticket_for(&plan.into).await?;
+                tracing::info!(ticket_id = %ticket.id, into = %plan.into, "the customer that stays opened a ticket during the merge; the moving one folds into it");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(Error::conflict(
+        "version_conflict",
+        format!("the active tickets of customer {} kept changing during the merge; it goes on at its next round", plan.into),
+    ))
 }
 
 async fn move_ticket(store: &dyn Store, plan: &MergePlan, id: &str) -> Result<(Ticket, bool)> {

@@ -28,10 +28,11 @@ pub trait TicketStore: Send + Sync {
     async fn create_ticket(&self, ticket: &Ticket) -> Result<()>;
     async fn get_ticket(&self, id: &str) -> Result<Option<Ticket>>;
     /// Saves `ticket` only if the stored version is still `expected_version`, else fails
-    /// with a conflict. A reopen ([`Ticket::became_active`]) is refused as a create is, with
-    /// `active_ticket_exists` naming the customer's other active ticket, in the same write:
-    /// of two tickets of one customer reopened at once, one becomes active. Each saved
-    /// change reaches the ticket change feed.
+    /// with a conflict. A reopen, or an active ticket moved to another customer by a merge
+    /// ([`Ticket::became_active`]), is refused as a create is, with `active_ticket_exists`
+    /// naming the customer's other active ticket, in the same write: of two tickets of one
+    /// customer reopened (or moved to them) at once, one becomes active. Each saved change
+    /// reaches the ticket change feed.
     async fn update_ticket(&self, ticket: &Ticket, expected_version: u64) -> Result<()>;
     /// Newest first.
     async fn list_tickets(
@@ -118,6 +119,11 @@ pub trait AgentStore: Send + Sync {
         expected_version: u64,
         capacity: u32,
     ) -> Result<bool>;
+    /// The agent's `open_tickets` counted again from the tickets themselves, letting go of
+    /// any the count still holds that the agent no longer works (a write cut short between a
+    /// ticket and its holder's count). A store that always counts from the tickets has
+    /// nothing to let go of.
+    async fn recount_agent(&self, id: &str) -> Result<u32>;
     /// Tickets still being worked that nobody holds, urgent first, then oldest first.
     async fn waiting_tickets(&self, limit: usize) -> Result<Vec<Ticket>>;
     /// Tickets with an SLA target unmet and due at or before `now`, earliest first.
@@ -278,7 +284,10 @@ impl WebchatSession {
 pub trait SessionStore: Send + Sync {
     async fn create_session(&self, session: &WebchatSession) -> Result<()>;
     async fn session_by_token_hash(&self, token_hash: &str) -> Result<Option<WebchatSession>>;
-    /// Saves a changed session (its new end) over the stored one.
+    /// Saves a renewed session (its new end) over the stored one, unless the stored one has
+    /// moved to another customer since it was read (a merge's step): then nothing changes,
+    /// and the session's next use renews it. A blind write would put the customer that
+    /// went back on the session, and the visitor's next reads would find them gone.
     async fn update_session(&self, session: &WebchatSession) -> Result<()>;
 }
 

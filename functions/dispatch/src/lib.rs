@@ -3,6 +3,7 @@
 //! queued, so a redelivered job sends nothing twice.
 
 mod pacer;
+mod parts;
 pub mod provider;
 mod senders;
 mod telegram;
@@ -18,7 +19,7 @@ use helpdesk_core::domain::{
     AgentNotice, Channel, DeliveryStatus, OutboundMessage, SupervisorNotice,
 };
 use helpdesk_core::ports::{ChannelSender, SendError, Store};
-use helpdesk_core::{Error, Result};
+use helpdesk_core::{flow, Error, Result};
 use std::sync::Arc;
 
 pub struct Deps {
@@ -124,8 +125,9 @@ async fn deliver(deps: &Deps, message_id: &str) -> Result<()> {
             .await?;
         return Err(Error::unprocessable("channel_disabled", reason));
     };
-    let customer = store
-        .get_customer(&message.customer_id)
+    // A message written under a customer merged away since (an agent's reply to a ticket
+    // read before the merge) goes to the customer that stays, who has their identities.
+    let customer = flow::customer_for_job(store, &message.customer_id)
         .await?
         .ok_or_else(|| Error::internal(format!("message {message_id} for an unknown customer")))?;
     // A second copy of this job, here or in another process, finds the claim taken and
@@ -210,14 +212,24 @@ async fn record(
     provider_message_id: Option<&str>,
     error: Option<&str>,
 ) -> Result<()> {
+    in_place(message_id, || {
+        store.set_delivery(message_id, status, provider_message_id, error)
+    })
+    .await
+}
+
+/// Tries to record what was sent until it is recorded, or [`RECORD_TRIES`] times: once a
+/// provider took something, a record that failed for a moment must not send it again.
+pub(crate) async fn in_place<T, F, Fut>(message_id: &str, mut write: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
     let mut delay = std::time::Duration::from_millis(20);
     let mut tries = 1;
     loop {
-        match store
-            .set_delivery(message_id, status, provider_message_id, error)
-            .await
-        {
-            Ok(()) => return Ok(()),
+        match write().await {
+            Ok(out) => return Ok(out),
             Err(e) if tries >= RECORD_TRIES => return Err(e),
             Err(e) => {
                 tracing::warn!(message_id, error = %e, "recording a send failed; trying again");

@@ -10,14 +10,7 @@ use helpdesk_core::domain::{Channel, Customer, DeliveryStatus, Message, MessageK
 use helpdesk_core::ports::{ChannelSender, Receipt, SendError, Store};
 use std::sync::Arc;
 
-/// A store failure while recording parts: the parts sent so far are recorded, so the
-/// message is tried again later.
-fn store_error(e: helpdesk_core::Error) -> SendError {
-    SendError::Temporary {
-        reason: format!("recording the parts sent: {e}"),
-        retry_after_secs: None,
-    }
-}
+use crate::parts::Parts;
 use helpdesk_core::{survey_token, text};
 use serde_json::{json, Value};
 
@@ -30,14 +23,6 @@ pub struct TelegramSender {
     pacer: Pacer,
     /// Where each part of a split text is recorded as it goes out.
     store: Arc<dyn Store>,
-}
-
-/// How long a sent part is remembered: longer than any retry of its message.
-const PART_TTL_SECS: i64 = 8 * 24 * 3600;
-
-/// The record of one sent part of a split message.
-fn part_key(message_id: &str, part: usize) -> String {
-    format!("part:{message_id}:{part}")
 }
 
 fn describe(body: &Value) -> (Option<i64>, Option<String>, Option<u64>) {
@@ -122,11 +107,9 @@ impl ChannelSender for TelegramSender {
         let parts = text::split_chars(&message.text, MAX_CHARS);
         let last = parts.len().saturating_sub(1);
         let mut first_id = None;
-        // Each part is recorded once it went out, so a retry after a failed later part
-        // sends only what is missing.
+        let sent_parts = Parts::new(self.store.as_ref(), &message.id, parts.len());
         for (i, part) in parts.iter().enumerate() {
-            let key = part_key(&message.id, i);
-            if let Some(sent) = self.store.claimed(&key).await.map_err(store_error)? {
+            if let Some(sent) = sent_parts.sent(i).await? {
                 if first_id.is_none() {
                     first_id = sent.parse::<i64>().ok();
                 }
@@ -149,13 +132,9 @@ impl ChannelSender for TelegramSender {
                 .get("result")
                 .and_then(|r| r.get("message_id"))
                 .and_then(Value::as_i64);
-            if parts.len() > 1 {
-                let value = id.map(|n| n.to_string()).unwrap_or_default();
-                self.store
-                    .claim(&key, &value, PART_TTL_SECS)
-                    .await
-                    .map_err(store_error)?;
-            }
+            sent_parts
+                .record(i, id.map(|n| n.to_string()).as_deref())
+                .await?;
             if first_id.is_none() {
                 first_id = id;
             }

@@ -4,6 +4,7 @@
 //! WhatsApp refuses the text anyway. Surveys are an interactive list of 1-5 inside the
 //! window (reply buttons stop at three) and a template with a URL button outside it.
 
+use crate::parts::Parts;
 use crate::provider::{Caller, Failure};
 use crate::telegram::{identity, send_error};
 use async_trait::async_trait;
@@ -119,13 +120,22 @@ impl WhatsappSender {
     }
 
     async fn send_text(&self, to: &str, message: &Message) -> Result<Option<String>, SendError> {
+        let parts = text::split_chars(&message.text, MAX_CHARS);
+        let sent_parts = Parts::new(self.store.as_ref(), &message.id, parts.len());
         let mut first = None;
-        for part in text::split_chars(&message.text, MAX_CHARS) {
+        for (i, part) in parts.iter().enumerate() {
+            if let Some(sent) = sent_parts.sent(i).await? {
+                first = first.or(Some(sent).filter(|id| !id.is_empty()));
+                continue;
+            }
             let content = json!({"type": "text", "text": {"preview_url": message.link.is_some(), "body": part}});
             match self.post(to, content).await {
-                Ok(id) => first = first.or(id),
+                Ok(id) => {
+                    sent_parts.record(i, id.as_deref()).await?;
+                    first = first.or(id);
+                }
                 // WhatsApp knows the window better than our clock: do what it says.
-                Err(f) if f.code == Some(OUTSIDE_WINDOW) && first.is_none() => {
+                Err(f) if f.code == Some(OUTSIDE_WINDOW) && i == 0 => {
                     return self.send_template(to, &message.text).await
                 }
                 Err(f) => return Err(send_error(f)),

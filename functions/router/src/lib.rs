@@ -139,8 +139,13 @@ async fn handle_for(deps: &Deps, inbound: InboundMessage, customer: &Customer) -
         }
     }
     if let Some(ticket) = store.active_ticket_for(&customer.id).await? {
-        flow::settle(store, deps.queue.as_ref(), customer, &ticket, &entry).await?;
-        return Ok(());
+        if flow::settle(store, deps.queue.as_ref(), customer, &ticket, &entry)
+            .await?
+            .is_some()
+        {
+            return Ok(());
+        }
+        // It ended since it was read: the message goes on as the customer's first.
     }
     let class = deps.rules.classify(&entry.text, customer.tier);
     match class.route {

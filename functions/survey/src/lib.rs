@@ -53,8 +53,8 @@ pub async fn handle_change(deps: &Deps, change: TicketChange) -> Result<()> {
     }
     let ticket = &change.new;
     let store = deps.store.as_ref();
-    let customer = store
-        .get_customer(&ticket.customer_id)
+    // A close seen after its customer was merged away surveys the customer that stays.
+    let customer = flow::customer_for_job(store, &ticket.customer_id)
         .await?
         .ok_or_else(|| Error::internal(format!("ticket {} has no customer", ticket.id)))?;
     let now = domain::now();

@@ -79,16 +79,26 @@ async fn reply(
     ))
 }
 
+/// An internal note. With an `Idempotency-Key`, a retry (or a twin sent at once) answers
+/// with the first request's note and stores nothing again.
 async fn note(
     State(deps): State<Arc<Deps>>,
     agent: Agent,
+    headers: HeaderMap,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<TextBody>,
 ) -> Result<(StatusCode, Json<Message>)> {
     check_text(&body.text)?;
     let ticket = load(&deps, &id).await?;
+    let note_id = flow::idempotent_id(
+        deps.store.as_ref(),
+        &format!("notes:{}:{}", agent.name, ticket.id),
+        http::idempotency_key(&headers)?,
+        domain::new_id(),
+    )
+    .await?;
     let note = Message {
-        id: domain::new_id(),
+        id: note_id,
         customer_id: ticket.customer_id,
         channel: ticket.channel,
         direction: Direction::Internal,
@@ -104,7 +114,15 @@ async fn note(
         edit_of: None,
         link: None,
     };
-    deps.store.append_message(&note).await?;
+    if !deps.store.append_message(&note).await? {
+        // The key's first request stored it: answer as that request did.
+        let first = deps
+            .store
+            .get_message(&note.id)
+            .await?
+            .ok_or_else(|| Error::internal(format!("note {} went away", note.id)))?;
+        return Ok((StatusCode::CREATED, Json(first)));
+    }
     Ok((StatusCode::CREATED, Json(note)))
 }
 

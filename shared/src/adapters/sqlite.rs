@@ -542,8 +542,9 @@ impl TicketStore for SqliteStore {
             if old.version != expected_version {
                 return Err(Error::version_conflict(old.version, expected_version));
             }
-            // A reopen is checked as a create is, in the transaction that writes it: of two
-            // tickets of one customer reopened at once, one becomes active.
+            // A reopen, or an active ticket merged to another customer, is checked as a
+            // create is, in the transaction that writes it: of two tickets of one customer
+            // reopened at once, one becomes active.
             if Ticket::became_active(&old, ticket) {
                 if let Some(active) = Self::active_ticket(tx, &ticket.customer_id)? {
                     return Err(Error::active_ticket_exists(&ticket.customer_id, &active.id));
@@ -652,6 +653,11 @@ impl AgentStore for SqliteStore {
 
     async fn list_agents(&self) -> Result<Vec<AgentProfile>> {
         Self::load_agents(&self.conn(), None)
+    }
+
+    /// The count is made from the tickets at each read: nothing drifts.
+    async fn recount_agent(&self, id: &str) -> Result<u32> {
+        Ok(self.get_agent(id).await?.map_or(0, |a| a.open_tickets))
     }
 
     async fn put_agent(&self, agent: &AgentProfile) -> Result<()> {
@@ -1101,8 +1107,8 @@ impl SessionStore for SqliteStore {
     async fn update_session(&self, s: &WebchatSession) -> Result<()> {
         self.conn()
             .execute(
-                "UPDATE sessions SET customer_id = ?2, body = ?3, expires_at = ?4
-                 WHERE token_hash = ?1",
+                "UPDATE sessions SET body = ?3, expires_at = ?4
+                 WHERE token_hash = ?1 AND customer_id = ?2",
                 params![s.token_hash, s.customer_id, to_json(s)?, s.expires_at],
             )
             .map(drop)

@@ -686,9 +686,10 @@ impl TicketStore for DynamoStore {
             .transpose()
     }
 
-    /// An active ticket is saved on the condition that it was active already, in one
-    /// request as any other save. A reopen ([`Ticket::became_active`]) fails that condition,
-    /// and is written with its customer's marker instead ([`DynamoStore::write_marked`]).
+    /// An active ticket is saved on the condition that it was active already, and its
+    /// customer's, in one request as any other save. A reopen, or an active ticket moved to
+    /// another customer by a merge ([`Ticket::became_active`]), fails that condition, and is
+    /// written with its customer's marker instead ([`DynamoStore::write_marked`]).
     async fn update_ticket(&self, ticket: &Ticket, expected_version: u64) -> Result<()> {
         let mut put = self
             .client
@@ -705,8 +706,10 @@ impl TicketStore for DynamoStore {
             }
             put = put
                 .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":customer", s(&ticket.customer_id))
                 .condition_expression(format!(
-                    "attribute_exists(id) AND #version = :expected AND {active}"
+                    "attribute_exists(id) AND #version = :expected AND {active} \
+                     AND customer_id = :customer"
                 ));
         } else {
             put = put.condition_expression("attribute_exists(id) AND #version = :expected");
@@ -743,7 +746,13 @@ impl TicketStore for DynamoStore {
         // gives it back when it stops being active. A crash in between leaves a marker that
         // the next create or reopen finds stale and clears.
         if reopened {
-            Ok(())
+            // A ticket merged away leaves its first customer's marker to it.
+            match old.as_ref() {
+                Some(o) if o.customer_id != ticket.customer_id => {
+                    self.clear_marker(&o.customer_id, &ticket.id).await
+                }
+                _ => Ok(()),
+            }
         } else if ticket.status.is_active() {
             self.take_free_marker(ticket).await
         } else {
@@ -907,6 +916,12 @@ impl AgentStore for DynamoStore {
         let req = self.query_eq(&self.tables.tickets, "all", "kind", "agent");
         let items = self.query_all(req, usize::MAX).await?;
         items.iter().map(agent_of).collect()
+    }
+
+    /// Clears from the agent's set the tickets they no longer hold, then reads it again.
+    async fn recount_agent(&self, id: &str) -> Result<u32> {
+        self.prune_holding(id).await?;
+        Ok(self.get_agent(id).await?.map_or(0, |a| a.open_tickets))
     }
 
     async fn put_agent(&self, agent: &AgentProfile) -> Result<()> {
@@ -1537,11 +1552,20 @@ impl SessionStore for DynamoStore {
     }
 
     async fn update_session(&self, session: &WebchatSession) -> Result<()> {
-        self.put(
-            &self.tables.sessions,
-            session_item(session)?,
-            "save session",
-        )
-        .await
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.tables.sessions)
+            .set_item(Some(session_item(session)?))
+            .condition_expression("customer_id = :customer")
+            .expression_attribute_values(":customer", s(&session.customer_id))
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(()),
+            // Gone, or moved to another customer by a merge since it was read.
+            Err(e) if condition_failed(&e) => Ok(()),
+            Err(e) => Err(db_err("save session", e)),
+        }
     }
 }

@@ -159,8 +159,13 @@ impl AgentProfile {
     /// Whether they may take `ticket` now: in, with its skill and its language, and under
     /// capacity.
     pub fn can_take(&self, ticket: &Ticket) -> bool {
+        self.open_tickets < self.capacity && self.would_take(ticket)
+    }
+
+    /// Whether they would take `ticket` with room for it: in, with its skill and its
+    /// language.
+    pub fn would_take(&self, ticket: &Ticket) -> bool {
         self.available
-            && self.open_tickets < self.capacity
             && self.skills.contains(&ticket.skill)
             && self.languages.contains(&ticket.language)
     }
