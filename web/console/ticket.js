@@ -185,7 +185,8 @@ export function TicketView({ id, me, focusReply }) {
     }
   };
 
-  // The team's ids, offered in the assignee box, so a hand-picked assignee is a real agent.
+  // The team's ids, offered in the assignee box, so a hand-picked assignee is a real agent
+  // (not a removed one, whom the desk refuses).
   const [agents, setAgents] = useState([]);
   useEffect(() => {
     api('GET', '/agents').then(({ data }) => setAgents(data.agents), () => {});
@@ -366,7 +367,7 @@ export function TicketView({ id, me, focusReply }) {
               <input value=${assignee} placeholder=${t('ticket.nobody')} list="agent-ids" autocomplete="off" disabled=${closed}
                 aria-invalid=${assigneeError ? 'true' : undefined} aria-describedby=${assigneeError ? 'assignee-error' : undefined}
                 onInput=${(e) => { setAssignee(e.currentTarget.value); setAssigneeError(null); }} />
-              <datalist id="agent-ids">${agents.map((a) => html`<option value=${a.id}>${a.name}</option>`)}</datalist>
+              <datalist id="agent-ids">${agents.filter((a) => !a.removed).map((a) => html`<option value=${a.id}>${a.name}</option>`)}</datalist>
             </label>
             ${assigneeError ? html`<p id="assignee-error" class="field-error" role="alert">${assigneeError}</p>` : null}
             <button type="submit" disabled=${closed}>${t('ticket.save_assignee')}</button>
