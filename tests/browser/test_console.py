@@ -8,6 +8,7 @@ import re
 import threading
 import time
 import urllib.parse
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -383,6 +384,62 @@ def test_escalation_takes_a_reason(desk, page):
     expect(page.get_by_text("Escalated: 客户要求退款超过 500 元")).to_be_visible()
     _, body, _ = desk.api("GET", f"/tickets/{ticket_id}")
     assert body["ticket"]["escalation_reason"] == "客户要求退款超过 500 元"
+
+    # Once the ticket moves on, the reason is its history, said in the past, not its state.
+    page.get_by_role("combobox", name="Status").select_option("resolved")
+    expect(page.get_by_role("combobox", name="Status")).to_have_value("resolved")
+    expect(page.get_by_text("Escalated: 客户要求退款超过 500 元")).to_have_count(0)
+    expect(page.get_by_text(re.compile(r"^Was escalated \(.+\): 客户要求退款超过 500 元$"))).to_be_visible()
+    page.get_by_role("combobox", name="Language").select_option("zh-CN")
+    expect(page.get_by_text(re.compile(r"^曾升级（.+）：客户要求退款超过 500 元$"))).to_be_visible()
+    expect(page.get_by_text(re.compile("^已升级："))).to_have_count(0)
+
+
+def test_the_notice_after_a_conflict_goes_with_a_newer_version_or_in_time(desk, page):
+    """After a change refused for a version conflict, the page shows the other change and
+    says so. That notice holds for the version it was said of: a newer version takes it
+    away, and so does time, as any notice of something done goes. The page's timers run on
+    Playwright's clock, flowing as usual until the test pauses it to step through them."""
+    _, ticket_id = handed_off(desk)
+    page.clock.install()
+    sign_in(page, desk)
+    page.goto(f"{desk.base}/console/#/tickets/{ticket_id}")
+    status = page.get_by_role("combobox", name="Status")
+    expect(status).to_have_value("open")
+    shown = page.get_by_role("status").filter(has_text="it now shows their change")
+
+    def change_by_someone_else(patch):
+        _, _, headers = desk.api("GET", f"/tickets/{ticket_id}")
+        code, body, _ = desk.api("PATCH", f"/tickets/{ticket_id}", patch, headers={"If-Match": headers["ETag"]})
+        assert code == 200, body
+
+    def conflict(patch, then):
+        # The page hears nothing while someone else changes the ticket, then tries its own.
+        page.route("**/tickets/*", lambda r: r.abort() if r.request.method == "GET" else r.continue_())
+        change_by_someone_else(patch)
+        page.get_by_role("combobox", name="Priority").select_option(then)
+        expect(page.get_by_role("alert").filter(has_text="changed by someone else")).to_be_visible()
+        page.unroute("**/tickets/*")
+        expect(shown).to_be_visible()
+        # Stopped at once, well within the notice's time.
+        page.clock.pause_at(datetime.fromtimestamp(page.evaluate("Date.now()") / 1000 + 0.1))
+        expect(page.get_by_role("alert")).to_have_count(0)
+
+    # A newer version, well before the notice's time is up, takes it away.
+    conflict({"priority": "high"}, "urgent")
+    change_by_someone_else({"skill": "billing"})
+    page.clock.run_for(3_500)  # one poll, under half the notice's time
+    expect(page.get_by_role("combobox", name="Skill")).to_have_value("billing")
+    expect(shown).to_have_count(0)
+
+    # With no newer version, it stays through the polls and goes when its time is up.
+    page.clock.resume()
+    conflict({"priority": "low"}, "normal")
+    page.clock.run_for(3_500)
+    expect(shown).to_be_visible()
+    page.clock.run_for(6_000)
+    expect(shown).to_have_count(0)
+    expect(page.get_by_role("combobox", name="Priority")).to_have_value("low")
 
 
 class FakeIssuer:

@@ -3,7 +3,7 @@
 // (PUT /agents/{id}), and the desk gives waiting tickets to an agent who gains room.
 
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { html, usePoll, Notice, SKILLS } from './ui.js';
+import { html, usePoll, Notice, useNotice, SKILLS } from './ui.js';
 import { t } from './i18n.js';
 import { api } from './api.js';
 
@@ -104,7 +104,7 @@ function Availability({ profile: a }) {
 export function Agents({ me, onMe }) {
   const [agents, setAgents] = useState(null);
   const [editing, setEditing] = useState(null);
-  const [notice, setNotice] = useState(null);
+  const [notice, setNotice] = useNotice();
   const [error, setError] = useState(null);
   const supervisor = me.role === 'supervisor' || me.role === 'admin';
 

@@ -2,7 +2,7 @@
 // "test a question" box that shows what auto-reply would do with a question right now.
 
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { html, Notice } from './ui.js';
+import { html, Notice, useNotice } from './ui.js';
 import { t } from './i18n.js';
 import { api } from './api.js';
 
@@ -129,7 +129,7 @@ export function KnowledgeBase({ me }) {
   const [articles, setArticles] = useState(null);
   const [search, setSearch] = useState('');
   const [editing, setEditing] = useState(null);
-  const [notice, setNotice] = useState(null);
+  const [notice, setNotice] = useNotice();
   const [error, setError] = useState(null);
   const supervisor = me.role === 'supervisor' || me.role === 'admin';
 
