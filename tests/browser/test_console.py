@@ -196,15 +196,47 @@ def test_closing_sends_the_survey_and_a_stale_second_browser_gets_the_conflict(d
         second.close()
 
 
+def kb_test(page, region="Test a question", hits="Matching articles, best first"):
+    """The knowledge page's "Test a question" area, a region named by its heading: its
+    short live summary (what the desk would do) and its list of ranked articles."""
+    area = page.get_by_role("region", name=region)
+    return area.locator("[aria-live=polite]"), area.get_by_role("list", name=hits)
+
+
+def test_the_kb_test_says_a_short_verdict_and_lists_the_articles_apart(desk, page):
+    """A status region is for a short message: the verdict is one polite live line, and the
+    ranked articles are a labelled list beside it, in both languages."""
+    sign_in(page, desk, BOB)
+    page.get_by_role("link", name="Knowledge base").click()
+    page.get_by_role("textbox", name="Test a question").fill("I forgot my password")
+    page.get_by_role("button", name="Test", exact=True).click()
+    summary, hits = kb_test(page)
+    expect(summary).to_have_text(re.compile(r"^Would auto-reply \(confidence ≥ [0-9.]+\) · \d+ matching articles?$"))
+    expect(hits.get_by_role("listitem").first).to_contain_text("How to reset your password")
+    area = page.get_by_role("region", name="Test a question")
+    expect(area.get_by_role("status")).to_have_count(0)
+    # Nothing close enough: the line says the desk would hand off.
+    page.get_by_role("textbox", name="Test a question").fill("qwxz")
+    page.get_by_role("button", name="Test", exact=True).click()
+    expect(summary).to_contain_text("Would hand off to an agent")
+
+    page.get_by_role("combobox", name="Language").select_option("zh-CN")
+    page.get_by_role("textbox", name="测试问题").fill("忘记密码了怎么办")
+    page.get_by_role("button", name="测试", exact=True).click()
+    summary, hits = kb_test(page, "测试问题", "匹配的文章（按相关度排序）")
+    expect(summary).to_have_text(re.compile(r"^将(自动回复|转人工).* · 匹配 \d+ 篇文章$"))
+    expect(hits.get_by_role("listitem")).not_to_have_count(0)
+
+
 def test_an_edited_article_changes_the_test_and_then_the_visitors_answer(desk, page):
     sign_in(page, desk, BOB)
     page.get_by_role("link", name="Knowledge base").click()
     question = page.get_by_role("textbox", name="Test a question")
     question.fill("I forgot my password")
     page.get_by_role("button", name="Test", exact=True).click()
-    result = page.get_by_role("status").filter(has_text="auto-reply")
-    expect(result).to_contain_text("Would auto-reply")
-    expect(result).to_contain_text("How to reset your password")
+    summary, hits = kb_test(page)
+    expect(summary).to_contain_text("Would auto-reply")
+    expect(hits).to_contain_text("How to reset your password")
 
     page.get_by_role("searchbox", name="Search articles").fill("reset your password")
     page.get_by_role("button", name="Edit How to reset your password").click()
@@ -214,7 +246,7 @@ def test_an_edited_article_changes_the_test_and_then_the_visitors_answer(desk, p
     expect(page.get_by_role("status").filter(has_text="Article saved")).to_be_visible()
 
     page.get_by_role("button", name="Test", exact=True).click()
-    expect(page.get_by_role("status").filter(has_text="auto-reply")).to_contain_text("new account portal")
+    expect(hits).to_contain_text("new account portal")
 
     session = desk.webchat_session()
     desk.webchat_say(session, "I forgot my password")
@@ -236,7 +268,7 @@ def test_an_edited_article_changes_the_test_and_then_the_visitors_answer(desk, p
     page.get_by_role("button", name="Save article").click()
     question.fill("可以礼品包装吗")
     page.get_by_role("button", name="Test", exact=True).click()
-    expect(page.get_by_role("status").filter(has_text="auto-reply")).to_contain_text("礼品包装")
+    expect(hits).to_contain_text("礼品包装")
 
 
 def test_an_article_answers_in_the_customers_language_and_editing_keeps_it(desk, page):
@@ -254,7 +286,9 @@ def test_an_article_answers_in_the_customers_language_and_editing_keeps_it(desk,
 
     page.get_by_role("textbox", name="Test a question").fill("礼品卡怎么买")
     page.get_by_role("button", name="Test", exact=True).click()
-    expect(page.get_by_role("status").filter(has_text="auto-reply")).to_contain_text("“礼品卡”栏目")
+    summary, hits = kb_test(page)
+    expect(summary).to_contain_text("Would auto-reply")
+    expect(hits).to_contain_text("“礼品卡”栏目")
     session = desk.webchat_session()
     desk.webchat_say(session, "礼品卡怎么买")
     reply = desk.wait_for(

@@ -38,6 +38,17 @@ function Tester() {
       setError(t('error.generic', { message: err.message }));
     }
   };
+  // The section is a region named by its heading. One short line says what the desk would
+  // do, politely announced (it is always there, so a new result is read out); the ranked
+  // articles are a labelled list beside it, read when the agent goes to them.
+  const summary = result
+    ? [
+        result.auto_reply
+          ? t('kb.would_reply', { threshold: result.threshold })
+          : t('kb.would_handoff', { threshold: result.threshold }),
+        result.hits.length === 0 ? t('kb.no_hits') : result.hits.length === 1 ? t('kb.hit_one') : t('kb.hit_count', { count: result.hits.length }),
+      ].join(' · ')
+    : '';
   return html`<section class="tester" aria-labelledby="kb-test-title">
     <h2 id="kb-test-title">${t('kb.test')}</h2>
     <form onSubmit=${run}>
@@ -46,22 +57,15 @@ function Tester() {
       <button class="primary" type="submit">${t('kb.run_test')}</button>
     </form>
     <${Notice} kind="error">${error}<//>
-    ${result
-      ? html`<div role="status" class="test-result">
-          <p class=${result.auto_reply ? 'verdict reply' : 'verdict handoff'}>
-            ${result.auto_reply
-              ? t('kb.would_reply', { threshold: result.threshold })
-              : t('kb.would_handoff', { threshold: result.threshold })}
-          </p>
-          ${result.hits.length === 0 ? html`<p>${t('kb.no_hits')}</p>` : null}
-          <ol class="hits">
-            ${result.hits.map((h) => html`<li>
-              <strong>${h.title}</strong> <span class="hint">${h.article_id}</span>
-              <span class="pill">${t('kb.confidence', { value: h.confidence.toFixed(2) })}</span>
-              <p>${h.answer}</p>
-            </li>`)}
-          </ol>
-        </div>`
+    <p aria-live="polite" class=${result ? (result.auto_reply ? 'verdict reply' : 'verdict handoff') : 'verdict'}>${summary}</p>
+    ${result && result.hits.length
+      ? html`<ol class="hits" aria-label=${t('kb.hits')}>
+          ${result.hits.map((h) => html`<li key=${h.article_id}>
+            <strong>${h.title}</strong> <span class="hint">${h.article_id}</span>
+            <span class="pill">${t('kb.confidence', { value: h.confidence.toFixed(2) })}</span>
+            <p>${h.answer}</p>
+          </li>`)}
+        </ol>`
       : null}
   </section>`;
 }
