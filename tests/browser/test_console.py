@@ -701,7 +701,10 @@ def test_the_reference_the_customer_was_told_finds_the_ticket(desk, page):
 
 def test_the_inbox_row_and_counts_read_right(desk, page):
     _, ticket_id = handed_off(desk)
-    handed_off(desk, "我要投诉，" + "我的订单一直显示待发货，" * 9 + "请帮我查一下")
+    _, long_one = handed_off(desk, "我要投诉，" + "我的订单一直显示待发货，" * 9 + "请帮我查一下")
+    _, _, headers = desk.api("GET", f"/tickets/{long_one}")
+    status, body, _ = desk.api("PATCH", f"/tickets/{long_one}", {"priority": "urgent"}, headers={"If-Match": headers["ETag"]})
+    assert status == 200, body
     _, _, headers = desk.api("GET", f"/tickets/{ticket_id}")
     status, body, _ = desk.api("PATCH", f"/tickets/{ticket_id}", {"status": "resolved"}, headers={"If-Match": headers["ETag"]})
     assert status == 200, body
@@ -719,6 +722,22 @@ def test_the_inbox_row_and_counts_read_right(desk, page):
     page.get_by_role("combobox", name="Status").select_option("")
     expect(rows).to_have_count(2)
     expect(page.get_by_role("tab", name=re.compile("^All"))).to_have_text(re.compile(r"^All\s*1 active$"))
+    # Under the other filters, each view counts what its list of active tickets holds.
+    page.get_by_role("combobox", name="Status").select_option("active")
+    tabs = {name: page.get_by_role("tab", name=re.compile("^" + name)) for name in ["Mine", "Unassigned", "All"]}
+    page.get_by_role("combobox", name="Priority").select_option("low")
+    expect(rows).to_have_count(0)
+    for tab in tabs.values():
+        expect(tab).to_have_text(re.compile(r"^\w+\s*0$"))
+    page.get_by_role("combobox", name="Priority").select_option("urgent")
+    expect(rows).to_have_count(1)
+    expect(tabs["All"]).to_have_text(re.compile(r"^All\s*1$"))
+    expect(tabs["Unassigned"]).to_have_text(re.compile(r"^Unassigned\s*1$"))
+    expect(tabs["Mine"]).to_have_text(re.compile(r"^Mine\s*0$"))
+    page.get_by_role("combobox", name="Language").select_option("zh-CN")
+    expect(page.get_by_role("tab", name=re.compile("^全部"))).to_have_text(re.compile(r"^全部\s*1$"))
+    page.get_by_role("combobox", name="状态").select_option("")
+    expect(page.get_by_role("tab", name=re.compile("^全部"))).to_have_text(re.compile(r"^全部\s*1 个处理中$"))
 
 
 def test_a_lost_connection_notice_goes_once_the_desk_answers(desk, page):
