@@ -327,6 +327,7 @@ def test_the_csat_chart_shows_a_rating_from_the_survey_link(desk, page):
     expect(chart.locator("rect.bar")).to_have_count(5)
     expect(page.get_by_role("img", name=re.compile("^Tickets opened and closed per day"))).to_be_visible()
     expect(page.get_by_role("table", name="By channel")).to_contain_text("Web chat")
+    expect(page.get_by_role("table", name="By agent").get_by_role("columnheader", name="Agent")).to_be_visible()
     screenshot(page, "console-reports")
 
     # Agents do not see reports.
@@ -359,14 +360,19 @@ def test_switching_to_chinese_shows_the_whole_interface_in_chinese(desk, page):
     expect(page.get_by_role("button", name="发送")).to_be_visible()
     expect(page.get_by_role("textbox", name="内部备注")).to_be_visible()
     expect(page.get_by_role("combobox", name="状态")).to_be_visible()
-    expect(page.get_by_role("button", name="升级")).to_be_visible()
-    english += ["Reply", "Send", "Internal note", "Status", "Escalate", "Reason", "Assignee"]
+    expect(page.get_by_role("form", name="升级给主管").get_by_role("button", name="升级")).to_be_visible()
+    english += ["Reply", "Send", "Internal note", "Status", "Escalate", "Reason", "Assignee", "supervisor"]
     no_english()
     page.get_by_role("link", name="知识库").click()
     expect(page.get_by_role("textbox", name="测试问题")).to_be_visible()
     page.get_by_role("link", name="报表").click()
     expect(page.get_by_role("img", name=re.compile("^评分分布"))).to_be_visible()
-    english += ["Test a question", "Customer satisfaction", "Rating distribution"]
+    # A period with no ratings says so in each table, rather than show an empty one.
+    for name, heading in [("按渠道", "渠道"), ("按坐席", "坐席")]:
+        table = page.get_by_role("table", name=name)
+        expect(table.get_by_role("columnheader", name=heading)).to_be_visible()
+        expect(table).to_contain_text("该时段内没有评分。")
+    english += ["Test a question", "Customer satisfaction", "Rating distribution", "No ratings"]
     no_english()
     # The choice is remembered.
     page.reload()

@@ -416,7 +416,8 @@ export function TicketView({ id, me, focusReply }) {
               ${tk.survey.comment ? html`<p>${tk.survey.comment}</p>` : null}</section>`
           : null}
         ${tk.status !== 'escalated' && !closed
-          ? html`<form noValidate onSubmit=${(e) => { e.preventDefault(); escalate(); }}>
+          ? html`<form noValidate aria-labelledby="escalate-title" onSubmit=${(e) => { e.preventDefault(); escalate(); }}>
+              <h2 id="escalate-title">${t('ticket.escalate_title')}</h2>
               <label class="field"><span>${t('ticket.reason')}</span>
                 <input ref=${reasonRef} value=${reason} aria-invalid=${reasonMissing ? 'true' : undefined}
                   aria-describedby=${reasonMissing ? 'reason-error' : undefined}
