@@ -367,4 +367,9 @@ def test_the_admin_takes_no_tickets_and_a_refused_assignee_says_why(desk, page):
     sign_in(page, desk, BOB)
     page.goto(f"{desk.base}/console/#/tickets/{ticket_id}")
     page.get_by_role("button", name="Assign to me").click()
-    expect(page.get_by_role("region", name="Assignment")).to_contain_text("Assigned to bob by bob")
+    expect(page.get_by_role("region", name="Assignment")).to_contain_text("bob took it")
+    # Theirs now, it is not offered to them again.
+    expect(page.get_by_role("button", name="Assign to me")).to_be_disabled()
+    page.get_by_role("combobox", name="Language").select_option("zh-CN")
+    expect(page.get_by_role("region", name="分配")).to_contain_text("bob 自行接手")
+    expect(page.get_by_role("button", name="分配给我")).to_be_disabled()

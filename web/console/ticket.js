@@ -395,7 +395,7 @@ export function TicketView({ id, me, focusReply }) {
             ${assigneeError ? html`<p id="assignee-error" class="field-error" role="alert">${assigneeError}</p>` : null}
             <button type="submit" disabled=${closed}>${t('ticket.save_assignee')}</button>
             ${takesTickets
-              ? html` <button type="button" disabled=${closed} onClick=${() => assign(me.name)}>${t('ticket.assign_me')}</button>`
+              ? html` <button type="button" disabled=${closed || tk.assignee === me.name} onClick=${() => assign(me.name)}>${t('ticket.assign_me')}</button>`
               : null}
           </form>
         </section>
