@@ -194,11 +194,15 @@ def test_a_supervisor_edits_a_profile_in_the_agents_view(desk, page):
 
 def test_a_removed_agent_shows_as_removed_with_no_edit(page):
     """An agent taken out of HELPDESK_AGENTS keeps their profile (the desk sets it away at
-    start and refuses to change it): the Agents view says removed and offers no edit, and
-    the assignee box does not offer them."""
+    start and refuses to change it): the Agents view says removed and offers no edit, a
+    ticket they still hold says to reassign it, and the assignee box does not offer them."""
     CAROL = "carol-token-123"
     before = Desk({"HELPDESK_AGENTS": f"alice:agent:{ALICE},bob:supervisor:{BOB},carol:agent:{CAROL}"})
     status, body, _ = before.api("PUT", "/agents/carol", {"capacity": 4}, token=BOB)
+    assert status == 200, body
+    _, held = handed_off(before)
+    _, _, headers = before.api("GET", f"/tickets/{held}")
+    status, body, _ = before.api("PATCH", f"/tickets/{held}", {"assignee": "carol"}, headers={"If-Match": headers["ETag"]})
     assert status == 200, body
     before.stop(keep_data=True)
     desk = Desk(data_dir=before.data_dir)  # alice and bob only
@@ -225,18 +229,23 @@ def test_a_removed_agent_shows_as_removed_with_no_edit(page):
         expect(page.get_by_role("button", name="编辑 carol")).to_have_count(0)
         expect(page.get_by_role("button", name="编辑 alice")).to_be_visible()
 
-        # The ticket's assignee box offers the team, not the removed agent.
-        _, ticket_id = handed_off(desk)
-        page.goto(f"{desk.base}/console/#/tickets/{ticket_id}")
+        # A ticket they still hold says to reassign it, and the assignee box offers the
+        # team, not the removed agent.
+        page.goto(f"{desk.base}/console/#/tickets/{held}")
         box = page.get_by_role("combobox", name="处理人")
-        expect(box).to_be_visible()
+        expect(box).to_have_value("carol")
+        expect(page.get_by_text("carol 已不在团队中，请改派此工单。")).to_be_visible()
         options = "(id) => [...document.getElementById(id).options].map((o) => o.value)"
         page.wait_for_function(f"(id) => ({options})(id).length > 0", arg=box.get_attribute("list"))
-        offered = page.evaluate(
-            options,
-            box.get_attribute("list"),
-        )
+        offered = page.evaluate(options, box.get_attribute("list"))
         assert "alice" in offered and "carol" not in offered, offered
+        page.get_by_role("combobox", name="语言").select_option("en")
+        expect(page.get_by_text("carol is no longer on the team: reassign this ticket.")).to_be_visible()
+        box = page.get_by_role("combobox", name="Assignee")
+        box.fill("alice")
+        page.get_by_role("button", name="Save assignee").click()
+        expect(page.get_by_role("region", name="Assignment")).to_contain_text("Assigned to alice by bob")
+        expect(page.get_by_text("is no longer on the team")).to_have_count(0)
     finally:
         desk.stop()
 

@@ -393,6 +393,9 @@ export function TicketView({ id, me, focusReply }) {
               <datalist id="agent-ids">${agents.filter((a) => !a.removed).map((a) => html`<option value=${a.id}>${a.name}</option>`)}</datalist>
             </label>
             ${assigneeError ? html`<p id="assignee-error" class="field-error" role="alert">${assigneeError}</p>` : null}
+            ${!closed && agents.some((a) => a.removed && a.id === tk.assignee)
+              ? html`<p class="hint">${t('ticket.assignee_removed', { name: tk.assignee })}</p>`
+              : null}
             <button type="submit" disabled=${closed}>${t('ticket.save_assignee')}</button>
             ${takesTickets
               ? html` <button type="button" disabled=${closed || tk.assignee === me.name} onClick=${() => assign(me.name)}>${t('ticket.assign_me')}</button>`
