@@ -377,6 +377,12 @@ def test_switching_to_chinese_shows_the_whole_interface_in_chinese(desk, page):
     # The choice is remembered.
     page.reload()
     expect(page.get_by_role("link", name="工单", exact=True)).to_be_visible()
+    # In a narrow window each name in the navigation stays on one line, not one character
+    # a line.
+    page.set_viewport_size({"width": 760, "height": 800})
+    for name in ["工单", "知识库", "坐席", "报表"]:
+        box = page.get_by_role("navigation").get_by_role("link", name=name, exact=True).bounding_box()
+        assert box["width"] > box["height"], (name, box)
 
 
 def test_the_keyboard_moves_opens_replies_and_searches(desk, page):
