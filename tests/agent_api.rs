@@ -796,6 +796,31 @@ async fn the_inbox_views_count_and_revalidate_with_etags() {
         counts(ALICE).await,
         json!({"mine": 1, "unassigned": 1, "all": 2})
     );
+    // Under the list's filters, each count is the size of its view's list.
+    let (_, version) = server.ticket(&first).await;
+    let r = server
+        .patch(&first, Some(version), json!({"priority": "urgent"}))
+        .await;
+    assert_eq!(r.status(), 200);
+    let urgent: Value = server
+        .get("/tickets/counts?priority=urgent&channel=webchat", ALICE)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(urgent, json!({"mine": 1, "unassigned": 0, "all": 1}));
+    let listed: Value = server
+        .get(
+            "/tickets?status=active&priority=urgent&channel=webchat",
+            ALICE,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["tickets"].as_array().unwrap().len(), 1, "{listed}");
+    let r = server.get("/tickets/counts?priority=soon", ALICE).await;
+    assert_eq!(error_code(r, 400).await, "bad_request");
 
     let unassigned: Value = server
         .get("/tickets?status=active&assignee=none", ALICE)

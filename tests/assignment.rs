@@ -398,6 +398,28 @@ async fn an_agent_no_longer_configured_is_set_away_at_start() {
         .await
         .unwrap();
     assert_eq!(alice["available"], true, "{alice}");
+    // The reads say which profile is removed, so the console does not offer an edit the
+    // desk refuses.
+    assert_eq!(carol["removed"], true, "{carol}");
+    assert_eq!(alice["removed"], false, "{alice}");
+    let listed: Value = s.get("/agents", SUPERVISOR).await.json().await.unwrap();
+    let removed: Vec<&str> = listed["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["removed"] == true)
+        .filter_map(|a| a["id"].as_str())
+        .collect();
+    assert_eq!(removed, ["carol"], "{listed}");
+    let r = s
+        .http
+        .put(s.url("/agents/carol"))
+        .bearer_auth(SUPERVISOR)
+        .json(&json!({"capacity": 3}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(r, 404).await, "unknown_agent");
     for token in [ALICE, BOB] {
         set_available(&s, token, false).await;
     }

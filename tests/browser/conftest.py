@@ -37,8 +37,9 @@ def helpdesk_bin():
 class Desk:
     """A running `helpdesk serve` and a small client for its API."""
 
-    def __init__(self, env=None):
-        self.data_dir = tempfile.mkdtemp(prefix="helpdesk-browser-")
+    def __init__(self, env=None, data_dir=None):
+        # `data_dir` starts the desk again on an earlier desk's data (stopped with keep_data).
+        self.data_dir = data_dir or tempfile.mkdtemp(prefix="helpdesk-browser-")
         # The desk assigns tickets itself only in the tests of assignment, which pass their
         # own rules: elsewhere an assignment racing a test's If-Match would make it flaky.
         rules = Path(self.data_dir) / "test-rules.toml"
@@ -126,14 +127,15 @@ class Desk:
             time.sleep(0.1)
         raise AssertionError(f"timed out waiting for {what}")
 
-    def stop(self):
+    def stop(self, keep_data=False):
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
-        shutil.rmtree(self.data_dir, ignore_errors=True)
+        if not keep_data:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
 @pytest.fixture

@@ -192,6 +192,64 @@ def test_a_supervisor_edits_a_profile_in_the_agents_view(desk, page):
     expect(page.get_by_role("button", name=re.compile("^Edit "))).to_have_count(0)
 
 
+def test_a_removed_agent_shows_as_removed_with_no_edit(page):
+    """An agent taken out of HELPDESK_AGENTS keeps their profile (the desk sets it away at
+    start and refuses to change it): the Agents view says removed and offers no edit, a
+    ticket they still hold says to reassign it, and the assignee box does not offer them."""
+    CAROL = "carol-token-123"
+    before = Desk({"HELPDESK_AGENTS": f"alice:agent:{ALICE},bob:supervisor:{BOB},carol:agent:{CAROL}"})
+    status, body, _ = before.api("PUT", "/agents/carol", {"capacity": 4}, token=BOB)
+    assert status == 200, body
+    _, held = handed_off(before)
+    _, _, headers = before.api("GET", f"/tickets/{held}")
+    status, body, _ = before.api("PATCH", f"/tickets/{held}", {"assignee": "carol"}, headers={"If-Match": headers["ETag"]})
+    assert status == 200, body
+    before.stop(keep_data=True)
+    desk = Desk(data_dir=before.data_dir)  # alice and bob only
+    try:
+        status, body, _ = desk.api("PUT", "/agents/carol", {"capacity": 5}, token=BOB)
+        assert status == 404 and body["error"]["code"] == "unknown_agent", body
+        sign_in(page, desk, BOB)
+        page.get_by_role("link", name="Agents").click()
+        table = page.get_by_role("table", name="Agent profiles")
+        carol = table.get_by_role("row", name=re.compile("^carol"))
+        expect(carol).to_contain_text("Removed")
+        expect(carol).to_contain_text("No agent token names them any more")
+        expect(carol).not_to_contain_text("Away")
+        expect(carol.get_by_role("button")).to_have_count(0)
+        expect(page.get_by_role("button", name="Edit carol")).to_have_count(0)
+        alice = table.get_by_role("row", name=re.compile("^alice"))
+        expect(alice.get_by_role("button", name="Edit alice")).to_be_enabled()
+        expect(alice).not_to_contain_text("Removed")
+
+        page.get_by_role("combobox", name="Language").select_option("zh-CN")
+        carol = page.get_by_role("table", name="坐席资料").get_by_role("row", name=re.compile("^carol"))
+        expect(carol).to_contain_text("已移除")
+        expect(carol).to_contain_text("资料无法编辑")
+        expect(page.get_by_role("button", name="编辑 carol")).to_have_count(0)
+        expect(page.get_by_role("button", name="编辑 alice")).to_be_visible()
+
+        # A ticket they still hold says to reassign it, and the assignee box offers the
+        # team, not the removed agent.
+        page.goto(f"{desk.base}/console/#/tickets/{held}")
+        box = page.get_by_role("combobox", name="处理人")
+        expect(box).to_have_value("carol")
+        expect(page.get_by_text("carol 已不在团队中，请改派此工单。")).to_be_visible()
+        options = "(id) => [...document.getElementById(id).options].map((o) => o.value)"
+        page.wait_for_function(f"(id) => ({options})(id).length > 0", arg=box.get_attribute("list"))
+        offered = page.evaluate(options, box.get_attribute("list"))
+        assert "alice" in offered and "carol" not in offered, offered
+        page.get_by_role("combobox", name="语言").select_option("en")
+        expect(page.get_by_text("carol is no longer on the team: reassign this ticket.")).to_be_visible()
+        box = page.get_by_role("combobox", name="Assignee")
+        box.fill("alice")
+        page.get_by_role("button", name="Save assignee").click()
+        expect(page.get_by_role("region", name="Assignment")).to_contain_text("Assigned to alice by bob")
+        expect(page.get_by_text("is no longer on the team")).to_have_count(0)
+    finally:
+        desk.stop()
+
+
 def test_a_bad_capacity_is_refused_in_the_form(desk, page):
     sign_in(page, desk, BOB)
     page.goto(desk.base + "/console/#/agents")
@@ -318,4 +376,9 @@ def test_the_admin_takes_no_tickets_and_a_refused_assignee_says_why(desk, page):
     sign_in(page, desk, BOB)
     page.goto(f"{desk.base}/console/#/tickets/{ticket_id}")
     page.get_by_role("button", name="Assign to me").click()
-    expect(page.get_by_role("region", name="Assignment")).to_contain_text("Assigned to bob by bob")
+    expect(page.get_by_role("region", name="Assignment")).to_contain_text("bob took it")
+    # Theirs now, it is not offered to them again.
+    expect(page.get_by_role("button", name="Assign to me")).to_be_disabled()
+    page.get_by_role("combobox", name="Language").select_option("zh-CN")
+    expect(page.get_by_role("region", name="分配")).to_contain_text("bob 自行接手")
+    expect(page.get_by_role("button", name="分配给我")).to_be_disabled()

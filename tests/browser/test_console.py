@@ -8,6 +8,7 @@ import re
 import threading
 import time
 import urllib.parse
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -195,15 +196,47 @@ def test_closing_sends_the_survey_and_a_stale_second_browser_gets_the_conflict(d
         second.close()
 
 
+def kb_test(page, region="Test a question", hits="Matching articles, best first"):
+    """The knowledge page's "Test a question" area, a region named by its heading: its
+    short live summary (what the desk would do) and its list of ranked articles."""
+    area = page.get_by_role("region", name=region)
+    return area.locator("[aria-live=polite]"), area.get_by_role("list", name=hits)
+
+
+def test_the_kb_test_says_a_short_verdict_and_lists_the_articles_apart(desk, page):
+    """A status region is for a short message: the verdict is one polite live line, and the
+    ranked articles are a labelled list beside it, in both languages."""
+    sign_in(page, desk, BOB)
+    page.get_by_role("link", name="Knowledge base").click()
+    page.get_by_role("textbox", name="Test a question").fill("I forgot my password")
+    page.get_by_role("button", name="Test", exact=True).click()
+    summary, hits = kb_test(page)
+    expect(summary).to_have_text(re.compile(r"^Would auto-reply \(confidence ≥ [0-9.]+\) · \d+ matching articles?$"))
+    expect(hits.get_by_role("listitem").first).to_contain_text("How to reset your password")
+    area = page.get_by_role("region", name="Test a question")
+    expect(area.get_by_role("status")).to_have_count(0)
+    # Nothing close enough: the line says the desk would hand off.
+    page.get_by_role("textbox", name="Test a question").fill("qwxz")
+    page.get_by_role("button", name="Test", exact=True).click()
+    expect(summary).to_contain_text("Would hand off to an agent")
+
+    page.get_by_role("combobox", name="Language").select_option("zh-CN")
+    page.get_by_role("textbox", name="测试问题").fill("忘记密码了怎么办")
+    page.get_by_role("button", name="测试", exact=True).click()
+    summary, hits = kb_test(page, "测试问题", "匹配的文章（按相关度排序）")
+    expect(summary).to_have_text(re.compile(r"^将(自动回复|转人工).* · 匹配 \d+ 篇文章$"))
+    expect(hits.get_by_role("listitem")).not_to_have_count(0)
+
+
 def test_an_edited_article_changes_the_test_and_then_the_visitors_answer(desk, page):
     sign_in(page, desk, BOB)
     page.get_by_role("link", name="Knowledge base").click()
     question = page.get_by_role("textbox", name="Test a question")
     question.fill("I forgot my password")
     page.get_by_role("button", name="Test", exact=True).click()
-    result = page.get_by_role("status").filter(has_text="auto-reply")
-    expect(result).to_contain_text("Would auto-reply")
-    expect(result).to_contain_text("How to reset your password")
+    summary, hits = kb_test(page)
+    expect(summary).to_contain_text("Would auto-reply")
+    expect(hits).to_contain_text("How to reset your password")
 
     page.get_by_role("searchbox", name="Search articles").fill("reset your password")
     page.get_by_role("button", name="Edit How to reset your password").click()
@@ -213,7 +246,7 @@ def test_an_edited_article_changes_the_test_and_then_the_visitors_answer(desk, p
     expect(page.get_by_role("status").filter(has_text="Article saved")).to_be_visible()
 
     page.get_by_role("button", name="Test", exact=True).click()
-    expect(page.get_by_role("status").filter(has_text="auto-reply")).to_contain_text("new account portal")
+    expect(hits).to_contain_text("new account portal")
 
     session = desk.webchat_session()
     desk.webchat_say(session, "I forgot my password")
@@ -235,7 +268,7 @@ def test_an_edited_article_changes_the_test_and_then_the_visitors_answer(desk, p
     page.get_by_role("button", name="Save article").click()
     question.fill("可以礼品包装吗")
     page.get_by_role("button", name="Test", exact=True).click()
-    expect(page.get_by_role("status").filter(has_text="auto-reply")).to_contain_text("礼品包装")
+    expect(hits).to_contain_text("礼品包装")
 
 
 def test_an_article_answers_in_the_customers_language_and_editing_keeps_it(desk, page):
@@ -253,7 +286,9 @@ def test_an_article_answers_in_the_customers_language_and_editing_keeps_it(desk,
 
     page.get_by_role("textbox", name="Test a question").fill("礼品卡怎么买")
     page.get_by_role("button", name="Test", exact=True).click()
-    expect(page.get_by_role("status").filter(has_text="auto-reply")).to_contain_text("“礼品卡”栏目")
+    summary, hits = kb_test(page)
+    expect(summary).to_contain_text("Would auto-reply")
+    expect(hits).to_contain_text("“礼品卡”栏目")
     session = desk.webchat_session()
     desk.webchat_say(session, "礼品卡怎么买")
     reply = desk.wait_for(
@@ -292,6 +327,7 @@ def test_the_csat_chart_shows_a_rating_from_the_survey_link(desk, page):
     expect(chart.locator("rect.bar")).to_have_count(5)
     expect(page.get_by_role("img", name=re.compile("^Tickets opened and closed per day"))).to_be_visible()
     expect(page.get_by_role("table", name="By channel")).to_contain_text("Web chat")
+    expect(page.get_by_role("table", name="By agent").get_by_role("columnheader", name="Agent")).to_be_visible()
     screenshot(page, "console-reports")
 
     # Agents do not see reports.
@@ -324,18 +360,29 @@ def test_switching_to_chinese_shows_the_whole_interface_in_chinese(desk, page):
     expect(page.get_by_role("button", name="发送")).to_be_visible()
     expect(page.get_by_role("textbox", name="内部备注")).to_be_visible()
     expect(page.get_by_role("combobox", name="状态")).to_be_visible()
-    expect(page.get_by_role("button", name="升级")).to_be_visible()
-    english += ["Reply", "Send", "Internal note", "Status", "Escalate", "Reason", "Assignee"]
+    expect(page.get_by_role("form", name="升级给主管").get_by_role("button", name="升级")).to_be_visible()
+    english += ["Reply", "Send", "Internal note", "Status", "Escalate", "Reason", "Assignee", "supervisor"]
     no_english()
     page.get_by_role("link", name="知识库").click()
     expect(page.get_by_role("textbox", name="测试问题")).to_be_visible()
     page.get_by_role("link", name="报表").click()
     expect(page.get_by_role("img", name=re.compile("^评分分布"))).to_be_visible()
-    english += ["Test a question", "Customer satisfaction", "Rating distribution"]
+    # A period with no ratings says so in each table, rather than show an empty one.
+    for name, heading in [("按渠道", "渠道"), ("按坐席", "坐席")]:
+        table = page.get_by_role("table", name=name)
+        expect(table.get_by_role("columnheader", name=heading)).to_be_visible()
+        expect(table).to_contain_text("该时段内没有评分。")
+    english += ["Test a question", "Customer satisfaction", "Rating distribution", "No ratings"]
     no_english()
     # The choice is remembered.
     page.reload()
     expect(page.get_by_role("link", name="工单", exact=True)).to_be_visible()
+    # In a narrow window each name in the navigation stays on one line, not one character
+    # a line.
+    page.set_viewport_size({"width": 760, "height": 800})
+    for name in ["工单", "知识库", "坐席", "报表"]:
+        box = page.get_by_role("navigation").get_by_role("link", name=name, exact=True).bounding_box()
+        assert box["width"] > box["height"], (name, box)
 
 
 def test_the_keyboard_moves_opens_replies_and_searches(desk, page):
@@ -383,6 +430,62 @@ def test_escalation_takes_a_reason(desk, page):
     expect(page.get_by_text("Escalated: 客户要求退款超过 500 元")).to_be_visible()
     _, body, _ = desk.api("GET", f"/tickets/{ticket_id}")
     assert body["ticket"]["escalation_reason"] == "客户要求退款超过 500 元"
+
+    # Once the ticket moves on, the reason is its history, said in the past, not its state.
+    page.get_by_role("combobox", name="Status").select_option("resolved")
+    expect(page.get_by_role("combobox", name="Status")).to_have_value("resolved")
+    expect(page.get_by_text("Escalated: 客户要求退款超过 500 元")).to_have_count(0)
+    expect(page.get_by_text(re.compile(r"^Was escalated \(.+\): 客户要求退款超过 500 元$"))).to_be_visible()
+    page.get_by_role("combobox", name="Language").select_option("zh-CN")
+    expect(page.get_by_text(re.compile(r"^曾升级（.+）：客户要求退款超过 500 元$"))).to_be_visible()
+    expect(page.get_by_text(re.compile("^已升级："))).to_have_count(0)
+
+
+def test_the_notice_after_a_conflict_goes_with_a_newer_version_or_in_time(desk, page):
+    """After a change refused for a version conflict, the page shows the other change and
+    says so. That notice holds for the version it was said of: a newer version takes it
+    away, and so does time, as any notice of something done goes. The page's timers run on
+    Playwright's clock, flowing as usual until the test pauses it to step through them."""
+    _, ticket_id = handed_off(desk)
+    page.clock.install()
+    sign_in(page, desk)
+    page.goto(f"{desk.base}/console/#/tickets/{ticket_id}")
+    status = page.get_by_role("combobox", name="Status")
+    expect(status).to_have_value("open")
+    shown = page.get_by_role("status").filter(has_text="it now shows their change")
+
+    def change_by_someone_else(patch):
+        _, _, headers = desk.api("GET", f"/tickets/{ticket_id}")
+        code, body, _ = desk.api("PATCH", f"/tickets/{ticket_id}", patch, headers={"If-Match": headers["ETag"]})
+        assert code == 200, body
+
+    def conflict(patch, then):
+        # The page hears nothing while someone else changes the ticket, then tries its own.
+        page.route("**/tickets/*", lambda r: r.abort() if r.request.method == "GET" else r.continue_())
+        change_by_someone_else(patch)
+        page.get_by_role("combobox", name="Priority").select_option(then)
+        expect(page.get_by_role("alert").filter(has_text="changed by someone else")).to_be_visible()
+        page.unroute("**/tickets/*")
+        expect(shown).to_be_visible()
+        # Stopped at once, well within the notice's time.
+        page.clock.pause_at(datetime.fromtimestamp(page.evaluate("Date.now()") / 1000 + 0.1))
+        expect(page.get_by_role("alert")).to_have_count(0)
+
+    # A newer version, well before the notice's time is up, takes it away.
+    conflict({"priority": "high"}, "urgent")
+    change_by_someone_else({"skill": "billing"})
+    page.clock.run_for(3_500)  # one poll, under half the notice's time
+    expect(page.get_by_role("combobox", name="Skill")).to_have_value("billing")
+    expect(shown).to_have_count(0)
+
+    # With no newer version, it stays through the polls and goes when its time is up.
+    page.clock.resume()
+    conflict({"priority": "low"}, "normal")
+    page.clock.run_for(3_500)
+    expect(shown).to_be_visible()
+    page.clock.run_for(6_000)
+    expect(shown).to_have_count(0)
+    expect(page.get_by_role("combobox", name="Priority")).to_have_value("low")
 
 
 class FakeIssuer:
@@ -610,7 +713,10 @@ def test_the_reference_the_customer_was_told_finds_the_ticket(desk, page):
 
 def test_the_inbox_row_and_counts_read_right(desk, page):
     _, ticket_id = handed_off(desk)
-    handed_off(desk, "我要投诉，" + "我的订单一直显示待发货，" * 9 + "请帮我查一下")
+    _, long_one = handed_off(desk, "我要投诉，" + "我的订单一直显示待发货，" * 9 + "请帮我查一下")
+    _, _, headers = desk.api("GET", f"/tickets/{long_one}")
+    status, body, _ = desk.api("PATCH", f"/tickets/{long_one}", {"priority": "urgent"}, headers={"If-Match": headers["ETag"]})
+    assert status == 200, body
     _, _, headers = desk.api("GET", f"/tickets/{ticket_id}")
     status, body, _ = desk.api("PATCH", f"/tickets/{ticket_id}", {"status": "resolved"}, headers={"If-Match": headers["ETag"]})
     assert status == 200, body
@@ -628,6 +734,22 @@ def test_the_inbox_row_and_counts_read_right(desk, page):
     page.get_by_role("combobox", name="Status").select_option("")
     expect(rows).to_have_count(2)
     expect(page.get_by_role("tab", name=re.compile("^All"))).to_have_text(re.compile(r"^All\s*1 active$"))
+    # Under the other filters, each view counts what its list of active tickets holds.
+    page.get_by_role("combobox", name="Status").select_option("active")
+    tabs = {name: page.get_by_role("tab", name=re.compile("^" + name)) for name in ["Mine", "Unassigned", "All"]}
+    page.get_by_role("combobox", name="Priority").select_option("low")
+    expect(rows).to_have_count(0)
+    for tab in tabs.values():
+        expect(tab).to_have_text(re.compile(r"^\w+\s*0$"))
+    page.get_by_role("combobox", name="Priority").select_option("urgent")
+    expect(rows).to_have_count(1)
+    expect(tabs["All"]).to_have_text(re.compile(r"^All\s*1$"))
+    expect(tabs["Unassigned"]).to_have_text(re.compile(r"^Unassigned\s*1$"))
+    expect(tabs["Mine"]).to_have_text(re.compile(r"^Mine\s*0$"))
+    page.get_by_role("combobox", name="Language").select_option("zh-CN")
+    expect(page.get_by_role("tab", name=re.compile("^全部"))).to_have_text(re.compile(r"^全部\s*1$"))
+    page.get_by_role("combobox", name="状态").select_option("")
+    expect(page.get_by_role("tab", name=re.compile("^全部"))).to_have_text(re.compile(r"^全部\s*1 个处理中$"))
 
 
 def test_a_lost_connection_notice_goes_once_the_desk_answers(desk, page):

@@ -324,9 +324,12 @@ def test_a_failed_send_offers_a_retry_that_is_taken_once(desk, site, page):
     page.goto(site.page(desk))
     box = open_chat(page)
 
+    tries = []
+
     def lose_the_answer(route):
         # The desk takes the message but the answer never reaches the browser.
         if route.request.method == "POST":
+            tries.append(json.loads(route.request.post_data)["client_message_id"])
             route.fetch()
             route.abort()
         else:
@@ -336,6 +339,13 @@ def test_a_failed_send_offers_a_retry_that_is_taken_once(desk, site, page):
     box.fill("Where is my order?")
     box.press("Enter")
     log = conversation(page)
+    expect(log).to_contain_text("Not sent")
+    # The next poll that gets through sends it again by itself, once, and it is lost again.
+    for _ in range(300):
+        if len(tries) >= 2:
+            break
+        page.wait_for_timeout(50)
+    assert len(tries) == 2 and tries[0] == tries[1], tries
     expect(log).to_contain_text("Not sent")
     page.unroute("**/webchat/messages")
     page.get_by_role("button", name="Retry").click()
@@ -347,6 +357,84 @@ def test_a_failed_send_offers_a_retry_that_is_taken_once(desk, site, page):
     )
     inbound = [m for m in desk.webchat_messages(token) if m["direction"] == "inbound"]
     assert [m["text"] for m in inbound] == ["Where is my order?"], inbound
+
+
+def posted_ids(page):
+    """The client_message_id of each message the page posts, as it leaves the browser."""
+    ids = []
+
+    def seen(r):
+        if r.method == "POST" and r.url.endswith("/webchat/messages"):
+            ids.append(json.loads(r.post_data)["client_message_id"])
+
+    page.on("request", seen)
+    return ids
+
+
+def inbound_texts(desk, page):
+    token = page.evaluate(
+        "() => JSON.parse(localStorage.getItem(Object.keys(localStorage)[0])).token"
+    )
+    return [m["text"] for m in desk.webchat_messages(token) if m["direction"] == "inbound"]
+
+
+def test_a_message_not_sent_offline_goes_by_itself_when_the_page_is_back_online(
+    desk, site, context
+):
+    page = context.new_page()
+    page.goto(site.page(desk))
+    box = open_chat(page)
+    log = conversation(page)
+    context.set_offline(True)
+    box.fill("Where is my order?")
+    box.press("Enter")
+    expect(log).to_contain_text("Not sent")
+    expect(page.get_by_role("button", name="Retry")).to_be_visible()
+    waiting = page.evaluate(
+        "() => JSON.parse(localStorage.getItem(Object.keys(localStorage)[0])).outbox"
+    )
+    assert [o["text"] for o in waiting] == ["Where is my order?"], waiting
+    ids = posted_ids(page)
+    # Back online: sent again by itself, under the id it was first given; no Retry needed.
+    context.set_offline(False)
+    expect(log).to_contain_text("Sent ·", timeout=REPLY_WAIT)
+    expect(page.get_by_role("button", name="Retry")).to_have_count(0)
+    expect(log).to_contain_text("tracking", timeout=REPLY_WAIT)
+    assert inbound_texts(desk, page) == ["Where is my order?"]
+    assert ids == [waiting[0]["cid"]], (ids, waiting)
+
+
+def test_a_refused_send_goes_again_once_when_the_next_poll_gets_through(desk, site, page):
+    page.goto(site.page(desk))
+    box = open_chat(page)
+    log = conversation(page)
+    box.fill("What are your working hours?")
+    box.press("Enter")
+    expect(log).to_contain_text("Monday to Friday", timeout=REPLY_WAIT)
+    tries = []
+
+    def refuse_once(route):
+        if route.request.method != "POST":
+            return route.continue_()
+        tries.append(json.loads(route.request.post_data)["client_message_id"])
+        if len(tries) == 1:
+            # The desk is briefly unable to take it: it never arrives.
+            return route.fulfill(
+                status=503,
+                content_type="application/json",
+                body='{"error":{"code":"unavailable","message":"try again"}}',
+            )
+        return route.continue_()
+
+    page.route("**/webchat/messages", refuse_once)
+    box.fill("Where is my order?")
+    box.press("Enter")
+    # The polls keep going; the next one that gets through sends it again, with its id.
+    expect(log).to_contain_text("tracking", timeout=REPLY_WAIT)
+    expect(log.get_by_text("Not sent")).to_have_count(0)
+    expect(page.get_by_role("button", name="Retry")).to_have_count(0)
+    assert len(tries) == 2 and tries[0] == tries[1], tries
+    assert inbound_texts(desk, page) == ["What are your working hours?", "Where is my order?"]
 
 
 def test_did_you_mean_choices_are_buttons_that_ask_again(desk, site, page):

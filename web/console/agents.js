@@ -3,7 +3,7 @@
 // (PUT /agents/{id}), and the desk gives waiting tickets to an agent who gains room.
 
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { html, usePoll, Notice, SKILLS } from './ui.js';
+import { html, usePoll, Notice, useNotice, SKILLS } from './ui.js';
 import { t } from './i18n.js';
 import { api } from './api.js';
 
@@ -93,10 +93,18 @@ function Load({ profile: a }) {
   </span>`;
 }
 
+/** Available, away, or removed: a profile no token names any more (the desk set it away
+ * at start and refuses to change it), which is no one to edit or to give tickets to. */
+function Availability({ profile: a }) {
+  if (a.removed) return html`<span class="pill agent-removed">⊘ ${t('agents.removed')}</span>`;
+  return html`<span class=${'pill ' + (a.available ? 'agent-available' : 'agent-away')}>
+    ${a.available ? '● ' + t('agents.available') : '○ ' + t('agents.away')}</span>`;
+}
+
 export function Agents({ me, onMe }) {
   const [agents, setAgents] = useState(null);
   const [editing, setEditing] = useState(null);
-  const [notice, setNotice] = useState(null);
+  const [notice, setNotice] = useNotice();
   const [error, setError] = useState(null);
   const supervisor = me.role === 'supervisor' || me.role === 'admin';
 
@@ -150,11 +158,12 @@ export function Agents({ me, onMe }) {
               <td>${list(a.skills, SKILLS, 'skill.')}</td>
               <td>${list(a.languages, LANGUAGE_CODES, 'language.')}</td>
               <td><${Load} profile=${a} /></td>
-              <td><span class=${'pill ' + (a.available ? 'agent-available' : 'agent-away')}>
-                ${a.available ? '● ' + t('agents.available') : '○ ' + t('agents.away')}</span></td>
+              <td><${Availability} profile=${a} /></td>
               ${supervisor
-                ? html`<td><button onClick=${() => { setNotice(null); setEditing(a); window.scrollTo(0, 0); }}>
-                    ${t('agents.edit', { name: a.name })}</button></td>`
+                ? html`<td>${a.removed
+                    ? html`<span class="hint">${t('agents.removed_why')}</span>`
+                    : html`<button onClick=${() => { setNotice(null); setEditing(a); window.scrollTo(0, 0); }}>
+                        ${t('agents.edit', { name: a.name })}</button>`}</td>`
                 : null}
             </tr>`)}
           </tbody>

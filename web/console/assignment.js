@@ -59,6 +59,7 @@ export function assignedText(tk) {
   const name = tk.assignee;
   const { reason, by } = tk.assignment || {};
   if (reason === 'rebalance') return t('assign.rebalance', { name });
+  if (reason === 'manual' && by === name) return t('assign.self', { name });
   if (reason === 'manual' && by) return t('assign.by_agent', { name, by });
   if (reason === 'rule') return t('assign.by_rule', { name });
   return t('assign.to', { name });

@@ -93,7 +93,7 @@ export function Inbox({ me }) {
         list = list.concat(data.tickets);
         cursor = data.next_cursor || null;
       } while (cursor && list.length < want && data.tickets.length > 0);
-      const c = await api('GET', '/tickets/counts', { etag: countsTag.current });
+      const c = await api('GET', '/tickets/counts' + query({ priority, skill, channel }), { etag: countsTag.current });
       if (generation.current !== started) return;
       answers.current = seen;
       setTickets(list);
@@ -201,8 +201,9 @@ export function Inbox({ me }) {
     return () => document.removeEventListener('keydown', onKey);
   }, []);
 
-  // The counts are of active tickets: under another status filter they say so, rather than
-  // pass for the size of the list below them.
+  // The counts are of active tickets under the other filters (priority, skill, channel), so
+  // with the status filter at "active" each is the size of its view's list; under another
+  // status they say they count active tickets, rather than pass for the size of the list.
   const count = (name) => {
     if (!counts) return '';
     return status === 'active' ? counts[name] : t('inbox.count_active', { count: counts[name] });

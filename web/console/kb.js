@@ -2,7 +2,7 @@
 // "test a question" box that shows what auto-reply would do with a question right now.
 
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { html, Notice } from './ui.js';
+import { html, Notice, useNotice } from './ui.js';
 import { t } from './i18n.js';
 import { api } from './api.js';
 
@@ -38,6 +38,17 @@ function Tester() {
       setError(t('error.generic', { message: err.message }));
     }
   };
+  // The section is a region named by its heading. One short line says what the desk would
+  // do, politely announced (it is always there, so a new result is read out); the ranked
+  // articles are a labelled list beside it, read when the agent goes to them.
+  const summary = result
+    ? [
+        result.auto_reply
+          ? t('kb.would_reply', { threshold: result.threshold })
+          : t('kb.would_handoff', { threshold: result.threshold }),
+        result.hits.length === 0 ? t('kb.no_hits') : result.hits.length === 1 ? t('kb.hit_one') : t('kb.hit_count', { count: result.hits.length }),
+      ].join(' · ')
+    : '';
   return html`<section class="tester" aria-labelledby="kb-test-title">
     <h2 id="kb-test-title">${t('kb.test')}</h2>
     <form onSubmit=${run}>
@@ -46,22 +57,15 @@ function Tester() {
       <button class="primary" type="submit">${t('kb.run_test')}</button>
     </form>
     <${Notice} kind="error">${error}<//>
-    ${result
-      ? html`<div role="status" class="test-result">
-          <p class=${result.auto_reply ? 'verdict reply' : 'verdict handoff'}>
-            ${result.auto_reply
-              ? t('kb.would_reply', { threshold: result.threshold })
-              : t('kb.would_handoff', { threshold: result.threshold })}
-          </p>
-          ${result.hits.length === 0 ? html`<p>${t('kb.no_hits')}</p>` : null}
-          <ol class="hits">
-            ${result.hits.map((h) => html`<li>
-              <strong>${h.title}</strong> <span class="hint">${h.article_id}</span>
-              <span class="pill">${t('kb.confidence', { value: h.confidence.toFixed(2) })}</span>
-              <p>${h.answer}</p>
-            </li>`)}
-          </ol>
-        </div>`
+    <p aria-live="polite" class=${result ? (result.auto_reply ? 'verdict reply' : 'verdict handoff') : 'verdict'}>${summary}</p>
+    ${result && result.hits.length
+      ? html`<ol class="hits" aria-label=${t('kb.hits')}>
+          ${result.hits.map((h) => html`<li key=${h.article_id}>
+            <strong>${h.title}</strong> <span class="hint">${h.article_id}</span>
+            <span class="pill">${t('kb.confidence', { value: h.confidence.toFixed(2) })}</span>
+            <p>${h.answer}</p>
+          </li>`)}
+        </ol>`
       : null}
   </section>`;
 }
@@ -129,7 +133,7 @@ export function KnowledgeBase({ me }) {
   const [articles, setArticles] = useState(null);
   const [search, setSearch] = useState('');
   const [editing, setEditing] = useState(null);
-  const [notice, setNotice] = useState(null);
+  const [notice, setNotice] = useNotice();
   const [error, setError] = useState(null);
   const supervisor = me.role === 'supervisor' || me.role === 'admin';
 

@@ -58,12 +58,15 @@ function duration(secs) {
   return new Intl.NumberFormat(lang(), { style: 'unit', unit, unitDisplay: 'long', maximumFractionDigits: 1 }).format(value);
 }
 
-function Groups({ title, groups, names }) {
+/** Ratings per channel or per agent; a period with none says so, not an empty table. */
+function Groups({ title, heading, groups, names }) {
   const rows = Object.entries(groups || {});
   return html`<table>
     <caption>${title}</caption>
-    <thead><tr><th scope="col"></th><th scope="col">${t('reports.count')}</th><th scope="col">${t('reports.average')}</th></tr></thead>
-    <tbody>${rows.map(([name, g]) => html`<tr><th scope="row">${names ? names(name) : name}</th><td>${g.count}</td><td>${g.average ?? t('reports.none')}</td></tr>`)}</tbody>
+    <thead><tr><th scope="col">${heading}</th><th scope="col">${t('reports.count')}</th><th scope="col">${t('reports.average')}</th></tr></thead>
+    <tbody>${rows.length
+      ? rows.map(([name, g]) => html`<tr><th scope="row">${names ? names(name) : name}</th><td>${g.count}</td><td>${g.average ?? t('reports.none')}</td></tr>`)
+      : html`<tr><td colspan="3" class="hint">${t('reports.no_ratings')}</td></tr>`}</tbody>
   </table>`;
 }
 
@@ -161,8 +164,8 @@ export function Reports({ me }) {
           <p class="figures"><span>${t('reports.count')}: <strong>${csat.count}</strong></span>
             <span>${t('reports.average')}: <strong>${csat.average ?? t('reports.none')}</strong></span></p>
           <${Bars} label=${t('reports.distribution')} bars=${['1', '2', '3', '4', '5'].map((n) => [n + '★', csat.distribution[n] || 0])} />
-          <div class="tables"><${Groups} title=${t('reports.by_channel')} groups=${csat.by_channel} names=${(c) => t('channel.' + c)} />
-          <${Groups} title=${t('reports.by_agent')} groups=${csat.by_agent} names=${(a) => (a === 'unassigned' ? t('reports.nobody') : a)} /></div>
+          <div class="tables"><${Groups} title=${t('reports.by_channel')} heading=${t('filter.channel')} groups=${csat.by_channel} names=${(c) => t('channel.' + c)} />
+          <${Groups} title=${t('reports.by_agent')} heading=${t('reports.agent')} groups=${csat.by_agent} names=${(a) => (a === 'unassigned' ? t('reports.nobody') : a)} /></div>
         </section>`
       : null}
     ${volume

@@ -2,10 +2,11 @@
 // never while an input method is composing), internal notes, the knowledge base's
 // suggestions, changes sent with If-Match, escalation, and customer merge for supervisors.
 // A notice clears itself once it no longer holds: a lost connection at the next good load,
-// a conflict (and what failed with it) once the page shows the newer version.
+// a conflict (and what failed with it) once the page shows the newer version, and the note
+// that followed the conflict once a yet newer one shows or its few seconds are up.
 
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { html, usePoll, Select, Notice, isSendingEnter, STATUSES, PRIORITIES, SKILLS } from './ui.js';
+import { html, usePoll, Select, Notice, useNotice, isSendingEnter, STATUSES, PRIORITIES, SKILLS } from './ui.js';
 import { t, when } from './i18n.js';
 import { api, query } from './api.js';
 import { DRAFTS } from './auth.js';
@@ -93,6 +94,16 @@ function Composer({ label, button, onSend, focus, textRef, busy, locked, draftKe
   </form>`;
 }
 
+/** Why the ticket was escalated: said as the present while it is escalated, and as its past
+ * once it moved on (resolved, closed, or back to an agent), with when, as a ticket's history
+ * in Zendesk or Chatwoot keeps it: still worth knowing, but no longer its state. */
+function Escalation({ ticket: tk }) {
+  if (!tk.escalation_reason) return null;
+  const reason = escalationReason(tk.escalation_reason);
+  if (tk.status === 'escalated') return html`<p class="escalation">${t('ticket.escalated_because', { reason })}</p>`;
+  return html`<p class="hint">${t('ticket.was_escalated', { when: tk.escalated_at ? when(tk.escalated_at) : '—', reason })}</p>`;
+}
+
 /** `list` with `page` merged in: an entry already there takes its new copy (its delivery
  * state moves on), and new ones go at the end, in the page's order. */
 function mergeMessages(list, page) {
@@ -113,7 +124,15 @@ export function TicketView({ id, me, focusReply }) {
   const [missing, setMissing] = useState(false);
   // The version a change was refused at (409), until the page shows a newer one.
   const [conflict, setConflict] = useState(null);
-  const [notice, setNotice] = useState(null);
+  // A notice of something done; it goes by itself (see ui.js's useNotice). "It now shows
+  // their change" holds for the version it was said at (`conflictShownAt`): a newer one, or
+  // the agent's next action, takes it away sooner.
+  const [notice, setNotice] = useNotice();
+  const conflictShownAt = useRef(null);
+  const say = (text, atVersion = null) => {
+    conflictShownAt.current = atVersion;
+    setNotice(text);
+  };
   // Why the last load failed (the desk unreachable): cleared by the next good load.
   const [loadError, setLoadError] = useState(null);
   // Why the last action failed, with the version it was tried on: once a newer version
@@ -144,7 +163,10 @@ export function TicketView({ id, me, focusReply }) {
       setLoadError(null);
       if (conflict !== null && shown > conflict) {
         setConflict(null);
-        setNotice(t('ticket.conflict_shown'));
+        say(t('ticket.conflict_shown'), shown);
+      } else if (conflictShownAt.current !== null && shown > conflictShownAt.current) {
+        // "It now shows their change" holds for the version it was said of, no later one.
+        say(null);
       }
       // A failure for want of the desk goes once it answers again; any other once a newer
       // version shows.
@@ -165,7 +187,7 @@ export function TicketView({ id, me, focusReply }) {
     setConflict(null);
     setErrorAt(null);
     setLoadError(null);
-    setNotice(null);
+    say(null);
     setAssigneeError(null);
     setReasonMissing(false);
   }, [id]);
@@ -185,7 +207,8 @@ export function TicketView({ id, me, focusReply }) {
     }
   };
 
-  // The team's ids, offered in the assignee box, so a hand-picked assignee is a real agent.
+  // The team's ids, offered in the assignee box, so a hand-picked assignee is a real agent
+  // (not a removed one, whom the desk refuses).
   const [agents, setAgents] = useState([]);
   useEffect(() => {
     api('GET', '/agents').then(({ data }) => setAgents(data.agents), () => {});
@@ -225,7 +248,7 @@ export function TicketView({ id, me, focusReply }) {
    */
   const change = async (patch, refused) => {
     setError(null);
-    setNotice(null);
+    say(null);
     try {
       const { data } = await api('PATCH', '/tickets/' + encodeURIComponent(id), {
         body: patch,
@@ -266,6 +289,7 @@ export function TicketView({ id, me, focusReply }) {
   const reload = async () => {
     setConflict(null);
     setError(null);
+    say(null);
     await load();
   };
 
@@ -274,7 +298,7 @@ export function TicketView({ id, me, focusReply }) {
     setError(null);
     try {
       await api('POST', '/tickets/' + encodeURIComponent(id) + path, { body });
-      if (done) setNotice(done);
+      if (done) say(done);
       await load();
       return true;
     } catch (e) {
@@ -333,7 +357,7 @@ export function TicketView({ id, me, focusReply }) {
         <ol class="conversation" aria-label=${t('ticket.conversation')}>
           ${mergeMessages(earlier, recent).map((m) => html`<${Entry} key=${m.id} m=${m} />`)}
         </ol>
-        ${tk.escalation_reason ? html`<p class="hint">${t('ticket.escalated_because', { reason: escalationReason(tk.escalation_reason) })}</p>` : null}
+        <${Escalation} ticket=${tk} />
         ${closed ? html`<p class="hint">${t('ticket.closed_no_reply')}</p>` : null}
         <${Composer} key=${'reply.' + id} label=${t('ticket.reply')} button=${t('ticket.send')} busy=${busy} locked=${closed}
           textRef=${replyRef} focus=${focusReply} draftKey=${DRAFTS + me.name + '.reply.' + id}
@@ -366,12 +390,15 @@ export function TicketView({ id, me, focusReply }) {
               <input value=${assignee} placeholder=${t('ticket.nobody')} list="agent-ids" autocomplete="off" disabled=${closed}
                 aria-invalid=${assigneeError ? 'true' : undefined} aria-describedby=${assigneeError ? 'assignee-error' : undefined}
                 onInput=${(e) => { setAssignee(e.currentTarget.value); setAssigneeError(null); }} />
-              <datalist id="agent-ids">${agents.map((a) => html`<option value=${a.id}>${a.name}</option>`)}</datalist>
+              <datalist id="agent-ids">${agents.filter((a) => !a.removed).map((a) => html`<option value=${a.id}>${a.name}</option>`)}</datalist>
             </label>
             ${assigneeError ? html`<p id="assignee-error" class="field-error" role="alert">${assigneeError}</p>` : null}
+            ${!closed && agents.some((a) => a.removed && a.id === tk.assignee)
+              ? html`<p class="hint">${t('ticket.assignee_removed', { name: tk.assignee })}</p>`
+              : null}
             <button type="submit" disabled=${closed}>${t('ticket.save_assignee')}</button>
             ${takesTickets
-              ? html` <button type="button" disabled=${closed} onClick=${() => assign(me.name)}>${t('ticket.assign_me')}</button>`
+              ? html` <button type="button" disabled=${closed || tk.assignee === me.name} onClick=${() => assign(me.name)}>${t('ticket.assign_me')}</button>`
               : null}
           </form>
         </section>
@@ -392,7 +419,8 @@ export function TicketView({ id, me, focusReply }) {
               ${tk.survey.comment ? html`<p>${tk.survey.comment}</p>` : null}</section>`
           : null}
         ${tk.status !== 'escalated' && !closed
-          ? html`<form noValidate onSubmit=${(e) => { e.preventDefault(); escalate(); }}>
+          ? html`<form noValidate aria-labelledby="escalate-title" onSubmit=${(e) => { e.preventDefault(); escalate(); }}>
+              <h2 id="escalate-title">${t('ticket.escalate_title')}</h2>
               <label class="field"><span>${t('ticket.reason')}</span>
                 <input ref=${reasonRef} value=${reason} aria-invalid=${reasonMissing ? 'true' : undefined}
                   aria-describedby=${reasonMissing ? 'reason-error' : undefined}
@@ -408,7 +436,7 @@ export function TicketView({ id, me, focusReply }) {
                 try {
                   await api('POST', '/customers/' + encodeURIComponent(tk.customer_id) + '/merge', { body: { from: mergeFrom.trim() } });
                   setMergeFrom('');
-                  setNotice(t('ticket.merged'));
+                  say(t('ticket.merged'));
                   await load();
                 } catch (err) {
                   failed(err);

@@ -2,7 +2,7 @@
 // every view uses.
 
 import { h } from 'preact';
-import { useEffect, useRef } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import htm from 'htm';
 import { t } from './i18n.js';
 
@@ -54,6 +54,25 @@ export function Select({ label, value, options, prefix, onChange, any, disabled,
       ${options.map((o) => html`<option value=${o} selected=${o === value}>${prefix ? t(prefix + o) : o}</option>`)}
     </select>
   </label>`;
+}
+
+/** How long a notice of something done ("Reply queued", "Profile saved") stays: it goes by
+ * itself, as a toast does in Zendesk or Chatwoot. An error stays until it no longer holds. */
+export const NOTICE_MS = 8000;
+
+/**
+ * The state of a view's notice of something done: `[text, set]`, where the text clears
+ * itself NOTICE_MS after it was set (the same text set again starts a new wait), and
+ * set(null) clears it at once.
+ */
+export function useNotice() {
+  const [notice, setNotice] = useState(null);
+  useEffect(() => {
+    if (!notice) return undefined;
+    const timer = setTimeout(() => setNotice(null), NOTICE_MS);
+    return () => clearTimeout(timer);
+  }, [notice]);
+  return [notice && notice.text, (text) => setNotice(text ? { text } : null)];
 }
 
 /** A message for a screen reader and the eye: polite by default, assertive for errors. */

@@ -275,7 +275,22 @@
     deliver(item);
   }
 
-  function deliver(item) {
+  // A message that failed is sent again by itself, once, when the page is back online or
+  // the next poll gets through: the same client_message_id, so the desk takes it once even
+  // if the first try reached it. Retry stays for the visitor; using it allows one more
+  // automatic try after that.
+  function resendFailed() {
+    pending.forEach(function (item) {
+      if (item.state === "failed" && !item.resent) {
+        item.resent = true;
+        deliver(item, true);
+      }
+    });
+  }
+  window.addEventListener("online", resendFailed);
+
+  function deliver(item, automatic) {
+    if (!automatic) item.resent = false;
     mark(item, "sending");
     var attempt = function (retried) {
       return session()
@@ -301,6 +316,9 @@
       hurry();
     }, function () {
       mark(item, "failed");
+      // Keep polling (the first message makes the session, so nothing polls yet): the desk
+      // may have taken it and answered, and a poll that gets through sends it again.
+      if (!timer && !busy) schedule(delay);
     });
   }
 
@@ -435,6 +453,7 @@
         } else {
           list.forEach(function (m) { show(m, true); });
         }
+        resendFailed();
         if (list.length) {
           after = list[list.length - 1].id;
           if (!first && list.some(function (m) { return m.direction === "outbound"; })) lastActivity = Date.now();

@@ -24,12 +24,28 @@ pub fn routes() -> Router<Arc<Deps>> {
 
 #[derive(Serialize)]
 struct AgentList {
-    agents: Vec<AgentProfile>,
+    agents: Vec<Shown>,
+}
+
+/// A profile as the reads answer it: with `removed` when no token names its agent any
+/// more (or names them the administrator). The desk set such a profile away at start and
+/// refuses to change it, so the console shows it as removed, not as editable.
+#[derive(Serialize)]
+struct Shown {
+    #[serde(flatten)]
+    profile: AgentProfile,
+    removed: bool,
+}
+
+fn shown(deps: &Deps, profile: AgentProfile) -> Shown {
+    let removed = may_hold_tickets(deps, &profile.id).is_err();
+    Shown { profile, removed }
 }
 
 async fn list(State(deps): State<Arc<Deps>>, _agent: Agent) -> Result<Json<AgentList>> {
+    let agents = deps.store.list_agents().await?;
     Ok(Json(AgentList {
-        agents: deps.store.list_agents().await?,
+        agents: agents.into_iter().map(|p| shown(&deps, p)).collect(),
     }))
 }
 
@@ -37,12 +53,13 @@ async fn show(
     State(deps): State<Arc<Deps>>,
     _agent: Agent,
     Path(id): Path<String>,
-) -> Result<Json<AgentProfile>> {
+) -> Result<Json<Shown>> {
     validate_agent_id(&id)?;
-    match deps.store.get_agent(&id).await? {
-        Some(profile) => Ok(Json(profile)),
-        None => Ok(Json(AgentProfile::default_for(&id))),
-    }
+    let profile = match deps.store.get_agent(&id).await? {
+        Some(profile) => profile,
+        None => AgentProfile::default_for(&id),
+    };
+    Ok(Json(shown(&deps, profile)))
 }
 
 async fn put_agent(

@@ -174,15 +174,34 @@ struct Counts {
     all: u64,
 }
 
+/// What the counts narrow by: the list's filters that the inbox sets beside its views, so
+/// each view's count is the size of its list of active tickets under them.
+#[derive(Debug, Deserialize)]
+struct CountsQuery {
+    priority: Option<String>,
+    skill: Option<String>,
+    channel: Option<String>,
+}
+
 async fn counts(
     State(deps): State<Arc<Deps>>,
     agent: Agent,
     headers: HeaderMap,
+    ApiQuery(q): ApiQuery<CountsQuery>,
 ) -> Result<Response> {
-    let active = TicketFilter {
-        active: true,
-        ..TicketFilter::default()
+    // The list's own rule reads the filters, with the views' status: active.
+    let as_listed = ListQuery {
+        status: Some("active".to_string()),
+        priority: q.priority,
+        skill: q.skill,
+        channel: q.channel,
+        assignee: None,
+        customer_id: None,
+        reference: None,
+        limit: None,
+        cursor: None,
     };
+    let active = filter_of(&as_listed, &agent)?;
     let mine = TicketFilter {
         assignee: Some(agent.name.clone()),
         ..active.clone()
