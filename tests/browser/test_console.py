@@ -762,3 +762,48 @@ def test_a_lost_connection_notice_goes_once_the_desk_answers(desk, page):
     page.unroute("**/tickets/*")
     expect(page.get_by_role("alert")).to_have_count(0)
     expect(page.get_by_role("combobox", name="Status")).to_have_value("open")
+
+
+def test_a_reply_whose_answer_was_lost_is_sent_once_when_sent_again(desk, page):
+    """The connection drops after the desk took the reply: the agent sees it failed and sends
+    it again (after a reload, too), and the customer gets it once. The console sends each
+    text under one Idempotency-Key until it is sent; a new text gets a new key."""
+    session, ticket_id = handed_off(desk)
+    sign_in(page, desk)
+    page.goto(f"{desk.base}/console/#/tickets/{ticket_id}")
+    keys = []
+
+    def take_then_drop(route):
+        keys.append(route.request.headers.get("idempotency-key"))
+        route.fetch()  # the desk takes it; its answer never reaches the page
+        route.abort()
+
+    page.route("**/replies", take_then_drop)
+    reply = page.get_by_role("textbox", name="Reply")
+    reply.fill("您的包裹明天送达。")
+    page.get_by_role("button", name="Send").click()
+    expect(page.get_by_role("alert")).to_contain_text("cannot be reached")
+    page.unroute("**/replies")
+
+    # The agent reloads, and sends the text still in the box.
+    page.reload()
+    expect(reply).to_have_value("您的包裹明天送达。")
+    page.on("request", lambda r: keys.append(r.headers.get("idempotency-key")) if r.url.endswith("/replies") else None)
+    page.get_by_role("button", name="Send").click()
+    expect(page.get_by_role("status")).to_contain_text("Reply queued")
+    expect(reply).to_have_value("")
+    assert len(keys) == 2 and keys[0] and keys[0] == keys[1], keys
+
+    reply.fill("还有其他问题吗？")
+    page.get_by_role("button", name="Send").click()
+    expect(reply).to_have_value("")
+    assert len(keys) == 3 and keys[2] != keys[0], keys
+    conversation = page.get_by_role("list", name="Conversation")
+    expect(conversation).to_contain_text("还有其他问题吗？")
+    texts = desk.wait_for(
+        "both replies to reach the visitor",
+        lambda: (lambda t: t if any("其他问题" in x for x in t) else None)(
+            [m["text"] for m in desk.webchat_messages(session) if m["kind"] == "agent_reply"]
+        ),
+    )
+    assert texts.count("您的包裹明天送达。") == 1, texts

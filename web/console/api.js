@@ -19,14 +19,16 @@ export class ApiError extends Error {
 /**
  * Calls the API. Returns { status, data, etag }. `etag` sends If-None-Match, and a 304
  * comes back as { status: 304, data: null }. `ifMatch` sends a ticket's version.
+ * `idempotencyKey` sends the `Idempotency-Key` under which the desk takes a request once.
  */
-export async function api(method, path, { body, etag, ifMatch, signal } = {}) {
+export async function api(method, path, { body, etag, ifMatch, signal, idempotencyKey } = {}) {
   const headers = { Accept: 'application/json' };
   const token = currentToken();
   if (token) headers.Authorization = `Bearer ${token}`;
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   if (etag) headers['If-None-Match'] = etag;
   if (ifMatch !== undefined) headers['If-Match'] = `"${ifMatch}"`;
+  if (idempotencyKey) headers['Idempotency-Key'] = idempotencyKey;
   let response;
   try {
     response = await fetch(path, {
@@ -67,6 +69,13 @@ function inLanguage(code, message) {
   const key = 'error.code.' + code;
   const text = t(key, { message });
   return text === key ? message : text;
+}
+
+/** A new random key, for an `Idempotency-Key` (random UUIDs need a secure context, which a
+ * desk reached over plain HTTP on the network is not). */
+export function newKey() {
+  if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
+  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, '0')).join('');
 }
 
 /** The query string of the non-empty values. */

@@ -8,7 +8,7 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { html, usePoll, Select, Notice, useNotice, isSendingEnter, STATUSES, PRIORITIES, SKILLS } from './ui.js';
 import { t, when } from './i18n.js';
-import { api, query } from './api.js';
+import { api, newKey, query } from './api.js';
 import { DRAFTS } from './auth.js';
 import { AssignmentSection, SlaSection, SlaShort, escalationReason } from './assignment.js';
 
@@ -52,8 +52,6 @@ function Entry({ m }) {
   </li>`;
 }
 
-/** A text box that sends on Enter. `locked` (a closed ticket) sends nothing: the box goes,
- * unless it holds text the agent typed before the ticket closed, which stays to copy. */
 /** A box's unsent text, kept for this tab under `key` (see auth.js's DRAFTS): it outlives
  * leaving the ticket, a reload, and a session that ended, until it is sent. */
 function useDraft(key) {
@@ -67,9 +65,25 @@ function useDraft(key) {
   return [text, keep];
 }
 
+/** The `Idempotency-Key` a text is sent under, kept beside its draft until it is sent: a
+ * send whose answer was lost (the connection dropped after the desk took it), sent again,
+ * even after a reload, is taken once, and the customer gets one reply. A changed text is
+ * another message, with another key. */
+function sendKey(draftKey, value, fallback) {
+  const saved = draftKey ? JSON.parse(sessionStorage.getItem(draftKey + '.key') || 'null') : fallback.current;
+  if (saved && saved.text === value) return saved.key;
+  const fresh = { text: value, key: newKey() };
+  if (draftKey) sessionStorage.setItem(draftKey + '.key', JSON.stringify(fresh));
+  else fallback.current = fresh;
+  return fresh.key;
+}
+
+/** A text box that sends on Enter. `locked` (a closed ticket) sends nothing: the box goes,
+ * unless it holds text the agent typed before the ticket closed, which stays to copy. */
 function Composer({ label, button, onSend, focus, textRef, busy, locked, draftKey }) {
   const [text, setText] = useDraft(draftKey);
   const own = useRef(null);
+  const pending = useRef(null);
   const ref = textRef || own;
   useEffect(() => {
     if (focus) ref.current?.focus();
@@ -77,9 +91,11 @@ function Composer({ label, button, onSend, focus, textRef, busy, locked, draftKe
   const send = async () => {
     const value = (ref.current?.value ?? text).trim();
     if (!value || busy || locked) return;
-    if (await onSend(value)) {
+    if (await onSend(value, sendKey(draftKey, value, pending))) {
       setText('');
       if (ref.current) ref.current.value = '';
+      if (draftKey) sessionStorage.removeItem(draftKey + '.key');
+      pending.current = null;
     }
   };
   if (locked && !text.trim()) return null;
@@ -293,11 +309,11 @@ export function TicketView({ id, me, focusReply }) {
     await load();
   };
 
-  const post = async (path, body, done) => {
+  const post = async (path, body, done, idempotencyKey) => {
     setBusy(true);
     setError(null);
     try {
-      await api('POST', '/tickets/' + encodeURIComponent(id) + path, { body });
+      await api('POST', '/tickets/' + encodeURIComponent(id) + path, { body, idempotencyKey });
       if (done) say(done);
       await load();
       return true;
@@ -361,9 +377,9 @@ export function TicketView({ id, me, focusReply }) {
         ${closed ? html`<p class="hint">${t('ticket.closed_no_reply')}</p>` : null}
         <${Composer} key=${'reply.' + id} label=${t('ticket.reply')} button=${t('ticket.send')} busy=${busy} locked=${closed}
           textRef=${replyRef} focus=${focusReply} draftKey=${DRAFTS + me.name + '.reply.' + id}
-          onSend=${(text) => post('/replies', { text }, t('ticket.sent_reply'))} />
+          onSend=${(text, key) => post('/replies', { text }, t('ticket.sent_reply'), key)} />
         <${Composer} key=${'note.' + id} label=${t('ticket.note')} button=${t('ticket.add_note')} busy=${busy}
-          draftKey=${DRAFTS + me.name + '.note.' + id} onSend=${(text) => post('/notes', { text })} />
+          draftKey=${DRAFTS + me.name + '.note.' + id} onSend=${(text, key) => post('/notes', { text }, undefined, key)} />
       </section>
       <aside class="side">
         <${SlaSection} ticket=${tk} />
