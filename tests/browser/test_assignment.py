@@ -382,3 +382,27 @@ def test_the_admin_takes_no_tickets_and_a_refused_assignee_says_why(desk, page):
     page.get_by_role("combobox", name="Language").select_option("zh-CN")
     expect(page.get_by_role("region", name="分配")).to_contain_text("bob 自行接手")
     expect(page.get_by_role("button", name="分配给我")).to_be_disabled()
+
+
+def test_an_agent_opens_on_their_own_tickets_and_a_supervisor_on_all(assigning, page):
+    """As Zendesk's "Your unsolved tickets" and Chatwoot's "Mine": an agent signs in to the
+    tickets the desk's rule gave them, a supervisor to every ticket, and a view each picks is
+    kept for them, not for whoever signs in next in the same browser."""
+    desk = assigning(sla_rules("1h"))
+    _, ticket_id = handed_off(desk)
+    holder = desk.wait_for("the assignment", lambda: ticket(desk, ticket_id)["assignee"])
+    assert holder == "alice", holder
+
+    sign_in(page, desk, ALICE)
+    mine = page.get_by_role("tab", name=re.compile("^Mine"))
+    expect(mine).to_have_attribute("aria-selected", "true")
+    expect(page.get_by_role("list", name="Ticket list").get_by_role("link", name=re.compile("快递三天了还没到"))).to_be_visible()
+    page.get_by_role("tab", name=re.compile("^Unassigned")).click()
+
+    page.get_by_role("button", name="Sign out").click()
+    sign_in(page, desk, BOB)
+    expect(page.get_by_role("tab", name=re.compile("^All"))).to_have_attribute("aria-selected", "true")
+
+    page.get_by_role("button", name="Sign out").click()
+    sign_in(page, desk, ALICE)
+    expect(page.get_by_role("tab", name=re.compile("^Unassigned"))).to_have_attribute("aria-selected", "true")

@@ -33,7 +33,11 @@ function usePersisted(key, fallback) {
 }
 
 export function Inbox({ me }) {
-  const [view, setView] = usePersisted('view', 'all');
+  // Where each opens first, until they pick another view: an agent's own tickets (the
+  // desk's rule gives them their work), as Zendesk's "Your unsolved tickets" and Chatwoot's
+  // "Mine" do; a supervisor's or the administrator's, everything. Kept per person, so that
+  // one browser signed in by two does not swap their views.
+  const [view, setView] = usePersisted(me.name + '.view', me.role === 'agent' ? 'mine' : 'all');
   const [status, setStatus] = usePersisted('status', 'active');
   const [priority, setPriority] = usePersisted('priority', '');
   const [skill, setSkill] = usePersisted('skill', '');
