@@ -126,6 +126,22 @@ async fn reversed_periods_and_oversized_keys_are_422s(w: Wiring) {
     let r = get(format!("/tickets?assignee={name}")).await.unwrap();
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["tickets"][0]["id"], t.id.as_str(), "{}", w.name);
+
+    // An id longer than any key DynamoDB takes, or none, names nothing: 404 on both
+    // stores, never the store's refusal as a 500.
+    let huge = "x".repeat(3000);
+    for path in [format!("/tickets/{huge}"), format!("/customers/{huge}")] {
+        let r = get(path).await.unwrap();
+        assert_eq!(error_of(r, 404).await, "not_found", "{}", w.name);
+    }
+    let r = http
+        .post(format!("{base}/tickets"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"customer_id": "", "description": "电话来电"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_client_error(), "{}: {}", w.name, r.status());
 }
 both!(reversed_periods_and_oversized_keys_are_422s);
 

@@ -493,3 +493,111 @@ async fn stop(instances: Vec<Arc<Runtime>>) {
         }
     }
 }
+
+/// What the inbox's counts and views read on DynamoDB: the active tickets, not the history.
+/// With 40 closed tickets and 3 active ones (one pending, one of them alice's), the counts
+/// of "all", "mine" and "unassigned" and their lists read the 3 active tickets, where a
+/// filter over the index of every ticket (or every ticket alice ever held) read all 43 at
+/// each poll of an open console.
+#[tokio::test]
+async fn the_inbox_counts_read_the_active_tickets_not_the_history() {
+    use helpdesk_core::domain::TicketFilter;
+    let stack = Stack::new().await;
+    let proxy = aws_harness::dynamo_proxy::DynamoProxy::start(&stack.config).await;
+    let store = DynamoStore::new(&proxy.config, stack.tables.clone());
+    let with_alice = |t: &Ticket| {
+        let mut next = t.clone();
+        next.apply(
+            &TicketPatch {
+                assignee: Some(Some("alice".into())),
+                ..Default::default()
+            },
+            helpdesk_core::domain::now(),
+        )
+        .unwrap();
+        next
+    };
+    for i in 0..40 {
+        let t = resolved_ticket(&store, &format!("c-old-{i}"), "早就解决了").await;
+        let held = with_alice(&t);
+        store.update_ticket(&held, t.version).await.unwrap();
+        let closed = status(&held, TicketStatus::Closed);
+        store.update_ticket(&closed, held.version).await.unwrap();
+    }
+    let mut active = Vec::new();
+    for i in 0..3 {
+        let t = Ticket::open(
+            NewTicket {
+                customer_id: format!("c-now-{i}"),
+                channel: Channel::Telegram,
+                subject: None,
+                description: "还没解决".into(),
+                priority: Priority::Normal,
+                skill: Skill::Billing,
+            },
+            helpdesk_core::domain::now(),
+        );
+        store.create_ticket(&t).await.unwrap();
+        let mut now = t.clone();
+        match i {
+            1 => now = status(&t, TicketStatus::Pending),
+            2 => now
+                .escalate("客户要求经理处理", helpdesk_core::domain::now())
+                .unwrap(),
+            _ => {}
+        }
+        if now.version != t.version {
+            store.update_ticket(&now, t.version).await.unwrap();
+        }
+        active.push(now);
+    }
+    let mine = with_alice(&active[1]);
+    store.update_ticket(&mine, active[1].version).await.unwrap();
+
+    let all = TicketFilter {
+        active: true,
+        ..Default::default()
+    };
+    let alices = TicketFilter {
+        assignee: Some("alice".into()),
+        ..all.clone()
+    };
+    let unassigned = TicketFilter {
+        unassigned: true,
+        ..all.clone()
+    };
+    let before = proxy.scanned();
+    let counts = [
+        store.count_tickets(&all).await.unwrap(),
+        store.count_tickets(&alices).await.unwrap(),
+        store.count_tickets(&unassigned).await.unwrap(),
+    ];
+    assert_eq!(counts, [3, 1, 2]);
+    assert_eq!(
+        proxy.scanned() - before,
+        9,
+        "three counts of the 3 active tickets"
+    );
+
+    let before = proxy.scanned();
+    let page = store.list_tickets(&all, 2, None).await.unwrap();
+    let ids: Vec<&str> = page.items.iter().map(|t| t.id.as_str()).collect();
+    let mut by_id: Vec<&str> = active.iter().map(|t| t.id.as_str()).collect();
+    by_id.sort_unstable_by(|a, b| b.cmp(a));
+    assert_eq!(ids, by_id[..2], "newest first across the statuses");
+    let rest = store
+        .list_tickets(&all, 2, page.next_cursor.as_deref())
+        .await
+        .unwrap();
+    assert_eq!(rest.items.len(), 1);
+    assert_eq!(rest.items[0].id, by_id[2]);
+    assert_eq!(rest.next_cursor, None);
+    let theirs = store.list_tickets(&alices, 25, None).await.unwrap();
+    assert_eq!(theirs.items.len(), 1);
+    assert_eq!(theirs.items[0].id, mine.id);
+    assert!(
+        proxy.scanned() - before <= 9,
+        "three lists of at most the 3 active tickets: {}",
+        proxy.scanned() - before
+    );
+}

@@ -146,6 +146,41 @@ fn handoffs_queued(w: &Wiring, message_id: &str) -> usize {
         .count()
 }
 
+/// Moves `t` to `status` as an agent's change does (a legal move).
+fn set_status(t: &mut Ticket, status: TicketStatus) -> helpdesk_core::Result<()> {
+    t.apply(
+        &domain::TicketPatch {
+            status: Some(status),
+            ..Default::default()
+        },
+        domain::now(),
+    )
+}
+
+/// The change feed's function, with the rules built in and a test signing key.
+fn survey_deps(w: &Wiring) -> survey::Deps {
+    survey::Deps {
+        rules: Arc::new(Rules::default()),
+        store: w.store.clone(),
+        queue: w.queue.clone(),
+        signer: SurveySigner::new("secret".to_string()),
+        public_url: "https://help.example.com".into(),
+    }
+}
+
+/// Dispatch with Telegram on, sending to `fake`.
+fn telegram_dispatch(w: &Wiring, fake: &common::provider::FakeProvider) -> dispatch::Deps {
+    let channels = helpdesk_core::channels::ChannelsConfig::from_lookup(|name| match name {
+        "TELEGRAM_SECRET_TOKEN" => Some("secret".into()),
+        "TELEGRAM_BOT_TOKEN" => Some("123:bot".into()),
+        "TELEGRAM_API_BASE" => Some(fake.base.clone()),
+        "TELEGRAM_RATE_PER_CHAT" => Some("1000".into()),
+        _ => None,
+    })
+    .unwrap();
+    dispatch::Deps::new(w.store.clone(), &channels, reqwest::Client::new(), None)
+}
+
 /// The router made the ticket, then died before the hand-off went out (and, in the second
 /// case, before the message was put on the ticket): the redelivered message finishes
 /// opening its ticket, with its hand-off, instead of joining it in silence.
@@ -297,13 +332,7 @@ async fn a_follow_up_never_joins_a_ticket_that_ended_meanwhile(w: Wiring) {
     .unwrap();
     let seen = store.active_ticket_for(&c.id).await.unwrap().unwrap();
     let (resolved, _) = flow::update_ticket(store, &old.id, |t| {
-        t.apply(
-            &domain::TicketPatch {
-                status: Some(TicketStatus::Resolved),
-                ..Default::default()
-            },
-            domain::now(),
-        )?;
+        set_status(t, TicketStatus::Resolved)?;
         Ok(true)
     })
     .await
@@ -373,27 +402,13 @@ async fn a_failed_survey_mark_never_erases_a_rating(w: Wiring) {
     );
     store.create_ticket(&ticket).await.unwrap();
     let old = ticket.clone();
-    ticket
-        .apply(
-            &domain::TicketPatch {
-                status: Some(TicketStatus::Closed),
-                ..Default::default()
-            },
-            domain::now(),
-        )
-        .unwrap();
+    set_status(&mut ticket, TicketStatus::Closed).unwrap();
     store.update_ticket(&ticket, old.version).await.unwrap();
     let change = TicketChange {
         old: Some(old),
         new: ticket.clone(),
     };
-    let deps = survey::Deps {
-        rules: std::sync::Arc::new(helpdesk_core::rules::Rules::default()),
-        store: store.clone(),
-        queue: w.queue.clone(),
-        signer: SurveySigner::new("secret".to_string()),
-        public_url: "https://help.example.com".into(),
-    };
+    let deps = survey_deps(&w);
     // The survey is marked sent, then its job fails: the change will come again.
     w.queue.inject(QueueName::Outbound, Fault::Fail);
     assert!(survey::handle_change(&deps, change.clone()).await.is_err());
@@ -441,13 +456,7 @@ async fn an_escalation_notifies_through_the_change_feed(w: Wiring) {
         old: Some(ticket.clone()),
         new: escalated.clone(),
     };
-    let deps = survey::Deps {
-        rules: std::sync::Arc::new(helpdesk_core::rules::Rules::default()),
-        store: store.clone(),
-        queue: w.queue.clone(),
-        signer: SurveySigner::new("secret".to_string()),
-        public_url: "https://help.example.com".into(),
-    };
+    let deps = survey_deps(&w);
     survey::handle_change(&deps, change.clone()).await.unwrap();
     survey::handle_change(&deps, change).await.unwrap();
     let notices: Vec<_> = w
@@ -559,15 +568,7 @@ async fn a_split_telegram_text_resends_only_its_unsent_parts(w: Wiring) {
     use common::provider::{FakeProvider, Plan};
     use helpdesk_core::domain::OutboundMessage;
     let fake = FakeProvider::start().await;
-    let channels = helpdesk_core::channels::ChannelsConfig::from_lookup(|name| match name {
-        "TELEGRAM_SECRET_TOKEN" => Some("secret".into()),
-        "TELEGRAM_BOT_TOKEN" => Some("123:bot".into()),
-        "TELEGRAM_API_BASE" => Some(fake.base.clone()),
-        "TELEGRAM_RATE_PER_CHAT" => Some("1000".into()),
-        _ => None,
-    })
-    .unwrap();
-    let deps = dispatch::Deps::new(w.store.clone(), &channels, reqwest::Client::new(), None);
+    let deps = telegram_dispatch(&w, &fake);
     let chat = format!("{}", rand::random::<u32>());
     let c = customer(w.store.as_ref(), &chat).await;
     let text: String = ["甲", "乙", "丙"].iter().map(|c| c.repeat(4000)).collect();
@@ -738,14 +739,7 @@ async fn replies_and_surveys_of_a_customer_merged_away_reach_the_one_that_stays(
     use common::provider::FakeProvider;
     use helpdesk_core::domain::{MergePlan, OutboundMessage};
     let fake = FakeProvider::start().await;
-    let channels = helpdesk_core::channels::ChannelsConfig::from_lookup(|name| match name {
-        "TELEGRAM_SECRET_TOKEN" => Some("secret".into()),
-        "TELEGRAM_BOT_TOKEN" => Some("123:bot".into()),
-        "TELEGRAM_API_BASE" => Some(fake.base.clone()),
-        _ => None,
-    })
-    .unwrap();
-    let deps = dispatch::Deps::new(w.store.clone(), &channels, reqwest::Client::new(), None);
+    let deps = telegram_dispatch(&w, &fake);
     let store = w.store.as_ref();
     let into = store
         .resolve_customer(
@@ -807,31 +801,11 @@ async fn replies_and_surveys_of_a_customer_merged_away_reach_the_one_that_stays(
 
     // The close, as a change read before the merge moved the ticket.
     let old = ticket.clone();
-    ticket
-        .apply(
-            &domain::TicketPatch {
-                status: Some(TicketStatus::Closed),
-                ..Default::default()
-            },
-            domain::now(),
-        )
-        .unwrap();
-    let survey_deps = survey::Deps {
-        rules: Arc::new(Rules::default()),
-        store: w.store.clone(),
-        queue: w.queue.clone(),
-        signer: SurveySigner::new("secret".to_string()),
-        public_url: "https://help.example.com".into(),
-    };
+    set_status(&mut ticket, TicketStatus::Closed).unwrap();
+    let survey_deps = survey_deps(&w);
     let moved = store.get_ticket(&ticket.id).await.unwrap().unwrap();
     flow::update_ticket(store, &ticket.id, |t| {
-        t.apply(
-            &domain::TicketPatch {
-                status: Some(TicketStatus::Closed),
-                ..Default::default()
-            },
-            domain::now(),
-        )?;
+        set_status(t, TicketStatus::Closed)?;
         Ok(true)
     })
     .await
@@ -1153,13 +1127,7 @@ async fn two_runs_of_one_auto_reply_job_give_its_message_one_outcome(w: Wiring) 
     // The other order: answered first, then a ticket opens, then the job comes again.
     let (answered, job) = auto_reply_job(store.as_ref(), &c, "忘记密码怎么办").await;
     flow::update_ticket(store.as_ref(), &ticket.id, |t| {
-        t.apply(
-            &domain::TicketPatch {
-                status: Some(TicketStatus::Closed),
-                ..Default::default()
-            },
-            domain::now(),
-        )?;
+        set_status(t, TicketStatus::Closed)?;
         Ok(true)
     })
     .await

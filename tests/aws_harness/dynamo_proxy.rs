@@ -30,6 +30,8 @@ struct Inner {
     client: reqwest::Client,
     on_update: tokio::sync::Mutex<OnUpdate>,
     operations: Mutex<Vec<String>>,
+    /// The items the queries read (their `ScannedCount`), what DynamoDB bills them by.
+    scanned: Mutex<u64>,
 }
 
 pub struct DynamoProxy {
@@ -47,6 +49,7 @@ impl DynamoProxy {
             client: reqwest::Client::new(),
             on_update: tokio::sync::Mutex::new(OnUpdate::Forward),
             operations: Mutex::default(),
+            scanned: Mutex::default(),
         });
         let app = axum::Router::new()
             .fallback(forward)
@@ -70,6 +73,11 @@ impl DynamoProxy {
     {
         self.on_update(OnUpdate::Before(Box::new(move || Box::pin(step()))))
             .await;
+    }
+
+    /// How many items the queries that came through so far read, filtered out or not.
+    pub fn scanned(&self) -> u64 {
+        *self.inner.scanned.lock().unwrap()
     }
 
     /// How many calls of `operation` (`"UpdateItem"`, `"Scan"`) came through so far,
@@ -131,6 +139,13 @@ async fn forward(State(inner): State<Arc<Inner>>, request: Request) -> Response 
     let status = answer.status();
     let headers = answer.headers().clone();
     let bytes = answer.bytes().await.unwrap();
+    if operation == "Query" {
+        let read = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v["ScannedCount"].as_u64())
+            .unwrap_or(0);
+        *inner.scanned.lock().unwrap() += read;
+    }
     let mut response = (status, bytes).into_response();
     for (name, value) in &headers {
         let skip: [HeaderName; 3] = [

@@ -108,19 +108,36 @@ impl WebchatLimits {
 }
 
 /// The caller's address: the TCP peer locally, API Gateway's `sourceIp` on AWS (not
-/// `X-Forwarded-For`, which a caller can write).
+/// `X-Forwarded-For`, which a caller can write), as the limits count it ([`counted_as`]).
 fn client_address(req: &axum::extract::Request) -> String {
     if let Some(ConnectInfo(peer)) = req.extensions().get::<ConnectInfo<std::net::SocketAddr>>() {
-        return peer.ip().to_string();
+        return counted_as(peer.ip());
     }
     use lambda_http::request::RequestContext;
     match req.extensions().get::<RequestContext>() {
-        Some(RequestContext::ApiGatewayV2(ctx)) => ctx
-            .http
-            .source_ip
-            .clone()
-            .unwrap_or_else(|| "unknown".into()),
+        Some(RequestContext::ApiGatewayV2(ctx)) => match ctx.http.source_ip.as_deref() {
+            Some(ip) => ip
+                .parse::<std::net::IpAddr>()
+                .map_or_else(|_| ip.to_string(), counted_as),
+            None => "unknown".into(),
+        },
         _ => "unknown".into(),
+    }
+}
+
+/// An address as a limit counts it: an IPv4 address as it is (an IPv4 address written as
+/// IPv6 too), and an IPv6 address by its /64, the block one home or one host is given, so
+/// that a caller cannot open a fresh count with each of its 2⁶⁴ addresses.
+fn counted_as(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
     }
 }
 
@@ -453,6 +470,22 @@ async fn list_messages(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_ipv6_caller_is_counted_by_its_64_block() {
+        use super::counted_as;
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        assert_eq!(counted_as(ip("203.0.113.7")), "203.0.113.7");
+        assert_eq!(counted_as(ip("::ffff:203.0.113.7")), "203.0.113.7");
+        let one = counted_as(ip("2001:db8:aa:bb:1:2:3:4"));
+        assert_eq!(one, "2001:db8:aa:bb::/64");
+        assert_eq!(
+            counted_as(ip("2001:db8:aa:bb:ffff::9")),
+            one,
+            "the same block"
+        );
+        assert_ne!(counted_as(ip("2001:db8:aa:bc::1")), one, "the next block");
+    }
+
     use super::*;
 
     fn agent_reply(author: &str) -> Message {

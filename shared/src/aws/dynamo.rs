@@ -167,6 +167,11 @@ fn ticket_item(t: &Ticket) -> Result<Item> {
 }
 
 /// The key of an agent's profile item in the tickets table.
+type TicketQuery = aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
+
+/// The longest partition key DynamoDB takes.
+const MAX_PARTITION_KEY_BYTES: usize = 2048;
+
 fn agent_key(id: &str) -> String {
     format!("agent#{id}")
 }
@@ -481,6 +486,11 @@ impl DynamoStore {
     }
 
     async fn get(&self, table: &str, key: &str, value: &str) -> Result<Option<Item>> {
+        // DynamoDB refuses an empty key or one over 2,048 bytes, and holds no item under
+        // either: not found, as SQLite answers (an id from a path or a cursor is anyone's).
+        if value.is_empty() || value.len() > MAX_PARTITION_KEY_BYTES {
+            return Ok(None);
+        }
         let out = self
             .client
             .get_item()
@@ -513,11 +523,48 @@ impl DynamoStore {
     /// Runs a query to the end or until `want` items are in, following pages.
     /// The query for a ticket filter, newest first: the most selective index carries the
     /// key condition and the other filters narrow it.
-    fn ticket_query(
-        &self,
-        filter: &TicketFilter,
-        cursor: Option<&str>,
-    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+    /// The queries that together answer `filter`: one, or, for the active tickets that no
+    /// customer or reference keys (the inbox's views and their counts), one per active
+    /// status on the status index. The active tickets are the desk's working set; every
+    /// other index an inbox view could read (all tickets, an agent's, a skill's) holds the
+    /// whole history, which a filter expression reads in full, and pays for, before it
+    /// drops what ended: each poll of the console's counts would read every ticket ever
+    /// made.
+    fn ticket_queries(&self, filter: &TicketFilter, cursor: Option<&str>) -> Vec<TicketQuery> {
+        let by_status = filter.active
+            && filter.status.is_none()
+            && filter.reference.is_none()
+            && filter.customer_id.is_none();
+        if !by_status {
+            return vec![self.ticket_query(filter, cursor)];
+        }
+        TicketStatus::ACTIVE
+            .iter()
+            .map(|status| {
+                let one = TicketFilter {
+                    status: Some(*status),
+                    active: false,
+                    // Keyed by the status, the agent is a filter.
+                    assignee: None,
+                    ..filter.clone()
+                };
+                let mut req = self.ticket_query(&one, cursor);
+                if let Some(agent) = &filter.assignee {
+                    let expression = match req.get_filter_expression() {
+                        Some(other) => format!("{other} AND #agent = :agent"),
+                        None => "#agent = :agent".to_string(),
+                    };
+                    req = req
+                        .filter_expression(expression)
+                        .expression_attribute_names("#agent", "assignee")
+                        .expression_attribute_values(":agent", s(agent));
+                }
+                req
+            })
+            .collect()
+    }
+
+    fn ticket_query(&self, filter: &TicketFilter, cursor: Option<&str>) -> TicketQuery {
         let mut conditions: Vec<(&str, String)> = Vec::new();
         if let Some(r) = &filter.reference {
             conditions.push(("ticket_ref", r.clone()));
@@ -767,9 +814,21 @@ impl TicketStore for DynamoStore {
         cursor: Option<&str>,
     ) -> Result<Page<Ticket>> {
         let limit = limit.clamp(1, 100);
-        let req = self.ticket_query(filter, cursor).limit((limit + 1) as i32);
-        let items = self.query_all(req, limit + 1).await?;
-        let mut tickets: Vec<Ticket> = items.iter().map(body_of).collect::<Result<_>>()?;
+        let mut tickets: Vec<Ticket> = Vec::new();
+        for mut req in self.ticket_queries(filter, cursor) {
+            // A page's limit counts what it reads, before a filter drops any: with one, a
+            // page of 26 would walk the index 26 items a request.
+            if req.get_filter_expression().is_none() {
+                req = req.limit((limit + 1) as i32);
+            }
+            for item in self.query_all(req, limit + 1).await? {
+                tickets.push(body_of(&item)?);
+            }
+        }
+        // Newest first across the queries; a ticket that changed status between two of
+        // them is read twice, and kept once.
+        tickets.sort_by(|a, b| b.id.cmp(&a.id));
+        tickets.dedup_by(|a, b| a.id == b.id);
         let next_cursor = if tickets.len() > limit {
             tickets.truncate(limit);
             tickets.last().map(|t| t.id.clone())
@@ -783,22 +842,23 @@ impl TicketStore for DynamoStore {
     }
 
     async fn count_tickets(&self, filter: &TicketFilter) -> Result<u64> {
-        let mut req = self
-            .ticket_query(filter, None)
-            .select(aws_sdk_dynamodb::types::Select::Count);
         let mut total = 0u64;
-        loop {
-            let out = req
-                .clone()
-                .send()
-                .await
-                .map_err(|e| db_err("count tickets", e))?;
-            total += out.count.max(0) as u64;
-            match out.last_evaluated_key {
-                Some(key) => req = req.set_exclusive_start_key(Some(key)),
-                None => return Ok(total),
+        for req in self.ticket_queries(filter, None) {
+            let mut req = req.select(aws_sdk_dynamodb::types::Select::Count);
+            loop {
+                let out = req
+                    .clone()
+                    .send()
+                    .await
+                    .map_err(|e| db_err("count tickets", e))?;
+                total += out.count.max(0) as u64;
+                match out.last_evaluated_key {
+                    Some(key) => req = req.set_exclusive_start_key(Some(key)),
+                    None => break,
+                }
             }
         }
+        Ok(total)
     }
 
     async fn active_ticket_for(&self, customer_id: &str) -> Result<Option<Ticket>> {
