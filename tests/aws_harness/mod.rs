@@ -270,7 +270,7 @@ pub fn http_event(
         "http": {"method": method, "path": raw_path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "test"}
     });
     if let Some((name, role)) = agent {
-        context["authorizer"] = json!({"jwt": {"claims": {"sub": "u-1", "preferred_username": name, "helpdesk_role": role}, "scopes": null}});
+        context["authorizer"] = json!({"jwt": {"claims": {"sub": "u-1", "email": name, "email_verified": "true", "helpdesk_role": role}, "scopes": null}});
     }
     json!({
         "version": "2.0", "routeKey": "$default", "rawPath": raw_path, "rawQueryString": query,

@@ -72,8 +72,11 @@ pub const ROLE_HEADER: &str = "x-helpdesk-role";
 /// Who the verified claims of a JWT say the agent is. With Cognito (the stack's own user
 /// pool), the agent is the `sub`, which the user cannot change, and the role is the highest
 /// of the `cognito:groups` (`admin`, `supervisor`, `agent`; `agent` for none). With another
-/// issuer, the name is `preferred_username`, `email` or `sub`, and the role the
-/// `helpdesk_role` claim (`agent` when absent). `None` when the claims name nobody.
+/// issuer, the name is the `email` when the issuer says it is verified (`email_verified`),
+/// else the `sub`, and the role the `helpdesk_role` claim (`agent` when absent). Never the
+/// `preferred_username`, nor an email not verified: many issuers let a user change those,
+/// and one who set a colleague's would become them (their tickets, their "me"). `None`
+/// when the claims name nobody.
 pub fn agent_from_claims(claim: impl Fn(&str) -> Option<String>) -> Option<Agent> {
     let nonempty = |k: &str| claim(k).filter(|v| !v.trim().is_empty());
     if let Some(groups) = nonempty("cognito:groups") {
@@ -83,9 +86,10 @@ pub fn agent_from_claims(claim: impl Fn(&str) -> Option<String>) -> Option<Agent
             .unwrap_or(Role::Agent);
         return nonempty("sub").map(|name| Agent { name, role });
     }
-    let name = ["preferred_username", "email", "sub"]
-        .iter()
-        .find_map(|k| nonempty(k))?;
+    let verified = nonempty("email_verified").is_some_and(|v| v.trim() == "true");
+    let name = nonempty("email")
+        .filter(|_| verified)
+        .or_else(|| nonempty("sub"))?;
     let role = nonempty("helpdesk_role")
         .and_then(|r| Role::parse(&r))
         .unwrap_or(Role::Agent);
@@ -352,14 +356,32 @@ mod tests {
         let other =
             agent_from_claims(claims(&[("sub", "b"), ("cognito:groups", "[admins2]")])).unwrap();
         assert_eq!(other.role, Role::Agent);
-        // Another issuer keeps its own claims.
+        // Another issuer: a verified email names the agent, else the `sub`; a name the
+        // user may set (`preferred_username`, an email not verified) never does.
         let own = agent_from_claims(claims(&[
             ("sub", "c"),
             ("preferred_username", "li"),
+            ("email", "li@example.com"),
+            ("email_verified", "true"),
             ("helpdesk_role", "supervisor"),
         ]))
         .unwrap();
-        assert_eq!((own.name.as_str(), own.role), ("li", Role::Supervisor));
+        assert_eq!(
+            (own.name.as_str(), own.role),
+            ("li@example.com", Role::Supervisor)
+        );
+        let unverified: [&'static [(&str, &str)]; 3] = [
+            &[("sub", "d"), ("preferred_username", "li")],
+            &[("sub", "d"), ("email", "li@example.com")],
+            &[
+                ("sub", "d"),
+                ("email", "li@example.com"),
+                ("email_verified", "false"),
+            ],
+        ];
+        for pairs in unverified {
+            assert_eq!(agent_from_claims(claims(pairs)).unwrap().name, "d");
+        }
         assert!(agent_from_claims(claims(&[("cognito:groups", "[agent]")])).is_none());
     }
 
