@@ -496,3 +496,73 @@ async fn report_dates_outside_sane_years_are_refused() {
         .unwrap();
     assert_eq!(health.status(), 200);
 }
+
+/// A path segment that is not UTF-8 is a 400 in the error form on every agent route that
+/// takes an id, not axum's plain text; the survey link, which it cannot be, is the usual
+/// 404 (a page for a browser); the console's files answer 404.
+#[tokio::test]
+async fn path_segments_that_are_not_utf8_get_the_error_form() {
+    let dir = TempDir::new();
+    let server = Server::start(&dir.0, &[]).await;
+    let http = &server.http;
+    let body = json!({"text": "hi", "reason": "late", "from": "c"});
+    for (method, path) in [
+        (reqwest::Method::POST, "/tickets/%FF/replies"),
+        (reqwest::Method::POST, "/tickets/%FF/notes"),
+        (reqwest::Method::POST, "/tickets/%FF/escalate"),
+        (reqwest::Method::GET, "/customers/%FF"),
+        (reqwest::Method::POST, "/customers/%FF/merge"),
+        (reqwest::Method::GET, "/kb/articles/%FF"),
+        (reqwest::Method::DELETE, "/kb/articles/%FF"),
+        (reqwest::Method::PUT, "/kb/articles/%FF"),
+        (reqwest::Method::GET, "/agents/%FF"),
+        (reqwest::Method::PUT, "/agents/%C0%AF"),
+    ] {
+        let r = http
+            .request(method.clone(), server.url(path))
+            .bearer_auth(ADMIN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let json = r.headers()["content-type"]
+            .to_str()
+            .is_ok_and(|t| t.starts_with("application/json"));
+        assert!(json, "{method} {path}");
+        assert_eq!(error_code(r, 400).await, "bad_request", "{method} {path}");
+    }
+    // Who asks is checked before what they ask for.
+    let r = http.get(server.url("/customers/%FF")).send().await.unwrap();
+    assert_eq!(error_code(r, 401).await, "unauthorized");
+
+    let r = http
+        .get(server.url("/surveys/%FF"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(r, 404).await, "not_found");
+    let r = http
+        .post(server.url("/surveys/%FF"))
+        .json(&json!({"rating": 5}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(r, 404).await, "not_found");
+    let r = http.get(server.url("/surveys/%FF")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("Survey not found") && page.contains("找不到该调查"),
+        "{page}"
+    );
+
+    let r = http.get(server.url("/console/%FF")).send().await.unwrap();
+    assert_eq!(error_code(r, 404).await, "not_found");
+    let r = http
+        .get(server.url("/console/%FF/app.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(r, 404).await, "not_found");
+}
