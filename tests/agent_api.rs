@@ -1322,3 +1322,65 @@ async fn a_generated_admin_token_is_printed_once_and_shown_on_request() {
     assert!(!none.status.success());
     assert!(String::from_utf8_lossy(&none.stderr).contains("no admin token yet"));
 }
+
+/// Starts `serve` on `data_dir` with its warnings logged, stops it once it listens, and
+/// returns what it logged.
+async fn log_of_a_start(data_dir: &std::path::Path) -> String {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_helpdesk"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .env("HELPDESK_ADMIN_TOKEN", ADMIN)
+        .env_remove("HELPDESK_AGENTS")
+        .env("HELPDESK_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let log = tokio::spawn(async move {
+        let mut log = String::new();
+        let _ = stderr.read_to_string(&mut log).await;
+        log
+    });
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    tokio::time::timeout(PATIENCE, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.starts_with("helpdesk listening on ") {
+                return;
+            }
+        }
+        panic!("helpdesk exited before listening");
+    })
+    .await
+    .unwrap();
+    child.kill().await.unwrap();
+    let _ = child.wait().await;
+    log.await.unwrap()
+}
+
+/// The data directory's database holds the generated admin token and the survey secret: a
+/// new one is its owner's alone (0700), and one that others can read is warned about at
+/// start and left as it is.
+#[cfg(unix)]
+#[tokio::test]
+async fn the_data_directory_is_its_owners_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let dir = TempDir::new();
+    let data = dir.0.join("new").join("data");
+    let log = log_of_a_start(&data).await;
+    assert_eq!(mode(&data), 0o700, "{:o}", mode(&data));
+    assert!(data.join("helpdesk.sqlite3").exists());
+    assert!(!log.contains("chmod 700"), "{log}");
+
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let log = log_of_a_start(&data).await;
+    assert!(log.contains("WARN") && log.contains("chmod 700"), "{log}");
+    assert_eq!(mode(&data), 0o755, "a start changes no one's modes");
+
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let log = log_of_a_start(&data).await;
+    assert!(!log.contains("chmod 700"), "{log}");
+}
