@@ -1323,6 +1323,99 @@ async fn a_generated_admin_token_is_printed_once_and_shown_on_request() {
     assert!(String::from_utf8_lossy(&none.stderr).contains("no admin token yet"));
 }
 
+/// The `Cache-Control` of an answer.
+fn cache_control(r: &reqwest::Response) -> String {
+    r.headers()
+        .get("cache-control")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// What holds customers' words or a person's details is kept by no cache (`no-store`): a
+/// ticket, a customer, the signed-in agent, the visitor's conversation and the survey, as
+/// JSON and as a page, errors included. The lists and counts keep `no-cache`, so the
+/// console's polls still revalidate with their ETags (304).
+#[tokio::test]
+async fn answers_holding_customers_words_are_not_stored() {
+    let dir = TempDir::new();
+    let server = Server::start(&dir.0, &[]).await;
+    let visitor = server.visitor().await;
+    let id = ticket_for(&visitor, "我的订单显示已付款但商家说没收到钱").await;
+
+    let ticket = server.get(&format!("/tickets/{id}"), ADMIN).await;
+    assert_eq!(ticket.status(), 200);
+    assert_eq!(cache_control(&ticket), "no-store");
+    let view: Value = ticket.json().await.unwrap();
+    let customer = view["ticket"]["customer_id"].as_str().unwrap().to_string();
+    for path in [
+        format!("/customers/{customer}"),
+        "/me".to_string(),
+        "/agents/alice".to_string(),
+        "/reports/volume".to_string(),
+        "/tickets/no-such-ticket".to_string(),
+    ] {
+        let r = server.get(&path, BOB).await;
+        assert!(r.status() == 200 || r.status() == 404, "{path}");
+        assert_eq!(cache_control(&r), "no-store", "{path}");
+    }
+    let poll = server.get("/webchat/messages", &visitor.token).await;
+    assert_eq!(poll.status(), 200);
+    assert_eq!(cache_control(&poll), "no-store");
+    let refused = server.get("/webchat/messages", "forged-token").await;
+    assert_eq!(cache_control(&refused), "no-store");
+
+    for path in ["/tickets", "/tickets/counts"] {
+        let r = server.get(path, ALICE).await;
+        assert_eq!(cache_control(&r), "no-cache", "{path}");
+        let etag = r.headers()["etag"].clone();
+        let again = server
+            .http
+            .get(server.url(path))
+            .bearer_auth(ALICE)
+            .header("if-none-match", etag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), 304, "{path}");
+        assert_eq!(cache_control(&again), "no-cache", "{path}");
+    }
+
+    let (_, version) = server.ticket(&id).await;
+    let r = server
+        .patch(&id, Some(version), json!({"status": "closed"}))
+        .await;
+    assert_eq!(r.status(), 200);
+    let survey = visitor.wait_for("survey").await;
+    let text = survey["text"].as_str().unwrap();
+    let link = text
+        .split_whitespace()
+        .chain(text.split('：'))
+        .find_map(|w| w.find("http").map(|i| w[i..].to_string()))
+        .unwrap();
+    let page = server.http.get(&link).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert_eq!(cache_control(&page), "no-store");
+    let json_view = server
+        .http
+        .get(&link)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json_view.status(), 200);
+    assert_eq!(cache_control(&json_view), "no-store");
+    let answered = server
+        .http
+        .post(&link)
+        .json(&json!({"rating": 5, "comment": "很满意"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answered.status(), 200);
+    assert_eq!(cache_control(&answered), "no-store");
+}
+
 /// Starts `serve` on `data_dir` with its warnings logged, stops it once it listens, and
 /// returns what it logged.
 async fn log_of_a_start(data_dir: &std::path::Path) -> String {

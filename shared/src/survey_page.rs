@@ -4,7 +4,7 @@
 
 use crate::domain::{self, Ticket};
 use crate::flow;
-use crate::http::{body_bytes, cors_for_visitors, parse_json, ApiPath};
+use crate::http::{body_bytes, cors_for_visitors, no_store_by_default, parse_json, ApiPath};
 use crate::ports::Store;
 use crate::survey_token::SurveySigner;
 use crate::{Error, ErrorKind, Result};
@@ -26,6 +26,7 @@ pub fn router(deps: Arc<Deps>) -> Router {
     Router::new()
         .route("/surveys/{token}", get(show).post(answer))
         .layer(axum::middleware::map_response(security_headers))
+        .layer(axum::middleware::map_response(no_store_by_default))
         .layer(axum::middleware::from_fn(cors_for_visitors))
         .with_state(deps)
 }

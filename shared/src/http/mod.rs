@@ -162,6 +162,18 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath
     }
 }
 
+/// `Cache-Control: no-store` on an answer that chose no caching of its own, as a layer
+/// (`axum::middleware::map_response`) on the routes whose answers hold customers' words or
+/// a person's details: neither a shared cache nor the browser keeps a copy on disk. A
+/// list revalidated with an ETag sets its own `no-cache` and keeps it.
+pub async fn no_store_by_default(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .entry(axum::http::header::CACHE_CONTROL)
+        .or_insert(axum::http::HeaderValue::from_static("no-store"));
+    response
+}
+
 /// The bearer token of an `Authorization` header.
 pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     let value = headers
