@@ -566,3 +566,99 @@ async fn path_segments_that_are_not_utf8_get_the_error_form() {
         .unwrap();
     assert_eq!(error_code(r, 404).await, "not_found");
 }
+
+/// An object that names a key twice is refused (400 `invalid_json`), as the survey form
+/// refuses a repeated `rating`, instead of the last one silently winning; nothing changes.
+#[tokio::test]
+async fn a_json_key_named_twice_is_refused() {
+    let dir = TempDir::new();
+    let server = Server::start(&dir.0, &[]).await;
+    let http = &server.http;
+    let visitor = server.visitor().await;
+    visitor.say("Why was I charged twice this month?").await;
+    let handoff = visitor.wait_for("handoff").await;
+    let id = handoff["ticket_id"].as_str().unwrap().to_string();
+
+    let (before, version) = server.ticket(&id).await;
+    let r = http
+        .patch(server.url(&format!("/tickets/{id}")))
+        .bearer_auth(ADMIN)
+        .header("If-Match", version.to_string())
+        .header("content-type", "application/json")
+        .body(r#"{"priority": "urgent", "priority": "low"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(r, 400).await, "invalid_json");
+    let (after, still) = server.ticket(&id).await;
+    assert_eq!(still, version);
+    assert_eq!(after["ticket"]["priority"], before["ticket"]["priority"]);
+    // A visitor's message with two texts, likewise.
+    let r = http
+        .post(server.url("/webchat/messages"))
+        .bearer_auth(&visitor.token)
+        .header("content-type", "application/json")
+        .body(r#"{"text": "还有一个问题", "text": "另一个"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(r, 400).await, "invalid_json");
+
+    let r = server
+        .patch(&id, Some(version), json!({"status": "closed"}))
+        .await;
+    assert_eq!(r.status(), 200);
+    let survey = visitor.wait_for("survey").await;
+    let text = survey["text"].as_str().unwrap();
+    let link = text
+        .split_whitespace()
+        .chain(text.split('：'))
+        .find_map(|w| w.find("http").map(|i| w[i..].to_string()))
+        .unwrap();
+    let r = http
+        .post(&link)
+        .header("content-type", "application/json")
+        .body(r#"{"rating": 5, "rating": 1}"#)
+        .send()
+        .await
+        .unwrap();
+    let message = {
+        assert_eq!(r.status(), 400);
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "invalid_json");
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(message.contains("\"rating\""), "{message}");
+    // The form post answers a repeated rating the same way.
+    let r = http
+        .post(&link)
+        .form(&[("rating", "5"), ("rating", "1")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let (view, _) = server.ticket(&id).await;
+    assert!(view["ticket"]["survey"]["rating"].is_null(), "{view}");
+
+    // The same key in two different objects is no repeat: this body is refused for its
+    // shape (a comment is text), not as a repeat.
+    let r = http
+        .post(&link)
+        .json(&json!({"rating": 4, "comment": {"a": 1, "b": {"a": 2}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(r, 422).await, "invalid_body");
+    let r = http
+        .post(&link)
+        .json(&json!({"rating": 4}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (view, _) = server.ticket(&id).await;
+    assert_eq!(view["ticket"]["survey"]["rating"], 4);
+}
