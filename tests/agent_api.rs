@@ -1367,7 +1367,7 @@ async fn answers_holding_customers_words_are_not_stored() {
 
     for path in ["/tickets", "/tickets/counts"] {
         let r = server.get(path, ALICE).await;
-        assert_eq!(cache_control(&r), "no-cache", "{path}");
+        assert_eq!(cache_control(&r), "private, no-cache", "{path}");
         let etag = r.headers()["etag"].clone();
         let again = server
             .http
@@ -1378,7 +1378,7 @@ async fn answers_holding_customers_words_are_not_stored() {
             .await
             .unwrap();
         assert_eq!(again.status(), 304, "{path}");
-        assert_eq!(cache_control(&again), "no-cache", "{path}");
+        assert_eq!(cache_control(&again), "private, no-cache", "{path}");
     }
 
     let (_, version) = server.ticket(&id).await;

@@ -507,6 +507,8 @@ async fn path_segments_that_are_not_utf8_get_the_error_form() {
     let http = &server.http;
     let body = json!({"text": "hi", "reason": "late", "from": "c"});
     for (method, path) in [
+        (reqwest::Method::GET, "/tickets/%FF"),
+        (reqwest::Method::PATCH, "/tickets/%FF"),
         (reqwest::Method::POST, "/tickets/%FF/replies"),
         (reqwest::Method::POST, "/tickets/%FF/notes"),
         (reqwest::Method::POST, "/tickets/%FF/escalate"),
@@ -532,7 +534,7 @@ async fn path_segments_that_are_not_utf8_get_the_error_form() {
         assert_eq!(error_code(r, 400).await, "bad_request", "{method} {path}");
     }
     // Who asks is checked before what they ask for.
-    let r = http.get(server.url("/customers/%FF")).send().await.unwrap();
+    let r = http.get(server.url("/tickets/%FF")).send().await.unwrap();
     assert_eq!(error_code(r, 401).await, "unauthorized");
 
     let r = http
