@@ -111,6 +111,7 @@ async fn import(file: &PathBuf, data_dir: &std::path::Path) -> Result<()> {
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let articles =
         parse_articles(&text).map_err(|e| anyhow::anyhow!("{}: {}", file.display(), e.message))?;
+    serve::private_data_dir(data_dir)?;
     let index =
         TantivyIndex::open(&serve::index_dir(data_dir)).map_err(|e| anyhow::anyhow!(e.message))?;
     let created = index

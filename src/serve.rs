@@ -78,13 +78,46 @@ pub fn stored_admin_token(data_dir: &Path) -> Result<Option<String>> {
 
 const ADMIN_TOKEN_KEY: &str = "admin_token";
 
+/// Makes the data directory when there is none, readable by its owner only: the database in
+/// it holds the generated admin token and the survey secret. One that exists is left as it
+/// is, with a warning when its group or others have any access to it.
+pub fn private_data_dir(dir: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        if let Ok(meta) = std::fs::metadata(dir) {
+            if !meta.is_dir() {
+                anyhow::bail!("the data directory {} is not a directory", dir.display());
+            }
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    data_dir = %dir.display(),
+                    mode = %format!("{mode:o}"),
+                    "the data directory is open to other users of this machine, and its database holds the admin token and the survey secret; `chmod 700` it"
+                );
+            }
+            return Ok(());
+        }
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("creating the data directory {}", dir.display()))
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating the data directory {}", dir.display()))
+    }
+}
+
 pub async fn run(addr: SocketAddr, data_dir: PathBuf) -> Result<()> {
     let config = Config::from_env(data_dir)?;
     // Checked before anything is opened or made: a start that stops here has printed no
     // admin token.
     let agents = tickets::Agents::parse_agents(config.agents.as_deref()).map_err(core_err)?;
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+    private_data_dir(&config.data_dir)?;
     let sqlite =
         Arc::new(SqliteStore::open(&config.data_dir.join("helpdesk.sqlite3")).map_err(core_err)?);
     // Said once: whether answers are matched by meaning (the model file) or by words only.

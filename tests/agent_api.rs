@@ -1322,3 +1322,158 @@ async fn a_generated_admin_token_is_printed_once_and_shown_on_request() {
     assert!(!none.status.success());
     assert!(String::from_utf8_lossy(&none.stderr).contains("no admin token yet"));
 }
+
+/// The `Cache-Control` of an answer.
+fn cache_control(r: &reqwest::Response) -> String {
+    r.headers()
+        .get("cache-control")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// What holds customers' words or a person's details is kept by no cache (`no-store`): a
+/// ticket, a customer, the signed-in agent, the visitor's conversation and the survey, as
+/// JSON and as a page, errors included. The lists and counts keep `no-cache`, so the
+/// console's polls still revalidate with their ETags (304).
+#[tokio::test]
+async fn answers_holding_customers_words_are_not_stored() {
+    let dir = TempDir::new();
+    let server = Server::start(&dir.0, &[]).await;
+    let visitor = server.visitor().await;
+    let id = ticket_for(&visitor, "我的订单显示已付款但商家说没收到钱").await;
+
+    let ticket = server.get(&format!("/tickets/{id}"), ADMIN).await;
+    assert_eq!(ticket.status(), 200);
+    assert_eq!(cache_control(&ticket), "no-store");
+    let view: Value = ticket.json().await.unwrap();
+    let customer = view["ticket"]["customer_id"].as_str().unwrap().to_string();
+    for path in [
+        format!("/customers/{customer}"),
+        "/me".to_string(),
+        "/agents/alice".to_string(),
+        "/reports/volume".to_string(),
+        "/tickets/no-such-ticket".to_string(),
+    ] {
+        let r = server.get(&path, BOB).await;
+        assert!(r.status() == 200 || r.status() == 404, "{path}");
+        assert_eq!(cache_control(&r), "no-store", "{path}");
+    }
+    let poll = server.get("/webchat/messages", &visitor.token).await;
+    assert_eq!(poll.status(), 200);
+    assert_eq!(cache_control(&poll), "no-store");
+    let refused = server.get("/webchat/messages", "forged-token").await;
+    assert_eq!(cache_control(&refused), "no-store");
+
+    for path in ["/tickets", "/tickets/counts"] {
+        let r = server.get(path, ALICE).await;
+        assert_eq!(cache_control(&r), "private, no-cache", "{path}");
+        let etag = r.headers()["etag"].clone();
+        let again = server
+            .http
+            .get(server.url(path))
+            .bearer_auth(ALICE)
+            .header("if-none-match", etag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), 304, "{path}");
+        assert_eq!(cache_control(&again), "private, no-cache", "{path}");
+    }
+
+    let (_, version) = server.ticket(&id).await;
+    let r = server
+        .patch(&id, Some(version), json!({"status": "closed"}))
+        .await;
+    assert_eq!(r.status(), 200);
+    let survey = visitor.wait_for("survey").await;
+    let text = survey["text"].as_str().unwrap();
+    let link = text
+        .split_whitespace()
+        .chain(text.split('：'))
+        .find_map(|w| w.find("http").map(|i| w[i..].to_string()))
+        .unwrap();
+    let page = server.http.get(&link).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert_eq!(cache_control(&page), "no-store");
+    let json_view = server
+        .http
+        .get(&link)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json_view.status(), 200);
+    assert_eq!(cache_control(&json_view), "no-store");
+    let answered = server
+        .http
+        .post(&link)
+        .json(&json!({"rating": 5, "comment": "很满意"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answered.status(), 200);
+    assert_eq!(cache_control(&answered), "no-store");
+}
+
+/// Starts `serve` on `data_dir` with its warnings logged, stops it once it listens, and
+/// returns what it logged.
+async fn log_of_a_start(data_dir: &std::path::Path) -> String {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_helpdesk"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .env("HELPDESK_ADMIN_TOKEN", ADMIN)
+        .env_remove("HELPDESK_AGENTS")
+        .env("HELPDESK_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let log = tokio::spawn(async move {
+        let mut log = String::new();
+        let _ = stderr.read_to_string(&mut log).await;
+        log
+    });
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    tokio::time::timeout(PATIENCE, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.starts_with("helpdesk listening on ") {
+                return;
+            }
+        }
+        panic!("helpdesk exited before listening");
+    })
+    .await
+    .unwrap();
+    child.kill().await.unwrap();
+    let _ = child.wait().await;
+    log.await.unwrap()
+}
+
+/// The data directory's database holds the generated admin token and the survey secret: a
+/// new one is its owner's alone (0700), and one that others can read is warned about at
+/// start and left as it is.
+#[cfg(unix)]
+#[tokio::test]
+async fn the_data_directory_is_its_owners_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let dir = TempDir::new();
+    let data = dir.0.join("new").join("data");
+    let log = log_of_a_start(&data).await;
+    assert_eq!(mode(&data), 0o700, "{:o}", mode(&data));
+    assert!(data.join("helpdesk.sqlite3").exists());
+    assert!(!log.contains("chmod 700"), "{log}");
+
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let log = log_of_a_start(&data).await;
+    assert!(log.contains("WARN") && log.contains("chmod 700"), "{log}");
+    assert_eq!(mode(&data), 0o755, "a start changes no one's modes");
+
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let log = log_of_a_start(&data).await;
+    assert!(!log.contains("chmod 700"), "{log}");
+}

@@ -449,3 +449,218 @@ async fn the_openapi_document_lists_every_route() {
         }
     }
 }
+
+/// Report dates far outside the years a desk can mean, near the calendar's edge, used to
+/// overflow the period's arithmetic and panic the handler: they are a 400 in the error form,
+/// like any other bad date, on every report; the years within answer as before.
+#[tokio::test]
+async fn report_dates_outside_sane_years_are_refused() {
+    let dir = TempDir::new();
+    let server = Server::start(&dir.0, &[]).await;
+    for report in ["volume", "sla", "csat"] {
+        for query in [
+            "to=-262143-01-01",
+            "from=-262143-01-01&to=-262143-01-20",
+            "from=262142-12-01&to=262142-12-31",
+            "from=1969-12-01&to=1970-01-02",
+            "from=9999-12-01&to=10000-01-01",
+            "to=0001-01-01T00:00:00Z",
+            "from=1969-12-31T23:00:00Z",
+        ] {
+            let r = server.get(&format!("/reports/{report}?{query}"), BOB).await;
+            assert_eq!(error_code(r, 400).await, "bad_request", "{report}?{query}");
+        }
+        for query in [
+            "to=1970-01-01",
+            "from=1970-01-01&to=1970-01-31",
+            "from=9999-12-01&to=9999-12-31",
+            "to=9999-12-31T23:59:59Z",
+        ] {
+            let r = server.get(&format!("/reports/{report}?{query}"), BOB).await;
+            assert_eq!(r.status(), 200, "{report}?{query}");
+        }
+    }
+    let r = server.get("/reports/volume?to=-262143-01-01", BOB).await;
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("1970 to 9999")),
+        "{v}"
+    );
+    let health = server
+        .http
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+}
+
+/// A path segment that is not UTF-8 is a 400 in the error form on every agent route that
+/// takes an id, not axum's plain text; the survey link, which it cannot be, is the usual
+/// 404 (a page for a browser); the console's files answer 404.
+#[tokio::test]
+async fn path_segments_that_are_not_utf8_get_the_error_form() {
+    let dir = TempDir::new();
+    let server = Server::start(&dir.0, &[]).await;
+    let http = &server.http;
+    let body = json!({"text": "hi", "reason": "late", "from": "c"});
+    for (method, path) in [
+        (reqwest::Method::GET, "/tickets/%FF"),
+        (reqwest::Method::PATCH, "/tickets/%FF"),
+        (reqwest::Method::POST, "/tickets/%FF/replies"),
+        (reqwest::Method::POST, "/tickets/%FF/notes"),
+        (reqwest::Method::POST, "/tickets/%FF/escalate"),
+        (reqwest::Method::GET, "/customers/%FF"),
+        (reqwest::Method::POST, "/customers/%FF/merge"),
+        (reqwest::Method::GET, "/kb/articles/%FF"),
+        (reqwest::Method::DELETE, "/kb/articles/%FF"),
+        (reqwest::Method::PUT, "/kb/articles/%FF"),
+        (reqwest::Method::GET, "/agents/%FF"),
+        (reqwest::Method::PUT, "/agents/%C0%AF"),
+    ] {
+        let r = http
+            .request(method.clone(), server.url(path))
+            .bearer_auth(ADMIN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let json = r.headers()["content-type"]
+            .to_str()
+            .is_ok_and(|t| t.starts_with("application/json"));
+        assert!(json, "{method} {path}");
+        assert_eq!(error_code(r, 400).await, "bad_request", "{method} {path}");
+    }
+    // Who asks is checked before what they ask for.
+    let r = http.get(server.url("/tickets/%FF")).send().await.unwrap();
+    assert_eq!(error_code(r, 401).await, "unauthorized");
+
+    let r = http
+        .get(server.url("/surveys/%FF"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(r, 404).await, "not_found");
+    let r = http
+        .post(server.url("/surveys/%FF"))
+        .json(&json!({"rating": 5}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(r, 404).await, "not_found");
+    let r = http.get(server.url("/surveys/%FF")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("Survey not found") && page.contains("找不到该调查"),
+        "{page}"
+    );
+
+    let r = http.get(server.url("/console/%FF")).send().await.unwrap();
+    assert_eq!(error_code(r, 404).await, "not_found");
+    let r = http
+        .get(server.url("/console/%FF/app.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(r, 404).await, "not_found");
+}
+
+/// An object that names a key twice is refused (400 `invalid_json`), as the survey form
+/// refuses a repeated `rating`, instead of the last one silently winning; nothing changes.
+#[tokio::test]
+async fn a_json_key_named_twice_is_refused() {
+    let dir = TempDir::new();
+    let server = Server::start(&dir.0, &[]).await;
+    let http = &server.http;
+    let visitor = server.visitor().await;
+    visitor.say("Why was I charged twice this month?").await;
+    let handoff = visitor.wait_for("handoff").await;
+    let id = handoff["ticket_id"].as_str().unwrap().to_string();
+
+    let (before, version) = server.ticket(&id).await;
+    let r = http
+        .patch(server.url(&format!("/tickets/{id}")))
+        .bearer_auth(ADMIN)
+        .header("If-Match", version.to_string())
+        .header("content-type", "application/json")
+        .body(r#"{"priority": "urgent", "priority": "low"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(r, 400).await, "invalid_json");
+    let (after, still) = server.ticket(&id).await;
+    assert_eq!(still, version);
+    assert_eq!(after["ticket"]["priority"], before["ticket"]["priority"]);
+    // A visitor's message with two texts, likewise.
+    let r = http
+        .post(server.url("/webchat/messages"))
+        .bearer_auth(&visitor.token)
+        .header("content-type", "application/json")
+        .body(r#"{"text": "还有一个问题", "text": "另一个"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(r, 400).await, "invalid_json");
+
+    let r = server
+        .patch(&id, Some(version), json!({"status": "closed"}))
+        .await;
+    assert_eq!(r.status(), 200);
+    let survey = visitor.wait_for("survey").await;
+    let text = survey["text"].as_str().unwrap();
+    let link = text
+        .split_whitespace()
+        .chain(text.split('：'))
+        .find_map(|w| w.find("http").map(|i| w[i..].to_string()))
+        .unwrap();
+    let r = http
+        .post(&link)
+        .header("content-type", "application/json")
+        .body(r#"{"rating": 5, "rating": 1}"#)
+        .send()
+        .await
+        .unwrap();
+    let message = {
+        assert_eq!(r.status(), 400);
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "invalid_json");
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(message.contains("\"rating\""), "{message}");
+    // The form post answers a repeated rating the same way.
+    let r = http
+        .post(&link)
+        .form(&[("rating", "5"), ("rating", "1")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let (view, _) = server.ticket(&id).await;
+    assert!(view["ticket"]["survey"]["rating"].is_null(), "{view}");
+
+    // The same key in two different objects is no repeat: this body is refused for its
+    // shape (a comment is text), not as a repeat.
+    let r = http
+        .post(&link)
+        .json(&json!({"rating": 4, "comment": {"a": 1, "b": {"a": 2}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(r, 422).await, "invalid_body");
+    let r = http
+        .post(&link)
+        .json(&json!({"rating": 4}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (view, _) = server.ticket(&id).await;
+    assert_eq!(view["ticket"]["survey"]["rating"], 4);
+}

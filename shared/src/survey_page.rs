@@ -4,11 +4,11 @@
 
 use crate::domain::{self, Ticket};
 use crate::flow;
-use crate::http::{body_bytes, cors_for_visitors, parse_json};
+use crate::http::{body_bytes, cors_for_visitors, no_store_by_default, parse_json, ApiPath};
 use crate::ports::Store;
 use crate::survey_token::SurveySigner;
 use crate::{Error, ErrorKind, Result};
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -26,6 +26,7 @@ pub fn router(deps: Arc<Deps>) -> Router {
     Router::new()
         .route("/surveys/{token}", get(show).post(answer))
         .layer(axum::middleware::map_response(security_headers))
+        .layer(axum::middleware::map_response(no_store_by_default))
         .layer(axum::middleware::from_fn(cors_for_visitors))
         .with_state(deps)
 }
@@ -70,16 +71,23 @@ async fn security_headers(mut response: Response) -> Response {
     response
 }
 
-async fn ticket_for(deps: &Deps, token: &str) -> Result<Ticket> {
-    let gone = || {
-        Error::new(
-            ErrorKind::NotFound,
-            "not_found",
-            "this survey link is not valid or has expired",
-        )
-    };
-    let id = deps.signer.verify(token, domain::now()).ok_or_else(gone)?;
-    deps.store.get_ticket(&id).await?.ok_or_else(gone)
+/// A link that names no open survey: forged, expired, or not even text (`%FF`), it is the
+/// same 404 to the customer.
+fn not_a_survey() -> Error {
+    Error::new(
+        ErrorKind::NotFound,
+        "not_found",
+        "this survey link is not valid or has expired",
+    )
+}
+
+async fn ticket_for(deps: &Deps, token: Result<ApiPath<String>>) -> Result<Ticket> {
+    let ApiPath(token) = token.map_err(|_| not_a_survey())?;
+    let id = deps
+        .signer
+        .verify(&token, domain::now())
+        .ok_or_else(not_a_survey)?;
+    deps.store.get_ticket(&id).await?.ok_or_else(not_a_survey)
 }
 
 fn wants_json(headers: &HeaderMap) -> bool {
@@ -174,18 +182,18 @@ fn refusal_page(e: Error) -> Response {
 
 async fn show(
     State(deps): State<Arc<Deps>>,
-    Path(token): Path<String>,
+    token: Result<ApiPath<String>>,
     headers: HeaderMap,
 ) -> Response {
     let json = wants_json(&headers);
-    match show_survey(&deps, &token, json).await {
+    match show_survey(&deps, token, json).await {
         Ok(r) => r,
         Err(e) if json => e.into_response(),
         Err(e) => refusal_page(e),
     }
 }
 
-async fn show_survey(deps: &Deps, token: &str, json: bool) -> Result<Response> {
+async fn show_survey(deps: &Deps, token: Result<ApiPath<String>>, json: bool) -> Result<Response> {
     let ticket = ticket_for(deps, token).await?;
     if json {
         return Ok(Json(view(&ticket)).into_response());
@@ -235,7 +243,7 @@ struct FormAnswer {
 
 async fn answer(
     State(deps): State<Arc<Deps>>,
-    Path(token): Path<String>,
+    token: Result<ApiPath<String>>,
     req: Request,
 ) -> Response {
     let is_form = req
@@ -243,14 +251,19 @@ async fn answer(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
-    match take_answer(&deps, &token, req, is_form).await {
+    match take_answer(&deps, token, req, is_form).await {
         Ok(r) => r,
         Err(e) if is_form => refusal_page(e),
         Err(e) => e.into_response(),
     }
 }
 
-async fn take_answer(deps: &Deps, token: &str, req: Request, is_form: bool) -> Result<Response> {
+async fn take_answer(
+    deps: &Deps,
+    token: Result<ApiPath<String>>,
+    req: Request,
+    is_form: bool,
+) -> Result<Response> {
     let ticket = ticket_for(deps, token).await?;
     let bytes = body_bytes(req, &()).await?;
     let (rating, comment) = if is_form {

@@ -4,6 +4,7 @@
 //! system. Each answer carries a content hash as its `ETag` and is gzipped when the browser
 //! takes gzip; the console's API calls keep their own authentication.
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::Path;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -306,16 +307,22 @@ pub fn console<S: Clone + Send + Sync + 'static>(config: &ConsoleConfig) -> Rout
         )
         .route(
             "/console/{*path}",
-            get(move |Path(path): Path<String>, headers: HeaderMap| {
-                let csp = csp.clone();
-                async move {
-                    if path.is_empty() {
-                        console_index(&headers, &csp)
-                    } else {
-                        serve(&format!("console/{path}"), &headers)
+            // A path that is not UTF-8 (`%FF`) names no file: 404, like any other.
+            get(
+                move |path: Result<Path<String>, PathRejection>, headers: HeaderMap| {
+                    let csp = csp.clone();
+                    async move {
+                        let Ok(Path(path)) = path else {
+                            return not_found();
+                        };
+                        if path.is_empty() {
+                            console_index(&headers, &csp)
+                        } else {
+                            serve(&format!("console/{path}"), &headers)
+                        }
                     }
-                }
-            }),
+                },
+            ),
         )
 }
 

@@ -105,10 +105,14 @@ pub async fn accept_new(
     Ok(message.id)
 }
 
-/// The intake routes.
+/// The intake routes. None of their answers is kept by a cache (`no-store`): the webchat
+/// poll holds the visitor's conversation.
 pub fn router(deps: Arc<Deps>) -> axum::Router {
     webchat::routes()
         .merge(whatsapp::routes())
         .merge(telegram::routes())
+        .layer(axum::middleware::map_response(
+            helpdesk_core::http::no_store_by_default,
+        ))
         .with_state(deps)
 }

@@ -5,13 +5,13 @@
 
 use crate::auth::{Agent, Supervisor};
 use crate::Deps;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::{get, put};
 use axum::{Json, Router};
 use helpdesk_core::assignment;
 use helpdesk_core::domain::agent::validate_agent_id;
 use helpdesk_core::domain::{AgentProfile, AgentSpec};
-use helpdesk_core::http::ApiJson;
+use helpdesk_core::http::{ApiJson, ApiPath};
 use helpdesk_core::{Error, ErrorKind, Result};
 use serde::Serialize;
 use std::sync::Arc;
@@ -52,7 +52,7 @@ async fn list(State(deps): State<Arc<Deps>>, _agent: Agent) -> Result<Json<Agent
 async fn show(
     State(deps): State<Arc<Deps>>,
     _agent: Agent,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Shown>> {
     validate_agent_id(&id)?;
     let profile = match deps.store.get_agent(&id).await? {
@@ -65,7 +65,7 @@ async fn show(
 async fn put_agent(
     State(deps): State<Arc<Deps>>,
     Supervisor(by): Supervisor,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(spec): ApiJson<AgentSpec>,
 ) -> Result<Json<AgentProfile>> {
     validate_agent_id(&id)?;

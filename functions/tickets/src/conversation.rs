@@ -4,14 +4,14 @@
 use crate::auth::{Agent, Role};
 use crate::tickets::{load, with_etag};
 use crate::Deps;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::post;
 use axum::{Json, Router};
 use helpdesk_core::domain::{self, Direction, Message, MessageKind};
 use helpdesk_core::flow;
-use helpdesk_core::http::{self, ApiJson};
+use helpdesk_core::http::{self, ApiJson, ApiPath};
 use helpdesk_core::text::check_text;
 use helpdesk_core::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -41,7 +41,7 @@ async fn reply(
     State(deps): State<Arc<Deps>>,
     agent: Agent,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<TextBody>,
 ) -> Result<(StatusCode, Json<Accepted>)> {
     check_text(&body.text)?;
@@ -85,7 +85,7 @@ async fn note(
     State(deps): State<Arc<Deps>>,
     agent: Agent,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<TextBody>,
 ) -> Result<(StatusCode, Json<Message>)> {
     check_text(&body.text)?;
@@ -138,7 +138,7 @@ struct EscalateBody {
 async fn escalate(
     State(deps): State<Arc<Deps>>,
     agent: Agent,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<EscalateBody>,
 ) -> Result<Response> {
     let (ticket, _) = flow::update_ticket(deps.store.as_ref(), &id, |t| {

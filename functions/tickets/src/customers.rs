@@ -3,14 +3,14 @@
 
 use crate::auth::{Agent, Supervisor};
 use crate::Deps;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use helpdesk_core::domain::{Customer, MergePlan};
 use helpdesk_core::flow::{self, MergeProgress};
-use helpdesk_core::http::ApiJson;
+use helpdesk_core::http::{ApiJson, ApiPath};
 use helpdesk_core::jobs::{self, InboundJob, MergeJob};
 use helpdesk_core::{Error, Result};
 use serde::Deserialize;
@@ -26,7 +26,7 @@ pub fn routes() -> Router<Arc<Deps>> {
 async fn show(
     State(deps): State<Arc<Deps>>,
     _agent: Agent,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Customer>> {
     deps.store
         .get_customer(&id)
@@ -54,7 +54,7 @@ const STEPS_IN_REQUEST: usize = 8;
 async fn merge(
     State(deps): State<Arc<Deps>>,
     Supervisor(agent): Supervisor,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<MergeBody>,
 ) -> Result<Response> {
     let from = body.from.trim();

@@ -2,11 +2,11 @@
 
 use crate::auth::{Agent, Supervisor};
 use crate::Deps;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use helpdesk_core::http::{ApiJson, ApiQuery};
+use helpdesk_core::http::{ApiJson, ApiPath, ApiQuery};
 use helpdesk_core::knowledge::{Article, Decision, Hit};
 use helpdesk_core::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -34,7 +34,7 @@ async fn list(State(deps): State<Arc<Deps>>, _agent: Agent) -> Result<Json<Artic
 async fn show(
     State(deps): State<Arc<Deps>>,
     _agent: Agent,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Article>> {
     deps.knowledge
         .get(&id)
@@ -61,7 +61,7 @@ struct ArticleBody {
 async fn put(
     State(deps): State<Arc<Deps>>,
     _supervisor: Supervisor,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<ArticleBody>,
 ) -> Result<(StatusCode, Json<Article>)> {
     if body.id.as_deref().is_some_and(|b| b != id) {
@@ -94,7 +94,7 @@ async fn put(
 async fn delete(
     State(deps): State<Arc<Deps>>,
     _supervisor: Supervisor,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode> {
     if deps.knowledge.delete(&id).await? {
         Ok(StatusCode::NO_CONTENT)

@@ -31,7 +31,9 @@ pub struct Deps {
     pub zone: helpdesk_core::domain::hours::Tz,
 }
 
-/// The agent API's routes.
+/// The agent API's routes. Their answers hold customers' words and people's details, so
+/// none is kept by a cache (`no-store`), except where a route chose otherwise: the lists
+/// and counts revalidate with their ETags (`no-cache`).
 pub fn router(deps: Arc<Deps>) -> axum::Router {
     tickets::routes()
         .merge(conversation::routes())
@@ -40,5 +42,8 @@ pub fn router(deps: Arc<Deps>) -> axum::Router {
         .merge(agents::routes())
         .merge(kb::routes())
         .merge(customers::routes())
+        .layer(axum::middleware::map_response(
+            helpdesk_core::http::no_store_by_default,
+        ))
         .with_state(deps)
 }

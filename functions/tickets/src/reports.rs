@@ -5,7 +5,7 @@ use crate::Deps;
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Days, NaiveDate, Utc};
 use helpdesk_core::domain::hours::Tz;
 use helpdesk_core::domain::TicketFilter;
 use helpdesk_core::http::ApiQuery;
@@ -27,26 +27,46 @@ struct PeriodQuery {
     to: Option<String>,
 }
 
+/// The years a report's dates may name. A year outside is a typo or a probe, and a period
+/// near the calendar's edge (`-262143-01-01`) would overflow the arithmetic that follows.
+const YEARS: std::ops::RangeInclusive<i32> = 1970..=9999;
+
 /// A period's end: an RFC 3339 time, or a date, which is the start of that day in the
-/// team's time zone.
+/// team's time zone. Its year, as written, is within [`YEARS`].
 fn parse_time(name: &str, value: Option<&str>, zone: Tz) -> Result<Option<DateTime<Utc>>> {
-    value
-        .filter(|v| !v.is_empty())
-        .map(|v| {
-            DateTime::parse_from_rfc3339(v)
-                .map(|t| t.with_timezone(&Utc))
-                .or_else(|_| {
-                    chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d")
-                        .map(|d| report::day_start(zone, d))
-                })
-                .map_err(|_| {
-                    Error::bad_request(
-                        "bad_request",
-                        format!("{name} is not a date (2026-11-24) or RFC 3339 time"),
-                    )
-                })
-        })
-        .transpose()
+    let Some(v) = value.filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let within = |year: i32| {
+        if YEARS.contains(&year) {
+            Ok(())
+        } else {
+            Err(out_of_years(name))
+        }
+    };
+    if let Ok(t) = DateTime::parse_from_rfc3339(v) {
+        within(t.year())?;
+        return Ok(Some(t.with_timezone(&Utc)));
+    }
+    let date = NaiveDate::parse_from_str(v, "%Y-%m-%d").map_err(|_| {
+        Error::bad_request(
+            "bad_request",
+            format!("{name} is not a date (2026-11-24) or RFC 3339 time"),
+        )
+    })?;
+    within(date.year())?;
+    Ok(Some(report::day_start(zone, date)))
+}
+
+fn out_of_years(name: &str) -> Error {
+    Error::bad_request(
+        "bad_request",
+        format!(
+            "{name} must fall in the years {} to {}",
+            YEARS.start(),
+            YEARS.end()
+        ),
+    )
 }
 
 async fn csat(
@@ -114,13 +134,21 @@ fn period(q: &PeriodQuery, zone: Tz) -> Result<(DateTime<Utc>, DateTime<Utc>)> {
     let today = domain::now().with_timezone(&zone).date_naive();
     let to = match parse_time("to", q.to.as_deref(), zone)? {
         Some(to) => to,
-        None => report::day_start(zone, today + chrono::Duration::days(1)),
+        None => report::day_start(
+            zone,
+            today
+                .checked_add_days(Days::new(1))
+                .ok_or_else(|| out_of_years("to"))?,
+        ),
     };
     let from = match parse_time("from", q.from.as_deref(), zone)? {
         Some(from) => from,
         None => report::day_start(
             zone,
-            to.with_timezone(&zone).date_naive() - chrono::Duration::days(30),
+            to.with_timezone(&zone)
+                .date_naive()
+                .checked_sub_days(Days::new(30))
+                .ok_or_else(|| out_of_years("from"))?,
         ),
     };
     if from >= to || (to - from).num_days() > MAX_REPORT_DAYS {
@@ -140,7 +168,10 @@ async fn recent_tickets(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<Vec<helpdesk_core::domain::Ticket>> {
-    let stop = from - (to - from);
+    // The period is checked ([`period`]), so this stays far from the calendar's edge.
+    let stop = from
+        .checked_sub_signed(to - from)
+        .ok_or_else(|| out_of_years("from"))?;
     let mut tickets = Vec::new();
     let mut cursor: Option<String> = None;
     loop {

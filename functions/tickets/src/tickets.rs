@@ -3,7 +3,7 @@
 
 use crate::auth::Agent;
 use crate::Deps;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -13,7 +13,7 @@ use helpdesk_core::domain::{
     TicketPatch, TicketStatus,
 };
 use helpdesk_core::flow;
-use helpdesk_core::http::{self, ApiJson, ApiQuery};
+use helpdesk_core::http::{self, ApiJson, ApiPath, ApiQuery};
 use helpdesk_core::text::check_text;
 use helpdesk_core::{Error, ErrorKind, Result};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -62,9 +62,12 @@ fn revalidated<T: Serialize>(headers: &HeaderMap, body: &T) -> Result<Response> 
     if let Ok(v) = HeaderValue::from_str(&etag) {
         response.headers_mut().insert(header::ETAG, v);
     }
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    // Kept by the browser alone (it lists customers' names and words), and checked with the
+    // ETag before each use.
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-cache"),
+    );
     Ok(response)
 }
 
@@ -308,7 +311,7 @@ struct ShowQuery {
 async fn show(
     State(deps): State<Arc<Deps>>,
     _agent: Agent,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<ShowQuery>,
 ) -> Result<Response> {
     let max = helpdesk_core::ports::MAX_MESSAGE_PAGE;
@@ -387,7 +390,7 @@ async fn patch(
     State(deps): State<Arc<Deps>>,
     agent: Agent,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<PatchBody>,
 ) -> Result<Response> {
     let expected = if_match(&headers)?;

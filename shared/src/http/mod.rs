@@ -141,6 +141,39 @@ fn serde_urlencoded_like<T: DeserializeOwned>(query: &str) -> Result<T, Error> {
     .map_err(|e| Error::bad_request("bad_request", format!("bad query parameters: {e}")))
 }
 
+/// Path parameters, with the error form on failure: a segment that is not UTF-8 (`%FF`), or
+/// that does not parse as `T`, is a 400 `bad_request` instead of axum's plain-text answer.
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        use axum::extract::rejection::PathRejection;
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(ApiPath(value)),
+            // A route whose handler asks for parameters it does not have: our mistake.
+            Err(PathRejection::MissingPathParams(e)) => Err(Error::internal(e.body_text())),
+            Err(e) => Err(Error::bad_request(
+                "bad_request",
+                format!("bad path: {}", e.body_text()),
+            )),
+        }
+    }
+}
+
+/// `Cache-Control: no-store` on an answer that chose no caching of its own, as a layer
+/// (`axum::middleware::map_response`) on the routes whose answers hold customers' words or
+/// a person's details: neither a shared cache nor the browser keeps a copy on disk. A
+/// list revalidated with an ETag sets its own `no-cache` and keeps it.
+pub async fn no_store_by_default(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .entry(axum::http::header::CACHE_CONTROL)
+        .or_insert(axum::http::HeaderValue::from_static("no-store"));
+    response
+}
+
 /// The bearer token of an `Authorization` header.
 pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     let value = headers
