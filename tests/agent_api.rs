@@ -1386,13 +1386,7 @@ async fn answers_holding_customers_words_are_not_stored() {
         .patch(&id, Some(version), json!({"status": "closed"}))
         .await;
     assert_eq!(r.status(), 200);
-    let survey = visitor.wait_for("survey").await;
-    let text = survey["text"].as_str().unwrap();
-    let link = text
-        .split_whitespace()
-        .chain(text.split('：'))
-        .find_map(|w| w.find("http").map(|i| w[i..].to_string()))
-        .unwrap();
+    let link = visitor.survey_link().await;
     let page = server.http.get(&link).send().await.unwrap();
     assert_eq!(page.status(), 200);
     assert_eq!(cache_control(&page), "no-store");

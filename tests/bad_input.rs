@@ -610,13 +610,7 @@ async fn a_json_key_named_twice_is_refused() {
         .patch(&id, Some(version), json!({"status": "closed"}))
         .await;
     assert_eq!(r.status(), 200);
-    let survey = visitor.wait_for("survey").await;
-    let text = survey["text"].as_str().unwrap();
-    let link = text
-        .split_whitespace()
-        .chain(text.split('：'))
-        .find_map(|w| w.find("http").map(|i| w[i..].to_string()))
-        .unwrap();
+    let link = visitor.survey_link().await;
     let r = http
         .post(&link)
         .header("content-type", "application/json")

@@ -258,6 +258,16 @@ impl Visitor<'_> {
         v["messages"].as_array().unwrap().clone()
     }
 
+    /// Waits for the survey, and returns the link in its text.
+    pub async fn survey_link(&self) -> String {
+        let survey = self.wait_for("survey").await;
+        let text = survey["text"].as_str().unwrap();
+        text.split_whitespace()
+            .chain(text.split('：'))
+            .find_map(|w| w.find("http").map(|i| w[i..].to_string()))
+            .expect("a link in the survey")
+    }
+
     /// Waits until the conversation has a message of `kind`, and returns it.
     pub async fn wait_for(&self, kind: &str) -> Value {
         self.wait_for_count(kind, 1).await.pop().unwrap()
