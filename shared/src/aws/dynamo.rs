@@ -166,12 +166,12 @@ fn ticket_item(t: &Ticket) -> Result<Item> {
     Ok(item)
 }
 
-/// The key of an agent's profile item in the tickets table.
 type TicketQuery = aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 
 /// The longest partition key DynamoDB takes.
 const MAX_PARTITION_KEY_BYTES: usize = 2048;
 
+/// The key of an agent's profile item in the tickets table.
 fn agent_key(id: &str) -> String {
     format!("agent#{id}")
 }
@@ -520,9 +520,6 @@ impl DynamoStore {
             .expression_attribute_values(":key", s(value))
     }
 
-    /// Runs a query to the end or until `want` items are in, following pages.
-    /// The query for a ticket filter, newest first: the most selective index carries the
-    /// key condition and the other filters narrow it.
     /// The queries that together answer `filter`: one, or, for the active tickets that no
     /// customer or reference keys (the inbox's views and their counts), one per active
     /// status on the status index. The active tickets are the desk's working set; every
@@ -564,6 +561,8 @@ impl DynamoStore {
             .collect()
     }
 
+    /// The query for a ticket filter, newest first: the most selective index carries the
+    /// key condition and the other filters narrow it.
     fn ticket_query(&self, filter: &TicketFilter, cursor: Option<&str>) -> TicketQuery {
         let mut conditions: Vec<(&str, String)> = Vec::new();
         if let Some(r) = &filter.reference {
@@ -641,6 +640,7 @@ impl DynamoStore {
         req.key_condition_expression(key)
     }
 
+    /// Runs a query to the end or until `want` items are in, following pages.
     async fn query_all(
         &self,
         mut req: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
