@@ -146,6 +146,26 @@ fn handoffs_queued(w: &Wiring, message_id: &str) -> usize {
         .count()
 }
 
+/// A ticket of `customer_id` opened on Telegram by `text`, not yet stored.
+fn telegram_ticket(
+    customer_id: &str,
+    text: &str,
+    priority: domain::Priority,
+    skill: domain::Skill,
+) -> Ticket {
+    Ticket::open(
+        domain::NewTicket {
+            customer_id: customer_id.into(),
+            channel: Channel::Telegram,
+            subject: None,
+            description: text.into(),
+            priority,
+            skill,
+        },
+        domain::now(),
+    )
+}
+
 /// Moves `t` to `status` as an agent's change does (a legal move).
 fn set_status(t: &mut Ticket, status: TicketStatus) -> helpdesk_core::Result<()> {
     t.apply(
@@ -389,16 +409,11 @@ async fn a_failed_survey_mark_never_erases_a_rating(w: Wiring) {
     let store = w.store.clone();
     let chat = domain::new_id();
     let c = customer(store.as_ref(), &chat).await;
-    let mut ticket = Ticket::open(
-        domain::NewTicket {
-            customer_id: c.id.clone(),
-            channel: Channel::Telegram,
-            subject: None,
-            description: "退款".into(),
-            priority: domain::Priority::Normal,
-            skill: domain::Skill::Billing,
-        },
-        domain::now(),
+    let mut ticket = telegram_ticket(
+        &c.id,
+        "退款",
+        domain::Priority::Normal,
+        domain::Skill::Billing,
     );
     store.create_ticket(&ticket).await.unwrap();
     let old = ticket.clone();
@@ -434,16 +449,11 @@ async fn an_escalation_notifies_through_the_change_feed(w: Wiring) {
     let store = w.store.clone();
     let chat = domain::new_id();
     let c = customer(store.as_ref(), &chat).await;
-    let ticket = Ticket::open(
-        domain::NewTicket {
-            customer_id: c.id.clone(),
-            channel: Channel::Telegram,
-            subject: None,
-            description: "账户被盗".into(),
-            priority: domain::Priority::High,
-            skill: domain::Skill::Technical,
-        },
-        domain::now(),
+    let ticket = telegram_ticket(
+        &c.id,
+        "账户被盗",
+        domain::Priority::High,
+        domain::Skill::Technical,
     );
     store.create_ticket(&ticket).await.unwrap();
     let (escalated, _) = flow::update_ticket(store.as_ref(), &ticket.id, |t| {
@@ -502,16 +512,11 @@ async fn one_idempotency_key_one_reply(w: Wiring) {
     let store = w.store.clone();
     let chat = domain::new_id();
     let c = customer(store.as_ref(), &chat).await;
-    let ticket = Ticket::open(
-        domain::NewTicket {
-            customer_id: c.id.clone(),
-            channel: Channel::Telegram,
-            subject: None,
-            description: "发票".into(),
-            priority: domain::Priority::Normal,
-            skill: domain::Skill::Billing,
-        },
-        domain::now(),
+    let ticket = telegram_ticket(
+        &c.id,
+        "发票",
+        domain::Priority::Normal,
+        domain::Skill::Billing,
     );
     store.create_ticket(&ticket).await.unwrap();
     let mut tasks = Vec::new();
@@ -754,16 +759,11 @@ async fn replies_and_surveys_of_a_customer_merged_away_reach_the_one_that_stays(
         .unwrap();
     let chat = format!("{}", rand::random::<u32>());
     let from = customer(store, &chat).await;
-    let mut ticket = Ticket::open(
-        domain::NewTicket {
-            customer_id: from.id.clone(),
-            channel: Channel::Telegram,
-            subject: None,
-            description: "发票".into(),
-            priority: domain::Priority::Normal,
-            skill: domain::Skill::Billing,
-        },
-        domain::now(),
+    let mut ticket = telegram_ticket(
+        &from.id,
+        "发票",
+        domain::Priority::Normal,
+        domain::Skill::Billing,
     );
     store.create_ticket(&ticket).await.unwrap();
     flow::run_merge(
@@ -910,16 +910,11 @@ both!(a_big_merge_goes_on_as_a_job_and_finishes);
 async fn a_message_left_queued_is_queued_again_after_the_grace_period(w: Wiring) {
     let store = w.store.clone();
     let c = customer(store.as_ref(), &domain::new_id()).await;
-    let ticket = Ticket::open(
-        domain::NewTicket {
-            customer_id: c.id.clone(),
-            channel: Channel::Telegram,
-            subject: None,
-            description: "发票".into(),
-            priority: domain::Priority::Normal,
-            skill: domain::Skill::Billing,
-        },
-        domain::now(),
+    let ticket = telegram_ticket(
+        &c.id,
+        "发票",
+        domain::Priority::Normal,
+        domain::Skill::Billing,
     );
     store.create_ticket(&ticket).await.unwrap();
     w.queue.inject(QueueName::Outbound, Fault::Fail);

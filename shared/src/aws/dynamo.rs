@@ -541,22 +541,9 @@ impl DynamoStore {
                 let one = TicketFilter {
                     status: Some(*status),
                     active: false,
-                    // Keyed by the status, the agent is a filter.
-                    assignee: None,
                     ..filter.clone()
                 };
-                let mut req = self.ticket_query(&one, cursor);
-                if let Some(agent) = &filter.assignee {
-                    let expression = match req.get_filter_expression() {
-                        Some(other) => format!("{other} AND #agent = :agent"),
-                        None => "#agent = :agent".to_string(),
-                    };
-                    req = req
-                        .filter_expression(expression)
-                        .expression_attribute_names("#agent", "assignee")
-                        .expression_attribute_values(":agent", s(agent));
-                }
-                req
+                self.ticket_query_keyed(&one, cursor, Some("status"))
             })
             .collect()
     }
@@ -564,6 +551,17 @@ impl DynamoStore {
     /// The query for a ticket filter, newest first: the most selective index carries the
     /// key condition and the other filters narrow it.
     fn ticket_query(&self, filter: &TicketFilter, cursor: Option<&str>) -> TicketQuery {
+        self.ticket_query_keyed(filter, cursor, None)
+    }
+
+    /// [`Self::ticket_query`], keyed by the condition `by` names (one of the filter's
+    /// indexed conditions) rather than the most selective one.
+    fn ticket_query_keyed(
+        &self,
+        filter: &TicketFilter,
+        cursor: Option<&str>,
+        by: Option<&str>,
+    ) -> TicketQuery {
         let mut conditions: Vec<(&str, String)> = Vec::new();
         if let Some(r) = &filter.reference {
             conditions.push(("ticket_ref", r.clone()));
@@ -587,21 +585,24 @@ impl DynamoStore {
             conditions.push(("channel", ch.as_str().into()));
         }
         let indexed = ["ticket_ref", "customer_id", "assignee", "status", "skill"];
-        let (index, key_attr, key_value) =
-            match conditions.iter().position(|(a, _)| indexed.contains(a)) {
-                Some(i) => {
-                    let (attr, value) = conditions.remove(i);
-                    let index = match attr {
-                        "ticket_ref" => "by_ref",
-                        "customer_id" => "by_customer",
-                        "assignee" => "by_assignee",
-                        "status" => "by_status",
-                        _ => "by_skill",
-                    };
-                    (index, attr, value)
-                }
-                None => ("all", "kind", "ticket".to_string()),
-            };
+        let keyed = |a: &str| match by {
+            Some(k) => a == k,
+            None => indexed.contains(&a),
+        };
+        let (index, key_attr, key_value) = match conditions.iter().position(|(a, _)| keyed(a)) {
+            Some(i) => {
+                let (attr, value) = conditions.remove(i);
+                let index = match attr {
+                    "ticket_ref" => "by_ref",
+                    "customer_id" => "by_customer",
+                    "assignee" => "by_assignee",
+                    "status" => "by_status",
+                    _ => "by_skill",
+                };
+                (index, attr, value)
+            }
+            None => ("all", "kind", "ticket".to_string()),
+        };
         let mut key = "#k = :k".to_string();
         let mut req = self
             .client
