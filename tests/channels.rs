@@ -709,3 +709,57 @@ async fn customers_words_never_reach_the_log() {
         assert!(!log.contains(secret), "{secret} reached the log:\n{log}");
     }
 }
+
+/// Our own API refuses an object that names a key twice. A provider's signed delivery that
+/// does is taken all the same (the last one wins): a 400 there would only make the provider
+/// retry the same delivery until it gave up, and lose the customer's message.
+#[tokio::test]
+async fn a_signed_delivery_that_repeats_a_key_is_still_taken_once() {
+    let dir = TempDir::new();
+    let fake = FakeProvider::start().await;
+    let server = start(&dir, &fake, &[]).await;
+
+    let wa = String::from_utf8(fixture("whatsapp/text_message.json"))
+        .unwrap()
+        .replacen(
+            r#""messaging_product": "whatsapp","#,
+            r#""messaging_product": "whatsapp", "messaging_product": "whatsapp","#,
+            1,
+        );
+    let tg = String::from_utf8(fixture("telegram/text_message.json"))
+        .unwrap()
+        .replacen(r#""update_id""#, r#""update_id": 0, "update_id""#, 1);
+    for _ in 0..2 {
+        let r = whatsapp(
+            &server,
+            wa.as_bytes(),
+            Some(sign(APP_SECRET, wa.as_bytes())),
+        )
+        .await;
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+        let r = telegram(&server, tg.as_bytes(), Some(TG_SECRET)).await;
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    }
+    for channel in ["whatsapp", "telegram"] {
+        let tickets = eventually(|| async {
+            let t = tickets_on(&server, channel).await;
+            (!t.is_empty()).then_some(t)
+        })
+        .await;
+        assert_eq!(tickets.len(), 1, "{channel}");
+        let ticket = tickets[0]["id"].as_str().unwrap();
+        let messages = wait_messages(&server, ticket, |m| m.len() >= 2).await;
+        assert_eq!(
+            messages
+                .iter()
+                .filter(|m| m["direction"] == "inbound")
+                .count(),
+            1,
+            "{channel}: {messages:?}"
+        );
+    }
+    // Broken JSON, signed, is still a 400 in the error form.
+    let broken = b"{\"object\": ";
+    let r = whatsapp(&server, broken, Some(sign(APP_SECRET, broken))).await;
+    assert_eq!(error_code(r, 400).await, "invalid_json");
+}

@@ -1,5 +1,6 @@
 //! Reading JSON from outside: a body that is not JSON, or whose object names a key twice,
-//! is a 400, JSON of the wrong shape a 422, and each says where it went wrong.
+//! is a 400, JSON of the wrong shape a 422, and each says where it went wrong. A provider's
+//! signed webhook is the exception to the repeated key (see [`parse_from_provider`]).
 
 use crate::{Error, Result};
 use serde::de::{self, DeserializeOwned, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -17,7 +18,7 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     }
     serde_json::from_slice::<NoDuplicateKeys>(bytes).map_err(|e| {
         let what = match e.classify() {
-            serde_json::error::Category::Data => "the body names a key twice",
+            serde_json::error::Category::Data => REPEATED,
             _ => "the body is not valid JSON",
         };
         Error::bad_request("invalid_json", format!("{what}: {e}"))
@@ -32,6 +33,29 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
         )
     })
 }
+
+/// Parses a provider's webhook body, whose signature or secret was checked first. It is not
+/// JSON: 400, as [`parse`]. But an object that names a key twice is taken, the last one
+/// winning, and logged: a 400 there would not reach whoever wrote the API call, as it does for
+/// our own clients, but make the provider retry the same delivery until it gives up, and lose
+/// the customer's message it carries.
+pub fn parse_from_provider(bytes: &[u8]) -> Result<serde_json::Value> {
+    match parse(bytes) {
+        Err(e) if e.message.starts_with(REPEATED) => {
+            tracing::warn!(
+                "a provider's webhook names a key twice; taken with the last one: {}",
+                e.message
+            );
+            serde_json::from_slice(bytes).map_err(|e| {
+                Error::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
+            })
+        }
+        other => other,
+    }
+}
+
+/// How [`parse`]'s refusal of a repeated key begins.
+const REPEATED: &str = "the body names a key twice";
 
 /// A JSON document walked only to find an object that names a key twice. Parsed straight to
 /// a `Value` (or a struct), the last of the two would win silently: `{"rating": 5,
@@ -145,6 +169,17 @@ mod tests {
         let e = parse::<serde_json::Value>(body.as_bytes()).unwrap_err();
         assert!(e.message.contains(&"键".repeat(KEY_SHOWN_CHARS)));
         assert!(!e.message.contains(&"键".repeat(KEY_SHOWN_CHARS + 1)));
+    }
+
+    #[test]
+    fn a_providers_repeated_key_is_taken_with_the_last_one_and_broken_json_is_not() {
+        let v = parse_from_provider(br#"{"update_id": 1, "message": {"text": "a", "text": "b"}}"#)
+            .unwrap();
+        assert_eq!(v["message"]["text"], "b");
+        for body in [&b""[..], b"{\"update_id\": ", b"not json"] {
+            let e = parse_from_provider(body).unwrap_err();
+            assert_eq!((e.kind, e.code), (ErrorKind::BadRequest, "invalid_json"));
+        }
     }
 
     #[test]

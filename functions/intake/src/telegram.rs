@@ -11,7 +11,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use helpdesk_core::domain::{self, Attachment, ButtonPress, Channel, InboundMessage, MessageKind};
-use helpdesk_core::http::{body_bytes, parse_json};
+use helpdesk_core::http::body_bytes;
+use helpdesk_core::json::parse_from_provider;
 use helpdesk_core::{Error, ErrorKind, Result};
 use serde_json::Value;
 use std::sync::Arc;
@@ -41,7 +42,7 @@ async fn update(State(deps): State<Arc<Deps>>, req: Request) -> Result<Response>
         ));
     }
     let body = body_bytes(req, &()).await?;
-    let payload: Value = parse_json(&body)?;
+    let payload = parse_from_provider(&body)?;
     match parse_update(&payload) {
         Some(message) if !crate::genuine_button(&deps, &message) => {}
         Some(message) => {

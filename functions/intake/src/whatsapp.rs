@@ -15,7 +15,8 @@ use helpdesk_core::channels::WhatsappConfig;
 use helpdesk_core::domain::{
     self, Attachment, ButtonPress, Channel, DeliveryStatus, Direction, InboundMessage, MessageKind,
 };
-use helpdesk_core::http::{body_bytes, parse_json};
+use helpdesk_core::http::body_bytes;
+use helpdesk_core::json::parse_from_provider;
 use helpdesk_core::{Error, ErrorKind, Result};
 use hmac::{Hmac, Mac};
 use serde_json::Value;
@@ -94,7 +95,7 @@ async fn notify(State(deps): State<Arc<Deps>>, req: Request) -> Result<Response>
     let headers = req.headers().clone();
     let body = body_bytes(req, &()).await?;
     check_signature(&config.app_secret, &headers, &body)?;
-    let payload: Value = parse_json(&body)?;
+    let payload = parse_from_provider(&body)?;
     let events = parse_notification(&payload, &config.phone_number_id);
     for event in events {
         match event {
