@@ -472,3 +472,107 @@ fn the_console_sign_in_settings_reach_the_function_that_serves_the_console() {
         }
     }
 }
+
+/// The routes `openapi.yaml` lists that the stack does not route, each with its reason.
+const NOT_ROUTED_ON_AWS: [(&str, &str, &str); 2] = [
+    // The local server's liveness check; on AWS each function's health is Lambda's own.
+    ("GET", "/healthz", "local only"),
+    // A file of the console, served by `GET /console/{proxy+}` like the others.
+    ("GET", "/console/config.json", "under /console/{proxy+}"),
+];
+
+/// The API document's routes, as `(METHOD, /path)`, read by indentation: a path two spaces
+/// in, its methods four.
+fn openapi_routes() -> BTreeSet<(String, String)> {
+    let spec = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.yaml"))
+        .expect("openapi.yaml");
+    let mut routes = BTreeSet::new();
+    let mut path: Option<String> = None;
+    for line in spec.lines() {
+        if let Some(p) = line.strip_prefix("  /").and_then(|p| p.strip_suffix(':')) {
+            path = Some(format!("/{p}"));
+        } else if !line.starts_with("    ") && !line.trim().is_empty() {
+            path = None;
+        } else if let (Some(p), Some(m)) = (&path, line.strip_prefix("    ")) {
+            let m = m.trim_end_matches(':');
+            if ["get", "post", "put", "patch", "delete"].contains(&m) {
+                routes.insert((m.to_uppercase(), p.clone()));
+            }
+        }
+    }
+    assert!(routes.len() >= 30, "openapi.yaml read wrongly: {routes:?}");
+    routes
+}
+
+/// A route the code serves but the stack does not route answers API Gateway's 404 on AWS
+/// while every local test passes: `PATCH /me`, `/agents` and `/reports/sla` once did. So
+/// the stack routes every route of the API document (but the listed ones), to a function
+/// whose code names that path, and nothing the document leaves out but the console's
+/// files.
+#[test]
+fn the_stack_routes_every_route_of_the_api_document_to_a_function_that_serves_it() {
+    let t = Template::load();
+    let mut routed = BTreeSet::new();
+    for f in t.resources_of_type("AWS::Serverless::Function") {
+        let events = f.http_events();
+        if events.is_empty() {
+            continue;
+        }
+        let code = f
+            .prop("CodeUri")
+            .expect("a function with routes has its code");
+        let mut sources = String::new();
+        for dir in [format!("{code}/src"), "shared/src".into(), "web/src".into()] {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+            for entry in walk_rs(&dir) {
+                sources.push_str(&std::fs::read_to_string(entry).unwrap());
+            }
+        }
+        for e in events {
+            // API Gateway's greedy `{proxy+}` is axum's `{*name}`.
+            let named = match e.path.strip_suffix("{proxy+}") {
+                Some(prefix) => format!("\"{prefix}{{*"),
+                None => format!("\"{}\"", e.path),
+            };
+            assert!(
+                sources.contains(&named),
+                "{} {} is routed to {}, whose code never names that path",
+                e.method,
+                e.path,
+                f.name
+            );
+            routed.insert((e.method, e.path));
+        }
+    }
+    let documented = openapi_routes();
+    for (m, p) in &documented {
+        let skipped = NOT_ROUTED_ON_AWS
+            .iter()
+            .any(|(sm, sp, _)| sm == m && sp == p);
+        assert!(
+            routed.contains(&(m.clone(), p.clone())) || skipped,
+            "{m} {p} is in openapi.yaml but the stack does not route it: on AWS it would \
+             answer 404. Add an HttpApi event to the function that serves it."
+        );
+    }
+    for (m, p) in &routed {
+        assert!(
+            documented.contains(&(m.clone(), p.clone())) || p.starts_with("/console"),
+            "{m} {p} is routed but not in openapi.yaml"
+        );
+    }
+}
+
+/// The `.rs` files under `dir`.
+fn walk_rs(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(walk_rs(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            found.push(path);
+        }
+    }
+    found
+}
