@@ -576,3 +576,76 @@ fn walk_rs(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     found
 }
+
+/// A DynamoDB event reads its table's stream: `!GetAtt T.StreamArn` exists only when `T`
+/// declares a `StreamSpecification`, under the condition its reader is made under (or none).
+/// cfn-lint passes a stream on the wrong table; CloudFormation fails the deploy only once it
+/// reaches the event, after the OpenSearch domain was made. It once did for the indexer's.
+#[test]
+fn each_stream_a_function_reads_is_declared_on_its_table_under_the_same_condition() {
+    let t = Template::load();
+    let mut streams = 0;
+    for f in t.resources_of_type("AWS::Serverless::Function") {
+        for line in f.text().lines() {
+            let Some(table) = line
+                .trim()
+                .strip_prefix("Stream: !GetAtt ")
+                .and_then(|v| v.strip_suffix(".StreamArn"))
+            else {
+                continue;
+            };
+            streams += 1;
+            let spec = t
+                .resource(table)
+                .prop("StreamSpecification")
+                .unwrap_or_else(|| {
+                    panic!(
+                        "{} reads {table}'s stream, which the table does not declare",
+                        f.name
+                    )
+                });
+            if let Some(condition) = spec.strip_prefix("!If [").and_then(|v| v.split(',').next()) {
+                assert_eq!(
+                    f.prop("Condition").as_deref(),
+                    Some(condition.trim()),
+                    "{} reads {table}'s stream, which exists only under {condition}",
+                    f.name
+                );
+            }
+        }
+    }
+    assert_eq!(streams, 2, "the tickets' and the articles' streams");
+    // And no table streams what no function reads (the customers' did, for nothing).
+    let text = template_text();
+    for table in t.resources_of_type("AWS::DynamoDB::Table") {
+        if table.prop("StreamSpecification").is_some() {
+            assert!(
+                text.contains(&format!("Stream: !GetAtt {}.StreamArn", table.name)),
+                "{} streams its changes, but no function reads them",
+                table.name
+            );
+        }
+    }
+}
+
+/// CloudWatch cannot publish to a topic encrypted with SNS's AWS-managed key: every alarm's
+/// notice would fail, seen only in the alarm's history.
+#[test]
+fn the_alarms_can_reach_their_topic() {
+    let t = Template::load();
+    let topic = t.resource("AlarmTopic");
+    assert!(
+        !topic.text().contains("alias/aws/sns"),
+        "AlarmTopic must not use the AWS-managed SNS key"
+    );
+    assert!(
+        template_text()
+            .matches("AlarmActions: [!Ref AlarmTopic]")
+            .count()
+            >= 3
+    );
+}
+
+fn template_text() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/template.yaml")).unwrap()
+}
