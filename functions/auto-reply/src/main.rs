@@ -18,5 +18,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         knowledge,
         threshold: threshold_from_env()?,
     };
-    run_sqs(&dead_letters, |job| auto_reply::handle(&deps, job)).await
+    // A record is one search and a few writes.
+    let reserve = std::time::Duration::from_secs(3);
+    run_sqs(&dead_letters, reserve, |job| auto_reply::handle(&deps, job)).await
 }

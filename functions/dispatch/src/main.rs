@@ -20,5 +20,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let dead_letters = aws::DeadLetters::from_env(&wiring.config);
     let deps = dispatch::Deps::new(wiring.store, &channels, http.clone(), supervisor)
         .with_agent_webhook(http, agent_webhook);
-    run_sqs(&dead_letters, |job| dispatch::handle(&deps, job)).await
+    // A record may wait out one send's timeout, and write before and after it.
+    let reserve = channels.send_timeout + std::time::Duration::from_secs(5);
+    run_sqs(&dead_letters, reserve, |job| dispatch::handle(&deps, job)).await
 }

@@ -10,11 +10,17 @@ use crate::Result;
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::future::Future;
+use std::time::{Duration, Instant};
 
 /// Serves a Lambda fed by an SQS queue: each record's body is decoded as the job `T` and
 /// handed to `handler`; poison goes to `dead_letters`, and the other failures are reported.
+/// A record is started only while `reserve` (the longest one record may take) is left before
+/// the invocation's deadline; the records not started are reported as failures, untried, so
+/// that a slow batch ends in time rather than being cut off by the timeout, which would
+/// return the whole batch to the queue and leave the record under way half done.
 pub async fn run_sqs<T, F, Fut>(
     dead_letters: &DeadLetters,
+    reserve: Duration,
     handler: F,
 ) -> std::result::Result<(), lambda_runtime::Error>
 where
@@ -25,8 +31,10 @@ where
     let handler = &handler;
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<Value>| async move {
-            let out = sqs_batch_putting_off(
+            let last_start = last_start(event.context.deadline, reserve);
+            let out = sqs_batch_until(
                 &event.payload,
+                last_start,
                 |body| async move { handler(jobs::decode(&body)?).await },
                 |body, reason| async move { dead_letters.send(&body, &reason).await },
                 |record, secs| async move { dead_letters.put_off(&record, secs).await },
@@ -104,6 +112,16 @@ where
     sqs_batch_putting_off(event, handler, dead_letter, |_, _| async { Ok(()) }).await
 }
 
+/// The instant after which no record of an invocation is started: `reserve` before its
+/// deadline (milliseconds since the epoch, as the Runtime API gives it).
+fn last_start(deadline_ms: u64, reserve: Duration) -> Instant {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms));
+    Instant::now() + left.saturating_sub(reserve)
+}
+
 /// [`sqs_batch`], and a failed record whose failure said when to try again (a provider's
 /// 429, see [`jobs::retry_after_secs`]) is handed to `put_off` with that many seconds, to be
 /// made visible again only then, instead of waiting inside the function.
@@ -121,18 +139,50 @@ where
     P: Fn(Value, u64) -> PFut,
     PFut: Future<Output = Result<()>>,
 {
+    sqs_batch_until(event, None, handler, dead_letter, put_off).await
+}
+
+/// [`sqs_batch_putting_off`], starting no record after `last_start` but the batch's first
+/// (so every invocation moves the queue on): the rest are reported as failures, untried.
+pub async fn sqs_batch_until<F, Fut, D, DFut, P, PFut>(
+    event: &Value,
+    last_start: impl Into<Option<Instant>>,
+    handler: F,
+    dead_letter: D,
+    put_off: P,
+) -> Value
+where
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = Result<()>>,
+    D: Fn(String, String) -> DFut,
+    DFut: Future<Output = Result<()>>,
+    P: Fn(Value, u64) -> PFut,
+    PFut: Future<Output = Result<()>>,
+{
+    let last_start = last_start.into();
     let mut failed = Vec::new();
     let mut failed_groups: HashSet<String> = HashSet::new();
-    for record in event["Records"]
+    let mut not_started = 0;
+    for (n, record) in event["Records"]
         .as_array()
         .map(Vec::as_slice)
         .unwrap_or_default()
+        .iter()
+        .enumerate()
     {
         let id = record["messageId"].as_str().unwrap_or_default().to_string();
         let group = record["attributes"]["MessageGroupId"]
             .as_str()
             .map(str::to_string);
         if group.as_ref().is_some_and(|g| failed_groups.contains(g)) {
+            failed.push(id);
+            continue;
+        }
+        if n > 0 && last_start.is_some_and(|at| Instant::now() > at) {
+            not_started += 1;
+            if let Some(g) = group {
+                failed_groups.insert(g);
+            }
             failed.push(id);
             continue;
         }
@@ -161,6 +211,12 @@ where
             }
             failed.push(id);
         }
+    }
+    if not_started > 0 {
+        tracing::warn!(
+            records = not_started,
+            "records left untried for the next delivery: too little of the invocation was left"
+        );
     }
     failures(failed)
 }
@@ -252,6 +308,48 @@ mod tests {
         assert_eq!(taken.len(), 1);
         assert_eq!(taken[0].0, "poison");
         assert!(taken[0].1.contains("invalid_json"), "{taken:?}");
+    }
+
+    #[tokio::test]
+    async fn past_the_last_start_only_the_first_record_runs_and_the_rest_wait_untried() {
+        let ran = Mutex::new(Vec::new());
+        let handler = |body: String| {
+            ran.lock().unwrap().push(body);
+            std::future::ready(Ok(()))
+        };
+        let batch = sqs(&[
+            ("1", "a", Some("g1")),
+            ("2", "b", Some("g2")),
+            ("3", "c", Some("g1")),
+        ]);
+        let past = Instant::now();
+        let out = sqs_batch_until(&batch, past, handler, refusing, |_, _| async { Ok(()) }).await;
+        assert_eq!(
+            out,
+            json!({"batchItemFailures": [{"itemIdentifier": "2"}, {"itemIdentifier": "3"}]})
+        );
+        assert_eq!(*ran.lock().unwrap(), ["a"]);
+        // With time enough, all of them.
+        let later = Instant::now() + Duration::from_secs(60);
+        let out = sqs_batch_until(&batch, later, handler, refusing, |_, _| async { Ok(()) }).await;
+        assert_eq!(out, json!({"batchItemFailures": []}));
+        assert_eq!(ran.lock().unwrap().len(), 4);
+    }
+
+    #[test]
+    fn the_last_start_is_the_reserve_before_the_deadline() {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let at = last_start(now_ms + 30_000, Duration::from_secs(15));
+        let left = at - Instant::now();
+        assert!(
+            left > Duration::from_secs(13) && left <= Duration::from_secs(15),
+            "{left:?}"
+        );
+        // A deadline already past, or nearer than the reserve: now.
+        assert!(last_start(now_ms - 5_000, Duration::from_secs(15)) <= Instant::now());
     }
 
     #[tokio::test]
