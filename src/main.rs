@@ -28,7 +28,9 @@ struct Cli {
 enum Command {
     /// Serve every function and route in one process.
     Serve {
-        #[arg(long, default_value = "127.0.0.1:3000")]
+        /// Where to listen: an address and port, or a host name and port
+        /// (`localhost:3000`); `0.0.0.0:3000` for every interface.
+        #[arg(long, default_value = "127.0.0.1:3000", value_parser = socket_addr)]
         addr: SocketAddr,
         /// Where the database and the knowledge index live.
         #[arg(long, env = "HELPDESK_DATA_DIR", default_value = "data")]
@@ -70,15 +72,42 @@ enum KbCommand {
     },
 }
 
-fn main() -> Result<()> {
+/// `--addr`: an address, or a host name resolved to its first address.
+fn socket_addr(value: &str) -> std::result::Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    if let Ok(addr) = value.parse() {
+        return Ok(addr);
+    }
+    value
+        .to_socket_addrs()
+        .map_err(|e| format!("{value:?} is not an address and port (127.0.0.1:3000) nor a host name and port (localhost:3000): {e}"))?
+        .next()
+        .ok_or_else(|| format!("{value:?} names no address"))
+}
+
+fn main() -> std::process::ExitCode {
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("HELPDESK_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colours for a person at a terminal; none in a file, journald or a container's log.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let cli = Cli::parse();
+    // The error and its causes, one line; never a backtrace (RUST_BACKTRACE is for panics).
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -86,16 +115,7 @@ fn main() -> Result<()> {
     runtime.block_on(async {
         match cli.command {
             Command::Serve { addr, data_dir } => serve::run(addr, data_dir).await,
-            Command::AdminToken { data_dir } => match serve::stored_admin_token(&data_dir)? {
-                Some(token) => {
-                    println!("{token}");
-                    Ok(())
-                }
-                None => anyhow::bail!(
-                    "{} holds no admin token yet: `helpdesk serve` makes one at its first start",
-                    data_dir.display()
-                ),
-            },
+            Command::AdminToken { data_dir } => admin_token(&data_dir),
             Command::Kb {
                 command: KbCommand::Import { file, data_dir },
             } => import(&file, &data_dir).await,
@@ -104,6 +124,29 @@ fn main() -> Result<()> {
             } => eval::run(&kb, &queries, json, config::auto_reply_threshold()?).await,
         }
     })
+}
+
+/// The token the desk accepts as the admin's: `HELPDESK_ADMIN_TOKEN` when it is set (the
+/// stored one is then refused), else the one `serve` made and stored.
+fn admin_token(data_dir: &std::path::Path) -> Result<()> {
+    if let Some(token) = std::env::var("HELPDESK_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+    {
+        eprintln!("HELPDESK_ADMIN_TOKEN is set, so the desk takes that token, not a stored one");
+        println!("{token}");
+        return Ok(());
+    }
+    match serve::stored_admin_token(data_dir)? {
+        Some(token) => {
+            println!("{token}");
+            Ok(())
+        }
+        None => anyhow::bail!(
+            "{} holds no admin token yet: `helpdesk serve` makes one at its first start",
+            data_dir.display()
+        ),
+    }
 }
 
 async fn import(file: &PathBuf, data_dir: &std::path::Path) -> Result<()> {
@@ -118,12 +161,16 @@ async fn import(file: &PathBuf, data_dir: &std::path::Path) -> Result<()> {
         .upsert(&articles)
         .await
         .map_err(|e| anyhow::anyhow!(e.message))?;
+    let articles_n = |n: usize| match n {
+        1 => "1 article".to_string(),
+        n => format!("{n} articles"),
+    };
     println!(
-        "imported {} articles ({} new, {} updated); the knowledge base now has {}",
-        articles.len(),
+        "imported {} ({} new, {} updated); the knowledge base now has {}",
+        articles_n(articles.len()),
         created,
         articles.len() - created,
-        index.len()
+        articles_n(index.len())
     );
     Ok(())
 }

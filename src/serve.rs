@@ -157,6 +157,10 @@ pub async fn run(addr: SocketAddr, data_dir: PathBuf) -> Result<()> {
         .await
         .with_context(|| format!("listening on {addr}"))?;
     let admin_token = match &config.admin_token {
+        // The agents' own rule (HELPDESK_AGENTS): a token shorter than 8 is a guess away.
+        Some(t) if t.chars().count() < 8 => {
+            anyhow::bail!("HELPDESK_ADMIN_TOKEN needs 8 characters or more")
+        }
         Some(t) => t.clone(),
         None => {
             // Printed once, when it is made: a log or a terminal kept later shows no secret.
@@ -185,10 +189,19 @@ pub async fn run(addr: SocketAddr, data_dir: PathBuf) -> Result<()> {
         None => stored_secret(&sqlite, "survey_secret")?.0,
     };
     let local = listener.local_addr()?;
-    let public_url = config
-        .public_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{local}"));
+    let public_url = match config.public_url.clone() {
+        Some(url) => url,
+        None => {
+            let url = format!("http://{local}");
+            if local.ip().is_unspecified() {
+                tracing::warn!(
+                    "survey links will name {url}, which no customer's browser can open: set \
+                     HELPDESK_PUBLIC_URL to the address customers reach this desk at"
+                );
+            }
+            url
+        }
+    };
     let http = reqwest::Client::builder()
         .build()
         .context("building the HTTP client")?;

@@ -1251,9 +1251,103 @@ async fn admin_token_of(dir: &TempDir) -> std::process::Output {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_helpdesk"))
         .args(["admin-token", "--data-dir"])
         .arg(&dir.0)
+        .env_remove("HELPDESK_ADMIN_TOKEN")
         .output()
         .await
         .unwrap()
+}
+
+/// What a person at the command line meets: `admin-token` shows the token the desk takes
+/// (the variable's, when it is set); a short chosen admin token is refused as an agent's
+/// is; `--addr` takes a host name; an error is one line, with no backtrace even under
+/// `RUST_BACKTRACE`, and the log written to a file has no colour codes.
+#[tokio::test]
+async fn the_command_line_says_what_the_desk_takes_in_plain_lines() {
+    let dir = TempDir::new();
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_helpdesk"));
+        c.args(args)
+            .arg("--data-dir")
+            .arg(&dir.0)
+            .env_remove("HELPDESK_ADMIN_TOKEN")
+            .env("RUST_BACKTRACE", "1")
+            .env("HELPDESK_LOG", "info");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.kill_on_drop(true);
+        c
+    };
+    let out = run(
+        &["admin-token"],
+        &[("HELPDESK_ADMIN_TOKEN", "chosen-admin-令牌")],
+    )
+    .output()
+    .await
+    .unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "chosen-admin-令牌\n");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HELPDESK_ADMIN_TOKEN is set"));
+
+    let out = run(
+        &["serve", "--addr", "127.0.0.1:0"],
+        &[("HELPDESK_ADMIN_TOKEN", "短令牌")],
+    )
+    .output()
+    .await
+    .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("HELPDESK_ADMIN_TOKEN needs 8 characters"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("backtrace"), "{stderr}");
+    assert_eq!(stderr.matches("error:").count(), 1, "{stderr}");
+    assert!(
+        !stderr.contains('\x1b'),
+        "colour codes in a log that is not a terminal: {stderr}"
+    );
+
+    let missing = dir.0.join("no-such-file.json");
+    let out = run(&["kb", "import", missing.to_str().unwrap()], &[])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with("error: reading"), "{stderr}");
+    assert!(!stderr.contains("backtrace"), "{stderr}");
+
+    // A host name and port: the desk listens, and says where; its log, in a pipe, is plain.
+    let mut child = run(
+        &["serve", "--addr", "localhost:0"],
+        &[("HELPDESK_ADMIN_TOKEN", ADMIN)],
+    )
+    .stderr(std::process::Stdio::piped())
+    .stdout(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut lines =
+        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(child.stdout.take().unwrap()));
+    let mut listening = None;
+    while let Ok(Some(line)) = lines.next_line().await {
+        if line.contains("listening on http://") {
+            listening = Some(line);
+            break;
+        }
+    }
+    child.kill().await.unwrap();
+    let mut log = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut child.stderr.take().unwrap(), &mut log)
+        .await
+        .unwrap();
+    assert!(listening.is_some(), "{log}");
+    assert!(log.contains("INFO"), "{log}");
+    assert!(
+        !log.contains('\x1b'),
+        "colour codes in a log that is not a terminal: {log}"
+    );
 }
 
 /// A start stopped by a bad `HELPDESK_AGENTS` has made and printed no admin token: the
