@@ -601,3 +601,51 @@ async fn the_inbox_counts_read_the_active_tickets_not_the_history() {
         proxy.scanned() - before
     );
 }
+
+/// The sweep of messages left queued runs every 5 minutes on AWS, busy or idle: it reads the
+/// sparse `queued` index, the messages still queued and nothing else, where it once scanned
+/// the whole messages table, every message ever sent, at every run.
+#[tokio::test]
+async fn the_sweep_of_messages_left_queued_reads_only_those() {
+    use helpdesk_core::domain::{DeliveryStatus, Message, MessageKind};
+    use helpdesk_core::ports::ConversationStore;
+    let stack = Stack::new().await;
+    let proxy = aws_harness::dynamo_proxy::DynamoProxy::start(&stack.config).await;
+    let store = DynamoStore::new(&proxy.config, stack.tables.clone());
+    let customer = customer_on_dynamodb(&stack).await;
+    let mut queued = Vec::new();
+    for n in 0..32 {
+        let m = Message::outbound(
+            &customer,
+            Channel::Telegram,
+            MessageKind::AgentReply,
+            format!("第 {n} 条回复"),
+            None,
+        );
+        store.append_message(&m).await.unwrap();
+        if n % 16 == 0 {
+            queued.push(m.id);
+        } else {
+            store
+                .set_delivery(&m.id, DeliveryStatus::Sent, Some(&format!("42:{n}")), None)
+                .await
+                .unwrap();
+        }
+    }
+    let later = helpdesk_core::domain::now() + chrono::Duration::seconds(1);
+    let (scans, read) = (proxy.count("Scan"), proxy.scanned());
+    let found = store.queued_before(later, 100).await.unwrap();
+    let mut found: Vec<String> = found.into_iter().map(|m| m.id).collect();
+    found.sort();
+    queued.sort();
+    assert_eq!(found, queued);
+    assert_eq!(proxy.count("Scan"), scans, "no scan of the table");
+    assert_eq!(
+        proxy.scanned() - read,
+        2,
+        "the 2 queued messages, not the 30 sent"
+    );
+    // The oldest first, up to the limit.
+    let one = store.queued_before(later, 1).await.unwrap();
+    assert_eq!(one.len(), 1);
+}

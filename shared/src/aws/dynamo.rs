@@ -255,6 +255,9 @@ fn session_item(session: &WebchatSession) -> Result<Item> {
     Ok(item)
 }
 
+/// The one partition of the messages' `queued` index.
+const QUEUED_PK: &str = "queued";
+
 fn message_item(m: &Message) -> Result<Item> {
     let mut item: Item = HashMap::from([
         ("id".into(), s(&m.id)),
@@ -273,8 +276,10 @@ fn message_item(m: &Message) -> Result<Item> {
         item.insert("provider_key".into(), s(provider_key(m.channel, p)));
     }
     if m.status == Some(DeliveryStatus::Queued) {
-        // What a sender's claim is conditioned on (the body is opaque to conditions).
+        // What a sender's claim is conditioned on (the body is opaque to conditions), and
+        // the key of the sparse index the sweep reads.
         item.insert("queued".into(), AttributeValue::Bool(true));
+        item.insert("queued_pk".into(), s(QUEUED_PK));
     }
     Ok(item)
 }
@@ -1396,35 +1401,27 @@ impl ConversationStore for DynamoStore {
         .await
     }
 
-    /// A scan of the messages table for the `queued` flag (set only while a message is
-    /// queued), run by a schedule every few minutes; the flag is sparse, so the scan reads
-    /// the table but returns few items.
+    /// The messages still queued, oldest first, from the sparse `queued` index: it holds
+    /// only those, so the sweep that runs every few minutes reads them alone, not the
+    /// history. The index can lag a write, so each is checked as it reads.
     async fn queued_before(&self, before: DateTime<Utc>, limit: usize) -> Result<Vec<Message>> {
-        let mut queued: Vec<Message> = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .scan()
-                .table_name(&self.tables.messages)
-                .filter_expression("queued = :t")
-                .expression_attribute_values(":t", AttributeValue::Bool(true))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| db_err("scan", e))?;
-            for item in out.items.unwrap_or_default() {
-                let m: Message = body_of(&item)?;
-                if m.status == Some(DeliveryStatus::Queued) && m.created_at < before {
-                    queued.push(m);
-                }
-            }
-            match out.last_evaluated_key {
-                Some(key) => start = Some(key),
-                None => break,
+        let req = self
+            .client
+            .query()
+            .table_name(&self.tables.messages)
+            .index_name("queued")
+            .key_condition_expression("queued_pk = :q AND sk < :before")
+            .expression_attribute_values(":q", s(QUEUED_PK))
+            .expression_attribute_values(":before", s(ts(before)))
+            .limit(i32::try_from(limit.clamp(1, 1000)).unwrap_or(1000));
+        let items = self.query_all(req, limit).await?;
+        let mut queued = Vec::new();
+        for item in &items {
+            let m: Message = body_of(item)?;
+            if m.status == Some(DeliveryStatus::Queued) && m.created_at < before {
+                queued.push(m);
             }
         }
-        queued.sort_by_key(|m| m.created_at);
         queued.truncate(limit);
         Ok(queued)
     }

@@ -28,6 +28,9 @@ pub const MESSAGE_INDEXES: &[(&str, &str, &str)] = &[
     ("by_conversation", "conversation", "sk"),
     ("by_ticket", "ticket_id", "sk"),
     ("by_provider_id", "provider_key", "sk"),
+    // Sparse: only messages still queued carry `queued_pk`, so the sweep of those left
+    // queued reads them alone, however long the history.
+    ("queued", "queued_pk", "sk"),
 ];
 
 /// The sessions table's index, for moving a customer's sessions in a merge.
