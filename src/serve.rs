@@ -251,6 +251,7 @@ pub async fn run(addr: SocketAddr, data_dir: PathBuf) -> Result<()> {
         agents,
         threshold: config.threshold,
         auto_assign: rules.auto_assign(),
+        close_resolved_after: rules.close_resolved_after(),
         zone: rules.hours().zone(),
     });
     if dispatch.supervisor.is_none() {
@@ -369,8 +370,13 @@ fn spawn_clock(
                 _ = stopped.changed() => return,
             }
             match assignment::tick(store.as_ref(), &rules, helpdesk_core::domain::now()).await {
-                Ok(t) if t.breached + t.assigned > 0 => {
-                    tracing::info!(breached = t.breached, assigned = t.assigned, "clock")
+                Ok(t) if t.breached + t.assigned + t.closed > 0 => {
+                    tracing::info!(
+                        breached = t.breached,
+                        assigned = t.assigned,
+                        closed = t.closed,
+                        "clock"
+                    )
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "the SLA clock failed; next turn tries again"),

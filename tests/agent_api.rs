@@ -1565,3 +1565,34 @@ async fn the_data_directory_is_its_owners_alone() {
     let log = log_of_a_start(&data).await;
     assert!(!log.contains("chmod 700"), "{log}");
 }
+
+/// A ticket an agent resolves says when it will close by itself (4 days on, by default, and
+/// the survey goes out then), and no longer once it is reopened.
+#[tokio::test]
+async fn a_resolved_ticket_says_when_it_closes_by_itself() {
+    let dir = TempDir::new();
+    let server = Server::start(&dir.0, &[]).await;
+    let visitor = server.visitor().await;
+    visitor.say("Why was I charged twice this month?").await;
+    let handoff = visitor.wait_for("handoff").await;
+    let id = handoff["ticket_id"].as_str().unwrap().to_string();
+    let (_, version) = server.ticket(&id).await;
+    // The desk's clock keeps milliseconds.
+    let before = chrono::Utc::now() - chrono::Duration::milliseconds(1);
+    let r = server
+        .patch(&id, Some(version), json!({"status": "resolved"}))
+        .await;
+    assert_eq!(r.status(), 200);
+    let resolved: Value = r.json().await.unwrap();
+    let closes_at: chrono::DateTime<chrono::Utc> =
+        resolved["closes_at"].as_str().unwrap().parse().unwrap();
+    let four_days = chrono::Duration::days(4);
+    assert!(closes_at >= before + four_days, "{resolved}");
+    assert!(closes_at <= chrono::Utc::now() + four_days, "{resolved}");
+    let r = server
+        .patch(&id, resolved["version"].as_u64(), json!({"status": "open"}))
+        .await;
+    assert_eq!(r.status(), 200);
+    let reopened: Value = r.json().await.unwrap();
+    assert!(reopened.get("closes_at").is_none(), "{reopened}");
+}

@@ -250,6 +250,79 @@ async fn the_clock_finds_due_targets_through_the_store(w: Wiring) {
     );
 }
 
+/// A resolved ticket closes by itself when its time comes (as an agent's close, so the
+/// change feed sends its survey), found through the clock's index like a due SLA target;
+/// one reopened meanwhile, or resolved under `off`, is left alone, and a repeat closes
+/// nothing twice.
+async fn a_resolved_ticket_closes_by_itself_when_its_time_comes(w: Wiring) {
+    let store = w.store.as_ref();
+    let rules = Rules::parse("[assignment]\nauto = false\n").unwrap();
+    let after = rules.close_resolved_after();
+    assert_eq!(after, Some(chrono::Duration::days(4)), "the default");
+    let t0 = now();
+    let resolve = |text: &str, after| {
+        let mut t = ticket(text, Skill::Billing, Priority::Normal);
+        let was = t.status;
+        t.apply(
+            &TicketPatch {
+                status: Some(TicketStatus::Resolved),
+                ..TicketPatch::default()
+            },
+            t0,
+        )
+        .unwrap();
+        t.schedule_close(was, after, t0);
+        t
+    };
+    let quiet = resolve("发票已经开好了，谢谢", after);
+    assert_eq!(quiet.closes_at, Some(t0 + chrono::Duration::days(4)));
+    let kept = resolve("我再确认一下", None);
+    assert_eq!(kept.closes_at, None);
+    let mut reopened = resolve("还是不行", after);
+    for t in [&quiet, &kept, &reopened] {
+        store.create_ticket(t).await.unwrap();
+    }
+    // Reopened before its time: no longer resolved, no longer closing.
+    let v = reopened.version;
+    reopened
+        .apply(
+            &TicketPatch {
+                status: Some(TicketStatus::Open),
+                ..TicketPatch::default()
+            },
+            t0,
+        )
+        .unwrap();
+    reopened.schedule_close(TicketStatus::Resolved, after, t0);
+    assert_eq!(reopened.closes_at, None);
+    store.update_ticket(&reopened, v).await.unwrap();
+
+    let day = |d: i64| t0 + chrono::Duration::days(d);
+    let tick = assignment::tick(store, &rules, day(3)).await.unwrap();
+    assert_eq!(tick.closed, 0, "{}: not yet", w.name);
+    assert_eq!(
+        store.sla_due_tickets(day(5), 10).await.unwrap().len(),
+        1,
+        "{}: the one resolved with a time, through the index",
+        w.name
+    );
+    let tick = assignment::tick(store, &rules, day(5)).await.unwrap();
+    assert_eq!(tick.closed, 1, "{}", w.name);
+    let closed = store.get_ticket(&quiet.id).await.unwrap().unwrap();
+    assert_eq!(closed.status, TicketStatus::Closed, "{}", w.name);
+    assert_eq!(closed.closed_at, Some(day(5)));
+    for (t, status) in [
+        (&kept, TicketStatus::Resolved),
+        (&reopened, TicketStatus::Open),
+    ] {
+        let now_is = store.get_ticket(&t.id).await.unwrap().unwrap();
+        assert_eq!(now_is.status, status, "{}", w.name);
+    }
+    assert!(store.sla_due_tickets(day(9), 10).await.unwrap().is_empty());
+    let tick = assignment::tick(store, &rules, day(9)).await.unwrap();
+    assert_eq!(tick.closed, 0, "{}: once", w.name);
+}
+
 /// The DynamoDB store on the emulator, reached one request at a time
 /// ([`wirings::dynamodb_config`]): the race between our requests (read the agents, choose,
 /// write) is untouched, only each request is whole.
@@ -287,6 +360,7 @@ macro_rules! both {
 both!(two_hundred_tickets_never_overfill_five_agents);
 both!(freed_capacity_takes_the_urgent_ticket_first);
 both!(the_clock_finds_due_targets_through_the_store);
+both!(a_resolved_ticket_closes_by_itself_when_its_time_comes);
 
 /// DynamoDB keeps each agent's held tickets as a set beside the tickets, and a write cut
 /// short between a ticket and that set (a close whose release of the slot failed) leaves a

@@ -35,6 +35,7 @@ async fn serve(w: &Wiring) -> String {
         .unwrap(),
         threshold: 0.57,
         auto_assign: false,
+        close_resolved_after: None,
         zone: helpdesk_core::domain::hours::Tz::UTC,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -857,6 +857,7 @@ async fn a_big_merge_goes_on_as_a_job_and_finishes(w: Wiring) {
         agents: tickets::Agents::parse(Some("admin-token"), None).unwrap(),
         threshold: 0.5,
         auto_assign: false,
+        close_resolved_after: None,
         zone: helpdesk_core::domain::hours::Tz::UTC,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -13,7 +13,7 @@ use crate::domain::agent::choose;
 use crate::domain::{
     self, AgentNotice, AgentProfile, AssignmentReason, OutboundMessage, SupervisorNotice, Ticket,
 };
-use crate::domain::{Message, MessageKind};
+use crate::domain::{Message, MessageKind, TicketStatus};
 use crate::flow::{derived_id, send_to_customer, update_ticket};
 use crate::format;
 use crate::jobs::{self, TicketChange};
@@ -196,14 +196,25 @@ pub async fn fill(store: &dyn Store, agent: &str, except: Option<&str>) -> Resul
 pub struct Tick {
     pub breached: usize,
     pub assigned: usize,
+    /// Resolved tickets closed by themselves, their time come.
+    pub closed: usize,
 }
 
 /// One turn of the clock at `now`: records each SLA target that passed unmet (the change
-/// feed then notifies the supervisor, and the policy may escalate), and gives waiting
-/// tickets to agents who have room, in case a change was missed.
+/// feed then notifies the supervisor, and the policy may escalate), closes the resolved
+/// tickets whose time to close by themselves came (the change feed then sends their
+/// surveys), and gives waiting tickets to agents who have room, in case a change was missed.
 pub async fn tick(store: &dyn Store, rules: &Rules, now: DateTime<Utc>) -> Result<Tick> {
     let mut done = Tick::default();
     for due in store.sla_due_tickets(now, WAITING_PAGE).await? {
+        if due.status == TicketStatus::Resolved {
+            let (_, closed) = update_ticket(store, &due.id, |t| t.close_if_due(now)).await?;
+            if closed {
+                done.closed += 1;
+                tracing::info!(ticket_id = %due.id, "a resolved ticket closed by itself");
+            }
+            continue;
+        }
         let (_, changed) = update_ticket(store, &due.id, |t| {
             Ok(!t.check_sla(rules.sla(), now).is_empty())
         })

@@ -126,7 +126,8 @@ pub trait AgentStore: Send + Sync {
     async fn recount_agent(&self, id: &str) -> Result<u32>;
     /// Tickets still being worked that nobody holds, urgent first, then oldest first.
     async fn waiting_tickets(&self, limit: usize) -> Result<Vec<Ticket>>;
-    /// Tickets with an SLA target unmet and due at or before `now`, earliest first.
+    /// Tickets whose [`Ticket::next_sla_due`] is at or before `now`, earliest first: an SLA
+    /// target unmet, or a resolved ticket's time to close by itself.
     async fn sla_due_tickets(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Ticket>>;
 }
 

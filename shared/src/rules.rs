@@ -1,7 +1,7 @@
 //! Classification and priority rules, read from a TOML file the operator can edit
 //! (`shared/rules/default.toml` is the built-in default).
 
-use crate::domain::hours::HoursSpec;
+use crate::domain::hours::{parse_duration, HoursSpec};
 use crate::domain::sla::PolicySpec;
 use crate::domain::{BusinessHours, Priority, Skill, SlaPolicies, Tier};
 use crate::text::is_cjk;
@@ -24,6 +24,8 @@ struct RulesFile {
     sla: BTreeMap<Priority, PolicySpec>,
     #[serde(default)]
     assignment: AssignmentRules,
+    #[serde(default)]
+    tickets: TicketRules,
 }
 
 #[derive(Debug, Clone)]
@@ -34,6 +36,29 @@ pub struct Rules {
     hours: BusinessHours,
     sla: SlaPolicies,
     assignment: AssignmentRules,
+    close_resolved_after: Option<chrono::Duration>,
+}
+
+/// `[tickets]`: how long a resolved ticket waits for the customer before it closes by
+/// itself (its survey goes out then), as Zendesk closes solved tickets: a duration in
+/// calendar time (`4d`, `12h`), or `off` to leave them resolved until an agent closes them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TicketRules {
+    #[serde(default = "four_days")]
+    close_resolved_after: String,
+}
+
+fn four_days() -> String {
+    "4d".into()
+}
+
+impl Default for TicketRules {
+    fn default() -> Self {
+        TicketRules {
+            close_resolved_after: four_days(),
+        }
+    }
 }
 
 /// `[assignment]`: whether the desk gives new tickets to agents itself.
@@ -120,6 +145,19 @@ impl Rules {
             Some(spec) => BusinessHours::from_spec(spec)?,
             None => BusinessHours::Always,
         };
+        let close_resolved_after = match file.tickets.close_resolved_after.trim() {
+            "off" => None,
+            // Calendar time: the customer's days, not the team's working hours.
+            after => Some(parse_duration(after, &BusinessHours::Always).map_err(|e| {
+                Error::bad_request(
+                    "invalid_rules",
+                    format!(
+                        "{} ([tickets] close_resolved_after: a duration, or \"off\")",
+                        e.message
+                    ),
+                )
+            })?),
+        };
         let mut rules = Rules {
             handoff: file.handoff,
             skills: file.skills,
@@ -127,6 +165,7 @@ impl Rules {
             sla: SlaPolicies::from_specs(&file.sla, hours.clone())?,
             hours,
             assignment: file.assignment,
+            close_resolved_after,
         };
         for list in [
             &mut rules.handoff.words,
@@ -158,6 +197,12 @@ impl Rules {
     /// Whether the desk assigns new tickets itself.
     pub fn auto_assign(&self) -> bool {
         self.assignment.auto
+    }
+
+    /// How long a resolved ticket stays resolved before it closes by itself; `None`: until
+    /// an agent closes it.
+    pub fn close_resolved_after(&self) -> Option<chrono::Duration> {
+        self.close_resolved_after
     }
 
     /// The rules the functions run with: the file `HELPDESK_RULES` names, else the built-in.
@@ -239,6 +284,29 @@ fn contains_word(text: &str, word: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resolved_tickets_close_after_four_days_unless_the_file_says_otherwise() {
+        let days = |d: i64| Some(chrono::Duration::days(d));
+        assert_eq!(Rules::default().close_resolved_after(), days(4));
+        let r = Rules::parse("[tickets]\nclose_resolved_after = \"12h\"\n").unwrap();
+        assert_eq!(r.close_resolved_after(), Some(chrono::Duration::hours(12)));
+        // Calendar days, even with business hours set.
+        let r = Rules::parse(
+            "[business_hours]\ntimezone = \"Asia/Shanghai\"\nopen = \"09:00\"\nclose = \"18:00\"\n\
+             [tickets]\nclose_resolved_after = \"2d\"\n",
+        )
+        .unwrap();
+        assert_eq!(r.close_resolved_after(), days(2));
+        let r = Rules::parse("[tickets]\nclose_resolved_after = \"off\"\n").unwrap();
+        assert_eq!(r.close_resolved_after(), None);
+        for bad in ["soon", "0d", "-1h", ""] {
+            let e =
+                Rules::parse(&format!("[tickets]\nclose_resolved_after = {bad:?}\n")).unwrap_err();
+            assert_eq!(e.code, "invalid_rules");
+            assert!(e.message.contains("close_resolved_after"), "{}", e.message);
+        }
+    }
 
     #[test]
     fn default_rules_parse() {

@@ -26,6 +26,9 @@ pub struct Deps {
     /// Whether the desk gives tickets to agents itself (`[assignment] auto` of the rules):
     /// an agent who comes back or gains a skill then takes waiting tickets at once.
     pub auto_assign: bool,
+    /// How long a ticket an agent resolves waits before it closes by itself
+    /// (`[tickets] close_resolved_after`); `None`: until an agent closes it.
+    pub close_resolved_after: Option<chrono::Duration>,
     /// The team's time zone (`[business_hours] timezone`, else UTC): a report's days, and
     /// the dates of its period, are the team's.
     pub zone: helpdesk_core::domain::hours::Tz,

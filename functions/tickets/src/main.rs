@@ -64,6 +64,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         agents,
         threshold: threshold_from_env()?,
         auto_assign: rules.auto_assign(),
+        close_resolved_after: rules.close_resolved_after(),
         zone: rules.hours().zone(),
     });
     // The console's pages are public; they sign in (Cognito's hosted UI with PKCE) before

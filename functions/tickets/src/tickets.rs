@@ -410,7 +410,9 @@ async fn patch(
         by: Some(agent.name.clone()),
     };
     let before = ticket.assignee.clone();
-    ticket.apply(&patch, domain::now())?;
+    let (was, now) = (ticket.status, domain::now());
+    ticket.apply(&patch, now)?;
+    ticket.schedule_close(was, deps.close_resolved_after, now);
     if let Some(to) = ticket
         .assignee
         .as_deref()

@@ -165,8 +165,12 @@ impl Ticket {
     }
 
     /// The earliest due time still to watch: of a target neither met nor breached, on a
-    /// ticket still being worked. What the SLA check's index is ordered by.
+    /// ticket still being worked; or, on a resolved ticket, when it closes by itself. What
+    /// the clock's index is ordered by.
     pub fn next_sla_due(&self) -> Option<DateTime<Utc>> {
+        if self.status == TicketStatus::Resolved {
+            return self.closes_at;
+        }
         if !self.status.is_active() {
             return None;
         }

@@ -169,6 +169,11 @@ pub struct Ticket {
     /// it, with no survey.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merged_into: Option<String>,
+    /// When this ticket, resolved, closes by itself (and its survey goes out), unless it is
+    /// reopened or closed first: set as it is resolved, by the rules' `[tickets]
+    /// close_resolved_after` ([`Ticket::schedule_close`]); read only while it stays resolved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closes_at: Option<DateTime<Utc>>,
     pub version: u64,
 }
 
@@ -326,8 +331,39 @@ impl Ticket {
             suggestions: Vec::new(),
             opened_by: None,
             merged_into: None,
+            closes_at: None,
             version: 1,
         }
+    }
+
+    /// After a status change from `was`: a ticket just resolved closes by itself `after`
+    /// from `now` (never, for `None`); a ticket no longer resolved has no such time.
+    pub fn schedule_close(
+        &mut self,
+        was: TicketStatus,
+        after: Option<chrono::Duration>,
+        now: DateTime<Utc>,
+    ) {
+        if self.status != TicketStatus::Resolved {
+            self.closes_at = None;
+        } else if was != TicketStatus::Resolved {
+            self.closes_at = after.map(|d| now + d);
+        }
+    }
+
+    /// Closes a resolved ticket whose time to close by itself has come, as an agent's
+    /// close would (its survey follows). False when it is not due, or not resolved now.
+    pub fn close_if_due(&mut self, now: DateTime<Utc>) -> Result<bool> {
+        let due =
+            self.status == TicketStatus::Resolved && self.closes_at.is_some_and(|at| at <= now);
+        if due {
+            let close = TicketPatch {
+                status: Some(TicketStatus::Closed),
+                ..TicketPatch::default()
+            };
+            self.apply(&close, now)?;
+        }
+        Ok(due)
     }
 
     fn touch(&mut self, now: DateTime<Utc>) {
