@@ -304,9 +304,13 @@ async fn a_telegram_update_goes_from_the_webhook_to_a_ticket_and_its_survey_goes
     let stack = Stack::new().await;
     let telegram = common::provider::FakeProvider::start().await;
     let mut env = stack.env.clone();
+    // The bot's secrets in SSM, as the template names them: intake reads the receiving
+    // half, dispatch the sending half, each through its own grant.
+    let secret_token = stack.parameter("telegram-secret-token", "tg-secret").await;
+    let bot_token = stack.parameter("telegram-bot-token", "123:bot").await;
     for (k, v) in [
-        ("TELEGRAM_SECRET_TOKEN", "tg-secret"),
-        ("TELEGRAM_BOT_TOKEN", "123:bot"),
+        ("TELEGRAM_SECRET_TOKEN_PARAM", secret_token.as_str()),
+        ("TELEGRAM_BOT_TOKEN_PARAM", bot_token.as_str()),
         ("TELEGRAM_API_BASE", telegram.base.as_str()),
         ("TELEGRAM_RATE_PER_CHAT", "50"),
     ] {
@@ -672,6 +676,18 @@ async fn the_indexer_keeps_opensearch_in_step_with_the_articles_table() {
 
     // An event that is neither is refused, not taken for an empty batch.
     assert!(indexer.invoke(json!({"hello": "world"})).await.is_err());
+    // The domain's calls went through the audit (the access policy grants them by role).
+    let domain_calls: Vec<String> = indexer
+        .audit
+        .resolved()
+        .into_iter()
+        .filter(|(action, _)| action.starts_with("es:"))
+        .map(|(action, _)| action)
+        .collect();
+    assert!(
+        domain_calls.contains(&"es:ESHttpPost".to_string()),
+        "{domain_calls:?}"
+    );
     tickets.stop().await;
     indexer.stop().await;
 }
@@ -1046,7 +1062,11 @@ async fn a_crash_after_an_escalation_still_notifies_the_supervisor_once() {
     let stack = Stack::new().await;
     let webhook = common::FakeWebhook::start().await;
     let mut env = stack.env.clone();
-    env.insert("SUPERVISOR_WEBHOOK_URL".into(), webhook.url.clone());
+    // In SSM, as the template gives it to dispatch.
+    env.insert(
+        "SUPERVISOR_WEBHOOK_URL_PARAM".into(),
+        stack.parameter("supervisor-webhook", &webhook.url).await,
+    );
     let mut intake = Runtime::start("intake", &env).await;
     let mut router = Runtime::start("router", &env).await;
     let mut tickets = Runtime::start("tickets", &env).await;

@@ -12,9 +12,14 @@
 //! runtime goes, each call is mapped to the template's resource through the environment
 //! (the process's `OUTBOUND_QUEUE_URL` is the template's `OUTBOUND_QUEUE_URL: !Ref
 //! OutboundQueue` for that function) and must be granted by the function's `Policies` (or,
-//! for OpenSearch, by the domain's access policy naming the function's role). The grants
-//! SAM adds for a function's event sources are not counted: Lambda's poller makes those
-//! calls, not the function.
+//! for OpenSearch, by the domain's access policy naming the function's role).
+//!
+//! What SAM adds to a role for its event sources is not counted as a grant of the
+//! function's own calls (samtranslator/model/eventsources/pull.py): the managed execution
+//! role of an SQS or DynamoDB-stream trigger (`AWSLambdaSQSQueueExecutionRole`,
+//! `AWSLambdaDynamoDBExecutionRole`) is for the calls Lambda's poller makes, which the
+//! process never makes, and the send to a trigger's `OnFailure` SQS destination is Lambda's
+//! too. A call the function itself makes must be in its own `Policies`.
 
 use super::template::{parameter_of_env, ref_of, Statement, Template};
 use axum::body::Bytes;

@@ -320,6 +320,27 @@ pub struct Stack {
     pub env: HashMap<String, String>,
     pub sqs: aws_sdk_sqs::Client,
     pub tables: helpdesk_core::aws::Tables,
+    /// What names this stack's tables, queues and parameters apart from other tests'.
+    prefix: String,
+}
+
+/// Puts a SecureString parameter `/{prefix}helpdesk/{name}`, and answers its name.
+async fn put_parameter(
+    config: &aws_config::SdkConfig,
+    prefix: &str,
+    name: &str,
+    value: &str,
+) -> String {
+    let path = format!("/{prefix}helpdesk/{name}");
+    aws_sdk_ssm::Client::new(config)
+        .put_parameter()
+        .name(&path)
+        .value(value)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .unwrap();
+    path
 }
 
 impl Stack {
@@ -386,15 +407,8 @@ impl Stack {
         let dead_letters = queue(format!("{prefix}dead-letters"), false).await;
         // The survey key in SSM, as the template gives it: the functions read it there, so
         // their roles' grant on the parameter is audited too.
-        let survey_secret = format!("/{prefix}helpdesk/survey-secret");
-        aws_sdk_ssm::Client::new(&config)
-            .put_parameter()
-            .name(&survey_secret)
-            .value("survey-secret-for-tests")
-            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-            .send()
-            .await
-            .unwrap();
+        let survey_secret =
+            put_parameter(&config, &prefix, "survey-secret", "survey-secret-for-tests").await;
         let env: HashMap<String, String> = [
             ("AWS_ENDPOINT_URL", endpoint.as_str()),
             ("AWS_REGION", "us-east-1"),
@@ -422,7 +436,15 @@ impl Stack {
             env,
             sqs,
             tables,
+            prefix,
         }
+    }
+
+    /// Puts `value` in SSM as a SecureString under this stack's own path, and answers the
+    /// parameter's name: for a test to give a function `NAME_PARAM` rather than `NAME`, as
+    /// the template does, so that the read and its grant run.
+    pub async fn parameter(&self, name: &str, value: &str) -> String {
+        put_parameter(&self.config, &self.prefix, name, value).await
     }
 
     /// Takes what is waiting on a queue as the SQS event Lambda would get, deleting it.
