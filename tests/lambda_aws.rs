@@ -304,9 +304,13 @@ async fn a_telegram_update_goes_from_the_webhook_to_a_ticket_and_its_survey_goes
     let stack = Stack::new().await;
     let telegram = common::provider::FakeProvider::start().await;
     let mut env = stack.env.clone();
+    // The bot's secrets in SSM, as the template names them: intake reads the receiving
+    // half, dispatch the sending half, each through its own grant.
+    let secret_token = stack.parameter("telegram-secret-token", "tg-secret").await;
+    let bot_token = stack.parameter("telegram-bot-token", "123:bot").await;
     for (k, v) in [
-        ("TELEGRAM_SECRET_TOKEN", "tg-secret"),
-        ("TELEGRAM_BOT_TOKEN", "123:bot"),
+        ("TELEGRAM_SECRET_TOKEN_PARAM", secret_token.as_str()),
+        ("TELEGRAM_BOT_TOKEN_PARAM", bot_token.as_str()),
         ("TELEGRAM_API_BASE", telegram.base.as_str()),
         ("TELEGRAM_RATE_PER_CHAT", "50"),
     ] {
@@ -672,6 +676,18 @@ async fn the_indexer_keeps_opensearch_in_step_with_the_articles_table() {
 
     // An event that is neither is refused, not taken for an empty batch.
     assert!(indexer.invoke(json!({"hello": "world"})).await.is_err());
+    // The domain's calls went through the audit (the access policy grants them by role).
+    let domain_calls: Vec<String> = indexer
+        .audit
+        .resolved()
+        .into_iter()
+        .filter(|(action, _)| action.starts_with("es:"))
+        .map(|(action, _)| action)
+        .collect();
+    assert!(
+        domain_calls.contains(&"es:ESHttpPost".to_string()),
+        "{domain_calls:?}"
+    );
     tickets.stop().await;
     indexer.stop().await;
 }
@@ -1046,7 +1062,11 @@ async fn a_crash_after_an_escalation_still_notifies_the_supervisor_once() {
     let stack = Stack::new().await;
     let webhook = common::FakeWebhook::start().await;
     let mut env = stack.env.clone();
-    env.insert("SUPERVISOR_WEBHOOK_URL".into(), webhook.url.clone());
+    // In SSM, as the template gives it to dispatch.
+    env.insert(
+        "SUPERVISOR_WEBHOOK_URL_PARAM".into(),
+        stack.parameter("supervisor-webhook", &webhook.url).await,
+    );
     let mut intake = Runtime::start("intake", &env).await;
     let mut router = Runtime::start("router", &env).await;
     let mut tickets = Runtime::start("tickets", &env).await;
@@ -1298,4 +1318,360 @@ async fn two_auto_reply_instances_on_one_job_give_its_message_one_outcome() {
     );
     first.stop().await;
     second.stop().await;
+}
+
+/// Hands the router what waits on the inbound queue until nothing does: a merge's rounds.
+async fn run_rounds(stack: &Stack, router: &mut Runtime) -> usize {
+    let mut rounds = 0;
+    loop {
+        let event = stack.drain("INBOUND_QUEUE_URL").await;
+        if event["Records"].as_array().is_none_or(|r| r.is_empty()) {
+            return rounds;
+        }
+        let answer = router.invoke(event).await.expect("the batch is handled");
+        assert_eq!(failed_ids(&answer), Vec::<String>::new(), "{answer}");
+        rounds += 1;
+    }
+}
+
+/// Customer merges on AWS, with the grants they need: a small merge finishes inside the
+/// tickets function's request (its holds released there); a big one goes on as a round
+/// through the router, which folds the other customer's active ticket into the kept one
+/// (releasing its agent's hold), removes the customer that went and releases the holds; and
+/// a close made before the merge, reaching the survey function after it, surveys the
+/// customer that stays (found through the merge's redirect). Each runtime's audit checks
+/// that the template grants every call; this test checks that those paths ran.
+#[tokio::test]
+async fn merges_through_the_route_and_the_router_and_a_later_survey_run_with_their_grants() {
+    use helpdesk_core::aws::DynamoStore;
+    use helpdesk_core::domain::{AgentProfile, Channel, Message, MessageKind};
+    use helpdesk_core::ports::{AgentStore, ConversationStore, TicketStore};
+
+    let stack = Stack::new().await;
+    let store = DynamoStore::new(&stack.config, stack.tables.clone());
+    store
+        .put_agent(&AgentProfile::default_for("alice"))
+        .await
+        .unwrap();
+    let mut intake = Runtime::start("intake", &stack.env).await;
+    let mut router = Runtime::start("router", &stack.env).await;
+    let mut tickets = Runtime::start("tickets", &stack.env).await;
+    let mut survey = Runtime::start("survey", &stack.env).await;
+
+    // The customer that stays, with an active ticket; a small customer merged into it.
+    let (kept, stays) = ticket_for(&stack, &mut intake, &mut router).await;
+    let (_, small) = ticket_for(&stack, &mut intake, &mut router).await;
+    let (status, merged) = supervisor(
+        &mut tickets,
+        "POST",
+        &format!("/customers/{stays}/merge"),
+        Some(json!({"from": small})),
+    )
+    .await;
+    assert_eq!(status, 200, "{merged}");
+
+    // The big one: a ticket closed (its survey not yet sent), then an active one held by an
+    // agent, and more conversation than one request moves.
+    let (auth, goes) = session(&mut intake).await;
+    say(&mut intake, &auth, "我要投诉，转人工", "first").await;
+    assert_eq!(run_rounds(&stack, &mut router).await, 1);
+    let closed = store.active_ticket_for(&goes).await.unwrap().unwrap().id;
+    let version = version_of(&mut tickets, &closed).await;
+    let (status, body) = supervisor_with(
+        &mut tickets,
+        "PATCH",
+        &format!("/tickets/{closed}"),
+        &[("if-match", &version)],
+        Some(json!({"status": "closed"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    say(&mut intake, &auth, "还是不行，转人工", "second").await;
+    assert_eq!(run_rounds(&stack, &mut router).await, 1);
+    let held = store.active_ticket_for(&goes).await.unwrap().unwrap().id;
+    assert_ne!(held, closed);
+    let version = version_of(&mut tickets, &held).await;
+    let (status, body) = supervisor_with(
+        &mut tickets,
+        "PATCH",
+        &format!("/tickets/{held}"),
+        &[("if-match", &version)],
+        Some(json!({"assignee": "alice"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    for i in 0..200 {
+        let mut m = Message::outbound(
+            &goes,
+            Channel::Webchat,
+            MessageKind::AgentReply,
+            format!("第 {i} 条"),
+            None,
+        );
+        m.status = None;
+        store.append_message(&m).await.unwrap();
+    }
+    let (status, running) = supervisor(
+        &mut tickets,
+        "POST",
+        &format!("/customers/{stays}/merge"),
+        Some(json!({"from": goes})),
+    )
+    .await;
+    assert_eq!(status, 202, "{running}");
+    assert!(run_rounds(&stack, &mut router).await >= 1);
+    let (status, _) = supervisor(&mut tickets, "GET", &format!("/customers/{goes}"), None).await;
+    assert_eq!(status, 404, "the merge finished");
+    let folded = store.get_ticket(&held).await.unwrap().unwrap();
+    assert_eq!(folded.customer_id, stays);
+    assert!(!folded.status.is_active(), "{folded:?}");
+    assert_eq!(
+        store
+            .get_agent("alice")
+            .await
+            .unwrap()
+            .unwrap()
+            .open_tickets,
+        0,
+        "the fold released the agent's hold"
+    );
+
+    // The stream brings the close, made under the customer that went, after the merge.
+    let answer = survey
+        .invoke(stack.stream_event().await)
+        .await
+        .expect("the stream batch is handled");
+    assert!(
+        answer
+            .get("batchItemFailures")
+            .is_none_or(|f| f == &json!([])),
+        "{answer}"
+    );
+    let mut surveyed = Vec::new();
+    for record in stack.drain("OUTBOUND_QUEUE_URL").await["Records"]
+        .as_array()
+        .unwrap()
+    {
+        let job: Value = serde_json::from_str(record["body"].as_str().unwrap()).unwrap();
+        let Some(id) = job["message_id"].as_str() else {
+            continue;
+        };
+        let m = store.get_message(id).await.unwrap().unwrap();
+        if m.kind == MessageKind::Survey {
+            surveyed.push((m.ticket_id.clone(), m.customer_id.clone()));
+        }
+    }
+    assert!(
+        surveyed.contains(&(Some(closed.clone()), stays.clone())),
+        "{surveyed:?}"
+    );
+    assert!(!surveyed.iter().any(|(t, _)| t.as_ref() == Some(&kept)));
+
+    // The paths the review found without grants ran, each in its own function.
+    let ran = |runtime: &Runtime, action: &str, resource: &str| {
+        let calls = runtime.audit.resolved();
+        assert!(
+            calls.contains(&(action.to_string(), resource.to_string())),
+            "{}: no {action} on {resource} in {calls:#?}",
+            runtime.audit.binary
+        );
+    };
+    ran(&tickets, "dynamodb:DeleteItem", "${IdempotencyTable.Arn}");
+    ran(&tickets, "sqs:SendMessage", "${InboundQueue.Arn}");
+    ran(&router, "dynamodb:DeleteItem", "${IdempotencyTable.Arn}");
+    ran(&router, "dynamodb:DeleteItem", "${CustomersTable.Arn}");
+    ran(&router, "dynamodb:UpdateItem", "${TicketsTable.Arn}");
+    ran(&survey, "dynamodb:GetItem", "${IdempotencyTable.Arn}");
+    let survey_key = "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${SurveySecretParameter}";
+    ran(&survey, "ssm:GetParameter", survey_key);
+    ran(&tickets, "ssm:GetParameter", survey_key);
+    ran(&intake, "ssm:GetParameter", survey_key);
+}
+
+/// The audit itself: a call is mapped through the environment to the template's resource
+/// and must be granted to the function; what is not, or what the template's environment
+/// for the function does not name, is a finding that names the function and the call.
+#[test]
+fn the_audit_names_each_call_the_template_does_not_grant() {
+    use aws_harness::audit::{findings, Call, On};
+    let env: std::collections::HashMap<String, String> = [
+        ("TICKETS_TABLE", "t-tickets"),
+        ("IDEMPOTENCY_TABLE", "t-idempotency"),
+        ("ARTICLES_TABLE", "t-articles"),
+        ("OUTBOUND_QUEUE_URL", "http://emulator/1/outbound"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let call = |action: &str, on: On| Call {
+        action: action.into(),
+        on,
+    };
+    let granted = [
+        call("dynamodb:GetItem", On::Table("t-tickets".into())),
+        call(
+            "dynamodb:Query",
+            On::Index("t-tickets".into(), "sla_due".into()),
+        ),
+    ];
+    assert_eq!(
+        findings("sla", &env, &granted.iter().cloned().collect()),
+        Vec::<String>::new()
+    );
+    let not = [
+        // The review's kind of miss: a table the function is not granted.
+        call("dynamodb:GetItem", On::Table("t-idempotency".into())),
+        // An action not granted on a table that is.
+        call("dynamodb:Scan", On::Table("t-tickets".into())),
+        // A query on an index, granted only on the table itself.
+        call("dynamodb:Query", On::Table("t-tickets".into())),
+        call(
+            "sqs:SendMessage",
+            On::Queue("http://emulator/1/outbound".into()),
+        ),
+        // A table the template does not give the function at all.
+        call("dynamodb:GetItem", On::Table("t-articles".into())),
+        call("dynamodb:GetItem", On::Unread("?".into())),
+    ];
+    let found = findings("sla", &env, &not.iter().cloned().collect());
+    assert_eq!(found.len(), not.len(), "{found:#?}");
+    assert!(found.iter().all(|f| f.starts_with("SlaFunction: ")));
+    assert!(found
+        .iter()
+        .any(|f| f.contains("dynamodb:GetItem on ${IdempotencyTable.Arn}")));
+    assert!(found
+        .iter()
+        .any(|f| f.contains("sqs:SendMessage on ${OutboundQueue.Arn}")));
+    assert!(found
+        .iter()
+        .any(|f| f.contains("t-articles") && f.contains("ARTICLES_TABLE")));
+    // The SAM policy template's wildcard, on the queue it names; the router's own
+    // dead-letter queue, which the template sets per function.
+    let mut router_env = env.clone();
+    router_env.insert(
+        "DEAD_LETTER_QUEUE_URL".into(),
+        "http://emulator/1/dl".into(),
+    );
+    let sends = [
+        call(
+            "sqs:SendMessage",
+            On::Queue("http://emulator/1/outbound".into()),
+        ),
+        call("sqs:SendMessage", On::Queue("http://emulator/1/dl".into())),
+    ];
+    assert_eq!(
+        findings("router", &router_env, &sends.iter().cloned().collect()),
+        Vec::<String>::new()
+    );
+    // Dispatch's dead-letter queue is its own (OutboundDeadLetters, granted); the queue it
+    // takes its jobs from is not one it may send to.
+    let dispatch = findings("dispatch", &router_env, &sends.iter().cloned().collect());
+    assert_eq!(
+        dispatch,
+        vec![
+            "DispatchFunction: sqs:SendMessage on ${OutboundQueue.Arn} (queue \
+              http://emulator/1/outbound): not granted by the function's Policies"
+        ]
+    );
+}
+
+/// What the proxy reads from a request: a transaction as each item's own action on its
+/// table, a batch by table, an SQS call in either protocol, an SSM read by name.
+#[test]
+fn the_audit_reads_each_call_as_iam_checks_it() {
+    use aws_harness::audit::{aws_calls, Call, On};
+    use axum::http::HeaderMap;
+    let headers = |target: &str| {
+        let mut h = HeaderMap::new();
+        h.insert("x-amz-target", target.parse().unwrap());
+        h
+    };
+    let calls = |h: &HeaderMap, body: Value| -> Vec<(String, On)> {
+        aws_calls(h, body.to_string().as_bytes())
+            .into_iter()
+            .map(|Call { action, on }| (action, on))
+            .collect()
+    };
+    assert_eq!(
+        calls(
+            &headers("DynamoDB_20120810.TransactWriteItems"),
+            json!({"TransactItems": [
+                {"Put": {"TableName": "customers", "Item": {}}},
+                {"Update": {"TableName": "tickets", "Key": {}}},
+                {"Delete": {"TableName": "idempotency", "Key": {}}},
+                {"ConditionCheck": {"TableName": "tickets", "Key": {}}}
+            ]})
+        ),
+        vec![
+            ("dynamodb:PutItem".into(), On::Table("customers".into())),
+            ("dynamodb:UpdateItem".into(), On::Table("tickets".into())),
+            (
+                "dynamodb:DeleteItem".into(),
+                On::Table("idempotency".into())
+            ),
+            (
+                "dynamodb:ConditionCheckItem".into(),
+                On::Table("tickets".into())
+            ),
+        ]
+    );
+    assert_eq!(
+        calls(
+            &headers("DynamoDB_20120810.BatchGetItem"),
+            json!({"RequestItems": {"articles": {"Keys": []}}})
+        ),
+        vec![("dynamodb:BatchGetItem".into(), On::Table("articles".into()))]
+    );
+    assert_eq!(
+        calls(
+            &headers("DynamoDB_20120810.Query"),
+            json!({"TableName": "tickets", "IndexName": "waiting"})
+        ),
+        vec![(
+            "dynamodb:Query".into(),
+            On::Index("tickets".into(), "waiting".into())
+        )]
+    );
+    assert_eq!(
+        calls(
+            &headers("AmazonSQS.SendMessageBatch"),
+            json!({"QueueUrl": "http://q/1/outbound", "Entries": []})
+        ),
+        vec![(
+            "sqs:SendMessage".into(),
+            On::Queue("http://q/1/outbound".into())
+        )]
+    );
+    assert_eq!(
+        calls(
+            &headers("AmazonSSM.GetParameter"),
+            json!({"Name": "/helpdesk/survey-secret", "WithDecryption": true})
+        ),
+        vec![(
+            "ssm:GetParameter".into(),
+            On::Parameter("/helpdesk/survey-secret".into())
+        )]
+    );
+    let mut query = HeaderMap::new();
+    query.insert(
+        "authorization",
+        "AWS4-HMAC-SHA256 Credential=test/20261130/us-east-1/sqs/aws4_request, SignedHeaders=host, Signature=0"
+            .parse()
+            .unwrap(),
+    );
+    assert_eq!(
+        aws_calls(
+            &query,
+            b"Action=ChangeMessageVisibility&QueueUrl=http%3A%2F%2Fq%2F1%2Fout&VisibilityTimeout=5"
+        ),
+        vec![Call {
+            action: "sqs:ChangeMessageVisibility".into(),
+            on: On::Queue("http://q/1/out".into())
+        }]
+    );
+    // What the audit cannot read is kept, and never granted.
+    assert!(matches!(
+        calls(&headers("AmazonKMS.Decrypt"), json!({}))[0].1,
+        On::Unread(_)
+    ));
 }

@@ -44,7 +44,11 @@ async fn the_schedule_escalates_a_missed_target_and_the_stream_notifies_once() {
     store.create_ticket(&late).await.unwrap();
 
     let mut env = stack.env.clone();
-    env.insert("HELPDESK_RULES_TOML".into(), RULES.into());
+    // The rules in SSM, as the template gives them (RulesParameter).
+    env.insert(
+        "HELPDESK_RULES_TOML_PARAM".into(),
+        stack.parameter("rules", RULES).await,
+    );
     let mut sla = Runtime::start("sla", &env).await;
     let scheduled = json!({
         "version": "0", "id": "e1", "detail-type": "Scheduled Event", "source": "aws.events",

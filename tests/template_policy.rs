@@ -9,7 +9,7 @@
 mod template;
 
 use std::collections::{BTreeMap, BTreeSet};
-use template::{Statement, Template};
+use template::{parameter_of_env, Statement, Template};
 
 /// Services that hold the desk's data or secrets.
 const DATA_SERVICES: [&str; 7] = [
@@ -94,21 +94,6 @@ fn parameters_read(t: &Template, function: &str) -> BTreeSet<String> {
         .filter(|(k, _)| k.ends_with("_PARAM"))
         .filter_map(|(_, v)| parameter_of_env(v))
         .collect()
-}
-
-/// `!Sub "${ChannelSecretsPath}name"`, `!Ref P` or `!If [C, !Ref P, ""]` as the parameter's
-/// name in `${...}` form.
-fn parameter_of_env(value: &str) -> Option<String> {
-    let value = value.trim();
-    if let Some(sub) = value.strip_prefix("!Sub ") {
-        return Some(sub.trim().trim_matches('"').to_string());
-    }
-    if let Some(p) = value.strip_prefix("!Ref ") {
-        return Some(format!("${{{}}}", p.trim()));
-    }
-    let inner = value.strip_prefix("!If [")?.strip_suffix(']')?;
-    let p = inner.split(',').nth(1)?.trim().strip_prefix("!Ref ")?;
-    Some(format!("${{{}}}", p.trim()))
 }
 
 #[test]

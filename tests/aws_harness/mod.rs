@@ -3,11 +3,15 @@
 //! [`Runtime`] is a small implementation of the Runtime API (`/2018-06-01/runtime/...`)
 //! on 127.0.0.1: a test queues an event, the binary polls for it, handles it and posts the
 //! response back. [`Stack`] creates a fresh set of tables and queues on the emulator and the
-//! environment each function needs.
+//! environment each function needs. Every [`Runtime`] is audited ([`audit`]): each AWS call
+//! its process makes must be granted to its function by `template.yaml`, or the test fails.
 #![allow(dead_code)]
 
+pub mod audit;
 pub mod dynamo_proxy;
 pub mod fake_opensearch;
+#[path = "../template/mod.rs"]
+pub mod template;
 
 use aws_sdk_dynamodb::config::{Credentials, Region};
 use axum::extract::{Path, State};
@@ -63,6 +67,8 @@ pub struct Runtime {
     /// How long the process took from start to its first answered event.
     pub first_answer: Option<Duration>,
     started: Instant,
+    /// The AWS calls of the process, checked against the template when the runtime goes.
+    pub audit: audit::Audit,
 }
 
 async fn next(State(state): State<Arc<Pending>>) -> impl IntoResponse {
@@ -161,9 +167,15 @@ impl Runtime {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let audit = audit::Audit::start(name, env).await;
+        let mut command = Command::new(binary(name));
+        for bypass in audit::Audit::bypasses() {
+            command.env_remove(bypass);
+        }
         let started = Instant::now();
-        let child = Command::new(binary(name))
+        let child = command
             .envs(env)
+            .envs(audit.endpoints().iter().cloned())
             .env("AWS_LAMBDA_RUNTIME_API", &addr)
             .env("AWS_LAMBDA_FUNCTION_NAME", name)
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
@@ -184,6 +196,7 @@ impl Runtime {
             child: Some(child),
             first_answer: None,
             started,
+            audit,
         }
     }
 
@@ -242,10 +255,22 @@ impl Runtime {
         Some(Duration::from_millis(ticks * 10))
     }
 
+    /// Stops the process, and checks its AWS calls against the template (as dropping the
+    /// runtime does).
     pub async fn stop(mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill().await;
         }
+    }
+}
+
+/// However a test ends with its runtimes, their calls are checked: a call that the template
+/// does not grant fails the test, naming the function, the call and the grant it lacks
+/// (only told, not raised, while the test is already failing: a second panic would abort
+/// the run).
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.audit.assert_granted();
     }
 }
 
@@ -295,6 +320,27 @@ pub struct Stack {
     pub env: HashMap<String, String>,
     pub sqs: aws_sdk_sqs::Client,
     pub tables: helpdesk_core::aws::Tables,
+    /// What names this stack's tables, queues and parameters apart from other tests'.
+    prefix: String,
+}
+
+/// Puts a SecureString parameter `/{prefix}helpdesk/{name}`, and answers its name.
+async fn put_parameter(
+    config: &aws_config::SdkConfig,
+    prefix: &str,
+    name: &str,
+    value: &str,
+) -> String {
+    let path = format!("/{prefix}helpdesk/{name}");
+    aws_sdk_ssm::Client::new(config)
+        .put_parameter()
+        .name(&path)
+        .value(value)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .unwrap();
+    path
 }
 
 impl Stack {
@@ -359,6 +405,10 @@ impl Stack {
         let outbound = queue(format!("{prefix}outbound"), false).await;
         // One dead-letter queue for every function here (the template gives each its own).
         let dead_letters = queue(format!("{prefix}dead-letters"), false).await;
+        // The survey key in SSM, as the template gives it: the functions read it there, so
+        // their roles' grant on the parameter is audited too.
+        let survey_secret =
+            put_parameter(&config, &prefix, "survey-secret", "survey-secret-for-tests").await;
         let env: HashMap<String, String> = [
             ("AWS_ENDPOINT_URL", endpoint.as_str()),
             ("AWS_REGION", "us-east-1"),
@@ -375,7 +425,7 @@ impl Stack {
             ("AUTO_REPLY_QUEUE_URL", &auto_reply),
             ("OUTBOUND_QUEUE_URL", &outbound),
             ("DEAD_LETTER_QUEUE_URL", &dead_letters),
-            ("HELPDESK_SURVEY_SECRET", "survey-secret-for-tests"),
+            ("HELPDESK_SURVEY_SECRET_PARAM", &survey_secret),
             ("HELPDESK_PUBLIC_URL", "https://help.example.com"),
         ]
         .into_iter()
@@ -386,7 +436,15 @@ impl Stack {
             env,
             sqs,
             tables,
+            prefix,
         }
+    }
+
+    /// Puts `value` in SSM as a SecureString under this stack's own path, and answers the
+    /// parameter's name: for a test to give a function `NAME_PARAM` rather than `NAME`, as
+    /// the template does, so that the read and its grant run.
+    pub async fn parameter(&self, name: &str, value: &str) -> String {
+        put_parameter(&self.config, &self.prefix, name, value).await
     }
 
     /// Takes what is waiting on a queue as the SQS event Lambda would get, deleting it.

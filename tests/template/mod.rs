@@ -166,6 +166,81 @@ impl Template {
             .expect("Globals has Environment.Variables");
         pairs(&block(&globals, at))
     }
+
+    /// The variables a function gets: the global ones, with its own over them.
+    pub fn function_env(&self, function: &str) -> BTreeMap<String, String> {
+        let mut vars = self.global_env();
+        vars.extend(self.resource(function).env());
+        vars
+    }
+
+    /// Everything a function's role is granted: its `Policies` statements (those under an
+    /// `!If` counted as granted) and the SAM policy templates it uses, expanded
+    /// ([`sam_policy`]).
+    pub fn grants(&self, function: &str) -> Vec<Statement> {
+        let resource = self.resource(function);
+        let (mut statements, _) = resource.policies();
+        for (name, args) in resource.sam_policies() {
+            statements.push(sam_policy(&name, &args).unwrap_or_else(|| {
+                panic!(
+                    "{function} uses the SAM policy template {name}, which the tests do not \
+                     know: add its statement to sam_policy from SAM's policy_templates.json"
+                )
+            }));
+        }
+        statements
+    }
+}
+
+/// The statement of a SAM policy template, with its argument (`{QueueName: !GetAtt
+/// InboundQueue.QueueName}`) put in, resources named as the template's statements name
+/// them (`InboundQueue.Arn`). Only the templates the template uses, each copied from SAM's
+/// own definitions (samtranslator/policy_templates_data/policy_templates.json in
+/// aws/serverless-application-model); `None` for the others.
+pub fn sam_policy(name: &str, args: &str) -> Option<Statement> {
+    match name {
+        // `sqs:SendMessage*` on `arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:${queueName}`,
+        // the queue's ARN.
+        "SQSSendMessagePolicy" => {
+            let queue = args
+                .split("QueueName:")
+                .nth(1)?
+                .trim()
+                .trim_end_matches('}')
+                .trim();
+            let queue = scalar(queue);
+            let logical = queue.strip_suffix(".QueueName")?;
+            Some(Statement {
+                actions: vec!["sqs:SendMessage*".into()],
+                resources: vec![format!("{logical}.Arn")],
+                principals: Vec::new(),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// The resource a variable's value names: `!Ref X` as `X`.
+pub fn ref_of(value: &str) -> Option<String> {
+    value
+        .trim()
+        .strip_prefix("!Ref ")
+        .map(|r| r.trim().to_string())
+}
+
+/// The SSM parameter a `*_PARAM` variable names, in `${...}` form: `!Sub
+/// "${ChannelSecretsPath}name"` as written, `!Ref P` or `!If [C, !Ref P, ""]` as `${P}`.
+pub fn parameter_of_env(value: &str) -> Option<String> {
+    let value = value.trim();
+    if let Some(sub) = value.strip_prefix("!Sub ") {
+        return Some(sub.trim().trim_matches('"').to_string());
+    }
+    if let Some(p) = value.strip_prefix("!Ref ") {
+        return Some(format!("${{{}}}", p.trim()));
+    }
+    let inner = value.strip_prefix("!If [")?.strip_suffix(']')?;
+    let p = inner.split(',').nth(1)?.trim().strip_prefix("!Ref ")?;
+    Some(format!("${{{}}}", p.trim()))
 }
 
 /// `key: value` lines one level deep, as a map.
@@ -240,6 +315,19 @@ impl Resource {
             .filter(|k| k != "Statement" && k != "!If")
             .collect();
         (statements(&lines), sam)
+    }
+
+    /// The SAM policy templates of a function's `Policies`, each with its arguments as
+    /// written (`SQSSendMessagePolicy`, `{QueueName: !GetAtt InboundQueue.QueueName}`).
+    pub fn sam_policies(&self) -> Vec<(String, String)> {
+        self.section("Policies")
+            .iter()
+            .filter(|l| indent(l) == 8)
+            .filter_map(|l| l.trim().strip_prefix("- "))
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .filter(|(k, _)| k != "Statement" && k != "!If")
+            .collect()
     }
 
     /// The statements of an OpenSearch domain's `AccessPolicies`.
