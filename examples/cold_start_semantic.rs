@@ -121,8 +121,8 @@ async fn main() {
         eprintln!("every article's vectors made another model's");
     }
 
-    let mut intake = Runtime::start("intake", &stack.env).await;
-    let mut router = Runtime::start("router", &stack.env).await;
+    let mut intake = Runtime::start_unaudited("intake", &stack.env).await;
+    let mut router = Runtime::start_unaudited("router", &stack.env).await;
     if stale {
         println!(
             "| auto-reply, {} articles stale | first event | CPU time, start to answer | items with current vectors after |",
@@ -177,7 +177,7 @@ async fn main() {
 
             let mut env = stack.env.clone();
             env.insert("HELPDESK_MODEL".into(), setting.clone());
-            let mut f = Runtime::start("auto-reply", &env).await;
+            let mut f = Runtime::start_unaudited("auto-reply", &env).await;
             let init = loop {
                 if let Some(d) = f.ready_after() {
                     break d;
@@ -236,7 +236,7 @@ async fn listings(stack: &Stack, articles: usize, model: &str) {
         for _ in 0..ROUNDS {
             let mut env = stack.env.clone();
             env.insert("HELPDESK_MODEL".into(), setting.to_string());
-            let mut f = Runtime::start("tickets", &env).await;
+            let mut f = Runtime::start_unaudited("tickets", &env).await;
             let at = Instant::now();
             let answer = f
                 .invoke(http_event(

@@ -57,7 +57,11 @@ async fn the_schedule_escalates_a_missed_target_and_the_stream_notifies_once() {
     let turn = sla.invoke(scheduled.clone()).await.expect("the turn runs");
     assert_eq!(turn, json!({"breached": 1, "assigned": 1, "closed": 0}));
     let again = sla.invoke(scheduled).await.expect("the next turn runs");
-    assert_eq!(again, json!({"breached": 0, "assigned": 0, "closed": 0}), "once");
+    assert_eq!(
+        again,
+        json!({"breached": 0, "assigned": 0, "closed": 0}),
+        "once"
+    );
     sla.stop().await;
 
     let t = store.get_ticket(&late.id).await.unwrap().unwrap();

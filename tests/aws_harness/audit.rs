@@ -151,6 +151,17 @@ impl Audit {
         }
     }
 
+    /// No proxy and no check, for a measurement only (a cold start without the proxies'
+    /// extra hop): the process reaches the emulator itself, and nothing is recorded.
+    pub fn off(binary: &str, env: &HashMap<String, String>) -> Audit {
+        Audit {
+            binary: binary.to_string(),
+            env: env.clone(),
+            calls: Arc::default(),
+            endpoints: Vec::new(),
+        }
+    }
+
     /// The variables to give the process, over its own: its endpoints, the proxies.
     pub fn endpoints(&self) -> &[(String, String)] {
         &self.endpoints

@@ -146,8 +146,18 @@ async fn init_error(State(state): State<Arc<Pending>>, body: axum::body::Bytes) 
 }
 
 impl Runtime {
-    /// Starts the Runtime API and the function `binary` with `env`.
+    /// Starts the Runtime API and the function `binary` with `env`, audited.
     pub async fn start(name: &str, env: &HashMap<String, String>) -> Runtime {
+        Runtime::launch(name, env, audit::Audit::start(name, env).await).await
+    }
+
+    /// [`Runtime::start`] without the audit's proxies, for the cold-start measurements
+    /// (`examples/`) alone: every test starts its functions audited.
+    pub async fn start_unaudited(name: &str, env: &HashMap<String, String>) -> Runtime {
+        Runtime::launch(name, env, audit::Audit::off(name, env)).await
+    }
+
+    async fn launch(name: &str, env: &HashMap<String, String>, audit: audit::Audit) -> Runtime {
         let (sender, receiver) = mpsc::unbounded_channel();
         let state = Arc::new(Pending {
             events: Mutex::new(receiver),
@@ -167,7 +177,6 @@ impl Runtime {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        let audit = audit::Audit::start(name, env).await;
         let mut command = Command::new(binary(name));
         for bypass in audit::Audit::bypasses() {
             command.env_remove(bypass);
