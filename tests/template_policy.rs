@@ -623,3 +623,33 @@ fn the_alarms_can_reach_their_topic() {
 fn template_text() -> String {
     std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/template.yaml")).unwrap()
 }
+
+/// Lambda's own log group for a function keeps its logs for ever; each function logs to a
+/// group of the stack's that keeps them `LogRetentionDays`, made under the function's own
+/// condition.
+#[test]
+fn each_function_logs_to_a_group_of_its_own_that_expires() {
+    let t = Template::load();
+    let mut groups = BTreeSet::new();
+    for f in t.resources_of_type("AWS::Serverless::Function") {
+        let config = f
+            .prop("LoggingConfig")
+            .unwrap_or_else(|| panic!("{} logs to Lambda's default group", f.name));
+        let group = config
+            .split("!Ref ")
+            .nth(1)
+            .and_then(|rest| rest.split('}').next())
+            .map(str::trim)
+            .unwrap_or_else(|| panic!("{}: {config}", f.name));
+        let g = t.resource(group);
+        assert_eq!(g.prop("Type").as_deref(), Some("AWS::Logs::LogGroup"));
+        assert_eq!(
+            g.prop("RetentionInDays").as_deref(),
+            Some("!Ref LogRetentionDays"),
+            "{group}"
+        );
+        assert_eq!(g.prop("Condition"), f.prop("Condition"), "{group}");
+        assert!(groups.insert(group.to_string()), "{group} is shared");
+    }
+    assert_eq!(groups.len(), 9);
+}
