@@ -109,7 +109,7 @@ where
     D: Fn(String, String) -> DFut,
     DFut: Future<Output = Result<()>>,
 {
-    sqs_batch_putting_off(event, handler, dead_letter, |_, _| async { Ok(()) }).await
+    sqs_batch_until(event, None, handler, dead_letter, |_, _| async { Ok(()) }).await
 }
 
 /// The instant after which no record of an invocation is started: `reserve` before its
@@ -122,28 +122,11 @@ fn last_start(deadline_ms: u64, reserve: Duration) -> Instant {
     Instant::now() + left.saturating_sub(reserve)
 }
 
-/// [`sqs_batch`], and a failed record whose failure said when to try again (a provider's
-/// 429, see [`jobs::retry_after_secs`]) is handed to `put_off` with that many seconds, to be
-/// made visible again only then, instead of waiting inside the function.
-pub async fn sqs_batch_putting_off<F, Fut, D, DFut, P, PFut>(
-    event: &Value,
-    handler: F,
-    dead_letter: D,
-    put_off: P,
-) -> Value
-where
-    F: Fn(String) -> Fut,
-    Fut: Future<Output = Result<()>>,
-    D: Fn(String, String) -> DFut,
-    DFut: Future<Output = Result<()>>,
-    P: Fn(Value, u64) -> PFut,
-    PFut: Future<Output = Result<()>>,
-{
-    sqs_batch_until(event, None, handler, dead_letter, put_off).await
-}
-
-/// [`sqs_batch_putting_off`], starting no record after `last_start` but the batch's first
-/// (so every invocation moves the queue on): the rest are reported as failures, untried.
+/// [`sqs_batch`], and two more things. A failed record whose failure said when to try
+/// again (a provider's 429, see [`jobs::retry_after_secs`]) is handed to `put_off` with that
+/// many seconds, to be made visible again only then, instead of waiting inside the function.
+/// And no record is started after `last_start` but the batch's first (so every invocation
+/// moves the queue on): the rest are reported as failures, untried.
 pub async fn sqs_batch_until<F, Fut, D, DFut, P, PFut>(
     event: &Value,
     last_start: impl Into<Option<Instant>>,
@@ -355,12 +338,13 @@ mod tests {
     #[tokio::test]
     async fn a_record_the_provider_throttled_is_put_off_for_as_long_as_it_asked() {
         let put_off = Mutex::new(Vec::new());
-        let out = sqs_batch_putting_off(
+        let out = sqs_batch_until(
             &sqs(&[
                 ("1", "throttled", None),
                 ("2", "down", None),
                 ("3", "ok", None),
             ]),
+            None,
             handle,
             refusing,
             |record: Value, secs| {
