@@ -27,6 +27,18 @@ fn var(name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
+/// `HELPDESK_ADMIN_TOKEN`, the admin token chosen by the operator (none: `serve` makes one
+/// and stores it). The agents' rule (`HELPDESK_AGENTS`): a token shorter than 8 characters
+/// is a guess away. Read alike by `serve` and `admin-token`.
+pub fn admin_token() -> Result<Option<String>> {
+    match var("HELPDESK_ADMIN_TOKEN") {
+        Some(t) if t.chars().count() < 8 => {
+            bail!("HELPDESK_ADMIN_TOKEN needs 8 characters or more")
+        }
+        other => Ok(other),
+    }
+}
+
 /// `HELPDESK_AUTO_REPLY_THRESHOLD`, or the default: shared by `serve` and `kb eval` so that
 /// an evaluation measures the threshold the desk runs with (and the Lambda functions read
 /// it the same way).
@@ -59,7 +71,7 @@ impl Config {
         Ok(Config {
             data_dir,
             public_url: var("HELPDESK_PUBLIC_URL"),
-            admin_token: var("HELPDESK_ADMIN_TOKEN"),
+            admin_token: admin_token()?,
             agents: var("HELPDESK_AGENTS"),
             survey_secret: var("HELPDESK_SURVEY_SECRET"),
             rules_file: var("HELPDESK_RULES").map(PathBuf::from),

@@ -78,10 +78,17 @@ fn socket_addr(value: &str) -> std::result::Result<SocketAddr, String> {
     if let Ok(addr) = value.parse() {
         return Ok(addr);
     }
-    value
+    let addrs: Vec<SocketAddr> = value
         .to_socket_addrs()
         .map_err(|e| format!("{value:?} is not an address and port (127.0.0.1:3000) nor a host name and port (localhost:3000): {e}"))?
-        .next()
+        .collect();
+    // IPv4 first: `localhost` is often `::1` before `127.0.0.1`, and a desk listening on
+    // `::1` alone refuses what is sent to 127.0.0.1.
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
         .ok_or_else(|| format!("{value:?} names no address"))
 }
 
@@ -129,10 +136,7 @@ fn run(cli: Cli) -> Result<()> {
 /// The token the desk accepts as the admin's: `HELPDESK_ADMIN_TOKEN` when it is set (the
 /// stored one is then refused), else the one `serve` made and stored.
 fn admin_token(data_dir: &std::path::Path) -> Result<()> {
-    if let Some(token) = std::env::var("HELPDESK_ADMIN_TOKEN")
-        .ok()
-        .filter(|t| !t.is_empty())
-    {
+    if let Some(token) = config::admin_token()? {
         eprintln!("HELPDESK_ADMIN_TOKEN is set, so the desk takes that token, not a stored one");
         println!("{token}");
         return Ok(());

@@ -1,5 +1,6 @@
 //! The `sla` and `survey` Lambda binaries against the AWS emulator: the schedule's turn
-//! records a missed target, escalates and assigns; the tickets' stream, handed to the
+//! records a missed target, escalates and assigns, and closes a resolved ticket whose time
+//! came; the tickets' stream, handed to the
 //! change handler twice as a redelivery would, yields one breach notice and one
 //! assignment notice.
 
@@ -8,7 +9,7 @@ mod aws_harness;
 use aws_harness::*;
 use helpdesk_core::aws::DynamoStore;
 use helpdesk_core::domain::*;
-use helpdesk_core::ports::{AgentStore, TicketStore};
+use helpdesk_core::ports::{AgentStore, CustomerStore, TicketStore};
 use helpdesk_core::rules::Rules;
 use serde_json::{json, Value};
 use std::collections::HashSet;
@@ -42,6 +43,45 @@ async fn the_schedule_escalates_a_missed_target_and_the_stream_notifies_once() {
     );
     late.stamp_sla(rules.sla());
     store.create_ticket(&late).await.unwrap();
+    // And a ticket resolved 4 days ago, whose time to close by itself has come (its
+    // customer's survey follows through the stream).
+    let customer = store
+        .resolve_customer(
+            &ChannelIdentity {
+                channel: Channel::Webchat,
+                external_id: new_id(),
+            },
+            Some("王芳"),
+            Some("zh"),
+        )
+        .await
+        .unwrap();
+    let mut done = Ticket::open(
+        NewTicket {
+            customer_id: customer.id.clone(),
+            channel: Channel::Webchat,
+            subject: None,
+            description: "发票已经收到了".into(),
+            priority: Priority::Normal,
+            skill: Skill::Billing,
+        },
+        now() - chrono::Duration::days(5),
+    );
+    let resolved_at = now() - chrono::Duration::days(4);
+    done.apply(
+        &TicketPatch {
+            status: Some(TicketStatus::Resolved),
+            ..TicketPatch::default()
+        },
+        resolved_at,
+    )
+    .unwrap();
+    done.schedule_close(
+        TicketStatus::Open,
+        rules.close_resolved_after(),
+        resolved_at,
+    );
+    store.create_ticket(&done).await.unwrap();
 
     let mut env = stack.env.clone();
     // The rules in SSM, as the template gives them (RulesParameter).
@@ -55,7 +95,7 @@ async fn the_schedule_escalates_a_missed_target_and_the_stream_notifies_once() {
         "time": "2026-11-29T10:00:00Z", "region": "us-east-1", "resources": [], "detail": {}
     });
     let turn = sla.invoke(scheduled.clone()).await.expect("the turn runs");
-    assert_eq!(turn, json!({"breached": 1, "assigned": 1, "closed": 0}));
+    assert_eq!(turn, json!({"breached": 1, "assigned": 1, "closed": 1}));
     let again = sla.invoke(scheduled).await.expect("the next turn runs");
     assert_eq!(
         again,
@@ -64,6 +104,9 @@ async fn the_schedule_escalates_a_missed_target_and_the_stream_notifies_once() {
     );
     sla.stop().await;
 
+    let closed = store.get_ticket(&done.id).await.unwrap().unwrap();
+    assert_eq!(closed.status, TicketStatus::Closed);
+    assert_eq!(closed.closes_at, None);
     let t = store.get_ticket(&late.id).await.unwrap().unwrap();
     assert_eq!(t.status, TicketStatus::Escalated);
     assert_eq!(
@@ -126,4 +169,6 @@ async fn the_schedule_escalates_a_missed_target_and_the_stream_notifies_once() {
     };
     assert_eq!(ids("supervisor").len(), 1, "{jobs:#?}");
     assert_eq!(ids("agent").len(), 1, "{jobs:#?}");
+    let surveys: Vec<&Value> = jobs.iter().filter(|j| j["type"] == "customer").collect();
+    assert!(!surveys.is_empty(), "the closed ticket's survey: {jobs:#?}");
 }

@@ -20,7 +20,10 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let dead_letters = aws::DeadLetters::from_env(&wiring.config);
     let deps = dispatch::Deps::new(wiring.store, &channels, http.clone(), supervisor)
         .with_agent_webhook(http, agent_webhook);
-    // A record may wait out one send's timeout, and write before and after it.
-    let reserve = channels.send_timeout + std::time::Duration::from_secs(5);
+    // A record may wait out a provider's 429s in place, then one send's timeout, and write
+    // before and after.
+    let reserve = dispatch::provider::Retry::default().max_wait
+        + channels.send_timeout
+        + std::time::Duration::from_secs(5);
     run_sqs(&dead_letters, reserve, |job| dispatch::handle(&deps, job)).await
 }

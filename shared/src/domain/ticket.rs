@@ -362,6 +362,7 @@ impl Ticket {
                 ..TicketPatch::default()
             };
             self.apply(&close, now)?;
+            self.closes_at = None;
         }
         Ok(due)
     }
