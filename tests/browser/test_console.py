@@ -26,6 +26,13 @@ def sign_in(page, desk, token=ADMIN):
     expect(page.get_by_role("tab", name=re.compile("^All"))).to_be_visible()
 
 
+def set_detail(page, name, value):
+    """Chooses in one of the ticket's detail boxes (Status, Priority, Skill) and presses its
+    button: the box alone changes nothing."""
+    page.get_by_role("combobox", name=name).select_option(value)
+    page.get_by_role("button", name=f"Set {name.lower()}").click()
+
+
 def handed_off(desk, text=COMPLAINT):
     """A visitor writes something the desk hands to an agent; returns (session, ticket id)."""
     session = desk.webchat_session()
@@ -132,7 +139,7 @@ def test_a_reopen_beside_the_customers_active_ticket_says_where_to_go(desk, page
     sign_in(page, desk)
     page.goto(f"{desk.base}/console/#/tickets/{first}")
     expect(page.get_by_role("combobox", name="Status")).to_have_value("resolved")
-    page.get_by_role("combobox", name="Status").select_option("open")
+    set_detail(page, "Status", "open")
     alert = page.get_by_role("alert")
     expect(alert).to_contain_text("another active ticket")
     expect(alert).not_to_contain_text("changed by someone else")
@@ -143,6 +150,72 @@ def test_a_reopen_beside_the_customers_active_ticket_says_where_to_go(desk, page
     alert.get_by_role("link", name=f"Open ticket {told}").click()
     expect(page).to_have_url(re.compile(f"#/tickets/{second}$"))
     expect(page.get_by_text(f"Ticket {told}")).to_be_visible()
+
+
+def test_the_detail_boxes_change_nothing_until_their_button_and_closing_asks_first(desk, page):
+    """Arrow keys in the Status box (which a keyboard user meets on the way through the
+    page) only choose: nothing is saved, closed or sent until the agent presses "Set
+    status", and Closed, which cannot be undone and sends the survey, asks first."""
+    session, ticket_id = handed_off(desk)
+    sign_in(page, desk)
+    page.goto(f"{desk.base}/console/#/tickets/{ticket_id}")
+    changes = []
+    page.on("request", lambda r: changes.append(r.url) if r.method == "PATCH" else None)
+    status = page.get_by_role("combobox", name="Status")
+    expect(status).to_have_value("open")
+    status.focus()
+    for _ in range(4):
+        page.keyboard.press("ArrowDown")
+    expect(status).to_have_value("closed")
+    expect(page.get_by_text("Not changed yet: press “Set status”.")).to_be_visible()
+    priority = page.get_by_role("combobox", name="Priority")
+    priority.focus()
+    page.keyboard.press("ArrowDown")
+    expect(page.get_by_text("Not changed yet: press “Set priority”.")).to_be_visible()
+    assert changes == [], changes
+    _, body, _ = desk.api("GET", f"/tickets/{ticket_id}")
+    assert (body["ticket"]["status"], body["ticket"]["priority"]) == ("open", "high"), body["ticket"]
+
+    # The button asks before closing, saying what closing does; Escape leaves it open.
+    status.focus()
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("button", name="Set status")).to_be_focused()
+    page.keyboard.press("Enter")
+    dialog = page.get_by_role("dialog", name="Close this ticket?")
+    expect(dialog).to_contain_text("cannot be undone")
+    expect(dialog).to_contain_text("satisfaction survey")
+    expect(dialog.get_by_role("button", name="Cancel")).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(dialog).to_have_count(0)
+    expect(status).to_be_focused()
+    expect(status).to_have_value("open")
+    assert changes == [], changes
+
+    # A change the agent makes, by keyboard alone: choose, Tab to the button, Enter.
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+    desk.wait_for("pending", lambda: desk.api("GET", f"/tickets/{ticket_id}")[1]["ticket"]["status"] == "pending")
+    expect(status).to_have_value("pending")
+    expect(status).to_be_focused()
+    expect(page.get_by_text("Not changed yet: press “Set status”.")).to_have_count(0)
+    # The priority chosen earlier is still only a choice.
+    expect(page.get_by_text("Not changed yet: press “Set priority”.")).to_be_visible()
+
+    # Closing, confirmed: the ticket closes and the customer gets the survey.
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("ArrowDown")
+    expect(status).to_have_value("closed")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+    expect(dialog.get_by_role("button", name="Cancel")).to_be_focused()
+    page.keyboard.press("Shift+Tab")
+    expect(dialog.get_by_role("button", name="Close ticket")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("status")).to_have_text("Ticket closed; the survey was sent to the customer.")
+    expect(page.get_by_role("heading", level=1)).to_be_focused()
+    expect(status).to_be_disabled()
+    survey_link(desk, session)
 
 
 def test_closing_sends_the_survey_and_a_stale_second_browser_gets_the_conflict(desk, browser):
@@ -158,11 +231,12 @@ def test_closing_sends_the_survey_and_a_stale_second_browser_gets_the_conflict(d
         # The second browser goes stale: it hears nothing more from the desk.
         b.route("**/tickets/*", lambda route: route.abort() if route.request.method == "GET" else route.continue_())
 
-        a.get_by_role("combobox", name="Status").select_option("closed")
+        set_detail(a, "Status", "closed")
+        a.get_by_role("dialog", name="Close this ticket?").get_by_role("button", name="Close ticket").click()
         expect(a.get_by_role("combobox", name="Status")).to_have_value("closed")
         survey_link(desk, session)
 
-        b.get_by_role("combobox", name="Priority").select_option("urgent")
+        set_detail(b, "Priority", "urgent")
         conflict = b.get_by_role("alert").filter(has_text="changed by someone else")
         expect(conflict).to_be_visible()
         expect(conflict.get_by_role("button", name="Reload")).to_be_visible()
@@ -185,6 +259,7 @@ def test_closing_sends_the_survey_and_a_stale_second_browser_gets_the_conflict(d
         # A closed ticket offers nothing that can only fail.
         for name in ["Priority", "Skill", "Status"]:
             expect(b.get_by_role("combobox", name=name)).to_be_disabled()
+            expect(b.get_by_role("button", name=f"Set {name.lower()}")).to_be_disabled()
         expect(b.get_by_role("combobox", name="Assignee")).to_be_disabled()
         expect(b.get_by_role("button", name="Save assignee")).to_be_disabled()
         expect(b.get_by_role("button", name="Assign to me")).to_have_count(0)  # the admin's page
@@ -432,7 +507,7 @@ def test_escalation_takes_a_reason(desk, page):
     assert body["ticket"]["escalation_reason"] == "客户要求退款超过 500 元"
 
     # Once the ticket moves on, the reason is its history, said in the past, not its state.
-    page.get_by_role("combobox", name="Status").select_option("resolved")
+    set_detail(page, "Status", "resolved")
     expect(page.get_by_role("combobox", name="Status")).to_have_value("resolved")
     expect(page.get_by_text("Escalated: 客户要求退款超过 500 元")).to_have_count(0)
     expect(page.get_by_text(re.compile(r"^Was escalated \(.+\): 客户要求退款超过 500 元$"))).to_be_visible()
@@ -463,7 +538,7 @@ def test_the_notice_after_a_conflict_goes_with_a_newer_version_or_in_time(desk, 
         # The page hears nothing while someone else changes the ticket, then tries its own.
         page.route("**/tickets/*", lambda r: r.abort() if r.request.method == "GET" else r.continue_())
         change_by_someone_else(patch)
-        page.get_by_role("combobox", name="Priority").select_option(then)
+        set_detail(page, "Priority", then)
         expect(page.get_by_role("alert").filter(has_text="changed by someone else")).to_be_visible()
         page.unroute("**/tickets/*")
         expect(shown).to_be_visible()
