@@ -218,6 +218,30 @@ def test_the_detail_boxes_change_nothing_until_their_button_and_closing_asks_fir
     survey_link(desk, session)
 
 
+def test_the_status_box_offers_escalated_only_as_the_current_status(desk, page):
+    """Escalating takes a reason (the Escalate form); the Status box does not offer it, but
+    shows it while the ticket is escalated."""
+    _, ticket_id = handed_off(desk)
+    sign_in(page, desk)
+    page.goto(f"{desk.base}/console/#/tickets/{ticket_id}")
+    status = page.get_by_role("combobox", name="Status")
+    expect(status.get_by_role("option")).to_have_text(["Open", "Pending", "Resolved", "Closed"])
+    code, body, _ = desk.api("POST", f"/tickets/{ticket_id}/escalate", {"reason": "退款"})
+    assert code == 200, body
+    expect(status).to_have_value("escalated")
+    expect(status.get_by_role("option")).to_have_text(["Open", "Pending", "Escalated", "Resolved", "Closed"])
+    page.get_by_role("combobox", name="Language").select_option("zh-CN")
+    expect(page.get_by_role("button", name="更新状态")).to_be_disabled()
+    page.get_by_role("combobox", name="状态").select_option("closed")
+    page.get_by_role("button", name="更新状态").click()
+    dialog = page.get_by_role("dialog", name="关闭此工单？")
+    expect(dialog).to_contain_text("满意度调查")
+    dialog.get_by_role("button", name="取消").click()
+    expect(page.get_by_role("combobox", name="状态")).to_have_value("escalated")
+    _, body, _ = desk.api("GET", f"/tickets/{ticket_id}")
+    assert body["ticket"]["status"] == "escalated"
+
+
 def test_closing_sends_the_survey_and_a_stale_second_browser_gets_the_conflict(desk, browser):
     session, ticket_id = handed_off(desk)
     first = browser.new_context(locale="en-US")

@@ -497,7 +497,7 @@ export function TicketView({ id, me, focusReply }) {
         <section>
           <h2>${t('ticket.details')}</h2>
           <${ChangeBox} label=${t('filter.status')} button=${t('ticket.set_status')} current=${tk.status} prefix="status."
-            options=${STATUSES} disabled=${closed}
+            options=${STATUSES.filter((s) => s !== 'escalated' || tk.status === 'escalated')} disabled=${closed}
             boxRef=${statusRef} resetKey=${statusReset} onSet=${setStatus} />
           <${ChangeBox} label=${t('filter.priority')} button=${t('ticket.set_priority')} current=${tk.priority} prefix="priority."
             options=${PRIORITIES} disabled=${closed} onSet=${(v) => change({ priority: v })} />
