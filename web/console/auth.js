@@ -98,7 +98,7 @@ export async function finishOidc(cfg) {
   const error = params.get('error');
   if (!code && !error) return null;
   history.replaceState(null, '', location.pathname + location.hash);
-  if (error) return params.get('error_description') || error;
+  if (error) return t('signin.oidc_refused') + t('error.detail', { detail: params.get('error_description') || error });
   let saved;
   try {
     saved = JSON.parse(sessionStorage.getItem(PKCE) || 'null');
@@ -106,7 +106,7 @@ export async function finishOidc(cfg) {
     saved = null;
   }
   sessionStorage.removeItem(PKCE);
-  if (!saved || saved.state !== params.get('state')) return 'the sign-in answer did not match this browser';
+  if (!saved || saved.state !== params.get('state')) return t('signin.oidc_mismatch');
   const body = new URLSearchParams({
     grant_type: 'authorization_code',
     client_id: cfg.client_id,
@@ -119,10 +119,10 @@ export async function finishOidc(cfg) {
     headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
     body,
   });
-  if (!r.ok) return `the issuer refused the sign-in (${r.status})`;
+  if (!r.ok) return t('signin.oidc_refused') + t('error.detail', { detail: String(r.status) });
   const tokens = await r.json();
   const token = tokens.access_token || tokens.id_token;
-  if (!token) return 'the issuer sent no token';
+  if (!token) return t('signin.oidc_no_token');
   setToken(token);
   return null;
 }

@@ -9,6 +9,8 @@ import { api } from './api.js';
 const EMPTY = { id: '', title: '', questions: '', answer: '', locale: '', tags: '', answer_zh: '', answer_en: '' };
 // The languages an article may also answer in (`answers` in the API).
 const LANGUAGES = ['zh', 'en'];
+// What an article id may be: 1 to 128 of A-Z a-z 0-9 _ - (the desk's `is_valid_id`).
+const ID_RULE = /^[A-Za-z0-9_-]{1,128}$/;
 
 function toForm(a) {
   return {
@@ -88,6 +90,11 @@ function Editor({ initial, isNew, onSaved, onCancel }) {
     e.preventDefault();
     const id = form.id.trim();
     if (!id) return setError(t('kb.id_needed'));
+    // The desk's rule for an id (it goes into URLs), said here in the reader's language;
+    // the desk checks it again, and its refusal is said by its code.
+    if (!ID_RULE.test(id)) return setError(t('kb.id_invalid', { id }));
+    if (!form.title.trim() || !form.answer.trim()) return setError(t('kb.needs_title_answer'));
+    if (!form.questions.split('\n').some((q) => q.trim())) return setError(t('kb.needs_question'));
     // A new article never writes over one that has its id (PUT would replace it).
     if (isNew) {
       try {

@@ -558,7 +558,9 @@ export function TicketView({ id, me, focusReply }) {
                   say(t('ticket.merged'));
                   await load();
                 } catch (err) {
-                  failed(err);
+                  // The one record a merge can miss is the customer named in the box.
+                  if (err.code === 'not_found') setError(t('ticket.merge_unknown', { id: mergeFrom.trim() }));
+                  else failed(err);
                 }
               }}>
               <label class="field"><span>${t('ticket.merge_from')}</span>
