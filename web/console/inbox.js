@@ -22,6 +22,11 @@ const PAGE = 25;
 // The API's largest page: a poll over more loaded tickets takes several requests.
 const MAX_LIMIT = 100;
 const RANK = { urgent: 0, high: 1, normal: 2, low: 3 };
+const VIEWS = ['mine', 'unassigned', 'all'];
+
+// The ticket the agent last opened from the list, so that coming back (the back button,
+// "Back to tickets") puts the cursor and the focus on its row again.
+let leftAt = null;
 
 function saved(key, fallback) {
   return localStorage.getItem('helpdesk.inbox.' + key) ?? fallback;
@@ -61,6 +66,10 @@ export function Inbox({ me }) {
   const generation = useRef(0);
   const searchBox = useRef(null);
   const listRef = useRef(null);
+  const tabRefs = useRef({});
+  // The first row "Load more" added: the focus goes there if the button it was on went
+  // (no more pages) or went off while loading.
+  const firstNew = useRef(null);
 
   const filters = {
     status,
@@ -123,6 +132,7 @@ export function Inbox({ me }) {
       const page = await api('GET', '/tickets' + query({ ...filters, limit: PAGE, cursor: more }));
       if (generation.current !== started) return;
       generation.current += 1;
+      firstNew.current = (tickets || []).length;
       setTickets((list) => {
         const known = new Set((list || []).map((tk) => tk.id));
         return [...(list || []), ...page.data.tickets.filter((tk) => !known.has(tk.id))];
@@ -198,6 +208,7 @@ export function Inbox({ me }) {
         const tk = list[at];
         if (!tk) return;
         e.preventDefault();
+        leftAt = tk.id;
         location.hash = `#/tickets/${encodeURIComponent(tk.id)}${e.key === 'r' ? '/reply' : ''}`;
       }
     };
@@ -212,10 +223,63 @@ export function Inbox({ me }) {
     if (!counts) return '';
     return status === 'active' ? counts[name] : t('inbox.count_active', { count: counts[name] });
   };
-  const tab = (name) => html`<button role="tab" aria-selected=${view === name}
-      onClick=${() => { if (name !== view) { setView(name); setPages(1); setSelected(0); } }}>
+  // The views are tabs as the ARIA pattern has them: one tab stop (the chosen view), the
+  // arrow keys, Home and End move between them and show each, and the list below is their
+  // tab panel.
+  const choose = (name) => {
+    if (name === view) return;
+    setView(name);
+    setPages(1);
+    setSelected(0);
+  };
+  const onTabKey = (e) => {
+    const at = VIEWS.indexOf(view);
+    const next = { ArrowRight: VIEWS[(at + 1) % VIEWS.length], ArrowLeft: VIEWS[(at + VIEWS.length - 1) % VIEWS.length],
+      Home: VIEWS[0], End: VIEWS[VIEWS.length - 1] }[e.key];
+    if (!next) return;
+    e.preventDefault();
+    choose(next);
+    tabRefs.current[next]?.focus();
+  };
+  const tab = (name) => html`<button role="tab" id=${'view-' + name} aria-selected=${view === name ? 'true' : 'false'}
+      aria-controls="inbox-panel" tabindex=${view === name ? 0 : -1} ref=${(el) => { tabRefs.current[name] = el; }}
+      onKeyDown=${onTabKey} onClick=${() => choose(name)}>
     ${t('inbox.' + name)} <span class="count">${count(name)}</span>
   </button>`;
+
+  /** Where the focus goes when it has nowhere better: the row the cursor is on, else the
+   * chosen view's tab. */
+  const focusCursor = () => {
+    const row = listRef.current?.querySelectorAll('a.ticket')[latest.current.selected];
+    (row || tabRefs.current[view])?.focus();
+  };
+  // Arriving (after signing in, or from the navigation) the focus is on the chosen view's
+  // tab, not lost on the page; coming back from a ticket it is on that ticket's row, once
+  // the list shows it.
+  const nowhere = () => !document.activeElement || document.activeElement === document.body;
+  useEffect(() => {
+    if (!leftAt && nowhere()) tabRefs.current[view]?.focus();
+  }, []);
+  useEffect(() => {
+    if (firstNew.current === null || !tickets) return;
+    const at = firstNew.current;
+    firstNew.current = null;
+    if (nowhere()) listRef.current?.querySelectorAll('a.ticket')[at]?.focus();
+  }, [tickets]);
+  const restored = useRef(false);
+  useEffect(() => {
+    if (restored.current || tickets === null) return;
+    restored.current = true;
+    const at = leftAt ? shown.findIndex((tk) => tk.id === leftAt) : -1;
+    leftAt = null;
+    if (at >= 0) {
+      latest.current.selected = at;
+      setSelected(at);
+      listRef.current?.querySelectorAll('a.ticket')[at]?.focus();
+    } else if (nowhere()) {
+      tabRefs.current[view]?.focus();
+    }
+  }, [tickets]);
 
   return html`<main class="inbox">
     <div class="inbox-head">
@@ -224,7 +288,7 @@ export function Inbox({ me }) {
         <span>${t('inbox.search')}</span>
         <input ref=${searchBox} type="search" value=${search}
           onInput=${(e) => { setSearch(e.currentTarget.value); setSelected(0); }}
-          onKeyDown=${(e) => { if (e.key === 'Escape') e.currentTarget.blur(); }} />
+          onKeyDown=${(e) => { if (e.key === 'Escape') { e.preventDefault(); focusCursor(); } }} />
       </label>
     </div>
     <fieldset class="filters">
@@ -249,11 +313,12 @@ export function Inbox({ me }) {
         </select>
       </label>
     </fieldset>
+    <div role="tabpanel" id="inbox-panel" aria-labelledby=${'view-' + view}>
     <${Notice} kind="error">${error}<//>
     ${tickets && shown.length === 0 ? html`<p class="empty">${t('inbox.empty')}</p>` : null}
     <ul class="tickets" aria-label=${t('inbox.list')} ref=${listRef}>
       ${shown.map((tk, i) => html`<li key=${tk.id} class=${i === selected ? 'selected' : ''}>
-        <a class="ticket" href=${'#/tickets/' + encodeURIComponent(tk.id)} onFocus=${() => setSelected(i)}>
+        <a class="ticket" href=${'#/tickets/' + encodeURIComponent(tk.id)} onFocus=${() => setSelected(i)} onClick=${() => { leftAt = tk.id; }}>
           <span class=${'pill priority-' + tk.priority}>${t('priority.' + tk.priority)}</span>
           <span class="subject">${tk.subject}</span>
           <span class="meta">
@@ -265,6 +330,7 @@ export function Inbox({ me }) {
       </li>`)}
     </ul>
     ${more ? html`<button onClick=${loadMore} disabled=${loadingMore}>${t('inbox.more')}</button>` : null}
+    </div>
     <p class="hint">${t('inbox.keys')}${updated ? ' · ' + t('inbox.updated', { time: when(updated) }) : ''}</p>
   </main>`;
 }

@@ -143,6 +143,17 @@ export function KnowledgeBase({ me }) {
   const [notice, setNotice] = useNotice();
   const [error, setError] = useState(null);
   const supervisor = me.role === 'supervisor' || me.role === 'admin';
+  // The button the editor was opened from (New article, Edit …): closing the editor puts
+  // the focus back on it, not on the page.
+  const openedFrom = useRef(null);
+  const open = (e, form, isNew) => {
+    openedFrom.current = e.currentTarget;
+    setEditing({ form, isNew });
+  };
+  const close = () => {
+    setEditing(null);
+    openedFrom.current?.focus();
+  };
 
   const load = async () => {
     try {
@@ -183,14 +194,14 @@ export function KnowledgeBase({ me }) {
     <${Notice}>${notice}<//>
     ${editing
       ? html`<${Editor} key=${editing.isNew ? 'new' : 'edit.' + editing.form.id} initial=${editing.form} isNew=${editing.isNew}
-          onSaved=${async () => { setEditing(null); setNotice(t('kb.saved')); await load(); }}
-          onCancel=${() => setEditing(null)} />`
+          onSaved=${async () => { close(); setNotice(t('kb.saved')); await load(); }}
+          onCancel=${close} />`
       : null}
     <div class="kb-head">
       <label class="field search"><span>${t('kb.search')}</span>
         <input type="search" value=${search} onInput=${(e) => setSearch(e.currentTarget.value)} /></label>
       ${supervisor
-        ? html`<button onClick=${() => setEditing({ form: { ...EMPTY }, isNew: true })}>${t('kb.new')}</button>`
+        ? html`<button onClick=${(e) => open(e, { ...EMPTY }, true)}>${t('kb.new')}</button>`
         : html`<p class="hint">${t('kb.readonly')}</p>`}
     </div>
     <ul class="articles">
@@ -198,7 +209,7 @@ export function KnowledgeBase({ me }) {
         <div><strong>${a.title}</strong> <span class="hint">${a.id}${a.locale ? ' · ' + a.locale : ''}</span></div>
         <p class="answer">${a.answer}</p>
         ${supervisor
-          ? html`<button onClick=${() => { setEditing({ form: toForm(a), isNew: false }); window.scrollTo(0, 0); }}>${t('kb.edit', { title: a.title })}</button>
+          ? html`<button onClick=${(e) => { open(e, toForm(a), false); window.scrollTo(0, 0); }}>${t('kb.edit', { title: a.title })}</button>
               <button onClick=${() => remove(a)}>${t('kb.delete', { title: a.title })}</button>`
           : null}
       </li>`)}

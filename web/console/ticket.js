@@ -229,6 +229,10 @@ export function TicketView({ id, me, focusReply }) {
   const [statusReset, setStatusReset] = useState(0);
   const statusRef = useRef(null);
   const headingRef = useRef(null);
+  // The ticket the page was last opened on: opening one (by Enter on its row, say) moves
+  // the focus and the conversation's place once, and polls after it leave them to the
+  // agent.
+  const arrived = useRef(null);
   const supervisor = me.role === 'supervisor' || me.role === 'admin';
   // The administrator takes no tickets (the desk refuses it as an assignee).
   const takesTickets = me.role !== 'admin';
@@ -290,6 +294,13 @@ export function TicketView({ id, me, focusReply }) {
       setLoadingEarlier(false);
     }
   };
+
+  // Opened (by Enter on its row, say): the focus on the heading, or the reply box by "r".
+  useEffect(() => {
+    if (!view || view.ticket.id !== id || arrived.current === id) return;
+    arrived.current = id;
+    if (!focusReply) headingRef.current?.focus();
+  }, [view]);
 
   // The team's ids, offered in the assignee box, so a hand-picked assignee is a real agent
   // (not a removed one, whom the desk refuses).
