@@ -906,3 +906,39 @@ def test_a_reply_whose_answer_was_lost_is_sent_once_when_sent_again(desk, page):
         ),
     )
     assert texts.count("您的包裹明天送达。") == 1, texts
+
+
+def test_a_long_conversation_opens_at_its_newest_message_and_a_poll_keeps_the_place(desk, page):
+    """With dozens of messages the ticket opens at the newest, beside the reply box; a poll's
+    new message keeps an agent who scrolled up where they were, and shows itself to one at
+    the end."""
+    session, ticket_id = handed_off(desk)
+    for i in range(56):
+        desk.webchat_say(session, f"补充说明 第{i:02d}条")
+    desk.wait_for(
+        "the messages to join the ticket",
+        lambda: any("第55条" in m["text"] for m in desk.api("GET", f"/tickets/{ticket_id}")[1]["messages"]),
+    )
+    sign_in(page, desk)
+    page.goto(f"{desk.base}/console/#/tickets/{ticket_id}")
+    conversation = page.get_by_role("list", name="Conversation")
+    newest = conversation.get_by_text("补充说明 第55条")
+    expect(newest).to_be_in_viewport()
+    expect(page.get_by_role("textbox", name="Reply")).to_be_in_viewport()
+    older = conversation.get_by_text("补充说明 第10条")
+    expect(older).not_to_be_in_viewport()
+
+    # Scrolled up to read, the agent stays there when a new message comes in.
+    older.scroll_into_view_if_needed()
+    expect(older).to_be_in_viewport()
+    top = conversation.evaluate("el => el.scrollTop")
+    desk.webchat_say(session, "还有一个问题 A")
+    expect(conversation).to_contain_text("还有一个问题 A")
+    expect(older).to_be_in_viewport()
+    assert conversation.evaluate("el => el.scrollTop") == top
+    expect(conversation.get_by_text("还有一个问题 A")).not_to_be_in_viewport()
+
+    # At the end, a new message is shown as it comes.
+    conversation.evaluate("el => { el.scrollTop = el.scrollHeight; el.dispatchEvent(new Event('scroll')); }")
+    desk.webchat_say(session, "还有一个问题 B")
+    expect(conversation.get_by_text("还有一个问题 B")).to_be_in_viewport()

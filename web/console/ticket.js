@@ -229,10 +229,16 @@ export function TicketView({ id, me, focusReply }) {
   const [statusReset, setStatusReset] = useState(0);
   const statusRef = useRef(null);
   const headingRef = useRef(null);
+  const conversationRef = useRef(null);
+  // Whether the agent is at the conversation's newest message (within a few pixels): a
+  // poll's new messages keep it there; scrolled up to read, it stays where it is.
+  const atBottom = useRef(true);
   // The ticket the page was last opened on: opening one (by Enter on its row, say) moves
   // the focus and the conversation's place once, and polls after it leave them to the
   // agent.
   const arrived = useRef(null);
+  // The conversation's height before "Load earlier messages" grew it at the top.
+  const heightBefore = useRef(null);
   const supervisor = me.role === 'supervisor' || me.role === 'admin';
   // The administrator takes no tickets (the desk refuses it as an assignee).
   const takesTickets = me.role !== 'admin';
@@ -283,6 +289,7 @@ export function TicketView({ id, me, focusReply }) {
 
   const loadEarlier = async () => {
     if (!earlierCursor) return;
+    heightBefore.current = conversationRef.current ? conversationRef.current.scrollHeight : null;
     setLoadingEarlier(true);
     try {
       const { data } = await api('GET', '/tickets/' + encodeURIComponent(id) + '?cursor=' + encodeURIComponent(earlierCursor));
@@ -295,12 +302,25 @@ export function TicketView({ id, me, focusReply }) {
     }
   };
 
-  // Opened (by Enter on its row, say): the focus on the heading, or the reply box by "r".
+  // Opened: the focus on the heading (or the reply box, by "r"), the conversation at its
+  // newest message. Afterwards: new messages at the end keep the newest in view only for an
+  // agent who was there; earlier ones loaded at the top keep what the agent was reading.
+  const shownCount = earlier.length + recent.length;
   useEffect(() => {
-    if (!view || view.ticket.id !== id || arrived.current === id) return;
-    arrived.current = id;
-    if (!focusReply) headingRef.current?.focus();
-  }, [view]);
+    const box = conversationRef.current;
+    if (!view || view.ticket.id !== id || !box) return;
+    if (arrived.current !== id) {
+      arrived.current = id;
+      box.scrollTop = box.scrollHeight;
+      atBottom.current = true;
+      if (!focusReply) headingRef.current?.focus();
+    } else if (heightBefore.current !== null) {
+      box.scrollTop += box.scrollHeight - heightBefore.current;
+      heightBefore.current = null;
+    } else if (atBottom.current) {
+      box.scrollTop = box.scrollHeight;
+    }
+  }, [view, shownCount]);
 
   // The team's ids, offered in the assignee box, so a hand-picked assignee is a real agent
   // (not a removed one, whom the desk refuses).
@@ -427,6 +447,8 @@ export function TicketView({ id, me, focusReply }) {
     try {
       await api('POST', '/tickets/' + encodeURIComponent(id) + path, { body, idempotencyKey });
       if (done) say(done);
+      // What the agent just sent is shown where it lands, at the end.
+      atBottom.current = true;
       await load();
       return true;
     } catch (e) {
@@ -482,7 +504,8 @@ export function TicketView({ id, me, focusReply }) {
         ${earlierCursor
           ? html`<button type="button" onClick=${loadEarlier} disabled=${loadingEarlier}>${t('ticket.load_earlier')}</button>`
           : null}
-        <ol class="conversation" aria-label=${t('ticket.conversation')}>
+        <ol class="conversation" aria-label=${t('ticket.conversation')} ref=${conversationRef} tabindex="0"
+          onScroll=${(e) => { const b = e.currentTarget; atBottom.current = b.scrollHeight - b.scrollTop - b.clientHeight < 24; }}>
           ${mergeMessages(earlier, recent).map((m) => html`<${Entry} key=${m.id} m=${m} />`)}
         </ol>
         <${Escalation} ticket=${tk} />
