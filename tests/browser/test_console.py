@@ -942,3 +942,36 @@ def test_a_long_conversation_opens_at_its_newest_message_and_a_poll_keeps_the_pl
     conversation.evaluate("el => { el.scrollTop = el.scrollHeight; el.dispatchEvent(new Event('scroll')); }")
     desk.webchat_say(session, "还有一个问题 B")
     expect(conversation.get_by_text("还有一个问题 B")).to_be_in_viewport()
+
+
+def test_unassigned_opens_oldest_first_and_keeps_the_agents_own_order(desk, page):
+    """The customer who has waited longest comes first in Unassigned, even when the view is
+    longer than a page; an order the agent chooses is kept, per view."""
+    total = 30
+    sessions = [desk.webchat_session(f"访客 {i}") for i in range(total)]
+    for i, session in enumerate(sessions):
+        desk.webchat_say(session, f"我要投诉 排队{i:02d}号")
+    desk.wait_for(
+        "every ticket",
+        lambda: len(desk.api("GET", "/tickets?limit=100")[1]["tickets"]) == total,
+        timeout=60,
+    )
+    sign_in(page, desk, BOB)
+    rows = page.get_by_role("list", name="Ticket list").get_by_role("link")
+    sort = page.get_by_role("combobox", name="Sort")
+    expect(sort).to_have_value("newest")
+    expect(rows.first).to_contain_text("排队29号")
+    page.get_by_role("tab", name=re.compile("^Unassigned")).click()
+    expect(sort).to_have_value("oldest")
+    expect(rows.first).to_contain_text("排队00号")
+    expect(rows).to_have_count(total)
+    expect(rows.last).to_contain_text("排队29号")
+
+    sort.select_option("newest")
+    expect(rows.first).to_contain_text("排队29号")
+    page.get_by_role("tab", name=re.compile("^All")).click()
+    expect(sort).to_have_value("newest")
+    page.reload()
+    page.get_by_role("tab", name=re.compile("^Unassigned")).click()
+    expect(sort).to_have_value("newest")
+    expect(rows.first).to_contain_text("排队29号")

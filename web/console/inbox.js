@@ -9,6 +9,8 @@
 // from the top, in requests of at most 100, for as many tickets as the pages loaded so far
 // hold. So every loaded page stays listed and fresh (a ticket that leaves the filter goes,
 // a new one comes in at the top), and the list changes in one step, never in pieces.
+// Oldest first (Unassigned's default: the customer who has waited longest) walks the whole
+// view, up to OLDEST_MAX tickets, since the API lists newest first.
 
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { html, usePoll, Select, Notice, STATUSES, PRIORITIES, SKILLS, CHANNELS } from './ui.js';
@@ -23,10 +25,19 @@ const PAGE = 25;
 const MAX_LIMIT = 100;
 const RANK = { urgent: 0, high: 1, normal: 2, low: 3 };
 const VIEWS = ['mine', 'unassigned', 'all'];
+// Oldest first lists the whole view (the API lists newest first, so the ticket that has
+// waited longest is on its last page): at most this many tickets.
+const OLDEST_MAX = 500;
 
 // The ticket the agent last opened from the list, so that coming back (the back button,
 // "Back to tickets") puts the cursor and the focus on its row again.
 let leftAt = null;
+
+/** How a view sorts until its agent chooses: Unassigned oldest first, since the customer
+ * who has waited longest should be taken first; the others newest first. */
+function defaultSort(view) {
+  return view === 'unassigned' ? 'oldest' : saved('sort', 'newest');
+}
 
 function saved(key, fallback) {
   return localStorage.getItem('helpdesk.inbox.' + key) ?? fallback;
@@ -47,7 +58,13 @@ export function Inbox({ me }) {
   const [priority, setPriority] = usePersisted('priority', '');
   const [skill, setSkill] = usePersisted('skill', '');
   const [channel, setChannel] = usePersisted('channel', '');
-  const [sort, setSort] = usePersisted('sort', 'newest');
+  // Each view keeps its own order, once its agent chooses one.
+  const [sorts, setSorts] = useState(() => Object.fromEntries(VIEWS.map((v) => [v, saved('sort.' + v, defaultSort(v))])));
+  const sort = sorts[view];
+  const setSort = (value) => {
+    localStorage.setItem('helpdesk.inbox.sort.' + view, value);
+    setSorts((all) => ({ ...all, [view]: value }));
+  };
   const [search, setSearch] = useState('');
   const [pages, setPages] = useState(1);
   const [tickets, setTickets] = useState(null);
@@ -78,7 +95,9 @@ export function Inbox({ me }) {
     channel,
     assignee: view === 'mine' ? 'me' : view === 'unassigned' ? 'none' : '',
   };
-  const key = JSON.stringify(filters);
+  // Oldest first needs the whole view, not its newest pages.
+  const whole = sort === 'oldest';
+  const key = JSON.stringify({ ...filters, whole });
   useEffect(() => {
     generation.current += 1;
   }, [key]);
@@ -95,7 +114,7 @@ export function Inbox({ me }) {
 
   usePoll(async () => {
     const started = generation.current;
-    const want = pages * PAGE;
+    const want = whole ? Math.max(OLDEST_MAX, pages * PAGE) : pages * PAGE;
     try {
       const seen = new Map();
       let list = [];
@@ -176,7 +195,9 @@ export function Inbox({ me }) {
   let shown = (tickets || []).filter((tk) => !needle || matches(tk));
   const listed = new Set(shown.map((tk) => tk.id));
   shown = shown.concat(found.filter((tk) => !listed.has(tk.id)));
-  if (sort === 'urgent') {
+  if (sort === 'oldest') {
+    shown = [...shown].sort((a, b) => (a.created_at < b.created_at ? -1 : a.created_at > b.created_at ? 1 : a.id < b.id ? -1 : 1));
+  } else if (sort === 'urgent') {
     shown = [...shown].sort((a, b) => RANK[a.priority] - RANK[b.priority] || (a.id < b.id ? 1 : -1));
   } else if (sort === 'due') {
     shown = [...shown].sort((a, b) => nextDue(a) - nextDue(b) || RANK[a.priority] - RANK[b.priority]);
@@ -308,6 +329,7 @@ export function Inbox({ me }) {
         <span>${t('inbox.sort')}</span>
         <select value=${sort} onChange=${(e) => setSort(e.currentTarget.value)}>
           <option value="newest" selected=${sort === 'newest'}>${t('inbox.newest')}</option>
+          <option value="oldest" selected=${sort === 'oldest'}>${t('inbox.oldest')}</option>
           <option value="urgent" selected=${sort === 'urgent'}>${t('inbox.urgent')}</option>
           <option value="due" selected=${sort === 'due'}>${t('inbox.due')}</option>
         </select>
