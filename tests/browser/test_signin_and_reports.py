@@ -208,3 +208,27 @@ def test_the_desks_own_words_never_stand_alone_in_the_chinese_console(desk, page
     )
     _, listing, _ = desk.api("GET", "/kb/articles")
     assert all(a["id"] != "my article" for a in listing["articles"])
+
+
+def test_the_volume_chart_has_a_key_and_its_numbers(desk, page):
+    """Opened and closed are told apart by more than colour: a key in words, stripes on the
+    closed bars, and a table of each day's numbers."""
+    session, ticket_id = handed_off(desk)
+    _, _, headers = desk.api("GET", f"/tickets/{ticket_id}")
+    status, body, _ = desk.api("PATCH", f"/tickets/{ticket_id}", {"status": "closed"}, headers={"If-Match": headers["ETag"]})
+    assert status == 200, body
+    sign_in(page, desk, BOB)
+    page.get_by_role("link", name="Reports").click()
+    key = page.get_by_role("list", name="Key")
+    expect(key.get_by_role("listitem")).to_have_text(
+        ["Opened: the left bar of each day, plain blue", "Closed: the right bar of each day, green with stripes"]
+    )
+    table = page.get_by_role("table", name="Tickets opened and closed, by day (days with any)")
+    today = body["closed_at"][:10]
+    expect(table.get_by_role("row", name=re.compile("^" + today)).get_by_role("cell")).to_have_text(["1", "1"])
+    fills = page.evaluate(
+        "() => [...document.querySelectorAll('svg.chart rect.bar')].map(r => getComputedStyle(r).fill)"
+    )
+    assert any("closed-hatch" in f for f in fills), fills
+    page.get_by_role("combobox", name="Language").select_option("zh-CN")
+    expect(page.get_by_role("list", name="图例")).to_contain_text("关闭：每天右侧的柱，绿色带斜纹")
