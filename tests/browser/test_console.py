@@ -975,3 +975,45 @@ def test_unassigned_opens_oldest_first_and_keeps_the_agents_own_order(desk, page
     page.get_by_role("tab", name=re.compile("^Unassigned")).click()
     expect(sort).to_have_value("newest")
     expect(rows.first).to_contain_text("排队29号")
+
+
+def test_an_internal_note_looks_unlike_the_hand_off_and_says_it_is_private(desk, page):
+    _, ticket_id = handed_off(desk)
+    sign_in(page, desk)
+    page.goto(f"{desk.base}/console/#/tickets/{ticket_id}")
+    page.get_by_role("textbox", name="Internal note").fill("客户第二次来问了")
+    page.get_by_role("button", name="Add note").click()
+    conversation = page.get_by_role("list", name="Conversation")
+    note = conversation.get_by_role("listitem").filter(has_text="客户第二次来问了")
+    handoff = conversation.get_by_role("listitem").filter(has_text="Hand-off")
+    expect(note).to_contain_text("Internal note")
+    expect(note).to_contain_text("only agents see this")
+
+    def colours(entry):
+        return entry.evaluate(
+            "el => { const s = getComputedStyle(el); const t = getComputedStyle(el.querySelector('.entry-text'));"
+            " const h = getComputedStyle(el.querySelector('.entry-head'));"
+            " return [s.backgroundColor, t.color, h.color]; }"
+        )
+
+    def rgb(css):
+        return [int(x) for x in re.findall(r"\d+", css)[:3]]
+
+    def luminance(c):
+        def channel(v):
+            v /= 255
+            return v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4
+
+        r, g, b = (channel(v) for v in c)
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+    def contrast(a, b):
+        la, lb = sorted([luminance(a), luminance(b)], reverse=True)
+        return (la + 0.05) / (lb + 0.05)
+
+    note_bg, note_text, note_head = colours(note)
+    handoff_bg, _, _ = colours(handoff)
+    assert rgb(note_bg) != rgb(handoff_bg), (note_bg, handoff_bg)
+    # Text and its head stay readable (WCAG AA) on the note's background.
+    assert contrast(rgb(note_text), rgb(note_bg)) >= 4.5
+    assert contrast(rgb(note_head), rgb(note_bg)) >= 4.5

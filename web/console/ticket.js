@@ -43,6 +43,7 @@ function Entry({ m }) {
     <div class="entry-head">
       <span class="who">${t('kind.' + m.kind)}${m.author ? ' · ' + m.author : ''}</span>
       <time datetime=${m.created_at}>${when(m.created_at)}</time>
+      ${m.kind === 'note' ? html`<span>${t('ticket.note_private')}</span>` : null}
       ${outbound && m.status
         ? html`<span class=${'delivery delivery-' + m.status}>${t('delivery.' + m.status)}${m.error ? ': ' + m.error : ''}</span>`
         : null}
