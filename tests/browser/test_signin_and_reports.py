@@ -210,6 +210,12 @@ def test_the_desks_own_words_never_stand_alone_in_the_chinese_console(desk, page
     assert all(a["id"] != "my article" for a in listing["articles"])
 
 
+def test_the_root_address_opens_the_console_with_the_token_box_focused(desk, page):
+    page.goto(desk.base + "/")
+    expect(page).to_have_url(desk.base + "/console/")
+    expect(page.get_by_role("textbox", name="Agent token")).to_be_focused()
+
+
 def test_the_volume_chart_has_a_key_and_its_numbers(desk, page):
     """Opened and closed are told apart by more than colour: a key in words, stripes on the
     closed bars, and a table of each day's numbers."""
