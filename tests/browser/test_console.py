@@ -1017,3 +1017,25 @@ def test_an_internal_note_looks_unlike_the_hand_off_and_says_it_is_private(desk,
     # Text and its head stay readable (WCAG AA) on the note's background.
     assert contrast(rgb(note_text), rgb(note_bg)) >= 4.5
     assert contrast(rgb(note_head), rgb(note_bg)) >= 4.5
+
+
+def test_the_survey_page_speaks_the_customers_language_with_a_switch(desk, page):
+    session, ticket_id = handed_off(desk)
+    _, _, headers = desk.api("GET", f"/tickets/{ticket_id}")
+    status, body, _ = desk.api("PATCH", f"/tickets/{ticket_id}", {"status": "closed"}, headers={"If-Match": headers["ETag"]})
+    assert status == 200, body
+    path = survey_link(desk, session)
+    page.goto(desk.base + path)
+    # The customer wrote Chinese: the page is Chinese, with no English beside it.
+    expect(page.get_by_role("heading", level=1)).to_have_text("请为我们的服务打分")
+    expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
+    expect(page.get_by_text("How did we do?")).to_have_count(0)
+    page.get_by_role("link", name="English").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("How did we do?")
+    expect(page.locator("html")).to_have_attribute("lang", "en")
+    page.get_by_role("radio", name="4").check()
+    page.get_by_role("button", name="Send").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Thank you")
+    expect(page.get_by_text("Your rating was recorded.")).to_be_visible()
+    page.get_by_role("link", name="中文").click()
+    expect(page.get_by_text("您的评分：4 分（满分 5 分）。")).to_be_visible()
