@@ -2,13 +2,13 @@
 //! in the core so that whichever function serves it (the tickets function on AWS, the local
 //! program) needs no other function's crate.
 
-use crate::domain::{self, Ticket};
+use crate::domain::{self, Language, Ticket};
 use crate::flow;
 use crate::http::{body_bytes, cors_for_visitors, no_store_by_default, parse_json, ApiPath};
 use crate::ports::Store;
 use crate::survey_token::SurveySigner;
 use crate::{Error, ErrorKind, Result};
-use axum::extract::{Request, State};
+use axum::extract::{RawQuery, Request, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -131,12 +131,51 @@ fn both(en: &str, zh: &str) -> String {
     format!("{en} · <span lang=\"zh-CN\">{zh}</span>")
 }
 
-fn page(title: &str, body: &str) -> Html<String> {
+fn page(lang: &str, title: &str, body: &str) -> Html<String> {
     Html(format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+        "<!doctype html><html lang=\"{lang}\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>{title}</title><style>{STYLE}</style></head><body>{body}</body></html>"
     ))
+}
+
+/// The survey's language: the one asked for with the page's switch (`?lang=zh` or
+/// `?lang=en`), else the ticket's, which is the language the customer wrote in. Anything
+/// else in the query is no reason to refuse the page, and is passed over.
+fn language_of(query: Option<&str>, ticket: &Ticket) -> Language {
+    query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|pair| match pair {
+            "lang=zh" => Some(Language::Zh),
+            "lang=en" => Some(Language::En),
+            _ => None,
+        })
+        .unwrap_or(ticket.language)
+}
+
+/// The text in the page's language.
+fn tr<'a>(lang: Language, en: &'a str, zh: &'a str) -> &'a str {
+    match lang {
+        Language::En => en,
+        Language::Zh => zh,
+    }
+}
+
+/// A page in one language, with a link to the same page in the other (the form posts back
+/// to the address it was shown at, so the answer's thanks keep the language).
+fn page_in(lang: Language, title: &str, body: &str) -> Html<String> {
+    let (code, other) = match lang {
+        Language::En => (
+            "en",
+            "<a href=\"?lang=zh\" hreflang=\"zh-CN\" lang=\"zh-CN\">中文</a>",
+        ),
+        Language::Zh => (
+            "zh-CN",
+            "<a href=\"?lang=en\" hreflang=\"en\" lang=\"en\">English</a>",
+        ),
+    };
+    page(code, title, &format!("<p>{other}</p>{body}"))
 }
 
 /// A refusal as the page a person reads: a browser following the link or sending the form
@@ -177,36 +216,43 @@ fn refusal_page(e: Error) -> Response {
             escape(&e.message)
         ),
     };
-    (status, page("Survey · 满意度调查", &body)).into_response()
+    (status, page("en", "Survey · 满意度调查", &body)).into_response()
 }
 
 async fn show(
     State(deps): State<Arc<Deps>>,
     token: Result<ApiPath<String>>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
     let json = wants_json(&headers);
-    match show_survey(&deps, token, json).await {
+    match show_survey(&deps, token, query.as_deref(), json).await {
         Ok(r) => r,
         Err(e) if json => e.into_response(),
         Err(e) => refusal_page(e),
     }
 }
 
-async fn show_survey(deps: &Deps, token: Result<ApiPath<String>>, json: bool) -> Result<Response> {
+async fn show_survey(
+    deps: &Deps,
+    token: Result<ApiPath<String>>,
+    query: Option<&str>,
+    json: bool,
+) -> Result<Response> {
     let ticket = ticket_for(deps, token).await?;
     if json {
         return Ok(Json(view(&ticket)).into_response());
     }
+    let lang = language_of(query, &ticket);
     let v = view(&ticket);
     let body = if let Some(rating) = v.rating {
         format!(
             "<h1>{}</h1><p>{}</p>",
-            both("Thank you", "谢谢"),
-            both(
-                &format!("You rated us {rating} of 5."),
-                &format!("您的评分：{rating} 分（满分 5 分）。")
-            )
+            tr(lang, "Thank you", "谢谢"),
+            match lang {
+                Language::En => format!("You rated us {rating} of 5."),
+                Language::Zh => format!("您的评分：{rating} 分（满分 5 分）。"),
+            }
         )
     } else {
         let options: String = (1..=5)
@@ -218,14 +264,14 @@ async fn show_survey(deps: &Deps, token: Result<ApiPath<String>>, json: bool) ->
              <p><label for=\"comment\">{}</label></p>\
              <textarea id=\"comment\" name=\"comment\" rows=\"4\" maxlength=\"2000\"></textarea>\
              <button type=\"submit\">{}</button></form>",
-            both("How did we do?", "请为我们的服务打分"),
+            tr(lang, "How did we do?", "请为我们的服务打分"),
             escape(&v.subject),
-            both("1 = poor, 5 = excellent", "1 分最差，5 分最好"),
-            both("Anything to add?", "其他意见"),
-            both("Send", "提交"),
+            tr(lang, "1 = poor, 5 = excellent", "1 分最差，5 分最好"),
+            tr(lang, "Anything to add?", "其他意见"),
+            tr(lang, "Send", "提交"),
         )
     };
-    Ok(page("Survey · 满意度调查", &body).into_response())
+    Ok(page_in(lang, tr(lang, "Survey", "满意度调查"), &body).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -244,6 +290,7 @@ struct FormAnswer {
 async fn answer(
     State(deps): State<Arc<Deps>>,
     token: Result<ApiPath<String>>,
+    RawQuery(query): RawQuery,
     req: Request,
 ) -> Response {
     let is_form = req
@@ -251,7 +298,7 @@ async fn answer(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
-    match take_answer(&deps, token, req, is_form).await {
+    match take_answer(&deps, token, query.as_deref(), req, is_form).await {
         Ok(r) => r,
         Err(e) if is_form => refusal_page(e),
         Err(e) => e.into_response(),
@@ -261,6 +308,7 @@ async fn answer(
 async fn take_answer(
     deps: &Deps,
     token: Result<ApiPath<String>>,
+    query: Option<&str>,
     req: Request,
     is_form: bool,
 ) -> Result<Response> {
@@ -289,12 +337,14 @@ async fn take_answer(
     tracing::info!(ticket_id = %ticket.id, rating, "survey answered");
     let v = view(&ticket);
     if is_form {
-        return Ok(page(
-            "Thank you · 谢谢",
+        let lang = language_of(query, &ticket);
+        return Ok(page_in(
+            lang,
+            tr(lang, "Thank you", "谢谢"),
             &format!(
                 "<h1>{}</h1><p>{}</p>",
-                both("Thank you", "谢谢"),
-                both("Your rating was recorded.", "您的评分已收到。")
+                tr(lang, "Thank you", "谢谢"),
+                tr(lang, "Your rating was recorded.", "您的评分已收到。")
             ),
         )
         .into_response());
@@ -312,8 +362,33 @@ mod tests {
     use sha2::Digest;
 
     #[test]
+    fn the_page_speaks_the_customers_language_unless_the_switch_asks_for_the_other() {
+        let mut ticket = Ticket::open(
+            domain::NewTicket {
+                customer_id: "c".into(),
+                channel: domain::Channel::Webchat,
+                subject: None,
+                description: "我要投诉".into(),
+                priority: domain::Priority::Normal,
+                skill: domain::Skill::General,
+            },
+            domain::now(),
+        );
+        assert_eq!(ticket.language, Language::Zh);
+        assert_eq!(language_of(None, &ticket), Language::Zh);
+        assert_eq!(language_of(Some("lang=en"), &ticket), Language::En);
+        assert_eq!(language_of(Some("x=1&lang=fr"), &ticket), Language::Zh);
+        ticket.language = Language::En;
+        assert_eq!(language_of(Some("lang=zh"), &ticket), Language::Zh);
+        let Html(html) = page_in(Language::Zh, "满意度调查", "<h1>请为我们的服务打分</h1>");
+        assert!(html.contains("<html lang=\"zh-CN\">"), "{html}");
+        assert!(html.contains("href=\"?lang=en\""), "{html}");
+        assert!(!html.contains("How did we do"), "{html}");
+    }
+
+    #[test]
     fn the_policy_allows_exactly_the_pages_own_style_and_no_script() {
-        let Html(html) = page("Survey", "<h1>请为我们的服务打分</h1>");
+        let Html(html) = page("zh-CN", "Survey", "<h1>请为我们的服务打分</h1>");
         let style = html
             .split_once("<style>")
             .and_then(|(_, rest)| rest.split_once("</style>"))

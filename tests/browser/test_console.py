@@ -26,6 +26,13 @@ def sign_in(page, desk, token=ADMIN):
     expect(page.get_by_role("tab", name=re.compile("^All"))).to_be_visible()
 
 
+def set_detail(page, name, value):
+    """Chooses in one of the ticket's detail boxes (Status, Priority, Skill) and presses its
+    button: the box alone changes nothing."""
+    page.get_by_role("combobox", name=name).select_option(value)
+    page.get_by_role("button", name=f"Set {name.lower()}").click()
+
+
 def handed_off(desk, text=COMPLAINT):
     """A visitor writes something the desk hands to an agent; returns (session, ticket id)."""
     session = desk.webchat_session()
@@ -132,7 +139,7 @@ def test_a_reopen_beside_the_customers_active_ticket_says_where_to_go(desk, page
     sign_in(page, desk)
     page.goto(f"{desk.base}/console/#/tickets/{first}")
     expect(page.get_by_role("combobox", name="Status")).to_have_value("resolved")
-    page.get_by_role("combobox", name="Status").select_option("open")
+    set_detail(page, "Status", "open")
     alert = page.get_by_role("alert")
     expect(alert).to_contain_text("another active ticket")
     expect(alert).not_to_contain_text("changed by someone else")
@@ -143,6 +150,96 @@ def test_a_reopen_beside_the_customers_active_ticket_says_where_to_go(desk, page
     alert.get_by_role("link", name=f"Open ticket {told}").click()
     expect(page).to_have_url(re.compile(f"#/tickets/{second}$"))
     expect(page.get_by_text(f"Ticket {told}")).to_be_visible()
+
+
+def test_the_detail_boxes_change_nothing_until_their_button_and_closing_asks_first(desk, page):
+    """Arrow keys in the Status box (which a keyboard user meets on the way through the
+    page) only choose: nothing is saved, closed or sent until the agent presses "Set
+    status", and Closed, which cannot be undone and sends the survey, asks first."""
+    session, ticket_id = handed_off(desk)
+    sign_in(page, desk)
+    page.goto(f"{desk.base}/console/#/tickets/{ticket_id}")
+    changes = []
+    page.on("request", lambda r: changes.append(r.url) if r.method == "PATCH" else None)
+    status = page.get_by_role("combobox", name="Status")
+    expect(status).to_have_value("open")
+    status.focus()
+    for _ in range(4):
+        page.keyboard.press("ArrowDown")
+    expect(status).to_have_value("closed")
+    expect(page.get_by_text("Not changed yet: press “Set status”.")).to_be_visible()
+    priority = page.get_by_role("combobox", name="Priority")
+    priority.focus()
+    page.keyboard.press("ArrowDown")
+    expect(page.get_by_text("Not changed yet: press “Set priority”.")).to_be_visible()
+    assert changes == [], changes
+    _, body, _ = desk.api("GET", f"/tickets/{ticket_id}")
+    assert (body["ticket"]["status"], body["ticket"]["priority"]) == ("open", "high"), body["ticket"]
+
+    # The button asks before closing, saying what closing does; Escape leaves it open.
+    status.focus()
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("button", name="Set status")).to_be_focused()
+    page.keyboard.press("Enter")
+    dialog = page.get_by_role("dialog", name="Close this ticket?")
+    expect(dialog).to_contain_text("cannot be undone")
+    expect(dialog).to_contain_text("satisfaction survey")
+    expect(dialog.get_by_role("button", name="Cancel")).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(dialog).to_have_count(0)
+    expect(status).to_be_focused()
+    expect(status).to_have_value("open")
+    assert changes == [], changes
+
+    # A change the agent makes, by keyboard alone: choose, Tab to the button, Enter.
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+    desk.wait_for("pending", lambda: desk.api("GET", f"/tickets/{ticket_id}")[1]["ticket"]["status"] == "pending")
+    expect(status).to_have_value("pending")
+    expect(status).to_be_focused()
+    expect(page.get_by_text("Not changed yet: press “Set status”.")).to_have_count(0)
+    # The priority chosen earlier is still only a choice.
+    expect(page.get_by_text("Not changed yet: press “Set priority”.")).to_be_visible()
+
+    # Closing, confirmed: the ticket closes and the customer gets the survey.
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("ArrowDown")
+    expect(status).to_have_value("closed")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+    expect(dialog.get_by_role("button", name="Cancel")).to_be_focused()
+    page.keyboard.press("Shift+Tab")
+    expect(dialog.get_by_role("button", name="Close ticket")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("status")).to_have_text("Ticket closed; the survey was sent to the customer.")
+    expect(page.get_by_role("heading", level=1)).to_be_focused()
+    expect(status).to_be_disabled()
+    survey_link(desk, session)
+
+
+def test_the_status_box_offers_escalated_only_as_the_current_status(desk, page):
+    """Escalating takes a reason (the Escalate form); the Status box does not offer it, but
+    shows it while the ticket is escalated."""
+    _, ticket_id = handed_off(desk)
+    sign_in(page, desk)
+    page.goto(f"{desk.base}/console/#/tickets/{ticket_id}")
+    status = page.get_by_role("combobox", name="Status")
+    expect(status.get_by_role("option")).to_have_text(["Open", "Pending", "Resolved", "Closed"])
+    code, body, _ = desk.api("POST", f"/tickets/{ticket_id}/escalate", {"reason": "退款"})
+    assert code == 200, body
+    expect(status).to_have_value("escalated")
+    expect(status.get_by_role("option")).to_have_text(["Open", "Pending", "Escalated", "Resolved", "Closed"])
+    page.get_by_role("combobox", name="Language").select_option("zh-CN")
+    expect(page.get_by_role("button", name="更新状态")).to_be_disabled()
+    page.get_by_role("combobox", name="状态").select_option("closed")
+    page.get_by_role("button", name="更新状态").click()
+    dialog = page.get_by_role("dialog", name="关闭此工单？")
+    expect(dialog).to_contain_text("满意度调查")
+    dialog.get_by_role("button", name="取消").click()
+    expect(page.get_by_role("combobox", name="状态")).to_have_value("escalated")
+    _, body, _ = desk.api("GET", f"/tickets/{ticket_id}")
+    assert body["ticket"]["status"] == "escalated"
 
 
 def test_closing_sends_the_survey_and_a_stale_second_browser_gets_the_conflict(desk, browser):
@@ -158,11 +255,12 @@ def test_closing_sends_the_survey_and_a_stale_second_browser_gets_the_conflict(d
         # The second browser goes stale: it hears nothing more from the desk.
         b.route("**/tickets/*", lambda route: route.abort() if route.request.method == "GET" else route.continue_())
 
-        a.get_by_role("combobox", name="Status").select_option("closed")
+        set_detail(a, "Status", "closed")
+        a.get_by_role("dialog", name="Close this ticket?").get_by_role("button", name="Close ticket").click()
         expect(a.get_by_role("combobox", name="Status")).to_have_value("closed")
         survey_link(desk, session)
 
-        b.get_by_role("combobox", name="Priority").select_option("urgent")
+        set_detail(b, "Priority", "urgent")
         conflict = b.get_by_role("alert").filter(has_text="changed by someone else")
         expect(conflict).to_be_visible()
         expect(conflict.get_by_role("button", name="Reload")).to_be_visible()
@@ -185,6 +283,7 @@ def test_closing_sends_the_survey_and_a_stale_second_browser_gets_the_conflict(d
         # A closed ticket offers nothing that can only fail.
         for name in ["Priority", "Skill", "Status"]:
             expect(b.get_by_role("combobox", name=name)).to_be_disabled()
+            expect(b.get_by_role("button", name=f"Set {name.lower()}")).to_be_disabled()
         expect(b.get_by_role("combobox", name="Assignee")).to_be_disabled()
         expect(b.get_by_role("button", name="Save assignee")).to_be_disabled()
         expect(b.get_by_role("button", name="Assign to me")).to_have_count(0)  # the admin's page
@@ -432,7 +531,7 @@ def test_escalation_takes_a_reason(desk, page):
     assert body["ticket"]["escalation_reason"] == "客户要求退款超过 500 元"
 
     # Once the ticket moves on, the reason is its history, said in the past, not its state.
-    page.get_by_role("combobox", name="Status").select_option("resolved")
+    set_detail(page, "Status", "resolved")
     expect(page.get_by_role("combobox", name="Status")).to_have_value("resolved")
     expect(page.get_by_text("Escalated: 客户要求退款超过 500 元")).to_have_count(0)
     expect(page.get_by_text(re.compile(r"^Was escalated \(.+\): 客户要求退款超过 500 元$"))).to_be_visible()
@@ -463,7 +562,7 @@ def test_the_notice_after_a_conflict_goes_with_a_newer_version_or_in_time(desk, 
         # The page hears nothing while someone else changes the ticket, then tries its own.
         page.route("**/tickets/*", lambda r: r.abort() if r.request.method == "GET" else r.continue_())
         change_by_someone_else(patch)
-        page.get_by_role("combobox", name="Priority").select_option(then)
+        set_detail(page, "Priority", then)
         expect(page.get_by_role("alert").filter(has_text="changed by someone else")).to_be_visible()
         page.unroute("**/tickets/*")
         expect(shown).to_be_visible()
@@ -807,3 +906,136 @@ def test_a_reply_whose_answer_was_lost_is_sent_once_when_sent_again(desk, page):
         ),
     )
     assert texts.count("您的包裹明天送达。") == 1, texts
+
+
+def test_a_long_conversation_opens_at_its_newest_message_and_a_poll_keeps_the_place(desk, page):
+    """With dozens of messages the ticket opens at the newest, beside the reply box; a poll's
+    new message keeps an agent who scrolled up where they were, and shows itself to one at
+    the end."""
+    session, ticket_id = handed_off(desk)
+    for i in range(56):
+        desk.webchat_say(session, f"补充说明 第{i:02d}条")
+    desk.wait_for(
+        "the messages to join the ticket",
+        lambda: any("第55条" in m["text"] for m in desk.api("GET", f"/tickets/{ticket_id}")[1]["messages"]),
+    )
+    sign_in(page, desk)
+    page.goto(f"{desk.base}/console/#/tickets/{ticket_id}")
+    conversation = page.get_by_role("list", name="Conversation")
+    newest = conversation.get_by_text("补充说明 第55条")
+    expect(newest).to_be_in_viewport()
+    expect(page.get_by_role("textbox", name="Reply")).to_be_in_viewport()
+    older = conversation.get_by_text("补充说明 第10条")
+    expect(older).not_to_be_in_viewport()
+
+    # Scrolled up to read, the agent stays there when a new message comes in.
+    older.scroll_into_view_if_needed()
+    expect(older).to_be_in_viewport()
+    top = conversation.evaluate("el => el.scrollTop")
+    desk.webchat_say(session, "还有一个问题 A")
+    expect(conversation).to_contain_text("还有一个问题 A")
+    expect(older).to_be_in_viewport()
+    assert conversation.evaluate("el => el.scrollTop") == top
+    expect(conversation.get_by_text("还有一个问题 A")).not_to_be_in_viewport()
+
+    # At the end, a new message is shown as it comes.
+    conversation.evaluate("el => { el.scrollTop = el.scrollHeight; el.dispatchEvent(new Event('scroll')); }")
+    desk.webchat_say(session, "还有一个问题 B")
+    expect(conversation.get_by_text("还有一个问题 B")).to_be_in_viewport()
+
+
+def test_unassigned_opens_oldest_first_and_keeps_the_agents_own_order(desk, page):
+    """The customer who has waited longest comes first in Unassigned, even when the view is
+    longer than a page; an order the agent chooses is kept, per view."""
+    total = 30
+    sessions = [desk.webchat_session(f"访客 {i}") for i in range(total)]
+    for i, session in enumerate(sessions):
+        desk.webchat_say(session, f"我要投诉 排队{i:02d}号")
+    desk.wait_for(
+        "every ticket",
+        lambda: len(desk.api("GET", "/tickets?limit=100")[1]["tickets"]) == total,
+        timeout=60,
+    )
+    sign_in(page, desk, BOB)
+    rows = page.get_by_role("list", name="Ticket list").get_by_role("link")
+    sort = page.get_by_role("combobox", name="Sort")
+    expect(sort).to_have_value("newest")
+    expect(rows.first).to_contain_text("排队29号")
+    page.get_by_role("tab", name=re.compile("^Unassigned")).click()
+    expect(sort).to_have_value("oldest")
+    expect(rows.first).to_contain_text("排队00号")
+    expect(rows).to_have_count(total)
+    expect(rows.last).to_contain_text("排队29号")
+
+    sort.select_option("newest")
+    expect(rows.first).to_contain_text("排队29号")
+    page.get_by_role("tab", name=re.compile("^All")).click()
+    expect(sort).to_have_value("newest")
+    page.reload()
+    page.get_by_role("tab", name=re.compile("^Unassigned")).click()
+    expect(sort).to_have_value("newest")
+    expect(rows.first).to_contain_text("排队29号")
+
+
+def test_an_internal_note_looks_unlike_the_hand_off_and_says_it_is_private(desk, page):
+    _, ticket_id = handed_off(desk)
+    sign_in(page, desk)
+    page.goto(f"{desk.base}/console/#/tickets/{ticket_id}")
+    page.get_by_role("textbox", name="Internal note").fill("客户第二次来问了")
+    page.get_by_role("button", name="Add note").click()
+    conversation = page.get_by_role("list", name="Conversation")
+    note = conversation.get_by_role("listitem").filter(has_text="客户第二次来问了")
+    handoff = conversation.get_by_role("listitem").filter(has_text="Hand-off")
+    expect(note).to_contain_text("Internal note")
+    expect(note).to_contain_text("only agents see this")
+
+    def colours(entry):
+        return entry.evaluate(
+            "el => { const s = getComputedStyle(el); const t = getComputedStyle(el.querySelector('.entry-text'));"
+            " const h = getComputedStyle(el.querySelector('.entry-head'));"
+            " return [s.backgroundColor, t.color, h.color]; }"
+        )
+
+    def rgb(css):
+        return [int(x) for x in re.findall(r"\d+", css)[:3]]
+
+    def luminance(c):
+        def channel(v):
+            v /= 255
+            return v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4
+
+        r, g, b = (channel(v) for v in c)
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+    def contrast(a, b):
+        la, lb = sorted([luminance(a), luminance(b)], reverse=True)
+        return (la + 0.05) / (lb + 0.05)
+
+    note_bg, note_text, note_head = colours(note)
+    handoff_bg, _, _ = colours(handoff)
+    assert rgb(note_bg) != rgb(handoff_bg), (note_bg, handoff_bg)
+    # Text and its head stay readable (WCAG AA) on the note's background.
+    assert contrast(rgb(note_text), rgb(note_bg)) >= 4.5
+    assert contrast(rgb(note_head), rgb(note_bg)) >= 4.5
+
+
+def test_the_survey_page_speaks_the_customers_language_with_a_switch(desk, page):
+    session, ticket_id = handed_off(desk)
+    _, _, headers = desk.api("GET", f"/tickets/{ticket_id}")
+    status, body, _ = desk.api("PATCH", f"/tickets/{ticket_id}", {"status": "closed"}, headers={"If-Match": headers["ETag"]})
+    assert status == 200, body
+    path = survey_link(desk, session)
+    page.goto(desk.base + path)
+    # The customer wrote Chinese: the page is Chinese, with no English beside it.
+    expect(page.get_by_role("heading", level=1)).to_have_text("请为我们的服务打分")
+    expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
+    expect(page.get_by_text("How did we do?")).to_have_count(0)
+    page.get_by_role("link", name="English").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("How did we do?")
+    expect(page.locator("html")).to_have_attribute("lang", "en")
+    page.get_by_role("radio", name="4").check()
+    page.get_by_role("button", name="Send").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Thank you")
+    expect(page.get_by_text("Your rating was recorded.")).to_be_visible()
+    page.get_by_role("link", name="中文").click()
+    expect(page.get_by_text("您的评分：4 分（满分 5 分）。")).to_be_visible()

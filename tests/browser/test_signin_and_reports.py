@@ -9,7 +9,7 @@ from pathlib import Path
 from playwright.sync_api import expect
 
 from conftest import ALICE, BOB, Desk
-from test_console import sign_in
+from test_console import handed_off, sign_in
 
 INBOX = re.compile("^All")
 
@@ -162,3 +162,79 @@ def test_an_unsent_reply_outlives_a_session_that_ended_but_not_a_sign_out(desk, 
     expect(page.get_by_role("textbox", name="Reply")).to_have_value("")
     page.reload()
     expect(page.get_by_role("textbox", name="Reply")).to_have_value("")
+
+
+def test_the_desks_own_words_never_stand_alone_in_the_chinese_console(desk, page):
+    """Every refusal the console can meet is said in its language: a merge that names no
+    customer or the same one, an article id the desk would refuse, and even a code the
+    console does not know (the desk's words then only a quoted detail)."""
+    _, ticket_id = handed_off(desk)
+    _, body, _ = desk.api("GET", f"/tickets/{ticket_id}")
+    sign_in(page, desk, BOB)
+    page.get_by_role("combobox", name="Language").select_option("zh-CN")
+    page.goto(f"{desk.base}/console/#/tickets/{ticket_id}")
+    merge = page.get_by_role("textbox", name="要并入此客户的客户编号")
+    merge.fill("nobody")
+    page.get_by_role("button", name="合并客户").click()
+    expect(page.get_by_role("alert")).to_have_text("没有编号为“nobody”的客户。")
+    merge.fill(body["ticket"]["customer_id"])
+    page.get_by_role("button", name="合并客户").click()
+    expect(page.get_by_role("alert")).to_have_text("出错了：客户不能与自己合并：请填写另一位客户的编号。")
+
+    # A code the console has no words for: its status, in Chinese, with the desk's words quoted.
+    page.route(
+        "**/tickets/*",
+        lambda route: route.fulfill(
+            status=422,
+            content_type="application/json",
+            body='{"error":{"code":"something_new","message":"an English reason"}}',
+        )
+        if route.request.method == "PATCH"
+        else route.continue_(),
+    )
+    page.get_by_role("combobox", name="优先级").select_option("low")
+    page.get_by_role("button", name="更新优先级").click()
+    expect(page.get_by_role("alert")).to_have_text(
+        "出错了：客服台拒绝了此请求（状态码 422）（客服台原文：“an English reason”）。"
+    )
+    page.unroute("**/tickets/*")
+
+    page.get_by_role("link", name="知识库").click()
+    page.get_by_role("button", name="新建文章").click()
+    page.get_by_role("textbox", name="文章编号").fill("my article")
+    page.get_by_role("button", name="保存文章").click()
+    expect(page.get_by_role("alert")).to_have_text(
+        "文章 ID 须为 1 到 128 个字符，只能用 A–Z、a–z、0–9、_ 和 -，不能有空格：“my article”不符合。"
+    )
+    _, listing, _ = desk.api("GET", "/kb/articles")
+    assert all(a["id"] != "my article" for a in listing["articles"])
+
+
+def test_the_root_address_opens_the_console_with_the_token_box_focused(desk, page):
+    page.goto(desk.base + "/")
+    expect(page).to_have_url(desk.base + "/console/")
+    expect(page.get_by_role("textbox", name="Agent token")).to_be_focused()
+
+
+def test_the_volume_chart_has_a_key_and_its_numbers(desk, page):
+    """Opened and closed are told apart by more than colour: a key in words, stripes on the
+    closed bars, and a table of each day's numbers."""
+    session, ticket_id = handed_off(desk)
+    _, _, headers = desk.api("GET", f"/tickets/{ticket_id}")
+    status, body, _ = desk.api("PATCH", f"/tickets/{ticket_id}", {"status": "closed"}, headers={"If-Match": headers["ETag"]})
+    assert status == 200, body
+    sign_in(page, desk, BOB)
+    page.get_by_role("link", name="Reports").click()
+    key = page.get_by_role("list", name="Key")
+    expect(key.get_by_role("listitem")).to_have_text(
+        ["Opened: the left bar of each day, plain blue", "Closed: the right bar of each day, green with stripes"]
+    )
+    table = page.get_by_role("table", name="Tickets opened and closed, by day (days with any)")
+    today = body["closed_at"][:10]
+    expect(table.get_by_role("row", name=re.compile("^" + today)).get_by_role("cell")).to_have_text(["1", "1"])
+    fills = page.evaluate(
+        "() => [...document.querySelectorAll('svg.chart rect.bar')].map(r => getComputedStyle(r).fill)"
+    )
+    assert any("closed-hatch" in f for f in fills), fills
+    page.get_by_role("combobox", name="Language").select_option("zh-CN")
+    expect(page.get_by_role("list", name="图例")).to_contain_text("关闭：每天右侧的柱，绿色带斜纹")

@@ -107,6 +107,13 @@ export function Agents({ me, onMe }) {
   const [notice, setNotice] = useNotice();
   const [error, setError] = useState(null);
   const supervisor = me.role === 'supervisor' || me.role === 'admin';
+  // The Edit button the editor was opened from: closing the editor (Escape, Cancel, Save)
+  // puts the focus back on it, not on the page.
+  const openedFrom = useRef(null);
+  const close = () => {
+    setEditing(null);
+    openedFrom.current?.focus();
+  };
 
   const load = async () => {
     try {
@@ -120,7 +127,7 @@ export function Agents({ me, onMe }) {
   usePoll(load, POLL_MS, []);
 
   const saved = async (profile) => {
-    setEditing(null);
+    close();
     setNotice(t('agents.saved'));
     if (profile.id === me.name) onMe({ ...me, profile });
     await load();
@@ -138,7 +145,7 @@ export function Agents({ me, onMe }) {
     <${Notice}>${notice}<//>
     ${supervisor ? null : html`<p class="hint">${t('agents.readonly')}</p>`}
     ${editing
-      ? html`<${Editor} key=${editing.id} profile=${editing} onSaved=${saved} onCancel=${() => setEditing(null)} />`
+      ? html`<${Editor} key=${editing.id} profile=${editing} onSaved=${saved} onCancel=${close} />`
       : null}
     ${agents && agents.length === 0 ? html`<p class="empty">${t('agents.none')}</p>` : null}
     ${agents && agents.length
@@ -162,7 +169,7 @@ export function Agents({ me, onMe }) {
               ${supervisor
                 ? html`<td>${a.removed
                     ? html`<span class="hint">${t('agents.removed_why')}</span>`
-                    : html`<button onClick=${() => { setNotice(null); setEditing(a); window.scrollTo(0, 0); }}>
+                    : html`<button onClick=${(e) => { openedFrom.current = e.currentTarget; setNotice(null); setEditing(a); window.scrollTo(0, 0); }}>
                         ${t('agents.edit', { name: a.name })}</button>`}</td>`
                 : null}
             </tr>`)}

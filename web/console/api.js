@@ -40,7 +40,7 @@ export async function api(method, path, { body, etag, ifMatch, signal, idempoten
     });
   } catch (e) {
     if (e.name === 'AbortError') throw e;
-    throw new ApiError(0, 'network', e.message);
+    throw new ApiError(0, 'network', t('error.code.network'), e.message);
   }
   const newEtag = response.headers.get('ETag');
   if (response.status === 304) return { status: 304, data: null, etag: newEtag || etag };
@@ -58,17 +58,20 @@ export async function api(method, path, { body, etag, ifMatch, signal, idempoten
     const err = (data && data.error) || {};
     const code = err.code || 'http_' + response.status;
     const detail = err.message || response.statusText;
-    throw new ApiError(response.status, code, inLanguage(code, detail), detail);
+    throw new ApiError(response.status, code, inLanguage(code, detail, response.status), detail);
   }
   return { status: response.status, data, etag: newEtag };
 }
 
-/** A refusal the console knows by its code, said in the reader's language (the API's own
- * words fill in what a code cannot say); any other in the API's words. */
-function inLanguage(code, message) {
+/** A refusal said in the reader's language: by its code where the console knows it (an
+ * entry may add the desk's own words as `{detail}`, marked as a quotation), else by its
+ * status, with the desk's words only as that detail. Never the API's English alone. */
+function inLanguage(code, detail, status) {
   const key = 'error.code.' + code;
-  const text = t(key, { message });
-  return text === key ? message : text;
+  const quoted = detail ? t('error.detail', { detail }) : '';
+  const text = t(key, { detail: quoted });
+  if (text !== key) return text;
+  return t('error.code.unknown', { status, detail: quoted });
 }
 
 /** A new random key, for an `Idempotency-Key` (random UUIDs need a secure context, which a

@@ -2,7 +2,7 @@
 // with the OIDC authorization-code flow and PKCE (Cognito's hosted UI, or the team's own
 // issuer), and keeps the access token, which the API's JWT authorizer checks.
 
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { html, Notice } from './ui.js';
 import { t } from './i18n.js';
 
@@ -98,7 +98,7 @@ export async function finishOidc(cfg) {
   const error = params.get('error');
   if (!code && !error) return null;
   history.replaceState(null, '', location.pathname + location.hash);
-  if (error) return params.get('error_description') || error;
+  if (error) return t('signin.oidc_refused') + t('error.detail', { detail: params.get('error_description') || error });
   let saved;
   try {
     saved = JSON.parse(sessionStorage.getItem(PKCE) || 'null');
@@ -106,7 +106,7 @@ export async function finishOidc(cfg) {
     saved = null;
   }
   sessionStorage.removeItem(PKCE);
-  if (!saved || saved.state !== params.get('state')) return 'the sign-in answer did not match this browser';
+  if (!saved || saved.state !== params.get('state')) return t('signin.oidc_mismatch');
   const body = new URLSearchParams({
     grant_type: 'authorization_code',
     client_id: cfg.client_id,
@@ -119,10 +119,10 @@ export async function finishOidc(cfg) {
     headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
     body,
   });
-  if (!r.ok) return `the issuer refused the sign-in (${r.status})`;
+  if (!r.ok) return t('signin.oidc_refused') + t('error.detail', { detail: String(r.status) });
   const tokens = await r.json();
   const token = tokens.access_token || tokens.id_token;
-  if (!token) return 'the issuer sent no token';
+  if (!token) return t('signin.oidc_no_token');
   setToken(token);
   return null;
 }
@@ -132,6 +132,9 @@ export function SignIn({ config, onSignedIn, error }) {
   const [token, setTokenText] = useState('');
   const [failed, setFailed] = useState(error || null);
   useEffect(() => setFailed(error || null), [error]);
+  // The page is for one thing: the focus starts on it (the token box, or the SSO button).
+  const first = useRef(null);
+  useEffect(() => first.current?.focus(), []);
   const submit = async (e) => {
     e.preventDefault();
     const value = token.trim();
@@ -147,11 +150,11 @@ export function SignIn({ config, onSignedIn, error }) {
   return html`<main class="signin">
     <h1>${t('signin.title')}</h1>
     ${config.auth === 'oidc'
-      ? html`<button class="primary" onClick=${() => startOidc(config)}>${t('signin.sso')}</button>`
+      ? html`<button ref=${first} class="primary" onClick=${() => startOidc(config)}>${t('signin.sso')}</button>`
       : html`<form onSubmit=${submit}>
           <label class="field">
             <span>${t('signin.token')}</span>
-            <input type="password" autocomplete="current-password" value=${token}
+            <input ref=${first} type="password" autocomplete="current-password" value=${token}
               onInput=${(e) => setTokenText(e.currentTarget.value)} />
           </label>
           <p class="hint">${t('signin.hint')}</p>

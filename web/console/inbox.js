@@ -9,6 +9,8 @@
 // from the top, in requests of at most 100, for as many tickets as the pages loaded so far
 // hold. So every loaded page stays listed and fresh (a ticket that leaves the filter goes,
 // a new one comes in at the top), and the list changes in one step, never in pieces.
+// Oldest first (Unassigned's default: the customer who has waited longest) walks the whole
+// view, up to OLDEST_MAX tickets, since the API lists newest first.
 
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { html, usePoll, Select, Notice, STATUSES, PRIORITIES, SKILLS, CHANNELS } from './ui.js';
@@ -22,6 +24,20 @@ const PAGE = 25;
 // The API's largest page: a poll over more loaded tickets takes several requests.
 const MAX_LIMIT = 100;
 const RANK = { urgent: 0, high: 1, normal: 2, low: 3 };
+const VIEWS = ['mine', 'unassigned', 'all'];
+// Oldest first lists the whole view (the API lists newest first, so the ticket that has
+// waited longest is on its last page): at most this many tickets.
+const OLDEST_MAX = 500;
+
+// The ticket the agent last opened from the list, so that coming back (the back button,
+// "Back to tickets") puts the cursor and the focus on its row again.
+let leftAt = null;
+
+/** How a view sorts until its agent chooses: Unassigned oldest first, since the customer
+ * who has waited longest should be taken first; the others newest first. */
+function defaultSort(view) {
+  return view === 'unassigned' ? 'oldest' : saved('sort', 'newest');
+}
 
 function saved(key, fallback) {
   return localStorage.getItem('helpdesk.inbox.' + key) ?? fallback;
@@ -42,7 +58,13 @@ export function Inbox({ me }) {
   const [priority, setPriority] = usePersisted('priority', '');
   const [skill, setSkill] = usePersisted('skill', '');
   const [channel, setChannel] = usePersisted('channel', '');
-  const [sort, setSort] = usePersisted('sort', 'newest');
+  // Each view keeps its own order, once its agent chooses one.
+  const [sorts, setSorts] = useState(() => Object.fromEntries(VIEWS.map((v) => [v, saved('sort.' + v, defaultSort(v))])));
+  const sort = sorts[view];
+  const setSort = (value) => {
+    localStorage.setItem('helpdesk.inbox.sort.' + view, value);
+    setSorts((all) => ({ ...all, [view]: value }));
+  };
   const [search, setSearch] = useState('');
   const [pages, setPages] = useState(1);
   const [tickets, setTickets] = useState(null);
@@ -61,6 +83,10 @@ export function Inbox({ me }) {
   const generation = useRef(0);
   const searchBox = useRef(null);
   const listRef = useRef(null);
+  const tabRefs = useRef({});
+  // The first row "Load more" added: the focus goes there if the button it was on went
+  // (no more pages) or went off while loading.
+  const firstNew = useRef(null);
 
   const filters = {
     status,
@@ -69,7 +95,9 @@ export function Inbox({ me }) {
     channel,
     assignee: view === 'mine' ? 'me' : view === 'unassigned' ? 'none' : '',
   };
-  const key = JSON.stringify(filters);
+  // Oldest first needs the whole view, not its newest pages.
+  const whole = sort === 'oldest';
+  const key = JSON.stringify({ ...filters, whole });
   useEffect(() => {
     generation.current += 1;
   }, [key]);
@@ -86,7 +114,7 @@ export function Inbox({ me }) {
 
   usePoll(async () => {
     const started = generation.current;
-    const want = pages * PAGE;
+    const want = whole ? Math.max(OLDEST_MAX, pages * PAGE) : pages * PAGE;
     try {
       const seen = new Map();
       let list = [];
@@ -123,6 +151,7 @@ export function Inbox({ me }) {
       const page = await api('GET', '/tickets' + query({ ...filters, limit: PAGE, cursor: more }));
       if (generation.current !== started) return;
       generation.current += 1;
+      firstNew.current = (tickets || []).length;
       setTickets((list) => {
         const known = new Set((list || []).map((tk) => tk.id));
         return [...(list || []), ...page.data.tickets.filter((tk) => !known.has(tk.id))];
@@ -166,7 +195,9 @@ export function Inbox({ me }) {
   let shown = (tickets || []).filter((tk) => !needle || matches(tk));
   const listed = new Set(shown.map((tk) => tk.id));
   shown = shown.concat(found.filter((tk) => !listed.has(tk.id)));
-  if (sort === 'urgent') {
+  if (sort === 'oldest') {
+    shown = [...shown].sort((a, b) => (a.created_at < b.created_at ? -1 : a.created_at > b.created_at ? 1 : a.id < b.id ? -1 : 1));
+  } else if (sort === 'urgent') {
     shown = [...shown].sort((a, b) => RANK[a.priority] - RANK[b.priority] || (a.id < b.id ? 1 : -1));
   } else if (sort === 'due') {
     shown = [...shown].sort((a, b) => nextDue(a) - nextDue(b) || RANK[a.priority] - RANK[b.priority]);
@@ -198,6 +229,7 @@ export function Inbox({ me }) {
         const tk = list[at];
         if (!tk) return;
         e.preventDefault();
+        leftAt = tk.id;
         location.hash = `#/tickets/${encodeURIComponent(tk.id)}${e.key === 'r' ? '/reply' : ''}`;
       }
     };
@@ -212,10 +244,63 @@ export function Inbox({ me }) {
     if (!counts) return '';
     return status === 'active' ? counts[name] : t('inbox.count_active', { count: counts[name] });
   };
-  const tab = (name) => html`<button role="tab" aria-selected=${view === name}
-      onClick=${() => { if (name !== view) { setView(name); setPages(1); setSelected(0); } }}>
+  // The views are tabs as the ARIA pattern has them: one tab stop (the chosen view), the
+  // arrow keys, Home and End move between them and show each, and the list below is their
+  // tab panel.
+  const choose = (name) => {
+    if (name === view) return;
+    setView(name);
+    setPages(1);
+    setSelected(0);
+  };
+  const onTabKey = (e) => {
+    const at = VIEWS.indexOf(view);
+    const next = { ArrowRight: VIEWS[(at + 1) % VIEWS.length], ArrowLeft: VIEWS[(at + VIEWS.length - 1) % VIEWS.length],
+      Home: VIEWS[0], End: VIEWS[VIEWS.length - 1] }[e.key];
+    if (!next) return;
+    e.preventDefault();
+    choose(next);
+    tabRefs.current[next]?.focus();
+  };
+  const tab = (name) => html`<button role="tab" id=${'view-' + name} aria-selected=${view === name ? 'true' : 'false'}
+      aria-controls="inbox-panel" tabindex=${view === name ? 0 : -1} ref=${(el) => { tabRefs.current[name] = el; }}
+      onKeyDown=${onTabKey} onClick=${() => choose(name)}>
     ${t('inbox.' + name)} <span class="count">${count(name)}</span>
   </button>`;
+
+  /** Where the focus goes when it has nowhere better: the row the cursor is on, else the
+   * chosen view's tab. */
+  const focusCursor = () => {
+    const row = listRef.current?.querySelectorAll('a.ticket')[latest.current.selected];
+    (row || tabRefs.current[view])?.focus();
+  };
+  // Arriving (after signing in, or from the navigation) the focus is on the chosen view's
+  // tab, not lost on the page; coming back from a ticket it is on that ticket's row, once
+  // the list shows it.
+  const nowhere = () => !document.activeElement || document.activeElement === document.body;
+  useEffect(() => {
+    if (!leftAt && nowhere()) tabRefs.current[view]?.focus();
+  }, []);
+  useEffect(() => {
+    if (firstNew.current === null || !tickets) return;
+    const at = firstNew.current;
+    firstNew.current = null;
+    if (nowhere()) listRef.current?.querySelectorAll('a.ticket')[at]?.focus();
+  }, [tickets]);
+  const restored = useRef(false);
+  useEffect(() => {
+    if (restored.current || tickets === null) return;
+    restored.current = true;
+    const at = leftAt ? shown.findIndex((tk) => tk.id === leftAt) : -1;
+    leftAt = null;
+    if (at >= 0) {
+      latest.current.selected = at;
+      setSelected(at);
+      listRef.current?.querySelectorAll('a.ticket')[at]?.focus();
+    } else if (nowhere()) {
+      tabRefs.current[view]?.focus();
+    }
+  }, [tickets]);
 
   return html`<main class="inbox">
     <div class="inbox-head">
@@ -224,7 +309,7 @@ export function Inbox({ me }) {
         <span>${t('inbox.search')}</span>
         <input ref=${searchBox} type="search" value=${search}
           onInput=${(e) => { setSearch(e.currentTarget.value); setSelected(0); }}
-          onKeyDown=${(e) => { if (e.key === 'Escape') e.currentTarget.blur(); }} />
+          onKeyDown=${(e) => { if (e.key === 'Escape') { e.preventDefault(); focusCursor(); } }} />
       </label>
     </div>
     <fieldset class="filters">
@@ -244,16 +329,18 @@ export function Inbox({ me }) {
         <span>${t('inbox.sort')}</span>
         <select value=${sort} onChange=${(e) => setSort(e.currentTarget.value)}>
           <option value="newest" selected=${sort === 'newest'}>${t('inbox.newest')}</option>
+          <option value="oldest" selected=${sort === 'oldest'}>${t('inbox.oldest')}</option>
           <option value="urgent" selected=${sort === 'urgent'}>${t('inbox.urgent')}</option>
           <option value="due" selected=${sort === 'due'}>${t('inbox.due')}</option>
         </select>
       </label>
     </fieldset>
+    <div role="tabpanel" id="inbox-panel" aria-labelledby=${'view-' + view}>
     <${Notice} kind="error">${error}<//>
     ${tickets && shown.length === 0 ? html`<p class="empty">${t('inbox.empty')}</p>` : null}
     <ul class="tickets" aria-label=${t('inbox.list')} ref=${listRef}>
       ${shown.map((tk, i) => html`<li key=${tk.id} class=${i === selected ? 'selected' : ''}>
-        <a class="ticket" href=${'#/tickets/' + encodeURIComponent(tk.id)} onFocus=${() => setSelected(i)}>
+        <a class="ticket" href=${'#/tickets/' + encodeURIComponent(tk.id)} onFocus=${() => setSelected(i)} onClick=${() => { leftAt = tk.id; }}>
           <span class=${'pill priority-' + tk.priority}>${t('priority.' + tk.priority)}</span>
           <span class="subject">${tk.subject}</span>
           <span class="meta">
@@ -265,6 +352,7 @@ export function Inbox({ me }) {
       </li>`)}
     </ul>
     ${more ? html`<button onClick=${loadMore} disabled=${loadingMore}>${t('inbox.more')}</button>` : null}
+    </div>
     <p class="hint">${t('inbox.keys')}${updated ? ' · ' + t('inbox.updated', { time: when(updated) }) : ''}</p>
   </main>`;
 }

@@ -9,6 +9,8 @@ import { api } from './api.js';
 const EMPTY = { id: '', title: '', questions: '', answer: '', locale: '', tags: '', answer_zh: '', answer_en: '' };
 // The languages an article may also answer in (`answers` in the API).
 const LANGUAGES = ['zh', 'en'];
+// What an article id may be: 1 to 128 of A-Z a-z 0-9 _ - (the desk's `is_valid_id`).
+const ID_RULE = /^[A-Za-z0-9_-]{1,128}$/;
 
 function toForm(a) {
   return {
@@ -88,6 +90,11 @@ function Editor({ initial, isNew, onSaved, onCancel }) {
     e.preventDefault();
     const id = form.id.trim();
     if (!id) return setError(t('kb.id_needed'));
+    // The desk's rule for an id (it goes into URLs), said here in the reader's language;
+    // the desk checks it again, and its refusal is said by its code.
+    if (!ID_RULE.test(id)) return setError(t('kb.id_invalid', { id }));
+    if (!form.title.trim() || !form.answer.trim()) return setError(t('kb.needs_title_answer'));
+    if (!form.questions.split('\n').some((q) => q.trim())) return setError(t('kb.needs_question'));
     // A new article never writes over one that has its id (PUT would replace it).
     if (isNew) {
       try {
@@ -136,6 +143,17 @@ export function KnowledgeBase({ me }) {
   const [notice, setNotice] = useNotice();
   const [error, setError] = useState(null);
   const supervisor = me.role === 'supervisor' || me.role === 'admin';
+  // The button the editor was opened from (New article, Edit …): closing the editor puts
+  // the focus back on it, not on the page.
+  const openedFrom = useRef(null);
+  const open = (e, form, isNew) => {
+    openedFrom.current = e.currentTarget;
+    setEditing({ form, isNew });
+  };
+  const close = () => {
+    setEditing(null);
+    openedFrom.current?.focus();
+  };
 
   const load = async () => {
     try {
@@ -176,14 +194,14 @@ export function KnowledgeBase({ me }) {
     <${Notice}>${notice}<//>
     ${editing
       ? html`<${Editor} key=${editing.isNew ? 'new' : 'edit.' + editing.form.id} initial=${editing.form} isNew=${editing.isNew}
-          onSaved=${async () => { setEditing(null); setNotice(t('kb.saved')); await load(); }}
-          onCancel=${() => setEditing(null)} />`
+          onSaved=${async () => { close(); setNotice(t('kb.saved')); await load(); }}
+          onCancel=${close} />`
       : null}
     <div class="kb-head">
       <label class="field search"><span>${t('kb.search')}</span>
         <input type="search" value=${search} onInput=${(e) => setSearch(e.currentTarget.value)} /></label>
       ${supervisor
-        ? html`<button onClick=${() => setEditing({ form: { ...EMPTY }, isNew: true })}>${t('kb.new')}</button>`
+        ? html`<button onClick=${(e) => open(e, { ...EMPTY }, true)}>${t('kb.new')}</button>`
         : html`<p class="hint">${t('kb.readonly')}</p>`}
     </div>
     <ul class="articles">
@@ -191,7 +209,7 @@ export function KnowledgeBase({ me }) {
         <div><strong>${a.title}</strong> <span class="hint">${a.id}${a.locale ? ' · ' + a.locale : ''}</span></div>
         <p class="answer">${a.answer}</p>
         ${supervisor
-          ? html`<button onClick=${() => { setEditing({ form: toForm(a), isNew: false }); window.scrollTo(0, 0); }}>${t('kb.edit', { title: a.title })}</button>
+          ? html`<button onClick=${(e) => { open(e, toForm(a), false); window.scrollTo(0, 0); }}>${t('kb.edit', { title: a.title })}</button>
               <button onClick=${() => remove(a)}>${t('kb.delete', { title: a.title })}</button>`
           : null}
       </li>`)}

@@ -31,6 +31,39 @@ function Bars({ label, bars, width = 420, height = 160 }) {
   </svg>`;
 }
 
+/** The closed bars' fill: green with white stripes, so they differ from the opened bars
+ * (plain blue) by more than colour. Referenced by the chart and by its legend. */
+function Hatch() {
+  return html`<svg width="0" height="0" class="defs" aria-hidden="true" focusable="false"><defs>
+    <pattern id="closed-hatch" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)">
+      <rect width="6" height="6" fill="#2da44e" /><rect width="2" height="6" fill="#fff" />
+    </pattern>
+  </defs></svg>`;
+}
+
+/** The chart's key, in words beside each bar's look: opened (left, plain), closed (right,
+ * striped). */
+function Legend() {
+  const swatch = (kind) => html`<svg class="swatch" width="14" height="14" aria-hidden="true" focusable="false">
+    <rect width="14" height="14" class=${'bar ' + kind} /></svg>`;
+  return html`<ul class="legend" aria-label=${t('reports.legend')}>
+    <li>${swatch('opened')} ${t('reports.legend_opened')}</li>
+    <li>${swatch('closed')} ${t('reports.legend_closed')}</li>
+  </ul>`;
+}
+
+/** The chart's numbers as a table: each day that had a ticket opened or closed. */
+function DayTable({ days }) {
+  const busy = days.filter((d) => d.opened || d.closed);
+  return html`<table class="day-table">
+    <caption>${t('reports.per_day_table')}</caption>
+    <thead><tr><th scope="col">${t('reports.day')}</th><th scope="col">${t('reports.opened')}</th><th scope="col">${t('reports.closed')}</th></tr></thead>
+    <tbody>${busy.length
+      ? busy.map((d) => html`<tr><th scope="row"><time datetime=${d.date}>${d.date}</time></th><td>${d.opened}</td><td>${d.closed}</td></tr>`)
+      : html`<tr><td colspan="3" class="hint">${t('reports.no_volume')}</td></tr>`}</tbody>
+  </table>`;
+}
+
 function DayBars({ label, days }) {
   // Opened and closed side by side for each day.
   const width = Math.max(420, days.length * 16);
@@ -174,7 +207,10 @@ export function Reports({ me }) {
           <p class="figures"><span>${t('reports.opened')}: <strong>${volume.opened}</strong></span>
             <span>${t('reports.closed')}: <strong>${volume.closed}</strong></span>
             <span>${t('reports.median_first_response')}: <strong>${duration(volume.median_first_response_secs)}</strong></span></p>
+          <${Hatch} />
           <${DayBars} label=${t('reports.per_day')} days=${volume.days} />
+          <${Legend} />
+          <${DayTable} days=${volume.days} />
         </section>`
       : null}
     ${sla

@@ -6,7 +6,7 @@
 // that followed the conflict once a yet newer one shows or its few seconds are up.
 
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { html, usePoll, Select, Notice, useNotice, isSendingEnter, STATUSES, PRIORITIES, SKILLS } from './ui.js';
+import { html, usePoll, Notice, useNotice, isSendingEnter, STATUSES, PRIORITIES, SKILLS } from './ui.js';
 import { t, when } from './i18n.js';
 import { api, newKey, query } from './api.js';
 import { DRAFTS } from './auth.js';
@@ -43,6 +43,7 @@ function Entry({ m }) {
     <div class="entry-head">
       <span class="who">${t('kind.' + m.kind)}${m.author ? ' · ' + m.author : ''}</span>
       <time datetime=${m.created_at}>${when(m.created_at)}</time>
+      ${m.kind === 'note' ? html`<span>${t('ticket.note_private')}</span>` : null}
       ${outbound && m.status
         ? html`<span class=${'delivery delivery-' + m.status}>${t('delivery.' + m.status)}${m.error ? ': ' + m.error : ''}</span>`
         : null}
@@ -120,6 +121,68 @@ function Escalation({ ticket: tk }) {
   return html`<p class="hint">${t('ticket.was_escalated', { when: tk.escalated_at ? when(tk.escalated_at) : '—', reason })}</p>`;
 }
 
+/**
+ * A box of the ticket's details (status, priority, skill) that changes nothing by itself:
+ * choosing in it, with the mouse or an arrow key, only marks the choice as not yet made,
+ * and its button makes it, as Zendesk's "Submit as" and Chatwoot's Resolve do. A stray
+ * arrow key therefore never closes a ticket, moves it, or sends the customer anything.
+ * `onSet(value)` answers whether the change was made; the choice is dropped once the
+ * ticket shows another value, or when `resetKey` changes.
+ */
+function ChangeBox({ label, button, current, options, prefix, disabled, onSet, boxRef, resetKey }) {
+  const [choice, setChoice] = useState(null);
+  const own = useRef(null);
+  const box = boxRef || own;
+  useEffect(() => setChoice(null), [current, resetKey]);
+  // A box that goes off (the ticket closed meanwhile) shows the ticket's value, not a
+  // choice that can no longer be made.
+  const value = disabled ? current : choice ?? current;
+  const pending = !disabled && choice !== null && choice !== current;
+  const hintId = 'unsaved-' + prefix.replace(/\W/g, '');
+  const submit = async (e) => {
+    e.preventDefault();
+    if (!pending || disabled) return;
+    if (await onSet(choice)) {
+      setChoice(null);
+      // The button goes off once the box shows the ticket's value: focus stays in the box
+      // rather than falling to the page.
+      box.current?.focus();
+    }
+  };
+  return html`<form class="change" onSubmit=${submit}>
+    <label class="field">
+      <span>${label}</span>
+      <select ref=${box} value=${value} disabled=${disabled} aria-describedby=${pending ? hintId : undefined}
+        onChange=${(e) => setChoice(e.currentTarget.value)}>
+        ${options.map((o) => html`<option value=${o} selected=${o === value}>${t(prefix + o)}</option>`)}
+      </select>
+    </label>
+    <button type="submit" disabled=${disabled || !pending}>${button}</button>
+    ${pending ? html`<p id=${hintId} class="hint unsaved">${t('ticket.unsaved', { button })}</p>` : null}
+  </form>`;
+}
+
+/** Asks before closing, which cannot be undone and sends the customer the survey: a modal
+ * dialog, so the keyboard stays in it; Escape or Cancel leaves the ticket as it was. */
+function ConfirmClose({ onConfirm, onCancel, busy }) {
+  const ref = useRef(null);
+  const cancel = useRef(null);
+  useEffect(() => {
+    const dialog = ref.current;
+    if (dialog && !dialog.open && dialog.showModal) dialog.showModal();
+    cancel.current?.focus();
+  }, []);
+  return html`<dialog ref=${ref} class="confirm" aria-labelledby="close-title" aria-describedby="close-what"
+      onCancel=${(e) => { e.preventDefault(); onCancel(); }}>
+    <h2 id="close-title">${t('ticket.close_title')}</h2>
+    <p id="close-what">${t('ticket.close_what')}</p>
+    <div class="buttons">
+      <button class="primary" type="button" disabled=${busy} onClick=${onConfirm}>${t('ticket.close_confirm')}</button>
+      <button ref=${cancel} type="button" onClick=${onCancel}>${t('ticket.close_cancel')}</button>
+    </div>
+  </dialog>`;
+}
+
 /** `list` with `page` merged in: an entry already there takes its new copy (its delivery
  * state moves on), and new ones go at the end, in the page's order. */
 function mergeMessages(list, page) {
@@ -162,6 +225,21 @@ export function TicketView({ id, me, focusReply }) {
   const [mergeFrom, setMergeFrom] = useState('');
   const replyRef = useRef(null);
   const reasonRef = useRef(null);
+  // Closing waits for the agent's yes (see ConfirmClose); a no puts the box back.
+  const [confirmingClose, setConfirmingClose] = useState(false);
+  const [statusReset, setStatusReset] = useState(0);
+  const statusRef = useRef(null);
+  const headingRef = useRef(null);
+  const conversationRef = useRef(null);
+  // Whether the agent is at the conversation's newest message (within a few pixels): a
+  // poll's new messages keep it there; scrolled up to read, it stays where it is.
+  const atBottom = useRef(true);
+  // The ticket the page was last opened on: opening one (by Enter on its row, say) moves
+  // the focus and the conversation's place once, and polls after it leave them to the
+  // agent.
+  const arrived = useRef(null);
+  // The conversation's height before "Load earlier messages" grew it at the top.
+  const heightBefore = useRef(null);
   const supervisor = me.role === 'supervisor' || me.role === 'admin';
   // The administrator takes no tickets (the desk refuses it as an assignee).
   const takesTickets = me.role !== 'admin';
@@ -206,11 +284,13 @@ export function TicketView({ id, me, focusReply }) {
     say(null);
     setAssigneeError(null);
     setReasonMissing(false);
+    setConfirmingClose(false);
   }, [id]);
   usePoll(load, POLL_MS, [id]);
 
   const loadEarlier = async () => {
     if (!earlierCursor) return;
+    heightBefore.current = conversationRef.current ? conversationRef.current.scrollHeight : null;
     setLoadingEarlier(true);
     try {
       const { data } = await api('GET', '/tickets/' + encodeURIComponent(id) + '?cursor=' + encodeURIComponent(earlierCursor));
@@ -222,6 +302,26 @@ export function TicketView({ id, me, focusReply }) {
       setLoadingEarlier(false);
     }
   };
+
+  // Opened: the focus on the heading (or the reply box, by "r"), the conversation at its
+  // newest message. Afterwards: new messages at the end keep the newest in view only for an
+  // agent who was there; earlier ones loaded at the top keep what the agent was reading.
+  const shownCount = earlier.length + recent.length;
+  useEffect(() => {
+    const box = conversationRef.current;
+    if (!view || view.ticket.id !== id || !box) return;
+    if (arrived.current !== id) {
+      arrived.current = id;
+      box.scrollTop = box.scrollHeight;
+      atBottom.current = true;
+      if (!focusReply) headingRef.current?.focus();
+    } else if (heightBefore.current !== null) {
+      box.scrollTop += box.scrollHeight - heightBefore.current;
+      heightBefore.current = null;
+    } else if (atBottom.current) {
+      box.scrollTop = box.scrollHeight;
+    }
+  }, [view, shownCount]);
 
   // The team's ids, offered in the assignee box, so a hand-picked assignee is a real agent
   // (not a removed one, whom the desk refuses).
@@ -280,6 +380,39 @@ export function TicketView({ id, me, focusReply }) {
     }
   };
 
+  const setStatus = async (to) => {
+    if (to === 'closed') {
+      setConfirmingClose(true);
+      return false;
+    }
+    return change({ status: to });
+  };
+
+  // Where the focus goes once the dialog has gone (while it is open the rest of the page
+  // is inert): the heading after closing, since the status box goes off with it; the status
+  // box after a no.
+  const afterDialog = useRef(null);
+  useEffect(() => {
+    if (confirmingClose || !afterDialog.current) return;
+    afterDialog.current.current?.focus();
+    afterDialog.current = null;
+  }, [confirmingClose]);
+
+  const confirmClose = async () => {
+    setBusy(true);
+    const done = await change({ status: 'closed' });
+    setBusy(false);
+    if (done) say(t('ticket.closed_done'));
+    afterDialog.current = done ? headingRef : statusRef;
+    setConfirmingClose(false);
+  };
+
+  const cancelClose = () => {
+    afterDialog.current = statusRef;
+    setConfirmingClose(false);
+    setStatusReset((n) => n + 1);
+  };
+
   const assign = (who) => {
     setAssigneeError(null);
     return change({ assignee: who }, setAssigneeError);
@@ -315,6 +448,8 @@ export function TicketView({ id, me, focusReply }) {
     try {
       await api('POST', '/tickets/' + encodeURIComponent(id) + path, { body, idempotencyKey });
       if (done) say(done);
+      // What the agent just sent is shown where it lands, at the end.
+      atBottom.current = true;
       await load();
       return true;
     } catch (e) {
@@ -350,7 +485,7 @@ export function TicketView({ id, me, focusReply }) {
 
   return html`<main class="ticket">
     <a href="#/tickets">${t('ticket.back')}</a>
-    <h1>${tk.subject}</h1>
+    <h1 ref=${headingRef} tabindex="-1">${tk.subject}</h1>
     <p class="meta">
       <span class=${'pill status-' + tk.status}>${t('status.' + tk.status)}</span>
       <span class=${'pill priority-' + tk.priority}>${t('priority.' + tk.priority)}</span>
@@ -370,7 +505,8 @@ export function TicketView({ id, me, focusReply }) {
         ${earlierCursor
           ? html`<button type="button" onClick=${loadEarlier} disabled=${loadingEarlier}>${t('ticket.load_earlier')}</button>`
           : null}
-        <ol class="conversation" aria-label=${t('ticket.conversation')}>
+        <ol class="conversation" aria-label=${t('ticket.conversation')} ref=${conversationRef} tabindex="0"
+          onScroll=${(e) => { const b = e.currentTarget; atBottom.current = b.scrollHeight - b.scrollTop - b.clientHeight < 24; }}>
           ${mergeMessages(earlier, recent).map((m) => html`<${Entry} key=${m.id} m=${m} />`)}
         </ol>
         <${Escalation} ticket=${tk} />
@@ -395,12 +531,13 @@ export function TicketView({ id, me, focusReply }) {
         </section>
         <section>
           <h2>${t('ticket.details')}</h2>
-          <${Select} label=${t('filter.status')} value=${tk.status} options=${STATUSES} prefix="status." disabled=${closed}
-            onChange=${(v) => change({ status: v })} />
-          <${Select} label=${t('filter.priority')} value=${tk.priority} options=${PRIORITIES} prefix="priority." disabled=${closed}
-            onChange=${(v) => change({ priority: v })} />
-          <${Select} label=${t('filter.skill')} value=${tk.skill} options=${SKILLS} prefix="skill." disabled=${closed}
-            onChange=${(v) => change({ skill: v })} />
+          <${ChangeBox} label=${t('filter.status')} button=${t('ticket.set_status')} current=${tk.status} prefix="status."
+            options=${STATUSES.filter((s) => s !== 'escalated' || tk.status === 'escalated')} disabled=${closed}
+            boxRef=${statusRef} resetKey=${statusReset} onSet=${setStatus} />
+          <${ChangeBox} label=${t('filter.priority')} button=${t('ticket.set_priority')} current=${tk.priority} prefix="priority."
+            options=${PRIORITIES} disabled=${closed} onSet=${(v) => change({ priority: v })} />
+          <${ChangeBox} label=${t('filter.skill')} button=${t('ticket.set_skill')} current=${tk.skill} prefix="skill."
+            options=${SKILLS} disabled=${closed} onSet=${(v) => change({ skill: v })} />
           <form onSubmit=${(e) => { e.preventDefault(); assign(assignee.trim() || null); }}>
             <label class="field"><span>${t('ticket.assignee')}</span>
               <input value=${assignee} placeholder=${t('ticket.nobody')} list="agent-ids" autocomplete="off" disabled=${closed}
@@ -418,6 +555,7 @@ export function TicketView({ id, me, focusReply }) {
               : null}
           </form>
         </section>
+        ${confirmingClose ? html`<${ConfirmClose} busy=${busy} onConfirm=${confirmClose} onCancel=${cancelClose} />` : null}
         <${AssignmentSection} ticket=${tk} />
         ${tk.suggestions && tk.suggestions.length
           ? html`<section>
@@ -455,7 +593,9 @@ export function TicketView({ id, me, focusReply }) {
                   say(t('ticket.merged'));
                   await load();
                 } catch (err) {
-                  failed(err);
+                  // The one record a merge can miss is the customer named in the box.
+                  if (err.code === 'not_found') setError(t('ticket.merge_unknown', { id: mergeFrom.trim() }));
+                  else failed(err);
                 }
               }}>
               <label class="field"><span>${t('ticket.merge_from')}</span>

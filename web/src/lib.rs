@@ -279,6 +279,9 @@ pub fn console<S: Clone + Send + Sync + 'static>(config: &ConsoleConfig) -> Rout
     let config = config.to_json();
     let index_csp = csp.clone();
     Router::new()
+        // Someone opening the desk's own address (a first-timer following "listening on
+        // http://…") is sent to the console rather than a JSON 404.
+        .route("/", get(|| async { Redirect::temporary("/console/") }))
         .route(
             "/console/config.json",
             get(move || {
