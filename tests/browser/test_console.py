@@ -535,8 +535,13 @@ def test_escalation_takes_a_reason(desk, page):
     expect(page.get_by_role("combobox", name="Status")).to_have_value("resolved")
     expect(page.get_by_text("Escalated: 客户要求退款超过 500 元")).to_have_count(0)
     expect(page.get_by_text(re.compile(r"^Was escalated \(.+\): 客户要求退款超过 500 元$"))).to_be_visible()
+    # Resolved, it says when it closes by itself (the desk's default: 4 days on).
+    _, body, _ = desk.api("GET", f"/tickets/{ticket_id}")
+    assert body["ticket"]["closes_at"], body["ticket"]
+    expect(page.get_by_text(re.compile(r"^Closes by itself on .+, and the survey goes out then"))).to_be_visible()
     page.get_by_role("combobox", name="Language").select_option("zh-CN")
     expect(page.get_by_text(re.compile(r"^曾升级（.+）：客户要求退款超过 500 元$"))).to_be_visible()
+    expect(page.get_by_text(re.compile(r"^将于 .+ 自动关闭并发送满意度调查"))).to_be_visible()
     expect(page.get_by_text(re.compile("^已升级："))).to_have_count(0)
 
 

@@ -121,6 +121,13 @@ function Escalation({ ticket: tk }) {
   return html`<p class="hint">${t('ticket.was_escalated', { when: tk.escalated_at ? when(tk.escalated_at) : '—', reason })}</p>`;
 }
 
+/** When a resolved ticket closes by itself (and its survey goes out), unless it is
+ * reopened first, as Zendesk tells of a solved ticket. */
+function ClosesAt({ ticket: tk }) {
+  if (tk.status !== 'resolved' || !tk.closes_at) return null;
+  return html`<p class="hint">${t('ticket.closes_at', { when: when(tk.closes_at) })}</p>`;
+}
+
 /**
  * A box of the ticket's details (status, priority, skill) that changes nothing by itself:
  * choosing in it, with the mouse or an arrow key, only marks the choice as not yet made,
@@ -510,6 +517,7 @@ export function TicketView({ id, me, focusReply }) {
           ${mergeMessages(earlier, recent).map((m) => html`<${Entry} key=${m.id} m=${m} />`)}
         </ol>
         <${Escalation} ticket=${tk} />
+        <${ClosesAt} ticket=${tk} />
         ${closed ? html`<p class="hint">${t('ticket.closed_no_reply')}</p>` : null}
         <${Composer} key=${'reply.' + id} label=${t('ticket.reply')} button=${t('ticket.send')} busy=${busy} locked=${closed}
           textRef=${replyRef} focus=${focusReply} draftKey=${DRAFTS + me.name + '.reply.' + id}
