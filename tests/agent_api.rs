@@ -1596,3 +1596,49 @@ async fn a_resolved_ticket_says_when_it_closes_by_itself() {
     let reopened: Value = r.json().await.unwrap();
     assert!(reopened.get("closes_at").is_none(), "{reopened}");
 }
+
+/// `GET /tickets?order=oldest` lists the customer who waited longest first and pages on in
+/// that order; another order is a 400 in the error form.
+#[tokio::test]
+async fn the_list_pages_oldest_first_when_asked() {
+    let dir = TempDir::new();
+    let server = Server::start(&dir.0, &[]).await;
+    let mut made = Vec::new();
+    for n in 0..3 {
+        let visitor = server.visitor().await;
+        visitor
+            .say(&format!("Why was I charged twice? 第{n}次"))
+            .await;
+        let handoff = visitor.wait_for("handoff").await;
+        made.push(handoff["ticket_id"].as_str().unwrap().to_string());
+    }
+    let list = |q: &str| {
+        let q = q.to_string();
+        let server = &server;
+        async move {
+            let v: Value = server
+                .get(&format!("/tickets?{q}"), ADMIN)
+                .await
+                .json()
+                .await
+                .unwrap();
+            v
+        }
+    };
+    let first = list("order=oldest&limit=2").await;
+    let ids: Vec<&str> = first["tickets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [made[0].as_str(), made[1].as_str()]);
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let rest = list(&format!("order=oldest&limit=2&cursor={cursor}")).await;
+    assert_eq!(rest["tickets"][0]["id"], made[2].as_str());
+    assert!(rest.get("next_cursor").is_none(), "{rest}");
+    let newest = list("limit=1").await;
+    assert_eq!(newest["tickets"][0]["id"], made[2].as_str());
+    let r = server.get("/tickets?order=sideways", ADMIN).await;
+    assert_eq!(error_code(r, 400).await, "bad_request");
+}

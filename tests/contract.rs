@@ -266,6 +266,54 @@ async fn a_ticket_is_found_by_its_reference(w: Wiring) {
 }
 both!(a_ticket_is_found_by_its_reference);
 
+/// A list pages oldest first as it pages newest first, the same tickets in the opposite
+/// order, through one index or across the queries of the active statuses.
+async fn a_list_pages_oldest_first_as_it_pages_newest_first(w: Wiring) {
+    let s = w.store.as_ref();
+    let mut made = Vec::new();
+    for n in 0..7 {
+        let t = ticket(&new_id());
+        s.create_ticket(&t).await.unwrap();
+        if n % 3 == 1 {
+            s.update_ticket(&moved(&t, TicketStatus::Pending), t.version)
+                .await
+                .unwrap();
+        }
+        made.push(t.id);
+    }
+    let walk = |filter: TicketFilter| async move {
+        let mut seen = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = s.list_tickets(&filter, 3, cursor.as_deref()).await.unwrap();
+            assert!(page.items.len() <= 3);
+            seen.extend(page.items.into_iter().map(|t| t.id));
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => return seen,
+            }
+        }
+    };
+    for base in [
+        TicketFilter::default(),
+        TicketFilter {
+            active: true,
+            ..Default::default()
+        },
+    ] {
+        let oldest = walk(TicketFilter {
+            oldest_first: true,
+            ..base.clone()
+        })
+        .await;
+        assert_eq!(oldest, made, "{}: {base:?}", w.name);
+        let mut newest = walk(base.clone()).await;
+        newest.reverse();
+        assert_eq!(newest, made, "{}: {base:?}", w.name);
+    }
+}
+both!(a_list_pages_oldest_first_as_it_pages_newest_first);
+
 /// `t` moved to `status` by an agent's patch, as the API does it.
 fn moved(t: &Ticket, status: TicketStatus) -> Ticket {
     let mut next = t.clone();

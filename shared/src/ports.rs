@@ -34,7 +34,7 @@ pub trait TicketStore: Send + Sync {
     /// customer reopened (or moved to them) at once, one becomes active. Each saved change
     /// reaches the ticket change feed.
     async fn update_ticket(&self, ticket: &Ticket, expected_version: u64) -> Result<()>;
-    /// Newest first.
+    /// Newest first, or oldest first as the filter asks; a page's cursor is its last id.
     async fn list_tickets(
         &self,
         filter: &TicketFilter,

@@ -968,7 +968,11 @@ def test_unassigned_opens_oldest_first_and_keeps_the_agents_own_order(desk, page
     expect(rows.first).to_contain_text("排队29号")
     page.get_by_role("tab", name=re.compile("^Unassigned")).click()
     expect(sort).to_have_value("oldest")
+    # The oldest page first (the API's own order), and the newer ones on "Load more".
     expect(rows.first).to_contain_text("排队00号")
+    expect(rows).to_have_count(25)
+    expect(rows.last).to_contain_text("排队24号")
+    page.get_by_role("button", name="Load more").click()
     expect(rows).to_have_count(total)
     expect(rows.last).to_contain_text("排队29号")
 

@@ -9,8 +9,8 @@
 // from the top, in requests of at most 100, for as many tickets as the pages loaded so far
 // hold. So every loaded page stays listed and fresh (a ticket that leaves the filter goes,
 // a new one comes in at the top), and the list changes in one step, never in pieces.
-// Oldest first (Unassigned's default: the customer who has waited longest) walks the whole
-// view, up to OLDEST_MAX tickets, since the API lists newest first.
+// Oldest first (Unassigned's default: the customer who has waited longest) asks the API for
+// that order (`order=oldest`), so it pages as newest first does.
 
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { html, usePoll, Select, Notice, STATUSES, PRIORITIES, SKILLS, CHANNELS } from './ui.js';
@@ -25,9 +25,6 @@ const PAGE = 25;
 const MAX_LIMIT = 100;
 const RANK = { urgent: 0, high: 1, normal: 2, low: 3 };
 const VIEWS = ['mine', 'unassigned', 'all'];
-// Oldest first lists the whole view (the API lists newest first, so the ticket that has
-// waited longest is on its last page): at most this many tickets.
-const OLDEST_MAX = 500;
 
 // The ticket the agent last opened from the list, so that coming back (the back button,
 // "Back to tickets") puts the cursor and the focus on its row again.
@@ -94,10 +91,10 @@ export function Inbox({ me }) {
     skill,
     channel,
     assignee: view === 'mine' ? 'me' : view === 'unassigned' ? 'none' : '',
+    // Oldest first is the API's own order, so its pages are the oldest ones.
+    order: sort === 'oldest' ? 'oldest' : '',
   };
-  // Oldest first needs the whole view, not its newest pages.
-  const whole = sort === 'oldest';
-  const key = JSON.stringify({ ...filters, whole });
+  const key = JSON.stringify(filters);
   useEffect(() => {
     generation.current += 1;
   }, [key]);
@@ -114,7 +111,7 @@ export function Inbox({ me }) {
 
   usePoll(async () => {
     const started = generation.current;
-    const want = whole ? Math.max(OLDEST_MAX, pages * PAGE) : pages * PAGE;
+    const want = pages * PAGE;
     try {
       const seen = new Map();
       let list = [];

@@ -83,6 +83,8 @@ struct ListQuery {
     reference: Option<String>,
     limit: Option<String>,
     cursor: Option<String>,
+    /// `newest` (the default) or `oldest` first.
+    order: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -127,6 +129,19 @@ fn filter_of(q: &ListQuery, agent: &Agent) -> Result<TicketFilter> {
         Some("me") => filter.assignee = Some(agent.name.clone()),
         Some(a) => filter.assignee = Some(a.to_string()),
     }
+    filter.oldest_first = match nonempty(&q.order) {
+        None | Some("newest") => false,
+        Some("oldest") => true,
+        Some(other) => {
+            return Err(Error::bad_request(
+                "bad_request",
+                format!(
+                    "order is newest or oldest, not {:?}",
+                    helpdesk_core::text::truncate_chars(other, 40)
+                ),
+            ))
+        }
+    };
     filter.check()?;
     Ok(filter)
 }
@@ -203,6 +218,7 @@ async fn counts(
         reference: None,
         limit: None,
         cursor: None,
+        order: None,
     };
     let active = filter_of(&as_listed, &agent)?;
     let mine = TicketFilter {

@@ -564,12 +564,18 @@ impl TicketStore for SqliteStore {
         cursor: Option<&str>,
     ) -> Result<Page<Ticket>> {
         let (mut sql, mut args) = ticket_filter_sql("SELECT body", filter);
+        // Ids are UUID v7: their order is the order the tickets were made in.
+        let (after, order) = if filter.oldest_first {
+            (">", "ASC")
+        } else {
+            ("<", "DESC")
+        };
         if let Some(c) = cursor {
             args.push(c.to_string());
-            sql.push_str(&format!(" AND id < ?{}", args.len()));
+            sql.push_str(&format!(" AND id {after} ?{}", args.len()));
         }
         let limit = limit.clamp(1, 100);
-        sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", limit + 1));
+        sql.push_str(&format!(" ORDER BY id {order} LIMIT {}", limit + 1));
         let conn = self.conn();
         let refs: Vec<&dyn rusqlite::ToSql> =
             args.iter().map(|a| a as &dyn rusqlite::ToSql).collect();

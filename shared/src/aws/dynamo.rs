@@ -553,8 +553,8 @@ impl DynamoStore {
             .collect()
     }
 
-    /// The query for a ticket filter, newest first: the most selective index carries the
-    /// key condition and the other filters narrow it.
+    /// The query for a ticket filter, in its order (newest first, or oldest): the most
+    /// selective index carries the key condition and the other filters narrow it.
     fn ticket_query(&self, filter: &TicketFilter, cursor: Option<&str>) -> TicketQuery {
         self.ticket_query_keyed(filter, cursor, None)
     }
@@ -614,11 +614,15 @@ impl DynamoStore {
             .query()
             .table_name(&self.tables.tickets)
             .index_name(index)
-            .scan_index_forward(false)
+            .scan_index_forward(filter.oldest_first)
             .expression_attribute_names("#k", key_attr)
             .expression_attribute_values(":k", s(key_value));
         if let Some(c) = cursor {
-            key.push_str(" AND id < :cursor");
+            key.push_str(if filter.oldest_first {
+                " AND id > :cursor"
+            } else {
+                " AND id < :cursor"
+            });
             req = req.expression_attribute_values(":cursor", s(c));
         }
         let mut filters = Vec::new();
@@ -831,9 +835,13 @@ impl TicketStore for DynamoStore {
                 tickets.push(body_of(&item)?);
             }
         }
-        // Newest first across the queries; a ticket that changed status between two of
-        // them is read twice, and kept once.
-        tickets.sort_by(|a, b| b.id.cmp(&a.id));
+        // In the list's order across the queries; a ticket that changed status between two
+        // of them is read twice, and kept once.
+        if filter.oldest_first {
+            tickets.sort_by(|a, b| a.id.cmp(&b.id));
+        } else {
+            tickets.sort_by(|a, b| b.id.cmp(&a.id));
+        }
         tickets.dedup_by(|a, b| a.id == b.id);
         let next_cursor = if tickets.len() > limit {
             tickets.truncate(limit);

@@ -222,6 +222,9 @@ pub struct TicketFilter {
     pub unassigned: bool,
     /// Only the tickets with this reference, as [`parse_ticket_ref`] gives it.
     pub reference: Option<String>,
+    /// The list's order: oldest first (the customer who has waited longest), else newest
+    /// first. Counts ignore it.
+    pub oldest_first: bool,
 }
 
 /// How many letters and digits a ticket reference has.
