@@ -8,6 +8,7 @@ use helpdesk_embed::{model_file, Model, NoModel, Role, DIM};
 use std::collections::HashMap;
 use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 pub use helpdesk_embed::cosine;
@@ -86,6 +87,10 @@ pub struct Vectors {
     model: &'static Model,
     known: Mutex<HashMap<String, Vector>>,
     file: Option<PathBuf>,
+    /// Held while appending to the file.
+    appending: Mutex<()>,
+    /// How many texts are being embedded ([`Vectors::embedding`]).
+    embedding: AtomicUsize,
     /// The last query and its vector: proposing candidates and ranking them read the same
     /// query, embedded once.
     last: Mutex<Option<(String, Vector)>>,
@@ -111,6 +116,8 @@ impl Vectors {
             model,
             known: Mutex::new(HashMap::new()),
             file: None,
+            appending: Mutex::new(()),
+            embedding: AtomicUsize::new(0),
             last: Mutex::new(None),
         }
     }
@@ -132,6 +139,8 @@ impl Vectors {
             model,
             known: Mutex::new(known),
             file: Some(file.to_path_buf()),
+            appending: Mutex::new(()),
+            embedding: AtomicUsize::new(0),
             last: Mutex::new(None),
         }
     }
@@ -140,29 +149,29 @@ impl Vectors {
         self.model
     }
 
-    /// The vectors of `texts`, embedding (on every core) those not seen before.
+    /// The vectors of `texts`, embedding (on every core) those not seen before. The texts'
+    /// store is locked only to look them up and to add the new ones, never while embedding:
+    /// searches, which read it, go on while a large article is embedded.
     pub fn get(&self, texts: &[&str]) -> Vec<Vector> {
-        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
-        let mut missing: Vec<&str> = texts
-            .iter()
-            .copied()
-            .filter(|t| !known.contains_key(*t))
-            .collect();
+        let mut missing: Vec<&str> = {
+            let known = self.known();
+            texts
+                .iter()
+                .copied()
+                .filter(|t| !known.contains_key(*t))
+                .collect()
+        };
         missing.sort_unstable();
         missing.dedup();
         if !missing.is_empty() {
+            self.embedding.fetch_add(missing.len(), Ordering::SeqCst);
             let made = self
                 .model
                 .embed_batch_start(&missing, Role::Query, threads(), TOKENS);
-            if let Some(file) = &self.file {
-                if let Err(e) = append_file(file, &missing, &made) {
-                    tracing::warn!(file = %file.display(), error = %e, "could not store embeddings");
-                }
-            }
-            for (t, v) in missing.iter().zip(made) {
-                known.insert((*t).to_string(), v.into());
-            }
+            self.embedding.fetch_sub(missing.len(), Ordering::SeqCst);
+            self.keep(missing.into_iter().zip(made).collect());
         }
+        let known = self.known();
         texts
             .iter()
             .map(|t| {
@@ -172,6 +181,40 @@ impl Vectors {
                     .unwrap_or_else(|| Arc::from(vec![0.0; DIM]))
             })
             .collect()
+    }
+
+    /// How many texts are being embedded now: what a test reads to know that a write's
+    /// embedding is under way.
+    pub fn embedding(&self) -> usize {
+        self.embedding.load(Ordering::SeqCst)
+    }
+
+    fn known(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vector>> {
+        self.known.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps new texts' vectors, those another caller has not kept meanwhile, and appends
+    /// them to the file (under the file's own lock, not the texts').
+    fn keep(&self, made: Vec<(&str, Vec<f32>)>) {
+        let fresh: Vec<(&str, Vec<f32>)> = {
+            let mut known = self.known();
+            made.into_iter()
+                .filter(|(t, v)| {
+                    let new = !known.contains_key(*t);
+                    if new {
+                        known.insert((*t).to_string(), Arc::from(v.as_slice()));
+                    }
+                    new
+                })
+                .collect()
+        };
+        if let (Some(file), false) = (&self.file, fresh.is_empty()) {
+            let _appending = self.appending.lock().unwrap_or_else(|p| p.into_inner());
+            let (texts, vectors): (Vec<&str>, Vec<Vec<f32>>) = fresh.into_iter().unzip();
+            if let Err(e) = append_file(file, &texts, &vectors) {
+                tracing::warn!(file = %file.display(), error = %e, "could not store embeddings");
+            }
+        }
     }
 
     /// Takes vectors made earlier by the same model, in the store file's form (what
@@ -192,34 +235,23 @@ impl Vectors {
             tracing::warn!("shipped embeddings come from another model; they are made again");
             return 0;
         }
-        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
-        let mut new: Vec<(&str, Vec<f32>)> = records
-            .iter()
-            .filter(|(t, _)| !known.contains_key(t.as_str()))
-            .map(|(t, v)| (t.as_str(), v.to_vec()))
-            .collect();
+        let mut new: Vec<(&str, Vec<f32>)> = {
+            let known = self.known();
+            records
+                .iter()
+                .filter(|(t, _)| !known.contains_key(t.as_str()))
+                .map(|(t, v)| (t.as_str(), v.to_vec()))
+                .collect()
+        };
         new.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        if let Some(file) = &self.file {
-            let (texts, vectors): (Vec<&str>, Vec<Vec<f32>>) = new.iter().cloned().unzip();
-            if let Err(e) = append_file(file, &texts, &vectors) {
-                tracing::warn!(file = %file.display(), error = %e, "could not store embeddings");
-            }
-        }
-        for (t, v) in new {
-            known.insert(t.to_string(), v.into());
-        }
+        self.keep(new);
         records.len()
     }
 
     /// One query's vector, kept only until the next query (queries are many and seldom
     /// repeat).
     pub fn query(&self, text: &str) -> Vector {
-        if let Some(v) = self
-            .known
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(text)
-        {
+        if let Some(v) = self.known().get(text) {
             return v.clone();
         }
         // Not embedded under the lock: other queries are embedded meanwhile.
@@ -296,7 +328,7 @@ impl Vectors {
     /// [`super::stored_vectors`]) as if embedded here, so that building the ranking embeds
     /// none of those texts again. Answers how many were taken.
     pub fn preload<'a>(&self, texts: impl IntoIterator<Item = (&'a str, Vector)>) -> usize {
-        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        let mut known = self.known();
         let mut taken = 0;
         for (text, vector) in texts {
             if vector.len() == DIM {
@@ -310,7 +342,7 @@ impl Vectors {
     /// How many texts' vectors are kept, preloaded or embedded: what a test reads to tell
     /// that a search embedded no article question.
     pub fn kept(&self) -> usize {
-        self.known.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.known().len()
     }
 }
 
