@@ -53,6 +53,16 @@ pub struct Article {
 /// The longest article id, in characters.
 pub const ID_MAX_CHARS: usize = 128;
 
+/// The most questions an article has: they and its title are the texts whose vectors it
+/// keeps ([`stored_vectors::MAX_STORED_TEXTS`]). The benchmarks' largest article, a
+/// BANKING77 intent with all its training queries, has 187.
+pub const MAX_QUESTIONS: usize = stored_vectors::MAX_STORED_TEXTS - 1;
+/// The longest question or title, in characters: the ranking reads only the first
+/// [`semantic::TOKENS`] tokens of one anyway. The benchmarks' longest has 433.
+pub const TEXT_MAX_CHARS: usize = 500;
+/// The longest answer, each language's, in characters.
+pub const ANSWER_MAX_CHARS: usize = 20_000;
+
 /// Whether `id` may name an article: 1 to [`ID_MAX_CHARS`] of `A-Z a-z 0-9 _ -`.
 ///
 /// The id goes into URLs (the agent API's, an OpenSearch domain's) as a path segment, so
@@ -83,9 +93,56 @@ pub fn check_id(id: &str) -> Result<()> {
 
 impl Article {
     /// Checks what an index needs: a valid id ([`is_valid_id`]), a title, an answer, and at
-    /// least one question.
+    /// least one question; and the limits on size: at most [`MAX_QUESTIONS`] questions, of
+    /// [`TEXT_MAX_CHARS`] each as the title, and answers of [`ANSWER_MAX_CHARS`].
     pub fn validate(&self) -> Result<()> {
         check_id(&self.id)?;
+        let over = |what: String, limit: String| {
+            Err(Error::unprocessable(
+                "invalid_article",
+                format!("article {:?}: {what}; {limit}", self.id),
+            ))
+        };
+        if self.questions.len() > MAX_QUESTIONS {
+            return over(
+                format!("it has {} questions", self.questions.len()),
+                format!("an article has at most {MAX_QUESTIONS}"),
+            );
+        }
+        let long = |text: &str| text.chars().count() > TEXT_MAX_CHARS;
+        if long(&self.title) {
+            return over(
+                format!("its title has {} characters", self.title.chars().count()),
+                format!("a title has at most {TEXT_MAX_CHARS}"),
+            );
+        }
+        if let Some(n) = self.questions.iter().position(|q| long(q)) {
+            return over(
+                format!(
+                    "its question {} has {} characters",
+                    n + 1,
+                    self.questions[n].chars().count()
+                ),
+                format!("a question has at most {TEXT_MAX_CHARS}"),
+            );
+        }
+        for (language, answer) in std::iter::once(("", &self.answer)).chain(
+            self.answers
+                .iter()
+                .map(|(language, answer)| (language.as_str(), answer)),
+        ) {
+            let n = answer.chars().count();
+            if n > ANSWER_MAX_CHARS {
+                let which = match language {
+                    "" => "its answer".to_string(),
+                    l => format!("its {} answer", crate::text::truncate_chars(l, 20)),
+                };
+                return over(
+                    format!("{which} has {n} characters"),
+                    format!("an answer has at most {ANSWER_MAX_CHARS}"),
+                );
+            }
+        }
         if self.title.trim().is_empty() || self.answer.trim().is_empty() {
             return Err(Error::unprocessable(
                 "invalid_article",
@@ -262,6 +319,64 @@ mod tests {
         assert_eq!(Language::from_locale("zh_TW"), Some(Language::Zh));
         assert_eq!(Language::from_locale("EN-us"), Some(Language::En));
         assert_eq!(Language::from_locale("fr"), None);
+    }
+
+    #[test]
+    fn an_article_over_a_size_limit_is_refused_naming_the_limit_and_the_article() {
+        let ok = article_with_answers(&[("zh", "答")]);
+        let at_limits = Article {
+            title: "题".repeat(TEXT_MAX_CHARS),
+            questions: (0..MAX_QUESTIONS)
+                .map(|n| format!("{n}{}", "问".repeat(TEXT_MAX_CHARS - 3)))
+                .collect(),
+            answer: "答".repeat(ANSWER_MAX_CHARS),
+            answers: [("zh".to_string(), "答".repeat(ANSWER_MAX_CHARS))].into(),
+            ..ok.clone()
+        };
+        assert!(at_limits.validate().is_ok());
+        assert_eq!(MAX_QUESTIONS + 1, stored_vectors::MAX_STORED_TEXTS);
+        let cases = [
+            (
+                Article {
+                    questions: vec!["q".into(); MAX_QUESTIONS + 1],
+                    ..ok.clone()
+                },
+                "article \"pw\": it has 256 questions; an article has at most 255",
+            ),
+            (
+                Article {
+                    title: "题".repeat(TEXT_MAX_CHARS + 1),
+                    ..ok.clone()
+                },
+                "article \"pw\": its title has 501 characters; a title has at most 500",
+            ),
+            (
+                Article {
+                    questions: vec!["q".into(), "问".repeat(TEXT_MAX_CHARS + 1)],
+                    ..ok.clone()
+                },
+                "article \"pw\": its question 2 has 501 characters; a question has at most 500",
+            ),
+            (
+                Article {
+                    answer: "a".repeat(ANSWER_MAX_CHARS + 1),
+                    ..ok.clone()
+                },
+                "article \"pw\": its answer has 20001 characters; an answer has at most 20000",
+            ),
+            (
+                Article {
+                    answers: [("zh".to_string(), "答".repeat(ANSWER_MAX_CHARS + 1))].into(),
+                    ..ok.clone()
+                },
+                "article \"pw\": its zh answer has 20001 characters; an answer has at most 20000",
+            ),
+        ];
+        for (article, message) in cases {
+            let e = article.validate().unwrap_err();
+            assert_eq!((e.kind.status(), e.code), (422, "invalid_article"));
+            assert_eq!(e.message, message);
+        }
     }
 
     #[test]
