@@ -5,7 +5,7 @@
 
 use crate::knowledge::semantic::{self, Ranking, Vectors};
 use crate::knowledge::{
-    tokenize, Article, Hit, Ranker, ANSWER_BOOST, CANDIDATES, PROPOSED, QUESTIONS_BOOST,
+    self, tokenize, Article, Hit, Ranker, ANSWER_BOOST, CANDIDATES, PROPOSED, QUESTIONS_BOOST,
     TITLE_BOOST,
 };
 use crate::ports::KnowledgeIndex;
@@ -273,10 +273,7 @@ impl Inner {
     }
 
     fn search_now(&self, query: &str, limit: usize) -> Result<Vec<Hit>> {
-        let terms = tokenize(query);
-        if terms.is_empty() {
-            return Ok(Vec::new());
-        }
+        let terms = knowledge::query_terms(query);
         let f = self.fields;
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         for term in &terms {
@@ -293,14 +290,18 @@ impl Inner {
             }
         }
         let searcher = self.reader.searcher();
-        let top = searcher
-            .search(
-                &BooleanQuery::new(clauses),
-                &TopDocs::with_limit(CANDIDATES.max(limit)).order_by_score(),
-            )
-            .map_err(ix_err)?;
+        let top = if clauses.is_empty() {
+            Vec::new()
+        } else {
+            searcher
+                .search(
+                    &BooleanQuery::new(clauses),
+                    &TopDocs::with_limit(CANDIDATES.max(limit)).order_by_score(),
+                )
+                .map_err(ix_err)?
+        };
         let state = self.read();
-        let mut candidates = Vec::with_capacity(top.len() + PROPOSED);
+        let mut found = Vec::with_capacity(top.len() + PROPOSED);
         for (score, address) in top {
             let doc: TantivyDocument = searcher.doc(address).map_err(ix_err)?;
             let id = doc
@@ -308,19 +309,16 @@ impl Inner {
                 .and_then(|v| v.as_str())
                 .unwrap_or_default();
             if let Some(article) = state.articles.get(id) {
-                candidates.push((article, score));
+                found.push((article, score));
             }
         }
-        for id in state.ranker.propose(query, PROPOSED) {
-            if !candidates.iter().any(|(a, _): &(&Article, f32)| a.id == id) {
-                if let Some(article) = state.articles.get(id) {
-                    candidates.push((article, 0.0));
-                }
-            }
-        }
-        let mut hits = state.ranker.rank(query, candidates);
-        hits.truncate(limit);
-        Ok(hits)
+        Ok(knowledge::hits(
+            &state.ranker,
+            &state.articles,
+            query,
+            found,
+            limit,
+        ))
     }
 
     fn document(&self, a: &Article) -> Result<TantivyDocument> {
@@ -508,6 +506,33 @@ mod tests {
 
         std::fs::remove_dir_all(&dir).ok();
     }
+    /// A question made only of stop words has no term to query the index with: the
+    /// ranker's own proposals still find the article that asks it, word for word, with and
+    /// without the encoder.
+    #[tokio::test]
+    async fn a_query_of_stop_words_alone_still_finds_its_article() {
+        let articles = [
+            article("who", &["Who are you?", "What is this?"]),
+            article("pw", &["How do I reset my password?"]),
+            article("hours", &["What are your working hours?"]),
+        ];
+        assert!(knowledge::query_terms("Who are you?").is_empty());
+        let mut indexes = vec![TantivyIndex::in_memory_with(None).unwrap()];
+        if let Some(model) = semantic::encoder() {
+            let vectors = Some(Arc::new(Vectors::in_memory(model)));
+            indexes.push(TantivyIndex::in_memory_with(vectors).unwrap());
+        }
+        for ix in indexes {
+            ix.upsert(&articles).await.unwrap();
+            let hits = ix.search("Who are you?", 3).await.unwrap();
+            assert_eq!(hits[0].article_id, "who", "{hits:?}");
+            assert!(
+                hits[0].confidence >= crate::knowledge::DEFAULT_THRESHOLD,
+                "{hits:?}"
+            );
+        }
+    }
+
     /// Whatever model the process has, an index given no vectors ranks lexically, and one
     /// given the encoder's ranks semantically: a run with the model (scripts/test) still
     /// checks the lexical ranking in-process.

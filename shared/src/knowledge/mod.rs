@@ -30,7 +30,37 @@ pub const TITLE_BOOST: f32 = 2.0;
 pub const ANSWER_BOOST: f32 = 0.5;
 use crate::domain::Language;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+
+/// The terms an index's term query looks for in `query`. None ("Who are you?" is all stop
+/// words): the index skips its term query, and [`hits`] still ranks the ranker's own
+/// proposals.
+pub fn query_terms(query: &str) -> Vec<String> {
+    tokenize(query)
+}
+
+/// How every index ends a search: `found`, the candidates its own query retrieved (none for
+/// a query without terms), joined by the [`PROPOSED`] articles `ranker` finds likeliest
+/// (a paraphrase, or a question made only of stop words, may share no indexed term with its
+/// article), ordered by the ranker and cut to `limit`.
+pub fn hits<'a>(
+    ranker: &Ranker,
+    articles: &'a HashMap<String, Article>,
+    query: &str,
+    mut found: Vec<(&'a Article, f32)>,
+    limit: usize,
+) -> Vec<Hit> {
+    for id in ranker.propose(query, PROPOSED) {
+        if !found.iter().any(|(a, _)| a.id == id) {
+            if let Some(article) = articles.get(id) {
+                found.push((article, 0.0));
+            }
+        }
+    }
+    let mut hits = ranker.rank(query, found);
+    hits.truncate(limit);
+    hits
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Article {
