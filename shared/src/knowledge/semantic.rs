@@ -6,7 +6,7 @@
 use crate::{Error, Result};
 use helpdesk_embed::{model_file, Model, NoModel, Role, DIM};
 use std::collections::HashMap;
-use std::io::{BufReader, Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -122,22 +122,14 @@ impl Vectors {
         }
     }
 
-    /// Vectors kept in `file` too (appended as they are made, read back here). A file that
-    /// cannot be read is started afresh: it only saves work.
+    /// Vectors kept in `file` too (appended as they are made, read back here). A record cut
+    /// short at the end (a crash or a full disk mid-append) is cut off the file, and the
+    /// whole records before it are kept; a file that cannot be read at all is started
+    /// afresh: it only saves work.
     pub fn in_file(model: &'static Model, file: &Path) -> Vectors {
-        let known = match read_file(file) {
-            Ok(known) => known,
-            Err(e) => {
-                if file.exists() {
-                    tracing::warn!(file = %file.display(), error = %e, "embedding store unreadable; starting it afresh");
-                    let _ = std::fs::remove_file(file);
-                }
-                HashMap::new()
-            }
-        };
         Vectors {
             model,
-            known: Mutex::new(known),
+            known: Mutex::new(open_file(file)),
             file: Some(file.to_path_buf()),
             appending: Mutex::new(()),
             embedding: AtomicUsize::new(0),
@@ -267,9 +259,43 @@ impl Vectors {
     }
 }
 
-/// The store file: records of the text's length (u32), the text, and DIM f32s.
-fn read_file(file: &Path) -> std::io::Result<HashMap<String, Vector>> {
-    read_records(BufReader::new(std::fs::File::open(file)?))
+/// The longest text a store file's record holds, in bytes: no article's question or title
+/// comes near it (500 characters at most), and the reader refuses a longer one as damage.
+const RECORD_TEXT_MAX: usize = 1 << 20;
+
+/// The records of a store file (see [`parse_records`]); the whole ones are kept, and a
+/// file whose end cannot be read is cut back to them.
+fn open_file(file: &Path) -> HashMap<String, Vector> {
+    let bytes = match std::fs::read(file) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return HashMap::new(),
+        Err(e) => {
+            tracing::warn!(file = %file.display(), error = %e, "embedding store unreadable; starting it afresh");
+            let _ = std::fs::remove_file(file);
+            return HashMap::new();
+        }
+    };
+    let (known, whole, unread) = parse_records(&bytes);
+    if let Some(why) = unread {
+        let cut = std::fs::OpenOptions::new()
+            .write(true)
+            .open(file)
+            .and_then(|f| f.set_len(whole as u64));
+        match cut {
+            Ok(()) => tracing::warn!(
+                file = %file.display(),
+                kept = known.len(),
+                dropped_bytes = bytes.len() - whole,
+                "embedding store ends in {why}; cut back to the whole records before it"
+            ),
+            Err(e) => {
+                tracing::warn!(file = %file.display(), error = %e, "embedding store ends in {why} and cannot be cut back; starting it afresh");
+                let _ = std::fs::remove_file(file);
+                return HashMap::new();
+            }
+        }
+    }
+    known
 }
 
 /// The texts and vectors of a store file's bytes.
@@ -277,30 +303,42 @@ pub fn read_store(bytes: &[u8]) -> Result<HashMap<String, Vector>> {
     read_records(bytes).map_err(|e| Error::internal(format!("embedding store: {e}")))
 }
 
-fn read_records(mut r: impl Read) -> std::io::Result<HashMap<String, Vector>> {
+/// All the records of `bytes`, or an error if any cannot be read.
+fn read_records(bytes: &[u8]) -> std::io::Result<HashMap<String, Vector>> {
+    match parse_records(bytes) {
+        (known, _, None) => Ok(known),
+        (_, _, Some(why)) => Err(std::io::Error::other(why)),
+    }
+}
+
+/// The store file's records: the text's length (u32), the text, and DIM f32s. Returns the
+/// whole records from the start, the bytes they take, and, when the rest cannot be read,
+/// why.
+fn parse_records(bytes: &[u8]) -> (HashMap<String, Vector>, usize, Option<&'static str>) {
     let mut known = HashMap::new();
-    let mut len = [0u8; 4];
-    loop {
-        match r.read_exact(&mut len) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(known),
-            Err(e) => return Err(e),
+    let mut at = 0;
+    while at < bytes.len() {
+        let Some(len) = bytes.get(at..at + 4) else {
+            return (known, at, Some("a record cut short"));
+        };
+        let n = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+        if n > RECORD_TEXT_MAX {
+            return (known, at, Some("a record longer than a text can be"));
         }
-        let n = u32::from_le_bytes(len) as usize;
-        if n > 1 << 20 {
-            return Err(std::io::Error::other("a record longer than a text can be"));
-        }
-        let mut text = vec![0u8; n];
-        r.read_exact(&mut text)?;
-        let mut raw = vec![0u8; DIM * 4];
-        r.read_exact(&mut raw)?;
-        let v: Vec<f32> = raw
+        let Some(record) = bytes.get(at + 4..at + 4 + n + DIM * 4) else {
+            return (known, at, Some("a record cut short"));
+        };
+        let Ok(text) = std::str::from_utf8(&record[..n]) else {
+            return (known, at, Some("a record whose text is not UTF-8"));
+        };
+        let v: Vec<f32> = record[n..]
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect();
-        let text = String::from_utf8(text).map_err(std::io::Error::other)?;
-        known.insert(text, v.into());
+        known.insert(text.to_string(), v.into());
+        at += 4 + n + DIM * 4;
     }
+    (known, at, None)
 }
 
 fn append_file(file: &Path, texts: &[&str], vectors: &[Vec<f32>]) -> std::io::Result<()> {
@@ -308,7 +346,12 @@ fn append_file(file: &Path, texts: &[&str], vectors: &[Vec<f32>]) -> std::io::Re
         std::fs::create_dir_all(dir)?;
     }
     let mut buf = Vec::new();
-    for (t, v) in texts.iter().zip(vectors) {
+    // A record the reader would refuse is not written: that text is embedded again.
+    for (t, v) in texts
+        .iter()
+        .zip(vectors)
+        .filter(|(t, v)| t.len() <= RECORD_TEXT_MAX && v.len() == DIM)
+    {
         buf.extend_from_slice(&(t.len() as u32).to_le_bytes());
         buf.extend_from_slice(t.as_bytes());
         for x in v {
@@ -350,6 +393,55 @@ impl Vectors {
 mod tests {
     use super::*;
     use helpdesk_embed::Kernel;
+
+    fn temp_file(name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("helpdesk-{name}-{}.bin", crate::domain::new_id()))
+    }
+
+    /// A store whose last record was cut short (a crash or a full disk mid-append) keeps its
+    /// whole records and is cut back to them, so appends go on after them; a damaged record
+    /// in the middle keeps those before it.
+    #[test]
+    fn a_store_cut_short_keeps_its_whole_records() {
+        let file = temp_file("vectors");
+        let vector = |x: f32| vec![x; DIM];
+        append_file(&file, &["退款", "refund"], &[vector(0.5), vector(-0.25)]).unwrap();
+        let whole = std::fs::metadata(&file).unwrap().len();
+        append_file(&file, &["half written"], &[vector(1.0)]).unwrap();
+        let full = std::fs::metadata(&file).unwrap().len();
+        for cut in [whole + 2, whole + 4 + 5, full - 1] {
+            let f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
+            f.set_len(cut).unwrap();
+            let known = open_file(&file);
+            assert_eq!(known.len(), 2, "cut at {cut}");
+            assert_eq!(&known["退款"][..], &vector(0.5)[..]);
+            assert_eq!(&known["refund"][..], &vector(-0.25)[..]);
+            assert_eq!(
+                std::fs::metadata(&file).unwrap().len(),
+                whole,
+                "cut at {cut}"
+            );
+            // What is appended next reads back after them.
+            append_file(&file, &["half written"], &[vector(1.0)]).unwrap();
+            assert_eq!(open_file(&file).len(), 3);
+        }
+        // A length no text has: the records before it are kept.
+        let mut bytes = std::fs::read(&file).unwrap();
+        bytes.truncate(whole as usize);
+        bytes.extend_from_slice(&u32::MAX.to_le_bytes());
+        bytes.extend_from_slice(&[0; 64]);
+        std::fs::write(&file, &bytes).unwrap();
+        assert_eq!(open_file(&file).len(), 2);
+        assert_eq!(std::fs::metadata(&file).unwrap().len(), whole);
+        // Shipped vectors are taken whole or not at all.
+        bytes.truncate(whole as usize + 2);
+        assert!(read_store(&bytes).is_err());
+        // A text the reader would refuse is not written.
+        let huge = "x".repeat(RECORD_TEXT_MAX + 1);
+        append_file(&file, &[huge.as_str()], &[vector(0.0)]).unwrap();
+        assert_eq!(std::fs::metadata(&file).unwrap().len(), whole);
+        std::fs::remove_file(&file).ok();
+    }
 
     /// A message of 4,096 Chinese characters is read from its first [`TOKENS`] tokens, as a
     /// question is: auto-reply, which answers one message at a time, is not held up by it.
