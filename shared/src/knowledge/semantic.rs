@@ -86,7 +86,8 @@ pub type Vector = Arc<[f32]>;
 pub struct Vectors {
     model: &'static Model,
     known: Mutex<HashMap<String, Vector>>,
-    file: Option<PathBuf>,
+    /// The store file, and the key its header carries ([`store_key`]).
+    file: Option<(PathBuf, String)>,
     /// Held while appending to the file.
     appending: Mutex<()>,
     /// How many texts are being embedded ([`Vectors::embedding`]).
@@ -122,15 +123,21 @@ impl Vectors {
         }
     }
 
-    /// Vectors kept in `file` too (appended as they are made, read back here). A record cut
-    /// short at the end (a crash or a full disk mid-append) is cut off the file, and the
+    /// Vectors kept in `file` too (appended as they are made, read back here). The file's
+    /// header names what made its vectors ([`store_key`]: the model file, the role, the
+    /// token cut); a file made otherwise, or without a header, is started afresh. A record
+    /// cut short at the end (a crash or a full disk mid-append) is cut off the file, and the
     /// whole records before it are kept; a file that cannot be read at all is started
     /// afresh: it only saves work.
     pub fn in_file(model: &'static Model, file: &Path) -> Vectors {
+        let Some(key) = store_key() else {
+            tracing::warn!(file = %file.display(), "the model file has no fingerprint; embeddings are not stored");
+            return Vectors::in_memory(model);
+        };
         Vectors {
             model,
-            known: Mutex::new(open_file(file)),
-            file: Some(file.to_path_buf()),
+            known: Mutex::new(open_file(file, &key)),
+            file: Some((file.to_path_buf(), key)),
             appending: Mutex::new(()),
             embedding: AtomicUsize::new(0),
             last: Mutex::new(None),
@@ -200,10 +207,10 @@ impl Vectors {
                 })
                 .collect()
         };
-        if let (Some(file), false) = (&self.file, fresh.is_empty()) {
+        if let (Some((file, key)), false) = (&self.file, fresh.is_empty()) {
             let _appending = self.appending.lock().unwrap_or_else(|p| p.into_inner());
             let (texts, vectors): (Vec<&str>, Vec<Vec<f32>>) = fresh.into_iter().unzip();
-            if let Err(e) = append_file(file, &texts, &vectors) {
+            if let Err(e) = append_file(file, key, &texts, &vectors) {
                 tracing::warn!(file = %file.display(), error = %e, "could not store embeddings");
             }
         }
@@ -263,9 +270,36 @@ impl Vectors {
 /// comes near it (500 characters at most), and the reader refuses a longer one as damage.
 const RECORD_TEXT_MAX: usize = 1 << 20;
 
-/// The records of a store file (see [`parse_records`]); the whole ones are kept, and a
-/// file whose end cannot be read is cut back to them.
-fn open_file(file: &Path) -> HashMap<String, Vector> {
+/// What makes a stored vector the one this process would make: the model file's
+/// fingerprint ([`stored_vectors::model_id`]), the role texts are embedded in and how many
+/// of their tokens are read ([`TOKENS`]). None when the model file cannot be fingerprinted.
+fn store_key() -> Option<String> {
+    super::stored_vectors::model_id()
+        .map(|id| format!("model {id}; role query; first {TOKENS} tokens"))
+}
+
+/// A store file begins with this, then the key's length (u32) and the key.
+const MAGIC: &[u8] = b"helpdesk embedding store 1\n";
+
+fn header(key: &str) -> Vec<u8> {
+    let mut h = MAGIC.to_vec();
+    h.extend_from_slice(&(key.len() as u32).to_le_bytes());
+    h.extend_from_slice(key.as_bytes());
+    h
+}
+
+/// The key a store's header names, and where its records begin; none without a header.
+fn read_header(bytes: &[u8]) -> Option<(&str, usize)> {
+    let rest = bytes.strip_prefix(MAGIC)?;
+    let len = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+    let key = std::str::from_utf8(rest.get(4..4 + len)?).ok()?;
+    Some((key, MAGIC.len() + 4 + len))
+}
+
+/// The records of a store file made under `key` (see [`parse_records`]); the whole ones
+/// are kept, and a file whose end cannot be read is cut back to them. A file made under
+/// another key (another model, role or token cut), or without a header, is started afresh.
+fn open_file(file: &Path, key: &str) -> HashMap<String, Vector> {
     let bytes = match std::fs::read(file) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return HashMap::new(),
@@ -275,17 +309,30 @@ fn open_file(file: &Path) -> HashMap<String, Vector> {
             return HashMap::new();
         }
     };
-    let (known, whole, unread) = parse_records(&bytes);
+    let start = match read_header(&bytes) {
+        Some((made, start)) if made == key => start,
+        made => {
+            tracing::warn!(
+                file = %file.display(),
+                made_by = made.map_or("an unknown model (no header)", |(k, _)| k),
+                now = key,
+                "embedding store made by another model or setting; starting it afresh"
+            );
+            let _ = std::fs::remove_file(file);
+            return HashMap::new();
+        }
+    };
+    let (known, whole, unread) = parse_records(&bytes[start..]);
     if let Some(why) = unread {
         let cut = std::fs::OpenOptions::new()
             .write(true)
             .open(file)
-            .and_then(|f| f.set_len(whole as u64));
+            .and_then(|f| f.set_len((start + whole) as u64));
         match cut {
             Ok(()) => tracing::warn!(
                 file = %file.display(),
                 kept = known.len(),
-                dropped_bytes = bytes.len() - whole,
+                dropped_bytes = bytes.len() - start - whole,
                 "embedding store ends in {why}; cut back to the whole records before it"
             ),
             Err(e) => {
@@ -303,9 +350,11 @@ pub fn read_store(bytes: &[u8]) -> Result<HashMap<String, Vector>> {
     read_records(bytes).map_err(|e| Error::internal(format!("embedding store: {e}")))
 }
 
-/// All the records of `bytes`, or an error if any cannot be read.
+/// All the records of `bytes` (after a header, if it has one: shipped vectors are checked
+/// against the model itself, see [`Vectors::seed`]), or an error if any cannot be read.
 fn read_records(bytes: &[u8]) -> std::io::Result<HashMap<String, Vector>> {
-    match parse_records(bytes) {
+    let start = read_header(bytes).map_or(0, |(_, start)| start);
+    match parse_records(&bytes[start..]) {
         (known, _, None) => Ok(known),
         (_, _, Some(why)) => Err(std::io::Error::other(why)),
     }
@@ -341,7 +390,13 @@ fn parse_records(bytes: &[u8]) -> (HashMap<String, Vector>, usize, Option<&'stat
     (known, at, None)
 }
 
-fn append_file(file: &Path, texts: &[&str], vectors: &[Vec<f32>]) -> std::io::Result<()> {
+/// Appends records to the store, beginning a new (or emptied) file with `key`'s header.
+fn append_file(
+    file: &Path,
+    key: &str,
+    texts: &[&str],
+    vectors: &[Vec<f32>],
+) -> std::io::Result<()> {
     if let Some(dir) = file.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -362,6 +417,9 @@ fn append_file(file: &Path, texts: &[&str], vectors: &[Vec<f32>]) -> std::io::Re
         .create(true)
         .append(true)
         .open(file)?;
+    if f.metadata()?.len() == 0 {
+        buf.splice(0..0, header(key));
+    }
     f.write_all(&buf)?;
     f.flush()
 }
@@ -394,6 +452,8 @@ mod tests {
     use super::*;
     use helpdesk_embed::Kernel;
 
+    const KEY: &str = "model test; role query; first 128 tokens";
+
     fn temp_file(name: &str) -> PathBuf {
         std::env::temp_dir().join(format!("helpdesk-{name}-{}.bin", crate::domain::new_id()))
     }
@@ -405,14 +465,20 @@ mod tests {
     fn a_store_cut_short_keeps_its_whole_records() {
         let file = temp_file("vectors");
         let vector = |x: f32| vec![x; DIM];
-        append_file(&file, &["退款", "refund"], &[vector(0.5), vector(-0.25)]).unwrap();
+        append_file(
+            &file,
+            KEY,
+            &["退款", "refund"],
+            &[vector(0.5), vector(-0.25)],
+        )
+        .unwrap();
         let whole = std::fs::metadata(&file).unwrap().len();
-        append_file(&file, &["half written"], &[vector(1.0)]).unwrap();
+        append_file(&file, KEY, &["half written"], &[vector(1.0)]).unwrap();
         let full = std::fs::metadata(&file).unwrap().len();
         for cut in [whole + 2, whole + 4 + 5, full - 1] {
             let f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
             f.set_len(cut).unwrap();
-            let known = open_file(&file);
+            let known = open_file(&file, KEY);
             assert_eq!(known.len(), 2, "cut at {cut}");
             assert_eq!(&known["退款"][..], &vector(0.5)[..]);
             assert_eq!(&known["refund"][..], &vector(-0.25)[..]);
@@ -422,8 +488,8 @@ mod tests {
                 "cut at {cut}"
             );
             // What is appended next reads back after them.
-            append_file(&file, &["half written"], &[vector(1.0)]).unwrap();
-            assert_eq!(open_file(&file).len(), 3);
+            append_file(&file, KEY, &["half written"], &[vector(1.0)]).unwrap();
+            assert_eq!(open_file(&file, KEY).len(), 3);
         }
         // A length no text has: the records before it are kept.
         let mut bytes = std::fs::read(&file).unwrap();
@@ -431,16 +497,49 @@ mod tests {
         bytes.extend_from_slice(&u32::MAX.to_le_bytes());
         bytes.extend_from_slice(&[0; 64]);
         std::fs::write(&file, &bytes).unwrap();
-        assert_eq!(open_file(&file).len(), 2);
+        assert_eq!(open_file(&file, KEY).len(), 2);
         assert_eq!(std::fs::metadata(&file).unwrap().len(), whole);
         // Shipped vectors are taken whole or not at all.
+        assert_eq!(read_store(&bytes[..whole as usize]).unwrap().len(), 2);
         bytes.truncate(whole as usize + 2);
         assert!(read_store(&bytes).is_err());
         // A text the reader would refuse is not written.
         let huge = "x".repeat(RECORD_TEXT_MAX + 1);
-        append_file(&file, &[huge.as_str()], &[vector(0.0)]).unwrap();
+        append_file(&file, KEY, &[huge.as_str()], &[vector(0.0)]).unwrap();
         assert_eq!(std::fs::metadata(&file).unwrap().len(), whole);
         std::fs::remove_file(&file).ok();
+    }
+
+    /// A store made by another model, or with another role or token cut (its header's key),
+    /// or with no header, is started afresh rather than read as this model's vectors.
+    #[test]
+    fn a_store_made_otherwise_is_started_afresh() {
+        let file = temp_file("vectors");
+        append_file(&file, KEY, &["退款"], &[vec![0.5; DIM]]).unwrap();
+        assert_eq!(open_file(&file, KEY).len(), 1);
+        let other = "model other; role query; first 128 tokens";
+        assert!(open_file(&file, other).is_empty());
+        assert!(!file.exists());
+        // The next append begins the file with the new key.
+        append_file(&file, other, &["refund"], &[vec![0.5; DIM]]).unwrap();
+        assert_eq!(open_file(&file, other).len(), 1);
+        assert!(open_file(&file, KEY).is_empty());
+        // A file of records alone, as stores were written before they had a header.
+        let mut bare = Vec::new();
+        bare.extend_from_slice(&2u32.to_le_bytes());
+        bare.extend_from_slice(b"hi");
+        bare.extend_from_slice(&[0; DIM * 4]);
+        std::fs::write(&file, &bare).unwrap();
+        assert!(open_file(&file, KEY).is_empty());
+        assert!(!file.exists());
+        // The key names what changes a vector.
+        if let Some(key) = store_key() {
+            let id = crate::knowledge::stored_vectors::model_id().unwrap_or_default();
+            assert!(
+                key.contains(id) && key.contains("query") && key.contains("128"),
+                "{key}"
+            );
+        }
     }
 
     /// A message of 4,096 Chinese characters is read from its first [`TOKENS`] tokens, as a
