@@ -230,7 +230,9 @@ impl Vectors {
             return 0;
         };
         let fresh = self.model.embed_start(text, Role::Query, TOKENS);
-        if cosine(&fresh, stored) < 0.999 {
+        // NaN, from a damaged file, is not at least anything: not taken either.
+        let same_model = cosine(&fresh, stored) >= 0.999;
+        if !same_model {
             tracing::warn!("shipped embeddings come from another model; they are made again");
             return 0;
         }
