@@ -242,13 +242,13 @@ pub fn threshold_from_env() -> Result<f64> {
 
 /// Reads an import file: a JSON array of articles, or JSON Lines.
 pub fn parse_articles(text: &str) -> Result<Vec<Article>> {
-    let trimmed = text.trim_start_matches('\u{feff}').trim();
-    let articles: Vec<Article> = if trimmed.starts_with('[') {
-        serde_json::from_str(trimmed)
+    // Only a byte-order mark is cut: errors name the lines of the file as it is.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let articles: Vec<Article> = if text.trim_start().starts_with('[') {
+        serde_json::from_str(text)
             .map_err(|e| Error::bad_request("invalid_json", format!("article array: {e}")))?
     } else {
-        trimmed
-            .lines()
+        text.lines()
             .enumerate()
             .filter(|(_, l)| !l.trim().is_empty())
             .map(|(n, l)| {
@@ -420,6 +420,11 @@ mod tests {
         );
         let err = parse_articles(&format!("{one}\n{{bad")).unwrap_err();
         assert!(err.message.contains("line 2"), "{}", err.message);
+        // Lines are the file's own: blank lines before, a byte-order mark, CRLF endings.
+        let err = parse_articles(&format!("\u{feff}\n \r\n\n{one}\r\n{{bad\r\n")).unwrap_err();
+        assert!(err.message.starts_with("line 5:"), "{}", err.message);
+        let err = parse_articles(&format!("\n\n[{one},\n{{bad]")).unwrap_err();
+        assert!(err.message.contains("line 4"), "{}", err.message);
         let no_q = r#"[{"id":"a","title":"T","questions":[" "],"answer":"A"}]"#;
         assert_eq!(parse_articles(no_q).unwrap_err().kind.status(), 422);
     }
