@@ -767,25 +767,23 @@ async fn a_five_thousand_character_message_is_searched_whole_by_meaning() {
 async fn a_large_article_keeps_the_vectors_that_fit_in_its_item() {
     let stack = Stack::new().await;
     let questions: Vec<String> = (0..255)
-        .map(|i| {
-            format!(
-                "第{i}号产品的保修条款是什么？请问保修范围包括哪些部件，保修期从哪天开始算？\
-                 How long is product {i} under warranty?"
-            )
-        })
+        .map(|i| format!("第{i}号产品的保修条款是什么？How long is product {i} under warranty?"))
         .collect();
     let article = Article {
         id: "warranty-terms".into(),
         title: "保修条款 Warranty terms".into(),
         questions,
-        // About 200 KB as JSON, 3 bytes a character: three answers of 20,000 characters,
-        // the most an answer has.
+        // About 215 KB as JSON, 3 bytes a character: three answers of 20,000 characters,
+        // the most an answer has, and tags (which are not embedded).
         answer: "保修期内免费维修。".repeat(2_222),
         answers: [
             ("zh".to_string(), "保修期内免费维修。".repeat(2_222)),
             ("en".to_string(), "保修期内免费维修。".repeat(2_222)),
         ]
         .into(),
+        tags: (0..40)
+            .map(|i| format!("保修{i}{}", "条款".repeat(40)))
+            .collect(),
         ..english_kb()[0].clone()
     };
     article.validate().expect("an article within the limits");
