@@ -403,6 +403,84 @@ async fn article_ids_that_could_leave_their_path_are_refused() {
     );
 }
 
+/// An article over a size limit (questions, a question's or the title's characters, an
+/// answer's) is a 422 naming the limit and the article, through the API and `kb import`
+/// alike; one at the limits is taken.
+#[tokio::test]
+async fn an_article_over_a_size_limit_is_refused_naming_it() {
+    let dir = TempDir::new();
+    // The limits are the point, not the embedding of 255 questions.
+    let server = Server::start(&dir.0, &[("HELPDESK_MODEL", "off")]).await;
+    let questions = |n: usize| (0..n).map(|i| format!("问题 {i}")).collect::<Vec<_>>();
+    let put = |body: serde_json::Value| {
+        server
+            .http
+            .put(server.url("/kb/articles/big"))
+            .bearer_auth(ADMIN)
+            .json(&body)
+            .send()
+    };
+    for (body, limit) in [
+        (
+            json!({"title": "t", "questions": questions(256), "answer": "a"}),
+            "it has 256 questions; an article has at most 255",
+        ),
+        (
+            json!({"title": "t", "questions": ["q", "长".repeat(501)], "answer": "a"}),
+            "its question 2 has 501 characters; a question has at most 500",
+        ),
+        (
+            json!({"title": "题".repeat(501), "questions": ["q"], "answer": "a"}),
+            "its title has 501 characters; a title has at most 500",
+        ),
+        (
+            json!({"title": "t", "questions": ["q"], "answer": "a",
+                   "answers": {"zh": "答".repeat(20_001)}}),
+            "its zh answer has 20001 characters; an answer has at most 20000",
+        ),
+    ] {
+        let r = put(body).await.unwrap();
+        assert_eq!(r.status(), 422);
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "invalid_article", "{v}");
+        assert_eq!(
+            v["error"]["message"],
+            format!("article \"big\": {limit}"),
+            "{v}"
+        );
+    }
+    let at_limits = json!({
+        "title": "题".repeat(500),
+        "questions": questions(255),
+        "answer": "答".repeat(20_000),
+    });
+    assert_eq!(put(at_limits).await.unwrap().status(), 201);
+
+    let file = dir.0.join("big.jsonl");
+    let ok = json!({"id": "ok", "title": "t", "questions": ["q"], "answer": "a"});
+    let over =
+        json!({"id": "long", "title": "t", "questions": ["q"], "answer": "a".repeat(20_001)});
+    std::fs::write(&file, format!("{ok}\n{over}\n")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_helpdesk"))
+        .args(["kb", "import"])
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(dir.0.join("import"))
+        .env("HELPDESK_LOG", "error")
+        .env("HELPDESK_MODEL", "off")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "article 2: article \"long\": its answer has 20001 characters; \
+             an answer has at most 20000"
+        ),
+        "{stderr}"
+    );
+}
+
 #[tokio::test]
 async fn the_openapi_document_lists_every_route() {
     let spec =

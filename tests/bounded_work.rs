@@ -7,13 +7,18 @@ mod wirings;
 
 use helpdesk_core::adapters::TantivyIndex;
 use helpdesk_core::domain::{self, Channel, ChannelIdentity, NewTicket, Priority, Skill, Ticket};
-use helpdesk_core::ports::Store;
+use helpdesk_core::knowledge::semantic::{self, Vectors};
+use helpdesk_core::knowledge::Article;
+use helpdesk_core::ports::{KnowledgeIndex, Store};
 use reqwest::Client;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use wirings::Wiring;
 
 const ADMIN: &str = "bounded-admin-token";
+
+/// The most questions an article has.
+const MAX_QUESTIONS: usize = 255;
 
 /// 900 bytes of Chinese: an agent's name that fits in an index key.
 fn long_name() -> String {
@@ -22,10 +27,15 @@ fn long_name() -> String {
 
 /// The agent API over the wiring's store, on a free loopback port.
 async fn serve(w: &Wiring) -> String {
+    serve_with(w, TantivyIndex::in_memory().unwrap()).await
+}
+
+/// [`serve`] with the given knowledge index.
+async fn serve_with(w: &Wiring, knowledge: TantivyIndex) -> String {
     let deps = Arc::new(tickets::Deps {
         store: w.store.clone(),
         queue: w.queue.clone(),
-        knowledge: Arc::new(TantivyIndex::in_memory().unwrap()),
+        knowledge: Arc::new(knowledge),
         // The long name of the test below is an agent's: locally a ticket goes only to an
         // agent a token names.
         agents: tickets::Agents::parse(
@@ -378,4 +388,95 @@ async fn a_throttled_record_is_put_off_on_sqs() {
     dead_letters.put_off(&record, 0).await.unwrap();
     let after = receive(30).await.unwrap().messages.unwrap_or_default();
     assert_eq!(after.len(), 1, "back once the wait is over");
+}
+
+/// Writing an article embeds its new questions, seconds of work for many: the desk answers
+/// everyone else meanwhile. A search (which reads the vectors the write is adding to) and
+/// another route both answer while it embeds, on a runtime of one thread.
+#[tokio::test]
+async fn a_search_and_another_route_answer_while_a_large_article_is_written() {
+    let Some(model) = semantic::encoder() else {
+        helpdesk_embed::say_skipped("searching while a large article is embedded");
+        return;
+    };
+    let w = wirings::sqlite();
+    let vectors = Arc::new(Vectors::in_memory(model));
+    let index = TantivyIndex::in_memory_with(Some(vectors.clone())).unwrap();
+    index
+        .upsert(&[Article {
+            id: "hours".into(),
+            title: "Opening hours".into(),
+            questions: vec!["When are you open?".into()],
+            answer: "From 9 to 6.".into(),
+            locale: None,
+            tags: vec![],
+            answers: Default::default(),
+        }])
+        .await
+        .unwrap();
+    let base = serve_with(&w, index).await;
+    let http = Client::new();
+    let questions: Vec<String> = (0..MAX_QUESTIONS)
+        .map(|n| {
+            format!(
+                "Question number {n} about parcel {}: where is my order, when does it arrive, \
+                 and can the courier leave it with a neighbour at house {}?",
+                n * 7,
+                n * 13
+            )
+        })
+        .collect();
+    let put = tokio::spawn({
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            http.put(format!("{base}/kb/articles/parcels"))
+                .bearer_auth(ADMIN)
+                .json(&json!({"title": "Parcels", "questions": questions, "answer": "Track it."}))
+                .send()
+                .await
+                .unwrap()
+        }
+    });
+    // The write's embedding is under way (a runtime it held up would let this loop run only
+    // once the write had finished).
+    while vectors.embedding() == 0 {
+        assert!(
+            !put.is_finished(),
+            "the write ran to its end before anything else ran"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let r = http
+        .get(format!("{base}/kb/search?q=when%20are%20you%20open"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["hits"][0]["article_id"], "hours", "{v}");
+    assert!(
+        vectors.embedding() > 0,
+        "the search waited for the write's embedding"
+    );
+    let r = http
+        .get(format!("{base}/me"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        vectors.embedding() > 0,
+        "GET /me waited for the write's embedding"
+    );
+    assert_eq!(put.await.unwrap().status(), 201);
+    let r = http
+        .get(format!("{base}/kb/search?q=where%20is%20my%20order"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["hits"][0]["article_id"], "parcels", "{v}");
 }

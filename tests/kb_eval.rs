@@ -302,3 +302,58 @@ fn a_malformed_queries_file_is_refused_naming_its_line() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A weights file whose header is damaged where no length shows it (here its layer-norm
+/// epsilon is NaN, which used to load and make every vector NaN) stops the local desk at
+/// start, saying what is wrong with which file; `kb eval` too.
+#[test]
+fn a_damaged_model_file_stops_the_desk_at_start_saying_why() {
+    let dir = std::env::temp_dir().join(format!("helpdesk-damaged-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("e5-small-q4.bin");
+    let mut header = b"E5S1".to_vec();
+    header.extend_from_slice(&1u32.to_le_bytes());
+    for v in [384i32, 12, 12, 1536, 250_037, 512, 2] {
+        header.extend_from_slice(&v.to_le_bytes());
+    }
+    header.extend_from_slice(&f32::NAN.to_le_bytes());
+    header.extend_from_slice(&32i32.to_le_bytes());
+    std::fs::write(&file, &header).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_helpdesk"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.join("data"))
+        .env("HELPDESK_MODEL", &file)
+        .env("HELPDESK_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A desk that took the file would serve on: it is stopped rather than waited for.
+    for _ in 0..600 {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    if child.try_wait().unwrap().is_none() {
+        child.kill().unwrap();
+    }
+    let serve = child.wait_with_output().unwrap();
+    let eval = eval_with(
+        &repo("infra/sample-kb.json"),
+        &repo("tests/fixtures/sample-queries-en.csv"),
+        false,
+        Some(file.to_str().unwrap()),
+    );
+    for out in [serve, eval] {
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(
+                "the model file is not a usable e5-small-q4.bin: its layer-norm epsilon is NaN"
+            ),
+            "{stderr}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -773,10 +773,20 @@ async fn a_large_article_keeps_the_vectors_that_fit_in_its_item() {
         id: "warranty-terms".into(),
         title: "保修条款 Warranty terms".into(),
         questions,
-        // About 200 KB as JSON: 3 bytes a character.
-        answer: "保修期内免费维修。".repeat(7_400),
+        // About 215 KB as JSON, 3 bytes a character: three answers of 20,000 characters,
+        // the most an answer has, and tags (which are not embedded).
+        answer: "保修期内免费维修。".repeat(2_222),
+        answers: [
+            ("zh".to_string(), "保修期内免费维修。".repeat(2_222)),
+            ("en".to_string(), "保修期内免费维修。".repeat(2_222)),
+        ]
+        .into(),
+        tags: (0..40)
+            .map(|i| format!("保修{i}{}", "条款".repeat(40)))
+            .collect(),
         ..english_kb()[0].clone()
     };
+    article.validate().expect("an article within the limits");
     let body = serde_json::to_string(&article).unwrap().len();
     assert!((190_000..250_000).contains(&body), "{body}");
     let mut env = stack.env.clone();

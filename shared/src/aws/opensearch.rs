@@ -24,7 +24,7 @@ use crate::knowledge::opensearch::{
 };
 use crate::knowledge::semantic::Vectors;
 use crate::knowledge::stored_vectors;
-use crate::knowledge::{is_valid_id, tokenize, Article, Hit, Ranker, PROPOSED};
+use crate::knowledge::{self, is_valid_id, Article, Hit, Ranker};
 use crate::ports::KnowledgeIndex;
 use crate::{Error, Result};
 use async_trait::async_trait;
@@ -496,38 +496,32 @@ impl ProvideCredentials for KeptCredentials {
     }
 }
 
-/// Orders OpenSearch's candidates, joined by the ranker's own likeliest articles, as the
-/// tantivy index does with its own.
-fn rank(trained: &Trained, query: &str, found: &[(Article, f32)], limit: usize) -> Vec<Hit> {
-    let mut candidates: Vec<(&Article, f32)> = found.iter().map(|(a, s)| (a, *s)).collect();
-    for id in trained.ranker.propose(query, PROPOSED) {
-        if !candidates.iter().any(|(a, _)| a.id == id) {
-            if let Some(article) = trained.articles.get(id) {
-                candidates.push((article, 0.0));
-            }
-        }
-    }
-    let mut hits = trained.ranker.rank(query, candidates);
-    hits.truncate(limit);
-    hits
-}
-
 #[async_trait]
 impl KnowledgeIndex for OpenSearchKnowledge {
     async fn search(&self, query: &str, limit: usize) -> Result<Vec<Hit>> {
-        if tokenize(query).is_empty() {
-            return Ok(Vec::new());
-        }
         let trained = self.trained().await?;
         if trained.articles.is_empty() {
             return Ok(Vec::new());
         }
-        // The ranker reads the same vector again: embedded once.
-        let vector = self.vectors().map(|v| v.query(query));
-        let request = Request::search(&self.index, query, vector.as_deref());
-        let body = self.send_ok(&request).await?;
-        let found = parse_search_response(&body)?;
-        Ok(rank(&trained, query, &found, limit))
+        // A query without terms ("Who are you?") is not sent: the ranker's own proposals
+        // are its candidates.
+        let found = if knowledge::query_terms(query).is_empty() {
+            Vec::new()
+        } else {
+            // The ranker reads the same vector again: embedded once.
+            let vector = self.vectors().map(|v| v.query(query));
+            let request = Request::search(&self.index, query, vector.as_deref());
+            let body = self.send_ok(&request).await?;
+            parse_search_response(&body)?
+        };
+        let found = found.iter().map(|(a, s)| (a, *s)).collect();
+        Ok(knowledge::hits(
+            &trained.ranker,
+            &trained.articles,
+            query,
+            found,
+            limit,
+        ))
     }
 
     async fn get(&self, id: &str) -> Result<Option<Article>> {
@@ -711,6 +705,49 @@ mod tests {
             "{}",
             seen[1].0
         );
+    }
+
+    /// A question made only of stop words has no terms to send: no `_search` goes to the
+    /// domain, and the ranker's own proposals still find the article that asks it.
+    #[tokio::test]
+    async fn a_query_of_stop_words_alone_still_finds_its_article() {
+        let mut articles: Vec<Article> =
+            serde_json::from_str(include_str!("../../../infra/sample-kb.json")).unwrap();
+        articles.push(Article {
+            id: "who".into(),
+            title: "About us".into(),
+            questions: vec!["Who are you?".into()],
+            answer: "We are the help desk.".into(),
+            locale: Some("en".into()),
+            tags: vec![],
+            answers: Default::default(),
+        });
+        let hits: Vec<_> = articles
+            .iter()
+            .map(|a| serde_json::json!({"_id": a.id, "_score": null, "_source": a}))
+            .collect();
+        let listing = serde_json::json!({"hits": {"hits": hits}}).to_string();
+        let (url, seen) = fake_domain(move |_, body| {
+            if body.contains("match_all") {
+                (200, listing.clone())
+            } else {
+                (500, r#"{"error":"no term query was expected"}"#.to_string())
+            }
+        })
+        .await;
+        let index = OpenSearchKnowledge::new(&config(), &url, DEFAULT_INDEX)
+            .unwrap()
+            .with_vectors(None);
+        assert!(knowledge::query_terms("Who are you?").is_empty());
+        let hits = index.search("Who are you?", 3).await.unwrap();
+        assert_eq!(hits[0].article_id, "who", "{hits:?}");
+        assert!(
+            hits[0].confidence >= knowledge::DEFAULT_THRESHOLD,
+            "{hits:?}"
+        );
+        let seen = seen.lock().unwrap();
+        assert_eq!(request_lines(&seen).len(), 1, "{seen:?}");
+        assert!(seen[0].1.contains("match_all"), "{seen:?}");
     }
 
     #[tokio::test]

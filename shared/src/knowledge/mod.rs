@@ -30,7 +30,37 @@ pub const TITLE_BOOST: f32 = 2.0;
 pub const ANSWER_BOOST: f32 = 0.5;
 use crate::domain::Language;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+
+/// The terms an index's term query looks for in `query`. None ("Who are you?" is all stop
+/// words): the index skips its term query, and [`hits`] still ranks the ranker's own
+/// proposals.
+pub fn query_terms(query: &str) -> Vec<String> {
+    tokenize(query)
+}
+
+/// How every index ends a search: `found`, the candidates its own query retrieved (none for
+/// a query without terms), joined by the [`PROPOSED`] articles `ranker` finds likeliest
+/// (a paraphrase, or a question made only of stop words, may share no indexed term with its
+/// article), ordered by the ranker and cut to `limit`.
+pub fn hits<'a>(
+    ranker: &Ranker,
+    articles: &'a HashMap<String, Article>,
+    query: &str,
+    mut found: Vec<(&'a Article, f32)>,
+    limit: usize,
+) -> Vec<Hit> {
+    for id in ranker.propose(query, PROPOSED) {
+        if !found.iter().any(|(a, _)| a.id == id) {
+            if let Some(article) = articles.get(id) {
+                found.push((article, 0.0));
+            }
+        }
+    }
+    let mut hits = ranker.rank(query, found);
+    hits.truncate(limit);
+    hits
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Article {
@@ -52,6 +82,16 @@ pub struct Article {
 
 /// The longest article id, in characters.
 pub const ID_MAX_CHARS: usize = 128;
+
+/// The most questions an article has: they and its title are the texts whose vectors it
+/// keeps ([`stored_vectors::MAX_STORED_TEXTS`]). The benchmarks' largest article, a
+/// BANKING77 intent with all its training queries, has 187.
+pub const MAX_QUESTIONS: usize = stored_vectors::MAX_STORED_TEXTS - 1;
+/// The longest question or title, in characters: the ranking reads only the first
+/// [`semantic::TOKENS`] tokens of one anyway. The benchmarks' longest has 433.
+pub const TEXT_MAX_CHARS: usize = 500;
+/// The longest answer, each language's, in characters.
+pub const ANSWER_MAX_CHARS: usize = 20_000;
 
 /// Whether `id` may name an article: 1 to [`ID_MAX_CHARS`] of `A-Z a-z 0-9 _ -`.
 ///
@@ -83,9 +123,56 @@ pub fn check_id(id: &str) -> Result<()> {
 
 impl Article {
     /// Checks what an index needs: a valid id ([`is_valid_id`]), a title, an answer, and at
-    /// least one question.
+    /// least one question; and the limits on size: at most [`MAX_QUESTIONS`] questions, of
+    /// [`TEXT_MAX_CHARS`] each as the title, and answers of [`ANSWER_MAX_CHARS`].
     pub fn validate(&self) -> Result<()> {
         check_id(&self.id)?;
+        let over = |what: String, limit: String| {
+            Err(Error::unprocessable(
+                "invalid_article",
+                format!("article {:?}: {what}; {limit}", self.id),
+            ))
+        };
+        if self.questions.len() > MAX_QUESTIONS {
+            return over(
+                format!("it has {} questions", self.questions.len()),
+                format!("an article has at most {MAX_QUESTIONS}"),
+            );
+        }
+        let long = |text: &str| text.chars().count() > TEXT_MAX_CHARS;
+        if long(&self.title) {
+            return over(
+                format!("its title has {} characters", self.title.chars().count()),
+                format!("a title has at most {TEXT_MAX_CHARS}"),
+            );
+        }
+        if let Some(n) = self.questions.iter().position(|q| long(q)) {
+            return over(
+                format!(
+                    "its question {} has {} characters",
+                    n + 1,
+                    self.questions[n].chars().count()
+                ),
+                format!("a question has at most {TEXT_MAX_CHARS}"),
+            );
+        }
+        for (language, answer) in std::iter::once(("", &self.answer)).chain(
+            self.answers
+                .iter()
+                .map(|(language, answer)| (language.as_str(), answer)),
+        ) {
+            let n = answer.chars().count();
+            if n > ANSWER_MAX_CHARS {
+                let which = match language {
+                    "" => "its answer".to_string(),
+                    l => format!("its {} answer", crate::text::truncate_chars(l, 20)),
+                };
+                return over(
+                    format!("{which} has {n} characters"),
+                    format!("an answer has at most {ANSWER_MAX_CHARS}"),
+                );
+            }
+        }
         if self.title.trim().is_empty() || self.answer.trim().is_empty() {
             return Err(Error::unprocessable(
                 "invalid_article",
@@ -155,13 +242,13 @@ pub fn threshold_from_env() -> Result<f64> {
 
 /// Reads an import file: a JSON array of articles, or JSON Lines.
 pub fn parse_articles(text: &str) -> Result<Vec<Article>> {
-    let trimmed = text.trim_start_matches('\u{feff}').trim();
-    let articles: Vec<Article> = if trimmed.starts_with('[') {
-        serde_json::from_str(trimmed)
+    // Only a byte-order mark is cut: errors name the lines of the file as it is.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let articles: Vec<Article> = if text.trim_start().starts_with('[') {
+        serde_json::from_str(text)
             .map_err(|e| Error::bad_request("invalid_json", format!("article array: {e}")))?
     } else {
-        trimmed
-            .lines()
+        text.lines()
             .enumerate()
             .filter(|(_, l)| !l.trim().is_empty())
             .map(|(n, l)| {
@@ -265,6 +352,64 @@ mod tests {
     }
 
     #[test]
+    fn an_article_over_a_size_limit_is_refused_naming_the_limit_and_the_article() {
+        let ok = article_with_answers(&[("zh", "答")]);
+        let at_limits = Article {
+            title: "题".repeat(TEXT_MAX_CHARS),
+            questions: (0..MAX_QUESTIONS)
+                .map(|n| format!("{n}{}", "问".repeat(TEXT_MAX_CHARS - 3)))
+                .collect(),
+            answer: "答".repeat(ANSWER_MAX_CHARS),
+            answers: [("zh".to_string(), "答".repeat(ANSWER_MAX_CHARS))].into(),
+            ..ok.clone()
+        };
+        assert!(at_limits.validate().is_ok());
+        assert_eq!(MAX_QUESTIONS + 1, stored_vectors::MAX_STORED_TEXTS);
+        let cases = [
+            (
+                Article {
+                    questions: vec!["q".into(); MAX_QUESTIONS + 1],
+                    ..ok.clone()
+                },
+                "article \"pw\": it has 256 questions; an article has at most 255",
+            ),
+            (
+                Article {
+                    title: "题".repeat(TEXT_MAX_CHARS + 1),
+                    ..ok.clone()
+                },
+                "article \"pw\": its title has 501 characters; a title has at most 500",
+            ),
+            (
+                Article {
+                    questions: vec!["q".into(), "问".repeat(TEXT_MAX_CHARS + 1)],
+                    ..ok.clone()
+                },
+                "article \"pw\": its question 2 has 501 characters; a question has at most 500",
+            ),
+            (
+                Article {
+                    answer: "a".repeat(ANSWER_MAX_CHARS + 1),
+                    ..ok.clone()
+                },
+                "article \"pw\": its answer has 20001 characters; an answer has at most 20000",
+            ),
+            (
+                Article {
+                    answers: [("zh".to_string(), "答".repeat(ANSWER_MAX_CHARS + 1))].into(),
+                    ..ok.clone()
+                },
+                "article \"pw\": its zh answer has 20001 characters; an answer has at most 20000",
+            ),
+        ];
+        for (article, message) in cases {
+            let e = article.validate().unwrap_err();
+            assert_eq!((e.kind.status(), e.code), (422, "invalid_article"));
+            assert_eq!(e.message, message);
+        }
+    }
+
+    #[test]
     fn reads_arrays_and_json_lines() {
         let one = r#"{"id":"a","title":"T","questions":["q"],"answer":"A"}"#;
         let two = r#"{"id":"b","title":"T","questions":["q"],"answer":"A"}"#;
@@ -275,6 +420,11 @@ mod tests {
         );
         let err = parse_articles(&format!("{one}\n{{bad")).unwrap_err();
         assert!(err.message.contains("line 2"), "{}", err.message);
+        // Lines are the file's own: blank lines before, a byte-order mark, CRLF endings.
+        let err = parse_articles(&format!("\u{feff}\n \r\n\n{one}\r\n{{bad\r\n")).unwrap_err();
+        assert!(err.message.starts_with("line 5:"), "{}", err.message);
+        let err = parse_articles(&format!("\n\n[{one},\n{{bad]")).unwrap_err();
+        assert!(err.message.contains("line 4"), "{}", err.message);
         let no_q = r#"[{"id":"a","title":"T","questions":[" "],"answer":"A"}]"#;
         assert_eq!(parse_articles(no_q).unwrap_err().kind.status(), 422);
     }
