@@ -160,11 +160,20 @@ async fn a_survey_form_post_records_the_rating() {
     let link = &text[text.find("http").unwrap()..];
     let form = server.http.get(link).send().await.unwrap();
     let form = form.text().await.unwrap();
+    // In the customer's language (the ticket's), with a link to the other.
     assert!(
-        form.contains("5 = excellent")
-            && form.contains("<span lang=\"zh-CN\">1 分最差，5 分最好</span>"),
+        form.contains("5 = excellent") && !form.contains("5 分最好"),
         "{form}"
     );
+    assert!(form.contains("href=\"?lang=zh\""), "{form}");
+    let other = server
+        .http
+        .get(format!("{link}?lang=zh"))
+        .send()
+        .await
+        .unwrap();
+    let other = other.text().await.unwrap();
+    assert!(other.contains("1 分最差，5 分最好"), "{other}");
     let r = server
         .http
         .post(link)
