@@ -158,21 +158,19 @@ async fn a_survey_form_post_records_the_rating() {
     let survey = visitor.wait_for("survey").await;
     let text = survey["text"].as_str().unwrap();
     let link = &text[text.find("http").unwrap()..];
-    let form = server.http.get(link).send().await.unwrap();
-    let form = form.text().await.unwrap();
+    let http = &server.http;
+    let read = |url: String| async move {
+        let r = http.get(url).send().await.unwrap();
+        r.text().await.unwrap()
+    };
+    let form = read(link.to_string()).await;
     // In the customer's language (the ticket's), with a link to the other.
     assert!(
         form.contains("5 = excellent") && !form.contains("5 分最好"),
         "{form}"
     );
     assert!(form.contains("href=\"?lang=zh\""), "{form}");
-    let other = server
-        .http
-        .get(format!("{link}?lang=zh"))
-        .send()
-        .await
-        .unwrap();
-    let other = other.text().await.unwrap();
+    let other = read(format!("{link}?lang=zh")).await;
     assert!(other.contains("1 分最差，5 分最好"), "{other}");
     let r = server
         .http
@@ -189,19 +187,12 @@ async fn a_survey_form_post_records_the_rating() {
     );
     let (view, _) = server.ticket(&id).await;
     assert_eq!(view["ticket"]["survey"]["rating"], 4);
-    let page = server.http.get(link).send().await.unwrap();
-    let page = page.text().await.unwrap();
+    let page = read(link.to_string()).await;
     assert!(
         page.contains("You rated us 4 of 5") && !page.contains("您的评分"),
         "{page}"
     );
-    let zh = server
-        .http
-        .get(format!("{link}?lang=zh"))
-        .send()
-        .await
-        .unwrap();
-    let zh = zh.text().await.unwrap();
+    let zh = read(format!("{link}?lang=zh")).await;
     assert!(zh.contains("您的评分：4 分"), "{zh}");
 
     // A browser that sends the form again, or follows a forged link, reads a page, not JSON;
@@ -1590,9 +1581,7 @@ async fn a_resolved_ticket_says_when_it_closes_by_itself() {
     let dir = TempDir::new();
     let server = Server::start(&dir.0, &[]).await;
     let visitor = server.visitor().await;
-    visitor.say("Why was I charged twice this month?").await;
-    let handoff = visitor.wait_for("handoff").await;
-    let id = handoff["ticket_id"].as_str().unwrap().to_string();
+    let id = ticket_for(&visitor, "Why was I charged twice this month?").await;
     let (_, version) = server.ticket(&id).await;
     // The desk's clock keeps milliseconds.
     let before = chrono::Utc::now() - chrono::Duration::milliseconds(1);
@@ -1623,11 +1612,7 @@ async fn the_list_pages_oldest_first_when_asked() {
     let mut made = Vec::new();
     for n in 0..3 {
         let visitor = server.visitor().await;
-        visitor
-            .say(&format!("Why was I charged twice? 第{n}次"))
-            .await;
-        let handoff = visitor.wait_for("handoff").await;
-        made.push(handoff["ticket_id"].as_str().unwrap().to_string());
+        made.push(ticket_for(&visitor, &format!("Why was I charged twice? 第{n}次")).await);
     }
     let list = |q: &str| {
         let q = q.to_string();

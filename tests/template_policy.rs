@@ -161,32 +161,22 @@ fn each_function_reads_exactly_the_secrets_it_is_configured_with() {
 
 /// Every `.scan()` of the code, by file.
 fn scans_in_code() -> Vec<String> {
-    fn walk(dir: &std::path::Path, found: &mut Vec<String>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for e in entries.flatten() {
-            let path = e.path();
-            if path.is_dir() {
-                walk(&path, found);
-            } else if path.extension().is_some_and(|x| x == "rs") {
-                let text = std::fs::read_to_string(&path).unwrap_or_default();
-                if text.contains(".scan()") {
-                    let root = env!("CARGO_MANIFEST_DIR");
-                    found.push(
-                        path.strip_prefix(root)
-                            .unwrap_or(&path)
-                            .display()
-                            .to_string(),
-                    );
-                }
-            }
-        }
-    }
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut found = Vec::new();
-    walk(&root.join("shared/src"), &mut found);
-    walk(&root.join("functions"), &mut found);
+    let mut found: Vec<String> = ["shared/src", "functions"]
+        .iter()
+        .flat_map(|dir| walk_rs(&root.join(dir)))
+        .filter(|path| {
+            std::fs::read_to_string(path)
+                .unwrap_or_default()
+                .contains(".scan()")
+        })
+        .map(|path| {
+            path.strip_prefix(root)
+                .unwrap_or(&path)
+                .display()
+                .to_string()
+        })
+        .collect();
     found.sort();
     found
 }

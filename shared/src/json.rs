@@ -18,7 +18,7 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     }
     serde_json::from_slice::<NoDuplicateKeys>(bytes).map_err(|e| {
         let what = match e.classify() {
-            serde_json::error::Category::Data => REPEATED,
+            serde_json::error::Category::Data => "the body names a key twice",
             _ => "the body is not valid JSON",
         };
         Error::bad_request("invalid_json", format!("{what}: {e}"))
@@ -40,22 +40,14 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
 /// our own clients, but make the provider retry the same delivery until it gives up, and lose
 /// the customer's message it carries.
 pub fn parse_from_provider(bytes: &[u8]) -> Result<serde_json::Value> {
-    match parse(bytes) {
-        Err(e) if e.message.starts_with(REPEATED) => {
-            tracing::warn!(
-                "a provider's webhook names a key twice; taken with the last one: {}",
-                e.message
-            );
-            serde_json::from_slice(bytes).map_err(|e| {
-                Error::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
-            })
-        }
-        other => other,
+    let value = serde_json::from_slice(bytes).map_err(|e| {
+        Error::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
+    })?;
+    if let Err(e) = serde_json::from_slice::<NoDuplicateKeys>(bytes) {
+        tracing::warn!("a provider's webhook names a key twice; taken with the last one: {e}");
     }
+    Ok(value)
 }
-
-/// How [`parse`]'s refusal of a repeated key begins.
-const REPEATED: &str = "the body names a key twice";
 
 /// A JSON document walked only to find an object that names a key twice. Parsed straight to
 /// a `Value` (or a struct), the last of the two would win silently: `{"rating": 5,
