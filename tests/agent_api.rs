@@ -1163,9 +1163,9 @@ async fn a_customer_with_an_active_ticket_gets_no_second_one_by_hand() {
     assert_eq!(error_code(r, 409).await, "active_ticket_exists");
 }
 
-/// A visitor wrote again after their ticket was resolved, which opened a second one: the
-/// first reopened is refused with 409 naming the second, and stays as it was, its version
-/// too. Once the second is resolved, the reopen goes through.
+/// A visitor's ticket was resolved, and an agent then made a second one by hand for the same
+/// customer: the first reopened by an agent is refused with 409 naming the second, and stays
+/// as it was, its version too. Once the second is resolved, the reopen goes through.
 #[tokio::test]
 async fn a_reopen_beside_the_customers_active_ticket_is_refused() {
     let dir = TempDir::new();
@@ -1177,13 +1177,13 @@ async fn a_reopen_beside_the_customers_active_ticket_is_refused() {
         .patch(&first, Some(version), json!({"status": "resolved"}))
         .await;
     assert_eq!(r.status(), 200);
-    visitor.say("钱还是没有退回来，转人工").await;
-    let handoffs = visitor.wait_for_count("handoff", 2).await;
-    let second = handoffs[1]["ticket_id"].as_str().unwrap().to_string();
-    assert_ne!(
-        second, first,
-        "the message after the resolve opened a ticket"
-    );
+    let by_hand = json!({"customer_id": visitor.customer_id, "description": "回电：退款"});
+    let r = server.post("/tickets", ALICE, by_hand).await;
+    assert_eq!(r.status(), 201);
+    let second = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     let (before, version) = server.ticket(&first).await;
     let r = server
@@ -1601,6 +1601,48 @@ async fn a_resolved_ticket_says_when_it_closes_by_itself() {
     assert_eq!(r.status(), 200);
     let reopened: Value = r.json().await.unwrap();
     assert!(reopened.get("closes_at").is_none(), "{reopened}");
+}
+
+/// The visitor writes again after their ticket was resolved: the ticket opens again, with
+/// the message on it and its time to close gone, as a Zendesk solved ticket reopens on the
+/// customer's reply. No second ticket, and no second hand-off: the conversation goes on.
+#[tokio::test]
+async fn a_visitors_follow_up_reopens_their_resolved_ticket() {
+    let dir = TempDir::new();
+    let server = Server::start(&dir.0, &[]).await;
+    let visitor = server.visitor().await;
+    let id = ticket_for(&visitor, "退款一直没有到账，转人工").await;
+    let (_, version) = server.ticket(&id).await;
+    let r = server
+        .patch(&id, Some(version), json!({"status": "resolved"}))
+        .await;
+    assert_eq!(r.status(), 200);
+
+    let again = visitor.say("还是没有收到，转人工").await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let view = loop {
+        let (view, _) = server.ticket(&id).await;
+        let on_it = view["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["id"] == again.as_str());
+        if on_it {
+            break view;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the follow-up did not reach {id}: {view}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(view["ticket"]["status"], "open", "{view}");
+    assert!(view["ticket"].get("closes_at").is_none(), "{view}");
+    let tickets = server.tickets_of(&visitor.customer_id).await;
+    assert_eq!(tickets.len(), 1, "one ticket: {tickets:?}");
+    let conversation = visitor.conversation().await;
+    let handoffs = conversation.iter().filter(|m| m["kind"] == "handoff");
+    assert_eq!(handoffs.count(), 1, "{conversation:?}");
 }
 
 /// `GET /tickets?order=oldest` lists the customer who waited longest first and pages on in

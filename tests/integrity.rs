@@ -327,11 +327,11 @@ async fn hand_offs_at_once_make_one_ticket(w: Wiring) {
 }
 both!(hand_offs_at_once_make_one_ticket);
 
-/// A follow-up read its customer's active ticket, and an agent resolved that ticket before
-/// the message joined it ("thanks, one more thing" as the agent closes): the message is not
-/// put on the resolved ticket, where no inbox shows it, but opens a new ticket with its
-/// hand-off; the resolved ticket is left as the agent left it. Handled again, it changes
-/// nothing more.
+/// A follow-up read its customer's active ticket, and an agent closed that ticket before
+/// the message joined it ("one more thing" as the agent closes): the message is not put on
+/// the closed ticket, where no inbox shows it, but opens a new ticket with its hand-off;
+/// the closed ticket is left as the agent left it. Handled again, it changes nothing more.
+/// (Resolved rather than closed, the ticket is reopened: the next case.)
 async fn a_follow_up_never_joins_a_ticket_that_ended_meanwhile(w: Wiring) {
     let store = w.store.as_ref();
     let chat = domain::new_id();
@@ -351,8 +351,8 @@ async fn a_follow_up_never_joins_a_ticket_that_ended_meanwhile(w: Wiring) {
     .await
     .unwrap();
     let seen = store.active_ticket_for(&c.id).await.unwrap().unwrap();
-    let (resolved, _) = flow::update_ticket(store, &old.id, |t| {
-        set_status(t, TicketStatus::Resolved)?;
+    let (closed, _) = flow::update_ticket(store, &old.id, |t| {
+        set_status(t, TicketStatus::Closed)?;
         Ok(true)
     })
     .await
@@ -395,12 +395,169 @@ async fn a_follow_up_never_joins_a_ticket_that_ended_meanwhile(w: Wiring) {
     let left = store.get_ticket(&old.id).await.unwrap().unwrap();
     assert_eq!(
         (left.status, left.version),
-        (TicketStatus::Resolved, resolved.version),
-        "{}: the resolved ticket is as the agent left it",
+        (TicketStatus::Closed, closed.version),
+        "{}: the closed ticket is as the agent left it",
         w.name
     );
 }
 both!(a_follow_up_never_joins_a_ticket_that_ended_meanwhile);
+
+/// Opens a ticket for `text` from a new Telegram customer through the router, and has an
+/// agent resolve it (to close by itself in 4 days, as by default): the customer, their
+/// ticket as resolved, and the first message.
+async fn a_resolved_ticket(w: &Wiring, text: &str) -> (domain::Customer, Ticket, Message) {
+    let store = w.store.as_ref();
+    let chat = domain::new_id();
+    let first = telegram_message(&chat, text);
+    router::handle(&router(w), first.clone()).await.unwrap();
+    let c = customer(store, &chat).await;
+    let open = store.active_ticket_for(&c.id).await.unwrap().unwrap();
+    let (resolved, _) = flow::update_ticket(store, &open.id, |t| {
+        set_status(t, TicketStatus::Resolved)?;
+        t.schedule_close(
+            TicketStatus::Open,
+            Some(chrono::Duration::days(4)),
+            domain::now(),
+        );
+        Ok(true)
+    })
+    .await
+    .unwrap();
+    let first = store.get_message(&first.id).await.unwrap().unwrap();
+    (c, resolved, first)
+}
+
+/// The customer writes again after their ticket was resolved: the follow-up reopens that
+/// ticket (as Zendesk's solved tickets reopen on the requester's reply) and goes on it,
+/// with no new ticket and no second hand-off, and the ticket no longer closes by itself.
+/// The same follow-up delivered again changes nothing more. Once the ticket is closed, the
+/// next message opens a new ticket, as before.
+async fn a_follow_up_reopens_its_resolved_ticket(w: Wiring) {
+    let store = w.store.as_ref();
+    let deps = router(&w);
+    let (c, resolved, _) = a_resolved_ticket(&w, "我要投诉，转人工").await;
+    assert!(resolved.closes_at.is_some());
+
+    let follow_up = telegram_message(&c.identities[0].external_id, "投诉：还是不行");
+    router::handle(&deps, follow_up.clone()).await.unwrap();
+    let reopened = store.get_ticket(&resolved.id).await.unwrap().unwrap();
+    assert_eq!(reopened.status, TicketStatus::Open, "{}", w.name);
+    assert_eq!(reopened.closes_at, None, "{}", w.name);
+    assert_eq!(
+        store.active_ticket_for(&c.id).await.unwrap().map(|t| t.id),
+        Some(resolved.id.clone()),
+        "{}",
+        w.name
+    );
+    let on = store.get_message(&follow_up.id).await.unwrap().unwrap();
+    assert_eq!(on.ticket_id.as_deref(), Some(resolved.id.as_str()));
+    assert_eq!(handoffs_queued(&w, &follow_up.id), 0, "{}", w.name);
+
+    router::handle(&deps, follow_up.clone()).await.unwrap();
+    let again = store.get_ticket(&resolved.id).await.unwrap().unwrap();
+    assert_eq!(again.version, reopened.version, "{}", w.name);
+    let theirs = domain::TicketFilter {
+        customer_id: Some(c.id.clone()),
+        ..Default::default()
+    };
+    let listed = store.list_tickets(&theirs, 10, None).await.unwrap();
+    assert_eq!(listed.items.len(), 1, "{}: {:?}", w.name, listed.items);
+
+    // Closed, it stays closed: the next message opens a ticket of its own.
+    flow::update_ticket(store, &resolved.id, |t| {
+        set_status(t, TicketStatus::Closed)?;
+        Ok(true)
+    })
+    .await
+    .unwrap();
+    let later = telegram_message(&c.identities[0].external_id, "投诉：新的问题");
+    router::handle(&deps, later.clone()).await.unwrap();
+    let new = store.active_ticket_for(&c.id).await.unwrap().unwrap();
+    assert_ne!(new.id, resolved.id, "{}", w.name);
+    assert_eq!(new.opened_by.as_deref(), Some(later.id.as_str()));
+    assert_eq!(handoffs_queued(&w, &later.id), 1, "{}", w.name);
+}
+both!(a_follow_up_reopens_its_resolved_ticket);
+
+/// Several follow-ups at once to a resolved ticket (auto-reply's jobs run in parallel on
+/// AWS): one reopens it, the others join it; no new ticket, no hand-off, every message on
+/// the reopened ticket.
+async fn follow_ups_at_once_reopen_one_ticket(w: Wiring) {
+    let store = w.store.clone();
+    let (c, resolved, _) = a_resolved_ticket(&w, "我要投诉，转人工").await;
+    let chat = c.identities[0].external_id.clone();
+    let mut messages = Vec::new();
+    for i in 0..6 {
+        let m = Message::inbound(&telegram_message(&chat, &format!("还有问题 {i}")), &c.id);
+        store.append_message(&m).await.unwrap();
+        messages.push(m);
+    }
+    let mut tasks = Vec::new();
+    for m in messages.clone() {
+        let (store, queue, c) = (store.clone(), w.queue.clone(), c.clone());
+        tasks.push(tokio::spawn(async move {
+            flow::open_ticket(
+                store.as_ref(),
+                queue.as_ref(),
+                &c,
+                &m,
+                None,
+                domain::Skill::General,
+                domain::Priority::Normal,
+                Vec::new(),
+            )
+            .await
+        }));
+    }
+    for t in tasks {
+        let on = t.await.unwrap().unwrap();
+        assert_eq!(on.id, resolved.id, "{}", w.name);
+    }
+    for m in &messages {
+        let stored = store.get_message(&m.id).await.unwrap().unwrap();
+        assert_eq!(stored.ticket_id.as_deref(), Some(resolved.id.as_str()));
+        assert_eq!(handoffs_queued(&w, &m.id), 0, "{}", w.name);
+    }
+    let ticket = store.get_ticket(&resolved.id).await.unwrap().unwrap();
+    assert_eq!(ticket.status, TicketStatus::Open, "{}", w.name);
+}
+both!(follow_ups_at_once_reopen_one_ticket);
+
+/// Cut short right after the reopen was written, before the follow-up was put on the
+/// ticket: the redelivered message finds the ticket active and joins it, once.
+async fn a_crash_after_the_reopen_still_puts_the_follow_up_on_it(w: Wiring) {
+    let store = w.store.as_ref();
+    let (c, resolved, _) = a_resolved_ticket(&w, "我要投诉，转人工").await;
+    let follow_up = telegram_message(&c.identities[0].external_id, "投诉：又坏了");
+    store
+        .append_message(&Message::inbound(&follow_up, &c.id))
+        .await
+        .unwrap();
+    let (reopened, _) = flow::update_ticket(store, &resolved.id, |t| {
+        Ok(t.reopen_for_customer(domain::now()))
+    })
+    .await
+    .unwrap();
+    router::handle(&router(&w), follow_up.clone())
+        .await
+        .unwrap();
+    let on = store.get_message(&follow_up.id).await.unwrap().unwrap();
+    assert_eq!(
+        on.ticket_id.as_deref(),
+        Some(resolved.id.as_str()),
+        "{}",
+        w.name
+    );
+    assert_eq!(handoffs_queued(&w, &follow_up.id), 0, "{}", w.name);
+    let ticket = store.get_ticket(&resolved.id).await.unwrap().unwrap();
+    assert_eq!(
+        (ticket.status, ticket.version),
+        (TicketStatus::Open, reopened.version + 1),
+        "{}: joined once",
+        w.name
+    );
+}
+both!(a_crash_after_the_reopen_still_puts_the_follow_up_on_it);
 
 /// The survey is marked, its send fails, the customer rates (the link may already be out
 /// from an earlier try), the change is delivered again: the redelivery keeps the rating and

@@ -151,14 +151,16 @@ where
 }
 
 /// Puts a customer's message on a ticket: the customer's active ticket if there is one,
-/// else a new ticket with the given skill and priority, announced to the customer with a
-/// hand-off message. `active` is the customer's active ticket as the caller found it.
+/// else their resolved ticket, reopened ([`reopen_resolved`]), else a new ticket with the
+/// given skill and priority, announced to the customer with a hand-off message. `active` is
+/// the customer's active ticket as the caller found it.
 ///
 /// Safe to run again for the same message, at any point it was cut short: a ticket this
-/// message opened is finished (its hand-off sent) rather than joined, and two hand-offs of
-/// one customer at once make one ticket (the store refuses a second active one, and the
-/// loser joins the winner's). An active ticket that ends before the message joins it (an
-/// agent closed it meanwhile) is not joined: the message opens a new one.
+/// message opened is finished (its hand-off sent) rather than joined, a ticket it reopened
+/// is active and is joined, and two hand-offs of one customer at once make one ticket (the
+/// store refuses a second active one, new or reopened, and the loser joins the winner's).
+/// An active ticket that ends before the message joins it is not joined: resolved meanwhile,
+/// the message reopens it; closed, the message opens a new one.
 #[allow(clippy::too_many_arguments)]
 pub async fn open_ticket(
     store: &dyn Store,
@@ -176,6 +178,16 @@ pub async fn open_ticket(
                 Some(ticket) => return Ok(ticket),
                 None => continue,
             }
+        }
+        match reopen_resolved(store, customer, message).await {
+            Ok(Some(ticket)) => return Ok(ticket),
+            Ok(None) => {}
+            // Another message of this customer made a ticket active first: join it.
+            Err(e) if e.code == "active_ticket_exists" => {
+                active = store.active_ticket_for(&customer.id).await?;
+                continue;
+            }
+            Err(e) => return Err(e),
         }
         let mut ticket = Ticket::open(
             NewTicket {
@@ -206,6 +218,43 @@ pub async fn open_ticket(
     Err(Error::internal(
         "the customer's active ticket kept changing; trying again",
     ))
+}
+
+/// The customer's newest ticket, when it is resolved, reopened by `message` and with the
+/// message on it ([`Ticket::reopen_for_customer`]): a follow-up to a solved problem goes
+/// back to the agent who solved it, with the conversation so far, instead of starting a
+/// ticket of its own. No hand-off is sent: the customer is in a conversation they know.
+/// `None` when the newest ticket is not resolved as the ticket itself reads (closed, or
+/// reopened by another message of the customer, which the caller then finds active), or
+/// its time to close by itself has come. The ticket is found by the customer alone, not by
+/// status: on DynamoDB the index is eventually consistent, and a status just changed may
+/// not be in it yet; the ticket read to change it is.
+///
+/// The reopen is the write that makes the ticket active, refused with
+/// `active_ticket_exists` while the customer has another active ticket; cut short after it,
+/// a repeat finds the ticket active and joins it.
+async fn reopen_resolved(
+    store: &dyn Store,
+    customer: &Customer,
+    message: &Message,
+) -> Result<Option<Ticket>> {
+    let theirs = TicketFilter {
+        customer_id: Some(customer.id.clone()),
+        ..TicketFilter::default()
+    };
+    let Some(found) = store.list_tickets(&theirs, 1, None).await?.items.pop() else {
+        return Ok(None);
+    };
+    let (ticket, reopened) = update_ticket(store, &found.id, |t| {
+        Ok(t.customer_id == customer.id && t.reopen_for_customer(domain::now()))
+    })
+    .await?;
+    if !reopened {
+        return Ok(None);
+    }
+    store.set_message_ticket(&message.id, &ticket.id).await?;
+    tracing::info!(ticket_id = %ticket.id, message_id = %message.id, "the customer's message reopened their resolved ticket");
+    Ok(Some(ticket))
 }
 
 /// A message meets its customer's active ticket: finishes opening it when this message

@@ -230,7 +230,7 @@ impl Ticket {
 #[cfg(test)]
 mod tests {
     use super::super::hours::HoursSpec;
-    use super::super::{Channel, NewTicket, Skill};
+    use super::super::{Channel, NewTicket, Skill, TicketPatch};
     use super::*;
 
     fn utc(s: &str) -> DateTime<Utc> {
@@ -351,5 +351,34 @@ mod tests {
         assert_eq!(t.next_sla_due(), Some(utc("2026-11-27T06:00:00Z")));
         assert!(t.check_sla(&p, utc("2026-11-27T03:00:00Z")).is_empty());
         assert_eq!(t.status, TicketStatus::Open);
+    }
+
+    /// As Zendesk re-activates its resolution metric on a reopen: a ticket resolved in time
+    /// and reopened by its customer after the resolution target counts that target as
+    /// breached once the clock looks, and escalates when the policy says so.
+    #[test]
+    fn a_ticket_reopened_after_its_resolution_target_is_breached() {
+        let p = policies(true);
+        let mut t = ticket(Priority::Urgent, "2026-11-27T02:00:00Z");
+        t.stamp_sla(&p);
+        t.agent_replied(Some("alice"), utc("2026-11-27T02:10:00Z"));
+        let resolve = TicketPatch {
+            status: Some(TicketStatus::Resolved),
+            ..Default::default()
+        };
+        t.apply(&resolve, utc("2026-11-27T05:00:00Z")).unwrap();
+        assert_eq!(
+            t.next_sla_due(),
+            None,
+            "resolved in time, with no time to close"
+        );
+        assert!(t.check_sla(&p, utc("2026-11-27T07:00:00Z")).is_empty());
+        assert!(t.reopen_for_customer(utc("2026-11-27T07:00:00Z")));
+        assert_eq!(t.next_sla_due(), Some(utc("2026-11-27T06:00:00Z")));
+        assert_eq!(
+            t.check_sla(&p, utc("2026-11-27T07:01:00Z")),
+            vec![SlaTarget::Resolution]
+        );
+        assert_eq!(t.status, TicketStatus::Escalated);
     }
 }

@@ -20,7 +20,8 @@ pub enum TicketStatus {
 
 impl TicketStatus {
     /// The legal moves. `closed` is final, as in Zendesk: a customer who writes again gets a
-    /// new ticket. A resolved ticket may be reopened or closed.
+    /// new ticket. A resolved ticket may be reopened (by an agent, or by the customer writing
+    /// again: [`Ticket::reopen_for_customer`]) or closed.
     pub fn can_become(self, to: TicketStatus) -> bool {
         use TicketStatus::*;
         match (self, to) {
@@ -522,6 +523,22 @@ impl Ticket {
         Ok(())
     }
 
+    /// The customer wrote again after the ticket was resolved: it is open once more, with
+    /// its agent, and no longer closes by itself, as a solved ticket in Zendesk reopens on
+    /// the requester's reply. False, with nothing changed, when it is not resolved, or its
+    /// time to close by itself has come (the clock closes it, and the customer's message
+    /// goes on a new ticket, as after any close).
+    pub fn reopen_for_customer(&mut self, now: DateTime<Utc>) -> bool {
+        if self.status != TicketStatus::Resolved || self.closes_at.is_some_and(|at| at <= now) {
+            return false;
+        }
+        self.status = TicketStatus::Open;
+        self.closed_at = None;
+        self.closes_at = None;
+        self.touch(now);
+        true
+    }
+
     /// A customer wrote again: a ticket waiting on them is open once more.
     pub fn customer_replied(&mut self, now: DateTime<Utc>) {
         if self.status == TicketStatus::Pending {
@@ -938,5 +955,60 @@ mod tests {
             folded.fold_into(&kept, "c9", now).unwrap_err().code,
             "illegal_status_change"
         );
+    }
+
+    #[test]
+    fn a_customer_reopens_a_resolved_ticket_until_its_time_to_close() {
+        let now = super::super::now();
+        let resolve = |t: &mut Ticket| {
+            t.apply(
+                &TicketPatch {
+                    status: Some(TicketStatus::Resolved),
+                    ..Default::default()
+                },
+                now,
+            )
+            .unwrap();
+            t.schedule_close(TicketStatus::Open, Some(chrono::Duration::days(4)), now);
+        };
+        let mut t = ticket();
+        t.assign("a1", AssignmentReason::Rule, now);
+        resolve(&mut t);
+        let version = t.version;
+        assert!(t.reopen_for_customer(now + chrono::Duration::days(1)));
+        assert_eq!(t.status, TicketStatus::Open);
+        assert_eq!((t.closes_at, t.closed_at), (None, None));
+        assert_eq!(t.assignee.as_deref(), Some("a1"), "its agent keeps it");
+        assert_eq!(t.version, version + 1);
+        assert!(Ticket::became_active(
+            &{
+                let mut was = t.clone();
+                was.status = TicketStatus::Resolved;
+                was
+            },
+            &t
+        ));
+
+        // Open, pending, escalated or closed: nothing to reopen.
+        let before = t.clone();
+        assert!(!t.reopen_for_customer(now));
+        assert_eq!(t, before);
+        let mut closed = ticket();
+        closed.status = TicketStatus::Closed;
+        assert!(!closed.clone().reopen_for_customer(now));
+
+        // Its time to close by itself has come: the clock closes it, nothing reopens it.
+        let mut due = ticket();
+        resolve(&mut due);
+        let before = due.clone();
+        assert!(!due.reopen_for_customer(now + chrono::Duration::days(4)));
+        assert_eq!(due, before);
+
+        // Resolved with no time to close (`close_resolved_after = "off"`, or resolved before
+        // tickets closed by themselves): reopened whenever the customer writes.
+        let mut kept = ticket();
+        resolve(&mut kept);
+        kept.closes_at = None;
+        assert!(kept.reopen_for_customer(now + chrono::Duration::days(90)));
     }
 }
