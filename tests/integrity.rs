@@ -1214,6 +1214,48 @@ async fn auto_reply_job(
     (message, job)
 }
 
+/// A customer with a resolved ticket asks what the knowledge base answers: the answer goes
+/// out and the ticket stays resolved, untouched, to close at its time. What the knowledge
+/// base cannot answer reopens it, with the message on it and no hand-off.
+async fn a_follow_up_the_knowledge_base_answers_leaves_the_ticket_resolved(w: Wiring) {
+    let store = w.store.clone();
+    let (_fake, deps) = auto_reply_on(&w).await;
+    let (c, resolved, _) = a_resolved_ticket(&w, "我要投诉，转人工").await;
+
+    let (answered, job) = auto_reply_job(store.as_ref(), &c, "How do I reset my password?").await;
+    auto_reply::handle(&deps, job).await.unwrap();
+    let reply = derived_id(&answered.id, "auto_reply");
+    assert!(
+        store.get_message(&reply).await.unwrap().is_some(),
+        "{}: answered",
+        w.name
+    );
+    let left = store.get_ticket(&resolved.id).await.unwrap().unwrap();
+    assert_eq!(
+        (left.status, left.version),
+        (TicketStatus::Resolved, resolved.version),
+        "{}",
+        w.name
+    );
+    let answered = store.get_message(&answered.id).await.unwrap().unwrap();
+    assert_eq!(answered.ticket_id, None, "{}", w.name);
+
+    let (handed, job) =
+        auto_reply_job(store.as_ref(), &c, "上次那件事还没弄好，xq7 编号对不上").await;
+    auto_reply::handle(&deps, job).await.unwrap();
+    let reopened = store.get_ticket(&resolved.id).await.unwrap().unwrap();
+    assert_eq!(reopened.status, TicketStatus::Open, "{}", w.name);
+    let handed = store.get_message(&handed.id).await.unwrap().unwrap();
+    assert_eq!(
+        handed.ticket_id.as_deref(),
+        Some(resolved.id.as_str()),
+        "{}",
+        w.name
+    );
+    assert_eq!(handoffs_queued(&w, &handed.id), 0, "{}", w.name);
+}
+both!(a_follow_up_the_knowledge_base_answers_leaves_the_ticket_resolved);
+
 /// Two runs of one auto-reply job at once (SQS delivers twice; a local lease runs out), and
 /// a ticket of the customer opened between their looks: the first run is held inside its
 /// search (it found no ticket, and the knowledge base has a confident answer), the ticket
