@@ -643,3 +643,33 @@ fn each_function_logs_to_a_group_of_its_own_that_expires() {
     }
     assert_eq!(groups.len(), 9);
 }
+
+/// CloudFormation updates the console's Cognito app client in place when its properties
+/// change in a later template, and the update puts back the template's placeholder callback
+/// URL. The custom resource that sets the real one runs only when its own properties change,
+/// so it carries a digest of the client's: a change to the client changes the digest, and
+/// the callback is set again after the client's update.
+#[test]
+fn a_change_to_the_console_client_sets_its_callback_again() {
+    use sha2::{Digest, Sha256};
+    let t = Template::load();
+    let client: Vec<String> = t
+        .resource("ConsoleClient")
+        .text()
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .map(str::to_string)
+        .collect();
+    let digest = hex(&Sha256::digest(client.join("\n").as_bytes()))[..16].to_string();
+    assert_eq!(
+        t.resource("ConsoleCallback").prop("ClientSettings"),
+        Some(format!("\"{digest}\"")),
+        "ConsoleClient changed: set ConsoleCallback's ClientSettings to \"{digest}\", so that \
+         an update of the client is followed by its callback URL set again"
+    );
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
