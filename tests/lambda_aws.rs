@@ -926,6 +926,100 @@ async fn redelivered_auto_reply_batches_make_one_ticket_and_report_only_the_fail
     second.stop().await;
 }
 
+/// A customer's follow-up to their resolved ticket reopens it on AWS, whichever function
+/// decides: auto-reply (the knowledge base has no answer) or the router (words that go to
+/// an agent straight away). The ticket's agent holds it again, and each function stays
+/// within its grants (the audit, at each runtime's stop).
+#[tokio::test]
+async fn a_follow_up_reopens_the_resolved_ticket_through_either_function_with_its_grants() {
+    use helpdesk_core::aws::DynamoStore;
+    use helpdesk_core::domain::TicketStatus;
+    use helpdesk_core::ports::{AgentStore, ConversationStore, TicketStore};
+    let stack = Stack::new().await;
+    let mut intake = Runtime::start("intake", &stack.env).await;
+    let mut router = Runtime::start("router", &stack.env).await;
+    let mut auto_reply = Runtime::start("auto-reply", &stack.env).await;
+    let mut tickets = Runtime::start("tickets", &stack.env).await;
+    let store = DynamoStore::new(&stack.config, stack.tables.clone());
+    let (status, bob) = supervisor(
+        &mut tickets,
+        "PUT",
+        "/agents/bob",
+        Some(json!({"capacity": 5})),
+    )
+    .await;
+    assert_eq!(status, 200, "{bob}");
+    let (auth, customer) = session(&mut intake).await;
+    say(&mut intake, &auth, "我要投诉，转人工", "first").await;
+    let answer = router
+        .invoke(stack.drain("INBOUND_QUEUE_URL").await)
+        .await
+        .unwrap();
+    assert_eq!(failed_ids(&answer), Vec::<String>::new());
+    let id = store
+        .active_ticket_for(&customer)
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+
+    for (round, text) in [(1, "请问一下进展如何"), (2, "投诉：还是不行，转人工")]
+    {
+        let version = version_of(&mut tickets, &id).await;
+        let (status, resolved) = supervisor_with(
+            &mut tickets,
+            "PATCH",
+            &format!("/tickets/{id}"),
+            &[("if-match", &version)],
+            Some(json!({"status": "resolved", "assignee": "bob"})),
+        )
+        .await;
+        assert_eq!(status, 200, "{resolved}");
+        let held = store.get_agent("bob").await.unwrap().unwrap().open_tickets;
+        assert_eq!(held, 0, "round {round}: a resolved ticket is not held");
+
+        say(&mut intake, &auth, text, &format!("follow-up-{round}")).await;
+        let answer = router
+            .invoke(stack.drain("INBOUND_QUEUE_URL").await)
+            .await
+            .unwrap();
+        assert_eq!(failed_ids(&answer), Vec::<String>::new());
+        if round == 1 {
+            let batch = stack.drain("AUTO_REPLY_QUEUE_URL").await;
+            assert_eq!(batch["Records"].as_array().unwrap().len(), 1, "{batch}");
+            let answer = auto_reply.invoke(batch).await.unwrap();
+            assert_eq!(failed_ids(&answer), Vec::<String>::new(), "{answer}");
+        }
+        let ticket = store.get_ticket(&id).await.unwrap().unwrap();
+        assert_eq!(ticket.status, TicketStatus::Open, "round {round}");
+        assert_eq!(ticket.assignee.as_deref(), Some("bob"));
+        assert_eq!(ticket.closes_at, None);
+        let held = store.get_agent("bob").await.unwrap().unwrap().open_tickets;
+        assert_eq!(held, 1, "round {round}: bob holds the reopened ticket");
+        let on_ticket = store.ticket_messages(&id).await.unwrap();
+        assert!(
+            on_ticket.iter().any(|m| m.text == text),
+            "round {round}: {on_ticket:?}"
+        );
+    }
+    let page = store
+        .list_tickets(
+            &helpdesk_core::domain::TicketFilter {
+                customer_id: Some(customer.clone()),
+                ..Default::default()
+            },
+            10,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 1, "one ticket: {:?}", page.items);
+    intake.stop().await;
+    router.stop().await;
+    auto_reply.stop().await;
+    tickets.stop().await;
+}
+
 /// A ticket made by a customer's hand-off words, through intake and the router.
 async fn ticket_for(stack: &Stack, intake: &mut Runtime, router: &mut Runtime) -> (String, String) {
     let (auth, customer) = session(intake).await;
