@@ -323,6 +323,47 @@ async fn a_resolved_ticket_closes_by_itself_when_its_time_comes(w: Wiring) {
     assert_eq!(tick.closed, 0, "{}: once", w.name);
 }
 
+/// A resolved ticket nobody held (resolved unassigned, or its agent let it go) that its
+/// customer reopens is given to an agent by the rule when the change is seen, as a new
+/// ticket is, rather than waiting for the clock's next turn.
+async fn a_reopened_ticket_nobody_holds_is_assigned_at_once(w: Wiring) {
+    let store = w.store.as_ref();
+    profile(store, "dora", 2, &[Skill::Billing]).await;
+    let t = ticket("发票开错了", Skill::Billing, Priority::Normal);
+    store.create_ticket(&t).await.unwrap();
+    let (resolved, _) = helpdesk_core::flow::update_ticket(store, &t.id, |t| {
+        t.apply(
+            &TicketPatch {
+                status: Some(TicketStatus::Resolved),
+                ..Default::default()
+            },
+            now(),
+        )?;
+        Ok(true)
+    })
+    .await
+    .unwrap();
+    assert_eq!(resolved.assignee, None);
+    let (reopened, changed) =
+        helpdesk_core::flow::update_ticket(store, &t.id, |t| Ok(t.reopen_for_customer(now())))
+            .await
+            .unwrap();
+    assert!(changed);
+    let change = helpdesk_core::jobs::TicketChange {
+        old: Some(resolved),
+        new: reopened,
+    };
+    assignment::on_change(store, w.queue.as_ref(), &Rules::default(), &change)
+        .await
+        .unwrap();
+    let got = store.get_ticket(&t.id).await.unwrap().unwrap();
+    assert_eq!(got.assignee.as_deref(), Some("dora"), "{}", w.name);
+    assert_eq!(
+        got.assignment.map(|a| a.reason),
+        Some(AssignmentReason::Rebalance)
+    );
+}
+
 /// The DynamoDB store on the emulator, reached one request at a time
 /// ([`wirings::dynamodb_config`]): the race between our requests (read the agents, choose,
 /// write) is untouched, only each request is whole.
@@ -361,6 +402,7 @@ both!(two_hundred_tickets_never_overfill_five_agents);
 both!(freed_capacity_takes_the_urgent_ticket_first);
 both!(the_clock_finds_due_targets_through_the_store);
 both!(a_resolved_ticket_closes_by_itself_when_its_time_comes);
+both!(a_reopened_ticket_nobody_holds_is_assigned_at_once);
 
 /// DynamoDB keeps each agent's held tickets as a set beside the tickets, and a write cut
 /// short between a ticket and that set (a close whose release of the slot failed) leaves a

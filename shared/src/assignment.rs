@@ -57,12 +57,14 @@ pub async fn on_change(
     }
     let freed = Ticket::freed(old, new);
     if new.status.is_active() && new.assignee.is_none() {
-        // A new ticket, or one its holder let go: to someone else who can take it.
+        // A new ticket, one its holder let go, or one that became active again with nobody
+        // holding it (a customer's reopen, a merge's move): to someone who can take it.
         let reason = match old {
             None => AssignmentReason::Rule,
             Some(_) => AssignmentReason::Rebalance,
         };
-        if old.is_none() || freed.is_some() {
+        let again = old.is_some_and(|o| Ticket::became_active(o, new));
+        if old.is_none() || freed.is_some() || again {
             assign(store, &new.id, reason, freed).await?;
         }
     }
