@@ -80,7 +80,49 @@ impl Config {
             agent_webhook_url,
             sla_check,
             channels: ChannelsConfig::from_env().map_err(|e| anyhow!(e))?,
-            console: helpdesk_web::ConsoleConfig::from_vars(var).map_err(|e| anyhow!(e))?,
+            console: console(var)?,
         })
+    }
+}
+
+/// The console's settings: its sign-in (`HELPDESK_CONSOLE_OIDC_*`, through `var`) and the
+/// core's limits on an article, which its editor shows before it sends one.
+fn console(var: impl Fn(&str) -> Option<String>) -> Result<helpdesk_web::ConsoleConfig> {
+    use helpdesk_core::knowledge::{ANSWER_MAX_CHARS, MAX_QUESTIONS, TEXT_MAX_CHARS};
+    let limits = helpdesk_web::ArticleLimits {
+        questions: MAX_QUESTIONS,
+        text_chars: TEXT_MAX_CHARS,
+        answer_chars: ANSWER_MAX_CHARS,
+    };
+    helpdesk_web::ConsoleConfig::from_vars(limits, var).map_err(|e| anyhow!(e))
+}
+
+#[cfg(test)]
+mod tests {
+    use helpdesk_core::knowledge::{ANSWER_MAX_CHARS, MAX_QUESTIONS, TEXT_MAX_CHARS};
+    use serde_json::json;
+
+    /// The limits the console's editor shows are the ones the desk refuses an article by:
+    /// `/console/config.json` as `serve` builds it carries the core's constants, and the web
+    /// crate's own default (it cannot read the core) has not drifted from them either.
+    #[test]
+    fn the_console_is_told_the_cores_article_limits() {
+        let core = json!({
+            "questions": MAX_QUESTIONS,
+            "text_chars": TEXT_MAX_CHARS,
+            "answer_chars": ANSWER_MAX_CHARS,
+        });
+        let served: serde_json::Value =
+            serde_json::from_str(&super::console(|_| None).unwrap().to_json()).unwrap();
+        assert_eq!(served["article_limits"], core);
+        let default = helpdesk_web::ArticleLimits::default();
+        assert_eq!(
+            json!({
+                "questions": default.questions,
+                "text_chars": default.text_chars,
+                "answer_chars": default.answer_chars,
+            }),
+            core
+        );
     }
 }

@@ -120,7 +120,7 @@ function App() {
     </header>
     ${where.view === 'inbox' ? html`<${Inbox} me=${me} />` : null}
     ${where.view === 'ticket' ? html`<${TicketView} id=${where.id} me=${me} focusReply=${where.reply} />` : null}
-    ${where.view === 'kb' ? html`<${KnowledgeBase} me=${me} />` : null}
+    ${where.view === 'kb' ? html`<${KnowledgeBase} me=${me} limits=${config.article_limits} />` : null}
     ${where.view === 'reports' ? html`<${Reports} me=${me} />` : null}
     ${where.view === 'agents' ? html`<${Agents} me=${me} onMe=${setMe} />` : null}
   </div>`;

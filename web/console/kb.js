@@ -3,7 +3,7 @@
 
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { html, Notice, useNotice } from './ui.js';
-import { t } from './i18n.js';
+import { t, lang } from './i18n.js';
 import { api } from './api.js';
 
 const EMPTY = { id: '', title: '', questions: '', answer: '', locale: '', tags: '', answer_zh: '', answer_en: '' };
@@ -11,6 +11,50 @@ const EMPTY = { id: '', title: '', questions: '', answer: '', locale: '', tags: 
 const LANGUAGES = ['zh', 'en'];
 // What an article id may be: 1 to 128 of A-Z a-z 0-9 _ - (the desk's `is_valid_id`).
 const ID_RULE = /^[A-Za-z0-9_-]{1,128}$/;
+
+// The limited fields, in the editor's order: where Save sends the focus first.
+const LIMITED = ['title', 'questions', 'answer', ...LANGUAGES.map((l) => 'answer_' + l)];
+// A field shows its count from this share of its limit on.
+const NEAR = 0.8;
+// Characters as the desk counts them: code points, so an emoji is one (length counts two).
+const chars = (s) => [...s].length;
+// A limited field's label, as the editor shows it.
+const labelOf = (name) =>
+  t(name === 'title' ? 'kb.article_title' : name.startsWith('answer_') ? 'kb.answer_in_' + name.slice(7) : 'kb.' + name);
+
+/**
+ * What the desk's limits (config.json's `article_limits`) say of the fields as they would
+ * be sent (trimmed, blank questions dropped): {field: {text, over, line}} for those near or
+ * over a limit, where `line` is the index of the first question that is too long.
+ */
+function measure(form, limits) {
+  const notes = {};
+  if (!limits) return notes;
+  const num = (n) => n.toLocaleString(lang());
+  const said = (key, used, limit, more) => t(key, { used: num(used), limit: num(limit), ...more });
+  for (const name of LIMITED.filter((n) => n !== 'questions')) {
+    const used = chars(form[name].trim());
+    const limit = name === 'title' ? limits.text_chars : limits.answer_chars;
+    if (used > limit) notes[name] = { over: true, text: said('kb.over', used, limit, { field: labelOf(name) }) };
+    else if (used >= limit * NEAR) notes[name] = { text: said('kb.count', used, limit) };
+  }
+  const lengths = form.questions.split('\n').map((q) => chars(q.trim()));
+  const count = lengths.filter((n) => n > 0).length;
+  const line = lengths.findIndex((n) => n > limits.text_chars);
+  const longest = lengths.indexOf(Math.max(...lengths));
+  const field = labelOf('questions');
+  if (count > limits.questions) {
+    notes.questions = { over: true, text: said('kb.over_questions', count, limits.questions, { field }) };
+  } else if (line >= 0) {
+    notes.questions = { over: true, line, text: said('kb.over_line', lengths[line], limits.text_chars, { field, line: line + 1 }) };
+  } else {
+    const near = [];
+    if (count >= limits.questions * NEAR) near.push(said('kb.count_questions', count, limits.questions));
+    if (lengths[longest] >= limits.text_chars * NEAR) near.push(said('kb.count_line', lengths[longest], limits.text_chars, { line: longest + 1 }));
+    if (near.length) notes.questions = { text: near.join(' · ') };
+  }
+  return notes;
+}
 
 function toForm(a) {
   return {
@@ -72,20 +116,39 @@ function Tester() {
   </section>`;
 }
 
-function Editor({ initial, isNew, onSaved, onCancel }) {
+function Editor({ initial, isNew, onSaved, onCancel, limits }) {
   const [form, setForm] = useState(initial);
   const [error, setError] = useState(null);
   const own = useRef(null);
+  // The desk's limits, said at each field near or over one (a count, or what is over); the
+  // one live region says only when the fields over a limit change, never at each key.
+  const notes = measure(form, limits);
+  const over = LIMITED.filter((n) => notes[n] && notes[n].over);
+  const wasOver = useRef(false);
+  const overSaid = over.length
+    ? t('kb.over_fields', { fields: new Intl.ListFormat(lang()).format(over.map(labelOf)) })
+    : wasOver.current ? t('kb.within') : '';
+  wasOver.current = wasOver.current || over.length > 0;
   // Opened from a button far down the list, the editor takes the focus (its first field
   // that can be typed in), so a keyboard user is in it; Escape closes it.
   useEffect(() => {
     own.current?.querySelector('input:not([disabled]), textarea')?.focus();
   }, []);
-  const field = (name, label, multiline) => html`<label class="field"><span>${label}</span>
-    ${multiline
-      ? html`<textarea rows=${name.startsWith('answer') ? 4 : 5} value=${form[name]} onInput=${(e) => setForm({ ...form, [name]: e.currentTarget.value })}></textarea>`
-      : html`<input value=${form[name]} disabled=${name === 'id' && !isNew} onInput=${(e) => setForm({ ...form, [name]: e.currentTarget.value })} />`}
-  </label>`;
+  const field = (name, label, multiline) => {
+    const note = notes[name];
+    const tied = {
+      id: 'kb-' + name,
+      'aria-invalid': note && note.over ? 'true' : undefined,
+      'aria-describedby': note ? 'kb-' + name + '-limit' : undefined,
+      onInput: (e) => setForm({ ...form, [name]: e.currentTarget.value }),
+    };
+    return html`<label class="field"><span>${label}</span>
+      ${multiline
+        ? html`<textarea ...${tied} rows=${name.startsWith('answer') ? 4 : 5} value=${form[name]}></textarea>`
+        : html`<input ...${tied} value=${form[name]} disabled=${name === 'id' && !isNew} />`}
+    </label>
+    ${note ? html`<p id=${'kb-' + name + '-limit'} class=${note.over ? 'field-error limit' : 'hint limit'}>${note.text}</p>` : null}`;
+  };
   const save = async (e) => {
     e.preventDefault();
     const id = form.id.trim();
@@ -95,6 +158,19 @@ function Editor({ initial, isNew, onSaved, onCancel }) {
     if (!ID_RULE.test(id)) return setError(t('kb.id_invalid', { id }));
     if (!form.title.trim() || !form.answer.trim()) return setError(t('kb.needs_title_answer'));
     if (!form.questions.split('\n').some((q) => q.trim())) return setError(t('kb.needs_question'));
+    // Over a limit: said here, naming the field, which takes the focus (a question too
+    // long is selected), and nothing is sent.
+    if (over.length) {
+      const note = notes[over[0]];
+      const box = document.getElementById('kb-' + over[0]);
+      box.focus();
+      if (note.line !== undefined) {
+        const lines = box.value.split('\n');
+        const start = lines.slice(0, note.line).join('\n').length + (note.line ? 1 : 0);
+        box.setSelectionRange(start, start + lines[note.line].length);
+      }
+      return setError(t('kb.not_saved', { problem: note.text }));
+    }
     // A new article never writes over one that has its id (PUT would replace it).
     if (isNew) {
       try {
@@ -130,13 +206,14 @@ function Editor({ initial, isNew, onSaved, onCancel }) {
     ${field('locale', t('kb.locale'))}
     ${LANGUAGES.map((l) => field('answer_' + l, t('kb.answer_in_' + l), true))}
     ${field('tags', t('kb.tags'))}
+    <p class="visually-hidden" aria-live="polite">${overSaid}</p>
     <${Notice} kind="error">${error}<//>
     <button class="primary" type="submit">${t('kb.save')}</button>
     <button type="button" onClick=${onCancel}>${t('kb.cancel')}</button>
   </form>`;
 }
 
-export function KnowledgeBase({ me }) {
+export function KnowledgeBase({ me, limits }) {
   const [articles, setArticles] = useState(null);
   const [search, setSearch] = useState('');
   const [editing, setEditing] = useState(null);
@@ -193,7 +270,7 @@ export function KnowledgeBase({ me }) {
     <${Notice} kind="error">${error}<//>
     <${Notice}>${notice}<//>
     ${editing
-      ? html`<${Editor} key=${editing.isNew ? 'new' : 'edit.' + editing.form.id} initial=${editing.form} isNew=${editing.isNew}
+      ? html`<${Editor} key=${editing.isNew ? 'new' : 'edit.' + editing.form.id} initial=${editing.form} isNew=${editing.isNew} limits=${limits}
           onSaved=${async () => { close(); setNotice(t('kb.saved')); await load(); }}
           onCancel=${close} />`
       : null}

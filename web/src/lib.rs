@@ -199,12 +199,38 @@ async fn widget_js(headers: HeaderMap) -> Response {
     r
 }
 
-/// How the console signs agents in, served as `/console/config.json`: with a token by
-/// default, or through an OIDC issuer (Cognito's hosted UI on AWS) with the
-/// authorization-code flow and PKCE.
+/// The console's settings, served as `/console/config.json`: how it signs agents in (with a
+/// token by default, or through an OIDC issuer, Cognito's hosted UI on AWS, with the
+/// authorization-code flow and PKCE), and the desk's limits on an article, which its editor
+/// shows before it sends one.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ConsoleConfig {
     pub oidc: Option<Oidc>,
+    pub article_limits: ArticleLimits,
+}
+
+/// The desk's limits on an article, as the core checks them (`Article::validate`): this
+/// crate does not depend on the core, so whoever builds a [`ConsoleConfig`] passes the
+/// core's constants, and the default is their values today. Characters are Unicode scalar
+/// values, as Rust's `chars()` counts them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArticleLimits {
+    /// The most questions an article has.
+    pub questions: usize,
+    /// The longest title or question, in characters.
+    pub text_chars: usize,
+    /// The longest answer, each language's, in characters.
+    pub answer_chars: usize,
+}
+
+impl Default for ArticleLimits {
+    fn default() -> Self {
+        ArticleLimits {
+            questions: 255,
+            text_chars: 500,
+            answer_chars: 20_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -223,9 +249,13 @@ pub const OIDC_VARIABLES: [&str; 3] = [
 ];
 
 impl ConsoleConfig {
-    /// Reads [`OIDC_VARIABLES`] (and `HELPDESK_CONSOLE_OIDC_SCOPE`, default `openid email
+    /// The console with `article_limits` (the core's) and its sign-in read from
+    /// [`OIDC_VARIABLES`] (and `HELPDESK_CONSOLE_OIDC_SCOPE`, default `openid email
     /// profile`) through `var`; an error names the missing ones when only some are set.
-    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<ConsoleConfig, String> {
+    pub fn from_vars(
+        article_limits: ArticleLimits,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> Result<ConsoleConfig, String> {
         let values: Vec<Option<String>> = OIDC_VARIABLES
             .iter()
             .map(|k| var(k).filter(|v| !v.trim().is_empty()))
@@ -240,8 +270,12 @@ impl ConsoleConfig {
                         .filter(|v| !v.trim().is_empty())
                         .unwrap_or_else(|| "openid email profile".into()),
                 }),
+                article_limits,
             }),
-            [None, None, None] => Ok(ConsoleConfig::default()),
+            [None, None, None] => Ok(ConsoleConfig {
+                oidc: None,
+                article_limits,
+            }),
             _ => {
                 let missing: Vec<&str> = OIDC_VARIABLES
                     .iter()
@@ -258,8 +292,9 @@ impl ConsoleConfig {
         }
     }
 
-    fn to_json(&self) -> String {
-        match &self.oidc {
+    /// The body of `/console/config.json`.
+    pub fn to_json(&self) -> String {
+        let mut json = match &self.oidc {
             None => serde_json::json!({"auth": "token"}),
             Some(o) => serde_json::json!({
                 "auth": "oidc",
@@ -268,8 +303,14 @@ impl ConsoleConfig {
                 "client_id": o.client_id,
                 "scope": o.scope,
             }),
-        }
-        .to_string()
+        };
+        let limits = &self.article_limits;
+        json["article_limits"] = serde_json::json!({
+            "questions": limits.questions,
+            "text_chars": limits.text_chars,
+            "answer_chars": limits.answer_chars,
+        });
+        json.to_string()
     }
 }
 
@@ -357,7 +398,7 @@ mod tests {
         assert!(local.contains("script-src 'self' 'sha256-"), "{local}");
         assert!(local.contains("connect-src 'self';"), "{local}");
         assert!(local.contains("frame-ancestors 'none'"), "{local}");
-        let oidc = ConsoleConfig::from_vars(|k| {
+        let oidc = ConsoleConfig::from_vars(ArticleLimits::default(), |k| {
             Some(match k {
                 "HELPDESK_CONSOLE_OIDC_TOKEN_URL" => "https://id.example.com/oauth2/token".into(),
                 _ => "https://id.example.com/x".into(),
@@ -376,15 +417,40 @@ mod tests {
 
     #[test]
     fn oidc_is_all_or_nothing() {
-        let none = ConsoleConfig::from_vars(|_| None).unwrap();
-        assert_eq!(none.to_json(), r#"{"auth":"token"}"#);
-        let all = ConsoleConfig::from_vars(|k| Some(format!("https://id.example/{k}"))).unwrap();
+        let limits = ArticleLimits::default();
+        let none = ConsoleConfig::from_vars(limits, |_| None).unwrap();
+        assert_eq!(none.oidc, None);
+        let all =
+            ConsoleConfig::from_vars(limits, |k| Some(format!("https://id.example/{k}"))).unwrap();
         assert!(all.to_json().contains(r#""auth":"oidc""#));
-        let err = ConsoleConfig::from_vars(|k| {
+        let err = ConsoleConfig::from_vars(limits, |k| {
             (k == "HELPDESK_CONSOLE_OIDC_CLIENT_ID").then(|| "abc".to_string())
         })
         .unwrap_err();
         assert!(err.contains("HELPDESK_CONSOLE_OIDC_TOKEN_URL"), "{err}");
+    }
+
+    #[test]
+    fn the_config_carries_the_article_limits_it_is_given_whatever_the_sign_in() {
+        let limits = ArticleLimits {
+            questions: 3,
+            text_chars: 40,
+            answer_chars: 1000,
+        };
+        let served = |config: ConsoleConfig| -> serde_json::Value {
+            serde_json::from_str(&config.to_json()).unwrap()
+        };
+        let limits_json =
+            serde_json::json!({"questions": 3, "text_chars": 40, "answer_chars": 1000});
+        assert_eq!(
+            served(ConsoleConfig::from_vars(limits, |_| None).unwrap()),
+            serde_json::json!({"auth": "token", "article_limits": limits_json})
+        );
+        let oidc = served(
+            ConsoleConfig::from_vars(limits, |k| Some(format!("https://id.example/{k}"))).unwrap(),
+        );
+        assert_eq!(oidc["auth"], "oidc");
+        assert_eq!(oidc["article_limits"], limits_json);
     }
 
     #[test]
