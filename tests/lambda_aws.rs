@@ -729,6 +729,15 @@ async fn the_tickets_function_serves_the_console_and_knows_cognito_agents_by_sub
     assert_eq!(status, 200);
     assert_eq!(config["auth"], "oidc");
     assert_eq!(config["client_id"], "console-client");
+    // The article editor's limits are the core's, as `helpdesk serve` gives them.
+    assert_eq!(
+        config["article_limits"],
+        json!({
+            "questions": helpdesk_core::knowledge::MAX_QUESTIONS,
+            "text_chars": helpdesk_core::knowledge::TEXT_MAX_CHARS,
+            "answer_chars": helpdesk_core::knowledge::ANSWER_MAX_CHARS,
+        })
+    );
 
     // A Cognito access token: the agent is its sub, the role its highest group; a claim the
     // user can edit (email) names nobody.
