@@ -551,6 +551,24 @@ async fn out_of_hours_a_hand_off_says_when_the_team_is_back() {
         away["text"].as_str().unwrap().contains("9:00 后回复您"),
         "{away}"
     );
+    // Resolved, then reopened by the visitor's follow-up out of hours: no second hand-off
+    // (the conversation goes on), but they are told again when the team is back.
+    let id = away["ticket_id"].as_str().unwrap().to_string();
+    let (_, version) = s.ticket(&id).await;
+    let r = s
+        .patch(&id, Some(version), json!({"status": "resolved"}))
+        .await;
+    assert_eq!(r.status(), 200);
+    v.say("还是没退回来，转人工").await;
+    let notes = v.wait_for_count("handoff", 3).await;
+    assert_eq!(notes.len(), 3, "{notes:#?}");
+    assert!(
+        notes[2]["text"].as_str().unwrap().contains("我们已下班"),
+        "{notes:#?}"
+    );
+    assert_eq!(notes[2]["ticket_id"], json!(id));
+    let (view, _) = s.ticket(&id).await;
+    assert_eq!(view["ticket"]["status"], "open", "{view}");
 
     let en = s.visitor().await;
     en.say("I was charged twice, I want to talk to an agent")

@@ -339,15 +339,19 @@ async fn a_reopened_ticket_nobody_holds_is_assigned_at_once(w: Wiring) {
             },
             now(),
         )?;
+        t.schedule_close(TicketStatus::Open, Some(chrono::Duration::days(4)), now());
         Ok(true)
     })
     .await
     .unwrap();
     assert_eq!(resolved.assignee, None);
-    let (reopened, changed) =
-        helpdesk_core::flow::update_ticket(store, &t.id, |t| Ok(t.reopen_for_customer(now())))
-            .await
-            .unwrap();
+    let inbound = InboundMessage::text(Channel::Webchat, "v1".into(), "发票还是不对".into(), now());
+    let follow_up = Message::inbound(&inbound, &t.customer_id);
+    let (reopened, changed) = helpdesk_core::flow::update_ticket(store, &t.id, |t| {
+        Ok(t.reopen_for_customer(&follow_up, true, now()))
+    })
+    .await
+    .unwrap();
     assert!(changed);
     let change = helpdesk_core::jobs::TicketChange {
         old: Some(resolved),

@@ -328,9 +328,10 @@ fn moved(t: &Ticket, status: TicketStatus) -> Ticket {
     next
 }
 
-/// A customer whose ticket was resolved wrote again, which opened a second ticket: the first
-/// reopened beside it is refused, naming the second, and left as it was; the customer's
-/// messages still join the second. A stale version or an unknown ticket is told so first,
+/// A customer whose ticket was resolved has a second ticket since (made by hand, or the
+/// resolved one's time to close came before they wrote): the first reopened beside it is
+/// refused, naming the second, and left as it was; the customer's messages still join the
+/// second. A stale version or an unknown ticket is told so first,
 /// as for any save, and the second's own changes go through.
 async fn a_reopen_beside_another_active_ticket_is_refused(w: Wiring) {
     let s = w.store.as_ref();

@@ -523,18 +523,185 @@ async fn follow_ups_at_once_reopen_one_ticket(w: Wiring) {
 }
 both!(follow_ups_at_once_reopen_one_ticket);
 
+/// Puts the follow-up `text` of customer `c` on `channel` through [`flow::open_ticket`], as a
+/// hand-off does; returns the ticket and the stored message.
+async fn follow_up_on(
+    w: &Wiring,
+    c: &domain::Customer,
+    channel: Channel,
+    text: &str,
+) -> (Ticket, Message) {
+    let inbound = InboundMessage::text(channel, "someone".into(), text.into(), domain::now());
+    let m = Message::inbound(&inbound, &c.id);
+    w.store.append_message(&m).await.unwrap();
+    let on = flow::open_ticket(
+        w.store.as_ref(),
+        w.queue.as_ref(),
+        c,
+        &m,
+        None,
+        domain::Skill::General,
+        domain::Priority::Normal,
+        Vec::new(),
+    )
+    .await
+    .unwrap();
+    (on, m)
+}
+
+/// A reopened ticket goes back to its agent only if they take work now: set away (or no
+/// longer configured, which sets them away), the ticket is reopened with nobody on it, for
+/// the assignment to give it to someone who can. The conversation goes on where the
+/// customer wrote: a follow-up on another channel (a customer merged across channels)
+/// moves the ticket there, so the agent's reply reaches them.
+async fn a_reopen_goes_to_an_available_agent_on_the_channel_the_customer_wrote_on(w: Wiring) {
+    let store = w.store.as_ref();
+    let (c, resolved, _) = a_resolved_ticket(&w, "我要投诉，转人工").await;
+    let resolve_for = |agent: &'static str| {
+        let id = resolved.id.clone();
+        async move {
+            flow::update_ticket(store, &id, |t| {
+                t.apply(
+                    &domain::TicketPatch {
+                        status: Some(TicketStatus::Resolved),
+                        assignee: Some(Some(agent.into())),
+                        ..Default::default()
+                    },
+                    domain::now(),
+                )?;
+                t.schedule_close(
+                    TicketStatus::Open,
+                    Some(chrono::Duration::days(4)),
+                    domain::now(),
+                );
+                Ok(true)
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let mut amy = domain::AgentProfile::default_for("amy");
+    store.put_agent(&amy).await.unwrap();
+    resolve_for("amy").await;
+
+    let (t, m) = follow_up_on(&w, &c, Channel::Webchat, "我换了网页聊天").await;
+    assert_eq!(t.id, resolved.id, "{}", w.name);
+    assert_eq!(
+        (t.status, t.assignee.as_deref(), t.channel),
+        (TicketStatus::Open, Some("amy"), Channel::Webchat),
+        "{}: amy is available",
+        w.name
+    );
+    assert_eq!(t.reopened_by.as_deref(), Some(m.id.as_str()));
+
+    amy.available = false;
+    store.put_agent(&amy).await.unwrap();
+    resolve_for("amy").await;
+    let (t, m) = follow_up_on(&w, &c, Channel::Telegram, "周末还在吗").await;
+    let stored = store.get_ticket(&resolved.id).await.unwrap().unwrap();
+    assert_eq!(t.id, resolved.id, "{}", w.name);
+    assert_eq!(
+        (stored.status, stored.assignee, stored.channel),
+        (TicketStatus::Open, None, Channel::Telegram),
+        "{}: amy is away",
+        w.name
+    );
+    assert_eq!(stored.reopened_by.as_deref(), Some(m.id.as_str()));
+}
+both!(a_reopen_goes_to_an_available_agent_on_the_channel_the_customer_wrote_on);
+
+/// Which resolved ticket a follow-up reopens, if any: not one that a merge folded into
+/// another (the conversation went on there: the ticket it was folded into is reopened),
+/// and not one with no time to close (`close_resolved_after = "off"`, or resolved before
+/// tickets closed by themselves): the follow-up opens a new ticket, with its hand-off. A
+/// message that opened the resolved ticket (its first run stopped before its hand-off)
+/// finishes opening it and reopens nothing.
+async fn a_follow_up_reopens_only_the_ticket_its_conversation_is_on(w: Wiring) {
+    let store = w.store.as_ref();
+    // Folded since: a newer ticket of the customer, closed into the resolved one.
+    let (c, kept, _) = a_resolved_ticket(&w, "我要投诉，转人工").await;
+    let mut folded = telegram_ticket(
+        &c.id,
+        "另一个号码的问题",
+        domain::Priority::Normal,
+        domain::Skill::General,
+    );
+    folded.fold_into(&kept, &c.id, domain::now()).unwrap();
+    store.create_ticket(&folded).await.unwrap();
+    let (t, m) = follow_up_on(&w, &c, Channel::Telegram, "投诉：还是不行").await;
+    assert_eq!(t.id, kept.id, "{}", w.name);
+    assert_eq!(handoffs_queued(&w, &m.id), 0, "{}", w.name);
+
+    // No time to close: a new ticket.
+    let (c, resolved, _) = a_resolved_ticket(&w, "我要投诉，转人工").await;
+    flow::update_ticket(store, &resolved.id, |t| {
+        t.closes_at = None;
+        Ok(true)
+    })
+    .await
+    .unwrap();
+    let (t, m) = follow_up_on(&w, &c, Channel::Telegram, "投诉：一年后又坏了").await;
+    assert_ne!(t.id, resolved.id, "{}", w.name);
+    assert_eq!(t.opened_by.as_deref(), Some(m.id.as_str()));
+    assert_eq!(handoffs_queued(&w, &m.id), 1, "{}", w.name);
+    let left = store.get_ticket(&resolved.id).await.unwrap().unwrap();
+    assert_eq!(left.status, TicketStatus::Resolved, "{}", w.name);
+
+    // The message that opened it, seen again after an agent resolved it.
+    let chat = domain::new_id();
+    let c = customer(store, &chat).await;
+    let first = Message::inbound(&telegram_message(&chat, "投诉"), &c.id);
+    store.append_message(&first).await.unwrap();
+    let mut opened = telegram_ticket(
+        &c.id,
+        "投诉",
+        domain::Priority::Normal,
+        domain::Skill::General,
+    );
+    opened.opened_by = Some(first.id.clone());
+    set_status(&mut opened, TicketStatus::Resolved).unwrap();
+    opened.schedule_close(
+        TicketStatus::Open,
+        Some(chrono::Duration::days(4)),
+        domain::now(),
+    );
+    store.create_ticket(&opened).await.unwrap();
+    let on = flow::open_ticket(
+        store,
+        w.queue.as_ref(),
+        &c,
+        &first,
+        None,
+        domain::Skill::General,
+        domain::Priority::Normal,
+        Vec::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(on.id, opened.id, "{}", w.name);
+    let left = store.get_ticket(&opened.id).await.unwrap().unwrap();
+    assert_eq!(
+        (left.status, left.version),
+        (TicketStatus::Resolved, opened.version),
+        "{}: not reopened by its own first message",
+        w.name
+    );
+    let stored = store.get_message(&first.id).await.unwrap().unwrap();
+    assert_eq!(stored.ticket_id.as_deref(), Some(opened.id.as_str()));
+    assert_eq!(handoffs_queued(&w, &first.id), 1, "{}", w.name);
+}
+both!(a_follow_up_reopens_only_the_ticket_its_conversation_is_on);
+
 /// Cut short right after the reopen was written, before the follow-up was put on the
 /// ticket: the redelivered message finds the ticket active and joins it, once.
 async fn a_crash_after_the_reopen_still_puts_the_follow_up_on_it(w: Wiring) {
     let store = w.store.as_ref();
     let (c, resolved, _) = a_resolved_ticket(&w, "我要投诉，转人工").await;
     let follow_up = telegram_message(&c.identities[0].external_id, "投诉：又坏了");
-    store
-        .append_message(&Message::inbound(&follow_up, &c.id))
-        .await
-        .unwrap();
+    let stored = Message::inbound(&follow_up, &c.id);
+    store.append_message(&stored).await.unwrap();
     let (reopened, _) = flow::update_ticket(store, &resolved.id, |t| {
-        Ok(t.reopen_for_customer(domain::now()))
+        Ok(t.reopen_for_customer(&stored, true, domain::now()))
     })
     .await
     .unwrap();

@@ -47,7 +47,14 @@ pub async fn on_change(
         }
     }
     if old.is_none() && new.opened_by.is_some() {
-        after_hours(store, queue, rules, new).await?;
+        let id = derived_id(&new.id, "after_hours");
+        after_hours(store, queue, rules, new, new.created_at, id).await?;
+    }
+    if let Some(message_id) = Ticket::reopened_now(old, new) {
+        // A customer's follow-up reopened it: they get no hand-off, so out of hours they are
+        // told when the team is back, once per reopening message.
+        let id = derived_id(message_id, "after_hours");
+        after_hours(store, queue, rules, new, new.updated_at, id).await?;
     }
     if new.status.is_active() && old.is_none_or(|o| o.priority != new.priority) {
         update_ticket(store, &new.id, |t| Ok(t.stamp_sla(rules.sla()))).await?;
@@ -74,20 +81,23 @@ pub async fn on_change(
     Ok(())
 }
 
-/// A customer's message that opened a ticket out of hours: they are told when the team is
-/// back, in their language, right after the hand-off. Once per ticket (its id is derived
-/// from the ticket's, and dispatch sends a message once).
+/// A customer's message that opened (or reopened) a ticket `at` a time out of hours: they
+/// are told when the team is back, in their language, right after the hand-off. Once for
+/// each `id` (derived from the ticket's, or the reopening message's), as dispatch sends a
+/// message once.
 async fn after_hours(
     store: &dyn Store,
     queue: &dyn Queue,
     rules: &Rules,
     ticket: &Ticket,
+    at: DateTime<Utc>,
+    id: String,
 ) -> Result<()> {
     let hours = rules.hours();
-    if hours.is_open(ticket.created_at) {
+    if hours.is_open(at) {
         return Ok(());
     }
-    let Some((day, time)) = hours.local_open(ticket.created_at) else {
+    let Some((day, time)) = hours.local_open(at) else {
         return Ok(());
     };
     let mut message = Message::outbound(
@@ -97,7 +107,7 @@ async fn after_hours(
         format::after_hours(ticket.language.as_str(), day, time),
         Some(ticket.id.clone()),
     );
-    message.id = derived_id(&ticket.id, "after_hours");
+    message.id = id;
     send_to_customer(store, queue, &message).await?;
     tracing::info!(ticket_id = %ticket.id, "out of hours: the customer is told when the team is back");
     Ok(())

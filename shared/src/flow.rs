@@ -5,7 +5,7 @@
 
 use crate::domain::{
     self, Customer, MergeKind, MergePlan, Message, MessageKind, NewTicket, OutboundMessage,
-    Priority, Skill, Suggestion, SupervisorNotice, Ticket, TicketFilter,
+    Priority, Skill, Suggestion, SupervisorNotice, Ticket, TicketFilter, TicketStatus,
 };
 use crate::jobs::{self, TicketChange};
 use crate::ports::{Queue, Store};
@@ -179,7 +179,7 @@ pub async fn open_ticket(
                 None => continue,
             }
         }
-        match reopen_resolved(store, customer, message).await {
+        match reopen_resolved(store, queue, customer, message).await {
             Ok(Some(ticket)) => return Ok(ticket),
             Ok(None) => {}
             // Another message of this customer made a ticket active first: join it.
@@ -220,21 +220,33 @@ pub async fn open_ticket(
     ))
 }
 
-/// The customer's newest ticket, when it is resolved, reopened by `message` and with the
-/// message on it ([`Ticket::reopen_for_customer`]): a follow-up to a solved problem goes
-/// back to the agent who solved it, with the conversation so far, instead of starting a
-/// ticket of its own. No hand-off is sent: the customer is in a conversation they know.
+/// How many of the customer's newest tickets [`reopen_resolved`] looks through for the one
+/// their conversation is on (past those a merge folded into another).
+const NEWEST_TICKETS: usize = 5;
+
+/// The customer's newest ticket, when it is resolved and waiting to close, reopened by
+/// `message` and with the message on it ([`Ticket::reopen_for_customer`]): a follow-up to a
+/// solved problem goes back to the agent who solved it, if they are available, with the
+/// conversation so far, instead of starting a ticket of its own. No hand-off is sent: the
+/// customer is in a conversation they know (out of hours, the assignment tells them when
+/// the team is back). Tickets a merge folded into another are passed over: the
+/// conversation went on on the other.
+///
 /// `None` when the newest ticket is not resolved as the ticket itself reads (closed, or
 /// reopened by another message of the customer, which the caller then finds active), or
-/// its time to close by itself has come. The ticket is found by the customer alone, not by
-/// status: on DynamoDB the index is eventually consistent, and a status just changed may
-/// not be in it yet; the ticket read to change it is.
+/// has no time to close, or that time has come. The ticket is found by the customer alone,
+/// not by status: on DynamoDB the index is eventually consistent, and a status just changed
+/// may not be in it yet; the ticket read to change it is.
 ///
 /// The reopen is the write that makes the ticket active, refused with
 /// `active_ticket_exists` while the customer has another active ticket; cut short after it,
-/// a repeat finds the ticket active and joins it.
+/// a repeat finds the ticket active and joins it. A message that opened the ticket it
+/// finds (its first run stopped before the hand-off, and an agent resolved the ticket
+/// meanwhile) finishes opening it, and reopens nothing; closed meanwhile, as before, the
+/// message opens a new ticket.
 async fn reopen_resolved(
     store: &dyn Store,
+    queue: &dyn Queue,
     customer: &Customer,
     message: &Message,
 ) -> Result<Option<Ticket>> {
@@ -242,18 +254,34 @@ async fn reopen_resolved(
         customer_id: Some(customer.id.clone()),
         ..TicketFilter::default()
     };
-    let Some(found) = store.list_tickets(&theirs, 1, None).await?.items.pop() else {
+    let newest = store.list_tickets(&theirs, NEWEST_TICKETS, None).await?;
+    let Some(found) = newest.items.into_iter().find(|t| t.merged_into.is_none()) else {
         return Ok(None);
     };
+    if found.opened_by.as_deref() == Some(message.id.as_str())
+        && found.status != TicketStatus::Closed
+    {
+        finish_opening(store, queue, customer, &found, message).await?;
+        return Ok(Some(found));
+    }
+    // Back to its agent only if they take work now; else to whoever can.
+    let agent_available = match found.assignee.as_deref() {
+        Some(agent) => store.get_agent(agent).await?.is_none_or(|p| p.available),
+        None => true,
+    };
     let (ticket, reopened) = update_ticket(store, &found.id, |t| {
-        Ok(t.customer_id == customer.id && t.reopen_for_customer(domain::now()))
+        // Reassigned since it was read: that choice stands.
+        let keep_agent = agent_available || t.assignee != found.assignee;
+        Ok(t.customer_id == customer.id
+            && t.merged_into.is_none()
+            && t.reopen_for_customer(message, keep_agent, domain::now()))
     })
     .await?;
     if !reopened {
         return Ok(None);
     }
     store.set_message_ticket(&message.id, &ticket.id).await?;
-    tracing::info!(ticket_id = %ticket.id, message_id = %message.id, "the customer's message reopened their resolved ticket");
+    tracing::info!(ticket_id = %ticket.id, message_id = %message.id, assignee = ticket.assignee.as_deref().unwrap_or(""), "the customer's message reopened their resolved ticket");
     Ok(Some(ticket))
 }
 
@@ -350,7 +378,8 @@ pub async fn join_ticket(
 pub const OUTCOME_TTL_SECS: i64 = 14 * 24 * 3600;
 
 /// What becomes of a customer's message that auto-reply decides on: an answer from the
-/// knowledge base, or a ticket (the customer's active one, else a new one). One message has
+/// knowledge base, or a ticket (the customer's active one, else their resolved one reopened,
+/// else a new one). One message has
 /// one outcome, whatever runs of its job overlap: the first run to claim one
 /// ([`claim_outcome`]) decides, and every run, the first one too, carries out that one
 /// ([`carry_out`]), each step a no-op once done.
@@ -359,8 +388,8 @@ pub const OUTCOME_TTL_SECS: i64 = 14 * 24 * 3600;
 pub enum Outcome {
     /// Answered with this text, as it goes to the customer.
     Reply { text: String },
-    /// On a ticket: the customer's active one, else a new one with this skill and priority,
-    /// and these articles suggested to its agent.
+    /// On a ticket: the customer's active one, else their resolved one reopened, else a new
+    /// one with this skill and priority, and these articles suggested to its agent.
     Ticket {
         skill: Skill,
         priority: Priority,
@@ -420,8 +449,8 @@ pub async fn claim_outcome(
 
 /// Carries out `outcome` for `message` of `customer`: sends the answer (under an id
 /// derived from the message's, so dispatch sends it once), or puts the message on a ticket
-/// ([`open_ticket`], which joins the active ticket or finishes opening the one this message
-/// opened). Safe to run again, from any point a run was cut short.
+/// ([`open_ticket`], which joins the active ticket, reopens a resolved one, or finishes
+/// opening the one this message opened). Safe to run again, from any point a run was cut short.
 pub async fn carry_out(
     store: &dyn Store,
     queue: &dyn Queue,

@@ -367,13 +367,26 @@ mod tests {
             ..Default::default()
         };
         t.apply(&resolve, utc("2026-11-27T05:00:00Z")).unwrap();
+        let closes = utc("2026-12-01T05:00:00Z");
+        t.schedule_close(
+            TicketStatus::Open,
+            Some(closes - utc("2026-11-27T05:00:00Z")),
+            utc("2026-11-27T05:00:00Z"),
+        );
         assert_eq!(
             t.next_sla_due(),
-            None,
-            "resolved in time, with no time to close"
+            Some(closes),
+            "resolved in time: only its close is due"
         );
         assert!(t.check_sla(&p, utc("2026-11-27T07:00:00Z")).is_empty());
-        assert!(t.reopen_for_customer(utc("2026-11-27T07:00:00Z")));
+        let inbound = super::super::InboundMessage::text(
+            Channel::Webchat,
+            "v1".into(),
+            "还是打不开".into(),
+            utc("2026-11-27T07:00:00Z"),
+        );
+        let follow_up = super::super::Message::inbound(&inbound, "c");
+        assert!(t.reopen_for_customer(&follow_up, true, utc("2026-11-27T07:00:00Z")));
         assert_eq!(t.next_sla_due(), Some(utc("2026-11-27T06:00:00Z")));
         assert_eq!(
             t.check_sla(&p, utc("2026-11-27T07:01:00Z")),

@@ -175,6 +175,9 @@ pub struct Ticket {
     /// close_resolved_after` ([`Ticket::schedule_close`]); read only while it stays resolved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub closes_at: Option<DateTime<Utc>>,
+    /// The customer message that last reopened it, resolved ([`Ticket::reopen_for_customer`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reopened_by: Option<String>,
     pub version: u64,
 }
 
@@ -336,6 +339,7 @@ impl Ticket {
             opened_by: None,
             merged_into: None,
             closes_at: None,
+            reopened_by: None,
             version: 1,
         }
     }
@@ -523,20 +527,48 @@ impl Ticket {
         Ok(())
     }
 
-    /// The customer wrote again after the ticket was resolved: it is open once more, with
-    /// its agent, and no longer closes by itself, as a solved ticket in Zendesk reopens on
-    /// the requester's reply. False, with nothing changed, when it is not resolved, or its
-    /// time to close by itself has come (the clock closes it, and the customer's message
-    /// goes on a new ticket, as after any close).
-    pub fn reopen_for_customer(&mut self, now: DateTime<Utc>) -> bool {
-        if self.status != TicketStatus::Resolved || self.closes_at.is_some_and(|at| at <= now) {
+    /// The customer wrote again (`message`) after the ticket was resolved, while it waits to
+    /// close by itself: it is open once more and no longer closes by itself, as a solved
+    /// ticket in Zendesk reopens on the requester's reply. The conversation goes on where
+    /// the customer wrote (the ticket's channel becomes the message's), and `reopened_by`
+    /// names the message. The ticket stays with its agent when `keep_agent` (the caller
+    /// found them available), else it has none, for the assignment to give it to someone
+    /// who is.
+    ///
+    /// False, with nothing changed, when it is not resolved, or has no time to close (with
+    /// `close_resolved_after = "off"`, or resolved before tickets closed by themselves: a
+    /// resolved ticket is not reopened months on), or that time has come (the clock closes
+    /// it); the customer's message then goes on a new ticket, as after any close.
+    pub fn reopen_for_customer(
+        &mut self,
+        message: &super::Message,
+        keep_agent: bool,
+        now: DateTime<Utc>,
+    ) -> bool {
+        let waiting = self.status == TicketStatus::Resolved
+            && self.status.can_become(TicketStatus::Open)
+            && self.closes_at.is_some_and(|at| at > now);
+        if !waiting {
             return false;
         }
         self.status = TicketStatus::Open;
         self.closed_at = None;
         self.closes_at = None;
+        self.channel = message.channel;
+        self.reopened_by = Some(message.id.clone());
+        if !keep_agent {
+            self.set_assignee(None, None, AssignmentReason::Manual, now);
+        }
         self.touch(now);
         true
+    }
+
+    /// Whether this change is a customer's reopen ([`Ticket::reopen_for_customer`]): the
+    /// message that reopened it, once per reopen.
+    pub fn reopened_now<'a>(old: Option<&Ticket>, new: &'a Ticket) -> Option<&'a str> {
+        let by = new.reopened_by.as_deref()?;
+        (new.status.is_active() && old.is_some_and(|o| o.reopened_by.as_deref() != Some(by)))
+            .then_some(by)
     }
 
     /// A customer wrote again: a ticket waiting on them is open once more.
@@ -971,44 +1003,66 @@ mod tests {
             .unwrap();
             t.schedule_close(TicketStatus::Open, Some(chrono::Duration::days(4)), now);
         };
+        let follow_up = |channel| {
+            let inbound =
+                super::super::InboundMessage::text(channel, "42".into(), "还是不行".into(), now);
+            super::super::Message::inbound(&inbound, "c1")
+        };
+        let on_telegram = follow_up(Channel::Telegram);
         let mut t = ticket();
         t.assign("a1", AssignmentReason::Rule, now);
         resolve(&mut t);
         let version = t.version;
-        assert!(t.reopen_for_customer(now + chrono::Duration::days(1)));
+        let was = t.clone();
+        assert!(t.reopen_for_customer(&on_telegram, true, now + chrono::Duration::days(1)));
         assert_eq!(t.status, TicketStatus::Open);
         assert_eq!((t.closes_at, t.closed_at), (None, None));
         assert_eq!(t.assignee.as_deref(), Some("a1"), "its agent keeps it");
+        assert_eq!(
+            t.channel,
+            Channel::Telegram,
+            "the conversation goes on where they wrote"
+        );
         assert_eq!(t.version, version + 1);
-        assert!(Ticket::became_active(
-            &{
-                let mut was = t.clone();
-                was.status = TicketStatus::Resolved;
-                was
-            },
-            &t
-        ));
+        assert!(Ticket::became_active(&was, &t));
+        assert_eq!(
+            Ticket::reopened_now(Some(&was), &t),
+            Some(on_telegram.id.as_str())
+        );
+        assert_eq!(Ticket::reopened_now(Some(&t), &t), None, "once per reopen");
 
         // Open, pending, escalated or closed: nothing to reopen.
         let before = t.clone();
-        assert!(!t.reopen_for_customer(now));
+        assert!(!t.reopen_for_customer(&on_telegram, true, now));
         assert_eq!(t, before);
         let mut closed = ticket();
         closed.status = TicketStatus::Closed;
-        assert!(!closed.clone().reopen_for_customer(now));
+        assert!(!closed.clone().reopen_for_customer(&on_telegram, true, now));
+
+        // Its agent away: reopened for whoever can take it.
+        let mut away = ticket();
+        away.assign("a1", AssignmentReason::Rule, now);
+        resolve(&mut away);
+        assert!(away.reopen_for_customer(&on_telegram, false, now));
+        assert_eq!(
+            (away.assignee, away.assigned_at, away.assignment),
+            (None, None, None)
+        );
 
         // Its time to close by itself has come: the clock closes it, nothing reopens it.
         let mut due = ticket();
         resolve(&mut due);
         let before = due.clone();
-        assert!(!due.reopen_for_customer(now + chrono::Duration::days(4)));
+        assert!(!due.reopen_for_customer(&on_telegram, true, now + chrono::Duration::days(4)));
         assert_eq!(due, before);
 
         // Resolved with no time to close (`close_resolved_after = "off"`, or resolved before
-        // tickets closed by themselves): reopened whenever the customer writes.
+        // tickets closed by themselves): not reopened, however long ago.
         let mut kept = ticket();
         resolve(&mut kept);
         kept.closes_at = None;
-        assert!(kept.reopen_for_customer(now + chrono::Duration::days(90)));
+        let before = kept.clone();
+        assert!(!kept.reopen_for_customer(&on_telegram, true, now));
+        assert_eq!(kept, before);
     }
 }
