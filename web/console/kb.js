@@ -41,7 +41,9 @@ function measure(form, limits) {
   const lengths = form.questions.split('\n').map((q) => chars(q.trim()));
   const count = lengths.filter((n) => n > 0).length;
   const line = lengths.findIndex((n) => n > limits.text_chars);
-  const longest = lengths.indexOf(Math.max(...lengths));
+  // A loop, not Math.max(...lengths): a paste of some 100,000 lines would overflow the call.
+  let longest = 0;
+  lengths.forEach((n, i) => { if (n > lengths[longest]) longest = i; });
   const field = labelOf('questions');
   if (count > limits.questions) {
     notes.questions = { over: true, text: said('kb.over_questions', count, limits.questions, { field }) };
