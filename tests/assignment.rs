@@ -513,6 +513,58 @@ async fn a_missed_first_response_escalates_and_notifies_once() {
         .all(|n| n["event"] == "ticket.assigned" && n["agent"] == "alice"));
 }
 
+/// A visitor writes again after their ticket was resolved: it reopens to its agent, who is
+/// told (`ticket.reopened` on the agent webhook), and counts against their capacity again.
+/// Resolved once more while that agent is away, the next follow-up reopens it to whoever
+/// can take it, by the rule.
+#[tokio::test]
+async fn a_reopened_ticket_goes_back_to_its_agent_or_to_whoever_can_take_it() {
+    let dir = TempDir::new();
+    let agent_hook = FakeWebhook::start().await;
+    let s = start(&dir, "", &[("AGENT_WEBHOOK_URL", agent_hook.url.as_str())]).await;
+    team(&s).await;
+    let v = s.visitor().await;
+    v.say("我的账单多扣了钱，转人工").await;
+    v.wait_for("handoff").await;
+    let id = ticket_of(&s, &v.customer_id).await;
+    assignee_of(&s, &id, "alice").await;
+    let resolve = || async {
+        let (_, version) = s.ticket(&id).await;
+        let r = s
+            .patch(&id, Some(version), json!({"status": "resolved"}))
+            .await;
+        assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    };
+    resolve().await;
+
+    let again = v.say("钱还是没退回来，转人工").await;
+    let t = wait_ticket(&s, &id, "not reopened", |t| t["status"] == "open").await;
+    assert_eq!(t["assignee"], "alice", "{t:#}");
+    assert_eq!(t["reopened_by"], again.as_str(), "{t:#}");
+    let told = agent_hook.wait_for(2).await;
+    assert_eq!(told[0]["event"], "ticket.assigned", "{told:#?}");
+    assert_eq!(told[1]["event"], "ticket.reopened", "{told:#?}");
+    assert_eq!(told[1]["agent"], "alice");
+    assert_eq!(told[1]["ticket_id"], id.as_str());
+    assert_eq!(told[1]["reopened_by"], again.as_str());
+    let r = s.get("/agents/alice", SUPERVISOR).await;
+    let alice: Value = r.json().await.unwrap();
+    assert_eq!(alice["open_tickets"], 1, "{alice:#}");
+
+    // Alice away: the next reopen goes to carol (general, both languages), by the rule.
+    resolve().await;
+    put_agent(&s, "alice", json!({"available": false})).await;
+    put_agent(&s, "carol", json!({"skills": ["general", "billing"]})).await;
+    v.say("还是不行，转人工").await;
+    let t = assignee_of(&s, &id, "carol").await;
+    assert_eq!(t["status"], "open");
+    assert_eq!(t["assignment"]["reason"], "rebalance");
+    let told = agent_hook.wait_for(3).await;
+    assert_eq!(told.len(), 3, "{told:#?}");
+    assert_eq!(told[2]["event"], "ticket.assigned");
+    assert_eq!(told[2]["agent"], "carol");
+}
+
 #[tokio::test]
 async fn out_of_hours_a_hand_off_says_when_the_team_is_back() {
     let dir = TempDir::new();

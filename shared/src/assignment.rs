@@ -52,9 +52,13 @@ pub async fn on_change(
     }
     if let Some(message_id) = Ticket::reopened_now(old, new) {
         // A customer's follow-up reopened it: they get no hand-off, so out of hours they are
-        // told when the team is back, once per reopening message.
+        // told when the team is back, once per reopening message; and its agent, if it went
+        // back to them, is told it is back.
         let id = derived_id(message_id, "after_hours");
         after_hours(store, queue, rules, new, new.updated_at, id).await?;
+        if let Some(notice) = AgentNotice::reopened(new, message_id) {
+            jobs::send(queue, &OutboundMessage::Agent(notice)).await?;
+        }
     }
     if new.status.is_active() && old.is_none_or(|o| o.priority != new.priority) {
         update_ticket(store, &new.id, |t| Ok(t.stamp_sla(rules.sla()))).await?;

@@ -340,8 +340,9 @@ impl SupervisorNotice {
     }
 }
 
-/// The JSON posted to `AGENT_WEBHOOK_URL` when a ticket is given to an agent, for teams that
-/// forward it to Slack, WeCom or DingTalk.
+/// The JSON posted to `AGENT_WEBHOOK_URL` when a ticket is given to an agent
+/// (`ticket.assigned`), or comes back to them because its customer wrote again after it was
+/// resolved (`ticket.reopened`), for teams that forward it to Slack, WeCom or DingTalk.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentNotice {
     pub event: String,
@@ -356,6 +357,9 @@ pub struct AgentNotice {
     pub assigned_at: DateTime<Utc>,
     pub customer_id: String,
     pub channel: Channel,
+    /// For `ticket.reopened`: the customer's message that reopened it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reopened_by: Option<String>,
 }
 
 impl AgentNotice {
@@ -374,11 +378,25 @@ impl AgentNotice {
             assigned_at: ticket.assigned_at?,
             customer_id: ticket.customer_id.clone(),
             channel: ticket.channel,
+            reopened_by: None,
         })
     }
 
-    /// One id per assignment.
+    /// The notice to the ticket's agent that its customer reopened it with `message_id`
+    /// ([`super::Ticket::reopen_for_customer`]), if it still has its agent.
+    pub fn reopened(ticket: &super::Ticket, message_id: &str) -> Option<AgentNotice> {
+        Some(AgentNotice {
+            event: "ticket.reopened".into(),
+            reopened_by: Some(message_id.to_string()),
+            ..AgentNotice::assignment(ticket)?
+        })
+    }
+
+    /// One id per assignment, and per reopening message.
     pub fn id(&self) -> String {
+        if let Some(message_id) = &self.reopened_by {
+            return super::derived_id(&format!("{}/{message_id}", self.ticket_id), "reopened");
+        }
         super::derived_id(
             &format!(
                 "{}/{}/{}",
