@@ -118,6 +118,28 @@ def test_enter_while_an_input_method_composes_does_not_send(desk, page):
     assert sent == ["你好\n请稍等"], sent
 
 
+def test_the_message_that_reopened_a_resolved_ticket_is_marked(desk, page):
+    """The customer wrote again after their ticket was resolved: the ticket is open again,
+    and its conversation marks the message that brought it back."""
+    session, ticket_id = handed_off(desk)
+    _, _, headers = desk.api("GET", f"/tickets/{ticket_id}")
+    status, body, _ = desk.api("PATCH", f"/tickets/{ticket_id}", {"status": "resolved"}, headers={"If-Match": headers["ETag"]})
+    assert status == 200, body
+    desk.webchat_say(session, "还是没有解决，转人工")
+    desk.wait_for(
+        "the reopen",
+        lambda: desk.api("GET", f"/tickets/{ticket_id}")[1]["ticket"]["status"] == "open" or None,
+    )
+
+    sign_in(page, desk)
+    page.goto(f"{desk.base}/console/#/tickets/{ticket_id}")
+    expect(page.get_by_role("combobox", name="Status")).to_have_value("open")
+    conversation = page.get_by_role("list", name="Conversation")
+    marked = conversation.get_by_role("listitem").filter(has_text="reopened the resolved ticket")
+    expect(marked).to_have_count(1)
+    expect(marked).to_contain_text("还是没有解决，转人工")
+
+
 def test_a_reopen_beside_the_customers_active_ticket_says_where_to_go(desk, page):
     """The customer's ticket was resolved, and an agent then made a second one by hand:
     reopening the first says the customer has another active ticket and names it, rather than

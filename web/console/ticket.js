@@ -37,13 +37,16 @@ function answerFor(article, language) {
   return article.answer;
 }
 
-function Entry({ m }) {
+/** One entry of the conversation; `reopened` marks the customer's message that reopened the
+ * ticket, resolved, so the agent sees where the conversation came back. */
+function Entry({ m, reopened }) {
   const outbound = m.direction === 'outbound';
   return html`<li class=${'entry kind-' + m.kind + ' dir-' + m.direction}>
     <div class="entry-head">
       <span class="who">${t('kind.' + m.kind)}${m.author ? ' · ' + m.author : ''}</span>
       <time datetime=${m.created_at}>${when(m.created_at)}</time>
       ${m.kind === 'note' ? html`<span>${t('ticket.note_private')}</span>` : null}
+      ${reopened ? html`<span class="reopened">${t('ticket.reopened_here')}</span>` : null}
       ${outbound && m.status
         ? html`<span class=${'delivery delivery-' + m.status}>${t('delivery.' + m.status)}${m.error ? ': ' + m.error : ''}</span>`
         : null}
@@ -514,7 +517,7 @@ export function TicketView({ id, me, focusReply }) {
           : null}
         <ol class="conversation" aria-label=${t('ticket.conversation')} ref=${conversationRef} tabindex="0"
           onScroll=${(e) => { const b = e.currentTarget; atBottom.current = b.scrollHeight - b.scrollTop - b.clientHeight < 24; }}>
-          ${mergeMessages(earlier, recent).map((m) => html`<${Entry} key=${m.id} m=${m} />`)}
+          ${mergeMessages(earlier, recent).map((m) => html`<${Entry} key=${m.id} m=${m} reopened=${m.id === tk.reopened_by} />`)}
         </ol>
         <${Escalation} ticket=${tk} />
         <${ClosesAt} ticket=${tk} />
