@@ -146,6 +146,59 @@ fn handoffs_queued(w: &Wiring, message_id: &str) -> usize {
         .count()
 }
 
+/// Puts `message` on a ticket as a hand-off does ([`flow::open_ticket`]: general skill,
+/// normal priority, no suggestions), `active` being the customer's active ticket as seen.
+async fn hand_off(
+    store: &dyn Store,
+    queue: &dyn Queue,
+    customer: &domain::Customer,
+    message: &Message,
+    active: Option<Ticket>,
+) -> helpdesk_core::Result<Ticket> {
+    flow::open_ticket(
+        store,
+        queue,
+        customer,
+        message,
+        active,
+        domain::Skill::General,
+        domain::Priority::Normal,
+        Vec::new(),
+    )
+    .await
+}
+
+/// Six messages of `customer` (`text` and a number), stored, then handed off at once, each
+/// on its own task: the messages, and the ticket each was put on.
+async fn hand_offs_at_once(
+    w: &Wiring,
+    customer: &domain::Customer,
+    text: &str,
+) -> (Vec<Message>, Vec<Ticket>) {
+    let chat = &customer.identities[0].external_id;
+    let mut messages = Vec::new();
+    for i in 0..6 {
+        let m = Message::inbound(
+            &telegram_message(chat, &format!("{text} {i}")),
+            &customer.id,
+        );
+        w.store.append_message(&m).await.unwrap();
+        messages.push(m);
+    }
+    let mut tasks = Vec::new();
+    for m in messages.clone() {
+        let (store, queue, c) = (w.store.clone(), w.queue.clone(), customer.clone());
+        tasks.push(tokio::spawn(async move {
+            hand_off(store.as_ref(), queue.as_ref(), &c, &m, None).await
+        }));
+    }
+    let mut tickets = Vec::new();
+    for t in tasks {
+        tickets.push(t.await.unwrap().unwrap());
+    }
+    (messages, tickets)
+}
+
 /// A ticket of `customer_id` opened on Telegram by `text`, not yet stored.
 fn telegram_ticket(
     customer_id: &str,
@@ -274,35 +327,9 @@ both!(a_crash_after_the_ticket_is_made_still_sends_the_handoff);
 /// of several messages at once make one ticket, one hand-off, and every message on it.
 async fn hand_offs_at_once_make_one_ticket(w: Wiring) {
     let store = w.store.clone();
-    let chat = domain::new_id();
-    let c = customer(store.as_ref(), &chat).await;
-    let mut messages = Vec::new();
-    for i in 0..6 {
-        let m = Message::inbound(&telegram_message(&chat, &format!("问题 {i}")), &c.id);
-        store.append_message(&m).await.unwrap();
-        messages.push(m);
-    }
-    let mut tasks = Vec::new();
-    for m in messages.clone() {
-        let (store, queue, c) = (store.clone(), w.queue.clone(), c.clone());
-        tasks.push(tokio::spawn(async move {
-            flow::open_ticket(
-                store.as_ref(),
-                queue.as_ref(),
-                &c,
-                &m,
-                None,
-                domain::Skill::General,
-                domain::Priority::Normal,
-                Vec::new(),
-            )
-            .await
-        }));
-    }
-    let mut ids = Vec::new();
-    for t in tasks {
-        ids.push(t.await.unwrap().unwrap().id);
-    }
+    let c = customer(store.as_ref(), &domain::new_id()).await;
+    let (messages, tickets) = hand_offs_at_once(&w, &c, "问题").await;
+    let mut ids: Vec<String> = tickets.into_iter().map(|t| t.id).collect();
     ids.dedup();
     assert_eq!(ids.len(), 1, "{}: one ticket, not {ids:?}", w.name);
     let page = store
@@ -338,18 +365,9 @@ async fn a_follow_up_never_joins_a_ticket_that_ended_meanwhile(w: Wiring) {
     let c = customer(store, &chat).await;
     let first = Message::inbound(&telegram_message(&chat, "我的订单没到"), &c.id);
     store.append_message(&first).await.unwrap();
-    let old = flow::open_ticket(
-        store,
-        w.queue.as_ref(),
-        &c,
-        &first,
-        None,
-        domain::Skill::General,
-        domain::Priority::Normal,
-        Vec::new(),
-    )
-    .await
-    .unwrap();
+    let old = hand_off(store, w.queue.as_ref(), &c, &first, None)
+        .await
+        .unwrap();
     let seen = store.active_ticket_for(&c.id).await.unwrap().unwrap();
     let (closed, _) = flow::update_ticket(store, &old.id, |t| {
         set_status(t, TicketStatus::Closed)?;
@@ -360,18 +378,9 @@ async fn a_follow_up_never_joins_a_ticket_that_ended_meanwhile(w: Wiring) {
 
     let follow_up = Message::inbound(&telegram_message(&chat, "谢谢，还有一个问题"), &c.id);
     store.append_message(&follow_up).await.unwrap();
-    let new = flow::open_ticket(
-        store,
-        w.queue.as_ref(),
-        &c,
-        &follow_up,
-        Some(seen),
-        domain::Skill::General,
-        domain::Priority::Normal,
-        Vec::new(),
-    )
-    .await
-    .unwrap();
+    let new = hand_off(store, w.queue.as_ref(), &c, &follow_up, Some(seen))
+        .await
+        .unwrap();
     assert_ne!(new.id, old.id, "{}", w.name);
     assert_eq!(new.opened_by.as_deref(), Some(follow_up.id.as_str()));
     assert_eq!(handoffs_queued(&w, &follow_up.id), 1, "{}", w.name);
@@ -485,32 +494,8 @@ both!(a_follow_up_reopens_its_resolved_ticket);
 async fn follow_ups_at_once_reopen_one_ticket(w: Wiring) {
     let store = w.store.clone();
     let (c, resolved, _) = a_resolved_ticket(&w, "我要投诉，转人工").await;
-    let chat = c.identities[0].external_id.clone();
-    let mut messages = Vec::new();
-    for i in 0..6 {
-        let m = Message::inbound(&telegram_message(&chat, &format!("还有问题 {i}")), &c.id);
-        store.append_message(&m).await.unwrap();
-        messages.push(m);
-    }
-    let mut tasks = Vec::new();
-    for m in messages.clone() {
-        let (store, queue, c) = (store.clone(), w.queue.clone(), c.clone());
-        tasks.push(tokio::spawn(async move {
-            flow::open_ticket(
-                store.as_ref(),
-                queue.as_ref(),
-                &c,
-                &m,
-                None,
-                domain::Skill::General,
-                domain::Priority::Normal,
-                Vec::new(),
-            )
-            .await
-        }));
-    }
-    for t in tasks {
-        let on = t.await.unwrap().unwrap();
+    let (messages, tickets) = hand_offs_at_once(&w, &c, "还有问题").await;
+    for on in tickets {
         assert_eq!(on.id, resolved.id, "{}", w.name);
     }
     for m in &messages {
@@ -534,18 +519,9 @@ async fn follow_up_on(
     let inbound = InboundMessage::text(channel, "someone".into(), text.into(), domain::now());
     let m = Message::inbound(&inbound, &c.id);
     w.store.append_message(&m).await.unwrap();
-    let on = flow::open_ticket(
-        w.store.as_ref(),
-        w.queue.as_ref(),
-        c,
-        &m,
-        None,
-        domain::Skill::General,
-        domain::Priority::Normal,
-        Vec::new(),
-    )
-    .await
-    .unwrap();
+    let on = hand_off(w.store.as_ref(), w.queue.as_ref(), c, &m, None)
+        .await
+        .unwrap();
     (on, m)
 }
 
@@ -666,18 +642,9 @@ async fn a_follow_up_reopens_only_the_ticket_its_conversation_is_on(w: Wiring) {
         domain::now(),
     );
     store.create_ticket(&opened).await.unwrap();
-    let on = flow::open_ticket(
-        store,
-        w.queue.as_ref(),
-        &c,
-        &first,
-        None,
-        domain::Skill::General,
-        domain::Priority::Normal,
-        Vec::new(),
-    )
-    .await
-    .unwrap();
+    let on = hand_off(store, w.queue.as_ref(), &c, &first, None)
+        .await
+        .unwrap();
     assert_eq!(on.id, opened.id, "{}", w.name);
     let left = store.get_ticket(&opened.id).await.unwrap().unwrap();
     assert_eq!(
@@ -1349,18 +1316,9 @@ async fn opens_ticket(
     let chat = &customer.identities[0].external_id;
     let message = Message::inbound(&telegram_message(chat, text), &customer.id);
     store.append_message(&message).await.unwrap();
-    flow::open_ticket(
-        store,
-        queue,
-        customer,
-        &message,
-        None,
-        domain::Skill::General,
-        domain::Priority::Normal,
-        Vec::new(),
-    )
-    .await
-    .unwrap()
+    hand_off(store, queue, customer, &message, None)
+        .await
+        .unwrap()
 }
 
 /// A customer's message as the router stores it for auto-reply, and its job.

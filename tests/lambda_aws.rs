@@ -906,18 +906,8 @@ async fn redelivered_auto_reply_batches_make_one_ticket_and_report_only_the_fail
         .await
         .unwrap()
         .expect("a ticket");
-    let page = store
-        .list_tickets(
-            &helpdesk_core::domain::TicketFilter {
-                customer_id: Some(customer.clone()),
-                ..Default::default()
-            },
-            10,
-            None,
-        )
-        .await
-        .unwrap();
-    assert_eq!(page.items.len(), 1, "one ticket: {:?}", page.items);
+    let theirs = tickets_of(&store, &customer).await;
+    assert_eq!(theirs.len(), 1, "one ticket: {theirs:?}");
     let on_ticket = store.ticket_messages(&ticket.id).await.unwrap();
     let count = |kind: MessageKind| on_ticket.iter().filter(|m| m.kind == kind).count();
     assert_eq!(count(MessageKind::Text), 2, "{on_ticket:?}");
@@ -1011,22 +1001,27 @@ async fn a_follow_up_reopens_the_resolved_ticket_through_either_function_with_it
             "round {round}: {on_ticket:?}"
         );
     }
-    let page = store
-        .list_tickets(
-            &helpdesk_core::domain::TicketFilter {
-                customer_id: Some(customer.clone()),
-                ..Default::default()
-            },
-            10,
-            None,
-        )
-        .await
-        .unwrap();
-    assert_eq!(page.items.len(), 1, "one ticket: {:?}", page.items);
+    let theirs = tickets_of(&store, &customer).await;
+    assert_eq!(theirs.len(), 1, "one ticket: {theirs:?}");
     intake.stop().await;
     router.stop().await;
     auto_reply.stop().await;
     tickets.stop().await;
+}
+
+/// The customer's tickets (at most 10), newest first.
+async fn tickets_of(
+    store: &helpdesk_core::aws::DynamoStore,
+    customer: &str,
+) -> Vec<helpdesk_core::domain::Ticket> {
+    let theirs = helpdesk_core::domain::TicketFilter {
+        customer_id: Some(customer.to_string()),
+        ..Default::default()
+    };
+    helpdesk_core::ports::TicketStore::list_tickets(store, &theirs, 10, None)
+        .await
+        .unwrap()
+        .items
 }
 
 /// A ticket made by a customer's hand-off words, through intake and the router.
