@@ -66,11 +66,20 @@ pub async fn dynamodb_config() -> aws_config::SdkConfig {
 }
 
 /// A loopback proxy to `upstream` that forwards one request at a time.
+///
+/// Each request goes on a connection of its own (no pool): a kept-alive connection the
+/// emulator's server has closed fails the next request sent on it, which the proxy can only
+/// answer 502, and under a burst of those (a loaded machine) the SDK's retry quota runs out.
+/// A connection the emulator refuses (nothing was sent) is tried again; whatever else fails
+/// is answered 502 with its reason.
 async fn one_at_a_time(upstream: String) -> String {
     use axum::body::Bytes;
     use axum::http::{HeaderMap, Method, StatusCode, Uri};
     let lock = Arc::new(tokio::sync::Mutex::new(()));
-    let http = reqwest::Client::new();
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
     let app = axum::Router::new().fallback(
         move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
             let (lock, http, upstream) = (lock.clone(), http.clone(), upstream.clone());
@@ -83,7 +92,19 @@ async fn one_at_a_time(upstream: String) -> String {
                         req = req.header(k, v);
                     }
                 }
-                match req.body(body).send().await {
+                let req = req.body(body);
+                let mut sent = req.try_clone().expect("a body of bytes").send().await;
+                for attempt in 1..=3 {
+                    match &sent {
+                        Err(e) if e.is_connect() => {
+                            tokio::time::sleep(std::time::Duration::from_millis(50 * attempt))
+                                .await;
+                            sent = req.try_clone().expect("a body of bytes").send().await;
+                        }
+                        _ => break,
+                    }
+                }
+                match sent {
                     Ok(r) => {
                         let status = StatusCode::from_u16(r.status().as_u16())
                             .unwrap_or(StatusCode::BAD_GATEWAY);
@@ -95,7 +116,11 @@ async fn one_at_a_time(upstream: String) -> String {
                         }
                         (status, out, r.bytes().await.unwrap_or_default())
                     }
-                    Err(_) => (StatusCode::BAD_GATEWAY, HeaderMap::new(), Bytes::new()),
+                    Err(e) => (
+                        StatusCode::BAD_GATEWAY,
+                        HeaderMap::new(),
+                        Bytes::from(format!("the emulator did not answer: {e}")),
+                    ),
                 }
             }
         },
