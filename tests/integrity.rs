@@ -526,8 +526,8 @@ async fn follow_up_on(
 }
 
 /// A reopened ticket goes back to its agent only if they take work now: set away (or no
-/// longer configured, which sets them away), the ticket is reopened with nobody on it, for
-/// the assignment to give it to someone who can. The conversation goes on where the
+/// longer configured, which sets them away), or a name with no profile, the ticket is
+/// reopened with nobody on it, for the assignment to give it to someone who can. The conversation goes on where the
 /// customer wrote: a follow-up on another channel (a customer merged across channels)
 /// moves the ticket there, so the agent's reply reaches them.
 async fn a_reopen_goes_to_an_available_agent_on_the_channel_the_customer_wrote_on(w: Wiring) {
@@ -583,6 +583,17 @@ async fn a_reopen_goes_to_an_available_agent_on_the_channel_the_customer_wrote_o
         w.name
     );
     assert_eq!(stored.reopened_by.as_deref(), Some(m.id.as_str()));
+
+    // A name with no profile (a mistyped assignee) takes no work either.
+    resolve_for("amyy").await;
+    follow_up_on(&w, &c, Channel::Telegram, "有人吗").await;
+    let stored = store.get_ticket(&resolved.id).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.status, stored.assignee),
+        (TicketStatus::Open, None),
+        "{}: nobody is amyy",
+        w.name
+    );
 }
 both!(a_reopen_goes_to_an_available_agent_on_the_channel_the_customer_wrote_on);
 

@@ -255,7 +255,11 @@ async fn reopen_resolved(
         ..TicketFilter::default()
     };
     let newest = store.list_tickets(&theirs, NEWEST_TICKETS, None).await?;
-    let Some(found) = newest.items.into_iter().find(|t| t.merged_into.is_none()) else {
+    let Some(listed) = newest.items.into_iter().find(|t| t.merged_into.is_none()) else {
+        return Ok(None);
+    };
+    // The list may lag (DynamoDB's index); what is decided below reads the ticket itself.
+    let Some(found) = store.get_ticket(&listed.id).await? else {
         return Ok(None);
     };
     if found.opened_by.as_deref() == Some(message.id.as_str())
@@ -264,9 +268,11 @@ async fn reopen_resolved(
         finish_opening(store, queue, customer, &found, message).await?;
         return Ok(Some(found));
     }
-    // Back to its agent only if they take work now; else to whoever can.
+    // Back to its agent only if they take work now (a name with no profile takes none);
+    // else to whoever can. Past their capacity too, as a person's assignment may go: the
+    // customer gets the agent who knows the case.
     let agent_available = match found.assignee.as_deref() {
-        Some(agent) => store.get_agent(agent).await?.is_none_or(|p| p.available),
+        Some(agent) => store.get_agent(agent).await?.is_some_and(|p| p.available),
         None => true,
     };
     let (ticket, reopened) = update_ticket(store, &found.id, |t| {

@@ -120,7 +120,8 @@ def test_enter_while_an_input_method_composes_does_not_send(desk, page):
 
 def test_the_message_that_reopened_a_resolved_ticket_is_marked(desk, page):
     """The customer wrote again after their ticket was resolved: the ticket is open again,
-    and its conversation marks the message that brought it back."""
+    its row in the inbox says the customer reopened it, and its conversation marks the
+    message that brought it back."""
     session, ticket_id = handed_off(desk)
     _, _, headers = desk.api("GET", f"/tickets/{ticket_id}")
     status, body, _ = desk.api("PATCH", f"/tickets/{ticket_id}", {"status": "resolved"}, headers={"If-Match": headers["ETag"]})
@@ -132,7 +133,12 @@ def test_the_message_that_reopened_a_resolved_ticket_is_marked(desk, page):
     )
 
     sign_in(page, desk)
-    page.goto(f"{desk.base}/console/#/tickets/{ticket_id}")
+    # The inbox's row says so: its date is when the ticket was made, days ago maybe.
+    rows = page.get_by_role("list", name="Ticket list").get_by_role("link")
+    row = rows.filter(has_text="Reopened by the customer")
+    expect(row).to_have_count(1)
+    row.click()
+    expect(page).to_have_url(re.compile(f"#/tickets/{ticket_id}$"))
     expect(page.get_by_role("combobox", name="Status")).to_have_value("open")
     conversation = page.get_by_role("list", name="Conversation")
     marked = conversation.get_by_role("listitem").filter(has_text="reopened the resolved ticket")

@@ -114,7 +114,14 @@ async fn one_at_a_time(upstream: String) -> String {
                                 out.insert(k.clone(), v.clone());
                             }
                         }
-                        (status, out, r.bytes().await.unwrap_or_default())
+                        match r.bytes().await {
+                            Ok(body) => (status, out, body),
+                            Err(e) => (
+                                StatusCode::BAD_GATEWAY,
+                                HeaderMap::new(),
+                                Bytes::from(format!("the emulator's answer broke off: {e}")),
+                            ),
+                        }
                     }
                     Err(e) => (
                         StatusCode::BAD_GATEWAY,

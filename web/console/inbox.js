@@ -342,6 +342,9 @@ export function Inbox({ me }) {
           <span class="subject">${tk.subject}</span>
           <span class="meta">
             <span class=${'pill status-' + tk.status}>${t('status.' + tk.status)}</span>
+            ${tk.reopened_by && tk.status !== 'resolved' && tk.status !== 'closed'
+              ? html`<span class="pill reopened">${t('inbox.reopened')}</span>`
+              : null}
             <${SlaShort} ticket=${tk} />
             ${t('channel.' + tk.channel)} · ${t('skill.' + tk.skill)} · <${AssigneeShort} ticket=${tk} /> · <time datetime=${tk.created_at}>${when(tk.created_at)}</time> · <${TicketRef} id=${tk.id} />
           </span>

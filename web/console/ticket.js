@@ -37,8 +37,9 @@ function answerFor(article, language) {
   return article.answer;
 }
 
-/** One entry of the conversation; `reopened` marks the customer's message that reopened the
- * ticket, resolved, so the agent sees where the conversation came back. */
+/** One entry of the conversation; `reopened` marks the customer's message that last
+ * reopened the ticket, resolved (the ticket keeps that one), so the agent sees where the
+ * conversation came back. */
 function Entry({ m, reopened }) {
   const outbound = m.direction === 'outbound';
   return html`<li class=${'entry kind-' + m.kind + ' dir-' + m.direction}>
