@@ -385,10 +385,9 @@ pub const OUTCOME_TTL_SECS: i64 = 14 * 24 * 3600;
 
 /// What becomes of a customer's message that auto-reply decides on: an answer from the
 /// knowledge base, or a ticket (the customer's active one, else their resolved one reopened,
-/// else a new one). One message has
-/// one outcome, whatever runs of its job overlap: the first run to claim one
-/// ([`claim_outcome`]) decides, and every run, the first one too, carries out that one
-/// ([`carry_out`]), each step a no-op once done.
+/// else a new one). One message has one outcome, whatever runs of its job overlap: the first
+/// run to claim one ([`claim_outcome`]) decides, and every run, the first one too, carries
+/// out that one ([`carry_out`]), each step a no-op once done.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
@@ -456,7 +455,8 @@ pub async fn claim_outcome(
 /// Carries out `outcome` for `message` of `customer`: sends the answer (under an id
 /// derived from the message's, so dispatch sends it once), or puts the message on a ticket
 /// ([`open_ticket`], which joins the active ticket, reopens a resolved one, or finishes
-/// opening the one this message opened). Safe to run again, from any point a run was cut short.
+/// opening the one this message opened). Safe to run again, from any point a run was cut
+/// short.
 pub async fn carry_out(
     store: &dyn Store,
     queue: &dyn Queue,
