@@ -86,15 +86,9 @@ impl Config {
 }
 
 /// The console's settings: its sign-in (`HELPDESK_CONSOLE_OIDC_*`, through `var`) and the
-/// core's limits on an article, which its editor shows before it sends one.
+/// core's limits on an article ([`tickets::console_config`], as on AWS).
 fn console(var: impl Fn(&str) -> Option<String>) -> Result<helpdesk_web::ConsoleConfig> {
-    use helpdesk_core::knowledge::{ANSWER_MAX_CHARS, MAX_QUESTIONS, TEXT_MAX_CHARS};
-    let limits = helpdesk_web::ArticleLimits {
-        questions: MAX_QUESTIONS,
-        text_chars: TEXT_MAX_CHARS,
-        answer_chars: ANSWER_MAX_CHARS,
-    };
-    helpdesk_web::ConsoleConfig::from_vars(limits, var).map_err(|e| anyhow!(e))
+    tickets::console_config(var).map_err(|e| anyhow!(e))
 }
 
 #[cfg(test)]

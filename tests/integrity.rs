@@ -508,9 +508,10 @@ async fn follow_ups_at_once_reopen_one_ticket(w: Wiring) {
 }
 both!(follow_ups_at_once_reopen_one_ticket);
 
-/// Puts the follow-up `text` of customer `c` on `channel` through [`flow::open_ticket`], as a
-/// hand-off does; returns the ticket and the stored message.
-async fn follow_up_on(
+/// Another message of customer `c` on `channel`, stored and put on a ticket as a hand-off
+/// does ([`hand_off`]: it joins their active ticket, reopens a resolved one, or opens one);
+/// returns the ticket and the stored message.
+async fn hand_off_text(
     w: &Wiring,
     c: &domain::Customer,
     channel: Channel,
@@ -560,7 +561,7 @@ async fn a_reopen_goes_to_an_available_agent_on_the_channel_the_customer_wrote_o
     store.put_agent(&amy).await.unwrap();
     resolve_for("amy").await;
 
-    let (t, m) = follow_up_on(&w, &c, Channel::Webchat, "我换了网页聊天").await;
+    let (t, m) = hand_off_text(&w, &c, Channel::Webchat, "我换了网页聊天").await;
     assert_eq!(t.id, resolved.id, "{}", w.name);
     assert_eq!(
         (t.status, t.assignee.as_deref(), t.channel),
@@ -573,7 +574,7 @@ async fn a_reopen_goes_to_an_available_agent_on_the_channel_the_customer_wrote_o
     amy.available = false;
     store.put_agent(&amy).await.unwrap();
     resolve_for("amy").await;
-    let (t, m) = follow_up_on(&w, &c, Channel::Telegram, "周末还在吗").await;
+    let (t, m) = hand_off_text(&w, &c, Channel::Telegram, "周末还在吗").await;
     let stored = store.get_ticket(&resolved.id).await.unwrap().unwrap();
     assert_eq!(t.id, resolved.id, "{}", w.name);
     assert_eq!(
@@ -586,7 +587,7 @@ async fn a_reopen_goes_to_an_available_agent_on_the_channel_the_customer_wrote_o
 
     // A name with no profile (a mistyped assignee) takes no work either.
     resolve_for("amyy").await;
-    follow_up_on(&w, &c, Channel::Telegram, "有人吗").await;
+    hand_off_text(&w, &c, Channel::Telegram, "有人吗").await;
     let stored = store.get_ticket(&resolved.id).await.unwrap().unwrap();
     assert_eq!(
         (stored.status, stored.assignee),
@@ -615,7 +616,7 @@ async fn a_follow_up_reopens_only_the_ticket_its_conversation_is_on(w: Wiring) {
     );
     folded.fold_into(&kept, &c.id, domain::now()).unwrap();
     store.create_ticket(&folded).await.unwrap();
-    let (t, m) = follow_up_on(&w, &c, Channel::Telegram, "投诉：还是不行").await;
+    let (t, m) = hand_off_text(&w, &c, Channel::Telegram, "投诉：还是不行").await;
     assert_eq!(t.id, kept.id, "{}", w.name);
     assert_eq!(handoffs_queued(&w, &m.id), 0, "{}", w.name);
 
@@ -627,7 +628,7 @@ async fn a_follow_up_reopens_only_the_ticket_its_conversation_is_on(w: Wiring) {
     })
     .await
     .unwrap();
-    let (t, m) = follow_up_on(&w, &c, Channel::Telegram, "投诉：一年后又坏了").await;
+    let (t, m) = hand_off_text(&w, &c, Channel::Telegram, "投诉：一年后又坏了").await;
     assert_ne!(t.id, resolved.id, "{}", w.name);
     assert_eq!(t.opened_by.as_deref(), Some(m.id.as_str()));
     assert_eq!(handoffs_queued(&w, &m.id), 1, "{}", w.name);
@@ -1316,22 +1317,6 @@ async fn auto_reply_on(w: &Wiring) -> (fake_opensearch::FakeOpenSearch, Arc<auto
     (fake, deps)
 }
 
-/// Another message of `customer`, stored, that opens a ticket (or joins their active one),
-/// as "I want a person" does through the router.
-async fn opens_ticket(
-    store: &dyn Store,
-    queue: &dyn Queue,
-    customer: &domain::Customer,
-    text: &str,
-) -> domain::Ticket {
-    let chat = &customer.identities[0].external_id;
-    let message = Message::inbound(&telegram_message(chat, text), &customer.id);
-    store.append_message(&message).await.unwrap();
-    hand_off(store, queue, customer, &message, None)
-        .await
-        .unwrap()
-}
-
 /// A customer's message as the router stores it for auto-reply, and its job.
 async fn auto_reply_job(
     store: &dyn Store,
@@ -1412,7 +1397,9 @@ async fn two_runs_of_one_auto_reply_job_give_its_message_one_outcome(w: Wiring) 
     hold.arrived().await;
     // Another message of the customer opens a ticket meanwhile (the router sends "I want a
     // person" straight to an agent).
-    let ticket = opens_ticket(store.as_ref(), w.queue.as_ref(), &c, "我要人工客服").await;
+    let ticket = hand_off_text(&w, &c, Channel::Telegram, "我要人工客服")
+        .await
+        .0;
     auto_reply::handle(&deps, job.clone()).await.unwrap();
     fake.domain.lock().unwrap().hold = None;
     hold.release_all();
@@ -1470,7 +1457,7 @@ async fn two_runs_of_one_auto_reply_job_give_its_message_one_outcome(w: Wiring) 
         "{}: answered",
         w.name
     );
-    opens_ticket(store.as_ref(), w.queue.as_ref(), &c, "还是要人工").await;
+    hand_off_text(&w, &c, Channel::Telegram, "还是要人工").await;
     auto_reply::handle(&deps, job).await.unwrap();
     let stored = store.get_message(&answered.id).await.unwrap().unwrap();
     assert_eq!(
@@ -1541,7 +1528,9 @@ async fn jobs_of_a_customer_merged_away_follow_the_merge(w: Wiring) {
 
     // A message still queued under the merged id: stored on the customer that stays, and
     // on that customer's ticket.
-    let ticket = opens_ticket(store.as_ref(), w.queue.as_ref(), &into, "订单的问题").await;
+    let ticket = hand_off_text(&w, &into, Channel::Telegram, "订单的问题")
+        .await
+        .0;
     let mut late = telegram_message(&from.identities[0].external_id, "我要人工客服");
     late.customer_id = Some(from.id.clone());
     router::handle(&router_deps, late.clone()).await.unwrap();
@@ -1585,7 +1574,7 @@ async fn a_redelivery_finishes_the_outcome_a_crashed_run_claimed(w: Wiring) {
     )
     .await
     .unwrap();
-    opens_ticket(store.as_ref(), w.queue.as_ref(), &c, "我要人工客服").await;
+    hand_off_text(&w, &c, Channel::Telegram, "我要人工客服").await;
     auto_reply::handle(&deps, job).await.unwrap();
     let reply = store
         .get_message(&derived_id(&message.id, "auto_reply"))

@@ -661,15 +661,11 @@ fn a_change_to_the_console_client_sets_its_callback_again() {
         .filter(|l| !l.trim_start().starts_with('#'))
         .map(str::to_string)
         .collect();
-    let digest = hex(&Sha256::digest(client.join("\n").as_bytes()))[..16].to_string();
+    let digest = hex::encode(Sha256::digest(client.join("\n").as_bytes()))[..16].to_string();
     assert_eq!(
         t.resource("ConsoleCallback").prop("ClientSettings"),
         Some(format!("\"{digest}\"")),
         "ConsoleClient changed: set ConsoleCallback's ClientSettings to \"{digest}\", so that \
          an update of the client is followed by its callback URL set again"
     );
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

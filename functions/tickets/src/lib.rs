@@ -50,3 +50,18 @@ pub fn router(deps: Arc<Deps>) -> axum::Router {
         ))
         .with_state(deps)
 }
+
+/// The console's settings, for both wirings (`helpdesk serve` and this function): its
+/// sign-in, read through `var` ([`helpdesk_web::ConsoleConfig::from_vars`]), and the core's
+/// limits on an article, which its editor shows before it sends one.
+pub fn console_config(
+    var: impl Fn(&str) -> Option<String>,
+) -> Result<helpdesk_web::ConsoleConfig, String> {
+    use helpdesk_core::knowledge::{ANSWER_MAX_CHARS, MAX_QUESTIONS, TEXT_MAX_CHARS};
+    let limits = helpdesk_web::ArticleLimits {
+        questions: MAX_QUESTIONS,
+        text_chars: TEXT_MAX_CHARS,
+        answer_chars: ANSWER_MAX_CHARS,
+    };
+    helpdesk_web::ConsoleConfig::from_vars(limits, var)
+}

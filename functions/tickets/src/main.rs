@@ -68,14 +68,8 @@ async fn main() -> Result<(), lambda_http::Error> {
         zone: rules.hours().zone(),
     });
     // The console's pages are public; they sign in (Cognito's hosted UI with PKCE) before
-    // they call the agent routes, which the JWT authorizer guards. Its article editor shows
-    // the core's limits on an article before it sends one.
-    let limits = helpdesk_web::ArticleLimits {
-        questions: helpdesk_core::knowledge::MAX_QUESTIONS,
-        text_chars: helpdesk_core::knowledge::TEXT_MAX_CHARS,
-        answer_chars: helpdesk_core::knowledge::ANSWER_MAX_CHARS,
-    };
-    let console = helpdesk_web::ConsoleConfig::from_vars(limits, |k| std::env::var(k).ok())?;
+    // they call the agent routes, which the JWT authorizer guards.
+    let console = tickets::console_config(|k| std::env::var(k).ok())?;
     let app = helpdesk_core::http::answering_misses(
         tickets::router(tickets)
             .layer(axum::middleware::map_request(agent_from_authorizer))
