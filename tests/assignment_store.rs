@@ -1,6 +1,7 @@
 //! The assignment against both stores (SQLite, and DynamoDB on the local AWS emulator):
 //! capacity holds under a race, freed capacity takes the next waiting ticket in order, and
-//! the SLA check finds what is due through the store's index.
+//! the SLA check finds what is due (a first response, a next reply, a close) through the
+//! store's index.
 
 mod wirings;
 
@@ -368,6 +369,104 @@ async fn a_reopened_ticket_nobody_holds_is_assigned_at_once(w: Wiring) {
     );
 }
 
+/// A customer who writes again after an agent's reply waits for the next reply: the change
+/// feed stamps when it is due, the clock finds it through the store's index and records
+/// its breach once, and the agent's reply ends the wait and takes the due time off.
+async fn a_customer_waiting_for_a_next_reply_is_on_the_clock(w: Wiring) {
+    use helpdesk_core::flow;
+    use helpdesk_core::jobs::TicketChange;
+    let (store, queue) = (w.store.as_ref(), w.queue.as_ref());
+    let rules =
+        Rules::parse("[sla.high]\nnext_reply = \"1h\"\n[assignment]\nauto = false\n").unwrap();
+    let feed = |old: &Ticket, new: &Ticket| TicketChange {
+        old: Some(old.clone()),
+        new: new.clone(),
+    };
+    let t = ticket("退款还没到账", Skill::Billing, Priority::High);
+    store.create_ticket(&t).await.unwrap();
+    flow::agent_reply(
+        store,
+        queue,
+        &t,
+        "alice",
+        false,
+        "我们查一下".into(),
+        new_id(),
+    )
+    .await
+    .unwrap();
+    let answered = store.get_ticket(&t.id).await.unwrap().unwrap();
+    assert_eq!(answered.awaiting_reply_since, None, "{}", w.name);
+
+    let inbound = InboundMessage::text(Channel::Webchat, "v1".into(), "还是没到".into(), now());
+    let follow_up = Message::inbound(&inbound, &t.customer_id);
+    store.append_message(&follow_up).await.unwrap();
+    let joined = flow::join_ticket(store, &answered, &follow_up)
+        .await
+        .unwrap()
+        .expect("joined");
+    assert_eq!(joined.awaiting_reply_since, Some(follow_up.created_at));
+    assignment::on_change(store, queue, &rules, &feed(&answered, &joined))
+        .await
+        .unwrap();
+    let stamped = store.get_ticket(&t.id).await.unwrap().unwrap();
+    let due = follow_up.created_at + chrono::Duration::hours(1);
+    assert_eq!(
+        stamped.sla.as_ref().and_then(|s| s.next_reply_due),
+        Some(due),
+        "{}",
+        w.name
+    );
+    assert!(store.sla_due_tickets(now(), 10).await.unwrap().is_empty());
+
+    let late = due + chrono::Duration::seconds(1);
+    let found = store.sla_due_tickets(late, 10).await.unwrap();
+    assert_eq!(
+        found.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(),
+        vec![t.id.as_str()],
+        "{}",
+        w.name
+    );
+    let tick = assignment::tick(store, &rules, late).await.unwrap();
+    assert_eq!(tick.breached, 1, "{}", w.name);
+    let breached = store.get_ticket(&t.id).await.unwrap().unwrap();
+    let new = Ticket::new_breaches(Some(&stamped), &breached);
+    assert_eq!(new.len(), 1, "{}", w.name);
+    assert_eq!((new[0].target, new[0].due), (SlaTarget::NextReply, due));
+    let tick = assignment::tick(store, &rules, late).await.unwrap();
+    assert_eq!(tick.breached, 0, "{}: once a wait", w.name);
+
+    flow::agent_reply(
+        store,
+        queue,
+        &breached,
+        "alice",
+        false,
+        "已经退了".into(),
+        new_id(),
+    )
+    .await
+    .unwrap();
+    let replied = store.get_ticket(&t.id).await.unwrap().unwrap();
+    assert_eq!(replied.awaiting_reply_since, None, "{}", w.name);
+    assignment::on_change(store, queue, &rules, &feed(&breached, &replied))
+        .await
+        .unwrap();
+    let after = store.get_ticket(&t.id).await.unwrap().unwrap();
+    assert_eq!(
+        after.sla.as_ref().and_then(|s| s.next_reply_due),
+        None,
+        "{}",
+        w.name
+    );
+    assert_eq!(after.next_reply_waits().breached, 1);
+    assert!(store
+        .sla_due_tickets(late + chrono::Duration::days(30), 10)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
 /// The DynamoDB store on the emulator, reached one request at a time
 /// ([`wirings::dynamodb_config`]): the race between our requests (read the agents, choose,
 /// write) is untouched, only each request is whole.
@@ -407,6 +506,7 @@ both!(freed_capacity_takes_the_urgent_ticket_first);
 both!(the_clock_finds_due_targets_through_the_store);
 both!(a_resolved_ticket_closes_by_itself_when_its_time_comes);
 both!(a_reopened_ticket_nobody_holds_is_assigned_at_once);
+both!(a_customer_waiting_for_a_next_reply_is_on_the_clock);
 
 /// DynamoDB keeps each agent's held tickets as a set beside the tickets, and a write cut
 /// short between a ticket and that set (a close whose release of the slot failed) leaves a

@@ -390,7 +390,7 @@ async fn a_reopen_beside_another_active_ticket_is_refused(w: Wiring) {
     let pending = moved(&second, TicketStatus::Pending);
     s.update_ticket(&pending, second.version).await.unwrap();
     let mut replied = pending.clone();
-    replied.customer_replied(now());
+    replied.customer_replied(now(), now());
     s.update_ticket(&replied, pending.version).await.unwrap();
     assert_eq!(
         s.get_ticket(&second.id).await.unwrap().unwrap().status,

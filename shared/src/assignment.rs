@@ -60,7 +60,13 @@ pub async fn on_change(
             jobs::send(queue, &OutboundMessage::Agent(notice)).await?;
         }
     }
-    if new.status.is_active() && old.is_none_or(|o| o.priority != new.priority) {
+    // Due times follow the priority, and the customer's wait for a next reply (which began,
+    // or ended with a reply, a resolve or a close).
+    let restamp = old.is_none_or(|o| {
+        (new.status.is_active() && o.priority != new.priority)
+            || o.awaiting_reply_since != new.awaiting_reply_since
+    });
+    if restamp && (new.status.is_active() || new.sla.is_some()) {
         update_ticket(store, &new.id, |t| Ok(t.stamp_sla(rules.sla()))).await?;
     }
     if !rules.auto_assign() {

@@ -366,7 +366,7 @@ pub async fn join_ticket(
         if !t.status.is_active() {
             return Ok(false);
         }
-        t.customer_replied(domain::now());
+        t.customer_replied(message.created_at, domain::now());
         Ok(true)
     })
     .await?;

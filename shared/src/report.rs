@@ -326,6 +326,9 @@ pub struct PrioritySla {
     /// Tickets of this priority opened in the period with an SLA.
     pub tickets: u64,
     pub first_response: TargetOutcome,
+    /// Counted per wait of a customer for a next reply, not per ticket: a ticket may have
+    /// several.
+    pub next_reply: TargetOutcome,
     pub resolution: TargetOutcome,
     pub median_first_response_secs: Option<i64>,
 }
@@ -359,6 +362,7 @@ pub fn sla<'a>(
                         priority: t.priority,
                         tickets: 0,
                         first_response: TargetOutcome::default(),
+                        next_reply: TargetOutcome::default(),
                         resolution: TargetOutcome::default(),
                         median_first_response_secs: None,
                     },
@@ -392,6 +396,10 @@ pub fn sla<'a>(
                 outcome.pending += 1;
             }
         }
+        let waits = t.next_reply_waits();
+        row.next_reply.met += waits.met;
+        row.next_reply.breached += waits.breached;
+        row.next_reply.pending += waits.pending;
         if let Some(r) = t.first_response_at {
             responses.push((r - t.created_at).num_seconds().max(0));
         }
@@ -401,7 +409,11 @@ pub fn sla<'a>(
         .map(|(mut row, mut responses)| {
             responses.sort_unstable();
             row.median_first_response_secs = median(&responses);
-            for o in [&mut row.first_response, &mut row.resolution] {
+            for o in [
+                &mut row.first_response,
+                &mut row.next_reply,
+                &mut row.resolution,
+            ] {
                 let decided = o.met + o.breached;
                 o.attainment = (decided > 0).then(|| o.met as f64 / decided as f64);
             }

@@ -15,7 +15,7 @@ pub use message::{
     AgentNotice, Attachment, ButtonPress, DeliveryStatus, Direction, InboundMessage, Message,
     MessageKind, OutboundMessage, SupervisorNotice,
 };
-pub use sla::{Breach, Sla, SlaPolicies, SlaTarget};
+pub use sla::{Breach, Sla, SlaPolicies, SlaTarget, WaitTally};
 pub use ticket::{parse_ticket_ref, ticket_ref, MAX_KEY_BYTES, REF_LEN};
 pub use ticket::{
     Assignment, NewTicket, Priority, Skill, Suggestion, Survey, Ticket, TicketFilter, TicketPatch,

@@ -1,5 +1,5 @@
-//! Service-level targets: when a ticket's first response and its resolution are due, which
-//! targets passed unmet, and the policy per priority that sets them.
+//! Service-level targets: when a ticket's first response, its next reply and its resolution
+//! are due, which targets passed unmet, and the policy per priority that sets them.
 
 use super::hours::{parse_duration, BusinessHours};
 use super::{Priority, Ticket, TicketStatus};
@@ -13,13 +13,25 @@ use std::collections::BTreeMap;
 #[serde(rename_all = "snake_case")]
 pub enum SlaTarget {
     FirstResponse,
+    /// The agents' reply to a customer who wrote again after the first response: one wait
+    /// per unanswered turn of the customer ([`Ticket::awaiting_reply_since`]), as Zendesk's
+    /// "next reply time". Each wait may be breached once.
+    NextReply,
     Resolution,
 }
+
+/// The targets, in the order a ticket meets them.
+const TARGETS: [SlaTarget; 3] = [
+    SlaTarget::FirstResponse,
+    SlaTarget::NextReply,
+    SlaTarget::Resolution,
+];
 
 impl SlaTarget {
     pub fn as_str(self) -> &'static str {
         match self {
             SlaTarget::FirstResponse => "first_response",
+            SlaTarget::NextReply => "next_reply",
             SlaTarget::Resolution => "resolution",
         }
     }
@@ -44,9 +56,31 @@ pub struct Breach {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Sla {
     pub first_response_due: Option<DateTime<Utc>>,
+    /// When the agents' next reply is due, for the customer's wait that began at
+    /// `next_reply_since` (the ticket's `awaiting_reply_since` when it was stamped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_reply_due: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_reply_since: Option<DateTime<Utc>>,
+    /// How many of the customer's waits for a next reply had a target: what the report
+    /// counts the next-reply breaches against.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub next_reply_waits: u32,
     pub resolution_due: Option<DateTime<Utc>>,
     #[serde(default)]
     pub breaches: Vec<Breach>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// A ticket's waits for a next reply, by how they fared.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WaitTally {
+    pub met: u64,
+    pub breached: u64,
+    pub pending: u64,
 }
 
 /// One priority's targets, as `[sla.PRIORITY]` of the rules file writes them.
@@ -54,6 +88,7 @@ pub struct Sla {
 #[serde(deny_unknown_fields)]
 pub struct PolicySpec {
     pub first_response: Option<String>,
+    pub next_reply: Option<String>,
     pub resolution: Option<String>,
     #[serde(default)]
     pub escalate_on_breach: bool,
@@ -62,6 +97,7 @@ pub struct PolicySpec {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SlaPolicy {
     pub first_response: Option<Duration>,
+    pub next_reply: Option<Duration>,
     pub resolution: Option<Duration>,
     pub escalate_on_breach: bool,
 }
@@ -95,6 +131,7 @@ impl SlaPolicies {
                 *priority,
                 SlaPolicy {
                     first_response: duration(&spec.first_response)?,
+                    next_reply: duration(&spec.next_reply)?,
                     resolution: duration(&spec.resolution)?,
                     escalate_on_breach: spec.escalate_on_breach,
                 },
@@ -107,12 +144,22 @@ impl SlaPolicies {
         self.by_priority.get(&priority)
     }
 
-    /// The targets of a ticket created at `created_at` with `priority`, counted in business
-    /// hours; `None` when its priority has no policy.
-    pub fn due(&self, priority: Priority, created_at: DateTime<Utc>) -> Option<Sla> {
+    /// The targets of a ticket created at `created_at` with `priority`, and of the
+    /// customer's wait for a next reply that began at `awaiting` (if one did), counted in
+    /// business hours; `None` when its priority has no policy.
+    pub fn due(
+        &self,
+        priority: Priority,
+        created_at: DateTime<Utc>,
+        awaiting: Option<DateTime<Utc>>,
+    ) -> Option<Sla> {
         let policy = self.policy(priority)?;
+        let next_reply = awaiting.zip(policy.next_reply);
         Some(Sla {
             first_response_due: policy.first_response.map(|d| self.hours.add(created_at, d)),
+            next_reply_due: next_reply.map(|(since, d)| self.hours.add(since, d)),
+            next_reply_since: next_reply.map(|(since, _)| since),
+            next_reply_waits: 0,
             resolution_due: policy.resolution.map(|d| self.hours.add(created_at, d)),
             breaches: Vec::new(),
         })
@@ -121,17 +168,18 @@ impl SlaPolicies {
 
 impl Ticket {
     /// Sets the ticket's due times from the policy of its priority, keeping the breaches
-    /// already recorded. True when they changed: a new ticket, or a new priority.
+    /// already recorded. True when they changed: a new ticket, a new priority, or a wait
+    /// for the next reply that began or ended.
     pub fn stamp_sla(&mut self, policies: &SlaPolicies) -> bool {
-        let breaches = self
-            .sla
-            .as_ref()
-            .map(|s| s.breaches.clone())
-            .unwrap_or_default();
+        let old = self.sla.clone().unwrap_or_default();
         let mut sla = policies
-            .due(self.priority, self.created_at)
+            .due(self.priority, self.created_at, self.awaiting_reply_since)
             .unwrap_or_default();
-        sla.breaches = breaches;
+        sla.breaches = old.breaches;
+        sla.next_reply_waits = old.next_reply_waits;
+        if sla.next_reply_since.is_some() && sla.next_reply_since != old.next_reply_since {
+            sla.next_reply_waits += 1;
+        }
         let sla = (sla != Sla::default()).then_some(sla);
         if sla == self.sla {
             return false;
@@ -140,28 +188,47 @@ impl Ticket {
         true
     }
 
-    /// Whether `target` has been met.
+    /// Whether `target` has been met: for the next reply, whether the customer waits for
+    /// none now.
     pub fn sla_met(&self, target: SlaTarget) -> bool {
+        let ended = matches!(self.status, TicketStatus::Resolved | TicketStatus::Closed);
         match target {
             SlaTarget::FirstResponse => self.first_response_at.is_some(),
-            SlaTarget::Resolution => {
-                matches!(self.status, TicketStatus::Resolved | TicketStatus::Closed)
-            }
+            SlaTarget::NextReply => self.awaiting_reply_since.is_none() || ended,
+            SlaTarget::Resolution => ended,
         }
     }
 
+    /// Whether `target` was breached: for the next reply, the customer's current wait.
     fn breached(&self, target: SlaTarget) -> bool {
-        self.sla
-            .as_ref()
-            .is_some_and(|s| s.breaches.iter().any(|b| b.target == target))
+        let Some(sla) = &self.sla else { return false };
+        let due = self.target_due(target);
+        sla.breaches
+            .iter()
+            .any(|b| b.target == target && (target != SlaTarget::NextReply || Some(b.due) == due))
     }
 
+    /// When `target` is due; for the next reply, only once it is stamped for the customer's
+    /// current wait (the change feed stamps it soon after the wait begins).
     fn target_due(&self, target: SlaTarget) -> Option<DateTime<Utc>> {
         let sla = self.sla.as_ref()?;
         match target {
             SlaTarget::FirstResponse => sla.first_response_due,
+            SlaTarget::NextReply => sla
+                .next_reply_due
+                .filter(|_| sla.next_reply_since == self.awaiting_reply_since),
             SlaTarget::Resolution => sla.resolution_due,
         }
+    }
+
+    /// The targets still watched, with their due times: neither met nor breached, and not
+    /// the next reply while the ticket waits on the customer (pending).
+    fn watched(&self) -> impl Iterator<Item = (SlaTarget, DateTime<Utc>)> + '_ {
+        TARGETS
+            .into_iter()
+            .filter(|t| !self.sla_met(*t) && !self.breached(*t))
+            .filter(|t| *t != SlaTarget::NextReply || self.status != TicketStatus::Pending)
+            .filter_map(|t| self.target_due(t).map(|d| (t, d)))
     }
 
     /// The earliest due time still to watch: of a target neither met nor breached, on a
@@ -174,11 +241,7 @@ impl Ticket {
         if !self.status.is_active() {
             return None;
         }
-        [SlaTarget::FirstResponse, SlaTarget::Resolution]
-            .into_iter()
-            .filter(|t| !self.sla_met(*t) && !self.breached(*t))
-            .filter_map(|t| self.target_due(t))
-            .min()
+        self.watched().map(|(_, due)| due).min()
     }
 
     /// Records each target that is due at `now` and unmet, once, and escalates the ticket
@@ -188,12 +251,7 @@ impl Ticket {
             return Vec::new();
         }
         let due: Vec<(SlaTarget, DateTime<Utc>)> =
-            [SlaTarget::FirstResponse, SlaTarget::Resolution]
-                .into_iter()
-                .filter(|t| !self.sla_met(*t) && !self.breached(*t))
-                .filter_map(|t| self.target_due(t).map(|d| (t, d)))
-                .filter(|(_, d)| *d <= now)
-                .collect();
+            self.watched().filter(|(_, d)| *d <= now).collect();
         if due.is_empty() {
             return Vec::new();
         }
@@ -217,12 +275,36 @@ impl Ticket {
         due.into_iter().map(|(t, _)| t).collect()
     }
 
+    /// How the customer's waits for a next reply that had a target fared: met, breached,
+    /// or the one going on (neither yet).
+    pub fn next_reply_waits(&self) -> WaitTally {
+        let Some(sla) = &self.sla else {
+            return WaitTally::default();
+        };
+        let target = SlaTarget::NextReply;
+        let breached = sla.breaches.iter().filter(|b| b.target == target).count() as u64;
+        let pending = u64::from(
+            self.target_due(target).is_some() && !self.sla_met(target) && !self.breached(target),
+        );
+        WaitTally {
+            met: u64::from(sla.next_reply_waits).saturating_sub(breached + pending),
+            breached,
+            pending,
+        }
+    }
+
     /// The breaches this change recorded: what notifies the supervisor, once per breach.
     pub fn new_breaches<'a>(old: Option<&Ticket>, new: &'a Ticket) -> Vec<&'a Breach> {
-        let before = |target: SlaTarget| old.is_some_and(|o| o.breached(target));
+        let before = |b: &Breach| {
+            old.and_then(|o| o.sla.as_ref()).is_some_and(|s| {
+                s.breaches
+                    .iter()
+                    .any(|o| o.target == b.target && o.due == b.due)
+            })
+        };
         new.sla
             .as_ref()
-            .map(|s| s.breaches.iter().filter(|b| !before(b.target)).collect())
+            .map(|s| s.breaches.iter().filter(|b| !before(b)).collect())
             .unwrap_or_default()
     }
 }
@@ -244,6 +326,7 @@ mod tests {
                 first_response: Some("30m".into()),
                 resolution: Some("4h".into()),
                 escalate_on_breach: escalate,
+                ..Default::default()
             },
         )]);
         SlaPolicies::from_specs(&specs, BusinessHours::Always).unwrap()
@@ -261,6 +344,110 @@ mod tests {
             },
             utc(at),
         )
+    }
+
+    fn with_next_reply() -> SlaPolicies {
+        let specs = BTreeMap::from([(
+            Priority::Urgent,
+            PolicySpec {
+                first_response: Some("30m".into()),
+                next_reply: Some("1h".into()),
+                resolution: Some("24h".into()),
+                escalate_on_breach: false,
+            },
+        )]);
+        SlaPolicies::from_specs(&specs, BusinessHours::Always).unwrap()
+    }
+
+    /// Stamps as the change feed does after each change.
+    fn stamped(t: &mut Ticket, p: &SlaPolicies) -> Option<DateTime<Utc>> {
+        t.stamp_sla(p);
+        t.sla.as_ref().and_then(|s| s.next_reply_due)
+    }
+
+    #[test]
+    fn each_wait_for_a_next_reply_has_its_own_target() {
+        let p = with_next_reply();
+        let at = |hm: &str| utc(&format!("2026-11-27T{hm}:00Z"));
+        let mut t = ticket(Priority::Urgent, "2026-11-27T02:00:00Z");
+        t.stamp_sla(&p);
+        // Before the first response, a follow-up is the first response's to meet.
+        t.customer_replied(at("02:05"), at("02:05"));
+        assert_eq!(t.awaiting_reply_since, None);
+        assert_eq!(stamped(&mut t, &p), None);
+        t.agent_replied(Some("alice"), at("02:10"));
+        // The wait runs from the first message no agent answered.
+        t.customer_replied(at("03:00"), at("03:00"));
+        t.customer_replied(at("03:20"), at("03:21"));
+        assert_eq!(t.awaiting_reply_since, Some(at("03:00")));
+        assert_eq!(stamped(&mut t, &p), Some(at("04:00")));
+        assert_eq!(t.next_sla_due(), Some(at("04:00")));
+        // Waiting on the customer (pending), the agents owe no reply.
+        let pending = TicketPatch {
+            status: Some(TicketStatus::Pending),
+            ..Default::default()
+        };
+        let mut paused = t.clone();
+        paused.apply(&pending, at("03:30")).unwrap();
+        assert_eq!(paused.next_sla_due(), Some(utc("2026-11-28T02:00:00Z")));
+        assert!(paused.check_sla(&p, at("04:30")).is_empty());
+        // Breached once for this wait.
+        let before = t.clone();
+        assert_eq!(t.check_sla(&p, at("04:01")), vec![SlaTarget::NextReply]);
+        assert!(t.check_sla(&p, at("04:02")).is_empty());
+        assert_eq!(Ticket::new_breaches(Some(&before), &t).len(), 1);
+        assert_eq!(t.next_sla_due(), Some(utc("2026-11-28T02:00:00Z")));
+        // A reply ends the wait; the next wait is met in time.
+        t.agent_replied(Some("alice"), at("04:30"));
+        assert_eq!(stamped(&mut t, &p), None);
+        t.customer_replied(at("05:00"), at("05:00"));
+        assert_eq!(stamped(&mut t, &p), Some(at("06:00")));
+        assert_eq!(
+            t.next_reply_waits(),
+            WaitTally {
+                met: 0,
+                breached: 1,
+                pending: 1
+            }
+        );
+        t.agent_replied(Some("alice"), at("05:30"));
+        stamped(&mut t, &p);
+        // A third wait can be breached again: a breach of its own, notified once.
+        t.customer_replied(at("06:00"), at("06:00"));
+        assert_eq!(stamped(&mut t, &p), Some(at("07:00")));
+        let before = t.clone();
+        assert_eq!(t.check_sla(&p, at("07:00")), vec![SlaTarget::NextReply]);
+        let new = Ticket::new_breaches(Some(&before), &t);
+        assert_eq!(new.len(), 1);
+        assert_eq!(new[0].due, at("07:00"));
+        assert_eq!(
+            t.next_reply_waits(),
+            WaitTally {
+                met: 1,
+                breached: 2,
+                pending: 0
+            }
+        );
+        // Resolved, the ticket owes no reply; a customer's reopen starts a wait at once.
+        let resolve = TicketPatch {
+            status: Some(TicketStatus::Resolved),
+            ..Default::default()
+        };
+        t.apply(&resolve, at("08:00")).unwrap();
+        assert_eq!(t.awaiting_reply_since, None);
+        assert_eq!(stamped(&mut t, &p), None);
+        t.closes_at = Some(utc("2026-12-01T08:00:00Z"));
+        let inbound = super::super::InboundMessage::text(
+            Channel::Webchat,
+            "v1".into(),
+            "还是不行".into(),
+            at("09:00"),
+        );
+        let follow_up = super::super::Message::inbound(&inbound, "c");
+        assert!(t.reopen_for_customer(&follow_up, true, at("09:00")));
+        assert_eq!(t.awaiting_reply_since, Some(at("09:00")));
+        assert_eq!(stamped(&mut t, &p), Some(at("10:00")));
+        assert_eq!(t.next_sla_due(), Some(at("10:00")));
     }
 
     #[test]

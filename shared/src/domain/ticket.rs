@@ -150,6 +150,11 @@ pub struct Ticket {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub first_response_at: Option<DateTime<Utc>>,
+    /// Since when the customer waits for the agents' next reply: their first message after
+    /// the first response that no agent has answered yet ([`Ticket::customer_replied`]).
+    /// What the next-reply SLA target counts from; none while nobody waits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub awaiting_reply_since: Option<DateTime<Utc>>,
     pub escalated_at: Option<DateTime<Utc>>,
     pub escalation_reason: Option<String>,
     /// Who escalated it, when an agent did: the supervisor's notice names them.
@@ -330,6 +335,7 @@ impl Ticket {
             created_at: now,
             updated_at: now,
             first_response_at: None,
+            awaiting_reply_since: None,
             escalated_at: None,
             escalation_reason: None,
             escalated_by: None,
@@ -412,6 +418,11 @@ impl Ticket {
                     TicketStatus::Closed => self.closed_at = Some(now),
                     TicketStatus::Open => self.closed_at = None,
                     _ => {}
+                }
+                // Resolved or closed, the ticket owes no next reply (as a solve fulfils
+                // Zendesk's "next reply time").
+                if !to.is_active() {
+                    self.awaiting_reply_since = None;
                 }
             }
         }
@@ -556,6 +567,7 @@ impl Ticket {
         self.closes_at = None;
         self.channel = message.channel;
         self.reopened_by = Some(message.id.clone());
+        self.await_reply(message.created_at.min(now));
         if !keep_agent {
             self.set_assignee(None, None, AssignmentReason::Manual, now);
         }
@@ -571,21 +583,32 @@ impl Ticket {
             .then_some(by)
     }
 
-    /// A customer wrote again: a ticket waiting on them is open once more.
-    pub fn customer_replied(&mut self, now: DateTime<Utc>) {
+    /// A customer wrote again (a message written `at`): a ticket waiting on them is open
+    /// once more, and, after the first response, they wait for the next reply.
+    pub fn customer_replied(&mut self, at: DateTime<Utc>, now: DateTime<Utc>) {
         if self.status == TicketStatus::Pending {
             self.status = TicketStatus::Open;
         }
+        self.await_reply(at.min(now));
         self.touch(now);
     }
 
-    /// Someone replied: the first reply sets `first_response_at`, and an unassigned ticket
-    /// becomes `taker`'s, the replying agent (none for an administrator, who takes no
-    /// tickets).
+    /// The customer waits for a next reply from `at`, unless they already wait (from their
+    /// first unanswered message) or the first response has not come (its own target).
+    fn await_reply(&mut self, at: DateTime<Utc>) {
+        if self.first_response_at.is_some() && self.awaiting_reply_since.is_none() {
+            self.awaiting_reply_since = Some(at);
+        }
+    }
+
+    /// Someone replied: the first reply sets `first_response_at`, any reply ends the
+    /// customer's wait for the next one, and an unassigned ticket becomes `taker`'s, the
+    /// replying agent (none for an administrator, who takes no tickets).
     pub fn agent_replied(&mut self, taker: Option<&str>, now: DateTime<Utc>) {
         if self.first_response_at.is_none() {
             self.first_response_at = Some(now);
         }
+        self.awaiting_reply_since = None;
         if let Some(agent) = taker.filter(|_| self.assignee.is_none()) {
             self.set_assignee(
                 Some(agent.to_string()),
@@ -619,6 +642,7 @@ impl Ticket {
         self.customer_id = customer_id.to_string();
         self.status = TicketStatus::Closed;
         self.closed_at = Some(now);
+        self.awaiting_reply_since = None;
         self.merged_into = Some(kept.id.clone());
         self.touch(now);
         Ok(())
@@ -823,7 +847,7 @@ mod tests {
         assert!(!Ticket::became_active(&open, &pending), "active before");
         assert!(!Ticket::became_active(&open, &resolved), "it ended");
         let mut replied = pending.clone();
-        replied.customer_replied(now);
+        replied.customer_replied(now, now);
         assert!(!Ticket::became_active(&pending, &replied));
         let closed = status(&resolved, TicketStatus::Closed);
         assert!(!Ticket::became_active(&resolved, &closed));
