@@ -387,7 +387,7 @@ mod tests {
     #[test]
     fn a_partial_file_takes_the_defaults_for_the_rest() {
         let r = Rules::parse(
-            "[business_hours]\ntimezone = \"Asia/Shanghai\"\ndays = [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\"]\nopen = \"09:00\"\nclose = \"18:00\"\nholidays = [\"2026-10-01\"]\n\n[sla.urgent]\nfirst_response = \"30m\"\nresolution = \"4h\"\nescalate_on_breach = true\n",
+            "[business_hours]\ntimezone = \"Asia/Shanghai\"\ndays = [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\"]\nopen = \"09:00\"\nclose = \"18:00\"\nholidays = [\"2026-10-01\"]\n\n[sla.urgent]\nfirst_response = \"30m\"\nnext_reply = \"2h\"\nresolution = \"4h\"\nescalate_on_breach = true\n",
         )
         .unwrap();
         // The classification is the built-in one.
@@ -397,6 +397,7 @@ mod tests {
         assert!(!r.hours().is_open("2026-11-28T02:00:00Z".parse().unwrap()));
         let urgent = r.sla().policy(Priority::Urgent).unwrap();
         assert_eq!(urgent.first_response, Some(chrono::Duration::minutes(30)));
+        assert_eq!(urgent.next_reply, Some(chrono::Duration::hours(2)));
         assert!(urgent.escalate_on_breach);
         assert!(r.sla().policy(Priority::High).is_none());
         assert!(r.auto_assign());

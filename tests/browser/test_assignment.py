@@ -148,6 +148,66 @@ def test_a_breached_ticket_shows_its_breach(assigning, page):
     screenshot(page, "console-sla")
 
 
+def test_a_customer_waiting_for_a_next_reply_is_on_the_clock(assigning, page):
+    """After the first response, the customer writes again: the ticket owes them a next
+    reply, due by the policy; missed, the inbox row and the ticket say so, and the agent's
+    reply ends the wait while the breach stays in the ticket's record."""
+    rules = "".join(
+        f'[sla.{p}]\nfirst_response = "1h"\nnext_reply = "4s"\nresolution = "1d"\n' for p in PRIORITIES
+    )
+    desk = assigning(rules)
+    session, ticket_id = handed_off(desk)
+    assert desk.wait_for("the assignment", lambda: ticket(desk, ticket_id)["assignee"]) == "alice"
+    status, body, _ = desk.api("POST", f"/tickets/{ticket_id}/replies", {"text": "您好，我们查一下物流。"}, token=ALICE)
+    assert status == 202, body
+    assert "awaiting_reply_since" not in ticket(desk, ticket_id)
+    desk.webchat_say(session, "还是没有收到，能快点吗？")
+    waiting = desk.wait_for("the wait", lambda: ticket(desk, ticket_id).get("awaiting_reply_since"))
+    due = desk.wait_for("its due time", lambda: sla_of(desk, ticket_id).get("next_reply_due"))
+    assert sla_of(desk, ticket_id)["next_reply_since"] == waiting
+
+    breaches = desk.wait_for("the breach", lambda: sla_of(desk, ticket_id).get("breaches"), timeout=20)
+    assert [(b["target"], b["due"]) for b in breaches] == [("next_reply", due)], breaches
+
+    sign_in(page, desk, ALICE)
+    row = page.get_by_role("list", name="Ticket list").get_by_role("link", name=re.compile("快递三天了还没到"))
+    expect(row).to_contain_text("⚠ SLA breached: Next reply")
+    row.click()
+    sla = page.get_by_role("region", name="Service level (SLA)")
+    targets = sla.get_by_role("list", name="Targets").get_by_role("listitem")
+    expect(targets).to_have_count(3)
+    expect(targets.nth(0)).to_contain_text("First response")
+    expect(targets.nth(0)).to_contain_text("✓ Met")
+    expect(targets.nth(1)).to_contain_text("Next reply")
+    expect(targets.nth(1)).to_contain_text("⚠ Breached")
+    expect(targets.nth(1).locator("time")).to_have_attribute("datetime", due)
+    expect(page.get_by_role("list", name="Breaches")).to_contain_text("Next reply target missed")
+
+    # The agent answers: the wait ends, the target goes from the list, the record stays.
+    page.get_by_role("textbox", name="Reply").fill("已经加急处理了，今天送到。")
+    page.get_by_role("button", name="Send").click()
+    expect(targets).to_have_count(2)
+    expect(sla.get_by_role("list", name="Targets")).not_to_contain_text("Next reply")
+    expect(page.get_by_role("list", name="Breaches")).to_contain_text("Next reply target missed")
+    desk.wait_for("the due time taken off", lambda: "next_reply_due" not in sla_of(desk, ticket_id))
+    status, report, _ = desk.api("GET", "/reports/sla")
+    assert status == 200, report
+    waits = [p["next_reply"] for p in report["priorities"]]
+    assert sum(w["breached"] for w in waits) == 1 and sum(w["pending"] for w in waits) == 0, report
+
+    # The supervisor's report counts the waits beside the ticket's targets.
+    page.get_by_role("button", name="Sign out").click()
+    sign_in(page, desk, BOB)
+    page.get_by_role("link", name="Reports").click()
+    table = page.get_by_role("table", name="SLA targets met, per priority")
+    expect(table.get_by_role("columnheader", name="Next reply (each wait)")).to_be_visible()
+    row = table.get_by_role("row", name=re.compile("^High"))
+    # tickets; first response: attained, met, breached, pending; next reply; resolution; median.
+    expect(row.get_by_role("cell")).to_have_text(
+        ["1", "100%", "1", "0", "0", "0%", "0", "1", "0", "—", "0", "0", "1", re.compile(".+")]
+    )
+
+
 def test_a_supervisor_edits_a_profile_in_the_agents_view(desk, page):
     # One ticket held by alice, so that her load shows.
     _, ticket_id = handed_off(desk)

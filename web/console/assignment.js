@@ -7,7 +7,7 @@ import { html } from './ui.js';
 import { t, when, lang } from './i18n.js';
 
 /** The SLA targets in the order a ticket meets them. */
-export const TARGETS = ['first_response', 'resolution'];
+export const TARGETS = ['first_response', 'next_reply', 'resolution'];
 const SOON_MS = 15 * 60 * 1000;
 
 /** "in 5 minutes", "3 hours ago", in the console's language. */
@@ -21,7 +21,20 @@ export function relative(iso, now = Date.now()) {
 }
 
 function met(tk, target) {
-  return target === 'first_response' ? !!tk.first_response_at : tk.status === 'resolved' || tk.status === 'closed';
+  if (target === 'first_response') return !!tk.first_response_at;
+  return tk.status === 'resolved' || tk.status === 'closed';
+}
+
+/**
+ * When `target` is due. The next reply is a target of the customer's current wait only
+ * (`awaiting_reply_since`): none while nobody waits, as a reply ends the wait.
+ */
+function dueOf(tk, target) {
+  const sla = tk.sla;
+  if (!sla) return null;
+  if (target !== 'next_reply') return sla[target + '_due'] || null;
+  const waiting = tk.awaiting_reply_since && sla.next_reply_since === tk.awaiting_reply_since;
+  return waiting ? sla.next_reply_due || null : null;
 }
 
 /**
@@ -30,9 +43,10 @@ function met(tk, target) {
  * noticed), `due_soon` (within 15 minutes) or `on_track`.
  */
 export function targetState(tk, target, now = Date.now()) {
-  const due = tk.sla && tk.sla[target + '_due'];
+  const due = dueOf(tk, target);
   if (!due) return null;
-  const breach = tk.sla.breaches?.find((b) => b.target === target);
+  // A ticket may miss its next reply once per wait: the current wait's breach counts here.
+  const breach = tk.sla.breaches?.find((b) => b.target === target && (target !== 'next_reply' || b.due === due));
   let state;
   if (breach) state = 'breached';
   else if (met(tk, target)) state = 'met';
@@ -114,7 +128,7 @@ export function SlaSection({ ticket: tk, now = Date.now() }) {
     <h2 id="sla-title">${t('sla.title')}</h2>
     ${rows.length === 0
       ? null
-      : html`<ul class="sla-targets">
+      : html`<ul class="sla-targets" aria-label=${t('sla.targets')}>
           ${rows.map(([target, s]) => html`<li class=${'sla-' + s.state}>
             <strong>${t('sla.' + target)}</strong>
             <span> ${t('sla.due')} <time datetime=${s.due}>${when(s.due)}</time> (${relative(s.due, now)})</span>
@@ -132,6 +146,6 @@ export function SlaSection({ ticket: tk, now = Date.now() }) {
 
 /** An escalation reason as a person reads it: the desk's `sla_breach:<target>` in words. */
 export function escalationReason(reason) {
-  const m = /^sla_breach:(first_response|resolution)$/.exec(reason || '');
+  const m = /^sla_breach:(first_response|next_reply|resolution)$/.exec(reason || '');
   return m ? t('sla.reason.' + m[1]) : reason;
 }

@@ -115,20 +115,25 @@ function percent(x) {
 function SlaTable({ sla }) {
   if (!sla.priorities.length) return html`<p>${t('reports.sla_none')}</p>`;
   const target = (o) => html`<td>${percent(o.attainment)}</td><td>${o.met}</td><td>${o.breached}</td><td>${o.pending}</td>`;
-  // Two targets, four columns each: the first header row names the target over its
-  // columns, so a screen reader reads "First response, Met" and "Resolution, Met" apart.
-  const group = (key) => html`<th scope="colgroup" colspan="4">${t(key)}</th>`;
+  // The next reply has its columns only where a policy sets it (it counts waits).
+  const counted = (o) => o && o.met + o.breached + o.pending > 0;
+  const targets = ['first_response', 'next_reply', 'resolution'].filter(
+    (k) => k !== 'next_reply' || sla.priorities.some((p) => counted(p.next_reply)),
+  );
+  // Four columns a target: the first header row names the target over its columns, so a
+  // screen reader reads "First response, Met" and "Resolution, Met" apart.
+  const group = (key) => html`<th scope="colgroup" colspan="4">${t('reports.' + key)}</th>`;
   const cols = () => ['reports.attained', 'reports.met', 'reports.breached', 'reports.pending'].map((k) => html`<th scope="col">${t(k)}</th>`);
   return html`<table>
     <caption>${t('reports.sla_table')}</caption>
-    <colgroup span="2"></colgroup><colgroup span="4"></colgroup><colgroup span="4"></colgroup><colgroup span="1"></colgroup>
+    <colgroup span="2"></colgroup>${targets.map(() => html`<colgroup span="4"></colgroup>`)}<colgroup span="1"></colgroup>
     <thead>
-      <tr><td colspan="2"></td>${group('reports.first_response')}${group('reports.resolution')}<td></td></tr>
-      <tr><th scope="col">${t('filter.priority')}</th><th scope="col">${t('reports.tickets')}</th>${cols()}${cols()}
+      <tr><td colspan="2"></td>${targets.map(group)}<td></td></tr>
+      <tr><th scope="col">${t('filter.priority')}</th><th scope="col">${t('reports.tickets')}</th>${targets.map(cols)}
         <th scope="col">${t('reports.median_first_response')}</th></tr>
     </thead>
     <tbody>${sla.priorities.map((p) => html`<tr><th scope="row">${t('priority.' + p.priority)}</th><td>${p.tickets}</td>
-      ${target(p.first_response)}${target(p.resolution)}<td>${duration(p.median_first_response_secs)}</td></tr>`)}</tbody>
+      ${targets.map((k) => target(p[k] || { met: 0, breached: 0, pending: 0, attainment: null }))}<td>${duration(p.median_first_response_secs)}</td></tr>`)}</tbody>
   </table>`;
 }
 

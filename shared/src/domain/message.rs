@@ -311,8 +311,9 @@ impl SupervisorNotice {
         }
     }
 
-    /// The notice of a missed SLA target: `reason` is `sla_breach:first_response` or
-    /// `sla_breach:resolution`, and `escalated_at` the time the desk saw it.
+    /// The notice of a missed SLA target: `reason` is `sla_breach:first_response`,
+    /// `sla_breach:next_reply` or `sla_breach:resolution`, and `escalated_at` the time the
+    /// desk saw it.
     pub fn sla_breach(ticket: &super::Ticket, breach: &super::Breach) -> SupervisorNotice {
         SupervisorNotice {
             event: "ticket.sla_breached".into(),
