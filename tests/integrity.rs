@@ -870,6 +870,51 @@ async fn one_idempotency_key_one_reply(w: Wiring) {
 }
 both!(one_idempotency_key_one_reply);
 
+/// An agent's reply cut short after the message was stored, before the ticket heard of it:
+/// the retry under the same key still ends the customer's wait for a next reply, or its
+/// SLA target would run on (and breach) for a customer who was answered.
+async fn a_reply_cut_short_still_ends_the_customers_wait(w: Wiring) {
+    let store = w.store.as_ref();
+    let c = customer(store, &domain::new_id()).await;
+    let mut ticket = telegram_ticket(
+        &c.id,
+        "发票抬头错了",
+        domain::Priority::Normal,
+        domain::Skill::Billing,
+    );
+    ticket.agent_replied(Some("alice"), domain::now());
+    ticket.customer_replied(domain::now(), domain::now());
+    assert!(ticket.awaiting_reply_since.is_some());
+    store.create_ticket(&ticket).await.unwrap();
+    let id = domain::new_id();
+    // The first run stored the reply and stopped.
+    let mut cut = Message::outbound(
+        &c.id,
+        Channel::Telegram,
+        MessageKind::AgentReply,
+        "已经改好了".into(),
+        Some(ticket.id.clone()),
+    );
+    cut.id = id.clone();
+    cut.author = Some("alice".into());
+    assert!(store.append_message(&cut).await.unwrap());
+    let sent = flow::agent_reply(
+        store,
+        w.queue.as_ref(),
+        &ticket,
+        "alice",
+        true,
+        "已经改好了".into(),
+        id,
+    )
+    .await
+    .unwrap();
+    assert_eq!(sent.id, cut.id);
+    let stored = store.get_ticket(&ticket.id).await.unwrap().unwrap();
+    assert_eq!(stored.awaiting_reply_since, None, "{}", w.name);
+}
+both!(a_reply_cut_short_still_ends_the_customers_wait);
+
 /// A text split in three for Telegram, whose second part is refused for now: the retry
 /// sends the second and third parts only, and the first is not sent again.
 async fn a_split_telegram_text_resends_only_its_unsent_parts(w: Wiring) {

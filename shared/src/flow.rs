@@ -87,9 +87,11 @@ pub async fn agent_reply(
     message.author = Some(agent.to_string());
     let first = store.append_message(&message).await?;
     // The request that stored the message records the reply on the ticket; a retry does
-    // only what is still missing, so twenty at once do not fight over the ticket.
+    // only what is still missing (a first response, the end of the customer's wait, a
+    // taker), so twenty at once do not fight over the ticket.
     update_ticket(store, &ticket.id, |t| {
-        if !first && t.first_response_at.is_some() && (t.assignee.is_some() || !takes) {
+        let recorded = t.first_response_at.is_some() && t.awaiting_reply_since.is_none();
+        if !first && recorded && (t.assignee.is_some() || !takes) {
             return Ok(false);
         }
         t.agent_replied(takes.then_some(agent), domain::now());
