@@ -175,6 +175,39 @@ def test_a_reopen_beside_the_customers_active_ticket_says_where_to_go(desk, page
     expect(page.get_by_text(f"Ticket {told}")).to_be_visible()
 
 
+def test_the_customers_other_tickets_are_listed_beside_the_ticket(desk, page):
+    """An agent answering someone who wrote before sees their other tickets, newest first,
+    each with its reference, status and date, and opens one from there; a customer with no
+    other ticket says so (in English and in Chinese)."""
+    session, first = handed_off(desk)
+    _, body, headers = desk.api("GET", f"/tickets/{first}")
+    customer_id = body["ticket"]["customer_id"]
+    status, body, _ = desk.api("PATCH", f"/tickets/{first}", {"status": "closed"}, headers={"If-Match": headers["ETag"]})
+    assert status == 200, body
+    status, body, _ = desk.api("POST", "/tickets", {"customer_id": customer_id, "description": "回电：发票抬头写错了"})
+    assert status == 201, body
+    second = body["id"]
+    ref = lambda i: re.sub(r"[^0-9A-Za-z]", "", i)[-8:].upper()  # noqa: E731
+
+    sign_in(page, desk)
+    page.goto(f"{desk.base}/console/#/tickets/{second}")
+    others = page.get_by_role("list", name="Their other tickets")
+    expect(others.get_by_role("listitem")).to_have_count(1)
+    expect(others).to_contain_text("Closed")
+    others.get_by_role("link", name=re.compile(ref(first))).click()
+    expect(page).to_have_url(re.compile(f"#/tickets/{first}$"))
+    expect(page.get_by_text(f"Ticket {ref(first)}")).to_be_visible()
+    # From the first ticket, the second is the other one.
+    others = page.get_by_role("list", name="Their other tickets")
+    expect(others.get_by_role("link", name=re.compile(ref(second)))).to_contain_text("回电：发票抬头写错了")
+
+    # Another customer, with one ticket only: said so, in the console's other language.
+    _, lone = handed_off(desk)
+    page.get_by_role("combobox", name="Language").select_option("zh-CN")
+    page.goto(f"{desk.base}/console/#/tickets/{lone}")
+    expect(page.get_by_text("没有其他工单。")).to_be_visible()
+
+
 def test_the_detail_boxes_change_nothing_until_their_button_and_closing_asks_first(desk, page):
     """Arrow keys in the Status box (which a keyboard user meets on the way through the
     page) only choose: nothing is saved, closed or sent until the agent presses "Set

@@ -11,6 +11,7 @@ import { t, when } from './i18n.js';
 import { api, newKey, query } from './api.js';
 import { DRAFTS } from './auth.js';
 import { AssignmentSection, SlaSection, SlaShort, escalationReason } from './assignment.js';
+import { CustomerTickets } from './history.js';
 
 const POLL_MS = 3000;
 
@@ -540,6 +541,7 @@ export function TicketView({ id, me, focusReply }) {
                 ${customer.identities.map((i) => html`<li>${t('channel.' + i.channel)}: ${i.external_id}</li>`)}
               </ul>`
             : null}
+          <${CustomerTickets} ticket=${tk} />
         </section>
         <section>
           <h2>${t('ticket.details')}</h2>

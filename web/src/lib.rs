@@ -42,6 +42,7 @@ static ASSETS: &[Asset] = assets![
     "console/reports.js",
     "console/agents.js",
     "console/assignment.js",
+    "console/history.js",
     "console/availability.js",
     "console/vendor/preact.module.js",
     "console/vendor/hooks.module.js",
