@@ -175,6 +175,36 @@ def test_a_reopen_beside_the_customers_active_ticket_says_where_to_go(desk, page
     expect(page.get_by_text(f"Ticket {told}")).to_be_visible()
 
 
+def test_a_row_says_when_the_customer_awaits_a_reply(desk, page):
+    """The inbox shows which customers spoke last: a new ticket awaits its first reply, an
+    answered one awaits nothing, and a follow-up puts it back to awaiting; a pending ticket
+    waits on the customer, not on the agents."""
+    session, ticket_id = handed_off(desk)
+    sign_in(page, desk)
+    row = page.get_by_role("list", name="Ticket list").get_by_role("link", name=re.compile("快递三天了还没到"))
+    expect(row).to_contain_text(re.compile(r"Awaiting reply · (now|\d+ seconds? ago)"))
+
+    status, body, _ = desk.api("POST", f"/tickets/{ticket_id}/replies", {"text": "您好，我们在查。"})
+    assert status == 202, body
+    expect(row).not_to_contain_text("Awaiting reply", timeout=10_000)
+
+    desk.webchat_say(session, "查到了吗？")
+    desk.wait_for("the wait", lambda: desk.api("GET", f"/tickets/{ticket_id}")[1]["ticket"].get("awaiting_reply_since"))
+    expect(row).to_contain_text("Awaiting reply", timeout=10_000)
+
+    set_status = lambda status: desk.api(  # noqa: E731
+        "PATCH", f"/tickets/{ticket_id}", {"status": status},
+        headers={"If-Match": desk.api("GET", f"/tickets/{ticket_id}")[2]["ETag"]},
+    )[0]
+    assert set_status("pending") == 200
+    expect(row).not_to_contain_text("Awaiting reply", timeout=10_000)
+    # Open again, in Chinese: the customer still waits for the answer to their follow-up.
+    page.get_by_role("combobox", name="Language").select_option("zh-CN")
+    assert set_status("open") == 200
+    zh_row = page.get_by_role("list", name="工单列表").get_by_role("link", name=re.compile("快递三天了还没到"))
+    expect(zh_row).to_contain_text("待回复", timeout=10_000)
+
+
 def test_the_customers_other_tickets_are_listed_beside_the_ticket(desk, page):
     """An agent answering someone who wrote before sees their other tickets, newest first,
     each with its reference, status and date, and opens one from there; a customer with no

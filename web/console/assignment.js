@@ -67,6 +67,24 @@ export function nextDue(tk) {
   return dues.length ? Math.min(...dues) : Infinity;
 }
 
+/**
+ * Since when the customer has waited for the agents: from the ticket's start until the first
+ * response, then from their first message no agent answered (`awaiting_reply_since`, the
+ * desk's). Null when nobody waits: answered, waiting on the customer (pending), or ended.
+ */
+export function waitingSince(tk) {
+  if (tk.status === 'pending' || tk.status === 'resolved' || tk.status === 'closed') return null;
+  if (!tk.first_response_at) return tk.created_at;
+  return tk.awaiting_reply_since || null;
+}
+
+/** An inbox row's "Awaiting reply · 12 minutes ago": the customer spoke last. */
+export function AwaitingShort({ ticket: tk, now = Date.now() }) {
+  const since = waitingSince(tk);
+  if (!since) return null;
+  return html`<span class="pill awaiting">${t('inbox.awaiting', { ago: relative(since, now) })}</span>`;
+}
+
 /** How the assignee got the ticket, in a sentence. */
 export function assignedText(tk) {
   if (!tk.assignee) return t('assign.waiting');

@@ -16,7 +16,7 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import { html, usePoll, Select, Notice, STATUSES, PRIORITIES, SKILLS, CHANNELS } from './ui.js';
 import { t, when } from './i18n.js';
 import { api, query } from './api.js';
-import { AssigneeShort, SlaShort, nextDue } from './assignment.js';
+import { AssigneeShort, AwaitingShort, SlaShort, nextDue } from './assignment.js';
 import { TicketRef, ticketRef } from './ticket.js';
 
 const POLL_MS = 3000;
@@ -345,6 +345,7 @@ export function Inbox({ me }) {
             ${tk.reopened_by && tk.status !== 'resolved' && tk.status !== 'closed'
               ? html`<span class="pill reopened">${t('inbox.reopened')}</span>`
               : null}
+            <${AwaitingShort} ticket=${tk} />
             <${SlaShort} ticket=${tk} />
             ${t('channel.' + tk.channel)} · ${t('skill.' + tk.skill)} · <${AssigneeShort} ticket=${tk} /> · <time datetime=${tk.created_at}>${when(tk.created_at)}</time> · <${TicketRef} id=${tk.id} />
           </span>
