@@ -205,6 +205,29 @@ def test_a_row_says_when_the_customer_awaits_a_reply(desk, page):
     expect(zh_row).to_contain_text("待回复", timeout=10_000)
 
 
+def test_the_inbox_sorts_the_customers_waiting_longest_first(desk, page):
+    """Sorted by waiting, the customer who has waited longest for a reply is at the top: an
+    unanswered ticket from its start, an answered one from the follow-up no agent answered,
+    and a ticket nobody waits on last."""
+    first_session, first = handed_off(desk, "我要投诉，第一单的发票还没开")
+    _, second = handed_off(desk, "我要投诉，第二单的快递还没到")
+    _, third = handed_off(desk, "我要投诉，第三单少发了一件")
+    for ticket_id in (first, third):
+        status, body, _ = desk.api("POST", f"/tickets/{ticket_id}/replies", {"text": "您好，我们在查。"})
+        assert status == 202, body
+    desk.webchat_say(first_session, "查到了吗？")
+    desk.wait_for("the wait", lambda: desk.api("GET", f"/tickets/{first}")[1]["ticket"].get("awaiting_reply_since"))
+
+    sign_in(page, desk)
+    page.get_by_role("combobox", name="Sort").select_option("waiting")
+    rows = page.get_by_role("list", name="Ticket list").get_by_role("link")
+    expect(rows).to_have_count(3)
+    expect(rows.nth(0)).to_contain_text("第二单")
+    expect(rows.nth(1)).to_contain_text("第一单")
+    expect(rows.nth(2)).to_contain_text("第三单")
+    expect(rows.nth(2)).not_to_contain_text("Awaiting reply")
+
+
 def test_the_customers_other_tickets_are_listed_beside_the_ticket(desk, page):
     """An agent answering someone who wrote before sees their other tickets, newest first,
     each with its reference, status and date, and opens one from there; a customer with no

@@ -16,7 +16,7 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import { html, usePoll, Select, Notice, STATUSES, PRIORITIES, SKILLS, CHANNELS } from './ui.js';
 import { t, when } from './i18n.js';
 import { api, query } from './api.js';
-import { AssigneeShort, AwaitingShort, SlaShort, nextDue } from './assignment.js';
+import { AssigneeShort, AwaitingShort, SlaShort, nextDue, waitingSince } from './assignment.js';
 import { TicketRef, ticketRef } from './ticket.js';
 
 const POLL_MS = 3000;
@@ -198,6 +198,13 @@ export function Inbox({ me }) {
     shown = [...shown].sort((a, b) => RANK[a.priority] - RANK[b.priority] || (a.id < b.id ? 1 : -1));
   } else if (sort === 'due') {
     shown = [...shown].sort((a, b) => nextDue(a) - nextDue(b) || RANK[a.priority] - RANK[b.priority]);
+  } else if (sort === 'waiting') {
+    // The customer who has waited longest for a reply first; those nobody keeps waiting last.
+    const since = (tk) => {
+      const at = waitingSince(tk);
+      return at ? new Date(at).getTime() : Infinity;
+    };
+    shown = [...shown].sort((a, b) => since(a) - since(b) || (a.id < b.id ? -1 : 1));
   }
 
   // The key handler is registered once and reads the latest list through a ref, so a key
@@ -329,6 +336,7 @@ export function Inbox({ me }) {
           <option value="oldest" selected=${sort === 'oldest'}>${t('inbox.oldest')}</option>
           <option value="urgent" selected=${sort === 'urgent'}>${t('inbox.urgent')}</option>
           <option value="due" selected=${sort === 'due'}>${t('inbox.due')}</option>
+          <option value="waiting" selected=${sort === 'waiting'}>${t('inbox.waiting_longest')}</option>
         </select>
       </label>
     </fieldset>
