@@ -872,7 +872,8 @@ both!(one_idempotency_key_one_reply);
 
 /// An agent's reply cut short after the message was stored, before the ticket heard of it:
 /// the retry under the same key still ends the customer's wait for a next reply, or its
-/// SLA target would run on (and breach) for a customer who was answered.
+/// SLA target would run on (and breach) for a customer who was answered. A retry after the
+/// customer wrote again ends nothing: that message was not answered.
 async fn a_reply_cut_short_still_ends_the_customers_wait(w: Wiring) {
     let store = w.store.as_ref();
     let c = customer(store, &domain::new_id()).await;
@@ -912,6 +913,36 @@ async fn a_reply_cut_short_still_ends_the_customers_wait(w: Wiring) {
     assert_eq!(sent.id, cut.id);
     let stored = store.get_ticket(&ticket.id).await.unwrap().unwrap();
     assert_eq!(stored.awaiting_reply_since, None, "{}", w.name);
+
+    // The customer read it and wrote again; the agent, whose answer was lost, sends the
+    // same reply again under its key: nothing new is sent, so the new wait goes on.
+    let inbound = InboundMessage::text(
+        Channel::Telegram,
+        c.id.clone(),
+        "还是不对".into(),
+        domain::now(),
+    );
+    let follow_up = Message::inbound(&inbound, &c.id);
+    store.append_message(&follow_up).await.unwrap();
+    let joined = flow::join_ticket(store, &stored, &follow_up)
+        .await
+        .unwrap()
+        .expect("joined");
+    let waiting = joined.awaiting_reply_since;
+    assert!(waiting.is_some());
+    flow::agent_reply(
+        store,
+        w.queue.as_ref(),
+        &joined,
+        "alice",
+        true,
+        "已经改好了".into(),
+        cut.id.clone(),
+    )
+    .await
+    .unwrap();
+    let after = store.get_ticket(&ticket.id).await.unwrap().unwrap();
+    assert_eq!(after.awaiting_reply_since, waiting, "{}", w.name);
 }
 both!(a_reply_cut_short_still_ends_the_customers_wait);
 

@@ -1,8 +1,9 @@
 //! A customer merge over HTTP on the real `helpdesk serve`: two webchat visitors turn out to
 //! be one person, each with an active ticket. After `POST /customers/{id}/merge` the
 //! customer that stays has one active ticket: the other's is folded into it (its messages
-//! moved, itself closed with `merged_into`, and no survey sent for it), and what the merged
-//! visitor writes next joins the kept ticket.
+//! moved, itself closed with `merged_into`, and no survey sent for it; its customer's wait
+//! for a reply goes with them), and what the merged visitor writes next joins the kept
+//! ticket.
 
 mod common;
 
@@ -37,6 +38,22 @@ async fn a_merge_folds_the_other_active_ticket_into_the_kept_one_over_http() {
     let goes = server.visitor().await;
     let kept = ticket_for(&stays, "我要人工客服，订单没有发货").await;
     let folded = ticket_for(&goes, "我要人工客服，退款没有到账").await;
+    // The kept ticket was answered; the folded one's customer still waits.
+    let r = server
+        .post(
+            &format!("/tickets/{kept}/replies"),
+            BOB,
+            json!({"text": "已经安排发货"}),
+        )
+        .await;
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    let (view, _) = server.ticket(&folded).await;
+    let folded_at = view["ticket"]["created_at"].clone();
+    let (view, _) = server.ticket(&kept).await;
+    assert!(
+        view["ticket"].get("awaiting_reply_since").is_none(),
+        "{view}"
+    );
 
     let r = server
         .post(
@@ -65,6 +82,10 @@ async fn a_merge_folds_the_other_active_ticket_into_the_kept_one_over_http() {
         .collect();
     assert_eq!(active.len(), 1, "{active:?}");
     assert_eq!(active[0]["id"], json!(kept));
+    // The folded customer's question came unanswered: the kept ticket owes its reply, from
+    // when they first asked.
+    let (view, _) = server.ticket(&kept).await;
+    assert_eq!(view["ticket"]["awaiting_reply_since"], folded_at, "{view}");
     let r = server
         .get(&format!("/customers/{}", goes.customer_id), ADMIN)
         .await;

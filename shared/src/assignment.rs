@@ -60,14 +60,12 @@ pub async fn on_change(
             jobs::send(queue, &OutboundMessage::Agent(notice)).await?;
         }
     }
-    // Due times follow the priority, and the customer's wait for a next reply (which began,
-    // or ended with a reply, a resolve or a close).
-    let restamp = old.is_none_or(|o| {
-        (new.status.is_active() && o.priority != new.priority)
-            || o.awaiting_reply_since != new.awaiting_reply_since
-    });
-    if restamp && (new.status.is_active() || new.sla.is_some()) {
+    // Due times follow the priority; the next reply's, the customer's wait (which began,
+    // or ended with a reply, pending, a resolve or a close), on an ended ticket too.
+    if new.status.is_active() && old.is_none_or(|o| o.priority != new.priority) {
         update_ticket(store, &new.id, |t| Ok(t.stamp_sla(rules.sla()))).await?;
+    } else if old.is_some_and(|o| o.awaiting_reply_since != new.awaiting_reply_since) {
+        update_ticket(store, &new.id, |t| Ok(t.stamp_next_reply(rules.sla()))).await?;
     }
     if !rules.auto_assign() {
         return Ok(());

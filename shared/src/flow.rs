@@ -86,22 +86,23 @@ pub async fn agent_reply(
     message.id = message_id;
     message.author = Some(agent.to_string());
     let first = store.append_message(&message).await?;
-    // The request that stored the message records the reply on the ticket; a retry does
-    // only what is still missing (a first response, the end of the customer's wait, a
-    // taker), so twenty at once do not fight over the ticket.
-    update_ticket(store, &ticket.id, |t| {
-        let recorded = t.first_response_at.is_some() && t.awaiting_reply_since.is_none();
-        if !first && recorded && (t.assignee.is_some() || !takes) {
-            return Ok(false);
-        }
-        t.agent_replied(takes.then_some(agent), domain::now());
-        Ok(true)
-    })
-    .await?;
     let stored = match first {
         true => message,
         false => store.get_message(&message.id).await?.unwrap_or(message),
     };
+    // The request that stored the message records the reply on the ticket; a retry does
+    // only what is still missing (a first response, the end of a wait that began before
+    // the reply was written, a taker), so twenty at once do not fight over the ticket.
+    let written_at = stored.created_at;
+    update_ticket(store, &ticket.id, |t| {
+        let recorded = t.first_response_at.is_some() && !t.answers_wait(written_at);
+        if !first && recorded && (t.assignee.is_some() || !takes) {
+            return Ok(false);
+        }
+        t.agent_replied_at(takes.then_some(agent), written_at, domain::now());
+        Ok(true)
+    })
+    .await?;
     send_to_customer(store, queue, &stored).await?;
     Ok(stored)
 }
@@ -776,6 +777,16 @@ async fn fold_ticket(
 ) -> Result<bool> {
     for m in store.ticket_messages(&ticket.id).await? {
         store.set_message_ticket(&m.id, &kept.id).await?;
+    }
+    // Its customer's unanswered messages came with them: the kept ticket owes the reply,
+    // before the fold, so a repeat after a crash in between does it again.
+    if ticket.waiting_since().is_some() {
+        update_ticket(
+            store,
+            &kept.id,
+            |k| Ok(k.absorb_wait(ticket, domain::now())),
+        )
+        .await?;
     }
     let (_, changed) = update_ticket(store, &ticket.id, |t| {
         if t.customer_id != plan.from || !t.status.is_active() {

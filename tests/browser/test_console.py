@@ -177,8 +177,8 @@ def test_a_reopen_beside_the_customers_active_ticket_says_where_to_go(desk, page
 
 def test_a_row_says_when_the_customer_awaits_a_reply(desk, page):
     """The inbox shows which customers spoke last: a new ticket awaits its first reply, an
-    answered one awaits nothing, and a follow-up puts it back to awaiting; a pending ticket
-    waits on the customer, not on the agents."""
+    answered one awaits nothing, and a follow-up puts it back to awaiting; pending (waiting on
+    the customer) ends the wait, and their next message starts one."""
     session, ticket_id = handed_off(desk)
     sign_in(page, desk)
     row = page.get_by_role("list", name="Ticket list").get_by_role("link", name=re.compile("快递三天了还没到"))
@@ -198,9 +198,9 @@ def test_a_row_says_when_the_customer_awaits_a_reply(desk, page):
     )[0]
     assert set_status("pending") == 200
     expect(row).not_to_contain_text("Awaiting reply", timeout=10_000)
-    # Open again, in Chinese: the customer still waits for the answer to their follow-up.
+    # Pending ended the wait; the customer's next message starts one (shown in Chinese).
     page.get_by_role("combobox", name="Language").select_option("zh-CN")
-    assert set_status("open") == 200
+    desk.webchat_say(session, "我补充一下地址")
     zh_row = page.get_by_role("list", name="工单列表").get_by_role("link", name=re.compile("快递三天了还没到"))
     expect(zh_row).to_contain_text("待回复", timeout=10_000)
 

@@ -46,7 +46,7 @@ export function targetState(tk, target, now = Date.now()) {
   const due = dueOf(tk, target);
   if (!due) return null;
   // A ticket may miss its next reply once per wait: the current wait's breach counts here.
-  const breach = tk.sla.breaches?.find((b) => b.target === target && (target !== 'next_reply' || b.due === due));
+  const breach = tk.sla.breaches?.find((b) => b.target === target && (target !== 'next_reply' || b.since === tk.awaiting_reply_since));
   let state;
   if (breach) state = 'breached';
   else if (met(tk, target)) state = 'met';

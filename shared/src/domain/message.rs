@@ -324,10 +324,19 @@ impl SupervisorNotice {
         }
     }
 
-    /// One id per escalation of a ticket, and per breached target: however often its
-    /// notice is queued, dispatch posts it once.
+    /// One id per escalation of a ticket, and per breach (a target is breached once, a
+    /// next reply once per wait: its breach by when the desk recorded it): however often
+    /// its notice is queued, dispatch posts it once.
     pub fn id(&self) -> String {
         if self.event == "ticket.sla_breached" {
+            if self.reason == super::SlaTarget::NextReply.breach_reason() {
+                let wait = format!(
+                    "{}/{}",
+                    self.ticket_id,
+                    self.escalated_at.timestamp_millis()
+                );
+                return super::derived_id(&wait, &self.reason);
+            }
             return super::derived_id(&self.ticket_id, &self.reason);
         }
         super::derived_id(

@@ -42,7 +42,7 @@ impl SlaTarget {
     }
 }
 
-/// A target that passed unmet, recorded once.
+/// A target that passed unmet, recorded once (a next reply: once per wait).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Breach {
     pub target: SlaTarget,
@@ -50,16 +50,22 @@ pub struct Breach {
     pub due: DateTime<Utc>,
     /// When the desk noticed.
     pub at: DateTime<Utc>,
+    /// For a next reply, the wait it belongs to (when the customer began to wait): a
+    /// priority change may move the due time, never make the same wait breach twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<DateTime<Utc>>,
 }
 
 /// A ticket's targets and its breaches.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Sla {
     pub first_response_due: Option<DateTime<Utc>>,
-    /// When the agents' next reply is due, for the customer's wait that began at
-    /// `next_reply_since` (the ticket's `awaiting_reply_since` when it was stamped).
+    /// When the agents' next reply is due, while the customer waits (since
+    /// `next_reply_since`, the ticket's `awaiting_reply_since` when it was stamped).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_reply_due: Option<DateTime<Utc>>,
+    /// The last wait stamped (and counted in `next_reply_waits`); kept after it ends, so a
+    /// wait is counted once however often it is stamped again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_reply_since: Option<DateTime<Utc>>,
     /// How many of the customer's waits for a next reply had a target: what the report
@@ -144,48 +150,61 @@ impl SlaPolicies {
         self.by_priority.get(&priority)
     }
 
-    /// The targets of a ticket created at `created_at` with `priority`, and of the
-    /// customer's wait for a next reply that began at `awaiting` (if one did), counted in
-    /// business hours; `None` when its priority has no policy.
-    pub fn due(
-        &self,
-        priority: Priority,
-        created_at: DateTime<Utc>,
-        awaiting: Option<DateTime<Utc>>,
-    ) -> Option<Sla> {
+    /// The first-response and resolution targets of a ticket created at `created_at` with
+    /// `priority`, counted in business hours; `None` when its priority has no policy.
+    pub fn due(&self, priority: Priority, created_at: DateTime<Utc>) -> Option<Sla> {
         let policy = self.policy(priority)?;
-        let next_reply = awaiting.zip(policy.next_reply);
         Some(Sla {
             first_response_due: policy.first_response.map(|d| self.hours.add(created_at, d)),
-            next_reply_due: next_reply.map(|(since, d)| self.hours.add(since, d)),
-            next_reply_since: next_reply.map(|(since, _)| since),
-            next_reply_waits: 0,
             resolution_due: policy.resolution.map(|d| self.hours.add(created_at, d)),
-            breaches: Vec::new(),
+            ..Sla::default()
         })
     }
 }
 
 impl Ticket {
     /// Sets the ticket's due times from the policy of its priority, keeping the breaches
-    /// already recorded. True when they changed: a new ticket, a new priority, or a wait
-    /// for the next reply that began or ended.
+    /// already recorded. True when they changed: a new ticket, or a new priority.
     pub fn stamp_sla(&mut self, policies: &SlaPolicies) -> bool {
-        let old = self.sla.clone().unwrap_or_default();
-        let mut sla = policies
-            .due(self.priority, self.created_at, self.awaiting_reply_since)
+        let before = self.sla.clone();
+        let old = self.sla.take().unwrap_or_default();
+        let sla = policies
+            .due(self.priority, self.created_at)
             .unwrap_or_default();
-        sla.breaches = old.breaches;
-        sla.next_reply_waits = old.next_reply_waits;
-        if sla.next_reply_since.is_some() && sla.next_reply_since != old.next_reply_since {
-            sla.next_reply_waits += 1;
+        self.sla = Some(Sla {
+            breaches: old.breaches,
+            next_reply_due: old.next_reply_due,
+            next_reply_since: old.next_reply_since,
+            next_reply_waits: old.next_reply_waits,
+            ..sla
+        })
+        .filter(|s| *s != Sla::default());
+        self.stamp_next_reply(policies);
+        self.sla != before
+    }
+
+    /// Sets when the next reply is due for the customer's current wait, or takes the due
+    /// time off when none goes on: what a wait that began or ended changes, and nothing
+    /// else (the other due times stay as they were stamped). True when it changed.
+    pub fn stamp_next_reply(&mut self, policies: &SlaPolicies) -> bool {
+        let before = self.sla.clone();
+        let mut sla = self.sla.take().unwrap_or_default();
+        let wait = self
+            .awaiting_reply_since
+            .filter(|_| self.status.is_active());
+        let target = policies.policy(self.priority).and_then(|p| p.next_reply);
+        match wait.zip(target) {
+            Some((since, d)) => {
+                if sla.next_reply_since != Some(since) {
+                    sla.next_reply_since = Some(since);
+                    sla.next_reply_waits += 1;
+                }
+                sla.next_reply_due = Some(policies.hours.add(since, d));
+            }
+            None => sla.next_reply_due = None,
         }
-        let sla = (sla != Sla::default()).then_some(sla);
-        if sla == self.sla {
-            return false;
-        }
-        self.sla = sla;
-        true
+        self.sla = Some(sla).filter(|s| *s != Sla::default());
+        self.sla != before
     }
 
     /// Whether `target` has been met: for the next reply, whether the customer waits for
@@ -199,13 +218,21 @@ impl Ticket {
         }
     }
 
-    /// Whether `target` was breached: for the next reply, the customer's current wait.
+    /// Whether `target` was breached: for the next reply, in the customer's current wait.
     fn breached(&self, target: SlaTarget) -> bool {
         let Some(sla) = &self.sla else { return false };
-        let due = self.target_due(target);
         sla.breaches
             .iter()
-            .any(|b| b.target == target && (target != SlaTarget::NextReply || Some(b.due) == due))
+            .any(|b| b.target == target && b.since == self.wait_of(target))
+    }
+
+    /// The wait a breach of `target` now would belong to: the customer's current one for a
+    /// next reply, none for the other targets.
+    fn wait_of(&self, target: SlaTarget) -> Option<DateTime<Utc>> {
+        match target {
+            SlaTarget::NextReply => self.awaiting_reply_since,
+            _ => None,
+        }
     }
 
     /// When `target` is due; for the next reply, only once it is stamped for the customer's
@@ -221,13 +248,11 @@ impl Ticket {
         }
     }
 
-    /// The targets still watched, with their due times: neither met nor breached, and not
-    /// the next reply while the ticket waits on the customer (pending).
+    /// The targets still watched, with their due times: neither met nor breached.
     fn watched(&self) -> impl Iterator<Item = (SlaTarget, DateTime<Utc>)> + '_ {
         TARGETS
             .into_iter()
             .filter(|t| !self.sla_met(*t) && !self.breached(*t))
-            .filter(|t| *t != SlaTarget::NextReply || self.status != TicketStatus::Pending)
             .filter_map(|t| self.target_due(t).map(|d| (t, d)))
     }
 
@@ -258,12 +283,14 @@ impl Ticket {
         let escalate = policies
             .policy(self.priority)
             .is_some_and(|p| p.escalate_on_breach);
+        let waits: Vec<_> = due.iter().map(|(t, _)| self.wait_of(*t)).collect();
         let sla = self.sla.get_or_insert_with(Sla::default);
-        for (target, due) in &due {
+        for ((target, due), since) in due.iter().zip(waits) {
             sla.breaches.push(Breach {
                 target: *target,
                 due: *due,
                 at: now,
+                since,
             });
         }
         if escalate && self.status != TicketStatus::Escalated {
@@ -299,7 +326,7 @@ impl Ticket {
             old.and_then(|o| o.sla.as_ref()).is_some_and(|s| {
                 s.breaches
                     .iter()
-                    .any(|o| o.target == b.target && o.due == b.due)
+                    .any(|o| o.target == b.target && o.since == b.since)
             })
         };
         new.sla
@@ -448,6 +475,118 @@ mod tests {
         assert_eq!(t.awaiting_reply_since, Some(at("09:00")));
         assert_eq!(stamped(&mut t, &p), Some(at("10:00")));
         assert_eq!(t.next_sla_due(), Some(at("10:00")));
+    }
+
+    /// A priority change moves a wait's due time, never makes the same wait breach again,
+    /// nor counts it twice (even through a priority without the target and back); the
+    /// supervisor's notice of each wait's breach has an id of its own.
+    #[test]
+    fn a_wait_breaches_once_whatever_its_priority_becomes() {
+        let specs = BTreeMap::from([
+            (
+                Priority::Urgent,
+                PolicySpec {
+                    next_reply: Some("1h".into()),
+                    ..Default::default()
+                },
+            ),
+            (
+                Priority::High,
+                PolicySpec {
+                    next_reply: Some("4h".into()),
+                    ..Default::default()
+                },
+            ),
+        ]);
+        let p = SlaPolicies::from_specs(&specs, BusinessHours::Always).unwrap();
+        let at = |hm: &str| utc(&format!("2026-11-27T{hm}:00Z"));
+        let mut t = ticket(Priority::Urgent, "2026-11-27T02:00:00Z");
+        t.agent_replied(Some("alice"), at("02:10"));
+        t.customer_replied(at("03:00"), at("03:00"));
+        assert_eq!(stamped(&mut t, &p), Some(at("04:00")));
+        let before = t.clone();
+        assert_eq!(t.check_sla(&p, at("04:01")), vec![SlaTarget::NextReply]);
+        let first = Ticket::new_breaches(Some(&before), &t)[0].clone();
+        assert_eq!(first.since, Some(at("03:00")));
+        for priority in [Priority::High, Priority::Normal, Priority::High] {
+            let patch = TicketPatch {
+                priority: Some(priority),
+                ..Default::default()
+            };
+            t.apply(&patch, at("04:05")).unwrap();
+            t.stamp_sla(&p);
+        }
+        assert_eq!(t.sla.as_ref().unwrap().next_reply_due, Some(at("07:00")));
+        assert!(t.check_sla(&p, at("07:01")).is_empty(), "breached once");
+        assert_eq!(t.next_sla_due(), None);
+        assert_eq!(
+            t.next_reply_waits(),
+            WaitTally {
+                met: 0,
+                breached: 1,
+                pending: 0
+            }
+        );
+        // The next wait's breach is a notice of its own.
+        t.agent_replied(Some("alice"), at("07:30"));
+        t.customer_replied(at("08:00"), at("08:00"));
+        stamped(&mut t, &p);
+        let before = t.clone();
+        assert_eq!(t.check_sla(&p, at("12:00")), vec![SlaTarget::NextReply]);
+        let second = Ticket::new_breaches(Some(&before), &t)[0].clone();
+        let notice = |b: &Breach| super::super::SupervisorNotice::sla_breach(&t, b).id();
+        assert_ne!(notice(&first), notice(&second));
+        assert_eq!(
+            notice(&second),
+            notice(&second.clone()),
+            "a repeat is the same notice"
+        );
+    }
+
+    /// A reply ends only a wait that began before it was written; pending ends the wait (the
+    /// ticket waits on the customer), and their next message starts one of its own.
+    #[test]
+    fn a_reply_ends_the_waits_it_answered_and_pending_ends_any() {
+        let p = with_next_reply();
+        let at = |hm: &str| utc(&format!("2026-11-27T{hm}:00Z"));
+        let mut t = ticket(Priority::Urgent, "2026-11-27T02:00:00Z");
+        t.agent_replied(Some("alice"), at("02:10"));
+        t.customer_replied(at("03:00"), at("03:00"));
+        // A reply written at 02:50 and recorded only now (a retry) answers nothing later.
+        t.agent_replied_at(Some("alice"), at("02:50"), at("03:05"));
+        assert_eq!(t.awaiting_reply_since, Some(at("03:00")));
+        t.agent_replied_at(Some("alice"), at("03:10"), at("03:10"));
+        assert_eq!(t.awaiting_reply_since, None);
+        t.customer_replied(at("04:00"), at("04:00"));
+        let pending = TicketPatch {
+            status: Some(TicketStatus::Pending),
+            ..Default::default()
+        };
+        t.apply(&pending, at("04:05")).unwrap();
+        assert_eq!(t.awaiting_reply_since, None);
+        assert_eq!(stamped(&mut t, &p), None);
+        assert_eq!(t.waiting_since(), None);
+        t.customer_replied(at("09:00"), at("09:00"));
+        assert_eq!(t.status, TicketStatus::Open);
+        assert_eq!(t.awaiting_reply_since, Some(at("09:00")));
+        assert_eq!(stamped(&mut t, &p), Some(at("10:00")));
+    }
+
+    /// A merge folds a ticket whose customer waited into the kept one: the kept ticket owes
+    /// the reply from the earlier wait.
+    #[test]
+    fn a_folded_tickets_wait_goes_to_the_kept_ticket() {
+        let at = |hm: &str| utc(&format!("2026-11-27T{hm}:00Z"));
+        let mut kept = ticket(Priority::Urgent, "2026-11-27T02:00:00Z");
+        let folded = ticket(Priority::Urgent, "2026-11-27T03:00:00Z");
+        assert!(
+            !kept.absorb_wait(&folded, at("04:00")),
+            "no first response yet"
+        );
+        kept.agent_replied(Some("alice"), at("02:10"));
+        assert!(kept.absorb_wait(&folded, at("04:00")));
+        assert_eq!(kept.awaiting_reply_since, Some(at("03:00")));
+        assert!(!kept.absorb_wait(&folded, at("04:01")), "once");
     }
 
     #[test]

@@ -420,8 +420,9 @@ impl Ticket {
                     _ => {}
                 }
                 // Resolved or closed, the ticket owes no next reply (as a solve fulfils
-                // Zendesk's "next reply time").
-                if !to.is_active() {
+                // Zendesk's "next reply time"); pending, it waits on the customer, and their
+                // next message starts a wait of its own.
+                if !to.is_active() || to == TicketStatus::Pending {
                     self.awaiting_reply_since = None;
                 }
             }
@@ -601,14 +602,65 @@ impl Ticket {
         }
     }
 
-    /// Someone replied: the first reply sets `first_response_at`, any reply ends the
-    /// customer's wait for the next one, and an unassigned ticket becomes `taker`'s, the
-    /// replying agent (none for an administrator, who takes no tickets).
+    /// Whether a reply written at `written_at` ends the customer's wait: one began, before.
+    pub fn answers_wait(&self, written_at: DateTime<Utc>) -> bool {
+        self.awaiting_reply_since
+            .is_some_and(|since| since <= written_at)
+    }
+
+    /// Since when the customer has waited for the agents, on a ticket still being worked
+    /// and not waiting on them: from its start until the first response, then from their
+    /// first unanswered message.
+    pub fn waiting_since(&self) -> Option<DateTime<Utc>> {
+        if !self.status.is_active() || self.status == TicketStatus::Pending {
+            return None;
+        }
+        match self.first_response_at {
+            None => Some(self.created_at),
+            Some(_) => self.awaiting_reply_since,
+        }
+    }
+
+    /// The customer's messages of a ticket folded into this one ([`Ticket::fold_into`])
+    /// came here unanswered: after this ticket's first response, the customer waits for a
+    /// next reply from the earlier of the two waits. False when nothing changed.
+    pub fn absorb_wait(&mut self, folded: &Ticket, now: DateTime<Utc>) -> bool {
+        let Some(since) = folded.waiting_since() else {
+            return false;
+        };
+        if !self.status.is_active() || self.first_response_at.is_none() {
+            return false;
+        }
+        if self.awaiting_reply_since.is_some_and(|mine| mine <= since) {
+            return false;
+        }
+        self.awaiting_reply_since = Some(since);
+        self.touch(now);
+        true
+    }
+
+    /// Someone replied, now: see [`Ticket::agent_replied_at`].
     pub fn agent_replied(&mut self, taker: Option<&str>, now: DateTime<Utc>) {
+        self.agent_replied_at(taker, now, now);
+    }
+
+    /// Someone's reply, written at `written_at`, is recorded at `now`: the first reply sets
+    /// `first_response_at`, a reply ends the customer's wait for the next one if the wait
+    /// began before it was written (a retried reply does not answer a message that came
+    /// after it), and an unassigned ticket becomes `taker`'s, the replying agent (none for
+    /// an administrator, who takes no tickets).
+    pub fn agent_replied_at(
+        &mut self,
+        taker: Option<&str>,
+        written_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) {
         if self.first_response_at.is_none() {
             self.first_response_at = Some(now);
         }
-        self.awaiting_reply_since = None;
+        if self.answers_wait(written_at) {
+            self.awaiting_reply_since = None;
+        }
         if let Some(agent) = taker.filter(|_| self.assignee.is_none()) {
             self.set_assignee(
                 Some(agent.to_string()),
