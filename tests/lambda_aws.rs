@@ -516,6 +516,15 @@ fn the_template_declares_the_indexes_the_adapters_query() {
             "template.yaml lacks the index {name} ({pk}, {sk})"
         );
     }
+    // The canned responses' table is keyed on a partition and the code, as the emulator's.
+    let (pk, sk) = helpdesk_core::aws::schema::CANNED_KEY;
+    let key = format!(
+        "  CannedResponsesTable:\n    Type: AWS::DynamoDB::Table\n    Properties:\n      BillingMode: PAY_PER_REQUEST\n      PointInTimeRecoverySpecification: {{PointInTimeRecoveryEnabled: true}}\n      AttributeDefinitions:\n        - {{AttributeName: {pk}, AttributeType: S}}\n        - {{AttributeName: {sk}, AttributeType: S}}\n      KeySchema:\n        - {{AttributeName: {pk}, KeyType: HASH}}\n        - {{AttributeName: {sk}, KeyType: RANGE}}\n"
+    );
+    assert!(
+        template.contains(&key),
+        "template.yaml's CannedResponsesTable is not keyed ({pk}, {sk})"
+    );
     for var in [
         "TICKETS_TABLE",
         "CUSTOMERS_TABLE",
@@ -523,6 +532,7 @@ fn the_template_declares_the_indexes_the_adapters_query() {
         "MESSAGES_TABLE",
         "IDEMPOTENCY_TABLE",
         "SESSIONS_TABLE",
+        "CANNED_RESPONSES_TABLE",
         "INBOUND_QUEUE_URL",
         "AUTO_REPLY_QUEUE_URL",
         "OUTBOUND_QUEUE_URL",
