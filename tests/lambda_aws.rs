@@ -1807,7 +1807,13 @@ async fn canned_responses_are_kept_through_the_tickets_function_with_its_grants(
     .await;
     assert_eq!(status, 201);
     // An agent reads them, in order of code, and may not write.
-    let event = http_event("GET", "/canned-responses", &[], None, Some(("wang", "agent")));
+    let event = http_event(
+        "GET",
+        "/canned-responses",
+        &[],
+        None,
+        Some(("wang", "agent")),
+    );
     let (status, list) = http_answer(&tickets.invoke(event).await.expect("an HTTP answer"));
     assert_eq!(status, 200, "{list}");
     let codes: Vec<&str> = list["items"]
@@ -1819,7 +1825,10 @@ async fn canned_responses_are_kept_through_the_tickets_function_with_its_grants(
     assert_eq!(codes, ["hello", "退款"]);
     let event = http_event("DELETE", refund, &[], None, Some(("wang", "agent")));
     let (status, refused) = http_answer(&tickets.invoke(event).await.expect("an HTTP answer"));
-    assert_eq!((status, &refused["error"]["code"]), (403, &json!("forbidden")));
+    assert_eq!(
+        (status, &refused["error"]["code"]),
+        (403, &json!("forbidden"))
+    );
     let (status, _) = supervisor(&mut tickets, "DELETE", refund, None).await;
     assert_eq!(status, 204);
     let (status, gone) = supervisor(&mut tickets, "DELETE", refund, None).await;
