@@ -1181,3 +1181,134 @@ async fn a_session_renewed_across_a_merge_stays_with_the_customer_that_stays(w: 
     );
 }
 both!(a_session_renewed_across_a_merge_stays_with_the_customer_that_stays);
+
+fn canned(code: &str, content: &str, by: &str) -> CannedResponse {
+    CannedResponse::new(code, content, by, now()).expect("a valid canned response")
+}
+
+async fn canned_responses_are_saved_replaced_listed_in_order_and_deleted(w: Wiring) {
+    let s = w.store.as_ref();
+    assert_eq!(
+        s.list_canned().await.unwrap(),
+        vec![],
+        "{}: none yet",
+        w.name
+    );
+    // Made out of order, with a Chinese code and content and a code with capitals.
+    assert!(s
+        .put_canned(&canned("退款", "您好，退款将在3个工作日内到账。", "alice"))
+        .await
+        .unwrap());
+    assert!(s
+        .put_canned(&canned(
+            "Reset-PW",
+            "Open Settings, then Reset password.",
+            "alice"
+        ))
+        .await
+        .unwrap());
+    assert!(s
+        .put_canned(&canned("hello_2", "Hello! How can I help?", "alice"))
+        .await
+        .unwrap());
+    let codes = |list: &[CannedResponse]| {
+        list.iter()
+            .map(|c| c.short_code.clone())
+            .collect::<Vec<_>>()
+    };
+    let listed = s.list_canned().await.unwrap();
+    // By code point: ASCII digits and letters before Chinese.
+    assert_eq!(
+        codes(&listed),
+        ["hello_2", "reset-pw", "退款"],
+        "{}",
+        w.name
+    );
+    assert_eq!(listed[2].content, "您好，退款将在3个工作日内到账。");
+    assert_eq!(listed[2].updated_by, "alice");
+
+    // `RESET-pw` folds to the same code: a replace, not a second one.
+    let replaced = canned("RESET-pw", "Go to Settings › Security › Reset.", "bob");
+    assert!(
+        !s.put_canned(&replaced).await.unwrap(),
+        "{}: replaced",
+        w.name
+    );
+    let listed = s.list_canned().await.unwrap();
+    assert_eq!(listed.len(), 3, "{}", w.name);
+    assert_eq!(listed[1], replaced, "{}", w.name);
+    // The same PUT again changes nothing but is still a replace.
+    assert!(!s.put_canned(&replaced).await.unwrap());
+    assert_eq!(s.list_canned().await.unwrap()[1], replaced);
+
+    assert!(s.delete_canned("退款").await.unwrap(), "{}", w.name);
+    assert!(!s.delete_canned("退款").await.unwrap(), "{}: gone", w.name);
+    assert!(!s.delete_canned("nothing").await.unwrap());
+    assert_eq!(
+        codes(&s.list_canned().await.unwrap()),
+        ["hello_2", "reset-pw"]
+    );
+    // Deleted, the code can be made again.
+    assert!(s
+        .put_canned(&canned("退款", "退款说明", "bob"))
+        .await
+        .unwrap());
+    assert_eq!(s.list_canned().await.unwrap().len(), 3);
+}
+both!(canned_responses_are_saved_replaced_listed_in_order_and_deleted);
+
+async fn racing_creates_for_the_last_canned_places_never_pass_the_cap(w: Wiring) {
+    use helpdesk_core::domain::canned::MAX_CANNED_RESPONSES;
+    let s = w.store.clone();
+    // All but three places taken, eight at a time.
+    let mut made = 0;
+    while made < MAX_CANNED_RESPONSES - 3 {
+        let batch = (MAX_CANNED_RESPONSES - 3 - made).min(8);
+        let tasks = (made..made + batch)
+            .map(|i| {
+                let s = s.clone();
+                tokio::spawn(async move {
+                    s.put_canned(&canned(&format!("c{i:04}"), "text", "a"))
+                        .await
+                })
+            })
+            .collect();
+        for r in join_all(tasks).await {
+            assert!(r.unwrap(), "{}: a new one", w.name);
+        }
+        made += batch;
+    }
+    // Ten new codes race for the last three places; a replace is never refused.
+    let tasks = (0..10)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                s.put_canned(&canned(&format!("race{i}"), "text", "b"))
+                    .await
+            })
+        })
+        .collect();
+    let results = join_all(tasks).await;
+    let won = results.iter().filter(|r| matches!(r, Ok(true))).count();
+    let refused = results
+        .iter()
+        .filter(|r| matches!(r, Err(e) if e.code == "too_many_canned_responses" && e.kind.status() == 422))
+        .count();
+    assert_eq!((won, refused), (3, 7), "{}: {results:?}", w.name);
+    assert_eq!(s.list_canned().await.unwrap().len(), MAX_CANNED_RESPONSES);
+    assert!(!s
+        .put_canned(&canned("c0000", "changed", "b"))
+        .await
+        .unwrap());
+    // A delete frees a place.
+    assert!(s.delete_canned("c0001").await.unwrap());
+    assert!(s.put_canned(&canned("late", "text", "b")).await.unwrap());
+    assert_eq!(
+        s.put_canned(&canned("later", "text", "b"))
+            .await
+            .unwrap_err()
+            .code,
+        "too_many_canned_responses"
+    );
+}
+both!(racing_creates_for_the_last_canned_places_never_pass_the_cap);

@@ -37,14 +37,14 @@ use common::provider::FakeProvider;
 use helpdesk_core::adapters::{run_worker, SqliteStore, TantivyIndex, WorkerConfig, CHANGE_FEED};
 use helpdesk_core::channels::ChannelsConfig;
 use helpdesk_core::domain::{
-    derived_id, AgentProfile, Channel, ChannelIdentity, Customer, DeliveryStatus, Direction,
-    MergeKind, MergePlan, Message, Ticket, TicketFilter,
+    derived_id, AgentProfile, CannedResponse, Channel, ChannelIdentity, Customer, DeliveryStatus,
+    Direction, MergeKind, MergePlan, Message, Ticket, TicketFilter,
 };
 use helpdesk_core::jobs::decode;
 use helpdesk_core::knowledge::{parse_articles, Article, Hit};
 use helpdesk_core::ports::{
-    AgentStore, ChannelSender, ConversationStore, CustomerStore, IdempotencyStore, KnowledgeIndex,
-    Page, Queue, QueueName, SessionStore, Store, TicketStore, WebchatSession,
+    AgentStore, CannedStore, ChannelSender, ConversationStore, CustomerStore, IdempotencyStore,
+    KnowledgeIndex, Page, Queue, QueueName, SessionStore, Store, TicketStore, WebchatSession,
 };
 use helpdesk_core::rules::Rules;
 use helpdesk_core::survey_token::SurveySigner;
@@ -422,6 +422,20 @@ impl SessionStore for FaultyStore {
                 self.inner.update_session(session),
             )
             .await
+    }
+}
+
+/// Canned responses pass through: no flow under test writes them.
+#[async_trait]
+impl CannedStore for FaultyStore {
+    async fn list_canned(&self) -> Result<Vec<CannedResponse>> {
+        self.inner.list_canned().await
+    }
+    async fn put_canned(&self, canned: &CannedResponse) -> Result<bool> {
+        self.inner.put_canned(canned).await
+    }
+    async fn delete_canned(&self, short_code: &str) -> Result<bool> {
+        self.inner.delete_canned(short_code).await
     }
 }
 

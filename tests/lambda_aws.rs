@@ -516,6 +516,15 @@ fn the_template_declares_the_indexes_the_adapters_query() {
             "template.yaml lacks the index {name} ({pk}, {sk})"
         );
     }
+    // The canned responses' table is keyed on a partition and the code, as the emulator's.
+    let (pk, sk) = helpdesk_core::aws::schema::CANNED_KEY;
+    let key = format!(
+        "  CannedResponsesTable:\n    Type: AWS::DynamoDB::Table\n    Properties:\n      BillingMode: PAY_PER_REQUEST\n      PointInTimeRecoverySpecification: {{PointInTimeRecoveryEnabled: true}}\n      AttributeDefinitions:\n        - {{AttributeName: {pk}, AttributeType: S}}\n        - {{AttributeName: {sk}, AttributeType: S}}\n      KeySchema:\n        - {{AttributeName: {pk}, KeyType: HASH}}\n        - {{AttributeName: {sk}, KeyType: RANGE}}\n"
+    );
+    assert!(
+        template.contains(&key),
+        "template.yaml's CannedResponsesTable is not keyed ({pk}, {sk})"
+    );
     for var in [
         "TICKETS_TABLE",
         "CUSTOMERS_TABLE",
@@ -523,6 +532,7 @@ fn the_template_declares_the_indexes_the_adapters_query() {
         "MESSAGES_TABLE",
         "IDEMPOTENCY_TABLE",
         "SESSIONS_TABLE",
+        "CANNED_RESPONSES_TABLE",
         "INBOUND_QUEUE_URL",
         "AUTO_REPLY_QUEUE_URL",
         "OUTBOUND_QUEUE_URL",
@@ -1772,4 +1782,56 @@ fn the_audit_reads_each_call_as_iam_checks_it() {
         calls(&headers("AmazonKMS.Decrypt"), json!({}))[0].1,
         On::Unread(_)
     ));
+}
+
+/// Canned responses through the tickets function, with the template's grants (the audit, at
+/// the runtime's stop): a create and a delete are transactions with the counter item, a
+/// replace a conditional put, the list a query of the table itself.
+#[tokio::test]
+async fn canned_responses_are_kept_through_the_tickets_function_with_its_grants() {
+    let stack = Stack::new().await;
+    let mut tickets = Runtime::start("tickets", &stack.env).await;
+    let refund = "/canned-responses/%E9%80%80%E6%AC%BE";
+    let body = json!({"content": "您好，退款将在 3 个工作日内原路退回。"});
+    let (status, made) = supervisor(&mut tickets, "PUT", refund, Some(body.clone())).await;
+    assert_eq!(status, 201, "{made}");
+    assert_eq!(made["short_code"], "退款");
+    let (status, _) = supervisor(&mut tickets, "PUT", refund, Some(body)).await;
+    assert_eq!(status, 200);
+    let (status, _) = supervisor(
+        &mut tickets,
+        "PUT",
+        "/canned-responses/Hello",
+        Some(json!({"content": "Hello! How can I help?"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    // An agent reads them, in order of code, and may not write.
+    let event = http_event(
+        "GET",
+        "/canned-responses",
+        &[],
+        None,
+        Some(("wang", "agent")),
+    );
+    let (status, list) = http_answer(&tickets.invoke(event).await.expect("an HTTP answer"));
+    assert_eq!(status, 200, "{list}");
+    let codes: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["short_code"].as_str().unwrap())
+        .collect();
+    assert_eq!(codes, ["hello", "退款"]);
+    let event = http_event("DELETE", refund, &[], None, Some(("wang", "agent")));
+    let (status, refused) = http_answer(&tickets.invoke(event).await.expect("an HTTP answer"));
+    assert_eq!(
+        (status, &refused["error"]["code"]),
+        (403, &json!("forbidden"))
+    );
+    let (status, _) = supervisor(&mut tickets, "DELETE", refund, None).await;
+    assert_eq!(status, 204);
+    let (status, gone) = supervisor(&mut tickets, "DELETE", refund, None).await;
+    assert_eq!((status, &gone["error"]["code"]), (404, &json!("not_found")));
+    tickets.stop().await;
 }

@@ -2,8 +2,8 @@
 //! and one for the local program; handlers see only these.
 
 use crate::domain::{
-    AgentProfile, Channel, ChannelIdentity, Customer, DeliveryStatus, Direction, MergeKind,
-    MergePlan, Message, Ticket, TicketFilter,
+    AgentProfile, CannedResponse, Channel, ChannelIdentity, Customer, DeliveryStatus, Direction,
+    MergeKind, MergePlan, Message, Ticket, TicketFilter,
 };
 use crate::knowledge::{Article, Hit};
 use crate::Result;
@@ -292,9 +292,30 @@ pub trait SessionStore: Send + Sync {
     async fn update_session(&self, session: &WebchatSession) -> Result<()>;
 }
 
+/// Canned responses (saved replies), by their folded short code.
+#[async_trait]
+pub trait CannedStore: Send + Sync {
+    /// Every canned response, ordered by short code (as the stores sort text: by code
+    /// point, which is UTF-8's byte order).
+    async fn list_canned(&self) -> Result<Vec<CannedResponse>>;
+    /// Saves `canned` over the one with its short code, or as a new one; true when it was
+    /// new. A new one when the desk already keeps
+    /// [`crate::domain::canned::MAX_CANNED_RESPONSES`] is refused with
+    /// [`crate::domain::canned::too_many`], however many PUTs race for the last place.
+    async fn put_canned(&self, canned: &CannedResponse) -> Result<bool>;
+    /// Removes the canned response with this short code; false when there was none.
+    async fn delete_canned(&self, short_code: &str) -> Result<bool>;
+}
+
 /// All the stores; one adapter implements them together.
 pub trait Store:
-    TicketStore + AgentStore + CustomerStore + ConversationStore + IdempotencyStore + SessionStore
+    TicketStore
+    + AgentStore
+    + CustomerStore
+    + ConversationStore
+    + IdempotencyStore
+    + SessionStore
+    + CannedStore
 {
 }
 impl<T> Store for T where
@@ -304,6 +325,7 @@ impl<T> Store for T where
         + ConversationStore
         + IdempotencyStore
         + SessionStore
+        + CannedStore
 {
 }
 

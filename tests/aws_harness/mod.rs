@@ -429,6 +429,7 @@ impl Stack {
             ("MESSAGES_TABLE", &tables.messages),
             ("IDEMPOTENCY_TABLE", &tables.idempotency),
             ("SESSIONS_TABLE", &tables.sessions),
+            ("CANNED_RESPONSES_TABLE", &tables.canned_responses),
             ("ARTICLES_TABLE", &articles),
             ("INBOUND_QUEUE_URL", &inbound),
             ("AUTO_REPLY_QUEUE_URL", &auto_reply),

@@ -1,5 +1,5 @@
 // The console's root: sign-in, the navigation, the language switch, and which view shows.
-// Views are chosen by the URL's hash (#/tickets, #/tickets/<id>, #/kb, #/agents,
+// Views are chosen by the URL's hash (#/tickets, #/tickets/<id>, #/kb, #/canned, #/agents,
 // #/reports), so the browser's back button and bookmarks work.
 
 import { render } from 'preact';
@@ -13,6 +13,7 @@ import { TicketView } from './ticket.js';
 import { KnowledgeBase } from './kb.js';
 import { Reports } from './reports.js';
 import { Agents } from './agents.js';
+import { CannedResponses } from './canned.js';
 import { Availability } from './availability.js';
 
 function route() {
@@ -21,6 +22,7 @@ function route() {
   if (parts[0] === 'kb') return { view: 'kb' };
   if (parts[0] === 'reports') return { view: 'reports' };
   if (parts[0] === 'agents') return { view: 'agents' };
+  if (parts[0] === 'canned') return { view: 'canned' };
   return { view: 'inbox' };
 }
 
@@ -110,6 +112,7 @@ function App() {
       <nav aria-label=${t('nav.main')}>
         ${link('#/tickets', 'nav.tickets', where.view === 'inbox' || where.view === 'ticket')}
         ${link('#/kb', 'nav.kb', where.view === 'kb')}
+        ${link('#/canned', 'nav.canned', where.view === 'canned')}
         ${link('#/agents', 'nav.agents', where.view === 'agents')}
         ${supervisor ? link('#/reports', 'nav.reports', where.view === 'reports') : null}
       </nav>
@@ -123,6 +126,7 @@ function App() {
     ${where.view === 'kb' ? html`<${KnowledgeBase} me=${me} limits=${config.article_limits} />` : null}
     ${where.view === 'reports' ? html`<${Reports} me=${me} />` : null}
     ${where.view === 'agents' ? html`<${Agents} me=${me} onMe=${setMe} />` : null}
+    ${where.view === 'canned' ? html`<${CannedResponses} me=${me} />` : null}
   </div>`;
 }
 

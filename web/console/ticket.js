@@ -12,6 +12,7 @@ import { api, newKey, query } from './api.js';
 import { DRAFTS } from './auth.js';
 import { AssignmentSection, SlaSection, SlaShort, escalationReason } from './assignment.js';
 import { CustomerTickets } from './history.js';
+import { useCanned } from './canned.js';
 
 const POLL_MS = 3000;
 
@@ -91,6 +92,9 @@ function Composer({ label, button, onSend, focus, textRef, busy, locked, draftKe
   const own = useRef(null);
   const pending = useRef(null);
   const ref = textRef || own;
+  // `/` and a code puts a canned response in (canned.js); while its list is open, its keys
+  // (Enter among them) are its own and send nothing.
+  const canned = useCanned(ref, setText);
   useEffect(() => {
     if (focus) ref.current?.focus();
   }, [focus]);
@@ -108,9 +112,11 @@ function Composer({ label, button, onSend, focus, textRef, busy, locked, draftKe
   return html`<form class="composer" onSubmit=${(e) => { e.preventDefault(); send(); }}>
     <label class="field">
       <span>${label}</span>
-      <textarea ref=${ref} rows="3" value=${text} readOnly=${locked} onInput=${(e) => setText(e.currentTarget.value)}
-        onKeyDown=${(e) => { if (isSendingEnter(e)) { e.preventDefault(); send(); } }}></textarea>
+      <textarea ref=${ref} rows="3" value=${text} readOnly=${locked} ...${canned.attrs}
+        onInput=${(e) => { setText(e.currentTarget.value); canned.update(); }} onBlur=${canned.close}
+        onKeyDown=${(e) => { if (canned.onKeyDown(e)) return; if (isSendingEnter(e)) { e.preventDefault(); send(); } }}></textarea>
     </label>
+    ${canned.popup}
     <div class="composer-foot"><span class="hint">${t('ticket.enter_hint')}</span>
       <button class="primary" type="submit" disabled=${busy || locked}>${button}</button></div>
   </form>`;

@@ -41,6 +41,7 @@ static ASSETS: &[Asset] = assets![
     "console/kb.js",
     "console/reports.js",
     "console/agents.js",
+    "console/canned.js",
     "console/assignment.js",
     "console/history.js",
     "console/availability.js",

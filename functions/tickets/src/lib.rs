@@ -1,9 +1,11 @@
 //! Tickets: the agent API. Agents list and read tickets with their conversations, change
 //! status, priority, skill and assignee under optimistic concurrency, reply, write internal
-//! notes and escalate; supervisors read the satisfaction report and keep the knowledge base.
+//! notes and escalate; supervisors read the satisfaction report and keep the knowledge base
+//! and the canned responses.
 
 mod agents;
 pub mod auth;
+mod canned;
 mod conversation;
 mod customers;
 mod kb;
@@ -43,6 +45,7 @@ pub fn router(deps: Arc<Deps>) -> axum::Router {
         .merge(reports::routes())
         .merge(me::routes())
         .merge(agents::routes())
+        .merge(canned::routes())
         .merge(kb::routes())
         .merge(customers::routes())
         .layer(axum::middleware::map_response(

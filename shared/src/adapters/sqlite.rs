@@ -5,14 +5,15 @@
 //! filters need. A ticket change is written to the `ticket_changes` queue in the same
 //! transaction as the ticket itself: the local stand-in for a DynamoDB stream.
 
+use crate::domain::canned::{self, CannedResponse};
 use crate::domain::{
     ticket_ref, AgentProfile, Channel, ChannelIdentity, Customer, DeliveryStatus, Direction,
     MergeKind, MergePlan, Message, Ticket, TicketFilter, TicketStatus,
 };
 use crate::jobs::Job;
 use crate::ports::{
-    AgentStore, ConversationStore, CustomerStore, IdempotencyStore, Page, Queue, QueueName,
-    SessionStore, TicketChange, TicketStore, WebchatSession,
+    AgentStore, CannedStore, ConversationStore, CustomerStore, IdempotencyStore, Page, Queue,
+    QueueName, SessionStore, TicketChange, TicketStore, WebchatSession,
 };
 use crate::{Error, Result};
 use async_trait::async_trait;
@@ -61,6 +62,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS queue_dedup ON queue (queue, dedup_id)
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS agents (
     id TEXT PRIMARY KEY, body TEXT NOT NULL, last_assigned_at TEXT);
+CREATE TABLE IF NOT EXISTS canned_responses (short_code TEXT PRIMARY KEY, body TEXT NOT NULL);
 "#;
 
 /// Indexes on columns added after a data directory may have been made.
@@ -1128,6 +1130,60 @@ impl SessionStore for SqliteStore {
             &[&token_hash],
         )?;
         Ok(found.pop())
+    }
+}
+
+/// Canned responses, by short code; the codes sort as SQLite compares text (`BINARY`: by
+/// bytes, so by code point).
+#[async_trait]
+impl CannedStore for SqliteStore {
+    async fn list_canned(&self) -> Result<Vec<CannedResponse>> {
+        Self::query_json(
+            &self.conn(),
+            "SELECT body FROM canned_responses ORDER BY short_code",
+            &[],
+        )
+    }
+
+    /// The count and the write in one transaction, under the connection's lock: two PUTs
+    /// for the last place do not both take it.
+    async fn put_canned(&self, c: &CannedResponse) -> Result<bool> {
+        self.tx(|tx| {
+            let exists = tx
+                .query_row(
+                    "SELECT 1 FROM canned_responses WHERE short_code = ?1",
+                    [&c.short_code],
+                    |_| Ok(()),
+                )
+                .optional()
+                .map_err(db_err)?
+                .is_some();
+            if !exists {
+                let count: i64 = tx
+                    .query_row("SELECT COUNT(*) FROM canned_responses", [], |r| r.get(0))
+                    .map_err(db_err)?;
+                if usize::try_from(count).unwrap_or(usize::MAX) >= canned::MAX_CANNED_RESPONSES {
+                    return Err(canned::too_many());
+                }
+            }
+            tx.execute(
+                "INSERT INTO canned_responses (short_code, body) VALUES (?1, ?2)
+                 ON CONFLICT (short_code) DO UPDATE SET body = excluded.body",
+                [&c.short_code, &to_json(c)?],
+            )
+            .map_err(db_err)?;
+            Ok(!exists)
+        })
+    }
+
+    async fn delete_canned(&self, short_code: &str) -> Result<bool> {
+        self.conn()
+            .execute(
+                "DELETE FROM canned_responses WHERE short_code = ?1",
+                [short_code],
+            )
+            .map(|n| n > 0)
+            .map_err(db_err)
     }
 }
 

@@ -19,17 +19,20 @@
 //! transaction with the ticket, on the condition that the set is smaller than the capacity.
 
 use super::sdk_message;
+use crate::domain::canned::{self, CannedResponse};
 use crate::domain::{
     ticket_ref, AgentProfile, Channel, ChannelIdentity, Customer, DeliveryStatus, Direction,
     MergeKind, MergePlan, Message, Priority, Ticket, TicketFilter, TicketStatus,
 };
 use crate::ports::{
-    AgentStore, ConversationStore, CustomerStore, IdempotencyStore, Page, SessionStore,
-    TicketStore, WebchatSession,
+    AgentStore, CannedStore, ConversationStore, CustomerStore, IdempotencyStore, Page,
+    SessionStore, TicketStore, WebchatSession,
 };
 use crate::{Error, Result};
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Delete, Put, ReturnValue, TransactWriteItem, Update,
+};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::de::DeserializeOwned;
@@ -47,11 +50,12 @@ pub struct Tables {
     pub messages: String,
     pub idempotency: String,
     pub sessions: String,
+    pub canned_responses: String,
 }
 
 impl Tables {
     /// From `TICKETS_TABLE`, `CUSTOMERS_TABLE`, `IDENTITIES_TABLE`, `MESSAGES_TABLE`,
-    /// `IDEMPOTENCY_TABLE` and `SESSIONS_TABLE`.
+    /// `IDEMPOTENCY_TABLE`, `SESSIONS_TABLE` and `CANNED_RESPONSES_TABLE`.
     pub fn from_env() -> Result<Tables> {
         Ok(Tables {
             tickets: super::env("TICKETS_TABLE")?,
@@ -60,6 +64,7 @@ impl Tables {
             messages: super::env("MESSAGES_TABLE")?,
             idempotency: super::env("IDEMPOTENCY_TABLE")?,
             sessions: super::env("SESSIONS_TABLE")?,
+            canned_responses: super::env("CANNED_RESPONSES_TABLE")?,
         })
     }
 
@@ -72,6 +77,7 @@ impl Tables {
             messages: format!("{prefix}messages"),
             idempotency: format!("{prefix}idempotency"),
             sessions: format!("{prefix}sessions"),
+            canned_responses: format!("{prefix}canned-responses"),
         }
     }
 }
@@ -1633,5 +1639,200 @@ impl SessionStore for DynamoStore {
             Err(e) if condition_failed(&e) => Ok(()),
             Err(e) => Err(db_err("save session", e)),
         }
+    }
+}
+
+/// The partition of the canned responses, and that of their counter.
+const CANNED_PK: &str = "canned";
+const COUNT_PK: &str = "count";
+/// How often a canned response's write is tried again when another write got in between.
+const CANNED_ATTEMPTS: usize = 8;
+
+fn canned_item(c: &CannedResponse) -> Result<Item> {
+    Ok(HashMap::from([
+        ("pk".into(), s(CANNED_PK)),
+        ("short_code".into(), s(&c.short_code)),
+        ("body".into(), s(to_json(c)?)),
+    ]))
+}
+
+impl DynamoStore {
+    fn canned_key(&self, short_code: &str) -> HashMap<String, AttributeValue> {
+        HashMap::from([
+            ("pk".into(), s(CANNED_PK)),
+            ("short_code".into(), s(short_code)),
+        ])
+    }
+
+    /// The counter's change by `by`, in a transaction; a raise only while it is below the
+    /// cap.
+    fn canned_count(&self, by: i64) -> Result<Update> {
+        let mut update = Update::builder()
+            .table_name(&self.tables.canned_responses)
+            .key("pk", s(COUNT_PK))
+            .key("short_code", s(CANNED_PK))
+            .update_expression("ADD n :by")
+            .expression_attribute_values(":by", n(by));
+        if by > 0 {
+            update = update
+                .condition_expression("attribute_not_exists(n) OR n < :max")
+                .expression_attribute_values(":max", n(canned::MAX_CANNED_RESPONSES));
+        }
+        update
+            .build()
+            .map_err(|e| Error::internal(format!("building an update: {e}")))
+    }
+
+    async fn canned_exists(&self, short_code: &str) -> Result<bool> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.tables.canned_responses)
+            .set_key(Some(self.canned_key(short_code)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| db_err("get canned response", e))?;
+        Ok(out.item.is_some())
+    }
+
+    /// How many canned responses the counter says there are.
+    async fn canned_total(&self) -> Result<usize> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.tables.canned_responses)
+            .key("pk", s(COUNT_PK))
+            .key("short_code", s(CANNED_PK))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| db_err("count canned responses", e))?;
+        Ok(out
+            .item
+            .as_ref()
+            .and_then(|i| i.get("n"))
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0))
+    }
+}
+
+/// A replace is a put on the condition that the response is there; a create, a put on the
+/// condition that it is not, in one transaction with the counter's raise on the condition
+/// that it is below the cap. When a condition fails (or the transaction met another), what
+/// is stored now decides: the response is there (replace it), the count is at the cap
+/// (refused), or neither (try again).
+#[async_trait]
+impl CannedStore for DynamoStore {
+    async fn list_canned(&self) -> Result<Vec<CannedResponse>> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.tables.canned_responses)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(CANNED_PK))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| db_err("list canned responses", e))?;
+            for item in page.items() {
+                out.push(body_of(item)?);
+            }
+            match page.last_evaluated_key {
+                Some(key) => start = Some(key),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    async fn put_canned(&self, c: &CannedResponse) -> Result<bool> {
+        let item = canned_item(c)?;
+        for _ in 0..CANNED_ATTEMPTS {
+            let replace = self
+                .client
+                .put_item()
+                .table_name(&self.tables.canned_responses)
+                .set_item(Some(item.clone()))
+                .condition_expression("attribute_exists(short_code)")
+                .send()
+                .await;
+            match replace {
+                Ok(_) => return Ok(false),
+                Err(e) if condition_failed(&e) => {}
+                Err(e) => return Err(db_err("save canned response", e)),
+            }
+            let put = Put::builder()
+                .table_name(&self.tables.canned_responses)
+                .set_item(Some(item.clone()))
+                .condition_expression("attribute_not_exists(short_code)")
+                .build()
+                .map_err(|e| Error::internal(format!("building a put: {e}")))?;
+            let create = self
+                .client
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().put(put).build())
+                .transact_items(
+                    TransactWriteItem::builder()
+                        .update(self.canned_count(1)?)
+                        .build(),
+                )
+                .send()
+                .await;
+            match create {
+                Ok(_) => return Ok(true),
+                Err(e) if condition_failed(&e) => {
+                    if !self.canned_exists(&c.short_code).await?
+                        && self.canned_total().await? >= canned::MAX_CANNED_RESPONSES
+                    {
+                        return Err(canned::too_many());
+                    }
+                }
+                Err(e) => return Err(db_err("create canned response", e)),
+            }
+        }
+        Err(Error::conflict(
+            "write_conflict",
+            "other writes kept changing the canned responses: try again",
+        ))
+    }
+
+    async fn delete_canned(&self, short_code: &str) -> Result<bool> {
+        for _ in 0..CANNED_ATTEMPTS {
+            let delete = Delete::builder()
+                .table_name(&self.tables.canned_responses)
+                .set_key(Some(self.canned_key(short_code)))
+                .condition_expression("attribute_exists(short_code)")
+                .build()
+                .map_err(|e| Error::internal(format!("building a delete: {e}")))?;
+            let result = self
+                .client
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().delete(delete).build())
+                .transact_items(
+                    TransactWriteItem::builder()
+                        .update(self.canned_count(-1)?)
+                        .build(),
+                )
+                .send()
+                .await;
+            match result {
+                Ok(_) => return Ok(true),
+                Err(e) if condition_failed(&e) => {
+                    if !self.canned_exists(short_code).await? {
+                        return Ok(false);
+                    }
+                }
+                Err(e) => return Err(db_err("delete canned response", e)),
+            }
+        }
+        Err(Error::conflict(
+            "write_conflict",
+            "other writes kept changing the canned responses: try again",
+        ))
     }
 }

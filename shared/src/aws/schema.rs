@@ -33,6 +33,10 @@ pub const MESSAGE_INDEXES: &[(&str, &str, &str)] = &[
     ("queued", "queued_pk", "sk"),
 ];
 
+/// The canned responses table's key: (partition key, sort key). One partition holds them
+/// all, sorted by code, and a counter item.
+pub const CANNED_KEY: (&str, &str) = ("pk", "short_code");
+
 /// The sessions table's index, for moving a customer's sessions in a merge.
 pub const SESSION_INDEXES: &[(&str, &str, &str)] = &[("by_customer", "customer_id", "token_hash")];
 
@@ -61,11 +65,12 @@ fn attr(name: &str) -> Result<AttributeDefinition> {
 async fn create(
     client: &Client,
     table: &str,
-    hash: &str,
+    (hash, range): (&str, Option<&str>),
     indexes: &[(&str, &str, &str)],
     stream: bool,
 ) -> Result<()> {
     let mut names: Vec<&str> = vec![hash];
+    names.extend(range);
     for (_, pk, sk) in indexes {
         for a in [pk, sk] {
             if !names.contains(a) {
@@ -78,6 +83,9 @@ async fn create(
         .table_name(table)
         .billing_mode(BillingMode::PayPerRequest)
         .key_schema(key(hash, KeyType::Hash)?);
+    if let Some(range) = range {
+        req = req.key_schema(key(range, KeyType::Range)?);
+    }
     for a in names {
         req = req.attribute_definitions(attr(a)?);
     }
@@ -111,11 +119,20 @@ async fn create(
 
 /// Creates every table (on an emulator: AWS gets them from the template).
 pub async fn create_tables(client: &Client, t: &Tables) -> Result<()> {
-    create(client, &t.tickets, "id", TICKET_INDEXES, true).await?;
-    create(client, &t.customers, "id", &[], false).await?;
-    create(client, &t.identities, "identity", &[], false).await?;
-    create(client, &t.messages, "id", MESSAGE_INDEXES, false).await?;
-    create(client, &t.idempotency, "key", &[], false).await?;
-    create(client, &t.sessions, "token_hash", SESSION_INDEXES, false).await?;
+    create(client, &t.tickets, ("id", None), TICKET_INDEXES, true).await?;
+    create(client, &t.customers, ("id", None), &[], false).await?;
+    create(client, &t.identities, ("identity", None), &[], false).await?;
+    create(client, &t.messages, ("id", None), MESSAGE_INDEXES, false).await?;
+    create(client, &t.idempotency, ("key", None), &[], false).await?;
+    create(
+        client,
+        &t.sessions,
+        ("token_hash", None),
+        SESSION_INDEXES,
+        false,
+    )
+    .await?;
+    let (pk, sk) = CANNED_KEY;
+    create(client, &t.canned_responses, (pk, Some(sk)), &[], false).await?;
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! that change it; nothing here touches storage or the network.
 
 pub mod agent;
+pub mod canned;
 mod customer;
 pub mod hours;
 mod message;
@@ -9,6 +10,7 @@ pub mod sla;
 mod ticket;
 
 pub use agent::{AgentProfile, AgentSpec, AssignmentReason, Language};
+pub use canned::CannedResponse;
 pub use customer::{ChannelIdentity, Customer, MergeKind, MergePlan, Tier};
 pub use hours::BusinessHours;
 pub use message::{

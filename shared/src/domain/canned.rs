@@ -1,0 +1,157 @@
+//! Canned responses (saved replies): text an agent puts in a reply by typing `/` and its
+//! short code, as Chatwoot's canned responses and Zendesk's macros. Supervisors keep them.
+//! The rules on a code and its text live here, for both stores and the API.
+
+use crate::{Error, Result};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The longest short code, in characters.
+pub const SHORT_CODE_MAX_CHARS: usize = 32;
+/// The longest content, in characters (Unicode scalar values) after trimming.
+pub const CONTENT_MAX_CHARS: usize = 5_000;
+/// How many canned responses the desk keeps: a new one past this is refused (a change to
+/// one that exists never is).
+pub const MAX_CANNED_RESPONSES: usize = 1_000;
+
+/// A saved reply, as the API and the stores keep it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CannedResponse {
+    /// What the agent types after `/`: a [`short_code`], folded.
+    pub short_code: String,
+    /// The text put in the reply: trimmed, 1 to [`CONTENT_MAX_CHARS`] characters.
+    pub content: String,
+    pub updated_at: DateTime<Utc>,
+    /// The supervisor (or administrator) who saved it last.
+    pub updated_by: String,
+}
+
+impl CannedResponse {
+    /// A canned response from what a supervisor sent: the code checked and folded
+    /// ([`short_code`]), the content checked and trimmed ([`content`]).
+    pub fn new(
+        code: &str,
+        text: &str,
+        updated_by: &str,
+        updated_at: DateTime<Utc>,
+    ) -> Result<CannedResponse> {
+        Ok(CannedResponse {
+            short_code: short_code(code)?,
+            content: content(text)?,
+            updated_at,
+            updated_by: updated_by.to_string(),
+        })
+    }
+}
+
+/// Whether `c` may be in a short code: a letter of any script (`退款`), a digit, `-` or `_`.
+pub fn is_code_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '-' || c == '_'
+}
+
+/// The short code `raw` names, checked: 1 to [`SHORT_CODE_MAX_CHARS`] characters that are
+/// [`is_code_char`], with ASCII letters folded to lower case (`Refund` and `refund` are one
+/// code). Else 422 `invalid_short_code`.
+pub fn short_code(raw: &str) -> Result<String> {
+    let count = raw.chars().count();
+    if (1..=SHORT_CODE_MAX_CHARS).contains(&count) && raw.chars().all(is_code_char) {
+        return Ok(raw.to_ascii_lowercase());
+    }
+    let shown = crate::text::truncate_chars(raw, 40);
+    let more = if shown.len() < raw.len() { "…" } else { "" };
+    Err(Error::unprocessable(
+        "invalid_short_code",
+        format!(
+            "short code {shown:?}{more} is not allowed: a short code is 1 to \
+             {SHORT_CODE_MAX_CHARS} letters (of any script), digits, - and _"
+        ),
+    ))
+}
+
+/// The content `raw` gives, trimmed: 1 to [`CONTENT_MAX_CHARS`] characters. Else 422
+/// `empty_content` or `content_too_long`.
+pub fn content(raw: &str) -> Result<String> {
+    let text = raw.trim();
+    if text.is_empty() {
+        return Err(Error::unprocessable(
+            "empty_content",
+            "a canned response's content is 1 or more characters besides spaces",
+        ));
+    }
+    let count = text.chars().count();
+    if count > CONTENT_MAX_CHARS {
+        return Err(Error::unprocessable(
+            "content_too_long",
+            format!(
+                "a canned response's content is at most {CONTENT_MAX_CHARS} characters; \
+                 this one has {count}"
+            ),
+        ));
+    }
+    Ok(text.to_string())
+}
+
+/// Why a new canned response is refused when the desk keeps [`MAX_CANNED_RESPONSES`].
+pub fn too_many() -> Error {
+    Error::unprocessable(
+        "too_many_canned_responses",
+        format!(
+            "the desk keeps at most {MAX_CANNED_RESPONSES} canned responses: delete one \
+             before adding another"
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_code_is_letters_of_any_script_digits_dashes_and_underscores_folded() {
+        assert_eq!(short_code("Refund").unwrap(), "refund");
+        assert_eq!(short_code("退款").unwrap(), "退款");
+        assert_eq!(short_code("reset-PW_2").unwrap(), "reset-pw_2");
+        // Only ASCII is folded: a code is what the agent typed otherwise.
+        assert_eq!(short_code("Ärger").unwrap(), "Ärger");
+        assert_eq!(short_code(&"码".repeat(32)).unwrap(), "码".repeat(32));
+        for bad in ["", "a b", "/refund", "re.fund", "a\u{0}", "😀"] {
+            let e = short_code(bad).unwrap_err();
+            assert_eq!(
+                (e.kind.status(), e.code),
+                (422, "invalid_short_code"),
+                "{bad:?}"
+            );
+        }
+        // 33 characters, however few bytes or many.
+        assert!(short_code(&"a".repeat(33)).is_err());
+        assert!(short_code(&"码".repeat(33)).is_err());
+    }
+
+    #[test]
+    fn content_is_trimmed_and_counted_in_characters() {
+        assert_eq!(content("  您好！\n").unwrap(), "您好！");
+        assert_eq!(content(" \n\t ").unwrap_err().code, "empty_content");
+        // 5,000 Chinese characters are 15,000 bytes and allowed; one more is not.
+        let most = "好".repeat(CONTENT_MAX_CHARS);
+        assert_eq!(content(&format!(" {most} ")).unwrap(), most);
+        let e = content(&format!("{most}好")).unwrap_err();
+        assert_eq!((e.kind.status(), e.code), (422, "content_too_long"));
+    }
+
+    #[test]
+    fn a_new_response_is_checked_whole() {
+        let at = crate::domain::now();
+        let c = CannedResponse::new("Hi", " Hello! ", "alice", at).unwrap();
+        assert_eq!(
+            (
+                c.short_code.as_str(),
+                c.content.as_str(),
+                c.updated_by.as_str()
+            ),
+            ("hi", "Hello!", "alice")
+        );
+        assert!(CannedResponse::new("h i", "Hello", "alice", at).is_err());
+        assert!(CannedResponse::new("hi", "", "alice", at).is_err());
+        assert_eq!(too_many().code, "too_many_canned_responses");
+    }
+}
