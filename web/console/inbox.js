@@ -3,7 +3,11 @@
 // for a reference it does not hold (GET /tickets?ref=), and the ticket list, each
 // row with its reference, assignee and SLA state. It polls with If-None-Match, so an idle
 // console moves a few hundred bytes every few seconds; keys j/k move, Enter opens, r
-// replies and / searches.
+// replies, / searches, x selects the row and Escape clears the selection.
+//
+// Selection: each row has a checkbox (beside its link, not in it), "Select all shown" is
+// over the list, and while any is selected the bulk bar (bulk.js) changes them together.
+// A ticket that leaves the list leaves the selection; one whose change failed stays in it.
 //
 // Paging: "Load more" follows the list's cursor, and every poll walks the cursors again
 // from the top, in requests of at most 100, for as many tickets as the pages loaded so far
@@ -13,11 +17,12 @@
 // that order (`order=oldest`), so it pages as newest first does.
 
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { html, usePoll, Select, Notice, STATUSES, PRIORITIES, SKILLS, CHANNELS } from './ui.js';
+import { html, usePoll, Select, Notice, NOTICE_MS, STATUSES, PRIORITIES, SKILLS, CHANNELS } from './ui.js';
 import { t, when } from './i18n.js';
 import { api, query } from './api.js';
 import { AssigneeShort, AwaitingShort, SlaShort, nextDue, waitingSince } from './assignment.js';
 import { TicketRef, ticketRef } from './ticket.js';
+import { BulkBar, BulkNotice } from './bulk.js';
 
 const POLL_MS = 3000;
 const PAGE = 25;
@@ -71,6 +76,11 @@ export function Inbox({ me }) {
   const [error, setError] = useState(null);
   const [updated, setUpdated] = useState(null);
   const [selected, setSelected] = useState(0);
+  // The ids of the tickets ticked for a bulk change, and how the last bulk change went.
+  const [picked, setPicked] = useState(() => new Set());
+  const [outcomes, setOutcomes] = useState(null);
+  const noticeRef = useRef(null);
+  const barRef = useRef(null);
   // Each list request's last answer by its URL, so that a 304 reuses it; kept for the URLs
   // the last poll asked, no more.
   const answers = useRef(new Map());
@@ -207,15 +217,57 @@ export function Inbox({ me }) {
     shown = [...shown].sort((a, b) => since(a) - since(b) || (a.id < b.id ? -1 : 1));
   }
 
+  // A ticket that left the list (or the reference search's answer) leaves the selection.
+  useEffect(() => {
+    const here = new Set([...(tickets || []), ...found].map((tk) => tk.id));
+    setPicked((ids) => ([...ids].every((id) => here.has(id)) ? ids : new Set([...ids].filter((id) => here.has(id)))));
+  }, [tickets, found]);
+  const chosen = shown.filter((tk) => picked.has(tk.id));
+  const toggle = (id) => setPicked((ids) => {
+    const next = new Set(ids);
+    if (!next.delete(id)) next.add(id);
+    return next;
+  });
+  const allShown = shown.length > 0 && chosen.length === shown.length;
+  const selectAll = () => setPicked(allShown ? new Set() : new Set([...picked, ...shown.map((tk) => tk.id)]));
+  // The changed tickets as the desk answered, shown at once (a later change to them is sent
+  // with their new version); a poll begun before the change answers for an older list.
+  const bulkDone = (results) => {
+    const now = new Map(results.filter((o) => o.ok).map((o) => [o.ticket.id, o.ticket]));
+    generation.current += 1;
+    setTickets((list) => list && list.map((tk) => now.get(tk.id) || tk));
+    setFound((list) => list.map((tk) => now.get(tk.id) || tk));
+    setOutcomes(results);
+  };
+  // A notice that everything went through goes by itself; one naming failures stays until
+  // the next change.
+  useEffect(() => {
+    if (!outcomes || !outcomes.every((o) => o.ok)) return undefined;
+    const timer = setTimeout(() => setOutcomes(null), NOTICE_MS);
+    return () => clearTimeout(timer);
+  }, [outcomes]);
+  // When the bar goes (nothing selected any more) with the focus in it, the focus goes to
+  // the notice of what happened, else to the cursor's row, never to the page.
+  const hadBar = useRef(false);
+  useEffect(() => {
+    const had = hadBar.current;
+    hadBar.current = chosen.length > 0;
+    if (!had || chosen.length > 0 || !nowhere()) return;
+    if (noticeRef.current && noticeRef.current.textContent.trim()) noticeRef.current.focus();
+    else focusCursor();
+  }, [chosen.length]);
+
   // The key handler is registered once and reads the latest list through a ref, so a key
   // pressed right after a render never meets an older list.
   const latest = useRef({});
-  latest.current = { shown, selected };
+  latest.current = { shown, selected, picked };
   useEffect(() => {
     const onKey = (e) => {
       const tag = (e.target.tagName || '').toLowerCase();
-      if (tag === 'input' || tag === 'textarea' || tag === 'select' || e.ctrlKey || e.metaKey || e.altKey) return;
-      const { shown: list, selected: at } = latest.current;
+      // A row's checkbox takes the list's keys; a dialog keeps its own.
+      const typing = (tag === 'input' && e.target.type !== 'checkbox') || tag === 'textarea' || tag === 'select';
+      if (typing || e.ctrlKey || e.metaKey || e.altKey || e.target.closest?.('dialog')) return;
+      const { shown: list, selected: at, picked: ids } = latest.current;
       // Enter on a button or a link elsewhere keeps its own meaning.
       const inList = e.target === document.body || listRef.current?.contains(e.target);
       if (e.key === 'Enter' && !inList) return;
@@ -229,6 +281,16 @@ export function Inbox({ me }) {
         latest.current.selected = next;
         setSelected(next);
         listRef.current?.querySelectorAll('a.ticket')[next]?.focus();
+      } else if (e.key === 'x') {
+        const tk = list[at];
+        if (!tk) return;
+        e.preventDefault();
+        toggle(tk.id);
+      } else if (e.key === 'Escape' && ids.size > 0) {
+        e.preventDefault();
+        // Out of the bar first, which goes with the selection.
+        if (barRef.current?.contains(document.activeElement)) focusCursor();
+        setPicked(new Set());
       } else if (e.key === 'Enter' || e.key === 'r') {
         const tk = list[at];
         if (!tk) return;
@@ -343,8 +405,16 @@ export function Inbox({ me }) {
     <div role="tabpanel" id="inbox-panel" aria-labelledby=${'view-' + view}>
     <${Notice} kind="error">${error}<//>
     ${tickets && shown.length === 0 ? html`<p class="empty">${t('inbox.empty')}</p>` : null}
+    ${shown.length
+      ? html`<label class="select-all"><input type="checkbox" checked=${allShown}
+          indeterminate=${chosen.length > 0 && !allShown} onChange=${selectAll} /> ${t('bulk.select_all')}</label>`
+      : null}
+    ${chosen.length ? html`<div ref=${barRef}><${BulkBar} me=${me} tickets=${chosen} onDone=${bulkDone} /></div>` : null}
+    <${BulkNotice} outcomes=${outcomes} noticeRef=${noticeRef} />
     <ul class="tickets" aria-label=${t('inbox.list')} ref=${listRef}>
-      ${shown.map((tk, i) => html`<li key=${tk.id} class=${i === selected ? 'selected' : ''}>
+      ${shown.map((tk, i) => html`<li key=${tk.id} class=${(i === selected ? 'selected' : '') + (picked.has(tk.id) ? ' picked' : '')}>
+        <input type="checkbox" class="pick" checked=${picked.has(tk.id)} onChange=${() => toggle(tk.id)}
+          onFocus=${() => setSelected(i)} aria-label=${t('bulk.select_ticket', { ref: ticketRef(tk.id), subject: tk.subject })} />
         <a class="ticket" href=${'#/tickets/' + encodeURIComponent(tk.id)} onFocus=${() => setSelected(i)} onClick=${() => { leftAt = tk.id; }}>
           <span class=${'pill priority-' + tk.priority}>${t('priority.' + tk.priority)}</span>
           <span class="subject">${tk.subject}</span>

@@ -45,6 +45,7 @@ static ASSETS: &[Asset] = assets![
     "console/assignment.js",
     "console/history.js",
     "console/availability.js",
+    "console/bulk.js",
     "console/vendor/preact.module.js",
     "console/vendor/hooks.module.js",
     "console/vendor/htm.module.js",

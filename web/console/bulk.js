@@ -1,0 +1,175 @@
+// Bulk actions in the inbox, as Zendesk's views and Chatwoot's conversation list have them:
+// the selected tickets are assigned, moved to a status or given a priority together. Each
+// change is one PATCH per ticket with the version the inbox shows (If-Match), a few at a
+// time, so a ticket someone changed meanwhile is reported, never overwritten; closing asks
+// first, as the ticket view's close does. One notice then says what happened to them all.
+
+import { useEffect, useRef, useState } from 'preact/hooks';
+import { html, PRIORITIES } from './ui.js';
+import { t } from './i18n.js';
+import { api } from './api.js';
+import { ticketRef } from './ticket.js';
+
+/** How many changes are in flight at once. */
+const IN_FLIGHT = 4;
+/** The statuses a bulk change may set: escalated needs a reason, given per ticket. */
+const STATUSES = ['open', 'pending', 'resolved', 'closed'];
+/** The assignee choice that unassigns (no agent id can be empty). */
+const NOBODY = '';
+
+/** `key` for one, `key` + "_many" for any other count, with {count} filled in. */
+export function counted(key, count, vars) {
+  return t(count === 1 ? key + '_one' : key + '_many', { count, ...vars });
+}
+
+/**
+ * Sends `patch` to each ticket with the version it was shown at, IN_FLIGHT at a time.
+ * Returns one outcome per ticket, in the order given: `{ ticket, ok }` (the ticket as the
+ * desk now has it), `{ ticket,
+ * conflict }` (someone changed it first: the desk kept their change), or `{ ticket,
+ * refused }` (the desk's reason, in the reader's language).
+ */
+export async function applyToAll(tickets, patch) {
+  const outcomes = new Array(tickets.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < tickets.length) {
+      const at = next;
+      next += 1;
+      const ticket = tickets[at];
+      try {
+        const { data } = await api('PATCH', '/tickets/' + encodeURIComponent(ticket.id), { body: patch, ifMatch: ticket.version });
+        outcomes[at] = { ticket: data || ticket, ok: true };
+      } catch (e) {
+        if (e.code === 'version_conflict' || e.status === 412) outcomes[at] = { ticket, conflict: true };
+        else outcomes[at] = { ticket, refused: e.message };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(IN_FLIGHT, tickets.length) }, worker));
+  return outcomes;
+}
+
+/** What the notice says of a run: its text, and whether everything went through. */
+function Outcome({ outcomes }) {
+  const done = outcomes.filter((o) => o.ok);
+  const conflicts = outcomes.filter((o) => o.conflict);
+  const refused = outcomes.filter((o) => o.refused !== undefined);
+  if (!conflicts.length && !refused.length) return html`<p>${counted('bulk.updated', done.length)}</p>`;
+  const parts = [counted('bulk.updated_short', done.length)];
+  if (conflicts.length) {
+    parts.push(counted('bulk.conflicts', conflicts.length, { refs: conflicts.map((o) => ticketRef(o.ticket.id)).join(t('bulk.list_sep')) }));
+  }
+  if (refused.length) parts.push(counted('bulk.refused', refused.length));
+  return html`<p>${parts.join(t('bulk.part_sep'))}</p>
+    ${refused.length
+      ? html`<ul>${refused.map((o) => html`<li>${t('bulk.refused_ticket', { ref: ticketRef(o.ticket.id), reason: o.refused })}</li>`)}</ul>`
+      : null}`;
+}
+
+/** Asks before closing `count` tickets: a modal dialog, so the keyboard stays in it;
+ * Escape or Cancel closes nothing. */
+function ConfirmBulkClose({ count, onConfirm, onCancel, busy }) {
+  const ref = useRef(null);
+  const cancel = useRef(null);
+  useEffect(() => {
+    const dialog = ref.current;
+    if (dialog && !dialog.open && dialog.showModal) dialog.showModal();
+    cancel.current?.focus();
+  }, []);
+  return html`<dialog ref=${ref} class="confirm" aria-labelledby="bulk-close-title" aria-describedby="bulk-close-what"
+      onCancel=${(e) => { e.preventDefault(); onCancel(); }}>
+    <h2 id="bulk-close-title">${counted('bulk.close_title', count)}</h2>
+    <p id="bulk-close-what">${counted('bulk.close_what', count)}</p>
+    <div class="buttons">
+      <button class="primary" type="button" aria-disabled=${busy ? 'true' : undefined}
+        onClick=${() => { if (!busy) onConfirm(); }}>${counted('bulk.close_confirm', count)}</button>
+      <button ref=${cancel} type="button" onClick=${onCancel}>${t('bulk.close_cancel')}</button>
+    </div>
+  </dialog>`;
+}
+
+/** One bulk change: a labelled choice and its Apply button (the choice alone changes
+ * nothing). The button is never disabled while a run goes on, so the focus stays on it. */
+function BulkChange({ label, apply, options, busy, onApply, buttonRef }) {
+  const [chosen, setValue] = useState(null);
+  // The first choice until one is made (the agents' ids arrive after the bar shows).
+  const value = options.some((o) => o.value === chosen) ? chosen : options[0].value;
+  return html`<form class="change" onSubmit=${(e) => { e.preventDefault(); if (!busy) onApply(value); }}>
+    <label class="field"><span>${label}</span>
+      <select value=${value} onChange=${(e) => setValue(e.currentTarget.value)}>
+        ${options.map((o) => html`<option value=${o.value} selected=${o.value === value}>${o.text}</option>`)}
+      </select>
+    </label>
+    <button ref=${buttonRef} type="submit" aria-label=${apply} aria-disabled=${busy ? 'true' : undefined}>${t('bulk.apply')}</button>
+  </form>`;
+}
+
+/**
+ * The bar over the inbox's list while tickets are selected. `tickets` are the selected
+ * ones as the inbox shows them (their versions are what each change is sent with);
+ * `onDone(outcomes)` hears how each went (the notice is the inbox's: it outlives the bar).
+ */
+export function BulkBar({ me, tickets, onDone }) {
+  const [busy, setBusy] = useState(false);
+  const [confirming, setConfirming] = useState(false);
+  const [agents, setAgents] = useState([]);
+  const statusButton = useRef(null);
+  useEffect(() => {
+    api('GET', '/agents').then(({ data }) => setAgents(data.agents), () => {});
+  }, []);
+
+  const run = async (patch) => {
+    setBusy(true);
+    const outcomes = await applyToAll(tickets, patch);
+    setBusy(false);
+    onDone(outcomes);
+  };
+
+  // The same ids the ticket view's Assignee box offers: the signed-in agent (not the
+  // administrator, who takes no tickets), the team's agents not removed, or nobody.
+  const assignees = [
+    ...(me.role !== 'admin' ? [{ value: me.name, text: t('bulk.me', { name: me.name }) }] : []),
+    ...agents.filter((a) => !a.removed && a.id !== me.name).map((a) => ({ value: a.id, text: a.name && a.name !== a.id ? `${a.id} (${a.name})` : a.id })),
+    { value: NOBODY, text: t('ticket.nobody') },
+  ];
+
+  const setStatus = (to) => {
+    if (to === 'closed') setConfirming(true);
+    else run({ status: to });
+  };
+  // While the dialog is open the rest of the page is inert; once it goes, the focus is
+  // back on the status's Apply button.
+  const afterDialog = useRef(false);
+  useEffect(() => {
+    if (confirming || !afterDialog.current) return;
+    afterDialog.current = false;
+    statusButton.current?.focus();
+  }, [confirming]);
+
+  const count = tickets.length;
+  return html`<section class="bulk" role="region" aria-label=${counted('bulk.bar', count)}>
+    <p class="bulk-count">${counted('bulk.selected', count)}</p>
+    <${BulkChange} label=${t('bulk.assign')} apply=${t('bulk.apply_assign')} busy=${busy}
+      options=${assignees}
+      onApply=${(v) => run({ assignee: v === NOBODY ? null : v })} />
+    <${BulkChange} label=${t('bulk.status')} apply=${t('bulk.apply_status')} busy=${busy} buttonRef=${statusButton}
+      options=${STATUSES.map((s) => ({ value: s, text: t('status.' + s) }))} onApply=${setStatus} />
+    <${BulkChange} label=${t('bulk.priority')} apply=${t('bulk.apply_priority')} busy=${busy}
+      options=${PRIORITIES.map((p) => ({ value: p, text: t('priority.' + p) }))}
+      onApply=${(v) => run({ priority: v })} />
+    ${confirming
+      ? html`<${ConfirmBulkClose} count=${count} busy=${busy}
+          onConfirm=${async () => { await run({ status: 'closed' }); afterDialog.current = true; setConfirming(false); }}
+          onCancel=${() => { afterDialog.current = true; setConfirming(false); }} />`
+      : null}
+  </section>`;
+}
+
+/** The notice of the last run; polite, and focusable so the focus can land on it when the
+ * bar it came from has gone. */
+export function BulkNotice({ outcomes, noticeRef }) {
+  return html`<div class=${outcomes ? 'notice bulk-notice' : 'bulk-notice'} role="status" tabindex="-1" ref=${noticeRef}>
+    ${outcomes ? html`<${Outcome} outcomes=${outcomes} />` : null}
+  </div>`;
+}
