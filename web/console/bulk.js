@@ -14,8 +14,10 @@ import { ticketRef } from './ticket.js';
 const IN_FLIGHT = 4;
 /** The statuses a bulk change may set: escalated needs a reason, given per ticket. */
 const STATUSES = ['open', 'pending', 'resolved', 'closed'];
-/** The assignee choice that unassigns (no agent id can be empty). */
-const NOBODY = '';
+/** No choice yet: Apply then sends nothing (a stray click never sets the first option). */
+const CHOOSE = '';
+/** The assignee choice that unassigns (no agent id holds a space: the Assignee box trims). */
+const NOBODY = ' ';
 
 /** `key` for one, `key` + "_many" for any other count, with {count} filled in. */
 export function counted(key, count, vars) {
@@ -90,14 +92,21 @@ function ConfirmBulkClose({ count, onConfirm, onCancel, busy }) {
 }
 
 /** One bulk change: a labelled choice and its Apply button (the choice alone changes
- * nothing). The button is never disabled while a run goes on, so the focus stays on it. */
+ * nothing, and Apply before a choice sends nothing: it puts the focus on the choice). The
+ * button is never disabled while a run goes on, so the focus stays on it. */
 function BulkChange({ label, apply, options, busy, onApply, buttonRef }) {
-  const [chosen, setValue] = useState(null);
-  // The first choice until one is made (the agents' ids arrive after the bar shows).
-  const value = options.some((o) => o.value === chosen) ? chosen : options[0].value;
-  return html`<form class="change" onSubmit=${(e) => { e.preventDefault(); if (!busy) onApply(value); }}>
+  const [value, setValue] = useState(CHOOSE);
+  const select = useRef(null);
+  const submit = (e) => {
+    e.preventDefault();
+    if (busy) return;
+    if (value === CHOOSE) select.current?.focus();
+    else onApply(value);
+  };
+  return html`<form class="change" onSubmit=${submit}>
     <label class="field"><span>${label}</span>
-      <select value=${value} onChange=${(e) => setValue(e.currentTarget.value)}>
+      <select ref=${select} value=${value} onChange=${(e) => setValue(e.currentTarget.value)}>
+        <option value=${CHOOSE} selected=${value === CHOOSE}>${t('bulk.choose')}</option>
         ${options.map((o) => html`<option value=${o.value} selected=${o.value === value}>${o.text}</option>`)}
       </select>
     </label>
