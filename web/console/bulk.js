@@ -5,7 +5,7 @@
 // first, as the ticket view's close does. One notice then says what happened to them all.
 
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { html, PRIORITIES } from './ui.js';
+import { html, Confirm, PRIORITIES } from './ui.js';
 import { t } from './i18n.js';
 import { api } from './api.js';
 import { ticketRef } from './ticket.js';
@@ -72,23 +72,8 @@ function Outcome({ outcomes }) {
 /** Asks before closing `count` tickets: a modal dialog, so the keyboard stays in it;
  * Escape or Cancel closes nothing. */
 function ConfirmBulkClose({ count, onConfirm, onCancel, busy }) {
-  const ref = useRef(null);
-  const cancel = useRef(null);
-  useEffect(() => {
-    const dialog = ref.current;
-    if (dialog && !dialog.open && dialog.showModal) dialog.showModal();
-    cancel.current?.focus();
-  }, []);
-  return html`<dialog ref=${ref} class="confirm" aria-labelledby="bulk-close-title" aria-describedby="bulk-close-what"
-      onCancel=${(e) => { e.preventDefault(); onCancel(); }}>
-    <h2 id="bulk-close-title">${counted('bulk.close_title', count)}</h2>
-    <p id="bulk-close-what">${counted('bulk.close_what', count)}</p>
-    <div class="buttons">
-      <button class="primary" type="button" aria-disabled=${busy ? 'true' : undefined}
-        onClick=${() => { if (!busy) onConfirm(); }}>${counted('bulk.close_confirm', count)}</button>
-      <button ref=${cancel} type="button" onClick=${onCancel}>${t('bulk.close_cancel')}</button>
-    </div>
-  </dialog>`;
+  return html`<${Confirm} id="bulk-close" title=${counted('bulk.close_title', count)} what=${counted('bulk.close_what', count)}
+    confirm=${counted('bulk.close_confirm', count)} cancel=${t('bulk.close_cancel')} busy=${busy} onConfirm=${onConfirm} onCancel=${onCancel} />`;
 }
 
 /** One bulk change: a labelled choice and its Apply button (the choice alone changes

@@ -4,7 +4,7 @@
 // (and the administrator) add, edit and delete them, everyone else reads.
 
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { html, Notice, useNotice } from './ui.js';
+import { html, Notice, useNotice, Confirm } from './ui.js';
 import { t } from './i18n.js';
 import { api } from './api.js';
 
@@ -146,22 +146,8 @@ export function useCanned(ref, setText) {
 /** Asks before deleting, as closing a ticket does: a modal dialog, Cancel focused;
  * Escape or Cancel keeps the response. */
 function ConfirmDelete({ code, onConfirm, onCancel, busy }) {
-  const ref = useRef(null);
-  const cancel = useRef(null);
-  useEffect(() => {
-    const dialog = ref.current;
-    if (dialog && !dialog.open && dialog.showModal) dialog.showModal();
-    cancel.current?.focus();
-  }, []);
-  return html`<dialog ref=${ref} class="confirm" aria-labelledby="canned-delete-title" aria-describedby="canned-delete-what"
-      onCancel=${(e) => { e.preventDefault(); onCancel(); }}>
-    <h2 id="canned-delete-title">${t('canned.delete_title', { code: code })}</h2>
-    <p id="canned-delete-what">${t('canned.delete_what')}</p>
-    <div class="buttons">
-      <button class="primary" type="button" disabled=${busy} onClick=${onConfirm}>${t('canned.delete_confirm')}</button>
-      <button ref=${cancel} type="button" onClick=${onCancel}>${t('canned.cancel')}</button>
-    </div>
-  </dialog>`;
+  return html`<${Confirm} id="canned-delete" title=${t('canned.delete_title', { code })} what=${t('canned.delete_what')}
+    confirm=${t('canned.delete_confirm')} cancel=${t('canned.cancel')} busy=${busy} onConfirm=${onConfirm} onCancel=${onCancel} />`;
 }
 
 function Editor({ initial, isNew, taken, onSaved, onCancel }) {

@@ -6,7 +6,7 @@
 // that followed the conflict once a yet newer one shows or its few seconds are up.
 
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { html, usePoll, Notice, useNotice, isSendingEnter, STATUSES, PRIORITIES, SKILLS } from './ui.js';
+import { html, usePoll, Notice, useNotice, isSendingEnter, Confirm, STATUSES, PRIORITIES, SKILLS } from './ui.js';
 import { t, when } from './i18n.js';
 import { api, newKey, query } from './api.js';
 import { DRAFTS } from './auth.js';
@@ -183,22 +183,8 @@ function ChangeBox({ label, button, current, options, prefix, disabled, onSet, b
 /** Asks before closing, which cannot be undone and sends the customer the survey: a modal
  * dialog, so the keyboard stays in it; Escape or Cancel leaves the ticket as it was. */
 function ConfirmClose({ onConfirm, onCancel, busy }) {
-  const ref = useRef(null);
-  const cancel = useRef(null);
-  useEffect(() => {
-    const dialog = ref.current;
-    if (dialog && !dialog.open && dialog.showModal) dialog.showModal();
-    cancel.current?.focus();
-  }, []);
-  return html`<dialog ref=${ref} class="confirm" aria-labelledby="close-title" aria-describedby="close-what"
-      onCancel=${(e) => { e.preventDefault(); onCancel(); }}>
-    <h2 id="close-title">${t('ticket.close_title')}</h2>
-    <p id="close-what">${t('ticket.close_what')}</p>
-    <div class="buttons">
-      <button class="primary" type="button" disabled=${busy} onClick=${onConfirm}>${t('ticket.close_confirm')}</button>
-      <button ref=${cancel} type="button" onClick=${onCancel}>${t('ticket.close_cancel')}</button>
-    </div>
-  </dialog>`;
+  return html`<${Confirm} id="close" title=${t('ticket.close_title')} what=${t('ticket.close_what')}
+    confirm=${t('ticket.close_confirm')} cancel=${t('ticket.close_cancel')} busy=${busy} onConfirm=${onConfirm} onCancel=${onCancel} />`;
 }
 
 /** `list` with `page` merged in: an entry already there takes its new copy (its delivery

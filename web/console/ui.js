@@ -91,3 +91,29 @@ export const STATUSES = ['open', 'pending', 'escalated', 'resolved', 'closed'];
 export const PRIORITIES = ['low', 'normal', 'high', 'urgent'];
 export const SKILLS = ['general', 'billing', 'technical'];
 export const CHANNELS = ['webchat', 'whatsapp', 'telegram'];
+
+/**
+ * Asks before something that cannot be undone (closing tickets, deleting a canned
+ * response): a modal dialog, so the keyboard stays in it, opened on Cancel; Escape or Cancel
+ * does nothing. `id` names its title and text for assistive technology. While `busy`, the
+ * confirm button says so and does nothing, but keeps the focus.
+ */
+export function Confirm({ id, title, what, confirm, cancel, onConfirm, onCancel, busy }) {
+  const ref = useRef(null);
+  const cancelRef = useRef(null);
+  useEffect(() => {
+    const dialog = ref.current;
+    if (dialog && !dialog.open && dialog.showModal) dialog.showModal();
+    cancelRef.current?.focus();
+  }, []);
+  return html`<dialog ref=${ref} class="confirm" aria-labelledby=${id + '-title'} aria-describedby=${id + '-what'}
+      onCancel=${(e) => { e.preventDefault(); onCancel(); }}>
+    <h2 id=${id + '-title'}>${title}</h2>
+    <p id=${id + '-what'}>${what}</p>
+    <div class="buttons">
+      <button class="primary" type="button" aria-disabled=${busy ? 'true' : undefined}
+        onClick=${() => { if (!busy) onConfirm(); }}>${confirm}</button>
+      <button ref=${cancelRef} type="button" onClick=${onCancel}>${cancel}</button>
+    </div>
+  </dialog>`;
+}
