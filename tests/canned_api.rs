@@ -121,13 +121,14 @@ async fn each_rule_on_a_code_or_its_content_is_a_422_naming_it() {
     let dir = TempDir::new();
     let server = Server::start(&dir.0, &[]).await;
     let ok = json!({"content": "Hello"});
-    // Codes: a space, a dot, a slash (encoded), an emoji, 33 characters (Chinese: 99 bytes).
+    // Codes: a space, a dot, a slash (encoded), a percent sign (encoded), 33 characters
+    // (Chinese: 99 bytes).
     let long_zh = "码".repeat(33);
     for code in [
         "a%20b",
         "re.fund",
         "a%2Fb",
-        "%F0%9F%98%80",
+        "a%25b",
         &"a".repeat(33),
         &long_zh,
     ] {
@@ -145,7 +146,8 @@ async fn each_rule_on_a_code_or_its_content_is_a_422_naming_it() {
         "invalid_short_code"
     );
 
-    // Content: nothing but spaces, more than 5,000 characters; 5,000 Chinese ones are fine.
+    // Content: nothing but spaces, a control character, more than 2,000 characters; 2,000
+    // Chinese ones are fine.
     assert_eq!(
         error_code(
             put(&server, "hi", BOB, json!({"content": " \n\t "})).await,
@@ -154,7 +156,15 @@ async fn each_rule_on_a_code_or_its_content_is_a_422_naming_it() {
         .await,
         "empty_content"
     );
-    let most = "好".repeat(5_000);
+    assert_eq!(
+        error_code(
+            put(&server, "hi", BOB, json!({"content": "响铃\u{7}"})).await,
+            422
+        )
+        .await,
+        "invalid_content"
+    );
+    let most = "好".repeat(2_000);
     let r = put(&server, "hi", BOB, json!({"content": format!("{most}好")})).await;
     assert_eq!(error_code(r, 422).await, "content_too_long");
     assert_eq!(

@@ -65,7 +65,7 @@ def test_a_supervisor_adds_edits_and_deletes_canned_responses_in_their_view(desk
     # The desk's own refusal is said by its code.
     page.get_by_role("textbox", name="Short code").fill("hi there")
     page.get_by_role("button", name="Save canned response").click()
-    expect(page.get_by_role("alert")).to_contain_text("A short code is 1 to 32 letters")
+    expect(page.get_by_role("alert")).to_contain_text("A short code is 1 to 32 characters with no space")
     expect(page.get_by_role("textbox", name="Short code")).to_be_focused()
     page.keyboard.press("Escape")
     expect(page.get_by_role("button", name="Save canned response")).to_have_count(0)
@@ -175,6 +175,46 @@ def test_an_agent_puts_a_canned_response_in_a_reply_with_the_keyboard(desk, page
     note.press("Tab")
     expect(note).to_have_value("客户要求 " + REFUND)
     expect(note).to_be_focused()
+
+
+def test_a_code_typed_before_the_list_is_read_sends_nothing(desk, page):
+    """The list is read as the reply box appears; an agent quicker than that, typing
+    `/hel` and Enter, sends nothing: the list opens once read, and Enter then puts the
+    response in. Moving the caret off the `/code` closes the list."""
+    put(desk, "hello", HELLO)
+    _, ticket_id = handed_off(desk)
+    sign_in(page, desk, ALICE)
+    held, released = [], []
+
+    def hold(route):
+        if released:
+            route.continue_()
+        else:
+            held.append(route)
+
+    page.route("**/canned-responses", hold)
+    page.goto(f"{desk.base}/console/#/tickets/{ticket_id}")
+    reply = page.get_by_role("textbox", name="Reply")
+    reply.click()
+    reply.type("/hel")
+    reply.press("Enter")
+    time.sleep(0.5)
+    assert replies(desk, ticket_id) == [], "Enter before the list was read must not send"
+    expect(reply).to_have_value("/hel")
+    assert held, "the box asked for the list"
+    released.append(True)
+    for route in held:
+        route.continue_()
+    options = page.get_by_role("listbox", name="Canned responses").get_by_role("option")
+    expect(options).to_have_count(1)
+    # The caret leaves the `/code`: the list goes; back at its end, it comes again.
+    reply.press("Home")
+    expect(options).to_have_count(0)
+    reply.press("End")
+    expect(options).to_have_count(1)
+    reply.press("Enter")
+    expect(reply).to_have_value(HELLO)
+    assert replies(desk, ticket_id) == []
 
 
 def test_an_agent_reads_canned_responses_but_cannot_change_them(desk, page):

@@ -18,16 +18,17 @@ const SNIPPET = 60;
 let cache = null;
 let pending = null;
 
-/** Every canned response, read again once FRESH_MS old (or after a change here). */
-function cannedList() {
-  if (cache && Date.now() - cache.at < FRESH_MS) return Promise.resolve(cache.items);
-  if (!pending) {
-    pending = api('GET', '/canned-responses')
-      .then(({ data }) => {
-        cache = { at: Date.now(), items: data.items };
-        return data.items;
-      })
-      .finally(() => { pending = null; });
+/** Every canned response, read again once FRESH_MS old, or at once when `fresh` (after a
+ * change here: a read begun before the change is not taken for the list after it). */
+function cannedList(fresh = false) {
+  if (!fresh && cache && Date.now() - cache.at < FRESH_MS) return Promise.resolve(cache.items);
+  if (fresh || !pending) {
+    const read = api('GET', '/canned-responses').then(({ data }) => {
+      if (pending === read) cache = { at: Date.now(), items: data.items };
+      return data.items;
+    });
+    pending = read;
+    read.finally(() => { if (pending === read) pending = null; }).catch(() => {});
   }
   return pending;
 }
@@ -63,20 +64,30 @@ let boxes = 0;
 /**
  * The `/` list of a text box, as an ARIA combobox whose focus stays in the box: the box
  * gets `attrs` (aria-expanded, aria-controls, aria-activedescendant) and calls `update`
- * on input, `onKeyDown` first on each key (true: the key was the list's), and `close` on
- * blur; `popup` is the listbox, to render after it. `setText` is the box's own state.
+ * on input, `onKeyDown` first on each key (true: the key was the list's), `onCaret` on
+ * click and key up, and `close` on blur; `popup` is the listbox, to render after it.
+ * `setText` is the box's own state; a `locked` box has no list.
  * While an input method composes, no key is the list's.
  */
-export function useCanned(ref, setText) {
+export function useCanned(ref, setText, locked) {
   const id = useRef(null);
   if (!id.current) id.current = 'canned-list-' + ++boxes;
-  const [items, setItems] = useState(cache ? cache.items : []);
+  // Null until the list is read: read as the box appears, so that a `/code` typed at once
+  // finds it.
+  const [items, setItems] = useState(cache ? cache.items : null);
   const [open, setOpen] = useState(null);
   const [active, setActive] = useState(0);
   // The `/` that Escape closed the list of: typing on after it does not open it again.
   const dismissed = useRef(null);
+  useEffect(() => {
+    cannedList().then(setItems, () => setItems((had) => had || []));
+  }, []);
+  // A box that becomes read-only (its ticket closed meanwhile) closes its list.
+  useEffect(() => {
+    if (locked) setOpen(null);
+  }, [locked]);
 
-  const options = open ? matching(items, open.query) : [];
+  const options = open && items && !locked ? matching(items, open.query) : [];
   const expanded = options.length > 0;
   const current = Math.min(active, options.length - 1);
 
@@ -89,7 +100,7 @@ export function useCanned(ref, setText) {
     }
     if (!open || open.query !== found.query) setActive(0);
     setOpen(found);
-    cannedList().then(setItems, () => {});
+    cannedList().then(setItems, () => setItems((had) => had || []));
   };
   const close = () => setOpen(null);
 
@@ -108,7 +119,13 @@ export function useCanned(ref, setText) {
   };
 
   const onKeyDown = (e) => {
-    if (e.isComposing || e.keyCode === 229 || !expanded) return false;
+    if (e.isComposing || e.keyCode === 229) return false;
+    // A `/code` typed before the list is read: Enter waits for it, and sends nothing.
+    if (!expanded && open && items === null && e.key === 'Enter' && !e.shiftKey) {
+      e.preventDefault();
+      return true;
+    }
+    if (!expanded) return false;
     if (e.key === 'ArrowDown' || e.key === 'ArrowUp') {
       const step = e.key === 'ArrowDown' ? 1 : -1;
       setActive((current + step + options.length) % options.length);
@@ -140,7 +157,11 @@ export function useCanned(ref, setText) {
           </li>`)}
       </ul>`
     : null;
-  return { attrs, update, onKeyDown, close, popup };
+  // The caret moved without typing (a click, an arrow): the list follows it, or closes.
+  const onCaret = (e) => {
+    if (e.type === 'click' || ['ArrowLeft', 'ArrowRight', 'Home', 'End'].includes(e.key)) update();
+  };
+  return { attrs, update, onKeyDown, onCaret, close, popup };
 }
 
 /** Asks before deleting, as closing a ticket does: a modal dialog, Cancel focused;
@@ -226,9 +247,8 @@ export function CannedResponses({ me }) {
   };
 
   const load = async () => {
-    cache = null;
     try {
-      const list = await cannedList();
+      const list = await cannedList(true);
       setItems(list);
       setError(null);
     } catch (e) {

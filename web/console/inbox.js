@@ -76,8 +76,11 @@ export function Inbox({ me }) {
   const [error, setError] = useState(null);
   const [updated, setUpdated] = useState(null);
   const [selected, setSelected] = useState(0);
-  // The ids of the tickets ticked for a bulk change, and how the last bulk change went.
-  const [picked, setPicked] = useState(() => new Set());
+  // The tickets ticked for a bulk change, each with the version it had when ticked (what
+  // a bulk change sends as If-Match, so a change someone made since, which a poll may have
+  // shown without the agent looking, is reported, never overwritten), and how the last
+  // bulk change went.
+  const [picked, setPicked] = useState(() => new Map());
   const [outcomes, setOutcomes] = useState(null);
   const noticeRef = useRef(null);
   const barRef = useRef(null);
@@ -220,23 +223,37 @@ export function Inbox({ me }) {
   // A ticket that left the list (or the reference search's answer) leaves the selection.
   useEffect(() => {
     const here = new Set([...(tickets || []), ...found].map((tk) => tk.id));
-    setPicked((ids) => ([...ids].every((id) => here.has(id)) ? ids : new Set([...ids].filter((id) => here.has(id)))));
+    setPicked((ids) => ([...ids.keys()].every((id) => here.has(id)) ? ids : new Map([...ids].filter(([id]) => here.has(id)))));
   }, [tickets, found]);
-  const chosen = shown.filter((tk) => picked.has(tk.id));
-  const toggle = (id) => setPicked((ids) => {
-    const next = new Set(ids);
-    if (!next.delete(id)) next.add(id);
+  const chosen = shown.filter((tk) => picked.has(tk.id)).map((tk) => ({ ...tk, version: picked.get(tk.id) }));
+  const toggle = (tk) => setPicked((ids) => {
+    const next = new Map(ids);
+    if (!next.delete(tk.id)) next.set(tk.id, tk.version);
     return next;
   });
   const allShown = shown.length > 0 && chosen.length === shown.length;
-  const selectAll = () => setPicked(allShown ? new Set() : new Set([...picked, ...shown.map((tk) => tk.id)]));
+  const selectAll = () => setPicked(allShown ? new Map() : new Map([...shown.map((tk) => [tk.id, tk.version]), ...picked]));
   // The changed tickets as the desk answered, shown at once (a later change to them is sent
   // with their new version); a poll begun before the change answers for an older list.
+  // Changed, a ticket stays selected at its new version; one someone else changed first is
+  // unselected (the agent looks at it before changing it again); a refused one stays.
   const bulkDone = (results) => {
     const now = new Map(results.filter((o) => o.ok).map((o) => [o.ticket.id, o.ticket]));
+    const newer = (tk) => {
+      const fresh = now.get(tk.id);
+      return fresh && fresh.version >= tk.version ? fresh : tk;
+    };
     generation.current += 1;
-    setTickets((list) => list && list.map((tk) => now.get(tk.id) || tk));
-    setFound((list) => list.map((tk) => now.get(tk.id) || tk));
+    setTickets((list) => list && list.map(newer));
+    setFound((list) => list.map(newer));
+    setPicked((ids) => {
+      const next = new Map(ids);
+      for (const o of results) {
+        if (o.ok) next.set(o.ticket.id, o.ticket.version);
+        else if (o.conflict) next.delete(o.ticket.id);
+      }
+      return next;
+    });
     setOutcomes(results);
   };
   // A notice that everything went through goes by itself; one naming failures stays until
@@ -282,15 +299,19 @@ export function Inbox({ me }) {
         setSelected(next);
         listRef.current?.querySelectorAll('a.ticket')[next]?.focus();
       } else if (e.key === 'x') {
-        const tk = list[at];
+        // The row the focus is on (rows move under a poll; the cursor's index may not);
+        // else the cursor's row. Not from the bar or the select-all box.
+        if (!inList) return;
+        const row = e.target.closest?.('li[data-id]');
+        const tk = row ? list.find((x) => x.id === row.dataset.id) : list[at];
         if (!tk) return;
         e.preventDefault();
-        toggle(tk.id);
+        toggle(tk);
       } else if (e.key === 'Escape' && ids.size > 0) {
         e.preventDefault();
         // Out of the bar first, which goes with the selection.
         if (barRef.current?.contains(document.activeElement)) focusCursor();
-        setPicked(new Set());
+        setPicked(new Map());
       } else if (e.key === 'Enter' || e.key === 'r') {
         const tk = list[at];
         if (!tk) return;
@@ -412,8 +433,8 @@ export function Inbox({ me }) {
     ${chosen.length ? html`<div ref=${barRef}><${BulkBar} me=${me} tickets=${chosen} onDone=${bulkDone} /></div>` : null}
     <${BulkNotice} outcomes=${outcomes} noticeRef=${noticeRef} />
     <ul class="tickets" aria-label=${t('inbox.list')} ref=${listRef}>
-      ${shown.map((tk, i) => html`<li key=${tk.id} class=${(i === selected ? 'selected' : '') + (picked.has(tk.id) ? ' picked' : '')}>
-        <input type="checkbox" class="pick" checked=${picked.has(tk.id)} onChange=${() => toggle(tk.id)}
+      ${shown.map((tk, i) => html`<li key=${tk.id} data-id=${tk.id} class=${(i === selected ? 'selected' : '') + (picked.has(tk.id) ? ' picked' : '')}>
+        <input type="checkbox" class="pick" checked=${picked.has(tk.id)} onChange=${() => toggle(tk)}
           onFocus=${() => setSelected(i)} aria-label=${t('bulk.select_ticket', { ref: ticketRef(tk.id), subject: tk.subject })} />
         <a class="ticket" href=${'#/tickets/' + encodeURIComponent(tk.id)} onFocus=${() => setSelected(i)} onClick=${() => { leftAt = tk.id; }}>
           <span class=${'pill priority-' + tk.priority}>${t('priority.' + tk.priority)}</span>

@@ -94,7 +94,7 @@ function Composer({ label, button, onSend, focus, textRef, busy, locked, draftKe
   const ref = textRef || own;
   // `/` and a code puts a canned response in (canned.js); while its list is open, its keys
   // (Enter among them) are its own and send nothing.
-  const canned = useCanned(ref, setText);
+  const canned = useCanned(ref, setText, locked);
   useEffect(() => {
     if (focus) ref.current?.focus();
   }, [focus]);
@@ -114,6 +114,7 @@ function Composer({ label, button, onSend, focus, textRef, busy, locked, draftKe
       <span>${label}</span>
       <textarea ref=${ref} rows="3" value=${text} readOnly=${locked} ...${canned.attrs}
         onInput=${(e) => { setText(e.currentTarget.value); canned.update(); }} onBlur=${canned.close}
+        onClick=${canned.onCaret} onKeyUp=${canned.onCaret}
         onKeyDown=${(e) => { if (canned.onKeyDown(e)) return; if (isSendingEnter(e)) { e.preventDefault(); send(); } }}></textarea>
     </label>
     ${canned.popup}

@@ -9,10 +9,12 @@ use serde::{Deserialize, Serialize};
 /// The longest short code, in characters.
 pub const SHORT_CODE_MAX_CHARS: usize = 32;
 /// The longest content, in characters (Unicode scalar values) after trimming.
-pub const CONTENT_MAX_CHARS: usize = 5_000;
+pub const CONTENT_MAX_CHARS: usize = 2_000;
 /// How many canned responses the desk keeps: a new one past this is refused (a change to
-/// one that exists never is).
-pub const MAX_CANNED_RESPONSES: usize = 1_000;
+/// one that exists never is). With [`CONTENT_MAX_CHARS`], the whole list, which every
+/// agent's reply box reads in one answer, stays under a Lambda answer's 6 MB at worst
+/// (a test holds it there).
+pub const MAX_CANNED_RESPONSES: usize = 500;
 
 /// A saved reply, as the API and the stores keep it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,9 +46,12 @@ impl CannedResponse {
     }
 }
 
-/// Whether `c` may be in a short code: a letter of any script (`退款`), a digit, `-` or `_`.
+/// Whether `c` may be in a short code: anything but a space, a control character, `/` and
+/// the other ASCII punctuation (`-` and `_` excepted). So a word of any script is a code,
+/// its combining marks too (`नमस्ते`, `ค่ะ`, a decomposed `café`), and a code is one path
+/// segment as it is typed (no `.` or `..` for the URL to resolve away).
 pub fn is_code_char(c: char) -> bool {
-    c.is_alphanumeric() || c == '-' || c == '_'
+    !(c.is_whitespace() || c.is_control() || (c.is_ascii_punctuation() && c != '-' && c != '_'))
 }
 
 /// The short code `raw` names, checked: 1 to [`SHORT_CODE_MAX_CHARS`] characters that are
@@ -63,19 +68,29 @@ pub fn short_code(raw: &str) -> Result<String> {
         "invalid_short_code",
         format!(
             "short code {shown:?}{more} is not allowed: a short code is 1 to \
-             {SHORT_CODE_MAX_CHARS} letters (of any script), digits, - and _"
+             {SHORT_CODE_MAX_CHARS} characters, with no space, no / and no punctuation but - and _"
         ),
     ))
 }
 
-/// The content `raw` gives, trimmed: 1 to [`CONTENT_MAX_CHARS`] characters. Else 422
-/// `empty_content` or `content_too_long`.
+/// The content `raw` gives, trimmed: 1 to [`CONTENT_MAX_CHARS`] characters, lines and tabs
+/// but no other control character. Else 422 `empty_content`, `invalid_content` or
+/// `content_too_long`.
 pub fn content(raw: &str) -> Result<String> {
     let text = raw.trim();
     if text.is_empty() {
         return Err(Error::unprocessable(
             "empty_content",
             "a canned response's content is 1 or more characters besides spaces",
+        ));
+    }
+    if text
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        return Err(Error::unprocessable(
+            "invalid_content",
+            "a canned response's content holds no control characters but line breaks and tabs",
         ));
     }
     let count = text.chars().count();
@@ -114,7 +129,13 @@ mod tests {
         // Only ASCII is folded: a code is what the agent typed otherwise.
         assert_eq!(short_code("Ärger").unwrap(), "Ärger");
         assert_eq!(short_code(&"码".repeat(32)).unwrap(), "码".repeat(32));
-        for bad in ["", "a b", "/refund", "re.fund", "a\u{0}", "😀"] {
+        // Combining marks belong to the word they are in.
+        for word in ["नमस्ते", "ค่ะ", "cafe\u{301}", "退款-2", "😀"] {
+            assert_eq!(short_code(word).unwrap(), word);
+        }
+        for bad in [
+            "", "a b", "/refund", "re.fund", ".", "..", "a\u{0}", "a\tb", "%2F",
+        ] {
             let e = short_code(bad).unwrap_err();
             assert_eq!(
                 (e.kind.status(), e.code),
@@ -131,11 +152,39 @@ mod tests {
     fn content_is_trimmed_and_counted_in_characters() {
         assert_eq!(content("  您好！\n").unwrap(), "您好！");
         assert_eq!(content(" \n\t ").unwrap_err().code, "empty_content");
-        // 5,000 Chinese characters are 15,000 bytes and allowed; one more is not.
+        // 2,000 Chinese characters are 6,000 bytes and allowed; one more is not.
         let most = "好".repeat(CONTENT_MAX_CHARS);
         assert_eq!(content(&format!(" {most} ")).unwrap(), most);
         let e = content(&format!("{most}好")).unwrap_err();
         assert_eq!((e.kind.status(), e.code), (422, "content_too_long"));
+        assert_eq!(content("a\u{7}b").unwrap_err().code, "invalid_content");
+        assert_eq!(content("第一行\r\n\t第二行").unwrap(), "第一行\r\n\t第二行");
+    }
+
+    /// The reply boxes read every canned response in one answer: at the desk's limits, and
+    /// of the characters that grow most as JSON (a quote is 4 bytes once the answer is a
+    /// string in Lambda's envelope; an emoji 4), the list stays under a Lambda answer's
+    /// 6 MB.
+    #[test]
+    fn the_whole_list_fits_in_one_lambda_answer() {
+        let at = crate::domain::now();
+        for worst in ["\"", "😀", "\\"] {
+            let items: Vec<CannedResponse> = (0..MAX_CANNED_RESPONSES)
+                .map(|i| CannedResponse {
+                    short_code: format!("{i:0>32}"),
+                    content: worst.repeat(CONTENT_MAX_CHARS),
+                    updated_at: at,
+                    updated_by: "a".repeat(200),
+                })
+                .collect();
+            let body = serde_json::to_string(&serde_json::json!({ "items": items })).unwrap();
+            let envelope = serde_json::to_string(&serde_json::json!({ "body": body })).unwrap();
+            assert!(
+                envelope.len() < 6 * 1024 * 1024,
+                "{worst:?}: {}",
+                envelope.len()
+            );
+        }
     }
 
     #[test]
