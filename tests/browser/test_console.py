@@ -930,6 +930,27 @@ def test_the_reference_the_customer_was_told_finds_the_ticket(desk, page):
     expect(rows.first).to_contain_text("Closed")
 
 
+def test_a_ticket_found_by_its_reference_is_kept_current(desk, page):
+    """A resolved ticket is outside the active list; found by its reference, its row is
+    polled like any other, so a change made elsewhere shows (and a bulk change on it goes
+    with its version)."""
+    _, ticket_id = handed_off(desk)
+    _, _, headers = desk.api("GET", f"/tickets/{ticket_id}")
+    status, body, _ = desk.api("PATCH", f"/tickets/{ticket_id}", {"status": "resolved"}, headers={"If-Match": headers["ETag"]})
+    assert status == 200, body
+    ref = re.sub(r"[^0-9A-Za-z]", "", ticket_id)[-8:].upper()
+    sign_in(page, desk)
+    page.get_by_role("searchbox", name="Search tickets").fill(ref)
+    rows = page.get_by_role("list", name="Ticket list").get_by_role("link")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("Resolved")
+    expect(rows.first).to_contain_text("High")
+    _, _, headers = desk.api("GET", f"/tickets/{ticket_id}")
+    status, body, _ = desk.api("PATCH", f"/tickets/{ticket_id}", {"priority": "urgent"}, headers={"If-Match": headers["ETag"]})
+    assert status == 200, body
+    expect(rows.first).to_contain_text("Urgent", timeout=10_000)
+
+
 def test_the_inbox_row_and_counts_read_right(desk, page):
     _, ticket_id = handed_off(desk)
     _, long_one = handed_off(desk, "我要投诉，" + "我的订单一直显示待发货，" * 9 + "请帮我查一下")

@@ -50,6 +50,9 @@ function usePersisted(key, fallback) {
   return [value, (v) => { localStorage.setItem('helpdesk.inbox.' + key, v); setValue(v); }];
 }
 
+/** Whether a search could be a ticket's reference: 8 letters or digits. */
+const isReference = (text) => /^[0-9A-Za-z]{8}$/.test(text);
+
 export function Inbox({ me }) {
   // Where each opens first, until they pick another view: an agent's own tickets (the
   // desk's rule gives them their work), as Zendesk's "Your unsolved tickets" and Chatwoot's
@@ -136,9 +139,12 @@ export function Inbox({ me }) {
         cursor = data.next_cursor || null;
       } while (cursor && list.length < want && data.tickets.length > 0);
       const c = await api('GET', '/tickets/counts' + query({ priority, skill, channel }), { etag: countsTag.current });
+      // A ticket the reference search found outside the list is kept current as well.
+      const again = isReference(reference) ? (await api('GET', '/tickets' + query({ ref: reference }))).data.tickets : null;
       if (generation.current !== started) return;
       answers.current = seen;
       setTickets(list);
+      if (again) setFound(again);
       setMore(cursor);
       if (c.status !== 304) {
         countsTag.current = c.etag;
@@ -182,7 +188,7 @@ export function Inbox({ me }) {
   const [found, setFound] = useState([]);
   const reference = search.trim().replace(/^[#＃]/, '');
   useEffect(() => {
-    if (!/^[0-9A-Za-z]{8}$/.test(reference)) {
+    if (!isReference(reference)) {
       setFound([]);
       return undefined;
     }
