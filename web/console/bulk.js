@@ -5,10 +5,9 @@
 // first, as the ticket view's close does. One notice then says what happened to them all.
 
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { html, Confirm, PRIORITIES } from './ui.js';
+import { html, Confirm, PRIORITIES, ticketRef } from './ui.js';
 import { t } from './i18n.js';
 import { api } from './api.js';
-import { ticketRef } from './ticket.js';
 
 /** How many changes are in flight at once. */
 const IN_FLIGHT = 4;

@@ -4,10 +4,9 @@
 // customer was told. Asked again when the ticket changes (a merge may bring more).
 
 import { useEffect, useState } from 'preact/hooks';
-import { html } from './ui.js';
+import { html, ticketRef } from './ui.js';
 import { t, when } from './i18n.js';
 import { api, query } from './api.js';
-import { ticketRef } from './ticket.js';
 
 /** How many of the other tickets are listed. */
 const SHOWN = 10;

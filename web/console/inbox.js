@@ -17,11 +17,10 @@
 // that order (`order=oldest`), so it pages as newest first does.
 
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { html, usePoll, Select, Notice, NOTICE_MS, STATUSES, PRIORITIES, SKILLS, CHANNELS } from './ui.js';
+import { html, usePoll, Select, Notice, NOTICE_MS, STATUSES, PRIORITIES, SKILLS, CHANNELS, TicketRef, ticketRef } from './ui.js';
 import { t, when } from './i18n.js';
 import { api, query } from './api.js';
 import { AssigneeShort, AwaitingShort, SlaShort, nextDue, waitingSince } from './assignment.js';
-import { TicketRef, ticketRef } from './ticket.js';
 import { BulkBar, BulkNotice } from './bulk.js';
 
 const POLL_MS = 3000;

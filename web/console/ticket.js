@@ -6,7 +6,7 @@
 // that followed the conflict once a yet newer one shows or its few seconds are up.
 
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { html, usePoll, Notice, useNotice, isSendingEnter, Confirm, STATUSES, PRIORITIES, SKILLS } from './ui.js';
+import { html, usePoll, Notice, useNotice, isSendingEnter, Confirm, TicketRef, ticketRef, STATUSES, PRIORITIES, SKILLS } from './ui.js';
 import { t, when } from './i18n.js';
 import { api, newKey, query } from './api.js';
 import { DRAFTS } from './auth.js';
@@ -15,21 +15,6 @@ import { CustomerTickets } from './history.js';
 import { useCanned } from './canned.js';
 
 const POLL_MS = 3000;
-
-/**
- * The reference the customer is told ("Ticket: A86531F8"): the last 8 letters or digits of
- * the id, upper case. The same rule as `ticket_ref` in the core's format module, which
- * writes it into the hand-off message; agents search the inbox by it.
- */
-export function ticketRef(id) {
-  const tail = (id || '').replace(/[^0-9A-Za-z]/g, '').slice(-8);
-  return tail.toUpperCase();
-}
-
-/** The reference, labelled, in monospace: "Ticket A86531F8". */
-export function TicketRef({ id }) {
-  return html`<span class="ticket-ref">${t('ticket.ref_label')} <code>${ticketRef(id)}</code></span>`;
-}
 
 /** The article's answer in the customer's language when it has one, else its own. */
 function answerFor(article, language) {

@@ -117,3 +117,18 @@ export function Confirm({ id, title, what, confirm, cancel, onConfirm, onCancel,
     </div>
   </dialog>`;
 }
+
+/**
+ * The reference the customer is told ("Ticket: A86531F8"): the last 8 letters or digits of
+ * the id, upper case. The same rule as `ticket_ref` in the core's format module, which
+ * writes it into the hand-off message; agents search the inbox by it.
+ */
+export function ticketRef(id) {
+  const tail = (id || '').replace(/[^0-9A-Za-z]/g, '').slice(-8);
+  return tail.toUpperCase();
+}
+
+/** The reference, labelled, in monospace: "Ticket A86531F8". */
+export function TicketRef({ id }) {
+  return html`<span class="ticket-ref">${t('ticket.ref_label')} <code>${ticketRef(id)}</code></span>`;
+}
