@@ -318,6 +318,20 @@ def test_a_bad_capacity_is_refused_in_the_form(desk, page):
     page.get_by_role("button", name="Save profile").click()
     expect(page.get_by_role("alert")).to_contain_text("0 to 200")
     assert profile(desk, "alice")["capacity"] == 10
+    # A save the desk fails keeps the focus on Save (a disabled button would drop it to
+    # the page), to try again.
+    page.route(
+        "**/agents/alice",
+        lambda route: route.fulfill(status=503, content_type="application/json",
+                                    body='{"error":{"code":"unavailable","message":"try again"}}')
+        if route.request.method == "PUT" else route.fallback(),
+    )
+    page.get_by_role("spinbutton", name="Capacity (open tickets at most)").fill("12")
+    save = page.get_by_role("button", name="Save profile")
+    save.click()
+    expect(page.get_by_role("alert")).to_contain_text("try again")
+    expect(save).to_be_focused()
+    assert profile(desk, "alice")["capacity"] == 10
 
 
 def test_the_agents_view_and_the_ticket_sections_in_chinese(assigning, page):

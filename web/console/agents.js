@@ -39,6 +39,7 @@ function Editor({ profile, onSaved, onCancel }) {
   }, []);
   const save = async (e) => {
     e.preventDefault();
+    if (busy) return;
     // An empty box is no number (Number('') would be 0, and the agent would take nothing).
     const capacity = form.capacity.trim() === '' ? NaN : Number(form.capacity);
     if (!Number.isInteger(capacity) || capacity < 0 || capacity > MAX_CAPACITY) {
@@ -79,7 +80,7 @@ function Editor({ profile, onSaved, onCancel }) {
       onChange=${(e) => setForm({ ...form, available: e.currentTarget.checked })} /> ${t('agents.is_available')}</label>
     <${Notice} kind="error">${error}<//>
     <div class="buttons">
-      <button class="primary" type="submit" disabled=${busy}>${t('agents.save')}</button>
+      <button class="primary" type="submit" aria-disabled=${busy ? 'true' : undefined}>${t('agents.save')}</button>
       <button type="button" onClick=${onCancel}>${t('agents.cancel')}</button>
     </div>
   </form>`;
