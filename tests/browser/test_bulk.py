@@ -8,6 +8,7 @@ import re
 from playwright.sync_api import expect
 
 from conftest import BOB
+from test_assignment import ticket
 from test_console import handed_off, sign_in
 
 
@@ -24,12 +25,6 @@ def tickets(desk, count):
         session, ticket_id = handed_off(desk, text)
         made.append((session, ticket_id, text))
     return made
-
-
-def ticket(desk, ticket_id):
-    status, body, _ = desk.api("GET", f"/tickets/{ticket_id}")
-    assert status == 200, body
-    return body["ticket"]
 
 
 def inbox(page, desk, made):

@@ -9,18 +9,11 @@ import urllib.parse
 from playwright.sync_api import expect
 
 from conftest import ADMIN, ALICE, BOB, screenshot
-from test_console import handed_off
+from test_console import handed_off, sign_in
 
 REFUND = "您好，退款将在 3 个工作日内原路退回，请留意银行通知。"
 RETURNS = "退货地址：上海市南京西路 100 号，收件人：售后部。"
 HELLO = "Hello! How can I help you today?"
-
-
-def sign_in(page, desk, token):
-    page.goto(desk.base + "/console/")
-    page.get_by_label("Agent token").fill(token)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("tab", name=re.compile("^All"))).to_be_visible()
 
 
 def put(desk, code, content):

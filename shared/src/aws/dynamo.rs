@@ -103,6 +103,13 @@ fn to_json<T: Serialize>(v: &T) -> Result<String> {
     serde_json::to_string(v).map_err(|e| Error::internal(format!("encoding a record: {e}")))
 }
 
+/// A number attribute of `item`, when it is there and reads as a `T`.
+fn number<T: std::str::FromStr>(item: &Item, attr: &str) -> Option<T> {
+    item.get(attr)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+}
+
 fn body_of<T: DeserializeOwned>(item: &Item) -> Result<T> {
     let body = item
         .get("body")
@@ -1559,11 +1566,7 @@ impl IdempotencyStore for DynamoStore {
         let Some(item) = self.get(&self.tables.idempotency, "key", key).await? else {
             return Ok(None);
         };
-        let live = item
-            .get("expires_at")
-            .and_then(|v| v.as_n().ok())
-            .and_then(|n| n.parse::<i64>().ok())
-            .is_some_and(|at| at > now);
+        let live = number::<i64>(&item, "expires_at").is_some_and(|at| at > now);
         Ok(live
             .then(|| item.get("value").and_then(|v| v.as_s().ok()).cloned())
             .flatten())
@@ -1598,9 +1601,7 @@ impl IdempotencyStore for DynamoStore {
         Ok(out
             .attributes
             .as_ref()
-            .and_then(|a| a.get("count"))
-            .and_then(|v| v.as_n().ok())
-            .and_then(|v| v.parse().ok())
+            .and_then(|a| number(a, "count"))
             .unwrap_or(0))
     }
 }
@@ -1664,13 +1665,34 @@ impl DynamoStore {
         ])
     }
 
+    /// The counter's key: its own partition, beside the responses'.
+    fn count_key(&self) -> HashMap<String, AttributeValue> {
+        HashMap::from([
+            ("pk".into(), s(COUNT_PK)),
+            ("short_code".into(), s(CANNED_PK)),
+        ])
+    }
+
+    /// One item of the canned responses' table, read strongly.
+    async fn canned_get(&self, key: HashMap<String, AttributeValue>) -> Result<Option<Item>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.tables.canned_responses)
+            .set_key(Some(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| db_err("read canned responses", e))?;
+        Ok(out.item)
+    }
+
     /// The counter's change by `by`, in a transaction; a raise only while it is below the
     /// cap.
     fn canned_count(&self, by: i64) -> Result<Update> {
         let mut update = Update::builder()
             .table_name(&self.tables.canned_responses)
-            .key("pk", s(COUNT_PK))
-            .key("short_code", s(CANNED_PK))
+            .set_key(Some(self.count_key()))
             .update_expression("ADD n :by")
             .expression_attribute_values(":by", n(by));
         if by > 0 {
@@ -1684,37 +1706,16 @@ impl DynamoStore {
     }
 
     async fn canned_exists(&self, short_code: &str) -> Result<bool> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.tables.canned_responses)
-            .set_key(Some(self.canned_key(short_code)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| db_err("get canned response", e))?;
-        Ok(out.item.is_some())
+        Ok(self
+            .canned_get(self.canned_key(short_code))
+            .await?
+            .is_some())
     }
 
     /// How many canned responses the counter says there are.
     async fn canned_total(&self) -> Result<usize> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.tables.canned_responses)
-            .key("pk", s(COUNT_PK))
-            .key("short_code", s(CANNED_PK))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| db_err("count canned responses", e))?;
-        Ok(out
-            .item
-            .as_ref()
-            .and_then(|i| i.get("n"))
-            .and_then(|v| v.as_n().ok())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0))
+        let counter = self.canned_get(self.count_key()).await?;
+        Ok(counter.as_ref().and_then(|i| number(i, "n")).unwrap_or(0))
     }
 }
 
