@@ -1686,3 +1686,109 @@ async fn the_list_pages_oldest_first_when_asked() {
     let r = server.get("/tickets?order=sideways", ADMIN).await;
     assert_eq!(error_code(r, 400).await, "bad_request");
 }
+
+/// Agents tag a ticket (any script, folded, each once), a list and the views' counts filter
+/// by a tag, and a tag or a filter that is not one is refused with its reason, as is a tag on
+/// a closed ticket; the ticket keeps what it had.
+#[tokio::test]
+async fn agents_tag_tickets_and_find_them_by_a_tag() {
+    let dir = TempDir::new();
+    let server = Server::start(&dir.0, &[]).await;
+    let first = ticket_for(
+        &server.visitor().await,
+        "我的订单显示已付款但商家说没收到钱",
+    )
+    .await;
+    let second = ticket_for(
+        &server.visitor().await,
+        "The app crashes when I open settings",
+    )
+    .await;
+    let (_, v) = server.ticket(&first).await;
+    let r = server
+        .patch(
+            &first,
+            Some(v),
+            json!({"tags": ["退款", "#VIP", "vip", " Bug "]}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["tags"], json!(["退款", "vip", "bug"]));
+    let (_, v2) = server.ticket(&second).await;
+    let r = server
+        .patch(&second, Some(v2), json!({"tags": ["vip"]}))
+        .await;
+    assert_eq!(r.status(), 200);
+
+    let listed = |query: &'static str| {
+        let server = &server;
+        async move {
+            let r = server.get(&format!("/tickets?{query}"), ALICE).await;
+            assert_eq!(r.status(), 200, "{query}");
+            let v: Value = r.json().await.unwrap();
+            v["tickets"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["id"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(listed("tag=vip").await, [second.clone(), first.clone()]);
+    assert_eq!(
+        listed("tag=%23VIP&status=active").await,
+        [second.clone(), first.clone()]
+    );
+    assert_eq!(
+        listed("tag=%E9%80%80%E6%AC%BE").await,
+        vec![first.clone()],
+        "退款"
+    );
+    assert!(listed("tag=nothing-here").await.is_empty());
+    let counts: Value = server
+        .get("/tickets/counts?tag=bug", ALICE)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(counts["all"], 1, "{counts}");
+
+    for bad in ["two%20words", "a.b", "%2F"] {
+        let r = server.get(&format!("/tickets?tag={bad}"), ALICE).await;
+        assert_eq!(error_code(r, 422).await, "invalid_tag", "{bad}");
+    }
+    let (_, v) = server.ticket(&first).await;
+    let r = server
+        .patch(&first, Some(v), json!({"tags": ["no spaces please"]}))
+        .await;
+    assert_eq!(error_code(r, 422).await, "invalid_tag");
+    let many: Vec<String> = (0..21).map(|i| format!("t{i}")).collect();
+    let r = server.patch(&first, Some(v), json!({"tags": many})).await;
+    assert_eq!(error_code(r, 422).await, "too_many_tags");
+    let r = server.patch(&first, Some(v), json!({"tags": "vip"})).await;
+    assert_eq!(r.status(), 422, "tags is a list");
+    let (kept, same) = server.ticket(&first).await;
+    assert_eq!(
+        (kept["ticket"]["tags"].clone(), same),
+        (json!(["退款", "vip", "bug"]), v)
+    );
+
+    let r = server.patch(&first, Some(v), json!({"tags": []})).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(listed("tag=vip").await, vec![second.clone()]);
+    let (_, v2) = server.ticket(&second).await;
+    let r = server
+        .patch(
+            &second,
+            Some(v2),
+            json!({"status": "closed", "tags": ["done"]}),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "closing may tag it once more");
+    let (_, v2) = server.ticket(&second).await;
+    let r = server
+        .patch(&second, Some(v2), json!({"tags": ["later"]}))
+        .await;
+    assert_eq!(error_code(r, 422).await, "ticket_closed");
+}

@@ -314,6 +314,95 @@ async fn a_list_pages_oldest_first_as_it_pages_newest_first(w: Wiring) {
 }
 both!(a_list_pages_oldest_first_as_it_pages_newest_first);
 
+/// Tickets are listed and counted by a tag, alone, with a status, across the active
+/// statuses' queries and page by page; a tag taken off no longer finds its ticket.
+async fn tickets_are_listed_and_counted_by_a_tag(w: Wiring) {
+    let s = w.store.as_ref();
+    let id = new_id();
+    let mine = format!("vip-{}", &id[id.len() - 12..]);
+    let tagged = |tags: &[&str]| {
+        let mut t = ticket(&new_id());
+        t.apply(
+            &TicketPatch {
+                tags: Some(tags.iter().map(|t| t.to_string()).collect()),
+                ..Default::default()
+            },
+            now(),
+        )
+        .expect("tags");
+        t
+    };
+    let a = tagged(&[&mine, "退款"]);
+    let b = tagged(&[&mine.to_uppercase()]);
+    let c = tagged(&["退款"]);
+    assert_eq!(b.tags, vec![mine.clone()], "folded");
+    for t in [&a, &b, &c] {
+        s.create_ticket(t).await.unwrap();
+    }
+    let by = |tag: &str| TicketFilter {
+        tag: Some(tag.to_string()),
+        ..Default::default()
+    };
+    let ids = |page: helpdesk_core::ports::Page<Ticket>| {
+        page.items.into_iter().map(|t| t.id).collect::<Vec<_>>()
+    };
+    let found = s.list_tickets(&by(&mine), 10, None).await.unwrap();
+    assert_eq!(ids(found), vec![b.id.clone(), a.id.clone()], "{}", w.name);
+    assert_eq!(s.count_tickets(&by(&mine)).await.unwrap(), 2, "{}", w.name);
+    let first = s.list_tickets(&by(&mine), 1, None).await.unwrap();
+    let cursor = first.next_cursor.clone().expect("a second page");
+    assert_eq!(ids(first), vec![b.id.clone()]);
+    let second = s.list_tickets(&by(&mine), 1, Some(&cursor)).await.unwrap();
+    assert_eq!(ids(second), vec![a.id.clone()], "{}", w.name);
+
+    s.update_ticket(&moved(&b, TicketStatus::Resolved), b.version)
+        .await
+        .unwrap();
+    let active = TicketFilter {
+        active: true,
+        ..by(&mine)
+    };
+    assert_eq!(
+        ids(s.list_tickets(&active, 10, None).await.unwrap()),
+        vec![a.id.clone()]
+    );
+    assert_eq!(s.count_tickets(&active).await.unwrap(), 1, "{}", w.name);
+    let resolved = TicketFilter {
+        status: Some(TicketStatus::Resolved),
+        ..by(&mine)
+    };
+    assert_eq!(
+        ids(s.list_tickets(&resolved, 10, None).await.unwrap()),
+        vec![b.id.clone()]
+    );
+
+    let theirs = TicketFilter {
+        customer_id: Some(c.customer_id.clone()),
+        ..by("退款")
+    };
+    assert_eq!(
+        ids(s.list_tickets(&theirs, 10, None).await.unwrap()),
+        vec![c.id.clone()]
+    );
+
+    let mut untagged = a.clone();
+    untagged
+        .apply(
+            &TicketPatch {
+                tags: Some(vec!["退款".into()]),
+                ..Default::default()
+            },
+            now(),
+        )
+        .unwrap();
+    s.update_ticket(&untagged, a.version).await.unwrap();
+    let found = s.list_tickets(&by(&mine), 10, None).await.unwrap();
+    assert_eq!(ids(found), vec![b.id.clone()], "{}: taken off", w.name);
+    let stored = s.get_ticket(&a.id).await.unwrap().expect("stored");
+    assert_eq!(stored.tags, ["退款"], "{}", w.name);
+}
+both!(tickets_are_listed_and_counted_by_a_tag);
+
 /// `t` moved to `status` by an agent's patch, as the API does it.
 fn moved(t: &Ticket, status: TicketStatus) -> Ticket {
     let mut next = t.clone();

@@ -81,6 +81,7 @@ struct ListQuery {
     customer_id: Option<String>,
     #[serde(rename = "ref")]
     reference: Option<String>,
+    tag: Option<String>,
     limit: Option<String>,
     cursor: Option<String>,
     /// `newest` (the default) or `oldest` first.
@@ -116,6 +117,7 @@ fn filter_of(q: &ListQuery, agent: &Agent) -> Result<TicketFilter> {
         reference: nonempty(&q.reference)
             .map(domain::parse_ticket_ref)
             .transpose()?,
+        tag: nonempty(&q.tag).map(domain::tag::tag).transpose()?,
         ..TicketFilter::default()
     };
     match nonempty(&q.status) {
@@ -199,6 +201,7 @@ struct CountsQuery {
     priority: Option<String>,
     skill: Option<String>,
     channel: Option<String>,
+    tag: Option<String>,
 }
 
 async fn counts(
@@ -213,6 +216,7 @@ async fn counts(
         priority: q.priority,
         skill: q.skill,
         channel: q.channel,
+        tag: q.tag,
         assignee: None,
         customer_id: None,
         reference: None,
@@ -380,6 +384,8 @@ struct PatchBody {
     skill: Option<Skill>,
     #[serde(default, deserialize_with = "explicit_null")]
     assignee: Option<Option<String>>,
+    /// All the ticket's tags from now on (`[]` takes them all off).
+    tags: Option<Vec<String>>,
 }
 
 fn if_match(headers: &HeaderMap) -> Result<u64> {
@@ -423,6 +429,7 @@ async fn patch(
         priority: body.priority,
         skill: body.skill,
         assignee,
+        tags: body.tags,
         by: Some(agent.name.clone()),
     };
     let before = ticket.assignee.clone();

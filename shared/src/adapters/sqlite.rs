@@ -500,6 +500,13 @@ fn ticket_filter_sql(what: &str, filter: &TicketFilter) -> (String, Vec<String>)
     add("channel =", filter.channel.map(|c| c.as_str()));
     add("customer_id =", filter.customer_id.as_deref());
     add("ref =", filter.reference.as_deref());
+    if let Some(tag) = &filter.tag {
+        args.push(tag.clone());
+        sql.push_str(&format!(
+            " AND EXISTS (SELECT 1 FROM json_each(body, '$.tags') WHERE value = ?{})",
+            args.len()
+        ));
+    }
     if filter.active {
         let list: Vec<String> = TicketStatus::ACTIVE
             .iter()

@@ -158,6 +158,10 @@ fn ticket_item(t: &Ticket) -> Result<Item> {
     if let Some(a) = &t.assignee {
         item.insert("assignee".into(), s(a));
     }
+    // A string set, for a list's filter (`contains`); DynamoDB keeps no empty set.
+    if !t.tags.is_empty() {
+        item.insert("tags".into(), AttributeValue::Ss(t.tags.clone()));
+    }
     if let Some(at) = t.survey.as_ref().and_then(|s| s.answered_at) {
         item.insert("rated_pk".into(), s("rated"));
         item.insert("rated_at".into(), s(ts(at)));
@@ -656,6 +660,12 @@ impl DynamoStore {
         if filter.unassigned {
             filters.push("attribute_not_exists(#unassigned)".into());
             req = req.expression_attribute_names("#unassigned", "assignee");
+        }
+        if let Some(tag) = &filter.tag {
+            filters.push("contains(#tags, :tag)".into());
+            req = req
+                .expression_attribute_names("#tags", "tags")
+                .expression_attribute_values(":tag", s(tag.clone()));
         }
         if !filters.is_empty() {
             req = req.filter_expression(filters.join(" AND "));

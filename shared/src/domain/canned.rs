@@ -46,31 +46,21 @@ impl CannedResponse {
     }
 }
 
-/// Whether `c` may be in a short code: anything but a space, a control character, `/` and
-/// the other ASCII punctuation (`-` and `_` excepted). So a word of any script is a code,
-/// its combining marks too (`नमस्ते`, `ค่ะ`, a decomposed `café`), and a code is one path
-/// segment as it is typed (no `.` or `..` for the URL to resolve away).
-pub fn is_code_char(c: char) -> bool {
-    !(c.is_whitespace() || c.is_control() || (c.is_ascii_punctuation() && c != '-' && c != '_'))
-}
-
-/// The short code `raw` names, checked: 1 to [`SHORT_CODE_MAX_CHARS`] characters that are
-/// [`is_code_char`], with ASCII letters folded to lower case (`Refund` and `refund` are one
-/// code). Else 422 `invalid_short_code`.
+/// The short code `raw` names, checked: a [`super::word`] of 1 to
+/// [`SHORT_CODE_MAX_CHARS`] characters (`Refund` and `refund` are one code), so a code is
+/// one path segment as it is typed (no `.` or `..` for the URL to resolve away). Else 422
+/// `invalid_short_code`.
 pub fn short_code(raw: &str) -> Result<String> {
-    let count = raw.chars().count();
-    if (1..=SHORT_CODE_MAX_CHARS).contains(&count) && raw.chars().all(is_code_char) {
-        return Ok(raw.to_ascii_lowercase());
-    }
-    let shown = crate::text::truncate_chars(raw, 40);
-    let more = if shown.len() < raw.len() { "…" } else { "" };
-    Err(Error::unprocessable(
-        "invalid_short_code",
-        format!(
-            "short code {shown:?}{more} is not allowed: a short code is 1 to \
-             {SHORT_CODE_MAX_CHARS} characters, with no space, no / and no punctuation but - and _"
-        ),
-    ))
+    super::word(raw, SHORT_CODE_MAX_CHARS).ok_or_else(|| {
+        Error::unprocessable(
+            "invalid_short_code",
+            format!(
+                "short code {} is not allowed: a short code is 1 to {SHORT_CODE_MAX_CHARS} \
+                 characters, with no space, no / and no punctuation but - and _",
+                super::quoted(raw)
+            ),
+        )
+    })
 }
 
 /// The content `raw` gives, trimmed: 1 to [`CONTENT_MAX_CHARS`] characters, lines and tabs

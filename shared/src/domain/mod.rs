@@ -7,6 +7,7 @@ mod customer;
 pub mod hours;
 mod message;
 pub mod sla;
+pub mod tag;
 mod ticket;
 
 pub use agent::{AgentProfile, AgentSpec, AssignmentReason, Language};
@@ -79,6 +80,30 @@ impl std::str::FromStr for Channel {
             )),
         }
     }
+}
+
+/// Whether `c` may be in a [`word`]: anything but a space, a control character, `/` and the
+/// other ASCII punctuation (`-` and `_` excepted). So a word of any script is one, its
+/// combining marks too (`नमस्ते`, `ค่ะ`, a decomposed `café`).
+pub fn is_word_char(c: char) -> bool {
+    !(c.is_whitespace() || c.is_control() || (c.is_ascii_punctuation() && c != '-' && c != '_'))
+}
+
+/// A name of one word that people type, checked and folded, as canned responses' short
+/// codes and tickets' tags are: 1 to `max_chars` characters that are [`is_word_char`], with
+/// ASCII letters folded to lower case (`Refund` and `refund` are one name). None when `raw`
+/// is not one.
+pub fn word(raw: &str, max_chars: usize) -> Option<String> {
+    let count = raw.chars().count();
+    ((1..=max_chars).contains(&count) && raw.chars().all(is_word_char))
+        .then(|| raw.to_ascii_lowercase())
+}
+
+/// `raw` quoted for an error message, cut to 40 characters (with "…" when cut).
+pub(crate) fn quoted(raw: &str) -> String {
+    let shown = crate::text::truncate_chars(raw, 40);
+    let more = if shown.len() < raw.len() { "…" } else { "" };
+    format!("{shown:?}{more}")
 }
 
 /// Parses a snake_case enum value the way serde spells it, with an error naming the field.

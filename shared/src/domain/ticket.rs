@@ -183,6 +183,10 @@ pub struct Ticket {
     /// The customer message that last reopened it, resolved ([`Ticket::reopen_for_customer`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reopened_by: Option<String>,
+    /// The agents' tags on it, each a [`super::tag::tag`], in the order given (at most
+    /// [`super::tag::MAX_TAGS`]). Tickets stored before tags existed read as none.
+    #[serde(default)]
+    pub tags: Vec<String>,
     pub version: u64,
 }
 
@@ -212,6 +216,8 @@ pub struct TicketPatch {
     pub priority: Option<Priority>,
     pub skill: Option<Skill>,
     pub assignee: Option<Option<String>>,
+    /// The ticket's tags from now on, all of them ([`super::tag::tags`] checks them).
+    pub tags: Option<Vec<String>>,
     /// The agent making the change: recorded as who assigned, when it assigns.
     pub by: Option<String>,
 }
@@ -231,6 +237,8 @@ pub struct TicketFilter {
     pub unassigned: bool,
     /// Only the tickets with this reference, as [`parse_ticket_ref`] gives it.
     pub reference: Option<String>,
+    /// Only the tickets with this tag, as [`super::tag::tag`] gives it.
+    pub tag: Option<String>,
     /// The list's order: oldest first (the customer who has waited longest), else newest
     /// first. Counts ignore it.
     pub oldest_first: bool,
@@ -303,6 +311,15 @@ impl TicketFilter {
                 ));
             }
         }
+        if let Some(t) = &self.tag {
+            // Stored tags are folded: a filter in another form would find nothing.
+            if super::tag::tag(t)? != *t {
+                return Err(Error::unprocessable(
+                    "invalid_tag",
+                    "a tag filter is folded, as the stores keep tags",
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -346,6 +363,7 @@ impl Ticket {
             merged_into: None,
             closes_at: None,
             reopened_by: None,
+            tags: Vec::new(),
             version: 1,
         }
     }
@@ -402,6 +420,7 @@ impl Ticket {
         if let Some(Some(a)) = &patch.assignee {
             check_key("assignee", a)?;
         }
+        let tags = patch.tags.as_deref().map(super::tag::tags).transpose()?;
         if let Some(to) = patch.status {
             if to == TicketStatus::Escalated && self.status != TicketStatus::Escalated {
                 return Err(Error::unprocessable(
@@ -428,7 +447,10 @@ impl Ticket {
             }
         }
         if self.status == TicketStatus::Closed
-            && (patch.priority.is_some() || patch.skill.is_some() || patch.assignee.is_some())
+            && (patch.priority.is_some()
+                || patch.skill.is_some()
+                || patch.assignee.is_some()
+                || tags.is_some())
             && patch.status != Some(TicketStatus::Closed)
         {
             return Err(Error::unprocessable(
@@ -441,6 +463,9 @@ impl Ticket {
         }
         if let Some(s) = patch.skill {
             self.skill = s;
+        }
+        if let Some(t) = tags {
+            self.tags = t;
         }
         if let Some(a) = &patch.assignee {
             if *a != self.assignee {
