@@ -1792,3 +1792,32 @@ async fn agents_tag_tickets_and_find_them_by_a_tag() {
         .await;
     assert_eq!(error_code(r, 422).await, "ticket_closed");
 }
+
+/// The rules' `[tags]` tag a ticket as it opens, whether the rules send the message
+/// straight to an agent or auto-reply hands it off, and the inbox finds it by that tag.
+#[tokio::test]
+async fn the_rules_tag_a_ticket_as_it_opens() {
+    let dir = TempDir::new();
+    let rules = dir.0.join("tags.toml");
+    std::fs::write(
+        &rules,
+        "[tags]\nRefund = [\"退款\", \"money back\"]\ncrash = [\"crashes\", \"闪退\"]\n",
+    )
+    .unwrap();
+    let server = Server::start(&dir.0, &[("HELPDESK_RULES", rules.to_str().unwrap())]).await;
+    // "人工" sends it to an agent at once; the second is auto-reply's hand-off.
+    let straight = ticket_for(&server.visitor().await, "我要人工，退款还没到").await;
+    let handed = ticket_for(
+        &server.visitor().await,
+        "The app crashes when I open settings",
+    )
+    .await;
+    let (t, _) = server.ticket(&straight).await;
+    assert_eq!(t["ticket"]["tags"], json!(["refund"]));
+    let (t, _) = server.ticket(&handed).await;
+    assert_eq!(t["ticket"]["tags"], json!(["crash"]));
+    let r = server.get("/tickets?tag=crash", ALICE).await;
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["tickets"][0]["id"], json!(handed));
+    assert_eq!(v["tickets"].as_array().unwrap().len(), 1);
+}

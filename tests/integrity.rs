@@ -161,9 +161,7 @@ async fn hand_off(
         customer,
         message,
         active,
-        domain::Skill::General,
-        domain::Priority::Normal,
-        Vec::new(),
+        flow::Opening::default(),
     )
     .await
 }
@@ -1407,6 +1405,7 @@ async fn auto_reply_job(
         customer_id: customer.id.clone(),
         skill: domain::Skill::General,
         priority: domain::Priority::Normal,
+        tags: Vec::new(),
     };
     (message, job)
 }
@@ -1681,6 +1680,7 @@ async fn a_redelivery_finishes_the_outcome_a_crashed_run_claimed(w: Wiring) {
             skill: domain::Skill::Technical,
             priority: domain::Priority::High,
             suggestions: Vec::new(),
+            tags: Vec::new(),
         },
     )
     .await

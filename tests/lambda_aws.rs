@@ -1390,9 +1390,7 @@ async fn two_auto_reply_instances_on_one_job_give_its_message_one_outcome() {
             &customer,
             &other,
             None,
-            domain::Skill::General,
-            domain::Priority::Normal,
-            Vec::new(),
+            flow::Opening::default(),
         )
         .await
         .unwrap();

@@ -328,6 +328,7 @@ fn valid_jobs() -> Vec<Value> {
         customer_id: "c1".into(),
         skill: Skill::General,
         priority: Priority::Normal,
+        tags: vec!["退款".into()],
     };
     let outbound = OutboundMessage::Customer {
         message_id: "m1".into(),

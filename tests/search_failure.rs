@@ -70,6 +70,7 @@ async fn ask(store: &SqliteStore, deps: &auto_reply::Deps, text: &str) -> (Strin
         customer_id: customer.id.clone(),
         skill: Skill::General,
         priority: Priority::Normal,
+        tags: Vec::new(),
     };
     auto_reply::handle(deps, job)
         .await

@@ -153,9 +153,19 @@ where
     ))
 }
 
+/// What a ticket a message opens starts with: the rules' skill, priority and tags, and the
+/// articles suggested to its agent.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Opening {
+    pub skill: Skill,
+    pub priority: Priority,
+    pub tags: Vec<String>,
+    pub suggestions: Vec<Suggestion>,
+}
+
 /// Puts a customer's message on a ticket: the customer's active ticket if there is one,
-/// else their resolved ticket, reopened ([`reopen_resolved`]), else a new ticket with the
-/// given skill and priority, announced to the customer with a hand-off message. `active` is
+/// else their resolved ticket, reopened ([`reopen_resolved`]), else a new ticket as
+/// `opening` says, announced to the customer with a hand-off message. `active` is
 /// the customer's active ticket as the caller found it.
 ///
 /// Safe to run again for the same message, at any point it was cut short: a ticket this
@@ -164,17 +174,20 @@ where
 /// store refuses a second active one, new or reopened, and the loser joins the winner's).
 /// An active ticket that ends before the message joins it is not joined: resolved meanwhile,
 /// the message reopens it; closed, the message opens a new one.
-#[allow(clippy::too_many_arguments)]
 pub async fn open_ticket(
     store: &dyn Store,
     queue: &dyn Queue,
     customer: &Customer,
     message: &Message,
     mut active: Option<Ticket>,
-    skill: Skill,
-    priority: Priority,
-    suggestions: Vec<Suggestion>,
+    opening: Opening,
 ) -> Result<Ticket> {
+    let Opening {
+        skill,
+        priority,
+        tags,
+        suggestions,
+    } = opening;
     for _ in 0..3 {
         if let Some(found) = active.take() {
             match settle(store, queue, customer, &found, message).await? {
@@ -204,6 +217,7 @@ pub async fn open_ticket(
             domain::now(),
         );
         ticket.suggestions = suggestions.clone();
+        ticket.tags = tags.clone();
         ticket.opened_by = Some(message.id.clone());
         match store.create_ticket(&ticket).await {
             Ok(()) => {
@@ -403,6 +417,9 @@ pub enum Outcome {
         priority: Priority,
         #[serde(default)]
         suggestions: Vec<Suggestion>,
+        /// The rules' tags for the message, which a new ticket carries.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        tags: Vec<String>,
     },
 }
 
@@ -483,20 +500,18 @@ pub async fn carry_out(
             skill,
             priority,
             suggestions,
+            tags,
         } => {
             let active = store.active_ticket_for(&customer.id).await?;
-            open_ticket(
-                store,
-                queue,
-                customer,
-                message,
-                active,
+            let opening = Opening {
                 skill,
                 priority,
+                tags,
                 suggestions,
-            )
-            .await
-            .map(drop)
+            };
+            open_ticket(store, queue, customer, message, active, opening)
+                .await
+                .map(drop)
         }
     }
 }

@@ -26,6 +26,10 @@ pub struct AutoReplyJob {
     pub customer_id: String,
     pub skill: Skill,
     pub priority: Priority,
+    /// The rules' tags for the message, for the ticket it may open. Jobs queued before
+    /// tags existed read as none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
 }
 
 /// A change of one ticket, as the change feed (the DynamoDB stream) delivers it.
@@ -207,6 +211,7 @@ mod tests {
             customer_id: "c1".into(),
             skill: Skill::General,
             priority: Priority::Normal,
+            tags: Vec::new(),
         };
         assert_eq!(job.group().as_deref(), Some("c1"));
         let decoded: AutoReplyJob = decode(&serde_json::to_string(&job).unwrap()).unwrap();

@@ -26,6 +26,10 @@ struct RulesFile {
     assignment: AssignmentRules,
     #[serde(default)]
     tickets: TicketRules,
+    /// `[tags]`: a tag for each list of words; a ticket opened from a message with any of
+    /// them carries the tag, as a Zendesk trigger or a Chatwoot automation adds one.
+    #[serde(default)]
+    tags: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -37,6 +41,9 @@ pub struct Rules {
     sla: SlaPolicies,
     assignment: AssignmentRules,
     close_resolved_after: Option<chrono::Duration>,
+    /// Each tag (checked and folded) with its words (lower case), in the tags' order
+    /// (a TOML table has none of its own).
+    tags: Vec<(String, Vec<String>)>,
 }
 
 /// `[tickets]`: how long a resolved ticket waits for the customer before it closes by
@@ -117,11 +124,13 @@ pub enum Route {
     Agent,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Classification {
     pub route: Route,
     pub skill: Skill,
     pub priority: Priority,
+    /// The `[tags]` whose words the text has, at most [`crate::domain::tag::MAX_TAGS`].
+    pub tags: Vec<String>,
 }
 
 impl Default for Rules {
@@ -158,6 +167,20 @@ impl Rules {
                 )
             })?),
         };
+        let mut tags = Vec::new();
+        for (raw, words) in &file.tags {
+            let tag = crate::domain::tag::tag(raw).map_err(|e| {
+                Error::bad_request("invalid_rules", format!("[tags] {raw:?}: {}", e.message))
+            })?;
+            if tags.iter().any(|(t, _): &(String, Vec<String>)| *t == tag) {
+                return Err(Error::bad_request(
+                    "invalid_rules",
+                    format!("[tags] {raw:?}: the tag {tag:?} is named twice"),
+                ));
+            }
+            tags.push((tag, words.clone()));
+        }
+        tags.sort();
         let mut rules = Rules {
             handoff: file.handoff,
             skills: file.skills,
@@ -166,7 +189,9 @@ impl Rules {
             hours,
             assignment: file.assignment,
             close_resolved_after,
+            tags,
         };
+        let tag_words = rules.tags.iter_mut().map(|(_, words)| words);
         for list in [
             &mut rules.handoff.words,
             &mut rules.skills.billing,
@@ -175,7 +200,10 @@ impl Rules {
             &mut rules.priority.urgent,
             &mut rules.priority.high,
             &mut rules.priority.low,
-        ] {
+        ]
+        .into_iter()
+        .chain(tag_words)
+        {
             for w in list.iter_mut() {
                 *w = w.to_lowercase();
             }
@@ -248,10 +276,18 @@ impl Rules {
         if tier == Tier::Vip && self.priority.raise_for_vip {
             priority = priority.raised();
         }
+        let tags = self
+            .tags
+            .iter()
+            .filter(|(_, words)| count(&text, words) > 0)
+            .map(|(tag, _)| tag.clone())
+            .take(crate::domain::tag::MAX_TAGS)
+            .collect();
         Classification {
             route,
             skill,
             priority,
+            tags,
         }
     }
 }
@@ -305,6 +341,47 @@ mod tests {
                 Rules::parse(&format!("[tickets]\nclose_resolved_after = {bad:?}\n")).unwrap_err();
             assert_eq!(e.code, "invalid_rules");
             assert!(e.message.contains("close_resolved_after"), "{}", e.message);
+        }
+    }
+
+    #[test]
+    fn a_tickets_tags_come_from_the_tags_words_in_either_language() {
+        let r = Rules::parse(
+            "[tags]\nRefund = [\"退款\", \"Money Back\"]\n\"#登录\" = [\"登录不了\", \"log in\"]\n\
+             quiet = []\n",
+        )
+        .unwrap();
+        let tags = |text: &str| r.classify(text, Tier::Standard).tags;
+        assert_eq!(tags("我要退款，人工"), ["refund"]);
+        assert_eq!(tags("I want my MONEY BACK"), ["refund"]);
+        assert_eq!(
+            tags("退款以后登录不了了"),
+            ["refund", "登录"],
+            "in the tags' order"
+        );
+        assert_eq!(
+            tags("登录不了，要退款"),
+            ["refund", "登录"],
+            "whatever the text's"
+        );
+        assert_eq!(tags("I cannot log in"), ["登录"]);
+        assert!(
+            tags("the login page is blue").is_empty(),
+            "whole English words only"
+        );
+        assert!(tags("hello").is_empty());
+        assert!(Rules::default()
+            .classify("我要退款", Tier::Standard)
+            .tags
+            .is_empty());
+        for (bad, names) in [
+            ("[tags]\n\"two words\" = [\"x\"]\n", "two words"),
+            ("[tags]\nVIP = [\"a\"]\nvip = [\"b\"]\n", "named twice"),
+            ("[tags]\nrefund = \"退款\"\n", "tags"),
+        ] {
+            let e = Rules::parse(bad).unwrap_err();
+            assert_eq!(e.code, "invalid_rules", "{bad}");
+            assert!(e.message.contains(names), "{bad}: {}", e.message);
         }
     }
 

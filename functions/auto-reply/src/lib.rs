@@ -87,6 +87,7 @@ async fn choose(
         skill: job.skill,
         priority: job.priority,
         suggestions,
+        tags: job.tags.clone(),
     };
     // A ticket opened since the router looked: the message belongs on it.
     if deps.store.active_ticket_for(&customer.id).await?.is_some() {

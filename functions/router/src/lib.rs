@@ -150,17 +150,13 @@ async fn handle_for(deps: &Deps, inbound: InboundMessage, customer: &Customer) -
     let class = deps.rules.classify(&entry.text, customer.tier);
     match class.route {
         Route::Agent => {
-            flow::open_ticket(
-                store,
-                deps.queue.as_ref(),
-                customer,
-                &entry,
-                None,
-                class.skill,
-                class.priority,
-                Vec::new(),
-            )
-            .await?;
+            let opening = flow::Opening {
+                skill: class.skill,
+                priority: class.priority,
+                tags: class.tags,
+                suggestions: Vec::new(),
+            };
+            flow::open_ticket(store, deps.queue.as_ref(), customer, &entry, None, opening).await?;
         }
         Route::AutoReply => pass_to_auto_reply(deps, &entry, &customer.id, class).await?,
     }
@@ -178,6 +174,7 @@ async fn pass_to_auto_reply(
         customer_id: customer_id.to_string(),
         skill: class.skill,
         priority: class.priority,
+        tags: class.tags,
     };
     jobs::send(deps.queue.as_ref(), &job).await
 }
