@@ -1821,3 +1821,75 @@ async fn the_rules_tag_a_ticket_as_it_opens() {
     assert_eq!(v["tickets"][0]["id"], json!(handed));
     assert_eq!(v["tickets"].as_array().unwrap().len(), 1);
 }
+
+/// A supervisor narrows each report to the tickets with one tag: satisfaction, volume and
+/// SLA attainment count only those; a tag that cannot be one is refused.
+#[tokio::test]
+async fn the_reports_narrow_to_a_tag() {
+    let dir = TempDir::new();
+    let rules = dir.0.join("sla.toml");
+    std::fs::write(&rules, "[sla.normal]\nfirst_response = \"1h\"\n").unwrap();
+    let server = Server::start(&dir.0, &[("HELPDESK_RULES", rules.to_str().unwrap())]).await;
+    let refund = server.visitor().await;
+    let other = server.visitor().await;
+    let tagged = ticket_for(&refund, "我的订单显示已付款但商家说没收到钱").await;
+    let untagged = ticket_for(&other, "The app crashes when I open settings").await;
+    let (_, v) = server.ticket(&tagged).await;
+    let r = server
+        .patch(&tagged, Some(v), json!({"tags": ["退款"]}))
+        .await;
+    assert_eq!(r.status(), 200);
+    for (id, visitor, rating) in [(&tagged, &refund, 5), (&untagged, &other, 1)] {
+        let (_, v) = server.ticket(id).await;
+        let r = server.patch(id, Some(v), json!({"status": "closed"})).await;
+        assert_eq!(r.status(), 200);
+        let link = visitor.survey_link().await;
+        let r = server
+            .http
+            .post(&link)
+            .json(&json!({ "rating": rating }))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.status());
+    }
+    let report = |path: &'static str| {
+        let server = &server;
+        async move {
+            let r = server.get(path, BOB).await;
+            assert_eq!(r.status(), 200, "{path}");
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    let all = report("/reports/csat").await;
+    let refunds = report("/reports/csat?tag=%E9%80%80%E6%AC%BE").await;
+    assert_eq!(
+        (all["count"].clone(), refunds["count"].clone()),
+        (json!(2), json!(1))
+    );
+    assert_eq!(refunds["average"], json!(5.0), "{refunds}");
+    assert_eq!(report("/reports/volume").await["opened"], 2);
+    let volume = report("/reports/volume?tag=%23%E9%80%80%E6%AC%BE").await;
+    assert_eq!(
+        (volume["opened"].clone(), volume["closed"].clone()),
+        (json!(1), json!(1))
+    );
+    assert_eq!(report("/reports/volume?tag=nothing").await["opened"], 0);
+    let counted = |sla: Value| -> u64 {
+        sla["priorities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["tickets"].as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!(counted(report("/reports/sla").await), 2);
+    assert_eq!(
+        counted(report("/reports/sla?tag=%E9%80%80%E6%AC%BE").await),
+        1
+    );
+    for path in ["/reports/csat", "/reports/volume", "/reports/sla"] {
+        let r = server.get(&format!("{path}?tag=two%20words"), BOB).await;
+        assert_eq!(error_code(r, 422).await, "invalid_tag", "{path}");
+    }
+}

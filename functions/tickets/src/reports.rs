@@ -25,6 +25,20 @@ pub fn routes() -> Router<Arc<Deps>> {
 struct PeriodQuery {
     from: Option<String>,
     to: Option<String>,
+    /// Only the tickets with this tag.
+    tag: Option<String>,
+}
+
+impl PeriodQuery {
+    /// The tag the report is narrowed to, checked and folded as the list's filter is.
+    fn tag(&self) -> Result<Option<String>> {
+        self.tag
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(domain::tag::tag)
+            .transpose()
+    }
 }
 
 /// The years a report's dates may name. A year outside is a typo or a probe, and a period
@@ -77,6 +91,7 @@ async fn csat(
     let from = parse_time("from", q.from.as_deref(), deps.zone)?;
     let to = parse_time("to", q.to.as_deref(), deps.zone)?;
     report::check_period(from, to)?;
+    let tag = q.tag()?;
     // Page by page into running totals: memory holds one page, and the scan stops at
     // CSAT_SCAN_LIMIT ratings, saying so.
     let mut tally = report::CsatTally::default();
@@ -87,7 +102,10 @@ async fn csat(
             .rated_tickets_page(from, to, cursor.as_deref(), report::CSAT_PAGE)
             .await?;
         read += page.items.len();
-        page.items.iter().for_each(|t| tally.add(t));
+        page.items
+            .iter()
+            .filter(|t| tag.as_ref().is_none_or(|tag| t.tags.contains(tag)))
+            .for_each(|t| tally.add(t));
         cursor = page.next_cursor;
         match cursor {
             None => break,
@@ -112,7 +130,7 @@ async fn volume(
     ApiQuery(q): ApiQuery<PeriodQuery>,
 ) -> Result<Json<report::VolumeReport>> {
     let (from, to) = period(&q, deps.zone)?;
-    let tickets = recent_tickets(&deps, from, to).await?;
+    let tickets = recent_tickets(&deps, from, to, q.tag()?).await?;
     Ok(Json(report::volume(&tickets, from, to, deps.zone)))
 }
 
@@ -124,7 +142,7 @@ async fn sla(
     ApiQuery(q): ApiQuery<PeriodQuery>,
 ) -> Result<Json<report::SlaReport>> {
     let (from, to) = period(&q, deps.zone)?;
-    let tickets = recent_tickets(&deps, from, to).await?;
+    let tickets = recent_tickets(&deps, from, to, q.tag()?).await?;
     Ok(Json(report::sla(&tickets, from, to)))
 }
 
@@ -160,14 +178,19 @@ fn period(q: &PeriodQuery, zone: Tz) -> Result<(DateTime<Utc>, DateTime<Utc>)> {
     Ok((from, to))
 }
 
-/// The tickets a report over [from, to) reads, newest first: a ticket opened before `from`
-/// can still have closed within the period, so reading stops only at tickets opened more
-/// than a period before it (or at [`VOLUME_SCAN_LIMIT`]).
+/// The tickets a report over [from, to) reads (those with `tag`, when one is given), newest
+/// first: a ticket opened before `from` can still have closed within the period, so reading
+/// stops only at tickets opened more than a period before it (or at [`VOLUME_SCAN_LIMIT`]).
 async fn recent_tickets(
     deps: &Deps,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
+    tag: Option<String>,
 ) -> Result<Vec<helpdesk_core::domain::Ticket>> {
+    let filter = TicketFilter {
+        tag,
+        ..TicketFilter::default()
+    };
     // The period is checked ([`period`]), so this stays far from the calendar's edge.
     let stop = from
         .checked_sub_signed(to - from)
@@ -177,7 +200,7 @@ async fn recent_tickets(
     loop {
         let page = deps
             .store
-            .list_tickets(&TicketFilter::default(), 100, cursor.as_deref())
+            .list_tickets(&filter, 100, cursor.as_deref())
             .await?;
         let older = page.items.last().is_none_or(|t| t.created_at < stop);
         tickets.extend(page.items);
