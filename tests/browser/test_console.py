@@ -1079,6 +1079,31 @@ def test_a_long_conversation_opens_at_its_newest_message_and_a_poll_keeps_the_pl
     expect(conversation.get_by_text("还有一个问题 B")).to_be_in_viewport()
 
 
+def test_enter_while_an_input_method_composes_a_reason_does_not_escalate(desk, page):
+    """A one-line box's Enter submits its form, but not while an input method composes:
+    the escalation goes with the whole reason, not the first word picked."""
+    sign_in(page, desk)
+    _, ticket_id = handed_off(desk)
+    page.goto(f"{desk.base}/console/#/tickets/{ticket_id}")
+    reason = page.get_by_role("textbox", name="Reason")
+    reason.fill("客户")
+    reason.press("End")
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Input.imeSetComposition", {"text": "yaoqiu", "selectionStart": 6, "selectionEnd": 6})
+    page.keyboard.press("Enter")  # picks the candidate; must not escalate
+    cdp.send("Input.insertText", {"text": "要求"})
+    reason.type("退款")
+    expect(reason).to_have_value("客户要求退款")
+    time.sleep(0.5)
+    _, body, _ = desk.api("GET", f"/tickets/{ticket_id}")
+    assert body["ticket"]["status"] != "escalated", body["ticket"]["escalation_reason"]
+    reason.press("Enter")
+    desk.wait_for(
+        "the escalation",
+        lambda: desk.api("GET", f"/tickets/{ticket_id}")[1]["ticket"]["escalation_reason"] == "客户要求退款",
+    )
+
+
 def test_unassigned_opens_oldest_first_and_keeps_the_agents_own_order(desk, page):
     """The customer who has waited longest comes first in Unassigned, even when the view is
     longer than a page; an order the agent chooses is kept, per view."""

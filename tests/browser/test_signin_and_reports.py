@@ -115,6 +115,44 @@ def test_the_reports_show_service_levels_per_priority_in_the_teams_days(page):
         desk.stop()
 
 
+def test_the_reports_narrow_to_a_tag(desk, page):
+    """A supervisor reads the reports for the tickets with one tag; Enter while an input
+    method composes the tag shows nothing yet, and a tag the desk refuses leaves no figures."""
+    _, tagged = handed_off(desk)
+    handed_off(desk, "The app crashes when I open settings")
+    status, body = desk.patch_ticket(tagged, {"tags": ["退款"]})
+    assert status == 200, body
+    sign_in(page, desk, BOB)
+    page.get_by_role("link", name="Reports").click()
+    volume = page.get_by_role("region", name="Volume")
+    expect(volume.get_by_text(re.compile(r"^Opened: 2$"))).to_be_visible()
+
+    tag = page.get_by_role("textbox", name="Tag (optional)")
+    tag.click()
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Input.imeSetComposition", {"text": "tuikuan", "selectionStart": 7, "selectionEnd": 7})
+    page.keyboard.press("Enter")  # picks the candidate: the reports stay as they are
+    cdp.send("Input.insertText", {"text": "退款"})
+    expect(tag).to_have_value("退款")
+    expect(page.get_by_text("Only the tickets tagged")).to_have_count(0)
+    expect(volume.get_by_text(re.compile(r"^Opened: 2$"))).to_be_visible()
+    tag.press("Enter")
+    expect(page.get_by_text("Only the tickets tagged “退款”.")).to_be_visible()
+    expect(volume.get_by_text(re.compile(r"^Opened: 1$"))).to_be_visible()
+
+    tag.fill("two words")
+    page.get_by_role("button", name="Show").click()
+    expect(page.get_by_role("alert")).to_be_visible()
+    expect(page.get_by_role("region", name="Volume")).to_have_count(0)
+    tag.fill("")
+    page.get_by_role("button", name="Show").click()
+    expect(volume.get_by_text(re.compile(r"^Opened: 2$"))).to_be_visible()
+    expect(page.get_by_text("Only the tickets tagged")).to_have_count(0)
+
+    page.get_by_role("combobox", name="Language").select_option("zh-CN")
+    expect(page.get_by_role("textbox", name="标签（可选）")).to_be_visible()
+
+
 def test_an_unsent_reply_outlives_a_session_that_ended_but_not_a_sign_out(desk, page):
     session = desk.webchat_session()
     desk.webchat_say(session, "我要投诉，快递三天了还没到")

@@ -4,7 +4,7 @@
 
 import { render } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { html } from './ui.js';
+import { html, guardComposingEnter } from './ui.js';
 import { t, lang, setLang, onLang, LANGUAGES } from './i18n.js';
 import { api } from './api.js';
 import { SignIn, loadConfig, finishOidc, currentToken, signOut, onOtherTabs } from './auth.js';
@@ -130,4 +130,6 @@ function App() {
   </div>`;
 }
 
+// Before any handler of the page: no form submits on an input method's Enter.
+document.addEventListener('keydown', guardComposingEnter, true);
 render(html`<${App} />`, document.getElementById('app'));

@@ -142,6 +142,9 @@ export function Reports({ me }) {
   // for its default, the last 30 of them, and shows that period.
   const [from, setFrom] = useState('');
   const [to, setTo] = useState('');
+  // A tag narrows every report to its tickets; `shownTag` is the one the figures are for.
+  const [tag, setTag] = useState('');
+  const [shownTag, setShownTag] = useState('');
   const [csat, setCsat] = useState(null);
   const [volume, setVolume] = useState(null);
   const [sla, setSla] = useState(null);
@@ -168,7 +171,9 @@ export function Reports({ me }) {
         setTo(period.to);
       }
       // `to` is a whole day: the period ends at the start of the next one.
-      const q = query({ from: period.from, to: nextDay(period.to) });
+      // A leading `#` and spaces are the desk's to drop; an empty box is no tag.
+      const narrowed = first ? '' : tag.trim();
+      const q = query({ from: period.from, to: nextDay(period.to), tag: narrowed });
       const [c, v, l] = await Promise.all([
         api('GET', '/reports/csat' + q),
         defaultVolume ? { data: defaultVolume } : api('GET', '/reports/volume' + q),
@@ -177,6 +182,7 @@ export function Reports({ me }) {
       setCsat(c.data);
       setVolume(v.data);
       setSla(l.data);
+      setShownTag(narrowed);
       setError(null);
     } catch (e) {
       refused(e.status === 0 ? t('error.unreachable') : t('error.generic', { message: e.message }));
@@ -192,9 +198,11 @@ export function Reports({ me }) {
     <form class="period" onSubmit=${(e) => { e.preventDefault(); load(false); }}>
       <label class="field"><span>${t('reports.from')}</span><input type="date" value=${from} onInput=${(e) => setFrom(e.currentTarget.value)} /></label>
       <label class="field"><span>${t('reports.to')}</span><input type="date" value=${to} onInput=${(e) => setTo(e.currentTarget.value)} /></label>
+      <label class="field"><span>${t('reports.tag')}</span><input type="text" value=${tag} maxlength="64" onInput=${(e) => setTag(e.currentTarget.value)} /></label>
       <button class="primary" type="submit">${t('reports.show')}</button>
     </form>
     ${volume ? html`<p class="hint">${t('reports.zone', { zone: volume.timezone })}</p>` : null}
+    ${volume && shownTag ? html`<p class="hint">${t('reports.tagged', { tag: shownTag })}</p>` : null}
     <${Notice} kind="error">${error}<//>
     ${csat
       ? html`<section aria-labelledby="csat-title">

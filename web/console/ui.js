@@ -87,6 +87,15 @@ export function isSendingEnter(e) {
   return e.key === 'Enter' && !e.shiftKey && !e.isComposing && e.keyCode !== 229;
 }
 
+/** Enter in a one-line box while an input method composes picks the candidate, and must not
+ * submit the box's form (a search, an escalation's reason, a tag): Safari sends that Enter
+ * after the composition ends, marked only by its keyCode 229. Installed once, for every
+ * form of the console, by `app.js`. */
+export function guardComposingEnter(e) {
+  const composing = e.isComposing || e.keyCode === 229;
+  if (e.key === 'Enter' && composing && e.target instanceof HTMLInputElement) e.preventDefault();
+}
+
 export const STATUSES = ['open', 'pending', 'escalated', 'resolved', 'closed'];
 export const PRIORITIES = ['low', 'normal', 'high', 'urgent'];
 export const SKILLS = ['general', 'billing', 'technical'];
