@@ -1,5 +1,5 @@
 // Bulk actions in the inbox, as Zendesk's views and Chatwoot's conversation list have them:
-// the selected tickets are assigned, moved to a status or given a priority together. Each
+// the selected tickets are assigned, moved to a status, given a priority or a tag together. Each
 // change is one PATCH per ticket with the version the inbox shows (If-Match), a few at a
 // time, so a ticket someone changed meanwhile is reported, never overwritten; closing asks
 // first, as the ticket view's close does. One notice then says what happened to them all.
@@ -8,6 +8,7 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import { html, Confirm, PRIORITIES, ticketRef } from './ui.js';
 import { t } from './i18n.js';
 import { api } from './api.js';
+import { KNOWN_TAGS, isActingEnter, typedTag } from './tags.js';
 
 /** How many changes are in flight at once. */
 const IN_FLIGHT = 4;
@@ -24,7 +25,8 @@ export function counted(key, count, vars) {
 }
 
 /**
- * Sends `patch` to each ticket with the version it was shown at, IN_FLIGHT at a time.
+ * Sends `patch` (or `patch(ticket)`, one per ticket) to each ticket with the version it was
+ * shown at, IN_FLIGHT at a time.
  * Returns one outcome per ticket, in the order given: `{ ticket, ok }` (the ticket as the
  * desk now has it), `{ ticket,
  * conflict }` (someone changed it first: the desk kept their change), or `{ ticket,
@@ -39,7 +41,8 @@ export async function applyToAll(tickets, patch) {
       next += 1;
       const ticket = tickets[at];
       try {
-        const { data } = await api('PATCH', '/tickets/' + encodeURIComponent(ticket.id), { body: patch, ifMatch: ticket.version });
+        const body = typeof patch === 'function' ? patch(ticket) : patch;
+        const { data } = await api('PATCH', '/tickets/' + encodeURIComponent(ticket.id), { body, ifMatch: ticket.version });
         outcomes[at] = { ticket: data || ticket, ok: true };
       } catch (e) {
         if (e.code === 'version_conflict' || e.status === 412) outcomes[at] = { ticket, conflict: true };
@@ -98,9 +101,40 @@ function BulkChange({ label, apply, options, busy, onApply, buttonRef }) {
   </form>`;
 }
 
+/** Adds a tag to each selected ticket: a box (with the tags seen, Enter applies but never
+ * while an input method composes) and its Apply button. An empty box sends nothing and
+ * keeps the focus in it; the box empties once every ticket took the tag. */
+function BulkTag({ busy, onApply }) {
+  const [text, setText] = useState('');
+  const box = useRef(null);
+  const submit = async () => {
+    if (busy) return;
+    const tag = typedTag(box.current ? box.current.value : text);
+    if (!tag) {
+      box.current?.focus();
+      return;
+    }
+    const outcomes = await onApply(tag);
+    if (outcomes.every((o) => o.ok)) setText('');
+  };
+  return html`<form class="change" onSubmit=${(e) => { e.preventDefault(); submit(); }}>
+    <label class="field"><span>${t('bulk.tag')}</span>
+      <input ref=${box} value=${text} list=${KNOWN_TAGS} autocomplete="off"
+        onInput=${(e) => setText(e.currentTarget.value)}
+        onKeyDown=${(e) => {
+          if (e.key !== 'Enter') return;
+          e.preventDefault();
+          if (isActingEnter(e)) submit();
+        }} />
+    </label>
+    <button type="submit" aria-label=${t('bulk.apply_tag')} aria-disabled=${busy ? 'true' : undefined}>${t('bulk.apply')}</button>
+  </form>`;
+}
+
 /**
  * The bar over the inbox's list while tickets are selected. `tickets` are the selected
- * ones as the inbox shows them (their versions are what each change is sent with);
+ * ones as the inbox shows them (their versions are what each change is sent with, and their
+ * tags at those versions what Add tag adds to);
  * `onDone(outcomes)` hears how each went (the notice is the inbox's: it outlives the bar).
  */
 export function BulkBar({ me, tickets, onDone }) {
@@ -117,6 +151,7 @@ export function BulkBar({ me, tickets, onDone }) {
     const outcomes = await applyToAll(tickets, patch);
     setBusy(false);
     onDone(outcomes);
+    return outcomes;
   };
 
   // The same ids the ticket view's Assignee box offers: the signed-in agent (not the
@@ -151,6 +186,7 @@ export function BulkBar({ me, tickets, onDone }) {
     <${BulkChange} label=${t('bulk.priority')} apply=${t('bulk.apply_priority')} busy=${busy}
       options=${PRIORITIES.map((p) => ({ value: p, text: t('priority.' + p) }))}
       onApply=${(v) => run({ priority: v })} />
+    <${BulkTag} busy=${busy} onApply=${(tag) => run((tk) => ({ tags: [...(tk.tags || []), tag] }))} />
     ${confirming
       ? html`<${ConfirmBulkClose} count=${count} busy=${busy}
           onConfirm=${async () => { await run({ status: 'closed' }); afterDialog.current = true; setConfirming(false); }}

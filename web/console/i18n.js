@@ -393,6 +393,20 @@ const en = {
   'bulk.refused_ticket': '{ref}: {reason}',
   'bulk.list_sep': ', ',
   'bulk.part_sep': '; ',
+  // Tags (tags.js, the inbox's Tag filter and the bulk bar's Add tag).
+  'tags.title': 'Tags',
+  'tags.list': 'This ticket’s tags',
+  'tags.none': 'No tags yet.',
+  'tags.remove': 'Remove tag {tag}',
+  'tags.add_label': 'Add a tag',
+  'tags.add': 'Add',
+  'tags.row': 'Tags:',
+  'tags.more': '{count} more',
+  'tags.filter': 'Tag',
+  'bulk.tag': 'Add tag',
+  'bulk.apply_tag': 'Apply tag',
+  'error.code.invalid_tag': 'a tag is one word of 1 to 40 characters, with no space and no punctuation but - and _.',
+  'error.code.too_many_tags': 'a ticket carries at most 20 tags: remove one first.',
 };
 
 const zh = {
@@ -787,6 +801,20 @@ const zh = {
   'bulk.refused_ticket': '{ref}：{reason}',
   'bulk.list_sep': '、',
   'bulk.part_sep': '；',
+  // 标签（tags.js、收件箱的标签筛选和批量操作的添加标签）。
+  'tags.title': '标签',
+  'tags.list': '此工单的标签',
+  'tags.none': '暂无标签。',
+  'tags.remove': '移除标签 {tag}',
+  'tags.add_label': '添加标签',
+  'tags.add': '添加',
+  'tags.row': '标签：',
+  'tags.more': '另有 {count} 个',
+  'tags.filter': '标签',
+  'bulk.tag': '添加标签',
+  'bulk.apply_tag': '应用标签',
+  'error.code.invalid_tag': '标签须为一个词，1 到 40 个字符，不含空格，除 - 和 _ 外不含标点。',
+  'error.code.too_many_tags': '一个工单最多有 20 个标签：请先移除一个。',
 };
 
 export const LANGUAGES = { en: 'English', 'zh-CN': '中文' };

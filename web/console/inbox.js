@@ -22,6 +22,7 @@ import { t, when } from './i18n.js';
 import { api, query } from './api.js';
 import { AssigneeShort, AwaitingShort, SlaShort, nextDue, waitingSince } from './assignment.js';
 import { BulkBar, BulkNotice } from './bulk.js';
+import { KnownTags, TagChips, TagFilter, noteTags } from './tags.js';
 
 const POLL_MS = 3000;
 const PAGE = 25;
@@ -62,6 +63,10 @@ export function Inbox({ me }) {
   const [priority, setPriority] = usePersisted('priority', '');
   const [skill, setSkill] = usePersisted('skill', '');
   const [channel, setChannel] = usePersisted('channel', '');
+  // One tag (tags.js), sent as `tag=` on the list and the counts; the desk's refusal of it
+  // is said beside its box, not as a failed list.
+  const [tag, setTag] = usePersisted('tag', '');
+  const [tagError, setTagError] = useState(null);
   // Each view keeps its own order, once its agent chooses one.
   const [sorts, setSorts] = useState(() => Object.fromEntries(VIEWS.map((v) => [v, saved('sort.' + v, defaultSort(v))])));
   const sort = sorts[view];
@@ -80,8 +85,8 @@ export function Inbox({ me }) {
   const [selected, setSelected] = useState(0);
   // The tickets ticked for a bulk change, each with the version it had when ticked (what
   // a bulk change sends as If-Match, so a change someone made since, which a poll may have
-  // shown without the agent looking, is reported, never overwritten), and how the last
-  // bulk change went.
+  // shown without the agent looking, is reported, never overwritten) and its tags at that
+  // version (what Add tag adds to), and how the last bulk change went.
   const [picked, setPicked] = useState(() => new Map());
   const [outcomes, setOutcomes] = useState(null);
   const noticeRef = useRef(null);
@@ -105,6 +110,7 @@ export function Inbox({ me }) {
     priority,
     skill,
     channel,
+    tag,
     assignee: view === 'mine' ? 'me' : view === 'unassigned' ? 'none' : '',
     // Oldest first is the API's own order, so its pages are the oldest ones.
     order: sort === 'oldest' ? 'oldest' : '',
@@ -137,12 +143,14 @@ export function Inbox({ me }) {
         list = list.concat(data.tickets);
         cursor = data.next_cursor || null;
       } while (cursor && list.length < want && data.tickets.length > 0);
-      const c = await api('GET', '/tickets/counts' + query({ priority, skill, channel }), { etag: countsTag.current });
+      const c = await api('GET', '/tickets/counts' + query({ priority, skill, channel, tag }), { etag: countsTag.current });
       // A ticket the reference search found outside the list is kept current as well.
       const again = isReference(reference) ? (await api('GET', '/tickets' + query({ ref: reference }))).data.tickets : null;
       if (generation.current !== started) return;
       answers.current = seen;
       setTickets(list);
+      noteTags(list);
+      setTagError(null);
       if (again) setFound(again);
       setMore(cursor);
       if (c.status !== 304) {
@@ -152,7 +160,16 @@ export function Inbox({ me }) {
       setError(null);
       setUpdated(new Date().toISOString());
     } catch (e) {
-      if (generation.current === started) {
+      if (generation.current !== started) return;
+      if (e.code === 'invalid_tag') {
+        // A tag the desk refuses lists nothing: said beside the Tag box.
+        setTagError(e.message);
+        setError(null);
+        setTickets([]);
+        setMore(null);
+        setCounts(null);
+        countsTag.current = null;
+      } else {
         setError(e.status === 0 ? t('error.network') : t('error.generic', { message: e.message }));
       }
     }
@@ -167,6 +184,7 @@ export function Inbox({ me }) {
       if (generation.current !== started) return;
       generation.current += 1;
       firstNew.current = (tickets || []).length;
+      noteTags(page.data.tickets);
       setTickets((list) => {
         const known = new Set((list || []).map((tk) => tk.id));
         return [...(list || []), ...page.data.tickets.filter((tk) => !known.has(tk.id))];
@@ -230,14 +248,15 @@ export function Inbox({ me }) {
     const here = new Set([...(tickets || []), ...found].map((tk) => tk.id));
     setPicked((ids) => ([...ids.keys()].every((id) => here.has(id)) ? ids : new Map([...ids].filter(([id]) => here.has(id)))));
   }, [tickets, found]);
-  const chosen = shown.filter((tk) => picked.has(tk.id)).map((tk) => ({ ...tk, version: picked.get(tk.id) }));
+  const chosen = shown.filter((tk) => picked.has(tk.id)).map((tk) => ({ ...tk, ...picked.get(tk.id) }));
+  const pickedAt = (tk) => ({ version: tk.version, tags: tk.tags || [] });
   const toggle = (tk) => setPicked((ids) => {
     const next = new Map(ids);
-    if (!next.delete(tk.id)) next.set(tk.id, tk.version);
+    if (!next.delete(tk.id)) next.set(tk.id, pickedAt(tk));
     return next;
   });
   const allShown = shown.length > 0 && chosen.length === shown.length;
-  const selectAll = () => setPicked(allShown ? new Map() : new Map([...shown.map((tk) => [tk.id, tk.version]), ...picked]));
+  const selectAll = () => setPicked(allShown ? new Map() : new Map([...shown.map((tk) => [tk.id, pickedAt(tk)]), ...picked]));
   // The changed tickets as the desk answered, shown at once (a later change to them is sent
   // with their new version); a poll begun before the change answers for an older list.
   // Changed, a ticket stays selected at its new version; one someone else changed first is
@@ -254,7 +273,7 @@ export function Inbox({ me }) {
     setPicked((ids) => {
       const next = new Map(ids);
       for (const o of results) {
-        if (o.ok) next.set(o.ticket.id, o.ticket.version);
+        if (o.ok) next.set(o.ticket.id, pickedAt(o.ticket));
         else if (o.conflict) next.delete(o.ticket.id);
       }
       return next;
@@ -417,6 +436,8 @@ export function Inbox({ me }) {
       <${Select} label=${t('filter.priority')} value=${priority} options=${PRIORITIES} prefix="priority." any=${t('filter.any')} onChange=${(v) => { setPriority(v); setPages(1); }} />
       <${Select} label=${t('filter.skill')} value=${skill} options=${SKILLS} prefix="skill." any=${t('filter.any')} onChange=${(v) => { setSkill(v); setPages(1); }} />
       <${Select} label=${t('filter.channel')} value=${channel} options=${CHANNELS} prefix="channel." any=${t('filter.any')} onChange=${(v) => { setChannel(v); setPages(1); }} />
+      <${TagFilter} value=${tag} error=${tagError} onApply=${(v) => { setTag(v); setTagError(null); setPages(1); }} />
+      <${KnownTags} />
       <label class="field">
         <span>${t('inbox.sort')}</span>
         <select value=${sort} onChange=${(e) => setSort(e.currentTarget.value)}>
@@ -430,7 +451,7 @@ export function Inbox({ me }) {
     </fieldset>
     <div role="tabpanel" id="inbox-panel" aria-labelledby=${'view-' + view}>
     <${Notice} kind="error">${error}<//>
-    ${tickets && shown.length === 0 ? html`<p class="empty">${t('inbox.empty')}</p>` : null}
+    ${tickets && shown.length === 0 && !tagError ? html`<p class="empty">${t('inbox.empty')}</p>` : null}
     ${shown.length
       ? html`<label class="select-all"><input type="checkbox" checked=${allShown}
           indeterminate=${chosen.length > 0 && !allShown} onChange=${selectAll} /> ${t('bulk.select_all')}</label>`
@@ -451,6 +472,7 @@ export function Inbox({ me }) {
               : null}
             <${AwaitingShort} ticket=${tk} />
             <${SlaShort} ticket=${tk} />
+            <${TagChips} tags=${tk.tags} />
             ${t('channel.' + tk.channel)} · ${t('skill.' + tk.skill)} · <${AssigneeShort} ticket=${tk} /> · <time datetime=${tk.created_at}>${when(tk.created_at)}</time> · <${TicketRef} id=${tk.id} />
           </span>
         </a>

@@ -13,6 +13,7 @@ import { DRAFTS } from './auth.js';
 import { AssignmentSection, SlaSection, SlaShort, escalationReason } from './assignment.js';
 import { CustomerTickets } from './history.js';
 import { useCanned } from './canned.js';
+import { TagsSection } from './tags.js';
 
 const POLL_MS = 3000;
 
@@ -547,6 +548,7 @@ export function TicketView({ id, me, focusReply }) {
               : null}
           </form>
         </section>
+        <${TagsSection} ticket=${tk} closed=${closed} onSet=${(tags, refused) => change({ tags }, refused)} />
         ${confirmingClose ? html`<${ConfirmClose} busy=${busy} onConfirm=${confirmClose} onCancel=${cancelClose} />` : null}
         <${AssignmentSection} ticket=${tk} />
         ${tk.suggestions && tk.suggestions.length

@@ -46,6 +46,7 @@ static ASSETS: &[Asset] = assets![
     "console/history.js",
     "console/availability.js",
     "console/bulk.js",
+    "console/tags.js",
     "console/vendor/preact.module.js",
     "console/vendor/hooks.module.js",
     "console/vendor/htm.module.js",
