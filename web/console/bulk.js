@@ -5,10 +5,10 @@
 // first, as the ticket view's close does. One notice then says what happened to them all.
 
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { html, Confirm, PRIORITIES, ticketRef } from './ui.js';
+import { html, Confirm, PRIORITIES, ticketRef, isSendingEnter } from './ui.js';
 import { t } from './i18n.js';
 import { api } from './api.js';
-import { KNOWN_TAGS, isActingEnter, typedTag } from './tags.js';
+import { KNOWN_TAGS, typedTag } from './tags.js';
 
 /** How many changes are in flight at once. */
 const IN_FLIGHT = 4;
@@ -124,7 +124,7 @@ function BulkTag({ busy, onApply }) {
         onKeyDown=${(e) => {
           if (e.key !== 'Enter') return;
           e.preventDefault();
-          if (isActingEnter(e)) submit();
+          if (isSendingEnter(e)) submit();
         }} />
     </label>
     <button type="submit" aria-label=${t('bulk.apply_tag')} aria-disabled=${busy ? 'true' : undefined}>${t('bulk.apply')}</button>

@@ -5,7 +5,7 @@
 // leading "#", and says the desk's refusal in the reader's language.
 
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { html } from './ui.js';
+import { html, isSendingEnter } from './ui.js';
 import { t } from './i18n.js';
 
 /** The id of the datalist of known tags (one per view: the inbox or the ticket). */
@@ -18,11 +18,6 @@ const ROW_CHIPS = 3;
 export function typedTag(raw) {
   const trimmed = (raw || '').trim();
   return trimmed.replace(/^[#＃]/, '').trim();
-}
-
-/** True for an Enter that should act: not while an input method composes. */
-export function isActingEnter(e) {
-  return e.key === 'Enter' && !e.isComposing && e.keyCode !== 229;
 }
 
 // The tags seen on the tickets loaded in this page, for the datalist; no request of its own.
@@ -131,7 +126,7 @@ export function TagsSection({ ticket: tk, closed, onSet }) {
                 // Enter here adds the tag, never while an input method composes (it picks
                 // the candidate then), and never submits anything else.
                 e.preventDefault();
-                if (isActingEnter(e)) add();
+                if (isSendingEnter(e)) add();
               }} />
           </label>
           <button type="submit">${t('tags.add')}</button>
@@ -162,7 +157,7 @@ export function TagFilter({ value, onApply, error }) {
         onKeyDown=${(e) => {
           if (e.key !== 'Enter') return;
           e.preventDefault();
-          if (isActingEnter(e)) apply(e.currentTarget.value);
+          if (isSendingEnter(e)) apply(e.currentTarget.value);
         }} />
     </label>
     ${error ? html`<p id="tag-filter-error" class="field-error" role="alert">${error}</p>` : null}
