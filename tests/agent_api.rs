@@ -1893,3 +1893,70 @@ async fn the_reports_narrow_to_a_tag() {
         assert_eq!(error_code(r, 422).await, "invalid_tag", "{path}");
     }
 }
+
+/// A ticket's history is kept in its conversation for agents: each change (status,
+/// priority, tags, assignee, escalation) is one internal entry naming who made it, written
+/// once by the change feed; the customer never sees one.
+#[tokio::test]
+async fn a_tickets_changes_are_kept_in_its_history_for_agents_only() {
+    let dir = TempDir::new();
+    let server = Server::start(&dir.0, &[]).await;
+    let visitor = server.visitor().await;
+    let id = ticket_for(&visitor, "我的订单显示已付款但商家说没收到钱").await;
+    let (_, v) = server.ticket(&id).await;
+    let r = server
+        .patch(
+            &id,
+            Some(v),
+            json!({"status": "pending", "priority": "urgent", "tags": ["退款"], "assignee": "alice"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let r = server
+        .post(
+            &format!("/tickets/{id}/escalate"),
+            ALICE,
+            json!({"reason": "客户要求退款"}),
+        )
+        .await;
+    assert!(r.status().is_success(), "{}", r.status());
+    let mut entries: Vec<Value> = Vec::new();
+    for _ in 0..100 {
+        let (view, _) = server.ticket(&id).await;
+        entries = view["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["kind"] == "activity")
+            .cloned()
+            .collect();
+        if entries.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(entries.len(), 2, "{entries:#?}");
+    let (change, escalation) = (&entries[0], &entries[1]);
+    assert_eq!(change["direction"], "internal");
+    assert_eq!(change["author"], "admin", "the admin token made the change");
+    assert_eq!(
+        change["activity"],
+        json!([
+            {"what": "status", "from": "open", "to": "pending"},
+            {"what": "priority", "from": "normal", "to": "urgent"},
+            {"what": "assigned", "to": "alice", "reason": "manual"},
+            {"what": "tags", "added": ["退款"]},
+        ])
+    );
+    assert_eq!(escalation["author"], "alice");
+    assert_eq!(
+        escalation["activity"],
+        json!([{"what": "escalated", "reason": "客户要求退款"}])
+    );
+    // Never the customer's: not in the webchat conversation.
+    assert!(visitor
+        .conversation()
+        .await
+        .iter()
+        .all(|m| m["kind"] != "activity" && !m["text"].as_str().unwrap_or("").contains("status")));
+}

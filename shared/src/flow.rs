@@ -107,6 +107,23 @@ pub async fn agent_reply(
     Ok(stored)
 }
 
+/// Keeps a ticket change in the ticket's history ([`domain::activity`]): an internal entry
+/// of its conversation for each version that changed what the history tells, under an id
+/// derived from the ticket's and the version, so a change delivered twice writes it once.
+/// Written by the change feed, with the change (locally) or from the table's stream (on
+/// AWS), so no path that changes a ticket can leave it out.
+pub async fn record_activity(store: &dyn Store, change: &TicketChange) -> Result<()> {
+    let Some(old) = &change.old else {
+        return Ok(());
+    };
+    if let Some(entry) = domain::activity::entry(old, &change.new) {
+        if store.append_message(&entry).await? {
+            tracing::info!(ticket_id = %change.new.id, version = change.new.version, "ticket history: {}", entry.text);
+        }
+    }
+    Ok(())
+}
+
 /// What a ticket change causes besides itself: the supervisor's notice when it became
 /// escalated. The change feed is written with the change (in its transaction locally, by
 /// the table's stream on AWS), so the notice cannot be lost between the two; it is queued

@@ -1104,6 +1104,28 @@ def test_enter_while_an_input_method_composes_a_reason_does_not_escalate(desk, p
     )
 
 
+def test_the_conversation_keeps_the_tickets_history_in_either_language(desk, page):
+    """Each change of the ticket is a quiet line of its conversation, saying what changed,
+    who changed it and when, in the reader's language; the customer never sees one."""
+    session, ticket_id = handed_off(desk)
+    sign_in(page, desk, ALICE)
+    page.goto(f"{desk.base}/console/#/tickets/{ticket_id}")
+    page.get_by_role("combobox", name="Priority").select_option("urgent")
+    page.get_by_role("button", name="Set priority").click()
+    conversation = page.get_by_role("list", name="Conversation")
+    # A complaint opens high.
+    line = conversation.get_by_role("listitem").filter(has_text="Priority: High → Urgent")
+    expect(line).to_be_visible()
+    expect(line).to_contain_text("by alice")
+    status, body = desk.patch_ticket(ticket_id, {"tags": ["退款"]})
+    assert status == 200, body
+    expect(conversation.get_by_role("listitem").filter(has_text="Tags added: 退款")).to_contain_text("by admin")
+    page.get_by_role("combobox", name="Language").select_option("zh-CN")
+    zh = page.get_by_role("list", name="对话")
+    expect(zh.get_by_role("listitem").filter(has_text="优先级：高 → 紧急")).to_contain_text("由 alice")
+    assert not [m for m in desk.webchat_messages(session) if "→" in m.get("text", "")]
+
+
 def test_unassigned_opens_oldest_first_and_keeps_the_agents_own_order(desk, page):
     """The customer who has waited longest comes first in Unassigned, even when the view is
     longer than a page; an order the agent chooses is kept, per view."""

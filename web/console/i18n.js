@@ -407,6 +407,20 @@ const en = {
   'bulk.apply_tag': 'Apply tag',
   'error.code.invalid_tag': 'a tag is one word of 1 to 40 characters, with no space and no punctuation but - and _.',
   'error.code.too_many_tags': 'a ticket carries at most 20 tags: remove one first.',
+  // A ticket's history (activity entries of the conversation).
+  'kind.activity': 'History',
+  'activity.by': 'by {name}',
+  'activity.by_desk': 'by the desk',
+  'activity.status': 'Status: {from} → {to}',
+  'activity.priority': 'Priority: {from} → {to}',
+  'activity.skill': 'Skill: {from} → {to}',
+  'activity.assigned': 'Assigned to {to} ({how})',
+  'activity.unassigned': 'Unassigned',
+  'activity.tags_added': 'Tags added: {tags}',
+  'activity.tags_removed': 'Tags removed: {tags}',
+  'activity.escalated': 'Escalated to a supervisor: {reason}',
+  'activity.reopened': 'Reopened: the customer wrote again',
+  'activity.merged': 'Merged into ticket {ref}',
 };
 
 const zh = {
@@ -815,6 +829,20 @@ const zh = {
   'bulk.apply_tag': '应用标签',
   'error.code.invalid_tag': '标签须为一个词，1 到 40 个字符，不含空格，除 - 和 _ 外不含标点。',
   'error.code.too_many_tags': '一个工单最多有 20 个标签：请先移除一个。',
+  // 工单的历史（对话中的动态记录）。
+  'kind.activity': '历史',
+  'activity.by': '由 {name}',
+  'activity.by_desk': '由系统',
+  'activity.status': '状态：{from} → {to}',
+  'activity.priority': '优先级：{from} → {to}',
+  'activity.skill': '技能：{from} → {to}',
+  'activity.assigned': '分配给 {to}（{how}）',
+  'activity.unassigned': '已取消分配',
+  'activity.tags_added': '添加标签：{tags}',
+  'activity.tags_removed': '移除标签：{tags}',
+  'activity.escalated': '升级给主管：{reason}',
+  'activity.reopened': '已重新打开：客户再次来信',
+  'activity.merged': '已合并到工单 {ref}',
 };
 
 export const LANGUAGES = { en: 'English', 'zh-CN': '中文' };

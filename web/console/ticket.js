@@ -25,10 +25,48 @@ function answerFor(article, language) {
   return article.answer;
 }
 
+/** What one change did, in the reader's language. */
+function activityText(a) {
+  switch (a.what) {
+    case 'status':
+      return t('activity.status', { from: t('status.' + a.from), to: t('status.' + a.to) });
+    case 'priority':
+      return t('activity.priority', { from: t('priority.' + a.from), to: t('priority.' + a.to) });
+    case 'skill':
+      return t('activity.skill', { from: t('skill.' + a.from), to: t('skill.' + a.to) });
+    case 'assigned':
+      return a.to ? t('activity.assigned', { to: a.to, how: t('assign.how.' + (a.reason || 'manual')) }) : t('activity.unassigned');
+    case 'tags':
+      return [
+        a.added && a.added.length ? t('activity.tags_added', { tags: a.added.join(', ') }) : null,
+        a.removed && a.removed.length ? t('activity.tags_removed', { tags: a.removed.join(', ') }) : null,
+      ].filter(Boolean).join('; ');
+    case 'escalated':
+      return t('activity.escalated', { reason: escalationReason(a.reason) });
+    case 'reopened':
+      return t('activity.reopened');
+    case 'merged':
+      return t('activity.merged', { ref: ticketRef(a.into) });
+    default:
+      return a.what;
+  }
+}
+
+/** A change of the ticket, as one quiet line of its history: what it did, who did it, when. */
+function ActivityEntry({ m }) {
+  return html`<li class="entry kind-activity dir-internal">
+    <span class="visually-hidden">${t('kind.activity')}: </span>
+    <span class="entry-text">${(m.activity || []).map(activityText).join(' · ')}</span>
+    <span class="hint"> — ${m.author ? t('activity.by', { name: m.author }) : t('activity.by_desk')},
+      <time datetime=${m.created_at}>${when(m.created_at)}</time></span>
+  </li>`;
+}
+
 /** One entry of the conversation; `reopened` marks the customer's message that last
  * reopened the ticket, resolved (the ticket keeps that one), so the agent sees where the
  * conversation came back. */
 function Entry({ m, reopened }) {
+  if (m.kind === 'activity') return html`<${ActivityEntry} m=${m} />`;
   const outbound = m.direction === 'outbound';
   return html`<li class=${'entry kind-' + m.kind + ' dir-' + m.direction}>
     <div class="entry-head">

@@ -40,6 +40,7 @@ pub struct Deps {
 /// survey message however often it is delivered, because the message's id is derived from
 /// the ticket's and dispatch sends a message only once.
 pub async fn handle_change(deps: &Deps, change: TicketChange) -> Result<()> {
+    flow::record_activity(deps.store.as_ref(), &change).await?;
     flow::escalation_notice(deps.queue.as_ref(), &change).await?;
     assignment::on_change(
         deps.store.as_ref(),

@@ -113,6 +113,7 @@ async fn note(
         attachment: None,
         edit_of: None,
         link: None,
+        activity: Vec::new(),
     };
     if !deps.store.append_message(&note).await? {
         // The key's first request stored it: answer as that request did.

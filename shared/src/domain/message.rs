@@ -126,6 +126,9 @@ pub enum MessageKind {
     Handoff,
     Survey,
     Note,
+    /// A change of the ticket (status, assignee, tags…), kept for agents and never sent;
+    /// see the entry's `activity`.
+    Activity,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -187,6 +190,9 @@ pub struct Message {
     /// A link the message offers (a survey's page), which channels with buttons show as one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<String>,
+    /// For an `activity` entry: what the change did.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub activity: Vec<super::activity::Activity>,
 }
 
 impl Message {
@@ -225,6 +231,7 @@ impl Message {
             attachment: msg.attachment.clone(),
             edit_of: None,
             link: None,
+            activity: Vec::new(),
         }
     }
 
@@ -252,6 +259,7 @@ impl Message {
             attachment: None,
             edit_of: None,
             link: None,
+            activity: Vec::new(),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The desk's vocabulary: channels, messages, customers and tickets. Plain data and the rules
 //! that change it; nothing here touches storage or the network.
 
+pub mod activity;
 pub mod agent;
 pub mod canned;
 mod customer;

@@ -187,6 +187,11 @@ pub struct Ticket {
     /// [`super::tag::MAX_TAGS`]). Tickets stored before tags existed read as none.
     #[serde(default)]
     pub tags: Vec<String>,
+    /// The agent whose change made this version (an agent's patch or escalation); none
+    /// for the desk's own changes and the customer's. What the ticket's history names
+    /// ([`super::activity`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_by: Option<String>,
     pub version: u64,
 }
 
@@ -364,6 +369,7 @@ impl Ticket {
             closes_at: None,
             reopened_by: None,
             tags: Vec::new(),
+            changed_by: None,
             version: 1,
         }
     }
@@ -399,9 +405,11 @@ impl Ticket {
         Ok(due)
     }
 
+    /// A new version, made by the desk or the customer until a caller says which agent.
     fn touch(&mut self, now: DateTime<Utc>) {
         self.updated_at = now;
         self.version += 1;
+        self.changed_by = None;
     }
 
     fn illegal(&self, to: TicketStatus) -> Error {
@@ -473,6 +481,7 @@ impl Ticket {
             }
         }
         self.touch(now);
+        self.changed_by = patch.by.clone();
         Ok(())
     }
 
@@ -527,6 +536,7 @@ impl Ticket {
     pub fn escalate_by(&mut self, agent: &str, reason: &str, now: DateTime<Utc>) -> Result<()> {
         self.escalate(reason, now)?;
         self.escalated_by = Some(agent.to_string());
+        self.changed_by = Some(agent.to_string());
         Ok(())
     }
 

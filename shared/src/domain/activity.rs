@@ -1,0 +1,329 @@
+//! A ticket's history, as Chatwoot's activity messages and Zendesk's events show it: what
+//! each change of a ticket did (its status, priority, skill, assignee, tags, an escalation,
+//! a customer's reopen, a merge) and who did it, kept in its conversation as an internal
+//! entry that agents see and customers never do. The change feed writes one entry per
+//! version that changed any of these ([`Activity::between`]), under an id derived from the
+//! ticket's and the version, so a redelivered change writes nothing twice.
+
+use super::{
+    AssignmentReason, Direction, Message, MessageKind, Priority, Skill, Ticket, TicketStatus,
+};
+use serde::{Deserialize, Serialize};
+
+/// One thing a change did to a ticket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "what", rename_all = "snake_case")]
+pub enum Activity {
+    /// The status moved (an escalation, a customer's reopen and a merge's close are told by
+    /// their own entries instead).
+    Status {
+        from: TicketStatus,
+        to: TicketStatus,
+    },
+    Priority {
+        from: Priority,
+        to: Priority,
+    },
+    Skill {
+        from: Skill,
+        to: Skill,
+    },
+    /// Given to an agent (`to`), or to nobody, and why.
+    Assigned {
+        to: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<AssignmentReason>,
+    },
+    Tags {
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        added: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        removed: Vec<String>,
+    },
+    /// Escalated to a supervisor, with the reason given.
+    Escalated {
+        reason: String,
+    },
+    /// The customer wrote while it was resolved, and it is open again.
+    Reopened,
+    /// Closed into the ticket of the customer that stayed after a merge.
+    Merged {
+        into: String,
+    },
+}
+
+impl Activity {
+    /// What the change from `old` to `new` did, in a fixed order; empty for a change that
+    /// did none of these (the desk's own bookkeeping: SLA due times, a survey sent).
+    pub fn between(old: &Ticket, new: &Ticket) -> Vec<Activity> {
+        let mut out = Vec::new();
+        let escalated = Ticket::became_escalated(Some(old), new);
+        let reopened = Ticket::reopened_now(Some(old), new).is_some();
+        let merged = old.merged_into.is_none() && new.merged_into.is_some();
+        if old.status != new.status && !escalated && !reopened && !merged {
+            out.push(Activity::Status {
+                from: old.status,
+                to: new.status,
+            });
+        }
+        if escalated {
+            out.push(Activity::Escalated {
+                reason: new.escalation_reason.clone().unwrap_or_default(),
+            });
+        }
+        if reopened {
+            out.push(Activity::Reopened);
+        }
+        if let (true, Some(into)) = (merged, &new.merged_into) {
+            out.push(Activity::Merged { into: into.clone() });
+        }
+        if old.priority != new.priority {
+            out.push(Activity::Priority {
+                from: old.priority,
+                to: new.priority,
+            });
+        }
+        if old.skill != new.skill {
+            out.push(Activity::Skill {
+                from: old.skill,
+                to: new.skill,
+            });
+        }
+        if old.assignee != new.assignee {
+            out.push(Activity::Assigned {
+                to: new.assignee.clone(),
+                reason: new.assignment.as_ref().map(|a| a.reason),
+            });
+        }
+        let added: Vec<String> = new
+            .tags
+            .iter()
+            .filter(|t| !old.tags.contains(t))
+            .cloned()
+            .collect();
+        let removed: Vec<String> = old
+            .tags
+            .iter()
+            .filter(|t| !new.tags.contains(t))
+            .cloned()
+            .collect();
+        if !added.is_empty() || !removed.is_empty() {
+            out.push(Activity::Tags { added, removed });
+        }
+        out
+    }
+
+    /// The entry in plain English, for the API's readers and the logs (the console says it
+    /// in the reader's language from the fields).
+    fn describe(&self) -> String {
+        match self {
+            Activity::Status { from, to } => {
+                format!("status {} → {}", from.as_str(), to.as_str())
+            }
+            Activity::Priority { from, to } => {
+                format!("priority {} → {}", from.as_str(), to.as_str())
+            }
+            Activity::Skill { from, to } => format!("skill {} → {}", from.as_str(), to.as_str()),
+            Activity::Assigned { to: Some(a), .. } => format!("assigned to {a}"),
+            Activity::Assigned { to: None, .. } => "unassigned".into(),
+            Activity::Tags { added, removed } => {
+                let mut parts: Vec<String> = added.iter().map(|t| format!("+{t}")).collect();
+                parts.extend(removed.iter().map(|t| format!("−{t}")));
+                format!("tags {}", parts.join(" "))
+            }
+            Activity::Escalated { reason } => format!("escalated: {reason}"),
+            Activity::Reopened => "reopened by the customer".into(),
+            Activity::Merged { into } => format!("merged into {}", super::ticket_ref(into)),
+        }
+    }
+}
+
+/// Who made the change from `old` to `new`: the agent whose change it was, or who assigned
+/// it; none for the desk's own changes and the customer's.
+fn actor(old: &Ticket, new: &Ticket) -> Option<String> {
+    new.changed_by.clone().or_else(|| {
+        (old.assignee != new.assignee)
+            .then(|| new.assignment.as_ref().and_then(|a| a.by.clone()))
+            .flatten()
+    })
+}
+
+/// The conversation entry that records the change from `old` to `new`, if it did anything
+/// [`Activity::between`] tells; its id is the same for every delivery of that change.
+pub fn entry(old: &Ticket, new: &Ticket) -> Option<Message> {
+    let activity = Activity::between(old, new);
+    if activity.is_empty() {
+        return None;
+    }
+    let text = activity
+        .iter()
+        .map(Activity::describe)
+        .collect::<Vec<_>>()
+        .join("; ");
+    let mut m = Message::outbound(
+        &new.customer_id,
+        new.channel,
+        MessageKind::Activity,
+        text,
+        Some(new.id.clone()),
+    );
+    m.id = super::derived_id(&new.id, &format!("activity/{}", new.version));
+    m.direction = Direction::Internal;
+    m.status = None;
+    m.created_at = new.updated_at;
+    m.author = actor(old, new);
+    m.activity = activity;
+    Some(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{now, Channel, NewTicket, TicketPatch};
+
+    fn ticket() -> Ticket {
+        Ticket::open(
+            NewTicket {
+                customer_id: "c1".into(),
+                channel: Channel::Webchat,
+                subject: None,
+                description: "我要退款".into(),
+                priority: Priority::Normal,
+                skill: Skill::Billing,
+            },
+            now(),
+        )
+    }
+
+    fn patched(t: &Ticket, patch: TicketPatch) -> Ticket {
+        let mut next = t.clone();
+        next.apply(&patch, now()).expect("a legal change");
+        next
+    }
+
+    #[test]
+    fn an_agents_change_is_told_with_who_made_it() {
+        let t = ticket();
+        let next = patched(
+            &t,
+            TicketPatch {
+                status: Some(TicketStatus::Pending),
+                priority: Some(Priority::Urgent),
+                tags: Some(vec!["退款".into(), "VIP".into()]),
+                assignee: Some(Some("bob".into())),
+                by: Some("alice".into()),
+                ..Default::default()
+            },
+        );
+        let m = entry(&t, &next).expect("an entry");
+        assert_eq!(
+            m.activity,
+            [
+                Activity::Status {
+                    from: TicketStatus::Open,
+                    to: TicketStatus::Pending
+                },
+                Activity::Priority {
+                    from: Priority::Normal,
+                    to: Priority::Urgent
+                },
+                Activity::Assigned {
+                    to: Some("bob".into()),
+                    reason: Some(AssignmentReason::Manual)
+                },
+                Activity::Tags {
+                    added: vec!["退款".into(), "vip".into()],
+                    removed: vec![]
+                },
+            ]
+        );
+        assert_eq!(m.author.as_deref(), Some("alice"));
+        assert_eq!(m.direction, Direction::Internal);
+        assert_eq!(m.kind, MessageKind::Activity);
+        assert_eq!(m.status, None, "never sent");
+        assert_eq!(m.ticket_id.as_deref(), Some(t.id.as_str()));
+        assert_eq!(m.created_at, next.updated_at);
+        assert!(m.text.contains("tags +退款 +vip"), "{}", m.text);
+        assert_eq!(entry(&t, &next).unwrap().id, m.id, "one id per change");
+
+        let untagged = patched(
+            &next,
+            TicketPatch {
+                tags: Some(vec!["vip".into()]),
+                by: Some("bob".into()),
+                ..Default::default()
+            },
+        );
+        let m2 = entry(&next, &untagged).unwrap();
+        assert_eq!(
+            m2.activity,
+            [Activity::Tags {
+                added: vec![],
+                removed: vec!["退款".into()]
+            }]
+        );
+        assert_eq!(m2.author.as_deref(), Some("bob"));
+        assert_ne!(m2.id, m.id, "each version its own entry");
+    }
+
+    #[test]
+    fn the_desks_own_changes_and_bookkeeping_are_told_rightly() {
+        let t = ticket();
+        // Given by the rule: no agent made it.
+        let mut given = t.clone();
+        assert!(given.assign("bob", AssignmentReason::Rule, now()));
+        let m = entry(&t, &given).unwrap();
+        assert_eq!(m.author, None);
+        assert_eq!(
+            m.activity,
+            [Activity::Assigned {
+                to: Some("bob".into()),
+                reason: Some(AssignmentReason::Rule)
+            }]
+        );
+        // A change that touches none of the told fields writes nothing.
+        let mut waited = given.clone();
+        waited.customer_replied(now(), now());
+        assert!(entry(&given, &waited).is_none());
+        // An escalation is told once, with its reason, not as a status change too.
+        let mut escalated = given.clone();
+        escalated.escalate_by("bob", "客户要求退款", now()).unwrap();
+        let m = entry(&given, &escalated).unwrap();
+        assert_eq!(
+            m.activity,
+            [Activity::Escalated {
+                reason: "客户要求退款".into()
+            }]
+        );
+        assert_eq!(m.author.as_deref(), Some("bob"));
+    }
+
+    #[test]
+    fn a_reopen_by_the_customer_is_told_as_one() {
+        let t = ticket();
+        let mut resolved = patched(
+            &t,
+            TicketPatch {
+                status: Some(TicketStatus::Resolved),
+                by: Some("alice".into()),
+                ..Default::default()
+            },
+        );
+        resolved.schedule_close(TicketStatus::Open, Some(chrono::Duration::days(4)), now());
+        let inbound = crate::domain::InboundMessage::text(
+            Channel::Webchat,
+            "v1".into(),
+            "还是没收到".into(),
+            now(),
+        );
+        let follow_up = Message::inbound(&inbound, "c1");
+        let mut reopened = resolved.clone();
+        assert!(reopened.reopen_for_customer(&follow_up, true, now()));
+        let m = entry(&resolved, &reopened).unwrap();
+        assert_eq!(m.activity, [Activity::Reopened]);
+        assert_eq!(
+            m.author, None,
+            "the customer, not the agent who resolved it"
+        );
+    }
+}
