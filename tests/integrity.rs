@@ -885,6 +885,10 @@ async fn a_reply_cut_short_still_ends_the_customers_wait(w: Wiring) {
     ticket.customer_replied(domain::now(), domain::now());
     assert!(ticket.awaiting_reply_since.is_some());
     store.create_ticket(&ticket).await.unwrap();
+    // Times are kept to the millisecond: each step in a millisecond of its own, so that
+    // which came first is never a tie on a fast machine.
+    let tick = || tokio::time::sleep(std::time::Duration::from_millis(3));
+    tick().await;
     let id = domain::new_id();
     // The first run stored the reply and stopped.
     let mut cut = Message::outbound(
@@ -914,6 +918,7 @@ async fn a_reply_cut_short_still_ends_the_customers_wait(w: Wiring) {
 
     // The customer read it and wrote again; the agent, whose answer was lost, sends the
     // same reply again under its key: nothing new is sent, so the new wait goes on.
+    tick().await;
     let inbound = InboundMessage::text(
         Channel::Telegram,
         c.id.clone(),
