@@ -47,8 +47,18 @@ async fn a_merge_folds_the_other_active_ticket_into_the_kept_one_over_http() {
         )
         .await;
     assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
-    let (view, _) = server.ticket(&folded).await;
+    let (view, version) = server.ticket(&folded).await;
     let folded_at = view["ticket"]["created_at"].clone();
+    // Both are tagged: the folded one's tags come along, after the kept one's own.
+    let r = server
+        .patch(&folded, Some(version), json!({"tags": ["退款", "vip"]}))
+        .await;
+    assert_eq!(r.status(), 200);
+    let (_, version) = server.ticket(&kept).await;
+    let r = server
+        .patch(&kept, Some(version), json!({"tags": ["发货", "vip"]}))
+        .await;
+    assert_eq!(r.status(), 200);
     let (view, _) = server.ticket(&kept).await;
     assert!(
         view["ticket"].get("awaiting_reply_since").is_none(),
@@ -86,6 +96,11 @@ async fn a_merge_folds_the_other_active_ticket_into_the_kept_one_over_http() {
     // when they first asked.
     let (view, _) = server.ticket(&kept).await;
     assert_eq!(view["ticket"]["awaiting_reply_since"], folded_at, "{view}");
+    assert_eq!(
+        view["ticket"]["tags"],
+        json!(["发货", "vip", "退款"]),
+        "{view}"
+    );
     let r = server
         .get(&format!("/customers/{}", goes.customer_id), ADMIN)
         .await;

@@ -810,14 +810,16 @@ async fn fold_ticket(
     for m in store.ticket_messages(&ticket.id).await? {
         store.set_message_ticket(&m.id, &kept.id).await?;
     }
-    // Its customer's unanswered messages came with them: the kept ticket owes the reply,
-    // before the fold, so a repeat after a crash in between does it again.
-    if ticket.waiting_since().is_some() {
-        update_ticket(
-            store,
-            &kept.id,
-            |k| Ok(k.absorb_wait(ticket, domain::now())),
-        )
+    // Its customer's unanswered messages came with them (the kept ticket owes the reply),
+    // and so did its tags: before the fold, so a repeat after a crash in between does it
+    // again.
+    if ticket.waiting_since().is_some() || ticket.tags.iter().any(|t| !kept.tags.contains(t)) {
+        update_ticket(store, &kept.id, |k| {
+            let now = domain::now();
+            let waits = k.absorb_wait(ticket, now);
+            let tags = k.absorb_tags(ticket, now);
+            Ok(waits || tags)
+        })
         .await?;
     }
     let (_, changed) = update_ticket(store, &ticket.id, |t| {

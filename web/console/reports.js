@@ -6,6 +6,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { html, Notice } from './ui.js';
 import { t, lang } from './i18n.js';
 import { api, query } from './api.js';
+import { typedTag } from './tags.js';
 
 function isoDay(d) {
   return d.toISOString().slice(0, 10);
@@ -172,7 +173,7 @@ export function Reports({ me }) {
       }
       // `to` is a whole day: the period ends at the start of the next one.
       // A leading `#` and spaces are the desk's to drop; an empty box is no tag.
-      const narrowed = first ? '' : tag.trim();
+      const narrowed = first ? '' : typedTag(tag);
       const q = query({ from: period.from, to: nextDay(period.to), tag: narrowed });
       const [c, v, l] = await Promise.all([
         api('GET', '/reports/csat' + q),

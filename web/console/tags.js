@@ -56,7 +56,7 @@ export function TagChips({ tags }) {
   return html`<span class="tags">
     <span class="visually-hidden">${t('tags.row')}</span>
     ${tags.slice(0, ROW_CHIPS).map((tag) => html`<span class="pill tag">${tag}</span>`)}
-    ${rest > 0 ? html`<span class="pill tag more" title=${t('tags.more', { count: rest })}>+${rest}<span class="visually-hidden"> ${t('tags.more', { count: rest })}</span></span>` : null}
+    ${rest > 0 ? html`<span class="pill tag more" title=${t('tags.more', { count: rest })}><span aria-hidden="true">+${rest}</span><span class="visually-hidden">${t('tags.more', { count: rest })}</span></span>` : null}
   </span>`;
 }
 

@@ -81,19 +81,23 @@ export function Notice({ kind, children }) {
   return html`<div class=${'notice ' + (kind || 'info')} role=${kind === 'error' ? 'alert' : 'status'}>${children}</div>`;
 }
 
-/** True when Enter should send: not while an input method is composing (Chinese, Japanese,
- * Korean), and not with Shift, which adds a line. */
+/** True while an input method composes (Chinese, Japanese, Korean): the key picks a
+ * candidate. Safari marks the Enter that ends a composition only by its keyCode 229. */
+function isComposing(e) {
+  return e.isComposing || e.keyCode === 229;
+}
+
+/** True when Enter should send: not while an input method is composing, and not with Shift,
+ * which adds a line. */
 export function isSendingEnter(e) {
-  return e.key === 'Enter' && !e.shiftKey && !e.isComposing && e.keyCode !== 229;
+  return e.key === 'Enter' && !e.shiftKey && !isComposing(e);
 }
 
 /** Enter in a one-line box while an input method composes picks the candidate, and must not
- * submit the box's form (a search, an escalation's reason, a tag): Safari sends that Enter
- * after the composition ends, marked only by its keyCode 229. Installed once, for every
- * form of the console, by `app.js`. */
+ * submit the box's form (a search, an escalation's reason, a tag). Installed once, for
+ * every form of the console, by `app.js`. */
 export function guardComposingEnter(e) {
-  const composing = e.isComposing || e.keyCode === 229;
-  if (e.key === 'Enter' && composing && e.target instanceof HTMLInputElement) e.preventDefault();
+  if (e.key === 'Enter' && isComposing(e) && e.target instanceof HTMLInputElement) e.preventDefault();
 }
 
 export const STATUSES = ['open', 'pending', 'escalated', 'resolved', 'closed'];

@@ -32,13 +32,13 @@ struct PeriodQuery {
 impl PeriodQuery {
     /// The tag the report is narrowed to, checked and folded as the list's filter is.
     fn tag(&self) -> Result<Option<String>> {
-        self.tag
-            .as_deref()
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .map(domain::tag::tag)
-            .transpose()
+        domain::tag::filter(self.tag.as_deref())
     }
+}
+
+/// Whether a report narrowed to `tag` (none: every ticket) counts `ticket`.
+fn tagged(tag: Option<&String>, ticket: &domain::Ticket) -> bool {
+    tag.is_none_or(|tag| ticket.tags.contains(tag))
 }
 
 /// The years a report's dates may name. A year outside is a typo or a probe, and a period
@@ -104,7 +104,7 @@ async fn csat(
         read += page.items.len();
         page.items
             .iter()
-            .filter(|t| tag.as_ref().is_none_or(|tag| t.tags.contains(tag)))
+            .filter(|t| tagged(tag.as_ref(), t))
             .for_each(|t| tally.add(t));
         cursor = page.next_cursor;
         match cursor {
@@ -180,32 +180,32 @@ fn period(q: &PeriodQuery, zone: Tz) -> Result<(DateTime<Utc>, DateTime<Utc>)> {
 
 /// The tickets a report over [from, to) reads (those with `tag`, when one is given), newest
 /// first: a ticket opened before `from` can still have closed within the period, so reading
-/// stops only at tickets opened more than a period before it (or at [`VOLUME_SCAN_LIMIT`]).
+/// stops only at tickets opened more than a period before it (or at [`VOLUME_SCAN_LIMIT`]
+/// read). The tag is kept here, not asked of the store: a rare tag would have the store
+/// walk back through every ticket for a page of it, past the period and the limit.
 async fn recent_tickets(
     deps: &Deps,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     tag: Option<String>,
 ) -> Result<Vec<helpdesk_core::domain::Ticket>> {
-    let filter = TicketFilter {
-        tag,
-        ..TicketFilter::default()
-    };
+    let filter = TicketFilter::default();
     // The period is checked ([`period`]), so this stays far from the calendar's edge.
     let stop = from
         .checked_sub_signed(to - from)
         .ok_or_else(|| out_of_years("from"))?;
     let mut tickets = Vec::new();
-    let mut cursor: Option<String> = None;
+    let (mut cursor, mut read): (Option<String>, usize) = (None, 0);
     loop {
         let page = deps
             .store
             .list_tickets(&filter, 100, cursor.as_deref())
             .await?;
         let older = page.items.last().is_none_or(|t| t.created_at < stop);
-        tickets.extend(page.items);
+        read += page.items.len();
+        tickets.extend(page.items.into_iter().filter(|t| tagged(tag.as_ref(), t)));
         cursor = page.next_cursor;
-        if older || cursor.is_none() || tickets.len() >= VOLUME_SCAN_LIMIT {
+        if older || cursor.is_none() || read >= VOLUME_SCAN_LIMIT {
             return Ok(tickets);
         }
     }

@@ -117,7 +117,7 @@ fn filter_of(q: &ListQuery, agent: &Agent) -> Result<TicketFilter> {
         reference: nonempty(&q.reference)
             .map(domain::parse_ticket_ref)
             .transpose()?,
-        tag: nonempty(&q.tag).map(domain::tag::tag).transpose()?,
+        tag: domain::tag::filter(q.tag.as_deref())?,
         ..TicketFilter::default()
     };
     match nonempty(&q.status) {

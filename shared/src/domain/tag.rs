@@ -27,24 +27,32 @@ pub fn tag(raw: &str) -> Result<String> {
     })
 }
 
+/// The tag a query filters by (a list's, a count's, a report's `tag`): none when it is
+/// absent or blank, else [`tag`].
+pub fn filter(raw: Option<&str>) -> Result<Option<String>> {
+    raw.map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(tag)
+        .transpose()
+}
+
 /// A ticket's tags from what an agent sent: each checked ([`tag`]), each kept once in the
-/// order first given, at most [`MAX_TAGS`] (else 422 `too_many_tags`).
+/// order first given, at most [`MAX_TAGS`] (else 422 `too_many_tags`, as soon as one more
+/// is met: a long list costs no more than the limit).
 pub fn tags(raw: &[String]) -> Result<Vec<String>> {
     let mut out: Vec<String> = Vec::new();
     for r in raw {
         let t = tag(r)?;
-        if !out.contains(&t) {
-            out.push(t);
+        if out.contains(&t) {
+            continue;
         }
-    }
-    if out.len() > MAX_TAGS {
-        return Err(Error::unprocessable(
-            "too_many_tags",
-            format!(
-                "a ticket carries at most {MAX_TAGS} tags; this change gives it {}",
-                out.len()
-            ),
-        ));
+        if out.len() == MAX_TAGS {
+            return Err(Error::unprocessable(
+                "too_many_tags",
+                format!("a ticket carries at most {MAX_TAGS} tags; this change gives it more"),
+            ));
+        }
+        out.push(t);
     }
     Ok(out)
 }
@@ -93,6 +101,46 @@ mod tests {
     }
 
     #[test]
+    fn a_folded_tickets_tags_join_the_kept_ones_within_the_limit() {
+        use crate::domain::{now, Channel, NewTicket, Priority, Skill, Ticket, TicketPatch};
+        let tagged = |tags: Vec<String>| {
+            let mut t = Ticket::open(
+                NewTicket {
+                    customer_id: "c".into(),
+                    channel: Channel::Webchat,
+                    subject: None,
+                    description: "x".into(),
+                    priority: Priority::Normal,
+                    skill: Skill::General,
+                },
+                now(),
+            );
+            t.apply(
+                &TicketPatch {
+                    tags: Some(tags),
+                    ..Default::default()
+                },
+                now(),
+            )
+            .unwrap();
+            t
+        };
+        let mut kept = tagged(vec!["a".into(), "b".into()]);
+        let folded = tagged(vec!["b".into(), "退款".into()]);
+        let version = kept.version;
+        assert!(kept.absorb_tags(&folded, now()));
+        assert_eq!(kept.tags, ["a", "b", "退款"]);
+        assert_eq!(kept.version, version + 1);
+        assert!(
+            !kept.absorb_tags(&folded, now()),
+            "a repeat changes nothing"
+        );
+        let mut full = tagged((0..MAX_TAGS).map(|i| format!("t{i}")).collect());
+        assert!(!full.absorb_tags(&folded, now()), "never past the limit");
+        assert_eq!(full.tags.len(), MAX_TAGS);
+    }
+
+    #[test]
     fn a_tickets_tags_are_kept_once_in_their_order_and_counted() {
         let given: Vec<String> = ["Bug", "退款", "bug", "#BUG", "vip"]
             .iter()
@@ -102,6 +150,10 @@ mod tests {
         assert_eq!(tags(&[]).unwrap(), Vec::<String>::new());
         let many: Vec<String> = (0..=MAX_TAGS).map(|i| format!("t{i}")).collect();
         assert_eq!(tags(&many).expect_err("21 tags").code, "too_many_tags");
+        assert_eq!(filter(None).unwrap(), None);
+        assert_eq!(filter(Some("  ")).unwrap(), None);
+        assert_eq!(filter(Some(" #VIP ")).unwrap().as_deref(), Some("vip"));
+        assert_eq!(filter(Some("a b")).unwrap_err().code, "invalid_tag");
         let repeated: Vec<String> = (0..100).map(|_| "same".to_string()).collect();
         assert_eq!(
             tags(&repeated).unwrap(),

@@ -674,6 +674,23 @@ impl Ticket {
         true
     }
 
+    /// The tags of a ticket folded into this one ([`Ticket::fold_into`]) come with its
+    /// conversation: those this ticket lacks are added after its own, as many as
+    /// [`super::tag::MAX_TAGS`] allows. False when nothing changed.
+    pub fn absorb_tags(&mut self, folded: &Ticket, now: DateTime<Utc>) -> bool {
+        let before = self.tags.len();
+        for tag in &folded.tags {
+            if self.tags.len() < super::tag::MAX_TAGS && !self.tags.contains(tag) {
+                self.tags.push(tag.clone());
+            }
+        }
+        let changed = self.tags.len() != before;
+        if changed {
+            self.touch(now);
+        }
+        changed
+    }
+
     /// Someone replied, now: see [`Ticket::agent_replied_at`].
     pub fn agent_replied(&mut self, taker: Option<&str>, now: DateTime<Utc>) {
         self.agent_replied_at(taker, now, now);
