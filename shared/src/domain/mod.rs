@@ -83,11 +83,18 @@ impl std::str::FromStr for Channel {
     }
 }
 
-/// Whether `c` may be in a [`word`]: anything but a space, a control character, `/` and the
-/// other ASCII punctuation (`-` and `_` excepted). So a word of any script is one, its
+/// Whether `c` may be in a [`word`]: anything but a space, a control character, an
+/// invisible format character (a zero-width space, a direction mark or override, a soft
+/// hyphen, a byte-order mark: two words that look the same would differ by one), `/` and
+/// the other ASCII punctuation (`-` and `_` excepted). So a word of any script is one, its
 /// combining marks too (`नमस्ते`, `ค่ะ`, a decomposed `café`).
 pub fn is_word_char(c: char) -> bool {
-    !(c.is_whitespace() || c.is_control() || (c.is_ascii_punctuation() && c != '-' && c != '_'))
+    let invisible = matches!(c, '\u{00AD}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}' | '\u{FEFF}');
+    !(invisible
+        || c.is_whitespace()
+        || c.is_control()
+        || (c.is_ascii_punctuation() && c != '-' && c != '_'))
 }
 
 /// A name of one word that people type, checked and folded, as canned responses' short

@@ -84,6 +84,10 @@ mod tests {
             "a.b",
             "tab\there",
             "new\nline",
+            "vip\u{200B}",
+            "\u{202E}vip",
+            "\u{FEFF}vip",
+            "soft\u{AD}hyphen",
         ] {
             assert_eq!(code(tag(bad)), "invalid_tag", "{bad:?}");
         }
