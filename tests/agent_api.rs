@@ -1786,7 +1786,18 @@ async fn agents_tag_tickets_and_find_them_by_a_tag() {
         )
         .await;
     assert_eq!(r.status(), 200, "closing may tag it once more");
-    let (_, v2) = server.ticket(&second).await;
+    // The close sends the survey, which marks the ticket (a new version): read the version
+    // after that, so the refusal below is the closed ticket's and not a stale version's.
+    let mut v2 = None;
+    for _ in 0..200 {
+        let (view, v) = server.ticket(&second).await;
+        if view["ticket"]["survey"]["sent_at"].is_string() {
+            v2 = Some(v);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let v2 = v2.expect("the closed ticket's survey goes out");
     let r = server
         .patch(&second, Some(v2), json!({"tags": ["later"]}))
         .await;
