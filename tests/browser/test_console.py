@@ -620,6 +620,46 @@ def test_the_keyboard_moves_opens_replies_and_searches(desk, page):
     expect(page.get_by_role("heading", name=re.compile("退款"))).to_be_visible()
 
 
+def test_the_ticket_view_has_keys_for_its_boxes_and_back(desk, page):
+    _, ticket_id = handed_off(desk)
+    sign_in(page, desk)
+    page.goto(f"{desk.base}/console/#/tickets/{ticket_id}")
+    heading = page.get_by_role("heading", name=COMPLAINT)
+    expect(heading).to_be_focused()
+    expect(page.get_by_text("Keys: r reply · n internal note · t tag · e escalate · u back to tickets")).to_be_visible()
+    note = page.get_by_role("textbox", name="Internal note")
+    page.keyboard.press("n")
+    expect(note).to_be_focused()
+    # In a box, the letters are the box's: typed, not taken as keys.
+    page.keyboard.type("retune")
+    expect(note).to_have_value("retune")
+    expect(note).to_be_focused()
+    for key, box in [
+        ("t", page.get_by_role("combobox", name="Add a tag")),
+        ("e", page.get_by_role("textbox", name="Reason")),
+        ("r", page.get_by_role("textbox", name="Reply")),
+    ]:
+        heading.focus()
+        page.keyboard.press(key)
+        expect(box).to_be_focused()
+    heading.focus()
+    page.keyboard.press("u")
+    expect(page.get_by_role("list", name="Ticket list").get_by_role("link")).to_have_count(1)
+    # A closed ticket has no reply, tag or escalation box: the keys do nothing there.
+    _, body, _ = desk.api("GET", f"/tickets/{ticket_id}")
+    status, _, _ = desk.api(
+        "PATCH", f"/tickets/{ticket_id}", {"status": "closed"}, headers={"If-Match": str(body["ticket"]["version"])}
+    )
+    assert status == 200
+    page.goto(f"{desk.base}/console/#/tickets/{ticket_id}")
+    expect(heading).to_be_focused()
+    for key in ["r", "t", "e"]:
+        page.keyboard.press(key)
+        expect(heading).to_be_focused()
+    page.keyboard.press("n")
+    expect(note).to_be_focused()
+
+
 def test_escalation_takes_a_reason(desk, page):
     _, ticket_id = handed_off(desk)
     sign_in(page, desk)

@@ -17,7 +17,7 @@
 // that order (`order=oldest`), so it pages as newest first does.
 
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { html, usePoll, Select, Notice, NOTICE_MS, STATUSES, PRIORITIES, SKILLS, CHANNELS, TicketRef, ticketRef } from './ui.js';
+import { html, usePoll, isKeyForControl, Select, Notice, NOTICE_MS, STATUSES, PRIORITIES, SKILLS, CHANNELS, TicketRef, ticketRef } from './ui.js';
 import { t, when } from './i18n.js';
 import { api, query } from './api.js';
 import { AssigneeShort, AwaitingShort, SlaShort, nextDue, waitingSince } from './assignment.js';
@@ -304,10 +304,8 @@ export function Inbox({ me }) {
   latest.current = { shown, selected, picked };
   useEffect(() => {
     const onKey = (e) => {
-      const tag = (e.target.tagName || '').toLowerCase();
       // A row's checkbox takes the list's keys; a dialog keeps its own.
-      const typing = (tag === 'input' && e.target.type !== 'checkbox') || tag === 'textarea' || tag === 'select';
-      if (typing || e.ctrlKey || e.metaKey || e.altKey || e.target.closest?.('dialog')) return;
+      if (isKeyForControl(e)) return;
       const { shown: list, selected: at, picked: ids } = latest.current;
       // Enter on a button or a link elsewhere keeps its own meaning.
       const inList = e.target === document.body || listRef.current?.contains(e.target);

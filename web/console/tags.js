@@ -65,14 +65,16 @@ export function TagChips({ tags }) {
  * PATCH with the version shown, by the ticket view's `change`, which handles a conflict) and
  * answers whether the desk took them; `refused(message)` hears any other refusal, said beside
  * the box. A closed ticket's tags are read only. After an add the focus stays in the box;
- * after a remove it goes to the box (the button has gone).
+ * after a remove it goes to the box (the button has gone). `boxRef`, if given, is the box's
+ * ref (the ticket view's t key focuses it).
  */
-export function TagsSection({ ticket: tk, closed, onSet }) {
+export function TagsSection({ ticket: tk, closed, onSet, boxRef }) {
   const tags = tk.tags || [];
   const [text, setText] = useState('');
   const [error, setError] = useState(null);
   const busy = useRef(false);
-  const box = useRef(null);
+  const own = useRef(null);
+  const box = boxRef || own;
   useEffect(() => noteTags([tk]), [tk.id, tk.version]);
   useEffect(() => {
     setText('');

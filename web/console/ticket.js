@@ -1,12 +1,14 @@
 // One ticket: the conversation with its delivery states, the reply box (Enter sends, but
 // never while an input method is composing), internal notes, the knowledge base's
 // suggestions, changes sent with If-Match, escalation, and customer merge for supervisors.
+// Keys, as the inbox's: r the reply box, n the note's, t the tag box, e the escalation's
+// reason, u back to the tickets.
 // A notice clears itself once it no longer holds: a lost connection at the next good load,
 // a conflict (and what failed with it) once the page shows the newer version, and the note
 // that followed the conflict once a yet newer one shows or its few seconds are up.
 
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { html, usePoll, Notice, useNotice, isSendingEnter, Confirm, TicketRef, ticketRef, STATUSES, PRIORITIES, SKILLS } from './ui.js';
+import { html, usePoll, Notice, useNotice, isSendingEnter, isKeyForControl, Confirm, TicketRef, ticketRef, STATUSES, PRIORITIES, SKILLS } from './ui.js';
 import { t, when } from './i18n.js';
 import { api, newKey, query } from './api.js';
 import { DRAFTS } from './auth.js';
@@ -253,6 +255,8 @@ export function TicketView({ id, me, focusReply }) {
   const [reasonMissing, setReasonMissing] = useState(false);
   const [mergeFrom, setMergeFrom] = useState('');
   const replyRef = useRef(null);
+  const noteRef = useRef(null);
+  const tagRef = useRef(null);
   const reasonRef = useRef(null);
   // Closing waits for the agent's yes (see ConfirmClose); a no puts the box back.
   const [confirmingClose, setConfirmingClose] = useState(false);
@@ -351,6 +355,26 @@ export function TicketView({ id, me, focusReply }) {
       box.scrollTop = box.scrollHeight;
     }
   }, [view, shownCount]);
+
+  // The page's keys (see the top): each puts the focus in its box, when the ticket has it
+  // (a closed one has no reply, tag or escalation box).
+  useEffect(() => {
+    const boxes = { r: replyRef, n: noteRef, t: tagRef, e: reasonRef };
+    const onKey = (e) => {
+      if (isKeyForControl(e)) return;
+      if (e.key === 'u') {
+        e.preventDefault();
+        location.hash = '#/tickets';
+        return;
+      }
+      const box = boxes[e.key] && boxes[e.key].current;
+      if (!box || box.disabled) return;
+      e.preventDefault();
+      box.focus();
+    };
+    document.addEventListener('keydown', onKey);
+    return () => document.removeEventListener('keydown', onKey);
+  }, []);
 
   // The team's ids, offered in the assignee box, so a hand-picked assignee is a real agent
   // (not a removed one, whom the desk refuses).
@@ -544,7 +568,7 @@ export function TicketView({ id, me, focusReply }) {
         <${Composer} key=${'reply.' + id} label=${t('ticket.reply')} button=${t('ticket.send')} busy=${busy} locked=${closed}
           textRef=${replyRef} focus=${focusReply} draftKey=${DRAFTS + me.name + '.reply.' + id}
           onSend=${(text, key) => post('/replies', { text }, t('ticket.sent_reply'), key)} />
-        <${Composer} key=${'note.' + id} label=${t('ticket.note')} button=${t('ticket.add_note')} busy=${busy}
+        <${Composer} key=${'note.' + id} label=${t('ticket.note')} button=${t('ticket.add_note')} busy=${busy} textRef=${noteRef}
           draftKey=${DRAFTS + me.name + '.note.' + id} onSend=${(text, key) => post('/notes', { text }, undefined, key)} />
       </section>
       <aside class="side">
@@ -586,7 +610,7 @@ export function TicketView({ id, me, focusReply }) {
               : null}
           </form>
         </section>
-        <${TagsSection} ticket=${tk} closed=${closed} onSet=${(tags, refused) => change({ tags }, refused)} />
+        <${TagsSection} ticket=${tk} closed=${closed} boxRef=${tagRef} onSet=${(tags, refused) => change({ tags }, refused)} />
         ${confirmingClose ? html`<${ConfirmClose} busy=${busy} onConfirm=${confirmClose} onCancel=${cancelClose} />` : null}
         <${AssignmentSection} ticket=${tk} />
         ${tk.suggestions && tk.suggestions.length
@@ -637,5 +661,6 @@ export function TicketView({ id, me, focusReply }) {
           : null}
       </aside>
     </div>
+    <p class="hint">${t('ticket.keys')}</p>
   </main>`;
 }

@@ -100,6 +100,15 @@ export function guardComposingEnter(e) {
   if (e.key === 'Enter' && isComposing(e) && e.target instanceof HTMLInputElement) e.preventDefault();
 }
 
+/** True when a key press is the focused control's, not a page shortcut's: typing in a box or
+ * a select, any key in a dialog, or a key with Ctrl, Cmd or Alt. A checkbox leaves the page
+ * its keys (the inbox's x selects a row from it). */
+export function isKeyForControl(e) {
+  const tag = (e.target.tagName || '').toLowerCase();
+  const typing = (tag === 'input' && e.target.type !== 'checkbox') || tag === 'textarea' || tag === 'select';
+  return typing || e.ctrlKey || e.metaKey || e.altKey || Boolean(e.target.closest?.('dialog'));
+}
+
 export const STATUSES = ['open', 'pending', 'escalated', 'resolved', 'closed'];
 export const PRIORITIES = ['low', 'normal', 'high', 'urgent'];
 export const SKILLS = ['general', 'billing', 'technical'];
