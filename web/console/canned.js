@@ -33,8 +33,12 @@ function cannedList(fresh = false) {
   return pending;
 }
 
-// The desk folds ASCII letters only: `Refund` and `refund` are one code, `Ä` stays.
-const fold = (s) => s.replace(/[A-Z]/g, (c) => c.toLowerCase());
+// The desk's fold (`word` in the core's domain): full-width ASCII, which a Chinese input
+// method types in its full-width mode, as ASCII, then ASCII letters only to lower case:
+// `Refund`, `refund` and `ｒｅｆｕｎｄ` are one code, `Ä` stays.
+const fold = (s) => s
+  .replace(/[\uFF01-\uFF5E]/g, (c) => String.fromCharCode(c.charCodeAt(0) - 0xFEE0))
+  .replace(/[A-Z]/g, (c) => c.toLowerCase());
 // Characters as the desk counts them (code points), for cutting without splitting one.
 const start = (s, n) => { const c = [...s]; return c.length > n ? c.slice(0, n).join('') + '…' : s; };
 

@@ -115,6 +115,16 @@ mod tests {
     fn a_code_is_letters_of_any_script_digits_dashes_and_underscores_folded() {
         assert_eq!(short_code("Refund").unwrap(), "refund");
         assert_eq!(short_code("退款").unwrap(), "退款");
+        // Typed in an input method's full-width mode: the same code, and its full-width
+        // slash or dot is as refused as the ASCII one (a code is one path segment).
+        assert_eq!(short_code("Ｒｅｆｕｎｄ").unwrap(), "refund");
+        for bad in ["ａ／ｂ", "．．"] {
+            assert_eq!(
+                short_code(bad).unwrap_err().code,
+                "invalid_short_code",
+                "{bad}"
+            );
+        }
         assert_eq!(short_code("reset-PW_2").unwrap(), "reset-pw_2");
         // Only ASCII is folded: a code is what the agent typed otherwise.
         assert_eq!(short_code("Ärger").unwrap(), "Ärger");

@@ -99,12 +99,24 @@ pub fn is_word_char(c: char) -> bool {
 
 /// A name of one word that people type, checked and folded, as canned responses' short
 /// codes and tickets' tags are: 1 to `max_chars` characters that are [`is_word_char`], with
-/// ASCII letters folded to lower case (`Refund` and `refund` are one name). None when `raw`
-/// is not one.
+/// full-width ASCII (what a Chinese input method types in its full-width mode: `ＶＩＰ`,
+/// `２０２６`) read as ASCII, and ASCII letters folded to lower case (`Refund`, `refund` and
+/// `ｒｅｆｕｎｄ` are one name). None when `raw` is not one. The console mirrors the fold
+/// (`fold` in `web/console/canned.js`).
 pub fn word(raw: &str, max_chars: usize) -> Option<String> {
-    let count = raw.chars().count();
-    ((1..=max_chars).contains(&count) && raw.chars().all(is_word_char))
-        .then(|| raw.to_ascii_lowercase())
+    let half: String = raw.chars().map(half_width).collect();
+    let count = half.chars().count();
+    ((1..=max_chars).contains(&count) && half.chars().all(is_word_char))
+        .then(|| half.to_ascii_lowercase())
+}
+
+/// A full-width ASCII form (U+FF01 to U+FF5E) as the ASCII character it stands for; any
+/// other character as it is.
+fn half_width(c: char) -> char {
+    match c {
+        '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+        _ => c,
+    }
 }
 
 /// `raw` quoted for an error message, cut to 40 characters (with "…" when cut).

@@ -70,6 +70,14 @@ mod tests {
         assert_eq!(tag("Refund").unwrap(), "refund");
         assert_eq!(tag("  #VIP ").unwrap(), "vip");
         assert_eq!(tag("＃退款").unwrap(), "退款");
+        // A Chinese input method's full-width mode types the same tag.
+        assert_eq!(tag("ＶＩＰ").unwrap(), "vip");
+        assert_eq!(tag("＃Ｒｅｆｕｎｄ－２０２６").unwrap(), "refund-2026");
+        assert_eq!(
+            code(tag("退款！")),
+            "invalid_tag",
+            "full-width punctuation is punctuation"
+        );
         assert_eq!(tag("payment-failed_2").unwrap(), "payment-failed_2");
         assert_eq!(
             tag(&"标".repeat(TAG_MAX_CHARS)).unwrap(),
