@@ -30,6 +30,18 @@ async fn texts_on(server: &Server, id: &str) -> Vec<String> {
         .collect()
 }
 
+/// What the entries of a ticket's history say, in order (each entry's `activity`, flattened).
+async fn history_of(server: &Server, id: &str) -> Vec<Value> {
+    let (view, _) = server.ticket(id).await;
+    view["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["kind"] == "activity")
+        .flat_map(|m| m["activity"].as_array().cloned().unwrap_or_default())
+        .collect()
+}
+
 #[tokio::test]
 async fn a_merge_folds_the_other_active_ticket_into_the_kept_one_over_http() {
     let dir = TempDir::new();
@@ -59,6 +71,16 @@ async fn a_merge_folds_the_other_active_ticket_into_the_kept_one_over_http() {
         .patch(&kept, Some(version), json!({"tags": ["发货", "vip"]}))
         .await;
     assert_eq!(r.status(), 200);
+    // The folded ticket's history says it was tagged (the change feed writes it).
+    let tagged = json!({"what": "tags", "added": ["退款", "vip"]});
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !history_of(&server, &folded).await.contains(&tagged) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the folded ticket's tags never reached its history"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
     let (view, _) = server.ticket(&kept).await;
     assert!(
         view["ticket"].get("awaiting_reply_since").is_none(),
@@ -96,6 +118,13 @@ async fn a_merge_folds_the_other_active_ticket_into_the_kept_one_over_http() {
     // when they first asked.
     let (view, _) = server.ticket(&kept).await;
     assert_eq!(view["ticket"]["awaiting_reply_since"], folded_at, "{view}");
+    // Its history stayed with it: the kept ticket was never tagged so by an agent.
+    assert!(history_of(&server, &folded).await.contains(&tagged));
+    assert!(
+        !history_of(&server, &kept).await.contains(&tagged),
+        "{:?}",
+        history_of(&server, &kept).await
+    );
     assert_eq!(
         view["ticket"]["tags"],
         json!(["发货", "vip", "退款"]),

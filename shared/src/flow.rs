@@ -799,16 +799,21 @@ async fn move_ticket(store: &dyn Store, plan: &MergePlan, id: &str) -> Result<(T
 }
 
 /// Folds `ticket`, an active ticket of the customer that goes, into `kept`: its messages
-/// go onto `kept` first, then it is closed with `merged_into` (no survey follows). Cut
-/// short, a repeat moves what is left and closes it; a ticket already folded is left.
+/// (not its history) go onto `kept` first, then it is closed with `merged_into` (no survey
+/// follows). Cut short, a repeat moves what is left and closes it; a ticket already folded
+/// is left.
 async fn fold_ticket(
     store: &dyn Store,
     plan: &MergePlan,
     ticket: &Ticket,
     kept: &Ticket,
 ) -> Result<bool> {
+    // The history stays with the ticket it tells of: the kept ticket was not resolved or
+    // escalated when this one was.
     for m in store.ticket_messages(&ticket.id).await? {
-        store.set_message_ticket(&m.id, &kept.id).await?;
+        if m.kind != MessageKind::Activity {
+            store.set_message_ticket(&m.id, &kept.id).await?;
+        }
     }
     // Its customer's unanswered messages came with them (the kept ticket owes the reply),
     // and so did its tags: before the fold, so a repeat after a crash in between does it

@@ -36,11 +36,12 @@ pub struct Deps {
     pub public_url: String,
 }
 
-/// Handles one ticket change. Only the change that closes a ticket matters; it yields one
-/// survey message however often it is delivered, because the message's id is derived from
-/// the ticket's and dispatch sends a message only once.
+/// Handles one ticket change: the supervisor's notice of an escalation, the assignment and
+/// SLA steps, the survey of a close, and the ticket's history. Each step does its work once
+/// however often the change is delivered. The history line comes last: it is for the
+/// agents, and a failing write of it must not hold back what the customer and the team are
+/// owed (on AWS a failed change holds its stream shard; locally it ends as a dead letter).
 pub async fn handle_change(deps: &Deps, change: TicketChange) -> Result<()> {
-    flow::record_activity(deps.store.as_ref(), &change).await?;
     flow::escalation_notice(deps.queue.as_ref(), &change).await?;
     assignment::on_change(
         deps.store.as_ref(),
@@ -49,6 +50,14 @@ pub async fn handle_change(deps: &Deps, change: TicketChange) -> Result<()> {
         &change,
     )
     .await?;
+    survey_if_due(deps, &change).await?;
+    flow::record_activity(deps.store.as_ref(), &change).await
+}
+
+/// The change that closes a ticket yields one survey message however often it is
+/// delivered: the message's id is derived from the ticket's, and dispatch sends a message
+/// only once.
+async fn survey_if_due(deps: &Deps, change: &TicketChange) -> Result<()> {
     if !Ticket::survey_due(change.old.as_ref(), &change.new) {
         return Ok(());
     }
