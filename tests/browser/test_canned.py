@@ -148,11 +148,14 @@ def test_an_agent_puts_a_canned_response_in_a_reply_with_the_keyboard(desk, page
     reply.type("l")
     expect(reply).to_have_value("/hel")
     expect(listbox).to_have_count(0)
-    # A code typed in an input method's full-width mode is the same code, as the desk folds it.
+    # A code typed in an input method's full-width mode, its slash too, is the same code,
+    # as the desk folds it.
     reply.fill("")
-    reply.type("/ＨＥＬ")
+    reply.type("您好 ／ＨＥＬ")
     expect(options).to_have_count(1)
     expect(options.nth(0)).to_have_accessible_name(re.compile("^/hello"))
+    reply.press("Enter")
+    expect(reply).to_have_value("您好 " + HELLO)
     # A new `/` opens it again; a click on an option puts it in.
     reply.fill("")
     reply.type("/")

@@ -42,11 +42,13 @@ const fold = (s) => s
 // Characters as the desk counts them (code points), for cutting without splitting one.
 const start = (s, n) => { const c = [...s]; return c.length > n ? c.slice(0, n).join('') + '…' : s; };
 
-/** The `/code` being typed before the caret: {at, query}, or null. */
+/** The `/code` being typed before the caret: {at, query}, or null. The slash may be the
+ * full-width `／` an input method's full-width mode types (the code is folded as the desk
+ * folds it). */
 function trigger(box) {
   if (!box || box.readOnly || box.selectionStart !== box.selectionEnd) return null;
   const before = box.value.slice(0, box.selectionStart);
-  const m = /(?:^|\s)\/([^\s/]*)$/u.exec(before);
+  const m = /(?:^|\s)[/／]([^\s/／]*)$/u.exec(before);
   return m ? { at: before.length - m[1].length - 1, query: m[1] } : null;
 }
 
