@@ -17,7 +17,7 @@
 // that order (`order=oldest`), so it pages as newest first does.
 
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { html, usePoll, isKeyForControl, Select, Notice, NOTICE_MS, STATUSES, PRIORITIES, SKILLS, CHANNELS, TicketRef, ticketRef } from './ui.js';
+import { html, usePoll, isKeyForControl, KeysHint, Select, Notice, NOTICE_MS, STATUSES, PRIORITIES, SKILLS, CHANNELS, TicketRef, ticketRef } from './ui.js';
 import { t, when } from './i18n.js';
 import { api, query } from './api.js';
 import { AssigneeShort, AwaitingShort, SlaShort, nextDue, waitingSince } from './assignment.js';
@@ -478,6 +478,6 @@ export function Inbox({ me }) {
     </ul>
     ${more ? html`<button onClick=${loadMore} disabled=${loadingMore}>${t('inbox.more')}</button>` : null}
     </div>
-    <p class="hint">${t('inbox.keys')}${updated ? ' · ' + t('inbox.updated', { time: when(updated) }) : ''}</p>
+    <${KeysHint} keys=${t('inbox.keys')}>${updated ? ' · ' + t('inbox.updated', { time: when(updated) }) : ''}<//>
   </main>`;
 }

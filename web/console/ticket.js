@@ -8,7 +8,7 @@
 // that followed the conflict once a yet newer one shows or its few seconds are up.
 
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { html, usePoll, Notice, useNotice, isSendingEnter, isKeyForControl, Confirm, TicketRef, ticketRef, STATUSES, PRIORITIES, SKILLS } from './ui.js';
+import { html, usePoll, Notice, useNotice, isSendingEnter, isKeyForControl, KeysHint, Confirm, TicketRef, ticketRef, STATUSES, PRIORITIES, SKILLS } from './ui.js';
 import { t, when } from './i18n.js';
 import { api, newKey, query } from './api.js';
 import { DRAFTS } from './auth.js';
@@ -661,6 +661,6 @@ export function TicketView({ id, me, focusReply }) {
           : null}
       </aside>
     </div>
-    <p class="hint">${t('ticket.keys')}</p>
+    <${KeysHint} keys=${t('ticket.keys')} />
   </main>`;
 }

@@ -100,13 +100,36 @@ export function guardComposingEnter(e) {
   if (e.key === 'Enter' && isComposing(e) && e.target instanceof HTMLInputElement) e.preventDefault();
 }
 
+// Whether the one-character keys (j, k, r, /, …) are on: an agent who dictates, or types
+// with a switch, turns them off, and a stray letter then does nothing (WCAG 2.1.4). Kept in
+// this browser; on unless turned off.
+const SHORTCUTS = 'helpdesk.shortcuts';
+const shortcutsOn = () => localStorage.getItem(SHORTCUTS) !== 'off';
+
 /** True when a key press is the focused control's, not a page shortcut's: typing in a box or
- * a select, any key in a dialog, or a key with Ctrl, Cmd or Alt. A checkbox leaves the page
- * its keys (the inbox's x selects a row from it). */
+ * a select, any key in a dialog, a key with Ctrl, Cmd or Alt, or a one-character key while
+ * they are turned off (Enter and Escape stay). A checkbox leaves the page its keys (the
+ * inbox's x selects a row from it). */
 export function isKeyForControl(e) {
   const tag = (e.target.tagName || '').toLowerCase();
   const typing = (tag === 'input' && e.target.type !== 'checkbox') || tag === 'textarea' || tag === 'select';
-  return typing || e.ctrlKey || e.metaKey || e.altKey || Boolean(e.target.closest?.('dialog'));
+  const off = (e.key || '').length === 1 && !shortcutsOn();
+  return typing || off || e.ctrlKey || e.metaKey || e.altKey || Boolean(e.target.closest?.('dialog'));
+}
+
+/** A view's line of keys (`keys`, shown while they are on), with the switch that turns the
+ * one-character keys on and off, and what else the line says (`children`). */
+export function KeysHint({ keys, children }) {
+  const [on, setOn] = useState(shortcutsOn());
+  const flip = (e) => {
+    const next = e.currentTarget.checked;
+    localStorage.setItem(SHORTCUTS, next ? 'on' : 'off');
+    setOn(next);
+  };
+  return html`<p class="hint keys-hint">
+    <label><input type="checkbox" checked=${on} onChange=${flip} /> ${t('keys.switch')}</label>
+    ${on ? html` · ${keys}` : null}${children}
+  </p>`;
 }
 
 export const STATUSES = ['open', 'pending', 'escalated', 'resolved', 'closed'];
