@@ -229,7 +229,9 @@ export function Inbox({ me }) {
   const listed = new Set(shown.map((tk) => tk.id));
   shown = shown.concat(found.filter((tk) => !listed.has(tk.id)));
   if (sort === 'oldest') {
-    shown = [...shown].sort((a, b) => (a.created_at < b.created_at ? -1 : a.created_at > b.created_at ? 1 : a.id < b.id ? -1 : 1));
+    // By id, as the desk orders its pages: ids are time-ordered (UUID v7), and a time
+    // compared as text is not (one on a whole second is written without its ".000").
+    shown = [...shown].sort((a, b) => (a.id < b.id ? -1 : 1));
   } else if (sort === 'urgent') {
     shown = [...shown].sort((a, b) => RANK[a.priority] - RANK[b.priority] || (a.id < b.id ? 1 : -1));
   } else if (sort === 'due') {
