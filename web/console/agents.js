@@ -2,8 +2,8 @@
 // their capacity, and whether they are in. Everyone can look; supervisors edit a profile
 // (PUT /agents/{id}), and the desk gives waiting tickets to an agent who gains room.
 
-import { useEffect, useRef, useState } from 'preact/hooks';
-import { html, usePoll, Notice, useNotice, SKILLS } from './ui.js';
+import { useRef, useState } from 'preact/hooks';
+import { html, usePoll, Notice, useNotice, useFocusFirstField, SKILLS } from './ui.js';
 import { t } from './i18n.js';
 import { api } from './api.js';
 
@@ -34,9 +34,7 @@ function Editor({ profile, onSaved, onCancel }) {
   const [busy, setBusy] = useState(false);
   // Opened from a row far down, the editor takes the focus; Escape closes it.
   const own = useRef(null);
-  useEffect(() => {
-    own.current?.querySelector('input')?.focus();
-  }, []);
+  useFocusFirstField(own);
   const save = async (e) => {
     e.preventDefault();
     if (busy) return;

@@ -4,7 +4,7 @@
 // (and the administrator) add, edit and delete them, everyone else reads.
 
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { html, Notice, useNotice, Confirm } from './ui.js';
+import { html, Notice, useNotice, useFocusFirstField, Confirm } from './ui.js';
 import { t } from './i18n.js';
 import { api } from './api.js';
 
@@ -183,9 +183,7 @@ function Editor({ initial, isNew, taken, onSaved, onCancel }) {
   const [error, setError] = useState(null);
   const [busy, setBusy] = useState(false);
   const own = useRef(null);
-  useEffect(() => {
-    own.current?.querySelector('input:not([disabled]), textarea')?.focus();
-  }, []);
+  useFocusFirstField(own);
   // A refusal is said, and the field it is about takes the focus.
   const refuse = (text, field) => {
     setError(text);

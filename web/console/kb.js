@@ -2,7 +2,7 @@
 // "test a question" box that shows what auto-reply would do with a question right now.
 
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { html, Notice, useNotice } from './ui.js';
+import { html, Notice, useNotice, useFocusFirstField } from './ui.js';
 import { t, lang } from './i18n.js';
 import { api } from './api.js';
 
@@ -131,11 +131,8 @@ function Editor({ initial, isNew, onSaved, onCancel, limits }) {
     ? t('kb.over_fields', { fields: new Intl.ListFormat(lang()).format(over.map(labelOf)) })
     : wasOver.current ? t('kb.within') : '';
   wasOver.current = wasOver.current || over.length > 0;
-  // Opened from a button far down the list, the editor takes the focus (its first field
-  // that can be typed in), so a keyboard user is in it; Escape closes it.
-  useEffect(() => {
-    own.current?.querySelector('input:not([disabled]), textarea')?.focus();
-  }, []);
+  // Opened from a button far down the list, the editor takes the focus; Escape closes it.
+  useFocusFirstField(own);
   const field = (name, label, multiline) => {
     const note = notes[name];
     const tied = {

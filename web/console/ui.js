@@ -2,7 +2,7 @@
 // every view uses.
 
 import { h } from 'preact';
-import { useEffect, useRef, useState } from 'preact/hooks';
+import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import htm from 'htm';
 import { t } from './i18n.js';
 
@@ -43,6 +43,18 @@ export function usePoll(task, ms, deps) {
       document.removeEventListener('visibilitychange', wake);
     };
   }, deps);
+}
+
+/**
+ * An editor opened from a button far down a list takes the focus, in its first field that
+ * can be typed in, so a keyboard user is in it. Before the browser paints (a layout effect):
+ * a later focus would take the caret from a field the agent has already started typing in,
+ * and their text would go into the first field.
+ */
+export function useFocusFirstField(ref) {
+  useLayoutEffect(() => {
+    ref.current?.querySelector('input:not([disabled]), textarea')?.focus();
+  }, []);
 }
 
 /** A <select> with a visible label; `options` are values whose text is t(prefix + value). */
