@@ -4,7 +4,7 @@
 // be is the desk's rule (it folds and refuses): the console only trims the box and drops one
 // leading "#", and says the desk's refusal in the reader's language.
 
-import { useEffect, useRef, useState } from 'preact/hooks';
+import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { html, isSendingEnter } from './ui.js';
 import { t } from './i18n.js';
 
@@ -145,7 +145,12 @@ export function TagsSection({ ticket: tk, closed, onSet, boxRef }) {
  */
 export function TagFilter({ value, onApply, error }) {
   const [text, setText] = useState(value || '');
-  useEffect(() => setText(value || ''), [value]);
+  // The box follows a tag applied from elsewhere (cleared, or the one kept from the last
+  // visit), before the browser paints and never over what names the applied tag already
+  // (`#VIP` stays as typed): a later reset would take what the agent began typing next.
+  useLayoutEffect(() => {
+    if (typedTag(text) !== (value || '')) setText(value || '');
+  }, [value]);
   const apply = (raw) => {
     const tag = typedTag(raw);
     if (tag !== (value || '')) onApply(tag);
