@@ -19,12 +19,16 @@ async fn ticket_for(visitor: &common::Visitor<'_>, text: &str) -> String {
         .to_string()
 }
 
-/// The texts of a ticket's messages, as the agent API shows them.
-async fn texts_on(server: &Server, id: &str) -> Vec<String> {
+/// A ticket's messages, as the agent API shows them.
+async fn messages_on(server: &Server, id: &str) -> Vec<Value> {
     let (view, _) = server.ticket(id).await;
-    view["messages"]
-        .as_array()
-        .unwrap()
+    view["messages"].as_array().cloned().unwrap_or_default()
+}
+
+/// The texts of a ticket's messages.
+async fn texts_on(server: &Server, id: &str) -> Vec<String> {
+    messages_on(server, id)
+        .await
         .iter()
         .filter_map(|m| m["text"].as_str().map(str::to_string))
         .collect()
@@ -32,10 +36,8 @@ async fn texts_on(server: &Server, id: &str) -> Vec<String> {
 
 /// What the entries of a ticket's history say, in order (each entry's `activity`, flattened).
 async fn history_of(server: &Server, id: &str) -> Vec<Value> {
-    let (view, _) = server.ticket(id).await;
-    view["messages"]
-        .as_array()
-        .unwrap()
+    messages_on(server, id)
+        .await
         .iter()
         .filter(|m| m["kind"] == "activity")
         .flat_map(|m| m["activity"].as_array().cloned().unwrap_or_default())

@@ -5,7 +5,7 @@
 // first, as the ticket view's close does. One notice then says what happened to them all.
 
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { html, Confirm, PRIORITIES, ticketRef, isSendingEnter } from './ui.js';
+import { html, Confirm, PRIORITIES, ticketRef, onEnter } from './ui.js';
 import { t } from './i18n.js';
 import { api } from './api.js';
 import { KNOWN_TAGS, typedTag } from './tags.js';
@@ -121,11 +121,7 @@ function BulkTag({ busy, onApply }) {
     <label class="field"><span>${t('bulk.tag')}</span>
       <input ref=${box} value=${text} list=${KNOWN_TAGS} autocomplete="off"
         onInput=${(e) => setText(e.currentTarget.value)}
-        onKeyDown=${(e) => {
-          if (e.key !== 'Enter') return;
-          e.preventDefault();
-          if (isSendingEnter(e)) submit();
-        }} />
+        onKeyDown=${onEnter(submit)} />
     </label>
     <button type="submit" aria-label=${t('bulk.apply_tag')} aria-disabled=${busy ? 'true' : undefined}>${t('bulk.apply')}</button>
   </form>`;

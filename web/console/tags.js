@@ -5,7 +5,7 @@
 // leading "#", and says the desk's refusal in the reader's language.
 
 import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
-import { html, isSendingEnter } from './ui.js';
+import { html, onEnter } from './ui.js';
 import { t } from './i18n.js';
 
 /** The id of the datalist of known tags (one per view: the inbox or the ticket). */
@@ -123,13 +123,7 @@ export function TagsSection({ ticket: tk, closed, onSet, boxRef }) {
             <input ref=${box} value=${text} list=${KNOWN_TAGS} autocomplete="off"
               aria-invalid=${error ? 'true' : undefined} aria-describedby=${error ? 'tag-error' : undefined}
               onInput=${(e) => { setText(e.currentTarget.value); setError(null); }}
-              onKeyDown=${(e) => {
-                if (e.key !== 'Enter') return;
-                // Enter here adds the tag, never while an input method composes (it picks
-                // the candidate then), and never submits anything else.
-                e.preventDefault();
-                if (isSendingEnter(e)) add();
-              }} />
+              onKeyDown=${onEnter(add)} />
           </label>
           <button type="submit">${t('tags.add')}</button>
           ${error ? html`<p id="tag-error" class="field-error" role="alert">${error}</p>` : null}
@@ -161,11 +155,7 @@ export function TagFilter({ value, onApply, error }) {
         aria-invalid=${error ? 'true' : undefined} aria-describedby=${error ? 'tag-filter-error' : undefined}
         onInput=${(e) => setText(e.currentTarget.value)}
         onChange=${(e) => apply(e.currentTarget.value)}
-        onKeyDown=${(e) => {
-          if (e.key !== 'Enter') return;
-          e.preventDefault();
-          if (isSendingEnter(e)) apply(e.currentTarget.value);
-        }} />
+        onKeyDown=${onEnter((e) => apply(e.currentTarget.value))} />
     </label>
     ${error ? html`<p id="tag-filter-error" class="field-error" role="alert">${error}</p>` : null}
   </div>`;

@@ -105,6 +105,17 @@ export function isSendingEnter(e) {
   return e.key === 'Enter' && !e.shiftKey && !isComposing(e);
 }
 
+/** A one-line box's keydown handler: Enter does `action` (given the event), never while an
+ * input method composes (Enter picks the candidate then) nor with Shift, and submits
+ * nothing else. */
+export function onEnter(action) {
+  return (e) => {
+    if (e.key !== 'Enter') return;
+    e.preventDefault();
+    if (isSendingEnter(e)) action(e);
+  };
+}
+
 /** Enter in a one-line box while an input method composes picks the candidate, and must not
  * submit the box's form (a search, an escalation's reason, a tag). Installed once, for
  * every form of the console, by `app.js`. */

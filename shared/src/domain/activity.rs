@@ -95,18 +95,11 @@ impl Activity {
                 reason: new.assignment.as_ref().map(|a| a.reason),
             });
         }
-        let added: Vec<String> = new
-            .tags
-            .iter()
-            .filter(|t| !old.tags.contains(t))
-            .cloned()
-            .collect();
-        let removed: Vec<String> = old
-            .tags
-            .iter()
-            .filter(|t| !new.tags.contains(t))
-            .cloned()
-            .collect();
+        let missing_from = |from: &[String], of: &[String]| -> Vec<String> {
+            of.iter().filter(|t| !from.contains(t)).cloned().collect()
+        };
+        let added = missing_from(&old.tags, &new.tags);
+        let removed = missing_from(&new.tags, &old.tags);
         if !added.is_empty() || !removed.is_empty() {
             out.push(Activity::Tags { added, removed });
         }
