@@ -606,10 +606,7 @@ async fn out_of_hours_a_hand_off_says_when_the_team_is_back() {
     // Resolved, then reopened by the visitor's follow-up out of hours: no second hand-off
     // (the conversation goes on), but they are told again when the team is back.
     let id = away["ticket_id"].as_str().unwrap().to_string();
-    let (_, version) = s.ticket(&id).await;
-    let r = s
-        .patch(&id, Some(version), json!({"status": "resolved"}))
-        .await;
+    let r = s.patch_current(&id, json!({"status": "resolved"})).await;
     assert_eq!(r.status(), 200);
     v.say("还是没退回来，转人工").await;
     let notes = v.wait_for_count("handoff", 3).await;
