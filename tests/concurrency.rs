@@ -12,6 +12,8 @@
 //! - Ten resolved tickets of one customer reopened at once: one 200, nine × 409
 //!   `active_ticket_exists` naming it; and what a reopen costs on DynamoDB, next to an
 //!   ordinary save of an active ticket, which costs what it did before reopens were checked.
+//! - An agent's count of held tickets on DynamoDB is never one short when its write fails
+//!   beside an assignment or a reopen.
 
 mod aws_harness;
 mod common;
@@ -342,6 +344,111 @@ async fn an_active_tickets_save_costs_no_more_and_a_reopen_pays_for_its_check() 
         "a refused reopen: put and transaction refused, the ticket read twice, the marker and \
          the ticket it names"
     );
+}
+
+/// On DynamoDB an agent's held tickets are a set beside the tickets, and the set may be
+/// written while the ticket is not (DynamoDB throttles one, a Lambda times out between the
+/// two). A set one over heals (the next assignment that finds the agent full counts them
+/// again); one short never did, and let the agent take a ticket past their capacity. So the
+/// new holder takes the ticket into their set before the ticket names them: when that write
+/// fails, neither a manual assignment nor a reopen of an assigned ticket is saved, and their
+/// retry saves both. A save that keeps the holder costs its one put, as before.
+#[tokio::test]
+async fn a_holders_count_is_never_one_short_when_its_write_fails() {
+    use aws_harness::dynamo_proxy::OnUpdate;
+    use helpdesk_core::domain::AgentProfile;
+    use helpdesk_core::ports::AgentStore;
+    let stack = Stack::new().await;
+    let proxy = aws_harness::dynamo_proxy::DynamoProxy::start(&stack.config).await;
+    let store = DynamoStore::new(&proxy.config, stack.tables.clone());
+    store
+        .put_agent(&AgentProfile {
+            capacity: 1,
+            ..AgentProfile::default_for("dora")
+        })
+        .await
+        .unwrap();
+    let held_by_dora = || async {
+        let dora = store.get_agent("dora").await.unwrap().unwrap();
+        dora.open_tickets
+    };
+    let customer = customer_on_dynamodb(&stack).await;
+    let t = Ticket::open(
+        NewTicket {
+            customer_id: customer,
+            channel: Channel::Telegram,
+            subject: None,
+            description: "退款一直没有到账".into(),
+            priority: Priority::Normal,
+            skill: Skill::Billing,
+        },
+        helpdesk_core::domain::now(),
+    );
+    store.create_ticket(&t).await.unwrap();
+    let mut to_dora = t.clone();
+    to_dora
+        .apply(
+            &TicketPatch {
+                assignee: Some(Some("dora".into())),
+                ..Default::default()
+            },
+            helpdesk_core::domain::now(),
+        )
+        .unwrap();
+
+    // The assignment: the set's write fails, and nothing is saved.
+    proxy.on_update(OnUpdate::Throttle).await;
+    assert!(store.update_ticket(&to_dora, t.version).await.is_err());
+    proxy.on_update(OnUpdate::Forward).await;
+    let stored = store.get_ticket(&t.id).await.unwrap().unwrap();
+    assert_eq!(stored.assignee, None, "the ticket is not dora's");
+    assert_eq!(stored.version, t.version);
+    assert_eq!(held_by_dora().await, 0);
+    // Its retry saves both.
+    store.update_ticket(&to_dora, t.version).await.unwrap();
+    assert_eq!(held_by_dora().await, 1);
+
+    // A save that keeps the holder: its one put, and no write of the set.
+    let (puts, updates) = (proxy.count("PutItem"), proxy.count("UpdateItem"));
+    let pending = status(&to_dora, TicketStatus::Pending);
+    store
+        .update_ticket(&pending, to_dora.version)
+        .await
+        .unwrap();
+    assert_eq!(proxy.count("UpdateItem"), updates, "the set is not written");
+    assert_eq!(
+        proxy.count("PutItem") - puts,
+        2,
+        "the ticket's put, and the customer's marker taken if free"
+    );
+
+    // Resolved, the slot is let go; reopened, dora takes the ticket back.
+    let resolved = status(&pending, TicketStatus::Resolved);
+    store
+        .update_ticket(&resolved, pending.version)
+        .await
+        .unwrap();
+    assert_eq!(held_by_dora().await, 0);
+    let reopened = status(&resolved, TicketStatus::Open);
+    assert_eq!(reopened.holder(), Some("dora"));
+    proxy.on_update(OnUpdate::Throttle).await;
+    assert!(store
+        .update_ticket(&reopened, resolved.version)
+        .await
+        .is_err());
+    proxy.on_update(OnUpdate::Forward).await;
+    let stored = store.get_ticket(&t.id).await.unwrap().unwrap();
+    assert_eq!(stored.status, TicketStatus::Resolved, "not reopened");
+    assert_eq!(held_by_dora().await, 0);
+    store
+        .update_ticket(&reopened, resolved.version)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_ticket(&t.id).await.unwrap().unwrap().status,
+        TicketStatus::Open
+    );
+    assert_eq!(held_by_dora().await, 1);
 }
 
 /// Of racing requests that each would make a ticket of one customer active, the one that

@@ -17,6 +17,9 @@
 //! the `all` index lists them; no `body`, so the stream's readers pass them by). Each keeps
 //! the set of tickets it holds (`holding`): the assignment adds a ticket to it in one
 //! transaction with the ticket, on the condition that the set is smaller than the capacity.
+//! Any other save that gives a ticket a holder (an agent's assignment, a reopen) adds it to
+//! the set before the ticket, and one that takes it away removes it after: a save cut short
+//! between the two leaves the set one over, which heals, never one short.
 
 use super::sdk_message;
 use crate::domain::canned::{self, CannedResponse};
@@ -319,6 +322,46 @@ impl DynamoStore {
             .expression_attribute_values(":ticket", s(&ticket.id))
             .build()
             .map_err(|e| Error::internal(format!("building a put: {e}")))
+    }
+
+    /// Saves a change of a stored ticket in one request: on the condition that the stored
+    /// version is `expected`, that an active ticket was active already and its customer's,
+    /// and, with `holder`, that the stored ticket names that holder already. Gives the
+    /// ticket as it was, or `None` when a condition failed.
+    async fn save_ticket(
+        &self,
+        ticket: &Ticket,
+        expected: u64,
+        holder: Option<&str>,
+    ) -> Result<Option<Option<Ticket>>> {
+        let mut put = self
+            .client
+            .put_item()
+            .table_name(&self.tables.tickets)
+            .set_item(Some(ticket_item(ticket)?))
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_values(":expected", n(expected))
+            .return_values(ReturnValue::AllOld);
+        let mut condition = String::from("attribute_exists(id) AND #version = :expected");
+        if ticket.status.is_active() {
+            let (active, values) = active_statuses("#status");
+            for (k, v) in values {
+                put = put.expression_attribute_values(k, v);
+            }
+            put = put
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":customer", s(&ticket.customer_id));
+            condition.push_str(&format!(" AND {active} AND customer_id = :customer"));
+        }
+        if let Some(holder) = holder {
+            put = put.expression_attribute_values(":holder", s(holder));
+            condition.push_str(" AND assignee = :holder");
+        }
+        match put.condition_expression(condition).send().await {
+            Ok(out) => Ok(Some(out.attributes.as_ref().map(body_of).transpose()?)),
+            Err(e) if condition_failed(&e) => Ok(None),
+            Err(e) => Err(db_err("update ticket", e)),
+        }
     }
 
     /// Writes `ticket`, new (`expected` is `None`: its id must be free) or reopened (the
@@ -770,56 +813,51 @@ impl TicketStore for DynamoStore {
     /// customer's, in one request as any other save. A reopen, or an active ticket moved to
     /// another customer by a merge ([`Ticket::became_active`]), fails that condition, and is
     /// written with its customer's marker instead ([`DynamoStore::write_marked`]).
+    ///
+    /// The holders' sets follow the ticket, so that a write cut short between them leaves
+    /// an agent's set one over, never one short: a set one over is cleared by the next
+    /// assignment that finds it full, where one short would let the agent take a ticket
+    /// past their capacity for good. A ticket's new holder takes it into their set before
+    /// the ticket names them (the first save is on the condition that the holder is
+    /// unchanged, the common case, and costs one request), and the holder it leaves lets it
+    /// go after.
     async fn update_ticket(&self, ticket: &Ticket, expected_version: u64) -> Result<()> {
-        let mut put = self
-            .client
-            .put_item()
-            .table_name(&self.tables.tickets)
-            .set_item(Some(ticket_item(ticket)?))
-            .expression_attribute_names("#version", "version")
-            .expression_attribute_values(":expected", n(expected_version))
-            .return_values(ReturnValue::AllOld);
-        if ticket.status.is_active() {
-            let (active, values) = active_statuses("#status");
-            for (k, v) in values {
-                put = put.expression_attribute_values(k, v);
-            }
-            put = put
-                .expression_attribute_names("#status", "status")
-                .expression_attribute_values(":customer", s(&ticket.customer_id))
-                .condition_expression(format!(
-                    "attribute_exists(id) AND #version = :expected AND {active} \
-                     AND customer_id = :customer"
-                ));
-        } else {
-            put = put.condition_expression("attribute_exists(id) AND #version = :expected");
-        }
-        let (old, reopened): (Option<Ticket>, bool) = match put.send().await {
-            Ok(out) => (out.attributes.as_ref().map(body_of).transpose()?, false),
-            Err(e) if condition_failed(&e) => match self.get_ticket(&ticket.id).await? {
-                None => return Err(Error::not_found("ticket", &ticket.id)),
-                Some(stored)
-                    if stored.version == expected_version
-                        && Ticket::became_active(&stored, ticket) =>
-                {
-                    self.write_marked(ticket, Some(expected_version)).await?;
-                    (Some(stored), true)
+        let holder = ticket.holder();
+        let (old, reopened): (Option<Ticket>, bool) =
+            match self.save_ticket(ticket, expected_version, holder).await? {
+                Some(old) => (old, false),
+                None => {
+                    let stored = self
+                        .get_ticket(&ticket.id)
+                        .await?
+                        .ok_or_else(|| Error::not_found("ticket", &ticket.id))?;
+                    if stored.version != expected_version {
+                        return Err(Error::version_conflict(stored.version, expected_version));
+                    }
+                    if let Some(holder) = holder {
+                        self.hold(holder, &ticket.id).await?;
+                    }
+                    if Ticket::became_active(&stored, ticket) {
+                        self.write_marked(ticket, Some(expected_version)).await?;
+                        (Some(stored), true)
+                    } else {
+                        match self.save_ticket(ticket, expected_version, None).await? {
+                            Some(old) => (old, false),
+                            None => {
+                                let version = self
+                                    .get_ticket(&ticket.id)
+                                    .await?
+                                    .map_or(expected_version, |t| t.version);
+                                return Err(Error::version_conflict(version, expected_version));
+                            }
+                        }
+                    }
                 }
-                Some(stored) => {
-                    return Err(Error::version_conflict(stored.version, expected_version))
-                }
-            },
-            Err(e) => return Err(db_err("update ticket", e)),
-        };
-        // The holders' sets follow the ticket: a crash in between leaves a ticket in a set
-        // it left, which the next assignment that finds the set full clears.
+            };
+        // A crash in between leaves the ticket in a set it left, which the next assignment
+        // that finds the set full clears.
         if let Some(freed) = Ticket::freed(old.as_ref(), ticket) {
             self.release(freed, &ticket.id).await?;
-        }
-        if let Some(holder) = ticket.holder() {
-            if old.as_ref().and_then(|o| o.holder()) != Some(holder) {
-                self.hold(holder, &ticket.id).await?;
-            }
         }
         // The marker follows the ticket: a reopened ticket took it with its write; an active
         // one takes it when it is free (one made before every active ticket took it), and
