@@ -88,7 +88,16 @@ impl Tables {
 pub struct DynamoStore {
     client: Client,
     tables: Tables,
+    /// How many items a filtered list reads from an index, at most, before it answers.
+    list_read_budget: usize,
 }
+
+/// How many items a list of tickets with a filter (a tag, a priority, a channel) reads from
+/// an index at most before it answers: a page of what it found, maybe short or empty, and a
+/// cursor to go on from. Without a bound, a filter that few tickets match walked the whole
+/// index in one request (a tag on three tickets of a million read all million, past the
+/// Lambda's and the API's time limits); at this bound a request reads at most about 8 MB.
+pub const LIST_READ_BUDGET: usize = 2_000;
 
 fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
@@ -309,7 +318,16 @@ impl DynamoStore {
         DynamoStore {
             client: Client::new(config),
             tables,
+            list_read_budget: LIST_READ_BUDGET,
         }
+    }
+
+    /// The same store, with filtered lists reading at most `items` from an index a request
+    /// instead of [`LIST_READ_BUDGET`] (for tests, which cannot make thousands of tickets
+    /// quickly).
+    pub fn with_list_read_budget(mut self, items: usize) -> DynamoStore {
+        self.list_read_budget = items.max(1);
+        self
     }
 
     /// A put of the customer's active-ticket marker, naming `ticket`, on the condition that
@@ -733,6 +751,42 @@ impl DynamoStore {
         }
     }
 
+    /// Runs a filtered query until `want` items are in, the query ends, or it has read
+    /// `budget` items (what DynamoDB bills, before the filter drops any). Gives the items,
+    /// and, when the budget ran out first, the `id` of the last item read.
+    async fn query_within(
+        &self,
+        mut req: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+        want: usize,
+        budget: usize,
+    ) -> Result<(Vec<Item>, Option<String>)> {
+        let mut items = Vec::new();
+        let mut left = budget;
+        loop {
+            let out = req
+                .clone()
+                .limit(i32::try_from(left).unwrap_or(i32::MAX))
+                .send()
+                .await
+                .map_err(|e| db_err("query", e))?;
+            left = left.saturating_sub(usize::try_from(out.scanned_count).unwrap_or(0).max(1));
+            items.extend(out.items.unwrap_or_default());
+            match out.last_evaluated_key {
+                Some(_) if items.len() >= want => return Ok((items, None)),
+                Some(key) if left == 0 => {
+                    let id = key
+                        .get("id")
+                        .and_then(|v| v.as_s().ok())
+                        .cloned()
+                        .ok_or_else(|| Error::internal("a query's last key without an id"))?;
+                    return Ok((items, Some(id)));
+                }
+                Some(key) => req = req.set_exclusive_start_key(Some(key)),
+                None => return Ok((items, None)),
+            }
+        }
+    }
+
     /// Writes an item whatever was there.
     async fn put(&self, table: &str, item: Item, what: &str) -> Result<()> {
         self.client
@@ -886,15 +940,26 @@ impl TicketStore for DynamoStore {
     ) -> Result<Page<Ticket>> {
         let limit = limit.clamp(1, 100);
         let mut tickets: Vec<Ticket> = Vec::new();
-        for mut req in self.ticket_queries(filter, cursor) {
-            // A page's limit counts what it reads, before a filter drops any: with one, a
-            // page of 26 would walk the index 26 items a request.
-            if req.get_filter_expression().is_none() {
-                req = req.limit((limit + 1) as i32);
-            }
-            for item in self.query_all(req, limit + 1).await? {
+        // Where each query that ran out of its share of the read budget stopped: the id of
+        // the last item it read. Each query has read everything from the list's start to
+        // there.
+        let mut stops: Vec<String> = Vec::new();
+        let queries = self.ticket_queries(filter, cursor);
+        let share = (self.list_read_budget / queries.len().max(1)).max(1);
+        for req in queries {
+            let (items, stop) = if req.get_filter_expression().is_none() {
+                // Without a filter every item read is listed: the page's limit bounds it.
+                let req = req.limit((limit + 1) as i32);
+                (self.query_all(req, limit + 1).await?, None)
+            } else {
+                // A page's limit counts what it reads, before a filter drops any, so a
+                // filtered query reads pages up to its share of the budget.
+                self.query_within(req, limit + 1, share).await?
+            };
+            for item in items {
                 tickets.push(body_of(&item)?);
             }
+            stops.extend(stop);
         }
         // In the list's order across the queries; a ticket that changed status between two
         // of them is read twice, and kept once.
@@ -904,11 +969,27 @@ impl TicketStore for DynamoStore {
             tickets.sort_by(|a, b| b.id.cmp(&a.id));
         }
         tickets.dedup_by(|a, b| a.id == b.id);
+        // What every query has read: up to the stop nearest the list's start. Past it, a
+        // query that stopped may still hold tickets, so the page ends there.
+        let read_to = if filter.oldest_first {
+            stops.into_iter().min()
+        } else {
+            stops.into_iter().max()
+        };
+        if let Some(to) = &read_to {
+            tickets.retain(|t| {
+                if filter.oldest_first {
+                    t.id <= *to
+                } else {
+                    t.id >= *to
+                }
+            });
+        }
         let next_cursor = if tickets.len() > limit {
             tickets.truncate(limit);
             tickets.last().map(|t| t.id.clone())
         } else {
-            None
+            read_to
         };
         Ok(Page {
             items: tickets,
