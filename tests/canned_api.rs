@@ -201,3 +201,57 @@ async fn each_rule_on_a_code_or_its_content_is_a_422_naming_it() {
         .collect();
     assert_eq!(codes, ["hi", most_zh.as_str()]);
 }
+
+/// The console's New form sends `If-None-Match: *`: the first PUT of a code makes it (201);
+/// another for a code kept already, however it is spelled, is a 409
+/// `canned_response_exists` that leaves the kept one as it was. Any other value of the
+/// header is a 400, and without it a PUT replaces (200), as before.
+#[tokio::test]
+async fn a_put_with_if_none_match_star_only_creates() {
+    let dir = TempDir::new();
+    let server = Server::start(&dir.0, &[]).await;
+    let create = |code: &str, content: &str, header: &str| {
+        server
+            .http
+            .put(server.url(&format!("/canned-responses/{code}")))
+            .bearer_auth(BOB)
+            .header("If-None-Match", header)
+            .json(&json!({ "content": content }))
+            .send()
+    };
+    let r = create(REFUND_ZH, "退款将在 3 个工作日内到账。", "*")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = create(REFUND_ZH, "另一位主管写的", "*").await.unwrap();
+    assert_eq!(r.status(), 409);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "canned_response_exists");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("/退款"),
+        "{body}"
+    );
+    let r = create("Hello", "Hello!", "*").await.unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(
+        error_code(create("HELLO", "Hi!", " * ").await.unwrap(), 409).await,
+        "canned_response_exists"
+    );
+    assert_eq!(
+        error_code(create("hello", "Hi!", "\"1\"").await.unwrap(), 400).await,
+        "bad_request"
+    );
+    let kept = list(&server, ALICE).await;
+    let contents: Vec<&str> = kept
+        .iter()
+        .map(|c| c["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(contents, ["Hello!", "退款将在 3 个工作日内到账。"]);
+    // Without the header a PUT replaces.
+    assert_eq!(
+        put(&server, "hello", BOB, json!({"content": "Hi!"}))
+            .await
+            .status(),
+        200
+    );
+}

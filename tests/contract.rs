@@ -1401,3 +1401,64 @@ async fn racing_creates_for_the_last_canned_places_never_pass_the_cap(w: Wiring)
     );
 }
 both!(racing_creates_for_the_last_canned_places_never_pass_the_cap);
+
+/// Two supervisors creating one new code at once: with `create_only` (the console's New
+/// form), one makes it and the others are refused with `canned_response_exists`, in the
+/// write that would have replaced it; the one made is kept as its maker wrote it.
+async fn racing_creates_of_one_canned_code_make_it_once_and_refuse_the_rest(w: Wiring) {
+    let s = w.store.clone();
+    let tasks = (0..8)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                s.save_canned(&canned("发票", &format!("第 {i} 位主管写的"), "sup"), true)
+                    .await
+            })
+        })
+        .collect();
+    let results: Vec<_> = join_all(tasks).await;
+    let won: Vec<usize> = results
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| matches!(r, Ok(true)))
+        .map(|(i, _)| i)
+        .collect();
+    let refused = results
+        .iter()
+        .filter(
+            |r| matches!(r, Err(e) if e.code == "canned_response_exists" && e.kind.status() == 409),
+        )
+        .count();
+    assert_eq!((won.len(), refused), (1, 7), "{}: {results:?}", w.name);
+    let kept = s.list_canned().await.unwrap();
+    assert_eq!(kept.len(), 1, "{}", w.name);
+    assert_eq!(
+        kept[0].content,
+        format!("第 {} 位主管写的", won[0]),
+        "{}",
+        w.name
+    );
+    // The code folds: `HELLO` is `hello`'s twin.
+    assert!(s
+        .save_canned(&canned("hello", "Hello!", "sup"), true)
+        .await
+        .unwrap());
+    let twin = s
+        .save_canned(&canned("HELLO", "Hi!", "sup"), true)
+        .await
+        .unwrap_err();
+    assert_eq!(twin.code, "canned_response_exists", "{}", w.name);
+    assert!(twin.message.contains("/hello"), "{}", twin.message);
+    // Without it, a PUT replaces as before.
+    assert!(!s
+        .save_canned(&canned("HELLO", "Hi!", "sup"), false)
+        .await
+        .unwrap());
+    assert_eq!(
+        s.list_canned().await.unwrap()[0].content,
+        "Hi!",
+        "{}",
+        w.name
+    );
+}
+both!(racing_creates_of_one_canned_code_make_it_once_and_refuse_the_rest);

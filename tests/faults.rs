@@ -431,8 +431,8 @@ impl CannedStore for FaultyStore {
     async fn list_canned(&self) -> Result<Vec<CannedResponse>> {
         self.inner.list_canned().await
     }
-    async fn put_canned(&self, canned: &CannedResponse) -> Result<bool> {
-        self.inner.put_canned(canned).await
+    async fn save_canned(&self, canned: &CannedResponse, create_only: bool) -> Result<bool> {
+        self.inner.save_canned(canned, create_only).await
     }
     async fn delete_canned(&self, short_code: &str) -> Result<bool> {
         self.inner.delete_canned(short_code).await

@@ -302,7 +302,14 @@ pub trait CannedStore: Send + Sync {
     /// new. A new one when the desk already keeps
     /// [`crate::domain::canned::MAX_CANNED_RESPONSES`] is refused with
     /// [`crate::domain::canned::too_many`], however many PUTs race for the last place.
-    async fn put_canned(&self, canned: &CannedResponse) -> Result<bool>;
+    async fn put_canned(&self, canned: &CannedResponse) -> Result<bool> {
+        self.save_canned(canned, false).await
+    }
+    /// [`CannedStore::put_canned`], and with `create_only` a new one only: one with its
+    /// short code already kept is refused with [`crate::domain::canned::exists`], in the
+    /// write that would make it, so of two supervisors creating one code at once, the
+    /// second hears of the first rather than replacing it.
+    async fn save_canned(&self, canned: &CannedResponse, create_only: bool) -> Result<bool>;
     /// Removes the canned response with this short code; false when there was none.
     async fn delete_canned(&self, short_code: &str) -> Result<bool>;
 }

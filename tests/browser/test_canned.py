@@ -60,6 +60,16 @@ def test_a_supervisor_adds_edits_and_deletes_canned_responses_in_their_view(desk
     page.get_by_role("button", name="Save canned response").click()
     expect(page.get_by_role("alert")).to_contain_text("A short code is 1 to 32 characters with no space")
     expect(page.get_by_role("textbox", name="Short code")).to_be_focused()
+    # Another supervisor makes /hi while this form is open: saving it is refused, not a
+    # replace of theirs.
+    put(desk, "hi", "Hi from the other supervisor.")
+    page.get_by_role("textbox", name="Short code").fill("hi")
+    page.get_by_role("button", name="Save canned response").click()
+    expect(page.get_by_role("alert")).to_contain_text("already a canned response /hi")
+    expect(page.get_by_role("textbox", name="Short code")).to_be_focused()
+    kept = [c for c in desk.api("GET", "/canned-responses")[1]["items"] if c["short_code"] == "hi"]
+    assert [c["content"] for c in kept] == ["Hi from the other supervisor."]
+    assert desk.api("DELETE", "/canned-responses/hi", token=ADMIN)[0] == 204
     page.keyboard.press("Escape")
     expect(page.get_by_role("button", name="Save canned response")).to_have_count(0)
     expect(add).to_be_focused()

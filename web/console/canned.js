@@ -195,13 +195,16 @@ function Editor({ initial, isNew, taken, onSaved, onCancel }) {
     const folded = fold(code.trim());
     if (!folded) return refuse(t('canned.needs_both'), 'code');
     if (!content.trim()) return refuse(t('canned.needs_both'), 'content');
-    // A new one never replaces one that has its code (PUT would).
+    // A new one never replaces one that has its code (PUT would): not one listed here, nor
+    // one another supervisor made since (`If-None-Match: *`, which the desk refuses then).
     if (isNew && taken.includes(folded)) return refuse(t('canned.code_taken', { code: folded }), 'code');
     setBusy(true);
     try {
-      const { data } = await api('PUT', '/canned-responses/' + encodeURIComponent(folded), { body: { content } });
+      const { data } = await api('PUT', '/canned-responses/' + encodeURIComponent(folded),
+        { body: { content }, etag: isNew ? '*' : undefined });
       onSaved(data);
     } catch (err) {
+      if (err.code === 'canned_response_exists') return refuse(t('canned.code_taken', { code: folded }), 'code');
       refuse(t('error.generic', { message: err.message }), err.code === 'invalid_short_code' ? 'code' : 'content');
     } finally {
       setBusy(false);

@@ -1154,7 +1154,7 @@ impl CannedStore for SqliteStore {
 
     /// The count and the write in one transaction, under the connection's lock: two PUTs
     /// for the last place do not both take it.
-    async fn put_canned(&self, c: &CannedResponse) -> Result<bool> {
+    async fn save_canned(&self, c: &CannedResponse, create_only: bool) -> Result<bool> {
         self.tx(|tx| {
             let exists = tx
                 .query_row(
@@ -1165,6 +1165,9 @@ impl CannedStore for SqliteStore {
                 .optional()
                 .map_err(db_err)?
                 .is_some();
+            if exists && create_only {
+                return Err(canned::exists(&c.short_code));
+            }
             if !exists {
                 let count: i64 = tx
                     .query_row("SELECT COUNT(*) FROM canned_responses", [], |r| r.get(0))

@@ -1880,21 +1880,25 @@ impl CannedStore for DynamoStore {
         }
     }
 
-    async fn put_canned(&self, c: &CannedResponse) -> Result<bool> {
+    async fn save_canned(&self, c: &CannedResponse, create_only: bool) -> Result<bool> {
         let item = canned_item(c)?;
         for _ in 0..CANNED_ATTEMPTS {
-            let replace = self
-                .client
-                .put_item()
-                .table_name(&self.tables.canned_responses)
-                .set_item(Some(item.clone()))
-                .condition_expression("attribute_exists(short_code)")
-                .send()
-                .await;
-            match replace {
-                Ok(_) => return Ok(false),
-                Err(e) if condition_failed(&e) => {}
-                Err(e) => return Err(db_err("save canned response", e)),
+            // A create only goes straight to the create, whose condition refuses a code
+            // kept already.
+            if !create_only {
+                let replace = self
+                    .client
+                    .put_item()
+                    .table_name(&self.tables.canned_responses)
+                    .set_item(Some(item.clone()))
+                    .condition_expression("attribute_exists(short_code)")
+                    .send()
+                    .await;
+                match replace {
+                    Ok(_) => return Ok(false),
+                    Err(e) if condition_failed(&e) => {}
+                    Err(e) => return Err(db_err("save canned response", e)),
+                }
             }
             let put = Put::builder()
                 .table_name(&self.tables.canned_responses)
@@ -1916,9 +1920,11 @@ impl CannedStore for DynamoStore {
             match create {
                 Ok(_) => return Ok(true),
                 Err(e) if condition_failed(&e) => {
-                    if !self.canned_exists(&c.short_code).await?
-                        && self.canned_total().await? >= canned::MAX_CANNED_RESPONSES
-                    {
+                    let exists = self.canned_exists(&c.short_code).await?;
+                    if exists && create_only {
+                        return Err(canned::exists(&c.short_code));
+                    }
+                    if !exists && self.canned_total().await? >= canned::MAX_CANNED_RESPONSES {
                         return Err(canned::too_many());
                     }
                 }

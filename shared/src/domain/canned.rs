@@ -96,6 +96,15 @@ pub fn content(raw: &str) -> Result<String> {
     Ok(text.to_string())
 }
 
+/// Why a new canned response is refused when one with its short code is kept already
+/// (a PUT with `If-None-Match: *`).
+pub fn exists(short_code: &str) -> Error {
+    Error::conflict(
+        "canned_response_exists",
+        format!("there is already a canned response /{short_code}: edit it instead"),
+    )
+}
+
 /// Why a new canned response is refused when the desk keeps [`MAX_CANNED_RESPONSES`].
 pub fn too_many() -> Error {
     Error::unprocessable(
