@@ -669,6 +669,58 @@ async fn a_follow_up_reopens_only_the_ticket_its_conversation_is_on(w: Wiring) {
 }
 both!(a_follow_up_reopens_only_the_ticket_its_conversation_is_on);
 
+/// Of a customer's tickets waiting to close, a follow-up reopens the one resolved last, the
+/// conversation last worked on, not the one made last: here an agent reopened the older
+/// ticket and resolved it again after the newer one was resolved. The newer one is left as
+/// it was. And with the newest closed, a follow-up still reopens an older one waiting to
+/// close, where it used to open a new ticket.
+async fn a_follow_up_reopens_the_ticket_resolved_last(w: Wiring) {
+    let store = w.store.as_ref();
+    let (c, older, _) = a_resolved_ticket(&w, "我要投诉，转人工").await;
+    let mut newer = telegram_ticket(
+        &c.id,
+        "发票抬头开错了",
+        domain::Priority::Normal,
+        domain::Skill::General,
+    );
+    set_status(&mut newer, TicketStatus::Resolved).unwrap();
+    newer.closes_at = Some(domain::now() + chrono::Duration::days(1));
+    store.create_ticket(&newer).await.unwrap();
+    flow::update_ticket(store, &older.id, |t| {
+        t.closes_at = Some(domain::now() + chrono::Duration::days(3));
+        Ok(true)
+    })
+    .await
+    .unwrap();
+    let (t, m) = hand_off_text(&w, &c, Channel::Telegram, "投诉：还是不行").await;
+    assert_eq!(t.id, older.id, "{}", w.name);
+    assert_eq!(t.status, TicketStatus::Open, "{}", w.name);
+    assert_eq!(handoffs_queued(&w, &m.id), 0, "{}", w.name);
+    let left = store.get_ticket(&newer.id).await.unwrap().unwrap();
+    assert_eq!(
+        (left.status, left.version),
+        (TicketStatus::Resolved, newer.version),
+        "{}",
+        w.name
+    );
+
+    // The newest closed, an older one waiting to close: the older one is reopened.
+    let (c, older, _) = a_resolved_ticket(&w, "我要投诉，转人工").await;
+    let mut closed = telegram_ticket(
+        &c.id,
+        "旧号码的问题",
+        domain::Priority::Normal,
+        domain::Skill::General,
+    );
+    set_status(&mut closed, TicketStatus::Resolved).unwrap();
+    set_status(&mut closed, TicketStatus::Closed).unwrap();
+    store.create_ticket(&closed).await.unwrap();
+    let (t, m) = hand_off_text(&w, &c, Channel::Telegram, "投诉：又坏了").await;
+    assert_eq!(t.id, older.id, "{}", w.name);
+    assert_eq!(handoffs_queued(&w, &m.id), 0, "{}", w.name);
+}
+both!(a_follow_up_reopens_the_ticket_resolved_last);
+
 /// Cut short right after the reopen was written, before the follow-up was put on the
 /// ticket: the redelivered message finds the ticket active and joins it, once.
 async fn a_crash_after_the_reopen_still_puts_the_follow_up_on_it(w: Wiring) {

@@ -258,19 +258,19 @@ pub async fn open_ticket(
 /// their conversation is on (past those a merge folded into another).
 const NEWEST_TICKETS: usize = 5;
 
-/// The customer's newest ticket, when it is resolved and waiting to close, reopened by
-/// `message` and with the message on it ([`Ticket::reopen_for_customer`]): a follow-up to a
-/// solved problem goes back to the agent who solved it, if they are available, with the
-/// conversation so far, instead of starting a ticket of its own. No hand-off is sent: the
-/// customer is in a conversation they know (out of hours, the assignment tells them when
-/// the team is back). Tickets a merge folded into another are passed over: the
-/// conversation went on on the other.
+/// The customer's ticket resolved last (of their newest, [`last_worked`]), when it is still
+/// waiting to close, reopened by `message` and with the message on it
+/// ([`Ticket::reopen_for_customer`]): a follow-up to a solved problem goes back to the
+/// agent who solved it, if they are available, with the conversation so far, instead of
+/// starting a ticket of its own. No hand-off is sent: the customer is in a conversation
+/// they know (out of hours, the assignment tells them when the team is back). Tickets a
+/// merge folded into another are passed over: the conversation went on on the other.
 ///
-/// `None` when the newest ticket is not resolved as the ticket itself reads (closed, or
-/// reopened by another message of the customer, which the caller then finds active), or
-/// has no time to close, or that time has come. The ticket is found by the customer alone,
-/// not by status: on DynamoDB the index is eventually consistent, and a status just changed
-/// may not be in it yet; the ticket read to change it is.
+/// `None` when that ticket is not resolved as the ticket itself reads (closed, or reopened
+/// by another message of the customer, which the caller then finds active), or has no time
+/// to close, or that time has come. The tickets are found by the customer alone, not by
+/// status: on DynamoDB the index is eventually consistent, and a status just changed may
+/// not be in it yet; the ticket read to change it is, and so is one the list shows active.
 ///
 /// The reopen is the write that makes the ticket active, refused with
 /// `active_ticket_exists` while the customer has another active ticket; cut short after it,
@@ -289,7 +289,18 @@ async fn reopen_resolved(
         ..TicketFilter::default()
     };
     let newest = store.list_tickets(&theirs, NEWEST_TICKETS, None).await?;
-    let Some(listed) = newest.items.into_iter().find(|t| t.merged_into.is_none()) else {
+    let mut listed = Vec::new();
+    for t in newest.items.into_iter().filter(|t| t.merged_into.is_none()) {
+        // The customer had no active ticket a moment ago: one listed as active is as it
+        // was before a change the index has not caught up with (resolved just now, say),
+        // or another message's; the ticket itself says which.
+        if t.status.is_active() {
+            listed.extend(store.get_ticket(&t.id).await?);
+        } else {
+            listed.push(t);
+        }
+    }
+    let Some(listed) = last_worked(&listed, message) else {
         return Ok(None);
     };
     // The list may lag (DynamoDB's index); what is decided below reads the ticket itself.
@@ -323,6 +334,25 @@ async fn reopen_resolved(
     store.set_message_ticket(&message.id, &ticket.id).await?;
     tracing::info!(ticket_id = %ticket.id, message_id = %message.id, assignee = ticket.assignee.as_deref().unwrap_or(""), "the customer's message reopened their resolved ticket");
     Ok(Some(ticket))
+}
+
+/// Of a customer's newest tickets (newest first), the one a follow-up `message` is about:
+/// the one it opened, if any (its first run stopped before the hand-off), else the one
+/// resolved last, waiting to close (the conversation last worked on: an agent may have
+/// reopened and resolved an older ticket after a newer one, or a merge brought over
+/// another customer's newer one), else the newest, which the caller reads to decide.
+fn last_worked<'a>(newest_first: &'a [Ticket], message: &Message) -> Option<&'a Ticket> {
+    let newest = newest_first.first()?;
+    if newest.opened_by.as_deref() == Some(message.id.as_str()) {
+        return Some(newest);
+    }
+    let resolved_last = newest_first
+        .iter()
+        .filter(|t| t.status == TicketStatus::Resolved)
+        .filter_map(|t| Some((t.closes_at?, t)))
+        .max_by_key(|(at, _)| *at)
+        .map(|(_, t)| t);
+    Some(resolved_last.unwrap_or(newest))
 }
 
 /// A message meets its customer's active ticket: finishes opening it when this message
