@@ -154,6 +154,8 @@ def test_a_closed_tickets_tags_are_read_only(desk, page):
     expect(chips(group).nth(0)).to_have_text("refund")
     expect(group.get_by_role("combobox")).to_have_count(0)
     expect(group.get_by_role("button")).to_have_count(0)
+    # Its tag still leads to the tickets that carry it.
+    expect(group.get_by_role("link", name="Tickets tagged refund")).to_be_visible()
 
 
 def test_inbox_rows_show_tags_and_the_tag_filter_narrows_the_list_and_counts(desk, page):
@@ -198,6 +200,52 @@ def test_inbox_rows_show_tags_and_the_tag_filter_narrows_the_list_and_counts(des
     expect(rows).to_have_count(3)
     expect(all_tab.locator(".count")).to_have_text("3")
     expect(page.get_by_role("alert")).to_have_count(0)
+
+
+def test_a_tags_link_opens_the_inbox_filtered_by_that_tag(desk, page):
+    made = tickets(desk, 2)
+    tag_ticket(desk, made[0][1], ["vip", "退款"])
+    sign_in(page, desk, BOB)
+    listing = page.get_by_role("list", name="Ticket list")
+    rows = listing.get_by_role("link")
+    expect(rows).to_have_count(2)
+    # The inbox's filters before: a Tag no ticket carries, and a Channel, which stays.
+    tag = page.get_by_role("combobox", name="Tag", exact=True)
+    tag.fill("billing")
+    tag.press("Enter")
+    expect(rows).to_have_count(0)
+    page.get_by_role("combobox", name="Channel").select_option("webchat")
+
+    page.goto(f"{desk.base}/console/#/tickets/{made[0][1]}")
+    group = page.get_by_role("region", name="Tags")
+    group.get_by_role("link", name="Tickets tagged vip").click()
+    # The inbox has the tag in its box and lists only that ticket; the URL is the inbox's
+    # own again, and the other filters are as they were.
+    expect(tag).to_have_value("vip")
+    expect(rows).to_have_count(1)
+    expect(rows).to_contain_text(made[0][2])
+    expect(page).to_have_url(re.compile(r"/console/#/tickets$"))
+    expect(page.get_by_role("combobox", name="Channel")).to_have_value("webchat")
+    expect(page.get_by_role("tab", name=re.compile("^All")).locator(".count")).to_have_text("1")
+    # A reload keeps the tag, as the inbox keeps its filters.
+    page.reload()
+    expect(tag).to_have_value("vip")
+    expect(rows).to_have_count(1)
+
+    # Back is the ticket again. In Chinese the link says so, and a Chinese tag travels in
+    # the URL as it should.
+    page.go_back()
+    group = page.get_by_role("region", name="Tags")
+    expect(group).to_be_visible()
+    page.get_by_role("combobox", name="Language").select_option("zh-CN")
+    group = page.get_by_role("region", name="标签")
+    group.get_by_role("link", name="标签为 退款 的工单").click()
+    tag = page.get_by_role("combobox", name="标签", exact=True)
+    expect(tag).to_have_value("退款")
+    rows = page.get_by_role("list", name="工单列表").get_by_role("link")
+    expect(rows).to_have_count(1)
+    expect(rows).to_contain_text(made[0][2])
+    expect(page).to_have_url(re.compile(r"/console/#/tickets$"))
 
 
 def test_bulk_add_tag_keeps_each_tickets_earlier_tags(desk, page):

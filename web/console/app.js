@@ -1,6 +1,7 @@
 // The console's root: sign-in, the navigation, the language switch, and which view shows.
 // Views are chosen by the URL's hash (#/tickets, #/tickets/<id>, #/kb, #/canned, #/agents,
-// #/reports), so the browser's back button and bookmarks work.
+// #/reports), so the browser's back button and bookmarks work. A tag's link is
+// #/tickets?tag=<tag> (URI-encoded): the inbox, which takes the tag into its Tag filter.
 
 import { render } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
@@ -17,13 +18,16 @@ import { CannedResponses } from './canned.js';
 import { Availability } from './availability.js';
 
 function route() {
-  const parts = location.hash.replace(/^#\/?/, '').split('/');
+  const [path, search] = location.hash.replace(/^#\/?/, '').split('?');
+  const parts = path.split('/');
   if (parts[0] === 'tickets' && parts[1]) return { view: 'ticket', id: decodeURIComponent(parts[1]), reply: parts[2] === 'reply' };
   if (parts[0] === 'kb') return { view: 'kb' };
   if (parts[0] === 'reports') return { view: 'reports' };
   if (parts[0] === 'agents') return { view: 'agents' };
   if (parts[0] === 'canned') return { view: 'canned' };
-  return { view: 'inbox' };
+  // A new object on every change of the hash, so the inbox takes a tag's link followed
+  // again (the same tag) as well; `tag` is null when the URL names none.
+  return { view: 'inbox', tag: new URLSearchParams(search).get('tag') };
 }
 
 function App() {
@@ -121,7 +125,7 @@ function App() {
       ${languageSwitch}
       <button onClick=${() => signOut()}>${t('signin.out')}</button>
     </header>
-    ${where.view === 'inbox' ? html`<${Inbox} me=${me} />` : null}
+    ${where.view === 'inbox' ? html`<${Inbox} me=${me} route=${where} />` : null}
     ${where.view === 'ticket' ? html`<${TicketView} id=${where.id} me=${me} focusReply=${where.reply} />` : null}
     ${where.view === 'kb' ? html`<${KnowledgeBase} me=${me} limits=${config.article_limits} />` : null}
     ${where.view === 'reports' ? html`<${Reports} me=${me} />` : null}

@@ -16,13 +16,13 @@
 // Oldest first (Unassigned's default: the customer who has waited longest) asks the API for
 // that order (`order=oldest`), so it pages as newest first does.
 
-import { useEffect, useRef, useState } from 'preact/hooks';
+import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { html, usePoll, isKeyForControl, KeysHint, Select, Notice, NOTICE_MS, STATUSES, PRIORITIES, SKILLS, CHANNELS, TicketRef, ticketRef } from './ui.js';
 import { t, when } from './i18n.js';
 import { api, query } from './api.js';
 import { AssigneeShort, AwaitingShort, SlaShort, nextDue, waitingSince } from './assignment.js';
 import { BulkBar, BulkNotice } from './bulk.js';
-import { KnownTags, TagChips, TagFilter, noteTags } from './tags.js';
+import { KnownTags, TagChips, TagFilter, noteTags, typedTag } from './tags.js';
 
 const POLL_MS = 3000;
 const PAGE = 25;
@@ -53,7 +53,8 @@ function usePersisted(key, fallback) {
 /** Whether a search could be a ticket's reference: 8 letters or digits. */
 const isReference = (text) => /^[0-9A-Za-z]{8}$/.test(text);
 
-export function Inbox({ me }) {
+/** The inbox; `route` is app.js's route, whose `tag` (from a tag's link) it takes once. */
+export function Inbox({ me, route }) {
   // Where each opens first, until they pick another view: an agent's own tickets (the
   // desk's rule gives them their work), as Zendesk's "Your unsolved tickets" and Chatwoot's
   // "Mine" do; a supervisor's or the administrator's, everything. Kept per person, so that
@@ -83,6 +84,22 @@ export function Inbox({ me }) {
   const [error, setError] = useState(null);
   const [updated, setUpdated] = useState(null);
   const [selected, setSelected] = useState(0);
+  // A tag applied, from the Tag box or a tag's link: its refusal (if any) goes with the old
+  // tag, and the list starts again from its first page.
+  const applyTag = (value) => {
+    setTag(value);
+    setTagError(null);
+    setPages(1);
+  };
+  // A tag's link (`#/tickets?tag=vip`, from a ticket's Tags group) replaces the Tag filter as
+  // the box does, and the other filters stay. The URL then goes back to #/tickets: the tag is
+  // kept with the filters, so a reload shows the same list, and one the agent changes later
+  // is not put back by a reload. Before the browser paints, so the old tag never shows.
+  useLayoutEffect(() => {
+    if (route.tag === null) return;
+    applyTag(typedTag(route.tag));
+    history.replaceState(history.state, '', '#/tickets');
+  }, [route]);
   // The tickets ticked for a bulk change, each with the version it had when ticked (what
   // a bulk change sends as If-Match, so a change someone made since, which a poll may have
   // shown without the agent looking, is reported, never overwritten) and its tags at that
@@ -436,7 +453,7 @@ export function Inbox({ me }) {
       <${Select} label=${t('filter.priority')} value=${priority} options=${PRIORITIES} prefix="priority." any=${t('filter.any')} onChange=${(v) => { setPriority(v); setPages(1); }} />
       <${Select} label=${t('filter.skill')} value=${skill} options=${SKILLS} prefix="skill." any=${t('filter.any')} onChange=${(v) => { setSkill(v); setPages(1); }} />
       <${Select} label=${t('filter.channel')} value=${channel} options=${CHANNELS} prefix="channel." any=${t('filter.any')} onChange=${(v) => { setChannel(v); setPages(1); }} />
-      <${TagFilter} value=${tag} error=${tagError} onApply=${(v) => { setTag(v); setTagError(null); setPages(1); }} />
+      <${TagFilter} value=${tag} error=${tagError} onApply=${applyTag} />
       <${KnownTags} />
       <label class="field">
         <span>${t('inbox.sort')}</span>

@@ -1,8 +1,9 @@
 // Tickets' tags, as Zendesk's tags and Chatwoot's labels: the ticket view's Tags group (each
-// tag with its remove button, and a box that adds one), the chips on an inbox row, and the
-// tags seen on loaded tickets, offered as a datalist wherever a tag is typed. What a tag may
-// be is the desk's rule (it folds and refuses): the console only trims the box and drops one
-// leading "#", and says the desk's refusal in the reader's language.
+// tag a link to the tickets that carry it, with its remove button, and a box that adds one),
+// the chips on an inbox row, and the tags seen on loaded tickets, offered as a datalist
+// wherever a tag is typed. What a tag may be is the desk's rule (it folds and refuses): the
+// console only trims the box and drops one leading "#", and says the desk's refusal in the
+// reader's language.
 
 import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { html, onEnter } from './ui.js';
@@ -60,11 +61,18 @@ export function TagChips({ tags }) {
   </span>`;
 }
 
+/** Where a tag's link goes: the inbox, with its Tag filter set to the tag (app.js reads the
+ * tag back, the inbox applies it and tidies the URL). Encoded, so any script's tag travels. */
+function tagHref(tag) {
+  return '#/tickets?tag=' + encodeURIComponent(tag);
+}
+
 /**
  * The ticket view's Tags group. `onSet(tags, refused)` sends all the ticket's tags (one
  * PATCH with the version shown, by the ticket view's `change`, which handles a conflict) and
  * answers whether the desk took them; `refused(message)` hears any other refusal, said beside
- * the box. A closed ticket's tags are read only. After an add the focus stays in the box;
+ * the box. Each tag is a link to the inbox filtered by it, a closed ticket's too; a closed
+ * ticket's tags are otherwise read only. After an add the focus stays in the box;
  * after a remove it goes to the box (the button has gone). `boxRef`, if given, is the box's
  * ref (the ticket view's t key focuses it).
  */
@@ -111,7 +119,8 @@ export function TagsSection({ ticket: tk, closed, onSet, boxRef }) {
     <h2 id="tags-title">${t('tags.title')}</h2>
     ${tags.length
       ? html`<ul class="tag-list" aria-label=${t('tags.list')}>
-          ${tags.map((tag) => html`<li key=${tag}><span class="pill tag">${tag}</span>
+          ${tags.map((tag) => html`<li key=${tag}><a class="pill tag" href=${tagHref(tag)} aria-label=${t('tags.link', { tag })}
+              title=${t('tags.link', { tag })}>${tag}</a>
             ${closed ? null : html`<button type="button" class="remove-tag" aria-label=${t('tags.remove', { tag })}
               onClick=${() => remove(tag)}>×</button>`}</li>`)}
         </ul>`
