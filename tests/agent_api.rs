@@ -1905,9 +1905,10 @@ async fn the_reports_narrow_to_a_tag() {
     }
 }
 
-/// A ticket's history is kept in its conversation for agents: each change (status,
-/// priority, tags, assignee, escalation) is one internal entry naming who made it, written
-/// once by the change feed; the customer never sees one.
+/// A ticket's history is kept in its conversation for agents: its opening (by the
+/// customer's message, or by an agent's hand) and each change (status, priority, tags,
+/// assignee, escalation) is one internal entry naming who made it, written once by the
+/// change feed; the customer never sees one.
 #[tokio::test]
 async fn a_tickets_changes_are_kept_in_its_history_for_agents_only() {
     let dir = TempDir::new();
@@ -1941,13 +1942,23 @@ async fn a_tickets_changes_are_kept_in_its_history_for_agents_only() {
             .filter(|m| m["kind"] == "activity")
             .cloned()
             .collect();
-        if entries.len() >= 2 {
+        if entries.len() >= 3 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(entries.len(), 2, "{entries:#?}");
-    let (change, escalation) = (&entries[0], &entries[1]);
+    assert_eq!(entries.len(), 3, "{entries:#?}");
+    let (opened, change, escalation) = (&entries[0], &entries[1], &entries[2]);
+    assert_eq!(opened["direction"], "internal");
+    assert_eq!(
+        opened["author"],
+        Value::Null,
+        "the customer's message opened it"
+    );
+    assert_eq!(
+        opened["activity"],
+        json!([{"what": "opened", "channel": "webchat", "by_customer": true}])
+    );
     assert_eq!(change["direction"], "internal");
     assert_eq!(change["author"], "admin", "the admin token made the change");
     assert_eq!(
@@ -1970,4 +1981,41 @@ async fn a_tickets_changes_are_kept_in_its_history_for_agents_only() {
         .await
         .iter()
         .all(|m| m["kind"] != "activity" && !m["text"].as_str().unwrap_or("").contains("status")));
+
+    // A ticket an agent makes by hand names them (once the customer's is resolved: a
+    // customer has one active ticket).
+    let r = server
+        .patch_current(&id, json!({"status": "resolved"}))
+        .await;
+    assert_eq!(r.status(), 200);
+    let customer = server.ticket(&id).await.0["ticket"]["customer_id"].clone();
+    let r = server
+        .post(
+            "/tickets",
+            ALICE,
+            json!({"customer_id": customer, "description": "电话里说的退款问题"}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let made: Value = r.json().await.unwrap();
+    let made = made["id"].as_str().unwrap().to_string();
+    let mut first = Value::Null;
+    for _ in 0..100 {
+        let (view, _) = server.ticket(&made).await;
+        if let Some(m) = view["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["kind"] == "activity")
+        {
+            first = m.clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(first["author"], "alice", "{first:#}");
+    assert_eq!(
+        first["activity"],
+        json!([{"what": "opened", "channel": "webchat"}])
+    );
 }

@@ -108,15 +108,12 @@ pub async fn agent_reply(
 }
 
 /// Keeps a ticket change in the ticket's history ([`domain::activity`]): an internal entry
-/// of its conversation for each version that changed what the history tells, under an id
+/// of its conversation for its opening and each version that changed what the history tells, under an id
 /// derived from the ticket's and the version, so a change delivered twice writes it once.
 /// Written by the change feed, with the change (locally) or from the table's stream (on
 /// AWS), so no path that changes a ticket can leave it out.
 pub async fn record_activity(store: &dyn Store, change: &TicketChange) -> Result<()> {
-    let Some(old) = &change.old else {
-        return Ok(());
-    };
-    if let Some(entry) = domain::activity::entry(old, &change.new) {
+    if let Some(entry) = domain::activity::entry(change.old.as_ref(), &change.new) {
         if store.append_message(&entry).await? {
             tracing::info!(ticket_id = %change.new.id, version = change.new.version, "ticket history: {}", entry.text);
         }

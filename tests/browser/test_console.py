@@ -1169,14 +1169,18 @@ def test_enter_while_an_input_method_composes_a_reason_does_not_escalate(desk, p
 
 
 def test_the_conversation_keeps_the_tickets_history_in_either_language(desk, page):
-    """Each change of the ticket is a quiet line of its conversation, saying what changed,
-    who changed it and when, in the reader's language; the customer never sees one."""
+    """The ticket's opening and each change of it is a quiet line of its conversation,
+    saying what happened, who did it and when, in the reader's language; the customer never
+    sees one."""
     session, ticket_id = handed_off(desk)
     sign_in(page, desk, ALICE)
     page.goto(f"{desk.base}/console/#/tickets/{ticket_id}")
     page.get_by_role("combobox", name="Priority").select_option("urgent")
     page.get_by_role("button", name="Set priority").click()
     conversation = page.get_by_role("list", name="Conversation")
+    # Its first line: where it came from, and that the customer's message opened it.
+    opened = conversation.get_by_role("listitem").filter(has_text="Opened on Web chat")
+    expect(opened).to_contain_text("by the customer")
     # A complaint opens high.
     line = conversation.get_by_role("listitem").filter(has_text="Priority: High → Urgent")
     expect(line).to_be_visible()
@@ -1187,6 +1191,7 @@ def test_the_conversation_keeps_the_tickets_history_in_either_language(desk, pag
     page.get_by_role("combobox", name="Language").select_option("zh-CN")
     zh = page.get_by_role("list", name="对话")
     expect(zh.get_by_role("listitem").filter(has_text="优先级：高 → 紧急")).to_contain_text("由 alice")
+    expect(zh.get_by_role("listitem").filter(has_text="通过网页聊天创建")).to_contain_text("由客户")
     assert not [m for m in desk.webchat_messages(session) if "→" in m.get("text", "")]
 
 

@@ -30,6 +30,8 @@ function answerFor(article, language) {
 /** What one change did, in the reader's language. */
 function activityText(a) {
   switch (a.what) {
+    case 'opened':
+      return t('activity.opened', { channel: t('channel.' + a.channel) });
     case 'status':
       return t('activity.status', { from: t('status.' + a.from), to: t('status.' + a.to) });
     case 'priority':
@@ -54,12 +56,20 @@ function activityText(a) {
   }
 }
 
+/** Who made a change: its author (an agent), else the customer for what their message did
+ * (opened the ticket, or reopened it), else the desk. */
+function activityBy(m) {
+  if (m.author) return t('activity.by', { name: m.author });
+  const customers = (m.activity || []).some((a) => (a.what === 'opened' && a.by_customer) || a.what === 'reopened');
+  return customers ? t('activity.by_customer') : t('activity.by_desk');
+}
+
 /** A change of the ticket, as one quiet line of its history: what it did, who did it, when. */
 function ActivityEntry({ m }) {
   return html`<li class="entry kind-activity dir-internal">
     <span class="visually-hidden">${t('kind.activity')}: </span>
     <span class="entry-text">${(m.activity || []).map(activityText).join(' · ')}</span>
-    <span class="hint"> — ${m.author ? t('activity.by', { name: m.author }) : t('activity.by_desk')},
+    <span class="hint"> — ${activityBy(m)},
       <time datetime=${m.created_at}>${when(m.created_at)}</time></span>
   </li>`;
 }

@@ -290,6 +290,8 @@ async fn create(
         },
         domain::now(),
     );
+    // The history says who opened it.
+    ticket.changed_by = Some(agent.name.clone());
     ticket.id = flow::idempotent_id(
         deps.store.as_ref(),
         &format!("tickets:{}", agent.name),

@@ -1,12 +1,13 @@
-//! A ticket's history, as Chatwoot's activity messages and Zendesk's events show it: what
-//! each change of a ticket did (its status, priority, skill, assignee, tags, an escalation,
-//! a customer's reopen, a merge) and who did it, kept in its conversation as an internal
+//! A ticket's history, as Chatwoot's activity messages and Zendesk's events show it: how it
+//! was opened, what each change of a ticket did (its status, priority, skill, assignee,
+//! tags, an escalation, a customer's reopen, a merge) and who did it, kept in its conversation as an internal
 //! entry that agents see and customers never do. The change feed writes one entry per
 //! version that changed any of these ([`Activity::between`]), under an id derived from the
 //! ticket's and the version, so a redelivered change writes nothing twice.
 
 use super::{
-    AssignmentReason, Direction, Message, MessageKind, Priority, Skill, Ticket, TicketStatus,
+    AssignmentReason, Channel, Direction, Message, MessageKind, Priority, Skill, Ticket,
+    TicketStatus,
 };
 use serde::{Deserialize, Serialize};
 
@@ -14,6 +15,13 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "what", rename_all = "snake_case")]
 pub enum Activity {
+    /// Opened on a channel: by the customer's message (`by_customer`), or by an agent (the
+    /// entry's author) or the desk.
+    Opened {
+        channel: Channel,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        by_customer: bool,
+    },
     /// The status moved (an escalation, a customer's reopen and a merge's close are told by
     /// their own entries instead).
     Status {
@@ -53,6 +61,22 @@ pub enum Activity {
 }
 
 impl Activity {
+    /// What opening `new` did: where it came from, and the tags it started with (the
+    /// rules').
+    pub fn opened(new: &Ticket) -> Vec<Activity> {
+        let mut out = vec![Activity::Opened {
+            channel: new.channel,
+            by_customer: new.opened_by.is_some(),
+        }];
+        if !new.tags.is_empty() {
+            out.push(Activity::Tags {
+                added: new.tags.clone(),
+                removed: Vec::new(),
+            });
+        }
+        out
+    }
+
     /// What the change from `old` to `new` did, in a fixed order; empty for a change that
     /// did none of these (the desk's own bookkeeping: SLA due times, a survey sent).
     pub fn between(old: &Ticket, new: &Ticket) -> Vec<Activity> {
@@ -110,6 +134,14 @@ impl Activity {
     /// in the reader's language from the fields).
     fn describe(&self) -> String {
         match self {
+            Activity::Opened {
+                channel,
+                by_customer,
+            } => format!(
+                "opened on {}{}",
+                channel.as_str(),
+                if *by_customer { " by the customer" } else { "" }
+            ),
             Activity::Status { from, to } => {
                 format!("status {} → {}", from.as_str(), to.as_str())
             }
@@ -131,20 +163,24 @@ impl Activity {
     }
 }
 
-/// Who made the change from `old` to `new`: the agent whose change it was, or who assigned
-/// it; none for the desk's own changes and the customer's.
-fn actor(old: &Ticket, new: &Ticket) -> Option<String> {
+/// Who made the change from `old` (none: `new` was made) to `new`: the agent whose change
+/// it was, or who assigned it; none for the desk's own changes and the customer's.
+fn actor(old: Option<&Ticket>, new: &Ticket) -> Option<String> {
     new.changed_by.clone().or_else(|| {
-        (old.assignee != new.assignee)
+        (old?.assignee != new.assignee)
             .then(|| new.assignment.as_ref().and_then(|a| a.by.clone()))
             .flatten()
     })
 }
 
-/// The conversation entry that records the change from `old` to `new`, if it did anything
-/// [`Activity::between`] tells; its id is the same for every delivery of that change.
-pub fn entry(old: &Ticket, new: &Ticket) -> Option<Message> {
-    let activity = Activity::between(old, new);
+/// The conversation entry that records the change from `old` to `new` (with no `old`, the
+/// ticket's opening: [`Activity::opened`]), if it did anything [`Activity::between`] tells;
+/// its id is the same for every delivery of that change.
+pub fn entry(old: Option<&Ticket>, new: &Ticket) -> Option<Message> {
+    let activity = match old {
+        Some(old) => Activity::between(old, new),
+        None => Activity::opened(new),
+    };
     if activity.is_empty() {
         return None;
     }
@@ -195,6 +231,47 @@ mod tests {
     }
 
     #[test]
+    fn an_opening_is_told_with_its_channel_its_first_tags_and_who() {
+        let mut t = ticket();
+        t.tags = vec!["vip".into(), "退款".into()];
+        t.opened_by = Some("m-1".into());
+        let m = entry(None, &t).expect("an entry");
+        assert_eq!(
+            m.activity,
+            vec![
+                Activity::Opened {
+                    channel: Channel::Webchat,
+                    by_customer: true
+                },
+                Activity::Tags {
+                    added: vec!["vip".into(), "退款".into()],
+                    removed: vec![]
+                }
+            ]
+        );
+        assert_eq!(m.text, "opened on webchat by the customer; tags +vip +退款");
+        assert_eq!(m.author, None);
+        assert_eq!(m.direction, Direction::Internal);
+        assert_eq!(entry(None, &t).unwrap().id, m.id, "one id per opening");
+        let json = serde_json::to_value(&m.activity[0]).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"what": "opened", "channel": "webchat", "by_customer": true})
+        );
+
+        // By hand: the agent is its author, and the flag is left out.
+        let mut by_hand = ticket();
+        by_hand.changed_by = Some("alice".into());
+        let m = entry(None, &by_hand).unwrap();
+        assert_eq!(m.author.as_deref(), Some("alice"));
+        assert_eq!(m.text, "opened on webchat");
+        assert_eq!(
+            serde_json::to_value(&m.activity).unwrap(),
+            serde_json::json!([{"what": "opened", "channel": "webchat"}])
+        );
+    }
+
+    #[test]
     fn an_agents_change_is_told_with_who_made_it() {
         let t = ticket();
         let next = patched(
@@ -208,7 +285,7 @@ mod tests {
                 ..Default::default()
             },
         );
-        let m = entry(&t, &next).expect("an entry");
+        let m = entry(Some(&t), &next).expect("an entry");
         assert_eq!(
             m.activity,
             [
@@ -237,7 +314,11 @@ mod tests {
         assert_eq!(m.ticket_id.as_deref(), Some(t.id.as_str()));
         assert_eq!(m.created_at, next.updated_at);
         assert!(m.text.contains("tags +退款 +vip"), "{}", m.text);
-        assert_eq!(entry(&t, &next).unwrap().id, m.id, "one id per change");
+        assert_eq!(
+            entry(Some(&t), &next).unwrap().id,
+            m.id,
+            "one id per change"
+        );
 
         let untagged = patched(
             &next,
@@ -247,7 +328,7 @@ mod tests {
                 ..Default::default()
             },
         );
-        let m2 = entry(&next, &untagged).unwrap();
+        let m2 = entry(Some(&next), &untagged).unwrap();
         assert_eq!(
             m2.activity,
             [Activity::Tags {
@@ -265,7 +346,7 @@ mod tests {
         // Given by the rule: no agent made it.
         let mut given = t.clone();
         assert!(given.assign("bob", AssignmentReason::Rule, now()));
-        let m = entry(&t, &given).unwrap();
+        let m = entry(Some(&t), &given).unwrap();
         assert_eq!(m.author, None);
         assert_eq!(
             m.activity,
@@ -277,11 +358,11 @@ mod tests {
         // A change that touches none of the told fields writes nothing.
         let mut waited = given.clone();
         waited.customer_replied(now(), now());
-        assert!(entry(&given, &waited).is_none());
+        assert!(entry(Some(&given), &waited).is_none());
         // An escalation is told once, with its reason, not as a status change too.
         let mut escalated = given.clone();
         escalated.escalate_by("bob", "客户要求退款", now()).unwrap();
-        let m = entry(&given, &escalated).unwrap();
+        let m = entry(Some(&given), &escalated).unwrap();
         assert_eq!(
             m.activity,
             [Activity::Escalated {
@@ -312,7 +393,7 @@ mod tests {
         let follow_up = Message::inbound(&inbound, "c1");
         let mut reopened = resolved.clone();
         assert!(reopened.reopen_for_customer(&follow_up, true, now()));
-        let m = entry(&resolved, &reopened).unwrap();
+        let m = entry(Some(&resolved), &reopened).unwrap();
         assert_eq!(m.activity, [Activity::Reopened]);
         assert_eq!(
             m.author, None,
