@@ -2019,3 +2019,66 @@ async fn a_tickets_changes_are_kept_in_its_history_for_agents_only() {
         json!([{"what": "opened", "channel": "webchat"}])
     );
 }
+
+/// Since when the customer has waited for the agents is the desk's to say (`waiting_since`),
+/// on the ticket and on each row of a list, so that no client restates the rule: from the
+/// ticket's start until the first response, none once answered, from the customer's next
+/// unanswered message after that, and none while pending.
+#[tokio::test]
+async fn the_ticket_says_since_when_the_customer_has_waited() {
+    let dir = TempDir::new();
+    let server = Server::start(&dir.0, &[]).await;
+    let visitor = server.visitor().await;
+    let id = ticket_for(&visitor, "我的订单显示已付款但商家说没收到钱").await;
+    let waiting = |view: &Value| view["ticket"]["waiting_since"].clone();
+    let listed = || async {
+        let r = server.get("/tickets", ALICE).await;
+        let list: Value = r.json().await.unwrap();
+        list["tickets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["id"] == id.as_str())
+            .map(|t| t["waiting_since"].clone())
+            .unwrap()
+    };
+    let (view, _) = server.ticket(&id).await;
+    assert_eq!(waiting(&view), view["ticket"]["created_at"], "{view}");
+    assert_eq!(listed().await, view["ticket"]["created_at"]);
+
+    let r = server
+        .post(
+            &format!("/tickets/{id}/replies"),
+            ALICE,
+            json!({"text": "您好，我们正在核实。"}),
+        )
+        .await;
+    assert!(r.status().is_success(), "{}", r.status());
+    let (view, _) = server.ticket(&id).await;
+    assert_eq!(waiting(&view), Value::Null, "answered: {view}");
+    assert_eq!(listed().await, Value::Null);
+
+    visitor.say("还没有到账").await;
+    let mut view = Value::Null;
+    for _ in 0..100 {
+        view = server.ticket(&id).await.0;
+        if !waiting(&view).is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        waiting(&view),
+        view["ticket"]["awaiting_reply_since"],
+        "{view}"
+    );
+    assert!(!waiting(&view).is_null());
+
+    let r = server
+        .patch_current(&id, json!({"status": "pending"}))
+        .await;
+    assert_eq!(r.status(), 200);
+    let patched: Value = r.json().await.unwrap();
+    assert_eq!(patched["status"], "pending");
+    assert_eq!(patched.get("waiting_since"), None, "pending: {patched}");
+}

@@ -68,14 +68,12 @@ export function nextDue(tk) {
 }
 
 /**
- * Since when the customer has waited for the agents: from the ticket's start until the first
- * response, then from their first message no agent answered (`awaiting_reply_since`, the
- * desk's). Null when nobody waits: answered, waiting on the customer (pending), or ended.
+ * Since when the customer has waited for the agents, as the desk says (`waiting_since`: the
+ * rule is the desk's, not restated here). Null when nobody waits: answered, waiting on the
+ * customer (pending), or ended.
  */
 export function waitingSince(tk) {
-  if (tk.status === 'pending' || tk.status === 'resolved' || tk.status === 'closed') return null;
-  if (!tk.first_response_at) return tk.created_at;
-  return tk.awaiting_reply_since || null;
+  return tk.waiting_since || null;
 }
 
 /** An inbox row's "Awaiting reply · 12 minutes ago": the customer spoke last. */

@@ -148,5 +148,9 @@ async fn escalate(
     })
     .await?;
     tracing::info!(ticket_id = %id, by = %agent.name, "ticket escalated");
-    Ok(with_etag(StatusCode::OK, ticket.version, &ticket))
+    Ok(with_etag(
+        StatusCode::OK,
+        ticket.version,
+        crate::tickets::TicketOut::from(&ticket),
+    ))
 }

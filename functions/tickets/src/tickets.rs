@@ -88,9 +88,29 @@ struct ListQuery {
     order: Option<String>,
 }
 
+/// A ticket as the API answers with it: the stored ticket, and what the desk's rules
+/// derive from it, so that no client restates a rule: `waiting_since`
+/// ([`Ticket::waiting_since`]), since when the customer has waited for the agents.
 #[derive(Serialize)]
-struct TicketList {
-    tickets: Vec<Ticket>,
+pub(crate) struct TicketOut<'a> {
+    #[serde(flatten)]
+    ticket: &'a Ticket,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    waiting_since: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl<'a> From<&'a Ticket> for TicketOut<'a> {
+    fn from(ticket: &'a Ticket) -> Self {
+        TicketOut {
+            ticket,
+            waiting_since: ticket.waiting_since(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct TicketList<'a> {
+    tickets: Vec<TicketOut<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     next_cursor: Option<String>,
 }
@@ -180,7 +200,7 @@ async fn list(
     revalidated(
         &headers,
         &TicketList {
-            tickets: page.items,
+            tickets: page.items.iter().map(TicketOut::from).collect(),
             next_cursor: page.next_cursor,
         },
     )
@@ -305,12 +325,16 @@ async fn create(
         Err(e) if e.code == "already_exists" => load(&deps, &ticket.id).await?,
         Err(e) => return Err(e),
     };
-    Ok(with_etag(StatusCode::CREATED, ticket.version, &ticket))
+    Ok(with_etag(
+        StatusCode::CREATED,
+        ticket.version,
+        TicketOut::from(&ticket),
+    ))
 }
 
 #[derive(Serialize)]
-struct TicketView {
-    ticket: Ticket,
+struct TicketView<'a> {
+    ticket: TicketOut<'a>,
     /// Who wrote: the name, the locale and the identities on each channel.
     #[serde(skip_serializing_if = "Option::is_none")]
     customer: Option<Customer>,
@@ -363,7 +387,7 @@ async fn show(
         StatusCode::OK,
         ticket.version,
         TicketView {
-            ticket,
+            ticket: TicketOut::from(&ticket),
             customer,
             messages: page.items,
             next_cursor: page.next_cursor,
@@ -451,5 +475,9 @@ async fn patch(
     }
     deps.store.update_ticket(&ticket, expected).await?;
     tracing::info!(ticket_id = %id, status = ticket.status.as_str(), version = ticket.version, "ticket updated");
-    Ok(with_etag(StatusCode::OK, ticket.version, &ticket))
+    Ok(with_etag(
+        StatusCode::OK,
+        ticket.version,
+        TicketOut::from(&ticket),
+    ))
 }
