@@ -14,6 +14,9 @@
 //!   ordinary save of an active ticket, which costs what it did before reopens were checked.
 //! - An agent's count of held tickets on DynamoDB is never one short when its write fails
 //!   beside an assignment or a reopen.
+//! - A follow-up that joins a ticket while a merge folds it ends on the kept ticket, in
+//!   either order of their writes.
+//! - A list with a filter reads a bounded share of the index a request.
 
 mod aws_harness;
 mod common;
@@ -22,7 +25,8 @@ use aws_harness::{http_answer, http_event, Runtime, Stack};
 use common::{Server, TempDir, ADMIN};
 use helpdesk_core::aws::DynamoStore;
 use helpdesk_core::domain::{
-    Channel, ChannelIdentity, NewTicket, Priority, Skill, Ticket, TicketPatch, TicketStatus,
+    Channel, ChannelIdentity, Message, NewTicket, Priority, Skill, Ticket, TicketPatch,
+    TicketStatus,
 };
 use helpdesk_core::ports::{CustomerStore, TicketStore};
 use serde_json::{json, Value};
@@ -449,6 +453,142 @@ async fn a_holders_count_is_never_one_short_when_its_write_fails() {
         TicketStatus::Open
     );
     assert_eq!(held_by_dora().await, 1);
+}
+
+/// Two customers of one person on DynamoDB, each with an active ticket: the one that stays
+/// (`into`, its ticket `kept`) and the one merged into it (`from`, its ticket `folded`), and
+/// a new message of `from` on no ticket yet.
+async fn a_merge_about_to_fold(
+    store: &DynamoStore,
+    stack: &Stack,
+) -> (String, String, Ticket, Ticket, Message) {
+    use helpdesk_core::domain::InboundMessage;
+    use helpdesk_core::ports::ConversationStore;
+    let into = customer_on_dynamodb(stack).await;
+    let from = customer_on_dynamodb(stack).await;
+    let open = |customer: &str, text: &str| {
+        Ticket::open(
+            NewTicket {
+                customer_id: customer.into(),
+                channel: Channel::Telegram,
+                subject: None,
+                description: text.into(),
+                priority: Priority::Normal,
+                skill: Skill::Billing,
+            },
+            helpdesk_core::domain::now(),
+        )
+    };
+    let kept = open(&into, "发票开错了");
+    let folded = open(&from, "另一个号码：发票开错了");
+    store.create_ticket(&kept).await.unwrap();
+    store.create_ticket(&folded).await.unwrap();
+    let inbound = InboundMessage::text(
+        Channel::Telegram,
+        "tg-late".into(),
+        "还有一个问题".into(),
+        helpdesk_core::domain::now(),
+    );
+    let message = Message::inbound(&inbound, &from);
+    store.append_message(&message).await.unwrap();
+    (into, from, kept, folded, message)
+}
+
+/// Where the late message is, and what the folded ticket still holds besides its history.
+async fn after_the_fold(
+    store: &DynamoStore,
+    message: &Message,
+    folded: &Ticket,
+) -> (Option<String>, usize) {
+    use helpdesk_core::domain::MessageKind;
+    use helpdesk_core::ports::ConversationStore;
+    let on = store
+        .get_message(&message.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .ticket_id;
+    let left = store
+        .ticket_messages(&folded.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.kind != MessageKind::Activity)
+        .count();
+    (on, left)
+}
+
+/// A merge folded the customer's ticket while a follow-up was joining it, between the
+/// join's two writes (the ticket took the reply; the message was not on it yet, so the
+/// fold did not move it): the message follows the fold to the kept ticket, where an inbox
+/// shows it, instead of staying on a closed ticket.
+#[tokio::test]
+async fn a_follow_up_joining_a_ticket_a_merge_folds_meanwhile_follows_it() {
+    use helpdesk_core::domain::MergePlan;
+    use helpdesk_core::flow;
+    let stack = Stack::new().await;
+    let direct = DynamoStore::new(&stack.config, stack.tables.clone());
+    let proxy = aws_harness::dynamo_proxy::DynamoProxy::start(&stack.config).await;
+    let via = DynamoStore::new(&proxy.config, stack.tables.clone());
+    let (into, from, kept, folded, message) = a_merge_about_to_fold(&direct, &stack).await;
+    // The join's second write, the message put on the ticket, waits for the whole merge.
+    let merger = DynamoStore::new(&stack.config, stack.tables.clone());
+    proxy
+        .before_call("PutItem", &stack.tables.messages, move || async move {
+            let plan = MergePlan::new(&into, &from, "alice");
+            flow::run_merge(&merger, &plan, 100).await.unwrap();
+        })
+        .await;
+    let joined = flow::join_ticket(&via, &folded, &message).await.unwrap();
+    assert_eq!(joined.map(|t| t.id), Some(folded.id.clone()));
+    let stored = direct.get_ticket(&folded.id).await.unwrap().unwrap();
+    assert_eq!(
+        stored.merged_into.as_deref(),
+        Some(kept.id.as_str()),
+        "folded"
+    );
+    assert_eq!(
+        after_the_fold(&direct, &message, &folded).await,
+        (Some(kept.id.clone()), 0),
+        "the message is on the kept ticket"
+    );
+}
+
+/// The other order: the follow-up joined the ticket after the merge had moved its messages
+/// and before it closed it (the message went on the ticket the merge was about to close).
+/// The fold moves what came meanwhile once it has closed the ticket.
+#[tokio::test]
+async fn a_follow_up_joining_between_a_folds_move_and_its_close_is_moved_too() {
+    use helpdesk_core::domain::MergePlan;
+    use helpdesk_core::flow;
+    let stack = Stack::new().await;
+    let direct = DynamoStore::new(&stack.config, stack.tables.clone());
+    let proxy = aws_harness::dynamo_proxy::DynamoProxy::start(&stack.config).await;
+    let via = DynamoStore::new(&proxy.config, stack.tables.clone());
+    let (into, from, kept, folded, message) = a_merge_about_to_fold(&direct, &stack).await;
+    // The fold's first write to the tickets table, after it moved the messages: the kept
+    // ticket takes the folded one's wait. The follow-up joins before it.
+    let joiner = DynamoStore::new(&stack.config, stack.tables.clone());
+    let (seen, late) = (folded.clone(), message.clone());
+    proxy
+        .before_call("PutItem", &stack.tables.tickets, move || async move {
+            let joined = flow::join_ticket(&joiner, &seen, &late).await.unwrap();
+            assert_eq!(joined.map(|t| t.id), Some(seen.id.clone()));
+        })
+        .await;
+    let plan = MergePlan::new(&into, &from, "alice");
+    flow::run_merge(&via, &plan, 100).await.unwrap();
+    let stored = direct.get_ticket(&folded.id).await.unwrap().unwrap();
+    assert_eq!(
+        stored.merged_into.as_deref(),
+        Some(kept.id.as_str()),
+        "folded"
+    );
+    assert_eq!(
+        after_the_fold(&direct, &message, &folded).await,
+        (Some(kept.id.clone()), 0),
+        "the message is on the kept ticket"
+    );
 }
 
 /// Of racing requests that each would make a ticket of one customer active, the one that

@@ -4,8 +4,9 @@
 //! redeliver.
 
 use crate::domain::{
-    self, Customer, MergeKind, MergePlan, Message, MessageKind, NewTicket, OutboundMessage,
-    Priority, Skill, Suggestion, SupervisorNotice, Ticket, TicketFilter, TicketStatus,
+    self, Customer, Direction, MergeKind, MergePlan, Message, MessageKind, NewTicket,
+    OutboundMessage, Priority, Skill, Suggestion, SupervisorNotice, Ticket, TicketFilter,
+    TicketStatus,
 };
 use crate::jobs::{self, TicketChange};
 use crate::ports::{Queue, Store};
@@ -328,7 +329,7 @@ async fn reopen_resolved(
     if !reopened {
         return Ok(None);
     }
-    store.set_message_ticket(&message.id, &ticket.id).await?;
+    put_on_ticket(store, message, &ticket.id).await?;
     tracing::info!(ticket_id = %ticket.id, message_id = %message.id, assignee = ticket.assignee.as_deref().unwrap_or(""), "the customer's message reopened their resolved ticket");
     Ok(Some(ticket))
 }
@@ -379,7 +380,7 @@ async fn finish_opening(
     message: &Message,
 ) -> Result<()> {
     if message.ticket_id.as_deref() != Some(ticket.id.as_str()) {
-        store.set_message_ticket(&message.id, &ticket.id).await?;
+        put_on_ticket(store, message, &ticket.id).await?;
     }
     let locale = format::locale_for(customer.locale.as_deref(), &message.text);
     let mut handoff = Message::outbound(
@@ -435,9 +436,55 @@ pub async fn join_ticket(
         tracing::info!(ticket_id = %ticket.id, message_id = %message.id, status = ticket.status.as_str(), "the ticket ended before the message joined it");
         return Ok(None);
     }
-    store.set_message_ticket(&message.id, &ticket.id).await?;
+    put_on_ticket(store, message, &ticket.id).await?;
     tracing::info!(ticket_id = %ticket.id, message_id = %message.id, "message joined its ticket");
     Ok(Some(ticket))
+}
+
+/// How many folds in a row [`put_on_ticket`] follows (a ticket folded into one that was
+/// folded in turn, by merges one after the other).
+const FOLDS_FOLLOWED: usize = 4;
+
+/// Puts a customer's `message` on the ticket it joined, reopened or opened, its last write
+/// there. A merge may have folded that ticket into another after it took the message and
+/// before this write (the fold moves the ticket's messages first, and this one was not on it
+/// yet): then the message goes on the ticket it was folded into, which owes the reply, so a
+/// customer's message never stays on a ticket no inbox shows. One more read of the ticket.
+/// Returns the ticket the message is on.
+pub async fn put_on_ticket(
+    store: &dyn Store,
+    message: &Message,
+    ticket_id: &str,
+) -> Result<String> {
+    let mut on = ticket_id.to_string();
+    store.set_message_ticket(&message.id, &on).await?;
+    for _ in 0..FOLDS_FOLLOWED {
+        let Some(into) = store.get_ticket(&on).await?.and_then(|t| t.merged_into) else {
+            break;
+        };
+        owes_reply(store, &into, message).await?;
+        store.set_message_ticket(&message.id, &into).await?;
+        tracing::info!(folded = %on, ticket_id = %into, message_id = %message.id, "the message's ticket was folded meanwhile; it went on the kept one");
+        on = into;
+    }
+    Ok(on)
+}
+
+/// The ticket `ticket_id` takes the wait of the customer's `message`, which came to it from
+/// a folded ticket: the customer waits for a reply from it, if it is still being worked.
+async fn owes_reply(store: &dyn Store, ticket_id: &str, message: &Message) -> Result<()> {
+    if message.direction != Direction::Inbound {
+        return Ok(());
+    }
+    update_ticket(store, ticket_id, |k| {
+        if !k.status.is_active() || k.answers_wait(message.created_at) {
+            return Ok(false);
+        }
+        k.customer_replied(message.created_at, domain::now());
+        Ok(true)
+    })
+    .await?;
+    Ok(())
 }
 
 /// How long the outcome of a customer's message is remembered: longer than any queue
@@ -854,7 +901,7 @@ async fn fold_ticket(
         })
         .await?;
     }
-    let (_, changed) = update_ticket(store, &ticket.id, |t| {
+    let (folded, changed) = update_ticket(store, &ticket.id, |t| {
         if t.customer_id != plan.from || !t.status.is_active() {
             return Ok(false);
         }
@@ -864,6 +911,17 @@ async fn fold_ticket(
     .await?;
     if changed {
         tracing::info!(ticket_id = %ticket.id, kept = %kept.id, "a merged customer's active ticket was folded into the kept one");
+    }
+    // A customer's message that joined this ticket between the move above and the fold was
+    // put on it after the move: it goes now, and the kept ticket owes its reply. One put on
+    // it after this follows the fold by itself ([`put_on_ticket`]).
+    if folded.merged_into.as_deref() == Some(kept.id.as_str()) {
+        for m in store.ticket_messages(&ticket.id).await? {
+            if m.kind != MessageKind::Activity {
+                owes_reply(store, &kept.id, &m).await?;
+                store.set_message_ticket(&m.id, &kept.id).await?;
+            }
+        }
     }
     Ok(changed)
 }

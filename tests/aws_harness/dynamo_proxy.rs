@@ -2,7 +2,8 @@
 //! to the emulator as it came, and the proxy notes each one's operation (`X-Amz-Target`).
 //! A test may have it act on `UpdateItem` calls: answer them as throttled, or run a step of
 //! its own (another writer's edit) before the first one goes through, holding the others
-//! until that step is done. The adapter under test talks to it as to DynamoDB.
+//! until that step is done; or run a step before the first call of any operation on a
+//! given table (another function's work landing between two of the adapter's writes). The adapter under test talks to it as to DynamoDB.
 
 use axum::body::Bytes;
 use axum::extract::{Request, State};
@@ -25,10 +26,18 @@ pub enum OnUpdate {
     Before(Step),
 }
 
+/// A step to run before the first call of an operation on a table.
+struct Armed {
+    operation: String,
+    table: String,
+    step: Step,
+}
+
 struct Inner {
     upstream: String,
     client: reqwest::Client,
     on_update: tokio::sync::Mutex<OnUpdate>,
+    before: tokio::sync::Mutex<Option<Armed>>,
     operations: Mutex<Vec<String>>,
     /// The items the queries read (their `ScannedCount`), what DynamoDB bills them by.
     scanned: Mutex<u64>,
@@ -48,6 +57,7 @@ impl DynamoProxy {
             upstream: upstream.trim_end_matches('/').to_string(),
             client: reqwest::Client::new(),
             on_update: tokio::sync::Mutex::new(OnUpdate::Forward),
+            before: tokio::sync::Mutex::new(None),
             operations: Mutex::default(),
             scanned: Mutex::default(),
         });
@@ -73,6 +83,24 @@ impl DynamoProxy {
     {
         self.on_update(OnUpdate::Before(Box::new(move || Box::pin(step()))))
             .await;
+    }
+
+    /// Runs `step` before the first call of `operation` (`"PutItem"`) on the table whose
+    /// name is `table` goes through; calls that come meanwhile wait for it. The step should
+    /// reach DynamoDB some other way than through this proxy.
+    pub async fn before_call<F>(
+        &self,
+        operation: &str,
+        table: &str,
+        step: impl FnOnce() -> F + Send + 'static,
+    ) where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        *self.inner.before.lock().await = Some(Armed {
+            operation: operation.to_string(),
+            table: table.to_string(),
+            step: Box::new(move || Box::pin(step())),
+        });
     }
 
     /// How many items the queries that came through so far read, filtered out or not.
@@ -104,6 +132,20 @@ async fn forward(State(inner): State<Arc<Inner>>, request: Request) -> Response 
         .unwrap_or_default()
         .to_string();
     inner.operations.lock().unwrap().push(operation.clone());
+    {
+        let mut before = inner.before.lock().await;
+        let hit = before.as_ref().is_some_and(|armed| {
+            armed.operation == operation
+                && serde_json::from_slice::<serde_json::Value>(&body)
+                    .is_ok_and(|b| b["TableName"] == armed.table.as_str())
+        });
+        if hit {
+            if let Some(armed) = before.take() {
+                // Run while the lock is held: the other calls wait for the step.
+                (armed.step)().await;
+            }
+        }
+    }
     if operation == "UpdateItem" {
         let mut on = inner.on_update.lock().await;
         match std::mem::replace(&mut *on, OnUpdate::Forward) {
