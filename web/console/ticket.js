@@ -69,8 +69,7 @@ function ActivityEntry({ m }) {
   return html`<li class="entry kind-activity dir-internal">
     <span class="visually-hidden">${t('kind.activity')}: </span>
     <span class="entry-text">${(m.activity || []).map(activityText).join(' · ')}</span>
-    <span class="hint"> — ${activityBy(m)},
-      <time datetime=${m.created_at}>${when(m.created_at)}</time></span>
+    <span class="hint"> — ${activityBy(m)}, <time datetime=${m.created_at}>${when(m.created_at)}</time></span>
   </li>`;
 }
 
