@@ -1833,8 +1833,16 @@ async fn the_rules_tag_a_ticket_as_it_opens() {
     assert_eq!(v["tickets"].as_array().unwrap().len(), 1);
 }
 
+/// A report a supervisor reads.
+async fn report_of(server: &Server, path: &str) -> Value {
+    let r = server.get(path, BOB).await;
+    assert_eq!(r.status(), 200, "{path}");
+    r.json::<Value>().await.unwrap()
+}
+
 /// A supervisor narrows each report to the tickets with one tag: satisfaction, volume and
-/// SLA attainment count only those; a tag that cannot be one is refused.
+/// SLA attainment count only those, and each says the tag it counted, as the desk folded
+/// it; a tag that cannot be one is refused.
 #[tokio::test]
 async fn the_reports_narrow_to_a_tag() {
     let dir = TempDir::new();
@@ -1864,14 +1872,7 @@ async fn the_reports_narrow_to_a_tag() {
             .unwrap();
         assert!(r.status().is_success(), "{}", r.status());
     }
-    let report = |path: &'static str| {
-        let server = &server;
-        async move {
-            let r = server.get(path, BOB).await;
-            assert_eq!(r.status(), 200, "{path}");
-            r.json::<Value>().await.unwrap()
-        }
-    };
+    let report = |path: &'static str| report_of(&server, path);
     let all = report("/reports/csat").await;
     let refunds = report("/reports/csat?tag=%E9%80%80%E6%AC%BE").await;
     assert_eq!(
@@ -1886,6 +1887,19 @@ async fn the_reports_narrow_to_a_tag() {
         (json!(1), json!(1))
     );
     assert_eq!(report("/reports/volume?tag=nothing").await["opened"], 0);
+    // Each report says the tag it counted, as the desk folded it (`#退款` is `退款`,
+    // full-width `ＮＯＴＨＩＮＧ` is `nothing`), and none when it is not narrowed.
+    assert_eq!(volume["tag"], "退款");
+    assert_eq!(refunds["tag"], "退款");
+    assert_eq!(all.get("tag"), None);
+    for path in ["/reports/csat", "/reports/volume", "/reports/sla"] {
+        let folded = report_of(
+            &server,
+            &format!("{path}?tag=%EF%BC%AE%EF%BC%AF%EF%BC%B4%EF%BC%A8%EF%BC%A9%EF%BC%AE%EF%BC%A7"),
+        )
+        .await;
+        assert_eq!(folded["tag"], "nothing", "{path}");
+    }
     let counted = |sla: Value| -> u64 {
         sla["priorities"]
             .as_array()

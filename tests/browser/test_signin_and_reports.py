@@ -140,6 +140,14 @@ def test_the_reports_narrow_to_a_tag(desk, page):
     expect(page.get_by_text("Only the tickets tagged “退款”.")).to_be_visible()
     expect(volume.get_by_text(re.compile(r"^Opened: 1$"))).to_be_visible()
 
+    # Said as the desk counted it: a leading "#" dropped, full-width letters folded.
+    status, body = desk.patch_ticket(tagged, {"tags": ["退款", "vip"]})
+    assert status == 200, body
+    tag.fill("#ＶＩＰ")
+    tag.press("Enter")
+    expect(page.get_by_text("Only the tickets tagged “vip”.")).to_be_visible()
+    expect(volume.get_by_text(re.compile(r"^Opened: 1$"))).to_be_visible()
+
     tag.fill("two words")
     page.get_by_role("button", name="Show").click()
     expect(page.get_by_role("alert")).to_be_visible()

@@ -183,7 +183,8 @@ export function Reports({ me }) {
       setCsat(c.data);
       setVolume(v.data);
       setSla(l.data);
-      setShownTag(narrowed);
+      // As the desk folded it (`ＶＩＰ` counts `vip`).
+      setShownTag(l.data.tag || '');
       setError(null);
     } catch (e) {
       refused(e.status === 0 ? t('error.unreachable') : t('error.generic', { message: e.message }));

@@ -11,7 +11,7 @@ use helpdesk_core::domain::TicketFilter;
 use helpdesk_core::http::ApiQuery;
 use helpdesk_core::report::{self, MAX_REPORT_DAYS};
 use helpdesk_core::{domain, Error, Result};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 pub fn routes() -> Router<Arc<Deps>> {
@@ -34,6 +34,16 @@ impl PeriodQuery {
     fn tag(&self) -> Result<Option<String>> {
         domain::tag::filter(self.tag.as_deref())
     }
+}
+
+/// A report, and the tag it is narrowed to as the desk folded it (`ＶＩＰ` is `vip`), so a
+/// reader says which tickets the figures are for as the desk counted them.
+#[derive(Serialize)]
+struct Narrowed<T> {
+    #[serde(flatten)]
+    report: T,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tag: Option<String>,
 }
 
 /// Whether a report narrowed to `tag` (none: every ticket) counts `ticket`.
@@ -87,7 +97,7 @@ async fn csat(
     State(deps): State<Arc<Deps>>,
     _supervisor: Supervisor,
     ApiQuery(q): ApiQuery<PeriodQuery>,
-) -> Result<Json<report::CsatReport>> {
+) -> Result<Json<Narrowed<report::CsatReport>>> {
     let from = parse_time("from", q.from.as_deref(), deps.zone)?;
     let to = parse_time("to", q.to.as_deref(), deps.zone)?;
     report::check_period(from, to)?;
@@ -116,7 +126,10 @@ async fn csat(
             Some(_) => {}
         }
     }
-    Ok(Json(tally.report()))
+    Ok(Json(Narrowed {
+        report: tally.report(),
+        tag,
+    }))
 }
 
 /// The most tickets the volume report reads; beyond it the report says it was cut short.
@@ -128,10 +141,14 @@ async fn volume(
     State(deps): State<Arc<Deps>>,
     _supervisor: Supervisor,
     ApiQuery(q): ApiQuery<PeriodQuery>,
-) -> Result<Json<report::VolumeReport>> {
+) -> Result<Json<Narrowed<report::VolumeReport>>> {
     let (from, to) = period(&q, deps.zone)?;
-    let tickets = recent_tickets(&deps, from, to, q.tag()?).await?;
-    Ok(Json(report::volume(&tickets, from, to, deps.zone)))
+    let tag = q.tag()?;
+    let tickets = recent_tickets(&deps, from, to, tag.clone()).await?;
+    Ok(Json(Narrowed {
+        report: report::volume(&tickets, from, to, deps.zone),
+        tag,
+    }))
 }
 
 /// SLA attainment per priority over the tickets opened within [from, to) (the last 30 days
@@ -140,10 +157,14 @@ async fn sla(
     State(deps): State<Arc<Deps>>,
     _supervisor: Supervisor,
     ApiQuery(q): ApiQuery<PeriodQuery>,
-) -> Result<Json<report::SlaReport>> {
+) -> Result<Json<Narrowed<report::SlaReport>>> {
     let (from, to) = period(&q, deps.zone)?;
-    let tickets = recent_tickets(&deps, from, to, q.tag()?).await?;
-    Ok(Json(report::sla(&tickets, from, to)))
+    let tag = q.tag()?;
+    let tickets = recent_tickets(&deps, from, to, tag.clone()).await?;
+    Ok(Json(Narrowed {
+        report: report::sla(&tickets, from, to),
+        tag,
+    }))
 }
 
 /// A report's period: [from, to), by default the last 30 of the team's days up to today,
