@@ -455,67 +455,110 @@ async fn a_holders_count_is_never_one_short_when_its_write_fails() {
     assert_eq!(held_by_dora().await, 1);
 }
 
-/// Two customers of one person on DynamoDB, each with an active ticket: the one that stays
-/// (`into`, its ticket `kept`) and the one merged into it (`from`, its ticket `folded`), and
-/// a new message of `from` on no ticket yet.
-async fn a_merge_about_to_fold(
-    store: &DynamoStore,
-    stack: &Stack,
-) -> (String, String, Ticket, Ticket, Message) {
-    use helpdesk_core::domain::InboundMessage;
-    use helpdesk_core::ports::ConversationStore;
-    let into = customer_on_dynamodb(stack).await;
-    let from = customer_on_dynamodb(stack).await;
-    let open = |customer: &str, text: &str| {
-        Ticket::open(
-            NewTicket {
-                customer_id: customer.into(),
-                channel: Channel::Telegram,
-                subject: None,
-                description: text.into(),
-                priority: Priority::Normal,
-                skill: Skill::Billing,
-            },
-            helpdesk_core::domain::now(),
-        )
-    };
-    let kept = open(&into, "发票开错了");
-    let folded = open(&from, "另一个号码：发票开错了");
-    store.create_ticket(&kept).await.unwrap();
-    store.create_ticket(&folded).await.unwrap();
-    let inbound = InboundMessage::text(
-        Channel::Telegram,
-        "tg-late".into(),
-        "还有一个问题".into(),
-        helpdesk_core::domain::now(),
-    );
-    let message = Message::inbound(&inbound, &from);
-    store.append_message(&message).await.unwrap();
-    (into, from, kept, folded, message)
+/// A merge about to fold a ticket on DynamoDB: two customers of one person, each with an
+/// active ticket, the one that stays (`into`, its ticket `kept`) and the one merged into it
+/// (`from`, its ticket `folded`), and a new message of `from` on no ticket yet. `via`
+/// reaches DynamoDB through `proxy`, `direct` not.
+struct FoldRace {
+    stack: Stack,
+    direct: DynamoStore,
+    proxy: aws_harness::dynamo_proxy::DynamoProxy,
+    via: DynamoStore,
+    plan: helpdesk_core::domain::MergePlan,
+    kept: Ticket,
+    folded: Ticket,
+    message: Message,
 }
 
-/// Where the late message is, and what the folded ticket still holds besides its history.
-async fn after_the_fold(
-    store: &DynamoStore,
-    message: &Message,
-    folded: &Ticket,
-) -> (Option<String>, usize) {
-    use helpdesk_core::domain::MessageKind;
-    use helpdesk_core::ports::ConversationStore;
-    let on = store
-        .get_message(&message.id)
-        .await
-        .unwrap()
-        .unwrap()
-        .ticket_id;
-    let left = store
-        .ticket_messages(&folded.id)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|m| m.kind != MessageKind::Activity)
-        .count();
-    (on, left)
+impl FoldRace {
+    async fn new() -> FoldRace {
+        use helpdesk_core::domain::{InboundMessage, MergePlan};
+        use helpdesk_core::ports::ConversationStore;
+        let stack = Stack::new().await;
+        let direct = DynamoStore::new(&stack.config, stack.tables.clone());
+        let proxy = aws_harness::dynamo_proxy::DynamoProxy::start(&stack.config).await;
+        let via = DynamoStore::new(&proxy.config, stack.tables.clone());
+        let into = customer_on_dynamodb(&stack).await;
+        let from = customer_on_dynamodb(&stack).await;
+        let open = |customer: &str, text: &str| {
+            Ticket::open(
+                NewTicket {
+                    customer_id: customer.into(),
+                    channel: Channel::Telegram,
+                    subject: None,
+                    description: text.into(),
+                    priority: Priority::Normal,
+                    skill: Skill::Billing,
+                },
+                helpdesk_core::domain::now(),
+            )
+        };
+        let kept = open(&into, "发票开错了");
+        let folded = open(&from, "另一个号码：发票开错了");
+        direct.create_ticket(&kept).await.unwrap();
+        direct.create_ticket(&folded).await.unwrap();
+        let inbound = InboundMessage::text(
+            Channel::Telegram,
+            "tg-late".into(),
+            "还有一个问题".into(),
+            helpdesk_core::domain::now(),
+        );
+        let message = Message::inbound(&inbound, &from);
+        direct.append_message(&message).await.unwrap();
+        FoldRace {
+            plan: MergePlan::new(&into, &from, "alice"),
+            stack,
+            direct,
+            proxy,
+            via,
+            kept,
+            folded,
+            message,
+        }
+    }
+
+    /// Another store on the stack, not through the proxy: the other side of the race.
+    fn other(&self) -> DynamoStore {
+        DynamoStore::new(&self.stack.config, self.stack.tables.clone())
+    }
+
+    /// The ticket was folded into the kept one, and the message is on the kept ticket: the
+    /// folded one holds nothing but its history.
+    async fn assert_the_message_followed_the_fold(&self) {
+        use helpdesk_core::domain::MessageKind;
+        use helpdesk_core::ports::ConversationStore;
+        let stored = self
+            .direct
+            .get_ticket(&self.folded.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            stored.merged_into.as_deref(),
+            Some(self.kept.id.as_str()),
+            "folded"
+        );
+        let on = self
+            .direct
+            .get_message(&self.message.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            on.ticket_id.as_deref(),
+            Some(self.kept.id.as_str()),
+            "on the kept ticket"
+        );
+        let left = self
+            .direct
+            .ticket_messages(&self.folded.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|m| m.kind != MessageKind::Activity)
+            .count();
+        assert_eq!(left, 0, "nothing left on the folded ticket");
+    }
 }
 
 /// A merge folded the customer's ticket while a follow-up was joining it, between the
@@ -524,34 +567,20 @@ async fn after_the_fold(
 /// shows it, instead of staying on a closed ticket.
 #[tokio::test]
 async fn a_follow_up_joining_a_ticket_a_merge_folds_meanwhile_follows_it() {
-    use helpdesk_core::domain::MergePlan;
     use helpdesk_core::flow;
-    let stack = Stack::new().await;
-    let direct = DynamoStore::new(&stack.config, stack.tables.clone());
-    let proxy = aws_harness::dynamo_proxy::DynamoProxy::start(&stack.config).await;
-    let via = DynamoStore::new(&proxy.config, stack.tables.clone());
-    let (into, from, kept, folded, message) = a_merge_about_to_fold(&direct, &stack).await;
+    let race = FoldRace::new().await;
     // The join's second write, the message put on the ticket, waits for the whole merge.
-    let merger = DynamoStore::new(&stack.config, stack.tables.clone());
-    proxy
-        .before_call("PutItem", &stack.tables.messages, move || async move {
-            let plan = MergePlan::new(&into, &from, "alice");
+    let (merger, plan) = (race.other(), race.plan.clone());
+    race.proxy
+        .before_call("PutItem", &race.stack.tables.messages, move || async move {
             flow::run_merge(&merger, &plan, 100).await.unwrap();
         })
         .await;
-    let joined = flow::join_ticket(&via, &folded, &message).await.unwrap();
-    assert_eq!(joined.map(|t| t.id), Some(folded.id.clone()));
-    let stored = direct.get_ticket(&folded.id).await.unwrap().unwrap();
-    assert_eq!(
-        stored.merged_into.as_deref(),
-        Some(kept.id.as_str()),
-        "folded"
-    );
-    assert_eq!(
-        after_the_fold(&direct, &message, &folded).await,
-        (Some(kept.id.clone()), 0),
-        "the message is on the kept ticket"
-    );
+    let joined = flow::join_ticket(&race.via, &race.folded, &race.message)
+        .await
+        .unwrap();
+    assert_eq!(joined.map(|t| t.id), Some(race.folded.id.clone()));
+    race.assert_the_message_followed_the_fold().await;
 }
 
 /// The other order: the follow-up joined the ticket after the merge had moved its messages
@@ -559,36 +588,19 @@ async fn a_follow_up_joining_a_ticket_a_merge_folds_meanwhile_follows_it() {
 /// The fold moves what came meanwhile once it has closed the ticket.
 #[tokio::test]
 async fn a_follow_up_joining_between_a_folds_move_and_its_close_is_moved_too() {
-    use helpdesk_core::domain::MergePlan;
     use helpdesk_core::flow;
-    let stack = Stack::new().await;
-    let direct = DynamoStore::new(&stack.config, stack.tables.clone());
-    let proxy = aws_harness::dynamo_proxy::DynamoProxy::start(&stack.config).await;
-    let via = DynamoStore::new(&proxy.config, stack.tables.clone());
-    let (into, from, kept, folded, message) = a_merge_about_to_fold(&direct, &stack).await;
+    let race = FoldRace::new().await;
     // The fold's first write to the tickets table, after it moved the messages: the kept
     // ticket takes the folded one's wait. The follow-up joins before it.
-    let joiner = DynamoStore::new(&stack.config, stack.tables.clone());
-    let (seen, late) = (folded.clone(), message.clone());
-    proxy
-        .before_call("PutItem", &stack.tables.tickets, move || async move {
+    let (joiner, seen, late) = (race.other(), race.folded.clone(), race.message.clone());
+    race.proxy
+        .before_call("PutItem", &race.stack.tables.tickets, move || async move {
             let joined = flow::join_ticket(&joiner, &seen, &late).await.unwrap();
             assert_eq!(joined.map(|t| t.id), Some(seen.id.clone()));
         })
         .await;
-    let plan = MergePlan::new(&into, &from, "alice");
-    flow::run_merge(&via, &plan, 100).await.unwrap();
-    let stored = direct.get_ticket(&folded.id).await.unwrap().unwrap();
-    assert_eq!(
-        stored.merged_into.as_deref(),
-        Some(kept.id.as_str()),
-        "folded"
-    );
-    assert_eq!(
-        after_the_fold(&direct, &message, &folded).await,
-        (Some(kept.id.clone()), 0),
-        "the message is on the kept ticket"
-    );
+    flow::run_merge(&race.via, &race.plan, 100).await.unwrap();
+    race.assert_the_message_followed_the_fold().await;
 }
 
 /// Of racing requests that each would make a ticket of one customer active, the one that

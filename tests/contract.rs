@@ -1462,3 +1462,60 @@ async fn racing_creates_of_one_canned_code_make_it_once_and_refuse_the_rest(w: W
     );
 }
 both!(racing_creates_of_one_canned_code_make_it_once_and_refuse_the_rest);
+
+/// A ticket's conversation is in the order things happened, on both stores: an entry
+/// written after the fact (the ticket's history, which the change feed writes after the
+/// messages of its moment) sits where its time puts it, a time on a whole second sorts
+/// before the same second's later times, and the pages follow that order.
+async fn a_conversation_is_in_the_order_things_happened(w: Wiring) {
+    use chrono::{Duration, Timelike};
+    let s = w.store.as_ref();
+    let customer = format!("c-order-{}", new_id());
+    let t = Ticket::open(
+        NewTicket {
+            customer_id: customer.clone(),
+            channel: Channel::Webchat,
+            subject: None,
+            description: "快递三天了还没到".into(),
+            priority: Priority::Normal,
+            skill: Skill::General,
+        },
+        now(),
+    );
+    s.create_ticket(&t).await.unwrap();
+    let second = now().with_nanosecond(0).unwrap();
+    // Written in this order; dated 0.5 s, 0 s, 1.5 s and 1 s after a whole second.
+    for (ms, text) in [
+        (500, "客户：在吗"),
+        (0, "客户：快递没到"),
+        (1500, "客服：在查"),
+        (1000, "记录：已分配"),
+    ] {
+        let mut m = Message::outbound(
+            &customer,
+            Channel::Webchat,
+            MessageKind::AgentReply,
+            text.to_string(),
+            Some(t.id.clone()),
+        );
+        m.created_at = second + Duration::milliseconds(ms);
+        assert!(s.append_message(&m).await.unwrap());
+    }
+    let texts = |ms: &[Message]| ms.iter().map(|m| m.text.clone()).collect::<Vec<_>>();
+    let in_order = ["客户：快递没到", "客户：在吗", "记录：已分配", "客服：在查"];
+    assert_eq!(
+        texts(&s.ticket_messages(&t.id).await.unwrap()),
+        in_order,
+        "{}",
+        w.name
+    );
+    let newest = s.ticket_messages_page(&t.id, None, 3).await.unwrap();
+    assert_eq!(texts(&newest.items), in_order[1..], "{}", w.name);
+    let before = s
+        .ticket_messages_page(&t.id, newest.next_cursor.as_deref(), 3)
+        .await
+        .unwrap();
+    assert_eq!(texts(&before.items), in_order[..1], "{}", w.name);
+    assert_eq!(before.next_cursor, None, "{}", w.name);
+}
+both!(a_conversation_is_in_the_order_things_happened);

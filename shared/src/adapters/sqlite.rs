@@ -70,6 +70,7 @@ const LATE_INDEXES: &str = r#"
 CREATE INDEX IF NOT EXISTS tickets_by_sla_due ON tickets (sla_due) WHERE sla_due IS NOT NULL;
 CREATE INDEX IF NOT EXISTS tickets_waiting ON tickets (status, assignee, priority, id);
 CREATE INDEX IF NOT EXISTS tickets_by_ref ON tickets (ref, id);
+CREATE INDEX IF NOT EXISTS messages_by_ticket_order ON messages (ticket_id, sk, seq);
 "#;
 
 /// The statuses of tickets still being worked, as SQL.
@@ -147,6 +148,7 @@ impl SqliteStore {
             "ALTER TABLE sessions ADD COLUMN expires_at INTEGER",
             "ALTER TABLE tickets ADD COLUMN sla_due TEXT",
             "ALTER TABLE tickets ADD COLUMN ref TEXT",
+            "ALTER TABLE messages ADD COLUMN sk TEXT",
         ] {
             match conn.execute(column, []) {
                 Ok(_) => {}
@@ -156,6 +158,7 @@ impl SqliteStore {
         }
         conn.execute_batch(LATE_INDEXES).map_err(db_err)?;
         Self::backfill_refs(&mut conn)?;
+        Self::backfill_message_order(&mut conn)?;
         let (wake, _) = watch::channel(0);
         Ok(SqliteStore {
             conn: Mutex::new(conn),
@@ -178,6 +181,32 @@ impl SqliteStore {
             tx.execute(
                 "UPDATE tickets SET ref = ?2 WHERE id = ?1",
                 [id, &ticket_ref(id)],
+            )
+            .map_err(db_err)?;
+        }
+        tx.commit().map_err(db_err)
+    }
+
+    /// Gives the messages written before the `sk` column their place in the conversation
+    /// ([`Message::order_time`]), once: later writes keep it.
+    fn backfill_message_order(conn: &mut Connection) -> Result<()> {
+        let tx = conn.transaction().map_err(db_err)?;
+        let rows: Vec<(i64, String)> = {
+            let mut stmt = tx
+                .prepare("SELECT seq, body FROM messages WHERE sk IS NULL")
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(db_err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(db_err)?
+        };
+        for (seq, body) in &rows {
+            let m: Message = serde_json::from_str(body).map_err(|e| {
+                Error::internal(format!("a stored message that does not decode: {e}"))
+            })?;
+            tx.execute(
+                "UPDATE messages SET sk = ?2 WHERE seq = ?1",
+                params![seq, m.order_time()],
             )
             .map_err(db_err)?;
         }
@@ -855,15 +884,16 @@ impl ConversationStore for SqliteStore {
         let n = self
             .conn()
             .execute(
-                "INSERT INTO messages (id, customer_id, channel, direction, ticket_id, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING",
+                "INSERT INTO messages (id, customer_id, channel, direction, ticket_id, body, sk)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO NOTHING",
                 params![
                     m.id,
                     m.customer_id,
                     m.channel.as_str(),
                     m.direction.as_str(),
                     m.ticket_id,
-                    to_json(m)?
+                    to_json(m)?,
+                    m.order_time()
                 ],
             )
             .map_err(db_err)?;
@@ -948,7 +978,7 @@ impl ConversationStore for SqliteStore {
     async fn ticket_messages(&self, ticket_id: &str) -> Result<Vec<Message>> {
         Self::query_json(
             &self.conn(),
-            "SELECT body FROM messages WHERE ticket_id = ?1 ORDER BY seq",
+            "SELECT body FROM messages WHERE ticket_id = ?1 ORDER BY sk, seq",
             &[&ticket_id],
         )
     }
@@ -960,13 +990,16 @@ impl ConversationStore for SqliteStore {
         limit: usize,
     ) -> Result<Page<Message>> {
         let conn = self.conn();
-        let before_seq: i64 = match before {
-            None => i64::MAX,
+        // In the conversation's order (its time, [`Message::order_time`], then as written);
+        // past every message when no cursor is given (`~` sorts after the digits a time
+        // starts with).
+        let (before_time, before_seq): (String, i64) = match before {
+            None => ("~".into(), i64::MAX),
             Some(id) => conn
                 .query_row(
-                    "SELECT seq FROM messages WHERE id = ?1 AND ticket_id = ?2",
+                    "SELECT sk, seq FROM messages WHERE id = ?1 AND ticket_id = ?2",
                     [id, ticket_id],
-                    |r| r.get(0),
+                    |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .optional()
                 .map_err(db_err)?
@@ -976,9 +1009,10 @@ impl ConversationStore for SqliteStore {
         let take = (limit.clamp(1, crate::ports::MAX_MESSAGE_PAGE) + 1) as i64;
         let mut newest: Vec<Message> = Self::query_json(
             &conn,
-            "SELECT body FROM messages WHERE ticket_id = ?1 AND seq < ?2
-               ORDER BY seq DESC LIMIT ?3",
-            &[&ticket_id, &before_seq, &take],
+            "SELECT body FROM messages WHERE ticket_id = ?1
+               AND (sk < ?2 OR (sk = ?2 AND seq < ?3))
+               ORDER BY sk DESC, seq DESC LIMIT ?4",
+            &[&ticket_id, &before_time, &before_seq, &take],
         )?;
         newest.reverse();
         Ok(crate::ports::message_page(newest, limit))
@@ -1229,6 +1263,53 @@ mod tests {
             },
             now(),
         )
+    }
+
+    /// A data directory made before messages kept their place in the conversation (no
+    /// `sk`): opening it gives each stored message its place, once, and the conversation
+    /// reads in the order things happened.
+    #[tokio::test]
+    async fn messages_stored_before_their_order_key_get_it_when_opened() {
+        let dir = std::env::temp_dir().join(format!("helpdesk-order-{}", new_id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("helpdesk.db");
+        let t = ticket("c1");
+        {
+            let s = SqliteStore::open(&path).unwrap();
+            s.create_ticket(&t).await.unwrap();
+            for (secs, text) in [(2, "后写的"), (1, "先发生的")] {
+                let mut m = Message::outbound(
+                    "c1",
+                    Channel::Webchat,
+                    MessageKind::AgentReply,
+                    text.into(),
+                    Some(t.id.clone()),
+                );
+                m.created_at = t.created_at + chrono::Duration::seconds(secs);
+                s.append_message(&m).await.unwrap();
+            }
+            s.conn()
+                .execute("UPDATE messages SET sk = NULL", [])
+                .unwrap();
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        let texts: Vec<String> = s
+            .ticket_messages(&t.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.text)
+            .collect();
+        assert_eq!(texts, ["先发生的", "后写的"]);
+        let unset: i64 = s
+            .conn()
+            .query_row("SELECT COUNT(*) FROM messages WHERE sk IS NULL", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(unset, 0);
+        drop(s);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[tokio::test]

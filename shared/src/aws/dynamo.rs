@@ -257,10 +257,9 @@ fn marker_item(ticket: &Ticket) -> Item {
     ])
 }
 
-/// A message's sort key: its time, then its id, so that ids that are not time-ordered
-/// (derived replies) still sort by when they were written.
+/// A message's sort key on the ticket and customer indexes: [`Message::order_key`].
 fn message_sk(m: &Message) -> String {
-    format!("{}#{}", ts(m.created_at), m.id)
+    m.order_key()
 }
 
 fn identity_key(identity: &ChannelIdentity) -> String {

@@ -1,7 +1,7 @@
 //! Messages in and out, and the conversation entry every one of them becomes.
 
 use super::Channel;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
 /// A customer's message as intake accepted it, before anyone knows who the customer is.
@@ -196,6 +196,21 @@ pub struct Message {
 }
 
 impl Message {
+    /// When the message sits in its conversation: its time to the millisecond, written the
+    /// same length every time, so that the times sort as text. Both stores order a
+    /// conversation by it, so that ids that are not time-ordered (derived replies) and
+    /// entries written after the fact (the ticket's history) sort by when they happened;
+    /// within one millisecond, DynamoDB by id ([`Message::order_key`]) and SQLite as
+    /// written.
+    pub fn order_time(&self) -> String {
+        self.created_at.to_rfc3339_opts(SecondsFormat::Millis, true)
+    }
+
+    /// [`Message::order_time`], then the id: a key that sorts a conversation as text.
+    pub fn order_key(&self) -> String {
+        format!("{}#{}", self.order_time(), self.id)
+    }
+
     /// Records what a channel said of the delivery. The status only moves forward (see
     /// [`DeliveryStatus::may_become`]); the provider's id is kept whenever it comes.
     pub fn record_delivery(
