@@ -2096,3 +2096,41 @@ async fn the_ticket_says_since_when_the_customer_has_waited() {
     assert_eq!(patched["status"], "pending");
     assert_eq!(patched.get("waiting_since"), None, "pending: {patched}");
 }
+
+/// `include=before_ticket` answers, with the ticket, the visitor's exchange with the
+/// knowledge base before the message that opened it (the console asks for it once, not at
+/// each poll); without it the answer is as before, and an unknown name is a 400.
+#[tokio::test]
+async fn a_ticket_answers_with_the_exchange_before_it_when_asked() {
+    let dir = TempDir::new();
+    let server = Server::start(&dir.0, &[]).await;
+    let visitor = server.visitor().await;
+    visitor.say("我忘记密码了，怎么重置？").await;
+    let answer = visitor.wait_for("auto_reply").await;
+    let id = ticket_for(&visitor, "还是收不到邮件，转人工").await;
+    let view = |query: &'static str| {
+        let (server, id) = (&server, id.clone());
+        async move {
+            let r = server.get(&format!("/tickets/{id}{query}"), ALICE).await;
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, asked) = view("?include=before_ticket").await;
+    assert_eq!(status, 200, "{asked}");
+    let before: Vec<&str> = asked["before_ticket"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        before,
+        ["我忘记密码了，怎么重置？", answer["text"].as_str().unwrap()]
+    );
+    let (_, plain) = view("").await;
+    assert_eq!(plain.get("before_ticket"), None);
+    let (status, refused) = view("?include=customer_history").await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(refused["error"]["code"], "bad_request");
+}

@@ -376,6 +376,13 @@ impl ConversationStore for FaultyStore {
             .customer_messages(customer_id, channel, after, limit)
             .await
     }
+    async fn customer_messages_before(
+        &self,
+        before: &Message,
+        limit: usize,
+    ) -> Result<Vec<Message>> {
+        self.inner.customer_messages_before(before, limit).await
+    }
 }
 
 #[async_trait]

@@ -721,6 +721,105 @@ async fn a_follow_up_reopens_the_ticket_resolved_last(w: Wiring) {
 }
 both!(a_follow_up_reopens_the_ticket_resolved_last);
 
+/// A customer whose questions the knowledge base answered asks for a person: the agent of
+/// the ticket their message opens is shown the exchange just before it (their questions and
+/// the answers, in order), so they read what was said, not only "转人工". Not what is on an
+/// earlier ticket, nor what is older than a day, nor another channel's, nor a question with
+/// no answer (its job may be deciding it still). Nothing moves: each message keeps its one
+/// outcome.
+async fn the_exchange_before_a_ticket_is_shown_to_its_agent(w: Wiring) {
+    let store = w.store.as_ref();
+    let chat = domain::new_id();
+    let c = customer(store, &chat).await;
+    let ago = |minutes: i64| domain::now() - chrono::Duration::minutes(minutes);
+    let say = |text: &str, at, channel| {
+        let mut m = Message::inbound(&telegram_message(&chat, text), &c.id);
+        m.created_at = at;
+        m.channel = channel;
+        m
+    };
+    let answer = |to: &Message, text: &str| {
+        let mut m = Message::outbound(
+            &to.customer_id,
+            Channel::Telegram,
+            domain::MessageKind::AutoReply,
+            text.to_string(),
+            None,
+        );
+        m.id = derived_id(&to.id, "auto_reply");
+        m.created_at = to.created_at + chrono::Duration::seconds(1);
+        m
+    };
+    let texts = |ms: Vec<Message>| ms.into_iter().map(|m| m.text).collect::<Vec<_>>();
+    // Something asked before an earlier ticket's last words; then today's exchange.
+    let old = say("更早的问题", ago(60), Channel::Telegram);
+    let old_answer = answer(&old, "更早的回答");
+    let mut on_earlier = say("上一个工单的话", ago(30), Channel::Telegram);
+    let mut closed = telegram_ticket(
+        &c.id,
+        "上一个工单",
+        domain::Priority::Normal,
+        domain::Skill::General,
+    );
+    set_status(&mut closed, TicketStatus::Closed).unwrap();
+    store.create_ticket(&closed).await.unwrap();
+    on_earlier.ticket_id = Some(closed.id.clone());
+    let question = say("怎么重置密码？", ago(5), Channel::Telegram);
+    let reply = answer(&question, "在登录页点“忘记密码”。");
+    let elsewhere = say("网页上问的", ago(4), Channel::Webchat);
+    let unanswered = say("还是收不到邮件", ago(3), Channel::Telegram);
+    for m in [
+        &old,
+        &old_answer,
+        &on_earlier,
+        &question,
+        &reply,
+        &elsewhere,
+        &unanswered,
+    ] {
+        store.append_message(m).await.unwrap();
+    }
+    let (t, _) = hand_off_text(&w, &c, Channel::Telegram, "转人工").await;
+    assert_ne!(t.id, closed.id);
+    assert_eq!(
+        texts(flow::exchange_before(store, &t).await.unwrap()),
+        ["怎么重置密码？", "在登录页点“忘记密码”。"],
+        "{}",
+        w.name
+    );
+    for m in [&question, &reply, &unanswered] {
+        let stored = store.get_message(&m.id).await.unwrap().unwrap();
+        assert_eq!(stored.ticket_id, None, "{}: {} stays", w.name, m.text);
+    }
+
+    // With no earlier ticket, the exchange goes back a day at most.
+    let chat = domain::new_id();
+    let c = customer(store, &chat).await;
+    let mut stale = Message::inbound(&telegram_message(&chat, "昨天之前问的"), &c.id);
+    stale.created_at = ago(25 * 60);
+    let mut fresh = Message::inbound(&telegram_message(&chat, "今天问的"), &c.id);
+    fresh.created_at = ago(10);
+    let (stale_answer, fresh_answer) = (answer(&stale, "旧的回答"), answer(&fresh, "新的回答"));
+    for m in [&stale, &stale_answer, &fresh, &fresh_answer] {
+        store.append_message(m).await.unwrap();
+    }
+    let (t, _) = hand_off_text(&w, &c, Channel::Telegram, "转人工").await;
+    assert_eq!(
+        texts(flow::exchange_before(store, &t).await.unwrap()),
+        ["今天问的", "新的回答"],
+        "{}",
+        w.name
+    );
+    // A ticket an agent made by hand has none.
+    let mut by_hand = t.clone();
+    by_hand.opened_by = None;
+    assert!(flow::exchange_before(store, &by_hand)
+        .await
+        .unwrap()
+        .is_empty());
+}
+both!(the_exchange_before_a_ticket_is_shown_to_its_agent);
+
 /// Cut short right after the reopen was written, before the follow-up was put on the
 /// ticket: the redelivered message finds the ticket active and joins it, once.
 async fn a_crash_after_the_reopen_still_puts_the_follow_up_on_it(w: Wiring) {

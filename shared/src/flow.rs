@@ -370,6 +370,13 @@ pub async fn settle(
     join_ticket(store, active, message).await
 }
 
+/// How many of the customer's messages before the one that opened a ticket its agent is
+/// shown ([`exchange_before`]).
+const EXCHANGE_MESSAGES: usize = 20;
+/// How far back, before the message that opened a ticket, the exchange its agent is shown
+/// goes.
+const EXCHANGE_HOURS: i64 = 24;
+
 /// The steps after a ticket is created: the message is put on it, and the customer is told
 /// with the hand-off message, whose id is derived from the message's.
 async fn finish_opening(
@@ -392,6 +399,51 @@ async fn finish_opening(
     );
     handoff.id = derived_id(&message.id, "handoff");
     send_to_customer(store, queue, &handoff).await
+}
+
+/// The customer's exchange with the knowledge base just before the message that opened
+/// `ticket`, oldest first: the questions it answered and its answers, which are on no
+/// ticket, so that the agent reads what was said before the hand-off (as Chatwoot shows an
+/// agent the bot's conversation) instead of only "转人工". Back to the first message on a
+/// ticket (an earlier ticket's conversation is that ticket's), at most
+/// [`EXCHANGE_MESSAGES`], none older than [`EXCHANGE_HOURS`] before it, and a question only
+/// with its answer (one not answered is still being decided, or went unanswered). Read,
+/// not moved: each message keeps its one outcome. Empty for a ticket no customer's message
+/// opened.
+pub async fn exchange_before(store: &dyn Store, ticket: &Ticket) -> Result<Vec<Message>> {
+    let Some(opening) = ticket.opened_by.as_deref() else {
+        return Ok(Vec::new());
+    };
+    let Some(message) = store.get_message(opening).await? else {
+        return Ok(Vec::new());
+    };
+    let since = message.created_at - chrono::Duration::hours(EXCHANGE_HOURS);
+    let earlier = store
+        .customer_messages_before(&message, EXCHANGE_MESSAGES)
+        .await?;
+    // The answers seen so far (newest first, so an answer before its question).
+    let mut answers = std::collections::HashSet::new();
+    let mut exchange = Vec::new();
+    for m in earlier {
+        if m.created_at < since || m.ticket_id.is_some() {
+            break;
+        }
+        let answered = match m.direction {
+            Direction::Outbound => {
+                let answer = m.kind == MessageKind::AutoReply;
+                if answer {
+                    answers.insert(m.id.clone());
+                }
+                answer
+            }
+            _ => answers.contains(&derived_id(&m.id, "auto_reply")),
+        };
+        if answered {
+            exchange.push(m);
+        }
+    }
+    exchange.reverse();
+    Ok(exchange)
 }
 
 /// A message that already has a ticket, seen again: when it opened that ticket, the

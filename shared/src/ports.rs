@@ -225,6 +225,13 @@ pub trait ConversationStore: Send + Sync {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Message>>;
+    /// The customer's conversation on `before`'s channel just before it, newest first, at
+    /// most `limit`; internal notes are left out.
+    async fn customer_messages_before(
+        &self,
+        before: &Message,
+        limit: usize,
+    ) -> Result<Vec<Message>>;
 }
 
 #[async_trait]

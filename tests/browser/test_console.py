@@ -1168,6 +1168,36 @@ def test_enter_while_an_input_method_composes_a_reason_does_not_escalate(desk, p
     )
 
 
+def test_a_ticket_shows_the_exchange_with_the_knowledge_base_before_the_hand_off(desk, page):
+    """A visitor the knowledge base answered asks for a person: the agent reads their
+    question and the answer they got, in order, under "Before the ticket", before the
+    message that opened the ticket; in Chinese too."""
+    session = desk.webchat_session()
+    desk.webchat_say(session, "我忘记密码了，怎么重置？")
+    answer = desk.wait_for(
+        "the knowledge base's answer",
+        lambda: next((m for m in desk.webchat_messages(session) if m["kind"] == "auto_reply"), None),
+    )
+    desk.webchat_say(session, "还是收不到邮件，转人工")
+    handoff = desk.wait_for(
+        "the hand-off",
+        lambda: next((m for m in desk.webchat_messages(session) if m["kind"] == "handoff"), None),
+    )
+    sign_in(page, desk, ALICE)
+    page.goto(f"{desk.base}/console/#/tickets/{handoff['ticket_id']}")
+    entries = page.get_by_role("list", name="Conversation").get_by_role("listitem")
+    expect(entries.filter(has_text="转人工")).to_have_count(1)
+    texts = entries.all_inner_texts()
+    asked = next(i for i, x in enumerate(texts) if "我忘记密码了" in x)
+    answered = next(i for i, x in enumerate(texts) if answer["text"][:12] in x)
+    handed = next(i for i, x in enumerate(texts) if "转人工" in x)
+    before = next(i for i, x in enumerate(texts) if "Before the ticket" in x)
+    assert before < asked < answered < handed, texts
+    expect(entries.nth(answered)).to_contain_text("Auto-reply")
+    page.get_by_role("combobox", name="Language").select_option("zh-CN")
+    expect(page.get_by_role("list", name="对话")).to_contain_text("工单之前：知识库的自动回复")
+
+
 def test_the_conversation_keeps_the_tickets_history_in_either_language(desk, page):
     """The ticket's opening and each change of it is a quiet line of its conversation,
     saying what happened, who did it and when, in the reader's language; the customer never

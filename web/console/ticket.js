@@ -240,6 +240,12 @@ export function TicketView({ id, me, focusReply }) {
   const [earlier, setEarlier] = useState([]);
   const [earlierCursor, setEarlierCursor] = useState(undefined);
   const [loadingEarlier, setLoadingEarlier] = useState(false);
+  // The customer's exchange with the knowledge base before the ticket, which the desk
+  // answers with the page that reaches the conversation's start.
+  const [beforeTicket, setBeforeTicket] = useState([]);
+  // Asked for once (`include=before_ticket`), not at each poll; a long conversation's
+  // first page does not reach its start, and "Load earlier messages" asks for it then.
+  const beforeAsked = useRef(false);
   const [missing, setMissing] = useState(false);
   // The version a change was refused at (409), until the page shows a newer one.
   const [conflict, setConflict] = useState(null);
@@ -290,11 +296,16 @@ export function TicketView({ id, me, focusReply }) {
 
   const load = async () => {
     try {
-      const { data } = await api('GET', '/tickets/' + encodeURIComponent(id));
+      const asking = !beforeAsked.current;
+      const { data } = await api('GET', '/tickets/' + encodeURIComponent(id) + (asking ? '?include=before_ticket' : ''));
       const shown = data.ticket.version;
       setView(data);
       setRecent((seen) => mergeMessages(seen, data.messages));
       setEarlierCursor((c) => (c === undefined ? data.next_cursor || null : c));
+      if (asking) {
+        beforeAsked.current = true;
+        if (!data.next_cursor) setBeforeTicket(data.before_ticket || []);
+      }
       setMissing(false);
       setLoadError(null);
       if (conflict !== null && shown > conflict) {
@@ -319,6 +330,8 @@ export function TicketView({ id, me, focusReply }) {
     setRecent([]);
     setEarlier([]);
     setEarlierCursor(undefined);
+    setBeforeTicket([]);
+    beforeAsked.current = false;
     // Another ticket's notices and versions mean nothing here.
     setConflict(null);
     setErrorAt(null);
@@ -335,9 +348,10 @@ export function TicketView({ id, me, focusReply }) {
     heightBefore.current = conversationRef.current ? conversationRef.current.scrollHeight : null;
     setLoadingEarlier(true);
     try {
-      const { data } = await api('GET', '/tickets/' + encodeURIComponent(id) + '?cursor=' + encodeURIComponent(earlierCursor));
+      const { data } = await api('GET', '/tickets/' + encodeURIComponent(id) + '?include=before_ticket&cursor=' + encodeURIComponent(earlierCursor));
       setEarlier((older) => data.messages.concat(older));
       setEarlierCursor(data.next_cursor || null);
+      if (!data.next_cursor) setBeforeTicket(data.before_ticket || []);
     } catch (e) {
       setError(t('error.generic', { message: e.message }));
     } finally {
@@ -569,6 +583,11 @@ export function TicketView({ id, me, focusReply }) {
           : null}
         <ol class="conversation" aria-label=${t('ticket.conversation')} ref=${conversationRef} tabindex="0"
           onScroll=${(e) => { const b = e.currentTarget; atBottom.current = b.scrollHeight - b.scrollTop - b.clientHeight < 24; }}>
+          ${beforeTicket.length && !earlierCursor
+            ? [html`<li key="before-ticket" class="before-ticket">${t('ticket.before_ticket')}</li>`,
+              ...beforeTicket.map((m) => html`<${Entry} key=${m.id} m=${m} />`),
+              html`<li key="ticket-opened" class="before-ticket">${t('ticket.ticket_opened')}</li>`]
+            : null}
           ${mergeMessages(earlier, recent).map((m) => html`<${Entry} key=${m.id} m=${m} reopened=${m.id === tk.reopened_by} />`)}
         </ol>
         <${Escalation} ticket=${tk} />

@@ -343,6 +343,11 @@ struct TicketView<'a> {
     /// Where the older messages continue: `?cursor=` for the page before.
     #[serde(skip_serializing_if = "Option::is_none")]
     next_cursor: Option<String>,
+    /// With `include=before_ticket`, on the page that reaches the conversation's start: the
+    /// customer's exchange with the knowledge base just before the message that opened the
+    /// ticket ([`flow::exchange_before`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    before_ticket: Vec<Message>,
 }
 
 /// How many messages `GET /tickets/{id}` answers with when not told.
@@ -352,6 +357,29 @@ const MESSAGE_PAGE: usize = 50;
 struct ShowQuery {
     limit: Option<String>,
     cursor: Option<String>,
+    /// What to answer with besides the ticket and its page, comma-separated, as Zendesk's
+    /// sideloads: `before_ticket`.
+    include: Option<String>,
+}
+
+impl ShowQuery {
+    /// Whether `before_ticket` was asked for; another name is a 400.
+    fn wants_before_ticket(&self) -> Result<bool> {
+        let mut wants = false;
+        for name in nonempty(&self.include).unwrap_or("").split(',') {
+            match name.trim() {
+                "" => {}
+                "before_ticket" => wants = true,
+                other => {
+                    return Err(Error::bad_request(
+                        "bad_request",
+                        format!("include takes before_ticket, not {other:?}"),
+                    ))
+                }
+            }
+        }
+        Ok(wants)
+    }
 }
 
 async fn show(
@@ -374,6 +402,7 @@ async fn show(
                 )
             })?,
     };
+    let wants_before = q.wants_before_ticket()?;
     let cursor = nonempty(&q.cursor);
     if cursor.is_some_and(|c| c.len() > domain::MAX_KEY_BYTES) {
         return Err(helpdesk_core::ports::invalid_message_cursor());
@@ -383,6 +412,11 @@ async fn show(
         deps.store.get_customer(&ticket.customer_id),
         deps.store.ticket_messages_page(&id, cursor, limit),
     )?;
+    // Asked for once by the console, not at each poll: two reads more.
+    let before_ticket = match page.next_cursor {
+        None if wants_before => flow::exchange_before(deps.store.as_ref(), &ticket).await?,
+        _ => Vec::new(),
+    };
     Ok(with_etag(
         StatusCode::OK,
         ticket.version,
@@ -391,6 +425,7 @@ async fn show(
             customer,
             messages: page.items,
             next_cursor: page.next_cursor,
+            before_ticket,
         },
     ))
 }

@@ -1060,6 +1060,27 @@ impl ConversationStore for SqliteStore {
             &[&customer_id, &channel.as_str(), &after_seq, &limit],
         )
     }
+
+    async fn customer_messages_before(
+        &self,
+        before: &Message,
+        limit: usize,
+    ) -> Result<Vec<Message>> {
+        let limit = limit.clamp(1, 500) as i64;
+        Self::query_json(
+            &self.conn(),
+            "SELECT body FROM messages WHERE customer_id = ?1 AND channel = ?2
+               AND direction != 'internal'
+               AND seq < (SELECT seq FROM messages WHERE id = ?3)
+             ORDER BY seq DESC LIMIT ?4",
+            &[
+                &before.customer_id,
+                &before.channel.as_str(),
+                &before.id,
+                &limit,
+            ],
+        )
+    }
 }
 
 #[async_trait]

@@ -1653,6 +1653,35 @@ impl ConversationStore for DynamoStore {
         let items = self.query_all(req, limit).await?;
         items.iter().take(limit).map(body_of).collect()
     }
+
+    async fn customer_messages_before(
+        &self,
+        before: &Message,
+        limit: usize,
+    ) -> Result<Vec<Message>> {
+        let limit = limit.clamp(1, 500);
+        let req = self
+            .client
+            .query()
+            .table_name(&self.tables.messages)
+            .index_name("by_conversation")
+            .scan_index_forward(false)
+            .key_condition_expression("conversation = :c AND sk < :before")
+            .filter_expression("#direction <> :internal")
+            .expression_attribute_names("#direction", "direction")
+            .expression_attribute_values(
+                ":c",
+                s(format!(
+                    "{}#{}",
+                    before.customer_id,
+                    before.channel.as_str()
+                )),
+            )
+            .expression_attribute_values(":before", s(message_sk(before)))
+            .expression_attribute_values(":internal", s("internal"));
+        let items = self.query_all(req, limit).await?;
+        items.iter().take(limit).map(body_of).collect()
+    }
 }
 
 #[async_trait]
