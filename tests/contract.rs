@@ -1519,3 +1519,86 @@ async fn a_conversation_is_in_the_order_things_happened(w: Wiring) {
     assert_eq!(before.next_cursor, None, "{}", w.name);
 }
 both!(a_conversation_is_in_the_order_things_happened);
+
+/// The visitor's poll asks for what follows the last message it holds. A message stored a
+/// little after its time (an agent's reply made just before the auto-reply the visitor
+/// already read, and written just after it) is still given, on both stores: a read after
+/// an entry starts [`LATE_WRITE_SECS`] before it. Those the reader holds come again, the
+/// entry itself never; one ordered earlier than that is the reader's to find on a reload.
+async fn a_reader_after_a_message_is_given_one_stored_late_before_it(w: Wiring) {
+    use chrono::Duration;
+    let s = w.store.as_ref();
+    let customer = format!("c-late-{}", new_id());
+    let customer = customer.as_str();
+    let at = now();
+    let say = |text: &str, offset_ms: i64, kind: MessageKind| {
+        let mut m = Message::outbound(customer, Channel::Webchat, kind, text.to_string(), None);
+        m.created_at = at + Duration::milliseconds(offset_ms);
+        m
+    };
+    let texts = |ms: &[Message]| ms.iter().map(|m| m.text.clone()).collect::<Vec<_>>();
+    let read = move |after: Option<String>| async move {
+        s.customer_messages(customer, Channel::Webchat, after.as_deref(), 100)
+            .await
+            .unwrap()
+    };
+
+    let auto = say("自动回复：请稍候", 0, MessageKind::AutoReply);
+    assert!(s.append_message(&auto).await.unwrap());
+    assert_eq!(texts(&read(None).await), ["自动回复：请稍候"], "{}", w.name);
+
+    // Made 2 s before the auto-reply, stored after the visitor read it.
+    let late = say("客服：您好，我来帮您", -2_000, MessageKind::AgentReply);
+    assert!(s.append_message(&late).await.unwrap());
+    let mut note = say("内部备注：VIP", -1_000, MessageKind::Note);
+    note.direction = Direction::Internal;
+    assert!(s.append_message(&note).await.unwrap());
+    // Older than the look-back: a reload shows it, a poll does not.
+    let old = say(
+        "很早以前的消息",
+        -(LATE_WRITE_SECS + 5) * 1_000,
+        MessageKind::AgentReply,
+    );
+    assert!(s.append_message(&old).await.unwrap());
+    assert_eq!(
+        texts(&read(Some(auto.id.clone())).await),
+        ["客服：您好，我来帮您"],
+        "{}: the late reply, not the auto-reply the reader holds, nor the note",
+        w.name
+    );
+
+    let next = say("客服：已为您退款", 1_000, MessageKind::AgentReply);
+    assert!(s.append_message(&next).await.unwrap());
+    assert_eq!(
+        texts(&read(Some(auto.id.clone())).await),
+        ["客服：您好，我来帮您", "客服：已为您退款"],
+        "{}: in the conversation's order",
+        w.name
+    );
+    assert_eq!(
+        texts(&read(Some(next.id.clone())).await),
+        ["客服：您好，我来帮您", "自动回复：请稍候"],
+        "{}: the moments before the bookmark again, the bookmark itself not",
+        w.name
+    );
+    assert_eq!(
+        texts(&read(None).await),
+        [
+            "很早以前的消息",
+            "客服：您好，我来帮您",
+            "自动回复：请稍候",
+            "客服：已为您退款"
+        ],
+        "{}: the whole conversation in its order",
+        w.name
+    );
+    let unknown = s
+        .customer_messages(customer, Channel::Webchat, Some("no-such-message"), 100)
+        .await;
+    assert!(
+        unknown.is_err(),
+        "{}: an unknown bookmark is refused",
+        w.name
+    );
+}
+both!(a_reader_after_a_message_is_given_one_stored_late_before_it);

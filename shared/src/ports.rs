@@ -216,8 +216,10 @@ pub trait ConversationStore: Send + Sync {
     /// Messages to customers still queued that were made before `before`, oldest first, at
     /// most `limit`: what a failed queue send left behind ([`crate::flow::sweep_queued`]).
     async fn queued_before(&self, before: DateTime<Utc>, limit: usize) -> Result<Vec<Message>>;
-    /// A customer's conversation on one channel, oldest first, after the entry `after`;
-    /// internal notes are left out.
+    /// A customer's conversation on one channel in its order, oldest first; internal notes
+    /// are left out. With `after`, what a reader who holds that entry may not have seen: the
+    /// entries from its [`Message::late_write_floor`] on, itself left out, so one stored
+    /// late is not skipped. Those the reader holds come again; it skips them by id.
     async fn customer_messages(
         &self,
         customer_id: &str,

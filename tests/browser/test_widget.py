@@ -5,8 +5,12 @@ widget lives in an open shadow root, which Playwright's locators pierce)."""
 import html
 import json
 import re
+import sqlite3
 import threading
+import uuid
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
@@ -541,3 +545,52 @@ def test_polling_slows_while_idle_and_hurries_after_the_visitor_writes(desk, sit
     wrote_at = now[0]
     advance(1_500)
     assert polls and polls[0] - wrote_at <= 1_000, (wrote_at, polls)
+
+
+def store_late_reply(desk, text, seconds_before):
+    """Stores, in the desk's own database, an agent's reply dated `seconds_before` the
+    newest auto-reply: what a writer that made its reply first and wrote it last leaves."""
+    db = sqlite3.connect(Path(desk.data_dir) / "helpdesk.sqlite3", timeout=10)
+    try:
+        customer, channel, ticket, body = db.execute(
+            "SELECT customer_id, channel, ticket_id, body FROM messages"
+            " WHERE json_extract(body, '$.kind') = 'auto_reply' ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        reply = json.loads(body)
+        # chrono writes up to nanoseconds; Python reads up to microseconds.
+        at = re.sub(r"(\.\d{6})\d*", r"\1", reply["created_at"]).replace("Z", "+00:00")
+        at = datetime.fromisoformat(at) - timedelta(seconds=seconds_before)
+        reply.update(
+            id=str(uuid.uuid4()),
+            kind="agent_reply",
+            text=text,
+            created_at=at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        )
+        sk = at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z#{reply['id']}"
+        with db:
+            db.execute(
+                "INSERT INTO messages (id, customer_id, channel, direction, ticket_id, body, sk)"
+                " VALUES (?, ?, ?, 'outbound', ?, ?, ?)",
+                (reply["id"], customer, channel, ticket, json.dumps(reply), sk),
+            )
+    finally:
+        db.close()
+
+
+def test_a_reply_stored_after_a_later_one_was_read_shows_once(desk, site, page):
+    # Two writers race: an agent's reply made just before the auto-reply is stored just
+    # after the widget read the auto-reply. The widget's next polls still bring it, and the
+    # moments before its bookmark, which the desk sends again, are not shown twice.
+    page.goto(site.page(desk))
+    box = open_chat(page)
+    box.fill("What are your working hours?")
+    box.press("Enter")
+    log = conversation(page)
+    expect(log).to_contain_text("Monday to Friday", timeout=REPLY_WAIT)
+
+    store_late_reply(desk, "抱歉久等了，我来帮您", seconds_before=2)
+    expect(log).to_contain_text("抱歉久等了，我来帮您", timeout=REPLY_WAIT)
+    page.wait_for_timeout(5_000)  # a few more polls, each sending the same moments again
+    expect(log.get_by_text("抱歉久等了，我来帮您")).to_have_count(1)
+    expect(log.get_by_text("Monday to Friday")).to_have_count(1)
+    expect(log.get_by_text("What are your working hours?")).to_have_count(1)

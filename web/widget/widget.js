@@ -444,6 +444,9 @@
     api("GET", "/webchat/messages" + (after ? "?after=" + encodeURIComponent(after) : ""), null, state.token)
       .then(function (r) {
         var list = (r && r.messages) || [];
+        // The desk sends again the last moments before our bookmark (a message stored a
+        // little late is not skipped); only those not on screen yet are news.
+        var fresh = list.filter(function (m) { return !shown[m.id]; });
         if (first) {
           // History on load: unread is what came after the last message seen with the panel open.
           var seenAt = -1;
@@ -451,12 +454,14 @@
           list.forEach(function (m, i) { show(m, seenAt >= 0 && i > seenAt); });
           loaded = true;
         } else {
-          list.forEach(function (m) { show(m, true); });
+          fresh.forEach(function (m) { show(m, true); });
         }
         resendFailed();
-        if (list.length) {
+        if (fresh.length) {
+          // The last in the desk's order. With only a late one new, that can be a message
+          // just before our bookmark: the next answer then starts a little earlier.
           after = list[list.length - 1].id;
-          if (!first && list.some(function (m) { return m.direction === "outbound"; })) lastActivity = Date.now();
+          if (!first && fresh.some(function (m) { return m.direction === "outbound"; })) lastActivity = Date.now();
           delay = FAST;
         } else {
           delay = Math.min(delay * 1.5, Date.now() - lastActivity > IDLE_AFTER ? IDLE : SLOW);

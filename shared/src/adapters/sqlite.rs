@@ -71,6 +71,7 @@ CREATE INDEX IF NOT EXISTS tickets_by_sla_due ON tickets (sla_due) WHERE sla_due
 CREATE INDEX IF NOT EXISTS tickets_waiting ON tickets (status, assignee, priority, id);
 CREATE INDEX IF NOT EXISTS tickets_by_ref ON tickets (ref, id);
 CREATE INDEX IF NOT EXISTS messages_by_ticket_order ON messages (ticket_id, sk, seq);
+CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages (customer_id, channel, sk, seq);
 "#;
 
 /// The statuses of tickets still being worked, as SQL.
@@ -1040,24 +1041,28 @@ impl ConversationStore for SqliteStore {
         limit: usize,
     ) -> Result<Vec<Message>> {
         let conn = self.conn();
-        let after_seq: i64 = match after {
-            None => 0,
-            Some(id) => conn
-                .query_row(
-                    "SELECT seq FROM messages WHERE id = ?1 AND customer_id = ?2",
-                    [id, customer_id],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(db_err)?
-                .ok_or_else(|| Error::not_found("message", id))?,
+        let (floor, after) = match after {
+            None => (String::new(), ""),
+            Some(id) => {
+                let body: String = conn
+                    .query_row(
+                        "SELECT body FROM messages WHERE id = ?1 AND customer_id = ?2",
+                        [id, customer_id],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(db_err)?
+                    .ok_or_else(|| Error::not_found("message", id))?;
+                (from_json::<Message>(&body)?.late_write_floor(), id)
+            }
         };
         let limit = limit.clamp(1, 500) as i64;
         Self::query_json(
             &conn,
             "SELECT body FROM messages WHERE customer_id = ?1 AND channel = ?2
-               AND direction != 'internal' AND seq > ?3 ORDER BY seq LIMIT ?4",
-            &[&customer_id, &channel.as_str(), &after_seq, &limit],
+               AND direction != 'internal' AND sk >= ?3 AND id != ?4
+             ORDER BY sk, seq LIMIT ?5",
+            &[&customer_id, &channel.as_str(), &floor, &after, &limit],
         )
     }
 

@@ -1646,12 +1646,19 @@ impl ConversationStore for DynamoStore {
                     .filter(|m| m.customer_id == customer_id)
                     .ok_or_else(|| Error::not_found("message", id))?;
                 req = req
-                    .key_condition_expression("conversation = :c AND sk > :after")
-                    .expression_attribute_values(":after", s(message_sk(&after)));
+                    .key_condition_expression("conversation = :c AND sk >= :floor")
+                    .expression_attribute_values(":floor", s(after.late_write_floor()));
             }
         }
-        let items = self.query_all(req, limit).await?;
-        items.iter().take(limit).map(body_of).collect()
+        let items = self.query_all(req, limit + 1).await?;
+        let mut messages = Vec::with_capacity(limit);
+        for item in &items {
+            let m: Message = body_of(item)?;
+            if Some(m.id.as_str()) != after && messages.len() < limit {
+                messages.push(m);
+            }
+        }
+        Ok(messages)
     }
 
     async fn customer_messages_before(

@@ -195,6 +195,10 @@ pub struct Message {
     pub activity: Vec<super::activity::Activity>,
 }
 
+/// How long after its time a message may still be stored: it is made, then written, and
+/// the store's client retries a write for a few seconds. See [`Message::late_write_floor`].
+pub const LATE_WRITE_SECS: i64 = 30;
+
 impl Message {
     /// When the message sits in its conversation: its time to the millisecond, written the
     /// same length every time, so that the times sort as text. Both stores order a
@@ -209,6 +213,16 @@ impl Message {
     /// [`Message::order_time`], then the id: a key that sorts a conversation as text.
     pub fn order_key(&self) -> String {
         format!("{}#{}", self.order_time(), self.id)
+    }
+
+    /// Where a read of the conversation after this message starts, as an order key: this
+    /// message's time less [`LATE_WRITE_SECS`]. A message is stored a little after its
+    /// time, and two writers race (an auto-reply and an agent's reply), so one ordered just
+    /// before this message may have been stored after this one was read; a reader who
+    /// holds this message looks back that far and skips the ids it already holds.
+    pub fn late_write_floor(&self) -> String {
+        (self.created_at - chrono::Duration::seconds(LATE_WRITE_SECS))
+            .to_rfc3339_opts(SecondsFormat::Millis, true)
     }
 
     /// Records what a channel said of the delivery. The status only moves forward (see

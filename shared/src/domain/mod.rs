@@ -17,7 +17,7 @@ pub use customer::{ChannelIdentity, Customer, MergeKind, MergePlan, Tier};
 pub use hours::BusinessHours;
 pub use message::{
     AgentNotice, Attachment, ButtonPress, DeliveryStatus, Direction, InboundMessage, Message,
-    MessageKind, OutboundMessage, SupervisorNotice,
+    MessageKind, OutboundMessage, SupervisorNotice, LATE_WRITE_SECS,
 };
 pub use sla::{Breach, Sla, SlaPolicies, SlaTarget, WaitTally};
 pub use ticket::{parse_ticket_ref, ticket_ref, MAX_KEY_BYTES, REF_LEN};
