@@ -98,6 +98,15 @@ def conversation(page):
     return page.get_by_role("log")
 
 
+def ask(page, site, desk, text):
+    """Opens the host page, opens the chat, sends `text`; returns the conversation."""
+    page.goto(site.page(desk))
+    box = open_chat(page)
+    box.fill(text)
+    box.press("Enter")
+    return conversation(page)
+
+
 def only_ticket(desk):
     status, body, _ = desk.api("GET", "/tickets?channel=webchat")
     assert status == 200, body
@@ -464,11 +473,7 @@ def test_did_you_mean_choices_are_buttons_that_ask_again(desk, site, page):
             },
         )
         assert status in (200, 201), body
-    page.goto(site.page(desk))
-    box = open_chat(page)
-    box.fill("I have a question about my gift card")
-    box.press("Enter")
-    log = conversation(page)
+    log = ask(page, site, desk, "I have a question about my gift card")
     expect(log).to_contain_text("Did you mean:", timeout=REPLY_WAIT)
     choice = log.get_by_role("button", name=re.compile("gift card"))
     expect(choice).to_have_count(1)
@@ -581,11 +586,7 @@ def test_a_reply_stored_after_a_later_one_was_read_shows_once(desk, site, page):
     # Two writers race: an agent's reply made just before the auto-reply is stored just
     # after the widget read the auto-reply. The widget's next polls still bring it, and the
     # moments before its bookmark, which the desk sends again, are not shown twice.
-    page.goto(site.page(desk))
-    box = open_chat(page)
-    box.fill("What are your working hours?")
-    box.press("Enter")
-    log = conversation(page)
+    log = ask(page, site, desk, "What are your working hours?")
     expect(log).to_contain_text("Monday to Friday", timeout=REPLY_WAIT)
 
     store_late_reply(desk, "抱歉久等了，我来帮您", seconds_before=2)
