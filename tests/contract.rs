@@ -1525,6 +1525,7 @@ both!(a_conversation_is_in_the_order_things_happened);
 /// already read, and written just after it) is still given, on both stores: a read after
 /// an entry starts [`LATE_WRITE_SECS`] before it. Those the reader holds come again, the
 /// entry itself never; one ordered earlier than that is the reader's to find on a reload.
+/// Read back from an entry, the conversation is in the same order.
 async fn a_reader_after_a_message_is_given_one_stored_late_before_it(w: Wiring) {
     use chrono::Duration;
     let s = w.store.as_ref();
@@ -1590,6 +1591,12 @@ async fn a_reader_after_a_message_is_given_one_stored_late_before_it(w: Wiring) 
             "客服：已为您退款"
         ],
         "{}: the whole conversation in its order",
+        w.name
+    );
+    assert_eq!(
+        texts(&s.customer_messages_before(&next, 10).await.unwrap()),
+        ["自动回复：请稍候", "客服：您好，我来帮您", "很早以前的消息"],
+        "{}: and back from an entry, newest first",
         w.name
     );
     let unknown = s

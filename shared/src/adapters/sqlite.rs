@@ -43,7 +43,6 @@ CREATE TABLE IF NOT EXISTS messages (
     customer_id TEXT NOT NULL, channel TEXT NOT NULL, direction TEXT NOT NULL,
     ticket_id TEXT, body TEXT NOT NULL, send_lease INTEGER);
 CREATE INDEX IF NOT EXISTS messages_by_ticket ON messages (ticket_id, seq);
-CREATE INDEX IF NOT EXISTS messages_by_customer ON messages (customer_id, channel, seq);
 CREATE INDEX IF NOT EXISTS messages_by_provider_id
     ON messages (channel, json_extract(body, '$.provider_message_id'));
 CREATE TABLE IF NOT EXISTS idempotency (
@@ -72,6 +71,8 @@ CREATE INDEX IF NOT EXISTS tickets_waiting ON tickets (status, assignee, priorit
 CREATE INDEX IF NOT EXISTS tickets_by_ref ON tickets (ref, id);
 CREATE INDEX IF NOT EXISTS messages_by_ticket_order ON messages (ticket_id, sk, seq);
 CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages (customer_id, channel, sk, seq);
+-- The conversation index above serves what this one did.
+DROP INDEX IF EXISTS messages_by_customer;
 "#;
 
 /// The statuses of tickets still being worked, as SQL.
@@ -1076,8 +1077,8 @@ impl ConversationStore for SqliteStore {
             &self.conn(),
             "SELECT body FROM messages WHERE customer_id = ?1 AND channel = ?2
                AND direction != 'internal'
-               AND seq < (SELECT seq FROM messages WHERE id = ?3)
-             ORDER BY seq DESC LIMIT ?4",
+               AND (sk, seq) < (SELECT sk, seq FROM messages WHERE id = ?3)
+             ORDER BY sk DESC, seq DESC LIMIT ?4",
             &[
                 &before.customer_id,
                 &before.channel.as_str(),
