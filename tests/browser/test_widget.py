@@ -595,3 +595,12 @@ def test_a_reply_stored_after_a_later_one_was_read_shows_once(desk, site, page):
     expect(log.get_by_text("抱歉久等了，我来帮您")).to_have_count(1)
     expect(log.get_by_text("Monday to Friday")).to_have_count(1)
     expect(log.get_by_text("What are your working hours?")).to_have_count(1)
+
+    # All of it was read with the panel open: closed and the page loaded again, nothing is
+    # unread, though the late reply came last and sits first.
+    page.get_by_role("button", name="Close chat").click()
+    with page.expect_response(lambda r: "/webchat/messages" in r.url) as history:
+        page.reload()
+    assert "抱歉久等了，我来帮您" in history.value.text()
+    page.wait_for_timeout(500)  # the history is drawn and counted
+    expect(page.get_by_role("button", name="Open chat")).to_have_accessible_description("")

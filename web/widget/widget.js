@@ -73,7 +73,8 @@
   var state = load();
   state.outbox = state.outbox || [];
 
-  var after = null; // the last message id the desk sent us
+  var after = null; // the newest message the desk sent us, in its order: our bookmark
+  var afterAt = -Infinity; // its time
   var shown = {}; // message id -> true, for everything on screen
   var pending = []; // outbox items on screen: {cid, text, id, el, status}
   var unread = 0;
@@ -408,7 +409,6 @@
     log.appendChild(fromDesk(m));
     scrollDown();
     if (panel.hidden && counting) setUnread(unread + 1);
-    if (!panel.hidden) state.seen = m.id;
   }
 
   function setUnread(n) {
@@ -458,9 +458,14 @@
         }
         resendFailed();
         if (fresh.length) {
-          // The last in the desk's order. With only a late one new, that can be a message
-          // just before our bookmark: the next answer then starts a little earlier.
-          after = list[list.length - 1].id;
+          // The last in the desk's order, unless only a late one came: then the last can be
+          // older than our bookmark, which stays.
+          var last = list[list.length - 1], lastAt = Date.parse(last.created_at);
+          if (!(lastAt < afterAt)) {
+            after = last.id;
+            afterAt = lastAt;
+          }
+          if (!panel.hidden) state.seen = after;
           if (!first && fresh.some(function (m) { return m.direction === "outbound"; })) lastActivity = Date.now();
           delay = FAST;
         } else {
@@ -473,6 +478,7 @@
           save();
         } else if (err.status === 404) {
           after = null; // our bookmark is gone; everything on screen is skipped by id
+          afterAt = -Infinity;
         }
         delay = Math.min(delay * 2, IDLE);
       })
