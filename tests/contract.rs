@@ -1594,6 +1594,16 @@ async fn a_reader_after_a_message_is_given_one_stored_late_before_it(w: Wiring) 
         w.name
     );
     assert_eq!(
+        texts(
+            &s.customer_messages(customer, Channel::Webchat, None, 2)
+                .await
+                .unwrap()
+        ),
+        ["自动回复：请稍候", "客服：已为您退款"],
+        "{}: a chat opens on its newest entries",
+        w.name
+    );
+    assert_eq!(
         texts(&s.customer_messages_before(&next, 10).await.unwrap()),
         ["自动回复：请稍候", "客服：您好，我来帮您", "很早以前的消息"],
         "{}: and back from an entry, newest first",

@@ -217,7 +217,8 @@ pub trait ConversationStore: Send + Sync {
     /// most `limit`: what a failed queue send left behind ([`crate::flow::sweep_queued`]).
     async fn queued_before(&self, before: DateTime<Utc>, limit: usize) -> Result<Vec<Message>>;
     /// A customer's conversation on one channel in its order, oldest first; internal notes
-    /// are left out. With `after`, what a reader who holds that entry may not have seen: the
+    /// are left out. Without `after`, its newest `limit` entries (what a chat shows on
+    /// opening). With `after`, what a reader who holds that entry may not have seen: the
     /// entries from its [`Message::late_write_floor`] on, itself left out, so one stored
     /// late is not skipped. Those the reader holds come again; it skips them by id.
     async fn customer_messages(

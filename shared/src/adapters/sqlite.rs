@@ -1042,8 +1042,18 @@ impl ConversationStore for SqliteStore {
         limit: usize,
     ) -> Result<Vec<Message>> {
         let conn = self.conn();
+        let limit = limit.clamp(1, 500) as i64;
         let (floor, after) = match after {
-            None => (String::new(), ""),
+            None => {
+                return Self::query_json(
+                    &conn,
+                    "SELECT body FROM (SELECT body, sk, seq FROM messages
+                       WHERE customer_id = ?1 AND channel = ?2 AND direction != 'internal'
+                       ORDER BY sk DESC, seq DESC LIMIT ?3)
+                     ORDER BY sk, seq",
+                    &[&customer_id, &channel.as_str(), &limit],
+                )
+            }
             Some(id) => {
                 let body: String = conn
                     .query_row(
@@ -1057,7 +1067,6 @@ impl ConversationStore for SqliteStore {
                 (from_json::<Message>(&body)?.late_write_floor(), id)
             }
         };
-        let limit = limit.clamp(1, 500) as i64;
         Self::query_json(
             &conn,
             "SELECT body FROM messages WHERE customer_id = ?1 AND channel = ?2

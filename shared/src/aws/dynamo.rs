@@ -1638,7 +1638,19 @@ impl ConversationStore for DynamoStore {
             .expression_attribute_values(":c", s(format!("{customer_id}#{}", channel.as_str())))
             .expression_attribute_values(":internal", s("internal"));
         match after {
-            None => req = req.key_condition_expression("conversation = :c"),
+            None => {
+                let req = req
+                    .key_condition_expression("conversation = :c")
+                    .scan_index_forward(false);
+                let items = self.query_all(req, limit).await?;
+                let mut newest: Vec<Message> = items
+                    .iter()
+                    .take(limit)
+                    .map(body_of)
+                    .collect::<Result<_>>()?;
+                newest.reverse();
+                return Ok(newest);
+            }
             Some(id) => {
                 let after = self
                     .get_message(id)
